@@ -1,0 +1,7 @@
+//! Ringtail's serving side: configuration, the HTTP router (readiness, remote-write, the
+//! Prometheus query API, self-metrics) and the wiring of store, ingest and query into one server.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod server;

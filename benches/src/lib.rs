@@ -1,0 +1,2 @@
+//! Shared workload generators for Ringtail benchmarks.
+#![forbid(unsafe_code)]

@@ -1,0 +1,57 @@
+//! `Error` is every way the store can fail, and `RejectReason` why a single sample was refused.
+
+use std::path::PathBuf;
+
+/// Why one sample of an append was refused (the rest of the batch still goes in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Older than the newest sample of its series.
+    OutOfOrder,
+    /// Same timestamp as the newest sample of its series but another value.
+    DuplicateTimestamp,
+    /// Older than the retention window.
+    TooOld,
+}
+
+impl RejectReason {
+    /// A stable snake_case name, used as a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out_of_order",
+            RejectReason::DuplicateTimestamp => "duplicate_timestamp",
+            RejectReason::TooOld => "too_old",
+        }
+    }
+
+    pub const ALL: [RejectReason; 3] =
+        [RejectReason::OutOfOrder, RejectReason::DuplicateTimestamp, RejectReason::TooOld];
+}
+
+/// The store's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid regex {regex:?}: {reason}")]
+    InvalidRegex { regex: String, reason: String },
+    #[error("invalid label set: {0}")]
+    InvalidLabels(String),
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    #[error("store is full: {0}")]
+    Full(String),
+    #[error("corrupt data in {path} at offset {offset}: {reason}")]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    #[error("store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
