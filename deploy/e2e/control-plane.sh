@@ -111,7 +111,9 @@ subjectAltName=IP:127.0.0.1,IP:$host_ip,IP:10.96.0.1,DNS:kubernetes,DNS:kubernet
 
   "$bin_dir/kube-controller-manager" \
     --kubeconfig "$dir/controller-manager.kubeconfig" \
-    --controllers deployment,replicaset,horizontalpodautoscaling,garbagecollector \
+    --controllers serviceaccount-token,serviceaccount,deployment,replicaset,horizontalpodautoscaling,garbagecollector \
+    --use-service-account-credentials \
+    --service-account-private-key-file "$dir/sa.key" --root-ca-file "$dir/ca.crt" \
     --horizontal-pod-autoscaler-sync-period 5s \
     --horizontal-pod-autoscaler-downscale-stabilization 10s \
     --leader-elect=false --port 0 --secure-port 0 \
