@@ -1,18 +1,51 @@
-//! The Ringtail time-series store.
+//! The Ringtail time-series store: a memory-mapped ring of compressed chunks on a fixed disk
+//! budget, with an inverted index over series labels.
 //!
-//! PROVISIONAL map (the ring store issue fills it in): `labels` (series identity), `matcher`
-//! (selector conditions), `sample` (points and the staleness marker), `error`, and `db` (the
-//! public API: append, select, label listing, stats).
-#![forbid(unsafe_code)]
+//! Map of the crate:
+//! - `db`: the public face ([`Db`]): append, select, label listing, stats, open/recover/flush.
+//! - `index` (+ `index/postings`): label set ↔ series id and label → value → postings.
+//! - `chunk` and `bitstream`: sample compression (delta-of-delta timestamps, short decimals with
+//!   a Gorilla XOR fallback), bit-exact for every `f64`.
+//! - `head`: open chunks, one 512-byte mapped slot per series, written in place on every append.
+//! - `segment` and `ring`: closed chunks in fixed-size segment files reused oldest first.
+//! - `series_log`: the append-only file of series identities.
+//! - `mmap`: the only module with `unsafe` — copies in and out of mapped files.
+//! - `select`: query results that decode lazily; `labels`, `matcher`, `sample`, `error`: types.
+//!
+//! The key decision: an append writes straight into shared mapped pages (the series' head slot)
+//! and publishes the new sample count with one store, so an acknowledged sample survives kill -9
+//! with no write-ahead log and no syscall per append; msync (`Db::flush`) only bounds loss on power
+//! failure. File formats are in `tsdb/docs/format/`.
+//!
+//! ```
+//! use tsdb::{Db, Matcher, Options, Sample};
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Db::open(Options::new(dir.path())).unwrap();
+//! let id = db.resolve(&[("__name__", "up"), ("job", "api")]).unwrap();
+//! db.append_ids(&[(id, Sample::new(1_000, 1.0)), (id, Sample::new(16_000, 1.0))]).unwrap();
+//! let found = db.select(&[Matcher::equal("job", "api")], 0, 20_000).unwrap();
+//! assert_eq!(found[0].samples().count(), 2);
+//! ```
+#![deny(unsafe_code)]
 
+mod bitstream;
+pub mod chunk;
 mod db;
 mod error;
+mod head;
+mod index;
 mod labels;
 mod matcher;
+mod mmap;
+mod ring;
 mod sample;
+mod segment;
+mod select;
+mod series_log;
 
-pub use db::{AppendReport, Db, Options, Rejection, SelectedSeries, SeriesId, SeriesSamples, Stats};
+pub use db::{AppendReport, Db, Options, Rejection, SeriesId, SeriesSamples, Stats};
 pub use error::{Error, RejectReason};
 pub use labels::{Label, Labels, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use sample::{is_stale_nan, stale_nan, Sample, STALE_NAN_BITS};
+pub use select::{SampleIter, SelectedSeries};

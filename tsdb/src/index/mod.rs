@@ -1,0 +1,305 @@
+//! `Index` is series identity and the inverted index: label set ↔ series id, and label name →
+//! value → postings (sorted ids), answering selectors without scanning every series.
+//!
+//! Strings are interned once (`symbols`); a series is a boxed slice of (name, value) symbol pairs,
+//! which keeps the per-series cost to a few dozen bytes plus its postings entries.
+//!
+//! A matcher that rejects the empty string selects the union of the postings of the values it
+//! accepts (regexes enumerate the label's values). A matcher that accepts the empty string also
+//! accepts series without the label, so it is answered as "all series minus the union of the
+//! values it rejects".
+
+pub mod postings;
+
+use crate::{Label, Labels, MatchOp, Matcher};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// The inverted index. Not synchronised: the store wraps it in a `RwLock`.
+#[derive(Debug, Default)]
+pub struct Index {
+    symbols: HashMap<Arc<str>, u32>,
+    strings: Vec<Arc<str>>,
+    /// id → (name, value) symbol pairs in label order.
+    series: Vec<Box<[(u32, u32)]>>,
+    by_hash: HashMap<u64, u32>,
+    /// Further ids whose label sets share a hash with the one in `by_hash` (practically empty).
+    collisions: HashMap<u64, Vec<u32>>,
+    postings: HashMap<u32, HashMap<u32, Vec<u32>>>,
+}
+
+fn labels_hash(labels: &Labels) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for label in labels.iter() {
+        label.name.hash(&mut h);
+        label.value.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    fn symbol(&self, s: &str) -> Option<u32> {
+        self.symbols.get(s).copied()
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.symbols.get(s) {
+            return *id;
+        }
+        let id = self.strings.len() as u32;
+        let s: Arc<str> = Arc::from(s);
+        self.strings.push(s.clone());
+        self.symbols.insert(s, id);
+        id
+    }
+
+    fn same_labels(&self, id: u32, labels: &Labels) -> bool {
+        let pairs = &self.series[id as usize];
+        pairs.len() == labels.len()
+            && pairs
+                .iter()
+                .zip(labels.iter())
+                .all(|((n, v), l)| *self.strings[*n as usize] == *l.name && *self.strings[*v as usize] == *l.value)
+    }
+
+    /// The id of the series with exactly these labels.
+    pub fn lookup(&self, labels: &Labels) -> Option<u32> {
+        let hash = labels_hash(labels);
+        let first = *self.by_hash.get(&hash)?;
+        if self.same_labels(first, labels) {
+            return Some(first);
+        }
+        self.collisions.get(&hash)?.iter().copied().find(|id| self.same_labels(*id, labels))
+    }
+
+    /// Adds a series (the caller checked it is new) and returns its id, the next in sequence.
+    pub fn insert(&mut self, labels: &Labels) -> u32 {
+        let id = self.series.len() as u32;
+        let pairs: Box<[(u32, u32)]> = labels.iter().map(|l| (self.intern(&l.name), self.intern(&l.value))).collect();
+        for (name, value) in pairs.iter() {
+            self.postings.entry(*name).or_default().entry(*value).or_default().push(id);
+        }
+        self.series.push(pairs);
+        let hash = labels_hash(labels);
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(id),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+        }
+        id
+    }
+
+    /// The label set of `id`.
+    pub fn labels(&self, id: u32) -> Labels {
+        let pairs = self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
+        Labels::from_sorted(
+            pairs.iter().map(|(n, v)| Label::new(&*self.strings[*n as usize], &*self.strings[*v as usize])).collect(),
+        )
+    }
+
+    /// Postings lists of the values of label `name` for which `accept(value)` holds.
+    fn value_postings<'a>(&'a self, name: &str, accept: impl Fn(&str) -> bool) -> Vec<&'a [u32]> {
+        let Some(values) = self.symbol(name).and_then(|n| self.postings.get(&n)) else {
+            return Vec::new();
+        };
+        values.iter().filter(|(v, _)| accept(&self.strings[**v as usize])).map(|(_, ids)| ids.as_slice()).collect()
+    }
+
+    /// Postings of exactly these values of `name`.
+    fn listed_postings<'a>(&'a self, name: &str, wanted: &[&str]) -> Vec<&'a [u32]> {
+        let Some(values) = self.symbol(name).and_then(|n| self.postings.get(&n)) else {
+            return Vec::new();
+        };
+        wanted.iter().filter_map(|w| self.symbol(w).and_then(|v| values.get(&v)).map(|ids| ids.as_slice())).collect()
+    }
+
+    /// Ids of the series matching every matcher, sorted.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<u32> {
+        let mut selected: Option<Vec<u32>> = None;
+        let mut excluded: Vec<Vec<u32>> = Vec::new();
+        for m in matchers {
+            if m.matches_empty() {
+                excluded.push(postings::union(self.value_postings(&m.name, |v| !m.matches(v))));
+                continue;
+            }
+            let lists = match m.op {
+                MatchOp::Equal => self.listed_postings(&m.name, &[m.value.as_str()]),
+                MatchOp::In => {
+                    let wanted: Vec<&str> = m.set_values().iter().map(String::as_str).collect();
+                    self.listed_postings(&m.name, &wanted)
+                }
+                MatchOp::RegexMatch => match literal_alternatives(&m.value) {
+                    Some(wanted) => self.listed_postings(&m.name, &wanted),
+                    None => self.value_postings(&m.name, |v| m.matches(v)),
+                },
+                MatchOp::NotEqual | MatchOp::RegexNoMatch => self.value_postings(&m.name, |v| m.matches(v)),
+            };
+            let ids = postings::union(lists);
+            selected = Some(match selected {
+                None => ids,
+                Some(prev) => postings::intersect(&prev, &ids),
+            });
+            if selected.as_ref().is_some_and(Vec::is_empty) {
+                return Vec::new();
+            }
+        }
+        let mut ids = selected.unwrap_or_else(|| (0..self.series.len() as u32).collect());
+        for ex in excluded {
+            ids = postings::subtract(&ids, &ex);
+        }
+        ids
+    }
+
+    /// Sorted label names, of the `ids` given or of all series.
+    pub fn label_names(&self, ids: Option<&[u32]>) -> Vec<String> {
+        let mut names: Vec<String> = match ids {
+            None => self.postings.keys().map(|n| self.strings[*n as usize].to_string()).collect(),
+            Some(ids) => {
+                let mut syms: Vec<u32> = ids
+                    .iter()
+                    .filter_map(|id| self.series.get(*id as usize))
+                    .flat_map(|pairs| pairs.iter().map(|(n, _)| *n))
+                    .collect();
+                syms.sort_unstable();
+                syms.dedup();
+                syms.into_iter().map(|n| self.strings[n as usize].to_string()).collect()
+            }
+        };
+        names.sort();
+        names
+    }
+
+    /// Sorted values of label `name`, among the `ids` given or all series.
+    pub fn label_values(&self, name: &str, ids: Option<&[u32]>) -> Vec<String> {
+        let Some(name_sym) = self.symbol(name) else {
+            return Vec::new();
+        };
+        let mut values: Vec<String> = match ids {
+            None => self
+                .postings
+                .get(&name_sym)
+                .map(|values| values.keys().map(|v| self.strings[*v as usize].to_string()).collect())
+                .unwrap_or_default(),
+            Some(ids) => {
+                let mut syms: Vec<u32> = ids
+                    .iter()
+                    .filter_map(|id| self.series.get(*id as usize))
+                    .filter_map(|pairs| pairs.iter().find(|(n, _)| *n == name_sym).map(|(_, v)| *v))
+                    .collect();
+                syms.sort_unstable();
+                syms.dedup();
+                syms.into_iter().map(|v| self.strings[v as usize].to_string()).collect()
+            }
+        };
+        values.sort();
+        values
+    }
+}
+
+/// The alternatives of a regex that is only literal words joined by `|` (the common
+/// `pod=~"a|b|c"` form), which are looked up directly instead of testing every value.
+fn literal_alternatives(regex: &str) -> Option<Vec<&str>> {
+    let literal = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-:/@, ".contains(&b));
+    let parts: Vec<&str> = regex.split('|').collect();
+    parts.iter().all(|p| literal(p)).then_some(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn brute_force(all: &[Labels], matchers: &[Matcher]) -> Vec<u32> {
+        (0..all.len() as u32)
+            .filter(|id| matchers.iter().all(|m| m.matches(all[*id as usize].get(&m.name).unwrap_or(""))))
+            .collect()
+    }
+
+    fn label_set() -> impl Strategy<Value = Labels> {
+        let value = prop_oneof![Just("a"), Just("b"), Just("ab"), Just("c-1"), Just("")];
+        (value.clone(), value.clone(), value).prop_map(|(job, pod, env)| {
+            Labels::from_pairs([("__name__", "m"), ("job", job), ("pod", pod), ("env", env)])
+        })
+    }
+
+    fn matcher() -> impl Strategy<Value = Matcher> {
+        let name = prop_oneof![Just("job"), Just("pod"), Just("env"), Just("missing"), Just("__name__")];
+        let value = prop_oneof![
+            Just("a"),
+            Just("b"),
+            Just(""),
+            Just("a|b"),
+            Just("a.*"),
+            Just(".+"),
+            Just(".*"),
+            Just("c-1|x")
+        ];
+        let op = prop_oneof![
+            Just(MatchOp::Equal),
+            Just(MatchOp::NotEqual),
+            Just(MatchOp::RegexMatch),
+            Just(MatchOp::RegexNoMatch),
+            Just(MatchOp::In)
+        ];
+        (op, name, value).prop_map(|(op, name, value)| match op {
+            MatchOp::In => Matcher::one_of(name, value.split(',').map(str::to_string)),
+            _ => Matcher::new(op, name, value).unwrap(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn index_answers_like_a_brute_force_scan(
+            sets in proptest::collection::vec(label_set(), 0..40),
+            matchers in proptest::collection::vec(matcher(), 0..4),
+        ) {
+            let mut index = Index::new();
+            let mut all = Vec::new();
+            for labels in sets {
+                if index.lookup(&labels).is_none() {
+                    prop_assert_eq!(index.insert(&labels) as usize, all.len());
+                    all.push(labels);
+                }
+            }
+            let expected = brute_force(&all, &matchers);
+            prop_assert_eq!(index.select(&matchers), expected.clone());
+            let names: std::collections::BTreeSet<String> =
+                expected.iter().flat_map(|id| all[*id as usize].iter().map(|l| l.name.clone())).collect();
+            prop_assert_eq!(index.label_names(Some(&expected)), names.into_iter().collect::<Vec<_>>());
+            let values: std::collections::BTreeSet<String> =
+                expected.iter().filter_map(|id| all[*id as usize].get("job").map(str::to_string)).collect();
+            prop_assert_eq!(index.label_values("job", Some(&expected)), values.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn lookup_finds_inserted_sets_and_labels_round_trip() {
+        let mut index = Index::new();
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "x")]);
+        let b = Labels::from_pairs([("__name__", "up"), ("job", "y")]);
+        assert_eq!(index.insert(&a), 0);
+        assert_eq!(index.insert(&b), 1);
+        assert_eq!(index.lookup(&b), Some(1));
+        assert_eq!(index.labels(0), a);
+        assert_eq!(index.label_values("job", None), vec!["x", "y"]);
+        assert_eq!(index.label_names(None), vec!["__name__", "job"]);
+    }
+
+    #[test]
+    fn literal_alternation_is_looked_up_not_scanned() {
+        assert_eq!(literal_alternatives("a|b-1|c_2"), Some(vec!["a", "b-1", "c_2"]));
+        assert_eq!(literal_alternatives("a.*"), None);
+        assert_eq!(literal_alternatives("a||b"), None);
+    }
+}

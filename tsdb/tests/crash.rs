@@ -1,0 +1,160 @@
+//! Crash test: a child process (this test binary re-invoked) appends and prints an acknowledgement
+//! after every `Ok`; the parent SIGKILLs it at random moments, reopens the store and checks that
+//! every acknowledged sample is there, bit for bit.
+
+use crate::helpers::{small_options, Rng};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tsdb::{Db, Matcher, Options, Sample, SeriesSamples};
+
+const CHILD_DIR_ENV: &str = "RINGTAIL_CRASH_CHILD_DIR";
+const SERIES: usize = 40;
+const STEP_MS: i64 = 15_000;
+
+fn options(dir: &Path) -> Options {
+    small_options(dir, 256 << 20, 4 << 20)
+}
+
+/// The value series `i` holds at `ts`: a mix of counters, decimals and staleness markers so every
+/// value code is exercised.
+fn value_of(series: usize, ts: i64) -> f64 {
+    let step = ts / STEP_MS;
+    match series % 4 {
+        0 => (step * 3 + series as i64) as f64,
+        1 => ((step * 37 + series as i64) % 10_000) as f64 / 1000.0,
+        2 if step % 97 == 0 => tsdb::stale_nan(),
+        2 => f64::from_bits(((step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 2) | 1),
+        _ => 42.0,
+    }
+}
+
+fn labels(series: usize) -> [(&'static str, String); 2] {
+    [("__name__", "crash".to_string()), ("series", series.to_string())]
+}
+
+/// Child mode: append forever, acknowledging each successful call on stdout.
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
+        return; // Only meaningful when started by `acknowledged_samples_survive_sigkill`.
+    };
+    let db = Db::open(options(Path::new(&dir))).expect("child: open");
+    let newest = db
+        .select(&[Matcher::equal("__name__", "crash")], i64::MIN, i64::MAX)
+        .expect("child: select")
+        .iter()
+        .filter_map(|s| s.samples().last())
+        .map(|s| s.ts_ms)
+        .max()
+        .unwrap_or(0);
+    let mut stdout = std::io::stdout().lock();
+    let mut ts = newest + STEP_MS;
+    let mut ids = Vec::new();
+    loop {
+        // New series are created through `append_batch` while running, the rest via ids.
+        if ids.len() < SERIES {
+            let i = ids.len();
+            let owned = labels(i);
+            let pairs: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let sample = [Sample::new(ts, value_of(i, ts))];
+            db.append_batch(&[SeriesSamples { labels: &pairs, samples: &sample }]).expect("child: batch");
+            writeln!(stdout, "ack {i} {ts}").expect("child: stdout");
+            ids.push(db.resolve(&pairs).expect("child: resolve"));
+            continue;
+        }
+        let entries: Vec<_> = ids.iter().enumerate().map(|(i, id)| (*id, Sample::new(ts, value_of(i, ts)))).collect();
+        let report = db.append_ids(&entries).expect("child: append");
+        assert!(report.rejections.is_empty(), "child: unexpected rejections {report:?}");
+        writeln!(stdout, "ack all {ts}").expect("child: stdout");
+        stdout.flush().expect("child: flush");
+        ts += STEP_MS;
+    }
+}
+
+/// Kills the child when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn acknowledged_samples_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = Rng(0x5eed);
+    let mut acked: Vec<Vec<i64>> = vec![Vec::new(); SERIES];
+    let started = Instant::now();
+    for round in 0..6 {
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .args(["--exact", "crash::crash_child", "--nocapture", "--test-threads=1"])
+                .env(CHILD_DIR_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let kill_after = Duration::from_millis(100 + rng.below(400));
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(line) => lines.push(line),
+                    Err(_) => break,
+                }
+            }
+            lines
+        });
+        // Wait for the first acknowledgement (opening may take a moment on a loaded machine), then
+        // let it run a random while and kill it mid-append.
+        std::thread::sleep(kill_after);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while dir.path().join("series.log").metadata().map_or(0, |m| m.len()) <= 16 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let lines = reader.join().unwrap();
+        let mut acks_this_round = 0;
+        for line in &lines {
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts.as_slice() {
+                ["ack", "all", ts] => {
+                    let ts: i64 = ts.parse().unwrap();
+                    acked.iter_mut().for_each(|a| a.push(ts));
+                    acks_this_round += 1;
+                }
+                ["ack", i, ts] => acked[i.parse::<usize>().unwrap()].push(ts.parse().unwrap()),
+                _ => {} // test harness chatter ("running 1 test", a line cut by the kill)
+            }
+        }
+        let db = Db::open(options(dir.path())).unwrap();
+        for (i, want) in acked.iter().enumerate() {
+            let owned = labels(i);
+            let found = db.select(&[Matcher::equal("series", owned[1].1.as_str())], i64::MIN, i64::MAX).unwrap();
+            let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
+            let mut at = 0;
+            for ts in want {
+                while at < got.len() && got[at].ts_ms < *ts {
+                    at += 1;
+                }
+                let expected = Sample::new(*ts, value_of(i, *ts));
+                assert!(
+                    got.get(at).is_some_and(|s| s.bit_eq(&expected)),
+                    "round {round}: acknowledged sample {expected:?} of series {i} missing after kill -9"
+                );
+            }
+        }
+        drop(db);
+        eprintln!("round {round}: {acks_this_round} acknowledged batches verified");
+        assert!(started.elapsed() < Duration::from_secs(120), "crash test is taking too long");
+    }
+    assert!(acked[0].len() > 10, "the child never got going");
+}
