@@ -1,0 +1,22 @@
+//! Fuzz target: snappy + 1.0/2.0 decoding of arbitrary bodies must never panic, and whatever
+//! decodes must pass label validation.
+#![no_main]
+
+use ingest::remote_write::{decode, decompress_snappy, validate_labels, DecodeLimits, Protocol};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let limits = DecodeLimits { max_decompressed_bytes: 1 << 20, ..DecodeLimits::default() };
+    for protocol in [Protocol::V1, Protocol::V2] {
+        // Raw protobuf (as if already decompressed) and the snappy path.
+        if let Ok(decoded) = decode(protocol, data, 0, &limits) {
+            for series in decoded.batch() {
+                assert!(validate_labels(series.labels).is_ok());
+            }
+        }
+        let mut scratch = Vec::new();
+        if decompress_snappy(data, limits.max_decompressed_bytes, &mut scratch).is_ok() {
+            let _ = decode(protocol, &scratch, 0, &limits);
+        }
+    }
+});

@@ -1,0 +1,685 @@
+//! `remote_write` is the Prometheus remote-write receiver's engine: content negotiation,
+//! snappy block decompression, a zero-copy decode of `prometheus.WriteRequest` (1.0) and
+//! `io.prometheus.write.v2.Request` (2.0), validation of the whole request, and the append.
+//!
+//! Design: the decoder walks the protobuf with [`WireReader`](crate::wire::WireReader) and keeps
+//! `&str` labels pointing into the decompressed buffer, so a request whose series the store already
+//! knows costs no `String` per label; the store looks the borrowed label slices up itself. Every
+//! series is validated before the first sample is appended: a malformed request stores nothing.
+//! Per-sample problems (out of order, duplicate timestamp, too old, too far in the future) skip that
+//! sample only and are counted in the [`WriteOutcome`].
+
+use crate::error::RemoteWriteError;
+use crate::wire::{decode_packed_u32, WireReader};
+use std::ops::Range;
+use tsdb::{Db, RejectReason, Sample, SeriesSamples, METRIC_NAME};
+
+/// Content-Type media type of both protocol versions.
+pub const PROTOBUF_MEDIA_TYPE: &str = "application/x-protobuf";
+/// `proto` parameter naming the 1.0 message.
+pub const PROTO_V1: &str = "prometheus.WriteRequest";
+/// `proto` parameter naming the 2.0 message.
+pub const PROTO_V2: &str = "io.prometheus.write.v2.Request";
+/// Content-Type a 2.0 sender uses.
+pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+/// Response headers 2.0 senders read (and 1.0 senders ignore).
+pub const HEADER_SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
+pub const HEADER_HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
+pub const HEADER_EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+
+/// Samples later than now + this are refused: a sender with a wrong clock would otherwise push
+/// every later real sample of the series out of order. Prometheus' head uses the same bound.
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
+
+/// Which remote-write message a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `prometheus.WriteRequest`, Remote-Write 1.0.
+    V1,
+    /// `io.prometheus.write.v2.Request`, Remote-Write 2.0.
+    V2,
+}
+
+impl Protocol {
+    /// Picks the protocol from the Content-Type header. A missing header or a bare
+    /// `application/x-protobuf` means 1.0, as the 2.0 spec requires for backward compatibility.
+    pub fn negotiate(content_type: Option<&str>) -> Result<Protocol, RemoteWriteError> {
+        let Some(content_type) = content_type else {
+            return Ok(Protocol::V1);
+        };
+        let mut parts = content_type.split(';');
+        let media_type = parts.next().unwrap_or("").trim();
+        if !media_type.eq_ignore_ascii_case(PROTOBUF_MEDIA_TYPE) {
+            return Err(RemoteWriteError::UnsupportedContentType(content_type.to_string()));
+        }
+        let mut protocol = Protocol::V1;
+        for param in parts {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            if key.trim().eq_ignore_ascii_case("proto") {
+                protocol = match value.trim().trim_matches('"') {
+                    PROTO_V1 => Protocol::V1,
+                    PROTO_V2 => Protocol::V2,
+                    _ => return Err(RemoteWriteError::UnsupportedContentType(content_type.to_string())),
+                };
+            }
+        }
+        Ok(protocol)
+    }
+
+    /// `v1` or `v2`, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V1 => "v1",
+            Protocol::V2 => "v2",
+        }
+    }
+}
+
+/// Accepts a missing Content-Encoding or `snappy`; anything else is refused (415).
+pub fn check_content_encoding(content_encoding: Option<&str>) -> Result<(), RemoteWriteError> {
+    match content_encoding.map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(enc) if enc.eq_ignore_ascii_case("snappy") => Ok(()),
+        Some(other) => Err(RemoteWriteError::UnsupportedContentEncoding(other.to_string())),
+    }
+}
+
+/// Bounds on one request's decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Largest decompressed protobuf accepted (snappy states the size up front, so an oversized
+    /// body is refused before anything is allocated).
+    pub max_decompressed_bytes: usize,
+    /// Samples with `ts_ms > now_ms + max_future_ms` are skipped and counted.
+    pub max_future_ms: i64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_decompressed_bytes: 256 << 20, max_future_ms: DEFAULT_MAX_FUTURE_MS }
+    }
+}
+
+/// The decompressed size a snappy block body announces in its header (nothing is decompressed).
+pub fn decompressed_len(body: &[u8]) -> Result<usize, RemoteWriteError> {
+    snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))
+}
+
+/// Decompresses a snappy *block* (not framed) body into `out` (cleared first).
+pub fn decompress_snappy(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), RemoteWriteError> {
+    let len = decompressed_len(body)?;
+    if len > max_bytes {
+        return Err(RemoteWriteError::DecompressedTooLarge { decompressed_bytes: len, max_bytes });
+    }
+    out.clear();
+    out.resize(len, 0);
+    let written =
+        snap::raw::Decoder::new().decompress(body, out).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
+    out.truncate(written);
+    Ok(())
+}
+
+/// The labels and sample range of one series inside a [`DecodedRequest`].
+#[derive(Debug, Clone)]
+struct SeriesSpan {
+    labels: Range<usize>,
+    samples: Range<usize>,
+}
+
+/// A decoded, fully validated request whose labels borrow from the decompressed buffer.
+#[derive(Debug, Default)]
+pub struct DecodedRequest<'a> {
+    labels: Vec<(&'a str, &'a str)>,
+    samples: Vec<Sample>,
+    series: Vec<SeriesSpan>,
+    /// Native histogram samples received (not stored: Ringtail keeps float samples only).
+    pub histograms: u64,
+    /// Exemplars received (not stored).
+    pub exemplars: u64,
+    /// Metadata entries received (not stored).
+    pub metadata: u64,
+    /// Samples dropped for lying more than `max_future_ms` ahead of the receiver's clock.
+    pub too_far_in_future: u64,
+}
+
+impl<'a> DecodedRequest<'a> {
+    /// Series that carry at least one float sample.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Float samples that will be offered to the store.
+    pub fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// The request as a store batch (series without float samples left out).
+    pub fn batch(&self) -> Vec<SeriesSamples<'_>> {
+        self.series
+            .iter()
+            .map(|s| SeriesSamples {
+                labels: &self.labels[s.labels.clone()],
+                samples: &self.samples[s.samples.clone()],
+            })
+            .collect()
+    }
+
+    /// Opens a series whose labels were pushed from `labels_start`; validates them and keeps the
+    /// series only when it brought float samples.
+    fn finish_series(
+        &mut self,
+        series_index: usize,
+        labels_start: usize,
+        samples_start: usize,
+    ) -> Result<(), RemoteWriteError> {
+        validate_labels(&self.labels[labels_start..])
+            .map_err(|reason| RemoteWriteError::InvalidSeries { series_index, reason })?;
+        if self.samples.len() > samples_start {
+            self.series.push(SeriesSpan {
+                labels: labels_start..self.labels.len(),
+                samples: samples_start..self.samples.len(),
+            });
+        } else {
+            self.labels.truncate(labels_start);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn push_sample(&mut self, sample: Sample, max_ts_ms: i64) {
+        if sample.ts_ms > max_ts_ms {
+            self.too_far_in_future += 1;
+        } else {
+            self.samples.push(sample);
+        }
+    }
+}
+
+/// Checks one series' labels the way the remote-write spec asks: names non-empty and strictly
+/// increasing (so sorted and unique), `__name__` present with a value. Names may be any UTF-8
+/// (Prometheus 3 accepts dots and spaces; the compliance suite sends them).
+pub fn validate_labels(labels: &[(&str, &str)]) -> Result<(), String> {
+    let mut has_name = false;
+    let mut previous: Option<&str> = None;
+    for (name, value) in labels {
+        if name.is_empty() {
+            return Err(format!("empty label name (value {value:?})"));
+        }
+        if let Some(previous) = previous {
+            match previous.cmp(name) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err(format!("duplicate label name {name:?}")),
+                std::cmp::Ordering::Greater => {
+                    return Err(format!("labels not sorted by name: {name:?} after {previous:?}"));
+                }
+            }
+        }
+        if *name == METRIC_NAME {
+            has_name = !value.is_empty();
+        }
+        previous = Some(name);
+    }
+    if !has_name {
+        return Err("missing metric name (__name__ label)".to_string());
+    }
+    Ok(())
+}
+
+/// Decodes a decompressed body of the given protocol.
+pub fn decode<'a>(
+    protocol: Protocol,
+    buf: &'a [u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+) -> Result<DecodedRequest<'a>, RemoteWriteError> {
+    let max_ts_ms = now_ms.saturating_add(limits.max_future_ms);
+    match protocol {
+        Protocol::V1 => decode_v1(buf, max_ts_ms),
+        Protocol::V2 => decode_v2(buf, max_ts_ms),
+    }
+}
+
+/// Walks `prometheus.WriteRequest`: field 1 `TimeSeries`, field 3 metadata.
+fn decode_v1(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWriteError> {
+    let mut out = DecodedRequest::default();
+    let mut request = WireReader::new(buf, 0);
+    let mut series_index = 0;
+    while let Some(field) = request.next() {
+        let field = field?;
+        match field.number {
+            1 => {
+                let series = field.bytes()?;
+                let base = field.offset;
+                let labels_start = out.labels.len();
+                let samples_start = out.samples.len();
+                let mut reader = WireReader::new(series, base);
+                while let Some(field) = reader.next() {
+                    let field = field?;
+                    match field.number {
+                        1 => out.labels.push(decode_v1_label(field.bytes()?, field.offset)?),
+                        2 => {
+                            let sample = decode_sample(field.bytes()?, field.offset)?;
+                            out.push_sample(sample, max_ts_ms);
+                        }
+                        3 => out.exemplars += 1,
+                        4 => out.histograms += 1,
+                        _ => {}
+                    }
+                }
+                out.finish_series(series_index, labels_start, samples_start)?;
+                series_index += 1;
+            }
+            3 => out.metadata += 1,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// `prometheus.Label`: name (1) and value (2).
+#[inline]
+fn decode_v1_label(buf: &[u8], base: usize) -> Result<(&str, &str), RemoteWriteError> {
+    let mut name = "";
+    let mut value = "";
+    let mut reader = WireReader::new(buf, base);
+    while let Some(field) = reader.next() {
+        let field = field?;
+        match field.number {
+            1 => name = field.str()?,
+            2 => value = field.str()?,
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+/// `Sample` (same numbering in 1.0 and 2.0): value (1, double) and timestamp (2, int64 ms).
+#[inline]
+fn decode_sample(buf: &[u8], base: usize) -> Result<Sample, RemoteWriteError> {
+    let mut sample = Sample::new(0, 0.0);
+    let mut reader = WireReader::new(buf, base);
+    while let Some(field) = reader.next() {
+        let field = field?;
+        match field.number {
+            1 => sample.value = field.f64()?,
+            2 => sample.ts_ms = field.i64()?,
+            _ => {}
+        }
+    }
+    Ok(sample)
+}
+
+/// Walks `io.prometheus.write.v2.Request`: symbols (4) first collected in any order, then the
+/// series (5), whose `labels_refs` (1) index the symbols.
+fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWriteError> {
+    let mut symbols: Vec<&str> = Vec::new();
+    let mut series_fields: Vec<(&[u8], usize)> = Vec::new();
+    let mut request = WireReader::new(buf, 0);
+    while let Some(field) = request.next() {
+        let field = field?;
+        match field.number {
+            4 => symbols.push(field.str()?),
+            5 => series_fields.push((field.bytes()?, field.offset)),
+            _ => {}
+        }
+    }
+    let mut out = DecodedRequest::default();
+    let mut refs: Vec<u32> = Vec::new();
+    for (series_index, (series, base)) in series_fields.into_iter().enumerate() {
+        refs.clear();
+        let labels_start = out.labels.len();
+        let samples_start = out.samples.len();
+        let mut reader = WireReader::new(series, base);
+        while let Some(field) = reader.next() {
+            let field = field?;
+            match field.number {
+                1 => match field.value {
+                    crate::wire::FieldValue::Varint(v) => refs.push(v as u32),
+                    _ => decode_packed_u32(field.bytes()?, 1, field.offset, &mut refs)?,
+                },
+                2 => {
+                    let sample = decode_sample(field.bytes()?, field.offset)?;
+                    out.push_sample(sample, max_ts_ms);
+                }
+                3 => out.histograms += 1,
+                4 => out.exemplars += 1,
+                5 => out.metadata += 1,
+                _ => {}
+            }
+        }
+        if refs.len() % 2 != 0 {
+            return Err(RemoteWriteError::InvalidSeries {
+                series_index,
+                reason: format!("labels_refs has odd length {}", refs.len()),
+            });
+        }
+        for pair in refs.chunks_exact(2) {
+            let symbol = |r: u32| {
+                symbols.get(r as usize).copied().ok_or_else(|| RemoteWriteError::InvalidSeries {
+                    series_index,
+                    reason: format!("label reference {r} outside the symbol table of {} entries", symbols.len()),
+                })
+            };
+            out.labels.push((symbol(pair[0])?, symbol(pair[1])?));
+        }
+        out.finish_series(series_index, labels_start, samples_start)?;
+    }
+    Ok(out)
+}
+
+/// What storing one request did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Samples stored, plus exact repeats of a stored sample (accepted idempotently, as senders
+    /// retry).
+    pub samples_written: u64,
+    pub series_created: u64,
+    /// Received but not stored (Ringtail keeps float samples only).
+    pub histograms_skipped: u64,
+    pub exemplars_skipped: u64,
+    pub out_of_order: u64,
+    pub duplicate_timestamp: u64,
+    pub too_old: u64,
+    pub too_far_in_future: u64,
+}
+
+impl WriteOutcome {
+    /// Samples received but not stored, for any reason.
+    pub fn samples_rejected(&self) -> u64 {
+        self.out_of_order + self.duplicate_timestamp + self.too_old + self.too_far_in_future
+    }
+
+    /// Counts per rejection reason, with the reason's metric label value.
+    pub fn rejections(&self) -> [(&'static str, u64); 4] {
+        [
+            (RejectReason::OutOfOrder.as_str(), self.out_of_order),
+            (RejectReason::DuplicateTimestamp.as_str(), self.duplicate_timestamp),
+            (RejectReason::TooOld.as_str(), self.too_old),
+            ("too_far_in_future", self.too_far_in_future),
+        ]
+    }
+
+    /// A one-line human summary of what was skipped (empty when nothing was).
+    pub fn skipped_summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .rejections()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| format!("{n} samples skipped ({})", reason.replace('_', " ")))
+            .collect();
+        if self.histograms_skipped > 0 {
+            parts.push(format!("{} native histogram samples ignored", self.histograms_skipped));
+        }
+        if self.exemplars_skipped > 0 {
+            parts.push(format!("{} exemplars ignored", self.exemplars_skipped));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Decompresses, decodes, validates and appends one request body. `scratch` holds the
+/// decompressed bytes and can be reused between calls.
+pub fn write(
+    db: &Db,
+    protocol: Protocol,
+    body: &[u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    scratch: &mut Vec<u8>,
+) -> Result<WriteOutcome, RemoteWriteError> {
+    decompress_snappy(body, limits.max_decompressed_bytes, scratch)?;
+    let decoded = decode(protocol, scratch, now_ms, limits)?;
+    store(db, &decoded)
+}
+
+/// Appends an already decoded request.
+pub fn store(db: &Db, decoded: &DecodedRequest<'_>) -> Result<WriteOutcome, RemoteWriteError> {
+    let mut outcome = WriteOutcome {
+        histograms_skipped: decoded.histograms,
+        exemplars_skipped: decoded.exemplars,
+        too_far_in_future: decoded.too_far_in_future,
+        ..WriteOutcome::default()
+    };
+    if decoded.series.is_empty() {
+        return Ok(outcome);
+    }
+    let report = db.append_batch(&decoded.batch())?;
+    outcome.samples_written = report.appended + report.duplicates;
+    outcome.series_created = report.series_created;
+    for rejection in &report.rejections {
+        match rejection.reason {
+            RejectReason::OutOfOrder => outcome.out_of_order += 1,
+            RejectReason::DuplicateTimestamp => outcome.duplicate_timestamp += 1,
+            RejectReason::TooOld => outcome.too_old += 1,
+        }
+    }
+    Ok(outcome)
+}
+
+/// Encodes `request` as a remote-write body (protobuf, then snappy block): what a sender does.
+pub fn encode_body<M: prost::Message>(request: &M) -> Vec<u8> {
+    let raw = request.encode_to_vec();
+    // Compressing an in-memory buffer cannot fail except for inputs over 4 GiB, which no caller
+    // builds; an empty body then makes the receiver answer 400, which is the honest outcome.
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{v1, v2};
+
+    type OwnedSeries = (Vec<(String, String)>, Vec<Sample>);
+
+    fn v1_series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
+        v1::TimeSeries {
+            labels: labels.iter().map(|(n, v)| v1::Label { name: n.to_string(), value: v.to_string() }).collect(),
+            samples: samples.iter().map(|(t, v)| v1::Sample { value: *v, timestamp: *t }).collect(),
+            exemplars: vec![],
+            histograms: vec![],
+        }
+    }
+
+    fn decode_v1_request(request: &v1::WriteRequest, now_ms: i64) -> Result<Vec<OwnedSeries>, RemoteWriteError> {
+        let raw = prost::Message::encode_to_vec(request);
+        let decoded = decode(Protocol::V1, &raw, now_ms, &DecodeLimits::default())?;
+        Ok(decoded
+            .batch()
+            .iter()
+            .map(|s| (s.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(), s.samples.to_vec()))
+            .collect())
+    }
+
+    #[test]
+    fn negotiates_protocol_from_content_type() {
+        assert_eq!(Protocol::negotiate(None).unwrap(), Protocol::V1);
+        assert_eq!(Protocol::negotiate(Some("application/x-protobuf")).unwrap(), Protocol::V1);
+        assert_eq!(
+            Protocol::negotiate(Some("application/x-protobuf;proto=prometheus.WriteRequest")).unwrap(),
+            Protocol::V1
+        );
+        assert_eq!(Protocol::negotiate(Some(CONTENT_TYPE_V2)).unwrap(), Protocol::V2);
+        assert_eq!(
+            Protocol::negotiate(Some("application/x-protobuf; proto=\"io.prometheus.write.v2.Request\"")).unwrap(),
+            Protocol::V2
+        );
+        assert!(Protocol::negotiate(Some("application/json")).is_err());
+        assert!(Protocol::negotiate(Some("application/x-protobuf;proto=io.prometheus.write.v3.Request")).is_err());
+        assert!(check_content_encoding(Some("gzip")).is_err());
+        assert!(check_content_encoding(Some("snappy")).is_ok() && check_content_encoding(None).is_ok());
+    }
+
+    #[test]
+    fn v1_round_trip_keeps_special_values_bit_exact() {
+        let stale = tsdb::stale_nan();
+        let request = v1::WriteRequest {
+            timeseries: vec![v1_series(
+                &[("__name__", "up"), ("job", "a")],
+                &[(1, 1.0), (2, f64::NAN), (3, f64::INFINITY), (4, f64::NEG_INFINITY), (5, stale)],
+            )],
+            metadata: vec![],
+        };
+        let series = decode_v1_request(&request, 0).unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].0, vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]);
+        let values: Vec<u64> = series[0].1.iter().map(|s| s.value.to_bits()).collect();
+        assert_eq!(
+            values,
+            vec![
+                1f64.to_bits(),
+                f64::NAN.to_bits(),
+                f64::INFINITY.to_bits(),
+                f64::NEG_INFINITY.to_bits(),
+                stale.to_bits()
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_label_sets_are_refused_with_the_series_index() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("job", "a")], "missing metric name"),
+            (&[], "missing metric name"),
+            (&[("__name__", "")], "missing metric name"),
+            (&[("__name__", "up"), ("b", "1"), ("a", "2")], "not sorted"),
+            (&[("__name__", "up"), ("a", "1"), ("a", "2")], "duplicate"),
+            (&[("", "x"), ("__name__", "up")], "empty label name"),
+        ];
+        for (labels, expected) in cases {
+            let request = v1::WriteRequest {
+                timeseries: vec![v1_series(&[("__name__", "ok")], &[(1, 1.0)]), v1_series(labels, &[(1, 1.0)])],
+                metadata: vec![],
+            };
+            let err = decode_v1_request(&request, 0).unwrap_err().to_string();
+            assert!(err.contains(expected) && err.contains("series 1"), "{labels:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn dots_spaces_and_newlines_are_valid_utf8_labels() {
+        let request = v1::WriteRequest {
+            timeseries: vec![v1_series(
+                &[("__name__", "resource cpu.usage"), ("job name", "test\njob\n")],
+                &[(1, 1.0)],
+            )],
+            metadata: vec![],
+        };
+        assert_eq!(decode_v1_request(&request, 0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn future_samples_are_skipped_and_counted() {
+        let request = v1::WriteRequest {
+            timeseries: vec![v1_series(
+                &[("__name__", "up")],
+                &[(1_000, 1.0), (1_000 + DEFAULT_MAX_FUTURE_MS + 1, 2.0)],
+            )],
+            metadata: vec![],
+        };
+        let raw = prost::Message::encode_to_vec(&request);
+        let decoded = decode(Protocol::V1, &raw, 1_000, &DecodeLimits::default()).unwrap();
+        assert_eq!((decoded.sample_count(), decoded.too_far_in_future), (1, 1));
+    }
+
+    #[test]
+    fn v2_resolves_symbols_and_counts_what_it_skips() {
+        let request = v2::Request {
+            symbols: vec!["".into(), "__name__".into(), "up".into(), "job".into(), "a".into()],
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 4],
+                    samples: vec![v2::Sample { value: 3.0, timestamp: 7 }],
+                    exemplars: vec![v2::Exemplar { labels_refs: vec![], value: 1.0, timestamp: 7 }],
+                    metadata: Some(v2::Metadata { r#type: 2, help_ref: 0, unit_ref: 0 }),
+                    ..Default::default()
+                },
+                v2::TimeSeries { labels_refs: vec![1, 2, 3, 4], histograms: vec![vec![]], ..Default::default() },
+            ],
+        };
+        let raw = prost::Message::encode_to_vec(&request);
+        let decoded = decode(Protocol::V2, &raw, 0, &DecodeLimits::default()).unwrap();
+        let batch = decoded.batch();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].labels, &[("__name__", "up"), ("job", "a")]);
+        assert_eq!(batch[0].samples, &[Sample::new(7, 3.0)]);
+        assert_eq!((decoded.exemplars, decoded.histograms, decoded.metadata), (1, 1, 1));
+    }
+
+    #[test]
+    fn v2_bad_references_are_refused() {
+        for refs in [vec![1, 2, 3], vec![1, 2, 3, 99]] {
+            let request = v2::Request {
+                symbols: vec!["".into(), "__name__".into(), "up".into(), "job".into()],
+                timeseries: vec![v2::TimeSeries {
+                    labels_refs: refs.clone(),
+                    samples: vec![v2::Sample { value: 1.0, timestamp: 1 }],
+                    ..Default::default()
+                }],
+            };
+            let raw = prost::Message::encode_to_vec(&request);
+            assert!(
+                matches!(
+                    decode(Protocol::V2, &raw, 0, &DecodeLimits::default()),
+                    Err(RemoteWriteError::InvalidSeries { .. })
+                ),
+                "{refs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn snappy_errors_and_size_limit() {
+        let mut out = Vec::new();
+        assert!(matches!(
+            decompress_snappy(b"\xff\xff\xff\xff\x0f garbage", 1 << 20, &mut out),
+            Err(RemoteWriteError::DecompressedTooLarge { .. }) | Err(RemoteWriteError::Snappy(_))
+        ));
+        let body = encode_body(&v1::WriteRequest {
+            timeseries: vec![v1_series(&[("__name__", "up")], &[(1, 1.0)])],
+            metadata: vec![],
+        });
+        assert!(decompress_snappy(&body[..body.len() - 2], 1 << 20, &mut out).is_err());
+        assert!(matches!(decompress_snappy(&body, 4, &mut out), Err(RemoteWriteError::DecompressedTooLarge { .. })));
+        decompress_snappy(&body, 1 << 20, &mut out).unwrap();
+    }
+
+    #[test]
+    fn malformed_request_stores_nothing_and_valid_one_reports_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        let good = v1::WriteRequest {
+            timeseries: vec![v1_series(&[("__name__", "a")], &[(10, 1.0), (20, 2.0)])],
+            metadata: vec![],
+        };
+        let outcome =
+            write(&db, Protocol::V1, &encode_body(&good), 0, &DecodeLimits::default(), &mut Vec::new()).unwrap();
+        assert_eq!(outcome.samples_written, 2);
+
+        let bad = v1::WriteRequest {
+            timeseries: vec![v1_series(&[("__name__", "b")], &[(10, 1.0)]), v1_series(&[("job", "x")], &[(10, 1.0)])],
+            metadata: vec![],
+        };
+        assert!(write(&db, Protocol::V1, &encode_body(&bad), 0, &DecodeLimits::default(), &mut Vec::new()).is_err());
+        assert_eq!(db.stats().series, 1, "the valid half of a refused request must not be stored");
+
+        let late = v1::WriteRequest {
+            timeseries: vec![v1_series(&[("__name__", "a")], &[(15, 9.0), (30, 3.0)])],
+            metadata: vec![],
+        };
+        let outcome =
+            write(&db, Protocol::V1, &encode_body(&late), 0, &DecodeLimits::default(), &mut Vec::new()).unwrap();
+        assert_eq!((outcome.samples_written, outcome.out_of_order), (1, 1));
+        assert!(outcome.skipped_summary().contains("1 samples skipped (out of order)"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(Protocol::V1, &bytes, 0, &DecodeLimits::default());
+            let _ = decode(Protocol::V2, &bytes, 0, &DecodeLimits::default());
+            let _ = decompress_snappy(&bytes, 1 << 16, &mut Vec::new());
+        }
+    }
+}

@@ -1,0 +1,701 @@
+//! `ScrapeManager` is the standalone scraper: it turns jobs and target groups into running
+//! per-target loops, and replaces them when the configuration or a discovered target set changes.
+//!
+//! Each target loop (one tokio task) starts after a stable per-target offset inside the interval
+//! (an FNV hash of the target, so restarts keep the spread), never overlaps itself (the next tick
+//! waits for the scrape in progress; missed ticks are skipped), and after every scrape writes
+//! Prometheus' report series (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! `scrape_samples_post_metric_relabeling`, `scrape_series_added`). Staleness follows Prometheus:
+//! a series missing from a successful scrape, every series of a failed scrape, and every series of
+//! a target that goes away get a staleness marker at that scrape's timestamp (series with explicit
+//! timestamps are exempt).
+//!
+//! Hot path: a page is parsed into borrowed slices; each sample's raw `name{labels}` text is looked
+//! up in a per-target cache holding its `SeriesId` (or "dropped by relabeling"), so a series seen
+//! before costs neither label building, relabeling nor a store lookup; appends go through
+//! `Db::append_ids`. Parsing and appending run in `spawn_blocking`.
+
+use crate::error::ConfigError;
+use crate::exposition::{self, Format, SCRAPE_ACCEPT_HEADER};
+use crate::metrics::{IngestMetrics, JobLabels, ScrapeLabels, SOURCE_SCRAPE};
+pub use crate::scrape_config::TargetGroup;
+use crate::scrape_config::{Auth, Job, ScrapeConfigs};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, METRIC_NAME};
+
+/// Report series names, in the order their ids are cached.
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Cache entries unseen for this many scrapes are forgotten (they are re-resolved if they return).
+const CACHE_KEEP_SCRAPES: u64 = 2;
+
+/// Scraper-wide settings.
+#[derive(Debug, Clone)]
+pub struct ScrapeManagerOptions {
+    /// `User-Agent` of scrape requests.
+    pub user_agent: String,
+}
+
+impl Default for ScrapeManagerOptions {
+    fn default() -> Self {
+        ScrapeManagerOptions { user_agent: format!("Ringtail/{}", env!("CARGO_PKG_VERSION")) }
+    }
+}
+
+/// A target's last scrape, for status pages and tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetHealth {
+    /// `None` before the first scrape.
+    pub up: Option<bool>,
+    pub last_error: Option<String>,
+    pub last_scrape_ts_ms: i64,
+    pub last_duration_seconds: f64,
+    pub scrapes: u64,
+}
+
+/// One running target as the manager sees it.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    pub job: String,
+    pub url: String,
+    /// The labels every series of the target carries (`job`, `instance`, group and relabel labels).
+    pub labels: Labels,
+    pub health: TargetHealth,
+}
+
+/// A target resolved from a group: where to scrape and what labels to attach.
+#[derive(Debug)]
+struct Target {
+    job: Arc<JobRuntime>,
+    /// `scheme://address/path` without the query.
+    url: String,
+    params: Vec<(String, String)>,
+    labels: Labels,
+    key: String,
+    health: Mutex<TargetHealth>,
+}
+
+#[derive(Debug)]
+struct JobRuntime {
+    job: Job,
+    client: reqwest::Client,
+}
+
+struct RunningTarget {
+    target: Arc<Target>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ManagerState {
+    jobs: Vec<Arc<JobRuntime>>,
+    /// Target groups handed over by discovery, per job name (replacing that job's previous set).
+    discovered: HashMap<String, Vec<TargetGroup>>,
+    running: HashMap<String, RunningTarget>,
+}
+
+/// The scraper. All methods take `&self`; share it behind an `Arc`. `apply_config` and
+/// `set_target_groups` must be called inside a tokio runtime (they spawn the target loops).
+pub struct ScrapeManager {
+    db: Arc<Db>,
+    metrics: IngestMetrics,
+    options: ScrapeManagerOptions,
+    state: Mutex<ManagerState>,
+}
+
+impl ScrapeManager {
+    pub fn new(db: Arc<Db>, metrics: IngestMetrics, options: ScrapeManagerOptions) -> ScrapeManager {
+        ScrapeManager { db, metrics, options, state: Mutex::new(ManagerState::default()) }
+    }
+
+    /// Replaces the configuration: jobs are compiled first (an error changes nothing), then
+    /// targets that disappeared or changed are stopped (with staleness markers) and new ones start.
+    pub fn apply_config(&self, configs: &ScrapeConfigs) -> Result<(), ConfigError> {
+        let jobs = configs.resolve()?;
+        let mut runtimes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let client = build_client(&job, &self.options)?;
+            runtimes.push(Arc::new(JobRuntime { job, client }));
+        }
+        let mut state = self.lock();
+        state.jobs = runtimes;
+        self.sync(&mut state);
+        Ok(())
+    }
+
+    /// Replaces the discovered target groups of `job_name` (static groups of the job stay). Groups
+    /// for a job not (yet) configured are kept and used once it is.
+    pub fn set_target_groups(&self, job_name: &str, groups: Vec<TargetGroup>) {
+        let mut state = self.lock();
+        state.discovered.insert(job_name.to_string(), groups);
+        self.sync(&mut state);
+    }
+
+    /// The running targets, sorted by job and URL.
+    pub fn targets(&self) -> Vec<TargetStatus> {
+        let state = self.lock();
+        let mut out: Vec<TargetStatus> = state
+            .running
+            .values()
+            .map(|r| TargetStatus {
+                job: r.target.job.job.name.clone(),
+                url: r.target.url.clone(),
+                labels: r.target.labels.clone(),
+                health: r.target.health.lock().map(|h| h.clone()).unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.job, &a.url, &a.labels).cmp(&(&b.job, &b.url, &b.labels)));
+        out
+    }
+
+    /// Stops every target (each writes its staleness markers) and waits for them.
+    pub async fn stop(&self) {
+        let running: Vec<RunningTarget> = {
+            let mut state = self.lock();
+            state.jobs.clear();
+            state.running.drain().map(|(_, r)| r).collect()
+        };
+        for target in &running {
+            let _ = target.stop.send(true);
+        }
+        for target in running {
+            let _ = target.task.await;
+        }
+        self.metrics.scrape_targets.set(0);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ManagerState> {
+        // A panic while holding this lock leaves consistent data (maps of handles), so poisoning
+        // is not a reason to stop scraping.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sync(&self, state: &mut ManagerState) {
+        let mut desired: HashMap<String, Target> = HashMap::new();
+        for runtime in &state.jobs {
+            let discovered = state.discovered.get(&runtime.job.name).map(Vec::as_slice).unwrap_or(&[]);
+            for group in runtime.job.static_groups.iter().chain(discovered) {
+                for address in &group.targets {
+                    if let Some(target) = resolve_target(runtime, group, address) {
+                        desired.entry(target.key.clone()).or_insert(target);
+                    }
+                }
+            }
+        }
+        let gone: Vec<String> = state.running.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+        for key in gone {
+            if let Some(running) = state.running.remove(&key) {
+                // The loop writes its staleness markers and exits on its own.
+                let _ = running.stop.send(true);
+            }
+        }
+        for (key, target) in desired {
+            if state.running.contains_key(&key) {
+                continue;
+            }
+            let target = Arc::new(target);
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(run_target(target.clone(), self.db.clone(), self.metrics.clone(), stop_rx));
+            state.running.insert(key, RunningTarget { target, stop, task });
+        }
+        self.metrics.scrape_targets.set(state.running.len() as i64);
+    }
+}
+
+fn build_client(job: &Job, options: &ScrapeManagerOptions) -> Result<reqwest::Client, ConfigError> {
+    let client_error = |message: String| ConfigError::Client { job: job.name.clone(), message };
+    let mut builder = reqwest::Client::builder()
+        .user_agent(options.user_agent.clone())
+        .gzip(true)
+        .no_proxy()
+        .danger_accept_invalid_certs(job.tls.insecure_skip_verify);
+    if let Some(ca_file) = &job.tls.ca_file {
+        let pem = std::fs::read(ca_file).map_err(|source| ConfigError::File {
+            job: job.name.clone(),
+            path: ca_file.clone(),
+            source,
+        })?;
+        let certificate = reqwest::Certificate::from_pem(&pem).map_err(|e| client_error(format!("ca_file: {e}")))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|e| client_error(e.to_string()))
+}
+
+/// Applies Prometheus' target label rules: group labels, then `__address__`, `__scheme__`,
+/// `__metrics_path__`, `__param_*`, `job` where unset; `relabel_configs`; `instance` defaults to the
+/// address; `__`-prefixed labels are dropped. `None` when relabeling drops the target.
+fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str) -> Option<Target> {
+    let job = &runtime.job;
+    let mut labels = Labels::from_pairs(group.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    labels.set("__address__", address);
+    let defaults = [
+        ("__scheme__", job.scheme.clone()),
+        ("__metrics_path__", job.metrics_path.clone()),
+        ("__scrape_interval__", humantime::format_duration(job.interval).to_string()),
+        ("__scrape_timeout__", humantime::format_duration(job.timeout).to_string()),
+        ("job", job.name.clone()),
+    ];
+    for (name, value) in defaults {
+        if labels.get(name).is_none() {
+            labels.set(name, &value);
+        }
+    }
+    for (name, values) in &job.params {
+        let label = format!("__param_{name}");
+        if let (None, Some(first)) = (labels.get(&label), values.first()) {
+            labels.set(&label, first);
+        }
+    }
+    if !job.relabel.apply(&mut labels) {
+        return None;
+    }
+    let Some(address) = labels.get("__address__").map(str::to_string) else {
+        tracing::warn!(job = %job.name, "target dropped: relabeling removed __address__");
+        return None;
+    };
+    if labels.get("instance").is_none() {
+        labels.set("instance", &address);
+    }
+    let scheme = labels.get("__scheme__").unwrap_or("http").to_string();
+    let path = labels.get("__metrics_path__").unwrap_or("/metrics").to_string();
+    let mut params: Vec<(String, String)> = Vec::new();
+    for (name, values) in &job.params {
+        let overridden = labels.get(&format!("__param_{name}")).map(str::to_string);
+        match overridden {
+            Some(value) => params.push((name.clone(), value)),
+            None => params.extend(values.iter().map(|v| (name.clone(), v.clone()))),
+        }
+    }
+    let public: Vec<(String, String)> =
+        labels.iter().filter(|l| !l.name.starts_with("__")).map(|l| (l.name.clone(), l.value.clone())).collect();
+    let labels = Labels::from_pairs(public);
+    let url = format!("{scheme}://{address}{path}");
+    let key = format!("{}|{url}|{params:?}|{labels}|{}", job.name, job.fingerprint);
+    Some(Target { job: runtime.clone(), url, params, labels, key, health: Mutex::new(TargetHealth::default()) })
+}
+
+/// FNV-1a: a stable hash (the std hasher may change between Rust releases) for scrape offsets.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+async fn run_target(target: Arc<Target>, db: Arc<Db>, metrics: IngestMetrics, mut stop: watch::Receiver<bool>) {
+    let interval = target.job.job.interval;
+    let interval_ms = interval.as_millis().max(1) as u64;
+    let offset = Duration::from_millis(fnv1a(&target.key) % interval_ms);
+    tokio::select! {
+        _ = tokio::time::sleep(offset) => {}
+        _ = stop.changed() => return,
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut state = TargetState::default();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let started = Instant::now();
+        let scrape_ts_ms = now_ms();
+        let fetched = tokio::select! {
+            fetched = fetch(&target) => fetched,
+            _ = stop.changed() => break,
+        };
+        let (t, d, m) = (target.clone(), db.clone(), metrics.clone());
+        let mut moved = std::mem::take(&mut state);
+        match tokio::task::spawn_blocking(move || {
+            moved.record(&t, &d, &m, fetched, scrape_ts_ms, started);
+            moved
+        })
+        .await
+        {
+            Ok(back) => state = back,
+            Err(e) => tracing::error!(target = %target.url, error = %e, "BUG: scrape processing panicked"),
+        }
+    }
+    let ts_ms = now_ms();
+    let result = tokio::task::spawn_blocking(move || state.end_of_run(&db, ts_ms)).await;
+    if let Err(e) = result {
+        tracing::error!(target = %target.url, error = %e, "BUG: end-of-run staleness panicked");
+    }
+}
+
+/// A fetched page body and the format its Content-Type announced.
+struct Fetched {
+    body: Vec<u8>,
+    format: Format,
+}
+
+async fn fetch(target: &Target) -> Result<Fetched, String> {
+    let job = &target.job.job;
+    let mut request = target
+        .job
+        .client
+        .get(&target.url)
+        .query(&target.params)
+        .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
+        .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", job.timeout.as_secs_f64()))
+        .timeout(job.timeout);
+    request = match &job.auth {
+        Auth::None => request,
+        Auth::Basic { username, password, password_file } => {
+            let password = match password_file {
+                Some(path) => Some(read_secret(path)?),
+                None => password.clone(),
+            };
+            request.basic_auth(username, password)
+        }
+        Auth::Authorization { kind, credentials, credentials_file } => {
+            let credentials = match credentials_file {
+                Some(path) => read_secret(path)?,
+                None => credentials.clone().unwrap_or_default(),
+            };
+            request.header(reqwest::header::AUTHORIZATION, format!("{kind} {credentials}"))
+        }
+    };
+    let work = async {
+        let mut response = request.send().await.map_err(describe_reqwest)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("server returned HTTP status {status}"));
+        }
+        let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let format = Format::from_content_type(content_type);
+        let limit = job.body_size_limit_bytes;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(describe_reqwest)? {
+            if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
+                return Err(format!("body size limit exceeded: more than {limit} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { body, format })
+    };
+    match tokio::time::timeout(job.timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("scrape timed out after {:?}", job.timeout)),
+    }
+}
+
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// reqwest's top-level message hides the cause (connection refused, timeout); add the chain.
+fn describe_reqwest(error: reqwest::Error) -> String {
+    let mut message = if error.is_timeout() { "scrape timed out".to_string() } else { error.to_string() };
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// What one cache entry knows about a raw series text.
+struct CacheEntry {
+    /// `None`: metric relabeling dropped it (or its labels were invalid).
+    id: Option<SeriesId>,
+    last_seen_scrape: u64,
+}
+
+/// Per-target state carried from scrape to scrape.
+#[derive(Default)]
+struct TargetState {
+    cache: HashMap<String, CacheEntry>,
+    /// Series of the previous successful scrape, for staleness.
+    previous: HashSet<SeriesId>,
+    report_ids: Option<[SeriesId; 5]>,
+    scrapes: u64,
+}
+
+/// Counts from one successful page.
+struct PageStats {
+    scraped: u64,
+    post_relabel: u64,
+    series_added: u64,
+    appended: u64,
+    rejected: Vec<(&'static str, u64)>,
+}
+
+impl TargetState {
+    fn record(
+        &mut self,
+        target: &Target,
+        db: &Db,
+        metrics: &IngestMetrics,
+        fetched: Result<Fetched, String>,
+        scrape_ts_ms: i64,
+        started: Instant,
+    ) {
+        self.scrapes += 1;
+        let outcome = fetched.and_then(|f| self.ingest_page(target, db, &f, scrape_ts_ms));
+        let job = &target.job.job.name;
+        let (up, stats) = match &outcome {
+            Ok(stats) => (1.0, Some(stats)),
+            Err(_) => {
+                let stale: Vec<(SeriesId, Sample)> =
+                    self.previous.drain().map(|id| (id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
+                if let Err(e) = db.append_ids(&stale) {
+                    tracing::warn!(target = %target.url, error = %e, "writing staleness markers failed");
+                }
+                (0.0, None)
+            }
+        };
+        let duration_seconds = started.elapsed().as_secs_f64();
+        let report_values = [
+            up,
+            duration_seconds,
+            stats.map_or(0.0, |s| s.scraped as f64),
+            stats.map_or(0.0, |s| s.post_relabel as f64),
+            stats.map_or(0.0, |s| s.series_added as f64),
+        ];
+        self.write_report(target, db, scrape_ts_ms, report_values);
+        if let Some(stats) = stats {
+            metrics.ingested(SOURCE_SCRAPE, stats.appended);
+            for (reason, n) in &stats.rejected {
+                metrics.rejected(SOURCE_SCRAPE, reason, *n);
+            }
+        }
+        let result = if outcome.is_ok() { "success" } else { "failure" };
+        metrics.scrapes.get_or_create(&ScrapeLabels { job: job.clone(), result }).inc();
+        metrics.scrape_duration_seconds.get_or_create(&JobLabels { job: job.clone() }).observe(duration_seconds);
+        if let Err(message) = &outcome {
+            tracing::debug!(target = %target.url, error = %message, "scrape failed");
+        }
+        if let Ok(mut health) = target.health.lock() {
+            health.up = Some(outcome.is_ok());
+            health.last_error = outcome.err();
+            health.last_scrape_ts_ms = scrape_ts_ms;
+            health.last_duration_seconds = duration_seconds;
+            health.scrapes = self.scrapes;
+        }
+    }
+
+    fn ingest_page(
+        &mut self,
+        target: &Target,
+        db: &Db,
+        fetched: &Fetched,
+        scrape_ts_ms: i64,
+    ) -> Result<PageStats, String> {
+        let job = &target.job.job;
+        let text = std::str::from_utf8(&fetched.body).map_err(|e| format!("page is not UTF-8: {e}"))?;
+        let page = exposition::parse(text, fetched.format).map_err(|e| format!("parse error: {e}"))?;
+        let scrape_no = self.scrapes;
+        let mut appends: Vec<(SeriesId, Sample)> = Vec::with_capacity(page.samples().len());
+        let mut current: HashSet<SeriesId> = HashSet::with_capacity(self.previous.len());
+        let mut series_added = 0;
+        for line in page.samples() {
+            let id = match self.cache.get_mut(line.series) {
+                Some(entry) => {
+                    entry.last_seen_scrape = scrape_no;
+                    entry.id
+                }
+                None => {
+                    let id = resolve_sample_series(target, db, line.name, page.labels(line));
+                    self.cache.insert(line.series.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
+                    id
+                }
+            };
+            let Some(id) = id else {
+                continue;
+            };
+            let (ts_ms, explicit) = match line.ts_ms {
+                Some(ts) if job.honor_timestamps => (ts, true),
+                _ => (scrape_ts_ms, false),
+            };
+            appends.push((id, Sample::new(ts_ms, line.value)));
+            if !explicit && current.insert(id) && !self.previous.contains(&id) {
+                series_added += 1;
+            }
+        }
+        if job.sample_limit > 0 && appends.len() as u64 > job.sample_limit {
+            return Err(format!(
+                "sample limit exceeded: {} samples > sample_limit {}",
+                appends.len(),
+                job.sample_limit
+            ));
+        }
+        let report = db.append_ids(&appends).map_err(|e| format!("storing samples failed: {e}"))?;
+        let stale: Vec<(SeriesId, Sample)> =
+            self.previous.difference(&current).map(|id| (*id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
+        if !stale.is_empty() {
+            db.append_ids(&stale).map_err(|e| format!("storing staleness markers failed: {e}"))?;
+        }
+        self.previous = current;
+        self.cache.retain(|_, e| e.last_seen_scrape + CACHE_KEEP_SCRAPES > scrape_no);
+        let mut rejected: HashMap<&'static str, u64> = HashMap::new();
+        for rejection in &report.rejections {
+            *rejected.entry(rejection.reason.as_str()).or_default() += 1;
+        }
+        Ok(PageStats {
+            scraped: page.samples().len() as u64,
+            post_relabel: appends.len() as u64,
+            series_added,
+            appended: report.appended,
+            rejected: rejected.into_iter().collect(),
+        })
+    }
+
+    fn write_report(&mut self, target: &Target, db: &Db, ts_ms: i64, values: [f64; 5]) {
+        let ids = match self.report_ids {
+            Some(ids) => ids,
+            None => {
+                let mut ids = [SeriesId(0); 5];
+                for (slot, name) in ids.iter_mut().zip(REPORT_SERIES) {
+                    let mut pairs: Vec<(&str, &str)> =
+                        target.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+                    pairs.push((METRIC_NAME, name));
+                    match db.resolve(&pairs) {
+                        Ok(id) => *slot = id,
+                        Err(e) => {
+                            tracing::warn!(target = %target.url, error = %e, "cannot create report series");
+                            return;
+                        }
+                    }
+                }
+                self.report_ids = Some(ids);
+                ids
+            }
+        };
+        let entries: Vec<(SeriesId, Sample)> =
+            ids.iter().zip(values).map(|(id, v)| (*id, Sample::new(ts_ms, v))).collect();
+        if let Err(e) = db.append_ids(&entries) {
+            tracing::warn!(target = %target.url, error = %e, "writing report series failed");
+        }
+    }
+
+    /// The target went away: every series it wrote, report series included, goes stale.
+    fn end_of_run(self, db: &Db, ts_ms: i64) {
+        let mut ids: Vec<SeriesId> = self.previous.into_iter().collect();
+        if self.scrapes > 0 {
+            ids.extend(self.report_ids.into_iter().flatten());
+        }
+        let stale: Vec<(SeriesId, Sample)> = ids.into_iter().map(|id| (id, Sample::new(ts_ms, stale_nan()))).collect();
+        if let Err(e) = db.append_ids(&stale) {
+            tracing::warn!(error = %e, "writing end-of-run staleness markers failed");
+        }
+    }
+}
+
+/// Builds a new series' labels: the sample's, merged with the target's (Prometheus' rules: with
+/// `honor_labels` the sample wins; otherwise a clashing sample label is kept as `exported_<name>`),
+/// then `metric_relabel_configs`. `None` when dropped.
+fn resolve_sample_series(
+    target: &Target,
+    db: &Db,
+    name: &str,
+    sample_labels: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
+) -> Option<SeriesId> {
+    let job = &target.job.job;
+    let mut labels = Labels::from_pairs(
+        sample_labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).chain(std::iter::once((METRIC_NAME, name))),
+    );
+    for target_label in target.labels.iter() {
+        let (label, value) = (target_label.name.as_str(), target_label.value.as_str());
+        if job.honor_labels {
+            if labels.get(label).is_none() {
+                labels.set(label, value);
+            }
+            continue;
+        }
+        if let Some(existing) = labels.get(label).map(str::to_string) {
+            let mut exported = format!("exported_{label}");
+            while labels.get(&exported).is_some() {
+                exported = format!("exported_{exported}");
+            }
+            labels.set(&exported, &existing);
+        }
+        labels.set(label, value);
+    }
+    if !job.metric_relabel.is_empty() && !job.metric_relabel.apply(&mut labels) {
+        return None;
+    }
+    labels.metric_name()?;
+    let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+    match db.resolve(&pairs) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(target = %target.url, series = %labels, error = %e, "series refused by the store");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(yaml: &str) -> Arc<JobRuntime> {
+        let job = ScrapeConfigs::from_yaml(yaml).unwrap().resolve().unwrap().remove(0);
+        let client = build_client(&job, &ScrapeManagerOptions::default()).unwrap();
+        Arc::new(JobRuntime { job, client })
+    }
+
+    #[test]
+    fn target_labels_follow_prometheus_rules() {
+        let rt = runtime(
+            "scrape_configs:\n- job_name: j\n  params: {module: [a, b]}\n  static_configs: [{targets: ['h:1'], labels: {env: prod, __meta_x: m}}]\n  relabel_configs:\n  - source_labels: [__meta_x]\n    target_label: meta\n",
+        );
+        let group = &rt.job.static_groups[0];
+        let target = resolve_target(&rt, group, "h:1").unwrap();
+        assert_eq!(target.url, "http://h:1/metrics");
+        assert_eq!(target.params, vec![("module".to_string(), "a".to_string())]);
+        let names: Vec<&str> = target.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec!["env", "instance", "job", "meta"]);
+        assert_eq!(target.labels.get("instance"), Some("h:1"));
+    }
+
+    #[test]
+    fn relabeling_can_drop_targets() {
+        let rt = runtime(
+            "scrape_configs:\n- job_name: j\n  static_configs: [{targets: ['keep:1', 'drop:1']}]\n  relabel_configs:\n  - source_labels: [__address__]\n    regex: 'drop:.*'\n    action: drop\n",
+        );
+        let group = &rt.job.static_groups[0];
+        assert!(resolve_target(&rt, group, "keep:1").is_some());
+        assert!(resolve_target(&rt, group, "drop:1").is_none());
+    }
+
+    #[test]
+    fn clashing_labels_become_exported_unless_honored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        for (honor, expected_job, exported) in [(false, "j", Some("inner")), (true, "inner", None)] {
+            let rt = runtime(&format!(
+                "scrape_configs:\n- job_name: j\n  honor_labels: {honor}\n  static_configs: [{{targets: ['h:1']}}]\n"
+            ));
+            let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+            let labels = [(std::borrow::Cow::Borrowed("job"), std::borrow::Cow::Borrowed("inner"))];
+            let id = resolve_sample_series(&target, &db, &format!("m_{honor}"), &labels).unwrap();
+            db.append_ids(&[(id, Sample::new(1, 1.0))]).unwrap();
+            let found = db.select(&[tsdb::Matcher::equal("__name__", format!("m_{honor}"))], 0, 10).unwrap();
+            assert_eq!(found[0].labels.get("job"), Some(expected_job));
+            assert_eq!(found[0].labels.get("exported_job"), exported);
+        }
+    }
+
+    #[test]
+    fn offsets_are_stable() {
+        assert_eq!(fnv1a("a|http://x/metrics"), fnv1a("a|http://x/metrics"));
+        assert_ne!(fnv1a("a"), fnv1a("b"));
+    }
+}

@@ -1,0 +1,467 @@
+//! `scrape_config` is the scraper's configuration in Prometheus' own `global` / `scrape_configs`
+//! YAML shape (a real subset: the same field names, defaults and rules; an unsupported field is an
+//! error naming it, never silently ignored), resolved into [`Job`]s ready to run.
+
+use crate::error::ConfigError;
+use crate::relabel::{RelabelConfig, Relabeler};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Prometheus' defaults: scrape every minute, time out after 10 s.
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `global` block (the fields the scraper uses; `evaluation_interval` and `external_labels`
+/// are accepted so a Prometheus file loads, and ignored: Ringtail evaluates no rules).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub scrape_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub scrape_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub evaluation_interval: Option<Duration>,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sample_limit: Option<u64>,
+    #[serde(default, deserialize_with = "opt_bytes")]
+    pub body_size_limit: Option<u64>,
+}
+
+/// A set of targets sharing labels: a `static_configs` entry, or a group discovery hands over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    /// `host:port` addresses.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Labels added to every target of the group (may include `__`-prefixed meta labels, which
+    /// relabeling can read and which are dropped afterwards).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `basic_auth`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `authorization` (type defaults to `Bearer`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(default = "default_auth_type", rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub credentials: Option<String>,
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+fn default_auth_type() -> String {
+    "Bearer".to_string()
+}
+
+/// `tls_config`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// One `kubernetes_sd_configs` entry. The scraper itself does not watch Kubernetes (that needs a
+/// cluster client, which the binary owns); it keeps these so the binary can start discovery per
+/// job and hand the targets over with `ScrapeManager::set_target_groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSdConfig {
+    /// `pod`, `service` or `endpoints`.
+    pub role: String,
+    #[serde(default)]
+    pub namespaces: Option<NamespaceDiscovery>,
+}
+
+/// `namespaces:` of a `kubernetes_sd_configs` entry; no entry (or an empty one) means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceDiscovery {
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Also watch the namespace Ringtail runs in.
+    #[serde(default)]
+    pub own_namespace: bool,
+}
+
+/// The roles `kubernetes_sd_configs` supports here.
+pub const KUBERNETES_SD_ROLES: [&str; 3] = ["pod", "service", "endpoints"];
+
+/// One `scrape_configs` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub scrape_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub scrape_timeout: Option<Duration>,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub static_configs: Vec<TargetGroup>,
+    /// Targets discovered from the Kubernetes API (started by the binary when a cluster is set).
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    #[serde(default)]
+    pub honor_labels: bool,
+    #[serde(default = "default_true")]
+    pub honor_timestamps: bool,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    /// Legacy spelling of `authorization: {credentials: …}`.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// Most samples (after metric relabeling) one scrape may return; more fails the scrape. 0 = no
+    /// limit.
+    #[serde(default)]
+    pub sample_limit: Option<u64>,
+    /// Largest uncompressed body accepted, e.g. `10MB`; more fails the scrape. 0 = no limit.
+    #[serde(default, deserialize_with = "opt_bytes")]
+    pub body_size_limit: Option<u64>,
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".to_string()
+}
+fn default_scheme() -> String {
+    "http".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The whole scraper configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfigs {
+    #[serde(default)]
+    pub global: GlobalConfig,
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+impl ScrapeConfigs {
+    /// Parses a Prometheus-style file holding `global` and `scrape_configs`.
+    pub fn from_yaml(text: &str) -> Result<ScrapeConfigs, ConfigError> {
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))
+    }
+
+    /// Builds the configuration from the two YAML values of Ringtail's own config file.
+    pub fn from_values(
+        global: Option<&serde_yaml::Value>,
+        scrape_configs: Option<&serde_yaml::Value>,
+    ) -> Result<ScrapeConfigs, ConfigError> {
+        let global = match global {
+            Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| ConfigError::Yaml(format!("global: {e}")))?,
+            None => GlobalConfig::default(),
+        };
+        let scrape_configs = match scrape_configs {
+            Some(v) if !v.is_null() => {
+                serde_yaml::from_value(v.clone()).map_err(|e| ConfigError::Yaml(format!("scrape_configs: {e}")))?
+            }
+            _ => Vec::new(),
+        };
+        Ok(ScrapeConfigs { global, scrape_configs })
+    }
+
+    /// Resolves defaults and compiles every job; job names must be unique.
+    pub fn resolve(&self) -> Result<Vec<Job>, ConfigError> {
+        let mut jobs: Vec<Job> = Vec::with_capacity(self.scrape_configs.len());
+        for config in &self.scrape_configs {
+            if jobs.iter().any(|j| j.name == config.job_name) {
+                return Err(invalid(&config.job_name, "job_name is used twice"));
+            }
+            jobs.push(Job::resolve(config, &self.global)?);
+        }
+        Ok(jobs)
+    }
+}
+
+/// How a job authenticates (secrets in files are read at every scrape, so rotation just works).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    None,
+    Basic { username: String, password: Option<String>, password_file: Option<PathBuf> },
+    Authorization { kind: String, credentials: Option<String>, credentials_file: Option<PathBuf> },
+}
+
+/// A job with every default resolved and its relabel rules compiled.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    pub params: BTreeMap<String, Vec<String>>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub auth: Auth,
+    pub tls: TlsConfig,
+    pub relabel: Relabeler,
+    pub metric_relabel: Relabeler,
+    /// 0 = no limit.
+    pub sample_limit: u64,
+    /// 0 = no limit.
+    pub body_size_limit_bytes: u64,
+    pub static_groups: Vec<TargetGroup>,
+    /// Text identifying the settings; a target whose job fingerprint changes is restarted.
+    pub fingerprint: String,
+}
+
+fn invalid(job: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { job: job.to_string(), message: message.into() }
+}
+
+impl Job {
+    fn resolve(config: &ScrapeConfig, global: &GlobalConfig) -> Result<Job, ConfigError> {
+        let name = &config.job_name;
+        if name.is_empty() {
+            return Err(invalid(name, "job_name must not be empty"));
+        }
+        for sd in &config.kubernetes_sd_configs {
+            if !KUBERNETES_SD_ROLES.contains(&sd.role.as_str()) {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "kubernetes_sd_configs role {:?} is not supported (use pod, service or endpoints)",
+                        sd.role
+                    ),
+                ));
+            }
+        }
+        let interval = config.scrape_interval.or(global.scrape_interval).unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+        if interval.is_zero() {
+            return Err(invalid(name, "scrape_interval must be > 0"));
+        }
+        // As Prometheus: an unset timeout is the global one, capped to the job's interval.
+        let timeout = match config.scrape_timeout {
+            Some(t) => t,
+            None => global.scrape_timeout.unwrap_or(DEFAULT_SCRAPE_TIMEOUT).min(interval),
+        };
+        if timeout > interval {
+            return Err(invalid(
+                name,
+                format!("scrape_timeout {timeout:?} is greater than scrape_interval {interval:?}"),
+            ));
+        }
+        if config.scheme != "http" && config.scheme != "https" {
+            return Err(invalid(name, format!("scheme must be http or https, not {:?}", config.scheme)));
+        }
+        let auth_count = [
+            config.basic_auth.is_some(),
+            config.authorization.is_some(),
+            config.bearer_token.is_some() || config.bearer_token_file.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if auth_count > 1 {
+            return Err(invalid(name, "at most one of basic_auth, authorization and bearer_token(_file) may be set"));
+        }
+        let auth = if let Some(basic) = &config.basic_auth {
+            Auth::Basic {
+                username: basic.username.clone(),
+                password: basic.password.clone(),
+                password_file: basic.password_file.clone(),
+            }
+        } else if let Some(a) = &config.authorization {
+            Auth::Authorization {
+                kind: a.kind.clone(),
+                credentials: a.credentials.clone(),
+                credentials_file: a.credentials_file.clone(),
+            }
+        } else if config.bearer_token.is_some() || config.bearer_token_file.is_some() {
+            Auth::Authorization {
+                kind: "Bearer".into(),
+                credentials: config.bearer_token.clone(),
+                credentials_file: config.bearer_token_file.clone(),
+            }
+        } else {
+            Auth::None
+        };
+        let relabel = Relabeler::new(&config.relabel_configs).map_err(|e| invalid(name, e.to_string()))?;
+        let metric_relabel =
+            Relabeler::new(&config.metric_relabel_configs).map_err(|e| invalid(name, e.to_string()))?;
+        Ok(Job {
+            name: name.clone(),
+            interval,
+            timeout,
+            metrics_path: config.metrics_path.clone(),
+            scheme: config.scheme.clone(),
+            params: config.params.clone(),
+            honor_labels: config.honor_labels,
+            honor_timestamps: config.honor_timestamps,
+            auth,
+            tls: config.tls_config.clone().unwrap_or_default(),
+            relabel,
+            metric_relabel,
+            sample_limit: config.sample_limit.or(global.sample_limit).unwrap_or(0),
+            body_size_limit_bytes: config.body_size_limit.or(global.body_size_limit).unwrap_or(0),
+            static_groups: config.static_configs.clone(),
+            fingerprint: format!("{config:?}|{interval:?}|{timeout:?}"),
+        })
+    }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| {
+        humantime::parse_duration(&t).map_err(|e| serde::de::Error::custom(format!("invalid duration {t:?}: {e}")))
+    })
+    .transpose()
+}
+
+fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Number(n)) => Ok(Some(n)),
+        Some(Raw::Text(t)) => parse_base2_bytes(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses a size as Prometheus' `body_size_limit` does: a number with an optional base-2 unit
+/// (`B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB`; `KB` means 1024 bytes).
+pub fn parse_base2_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| format!("invalid size {text:?}"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        other => return Err(format!("invalid size unit {other:?} in {text:?}")),
+    };
+    number.checked_mul(1u64 << shift).ok_or_else(|| format!("size {text:?} overflows"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROMETHEUS_STYLE: &str = r#"
+global:
+  scrape_interval: 15s
+  scrape_timeout: 5s
+  evaluation_interval: 30s
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ['127.0.0.1:9100', '127.0.0.1:9101']
+        labels: {env: test}
+    params:
+      module: [http_2xx]
+    honor_labels: true
+    basic_auth: {username: u, password: p}
+    tls_config: {insecure_skip_verify: true}
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: instance
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: 'go_.*'
+        action: drop
+    sample_limit: 1000
+    body_size_limit: 10MB
+  - job_name: fast
+    scrape_interval: 2s
+    metrics_path: /custom
+    authorization: {credentials: secret}
+    static_configs: [{targets: ['127.0.0.1:1']}]
+"#;
+
+    #[test]
+    fn prometheus_shaped_file_resolves_with_defaults() {
+        let jobs = ScrapeConfigs::from_yaml(PROMETHEUS_STYLE).unwrap().resolve().unwrap();
+        assert_eq!(jobs.len(), 2);
+        let node = &jobs[0];
+        assert_eq!((node.interval, node.timeout), (Duration::from_secs(15), Duration::from_secs(5)));
+        assert_eq!(node.body_size_limit_bytes, 10 << 20);
+        assert_eq!(node.sample_limit, 1000);
+        assert!(node.honor_labels && node.honor_timestamps && node.tls.insecure_skip_verify);
+        assert_eq!(node.static_groups[0].targets.len(), 2);
+        let fast = &jobs[1];
+        assert_eq!((fast.interval, fast.timeout), (Duration::from_secs(2), Duration::from_secs(2)));
+        assert_eq!(fast.metrics_path, "/custom");
+        assert!(matches!(&fast.auth, Auth::Authorization { kind, .. } if kind == "Bearer"));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        for (yaml, expected) in [
+            ("scrape_configs: [{job_name: a, scrape_intervall: 1s}]", "scrape_intervall"),
+            ("scrape_configs: [{job_name: a, scrape_interval: 1s, scrape_timeout: 2s}]", "greater than"),
+            ("scrape_configs: [{job_name: a}, {job_name: a}]", "twice"),
+            ("scrape_configs: [{job_name: a, scheme: ftp}]", "scheme"),
+            ("scrape_configs: [{job_name: a, scrape_interval: soon}]", "invalid duration"),
+            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: node}]}]", "role \"node\""),
+            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, selectors: []}]}]", "selectors"),
+        ] {
+            let err = ScrapeConfigs::from_yaml(yaml).and_then(|c| c.resolve().map(|_| ())).unwrap_err().to_string();
+            assert!(err.contains(expected), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_sd_configs_are_kept_for_the_binary() {
+        let yaml = "scrape_configs:\n- job_name: pods\n  kubernetes_sd_configs:\n  - role: pod\n    namespaces: {names: [web, ml]}\n";
+        let configs = ScrapeConfigs::from_yaml(yaml).unwrap();
+        configs.resolve().unwrap();
+        let sd = &configs.scrape_configs[0].kubernetes_sd_configs;
+        assert_eq!(sd[0].role, "pod");
+        assert_eq!(sd[0].namespaces.as_ref().unwrap().names, vec!["web", "ml"]);
+    }
+
+    #[test]
+    fn base2_sizes() {
+        assert_eq!(parse_base2_bytes("512").unwrap(), 512);
+        assert_eq!(parse_base2_bytes("1KB").unwrap(), 1024);
+        assert_eq!(parse_base2_bytes("3MiB").unwrap(), 3 << 20);
+        assert!(parse_base2_bytes("1XB").is_err());
+    }
+}
