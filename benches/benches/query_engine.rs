@@ -1,0 +1,90 @@
+//! PromQL evaluation in-process over the real store: the two workloads over 10 000 series
+//! (`sum by (pod) (rate(...[2m]))` and `histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))`),
+//! as an instant query and as a 1 h range query at 15 s step. Data: fixed pattern, 65 minutes at
+//! 15 s. Each measured query's result is checked before timing.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use query::{Engine, EngineOptions, Value};
+use std::sync::Arc;
+use tsdb::{Db, Options, Sample, SeriesSamples};
+
+const SERIES: usize = 10_000;
+const SCRAPE_MS: i64 = 15_000;
+const STEPS: i64 = 65 * 4;
+
+/// Labels and samples of one generated series.
+type OwnedSeries = (Vec<(String, String)>, Vec<Sample>);
+
+fn load(db: &Db) {
+    let samples_for =
+        |slope: f64| -> Vec<Sample> { (0..STEPS).map(|k| Sample::new(k * SCRAPE_MS, k as f64 * slope)).collect() };
+    let mut owned: Vec<OwnedSeries> = Vec::with_capacity(2 * SERIES);
+    for i in 0..SERIES {
+        owned.push((
+            vec![
+                ("__name__".into(), "http_requests_total".into()),
+                ("instance".into(), format!("i-{i}")),
+                ("pod".into(), format!("pod-{}", i % 100)),
+            ],
+            samples_for(1.0 + (i % 7) as f64),
+        ));
+    }
+    let bounds = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
+    for h in 0..SERIES / bounds.len() {
+        for (b, le) in bounds.iter().enumerate() {
+            owned.push((
+                vec![
+                    ("__name__".into(), "x_bucket".into()),
+                    ("instance".into(), format!("h-{h}")),
+                    ("le".into(), le.to_string()),
+                ],
+                samples_for(1.0 + b as f64 + (h % 3) as f64),
+            ));
+        }
+    }
+    let pairs: Vec<Vec<(&str, &str)>> =
+        owned.iter().map(|(l, _)| l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+    for chunk in pairs.iter().zip(&owned).collect::<Vec<_>>().chunks(1000) {
+        let batch: Vec<SeriesSamples<'_>> =
+            chunk.iter().map(|(l, (_, s))| SeriesSamples { labels: l, samples: s }).collect();
+        db.append_batch(&batch).expect("append");
+    }
+}
+
+fn result_len(v: &Value) -> usize {
+    match v {
+        Value::Vector(v) => v.len(),
+        Value::Matrix(m) => m.len(),
+        _ => 0,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = Options::new(dir.path());
+    options.storage_size_bytes = 512 << 20;
+    let db = Arc::new(Db::open(options).expect("open"));
+    load(&db);
+    let engine = Engine::new(db, EngineOptions::default());
+    let end = (STEPS - 1) * SCRAPE_MS;
+    let mut group = c.benchmark_group("query_engine");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(SERIES as u64));
+    for (name, query, want) in [
+        ("rate_sum_by_pod", "sum by (pod) (rate(http_requests_total[2m]))", 100),
+        ("histogram_quantile", "histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))", 1),
+    ] {
+        let got = result_len(&engine.instant(query, end).expect("instant"));
+        assert_eq!(got, want, "{query} instant");
+        group.bench_function(format!("{name}/instant"), |b| b.iter(|| engine.instant(query, end).expect("instant")));
+        let got = result_len(&engine.range(query, end - 3_600_000, end, SCRAPE_MS).expect("range"));
+        assert_eq!(got, want, "{query} range");
+        group.bench_function(format!("{name}/range_1h_15s"), |b| {
+            b.iter(|| engine.range(query, end - 3_600_000, end, SCRAPE_MS).expect("range"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

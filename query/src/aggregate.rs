@@ -1,0 +1,343 @@
+//! `aggregate` is PromQL's aggregation operators over one step's vector (`sum avg min max count
+//! group stddev stdvar topk bottomk quantile count_values` with `by`/`without`).
+//!
+//! Groups are found by hashing the grouping labels in place, so a sample costs a hash and a map
+//! probe, never an allocation; a group's label set is built once, when the group first appears.
+
+use crate::ast::AggOp;
+use crate::eval::{Evaluator, Sample, Val};
+use crate::mathfns::{kahan_inc, quantile};
+use crate::QueryError;
+use rustc_hash::FxHashMap as HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use tsdb::{Labels, METRIC_NAME};
+
+struct Group {
+    labels: Arc<Labels>,
+    drop_name: bool,
+    count: f64,
+    value: f64,
+    kahan_c: f64,
+    mean: f64,
+    incremental_mean: bool,
+    values: Vec<f64>,
+}
+
+#[inline]
+fn in_group(name: &str, grouping: &[String], without: bool) -> bool {
+    let listed = grouping.iter().any(|g| g == name);
+    if without {
+        !listed && !crate::eval::is_name_label(name)
+    } else {
+        listed
+    }
+}
+
+fn group_hash(labels: &Labels, grouping: &[String], without: bool) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    for l in labels.iter() {
+        if in_group(&l.name, grouping, without) {
+            l.name.hash(&mut h);
+            l.value.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// The group label set that owns each resolved group hash, per aggregation node.
+pub(crate) type GroupOwners = HashMap<(usize, u64), Arc<Labels>>;
+
+/// The group hash of `labels`, moved past any hash already owned by a different group.
+fn resolve_group(node: usize, labels: &Labels, grouping: &[String], without: bool, owners: &mut GroupOwners) -> u64 {
+    let mut h = group_hash(labels, grouping, without);
+    loop {
+        match owners.get(&(node, h)) {
+            None => {
+                owners.insert((node, h), Arc::new(group_labels(labels, grouping, without)));
+                return h;
+            }
+            Some(owner) if owner.iter().eq(labels.iter().filter(|l| in_group(&l.name, grouping, without))) => return h,
+            Some(_) => h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1),
+        }
+    }
+}
+
+fn group_labels(labels: &Labels, grouping: &[String], without: bool) -> Labels {
+    Labels::from_sorted(labels.iter().filter(|l| in_group(&l.name, grouping, without)).cloned().collect())
+}
+
+/// Aggregates `input` by `op`. `param` is the evaluated parameter of topk/bottomk/quantile/
+/// count_values; `param_pos` is where it is written (for the warning about bad quantiles).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn aggregate(
+    ev: &Evaluator<'_>,
+    op: AggOp,
+    param: Option<Val>,
+    input: Vec<Sample>,
+    grouping: &[String],
+    without: bool,
+    node: usize,
+    param_pos: usize,
+) -> Result<Val, QueryError> {
+    let scalar_param = match &param {
+        Some(Val::Scalar(v)) => Some(*v),
+        _ => None,
+    };
+    match op {
+        AggOp::Topk | AggOp::Bottomk => {
+            let k = scalar_param.unwrap_or(f64::NAN);
+            if k.is_nan() {
+                return Err(QueryError::Execution("Parameter value is NaN".into()));
+            }
+            if k >= 9.2e18 || k <= -9.2e18 {
+                return Err(QueryError::Execution(format!("Scalar value {} overflows int64", crate::format_value(k))));
+            }
+            let k = k as i64;
+            if k < 1 {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            return Ok(Val::Vector(top_bottom(input, k as usize, op == AggOp::Topk, grouping, without)));
+        }
+        AggOp::CountValues => {
+            let Some(Val::Str(label)) = param else {
+                return Err(QueryError::Execution("count_values needs a string parameter".into()));
+            };
+            return count_values(input, &label, grouping, without).map(Val::Vector);
+        }
+        AggOp::Quantile => {
+            let q = scalar_param.unwrap_or(f64::NAN);
+            if !(0.0..=1.0).contains(&q) {
+                ev.warn(
+                    param_pos,
+                    &format!("quantile value should be between 0 and 1, got {}", crate::format_value(q)),
+                );
+            }
+        }
+        _ => {}
+    }
+    let mut index: HashMap<u64, usize> = HashMap::default();
+    let mut groups: Vec<Group> = Vec::new();
+    // Range queries meet the same label sets at every step: remember their group hashes. Each
+    // hash is resolved against the group that owns it, so a collision never merges two groups.
+    let mut cache = if ev.is_range { Some(ev.group_cache.borrow_mut()) } else { None };
+    let mut shared_owners = if ev.is_range { Some(ev.group_owners.borrow_mut()) } else { None };
+    let mut local_owners = GroupOwners::default();
+    let owners: &mut GroupOwners = match shared_owners.as_mut() {
+        Some(o) => o,
+        None => &mut local_owners,
+    };
+    for s in input {
+        let h = match cache.as_mut() {
+            Some(cache) => {
+                let key = (node, Arc::as_ptr(&s.labels) as usize);
+                match cache.get(&key) {
+                    Some((_, h)) => *h,
+                    None => {
+                        let h = resolve_group(node, &s.labels, grouping, without, owners);
+                        cache.insert(key, (s.labels.clone(), h));
+                        h
+                    }
+                }
+            }
+            None => resolve_group(node, &s.labels, grouping, without, owners),
+        };
+        let gi = match index.get(&h) {
+            Some(&i) => i,
+            None => {
+                let labels = match owners.get(&(node, h)) {
+                    Some(l) => l.clone(),
+                    None => Arc::new(group_labels(&s.labels, grouping, without)),
+                };
+                index.insert(h, groups.len());
+                groups.push(Group {
+                    labels,
+                    drop_name: false,
+                    count: 0.0,
+                    value: 0.0,
+                    kahan_c: 0.0,
+                    mean: 0.0,
+                    incremental_mean: false,
+                    values: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[gi];
+        g.drop_name |= s.drop_name;
+        accumulate(op, g, s.value);
+    }
+    let q = scalar_param.unwrap_or(f64::NAN);
+    let out = groups
+        .into_iter()
+        .map(|mut g| {
+            let value = match op {
+                AggOp::Sum => g.value + g.kahan_c,
+                AggOp::Avg if g.incremental_mean => g.mean + g.kahan_c,
+                AggOp::Avg => (g.value + g.kahan_c) / g.count,
+                AggOp::Min | AggOp::Max => g.value,
+                AggOp::Count => g.count,
+                AggOp::Group => 1.0,
+                AggOp::Stdvar => g.value / g.count,
+                AggOp::Stddev => (g.value / g.count).sqrt(),
+                AggOp::Quantile => quantile(q, &mut g.values),
+                AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
+            };
+            let drop_name = g.drop_name && g.labels.get(METRIC_NAME).is_some();
+            Sample { labels: g.labels, value, drop_name }
+        })
+        .collect();
+    Ok(Val::Vector(out))
+}
+
+#[inline]
+fn accumulate(op: AggOp, g: &mut Group, v: f64) {
+    g.count += 1.0;
+    let first = g.count == 1.0;
+    match op {
+        AggOp::Sum => {
+            if first {
+                g.value = v;
+            } else {
+                (g.value, g.kahan_c) = kahan_inc(v, g.value, g.kahan_c);
+            }
+        }
+        AggOp::Avg => {
+            if first {
+                g.value = v;
+                g.mean = v;
+                return;
+            }
+            if !g.incremental_mean {
+                let (new_v, new_c) = kahan_inc(v, g.value, g.kahan_c);
+                if !new_v.is_infinite() {
+                    (g.value, g.kahan_c) = (new_v, new_c);
+                    return;
+                }
+                // The running sum would overflow: continue as an incremental mean.
+                g.incremental_mean = true;
+                g.mean = g.value / (g.count - 1.0);
+                g.kahan_c /= g.count - 1.0;
+            }
+            if g.mean.is_infinite() {
+                if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
+                    return;
+                }
+                if !v.is_infinite() && !v.is_nan() {
+                    return;
+                }
+            }
+            let current = g.mean + g.kahan_c;
+            (g.mean, g.kahan_c) = kahan_inc(v / g.count - current / g.count, g.mean, g.kahan_c);
+        }
+        AggOp::Min => {
+            if first || g.value > v || g.value.is_nan() {
+                g.value = v;
+            }
+        }
+        AggOp::Max => {
+            if first || g.value < v || g.value.is_nan() {
+                g.value = v;
+            }
+        }
+        AggOp::Stddev | AggOp::Stdvar => {
+            if first {
+                g.mean = v;
+                g.value = if v.is_finite() { 0.0 } else { f64::NAN };
+                return;
+            }
+            let delta = v - g.mean;
+            g.mean += delta / g.count;
+            g.value += delta * (v - g.mean);
+        }
+        AggOp::Quantile => g.values.push(v),
+        AggOp::Count | AggOp::Group | AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => {}
+    }
+}
+
+/// `topk`/`bottomk`: per group the `k` largest (smallest) samples, best first, NaN last.
+fn top_bottom(input: Vec<Sample>, k: usize, top: bool, grouping: &[String], without: bool) -> Vec<Sample> {
+    let mut index: HashMap<u64, usize> = HashMap::default();
+    let mut groups: Vec<Vec<Sample>> = Vec::new();
+    for s in input {
+        let h = group_hash(&s.labels, grouping, without);
+        let gi = *index.entry(h).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[gi].push(s);
+    }
+    let mut out = Vec::new();
+    for mut g in groups {
+        g.sort_by(|a, b| {
+            use std::cmp::Ordering;
+            match (a.value.is_nan(), b.value.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                _ if top => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
+                _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+            }
+        });
+        g.truncate(k);
+        out.extend(g);
+    }
+    out
+}
+
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn count_values(
+    input: Vec<Sample>,
+    label: &str,
+    grouping: &[String],
+    without: bool,
+) -> Result<Vec<Sample>, QueryError> {
+    if !valid_label_name(label) {
+        return Err(QueryError::Execution(format!("invalid label name {label:?}")));
+    }
+    let mut index: HashMap<Labels, usize> = HashMap::default();
+    let mut out: Vec<Sample> = Vec::new();
+    for s in input {
+        let mut labels = group_labels(&s.labels, grouping, without);
+        labels.set(label, &crate::format_value(s.value));
+        match index.get(&labels) {
+            Some(&i) => out[i].value += 1.0,
+            None => {
+                index.insert(labels.clone(), out.len());
+                out.push(Sample { labels: Arc::new(labels), value: 1.0, drop_name: false });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_collision_never_merges_groups() {
+        let grouping = vec!["pod".to_string()];
+        let b = Labels::from_pairs([("pod", "b"), ("x", "1")]);
+        let mut owners = GroupOwners::default();
+        let b_hash = group_hash(&b, &grouping, false);
+        // Pretend group {pod="a"} already owns the hash {pod="b"} gets.
+        owners.insert((1, b_hash), Arc::new(Labels::from_pairs([("pod", "a")])));
+        let resolved = resolve_group(1, &b, &grouping, false, &mut owners);
+        assert_ne!(resolved, b_hash);
+        assert_eq!(resolve_group(1, &b, &grouping, false, &mut owners), resolved, "stable once resolved");
+        assert_eq!(owners[&(1, resolved)].get("pod"), Some("b"));
+    }
+
+    #[test]
+    fn without_drops_the_metric_name_and_listed_labels() {
+        let labels = Labels::from_pairs([("__name__", "m"), ("__type__", "counter"), ("job", "j"), ("pod", "p")]);
+        let g = group_labels(&labels, &["pod".to_string()], true);
+        assert_eq!(g, Labels::from_pairs([("job", "j")]));
+    }
+}

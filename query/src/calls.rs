@@ -1,0 +1,628 @@
+//! `eval_call` runs a function call at one step: range-vector functions slide over the window of
+//! each series (borrowed straight from the selected samples, no copy), the others map an instant
+//! vector. Semantics follow Prometheus 3's `promql/functions.go`.
+
+use crate::ast::{Expr, ExprKind};
+use crate::eval::{Evaluator, Sample, Series, Val};
+use crate::functions::{FuncKind, Function};
+use crate::mathfns::{self, Bucket, Point};
+use crate::QueryError;
+use chrono::{Datelike, TimeZone, Timelike};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tsdb::{Labels, MatchOp, METRIC_NAME};
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_call(&self, call: &Expr, func: &Function, args: &[Expr], t_ms: i64) -> Result<Val, QueryError> {
+        if let Some(i) = func.arg_types.iter().position(|t| *t == crate::ast::ValueType::Matrix) {
+            return self.eval_range_call(func, args, i, t_ms);
+        }
+        let t_s = t_ms as f64 / 1000.0;
+        match func.kind {
+            FuncKind::Time => return Ok(Val::Scalar(t_s)),
+            FuncKind::Vector => {
+                let v = self.scalar_arg(&args[0], t_ms)?;
+                return Ok(Val::Vector(vec![Sample {
+                    labels: Arc::new(Labels::default()),
+                    value: v,
+                    drop_name: false,
+                }]));
+            }
+            FuncKind::Scalar => {
+                let v = self.vector_arg(&args[0], t_ms)?;
+                return Ok(Val::Scalar(if v.len() == 1 { v[0].value } else { f64::NAN }));
+            }
+            FuncKind::Timestamp => {
+                let samples = match &args[0].unparen().kind {
+                    ExprKind::Vector(sel) => self.instant_selector(sel, t_ms, |ts, _| ts as f64 / 1000.0),
+                    _ => {
+                        let mut v = self.vector_arg(&args[0], t_ms)?;
+                        v.iter_mut().for_each(|s| s.value = t_s);
+                        v
+                    }
+                };
+                return Ok(Val::Vector(mark_drop(samples)));
+            }
+            FuncKind::Absent => {
+                let v = self.vector_arg(&args[0], t_ms)?;
+                if !v.is_empty() {
+                    return Ok(Val::Vector(Vec::new()));
+                }
+                return Ok(Val::Vector(vec![absent_sample(&args[0])]));
+            }
+            FuncKind::HistogramQuantile => return self.histogram_quantile(args, t_ms),
+            FuncKind::LabelReplace => return self.label_replace(args, t_ms),
+            FuncKind::LabelJoin => return self.label_join(args, t_ms),
+            FuncKind::Sort | FuncKind::SortDesc => {
+                if self.is_range {
+                    self.warn(
+                        call.pos,
+                        "sort is ineffective for range queries since results are always ordered by labels",
+                    );
+                }
+                let mut v = self.vector_arg(&args[0], t_ms)?;
+                let desc = func.kind == FuncKind::SortDesc;
+                v.sort_by(|a, b| {
+                    use std::cmp::Ordering;
+                    match (a.value.is_nan(), b.value.is_nan()) {
+                        (true, true) => Ordering::Equal,
+                        (true, false) => Ordering::Greater,
+                        (false, true) => Ordering::Less,
+                        _ if desc => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
+                        _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+                    }
+                });
+                return Ok(Val::Vector(v));
+            }
+            _ => {}
+        }
+        // Element-wise functions of one vector (dates default to `vector(time())`).
+        let mut v = if args.is_empty() {
+            vec![Sample { labels: Arc::new(Labels::default()), value: t_s, drop_name: false }]
+        } else {
+            self.vector_arg(&args[0], t_ms)?
+        };
+        let extra: Vec<f64> = args.iter().skip(1).map(|a| self.scalar_arg(a, t_ms)).collect::<Result<_, _>>()?;
+        if func.kind == FuncKind::Clamp && extra[0] > extra[1] {
+            return Ok(Val::Vector(Vec::new()));
+        }
+        for s in &mut v {
+            s.value = elementwise(func.kind, s.value, &extra);
+            s.drop_name = true;
+        }
+        Ok(Val::Vector(v))
+    }
+
+    fn vector_arg(&self, arg: &Expr, t_ms: i64) -> Result<Vec<Sample>, QueryError> {
+        match self.eval(arg, t_ms)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(QueryError::Execution("expected an instant vector argument".into())),
+        }
+    }
+
+    fn scalar_arg(&self, arg: &Expr, t_ms: i64) -> Result<f64, QueryError> {
+        match self.eval(arg, t_ms)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(QueryError::Execution("expected a scalar argument".into())),
+        }
+    }
+
+    fn string_arg(&self, arg: &Expr, t_ms: i64) -> Result<String, QueryError> {
+        match self.eval(arg, t_ms)? {
+            Val::Str(s) => Ok(s),
+            _ => Err(QueryError::Execution("expected a string argument".into())),
+        }
+    }
+
+    fn eval_range_call(
+        &self,
+        func: &Function,
+        args: &[Expr],
+        matrix_index: usize,
+        t_ms: i64,
+    ) -> Result<Val, QueryError> {
+        let param = if matrix_index > 0 { Some(self.scalar_arg(&args[0], t_ms)?) } else { None };
+        if func.kind == FuncKind::QuantileOverTime {
+            let q = param.unwrap_or(f64::NAN);
+            if !(0.0..=1.0).contains(&q) {
+                self.warn(
+                    args[0].pos,
+                    &format!("quantile value should be between 0 and 1, got {}", crate::format_value(q)),
+                );
+            }
+        }
+        let arg = &args[matrix_index];
+        if let Some(v) = self.precomputed_range_call(func, arg, matrix_index, t_ms)? {
+            return Ok(v);
+        }
+        let mut out = Vec::with_capacity(64);
+        let mut any_points = false;
+        let mut scratch: Vec<f64> = Vec::new();
+        match &arg.unparen().kind {
+            ExprKind::Matrix { selector, range_ms } => {
+                let ref_t = self.at_time(selector.at).unwrap_or(t_ms) - selector.offset_ms;
+                let lo = ref_t - range_ms;
+                let data = self.data(selector);
+                out.reserve(data.len());
+                for f in data {
+                    let points = f.window(lo, ref_t);
+                    if points.is_empty() {
+                        continue;
+                    }
+                    any_points = true;
+                    let value = range_value(func.kind, points, lo, ref_t, param, &mut scratch);
+                    if let Some(v) = value {
+                        if !f.counter_like {
+                            self.counter_info(func.kind, &f.labels, arg.unparen().pos);
+                        }
+                        out.push(Sample { labels: f.labels.clone(), value: v, drop_name: !func.keeps_metric_name() });
+                    }
+                }
+            }
+            ExprKind::Subquery { expr, range_ms, step_ms, offset_ms, at } => {
+                let ref_t = self.at_time(*at).unwrap_or(t_ms) - offset_ms;
+                let lo = ref_t - range_ms;
+                let series: Vec<Series> = self.subquery(expr, *range_ms, *step_ms, *offset_ms, *at, t_ms)?;
+                for s in series {
+                    if s.points.is_empty() {
+                        continue;
+                    }
+                    any_points = true;
+                    if let Some(v) = range_value(func.kind, &s.points, lo, ref_t, param, &mut scratch) {
+                        let drop_name = if func.keeps_metric_name() { s.drop_name } else { true };
+                        out.push(Sample { labels: s.labels, value: v, drop_name });
+                    }
+                }
+            }
+            _ => return Err(QueryError::Execution(format!("expected a range vector in call to {}", func.name))),
+        }
+        if func.kind == FuncKind::AbsentOverTime {
+            if any_points {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            return Ok(Val::Vector(vec![absent_sample(arg)]));
+        }
+        Ok(Val::Vector(out))
+    }
+
+    /// A range function over a plain selector during a range query, answered from results
+    /// computed series by series for every step at once (Prometheus's order too): one pass over
+    /// each series' samples instead of one visit per step, which touches memory step-major.
+    fn precomputed_range_call(
+        &self,
+        func: &Function,
+        arg: &Expr,
+        matrix_index: usize,
+        t_ms: i64,
+    ) -> Result<Option<Val>, QueryError> {
+        let ExprKind::Matrix { selector, range_ms } = &arg.unparen().kind else { return Ok(None) };
+        let offset = t_ms - self.start_ms;
+        if !self.is_range
+            || self.interval_ms <= 0
+            || matrix_index != 0
+            || func.kind == FuncKind::AbsentOverTime
+            || offset < 0
+            || offset % self.interval_ms != 0
+            || t_ms > self.end_ms
+        {
+            return Ok(None);
+        }
+        let data = self.data(selector);
+        let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
+        if steps.saturating_mul(data.len()) > MAX_PRECOMPUTED_POINTS {
+            return Ok(None);
+        }
+        let key = arg as *const Expr as usize;
+        let mut cache = self.step_cache.borrow_mut();
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(key) {
+            let at = self.at_time(selector.at);
+            let job = RangeJob {
+                kind: func.kind,
+                start_ms: self.start_ms,
+                interval_ms: self.interval_ms,
+                steps,
+                at_ms: at,
+                offset_ms: selector.offset_ms,
+                range_ms: *range_ms,
+                deadline: self.deadline(),
+            };
+            let series: Vec<&[Point]> = data.iter().map(|f| f.points.as_slice()).collect();
+            let m = job.run(&series)?;
+            for (i, f) in data.iter().enumerate() {
+                if !f.counter_like && (0..steps).any(|k| m.present[k * m.series + i]) {
+                    self.counter_info(func.kind, &f.labels, arg.unparen().pos);
+                    break;
+                }
+            }
+            slot.insert(m);
+        }
+        let Some(m) = cache.get(&key) else { return Ok(None) };
+        let k = (offset / self.interval_ms) as usize;
+        let row = k * m.series;
+        let drop_name = !func.keeps_metric_name();
+        let mut out = Vec::with_capacity(data.len());
+        for (i, f) in data.iter().enumerate() {
+            if m.present[row + i] {
+                out.push(Sample { labels: f.labels.clone(), value: m.values[row + i], drop_name });
+            }
+        }
+        Ok(Some(Val::Vector(out)))
+    }
+
+    /// Prometheus's "metric might not be a counter" info for rate-like functions.
+    fn counter_info(&self, kind: FuncKind, labels: &Labels, pos: usize) {
+        if !matches!(kind, FuncKind::Rate | FuncKind::Increase | FuncKind::Irate) {
+            return;
+        }
+        let name = labels.get(METRIC_NAME).unwrap_or("");
+        if !name.is_empty() && !["_total", "_sum", "_count", "_bucket"].iter().any(|s| name.ends_with(s)) {
+            self.info(
+                pos,
+                &format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"),
+            );
+        }
+    }
+
+    fn histogram_quantile(&self, args: &[Expr], t_ms: i64) -> Result<Val, QueryError> {
+        let q = self.scalar_arg(&args[0], t_ms)?;
+        let input = self.vector_arg(&args[1], t_ms)?;
+        if !(0.0..=1.0).contains(&q) {
+            self.warn(
+                args[0].pos,
+                &format!("quantile value should be between 0 and 1, got {}", crate::format_value(q)),
+            );
+        }
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut groups: Vec<(Arc<Labels>, Vec<Bucket>)> = Vec::new();
+        for s in input {
+            let le = s.labels.get("le").unwrap_or("");
+            let Some(upper_bound) = parse_le(le) else {
+                let name = s.labels.get(METRIC_NAME).unwrap_or("");
+                self.warn(
+                    args[1].pos,
+                    &format!(
+                        "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?}"
+                    ),
+                );
+                continue;
+            };
+            let mut key = (*s.labels).clone();
+            key.remove("le");
+            let gi = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((Arc::new(key), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[gi].1.push(Bucket { upper_bound, count: s.value });
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (labels, mut buckets) in groups {
+            let r = mathfns::bucket_quantile(q, &mut buckets);
+            if r.forced_monotonic {
+                let name = labels.get(METRIC_NAME).unwrap_or("");
+                self.info(
+                    args[1].pos,
+                    &format!(
+                        "input to histogram_quantile needed to be fixed for monotonicity (see \
+                         https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) \
+                         for metric name {name:?}"
+                    ),
+                );
+            }
+            out.push(Sample { labels, value: r.value, drop_name: true });
+        }
+        Ok(Val::Vector(out))
+    }
+
+    fn label_replace(&self, args: &[Expr], t_ms: i64) -> Result<Val, QueryError> {
+        let mut v = self.vector_arg(&args[0], t_ms)?;
+        let dst = self.string_arg(&args[1], t_ms)?;
+        let replacement = self.string_arg(&args[2], t_ms)?;
+        let src = self.string_arg(&args[3], t_ms)?;
+        let pattern = self.string_arg(&args[4], t_ms)?;
+        let regex = regex::RegexBuilder::new(&format!("^(?s:{pattern})$"))
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| QueryError::Execution(format!("invalid regular expression in label_replace(): {e}")))?;
+        if !valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+        }
+        for s in &mut v {
+            let value = s.labels.get(&src).unwrap_or("");
+            if let Some(caps) = regex.captures(value) {
+                let mut result = String::new();
+                caps.expand(&replacement, &mut result);
+                let mut labels = (*s.labels).clone();
+                labels.set(&dst, &result);
+                s.labels = Arc::new(labels);
+                if dst == METRIC_NAME {
+                    s.drop_name = false;
+                }
+            }
+        }
+        Ok(Val::Vector(v))
+    }
+
+    fn label_join(&self, args: &[Expr], t_ms: i64) -> Result<Val, QueryError> {
+        let mut v = self.vector_arg(&args[0], t_ms)?;
+        let dst = self.string_arg(&args[1], t_ms)?;
+        let sep = self.string_arg(&args[2], t_ms)?;
+        let srcs: Vec<String> = args[3..].iter().map(|a| self.string_arg(a, t_ms)).collect::<Result<_, _>>()?;
+        if !valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+        }
+        for src in &srcs {
+            if src.is_empty() {
+                return Err(QueryError::Execution(format!("invalid source label name in label_join(): {src}")));
+            }
+        }
+        for s in &mut v {
+            let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+            let joined = joined.join(&sep);
+            let mut labels = (*s.labels).clone();
+            labels.set(&dst, &joined);
+            s.labels = Arc::new(labels);
+            if dst == METRIC_NAME {
+                s.drop_name = false;
+            }
+        }
+        Ok(Val::Vector(v))
+    }
+}
+
+/// Largest steps × series table precomputed for one call (beyond it, evaluation goes per step).
+const MAX_PRECOMPUTED_POINTS: usize = 50_000_000;
+
+/// One range function over every step of a range query, for a set of series: what
+/// [`RangeJob::run`] needs, all plain data so the series can be split across threads.
+struct RangeJob {
+    kind: FuncKind,
+    start_ms: i64,
+    interval_ms: i64,
+    steps: usize,
+    at_ms: Option<i64>,
+    offset_ms: i64,
+    range_ms: i64,
+    deadline: std::time::Instant,
+}
+
+/// Below this many series one thread does the whole table (spawning costs more than it saves).
+const PARALLEL_MIN_SERIES: usize = 2_000;
+
+impl RangeJob {
+    /// Computes the step-major table, series split over the available cores (each series is
+    /// walked once, oldest step first, with a forward-moving window).
+    fn run(&self, series: &[&[Point]]) -> Result<StepMatrix, QueryError> {
+        let n = series.len();
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(8);
+        let threads = if n < PARALLEL_MIN_SERIES { 1 } else { threads };
+        let chunk = n.div_ceil(threads.max(1)).max(1);
+        let parts: Vec<Result<Vec<Option<f64>>, QueryError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                series.chunks(chunk).map(|part| scope.spawn(move || self.run_series_major(part))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: range worker panicked".into()))))
+                .collect()
+        });
+        let mut m = StepMatrix { series: n, values: vec![0.0; self.steps * n], present: vec![false; self.steps * n] };
+        for (p, part) in parts.into_iter().enumerate() {
+            let part = part?;
+            let first = p * chunk;
+            let len = part.len() / self.steps.max(1);
+            for j in 0..len {
+                for k in 0..self.steps {
+                    if let Some(v) = part[j * self.steps + k] {
+                        m.values[k * n + first + j] = v;
+                        m.present[k * n + first + j] = true;
+                    }
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// The values of `series`, series-major (`[series * steps + step]`).
+    fn run_series_major(&self, series: &[&[Point]]) -> Result<Vec<Option<f64>>, QueryError> {
+        let mut out = vec![None; series.len() * self.steps];
+        let mut scratch = Vec::new();
+        for (j, points) in series.iter().enumerate() {
+            if j % 256 == 0 && std::time::Instant::now() > self.deadline {
+                return Err(QueryError::Timeout("query execution"));
+            }
+            let (mut start, mut end) = (0usize, 0usize);
+            for k in 0..self.steps {
+                let t = self.start_ms + k as i64 * self.interval_ms;
+                let ref_t = self.at_ms.unwrap_or(t) - self.offset_ms;
+                let lo = ref_t - self.range_ms;
+                if k == 0 || self.at_ms.is_some() {
+                    start = points.partition_point(|p| p.0 <= lo);
+                    end = points.partition_point(|p| p.0 <= ref_t);
+                } else {
+                    while start < points.len() && points[start].0 <= lo {
+                        start += 1;
+                    }
+                    while end < points.len() && points[end].0 <= ref_t {
+                        end += 1;
+                    }
+                }
+                if start < end {
+                    out[j * self.steps + k] =
+                        range_value(self.kind, &points[start..end], lo, ref_t, None, &mut scratch);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A range function's values for every step of a range query, step-major (`[step * series + i]`).
+pub(crate) struct StepMatrix {
+    series: usize,
+    values: Vec<f64>,
+    present: Vec<bool>,
+}
+
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c != '\u{fffd}')
+}
+
+fn parse_le(le: &str) -> Option<f64> {
+    match le.trim() {
+        "" => None,
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        other => other.parse::<f64>().ok(),
+    }
+}
+
+fn mark_drop(mut v: Vec<Sample>) -> Vec<Sample> {
+    v.iter_mut().for_each(|s| s.drop_name = true);
+    v
+}
+
+/// The sample `absent`/`absent_over_time` return: labels from the argument's equality matchers.
+fn absent_sample(arg: &Expr) -> Sample {
+    let matchers = match &arg.kind {
+        ExprKind::Vector(sel) | ExprKind::Matrix { selector: sel, .. } => sel.matchers.as_slice(),
+        _ => &[],
+    };
+    let mut labels = Labels::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for m in matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if m.op == MatchOp::Equal && !seen.contains(&m.name.as_str()) {
+            labels.set(&m.name, &m.value);
+            seen.push(&m.name);
+        } else {
+            labels.remove(&m.name);
+        }
+    }
+    Sample { labels: Arc::new(labels), value: 1.0, drop_name: false }
+}
+
+/// One range function over one series' window `(lo, hi]`. `None`: no output for this series.
+fn range_value(
+    kind: FuncKind,
+    points: &[Point],
+    lo: i64,
+    hi: i64,
+    param: Option<f64>,
+    scratch: &mut Vec<f64>,
+) -> Option<f64> {
+    let values = || points.iter().map(|p| p.1);
+    match kind {
+        FuncKind::Rate => mathfns::extrapolated_rate(points, lo, hi, true, true),
+        FuncKind::Increase => mathfns::extrapolated_rate(points, lo, hi, true, false),
+        FuncKind::Delta => mathfns::extrapolated_rate(points, lo, hi, false, false),
+        FuncKind::Irate => mathfns::instant_value(points, true),
+        FuncKind::Idelta => mathfns::instant_value(points, false),
+        FuncKind::Deriv => {
+            if points.len() < 2 {
+                return None;
+            }
+            Some(mathfns::linear_regression(points, points[0].0).0)
+        }
+        FuncKind::Resets => Some(points.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
+        FuncKind::Changes => {
+            Some(points.windows(2).filter(|w| !(w[1].1 == w[0].1 || (w[1].1.is_nan() && w[0].1.is_nan()))).count()
+                as f64)
+        }
+        FuncKind::AvgOverTime => Some(mathfns::mean(values())),
+        FuncKind::MinOverTime => Some(values().fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m })),
+        FuncKind::MaxOverTime => Some(values().fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m })),
+        FuncKind::SumOverTime => {
+            let (s, c) = values().fold((0.0, 0.0), |(s, c), v| mathfns::kahan_inc(v, s, c));
+            Some(s + c)
+        }
+        FuncKind::CountOverTime => Some(points.len() as f64),
+        FuncKind::LastOverTime => points.last().map(|p| p.1),
+        FuncKind::QuantileOverTime => {
+            scratch.clear();
+            scratch.extend(values());
+            Some(mathfns::quantile(param.unwrap_or(f64::NAN), scratch))
+        }
+        FuncKind::StddevOverTime => Some(mathfns::variance(values()).sqrt()),
+        FuncKind::StdvarOverTime => Some(mathfns::variance(values())),
+        FuncKind::PresentOverTime => Some(1.0),
+        FuncKind::AbsentOverTime => None,
+        _ => None,
+    }
+}
+
+/// Element-wise math; `extra` holds the scalar arguments after the vector.
+fn elementwise(kind: FuncKind, v: f64, extra: &[f64]) -> f64 {
+    match kind {
+        FuncKind::Abs => v.abs(),
+        FuncKind::Ceil => v.ceil(),
+        FuncKind::Floor => v.floor(),
+        FuncKind::Round => {
+            // Prometheus rounds half up (towards +Inf) to the nearest multiple of `to_nearest`.
+            let to_nearest = extra.first().copied().unwrap_or(1.0);
+            let inverse = 1.0 / to_nearest;
+            (v * inverse + 0.5).floor() / inverse
+        }
+        FuncKind::Sqrt => v.sqrt(),
+        FuncKind::Exp => v.exp(),
+        FuncKind::Ln => v.ln(),
+        FuncKind::Log2 => v.log2(),
+        FuncKind::Log10 => v.log10(),
+        FuncKind::Sgn => {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        }
+        FuncKind::Clamp => v.max(extra[0]).min(extra[1]),
+        FuncKind::ClampMin => v.max(extra[0]),
+        FuncKind::ClampMax => v.min(extra[0]),
+        FuncKind::DayOfWeek
+        | FuncKind::DayOfMonth
+        | FuncKind::DayOfYear
+        | FuncKind::Hour
+        | FuncKind::Minute
+        | FuncKind::Month
+        | FuncKind::Year
+        | FuncKind::DaysInMonth => date_part(kind, v),
+        _ => f64::NAN,
+    }
+}
+
+/// A calendar field of the Unix time `seconds` (UTC), as Prometheus's date functions.
+fn date_part(kind: FuncKind, seconds: f64) -> f64 {
+    if !seconds.is_finite() {
+        return f64::NAN;
+    }
+    let Some(t) = chrono::Utc.timestamp_opt(seconds as i64, 0).single() else { return f64::NAN };
+    let v = match kind {
+        FuncKind::DayOfWeek => t.weekday().num_days_from_sunday(),
+        FuncKind::DayOfMonth => t.day(),
+        FuncKind::DayOfYear => t.ordinal(),
+        FuncKind::Hour => t.hour(),
+        FuncKind::Minute => t.minute(),
+        FuncKind::Month => t.month(),
+        FuncKind::Year => return f64::from(t.year()),
+        FuncKind::DaysInMonth => {
+            let (y, m) = (t.year(), t.month());
+            let next = if m == 12 {
+                chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
+            } else {
+                chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
+            };
+            let this = chrono::NaiveDate::from_ymd_opt(y, m, 1);
+            match (next, this) {
+                (Some(n), Some(c)) => (n - c).num_days() as u32,
+                _ => return f64::NAN,
+            }
+        }
+        _ => return f64::NAN,
+    };
+    f64::from(v)
+}
