@@ -41,6 +41,10 @@ pub struct FileConfig {
     pub global: Option<serde_yaml::Value>,
     /// Prometheus-shaped scrape configs, handed to the scraper as they are.
     pub scrape_configs: Option<serde_yaml::Value>,
+    /// The metrics adapter's settings (`secure_listen`, TLS files, rules file, tokens file, …).
+    pub adapter: Option<crate::adapter::serve::AdapterFileConfig>,
+    /// A kubeconfig file naming the cluster to use (in-cluster config is found without it).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// The effective serving configuration.
@@ -55,6 +59,16 @@ pub struct Config {
     pub global: Option<serde_yaml::Value>,
     /// `scrape_configs` from the config file; `None` means the embedded default (scrape self).
     pub scrape_configs: Option<serde_yaml::Value>,
+    /// Largest remote-write request body accepted, in bytes (compressed); larger gets 413.
+    pub remote_write_max_body_bytes: usize,
+    /// File holding the bearer token remote-write senders must present; `None` = no check.
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+    /// Decompressed remote-write bytes decoded at once before senders get 503 + Retry-After.
+    pub remote_write_max_inflight_bytes: usize,
+    /// The metrics adapter (custom/external metrics APIs over TLS).
+    pub adapter: crate::adapter::serve::AdapterServeConfig,
+    /// Which Kubernetes API (if any) to use, and whether its authentication guards the adapter.
+    pub cluster: crate::k8s::ClusterSettings,
 }
 
 impl Default for Config {
@@ -67,6 +81,11 @@ impl Default for Config {
             sync_interval: Duration::from_secs(1),
             global: None,
             scrape_configs: None,
+            remote_write_max_body_bytes: crate::http::remote_write::DEFAULT_MAX_BODY_BYTES,
+            remote_write_bearer_token_file: None,
+            remote_write_max_inflight_bytes: crate::http::remote_write::DEFAULT_MAX_INFLIGHT_BYTES,
+            adapter: crate::adapter::serve::AdapterServeConfig::default(),
+            cluster: crate::k8s::ClusterSettings::default(),
         }
     }
 }
@@ -94,6 +113,15 @@ impl Config {
         }
         self.global = file.global.or(self.global);
         self.scrape_configs = file.scrape_configs.or(self.scrape_configs);
+        if let Some(path) = file.kubeconfig {
+            self.cluster.mode = crate::k8s::ClusterMode::Kubeconfig(path);
+        }
+        if let Some(adapter) = file.adapter {
+            self.adapter = self
+                .adapter
+                .merge_file(adapter)
+                .map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
+        }
         Ok(self)
     }
 }

@@ -2,6 +2,9 @@
 //! Prometheus query API, self-metrics) and the wiring of store, ingest and query into one server.
 #![forbid(unsafe_code)]
 
+pub mod adapter;
 pub mod config;
 pub mod http;
+pub mod k8s;
+pub mod scrape;
 pub mod server;

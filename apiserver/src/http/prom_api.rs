@@ -1,20 +1,534 @@
-//! The Prometheus HTTP query API (`/api/v1/query`, `query_range`, `series`, `labels`, …).
+//! The Prometheus HTTP query API: `/api/v1/query`, `query_range`, `series`, `labels`,
+//! `label/{name}/values`, `status/buildinfo` and `metadata`, GET or form-encoded POST.
+//!
+//! Responses have Prometheus's exact JSON shape (`status`, `data.resultType`, string-encoded
+//! sample values, `errorType`/`error`), so Grafana, promtool and curl users see no difference.
+//! Errors map in one place ([`error_response`]): bad parameters and parse errors 400 `bad_data`,
+//! evaluation errors 422 `execution`, timeouts and the max-samples limit 503, storage 500.
+//! Evaluation runs in `spawn_blocking`; it is CPU-bound and reads mapped pages.
 
 use super::AppState;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use query::{Engine, EngineOptions, QueryError, QueryOutput, Value};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tsdb::{Labels, Matcher};
 
-/// Query API settings and counters.
-#[derive(Debug, Default)]
-pub struct QueryApiState {}
+/// Most points a range query may return per series (Prometheus's limit).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    endpoint: &'static str,
+    error_type: &'static str,
+}
+
+/// Query API self-metrics.
+#[derive(Debug)]
+pub struct QueryApiState {
+    durations: Family<EndpointLabels, Histogram>,
+    errors: Family<ErrorLabels, Counter>,
+}
 
 impl QueryApiState {
     pub fn new(registry: &mut Registry) -> Self {
-        let _ = registry;
-        QueryApiState {}
+        let durations = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+        });
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "ringtail_query_duration_seconds",
+            "Time spent answering Prometheus API queries, by endpoint",
+            durations.clone(),
+        );
+        registry.register(
+            "ringtail_query_errors",
+            "Prometheus API requests that failed, by error type",
+            errors.clone(),
+        );
+        QueryApiState { durations, errors }
+    }
+
+    fn observe(&self, endpoint: &'static str, started: Instant) {
+        self.durations.get_or_create(&EndpointLabels { endpoint }).observe(started.elapsed().as_secs_f64());
     }
 }
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/query", get(instant_query).post(instant_query))
+        .route("/api/v1/query_range", get(range_query).post(range_query))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/metadata", get(metadata))
+}
+
+/// An API failure: HTTP status, Prometheus `errorType`, message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn bad_data(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, error_type: "bad_data", message: message.into() }
+    }
+}
+
+/// Maps a query error to its HTTP status and `errorType` (the one place this happens).
+pub fn error_response(query_text: &str, e: QueryError) -> ApiError {
+    match e {
+        QueryError::Parse { position, message } => {
+            let (line, col) = query::line_col(query_text, position);
+            ApiError::bad_data(format!("invalid parameter \"query\": {line}:{col}: parse error: {message}"))
+        }
+        QueryError::Execution(m) => {
+            ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, error_type: "execution", message: m }
+        }
+        e @ QueryError::Timeout(_) => {
+            ApiError { status: StatusCode::SERVICE_UNAVAILABLE, error_type: "timeout", message: e.to_string() }
+        }
+        e @ QueryError::TooManySamples(_) => {
+            ApiError { status: StatusCode::SERVICE_UNAVAILABLE, error_type: "execution", message: e.to_string() }
+        }
+        e @ QueryError::Storage(_) => {
+            ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, error_type: "internal", message: e.to_string() }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"status": "error", "errorType": self.error_type, "error": self.message});
+        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+type Params = Vec<(String, String)>;
+
+fn params(form: Result<Form<Params>, FormRejection>) -> Result<Params, ApiError> {
+    form.map(|Form(p)| p).map_err(|e| ApiError::bad_data(format!("invalid form parameters: {e}")))
+}
+
+fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Parses a time parameter: Unix seconds (float) or RFC 3339.
+pub fn parse_time_ms(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() && seconds.abs() < 9.2e15 {
+            return Ok((seconds * 1000.0).round() as i64);
+        }
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| format!("cannot parse {text:?} to a valid timestamp"))
+}
+
+/// Parses a duration parameter: seconds (float) or a Prometheus duration such as `1m30s`.
+pub fn parse_duration_param_ms(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() && seconds.abs() < 9.2e15 {
+            return Ok((seconds * 1000.0).round() as i64);
+        }
+        return Err(format!("cannot parse {text:?} to a valid duration. It overflows int64"));
+    }
+    query::parse_duration_ms(text).ok_or_else(|| format!("cannot parse {text:?} to a valid duration"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, ApiError> {
+    match param(params, name) {
+        None | Some("") => Ok(default_ms),
+        Some(t) => parse_time_ms(t).map_err(|m| ApiError::bad_data(format!("invalid parameter \"{name}\": {m}"))),
+    }
+}
+
+/// An engine whose timeout is the smaller of the server's and the request's `timeout`.
+fn engine_for(state: &AppState, params: &Params) -> Result<Arc<Engine>, ApiError> {
+    let Some(text) = param(params, "timeout").filter(|t| !t.is_empty()) else { return Ok(state.engine.clone()) };
+    let ms =
+        parse_duration_param_ms(text).map_err(|m| ApiError::bad_data(format!("invalid parameter \"timeout\": {m}")))?;
+    if ms <= 0 {
+        return Err(ApiError::bad_data("invalid parameter \"timeout\": must be positive"));
+    }
+    let mut options: EngineOptions = state.engine.options().clone();
+    options.timeout = options.timeout.min(Duration::from_millis(ms as u64));
+    Ok(Arc::new(Engine::new(state.engine.db().clone(), options)))
+}
+
+async fn instant_query(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+    let started = Instant::now();
+    let result = instant_query_inner(&state, form).await;
+    finish(&state, "query", started, result)
+}
+
+async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRejection>) -> Result<String, ApiError> {
+    let params = params(form)?;
+    let text = param(&params, "query").unwrap_or("").to_string();
+    let at_ms = time_param(&params, "time", now_ms())?;
+    let engine = engine_for(state, &params)?;
+    let q = text.clone();
+    let output = tokio::task::spawn_blocking(move || engine.instant_query(&q, at_ms, &[]))
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error_type: "internal",
+            message: e.to_string(),
+        })?
+        .map_err(|e| error_response(&text, e))?;
+    Ok(render_success(&output))
+}
+
+async fn range_query(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+    let started = Instant::now();
+    let result = range_query_inner(&state, form).await;
+    finish(&state, "query_range", started, result)
+}
+
+async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormRejection>) -> Result<String, ApiError> {
+    let params = params(form)?;
+    let text = param(&params, "query").unwrap_or("").to_string();
+    let required = |name: &str| {
+        param(&params, name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            ApiError::bad_data(format!("invalid parameter \"{name}\": cannot parse \"\" to a valid timestamp"))
+        })
+    };
+    let start = parse_time_ms(required("start")?)
+        .map_err(|m| ApiError::bad_data(format!("invalid parameter \"start\": {m}")))?;
+    let end =
+        parse_time_ms(required("end")?).map_err(|m| ApiError::bad_data(format!("invalid parameter \"end\": {m}")))?;
+    if end < start {
+        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+    }
+    let step_text = param(&params, "step").unwrap_or("");
+    let step = parse_duration_param_ms(step_text)
+        .map_err(|m| ApiError::bad_data(format!("invalid parameter \"step\": {m}")))?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let engine = engine_for(state, &params)?;
+    let q = text.clone();
+    let output = tokio::task::spawn_blocking(move || engine.range_query(&q, start, end, step, &[]))
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error_type: "internal",
+            message: e.to_string(),
+        })?
+        .map_err(|e| error_response(&text, e))?;
+    Ok(render_success(&output))
+}
+
+/// The matchers of every `match[]` selector.
+fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut out = Vec::new();
+    for (_, text) in params.iter().filter(|(k, _)| k == "match[]") {
+        let expr = query::parse(text).map_err(|e| {
+            let (line, col) = query::line_col(text, e.pos);
+            ApiError::bad_data(format!("invalid parameter \"match[]\": {line}:{col}: parse error: {}", e.message))
+        })?;
+        match expr.kind {
+            query::ast::ExprKind::Vector(sel) => out.push(sel.matchers),
+            _ => {
+                return Err(ApiError::bad_data(format!(
+                    "invalid parameter \"match[]\": {text:?} is not a series selector"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn series(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let params = params(form)?;
+        let sets = selectors(&params)?;
+        if sets.is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let start = time_param(&params, "start", i64::MIN / 2)?;
+        let end = time_param(&params, "end", i64::MAX / 2)?;
+        let db = state.db.clone();
+        let found = on_store(move || {
+            let mut all: Vec<Labels> = Vec::new();
+            for matchers in &sets {
+                all.extend(db.series(matchers, start, end)?);
+            }
+            all.sort();
+            all.dedup();
+            Ok(all)
+        })
+        .await?;
+        let mut body = String::from("{\"status\":\"success\",\"data\":");
+        write_list(&mut body, &found, write_labels);
+        body.push('}');
+        Ok(body)
+    }
+    .await;
+    finish(&state, "series", started, result)
+}
+
+async fn labels(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+    let started = Instant::now();
+    let result = list_strings(&state, form, |db, matchers| db.label_names(matchers)).await;
+    finish(&state, "labels", started, result)
+}
+
+async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    form: Result<Form<Params>, FormRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = list_strings(&state, form, move |db, matchers| db.label_values(&name, matchers)).await;
+    finish(&state, "label_values", started, result)
+}
+
+/// Answers a listing endpoint: the sorted union of `list` over every `match[]` selector (or
+/// over all series when there is none), as `{"status":"success","data":[…]}`.
+async fn list_strings(
+    state: &AppState,
+    form: Result<Form<Params>, FormRejection>,
+    list: impl Fn(&tsdb::Db, &[Matcher]) -> Result<Vec<String>, tsdb::Error> + Send + 'static,
+) -> Result<String, ApiError> {
+    let params = params(form)?;
+    let sets = selectors(&params)?;
+    let db = state.db.clone();
+    let values = on_store(move || {
+        if sets.is_empty() {
+            return list(&db, &[]);
+        }
+        let mut all = Vec::new();
+        for matchers in &sets {
+            all.extend(list(&db, matchers)?);
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    })
+    .await?;
+    Ok(serde_json::json!({"status": "success", "data": values}).to_string())
+}
+
+/// Runs store work on the blocking pool (it may fault in mapped pages) and maps its failures.
+async fn on_store<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, tsdb::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error_type: "internal",
+            message: e.to_string(),
+        })?
+        .map_err(|e| error_response("", QueryError::Storage(e)))
+}
+
+async fn buildinfo() -> Response {
+    let body = serde_json::json!({
+        "status": "success",
+        "data": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": "unknown",
+            "branch": "unknown",
+            "buildUser": "ringtail",
+            "buildDate": "unknown",
+            "goVersion": "none (Rust)",
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn metadata() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"success\",\"data\":{}}").into_response()
+}
+
+fn finish(state: &AppState, endpoint: &'static str, started: Instant, result: Result<String, ApiError>) -> Response {
+    state.query_api.observe(endpoint, started);
+    match result {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            state.query_api.errors.get_or_create(&ErrorLabels { endpoint, error_type: e.error_type }).inc();
+            e.into_response()
+        }
+    }
+}
+
+/// A timestamp as Prometheus writes it: Unix seconds with up to millisecond decimals.
+fn write_ts(out: &mut String, ts_ms: i64) {
+    let secs = ts_ms.div_euclid(1000);
+    let millis = ts_ms.rem_euclid(1000);
+    if millis == 0 {
+        let _ = write!(out, "{secs}");
+    } else {
+        let frac = format!("{millis:03}");
+        let _ = write!(out, "{secs}.{}", frac.trim_end_matches('0'));
+    }
+}
+
+fn write_json_string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+}
+
+fn write_labels(out: &mut String, labels: &Labels) {
+    out.push('{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, &l.name);
+        out.push(':');
+        write_json_string(out, &l.value);
+    }
+    out.push('}');
+}
+
+/// Writes `[item,item,…]`.
+fn write_list<'i, T: 'i>(
+    out: &mut String,
+    items: impl IntoIterator<Item = &'i T>,
+    mut write: impl FnMut(&mut String, &'i T),
+) {
+    out.push('[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write(out, item);
+    }
+    out.push(']');
+}
+
+fn write_point(out: &mut String, ts_ms: i64, v: f64) {
+    out.push('[');
+    write_ts(out, ts_ms);
+    out.push_str(",\"");
+    out.push_str(&query::format_value(v));
+    out.push_str("\"]");
+}
+
+/// Renders a successful query result as Prometheus's JSON.
+pub fn render_success(output: &QueryOutput) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":");
+    match &output.value {
+        Value::Scalar { ts_ms, value } => {
+            out.push_str("\"scalar\",\"result\":");
+            write_point(&mut out, *ts_ms, *value);
+        }
+        Value::String { ts_ms, value } => {
+            out.push_str("\"string\",\"result\":[");
+            write_ts(&mut out, *ts_ms);
+            out.push(',');
+            write_json_string(&mut out, value);
+            out.push(']');
+        }
+        Value::Vector(samples) => {
+            out.push_str("\"vector\",\"result\":");
+            write_list(&mut out, samples, |out, s| {
+                out.push_str("{\"metric\":");
+                write_labels(out, &s.labels);
+                out.push_str(",\"value\":");
+                write_point(out, s.ts_ms, s.value);
+                out.push('}');
+            });
+        }
+        Value::Matrix(series) => {
+            out.push_str("\"matrix\",\"result\":");
+            write_list(&mut out, series, |out, s| {
+                out.push_str("{\"metric\":");
+                write_labels(out, &s.labels);
+                out.push_str(",\"values\":");
+                write_list(out, &s.points, |out, (t, v)| write_point(out, *t, *v));
+                out.push('}');
+            });
+        }
+    }
+    out.push('}');
+    for (key, list) in [("warnings", &output.annotations.warnings), ("infos", &output.annotations.infos)] {
+        if !list.is_empty() {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":");
+            out.push_str(&serde_json::Value::from(list.clone()).to_string());
+        }
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_seconds_or_rfc3339() {
+        assert_eq!(parse_time_ms("1435781451.781"), Ok(1_435_781_451_781));
+        assert_eq!(parse_time_ms("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
+        assert!(parse_time_ms("yesterday").is_err());
+        assert_eq!(parse_duration_param_ms("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration_param_ms("15"), Ok(15_000));
+        assert_eq!(parse_duration_param_ms("0.5"), Ok(500));
+    }
+
+    #[test]
+    fn renders_like_prometheus() {
+        let output = QueryOutput {
+            value: Value::Vector(vec![query::InstantSample {
+                labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+                ts_ms: 1_500,
+                value: f64::INFINITY,
+            }]),
+            annotations: Default::default(),
+        };
+        assert_eq!(
+            render_success(&output),
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1.5,"+Inf"]}]}}"#
+        );
+        let scalar = QueryOutput { value: Value::Scalar { ts_ms: 2000, value: 0.25 }, annotations: Default::default() };
+        assert_eq!(
+            render_success(&scalar),
+            r#"{"status":"success","data":{"resultType":"scalar","result":[2,"0.25"]}}"#
+        );
+    }
+
+    #[test]
+    fn parse_errors_are_bad_data_with_line_and_column() {
+        let e = error_response("sum(", QueryError::Parse { position: 4, message: "unexpected end of input".into() });
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "invalid parameter \"query\": 1:5: parse error: unexpected end of input");
+    }
 }

@@ -1,21 +1,288 @@
-//! `POST /api/v1/write`: the Prometheus remote-write receiver's HTTP face (decoding lives in
-//! `ingest`).
+//! `POST /api/v1/write` is the Prometheus remote-write receiver's HTTP face: authentication, the
+//! body limit, back-pressure and the mapping of outcomes to the statuses senders expect. Decoding
+//! and validation live in `ingest::remote_write`.
+//!
+//! Statuses: 204 stored (200 with a text body when some samples were skipped, saying which);
+//! 400 malformed (nothing of the request stored); 401 bad bearer token; 413 body over the limit
+//! (checked on Content-Length and while streaming, so an oversized body is never buffered);
+//! 415 unknown content type or encoding; 503 with `Retry-After` when the in-flight budget is
+//! exhausted (Prometheus retries 5xx, not 429 by default); 500 when the store fails.
 
 use super::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use axum::Router;
+use futures::StreamExt;
+use ingest::metrics::SOURCE_REMOTE_WRITE;
+use ingest::remote_write::{self, DecodeLimits, Protocol, WriteOutcome};
+use ingest::{IngestMetrics, RemoteWriteError};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
 
-/// Remote-write settings and counters.
-#[derive(Debug, Default)]
-pub struct RemoteWriteState {}
+/// Default body limit: 32 MiB, as Prometheus' receiver.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+/// Default budget of decompressed request bytes being decoded at once: 256 MiB.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 << 20;
+/// Default time a request waits for in-flight budget before it gets a 503.
+pub const DEFAULT_SATURATION_WAIT: Duration = Duration::from_secs(5);
+
+/// Semaphore permits count KiB so a 32-bit permit count covers terabytes.
+const PERMIT_BYTES: usize = 1024;
+
+/// Receiver settings (each has a `ringtail serve` flag).
+#[derive(Debug, Clone)]
+pub struct RemoteWriteSettings {
+    /// Largest compressed body accepted; more is answered 413.
+    pub max_body_bytes: usize,
+    /// When set, requests must carry `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+    /// Decompressed bytes that may be decoding at once; beyond it requests wait, then get 503.
+    pub max_inflight_bytes: usize,
+    /// How long a request waits for in-flight budget before the 503.
+    pub saturation_wait: Duration,
+    /// Samples later than now + this are skipped.
+    pub max_future: Duration,
+}
+
+impl Default for RemoteWriteSettings {
+    fn default() -> Self {
+        RemoteWriteSettings {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            bearer_token: None,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            saturation_wait: DEFAULT_SATURATION_WAIT,
+            max_future: Duration::from_millis(remote_write::DEFAULT_MAX_FUTURE_MS as u64),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    protocol: &'static str,
+    code: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // 100 µs .. ~6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// Remote-write settings, back-pressure and counters.
+#[derive(Debug)]
+pub struct RemoteWriteState {
+    settings: RemoteWriteSettings,
+    inflight: Arc<Semaphore>,
+    inflight_permits: u32,
+    ingest_metrics: IngestMetrics,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<ProtocolLabels, Histogram, fn() -> Histogram>,
+}
 
 impl RemoteWriteState {
-    pub fn new(registry: &mut Registry) -> Self {
-        let _ = registry;
-        RemoteWriteState {}
+    /// Builds the state and registers the receiver's metrics; sample counters go to the shared
+    /// `ingest_metrics` (registered once by the server).
+    pub fn new(registry: &mut Registry, settings: RemoteWriteSettings, ingest_metrics: IngestMetrics) -> Self {
+        let inflight_permits = u32::try_from((settings.max_inflight_bytes / PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: Family<ProtocolLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "ringtail_remote_write_requests",
+            "Remote-write requests by protocol (v1, v2, unknown) and HTTP status code",
+            requests.clone(),
+        );
+        registry.register(
+            "ringtail_remote_write_request_duration_seconds",
+            "Time from request start to response for remote-write requests, by protocol",
+            durations.clone(),
+        );
+        RemoteWriteState {
+            inflight: Arc::new(Semaphore::new(inflight_permits as usize)),
+            inflight_permits,
+            settings,
+            ingest_metrics,
+            requests,
+            durations,
+        }
+    }
+
+    pub fn settings(&self) -> &RemoteWriteSettings {
+        &self.settings
     }
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/api/v1/write", post(write))
+}
+
+/// A refusal: status, message, and whether the sender should retry later.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal { status, message: message.into() }
+    }
+}
+
+impl From<RemoteWriteError> for Refusal {
+    fn from(error: RemoteWriteError) -> Self {
+        let status = match &error {
+            RemoteWriteError::UnsupportedContentType(_) | RemoteWriteError::UnsupportedContentEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            RemoteWriteError::Store(tsdb::Error::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            RemoteWriteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Refusal::new(status, error.to_string())
+    }
+}
+
+async fn write(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let rw = state.remote_write.clone();
+    let protocol = Protocol::negotiate(header_str(&headers, header::CONTENT_TYPE)).ok();
+    let response = match handle(&state, &rw, &headers, body).await {
+        Ok(outcome) => success_response(&rw, &outcome),
+        Err(refusal) => {
+            if refusal.status.is_client_error() {
+                rw.ingest_metrics.rejected(SOURCE_REMOTE_WRITE, "invalid_request", 1);
+                tracing::debug!(status = %refusal.status, message = %refusal.message, "remote-write request refused");
+            }
+            let mut response = (refusal.status, format!("{}\n", refusal.message)).into_response();
+            if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
+        }
+    };
+    let protocol_label = protocol.map_or("unknown", Protocol::as_str);
+    rw.requests.get_or_create(&RequestLabels { protocol: protocol_label, code: response.status().as_u16() }).inc();
+    rw.durations.get_or_create(&ProtocolLabels { protocol: protocol_label }).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn handle(
+    state: &AppState,
+    rw: &Arc<RemoteWriteState>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<WriteOutcome, Refusal> {
+    let settings = &rw.settings;
+    if let Some(expected) = &settings.bearer_token {
+        let presented = header_str(headers, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| constant_time_eq(p.trim().as_bytes(), expected.as_bytes())) {
+            return Err(Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
+        }
+    }
+    let protocol = Protocol::negotiate(header_str(headers, header::CONTENT_TYPE))?;
+    remote_write::check_content_encoding(header_str(headers, header::CONTENT_ENCODING))?;
+    if let Some(length) = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok()) {
+        if length > settings.max_body_bytes as u64 {
+            return Err(too_large(settings.max_body_bytes));
+        }
+    }
+    let body = read_limited(body, settings.max_body_bytes).await?;
+
+    let decompressed_bytes = remote_write::decompressed_len(&body)?;
+    let max_decompressed_bytes = settings.max_inflight_bytes.max(settings.max_body_bytes);
+    if decompressed_bytes > max_decompressed_bytes {
+        return Err(
+            RemoteWriteError::DecompressedTooLarge { decompressed_bytes, max_bytes: max_decompressed_bytes }.into()
+        );
+    }
+    let permits =
+        u32::try_from(decompressed_bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX).min(rw.inflight_permits);
+    let permit =
+        match tokio::time::timeout(settings.saturation_wait, rw.inflight.clone().acquire_many_owned(permits)).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "receiver is shutting down")),
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "receiver saturated: too many request bytes being decoded; retry later",
+                ))
+            }
+        };
+
+    let db = state.db.clone();
+    let limits = DecodeLimits { max_decompressed_bytes, max_future_ms: settings.max_future.as_millis() as i64 };
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut scratch = Vec::new();
+        remote_write::write(&db, protocol, &body, now_ms(), &limits, &mut scratch)
+    })
+    .await
+    .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("BUG: decode task failed: {e}")))??;
+    Ok(outcome)
+}
+
+fn too_large(max_bytes: usize) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {max_bytes} bytes (raise --remote-write-max-body-bytes)"),
+    )
+}
+
+/// Reads the body, refusing as soon as it grows past `max_bytes` (without reading the rest).
+async fn read_limited(body: Body, max_bytes: usize) -> Result<Vec<u8>, Refusal> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("reading the request body failed: {e}")))?;
+        if buf.len() + chunk.len() > max_bytes {
+            return Err(too_large(max_bytes));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+fn success_response(rw: &RemoteWriteState, outcome: &WriteOutcome) -> Response {
+    rw.ingest_metrics.ingested(SOURCE_REMOTE_WRITE, outcome.samples_written);
+    for (reason, n) in outcome.rejections() {
+        rw.ingest_metrics.rejected(SOURCE_REMOTE_WRITE, reason, n);
+    }
+    let summary = outcome.skipped_summary();
+    let mut response = if summary.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::OK, format!("{} samples written; {summary}\n", outcome.samples_written)).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(remote_write::HEADER_SAMPLES_WRITTEN, HeaderValue::from(outcome.samples_written));
+    // Histograms and exemplars are accepted but not stored, so none are written.
+    headers.insert(remote_write::HEADER_HISTOGRAMS_WRITTEN, HeaderValue::from(0u64));
+    headers.insert(remote_write::HEADER_EXEMPLARS_WRITTEN, HeaderValue::from(0u64));
+    response
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -1,0 +1,398 @@
+//! `AdapterConfig` is a prometheus-adapter configuration file read unchanged: `rules`,
+//! `externalRules` and `resourceRules`, each key spelled as prometheus-adapter spells it.
+//!
+//! Keys Ringtail does not know are an error naming every one of them with its path
+//! (`rules[0].resources.overides`), so a typo never silently changes what is served.
+//! `resourceRules` is validated and reported as not served (Ringtail does not serve
+//! `metrics.k8s.io`; metrics-server does that job). The embedded default used without
+//! `--adapter-config` is [`AdapterConfig::embedded_default`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read adapter config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("adapter config {path}: not valid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("adapter config {path}: unknown keys (not part of the prometheus-adapter format): {}", keys.join(", "))]
+    UnknownKeys { path: PathBuf, keys: Vec<String> },
+    #[error("adapter config {path}: {at}: {message}")]
+    Invalid { path: PathBuf, at: String, message: String },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterConfig {
+    #[serde(default)]
+    pub rules: Vec<DiscoveryRule>,
+    #[serde(default)]
+    pub external_rules: Vec<DiscoveryRule>,
+    #[serde(default)]
+    pub resource_rules: Option<ResourceRules>,
+}
+
+/// One rule: how to find series, tie them to resources, name them, and query them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryRule {
+    #[serde(default)]
+    pub series_query: String,
+    #[serde(default)]
+    pub series_filters: Vec<RegexFilter>,
+    #[serde(default)]
+    pub resources: ResourceMapping,
+    #[serde(default)]
+    pub name: NameMapping,
+    #[serde(default)]
+    pub metrics_query: String,
+    #[serde(default)]
+    pub label_value_replacements: Vec<LabelValueReplacement>,
+}
+
+/// `is:` or `isNot:`; exactly one is set.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexFilter {
+    pub is: Option<String>,
+    pub is_not: Option<String>,
+}
+
+/// How series labels map to Kubernetes group-resources.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMapping {
+    /// A `<<.Group>>`/`<<.Resource>>` template naming the label for any resource.
+    pub template: Option<String>,
+    /// Label name → group-resource.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, GroupResourceSpec>,
+    /// External rules only: `false` stops the request's namespace being added as a matcher.
+    pub namespaced: Option<bool>,
+}
+
+/// A group-resource as written in a config (`resource` may be singular).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct GroupResourceSpec {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub resource: String,
+}
+
+/// How a series name becomes an API metric name.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct NameMapping {
+    #[serde(default)]
+    pub matches: String,
+    #[serde(default, rename = "as")]
+    pub as_: String,
+}
+
+/// A find/replace applied to label values of external queries.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct LabelValueReplacement {
+    #[serde(default)]
+    pub find: String,
+    #[serde(default)]
+    pub replace: String,
+}
+
+/// `resourceRules` (cpu/memory for `metrics.k8s.io`): parsed and validated, not served.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ResourceRules {
+    pub cpu: Option<ResourceRule>,
+    pub memory: Option<ResourceRule>,
+    pub window: Option<String>,
+}
+
+/// One of `resourceRules.cpu` / `.memory`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRule {
+    #[serde(default)]
+    pub container_query: String,
+    #[serde(default)]
+    pub node_query: String,
+    #[serde(default)]
+    pub resources: ResourceMapping,
+    #[serde(default)]
+    pub container_label: String,
+}
+
+/// The known keys of each object in the format, for reporting the unknown ones by path.
+enum Shape {
+    Object(&'static [(&'static str, Shape)]),
+    List(&'static Shape),
+    /// A map with free keys (resource overrides: label name → group-resource).
+    Map(&'static Shape),
+    Scalar,
+}
+
+const GROUP_RESOURCE: Shape = Shape::Object(&[("group", Shape::Scalar), ("resource", Shape::Scalar)]);
+const RESOURCES: Shape = Shape::Object(&[
+    ("template", Shape::Scalar),
+    ("overrides", Shape::Map(&GROUP_RESOURCE)),
+    ("namespaced", Shape::Scalar),
+]);
+const RULE: Shape = Shape::Object(&[
+    ("seriesQuery", Shape::Scalar),
+    ("seriesFilters", Shape::List(&Shape::Object(&[("is", Shape::Scalar), ("isNot", Shape::Scalar)]))),
+    ("resources", RESOURCES),
+    ("name", Shape::Object(&[("matches", Shape::Scalar), ("as", Shape::Scalar)])),
+    ("metricsQuery", Shape::Scalar),
+    ("labelValueReplacements", Shape::List(&Shape::Object(&[("find", Shape::Scalar), ("replace", Shape::Scalar)]))),
+]);
+const RESOURCE_RULE: Shape = Shape::Object(&[
+    ("containerQuery", Shape::Scalar),
+    ("nodeQuery", Shape::Scalar),
+    ("resources", RESOURCES),
+    ("containerLabel", Shape::Scalar),
+]);
+const FILE: Shape = Shape::Object(&[
+    ("rules", Shape::List(&RULE)),
+    ("externalRules", Shape::List(&RULE)),
+    ("resourceRules", Shape::Object(&[("cpu", RESOURCE_RULE), ("memory", RESOURCE_RULE), ("window", Shape::Scalar)])),
+]);
+
+fn unknown_keys(value: &serde_yaml::Value, shape: &Shape, path: &str, out: &mut Vec<String>) {
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match (shape, value) {
+        (Shape::Object(fields), serde_yaml::Value::Mapping(map)) => {
+            for (key, child) in map {
+                let key_text = key.as_str().map(str::to_string).unwrap_or_else(|| format!("{key:?}"));
+                match fields.iter().find(|(name, _)| *name == key_text) {
+                    Some((_, child_shape)) => unknown_keys(child, child_shape, &join(&key_text), out),
+                    None => out.push(join(&key_text)),
+                }
+            }
+        }
+        (Shape::Map(inner), serde_yaml::Value::Mapping(map)) => {
+            for (key, child) in map {
+                let key_text = key.as_str().unwrap_or("?");
+                unknown_keys(child, inner, &join(key_text), out);
+            }
+        }
+        (Shape::List(inner), serde_yaml::Value::Sequence(items)) => {
+            for (i, child) in items.iter().enumerate() {
+                unknown_keys(child, inner, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl AdapterConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<AdapterConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<AdapterConfig, ConfigError> {
+        let yaml_err = |e: serde_yaml::Error| ConfigError::Yaml { path: path.to_path_buf(), message: e.to_string() };
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(yaml_err)?;
+        if value.is_null() {
+            return Ok(AdapterConfig::default());
+        }
+        let mut unknown = Vec::new();
+        unknown_keys(&value, &FILE, "", &mut unknown);
+        if !unknown.is_empty() {
+            return Err(ConfigError::UnknownKeys { path: path.to_path_buf(), keys: unknown });
+        }
+        let config: AdapterConfig = serde_yaml::from_value(value).map_err(yaml_err)?;
+        config.check_shape(path)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: filters with exactly one of `is`/`isNot`, non-empty queries.
+    fn check_shape(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |at: String, message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            at,
+            message: message.to_string(),
+        };
+        for (kind, rules) in [("rules", &self.rules), ("externalRules", &self.external_rules)] {
+            for (i, rule) in rules.iter().enumerate() {
+                if rule.series_query.trim().is_empty() {
+                    return Err(invalid(format!("{kind}[{i}].seriesQuery"), "must not be empty"));
+                }
+                if rule.metrics_query.trim().is_empty() {
+                    return Err(invalid(format!("{kind}[{i}].metricsQuery"), "must not be empty"));
+                }
+                for (j, filter) in rule.series_filters.iter().enumerate() {
+                    if filter.is.is_some() == filter.is_not.is_some() {
+                        return Err(invalid(
+                            format!("{kind}[{i}].seriesFilters[{j}]"),
+                            "set exactly one of `is` and `isNot`",
+                        ));
+                    }
+                }
+                if kind == "rules" && rule.resources.namespaced.is_some() {
+                    return Err(invalid(
+                        format!("{kind}[{i}].resources.namespaced"),
+                        "only external rules take `namespaced`",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Human-readable notes about accepted parts that change nothing (printed at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.resource_rules.is_some() {
+            out.push(
+                "resourceRules is accepted but not served: Ringtail does not serve metrics.k8s.io (use metrics-server)"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
+    /// The rules used without `--adapter-config`, after prometheus-adapter's default config:
+    /// every series with `namespace` and `pod` labels is a pods metric (and a namespaces
+    /// metric), `*_total` counters as their per-second rate over `rate_window`; every other series
+    /// with a `namespace` label is a metric of the namespace and of any resource named by one of
+    /// its labels (`service`, `deployment`, …).
+    pub fn embedded_default(rate_window: Duration) -> AdapterConfig {
+        let window = prom_duration(rate_window);
+        let pod_resources = ResourceMapping {
+            template: None,
+            overrides: [
+                ("namespace".to_string(), GroupResourceSpec { group: String::new(), resource: "namespace".into() }),
+                ("pod".to_string(), GroupResourceSpec { group: String::new(), resource: "pod".into() }),
+            ]
+            .into_iter()
+            .collect(),
+            namespaced: None,
+        };
+        let template_resources =
+            ResourceMapping { template: Some("<<.Resource>>".into()), overrides: BTreeMap::new(), namespaced: None };
+        let rule = |series_query: &str,
+                    filters: &[(&str, bool)],
+                    matches: &str,
+                    resources: &ResourceMapping,
+                    query: String| {
+            DiscoveryRule {
+                series_query: series_query.to_string(),
+                series_filters: filters
+                    .iter()
+                    .map(|(re, is)| RegexFilter {
+                        is: is.then(|| re.to_string()),
+                        is_not: (!is).then(|| re.to_string()),
+                    })
+                    .collect(),
+                resources: resources.clone(),
+                name: NameMapping { matches: matches.to_string(), as_: String::new() },
+                metrics_query: query,
+                label_value_replacements: Vec::new(),
+            }
+        };
+        let gauge_query = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)".to_string();
+        let rate_query = format!("sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[{window}])) by (<<.GroupBy>>)");
+        AdapterConfig {
+            rules: vec![
+                rule(r#"{namespace!="",pod!=""}"#, &[(".*_total$", false)], "", &pod_resources, gauge_query.clone()),
+                rule(r#"{namespace!="",pod!=""}"#, &[], "^(.*)_total$", &pod_resources, rate_query.clone()),
+                rule(r#"{namespace!="",pod=""}"#, &[(".*_total$", false)], "", &template_resources, gauge_query),
+                rule(r#"{namespace!="",pod=""}"#, &[], "^(.*)_total$", &template_resources, rate_query),
+            ],
+            external_rules: Vec::new(),
+            resource_rules: None,
+        }
+    }
+}
+
+/// A duration in Prometheus syntax (`2m`, `90s`, `1h30m`).
+pub fn prom_duration(duration: Duration) -> String {
+    let mut secs = duration.as_secs().max(1);
+    let mut out = String::new();
+    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SELDON: &str = include_str!("../../tests/fixtures/seldon-rules.yaml");
+
+    #[test]
+    fn reads_the_seldon_rule_verbatim() {
+        let config = AdapterConfig::parse(SELDON, Path::new("seldon.yaml")).unwrap();
+        let rule = &config.rules[0];
+        assert_eq!(rule.series_filters.len(), 2);
+        assert_eq!(rule.resources.overrides["model"].group, "mlops.seldon.io");
+        assert_eq!(rule.name.as_, "${1}_rps");
+        assert!(rule.metrics_query.contains("<<.GroupBy>>"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let text =
+            "rules:\n- seriesQuery: 'up'\n  metricsQuery: 'x'\n  resources:\n    overides: {}\n  nmae: {}\nfoo: 1\n";
+        let err = AdapterConfig::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(err.contains("rules[0].resources.overides"), "{err}");
+        assert!(err.contains("rules[0].nmae"), "{err}");
+        assert!(err.contains("foo"), "{err}");
+    }
+
+    #[test]
+    fn filters_need_exactly_one_condition() {
+        let text = "rules:\n- seriesQuery: 'up'\n  metricsQuery: 'x'\n  seriesFilters: [{}]\n";
+        assert!(AdapterConfig::parse(text, Path::new("c.yaml")).is_err());
+    }
+
+    #[test]
+    fn external_rules_and_resource_rules_parse() {
+        let text = r#"
+externalRules:
+- seriesQuery: '{__name__="queue_length",queue!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (queue)
+  resources:
+    namespaced: false
+resourceRules:
+  cpu:
+    containerQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[3m])) by (<<.GroupBy>>)
+    nodeQuery: x
+    resources:
+      overrides:
+        node: {resource: node}
+    containerLabel: container
+  window: 3m
+"#;
+        let config = AdapterConfig::parse(text, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.external_rules[0].resources.namespaced, Some(false));
+        assert_eq!(config.warnings().len(), 1);
+    }
+
+    #[test]
+    fn empty_file_is_no_rules() {
+        assert_eq!(AdapterConfig::parse("", Path::new("c.yaml")).unwrap(), AdapterConfig::default());
+    }
+
+    #[test]
+    fn prom_durations() {
+        assert_eq!(prom_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(prom_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(prom_duration(Duration::from_secs(5430)), "1h30m30s");
+    }
+}

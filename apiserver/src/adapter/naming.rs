@@ -1,0 +1,749 @@
+//! `CompiledRule` is one prometheus-adapter rule made executable: the `seriesQuery` as store
+//! matchers, `seriesFilters` and `name.matches` as regexes, the `name.as` expansion, the
+//! label ↔ group-resource mapping (`resources.overrides` and `resources.template`), and the
+//! `metricsQuery` template with the arguments prometheus-adapter gives it (`Series`,
+//! `LabelMatchers`, `LabelValuesByName`, `GroupBy`, `GroupBySlice`).
+//!
+//! One deliberate difference: when a request names several objects, `LabelMatchers` carries
+//! `pod!=""` instead of prometheus-adapter's `pod=~"a|b|…"`, and the exact set goes to the query
+//! engine as a set matcher added to every selector of the rendered query (no giant regex to
+//! compile per request). `LabelValuesByName` still holds the `a|b|…` form for templates that
+//! read it.
+
+use super::config::{DiscoveryRule, RegexFilter};
+use super::resources::{GroupResource, ObjectResolver, ResourceInfo};
+use super::selector::{LabelSelector, Operator};
+use super::template::{Template, TemplateError, TemplateValue};
+use regex::Regex;
+use std::collections::BTreeMap;
+
+/// Why a rule could not be compiled or a query not built.
+#[derive(Debug, thiserror::Error)]
+pub enum NamingError {
+    #[error("{at}: invalid seriesQuery {query:?}: {message}")]
+    SeriesQuery { at: String, query: String, message: String },
+    #[error("{at}: invalid regex {regex:?}: {message}")]
+    Regex { at: String, regex: String, message: String },
+    #[error("{at}: {source}")]
+    Template {
+        at: String,
+        #[source]
+        source: TemplateError,
+    },
+    #[error("{at}: {message}")]
+    Invalid { at: String, message: String },
+    /// A request the rule cannot express (bad metric selector): the client's fault.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// Whether a rule serves custom or external metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    Custom,
+    External,
+}
+
+/// How the label of a resource is found.
+#[derive(Debug, Clone)]
+struct ResourceTemplate {
+    template: Template,
+    /// The template inverted: `^kube_(?P<group>.+?)_(?P<resource>.+?)$`.
+    extractor: Regex,
+}
+
+/// A rule ready to run.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// `rules[3]` / `externalRules[0]`, for messages.
+    pub at: String,
+    pub kind: RuleKind,
+    pub series_query: String,
+    pub series_matchers: Vec<tsdb::Matcher>,
+    filters: Vec<(Regex, bool)>,
+    name_regex: Regex,
+    name_as: String,
+    overrides: Vec<(String, ResourceInfo)>,
+    resource_template: Option<ResourceTemplate>,
+    pub metrics_query: Template,
+    /// External rules: whether the request's namespace becomes a matcher.
+    pub namespaced: bool,
+    label_value_replacements: Vec<(String, String)>,
+}
+
+/// The objects a custom-metrics query is about.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectNames<'a> {
+    One(&'a str),
+    /// Several objects, sorted; never empty (an empty set is answered without a query).
+    Set(&'a [String]),
+    /// Every object with the resource label (a namespace-wide or cluster-wide request).
+    All,
+}
+
+/// Everything a custom-metrics query is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryInput<'a> {
+    pub series: &'a str,
+    pub resource: &'a GroupResource,
+    /// The namespace of a namespaced request (`None` for root-scoped objects and namespaces).
+    pub namespace: Option<&'a str>,
+    pub names: ObjectNames<'a>,
+    pub metric_selector: &'a LabelSelector,
+}
+
+/// A rendered query and what the engine needs with it.
+#[derive(Debug, Clone)]
+pub struct RenderedQuery {
+    pub text: String,
+    /// Matchers to add to every selector (the exact object set of a multi-object request).
+    pub extra_matchers: Vec<tsdb::Matcher>,
+    /// The label naming the object in each result sample (empty for external queries).
+    pub resource_label: String,
+    /// Length of the first range (`[2m]` → 120) in the query, if any.
+    pub window_seconds: Option<i64>,
+}
+
+impl CompiledRule {
+    /// Compiles `rule`; `at` names it in errors (`rules[0]`).
+    pub fn compile(
+        rule: &DiscoveryRule,
+        at: String,
+        kind: RuleKind,
+        resolver: &dyn ObjectResolver,
+    ) -> Result<CompiledRule, NamingError> {
+        let series_matchers = parse_series_selector(&rule.series_query).map_err(|message| {
+            NamingError::SeriesQuery { at: format!("{at}.seriesQuery"), query: rule.series_query.clone(), message }
+        })?;
+        let compile_regex = |field: String, source: &str| {
+            Regex::new(source).map_err(|e| NamingError::Regex {
+                at: field,
+                regex: source.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let mut filters = Vec::new();
+        for (i, RegexFilter { is, is_not }) in rule.series_filters.iter().enumerate() {
+            let field = format!("{at}.seriesFilters[{i}]");
+            match (is, is_not) {
+                (Some(re), None) => filters.push((compile_regex(field, re)?, true)),
+                (None, Some(re)) => filters.push((compile_regex(field, re)?, false)),
+                _ => return Err(NamingError::Invalid { at: field, message: "set exactly one of is/isNot".into() }),
+            }
+        }
+        let matches = if rule.name.matches.is_empty() { ".*" } else { rule.name.matches.as_str() };
+        let name_regex = compile_regex(format!("{at}.name.matches"), matches)?;
+        let name_as = if rule.name.as_.is_empty() {
+            // prometheus-adapter: `$0` without capture groups, `$1` with one, an error with more.
+            match name_regex.captures_len() - 1 {
+                0 => "$0".to_string(),
+                1 => "$1".to_string(),
+                n => {
+                    return Err(NamingError::Invalid {
+                        at: format!("{at}.name.as"),
+                        message: format!("must be set when name.matches has {n} capture groups"),
+                    })
+                }
+            }
+        } else {
+            rule.name.as_.clone()
+        };
+        let mut overrides = Vec::new();
+        for (label, spec) in &rule.resources.overrides {
+            if spec.resource.is_empty() {
+                return Err(NamingError::Invalid {
+                    at: format!("{at}.resources.overrides.{label}"),
+                    message: "resource must be set".into(),
+                });
+            }
+            overrides.push((label.clone(), resolver.resource_info_or_assume(&spec.group, &spec.resource)));
+        }
+        let resource_template = match &rule.resources.template {
+            Some(text) if !text.is_empty() => {
+                let field = format!("{at}.resources.template");
+                let template =
+                    Template::parse(text).map_err(|source| NamingError::Template { at: field.clone(), source })?;
+                let extractor = invert_resource_template(&template)
+                    .map_err(|message| NamingError::Invalid { at: field, message })?;
+                Some(ResourceTemplate { template, extractor })
+            }
+            _ => None,
+        };
+        let metrics_query = Template::parse(&rule.metrics_query)
+            .map_err(|source| NamingError::Template { at: format!("{at}.metricsQuery"), source })?;
+        const FIELDS: [&str; 5] = ["Series", "LabelMatchers", "LabelValuesByName", "GroupBy", "GroupBySlice"];
+        if let Some(unknown) = metrics_query.root_fields().into_iter().find(|f| !FIELDS.contains(&f.as_str())) {
+            return Err(NamingError::Invalid {
+                at: format!("{at}.metricsQuery"),
+                message: format!("unknown template field .{unknown} (known: {})", FIELDS.join(", ")),
+            });
+        }
+        Ok(CompiledRule {
+            at,
+            kind,
+            series_query: rule.series_query.trim().to_string(),
+            series_matchers,
+            filters,
+            name_regex,
+            name_as,
+            overrides,
+            resource_template,
+            metrics_query,
+            namespaced: rule.resources.namespaced.unwrap_or(true),
+            label_value_replacements: rule
+                .label_value_replacements
+                .iter()
+                .map(|r| (r.find.clone(), r.replace.clone()))
+                .collect(),
+        })
+    }
+
+    /// The API metric name for a series name, or `None` when the filters or `name.matches`
+    /// exclude it (prometheus-adapter adds `name.matches` as an implicit `is` filter).
+    pub fn metric_name(&self, series_name: &str) -> Option<String> {
+        if !self.filters.iter().all(|(re, is)| re.is_match(series_name) == *is) {
+            return None;
+        }
+        let captures = self.name_regex.captures(series_name)?;
+        let mut out = String::new();
+        captures.expand(&self.name_as, &mut out);
+        Some(out)
+    }
+
+    /// The resources a series with these label names can describe, with the label naming each.
+    pub fn resources_for_labels<'a>(
+        &self,
+        label_names: impl IntoIterator<Item = &'a str>,
+        resolver: &dyn ObjectResolver,
+    ) -> Vec<(ResourceInfo, String)> {
+        let mut out: Vec<(ResourceInfo, String)> = Vec::new();
+        for label in label_names {
+            if let Some((_, info)) = self.overrides.iter().find(|(l, _)| l == label) {
+                out.push((info.clone(), label.to_string()));
+            } else if let Some(info) = self.resource_from_template(label, resolver) {
+                out.push((info, label.to_string()));
+            }
+        }
+        out.sort_by(|a, b| a.0.group_resource.cmp(&b.0.group_resource));
+        out.dedup_by(|a, b| a.0.group_resource == b.0.group_resource);
+        out
+    }
+
+    fn resource_from_template(&self, label: &str, resolver: &dyn ObjectResolver) -> Option<ResourceInfo> {
+        let template = self.resource_template.as_ref()?;
+        let captures = template.extractor.captures(label)?;
+        let resource = captures.name("resource")?.as_str();
+        let group_sanitized = captures.name("group").map(|g| g.as_str()).unwrap_or("");
+        let info = if group_sanitized.is_empty() {
+            resolver.resource_info("", resource)?
+        } else {
+            // The label holds the group with `.`/`-` turned into `_`; find the real group back.
+            let info = resolver.resource_info("", resource)?;
+            if sanitize_group(&info.group_resource.group) != group_sanitized {
+                return None;
+            }
+            info
+        };
+        // The label must be exactly what the template gives for this resource (no aliases).
+        (self.label_for_resource(&info.group_resource, resolver).as_deref() == Some(label)).then_some(info)
+    }
+
+    /// The label holding names of `resource` objects, from the overrides or the template.
+    pub fn label_for_resource(&self, resource: &GroupResource, resolver: &dyn ObjectResolver) -> Option<String> {
+        if let Some((label, _)) = self.overrides.iter().find(|(_, info)| &info.group_resource == resource) {
+            return Some(label.clone());
+        }
+        let template = self.resource_template.as_ref()?;
+        let singular = resolver
+            .resource_info(&resource.group, &resource.resource)
+            .map(|info| info.singular)
+            .unwrap_or_else(|| resource.resource.clone());
+        let args = TemplateValue::object([
+            ("Group", TemplateValue::str(sanitize_group(&resource.group))),
+            ("Resource", TemplateValue::str(singular)),
+        ]);
+        template.template.render(&args).ok().filter(|l| !l.is_empty())
+    }
+
+    /// Builds the query for a custom-metrics request.
+    pub fn build_query(
+        &self,
+        input: &QueryInput<'_>,
+        resolver: &dyn ObjectResolver,
+    ) -> Result<RenderedQuery, NamingError> {
+        let resource_label = self.label_for_resource(input.resource, resolver).ok_or_else(|| NamingError::Invalid {
+            at: self.at.clone(),
+            message: format!("no label for resource {}", input.resource),
+        })?;
+        let mut parts = selector_parts(input.metric_selector)?;
+        if let Some(namespace) = input.namespace {
+            let label = self
+                .label_for_resource(&GroupResource::namespaces(), resolver)
+                .unwrap_or_else(|| "namespace".to_string());
+            parts.push((label.clone(), format!("{label}={}", quote(namespace)), namespace.to_string()));
+        }
+        let mut extra_matchers = Vec::new();
+        let (matcher_text, joined) = match input.names {
+            ObjectNames::One(name) => (format!("{resource_label}={}", quote(name)), name.to_string()),
+            ObjectNames::Set([one]) => (format!("{resource_label}={}", quote(one)), one.clone()),
+            ObjectNames::Set(names) => {
+                extra_matchers.push(tsdb::Matcher::one_of(resource_label.clone(), names.iter().cloned()));
+                (format!("{resource_label}!=\"\""), names.join("|"))
+            }
+            ObjectNames::All => (format!("{resource_label}!=\"\""), String::new()),
+        };
+        parts.push((resource_label.clone(), matcher_text, joined));
+        let group_by = vec![resource_label.clone()];
+        let text = self.render(input.series, &parts, &group_by, &[])?;
+        let window_seconds = first_range_seconds(&text);
+        Ok(RenderedQuery { text, extra_matchers, resource_label, window_seconds })
+    }
+
+    /// Builds the query for an external-metrics request in `namespace`.
+    pub fn build_external_query(
+        &self,
+        series: &str,
+        namespace: &str,
+        metric_selector: &LabelSelector,
+        resolver: &dyn ObjectResolver,
+    ) -> Result<RenderedQuery, NamingError> {
+        let mut parts = selector_parts(metric_selector)?;
+        if self.namespaced {
+            let label = self
+                .label_for_resource(&GroupResource::namespaces(), resolver)
+                .unwrap_or_else(|| "namespace".to_string());
+            parts.push((label.clone(), format!("{label}={}", quote(namespace)), namespace.to_string()));
+        }
+        let text = self.render(series, &parts, &[], &self.label_value_replacements)?;
+        let window_seconds = first_range_seconds(&text);
+        Ok(RenderedQuery { text, extra_matchers: Vec::new(), resource_label: String::new(), window_seconds })
+    }
+
+    fn render(
+        &self,
+        series: &str,
+        parts: &[(String, String, String)],
+        group_by: &[String],
+        replacements: &[(String, String)],
+    ) -> Result<String, NamingError> {
+        let mut by_name = BTreeMap::new();
+        for (label, _, joined) in parts {
+            let mut value = joined.clone();
+            for (find, replace) in replacements {
+                value = value.replace(find.as_str(), replace);
+            }
+            by_name.insert(label.clone(), TemplateValue::Str(value));
+        }
+        let args = TemplateValue::object([
+            ("Series", TemplateValue::str(series)),
+            ("LabelMatchers", TemplateValue::str(parts.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(","))),
+            ("LabelValuesByName", TemplateValue::map(by_name)),
+            ("GroupBy", TemplateValue::str(group_by.join(","))),
+            ("GroupBySlice", TemplateValue::list_of_str(group_by.iter().cloned())),
+        ]);
+        let text = self
+            .metrics_query
+            .render(&args)
+            .map_err(|source| NamingError::Template { at: format!("{}.metricsQuery", self.at), source })?;
+        if text.trim().is_empty() {
+            return Err(NamingError::Invalid {
+                at: format!("{}.metricsQuery", self.at),
+                message: "the template rendered an empty query".into(),
+            });
+        }
+        Ok(text)
+    }
+}
+
+/// `.`/`-` → `_`, as prometheus-adapter passes a group to a resource template.
+fn sanitize_group(group: &str) -> String {
+    group.replace(['.', '-'], "_")
+}
+
+/// Turns a resource template into a regex extracting group and resource from a label name.
+fn invert_resource_template(template: &Template) -> Result<Regex, String> {
+    const GROUP_MARK: &str = "\u{1}G\u{1}";
+    const RESOURCE_MARK: &str = "\u{1}R\u{1}";
+    let rendered = template
+        .render(&TemplateValue::object([
+            ("Group", TemplateValue::str(GROUP_MARK)),
+            ("Resource", TemplateValue::str(RESOURCE_MARK)),
+        ]))
+        .map_err(|e| e.to_string())?;
+    if !rendered.contains(RESOURCE_MARK) {
+        return Err("the template must use <<.Resource>>".into());
+    }
+    let mut pattern = String::from("^");
+    for (i, piece) in rendered.split(RESOURCE_MARK).enumerate() {
+        if i > 0 {
+            pattern.push_str("(?P<resource>.+?)");
+        }
+        for (j, literal) in piece.split(GROUP_MARK).enumerate() {
+            if j > 0 {
+                // The core group renders as an empty string, so the group may be empty.
+                pattern.push_str(if pattern.contains("(?P<group>") { "(?:.*?)" } else { "(?P<group>.*?)" });
+            }
+            pattern.push_str(&regex::escape(literal));
+        }
+    }
+    pattern.push('$');
+    Regex::new(&pattern).map_err(|e| format!("cannot invert the template: {e}"))
+}
+
+/// A label value as a PromQL string literal.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn is_prom_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A metric label selector as `(label, matcher text, joined values)` parts, with
+/// prometheus-adapter's operator mapping; `>`/`<` and non-PromQL label names are refused.
+fn selector_parts(selector: &LabelSelector) -> Result<Vec<(String, String, String)>, NamingError> {
+    let mut parts = Vec::new();
+    for r in &selector.requirements {
+        if !is_prom_label_name(&r.key) {
+            return Err(NamingError::BadRequest(format!(
+                "metric label selector key {:?} is not a Prometheus label name",
+                r.key
+            )));
+        }
+        let alternation = || r.values.iter().map(|v| regex::escape(v)).collect::<Vec<_>>().join("|");
+        let text = match (r.operator, r.values.as_slice()) {
+            (Operator::Equals, [v]) => format!("{}={}", r.key, quote(v)),
+            (Operator::NotEquals, [v]) => format!("{}!={}", r.key, quote(v)),
+            (Operator::In, _) => format!("{}=~{}", r.key, quote(&alternation())),
+            (Operator::NotIn, _) => format!("{}!~{}", r.key, quote(&alternation())),
+            (Operator::Exists, _) => format!("{}!=\"\"", r.key),
+            (Operator::DoesNotExist, _) => format!("{}=\"\"", r.key),
+            (op, _) => {
+                return Err(NamingError::BadRequest(format!(
+                    "operator {op:?} on {:?} is not supported in metric label selectors",
+                    r.key
+                )))
+            }
+        };
+        parts.push((r.key.clone(), text, r.values.join("|")));
+    }
+    Ok(parts)
+}
+
+/// Parses a Prometheus series selector (`name`, `name{…}` or `{…}`) into matchers.
+pub fn parse_series_selector(text: &str) -> Result<Vec<tsdb::Matcher>, String> {
+    let text = text.trim();
+    let (name, rest) = match text.find('{') {
+        Some(open) => (text[..open].trim(), &text[open..]),
+        None => (text, ""),
+    };
+    let mut matchers = Vec::new();
+    if !name.is_empty() {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            return Err(format!("invalid metric name {name:?}"));
+        }
+        matchers.push(tsdb::Matcher::equal(tsdb::METRIC_NAME, name));
+    }
+    if !rest.is_empty() {
+        let inner = rest
+            .strip_prefix('{')
+            .and_then(|r| r.trim_end().strip_suffix('}'))
+            .ok_or_else(|| "expected `{…}` after the metric name".to_string())?;
+        let mut chars = inner.char_indices().peekable();
+        loop {
+            while chars.peek().is_some_and(|(_, c)| c.is_whitespace() || *c == ',') {
+                chars.next();
+            }
+            let Some(&(start, _)) = chars.peek() else { break };
+            while chars.peek().is_some_and(|(_, c)| c.is_ascii_alphanumeric() || *c == '_') {
+                chars.next();
+            }
+            let end = chars.peek().map(|(i, _)| *i).unwrap_or(inner.len());
+            let label = &inner[start..end];
+            if !is_prom_label_name(label) {
+                return Err(format!("invalid label name at byte {start}"));
+            }
+            while chars.peek().is_some_and(|(_, c)| c.is_whitespace()) {
+                chars.next();
+            }
+            let mut op = String::new();
+            while chars.peek().is_some_and(|(_, c)| matches!(c, '=' | '!' | '~')) {
+                op.extend(chars.next().map(|(_, c)| c));
+            }
+            let op = match op.as_str() {
+                "=" => tsdb::MatchOp::Equal,
+                "!=" => tsdb::MatchOp::NotEqual,
+                "=~" => tsdb::MatchOp::RegexMatch,
+                "!~" => tsdb::MatchOp::RegexNoMatch,
+                other => return Err(format!("invalid operator {other:?} after {label}")),
+            };
+            while chars.peek().is_some_and(|(_, c)| c.is_whitespace()) {
+                chars.next();
+            }
+            let quote_char = match chars.next() {
+                Some((_, c @ ('"' | '\'' | '`'))) => c,
+                _ => return Err(format!("expected a quoted value after {label}")),
+            };
+            let mut value = String::new();
+            loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated value for {label}")),
+                    Some((_, c)) if c == quote_char => break,
+                    Some((_, '\\')) if quote_char != '`' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, 't')) => value.push('\t'),
+                        Some((_, c)) => {
+                            // Keep regex escapes (`\.`) as written; unescape quotes and backslashes.
+                            if !matches!(c, '"' | '\'' | '\\') {
+                                value.push('\\');
+                            }
+                            value.push(c);
+                        }
+                        None => return Err(format!("unterminated value for {label}")),
+                    },
+                    Some((_, c)) => value.push(c),
+                }
+            }
+            matchers.push(tsdb::Matcher::new(op, label, value).map_err(|e| e.to_string())?);
+        }
+    }
+    if matchers.is_empty() || matchers.iter().all(|m| m.matches_empty()) {
+        return Err("the selector must have a matcher that does not match the empty string".into());
+    }
+    Ok(matchers)
+}
+
+/// Seconds of the first `[duration]` range in a PromQL text (`[2m]`, `[1m30s]`, `[5m:1m]`).
+pub fn first_range_seconds(query: &str) -> Option<i64> {
+    let mut rest = query;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let end = after.find([']', ':']).unwrap_or(after.len());
+        if let Some(ms) = parse_prom_duration_ms(after[..end].trim()) {
+            return Some(ms / 1000);
+        }
+        rest = after;
+    }
+    None
+}
+
+fn parse_prom_duration_ms(text: &str) -> Option<i64> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_ms, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else {
+            let unit = match rest.chars().next()? {
+                's' => 1_000,
+                'm' => 60_000,
+                'h' => 3_600_000,
+                'd' => 86_400_000,
+                'w' => 604_800_000,
+                'y' => 31_536_000_000,
+                _ => return None,
+            };
+            (unit, 1)
+        };
+        total = total.checked_add(number.checked_mul(unit_ms)?)?;
+        rest = &rest[len..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::config::{AdapterConfig, GroupResourceSpec, NameMapping, ResourceMapping};
+    use crate::adapter::resources::BuiltinResolver as TableOnly;
+
+    fn seldon_rule() -> CompiledRule {
+        let rule = DiscoveryRule {
+            series_query: "{__name__=~\"^seldon_model.*_total\",namespace!=\"\"}\n".into(),
+            series_filters: vec![
+                RegexFilter { is: None, is_not: Some("^seldon_.*_seconds_total".into()) },
+                RegexFilter { is: None, is_not: Some("^seldon_.*_aggregate_.*".into()) },
+            ],
+            resources: ResourceMapping {
+                template: None,
+                overrides: [
+                    ("model", "mlops.seldon.io", "model"),
+                    ("server", "mlops.seldon.io", "server"),
+                    ("pod", "", "pod"),
+                    ("namespace", "", "namespace"),
+                ]
+                .into_iter()
+                .map(|(l, g, r)| (l.to_string(), GroupResourceSpec { group: g.into(), resource: r.into() }))
+                .collect(),
+                namespaced: None,
+            },
+            name: NameMapping { matches: "^seldon_model_(.*)_total".into(), as_: "${1}_rps".into() },
+            metrics_query: "sum by (<<.GroupBy>>) (\n  rate (\n    <<.Series>>{<<.LabelMatchers>>}[2m]\n  )\n)\n"
+                .into(),
+            label_value_replacements: Vec::new(),
+        };
+        CompiledRule::compile(&rule, "rules[0]".into(), RuleKind::Custom, &TableOnly).unwrap()
+    }
+
+    #[test]
+    fn seldon_names_and_filters() {
+        let rule = seldon_rule();
+        assert_eq!(rule.metric_name("seldon_model_infer_total").as_deref(), Some("infer_rps"));
+        assert_eq!(rule.metric_name("seldon_model_infer_seconds_total"), None);
+        assert_eq!(rule.metric_name("seldon_model_aggregate_infer_total"), None);
+        let resources = rule.resources_for_labels(["model", "server", "pod", "namespace", "code"], &TableOnly);
+        let names: Vec<String> = resources.iter().map(|(i, _)| i.group_resource.to_string()).collect();
+        assert_eq!(names, vec!["namespaces", "pods", "models.mlops.seldon.io", "servers.mlops.seldon.io"]);
+    }
+
+    #[test]
+    fn seldon_queries_render_like_prometheus_adapter() {
+        let rule = seldon_rule();
+        let empty = LabelSelector::default();
+        let model = GroupResource::new("mlops.seldon.io", "models");
+        let q = rule
+            .build_query(
+                &QueryInput {
+                    series: "seldon_model_infer_total",
+                    resource: &model,
+                    namespace: Some("seldon-mesh"),
+                    names: ObjectNames::One("irisa0"),
+                    metric_selector: &empty,
+                },
+                &TableOnly,
+            )
+            .unwrap();
+        assert_eq!(
+            q.text,
+            "sum by (model) (\n  rate (\n    seldon_model_infer_total{namespace=\"seldon-mesh\",model=\"irisa0\"}[2m]\n  )\n)\n"
+        );
+        assert_eq!(q.window_seconds, Some(120));
+        let namespaces = GroupResource::namespaces();
+        let q = rule
+            .build_query(
+                &QueryInput {
+                    series: "seldon_model_infer_total",
+                    resource: &namespaces,
+                    namespace: None,
+                    names: ObjectNames::All,
+                    metric_selector: &empty,
+                },
+                &TableOnly,
+            )
+            .unwrap();
+        assert!(q.text.contains("seldon_model_infer_total{namespace!=\"\"}[2m]"), "{}", q.text);
+        assert!(q.text.starts_with("sum by (namespace)"));
+    }
+
+    #[test]
+    fn object_sets_become_a_set_matcher_not_a_regex() {
+        let rule = seldon_rule();
+        let pods = GroupResource::new("", "pods");
+        let names = vec!["a".to_string(), "b".to_string()];
+        let selector = LabelSelector::parse("method_type=rest,code in (200,201)").unwrap();
+        let q = rule
+            .build_query(
+                &QueryInput {
+                    series: "seldon_model_infer_total",
+                    resource: &pods,
+                    namespace: Some("ns"),
+                    names: ObjectNames::Set(&names),
+                    metric_selector: &selector,
+                },
+                &TableOnly,
+            )
+            .unwrap();
+        assert!(q.text.contains("{code=~\"200|201\",method_type=\"rest\",namespace=\"ns\",pod!=\"\"}"), "{}", q.text);
+        assert_eq!(q.extra_matchers.len(), 1);
+        assert_eq!(q.extra_matchers[0].set_values(), &names[..]);
+    }
+
+    #[test]
+    fn resource_templates_are_inverted() {
+        let rule = DiscoveryRule {
+            series_query: "{namespace!=\"\"}".into(),
+            resources: ResourceMapping {
+                template: Some("kube_<<.Group>>_<<.Resource>>".into()),
+                overrides: BTreeMap::new(),
+                namespaced: None,
+            },
+            metrics_query: "x".into(),
+            ..Default::default()
+        };
+        let rule = CompiledRule::compile(&rule, "rules[0]".into(), RuleKind::Custom, &TableOnly).unwrap();
+        let found = rule.resources_for_labels(["kube_apps_deployment", "kube__pod", "kube_x_y", "job"], &TableOnly);
+        let names: Vec<String> = found.iter().map(|(i, _)| i.group_resource.to_string()).collect();
+        assert_eq!(names, vec!["pods", "deployments.apps"]);
+        assert_eq!(
+            rule.label_for_resource(&GroupResource::new("apps", "deployments"), &TableOnly).as_deref(),
+            Some("kube_apps_deployment")
+        );
+    }
+
+    #[test]
+    fn default_rules_compile_and_name_counters() {
+        let config = AdapterConfig::embedded_default(std::time::Duration::from_secs(300));
+        let rules: Vec<CompiledRule> = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| CompiledRule::compile(r, format!("rules[{i}]"), RuleKind::Custom, &TableOnly).unwrap())
+            .collect();
+        assert_eq!(rules[0].metric_name("ei_scale_ratio").as_deref(), Some("ei_scale_ratio"));
+        assert_eq!(rules[0].metric_name("http_requests_total"), None);
+        assert_eq!(rules[1].metric_name("http_requests_total").as_deref(), Some("http_requests"));
+        let found = rules[2].resources_for_labels(["service", "namespace", "instance", "job"], &TableOnly);
+        assert_eq!(found.len(), 3, "{found:?}");
+    }
+
+    #[test]
+    fn series_selectors() {
+        let m = parse_series_selector("{__name__=~\"^seldon_model.*_total\",namespace!=\"\"}\n").unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(m[0].matches("seldon_model_infer_total"));
+        let m = parse_series_selector("up{job='a\\.b'}").unwrap();
+        assert_eq!(m[1].value, "a\\.b");
+        assert!(parse_series_selector("{a!=\"\"}").is_ok());
+        assert!(parse_series_selector("{a=\"\"}").is_err());
+        assert!(parse_series_selector("{a=\"x\"").is_err());
+        assert!(parse_series_selector("{a==\"x\"}").is_err());
+    }
+
+    #[test]
+    fn unknown_template_fields_fail_at_load() {
+        let rule =
+            DiscoveryRule { series_query: "up".into(), metrics_query: "<<.Seris>>".into(), ..Default::default() };
+        let err = CompiledRule::compile(&rule, "rules[0]".into(), RuleKind::Custom, &TableOnly).unwrap_err();
+        assert!(err.to_string().contains(".Seris"), "{err}");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(first_range_seconds("rate(x[1m30s])"), Some(90));
+        assert_eq!(first_range_seconds("max_over_time(rate(x[5m])[10m:1m])"), Some(300));
+        assert_eq!(first_range_seconds("x"), None);
+        assert_eq!(first_range_seconds("x{a=~\"[0-9]\"}"), None);
+    }
+}

@@ -1,0 +1,235 @@
+//! `start` brings the adapter up inside `ringtail serve`: rules (file or embedded default), the
+//! standalone resolver, the authenticator, the TLS listener on `--secure-listen`, and the
+//! config reloader — all stopped by the server's shutdown channel.
+//!
+//! Binding policy: the default `--secure-listen` (0.0.0.0:6443) is a convenience, so if that
+//! address is taken the adapter is skipped with a warning and the rest of Ringtail serves on;
+//! an address given explicitly (flag or config file) that cannot be bound is a start-up error.
+
+use super::auth::{AllowAll, Authenticator, StaticTokens};
+use super::discovery::Discovery;
+use super::provider::Provider;
+use super::resources::{ObjectResolver, StandaloneResolver};
+use super::routes::{self, AdapterState};
+use super::tls::{self, TlsSettings};
+use super::AdapterError;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Default TLS address of the metrics APIs.
+pub const DEFAULT_SECURE_LISTEN: &str = "0.0.0.0:6443";
+/// Default bound on concurrently served TLS connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// How often `--adapter-config` is looked at for changes.
+pub const CONFIG_POLL: Duration = Duration::from_secs(1);
+
+/// The adapter's serving settings (flags and the `adapter:` block of `--config`).
+#[derive(Debug, Clone)]
+pub struct AdapterServeConfig {
+    pub secure_listen: SocketAddr,
+    /// Set when `secure_listen` was chosen by the user (a bind failure is then fatal).
+    pub secure_listen_explicit: bool,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    /// prometheus-adapter rules; `None` uses the embedded default.
+    pub config_file: Option<PathBuf>,
+    /// Bearer tokens accepted (kube `--token-auth-file` CSV); `None` accepts every TLS client.
+    pub tokens_file: Option<PathBuf>,
+    /// `rate()` window of the embedded default rules.
+    pub rate_window: Duration,
+    /// Series older than this are not listed (prometheus-adapter's `--metrics-max-age`).
+    pub metrics_max_age: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for AdapterServeConfig {
+    fn default() -> Self {
+        AdapterServeConfig {
+            secure_listen: DEFAULT_SECURE_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 6443))),
+            secure_listen_explicit: false,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            config_file: None,
+            tokens_file: None,
+            rate_window: super::DEFAULT_RATE_WINDOW,
+            metrics_max_age: super::DEFAULT_METRICS_MAX_AGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The `adapter:` block of the `--config` YAML file (every key optional; flags win).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterFileConfig {
+    pub secure_listen: Option<SocketAddr>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    pub tokens_file: Option<PathBuf>,
+    /// A duration like `2m`.
+    pub rate_window: Option<String>,
+    pub metrics_max_age: Option<String>,
+    pub max_connections: Option<usize>,
+}
+
+impl AdapterServeConfig {
+    /// Applies the file block on top of `self`.
+    pub fn merge_file(mut self, file: AdapterFileConfig) -> Result<Self, String> {
+        if let Some(addr) = file.secure_listen {
+            self.secure_listen = addr;
+            self.secure_listen_explicit = true;
+        }
+        self.tls_cert_file = file.tls_cert_file.or(self.tls_cert_file);
+        self.tls_private_key_file = file.tls_private_key_file.or(self.tls_private_key_file);
+        self.config_file = file.config_file.or(self.config_file);
+        self.tokens_file = file.tokens_file.or(self.tokens_file);
+        if let Some(text) = file.rate_window {
+            self.rate_window = humantime::parse_duration(&text).map_err(|e| format!("adapter.rate_window: {e}"))?;
+        }
+        if let Some(text) = file.metrics_max_age {
+            self.metrics_max_age =
+                humantime::parse_duration(&text).map_err(|e| format!("adapter.metrics_max_age: {e}"))?;
+        }
+        if let Some(n) = file.max_connections {
+            self.max_connections = n;
+        }
+        Ok(self)
+    }
+}
+
+/// A running adapter.
+pub struct AdapterHandle {
+    /// The bound TLS address, or `None` when the default address was taken and the adapter skipped.
+    pub secure_addr: Option<SocketAddr>,
+    /// The CA of a generated serving pair, for clients to trust.
+    pub generated_ca: Option<PathBuf>,
+    pub provider: Option<Arc<Provider>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl AdapterHandle {
+    /// Waits for the adapter's tasks after the shutdown channel fired.
+    pub async fn join(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Why the adapter did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    #[error("cannot listen on {addr} for the metrics APIs: {source} (pick another with --secure-listen)")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where a generated TLS pair lives: beside the data directory (`./data` → `./data-tls/`).
+pub fn generated_tls_dir(data_dir: &std::path::Path) -> PathBuf {
+    let name = data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
+    data_dir.with_file_name(format!("{name}-tls"))
+}
+
+/// What a Kubernetes cluster contributes to the adapter (built by `crate::k8s`).
+pub struct ClusterHooks {
+    /// Resolves label selectors and resources against the cluster's objects.
+    pub resolver: Arc<dyn ObjectResolver>,
+    /// The cluster's authentication and authorization; `None` keeps the standalone rules.
+    pub auth: Option<Arc<dyn Authenticator>>,
+    /// PEM bundle the front proxy's client certificates must chain to.
+    pub client_ca_pem: Option<String>,
+}
+
+/// Starts the adapter; `cluster` is `None` in standalone mode.
+pub async fn start(
+    settings: &AdapterServeConfig,
+    data_dir: &std::path::Path,
+    db: Arc<tsdb::Db>,
+    engine: Arc<query::Engine>,
+    cluster: Option<ClusterHooks>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<AdapterHandle, StartError> {
+    let listener = match TcpListener::bind(settings.secure_listen).await {
+        Ok(l) => l,
+        Err(source) if !settings.secure_listen_explicit => {
+            tracing::warn!(addr = %settings.secure_listen, error = %source,
+                "default metrics-API address unavailable; the adapter is not served (set --secure-listen)");
+            return Ok(AdapterHandle { secure_addr: None, generated_ca: None, provider: None, tasks: Vec::new() });
+        }
+        Err(source) => return Err(StartError::Bind { addr: settings.secure_listen, source }),
+    };
+    let secure_addr =
+        listener.local_addr().map_err(|source| StartError::Bind { addr: settings.secure_listen, source })?;
+    let (resolver, cluster_auth, client_ca_pem) = match cluster {
+        Some(hooks) => (hooks.resolver, hooks.auth, hooks.client_ca_pem),
+        None => {
+            let standalone: Arc<dyn ObjectResolver> =
+                Arc::new(StandaloneResolver::new(db.clone(), settings.metrics_max_age));
+            (standalone, None, None)
+        }
+    };
+    let (rules, warnings) =
+        super::load_rules(settings.config_file.as_deref(), settings.rate_window, resolver.as_ref())?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(source = %rules.source, custom_rules = rules.custom.len(), external_rules = rules.external.len(),
+        "adapter rules loaded");
+    let discovery = Discovery::new(settings.metrics_max_age, super::DEFAULT_DISCOVERY_MAX_AGE);
+    let provider = Arc::new(Provider::new(db, engine, resolver, rules, discovery));
+    let auth: Arc<dyn Authenticator> = match (cluster_auth, &settings.tokens_file) {
+        (Some(cluster), _) => cluster,
+        (None, Some(path)) => Arc::new(StaticTokens::load(path).map_err(AdapterError::from)?),
+        (None, None) => Arc::new(AllowAll),
+    };
+    let client_verifier =
+        client_ca_pem.as_deref().map(tls::front_proxy_verifier).transpose().map_err(AdapterError::from)?;
+    let tls_settings = TlsSettings {
+        cert_file: settings.tls_cert_file.clone(),
+        key_file: settings.tls_private_key_file.clone(),
+        generated_dir: generated_tls_dir(data_dir),
+        max_connections: settings.max_connections,
+        handshake_timeout: Duration::from_secs(10),
+    };
+    let tls_dir = tls_settings.generated_dir.clone();
+    let setup = tokio::task::spawn_blocking(move || {
+        tls::server_config(&tls_settings, client_verifier).map(|s| (s, tls_settings))
+    })
+    .await
+    .map_err(|e| AdapterError::Tls(tls::TlsError::Generate(e.to_string())))?
+    .map_err(AdapterError::from)?;
+    let (setup, tls_settings) = setup;
+    let app = routes::router(AdapterState { provider: provider.clone(), auth });
+    let mut tasks = vec![tokio::spawn(tls::run(listener, setup.config, app, tls_settings, shutdown.clone()))];
+    if let Some(path) = &settings.config_file {
+        tasks.push(tokio::spawn(super::reload::run(
+            path.clone(),
+            provider.clone(),
+            settings.rate_window,
+            CONFIG_POLL,
+            shutdown,
+        )));
+    }
+    match &setup.generated_ca {
+        Some(ca) => tracing::info!(%secure_addr, ca = %ca.display(), tls_dir = %tls_dir.display(),
+            "metrics APIs serving over TLS with a generated certificate; clients should trust the CA file"),
+        None => tracing::info!(%secure_addr, "metrics APIs serving over TLS"),
+    }
+    Ok(AdapterHandle {
+        secure_addr: Some(secure_addr),
+        generated_ca: setup.generated_ca,
+        provider: Some(provider),
+        tasks,
+    })
+}

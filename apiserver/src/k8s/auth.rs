@@ -1,0 +1,393 @@
+//! `KubeAuth` secures the aggregated metrics APIs as kube-apiserver expects of an extension API
+//! server:
+//! - **front-proxy**: a request that arrives with a client certificate chaining to the
+//!   `requestheader-client-ca-file` of `kube-system/extension-apiserver-authentication` (the TLS
+//!   listener verifies the chain) and whose CN is in `requestheader-allowed-names` carries the
+//!   real user in the configured headers (`X-Remote-User`, `X-Remote-Group`, `X-Remote-Extra-*`);
+//! - **bearer tokens** are checked with a TokenReview;
+//! - every request is then **authorized** with a SubjectAccessReview.
+//!
+//! Review answers are cached briefly (`REVIEW_TTL`) so the HPA's steady polling costs no API
+//! calls; everything else gets 401/403 as a Kubernetes `Status`.
+
+use crate::adapter::auth::{AuthDecision, Authenticator, ConnectionInfo, Identity, PendingDecision};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a TokenReview or SubjectAccessReview answer is reused.
+pub const REVIEW_TTL: Duration = Duration::from_secs(10);
+/// How often the front-proxy settings ConfigMap is re-read (the CA can rotate).
+const REQUESTHEADER_REFRESH: Duration = Duration::from_secs(60);
+/// Most cached review answers; the cache is cleared when it grows past this.
+const MAX_CACHED_REVIEWS: usize = 10_000;
+
+/// The front-proxy settings kube-apiserver publishes for extension API servers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestHeaderConfig {
+    /// PEM of the CA that signs the aggregator's client certificate.
+    pub client_ca_pem: String,
+    /// CNs allowed to act as front proxy; empty means any certificate from the CA.
+    pub allowed_names: Vec<String>,
+    pub username_headers: Vec<String>,
+    pub group_headers: Vec<String>,
+    pub extra_headers_prefixes: Vec<String>,
+}
+
+impl RequestHeaderConfig {
+    /// Reads the `extension-apiserver-authentication` ConfigMap's data (JSON arrays as strings).
+    pub fn from_configmap_data(data: &BTreeMap<String, String>) -> Option<RequestHeaderConfig> {
+        let list = |key: &str| -> Vec<String> {
+            data.get(key).and_then(|v| serde_json::from_str::<Vec<String>>(v).ok()).unwrap_or_default()
+        };
+        let client_ca_pem = data.get("requestheader-client-ca-file")?.clone();
+        Some(RequestHeaderConfig {
+            client_ca_pem,
+            allowed_names: list("requestheader-allowed-names"),
+            username_headers: list("requestheader-username-headers"),
+            group_headers: list("requestheader-group-headers"),
+            extra_headers_prefixes: list("requestheader-extra-headers-prefix"),
+        })
+    }
+}
+
+/// What a request asks to do, as kube-apiserver's RequestInfo would describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RequestAttributes {
+    Resource { group: String, version: String, namespace: String, resource: String, name: String, subresource: String },
+    NonResource { path: String },
+}
+
+impl RequestAttributes {
+    /// Parses `/apis/<group>/<version>/[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]`;
+    /// anything else is a non-resource path. Verbs are always `get` for these read-only APIs.
+    pub fn from_path(path: &str) -> RequestAttributes {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let [prefix, group, version, rest @ ..] = parts.as_slice() else {
+            return RequestAttributes::NonResource { path: path.to_string() };
+        };
+        if *prefix != "apis" || rest.is_empty() {
+            return RequestAttributes::NonResource { path: path.to_string() };
+        }
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, tail @ ..] if !tail.is_empty() => (ns.to_string(), tail),
+            _ => (String::new(), rest),
+        };
+        let get = |i: usize| rest.get(i).map(|s| s.to_string()).unwrap_or_default();
+        RequestAttributes::Resource {
+            group: group.to_string(),
+            version: version.to_string(),
+            namespace,
+            resource: get(0),
+            name: get(1),
+            subresource: rest.get(2..).map(|tail| tail.join("/")).unwrap_or_default(),
+        }
+    }
+}
+
+struct Cached<T> {
+    at: Instant,
+    value: T,
+}
+
+/// Cluster-backed authentication and authorization for the TLS listener.
+pub struct KubeAuth {
+    client: Client,
+    requestheader: RwLock<Option<RequestHeaderConfig>>,
+    tokens: Mutex<HashMap<u64, Cached<Option<Identity>>>>,
+    reviews: Mutex<HashMap<u64, Cached<Result<(), String>>>>,
+}
+
+impl KubeAuth {
+    /// Loads the front-proxy settings and keeps them current in the background.
+    pub async fn start(client: Client) -> Result<Arc<KubeAuth>, super::K8sError> {
+        let auth = Arc::new(KubeAuth {
+            client,
+            requestheader: RwLock::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            reviews: Mutex::new(HashMap::new()),
+        });
+        auth.refresh_requestheader().await?;
+        let weak = Arc::downgrade(&auth);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REQUESTHEADER_REFRESH).await;
+                let Some(auth) = weak.upgrade() else { return };
+                if let Err(e) = auth.refresh_requestheader().await {
+                    tracing::warn!(error = %e, "re-reading extension-apiserver-authentication failed");
+                }
+            }
+        });
+        Ok(auth)
+    }
+
+    async fn refresh_requestheader(&self) -> Result<(), super::K8sError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "kube-system");
+        let map = api.get("extension-apiserver-authentication").await.map_err(|e| {
+            super::K8sError::Api(format!(
+                "reading kube-system/extension-apiserver-authentication: {e} (grant the \
+                 extension-apiserver-authentication-reader Role, see deploy/rbac.yaml)"
+            ))
+        })?;
+        let config = map.data.as_ref().and_then(RequestHeaderConfig::from_configmap_data);
+        if config.is_none() {
+            tracing::warn!(
+                "the cluster publishes no requestheader-client-ca-file: front-proxy requests will be refused"
+            );
+        }
+        *self.requestheader.write() = config;
+        Ok(())
+    }
+
+    /// The front-proxy CA bundle (PEM) the TLS listener verifies client certificates against.
+    pub fn client_ca_pem(&self) -> Option<String> {
+        self.requestheader.read().as_ref().map(|c| c.client_ca_pem.clone())
+    }
+
+    /// Authenticates, then authorizes, one request.
+    pub async fn check(&self, head: &http::request::Parts, connection: Option<&ConnectionInfo>) -> AuthDecision {
+        let identity = match self.authenticate(head, connection).await {
+            Ok(identity) => identity,
+            Err(decision) => return decision,
+        };
+        let attributes = RequestAttributes::from_path(head.uri.path());
+        match self.authorize(&identity, &attributes).await {
+            Ok(()) => AuthDecision::Allow(identity),
+            Err(reason) => AuthDecision::Forbidden(reason),
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        head: &http::request::Parts,
+        connection: Option<&ConnectionInfo>,
+    ) -> Result<Identity, AuthDecision> {
+        if let Some(identity) = self.front_proxy_identity(head, connection)? {
+            return Ok(identity);
+        }
+        if let Some(token) = bearer_token(head) {
+            return match self.review_token(token).await {
+                Some(identity) => Ok(identity),
+                None => Err(AuthDecision::Unauthorized("invalid bearer token".into())),
+            };
+        }
+        Ok(Identity { user: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] })
+    }
+
+    /// `Ok(None)` when the request did not come through the front proxy.
+    fn front_proxy_identity(
+        &self,
+        head: &http::request::Parts,
+        connection: Option<&ConnectionInfo>,
+    ) -> Result<Option<Identity>, AuthDecision> {
+        let Some(chain) = connection.and_then(|c| c.peer_certificates.as_ref()) else {
+            return Ok(None);
+        };
+        let Some(leaf) = chain.first() else {
+            return Ok(None);
+        };
+        let guard = self.requestheader.read();
+        let Some(config) = guard.as_ref() else {
+            return Err(AuthDecision::Unauthorized("no front-proxy CA is configured in the cluster".into()));
+        };
+        // The TLS listener has already verified the chain against `client_ca_pem`.
+        let cn = common_name(leaf.as_ref())
+            .ok_or_else(|| AuthDecision::Unauthorized("client certificate has no common name".into()))?;
+        if !config.allowed_names.is_empty() && !config.allowed_names.contains(&cn) {
+            return Err(AuthDecision::Unauthorized(format!(
+                "client certificate CN {cn:?} is not in requestheader-allowed-names"
+            )));
+        }
+        let header_values = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .flat_map(|name| head.headers.get_all(name.as_str()).iter())
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect()
+        };
+        let Some(user) = header_values(&config.username_headers).into_iter().find(|u| !u.is_empty()) else {
+            return Err(AuthDecision::Unauthorized("front-proxy request without a user header".into()));
+        };
+        Ok(Some(Identity { user, groups: header_values(&config.group_headers) }))
+    }
+
+    async fn review_token(&self, token: &str) -> Option<Identity> {
+        let key = hash_of(&token);
+        if let Some(hit) = self.tokens.lock().get(&key).filter(|c| c.at.elapsed() < REVIEW_TTL) {
+            return hit.value.clone();
+        }
+        let api: Api<TokenReview> = Api::all(self.client.clone());
+        let review = TokenReview {
+            spec: TokenReviewSpec { token: Some(token.to_string()), ..Default::default() },
+            ..Default::default()
+        };
+        let identity = match api.create(&PostParams::default(), &review).await {
+            Ok(answer) => answer
+                .status
+                .filter(|s| s.authenticated == Some(true))
+                .and_then(|s| s.user)
+                .map(|u| Identity { user: u.username.unwrap_or_default(), groups: u.groups.unwrap_or_default() }),
+            Err(e) => {
+                tracing::warn!(error = %e, "TokenReview failed");
+                return None; // not cached: a transient failure must not stick
+            }
+        };
+        remember(&self.tokens, key, identity.clone());
+        identity
+    }
+
+    async fn authorize(&self, identity: &Identity, attributes: &RequestAttributes) -> Result<(), String> {
+        let key = hash_of(&(identity.user.as_str(), &identity.groups, attributes));
+        if let Some(hit) = self.reviews.lock().get(&key).filter(|c| c.at.elapsed() < REVIEW_TTL) {
+            return hit.value.clone();
+        }
+        let mut spec = SubjectAccessReviewSpec {
+            user: Some(identity.user.clone()),
+            groups: Some(identity.groups.clone()),
+            ..Default::default()
+        };
+        let described = match attributes {
+            RequestAttributes::Resource { group, version, namespace, resource, name, subresource } => {
+                spec.resource_attributes = Some(ResourceAttributes {
+                    verb: Some("get".into()),
+                    group: Some(group.clone()),
+                    version: Some(version.clone()),
+                    namespace: Some(namespace.clone()),
+                    resource: Some(resource.clone()),
+                    name: Some(name.clone()),
+                    subresource: Some(subresource.clone()),
+                    ..Default::default()
+                });
+                format!("get {resource}{} in {group}", if subresource.is_empty() { "" } else { "/…" })
+            }
+            RequestAttributes::NonResource { path } => {
+                spec.non_resource_attributes =
+                    Some(NonResourceAttributes { path: Some(path.clone()), verb: Some("get".into()) });
+                format!("get path {path}")
+            }
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        let review = SubjectAccessReview { spec, ..Default::default() };
+        let outcome = match api.create(&PostParams::default(), &review).await {
+            Ok(answer) => match answer.status {
+                Some(status) if status.allowed => Ok(()),
+                status => Err(format!(
+                    "user {:?} cannot {described}{}",
+                    identity.user,
+                    status.and_then(|s| s.reason).map(|r| format!(": {r}")).unwrap_or_default()
+                )),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "SubjectAccessReview failed");
+                return Err(format!("authorization check failed: {e}"));
+            }
+        };
+        remember(&self.reviews, key, outcome.clone());
+        outcome
+    }
+}
+
+impl Authenticator for KubeAuth {
+    fn decide<'a>(
+        &'a self,
+        head: &'a http::request::Parts,
+        connection: Option<&'a ConnectionInfo>,
+    ) -> PendingDecision<'a> {
+        Box::pin(self.check(head, connection))
+    }
+}
+
+fn remember<T>(cache: &Mutex<HashMap<u64, Cached<T>>>, key: u64, value: T) {
+    let mut cache = cache.lock();
+    if cache.len() >= MAX_CACHED_REVIEWS {
+        cache.clear();
+    }
+    cache.insert(key, Cached { at: Instant::now(), value });
+}
+
+fn hash_of(value: &impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn bearer_token(head: &http::request::Parts) -> Option<&str> {
+    let value = head.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The subject CN of a DER certificate.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(cn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_metrics_paths_become_resource_attributes() {
+        let attrs = RequestAttributes::from_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/ei_scale_ratio",
+        );
+        assert_eq!(
+            attrs,
+            RequestAttributes::Resource {
+                group: "custom.metrics.k8s.io".into(),
+                version: "v1beta2".into(),
+                namespace: "default".into(),
+                resource: "pods".into(),
+                name: "*".into(),
+                subresource: "ei_scale_ratio".into(),
+            }
+        );
+        let attrs = RequestAttributes::from_path("/apis/custom.metrics.k8s.io/v1beta1/namespaces/web");
+        assert!(matches!(attrs, RequestAttributes::Resource { ref resource, ref name, .. }
+            if resource == "namespaces" && name == "web"));
+        assert_eq!(
+            RequestAttributes::from_path("/apis/custom.metrics.k8s.io/v1beta2"),
+            RequestAttributes::NonResource { path: "/apis/custom.metrics.k8s.io/v1beta2".into() }
+        );
+        assert_eq!(
+            RequestAttributes::from_path("/healthz"),
+            RequestAttributes::NonResource { path: "/healthz".into() }
+        );
+    }
+
+    #[test]
+    fn requestheader_config_reads_json_lists() {
+        let data = BTreeMap::from([
+            ("requestheader-client-ca-file".to_string(), "PEM".to_string()),
+            ("requestheader-allowed-names".to_string(), "[\"front-proxy-client\"]".to_string()),
+            ("requestheader-username-headers".to_string(), "[\"X-Remote-User\"]".to_string()),
+            ("requestheader-group-headers".to_string(), "[\"X-Remote-Group\"]".to_string()),
+            ("requestheader-extra-headers-prefix".to_string(), "[\"X-Remote-Extra-\"]".to_string()),
+        ]);
+        let config = RequestHeaderConfig::from_configmap_data(&data).unwrap();
+        assert_eq!(config.allowed_names, vec!["front-proxy-client"]);
+        assert_eq!(config.username_headers, vec!["X-Remote-User"]);
+        assert!(RequestHeaderConfig::from_configmap_data(&BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn common_name_is_read_from_the_certificate() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "front-proxy-client");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(common_name(cert.der()).as_deref(), Some("front-proxy-client"));
+    }
+}

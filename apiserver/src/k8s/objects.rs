@@ -1,0 +1,240 @@
+//! `KubeResolver` is the adapter's [`ObjectResolver`] backed by the cluster: resources are
+//! normalized through API discovery (custom resources such as `models.mlops.seldon.io` included),
+//! and label selectors are resolved against watched metadata caches (reflectors), as
+//! prometheus-adapter does — but without its relist interval: a watch event updates the cache at
+//! once. Nothing here blocks on the network on the request path; a resource seen for the first
+//! time starts its watch and answers "unavailable" until the cache has synced (the HPA retries).
+
+use crate::adapter::resources::{GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ResolveError, ResourceInfo};
+use futures::{FutureExt, StreamExt};
+use kube::api::{ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Groups Ringtail serves itself through the aggregator.
+const SELF_SERVED_GROUPS: [&str; 3] = ["custom.metrics.k8s.io", "external.metrics.k8s.io", "metrics.k8s.io"];
+
+/// How often API discovery is refreshed (new CRDs become resolvable within this period).
+const DISCOVERY_REFRESH: Duration = Duration::from_secs(60);
+
+struct Known {
+    info: ResourceInfo,
+    api_resource: ApiResource,
+}
+
+type MetaStore = Store<PartialObjectMeta<DynamicObject>>;
+
+struct WatchedResource {
+    store: MetaStore,
+}
+
+/// Cluster-backed resolver. Create with [`KubeResolver::start`]; share behind an `Arc`.
+pub struct KubeResolver {
+    client: Client,
+    resources: RwLock<Vec<Known>>,
+    watched: RwLock<HashMap<GroupResource, WatchedResource>>,
+}
+
+impl KubeResolver {
+    /// Runs API discovery once, starts the pod watch, and refreshes discovery in the background.
+    pub async fn start(client: Client) -> Result<Arc<KubeResolver>, super::K8sError> {
+        let resolver = Arc::new(KubeResolver {
+            client: client.clone(),
+            resources: RwLock::new(Vec::new()),
+            watched: RwLock::new(HashMap::new()),
+        });
+        resolver.refresh_discovery().await?;
+        resolver.ensure_watched(&GroupResource::new("", "pods"));
+        let weak = Arc::downgrade(&resolver);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DISCOVERY_REFRESH).await;
+                let Some(resolver) = weak.upgrade() else { return };
+                if let Err(e) = resolver.refresh_discovery().await {
+                    tracing::warn!(error = %e, "API discovery refresh failed; keeping the previous resources");
+                }
+            }
+        });
+        Ok(resolver)
+    }
+
+    /// Lists every group's preferred version (as a RESTMapper picks it). A group that fails to
+    /// answer — an aggregated API that is down — is skipped and logged, never fatal; the metrics
+    /// groups Ringtail serves itself are skipped (they hold no objects, and asking them would
+    /// loop through the aggregator back to Ringtail).
+    async fn refresh_discovery(&self) -> Result<(), super::K8sError> {
+        let api_error = |e: kube::Error| super::K8sError::Api(format!("API discovery: {e}"));
+        let mut lists = vec![self.client.list_core_api_resources("v1").await.map_err(api_error)?];
+        let groups = self.client.list_api_groups().await.map_err(api_error)?;
+        for group in groups.groups {
+            if SELF_SERVED_GROUPS.contains(&group.name.as_str()) {
+                continue;
+            }
+            let Some(version) = group.preferred_version.or_else(|| group.versions.into_iter().next()) else {
+                continue;
+            };
+            match self.client.list_api_group_resources(&version.group_version).await {
+                Ok(list) => lists.push(list),
+                Err(e) => tracing::debug!(group_version = %version.group_version, error = %e,
+                    "API discovery skipped a group that did not answer"),
+            }
+        }
+        let mut known = Vec::new();
+        for list in lists {
+            let (group, version) = match list.group_version.split_once('/') {
+                Some((group, version)) => (group.to_string(), version.to_string()),
+                None => (String::new(), list.group_version.clone()),
+            };
+            for resource in list.resources {
+                if resource.name.contains('/') {
+                    continue; // subresources
+                }
+                let api_resource = ApiResource {
+                    group: group.clone(),
+                    version: version.clone(),
+                    api_version: list.group_version.clone(),
+                    kind: resource.kind.clone(),
+                    plural: resource.name.clone(),
+                };
+                let info = ResourceInfo {
+                    group_resource: GroupResource::new(group.clone(), resource.name.clone()),
+                    singular: match resource.singular_name.is_empty() {
+                        true => resource.kind.to_ascii_lowercase(),
+                        false => resource.singular_name.clone(),
+                    },
+                    kind: resource.kind.clone(),
+                    api_version: list.group_version.clone(),
+                    namespaced: resource.namespaced,
+                };
+                known.push(Known { info, api_resource });
+            }
+        }
+        tracing::debug!(resources = known.len(), "API discovery refreshed");
+        *self.resources.write() = known;
+        Ok(())
+    }
+
+    fn api_resource(&self, resource: &GroupResource) -> Option<(ApiResource, bool)> {
+        self.resources
+            .read()
+            .iter()
+            .find(|k| k.info.group_resource == *resource)
+            .map(|k| (k.api_resource.clone(), k.info.namespaced))
+    }
+
+    /// Starts a metadata watch for `resource` unless one runs; `false` when the cluster does not
+    /// serve that resource.
+    pub fn ensure_watched(&self, resource: &GroupResource) -> bool {
+        if self.watched.read().contains_key(resource) {
+            return true;
+        }
+        let Some((api_resource, _)) = self.api_resource(resource) else {
+            return false;
+        };
+        let mut watched = self.watched.write();
+        if watched.contains_key(resource) {
+            return true;
+        }
+        // `Api<PartialObjectMeta<_>>` makes metadata-only list/watch requests: labels and owners
+        // are all resolution needs, and they keep the cache small.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.client.clone(), &api_resource);
+        let writer = reflector::store::Writer::new(api_resource.clone());
+        let reader = writer.as_reader();
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+        let name = resource.to_string();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(e) = event {
+                    tracing::warn!(resource = %name, error = %e, "watch failed; retrying");
+                }
+            }
+        });
+        tracing::info!(resource = %resource, "watching objects for label-selector resolution");
+        watched.insert(resource.clone(), WatchedResource { store: reader });
+        true
+    }
+
+    fn store(&self, resource: &GroupResource) -> Result<MetaStore, ResolveError> {
+        if !self.ensure_watched(resource) {
+            return Err(ResolveError::Unavailable {
+                resource: resource.to_string(),
+                message: "the cluster does not serve this resource".into(),
+            });
+        }
+        let watched = self.watched.read();
+        let Some(entry) = watched.get(resource) else {
+            return Err(ResolveError::Unavailable { resource: resource.to_string(), message: "not watched".into() });
+        };
+        Ok(entry.store.clone())
+    }
+}
+
+impl ObjectResolver for KubeResolver {
+    fn resource_info(&self, group: &str, resource: &str) -> Option<ResourceInfo> {
+        let wanted = resource.to_ascii_lowercase();
+        let resources = self.resources.read();
+        let candidates = resources.iter().filter(|k| {
+            let gr = &k.info.group_resource;
+            (group.is_empty() || gr.group == group)
+                && (gr.resource == wanted || k.info.singular == wanted || k.info.kind.eq_ignore_ascii_case(&wanted))
+        });
+        // With no group given, prefer the core group, then the shortest group (as kubectl does).
+        candidates
+            .min_by_key(|k| (!k.info.group_resource.group.is_empty(), k.info.group_resource.group.len()))
+            .map(|k| k.info.clone())
+    }
+
+    fn list_names(&self, query: &ObjectQuery<'_>) -> Result<Vec<String>, ResolveError> {
+        let resource = &query.resource.group_resource;
+        let store = self.store(resource)?;
+        if store.is_empty() && !store_has_synced(&store) {
+            return Err(ResolveError::Unavailable {
+                resource: resource.to_string(),
+                message: "the object cache is still syncing; retry shortly".into(),
+            });
+        }
+        let mut names: Vec<String> = store
+            .state()
+            .iter()
+            .filter(|object| match query.namespace {
+                Some(ns) => object.metadata.namespace.as_deref() == Some(ns),
+                None => true,
+            })
+            .filter(|object| {
+                let labels = object.metadata.labels.as_ref();
+                query.selector.matches(|key| labels.and_then(|l| l.get(key)).map(String::as_str))
+            })
+            .filter_map(|object| object.metadata.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn owner_of(&self, resource: &GroupResource, namespace: &str, name: &str) -> Option<ObjectRef> {
+        let store = self.store(resource).ok()?;
+        let object = store
+            .state()
+            .into_iter()
+            .find(|o| o.metadata.name.as_deref() == Some(name) && o.metadata.namespace.as_deref() == Some(namespace))?;
+        let owner = object.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))?;
+        Some(ObjectRef {
+            kind: owner.kind.clone(),
+            api_version: owner.api_version.clone(),
+            namespace: Some(namespace.to_string()),
+            name: owner.name.clone(),
+        })
+    }
+}
+
+/// Whether the reflector has delivered its initial list (a synced empty cache is a real "none").
+fn store_has_synced(store: &MetaStore) -> bool {
+    store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok())
+}

@@ -1,0 +1,170 @@
+//! `run_discovery` is scrape discovery in Prometheus's `kubernetes_sd_configs` shape: it watches
+//! pods, services and endpoints (watch streams, no polling) and hands the scraper fresh target
+//! groups whenever they change, so targets appear and disappear as pods do (the scraper writes
+//! staleness markers for removed targets).
+
+use super::sd_targets::{endpoints_targets, pod_targets, service_targets};
+use futures::StreamExt;
+use ingest::{ScrapeManager, TargetGroup};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Which objects a discovery config turns into targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Pod,
+    Service,
+    Endpoints,
+}
+
+impl Role {
+    /// Parses the `role:` value of a `kubernetes_sd_configs` entry.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "pod" => Some(Role::Pod),
+            "service" => Some(Role::Service),
+            "endpoints" => Some(Role::Endpoints),
+            _ => None,
+        }
+    }
+}
+
+/// One `kubernetes_sd_configs` entry of one job.
+#[derive(Debug, Clone)]
+pub struct DiscoverySpec {
+    pub job_name: String,
+    pub role: Role,
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+}
+
+/// Changes are coalesced for this long before the target groups are recomputed, so a rollout of
+/// many pods causes one update, not hundreds.
+const COALESCE: Duration = Duration::from_millis(200);
+
+/// A set of reflector caches (one per watched namespace) of one kind.
+struct Cache<K: Resource + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    stores: Vec<Store<K>>,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+{
+    /// Starts the watches; every change pings `changed`.
+    fn start(client: &Client, namespaces: &[String], changed: &mpsc::Sender<()>) -> Self
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let apis: Vec<Api<K>> = if namespaces.is_empty() {
+            vec![Api::all(client.clone())]
+        } else {
+            namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+        };
+        let mut stores = Vec::with_capacity(apis.len());
+        for api in apis {
+            let (reader, writer) = reflector::store();
+            let changed = changed.clone();
+            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(_) => {
+                            let _ = changed.try_send(());
+                        }
+                        Err(e) => {
+                            tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch failed; retrying")
+                        }
+                    }
+                }
+            });
+            stores.push(reader);
+        }
+        Cache { stores }
+    }
+
+    fn all(&self) -> Vec<Arc<K>> {
+        self.stores.iter().flat_map(|s| s.state()).collect()
+    }
+}
+
+/// Runs one discovery spec until `shutdown` flips, feeding `scraper.set_target_groups`.
+pub async fn run_discovery(
+    client: Client,
+    spec: DiscoverySpec,
+    scraper: Arc<ScrapeManager>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
+    let pods = matches!(spec.role, Role::Pod | Role::Endpoints)
+        .then(|| Cache::<Pod>::start(&client, &spec.namespaces, &changed_tx));
+    let services = matches!(spec.role, Role::Service | Role::Endpoints)
+        .then(|| Cache::<Service>::start(&client, &spec.namespaces, &changed_tx));
+    let endpoints =
+        matches!(spec.role, Role::Endpoints).then(|| Cache::<Endpoints>::start(&client, &spec.namespaces, &changed_tx));
+    drop(changed_tx);
+    tracing::info!(job = %spec.job_name, role = ?spec.role, namespaces = ?spec.namespaces, "Kubernetes discovery started");
+    loop {
+        tokio::select! {
+            ping = changed_rx.recv() => {
+                if ping.is_none() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        tokio::time::sleep(COALESCE).await;
+        while changed_rx.try_recv().is_ok() {}
+        let groups = build_groups(spec.role, pods.as_ref(), services.as_ref(), endpoints.as_ref());
+        tracing::debug!(job = %spec.job_name, groups = groups.len(), "discovered targets changed");
+        scraper.set_target_groups(&spec.job_name, groups);
+    }
+}
+
+fn build_groups(
+    role: Role,
+    pods: Option<&Cache<Pod>>,
+    services: Option<&Cache<Service>>,
+    endpoints: Option<&Cache<Endpoints>>,
+) -> Vec<TargetGroup> {
+    match role {
+        Role::Pod => pods.map(|c| c.all().iter().flat_map(|p| pod_targets(p)).collect()).unwrap_or_default(),
+        Role::Service => {
+            services.map(|c| c.all().iter().flat_map(|s| service_targets(s)).collect()).unwrap_or_default()
+        }
+        Role::Endpoints => {
+            let all_pods = pods.map(Cache::all).unwrap_or_default();
+            let all_services = services.map(Cache::all).unwrap_or_default();
+            let find_pod = |ns: &str, name: &str| {
+                all_pods
+                    .iter()
+                    .find(|p| p.metadata.namespace.as_deref() == Some(ns) && p.metadata.name.as_deref() == Some(name))
+                    .map(|p| (**p).clone())
+            };
+            endpoints
+                .map(|c| c.all())
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|ep| {
+                    let service = all_services
+                        .iter()
+                        .find(|s| s.metadata.namespace == ep.metadata.namespace && s.metadata.name == ep.metadata.name);
+                    endpoints_targets(ep, service.map(|s| &**s), &find_pod)
+                })
+                .collect()
+        }
+    }
+}

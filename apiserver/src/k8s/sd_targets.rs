@@ -1,0 +1,296 @@
+//! `sd_targets` turns Kubernetes objects into scrape target groups carrying the
+//! `__meta_kubernetes_*` labels Prometheus's `kubernetes_sd_configs` sets, so the usual relabel
+//! configs (`prometheus.io/scrape` annotations, `labelmap`) work unchanged. Pure functions: the
+//! watch loop in `sd` feeds them.
+
+use ingest::TargetGroup;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use std::collections::BTreeMap;
+
+const META: &str = "__meta_kubernetes_";
+
+/// Replaces every character Prometheus does not allow in a label name with `_`
+/// (as its `strutil.SanitizeLabelName`).
+pub fn sanitize_label_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+fn bool_text(value: bool) -> String {
+    if value { "true" } else { "false" }.to_string()
+}
+
+/// Adds `<prefix>label_<name>`, `<prefix>labelpresent_<name>` and the annotation twins.
+fn add_object_meta(
+    labels: &mut BTreeMap<String, String>,
+    prefix: &str,
+    object_labels: Option<&BTreeMap<String, String>>,
+    annotations: Option<&BTreeMap<String, String>>,
+) {
+    for (key, value) in object_labels.into_iter().flatten() {
+        let name = sanitize_label_name(key);
+        labels.insert(format!("{prefix}label_{name}"), value.clone());
+        labels.insert(format!("{prefix}labelpresent_{name}"), "true".into());
+    }
+    for (key, value) in annotations.into_iter().flatten() {
+        let name = sanitize_label_name(key);
+        labels.insert(format!("{prefix}annotation_{name}"), value.clone());
+        labels.insert(format!("{prefix}annotationpresent_{name}"), "true".into());
+    }
+}
+
+fn join_host_port(host: &str, port: i32) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The labels every target of a pod shares (`__meta_kubernetes_pod_*` without container fields).
+fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let prefix = format!("{META}pod_");
+    labels.insert(format!("{META}namespace"), meta.namespace.clone().unwrap_or_default());
+    labels.insert(format!("{prefix}name"), meta.name.clone().unwrap_or_default());
+    labels.insert(format!("{prefix}uid"), meta.uid.clone().unwrap_or_default());
+    labels.insert(format!("{prefix}ip"), status.and_then(|s| s.pod_ip.clone()).unwrap_or_default());
+    labels.insert(format!("{prefix}host_ip"), status.and_then(|s| s.host_ip.clone()).unwrap_or_default());
+    labels.insert(format!("{prefix}phase"), status.and_then(|s| s.phase.clone()).unwrap_or_default());
+    labels.insert(format!("{prefix}ready"), bool_text(pod_is_ready(pod)));
+    labels.insert(format!("{prefix}node_name"), spec.and_then(|s| s.node_name.clone()).unwrap_or_default());
+    if let Some(owner) = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)) {
+        labels.insert(format!("{prefix}controller_kind"), owner.kind.clone());
+        labels.insert(format!("{prefix}controller_name"), owner.name.clone());
+    }
+    add_object_meta(&mut labels, &prefix, meta.labels.as_ref(), meta.annotations.as_ref());
+    labels
+}
+
+/// Target groups for role `pod`: one target per declared container port; a container without
+/// ports yields one target at the pod IP alone (relabeling usually sets the port). Pods without an
+/// IP yet have no targets.
+pub fn pod_targets(pod: &Pod) -> Vec<TargetGroup> {
+    let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()) else {
+        return Vec::new();
+    };
+    let shared = pod_labels(pod);
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let containers = spec.containers.iter().map(|c| (c, false));
+    let init_containers = spec.init_containers.iter().flatten().map(|c| (c, true));
+    let mut groups = Vec::new();
+    for (container, is_init) in containers.chain(init_containers) {
+        let mut base = shared.clone();
+        base.insert(format!("{META}pod_container_name"), container.name.clone());
+        base.insert(format!("{META}pod_container_image"), container.image.clone().unwrap_or_default());
+        base.insert(format!("{META}pod_container_init"), bool_text(is_init));
+        let ports = container.ports.as_deref().unwrap_or_default();
+        if ports.is_empty() {
+            // Prometheus lists port-less init containers only through their ports; skip them too.
+            if !is_init {
+                groups.push(TargetGroup { targets: vec![ip.clone()], labels: base });
+            }
+            continue;
+        }
+        for port in ports {
+            let mut labels = base.clone();
+            labels.insert(format!("{META}pod_container_port_name"), port.name.clone().unwrap_or_default());
+            labels.insert(format!("{META}pod_container_port_number"), port.container_port.to_string());
+            labels.insert(
+                format!("{META}pod_container_port_protocol"),
+                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            );
+            groups.push(TargetGroup { targets: vec![join_host_port(&ip, port.container_port)], labels });
+        }
+    }
+    groups
+}
+
+fn service_labels(service: &Service) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let meta = &service.metadata;
+    labels.insert(format!("{META}namespace"), meta.namespace.clone().unwrap_or_default());
+    labels.insert(format!("{META}service_name"), meta.name.clone().unwrap_or_default());
+    add_object_meta(&mut labels, &format!("{META}service_"), meta.labels.as_ref(), meta.annotations.as_ref());
+    labels
+}
+
+/// Target groups for role `service`: one target per service port at `<name>.<namespace>.svc:<port>`.
+pub fn service_targets(service: &Service) -> Vec<TargetGroup> {
+    let shared = service_labels(service);
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let namespace = service.metadata.namespace.clone().unwrap_or_default();
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.ports
+        .iter()
+        .flatten()
+        .map(|port| {
+            let mut labels = shared.clone();
+            labels.insert(format!("{META}service_port_name"), port.name.clone().unwrap_or_default());
+            labels.insert(format!("{META}service_port_number"), port.port.to_string());
+            labels
+                .insert(format!("{META}service_port_protocol"), port.protocol.clone().unwrap_or_else(|| "TCP".into()));
+            labels.insert(format!("{META}service_type"), spec.type_.clone().unwrap_or_else(|| "ClusterIP".into()));
+            if let Some(ip) = &spec.cluster_ip {
+                labels.insert(format!("{META}service_cluster_ip"), ip.clone());
+            }
+            TargetGroup { targets: vec![format!("{name}.{namespace}.svc:{}", port.port)], labels }
+        })
+        .collect()
+}
+
+/// Target groups for role `endpoints`: one target per address and port of every subset, with the
+/// service's labels and, for addresses backed by a known pod, the pod's labels too.
+pub fn endpoints_targets(
+    endpoints: &Endpoints,
+    service: Option<&Service>,
+    pod_by_name: &dyn Fn(&str, &str) -> Option<Pod>,
+) -> Vec<TargetGroup> {
+    let namespace = endpoints.metadata.namespace.clone().unwrap_or_default();
+    let mut shared = service.map(service_labels).unwrap_or_default();
+    shared.insert(format!("{META}namespace"), namespace.clone());
+    shared.insert(format!("{META}endpoints_name"), endpoints.metadata.name.clone().unwrap_or_default());
+    add_object_meta(
+        &mut shared,
+        &format!("{META}endpoints_"),
+        endpoints.metadata.labels.as_ref(),
+        endpoints.metadata.annotations.as_ref(),
+    );
+    let mut groups = Vec::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        let ready = subset.addresses.iter().flatten().map(|a| (a, true));
+        let not_ready = subset.not_ready_addresses.iter().flatten().map(|a| (a, false));
+        for (address, is_ready) in ready.chain(not_ready) {
+            for port in subset.ports.iter().flatten() {
+                let mut labels = shared.clone();
+                labels.insert(format!("{META}endpoint_ready"), bool_text(is_ready));
+                labels.insert(format!("{META}endpoint_port_name"), port.name.clone().unwrap_or_default());
+                labels.insert(
+                    format!("{META}endpoint_port_protocol"),
+                    port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                );
+                if let Some(hostname) = &address.hostname {
+                    labels.insert(format!("{META}endpoint_hostname"), hostname.clone());
+                }
+                if let Some(node) = &address.node_name {
+                    labels.insert(format!("{META}endpoint_node_name"), node.clone());
+                }
+                if let Some(target) = &address.target_ref {
+                    let kind = target.kind.clone().unwrap_or_default();
+                    let target_name = target.name.clone().unwrap_or_default();
+                    labels.insert(format!("{META}endpoint_address_target_kind"), kind.clone());
+                    labels.insert(format!("{META}endpoint_address_target_name"), target_name.clone());
+                    if kind == "Pod" {
+                        if let Some(pod) = pod_by_name(&namespace, &target_name) {
+                            labels.extend(pod_labels(&pod));
+                        }
+                    }
+                }
+                groups.push(TargetGroup { targets: vec![join_host_port(&address.ip, port.port)], labels });
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "inference-0", "namespace": "ml", "uid": "u1",
+                "labels": {"app": "inference", "app.kubernetes.io/part-of": "demo"},
+                "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "inference-7d9",
+                                     "uid": "r1", "controller": true}]
+            },
+            "spec": {"nodeName": "node-a", "containers": [
+                {"name": "server", "image": "inference:1", "ports": [{"name": "http", "containerPort": 8080}]},
+                {"name": "sidecar", "image": "proxy:1"}
+            ]},
+            "status": {"phase": "Running", "podIP": "10.1.2.3", "hostIP": "192.0.2.1",
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pod_role_sets_prometheus_meta_labels() {
+        let groups = pod_targets(&pod());
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        let server = &groups[0];
+        assert_eq!(server.targets, vec!["10.1.2.3:8080".to_string()]);
+        let l = &server.labels;
+        assert_eq!(l["__meta_kubernetes_namespace"], "ml");
+        assert_eq!(l["__meta_kubernetes_pod_name"], "inference-0");
+        assert_eq!(l["__meta_kubernetes_pod_ready"], "true");
+        assert_eq!(l["__meta_kubernetes_pod_phase"], "Running");
+        assert_eq!(l["__meta_kubernetes_pod_node_name"], "node-a");
+        assert_eq!(l["__meta_kubernetes_pod_label_app"], "inference");
+        assert_eq!(l["__meta_kubernetes_pod_label_app_kubernetes_io_part_of"], "demo");
+        assert_eq!(l["__meta_kubernetes_pod_labelpresent_app"], "true");
+        assert_eq!(l["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "true");
+        assert_eq!(l["__meta_kubernetes_pod_container_port_number"], "8080");
+        assert_eq!(l["__meta_kubernetes_pod_container_port_name"], "http");
+        assert_eq!(l["__meta_kubernetes_pod_controller_kind"], "ReplicaSet");
+        assert_eq!(l["__meta_kubernetes_pod_controller_name"], "inference-7d9");
+        let sidecar = &groups[1];
+        assert_eq!(sidecar.targets, vec!["10.1.2.3".to_string()]);
+        assert!(!sidecar.labels.contains_key("__meta_kubernetes_pod_container_port_number"));
+    }
+
+    #[test]
+    fn pod_without_ip_has_no_targets() {
+        let mut p = pod();
+        p.status.as_mut().unwrap().pod_ip = None;
+        assert!(pod_targets(&p).is_empty());
+    }
+
+    #[test]
+    fn service_and_endpoints_roles() {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "frontend", "namespace": "web", "labels": {"tier": "fe"}},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+        }))
+        .unwrap();
+        let groups = service_targets(&service);
+        assert_eq!(groups[0].targets, vec!["frontend.web.svc:80".to_string()]);
+        assert_eq!(groups[0].labels["__meta_kubernetes_service_label_tier"], "fe");
+        assert_eq!(groups[0].labels["__meta_kubernetes_service_port_number"], "80");
+
+        let endpoints: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "frontend", "namespace": "web"},
+            "subsets": [{
+                "addresses": [{"ip": "10.1.0.5", "targetRef": {"kind": "Pod", "name": "inference-0"}}],
+                "notReadyAddresses": [{"ip": "10.1.0.6"}],
+                "ports": [{"name": "http", "port": 8080}]
+            }]
+        }))
+        .unwrap();
+        let the_pod = pod();
+        let groups =
+            endpoints_targets(&endpoints, Some(&service), &|_, name| (name == "inference-0").then(|| the_pod.clone()));
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].targets, vec!["10.1.0.5:8080".to_string()]);
+        assert_eq!(groups[0].labels["__meta_kubernetes_endpoint_ready"], "true");
+        assert_eq!(groups[0].labels["__meta_kubernetes_service_name"], "frontend");
+        assert_eq!(groups[0].labels["__meta_kubernetes_pod_label_app"], "inference");
+        assert_eq!(groups[1].labels["__meta_kubernetes_endpoint_ready"], "false");
+    }
+}

@@ -1,0 +1,86 @@
+//! `scrape` starts Ringtail's scraper inside the server: it turns the config file's `global` and
+//! `scrape_configs` into an [`ingest::ScrapeManager`], or, when the file has no `scrape_configs`,
+//! the embedded default that scrapes Ringtail's own `/metrics` every 15 s so a newcomer sees data
+//! at once. The manager stays reachable as `Server::scraper`, so discovery can replace a job's
+//! target groups at runtime with `ScrapeManager::set_target_groups`.
+
+use crate::config::Config;
+use ingest::scrape_config::ScrapeConfigs;
+use ingest::{ConfigError, IngestMetrics, ScrapeManager, ScrapeManagerOptions};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Job name of the embedded self-scrape.
+pub const SELF_SCRAPE_JOB: &str = "ringtail";
+/// Interval of the embedded self-scrape.
+pub const SELF_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The embedded default: scrape this server's `/metrics` at `listen` (a wildcard address is
+/// scraped through loopback).
+pub fn embedded_default(listen: SocketAddr) -> Result<ScrapeConfigs, ConfigError> {
+    let mut address = listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let yaml = format!(
+        "scrape_configs:\n- job_name: {SELF_SCRAPE_JOB}\n  scrape_interval: {}s\n  static_configs:\n  - targets: ['{address}']\n",
+        SELF_SCRAPE_INTERVAL.as_secs()
+    );
+    ScrapeConfigs::from_yaml(&yaml)
+}
+
+/// The scrape configuration the server runs: the file's, or the embedded default.
+pub fn effective_configs(config: &Config, local_addr: SocketAddr) -> Result<ScrapeConfigs, ConfigError> {
+    match &config.scrape_configs {
+        None => {
+            let mut configs = embedded_default(local_addr)?;
+            if let Some(global) = &config.global {
+                configs.global = ScrapeConfigs::from_values(Some(global), None)?.global;
+            }
+            Ok(configs)
+        }
+        Some(scrape_configs) => ScrapeConfigs::from_values(config.global.as_ref(), Some(scrape_configs)),
+    }
+}
+
+/// Builds the manager and starts the configured targets. Must run inside the tokio runtime.
+pub fn start(
+    configs: &ScrapeConfigs,
+    db: Arc<tsdb::Db>,
+    metrics: IngestMetrics,
+) -> Result<Arc<ScrapeManager>, ConfigError> {
+    let manager = Arc::new(ScrapeManager::new(db, metrics, ScrapeManagerOptions::default()));
+    manager.apply_config(configs)?;
+    tracing::info!(jobs = configs.scrape_configs.len(), "scraper started");
+    Ok(manager)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_scrapes_self_through_loopback() {
+        let configs = embedded_default("0.0.0.0:9201".parse().unwrap()).unwrap();
+        let jobs = configs.resolve().unwrap();
+        assert_eq!(jobs[0].name, SELF_SCRAPE_JOB);
+        assert_eq!(jobs[0].interval, SELF_SCRAPE_INTERVAL);
+        assert_eq!(jobs[0].static_groups[0].targets, vec!["127.0.0.1:9201".to_string()]);
+    }
+
+    #[test]
+    fn file_configs_replace_the_default() {
+        let config = Config {
+            scrape_configs: Some(
+                serde_yaml::from_str("[{job_name: other, static_configs: [{targets: ['127.0.0.1:1']}]}]").unwrap(),
+            ),
+            global: Some(serde_yaml::from_str("{scrape_interval: 5s}").unwrap()),
+            ..Config::default()
+        };
+        let jobs = effective_configs(&config, "127.0.0.1:9".parse().unwrap()).unwrap().resolve().unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].name, "other");
+        assert_eq!(jobs[0].interval, Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,121 @@
+//! The adapter through the real `ringtail` binary: the `serve` flags (`--secure-listen`,
+//! `--adapter-config`, generated CA beside the data dir, kubectl trusting it), given TLS files,
+//! and `ringtail adapter-config check`.
+
+mod adapter_support;
+
+use adapter_support::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, path: &str) -> Result<serde_json::Value, String> {
+    let output = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "--raw", path])
+        .env("HOME", home)
+        .output()
+        .expect("kubectl runs");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> (Guard, u16) {
+    let secure = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--secure-listen")
+        .arg(format!("127.0.0.1:{secure}"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("ringtail.log")).expect("log file"))
+        .spawn()
+        .expect("ringtail starts");
+    (Guard(child), secure)
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_generates_a_ca_beside_the_data_dir_and_kubectl_trusts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("adapter.yaml");
+    std::fs::write(&rules, "rules: []\nexternalRules: []\n").unwrap();
+    let (_guard, port) = start(dir.path(), &["--adapter-config", rules.to_str().unwrap()]);
+    let ca = dir.path().join("data-tls").join("ca.crt");
+    let kubeconfig = dir.path().join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &format!("127.0.0.1:{port}"), &ca, None);
+    wait_for("the adapter", || ca.exists() && kubectl(&kubeconfig, dir.path(), "/apis").is_ok());
+    let apis = kubectl(&kubeconfig, dir.path(), "/apis").expect("discovery");
+    let groups: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(groups, vec!["custom.metrics.k8s.io", "external.metrics.k8s.io"]);
+    let list = kubectl(&kubeconfig, dir.path(), "/apis/custom.metrics.k8s.io/v1beta2").expect("resource list");
+    assert_eq!(list["resources"], serde_json::json!([]));
+}
+
+#[test]
+fn serve_uses_given_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pair made the same way an operator's Secret would hold it.
+    let pair_dir = dir.path().join("pair");
+    apiserver::adapter::tls::ensure_generated_pair(&pair_dir).unwrap();
+    let (ca, cert, key) = apiserver::adapter::tls::generated_paths(&pair_dir);
+    let (_guard, port) = start(
+        dir.path(),
+        &["--tls-cert-file", cert.to_str().unwrap(), "--tls-private-key-file", key.to_str().unwrap()],
+    );
+    let kubeconfig = dir.path().join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &format!("127.0.0.1:{port}"), &ca, None);
+    wait_for("the adapter", || kubectl(&kubeconfig, dir.path(), "/apis/external.metrics.k8s.io/v1beta1").is_ok());
+    assert!(!dir.path().join("data-tls").exists(), "no pair is generated when files are given");
+}
+
+#[test]
+fn adapter_config_check_explains_and_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "rules:\n- seriesQuery: '{__name__=~\"^seldon_model.*_total\",namespace!=\"\"}'\n  resources:\n    overrides:\n      model: {group: mlops.seldon.io, resource: model}\n      namespace: {resource: namespace}\n  name:\n    matches: '^seldon_model_(.*)_total'\n    as: '${1}_rps'\n  metricsQuery: 'sum by (<<.GroupBy>>) (rate(<<.Series>>{<<.LabelMatchers>>}[2m]))'\nresourceRules:\n  window: 2m\n",
+    )
+    .unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_ringtail")).args(["adapter-config", "check"]).arg(&good).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 rules") && stdout.contains("resourceRules is accepted but not served"), "{stdout}");
+    assert!(stdout.contains("rules[0]"), "{stdout}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "rules:\n- seriesQuery: 'up'\n  metricsQuery: 'x'\n  resource: {}\n").unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_ringtail")).args(["adapter-config", "check"]).arg(&bad).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rules[0].resource"), "unknown key named by path: {stderr}");
+}

@@ -1,0 +1,103 @@
+//! Prometheus's own PromQL test scripts through the real `ringtail promql-test` binary: at least
+//! 95 % of the evals inside Ringtail's subset pass, and the runner never skips an eval the
+//! conformance inventory (`shared/promql-conformance/inventory.py`) places inside the subset.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn upstream_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/promql-conformance/upstream"))
+}
+
+fn test_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(upstream_dir())
+        .expect("shared/promql-conformance/upstream is readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "expected the upstream .test files, found {files:?}");
+    files
+}
+
+struct RunnerOutput {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    skipped_ids: BTreeSet<String>,
+    failures: Vec<String>,
+    success: bool,
+}
+
+fn run_runner() -> RunnerOutput {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .arg("promql-test")
+        .arg("--show-skipped")
+        .args(test_files())
+        .output()
+        .expect("ringtail promql-test runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let last = stdout.lines().last().unwrap_or_default().to_string();
+    let numbers: Vec<usize> = last.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(numbers.len(), 3, "closing line must be `N passed, M failed, K skipped`, got {last:?}");
+    assert!(last.ends_with(" skipped") && last.contains(" passed, ") && last.contains(" failed, "), "{last:?}");
+    let skipped_ids = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("SKIP "))
+        .filter_map(|l| l.split(": ").next())
+        .map(str::to_string)
+        .collect();
+    let failures = stdout.lines().filter(|l| l.starts_with("FAIL ")).map(str::to_string).collect();
+    RunnerOutput {
+        passed: numbers[0],
+        failed: numbers[1],
+        skipped: numbers[2],
+        skipped_ids,
+        failures,
+        success: output.status.success(),
+    }
+}
+
+fn inventory_ids() -> BTreeSet<String> {
+    let script = upstream_dir().join("../inventory.py");
+    let output = Command::new("python3").arg(script).arg("--json").output().expect("python3 runs inventory.py");
+    assert!(output.status.success(), "inventory.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let ids: Vec<String> = serde_json::from_slice(&output.stdout).expect("inventory --json is a JSON list");
+    ids.into_iter().collect()
+}
+
+#[test]
+fn at_least_95_percent_of_in_subset_evals_pass_and_none_is_skipped() {
+    let run = run_runner();
+    let in_subset = inventory_ids();
+    let wrongly_skipped: Vec<&String> = in_subset.iter().filter(|id| run.skipped_ids.contains(*id)).collect();
+    assert!(wrongly_skipped.is_empty(), "in-subset evals skipped by the runner: {wrongly_skipped:?}");
+    assert_eq!(run.skipped, run.skipped_ids.len(), "every skip is listed");
+    assert_eq!(
+        run.passed + run.failed,
+        in_subset.len(),
+        "the runner ran exactly the evals the inventory places in the subset"
+    );
+    let rate = run.passed as f64 / in_subset.len() as f64;
+    assert!(rate >= 0.95, "pass rate {:.1} % < 95 %; failures:\n{}", rate * 100.0, run.failures.join("\n"));
+    assert_eq!(run.success, run.failed == 0, "exit code reflects failures");
+}
+
+#[test]
+fn a_failing_eval_is_reported_and_sets_the_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("mine.test");
+    std::fs::write(
+        &script,
+        "load 1m\n  m{a=\"1\"} 0+1x10\n\neval instant at 5m m\n  m{a=\"1\"} 5\n\neval instant at 5m m\n  m{a=\"1\"} 6\n\n\
+         eval instant at 5m predict_linear(m[5m], 60)\n  {a=\"1\"} 6\n",
+    )
+    .expect("write script");
+    let output = Command::new(env!("CARGO_BIN_EXE_ringtail")).arg("promql-test").arg(&script).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "a failed eval must give a non-zero exit code:\n{stdout}");
+    assert!(stdout.contains("FAIL mine.test:7:"), "{stdout}");
+    assert!(stdout.contains("function predict_linear ×1"), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("1 passed, 1 failed, 1 skipped"), "{stdout}");
+}

@@ -1,0 +1,388 @@
+//! `adapter_compare` measures the custom metrics API the way an HPA uses it: `pods/*` with a
+//! label selector over 1 000 pods (`pods/%2A/bench_ratio?labelSelector=app=web`), sent open-loop
+//! at 500 requests/s over TLS, latency recorded with hdrhistogram, and the server's peak RSS
+//! (`VmHWM`). The comparison runs the same scenario the prometheus-adapter way: Prometheus
+//! (remote-write receiver) fed the same data, and the query prometheus-adapter renders for that
+//! request — `sum(bench_ratio{namespace="bench",pod=~"pod-0|…|pod-999"}) by (pod)` — sent to its
+//! HTTP API at the same rate (the adapter's own hop and Kubernetes lookup are not counted, so the
+//! comparison favours Prometheus).
+//!
+//! It also measures freshness: the time from a remote-write ack of a new pod's sample to its value
+//! answering in the custom metrics API (polled every millisecond), 20 times.
+//!
+//! Build first: `cargo build --release -p ringtail-apiserver -p ringtail-benches`, then run
+//! `target/release/adapter_compare [--seconds N] [--rate N]`. Ringtail is taken from
+//! `$RINGTAIL_BIN` or next to this program; Prometheus from `/usr/bin/prometheus`.
+#![forbid(unsafe_code)]
+
+use hdrhistogram::Histogram;
+use ingest::proto::v1;
+use ingest::remote_write::encode_body;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PODS: usize = 1_000;
+const NAMESPACE: &str = "bench";
+const METRIC: &str = "bench_ratio";
+
+struct Options {
+    seconds: u64,
+    rate: u64,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options { seconds: 20, rate: 500 };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        let n: u64 = value.parse().map_err(|_| format!("{arg}: not a number: {value}"))?;
+        match arg.as_str() {
+            "--seconds" => options.seconds = n.max(1),
+            "--rate" => options.rate = n.max(1),
+            _ => return Err(format!("unknown flag {arg} (flags: --seconds N [20], --rate N [500])")),
+        }
+    }
+    Ok(options)
+}
+
+/// A child process killed on drop.
+struct Peer {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Peak resident set of `pid` in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn ringtail_bin() -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var("RINGTAIL_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    Ok(me.with_file_name("ringtail"))
+}
+
+/// One remote-write request: every pod's series (1 000 `app=web` pods and 1 000 others), one
+/// sample each at `ts_ms`.
+fn pods_request(ts_ms: i64, round: usize) -> Vec<u8> {
+    let mut timeseries = Vec::with_capacity(2 * PODS);
+    for (app, prefix) in [("web", "pod"), ("other", "other")] {
+        for i in 0..PODS {
+            let mut labels = vec![
+                ("__name__", METRIC.to_string()),
+                ("app", app.to_string()),
+                ("namespace", NAMESPACE.to_string()),
+                ("pod", format!("{prefix}-{i}")),
+            ];
+            labels.sort();
+            timeseries.push(v1::TimeSeries {
+                labels: labels.into_iter().map(|(n, v)| v1::Label { name: n.to_string(), value: v }).collect(),
+                samples: vec![v1::Sample { value: 1.0 + ((i + round) % 100) as f64 / 100.0, timestamp: ts_ms }],
+                exemplars: vec![],
+                histograms: vec![],
+            });
+        }
+    }
+    encode_body(&v1::WriteRequest { timeseries, metadata: vec![] })
+}
+
+fn single_request(pod: &str, value: f64, ts_ms: i64) -> Vec<u8> {
+    let labels = [("__name__", METRIC), ("app", "fresh"), ("namespace", NAMESPACE), ("pod", pod)];
+    encode_body(&v1::WriteRequest {
+        timeseries: vec![v1::TimeSeries {
+            labels: labels.iter().map(|(n, v)| v1::Label { name: n.to_string(), value: v.to_string() }).collect(),
+            samples: vec![v1::Sample { value, timestamp: ts_ms }],
+            exemplars: vec![],
+            histograms: vec![],
+        }],
+        metadata: vec![],
+    })
+}
+
+async fn remote_write(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
+    let response = client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("remote-write to {url}: {}", response.status()));
+    }
+    Ok(())
+}
+
+async fn wait_ok(client: &reqwest::Client, url: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{url} did not become ready"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `make()` at `rate`/s for `seconds`, open loop; returns the latency histogram (µs) and
+/// the count of failed or wrong answers. `check` validates each response body.
+async fn load(
+    rate: u64,
+    seconds: u64,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    check: fn(&str) -> bool,
+) -> (Histogram<u64>, u64) {
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram")));
+    let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    for _ in 0..rate * seconds {
+        ticker.tick().await;
+        let request = make();
+        let histogram = histogram.clone();
+        let failures = failures.clone();
+        // Latency counts from the intended send time (no coordinated omission).
+        let intended = Instant::now();
+        tasks.push(tokio::spawn(async move {
+            let ok = match request.send().await {
+                Ok(r) if r.status().is_success() => r.text().await.map(|body| check(&body)).unwrap_or(false),
+                _ => false,
+            };
+            let micros = intended.elapsed().as_micros() as u64;
+            if let Ok(mut h) = histogram.lock() {
+                let _ = h.record(micros.max(1));
+            }
+            if !ok {
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let histogram = histogram.lock().map(|h| h.clone()).unwrap_or_else(|_| Histogram::new(3).expect("histogram"));
+    (histogram, failures.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+fn report(name: &str, histogram: &Histogram<u64>, failures: u64, rss_mib: f64) {
+    println!(
+        "{name:<34} requests {:>6}  failed {failures:>4}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  peak RSS {rss_mib:>7.1} MiB",
+        histogram.len(),
+        histogram.value_at_quantile(0.5) as f64 / 1000.0,
+        histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        histogram.max() as f64 / 1000.0,
+    );
+}
+
+/// Items of a MetricValueList, counted by their keys (a full JSON parse per response would cost
+/// the load generator more CPU than the server under test).
+fn items_count(body: &str) -> usize {
+    body.matches("\"describedObject\"").count()
+}
+
+/// Series of a Prometheus query result, counted the same way.
+fn series_count(body: &str) -> usize {
+    body.matches("\"metric\":{").count()
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let plain = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
+
+    // --- Ringtail ---
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (http_port, secure_port) = (free_port()?, free_port()?);
+    let rules = dir.path().join("adapter.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "rules:\n- seriesQuery: '{METRIC}{{namespace!=\"\",pod!=\"\"}}'\n  resources:\n    overrides:\n      namespace: {{resource: namespace}}\n      pod: {{resource: pod}}\n  metricsQuery: 'sum(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.path().join("ringtail.log")).map_err(|e| e.to_string())?;
+    let child = Command::new(ringtail_bin()?)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--secure-listen", &format!("127.0.0.1:{secure_port}")])
+        .arg("--adapter-config")
+        .arg(&rules)
+        .env("RINGTAIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("starting ringtail: {e}"))?;
+    let ringtail_pid = child.id();
+    let ringtail = Peer { child, _dir: dir };
+    let http = format!("http://127.0.0.1:{http_port}");
+    wait_ok(&plain, &format!("{http}/-/ready")).await?;
+    let ca_path = ringtail._dir.path().join("data-tls").join("ca.crt");
+    let ca = std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
+    let tls = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).map_err(|e| e.to_string())?)
+        .tls_built_in_root_certs(false)
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let secure = format!("https://localhost:{secure_port}");
+    wait_ok(&tls, &format!("{secure}/healthz")).await?;
+
+    let write_url = format!("{http}/api/v1/write");
+    let start_ms = now_ms() - 60_000;
+    for round in 0..4 {
+        remote_write(&plain, &write_url, pods_request(start_ms + round as i64 * 15_000, round)).await?;
+    }
+
+    // Freshness: remote-write ack → value served.
+    let mut freshness_ms = Vec::new();
+    for i in 0..20 {
+        let pod = format!("fresh-{i}");
+        let value = 7.0 + i as f64;
+        remote_write(&plain, &write_url, single_request(&pod, value, now_ms())).await?;
+        let acked = Instant::now();
+        let url = format!("{secure}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/{pod}/{METRIC}");
+        loop {
+            if let Ok(r) = tls.get(&url).send().await {
+                if r.status().is_success()
+                    && r.text().await.map(|b| b.contains(&format!("\"{}\"", value))).unwrap_or(false)
+                {
+                    break;
+                }
+            }
+            if acked.elapsed() > Duration::from_secs(30) {
+                return Err(format!("{pod} never showed up in the custom metrics API"));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        freshness_ms.push(acked.elapsed().as_secs_f64() * 1000.0);
+    }
+    freshness_ms.sort_by(f64::total_cmp);
+    println!(
+        "freshness (remote-write ack → custom metrics API): p50 {:.1} ms, max {:.1} ms over {} pods",
+        freshness_ms[freshness_ms.len() / 2],
+        freshness_ms[freshness_ms.len() - 1],
+        freshness_ms.len()
+    );
+
+    let selector_url = format!(
+        "{secure}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/%2A/{METRIC}?labelSelector=app%3Dweb"
+    );
+    let probe =
+        tls.get(&selector_url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+    if items_count(&probe) != PODS {
+        return Err(format!("expected {PODS} items, got {}", items_count(&probe)));
+    }
+    let tls_for_load = tls.clone();
+    let (histogram, failures) =
+        load(options.rate, options.seconds, move || tls_for_load.get(&selector_url), |body| items_count(body) == PODS)
+            .await;
+    report("ringtail pods/* labelSelector", &histogram, failures, peak_rss_mib(ringtail_pid));
+    drop(ringtail);
+
+    // --- Prometheus + the query prometheus-adapter renders ---
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = free_port()?;
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).map_err(|e| e.to_string())?;
+    let child = Command::new("/usr/bin/prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("starting prometheus: {e}"))?;
+    let prometheus_pid = child.id();
+    let prometheus = Peer { child, _dir: dir };
+    let prom = format!("http://127.0.0.1:{port}");
+    wait_ok(&plain, &format!("{prom}/-/ready")).await?;
+    let start_ms = now_ms() - 60_000;
+    for round in 0..4 {
+        remote_write(&plain, &format!("{prom}/api/v1/write"), pods_request(start_ms + round as i64 * 15_000, round))
+            .await?;
+    }
+    let names: Vec<String> = (0..PODS).map(|i| format!("pod-{i}")).collect();
+    let query = format!("sum({METRIC}{{namespace=\"{NAMESPACE}\",pod=~\"{}\"}}) by (pod)", names.join("|"));
+    let query_url = format!("{prom}/api/v1/query");
+    let probe = plain
+        .post(&query_url)
+        .form(&[("query", query.as_str())])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    if series_count(&probe) != PODS {
+        return Err(format!("Prometheus: expected {PODS} series, got {}: {probe:.200}", series_count(&probe)));
+    }
+    let plain_for_load = plain.clone();
+    let (histogram, failures) = load(
+        options.rate,
+        options.seconds,
+        move || plain_for_load.post(&query_url).form(&[("query", query.as_str())]),
+        |body| series_count(body) == PODS,
+    )
+    .await;
+    report("prometheus rendered query (HTTP)", &histogram, failures, peak_rss_mib(prometheus_pid));
+    drop(prometheus);
+    Ok(())
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("starting tokio: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(options)) {
+        eprintln!("adapter_compare failed: {e}");
+        std::process::exit(1);
+    }
+}
