@@ -267,10 +267,11 @@ pids+=($!)
 
 replicas() { kc -n "$app_ns" get deployment "$1" -o jsonpath='{.status.replicas}'; }
 replicas_are() { [ "$(replicas "$1")" = "$2" ]; }
-hpa_reads_values() { # every HPA has a current metric value
-  local current
-  current="$(kc -n "$app_ns" get hpa.v2beta2.autoscaling -o jsonpath='{range .items[*]}{.metadata.name}={.status.currentMetrics[0]}{"\n"}{end}')"
-  [ "$(grep -c '=.\+' <<<"$current")" = 3 ]
+hpa_reads_values() { # every HPA has a current metric value (read as autoscaling/v2beta2)
+  kc get --raw "/apis/autoscaling/v2beta2/namespaces/$app_ns/horizontalpodautoscalers" | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+sys.exit(0 if len(items) == 3 and all(i["status"].get("currentMetrics") for i in items) else 1)'
 }
 
 # Start at rest: every HPA has a value and one replica.

@@ -373,6 +373,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn front_proxy_verifier_needs_a_ca_and_lets_certificateless_clients_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = std::fs::read_to_string(ensure_generated_pair(dir.path()).unwrap()).unwrap();
+        let verifier = front_proxy_verifier(&ca).unwrap();
+        assert!(!verifier.client_auth_mandatory(), "bearer-token clients send no certificate");
+        assert!(verifier.offer_client_auth());
+        assert!(!verifier.root_hint_subjects().is_empty(), "the CA is advertised to clients");
+        for bad in ["", "not pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
+            assert!(front_proxy_verifier(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
     fn generated_pair_is_reused_and_loads() {
         let dir = tempfile::tempdir().unwrap();
         let tls_dir = dir.path().join("data-tls");
