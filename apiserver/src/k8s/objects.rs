@@ -7,6 +7,7 @@
 
 use crate::adapter::resources::{GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ResolveError, ResourceInfo};
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
@@ -161,6 +162,75 @@ impl KubeResolver {
         true
     }
 
+    /// Names of the pods in `namespace` whose controller chain leads to the object `name` of
+    /// `owner` (a Deployment, ReplicaSet, StatefulSet, Job, …), sorted.
+    pub fn pods_owned_by(
+        &self,
+        owner: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<String>, ResolveError> {
+        let pods_resource = GroupResource::new("", "pods");
+        let pods = self.synced_store(&pods_resource)?;
+        let target = OwnerKey { group: &owner.group_resource.group, kind: &owner.kind, name };
+        let mut names: Vec<String> = Vec::new();
+        for pod in pods.state() {
+            if pod.metadata.namespace.as_deref() != Some(namespace) {
+                continue;
+            }
+            if self.chain_reaches(&pod.metadata, namespace, &target, MAX_OWNER_DEPTH)? {
+                names.extend(pod.metadata.name.clone());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Like `store`, but "unavailable" until the watch has delivered its first list.
+    fn synced_store(&self, resource: &GroupResource) -> Result<MetaStore, ResolveError> {
+        let store = self.store(resource)?;
+        if !store_has_synced(&store) {
+            return Err(ResolveError::Unavailable {
+                resource: resource.to_string(),
+                message: "the object cache is still syncing; retry shortly".into(),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Whether following controller references up from `meta` (at most `depth` steps: a Pod's
+    /// ReplicaSet, then its Deployment) reaches `target`.
+    fn chain_reaches(
+        &self,
+        meta: &ObjectMeta,
+        namespace: &str,
+        target: &OwnerKey<'_>,
+        depth: usize,
+    ) -> Result<bool, ResolveError> {
+        let Some(controller) = controller_of(meta) else { return Ok(false) };
+        let group = controller.api_version.split_once('/').map(|(group, _)| group).unwrap_or("");
+        if controller.kind == target.kind && group == target.group && controller.name == target.name {
+            return Ok(true);
+        }
+        if depth <= 1 {
+            return Ok(false);
+        }
+        let Some(info) = self.resource_by_kind(group, &controller.kind) else { return Ok(false) };
+        let store = self.synced_store(&info.group_resource)?;
+        match find_object(&store, namespace, &controller.name) {
+            Some(parent) => self.chain_reaches(&parent.metadata, namespace, target, depth - 1),
+            None => Ok(false),
+        }
+    }
+
+    fn resource_by_kind(&self, group: &str, kind: &str) -> Option<ResourceInfo> {
+        self.resources
+            .read()
+            .iter()
+            .find(|k| k.info.group_resource.group == group && k.info.kind == kind)
+            .map(|k| k.info.clone())
+    }
+
     fn store(&self, resource: &GroupResource) -> Result<MetaStore, ResolveError> {
         if !self.ensure_watched(resource) {
             return Err(ResolveError::Unavailable {
@@ -220,11 +290,8 @@ impl ObjectResolver for KubeResolver {
 
     fn owner_of(&self, resource: &GroupResource, namespace: &str, name: &str) -> Option<ObjectRef> {
         let store = self.store(resource).ok()?;
-        let object = store
-            .state()
-            .into_iter()
-            .find(|o| o.metadata.name.as_deref() == Some(name) && o.metadata.namespace.as_deref() == Some(namespace))?;
-        let owner = object.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))?;
+        let object = find_object(&store, namespace, name)?;
+        let owner = controller_of(&object.metadata)?;
         Some(ObjectRef {
             kind: owner.kind.clone(),
             api_version: owner.api_version.clone(),
@@ -232,6 +299,28 @@ impl ObjectResolver for KubeResolver {
             name: owner.name.clone(),
         })
     }
+}
+
+/// How many controller references are followed up from a pod (Pod → ReplicaSet → Deployment,
+/// Pod → Job → CronJob).
+const MAX_OWNER_DEPTH: usize = 3;
+
+/// The controller an owner chain must reach.
+struct OwnerKey<'a> {
+    group: &'a str,
+    kind: &'a str,
+    name: &'a str,
+}
+
+fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))
+}
+
+fn find_object(store: &MetaStore, namespace: &str, name: &str) -> Option<Arc<PartialObjectMeta<DynamicObject>>> {
+    store
+        .state()
+        .into_iter()
+        .find(|o| o.metadata.name.as_deref() == Some(name) && o.metadata.namespace.as_deref() == Some(namespace))
 }
 
 /// Whether the reflector has delivered its initial list (a synced empty cache is a real "none").
