@@ -22,12 +22,12 @@ Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-  as_root apt-get update -qq >&2
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
 fi
 
 version="$(have_version)"
 if [ -z "$version" ]; then
-  as_root apt-get update -qq >&2
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
   version="$(have_version)"
 fi
 [ -n "$version" ] || { echo "no kubernetes source package found in apt" >&2; exit 1; }
@@ -38,7 +38,7 @@ if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ]
   exit 0
 fi
 
-as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go rsync dpkg-dev make >&2
+as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq golang-go rsync dpkg-dev make >&2
 src_parent="${cache_root}/src-${version}"
 rm -rf "$src_parent"
 mkdir -p "$src_parent"

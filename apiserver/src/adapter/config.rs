@@ -78,6 +78,34 @@ pub struct ResourceMapping {
     pub overrides: BTreeMap<String, GroupResourceSpec>,
     /// External rules only: `false` stops the request's namespace being added as a matcher.
     pub namespaced: Option<bool>,
+    /// Ringtail's one extension of the format: a rule whose series carry a pod label also
+    /// answers for the controllers owning those pods (Deployment, ReplicaSet, StatefulSet, Job,
+    /// …, found through owner references in the cluster), combining the pods' values with this
+    /// operation. prometheus-adapter has no equivalent; without it such requests are 404.
+    pub owner_aggregation: Option<OwnerAggregation>,
+}
+
+/// How the per-pod values of a metric combine into one value for the pods' owner.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerAggregation {
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl OwnerAggregation {
+    /// Combines `values` (at least one).
+    pub fn combine(self, values: &[f64]) -> Option<f64> {
+        let first = *values.first()?;
+        Some(match self {
+            OwnerAggregation::Sum => values.iter().sum(),
+            OwnerAggregation::Avg => values.iter().sum::<f64>() / values.len() as f64,
+            OwnerAggregation::Min => values.iter().fold(first, |a, &b| a.min(b)),
+            OwnerAggregation::Max => values.iter().fold(first, |a, &b| a.max(b)),
+        })
+    }
 }
 
 /// A group-resource as written in a config (`resource` may be singular).
@@ -143,6 +171,7 @@ const RESOURCES: Shape = Shape::Object(&[
     ("template", Shape::Scalar),
     ("overrides", Shape::Map(&GROUP_RESOURCE)),
     ("namespaced", Shape::Scalar),
+    ("ownerAggregation", Shape::Scalar),
 ]);
 const RULE: Shape = Shape::Object(&[
     ("seriesQuery", Shape::Scalar),
@@ -277,10 +306,10 @@ impl AdapterConfig {
             ]
             .into_iter()
             .collect(),
-            namespaced: None,
+            ..ResourceMapping::default()
         };
         let template_resources =
-            ResourceMapping { template: Some("<<.Resource>>".into()), overrides: BTreeMap::new(), namespaced: None };
+            ResourceMapping { template: Some("<<.Resource>>".into()), ..ResourceMapping::default() };
         let rule = |series_query: &str,
                     filters: &[(&str, bool)],
                     matches: &str,
@@ -382,6 +411,23 @@ resourceRules:
         let config = AdapterConfig::parse(text, Path::new("c.yaml")).unwrap();
         assert_eq!(config.external_rules[0].resources.namespaced, Some(false));
         assert_eq!(config.warnings().len(), 1);
+    }
+
+    #[test]
+    fn owner_aggregation_is_read_and_combines() {
+        let text = "rules:\n- seriesQuery: 'ei_scale_ratio{namespace!=\"\",pod!=\"\"}'\n  resources:\n    \
+                    overrides: {namespace: {resource: namespace}, pod: {resource: pod}}\n    ownerAggregation: avg\n  \
+                    metricsQuery: 'avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+        let config = AdapterConfig::parse(text, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.rules[0].resources.owner_aggregation, Some(OwnerAggregation::Avg));
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+        assert_eq!(OwnerAggregation::Avg.combine(&[1.0, 2.0, 6.0]), Some(3.0));
+        assert_eq!(OwnerAggregation::Sum.combine(&[1.0, 2.0, 6.0]), Some(9.0));
+        assert_eq!(OwnerAggregation::Min.combine(&[4.0, 2.0, 6.0]), Some(2.0));
+        assert_eq!(OwnerAggregation::Max.combine(&[4.0, 2.0, 6.0]), Some(6.0));
+        assert_eq!(OwnerAggregation::Max.combine(&[]), None);
+        let bad = text.replace("ownerAggregation: avg", "ownerAggregation: median");
+        assert!(AdapterConfig::parse(&bad, Path::new("c.yaml")).is_err());
     }
 
     #[test]

@@ -597,7 +597,7 @@ mod tests {
                 .into_iter()
                 .map(|(l, g, r)| (l.to_string(), GroupResourceSpec { group: g.into(), resource: r.into() }))
                 .collect(),
-                namespaced: None,
+                ..ResourceMapping::default()
             },
             name: NameMapping { matches: "^seldon_model_(.*)_total".into(), as_: "${1}_rps".into() },
             metrics_query: "sum by (<<.GroupBy>>) (\n  rate (\n    <<.Series>>{<<.LabelMatchers>>}[2m]\n  )\n)\n"
@@ -686,8 +686,7 @@ mod tests {
             series_query: "{namespace!=\"\"}".into(),
             resources: ResourceMapping {
                 template: Some("kube_<<.Group>>_<<.Resource>>".into()),
-                overrides: BTreeMap::new(),
-                namespaced: None,
+                ..ResourceMapping::default()
             },
             metrics_query: "x".into(),
             ..Default::default()
