@@ -68,6 +68,8 @@ pub struct CompiledRule {
     pub metrics_query: Template,
     /// External rules: whether the request's namespace becomes a matcher.
     pub namespaced: bool,
+    /// Ringtail's extension: answer for the owners of the pods this rule describes.
+    pub owner_aggregation: Option<super::config::OwnerAggregation>,
     label_value_replacements: Vec<(String, String)>,
 }
 
@@ -190,6 +192,7 @@ impl CompiledRule {
             resource_template,
             metrics_query,
             namespaced: rule.resources.namespaced.unwrap_or(true),
+            owner_aggregation: rule.resources.owner_aggregation,
             label_value_replacements: rule
                 .label_value_replacements
                 .iter()
