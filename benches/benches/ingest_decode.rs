@@ -1,10 +1,12 @@
 //! Remote-write decoding throughput: snappy + zero-copy protobuf walk + validation of a 1.0
 //! request of 2000 series × 1 sample with 6 labels (the `remote_write_compare` shape), and of the
-//! same request as 2.0; plus decode + append into a fresh in-memory-sized store.
+//! same request as 2.0; plus decode + append into a fresh in-memory-sized store, without and with
+//! the receiver's raw-label-bytes series cache.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ingest::proto::{v1, v2};
-use ingest::remote_write::{decode, decompress_snappy, encode_body, write, DecodeLimits, Protocol};
+use ingest::remote_write::{decode, decompress_snappy, encode_body, write, write_cached, DecodeLimits, Protocol};
+use ingest::series_cache::SeriesCache;
 
 const SERIES: usize = 2_000;
 
@@ -77,28 +79,39 @@ fn bench_decode(c: &mut Criterion) {
 }
 
 fn bench_write(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = tsdb::Db::open(tsdb::Options::new(dir.path())).expect("store");
-    let limits = DecodeLimits::default();
-    let mut scratch = Vec::new();
-    // Series known after the first request: the steady state of a remote-write stream.
-    let mut ts_ms = 1_000;
-    let first = write(&db, Protocol::V1, &v1_body(ts_ms), ts_ms, &limits, &mut scratch).expect("write");
-    assert_eq!(first.samples_written, SERIES as u64);
-    let bodies: Vec<Vec<u8>> = (1..=64).map(|i| v1_body(1_000 + i * 15_000)).collect();
     let mut group = c.benchmark_group("remote_write_store");
     group.throughput(Throughput::Elements(SERIES as u64));
-    let mut i = 0usize;
-    group.bench_function("v1_known_series", |b| {
-        b.iter(|| {
-            // Cycle through increasing timestamps; once exhausted, samples are duplicates or out of
-            // order, which is still the full decode + lookup path.
-            let body = &bodies[i % bodies.len()];
-            i += 1;
-            ts_ms += 15_000;
-            write(&db, Protocol::V1, body, ts_ms, &limits, &mut scratch).expect("write").samples_written
-        })
-    });
+    for cached in [false, true] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = tsdb::Db::open(tsdb::Options::new(dir.path())).expect("store");
+        let cache = SeriesCache::default();
+        let limits = DecodeLimits::default();
+        let mut scratch = Vec::new();
+        let write_one = |body: &[u8], now_ms: i64, scratch: &mut Vec<u8>| {
+            if cached {
+                write_cached(&db, &cache, Protocol::V1, body, now_ms, &limits, scratch).expect("write")
+            } else {
+                write(&db, Protocol::V1, body, now_ms, &limits, scratch).expect("write")
+            }
+        };
+        // Series known after the first request: the steady state of a remote-write stream.
+        let mut ts_ms = 1_000;
+        let first = write_one(&v1_body(ts_ms), ts_ms, &mut scratch);
+        assert_eq!(first.samples_written, SERIES as u64);
+        let bodies: Vec<Vec<u8>> = (1..=64).map(|i| v1_body(1_000 + i * 15_000)).collect();
+        let mut i = 0usize;
+        let name = if cached { "v1_known_series_cached" } else { "v1_known_series" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                // Cycle through increasing timestamps; once exhausted, samples are duplicates or out
+                // of order, which is still the full decode + lookup path.
+                let body = &bodies[i % bodies.len()];
+                i += 1;
+                ts_ms += 15_000;
+                write_one(body, ts_ms, &mut scratch).samples_written
+            })
+        });
+    }
     group.finish();
 }
 

@@ -4,15 +4,18 @@
 //!
 //! Design: the decoder walks the protobuf with [`WireReader`](crate::wire::WireReader) and keeps
 //! `&str` labels pointing into the decompressed buffer, so a request whose series the store already
-//! knows costs no `String` per label; the store looks the borrowed label slices up itself. Every
+//! knows costs no `String` per label; the store looks the borrowed label slices up itself. With a
+//! [`SeriesCache`] ([`write_cached`], what the server uses), a 1.0 series whose raw label bytes
+//! were seen before is identified by those bytes alone and its labels are not even decoded. Every
 //! series is validated before the first sample is appended: a malformed request stores nothing.
 //! Per-sample problems (out of order, duplicate timestamp, too old, too far in the future) skip that
 //! sample only and are counted in the [`WriteOutcome`].
 
 use crate::error::RemoteWriteError;
+use crate::series_cache::{CacheReader, SeriesCache};
 use crate::wire::{decode_packed_u32, WireReader};
 use std::ops::Range;
-use tsdb::{Db, RejectReason, Sample, SeriesSamples, METRIC_NAME};
+use tsdb::{Db, RejectReason, Sample, SeriesId, SeriesSamples, METRIC_NAME};
 
 /// Content-Type media type of both protocol versions.
 pub const PROTOBUF_MEDIA_TYPE: &str = "application/x-protobuf";
@@ -124,13 +127,20 @@ pub fn decompress_snappy(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Re
 /// The labels and sample range of one series inside a [`DecodedRequest`].
 #[derive(Debug, Clone)]
 struct SeriesSpan {
+    /// Decoded labels (empty when `id` is known).
     labels: Range<usize>,
     samples: Range<usize>,
+    /// The series id, when a [`SeriesCache`] knew the raw label bytes.
+    id: Option<SeriesId>,
+    /// Byte range of the raw label fields in the buffer and their hash, for adding the series to
+    /// the cache once it is resolved (cache misses with contiguous label fields only).
+    raw: Option<(Range<usize>, u64)>,
 }
 
 /// A decoded, fully validated request whose labels borrow from the decompressed buffer.
 #[derive(Debug, Default)]
 pub struct DecodedRequest<'a> {
+    buf: &'a [u8],
     labels: Vec<(&'a str, &'a str)>,
     samples: Vec<Sample>,
     series: Vec<SeriesSpan>,
@@ -155,10 +165,17 @@ impl<'a> DecodedRequest<'a> {
         self.samples.len()
     }
 
-    /// The request as a store batch (series without float samples left out).
+    /// Series whose id came from a [`SeriesCache`] (their labels were not decoded).
+    pub fn cached_series_count(&self) -> usize {
+        self.series.iter().filter(|s| s.id.is_some()).count()
+    }
+
+    /// The series with decoded labels as a store batch (series without float samples, and series
+    /// a cache resolved, left out).
     pub fn batch(&self) -> Vec<SeriesSamples<'_>> {
         self.series
             .iter()
+            .filter(|s| s.id.is_none())
             .map(|s| SeriesSamples {
                 labels: &self.labels[s.labels.clone()],
                 samples: &self.samples[s.samples.clone()],
@@ -173,6 +190,7 @@ impl<'a> DecodedRequest<'a> {
         series_index: usize,
         labels_start: usize,
         samples_start: usize,
+        raw: Option<(Range<usize>, u64)>,
     ) -> Result<(), RemoteWriteError> {
         validate_labels(&self.labels[labels_start..])
             .map_err(|reason| RemoteWriteError::InvalidSeries { series_index, reason })?;
@@ -180,6 +198,8 @@ impl<'a> DecodedRequest<'a> {
             self.series.push(SeriesSpan {
                 labels: labels_start..self.labels.len(),
                 samples: samples_start..self.samples.len(),
+                id: None,
+                raw,
             });
         } else {
             self.labels.truncate(labels_start);
@@ -197,6 +217,9 @@ impl<'a> DecodedRequest<'a> {
     }
 }
 
+/// Longest label name or value the store keeps (its series log stores 16-bit lengths).
+pub const MAX_LABEL_BYTES: usize = u16::MAX as usize;
+
 /// Checks one series' labels the way the remote-write spec asks: names non-empty and strictly
 /// increasing (so sorted and unique), `__name__` present with a value. Names may be any UTF-8
 /// (Prometheus 3 accepts dots and spaces; the compliance suite sends them).
@@ -206,6 +229,14 @@ pub fn validate_labels(labels: &[(&str, &str)]) -> Result<(), String> {
     for (name, value) in labels {
         if name.is_empty() {
             return Err(format!("empty label name (value {value:?})"));
+        }
+        if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+            return Err(format!(
+                "label {:?} is too long ({} byte name, {} byte value; max {MAX_LABEL_BYTES})",
+                name.get(..64).unwrap_or(name),
+                name.len(),
+                value.len()
+            ));
         }
         if let Some(previous) = previous {
             match previous.cmp(name) {
@@ -234,16 +265,32 @@ pub fn decode<'a>(
     now_ms: i64,
     limits: &DecodeLimits,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
+    decode_cached(protocol, buf, now_ms, limits, None)
+}
+
+/// Decodes like [`decode`]; with a cache, 1.0 series whose raw label bytes it knows get their id
+/// from it and skip label decoding and validation (the bytes were validated when they were added).
+pub fn decode_cached<'a>(
+    protocol: Protocol,
+    buf: &'a [u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    cache: Option<(&SeriesCache, &CacheReader<'_>)>,
+) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let max_ts_ms = now_ms.saturating_add(limits.max_future_ms);
     match protocol {
-        Protocol::V1 => decode_v1(buf, max_ts_ms),
+        Protocol::V1 => decode_v1(buf, max_ts_ms, cache),
         Protocol::V2 => decode_v2(buf, max_ts_ms),
     }
 }
 
 /// Walks `prometheus.WriteRequest`: field 1 `TimeSeries`, field 3 metadata.
-fn decode_v1(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWriteError> {
-    let mut out = DecodedRequest::default();
+fn decode_v1<'a>(
+    buf: &'a [u8],
+    max_ts_ms: i64,
+    cache: Option<(&SeriesCache, &CacheReader<'_>)>,
+) -> Result<DecodedRequest<'a>, RemoteWriteError> {
+    let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
     let mut request = WireReader::new(buf, 0);
     let mut series_index = 0;
     while let Some(field) = request.next() {
@@ -251,24 +298,9 @@ fn decode_v1(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
         match field.number {
             1 => {
                 let series = field.bytes()?;
-                let base = field.offset;
-                let labels_start = out.labels.len();
-                let samples_start = out.samples.len();
-                let mut reader = WireReader::new(series, base);
-                while let Some(field) = reader.next() {
-                    let field = field?;
-                    match field.number {
-                        1 => out.labels.push(decode_v1_label(field.bytes()?, field.offset)?),
-                        2 => {
-                            let sample = decode_sample(field.bytes()?, field.offset)?;
-                            out.push_sample(sample, max_ts_ms);
-                        }
-                        3 => out.exemplars += 1,
-                        4 => out.histograms += 1,
-                        _ => {}
-                    }
-                }
-                out.finish_series(series_index, labels_start, samples_start)?;
+                // The payload is the tail of the field's bytes.
+                let payload_start = request.consumed() - series.len();
+                decode_v1_series(&mut out, series, payload_start, field.offset, series_index, max_ts_ms, cache)?;
                 series_index += 1;
             }
             3 => out.metadata += 1,
@@ -276,6 +308,75 @@ fn decode_v1(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
         }
     }
     Ok(out)
+}
+
+/// One `prometheus.TimeSeries` at `payload_start` of the request buffer: labels (1), samples (2),
+/// exemplars (3), histograms (4). Samples are decoded in the first pass; the label fields are only
+/// located, then looked up raw in the cache, and decoded and validated on a miss.
+fn decode_v1_series<'a>(
+    out: &mut DecodedRequest<'a>,
+    series: &'a [u8],
+    payload_start: usize,
+    base: usize,
+    series_index: usize,
+    max_ts_ms: i64,
+    cache: Option<(&SeriesCache, &CacheReader<'_>)>,
+) -> Result<(), RemoteWriteError> {
+    let labels_start = out.labels.len();
+    let samples_start = out.samples.len();
+    let mut raw_labels: Option<Range<usize>> = None;
+    let mut contiguous = true;
+    let mut reader = WireReader::new(series, base);
+    loop {
+        let field_start = reader.consumed();
+        let Some(field) = reader.next() else {
+            break;
+        };
+        let field = field?;
+        match field.number {
+            1 => {
+                field.bytes()?;
+                let field_end = reader.consumed();
+                match &mut raw_labels {
+                    None => raw_labels = Some(field_start..field_end),
+                    Some(range) if range.end == field_start => range.end = field_end,
+                    Some(_) => contiguous = false,
+                }
+            }
+            2 => {
+                let sample = decode_sample(field.bytes()?, field.offset)?;
+                out.push_sample(sample, max_ts_ms);
+            }
+            3 => out.exemplars += 1,
+            4 => out.histograms += 1,
+            _ => {}
+        }
+    }
+    let mut raw = None;
+    if let (Some((cache, reader)), Some(range), true) = (cache, raw_labels, contiguous) {
+        let key = &series[range.clone()];
+        let hash = cache.hash(key);
+        if let Some(id) = reader.get(hash, key) {
+            if out.samples.len() > samples_start {
+                out.series.push(SeriesSpan {
+                    labels: labels_start..labels_start,
+                    samples: samples_start..out.samples.len(),
+                    id: Some(id),
+                    raw: None,
+                });
+            }
+            return Ok(());
+        }
+        raw = Some((payload_start + range.start..payload_start + range.end, hash));
+    }
+    let mut reader = WireReader::new(series, base);
+    while let Some(field) = reader.next() {
+        let field = field?;
+        if field.number == 1 {
+            out.labels.push(decode_v1_label(field.bytes()?, field.offset)?);
+        }
+    }
+    out.finish_series(series_index, labels_start, samples_start, raw)
 }
 
 /// `prometheus.Label`: name (1) and value (2).
@@ -325,7 +426,7 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
             _ => {}
         }
     }
-    let mut out = DecodedRequest::default();
+    let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
     let mut refs: Vec<u32> = Vec::new();
     for (series_index, (series, base)) in series_fields.into_iter().enumerate() {
         refs.clear();
@@ -364,7 +465,7 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
             };
             out.labels.push((symbol(pair[0])?, symbol(pair[1])?));
         }
-        out.finish_series(series_index, labels_start, samples_start)?;
+        out.finish_series(series_index, labels_start, samples_start, None)?;
     }
     Ok(out)
 }
@@ -434,8 +535,38 @@ pub fn write(
     store(db, &decoded)
 }
 
+/// [`write`] through a [`SeriesCache`] (one per store): known 1.0 series are found by their raw
+/// label bytes, and the series this request resolved are added to it.
+pub fn write_cached(
+    db: &Db,
+    cache: &SeriesCache,
+    protocol: Protocol,
+    body: &[u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    scratch: &mut Vec<u8>,
+) -> Result<WriteOutcome, RemoteWriteError> {
+    decompress_snappy(body, limits.max_decompressed_bytes, scratch)?;
+    let decoded = {
+        let reader = cache.reader();
+        decode_cached(protocol, scratch, now_ms, limits, Some((cache, &reader)))?
+    };
+    store_cached(db, Some(cache), &decoded)
+}
+
 /// Appends an already decoded request.
 pub fn store(db: &Db, decoded: &DecodedRequest<'_>) -> Result<WriteOutcome, RemoteWriteError> {
+    store_cached(db, None, decoded)
+}
+
+/// Appends an already decoded request: resolves the series the decoder did not identify (all
+/// validated before the first is created), appends every series' samples, and adds the newly
+/// resolved series to `cache`.
+pub fn store_cached(
+    db: &Db,
+    cache: Option<&SeriesCache>,
+    decoded: &DecodedRequest<'_>,
+) -> Result<WriteOutcome, RemoteWriteError> {
     let mut outcome = WriteOutcome {
         histograms_skipped: decoded.histograms,
         exemplars_skipped: decoded.exemplars,
@@ -445,9 +576,37 @@ pub fn store(db: &Db, decoded: &DecodedRequest<'_>) -> Result<WriteOutcome, Remo
     if decoded.series.is_empty() {
         return Ok(outcome);
     }
-    let report = db.append_batch(&decoded.batch())?;
+    let unresolved: Vec<&[(&str, &str)]> =
+        decoded.series.iter().filter(|s| s.id.is_none()).map(|s| &decoded.labels[s.labels.clone()]).collect();
+    let (resolved, created) = if unresolved.is_empty() { (Vec::new(), 0) } else { db.resolve_all(&unresolved)? };
+    let mut resolved_ids = resolved.iter();
+    let mut runs: Vec<(SeriesId, &[Sample])> = Vec::with_capacity(decoded.series.len());
+    let mut new_keys: Vec<(u64, &[u8], SeriesId)> = Vec::new();
+    for span in &decoded.series {
+        let id = match span.id {
+            Some(id) => id,
+            None => {
+                let Some(id) = resolved_ids.next() else {
+                    return Err(RemoteWriteError::Store(tsdb::Error::InvalidLabels(
+                        "BUG: fewer ids resolved than series".into(),
+                    )));
+                };
+                if let Some((range, hash)) = &span.raw {
+                    if let Some(key) = decoded.buf.get(range.clone()) {
+                        new_keys.push((*hash, key, *id));
+                    }
+                }
+                *id
+            }
+        };
+        runs.push((id, &decoded.samples[span.samples.clone()]));
+    }
+    let report = db.append_runs(&runs)?;
+    if let (Some(cache), false) = (cache, new_keys.is_empty()) {
+        cache.insert_all(new_keys);
+    }
     outcome.samples_written = report.appended + report.duplicates;
-    outcome.series_created = report.series_created;
+    outcome.series_created = created;
     for rejection in &report.rejections {
         match rejection.reason {
             RejectReason::OutOfOrder => outcome.out_of_order += 1,
@@ -672,6 +831,72 @@ mod tests {
             write(&db, Protocol::V1, &encode_body(&late), 0, &DecodeLimits::default(), &mut Vec::new()).unwrap();
         assert_eq!((outcome.samples_written, outcome.out_of_order), (1, 1));
         assert!(outcome.skipped_summary().contains("1 samples skipped (out of order)"));
+    }
+
+    fn cached_write(db: &Db, cache: &SeriesCache, raw: &[u8]) -> Result<WriteOutcome, RemoteWriteError> {
+        let body = snap::raw::Encoder::new().compress_vec(raw).unwrap();
+        write_cached(db, cache, Protocol::V1, &body, 0, &DecodeLimits::default(), &mut Vec::new())
+    }
+
+    #[test]
+    fn cache_resolves_known_series_and_keeps_requests_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        let cache = SeriesCache::default();
+        let request = |ts: i64| v1::WriteRequest {
+            timeseries: vec![
+                v1_series(&[("__name__", "a"), ("job", "x")], &[(ts, 1.0)]),
+                v1_series(&[("__name__", "b")], &[(ts, 2.0)]),
+                v1_series(&[("__name__", "c")], &[]),
+            ],
+            metadata: vec![],
+        };
+        let first = cached_write(&db, &cache, &prost::Message::encode_to_vec(&request(10))).unwrap();
+        assert_eq!((first.samples_written, first.series_created, cache.len()), (2, 2, 2));
+
+        let raw = prost::Message::encode_to_vec(&request(20));
+        let decoded =
+            decode_cached(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((&cache, &cache.reader()))).unwrap();
+        assert_eq!((decoded.series_count(), decoded.cached_series_count()), (2, 2));
+        let second = cached_write(&db, &cache, &raw).unwrap();
+        assert_eq!((second.samples_written, second.series_created), (2, 0));
+
+        // A known series next to an invalid one: nothing of the request is stored.
+        let bad = v1::WriteRequest {
+            timeseries: vec![
+                v1_series(&[("__name__", "a"), ("job", "x")], &[(30, 3.0)]),
+                v1_series(&[("job", "y")], &[(30, 3.0)]),
+            ],
+            metadata: vec![],
+        };
+        assert!(cached_write(&db, &cache, &prost::Message::encode_to_vec(&bad)).is_err());
+        let series = db.select(&[], i64::MIN, i64::MAX).unwrap();
+        let a: Vec<Sample> = series.iter().find(|s| s.labels.metric_name() == Some("a")).unwrap().samples().collect();
+        assert_eq!(a, vec![Sample::new(10, 1.0), Sample::new(20, 1.0)]);
+        assert_eq!(db.stats().series, 2);
+    }
+
+    #[test]
+    fn interleaved_label_fields_take_the_decoding_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        let cache = SeriesCache::default();
+        // Two TimeSeries encodings concatenated merge into one: label, sample, label.
+        let mut series = prost::Message::encode_to_vec(&v1_series(&[("__name__", "m")], &[(5, 1.0)]));
+        series.extend(prost::Message::encode_to_vec(&v1_series(&[("job", "j")], &[])));
+        let mut raw = vec![0x0a];
+        prost::encoding::encode_varint(series.len() as u64, &mut raw);
+        raw.extend(&series);
+        for _ in 0..2 {
+            let decoded =
+                decode_cached(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((&cache, &cache.reader())))
+                    .unwrap();
+            assert_eq!(decoded.cached_series_count(), 0);
+            assert_eq!(decoded.batch()[0].labels, &[("__name__", "m"), ("job", "j")]);
+            cached_write(&db, &cache, &raw).unwrap();
+        }
+        assert!(cache.is_empty());
+        assert_eq!(db.stats().series, 1);
     }
 
     proptest::proptest! {

@@ -109,6 +109,12 @@ impl<'a> WireReader<'a> {
         WireReader { rest: buf, len: buf.len(), base }
     }
 
+    /// Bytes of the buffer consumed so far (the start of the next field, relative to the buffer).
+    #[inline]
+    pub fn consumed(&self) -> usize {
+        self.len - self.rest.len()
+    }
+
     /// Absolute offset of the next unread byte.
     #[inline]
     fn position(&self) -> usize {

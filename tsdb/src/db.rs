@@ -389,22 +389,48 @@ impl Db {
     /// Appends a batch of series with their samples. Invalid label sets fail the whole call before
     /// anything is stored; per-sample rejections are reported.
     pub fn append_batch(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendReport, Error> {
-        let validated: Vec<Labels> = batch.iter().map(|s| validate_labels(s.labels)).collect::<Result<_, _>>()?;
-        let mut report = AppendReport::default();
-        let mut ids = Vec::with_capacity(batch.len());
+        let sets: Vec<&[(&str, &str)]> = batch.iter().map(|s| s.labels).collect();
+        let (ids, created) = self.resolve_all(&sets)?;
+        let runs: Vec<(SeriesId, &[Sample])> = ids.iter().zip(batch).map(|(id, s)| (*id, s.samples)).collect();
+        let mut report = self.append_runs(&runs)?;
+        report.series_created = created;
+        Ok(report)
+    }
+
+    /// Resolves several label sets at once, creating the missing series. Every set is validated
+    /// before the first series is created, so an invalid set fails the call without side effects.
+    /// Returns the ids in input order and how many series were created.
+    pub fn resolve_all(&self, sets: &[&[(&str, &str)]]) -> Result<(Vec<SeriesId>, u64), Error> {
+        let validated: Vec<Labels> = sets.iter().map(|labels| validate_labels(labels)).collect::<Result<_, _>>()?;
+        let mut ids = Vec::with_capacity(validated.len());
+        let mut created = 0u64;
         for labels in &validated {
-            let (id, created) = self.resolve_labels(labels)?;
-            report.series_created += u64::from(created);
-            ids.push(id);
+            let (id, new) = self.resolve_labels(labels)?;
+            created += u64::from(new);
+            ids.push(SeriesId(u64::from(id)));
         }
+        Ok((ids, created))
+    }
+
+    /// Appends runs of samples to series already resolved: each entry is one series and its samples
+    /// (oldest first), and each series is locked once for its whole run. Per-sample rejections are
+    /// reported with the index of their entry; an unknown id fails the call before anything is
+    /// stored. `series_created` of the report is left at 0.
+    pub fn append_runs(&self, batch: &[(SeriesId, &[Sample])]) -> Result<AppendReport, Error> {
         let cutoff = self.retention_cutoff_ms();
         let table = self.table.read();
+        let known = series_count(&table) as u64;
+        if let Some((id, _)) = batch.iter().find(|(id, _)| id.0 >= known) {
+            return Err(Error::InvalidLabels(format!("unknown series id {}", id.0)));
+        }
+        let mut report = AppendReport::default();
         let mut delta = BatchDelta::default();
         let mut result = Ok(());
-        'entries: for (index, (id, entry)) in ids.iter().zip(batch).enumerate() {
-            let mut state = table[*id as usize / BLOCK_SERIES][*id as usize % BLOCK_SERIES].lock();
-            for sample in entry.samples {
-                match self.append_one(&mut state, *id, *sample, cutoff, &mut delta) {
+        'entries: for (index, (id, samples)) in batch.iter().enumerate() {
+            let id = id.0 as u32;
+            let mut state = table[id as usize / BLOCK_SERIES][id as usize % BLOCK_SERIES].lock();
+            for sample in samples.iter() {
+                match self.append_one(&mut state, id, *sample, cutoff, &mut delta) {
                     Ok(outcome) => self.account(outcome, index, sample.ts_ms, &mut report),
                     Err(e) => {
                         result = Err(e);

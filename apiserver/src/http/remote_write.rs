@@ -18,6 +18,7 @@ use axum::Router;
 use futures::StreamExt;
 use ingest::metrics::SOURCE_REMOTE_WRITE;
 use ingest::remote_write::{self, DecodeLimits, Protocol, WriteOutcome};
+use ingest::series_cache::SeriesCache;
 use ingest::{IngestMetrics, RemoteWriteError};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -34,6 +35,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 << 20;
 /// Default time a request waits for in-flight budget before it gets a 503.
 pub const DEFAULT_SATURATION_WAIT: Duration = Duration::from_secs(5);
+
+/// Decompression buffers larger than this are freed after the request instead of kept for reuse.
+const MAX_KEPT_SCRATCH_BYTES: usize = 8 << 20;
+
+thread_local! {
+    /// The decompression buffer of this blocking thread, reused across requests.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Semaphore permits count KiB so a 32-bit permit count covers terabytes.
 const PERMIT_BYTES: usize = 1024;
@@ -90,6 +99,8 @@ pub struct RemoteWriteState {
     ingest_metrics: IngestMetrics,
     requests: Family<RequestLabels, Counter>,
     durations: Family<ProtocolLabels, Histogram, fn() -> Histogram>,
+    /// Raw label bytes → series id for the server's one store (see `ingest::series_cache`).
+    series_cache: Arc<SeriesCache>,
 }
 
 impl RemoteWriteState {
@@ -117,6 +128,7 @@ impl RemoteWriteState {
             ingest_metrics,
             requests,
             durations,
+            series_cache: Arc::new(SeriesCache::default()),
         }
     }
 
@@ -227,11 +239,19 @@ async fn handle(
         };
 
     let db = state.db.clone();
+    let cache = rw.series_cache.clone();
     let limits = DecodeLimits { max_decompressed_bytes, max_future_ms: settings.max_future.as_millis() as i64 };
     let outcome = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let mut scratch = Vec::new();
-        remote_write::write(&db, protocol, &body, now_ms(), &limits, &mut scratch)
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let result = remote_write::write_cached(&db, &cache, protocol, &body, now_ms(), &limits, &mut scratch);
+            // Keep a typical request's buffer for the next one on this thread, not a huge one.
+            if scratch.capacity() > MAX_KEPT_SCRATCH_BYTES {
+                *scratch = Vec::new();
+            }
+            result
+        })
     })
     .await
     .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("BUG: decode task failed: {e}")))??;

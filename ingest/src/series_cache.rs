@@ -1,0 +1,210 @@
+//! `SeriesCache` maps the raw protobuf bytes of a remote-write 1.0 series' labels to the store's
+//! series id, so a request whose series are already known skips label decoding, UTF-8 checks,
+//! validation, sorting and the store's label lookup: one hash of the raw bytes, one probe, one
+//! byte comparison per series, and no allocation.
+//!
+//! Correctness: an entry is added only after its bytes decoded to a valid label set that the store
+//! resolved to the id kept; identical bytes always decode to the same labels, and a hit is
+//! confirmed by comparing the bytes (the hash only picks the candidate). Series ids are stable for
+//! the life of a store, so entries never go stale; a cache must be used with one store only.
+//!
+//! The hash is keyed with per-process random seeds (a sender cannot aim collisions at it), and a
+//! colliding entry is never replaced or chained: the newcomer just takes the normal path.
+//!
+//! Memory: the key bytes live in one arena (about 100–150 bytes per series for typical label sets)
+//! plus 32 bytes of table entry. When the arena would pass `max_bytes` the cache is cleared and
+//! refills from the following requests.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use tsdb::SeriesId;
+
+/// Default bound on the key bytes held (about 1.5 million typical series).
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
+/// Raw label bytes of one series (the encoded `Label` fields, keys and lengths included).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: usize,
+    len: u32,
+    id: SeriesId,
+}
+
+/// Passes a precomputed 64-bit hash through (the keys are already keyed hashes).
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<u64, Entry, BuildHasherDefault<PassThrough>>,
+    arena: Vec<u8>,
+}
+
+/// Raw label bytes → series id, shared by the requests of one receiver. See the module docs.
+#[derive(Debug)]
+pub struct SeriesCache {
+    inner: RwLock<Inner>,
+    seeds: [u64; 4],
+    max_bytes: usize,
+}
+
+impl Default for SeriesCache {
+    fn default() -> Self {
+        SeriesCache::new(DEFAULT_MAX_BYTES)
+    }
+}
+
+impl SeriesCache {
+    /// An empty cache holding at most `max_bytes` of key bytes.
+    pub fn new(max_bytes: usize) -> Self {
+        let random = std::collections::hash_map::RandomState::new();
+        let seeds = [0u64, 1, 2, 3].map(|i| random.hash_one(i) | 1);
+        SeriesCache { inner: RwLock::new(Inner::default()), seeds, max_bytes }
+    }
+
+    /// The keyed hash of `key`.
+    #[inline]
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        hash_bytes(&self.seeds, key)
+    }
+
+    /// A read view for looking up many keys under one lock acquisition.
+    pub fn reader(&self) -> CacheReader<'_> {
+        CacheReader { inner: self.inner.read().unwrap_or_else(PoisonError::into_inner) }
+    }
+
+    /// Adds the resolved `(hash, key, id)` triples (keys already present, or whose hash is taken by
+    /// other bytes, are skipped).
+    pub fn insert_all<'k>(&self, entries: impl IntoIterator<Item = (u64, &'k [u8], SeriesId)>) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        for (hash, key, id) in entries {
+            let Ok(len) = u32::try_from(key.len()) else {
+                continue;
+            };
+            if inner.map.contains_key(&hash) {
+                continue;
+            }
+            if inner.arena.len() + key.len() > self.max_bytes {
+                tracing::debug!(entries = inner.map.len(), "remote-write series cache full; clearing it");
+                inner.map.clear();
+                inner.arena.clear();
+                if key.len() > self.max_bytes {
+                    continue;
+                }
+            }
+            let start = inner.arena.len();
+            inner.arena.extend_from_slice(key);
+            inner.map.insert(hash, Entry { start, len, id });
+        }
+    }
+
+    /// Number of cached series.
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).map.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A shared lock on the cache for the lookups of one request.
+pub struct CacheReader<'a> {
+    inner: RwLockReadGuard<'a, Inner>,
+}
+
+impl CacheReader<'_> {
+    /// The series id whose raw label bytes are exactly `key` (`hash` from [`SeriesCache::hash`]).
+    #[inline]
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<SeriesId> {
+        let entry = self.inner.map.get(&hash)?;
+        let stored = self.inner.arena.get(entry.start..entry.start + entry.len as usize)?;
+        (stored == key).then_some(entry.id)
+    }
+}
+
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+#[inline]
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = bytes.len().min(8);
+    w[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(w)
+}
+
+/// A keyed folded-multiply hash over 16-byte blocks (the construction of foldhash/wyhash).
+fn hash_bytes(seeds: &[u64; 4], bytes: &[u8]) -> u64 {
+    let mut acc = seeds[0] ^ (bytes.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        let (a, b) = block.split_at(8);
+        acc = acc.rotate_left(23) ^ folded_multiply(word(a) ^ seeds[1], word(b) ^ seeds[2]);
+    }
+    let tail = blocks.remainder();
+    let (a, b) = tail.split_at(tail.len().min(8));
+    acc = acc.rotate_left(23) ^ folded_multiply(word(a) ^ seeds[1], word(b) ^ seeds[2]);
+    folded_multiply(acc ^ seeds[3], seeds[0] ^ 0x2D35_8DCC_AA6C_78A5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_need_equal_bytes_and_clearing_keeps_it_correct() {
+        let cache = SeriesCache::new(8);
+        let (a, b) = (b"abcd".as_slice(), b"abce".as_slice());
+        let (ha, hb) = (cache.hash(a), cache.hash(b));
+        assert_ne!(ha, hb);
+        cache.insert_all([(ha, a, SeriesId(1))]);
+        assert_eq!(cache.reader().get(ha, a), Some(SeriesId(1)));
+        assert_eq!(cache.reader().get(ha, b), None, "same hash, other bytes: a miss");
+        assert_eq!(cache.reader().get(hb, b), None);
+        cache.insert_all([(hb, b, SeriesId(2))]);
+        assert_eq!(cache.len(), 2);
+        // Over the 8-byte budget: cleared, then the newcomer is kept.
+        let c = b"xyz".as_slice();
+        cache.insert_all([(cache.hash(c), c, SeriesId(3))]);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.reader().get(cache.hash(c), c), Some(SeriesId(3)));
+        assert_eq!(cache.reader().get(ha, a), None);
+    }
+
+    #[test]
+    fn hash_depends_on_every_byte_and_the_length() {
+        let cache = SeriesCache::default();
+        let base: Vec<u8> = (0u8..=40).collect();
+        let mut seen = std::collections::HashSet::new();
+        for len in 0..base.len() {
+            assert!(seen.insert(cache.hash(&base[..len])), "length {len}");
+        }
+        for i in 0..base.len() {
+            let mut changed = base.clone();
+            changed[i] ^= 1;
+            assert!(seen.insert(cache.hash(&changed)), "byte {i}");
+        }
+    }
+}
