@@ -134,6 +134,16 @@ pub trait ObjectResolver: Send + Sync {
         None
     }
 
+    /// Names of the pods in `namespace` whose controller chain leads to the object `name` of
+    /// `owner` (used by rules with `ownerAggregation`), sorted. Only a cluster knows owners.
+    fn pods_owned_by(&self, owner: &ResourceInfo, namespace: &str, name: &str) -> Result<Vec<String>, ResolveError> {
+        let _ = (namespace, name);
+        Err(ResolveError::Unavailable {
+            resource: owner.group_resource.to_string(),
+            message: "owner references need a Kubernetes cluster (--kubeconfig, or run in a pod)".into(),
+        })
+    }
+
     /// The controller owning an object (a pod's ReplicaSet, a ReplicaSet's Deployment), when known.
     fn owner_of(&self, resource: &GroupResource, namespace: &str, name: &str) -> Option<ObjectRef> {
         let _ = (resource, namespace, name);

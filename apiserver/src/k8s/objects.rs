@@ -288,6 +288,10 @@ impl ObjectResolver for KubeResolver {
         Ok(names)
     }
 
+    fn pods_owned_by(&self, owner: &ResourceInfo, namespace: &str, name: &str) -> Result<Vec<String>, ResolveError> {
+        KubeResolver::pods_owned_by(self, owner, namespace, name)
+    }
+
     fn owner_of(&self, resource: &GroupResource, namespace: &str, name: &str) -> Option<ObjectRef> {
         let store = self.store(resource).ok()?;
         let object = find_object(&store, namespace, name)?;

@@ -1,11 +1,12 @@
 //! `adapter_compare` measures the custom metrics API the way an HPA uses it: `pods/*` with a
 //! label selector over 1 000 pods (`pods/%2A/bench_ratio?labelSelector=app=web`), sent open-loop
-//! at 500 requests/s over TLS, latency recorded with hdrhistogram, and the server's peak RSS
-//! (`VmHWM`). The comparison runs the same scenario the prometheus-adapter way: Prometheus
-//! (remote-write receiver) fed the same data, and the query prometheus-adapter renders for that
-//! request — `sum(bench_ratio{namespace="bench",pod=~"pod-0|…|pod-999"}) by (pod)` — sent to its
-//! HTTP API at the same rate (the adapter's own hop and Kubernetes lookup are not counted, so the
-//! comparison favours Prometheus).
+//! at 500 requests/s over TLS, latency recorded with hdrhistogram, the server's peak RSS (`VmHWM`)
+//! and its CPU time per request (`/proc/<pid>/stat`). The comparison runs the same scenario the
+//! prometheus-adapter way: Prometheus (remote-write receiver) fed the same data, and the query
+//! prometheus-adapter renders for that request —
+//! `sum(bench_ratio{namespace="bench",pod=~"pod-0|…|pod-999"}) by (pod)` — sent to its HTTP API at
+//! the same rate (the adapter's own hop and Kubernetes lookup are not counted, so the comparison
+//! favours Prometheus).
 //!
 //! It also measures freshness: the time from a remote-write ack of a new pod's sample to its value
 //! answering in the custom metrics API (polled every millisecond), 20 times.
@@ -18,9 +19,10 @@
 use hdrhistogram::Histogram;
 use ingest::proto::v1;
 use ingest::remote_write::encode_body;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use ringtail_benches::{
+    clock_ticks_per_second, cpu_seconds, free_port, parse_number_flags, peak_rss_mib, ringtail_bin, Peer,
+};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,58 +36,12 @@ struct Options {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let mut options = Options { seconds: 20, rate: 500 };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
-        let n: u64 = value.parse().map_err(|_| format!("{arg}: not a number: {value}"))?;
-        match arg.as_str() {
-            "--seconds" => options.seconds = n.max(1),
-            "--rate" => options.rate = n.max(1),
-            _ => return Err(format!("unknown flag {arg} (flags: --seconds N [20], --rate N [500])")),
-        }
-    }
-    Ok(options)
-}
-
-/// A child process killed on drop.
-struct Peer {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    let values = parse_number_flags(&[("--seconds", 20), ("--rate", 500)])?;
+    Ok(Options { seconds: values[0], rate: values[1] })
 }
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// Peak resident set of `pid` in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-fn ringtail_bin() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("RINGTAIL_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    Ok(me.with_file_name("ringtail"))
 }
 
 /// One remote-write request: every pod's series (1 000 `app=web` pods and 1 000 others), one
@@ -142,18 +98,7 @@ async fn remote_write(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Res
 }
 
 async fn wait_ok(client: &reqwest::Client, url: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{url} did not become ready"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ringtail_benches::wait_ok(client, url, Duration::from_secs(60), Duration::from_millis(100)).await
 }
 
 /// Sends `make()` at `rate`/s for `seconds`, open loop; returns the latency histogram (µs) and
@@ -197,13 +142,16 @@ async fn load(
     (histogram, failures.load(std::sync::atomic::Ordering::Relaxed))
 }
 
-fn report(name: &str, histogram: &Histogram<u64>, failures: u64, rss_mib: f64) {
+/// Prints one result line; `cpu_seconds` is the server's CPU time (user + system) during the load,
+/// reported per request: the figure that decides the latency once a shared machine saturates.
+fn report(name: &str, histogram: &Histogram<u64>, failures: u64, rss_mib: f64, cpu_seconds: f64) {
     println!(
-        "{name:<34} requests {:>6}  failed {failures:>4}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  peak RSS {rss_mib:>7.1} MiB",
+        "{name:<34} requests {:>6}  failed {failures:>4}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  peak RSS {rss_mib:>7.1} MiB  server CPU {:>6.3} ms/request",
         histogram.len(),
         histogram.value_at_quantile(0.5) as f64 / 1000.0,
         histogram.value_at_quantile(0.99) as f64 / 1000.0,
         histogram.max() as f64 / 1000.0,
+        cpu_seconds * 1000.0 / histogram.len().max(1) as f64,
     );
 }
 
@@ -232,25 +180,23 @@ async fn run(options: Options) -> Result<(), String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.path().join("ringtail.log")).map_err(|e| e.to_string())?;
-    let child = Command::new(ringtail_bin()?)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{http_port}")])
-        .args(["--secure-listen", &format!("127.0.0.1:{secure_port}")])
-        .arg("--adapter-config")
-        .arg(&rules)
-        .env("RINGTAIL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("starting ringtail: {e}"))?;
-    let ringtail_pid = child.id();
-    let ringtail = Peer { child, _dir: dir };
+    let args = vec![
+        "serve".to_string(),
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{http_port}"),
+        "--secure-listen".into(),
+        format!("127.0.0.1:{secure_port}"),
+        "--adapter-config".into(),
+        rules.display().to_string(),
+    ];
+    let envs = [("RINGTAIL_LOG", "warn")];
+    let ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &envs, http_port, dir, "ringtail.log")?;
+    let ringtail_pid = ringtail.pid();
     let http = format!("http://127.0.0.1:{http_port}");
     wait_ok(&plain, &format!("{http}/-/ready")).await?;
-    let ca_path = ringtail._dir.path().join("data-tls").join("ca.crt");
+    let ca_path = ringtail.dir().join("data-tls").join("ca.crt");
     let ca = std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
     let tls = reqwest::Client::builder()
         .no_proxy()
@@ -307,11 +253,14 @@ async fn run(options: Options) -> Result<(), String> {
     if items_count(&probe) != PODS {
         return Err(format!("expected {PODS} items, got {}", items_count(&probe)));
     }
+    let ticks = clock_ticks_per_second();
+    let cpu_before = cpu_seconds(ringtail_pid, ticks)?;
     let tls_for_load = tls.clone();
     let (histogram, failures) =
         load(options.rate, options.seconds, move || tls_for_load.get(&selector_url), |body| items_count(body) == PODS)
             .await;
-    report("ringtail pods/* labelSelector", &histogram, failures, peak_rss_mib(ringtail_pid));
+    let cpu = cpu_seconds(ringtail_pid, ticks)? - cpu_before;
+    report("ringtail pods/* labelSelector", &histogram, failures, peak_rss_mib(ringtail_pid), cpu);
     drop(ringtail);
 
     // --- Prometheus + the query prometheus-adapter renders ---
@@ -319,18 +268,15 @@ async fn run(options: Options) -> Result<(), String> {
     let port = free_port()?;
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1h\n").map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).map_err(|e| e.to_string())?;
-    let child = Command::new("/usr/bin/prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("starting prometheus: {e}"))?;
-    let prometheus_pid = child.id();
-    let prometheus = Peer { child, _dir: dir };
+    let args = vec![
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--web.enable-remote-write-receiver".to_string(),
+    ];
+    let prometheus =
+        Peer::start("prometheus", Path::new("/usr/bin/prometheus"), &args, &[], port, dir, "prometheus.log")?;
+    let prometheus_pid = prometheus.pid();
     let prom = format!("http://127.0.0.1:{port}");
     wait_ok(&plain, &format!("{prom}/-/ready")).await?;
     let start_ms = now_ms() - 60_000;
@@ -353,6 +299,7 @@ async fn run(options: Options) -> Result<(), String> {
     if series_count(&probe) != PODS {
         return Err(format!("Prometheus: expected {PODS} series, got {}: {probe:.200}", series_count(&probe)));
     }
+    let cpu_before = cpu_seconds(prometheus_pid, ticks)?;
     let plain_for_load = plain.clone();
     let (histogram, failures) = load(
         options.rate,
@@ -361,7 +308,8 @@ async fn run(options: Options) -> Result<(), String> {
         |body| series_count(body) == PODS,
     )
     .await;
-    report("prometheus rendered query (HTTP)", &histogram, failures, peak_rss_mib(prometheus_pid));
+    let cpu = cpu_seconds(prometheus_pid, ticks)? - cpu_before;
+    report("prometheus rendered query (HTTP)", &histogram, failures, peak_rss_mib(prometheus_pid), cpu);
     drop(prometheus);
     Ok(())
 }

@@ -9,8 +9,8 @@
 //! or next to this program.
 
 use ingest::proto::v1;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use ringtail_benches::{free_port, ringtail_bin, wait_ok, Peer};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SERIES_PER_SET: usize = 10_000;
@@ -19,54 +19,17 @@ const SPAN_MS: i64 = 65 * 60_000;
 
 type Error = Box<dyn std::error::Error>;
 
-/// A server process killed on drop.
-struct Peer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16, Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-async fn spawn(program: &Path, args: &[String], port: u16, dir: tempfile::TempDir) -> Result<Peer, Error> {
-    let log = std::fs::File::create(dir.path().join("server.log"))?;
-    let child = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn()?;
-    let peer = Peer { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = client.get(format!("{}/-/ready", peer.url)).send().await {
-            if r.status().is_success() {
-                return Ok(peer);
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{} did not become ready", program.display()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn ringtail_binary() -> Result<PathBuf, Error> {
-    if let Ok(path) = std::env::var("RINGTAIL_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let candidate = exe.parent().map(|d| d.join("ringtail")).ok_or("no parent dir")?;
-    if candidate.exists() {
-        Ok(candidate)
-    } else {
-        Err("ringtail not found: cargo build --release -p ringtail-apiserver, or set RINGTAIL_BIN".into())
-    }
+async fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    port: u16,
+    dir: tempfile::TempDir,
+) -> Result<Peer, Error> {
+    let peer = Peer::start(name, program, args, &[], port, dir, "server.log")?;
+    let ready = format!("{}/-/ready", peer.url);
+    wait_ok(&reqwest::Client::new(), &ready, Duration::from_secs(120), Duration::from_millis(100)).await?;
+    Ok(peer)
 }
 
 async fn start_ringtail() -> Result<Peer, Error> {
@@ -85,7 +48,7 @@ async fn start_ringtail() -> Result<Peer, Error> {
         "--secure-listen".into(),
         format!("127.0.0.1:{}", free_port()?),
     ];
-    spawn(&ringtail_binary()?, &args, port, dir).await
+    spawn("ringtail", &ringtail_bin()?, &args, port, dir).await
 }
 
 async fn start_prometheus() -> Result<Peer, Error> {
@@ -99,7 +62,7 @@ async fn start_prometheus() -> Result<Peer, Error> {
         format!("--web.listen-address=127.0.0.1:{port}"),
         "--web.enable-remote-write-receiver".into(),
     ];
-    spawn(Path::new("/usr/bin/prometheus"), &args, port, dir).await
+    spawn("prometheus", Path::new("/usr/bin/prometheus"), &args, port, dir).await
 }
 
 /// The two data sets, as (labels, value at step k) generators, written in 5-minute slices.

@@ -12,9 +12,10 @@
 
 use ingest::proto::v1;
 use ingest::remote_write::encode_body;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use ringtail_benches::{
+    clock_ticks_per_second, cpu_seconds, free_port, parse_number_flags, ringtail_bin, wait_ok, Peer,
+};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,38 +31,8 @@ struct Options {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let mut options = Options { rounds: 60, concurrency: 4 };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
-        let n: usize = value.parse().map_err(|_| format!("{arg}: not a number: {value}"))?;
-        match arg.as_str() {
-            "--rounds" => options.rounds = n.max(1),
-            "--concurrency" => options.concurrency = n.max(1),
-            _ => return Err(format!("unknown flag {arg} (flags: --rounds N [60], --concurrency N [4])")),
-        }
-    }
-    Ok(options)
-}
-
-/// Killed on drop.
-struct Peer {
-    name: &'static str,
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    let values = parse_number_flags(&[("--rounds", 60), ("--concurrency", 4)])?;
+    Ok(Options { rounds: values[0] as usize, concurrency: values[1] as usize })
 }
 
 fn spawn(
@@ -72,74 +43,12 @@ fn spawn(
     port: u16,
     dir: tempfile::TempDir,
 ) -> Result<Peer, String> {
-    let log = std::fs::File::create(dir.path().join("log")).map_err(|e| e.to_string())?;
-    let log_err = log.try_clone().map_err(|e| e.to_string())?;
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
-        .spawn()
-        .map_err(|e| format!("starting {name} ({}): {e}", program.display()))?;
-    let peer = Peer { name, child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let client = probe::Probe::new();
-    loop {
-        if let Ok(true) = client.get_ok(&format!("{}{ready_path}", peer.url)) {
-            return Ok(peer);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{name} did not become ready"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A blocking readiness probe over a current-thread tokio runtime.
-mod probe {
-    pub struct Probe {
-        runtime: Option<tokio::runtime::Runtime>,
-        client: reqwest::Client,
-    }
-
-    impl Probe {
-        pub fn new() -> Probe {
-            Probe {
-                runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().ok(),
-                client: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
-            }
-        }
-
-        pub fn get_ok(&self, url: &str) -> Result<bool, String> {
-            let runtime = self.runtime.as_ref().ok_or("no tokio runtime")?;
-            runtime.block_on(async {
-                let response = self.client.get(url).send().await.map_err(|e| e.to_string())?;
-                Ok(response.status().is_success())
-            })
-        }
-    }
-}
-
-/// (user + system) CPU seconds of `pid`.
-fn cpu_seconds(pid: u32, ticks_per_second: f64) -> Result<f64, String> {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("malformed stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).ok_or("no utime")?;
-    let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).ok_or("no stime")?;
-    Ok((utime + stime) / ticks_per_second)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    let peer = Peer::start(name, program, args, &[], port, dir, "log")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
+    let ready = format!("{}{ready_path}", peer.url);
+    runtime.block_on(wait_ok(&client, &ready, Duration::from_secs(60), Duration::from_millis(200)))?;
+    Ok(peer)
 }
 
 /// The requests: round r carries one sample per series at `start + r * step`, cut into requests
@@ -197,7 +106,7 @@ fn measure(
     concurrency: usize,
     ticks: f64,
 ) -> Result<Measurement, String> {
-    let pid = peer.child.id();
+    let pid = peer.pid();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -260,22 +169,6 @@ fn measure(
     })
 }
 
-fn ringtail_binary() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("RINGTAIL_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let candidate = exe.parent().map(|d| d.join("ringtail")).ok_or("no parent dir")?;
-    if candidate.exists() {
-        Ok(candidate)
-    } else {
-        Err(format!(
-            "{} not found: build it with cargo build --release -p ringtail-apiserver or set RINGTAIL_BIN",
-            candidate.display()
-        ))
-    }
-}
-
 fn run() -> Result<(), String> {
     let options = parse_options()?;
     let ticks = clock_ticks_per_second();
@@ -297,7 +190,7 @@ fn run() -> Result<(), String> {
             format!("--config={}", config.display()),
             "--storage-size=4294967296".to_string(),
         ];
-        let peer = spawn("ringtail", &ringtail_binary()?, &args, "/-/ready", port, dir)?;
+        let peer = spawn("ringtail", &ringtail_bin()?, &args, "/-/ready", port, dir)?;
         results.push(measure(&peer, "/api/v1/write", &requests, options.concurrency, ticks)?);
     }
     {
