@@ -370,5 +370,28 @@ else
   fail "kubectl get --raw through the aggregator: $(head -c 300 "$work/through-aggregator.json")"
 fi
 
+# ownerAggregation: the Deployment's value is the average over the pods it owns (Pod →
+# ReplicaSet → Deployment through owner references in Ringtail's watched caches).
+owner_path="/apis/custom.metrics.k8s.io/v1beta2/namespaces/$app_ns/deployments.apps/inference/ei_scale_ratio"
+owner_value_is_pod_average() {
+  kc get --raw "$owner_path" >"$work/owner.json" && kc get --raw "$metric_path" >"$work/pods.json" \
+    && python3 - "$work/owner.json" "$work/pods.json" <<'PY'
+import json, sys
+owner, pods = (json.load(open(p)) for p in sys.argv[1:3])
+def number(q):
+    return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+[item] = owner["items"]
+assert item["describedObject"]["kind"] == "Deployment" and item["describedObject"]["name"] == "inference", item
+values = [number(i["value"]) for i in pods["items"]]
+assert values and abs(number(item["value"]) - sum(values) / len(values)) < 1e-3, (item, values)
+PY
+}
+# The first request starts the ReplicaSet watch (answered 503 until it has synced): retry briefly.
+if wait_until 30 owner_value_is_pod_average; then
+  pass "deployments.apps/inference/ei_scale_ratio answers the average of the pods it owns (ownerAggregation)"
+else
+  fail "owner aggregation through the aggregator: $(head -c 300 "$work/owner.json")"
+fi
+
 log "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
