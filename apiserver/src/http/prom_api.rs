@@ -193,14 +193,7 @@ async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRe
     let at_ms = time_param(&params, "time", now_ms())?;
     let engine = engine_for(state, &params)?;
     let q = text.clone();
-    let output = tokio::task::spawn_blocking(move || engine.instant_query(&q, at_ms, &[]))
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error_type: "internal",
-            message: e.to_string(),
-        })?
-        .map_err(|e| error_response(&text, e))?;
+    let output = blocking(move || engine.instant_query(&q, at_ms, &[])).await?.map_err(|e| error_response(&text, e))?;
     Ok(render_success(&output))
 }
 
@@ -240,14 +233,8 @@ async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormReje
     }
     let engine = engine_for(state, &params)?;
     let q = text.clone();
-    let output = tokio::task::spawn_blocking(move || engine.range_query(&q, start, end, step, &[]))
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error_type: "internal",
-            message: e.to_string(),
-        })?
-        .map_err(|e| error_response(&text, e))?;
+    let output =
+        blocking(move || engine.range_query(&q, start, end, step, &[])).await?.map_err(|e| error_response(&text, e))?;
     Ok(render_success(&output))
 }
 
@@ -347,14 +334,17 @@ async fn list_strings(
 async fn on_store<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, tsdb::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error_type: "internal",
-            message: e.to_string(),
-        })?
-        .map_err(|e| error_response("", QueryError::Storage(e)))
+    blocking(work).await?.map_err(|e| error_response("", QueryError::Storage(e)))
+}
+
+/// Runs CPU-bound work (evaluation, reading mapped pages) on the blocking pool; a panicked or
+/// cancelled task becomes a 500.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error_type: "internal",
+        message: e.to_string(),
+    })
 }
 
 async fn buildinfo() -> Response {
