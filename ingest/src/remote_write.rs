@@ -530,9 +530,7 @@ pub fn write(
     limits: &DecodeLimits,
     scratch: &mut Vec<u8>,
 ) -> Result<WriteOutcome, RemoteWriteError> {
-    decompress_snappy(body, limits.max_decompressed_bytes, scratch)?;
-    let decoded = decode(protocol, scratch, now_ms, limits)?;
-    store(db, &decoded)
+    write_through(db, None, protocol, body, now_ms, limits, scratch)
 }
 
 /// [`write`] through a [`SeriesCache`] (one per store): known 1.0 series are found by their raw
@@ -546,12 +544,27 @@ pub fn write_cached(
     limits: &DecodeLimits,
     scratch: &mut Vec<u8>,
 ) -> Result<WriteOutcome, RemoteWriteError> {
+    write_through(db, Some(cache), protocol, body, now_ms, limits, scratch)
+}
+
+fn write_through(
+    db: &Db,
+    cache: Option<&SeriesCache>,
+    protocol: Protocol,
+    body: &[u8],
+    now_ms: i64,
+    limits: &DecodeLimits,
+    scratch: &mut Vec<u8>,
+) -> Result<WriteOutcome, RemoteWriteError> {
     decompress_snappy(body, limits.max_decompressed_bytes, scratch)?;
-    let decoded = {
-        let reader = cache.reader();
-        decode_cached(protocol, scratch, now_ms, limits, Some((cache, &reader)))?
+    let decoded = match cache {
+        Some(cache) => {
+            let reader = cache.reader();
+            decode_cached(protocol, scratch, now_ms, limits, Some((cache, &reader)))?
+        }
+        None => decode(protocol, scratch, now_ms, limits)?,
     };
-    store_cached(db, Some(cache), &decoded)
+    store_cached(db, cache, &decoded)
 }
 
 /// Appends an already decoded request.
