@@ -92,6 +92,11 @@ struct ServeArgs {
     no_cluster_auth: bool,
 }
 
+/// mimalloc keeps freed memory for reuse instead of returning large blocks to the kernel at once:
+/// queries allocate and free tens of megabytes each, which glibc turned into page faults.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // One-shot commands print results on stdout; only warnings go to the log by default.

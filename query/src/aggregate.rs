@@ -4,7 +4,7 @@
 //! Groups are found by hashing the grouping labels in place, so a sample costs a hash and a map
 //! probe, never an allocation; a group's label set is built once, when the group first appears.
 
-use crate::ast::AggOp;
+use crate::ast::{AggOp, Expr, ExprKind, ValueType};
 use crate::eval::{Evaluator, Sample, Val};
 use crate::mathfns::{kahan_inc, quantile};
 use crate::QueryError;
@@ -150,16 +150,7 @@ pub(crate) fn aggregate(
                     None => Arc::new(group_labels(&s.labels, grouping, without)),
                 };
                 index.insert(h, groups.len());
-                groups.push(Group {
-                    labels,
-                    drop_name: false,
-                    count: 0.0,
-                    value: 0.0,
-                    kahan_c: 0.0,
-                    mean: 0.0,
-                    incremental_mean: false,
-                    values: Vec::new(),
-                });
+                groups.push(Group::new(labels));
                 groups.len() - 1
             }
         };
@@ -168,26 +159,131 @@ pub(crate) fn aggregate(
         accumulate(op, g, s.value);
     }
     let q = scalar_param.unwrap_or(f64::NAN);
-    let out = groups
-        .into_iter()
-        .map(|mut g| {
-            let value = match op {
-                AggOp::Sum => g.value + g.kahan_c,
-                AggOp::Avg if g.incremental_mean => g.mean + g.kahan_c,
-                AggOp::Avg => (g.value + g.kahan_c) / g.count,
-                AggOp::Min | AggOp::Max => g.value,
-                AggOp::Count => g.count,
-                AggOp::Group => 1.0,
-                AggOp::Stdvar => g.value / g.count,
-                AggOp::Stddev => (g.value / g.count).sqrt(),
-                AggOp::Quantile => quantile(q, &mut g.values),
-                AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
-            };
-            let drop_name = g.drop_name && g.labels.get(METRIC_NAME).is_some();
-            Sample { labels: g.labels, value, drop_name }
-        })
-        .collect();
-    Ok(Val::Vector(out))
+    Ok(Val::Vector(groups.into_iter().map(|g| g.finish(op, q)).collect()))
+}
+
+impl Group {
+    fn new(labels: Arc<Labels>) -> Group {
+        Group {
+            labels,
+            drop_name: false,
+            count: 0.0,
+            value: 0.0,
+            kahan_c: 0.0,
+            mean: 0.0,
+            incremental_mean: false,
+            values: Vec::new(),
+        }
+    }
+
+    /// The group's output sample (`q`: the quantile parameter).
+    fn finish(mut self, op: AggOp, q: f64) -> Sample {
+        let value = match op {
+            AggOp::Sum => self.value + self.kahan_c,
+            AggOp::Avg if self.incremental_mean => self.mean + self.kahan_c,
+            AggOp::Avg => (self.value + self.kahan_c) / self.count,
+            AggOp::Min | AggOp::Max => self.value,
+            AggOp::Count => self.count,
+            AggOp::Group => 1.0,
+            AggOp::Stdvar => self.value / self.count,
+            AggOp::Stddev => (self.value / self.count).sqrt(),
+            AggOp::Quantile => quantile(q, &mut self.values),
+            AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
+        };
+        let drop_name = self.drop_name && self.labels.get(METRIC_NAME).is_some();
+        Sample { labels: self.labels, value, drop_name }
+    }
+}
+
+impl Evaluator<'_> {
+    /// `op by/without (…) (f(selector[r]))` at a step of a range query, for the aggregations
+    /// without a parameter: the per-series values of every step come from the call's step table,
+    /// each series' group is resolved once, and the groups of every step are accumulated in one
+    /// pass, in the same series order as step-by-step evaluation (so sums round the same way).
+    /// The result of each step is kept for the query; `None` when the shape does not apply.
+    pub(crate) fn fused_range_aggregate(
+        &self,
+        node: usize,
+        op: AggOp,
+        inner: &Expr,
+        grouping: &[String],
+        without: bool,
+        t_ms: i64,
+    ) -> Result<Option<Val>, QueryError> {
+        if !matches!(
+            op,
+            AggOp::Sum
+                | AggOp::Avg
+                | AggOp::Min
+                | AggOp::Max
+                | AggOp::Count
+                | AggOp::Group
+                | AggOp::Stddev
+                | AggOp::Stdvar
+        ) {
+            return Ok(None);
+        }
+        let ExprKind::Call { func, args } = &inner.unparen().kind else { return Ok(None) };
+        let [arg] = args.as_slice() else { return Ok(None) };
+        if func.arg_types.first() != Some(&ValueType::Matrix) {
+            return Ok(None);
+        }
+        let Some(step) = self.precompute_range_steps(func, arg, 0, t_ms)? else { return Ok(None) };
+        if let Some(steps) = self.fused_cache.borrow().get(&node) {
+            return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
+        }
+        let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
+        let data = self.data(selector);
+        let step_cache = self.step_cache.borrow();
+        let Some(m) = step_cache.get(&(arg as *const Expr as usize)) else { return Ok(None) };
+        // Each series' group, resolved once.
+        let mut owners = GroupOwners::default();
+        let mut group_of_hash: HashMap<u64, u32> = HashMap::default();
+        let mut group_labels_by_index: Vec<Arc<Labels>> = Vec::new();
+        let mut series_group: Vec<u32> = Vec::with_capacity(data.len());
+        for f in data {
+            let h = resolve_group(node, &f.labels, grouping, without, &mut owners);
+            let next = group_labels_by_index.len() as u32;
+            let gi = *group_of_hash.entry(h).or_insert(next);
+            if gi == next {
+                let labels = owners.get(&(node, h)).cloned();
+                group_labels_by_index
+                    .push(labels.unwrap_or_else(|| Arc::new(group_labels(&f.labels, grouping, without))));
+            }
+            series_group.push(gi);
+        }
+        let steps = m.steps;
+        if steps.saturating_mul(group_labels_by_index.len()) > crate::calls::MAX_PRECOMPUTED_POINTS {
+            return Ok(None);
+        }
+        let drop_name = !func.keeps_metric_name();
+        let mut results: Vec<Vec<Sample>> = Vec::with_capacity(steps);
+        let mut slot_of_group: Vec<u32> = vec![u32::MAX; group_labels_by_index.len()];
+        let mut groups: Vec<Group> = Vec::new();
+        let mut members: Vec<u32> = Vec::new();
+        for k in 0..steps {
+            self.check_deadline()?;
+            m.for_each_at(k, |i, value| {
+                let Some(&gi) = series_group.get(i) else { return };
+                let slot = &mut slot_of_group[gi as usize];
+                if *slot == u32::MAX {
+                    *slot = groups.len() as u32;
+                    members.push(gi);
+                    groups.push(Group::new(group_labels_by_index[gi as usize].clone()));
+                }
+                let g = &mut groups[*slot as usize];
+                g.drop_name |= drop_name;
+                accumulate(op, g, value);
+            });
+            results.push(groups.drain(..).map(|g| g.finish(op, f64::NAN)).collect());
+            for gi in members.drain(..) {
+                slot_of_group[gi as usize] = u32::MAX;
+            }
+        }
+        let out = results.get(step).map(|v| Val::Vector(v.clone()));
+        self.fused_cache.borrow_mut().insert(node, results);
+        Ok(out)
+    }
 }
 
 #[inline]

@@ -195,6 +195,31 @@ impl Evaluator<'_> {
         matrix_index: usize,
         t_ms: i64,
     ) -> Result<Option<Val>, QueryError> {
+        let Some(step) = self.precompute_range_steps(func, arg, matrix_index, t_ms)? else { return Ok(None) };
+        let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
+        let data = self.data(selector);
+        let cache = self.step_cache.borrow();
+        let Some(m) = cache.get(&(arg as *const Expr as usize)) else { return Ok(None) };
+        let drop_name = !func.keeps_metric_name();
+        let mut out = Vec::with_capacity(data.len());
+        m.for_each_at(step, |i, value| {
+            if let Some(f) = data.get(i) {
+                out.push(Sample { labels: f.labels.clone(), value, drop_name });
+            }
+        });
+        Ok(Some(Val::Vector(out)))
+    }
+
+    /// When `func(arg)` at `t_ms` can be answered from a step table (a range query step, `arg` a
+    /// plain range selector), makes sure the table is in `step_cache` under `arg`'s address and
+    /// returns the step's row; `None` when it cannot.
+    pub(crate) fn precompute_range_steps(
+        &self,
+        func: &Function,
+        arg: &Expr,
+        matrix_index: usize,
+        t_ms: i64,
+    ) -> Result<Option<usize>, QueryError> {
         let ExprKind::Matrix { selector, range_ms } = &arg.unparen().kind else { return Ok(None) };
         let offset = t_ms - self.start_ms;
         if !self.is_range
@@ -229,24 +254,14 @@ impl Evaluator<'_> {
             let series: Vec<&[Point]> = data.iter().map(|f| f.points.as_slice()).collect();
             let m = job.run(&series)?;
             for (i, f) in data.iter().enumerate() {
-                if !f.counter_like && (0..steps).any(|k| m.present[k * m.series + i]) {
+                if !f.counter_like && m.has_values(i) {
                     self.counter_info(func.kind, &f.labels, arg.unparen().pos);
                     break;
                 }
             }
             slot.insert(m);
         }
-        let Some(m) = cache.get(&key) else { return Ok(None) };
-        let k = (offset / self.interval_ms) as usize;
-        let row = k * m.series;
-        let drop_name = !func.keeps_metric_name();
-        let mut out = Vec::with_capacity(data.len());
-        for (i, f) in data.iter().enumerate() {
-            if m.present[row + i] {
-                out.push(Sample { labels: f.labels.clone(), value: m.values[row + i], drop_name });
-            }
-        }
-        Ok(Some(Val::Vector(out)))
+        Ok(Some((offset / self.interval_ms) as usize))
     }
 
     /// Prometheus's "metric might not be a counter" info for rate-like functions.
@@ -374,7 +389,7 @@ impl Evaluator<'_> {
 }
 
 /// Largest steps × series table precomputed for one call (beyond it, evaluation goes per step).
-const MAX_PRECOMPUTED_POINTS: usize = 50_000_000;
+pub(crate) const MAX_PRECOMPUTED_POINTS: usize = 50_000_000;
 
 /// One range function over every step of a range query, for a set of series: what
 /// [`RangeJob::run`] needs, all plain data so the series can be split across threads.
@@ -393,45 +408,50 @@ struct RangeJob {
 const PARALLEL_MIN_SERIES: usize = 2_000;
 
 impl RangeJob {
-    /// Computes the step-major table, series split over the available cores (each series is
-    /// walked once, oldest step first, with a forward-moving window).
+    /// Computes the step table, series split over the available cores (each series is walked
+    /// once, oldest step first, with a forward-moving window), each core writing its own part.
     fn run(&self, series: &[&[Point]]) -> Result<StepMatrix, QueryError> {
         let n = series.len();
         let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(8);
         let threads = if n < PARALLEL_MIN_SERIES { 1 } else { threads };
         let chunk = n.div_ceil(threads.max(1)).max(1);
-        let parts: Vec<Result<Vec<Option<f64>>, QueryError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                series.chunks(chunk).map(|part| scope.spawn(move || self.run_series_major(part))).collect();
+        let parts: Vec<Result<StepPart, QueryError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = series
+                .chunks(chunk)
+                .enumerate()
+                .map(|(p, part)| scope.spawn(move || self.run_part(p * chunk, part)))
+                .collect();
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: range worker panicked".into()))))
                 .collect()
         });
-        let mut m = StepMatrix { series: n, values: vec![0.0; self.steps * n], present: vec![false; self.steps * n] };
-        for (p, part) in parts.into_iter().enumerate() {
-            let part = part?;
-            let first = p * chunk;
-            let len = part.len() / self.steps.max(1);
-            for j in 0..len {
-                for k in 0..self.steps {
-                    if let Some(v) = part[j * self.steps + k] {
-                        m.values[k * n + first + j] = v;
-                        m.present[k * n + first + j] = true;
-                    }
-                }
-            }
-        }
-        Ok(m)
+        Ok(StepMatrix { steps: self.steps, parts: parts.into_iter().collect::<Result<_, _>>()? })
     }
 
-    /// The values of `series`, series-major (`[series * steps + step]`).
-    fn run_series_major(&self, series: &[&[Point]]) -> Result<Vec<Option<f64>>, QueryError> {
-        let mut out = vec![None; series.len() * self.steps];
+    /// The values of `series` (the series from index `first` on), step-major within the part.
+    fn run_part(&self, first: usize, series: &[&[Point]]) -> Result<StepPart, QueryError> {
+        let len = series.len();
+        let mut part =
+            StepPart { first, len, values: vec![0.0; len * self.steps], present: vec![false; len * self.steps] };
         let mut scratch = Vec::new();
+        let counter = matches!(self.kind, FuncKind::Rate | FuncKind::Increase);
+        // Counter resets up to each point (`resets_upto[i]`: among points 1..=i), so a window
+        // without one skips the correction pass.
+        let mut resets_upto: Vec<u32> = Vec::new();
         for (j, points) in series.iter().enumerate() {
             if j % 256 == 0 && std::time::Instant::now() > self.deadline {
                 return Err(QueryError::Timeout("query execution"));
+            }
+            if counter {
+                resets_upto.clear();
+                let mut resets = 0u32;
+                let mut previous = f64::NAN;
+                for p in points.iter() {
+                    resets += u32::from(p.1 < previous);
+                    previous = p.1;
+                    resets_upto.push(resets);
+                }
             }
             let (mut start, mut end) = (0usize, 0usize);
             for k in 0..self.steps {
@@ -450,20 +470,67 @@ impl RangeJob {
                     }
                 }
                 if start < end {
-                    out[j * self.steps + k] =
-                        range_value(self.kind, &points[start..end], lo, ref_t, None, &mut scratch);
+                    let window = &points[start..end];
+                    let value = if counter {
+                        let has_resets = resets_upto[end - 1] != resets_upto[start];
+                        let is_rate = self.kind == FuncKind::Rate;
+                        mathfns::extrapolated_rate_resets_known(window, lo, ref_t, true, is_rate, has_resets)
+                    } else {
+                        range_value(self.kind, window, lo, ref_t, None, &mut scratch)
+                    };
+                    if let Some(v) = value {
+                        part.values[k * len + j] = v;
+                        part.present[k * len + j] = true;
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok(part)
     }
 }
 
 /// A range function's values for every step of a range query, step-major (`[step * series + i]`).
 pub(crate) struct StepMatrix {
-    series: usize,
+    /// Number of steps.
+    pub steps: usize,
+    /// Consecutive runs of series, in series order, each computed by one worker.
+    parts: Vec<StepPart>,
+}
+
+/// The values of series `first..first + len` at every step, step-major (`[step * len + j]`).
+struct StepPart {
+    first: usize,
+    len: usize,
     values: Vec<f64>,
     present: Vec<bool>,
+}
+
+impl StepMatrix {
+    /// Calls `f(series, value)` for every series with a value at `step`, in series order.
+    #[inline]
+    pub fn for_each_at(&self, step: usize, mut f: impl FnMut(usize, f64)) {
+        if step >= self.steps {
+            return;
+        }
+        for part in &self.parts {
+            let row = step * part.len;
+            let present = &part.present[row..row + part.len];
+            let values = &part.values[row..row + part.len];
+            for (j, (&here, &value)) in present.iter().zip(values).enumerate() {
+                if here {
+                    f(part.first + j, value);
+                }
+            }
+        }
+    }
+
+    /// Whether series `i` has a value at any step.
+    pub fn has_values(&self, i: usize) -> bool {
+        self.parts
+            .iter()
+            .find(|p| i >= p.first && i < p.first + p.len)
+            .is_some_and(|p| (0..self.steps).any(|k| p.present[k * p.len + i - p.first]))
+    }
 }
 
 fn valid_label_name(name: &str) -> bool {

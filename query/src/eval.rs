@@ -10,6 +10,7 @@ use crate::mathfns::Point;
 use crate::{EngineOptions, QueryError};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tsdb::{is_stale_nan, Db, Labels, Matcher, METRIC_NAME};
@@ -116,6 +117,38 @@ fn selector_key(selector: &VectorSelector) -> usize {
     selector as *const VectorSelector as usize
 }
 
+/// Below this many selected series one thread decodes them all (spawning costs more).
+const PARALLEL_DECODE_MIN_SERIES: usize = 2_000;
+
+/// Decodes `selected` (taking their labels) into evaluation series, counting the samples into
+/// `total` and failing once it passes `max_samples`.
+fn decode_series(
+    selected: &mut [tsdb::SelectedSeries],
+    max_samples: usize,
+    total: &AtomicUsize,
+) -> Result<Vec<Fetched>, QueryError> {
+    let mut out = Vec::with_capacity(selected.len());
+    for s in selected {
+        let mut points = Vec::with_capacity(s.max_samples());
+        let mut stale_ts = Vec::new();
+        for sample in s.samples() {
+            if is_stale_nan(sample.value) {
+                stale_ts.push(sample.ts_ms);
+            } else {
+                points.push((sample.ts_ms, sample.value));
+            }
+        }
+        if total.fetch_add(points.len(), Ordering::Relaxed) + points.len() > max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        let labels = std::mem::take(&mut s.labels);
+        let name = labels.get(METRIC_NAME).unwrap_or("");
+        let counter_like = name.is_empty() || ["_total", "_sum", "_count", "_bucket"].iter().any(|x| name.ends_with(x));
+        out.push(Fetched { labels: Arc::new(labels), counter_like, points, stale_ts, cursor: Cell::default() });
+    }
+    Ok(out)
+}
+
 /// Subqueries without an explicit step use this (Prometheus's default evaluation interval).
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
@@ -137,6 +170,9 @@ pub(crate) struct Evaluator<'q> {
     pub interval_ms: i64,
     /// Range-function results precomputed for every step of the range query, per call node.
     pub step_cache: RefCell<HashMap<usize, crate::calls::StepMatrix>>,
+    /// Results of fused range aggregations for every step, per aggregation node (see
+    /// `fused_range_aggregate`).
+    pub fused_cache: RefCell<HashMap<usize, Vec<Vec<Sample>>>>,
     /// Group hashes of aggregation inputs by (aggregation node, label set address); the `Arc`
     /// held here keeps the address from being reused by another label set.
     pub group_cache: RefCell<GroupCache>,
@@ -163,7 +199,7 @@ impl<'q> Evaluator<'q> {
         let mut spans: Vec<(&VectorSelector, i64, i64)> = Vec::new();
         plan(expr, start_ms, end_ms, start_ms, end_ms, lookback_ms, &mut spans);
         let mut fetched: HashMap<usize, Vec<Fetched>> = HashMap::new();
-        let mut total_samples = 0usize;
+        let total_samples = AtomicUsize::new(0);
         for (selector, lo, hi) in spans {
             let key = selector_key(selector);
             if fetched.contains_key(&key) {
@@ -171,32 +207,34 @@ impl<'q> Evaluator<'q> {
             }
             let mut matchers = selector.matchers.clone();
             matchers.extend(extra.iter().cloned());
-            let selected = db.select(&matchers, lo, hi)?;
+            let mut selected = db.select(&matchers, lo, hi)?;
+            let threads = if selected.len() < PARALLEL_DECODE_MIN_SERIES {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(1, |p| p.get()).min(8)
+            };
+            let part_len = selected.len().div_ceil(threads).max(1);
+            let parts: Vec<Result<Vec<Fetched>, QueryError>> = if threads == 1 {
+                vec![decode_series(&mut selected, options.max_samples, &total_samples)]
+            } else {
+                std::thread::scope(|scope| {
+                    let total = &total_samples;
+                    let handles: Vec<_> = selected
+                        .chunks_mut(part_len)
+                        .map(|part| scope.spawn(move || decode_series(part, options.max_samples, total)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(QueryError::Execution("BUG: decode worker panicked".into())))
+                        })
+                        .collect()
+                })
+            };
             let mut series = Vec::with_capacity(selected.len());
-            for s in selected {
-                let mut points = Vec::new();
-                let mut stale_ts = Vec::new();
-                for sample in s.samples() {
-                    if is_stale_nan(sample.value) {
-                        stale_ts.push(sample.ts_ms);
-                    } else {
-                        points.push((sample.ts_ms, sample.value));
-                    }
-                }
-                total_samples += points.len();
-                if total_samples > options.max_samples {
-                    return Err(QueryError::TooManySamples("query execution"));
-                }
-                let name = s.labels.get(METRIC_NAME).unwrap_or("");
-                let counter_like =
-                    name.is_empty() || ["_total", "_sum", "_count", "_bucket"].iter().any(|x| name.ends_with(x));
-                series.push(Fetched {
-                    labels: Arc::new(s.labels),
-                    counter_like,
-                    points,
-                    stale_ts,
-                    cursor: Cell::default(),
-                });
+            for part in parts {
+                series.extend(part?);
             }
             if started.elapsed() > options.timeout {
                 return Err(QueryError::Timeout("query preparation"));
@@ -215,6 +253,7 @@ impl<'q> Evaluator<'q> {
             is_range,
             interval_ms: 0,
             step_cache: RefCell::new(HashMap::new()),
+            fused_cache: RefCell::new(HashMap::new()),
             group_cache: RefCell::new(rustc_hash::FxHashMap::default()),
             group_owners: RefCell::new(rustc_hash::FxHashMap::default()),
             step_counter: std::cell::Cell::new(0),
@@ -295,6 +334,12 @@ impl<'q> Evaluator<'q> {
                 crate::binary::eval_binary(*op, l, r, *return_bool, matching.as_ref())
             }
             ExprKind::Aggregate { op, param, expr: inner, grouping, without } => {
+                let node = expr as *const Expr as usize;
+                if param.is_none() {
+                    if let Some(v) = self.fused_range_aggregate(node, *op, inner, grouping, *without, t_ms)? {
+                        return Ok(v);
+                    }
+                }
                 let param = match param {
                     Some(p) => Some(self.eval(p, t_ms)?),
                     None => None,
@@ -303,7 +348,6 @@ impl<'q> Evaluator<'q> {
                     Val::Vector(v) => v,
                     _ => return Err(QueryError::Execution("aggregation over a non-vector".into())),
                 };
-                let node = expr as *const Expr as usize;
                 crate::aggregate::aggregate(self, *op, param, input, grouping, *without, node, param_pos(expr))
             }
             ExprKind::Call { func, args } => self.eval_call(expr, func, args, t_ms),

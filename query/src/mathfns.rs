@@ -29,13 +29,27 @@ pub fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    extrapolated_rate_resets_known(points, range_start_ms, range_end_ms, is_counter, is_rate, true)
+}
+
+/// [`extrapolated_rate`] when the caller knows whether the window holds a counter reset (a value
+/// below its predecessor): without one, the correction pass over the points is skipped (it would
+/// add nothing: a first value below zero only adds zero).
+pub fn extrapolated_rate_resets_known(
+    points: &[Point],
+    range_start_ms: i64,
+    range_end_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+    has_resets: bool,
+) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
     let (first_t, first_v) = points[0];
     let (last_t, last_v) = points[points.len() - 1];
     let mut result = last_v - first_v;
-    if is_counter {
+    if is_counter && has_resets {
         let mut last_value = 0.0;
         for &(_, v) in points {
             if v < last_value {

@@ -78,15 +78,26 @@ impl BitWriter {
 pub struct OutOfBits;
 
 /// Bounds-checked MSB-first reader over a byte slice.
+///
+/// The readable bits may end before the slice does ([`BitReader::bounded`]): bytes past the limit
+/// are never returned but let the fast path use whole 8-byte loads up to the last readable bit.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
     data: &'a [u8],
     pos_bits: usize,
+    limit_bits: usize,
 }
 
 impl<'a> BitReader<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos_bits: 0 }
+        BitReader { data, pos_bits: 0, limit_bits: data.len() * 8 }
+    }
+
+    /// A reader of the first `limit_bytes` bytes of `data` (clamped to its length), starting at
+    /// bit `start_bits`.
+    pub fn bounded(data: &'a [u8], start_bits: usize, limit_bytes: usize) -> Self {
+        let limit_bits = limit_bytes.min(data.len()) * 8;
+        BitReader { data, pos_bits: start_bits.min(limit_bits), limit_bits }
     }
 
     /// Bits consumed so far.
@@ -95,15 +106,9 @@ impl<'a> BitReader<'a> {
         self.pos_bits
     }
 
-    /// Reads `n` bits (n ≤ 64) as an unsigned number.
+    /// The next `n` bits (n ≤ 64, at most the bits left) without consuming them.
     #[inline]
-    pub fn read_bits(&mut self, n: u32) -> Result<u64, OutOfBits> {
-        if n == 0 {
-            return Ok(0);
-        }
-        if self.pos_bits + n as usize > self.data.len() * 8 {
-            return Err(OutOfBits);
-        }
+    fn peek_bits(&self, n: u32) -> u64 {
         let byte = self.pos_bits / 8;
         let bit_off = (self.pos_bits % 8) as u32;
         // Fast path (Prometheus `readBitsFast`): one unaligned big-endian load covers the bits.
@@ -111,15 +116,48 @@ impl<'a> BitReader<'a> {
             let mut word = [0u8; 8];
             word.copy_from_slice(&self.data[byte..byte + 8]);
             let word = u64::from_be_bytes(word);
-            self.pos_bits += n as usize;
-            return Ok((word << bit_off) >> (64 - n));
+            return (word << bit_off) >> (64 - n);
         }
-        let mut value = 0u64;
-        for _ in 0..n {
-            let b = self.data[self.pos_bits / 8] >> (7 - (self.pos_bits % 8)) & 1;
-            value = (value << 1) | u64::from(b);
-            self.pos_bits += 1;
+        (self.pos_bits..self.pos_bits + n as usize)
+            .fold(0u64, |value, pos| (value << 1) | u64::from(self.data[pos / 8] >> (7 - (pos % 8)) & 1))
+    }
+
+    /// The next bits MSB-aligned in one word, when a whole 8-byte load is possible: at least
+    /// [`BitReader::WORD_BITS`] of them are from the stream (the caller checks the limit with
+    /// [`BitReader::bits_left`] before consuming them by [`BitReader::skip`]).
+    #[inline]
+    pub fn peek_word(&self) -> Option<u64> {
+        let byte = self.pos_bits / 8;
+        let bytes: [u8; 8] = self.data.get(byte..byte + 8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(bytes) << (self.pos_bits % 8))
+    }
+
+    /// Bits a [`BitReader::peek_word`] word is guaranteed to hold.
+    pub const WORD_BITS: u32 = 57;
+
+    /// Bits left before the limit.
+    #[inline]
+    pub fn bits_left(&self) -> usize {
+        self.limit_bits - self.pos_bits
+    }
+
+    /// Consumes `n` bits already checked against [`BitReader::bits_left`].
+    #[inline]
+    pub fn skip(&mut self, n: u32) {
+        self.pos_bits = (self.pos_bits + n as usize).min(self.limit_bits);
+    }
+
+    /// Reads `n` bits (n ≤ 64) as an unsigned number.
+    #[inline]
+    pub fn read_bits(&mut self, n: u32) -> Result<u64, OutOfBits> {
+        if n == 0 {
+            return Ok(0);
         }
+        if self.pos_bits + n as usize > self.limit_bits {
+            return Err(OutOfBits);
+        }
+        let value = self.peek_bits(n);
+        self.pos_bits += n as usize;
         Ok(value)
     }
 
@@ -129,12 +167,22 @@ impl<'a> BitReader<'a> {
     }
 
     /// Counts leading one bits up to `max` (consuming them and the terminating zero, if any):
-    /// the unary bucket prefixes of the chunk format.
+    /// the unary bucket prefixes of the chunk format. `max` is below 64.
     #[inline]
     pub fn read_unary(&mut self, max: u32) -> Result<u32, OutOfBits> {
-        let mut ones = 0;
-        while ones < max && self.read_bit()? {
-            ones += 1;
+        let left = self.limit_bits - self.pos_bits;
+        let n = ((max + 1) as usize).min(left) as u32;
+        if n == 0 {
+            return if max == 0 { Ok(0) } else { Err(OutOfBits) };
+        }
+        let ones = (self.peek_bits(n) << (64 - n)).leading_ones().min(max);
+        if ones == max {
+            self.pos_bits += max as usize;
+        } else if ones < n {
+            self.pos_bits += ones as usize + 1;
+        } else {
+            // Only ones up to the end: the terminating zero is missing.
+            return Err(OutOfBits);
         }
         Ok(ones)
     }
@@ -158,6 +206,37 @@ mod tests {
         let mut r = BitReader::new(&[0xff]);
         assert_eq!(r.read_bits(8), Ok(0xff));
         assert_eq!(r.read_bit(), Err(OutOfBits));
+    }
+
+    #[test]
+    fn unary_prefixes_read_like_bit_by_bit() {
+        // 0 | 10 | 110 | 111 (max 3) | 1110 with max 4 | truncated 11
+        let mut w = BitWriter::resume(0, 0);
+        for (v, n) in [(0b0, 1), (0b10, 2), (0b110, 3), (0b111, 3), (0b1110, 4), (0b11, 2)] {
+            w.write_bits(v, n);
+        }
+        let bytes = w.bytes().to_vec();
+        let mut r = BitReader::bounded(&bytes, 0, bytes.len());
+        assert_eq!(r.read_unary(3), Ok(0));
+        assert_eq!(r.read_unary(3), Ok(1));
+        assert_eq!(r.read_unary(3), Ok(2));
+        assert_eq!(r.read_unary(3), Ok(3));
+        assert_eq!(r.read_unary(4), Ok(3));
+        assert_eq!(r.position_bits(), 13);
+        // The last two bits are ones with nothing after them inside the 15 written bits.
+        let mut truncated = BitReader::bounded(&bytes, 13, bytes.len());
+        assert_eq!(truncated.read_unary(1), Ok(1));
+        assert_eq!(BitReader::new(&[0xff]).read_unary(0), Ok(0));
+    }
+
+    #[test]
+    fn bounded_reader_stops_at_its_limit_not_the_slice_end() {
+        let data = [0xffu8; 16];
+        let mut r = BitReader::bounded(&data, 4, 2);
+        assert_eq!(r.read_bits(12), Ok(0xfff));
+        assert_eq!(r.read_bit(), Err(OutOfBits));
+        let mut ones = BitReader::bounded(&data, 14, 2);
+        assert_eq!(ones.read_unary(3), Err(OutOfBits));
     }
 
     proptest! {

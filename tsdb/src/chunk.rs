@@ -196,7 +196,20 @@ fn bucketed_bits(v: i64, widths: &[u32; 5]) -> usize {
 /// Reads a value written by [`write_bucketed`] with the same `widths`.
 #[inline]
 fn read_bucketed(r: &mut BitReader<'_>, widths: &[u32; 5]) -> Result<i64, OutOfBits> {
-    let bucket = r.read_unary(widths.len() as u32 - 1)? as usize;
+    let max = widths.len() as u32 - 1;
+    // Fast path: prefix and value from one word load.
+    if let Some(word) = r.peek_word() {
+        let bucket = word.leading_ones().min(max);
+        let prefix = if bucket == max { max } else { bucket + 1 };
+        let width = widths[bucket as usize];
+        let used = prefix + width;
+        if used <= BitReader::WORD_BITS && used as usize <= r.bits_left() {
+            let value = if width == 0 { 0 } else { (word << prefix) >> (64 - width) };
+            r.skip(used);
+            return Ok(sign_extend(value, width));
+        }
+    }
+    let bucket = r.read_unary(max)? as usize;
     let width = widths[bucket];
     Ok(sign_extend(r.read_bits(width)?, width))
 }
@@ -259,6 +272,22 @@ impl<'a> ChunkDecoder<'a> {
         }
     }
 
+    /// A decoder for the samples after `state` (a state the encoder had after writing sample
+    /// `state.num_samples` of this chunk) in a chunk of `num_samples` samples. `data` holds the
+    /// payload in its first `payload_len` bytes and may continue past it (bytes the reader never
+    /// returns, which let it load whole words up to the payload's last bit).
+    pub fn resume(data: &'a [u8], payload_len: usize, state: EncoderState, num_samples: u16) -> Self {
+        let resumable = state.num_samples > 0 && state.num_samples <= num_samples;
+        let (start_state, start_bits) =
+            if resumable { (state, state.bit_len as usize) } else { (EncoderState::default(), 0) };
+        ChunkDecoder {
+            reader: BitReader::bounded(data, start_bits, payload_len),
+            remaining: num_samples - start_state.num_samples,
+            state: start_state,
+            failed: false,
+        }
+    }
+
     /// After all samples were decoded: the state an encoder needs to keep appending to this
     /// payload (`tail_byte` is filled from `payload`).
     pub fn encoder_state(&self, payload: &[u8]) -> EncoderState {
@@ -292,7 +321,7 @@ impl<'a> ChunkDecoder<'a> {
                 let delta = read_bucketed(r, &DELTA_BUCKET_BITS)?;
                 s.last_mantissa = s.last_mantissa.wrapping_add(delta);
                 s.decimal_misses = 0;
-                s.last_value_bits = (s.last_mantissa as f64 / POW10[s.scale as usize]).to_bits();
+                s.last_value_bits = decimal_value(s.last_mantissa, s.scale).to_bits();
             }
             2 => {
                 let scale = r.read_bits(4)? as u8;
@@ -303,7 +332,7 @@ impl<'a> ChunkDecoder<'a> {
                 s.last_mantissa = mantissa;
                 s.decimal_valid = true;
                 s.decimal_misses = 0;
-                s.last_value_bits = (mantissa as f64 / POW10[scale as usize]).to_bits();
+                s.last_value_bits = decimal_value(mantissa, scale).to_bits();
             }
             _ => {
                 let xor = if r.read_bit()? {
@@ -333,6 +362,16 @@ impl<'a> ChunkDecoder<'a> {
         }
         s.num_samples += 1;
         Ok(Sample { ts_ms, value: f64::from_bits(s.last_value_bits) })
+    }
+}
+
+/// `mantissa / 10^scale` (dividing by 1 is exact, so integers skip the division).
+#[inline]
+fn decimal_value(mantissa: i64, scale: u8) -> f64 {
+    if scale == 0 {
+        mantissa as f64
+    } else {
+        mantissa as f64 / POW10[scale as usize & 15]
     }
 }
 

@@ -19,7 +19,7 @@ use crate::head::{HeadFiles, Slot, SLOT_PAYLOAD_BYTES};
 use crate::index::Index;
 use crate::ring::{ChunkRef, Ring, MAX_SEGMENT_FILES};
 use crate::segment::ChunkHeader;
-use crate::select::{ChunkSpan, SelectedSeries};
+use crate::select::{ChunkSpan, SelectedSeries, READ_PADDING_BYTES};
 use crate::series_log::{SeriesLog, SeriesRecord};
 use crate::{Error, Labels, Matcher, RejectReason, Sample, METRIC_NAME};
 use parking_lot::{Mutex, RwLock};
@@ -147,11 +147,19 @@ pub struct Stats {
 
 const BLOCK_SERIES: usize = 1024;
 
+/// Every this many samples the open chunk's encoder state is kept as a checkpoint, so a query
+/// for the newest samples decodes from a checkpoint instead of from the start of the chunk.
+const CHECKPOINT_EVERY: u16 = 32;
+
 /// Per-series in-memory state: the open chunk's encoder, ordering state and chunk references.
 /// Labels live in the index, samples in mapped files.
 #[derive(Debug)]
 struct SeriesState {
     enc: EncoderState,
+    /// Encoder states of the open chunk at the two newest multiples of `CHECKPOINT_EVERY` samples,
+    /// newest first (`num_samples == 0`: none). Two, so the older one is at least
+    /// `CHECKPOINT_EVERY` samples behind the newest sample.
+    checkpoints: [EncoderState; 2],
     newest_ts_ms: i64,
     newest_value_bits: u64,
     has_samples: bool,
@@ -224,6 +232,7 @@ impl Db {
             index.insert(&record.labels);
             states.push(SeriesState {
                 enc: EncoderState::default(),
+                checkpoints: [EncoderState::default(); 2],
                 newest_ts_ms: 0,
                 newest_value_bits: 0,
                 has_samples: false,
@@ -252,8 +261,22 @@ impl Db {
             let mut recovered = None;
             if contents.series == id && contents.num_samples > 0 {
                 let mut decoder = ChunkDecoder::new(&contents.payload, contents.num_samples);
-                if decoder.by_ref().all(|s| s.is_ok()) {
+                let mut checkpoints = [EncoderState::default(); 2];
+                let mut decoded = 0u16;
+                let mut intact = true;
+                while let Some(sample) = decoder.next() {
+                    if sample.is_err() {
+                        intact = false;
+                        break;
+                    }
+                    decoded += 1;
+                    if decoded % CHECKPOINT_EVERY == 0 {
+                        checkpoints = [decoder.encoder_state(&contents.payload), checkpoints[0]];
+                    }
+                }
+                if intact {
                     recovered = Some(decoder.encoder_state(&contents.payload));
+                    state.checkpoints = checkpoints;
                 } else {
                     dropped_heads += 1;
                 }
@@ -263,6 +286,7 @@ impl Db {
                 // stopped: the ring copy wins.
                 Some(enc) if last_closed_max.is_some_and(|max| max >= enc.first_ts_ms) => {
                     closed_twice += 1;
+                    state.checkpoints = [EncoderState::default(); 2];
                     state.slot.claim(id);
                 }
                 Some(enc) => {
@@ -345,6 +369,7 @@ impl Db {
         index.insert(labels);
         let state = SeriesState {
             enc: EncoderState::default(),
+            checkpoints: [EncoderState::default(); 2],
             newest_ts_ms: 0,
             newest_value_bits: 0,
             has_samples: false,
@@ -507,6 +532,9 @@ impl Db {
         delta.head_samples += 1;
         delta.head_bytes += (start + bytes.len()) as i64 - s.enc.bit_len.div_ceil(8) as i64;
         s.enc = enc;
+        if enc.num_samples % CHECKPOINT_EVERY == 0 {
+            s.checkpoints = [enc, s.checkpoints[0]];
+        }
         s.newest_ts_ms = sample.ts_ms;
         s.newest_value_bits = bits;
         s.has_samples = true;
@@ -538,6 +566,7 @@ impl Db {
         delta.head_samples -= i64::from(n);
         delta.head_bytes -= len as i64;
         s.enc = EncoderState::default();
+        s.checkpoints = [EncoderState::default(); 2];
         Ok(())
     }
 
@@ -560,7 +589,7 @@ impl Db {
                     continue;
                 };
                 refs.clear();
-                let (head_len, head_samples) = {
+                let (head_len, head_samples, head_last_ts, head_resume) = {
                     let s = cell.lock();
                     let first = s.chunks.partition_point(|c| c.max_ts_ms < mint_ms);
                     for c in &s.chunks[first..] {
@@ -571,11 +600,19 @@ impl Db {
                     }
                     let e = &s.enc;
                     if e.num_samples > 0 && e.first_ts_ms <= maxt_ms && e.last_ts_ms >= mint_ms {
-                        let len = e.bit_len.div_ceil(8) as usize;
-                        s.slot.read_payload(&mut head[..len]);
-                        (len, e.num_samples)
+                        // The newest checkpoint before the window: decoding resumes there, so
+                        // only the bytes from its position on are copied.
+                        let mut resume =
+                            s.checkpoints.iter().find(|c| c.num_samples > 0 && c.last_ts_ms < mint_ms).copied();
+                        let skip = resume.map_or(0, |c| (c.bit_len / 8) as usize);
+                        if let Some(c) = resume.as_mut() {
+                            c.bit_len -= skip as u32 * 8;
+                        }
+                        let len = e.bit_len.div_ceil(8) as usize - skip;
+                        s.slot.read_payload_from(skip, &mut head[..len]);
+                        (len, e.num_samples, e.last_ts_ms, resume)
                     } else {
-                        (0, 0)
+                        (0, 0, i64::MIN, None)
                     }
                 };
                 let mut series = SelectedSeries {
@@ -585,10 +622,16 @@ impl Db {
                     maxt_ms,
                     chunks: Vec::with_capacity(refs.len() + 1),
                     bytes: Vec::new(),
+                    head_resume: None,
                 };
+                // A chunk whose newest sample is inside the window proves the series has samples
+                // there without decoding anything; otherwise look for one.
+                let in_window = |ts: i64| ts >= mint_ms && ts <= maxt_ms;
+                let mut known_non_empty = head_samples > 0 && in_window(head_last_ts);
                 for r in &refs {
                     let start = series.bytes.len();
                     if let Some(h) = self.ring.read_chunk(r, id, &mut series.bytes) {
+                        known_non_empty |= in_window(r.max_ts_ms);
                         series.chunks.push(ChunkSpan {
                             start: start as u32,
                             len: h.payload_len,
@@ -604,8 +647,10 @@ impl Db {
                         len: head_len as u16,
                         num_samples: head_samples,
                     });
+                    series.head_resume = head_resume;
                 }
-                if series.samples().next().is_some() {
+                series.bytes.extend_from_slice(&[0; READ_PADDING_BYTES]);
+                if known_non_empty || series.samples().next().is_some() {
                     out.push(series);
                 }
             }
@@ -615,7 +660,8 @@ impl Db {
             series.labels = index.labels(series.id.0 as u32);
         }
         drop(index);
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Label sets are unique, so an unstable sort is deterministic (and moves less).
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }
 

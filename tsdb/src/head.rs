@@ -64,7 +64,12 @@ impl Slot {
 
     /// Copies the first `len` payload bytes into `dst`.
     pub fn read_payload(&self, dst: &mut [u8]) {
-        self.file.read_into(self.offset as usize + SLOT_HEADER_BYTES, dst);
+        self.read_payload_from(0, dst);
+    }
+
+    /// Copies payload bytes from offset `at` on into `dst`.
+    pub fn read_payload_from(&self, at: usize, dst: &mut [u8]) {
+        self.file.read_into(self.offset as usize + SLOT_HEADER_BYTES + at, dst);
     }
 
     pub fn read(&self) -> SlotContents {

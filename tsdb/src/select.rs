@@ -5,8 +5,12 @@
 //! time a reader holds the series lock to one small memcpy per chunk, and keeps large range
 //! queries cheap in memory.
 
-use crate::chunk::ChunkDecoder;
+use crate::chunk::{ChunkDecoder, EncoderState};
 use crate::{Labels, Sample, SeriesId};
+
+/// Zero bytes after the last copied chunk, so the bit reader can load whole 8-byte words up to a
+/// chunk's last bit instead of falling back to bit-by-bit reads at the end.
+pub(crate) const READ_PADDING_BYTES: usize = 8;
 
 /// One copied chunk inside `SelectedSeries::bytes`.
 #[derive(Debug, Clone, Copy)]
@@ -25,12 +29,22 @@ pub struct SelectedSeries {
     pub(crate) maxt_ms: i64,
     pub(crate) chunks: Vec<ChunkSpan>,
     pub(crate) bytes: Vec<u8>,
+    /// For the last chunk (the open head chunk): an encoder checkpoint before the window, where
+    /// decoding starts instead of at the chunk's first sample. Only the head's bytes from the
+    /// checkpoint's byte on are copied, and `bit_len` is relative to that copy.
+    pub(crate) head_resume: Option<EncoderState>,
 }
 
 impl SelectedSeries {
     /// The samples in `[mint, maxt]`, oldest first, decoded as the iterator advances.
     pub fn samples(&self) -> SampleIter<'_> {
         SampleIter { series: self, next_chunk: 0, decoder: None }
+    }
+
+    /// An upper bound of the samples [`SelectedSeries::samples`] yields (for sizing buffers).
+    pub fn max_samples(&self) -> usize {
+        let all: usize = self.chunks.iter().map(|c| usize::from(c.num_samples)).sum();
+        all - self.head_resume.map_or(0, |c| usize::from(c.num_samples))
     }
 
     /// Compressed bytes copied for this series (for accounting).
@@ -73,9 +87,12 @@ impl Iterator for SampleIter<'_> {
             }
             let span = *self.series.chunks.get(self.next_chunk)?;
             self.next_chunk += 1;
-            let start = span.start as usize;
-            self.decoder =
-                Some(ChunkDecoder::new(&self.series.bytes[start..start + span.len as usize], span.num_samples));
+            let resume = match self.series.head_resume {
+                Some(state) if self.next_chunk == self.series.chunks.len() => state,
+                _ => EncoderState::default(),
+            };
+            let data = self.series.bytes.get(span.start as usize..).unwrap_or_default();
+            self.decoder = Some(ChunkDecoder::resume(data, span.len as usize, resume, span.num_samples));
         }
     }
 }
