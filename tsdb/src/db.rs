@@ -574,11 +574,18 @@ impl Db {
     /// Series without samples in the window are left out.
     pub fn select(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<SelectedSeries>, Error> {
         let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
-        let ids = self.index.read().select(matchers);
-        let mut out = Vec::new();
         if mint_ms > maxt_ms {
-            return Ok(out);
+            return Ok(Vec::new());
         }
+        // Sorted by labels here, as ids, so the (larger) results are built in order.
+        let ids = {
+            let index = self.index.read();
+            let mut ids = index.select(matchers);
+            // Label sets are unique, so an unstable sort is deterministic.
+            ids.sort_unstable_by(|a, b| index.cmp_series(*a, *b));
+            ids
+        };
+        let mut out = Vec::with_capacity(ids.len().min(1 << 16));
         {
             let table = self.table.read();
             let mut refs: Vec<ChunkRef> = Vec::new();
@@ -660,8 +667,6 @@ impl Db {
             series.labels = index.labels(series.id.0 as u32);
         }
         drop(index);
-        // Label sets are unique, so an unstable sort is deterministic (and moves less).
-        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
     }
 

@@ -108,6 +108,22 @@ impl Index {
         )
     }
 
+    /// Orders series `a` and `b` exactly as their label sets order, comparing strings only at the
+    /// first pair whose symbols differ (selected series mostly share their leading labels).
+    pub fn cmp_series(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        let pairs = |id: u32| self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
+        let (a, b) = (pairs(a), pairs(b));
+        for (&(an, av), &(bn, bv)) in a.iter().zip(b) {
+            if an != bn {
+                return self.strings[an as usize].cmp(&self.strings[bn as usize]);
+            }
+            if av != bv {
+                return self.strings[av as usize].cmp(&self.strings[bv as usize]);
+            }
+        }
+        a.len().cmp(&b.len())
+    }
+
     /// Postings lists of the values of label `name` for which `accept(value)` holds.
     fn value_postings<'a>(&'a self, name: &str, accept: impl Fn(&str) -> bool) -> Vec<&'a [u32]> {
         let Some(values) = self.symbol(name).and_then(|n| self.postings.get(&n)) else {
@@ -280,6 +296,11 @@ mod tests {
             let values: std::collections::BTreeSet<String> =
                 expected.iter().filter_map(|id| all[*id as usize].get("job").map(str::to_string)).collect();
             prop_assert_eq!(index.label_values("job", Some(&expected)), values.into_iter().collect::<Vec<_>>());
+            for a in 0..all.len() {
+                for b in 0..all.len() {
+                    prop_assert_eq!(index.cmp_series(a as u32, b as u32), all[a].cmp(&all[b]));
+                }
+            }
         }
     }
 
