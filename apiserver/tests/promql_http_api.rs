@@ -1,6 +1,6 @@
 //! The Prometheus query API of the real `ringtail` binary: response shapes of every endpoint,
-//! GET and form POST, RFC 3339 and Unix times, the error mapping (400 bad_data, 422 execution,
-//! 503 for the sample limit), hostile input (unbalanced parentheses, 10 000-deep nesting, huge
+//! GET and form POST, RFC 3339 and Unix times, the error mapping (400 bad_data, 422 execution and
+//! the sample limit, as Prometheus), hostile input (unbalanced parentheses, 10 000-deep nesting, huge
 //! ranges, regex bombs) answered with a clear 400 while the server stays up, and `ringtail query`.
 
 mod promql_support;
@@ -146,7 +146,7 @@ async fn bad_input_gets_a_clear_error_and_the_server_stays_up() {
             "execution",
             "same labelset",
         ),
-        ("api_requests_total[10m]".into(), 503, "execution", "too many samples"),
+        ("api_requests_total[10m]".into(), 422, "execution", "too many samples"),
         ("count_over_time(api_temperature[100000000y])".into(), 200, "", ""),
     ];
     for (query, status, error_type, text) in &cases {

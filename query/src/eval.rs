@@ -79,6 +79,19 @@ struct Cursor {
 }
 
 impl Fetched {
+    /// A series known only by its newest sample in the window (see `PlannedSelector`).
+    fn newest(latest: tsdb::LatestSample) -> Fetched {
+        let (mut points, mut stale_ts) = (Vec::new(), Vec::new());
+        if is_stale_nan(latest.sample.value) {
+            stale_ts.push(latest.sample.ts_ms);
+        } else {
+            points.push((latest.sample.ts_ms, latest.sample.value));
+        }
+        let labels = latest.labels;
+        let counter_like = is_counter_like(&labels);
+        Fetched { labels: Arc::new(labels), counter_like, points, stale_ts, cursor: Cell::default() }
+    }
+
     /// The points with timestamps in `(lo, hi]`.
     ///
     /// Steps of a range query move the window forward a little each time, so the bounds are
@@ -117,6 +130,12 @@ fn selector_key(selector: &VectorSelector) -> usize {
     selector as *const VectorSelector as usize
 }
 
+/// Whether the metric name ends like a counter's (or is missing).
+fn is_counter_like(labels: &Labels) -> bool {
+    let name = labels.get(METRIC_NAME).unwrap_or("");
+    name.is_empty() || ["_total", "_sum", "_count", "_bucket"].iter().any(|x| name.ends_with(x))
+}
+
 /// Below this many selected series one thread decodes them all (spawning costs more).
 const PARALLEL_DECODE_MIN_SERIES: usize = 2_000;
 
@@ -142,8 +161,7 @@ fn decode_series(
             return Err(QueryError::TooManySamples("query execution"));
         }
         let labels = std::mem::take(&mut s.labels);
-        let name = labels.get(METRIC_NAME).unwrap_or("");
-        let counter_like = name.is_empty() || ["_total", "_sum", "_count", "_bucket"].iter().any(|x| name.ends_with(x));
+        let counter_like = is_counter_like(&labels);
         out.push(Fetched { labels: Arc::new(labels), counter_like, points, stale_ts, cursor: Cell::default() });
     }
     Ok(out)
@@ -196,17 +214,25 @@ impl<'q> Evaluator<'q> {
     ) -> Result<Self, QueryError> {
         let started = Instant::now();
         let lookback_ms = options.lookback.as_millis() as i64;
-        let mut spans: Vec<(&VectorSelector, i64, i64)> = Vec::new();
+        let mut spans: Vec<PlannedSelector<'_>> = Vec::new();
         plan(expr, start_ms, end_ms, start_ms, end_ms, lookback_ms, &mut spans);
         let mut fetched: HashMap<usize, Vec<Fetched>> = HashMap::new();
         let total_samples = AtomicUsize::new(0);
-        for (selector, lo, hi) in spans {
+        for PlannedSelector { selector, mint: lo, maxt: hi, newest_only } in spans {
             let key = selector_key(selector);
             if fetched.contains_key(&key) {
                 continue;
             }
             let mut matchers = selector.matchers.clone();
             matchers.extend(extra.iter().cloned());
+            if newest_only {
+                let newest = db.select_latest(&matchers, lo, hi)?;
+                if total_samples.fetch_add(newest.len(), Ordering::Relaxed) + newest.len() > options.max_samples {
+                    return Err(QueryError::TooManySamples("query execution"));
+                }
+                fetched.insert(key, newest.into_iter().map(Fetched::newest).collect());
+                continue;
+            }
             let mut selected = db.select(&matchers, lo, hi)?;
             let threads = if selected.len() < PARALLEL_DECODE_MIN_SERIES {
                 1
@@ -459,6 +485,16 @@ pub(crate) fn resolve_at(at: AtModifier, start_ms: i64, end_ms: i64) -> i64 {
 
 /// Collects, for every selector, the span of sample times it needs when `expr` is evaluated at
 /// times in `[mint, maxt]`.
+/// What one selector needs from the store.
+struct PlannedSelector<'e> {
+    selector: &'e VectorSelector,
+    mint: i64,
+    maxt: i64,
+    /// An instant vector selector evaluated at a single time: only each series' newest sample
+    /// in the window matters (a staleness marker there hides the series).
+    newest_only: bool,
+}
+
 fn plan<'e>(
     expr: &'e Expr,
     mint: i64,
@@ -466,7 +502,7 @@ fn plan<'e>(
     start_ms: i64,
     end_ms: i64,
     lookback_ms: i64,
-    out: &mut Vec<(&'e VectorSelector, i64, i64)>,
+    out: &mut Vec<PlannedSelector<'e>>,
 ) {
     let shifted = |at: Option<AtModifier>, offset: i64| match at {
         Some(a) => {
@@ -478,11 +514,11 @@ fn plan<'e>(
     match &expr.kind {
         ExprKind::Vector(s) => {
             let (lo, hi) = shifted(s.at, s.offset_ms);
-            out.push((s, lo - lookback_ms, hi));
+            out.push(PlannedSelector { selector: s, mint: lo - lookback_ms, maxt: hi, newest_only: lo == hi });
         }
         ExprKind::Matrix { selector, range_ms } => {
             let (lo, hi) = shifted(selector.at, selector.offset_ms);
-            out.push((selector, lo - range_ms, hi));
+            out.push(PlannedSelector { selector, mint: lo - range_ms, maxt: hi, newest_only: false });
         }
         ExprKind::Subquery { expr: inner, range_ms, offset_ms, at, .. } => {
             let (lo, hi) = shifted(*at, *offset_ms);

@@ -105,8 +105,8 @@ pub struct QueryOutput {
     pub annotations: Annotations,
 }
 
-/// Why a query failed. `Parse` maps to HTTP 400 (`bad_data`), `Execution` to 422, `Timeout` and
-/// `TooManySamples` to 503, `Storage` to 500.
+/// Why a query failed. `Parse` maps to HTTP 400 (`bad_data`), `Execution` and `TooManySamples` to
+/// 422, `Timeout` to 503, `Storage` to 500 (as Prometheus's API does).
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("parse error at char {position}: {message}")]

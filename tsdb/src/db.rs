@@ -167,6 +167,14 @@ struct SeriesState {
     slot: Slot,
 }
 
+/// One series' newest sample in a window (see [`Db::select_latest`]).
+#[derive(Debug, Clone)]
+pub struct LatestSample {
+    pub id: SeriesId,
+    pub labels: Labels,
+    pub sample: Sample,
+}
+
 /// What happened to one sample.
 enum Outcome {
     Appended,
@@ -577,20 +585,84 @@ impl Db {
         if mint_ms > maxt_ms {
             return Ok(Vec::new());
         }
-        // Sorted by labels here, as ids, so the (larger) results are built in order.
-        let ids = {
-            let index = self.index.read();
-            let mut ids = index.select(matchers);
-            // Label sets are unique, so an unstable sort is deterministic.
-            ids.sort_unstable_by(|a, b| index.cmp_series(*a, *b));
-            ids
-        };
+        let ids = self.sorted_ids(matchers);
+        Ok(self.select_ids(&ids, mint_ms, maxt_ms))
+    }
+
+    /// The newest sample in `[mint_ms, maxt_ms]` of each series matching `matchers`, sorted by
+    /// labels: what an instant vector selector reads at one time. When the window reaches the
+    /// series' newest sample and that sample is in the open chunk, it is read from memory without
+    /// decoding anything; otherwise the window is decoded as [`Db::select`] does.
+    pub fn select_latest(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<LatestSample>, Error> {
+        let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
+        if mint_ms > maxt_ms {
+            return Ok(Vec::new());
+        }
+        let ids = self.sorted_ids(matchers);
+        let mut found: Vec<Option<(u32, Sample)>> = Vec::with_capacity(ids.len().min(1 << 16));
+        let mut needs_decoding: Vec<u32> = Vec::new();
+        {
+            let table = self.table.read();
+            for &id in &ids {
+                let Some(cell) = table.get(id as usize / BLOCK_SERIES).and_then(|b| b.get(id as usize % BLOCK_SERIES))
+                else {
+                    continue;
+                };
+                let s = cell.lock();
+                if s.enc.num_samples > 0 && s.newest_ts_ms <= maxt_ms {
+                    if s.newest_ts_ms >= mint_ms {
+                        found.push(Some((id, Sample::new(s.newest_ts_ms, f64::from_bits(s.newest_value_bits)))));
+                    }
+                } else if s.has_samples {
+                    found.push(None);
+                    needs_decoding.push(id);
+                }
+            }
+        }
+        let mut decoded = self
+            .select_ids(&needs_decoding, mint_ms, maxt_ms)
+            .into_iter()
+            .filter_map(|series| series.samples().last().map(|sample| (series.id.0 as u32, sample)))
+            .peekable();
+        // `None` slots stand for `needs_decoding`, in order; `decoded` holds those with a sample.
+        let mut pending = needs_decoding.iter();
+        let index = self.index.read();
+        let mut out = Vec::with_capacity(found.len());
+        for slot in found {
+            let entry = match slot {
+                Some(entry) => Some(entry),
+                None => {
+                    let id = pending.next().copied();
+                    match decoded.peek() {
+                        Some((decoded_id, _)) if Some(*decoded_id) == id => decoded.next(),
+                        _ => None,
+                    }
+                }
+            };
+            if let Some((id, sample)) = entry {
+                out.push(LatestSample { id: SeriesId(u64::from(id)), labels: index.labels(id), sample });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of the series matching `matchers`, ordered by their label sets.
+    fn sorted_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
+        let index = self.index.read();
+        let mut ids = index.select(matchers);
+        // Label sets are unique, so an unstable sort is deterministic.
+        ids.sort_unstable_by(|a, b| index.cmp_series(*a, *b));
+        ids
+    }
+
+    /// [`Db::select`] of the series `ids` (in that order), the window already clamped.
+    fn select_ids(&self, ids: &[u32], mint_ms: i64, maxt_ms: i64) -> Vec<SelectedSeries> {
         let mut out = Vec::with_capacity(ids.len().min(1 << 16));
         {
             let table = self.table.read();
             let mut refs: Vec<ChunkRef> = Vec::new();
             let mut head = [0u8; SLOT_PAYLOAD_BYTES];
-            for id in ids {
+            for &id in ids {
                 let Some(cell) = table.get(id as usize / BLOCK_SERIES).and_then(|b| b.get(id as usize % BLOCK_SERIES))
                 else {
                     continue;
@@ -667,7 +739,7 @@ impl Db {
             series.labels = index.labels(series.id.0 as u32);
         }
         drop(index);
-        Ok(out)
+        out
     }
 
     /// Label sets of the series matching `matchers` with samples in `[mint_ms, maxt_ms]`.

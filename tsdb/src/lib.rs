@@ -43,7 +43,7 @@ mod segment;
 mod select;
 mod series_log;
 
-pub use db::{AppendReport, Db, Options, Rejection, SeriesId, SeriesSamples, Stats};
+pub use db::{AppendReport, Db, LatestSample, Options, Rejection, SeriesId, SeriesSamples, Stats};
 pub use error::{Error, RejectReason};
 pub use labels::{Label, Labels, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};

@@ -248,7 +248,8 @@ mod oracle {
 }
 
 /// Windows over the newest samples start decoding at an open-chunk checkpoint; every window,
-/// before and after a reopen (which rebuilds the checkpoints), must match a plain filter.
+/// before and after a reopen (which rebuilds the checkpoints), must match a plain filter, and
+/// `select_latest` must give the window's newest sample (from memory or decoded).
 #[test]
 fn windows_decoded_from_checkpoints_match_the_samples() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,6 +277,13 @@ fn windows_decoded_from_checkpoints_match_the_samples() {
                     got.len(),
                     want.len()
                 );
+                let latest = db.select_latest(&[Matcher::equal("job", "cp")], lo, hi).unwrap();
+                let latest: Vec<Sample> = latest.iter().map(|l| l.sample).collect();
+                assert!(
+                    latest.len() == usize::from(!want.is_empty())
+                        && latest.iter().zip(want.last()).all(|(a, b)| a.bit_eq(b)),
+                    "newest sample in [{lo}, {hi}] after {upto} samples"
+                );
             }
         }
     };
@@ -296,4 +304,31 @@ fn windows_decoded_from_checkpoints_match_the_samples() {
         db.append_ids(&[(id, *sample)]).unwrap();
         check(&db, n + 1);
     }
+}
+
+/// Series answered from memory and series that need decoding come back together in label order.
+#[test]
+fn select_latest_mixes_memory_and_decoded_answers_in_label_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(small_options(dir.path(), 8 << 20, 1 << 20)).unwrap();
+    let write = |pod: &str, samples: &[(i64, f64)]| {
+        let id = db.resolve(&[("__name__", "m"), ("pod", pod)]).unwrap();
+        let entries: Vec<_> = samples.iter().map(|&(ts, v)| (id, Sample::new(ts, v))).collect();
+        db.append_ids(&entries).unwrap();
+    };
+    write("a", &[(100, 1.0), (140, 2.0)]); // newest inside the window: from memory
+    write("b", &[(100, 3.0), (120, 4.0), (200, 5.0)]); // newest after it: decoded
+    write("c", &[(10, 6.0), (300, 7.0)]); // nothing inside the window
+    write("d", &[(130, 8.0), (150, stale_nan())]); // the newest is a staleness marker
+    let latest = db.select_latest(&[Matcher::equal("__name__", "m")], 50, 150).unwrap();
+    let got: Vec<(String, i64, u64)> = latest
+        .iter()
+        .map(|l| (l.labels.get("pod").unwrap_or("").to_string(), l.sample.ts_ms, l.sample.value.to_bits()))
+        .collect();
+    let want = vec![
+        ("a".to_string(), 140, 2.0f64.to_bits()),
+        ("b".to_string(), 120, 4.0f64.to_bits()),
+        ("d".to_string(), 150, stale_nan().to_bits()),
+    ];
+    assert_eq!(got, want);
 }

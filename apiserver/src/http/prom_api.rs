@@ -108,8 +108,9 @@ pub fn error_response(query_text: &str, e: QueryError) -> ApiError {
         e @ QueryError::Timeout(_) => {
             ApiError { status: StatusCode::SERVICE_UNAVAILABLE, error_type: "timeout", message: e.to_string() }
         }
+        // Prometheus's API answers its sample limit as any other execution error: 422.
         e @ QueryError::TooManySamples(_) => {
-            ApiError { status: StatusCode::SERVICE_UNAVAILABLE, error_type: "execution", message: e.to_string() }
+            ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, error_type: "execution", message: e.to_string() }
         }
         e @ QueryError::Storage(_) => {
             ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, error_type: "internal", message: e.to_string() }
