@@ -38,7 +38,8 @@ impl Pod {
         let app = APPS[(index / NAMESPACES.len()) % APPS.len()];
         // A 10-hex-digit "replicaset hash" and a 5-character suffix, derived from the index and
         // generation so runs are reproducible.
-        let hash = (index as u64 / 64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (generation as u64 + 1) * 0x1234_5677;
+        let hash =
+            (index as u64 / 64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((generation as u64 + 1) * 0x1234_5677);
         let suffix = (index as u64).wrapping_mul(2_654_435_761) ^ generation as u64;
         let address = index + generation * 1_000_003;
         Pod {

@@ -17,6 +17,12 @@ pub fn rss_mib(pid: u32) -> f64 {
     status_field_kib(pid, "VmRSS:").map(|kib| kib / 1024.0).unwrap_or(f64::NAN)
 }
 
+/// Anonymous resident memory (`RssAnon`: heap, stacks, anonymous maps; no file-backed pages such
+/// as a memory-mapped store) of `pid` in MiB; NaN when it cannot be read.
+pub fn anon_rss_mib(pid: u32) -> f64 {
+    status_field_kib(pid, "RssAnon:").map(|kib| kib / 1024.0).unwrap_or(f64::NAN)
+}
+
 /// Peak resident set (`VmHWM`) of `pid` in MiB; NaN when it cannot be read.
 pub fn peak_mib(pid: u32) -> f64 {
     peak_rss_mib(pid)
@@ -74,6 +80,9 @@ pub fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values
 }
 
+/// Validates a response body of a load request.
+pub type ResponseCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Latency of an open-loop run.
 pub struct LoadResult {
     /// Microseconds from each request's intended send time to its complete response.
@@ -97,7 +106,7 @@ pub async fn open_loop(
     rate: u64,
     duration: Duration,
     make: impl Fn() -> reqwest::RequestBuilder,
-    check: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    check: ResponseCheck,
 ) -> Result<LoadResult> {
     let histogram = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("creating the latency histogram")?,

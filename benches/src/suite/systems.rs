@@ -91,6 +91,8 @@ pub struct RunningSystem {
     pub adapter: Option<AdapterEndpoint>,
     /// Resident set right after readiness, before any workload data (MiB).
     pub idle_rss_mib: f64,
+    /// Anonymous resident memory at the same moment (MiB).
+    pub idle_anon_mib: f64,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -171,7 +173,8 @@ impl RunningSystem {
         // Let start-up work (WAL replay, cache warm-up) finish before taking the idle figure.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle_rss_mib = crate::suite::measure::rss_mib(peer.pid());
-        Ok(RunningSystem { kind, peer, adapter, idle_rss_mib })
+        let idle_anon_mib = crate::suite::measure::anon_rss_mib(peer.pid());
+        Ok(RunningSystem { kind, peer, adapter, idle_rss_mib, idle_anon_mib })
     }
 
     pub fn pid(&self) -> u32 {

@@ -8,7 +8,7 @@
 
 use super::repeats_text;
 use crate::suite::fleet::{series_labels, Pod, SeriesKind, SeriesShape};
-use crate::suite::measure::{cpu, open_loop, peak_mib};
+use crate::suite::measure::{cpu, open_loop, peak_mib, ResponseCheck};
 use crate::suite::options::Scale;
 use crate::suite::results::{charted, tabulated, WorkloadInfo};
 use crate::suite::systems::{remote_write, RunningSystem, SystemKind, SystemSetup};
@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 pub const KEY: &str = "adapter-api";
 const NAMESPACE: &str = "bench";
 const METRIC: &str = "requests_in_flight";
+
+/// Builds one load request.
+type RequestMaker = Box<dyn Fn() -> reqwest::RequestBuilder>;
 
 /// The prometheus-adapter rules file Ringtail serves the metric with.
 pub fn adapter_rules(metrics: &[&str]) -> String {
@@ -147,31 +150,30 @@ async fn run_point(suite: &mut Suite, pods: usize, repeats: usize) -> Result<()>
                 suite.scale.api_rate,
                 repeat + 1
             ));
-            let (make, check): (Box<dyn Fn() -> reqwest::RequestBuilder>, Arc<dyn Fn(&str) -> bool + Send + Sync>) =
-                match kind {
-                    SystemKind::Ringtail => {
-                        let adapter = system.adapter()?;
-                        let url = format!(
+            let (make, check): (RequestMaker, ResponseCheck) = match kind {
+                SystemKind::Ringtail => {
+                    let adapter = system.adapter()?;
+                    let url = format!(
                             "{}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/%2A/{METRIC}?labelSelector=app%3Dweb",
                             adapter.base_url
                         );
-                        let client = adapter.client.clone();
-                        (Box::new(move || client.get(&url)), Arc::new(move |body: &str| items_count(body) == pods))
-                    }
-                    _ => {
-                        let client = reqwest::Client::builder()
-                            .no_proxy()
-                            .timeout(crate::suite::systems::REQUEST_TIMEOUT)
-                            .pool_max_idle_per_host(512)
-                            .build()?;
-                        let url = format!("{}/query", system.api_url());
-                        let form = vec![("query", rendered.clone())];
-                        (
-                            Box::new(move || client.post(&url).form(&form)),
-                            Arc::new(move |body: &str| series_count(body) == pods),
-                        )
-                    }
-                };
+                    let client = adapter.client.clone();
+                    (Box::new(move || client.get(&url)), Arc::new(move |body: &str| items_count(body) == pods))
+                }
+                _ => {
+                    let client = reqwest::Client::builder()
+                        .no_proxy()
+                        .timeout(crate::suite::systems::REQUEST_TIMEOUT)
+                        .pool_max_idle_per_host(512)
+                        .build()?;
+                    let url = format!("{}/query", system.api_url());
+                    let form = vec![("query", rendered.clone())];
+                    (
+                        Box::new(move || client.post(&url).form(&form)),
+                        Arc::new(move |body: &str| series_count(body) == pods),
+                    )
+                }
+            };
             // One untimed probe: the system must answer correctly before it is loaded (data may
             // take a moment to become searchable).
             let deadline = Instant::now() + Duration::from_secs(60);

@@ -6,7 +6,7 @@
 
 use super::{repeats_text, send_batch};
 use crate::suite::fleet::{encode_requests, write_series, Pod, DATA_STEP_MS};
-use crate::suite::measure::{cpu, disk_bytes, peak_mib, rss_mib};
+use crate::suite::measure::{anon_rss_mib, cpu, disk_bytes, peak_mib, rss_mib};
 use crate::suite::options::Scale;
 use crate::suite::results::{charted, tabulated, WorkloadInfo};
 use crate::suite::systems::{RunningSystem, SystemKind, SystemSetup};
@@ -26,16 +26,16 @@ fn rounds(scale: &Scale, series: usize) -> usize {
 /// Receiver CPU-µs per sample and per new series, guessed from earlier runs, for the estimate.
 fn cost_guess(kind: SystemKind) -> (f64, f64) {
     match kind {
-        SystemKind::Ringtail => (1.0, 8.0),
-        SystemKind::Prometheus => (6.0, 25.0),
-        SystemKind::VictoriaMetrics => (2.5, 15.0),
+        SystemKind::Ringtail => (1.5, 8.0),
+        SystemKind::Prometheus => (7.0, 40.0),
+        SystemKind::VictoriaMetrics => (5.0, 20.0),
     }
 }
 
 fn run_estimate(scale: &Scale, kind: SystemKind, series: usize, samples: usize) -> f64 {
     let (per_sample, per_series) = cost_guess(kind);
-    // Start-up, readiness, settle and stop, then the CPU work spread over ~1.6 usable cores.
-    4.0 + scale.settle.as_secs_f64() + (samples as f64 * per_sample + series as f64 * per_series) / 1e6 / 1.6
+    // Start-up, readiness, settle and stop, then the CPU work spread over ~1.1 usable cores (the load generator takes the rest).
+    4.0 + scale.settle.as_secs_f64() + (samples as f64 * per_sample + series as f64 * per_series) / 1e6 / 1.1
 }
 
 pub fn estimate_seconds(scale: &Scale) -> f64 {
@@ -86,6 +86,7 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
             charted("peak_rss_mib", "peak RSS", "MiB", true),
             tabulated("steady_rss_mib", "RSS after settling", "MiB", true),
             charted("rss_bytes_per_series", "RSS growth per active series", "bytes", true),
+            charted("anon_bytes_per_series", "anonymous memory (heap) growth per active series", "bytes", true),
             charted("disk_bytes_per_sample", "bytes on disk per sample", "bytes", true),
             tabulated("failed_requests", "failed requests", "count", true),
         ],
@@ -135,6 +136,7 @@ async fn measure_run(
     tokio::time::sleep(suite.scale.settle).await;
     let cpu_used = cpu(pid)? - cpu_before;
     let steady = rss_mib(pid);
+    let anon = anon_rss_mib(pid);
     let peak = peak_mib(pid);
     let disk = disk_bytes(&system.data_dir())? as f64;
     let samples = batch.samples as f64;
@@ -145,6 +147,7 @@ async fn measure_run(
     record(suite, "peak_rss_mib", peak);
     record(suite, "steady_rss_mib", steady);
     record(suite, "rss_bytes_per_series", (steady - system.idle_rss_mib) * 1048576.0 / point);
+    record(suite, "anon_bytes_per_series", (anon - system.idle_anon_mib) * 1048576.0 / point);
     record(suite, "disk_bytes_per_sample", disk / samples);
     record(suite, "failed_requests", outcome.failed_requests as f64);
     if outcome.failed_requests > 0 {

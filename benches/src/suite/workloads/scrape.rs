@@ -8,7 +8,7 @@
 use super::repeats_text;
 use crate::suite::exporter::{Exporter, PageRenderer};
 use crate::suite::fleet::{pod_series, render_page, Pod};
-use crate::suite::measure::{cpu, peak_mib, rss_mib};
+use crate::suite::measure::{anon_rss_mib, cpu, peak_mib, rss_mib};
 use crate::suite::options::Scale;
 use crate::suite::results::{charted, tabulated, WorkloadInfo};
 use crate::suite::systems::{RunningSystem, ScrapeJob, SystemKind, SystemSetup};
@@ -65,6 +65,7 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
             charted("peak_rss_mib", "peak RSS", "MiB", true),
             tabulated("steady_rss_mib", "RSS at the end of the window", "MiB", true),
             charted("rss_bytes_per_series", "RSS growth per active series", "bytes", true),
+            charted("anon_bytes_per_series", "anonymous memory (heap) growth per active series", "bytes", true),
         ],
         notes: vec![],
     }
@@ -139,6 +140,7 @@ async fn measure_run(
     let hits = exporter.total_hits() - hits_before;
     let window = window_start.elapsed().as_secs_f64();
     let steady = rss_mib(pid);
+    let anon = anon_rss_mib(pid);
     let samples = (hits * scale.scrape_series_per_target as u64) as f64;
     let active_series = (targets * scale.scrape_series_per_target) as f64;
     let point = targets as f64;
@@ -149,5 +151,6 @@ async fn measure_run(
     record(suite, "peak_rss_mib", peak_mib(pid));
     record(suite, "steady_rss_mib", steady);
     record(suite, "rss_bytes_per_series", (steady - system.idle_rss_mib) * 1048576.0 / active_series);
+    record(suite, "anon_bytes_per_series", (anon - system.idle_anon_mib) * 1048576.0 / active_series);
     Ok(())
 }
