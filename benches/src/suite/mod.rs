@@ -90,7 +90,7 @@ pub async fn run(options: SuiteOptions) -> Result<std::path::PathBuf> {
     let machine = machine::describe().await;
     let progress = ProgressBar::new(estimated.round().max(1.0) as u64);
     progress.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {percent:>3}% ~{eta} left  {msg}")
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent:>3}% ~{eta} left  {wide_msg}")
             .context("progress bar template")?
             .progress_chars("=> "),
     );

@@ -60,13 +60,13 @@ pub struct SuiteOptions {
     /// (a) Active series per scaling point [default: 10000,100000,300000,1000000].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub rw_series: Vec<usize>,
-    /// (a) Samples sent per run at least (each series gets ≥ 3 samples) [default: 1000000].
+    /// (a) Samples sent per run at least (each series gets ≥ 3 samples) [default: 600000].
     #[arg(long, value_name = "N")]
     pub rw_samples: Option<usize>,
     /// (b) Scrape targets (100 series each) per scaling point [default: 50,100,200,400].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub scrape_targets: Vec<usize>,
-    /// (b) Seconds of steady-state scraping measured per run [default: 6].
+    /// (b) Seconds of steady-state scraping measured per run [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub scrape_seconds: Option<u64>,
     /// (c) Series each query reads per scaling point [default: 1000,10000,30000,100000].
@@ -144,13 +144,13 @@ impl SuiteOptions {
             repeat_all: self.repeat_all,
             settle: Duration::from_secs(if q { 2 } else { 5 }),
             rw_series: list(&self.rw_series, q, &[1_000, 10_000], &[10_000, 100_000, 300_000, 1_000_000]),
-            rw_samples: self.rw_samples.unwrap_or(if q { 100_000 } else { 1_000_000 }),
+            rw_samples: self.rw_samples.unwrap_or(if q { 100_000 } else { 600_000 }),
             scrape_targets: list(&self.scrape_targets, q, &[5, 20], &[50, 100, 200, 400]),
             scrape_series_per_target: 100,
             scrape_interval: Duration::from_secs(if q { 1 } else { 2 }),
-            scrape_window: Duration::from_secs(self.scrape_seconds.unwrap_or(if q { 3 } else { 6 })),
+            scrape_window: Duration::from_secs(self.scrape_seconds.unwrap_or(if q { 3 } else { 5 })),
             query_series: list(&self.query_series, q, &[300, 1_000], &[1_000, 10_000, 30_000, 100_000]),
-            query_runs: if q { 3 } else { 5 },
+            query_runs: 3,
             api_pods: list(&self.api_pods, q, &[100, 1_000], &[100, 300, 1_000, 3_000]),
             api_rate: self.api_rate.unwrap_or(if q { 100 } else { 500 }).max(1),
             api_duration: Duration::from_secs(self.api_seconds.unwrap_or(if q { 2 } else { 6 }).max(1)),

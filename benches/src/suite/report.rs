@@ -223,7 +223,7 @@ fn workload_section(
             if cells.iter().all(Option::is_none) {
                 continue;
             }
-            let _ = write!(md, "| {} ({}) | {} |", figure.title, figure.unit, format_value(point));
+            let _ = write!(md, "| {} ({}) | {} |", figure.title, figure.unit, axis_label(point));
             for cell in &cells {
                 let _ = write!(md, " {} |", format_summary(*cell));
             }
@@ -409,7 +409,7 @@ pub fn check_targets(results: &Results, scale: &Scale) -> Vec<TargetCheck> {
             median(key, "samples_per_cpu_s", SystemKind::Ringtail, point),
             median(key, "samples_per_cpu_s", SystemKind::VictoriaMetrics, point),
         ) {
-            parts.push(format!("{}: {:.2}×", format_value(point), r / v));
+            parts.push(format!("{}: {:.2}×", axis_label(point), r / v));
             all_met &= r / v >= 2.0;
         }
     }
@@ -443,7 +443,7 @@ pub fn check_targets(results: &Results, scale: &Scale) -> Vec<TargetCheck> {
             }
         }
     }
-    let at = point.map(format_value).unwrap_or_default();
+    let at = point.map(axis_label).unwrap_or_default();
     checks.push(TargetCheck {
         target: "PromQL median latency ≤ 1/3 of Prometheus's (10k series)",
         verdict: verdict(!parts.is_empty() && point == Some(10_000.0), all_met),
@@ -507,7 +507,7 @@ pub fn check_targets(results: &Results, scale: &Scale) -> Vec<TargetCheck> {
                 "anonymous memory (RssAnon: heap, no mapped store pages) grew {} bytes per active series at {} \
                  series after remote-write ingest; whole RSS grew {} bytes per series",
                 format_value(v),
-                format_value(p),
+                axis_label(p),
                 rss_per_series.map(format_value).unwrap_or_else(|| "—".into())
             ),
             _ => "not run".into(),

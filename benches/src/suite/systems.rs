@@ -61,10 +61,10 @@ pub struct SystemSetup {
 
 /// The Prometheus-format configuration shared by all scrapers.
 pub fn scrape_config_yaml(jobs: &[ScrapeJob]) -> String {
-    let mut yaml = String::from("scrape_configs:\n");
     if jobs.is_empty() {
         return "scrape_configs: []\n".to_string();
     }
+    let mut yaml = String::from("scrape_configs:\n");
     for job in jobs {
         let secs = job.interval.as_secs_f64();
         yaml.push_str(&format!(
@@ -163,9 +163,11 @@ impl RunningSystem {
         };
         let peer = Peer::start(kind.name(), &program, &args, &envs, port, dir, "server.log").map_err(|e| anyhow!(e))?;
         let ready = format!("{}{ready_path}", peer.url);
-        wait_ok(http, &ready, READY_TIMEOUT, Duration::from_millis(100)).await.map_err(|e| {
-            anyhow!("{} did not start: {e}; its log: {}", kind.name(), peer.dir().join("server.log").display())
-        })?;
+        if let Err(e) = wait_ok(http, &ready, READY_TIMEOUT, Duration::from_millis(100)).await {
+            // The temporary directory goes with the process: quote the log's end now.
+            let tail = log_tail(&peer.dir().join("server.log"));
+            return Err(anyhow!("{} did not start: {e}; its log ends: {tail}", kind.name()));
+        }
         let adapter = match secure_port {
             Some(secure) => Some(adapter_endpoint(&peer, secure).await?),
             None => None,
@@ -191,9 +193,9 @@ impl RunningSystem {
         self.peer.dir().join("data")
     }
 
-    /// The server log, named in error messages.
-    pub fn log_path(&self) -> PathBuf {
-        self.peer.dir().join("server.log")
+    /// The last lines of the server log, quoted in notes (the log is removed with the system).
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.peer.dir().join("server.log"))
     }
 
     /// The Remote-Write 1.0 endpoint (the same path on all three).
@@ -219,6 +221,13 @@ impl RunningSystem {
     pub fn adapter(&self) -> Result<&AdapterEndpoint> {
         self.adapter.as_ref().ok_or_else(|| anyhow!("{} has no custom metrics API", self.kind.name()))
     }
+}
+
+/// The last 5 lines of the log at `path`, joined with " / ".
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(5)..].join(" / ")
 }
 
 async fn adapter_endpoint(peer: &Peer, secure_port: u16) -> Result<AdapterEndpoint> {

@@ -26,8 +26,8 @@ const QUERY: &str = "sum by (pod) (rate(http_requests_total[2m]))";
 fn run_estimate(scale: &Scale, kind: SystemKind, series_created: usize, samples: usize) -> f64 {
     let (per_sample, per_series) = match kind {
         SystemKind::Ringtail => (1.5, 8.0),
-        SystemKind::Prometheus => (7.0, 40.0),
-        SystemKind::VictoriaMetrics => (5.0, 20.0),
+        SystemKind::Prometheus => (7.0, 60.0),
+        SystemKind::VictoriaMetrics => (5.0, 50.0),
     };
     5.0 + scale.settle.as_secs_f64() + (samples as f64 * per_sample + series_created as f64 * per_series) / 1e6 / 1.1
 }

@@ -1,6 +1,6 @@
 //! Workload (f), freshness: the time from a value change at the source to the new value being
-//! visible where an HPA reads it. The bench serves one exporter page of 128 gauges
-//! (`queue_messages_ready{namespace="fresh",pod="worker-K"}`) and changes one gauge every 0.5 s at
+//! visible where an HPA reads it. The bench serves one exporter page of 256 gauges
+//! (`queue_messages_ready{namespace="fresh",pod="worker-K"}`) and changes one gauge every 0.3 s at
 //! a known instant; Ringtail, Prometheus and VictoriaMetrics all scrape the page at the same
 //! interval, and each is polled every 10 ms where its value is read: Ringtail's custom metrics
 //! API; Prometheus's and VictoriaMetrics's query API with the query prometheus-adapter renders.
@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 
 pub const KEY: &str = "freshness";
 const METRIC: &str = "queue_messages_ready";
-/// Gauges on the page; a gauge changes again only after SLOTS × CHANGE_PERIOD (64 s), longer than
-/// any system takes to show a change, so no change is overwritten before it is seen.
-const SLOTS: usize = 128;
-const CHANGE_PERIOD: Duration = Duration::from_millis(500);
+/// Gauges on the page; a gauge changes again only after SLOTS × CHANGE_PERIOD (77 s), longer than
+/// any system takes to show a change (VictoriaMetrics: 30 s + up to two 15 s scrape intervals), so
+/// no change is overwritten before it is seen.
+const SLOTS: usize = 256;
+const CHANGE_PERIOD: Duration = Duration::from_millis(300);
 const RW_CHANGE_PERIOD: Duration = Duration::from_millis(250);
 const POLL_PERIOD: Duration = Duration::from_millis(10);
 /// VictoriaMetrics' default `-search.latencyOffset`.

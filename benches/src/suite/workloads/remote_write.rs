@@ -27,8 +27,8 @@ fn rounds(scale: &Scale, series: usize) -> usize {
 fn cost_guess(kind: SystemKind) -> (f64, f64) {
     match kind {
         SystemKind::Ringtail => (1.5, 8.0),
-        SystemKind::Prometheus => (7.0, 40.0),
-        SystemKind::VictoriaMetrics => (5.0, 20.0),
+        SystemKind::Prometheus => (7.0, 60.0),
+        SystemKind::VictoriaMetrics => (5.0, 50.0),
     }
 }
 
@@ -154,10 +154,10 @@ async fn measure_run(
         suite.note(
             KEY,
             format!(
-                "{} rejected {} requests at {point} series (log: {})",
+                "{} rejected {} requests at {point} series; its log ends: {}",
                 kind.name(),
                 outcome.failed_requests,
-                system.log_path().display()
+                system.log_tail()
             ),
         );
     }
