@@ -41,6 +41,22 @@ pub fn cpu(pid: u32) -> Result<f64> {
     cpu_seconds(pid, ticks).map_err(|e| anyhow!("reading CPU time of process {pid}: {e}"))
 }
 
+/// Waits until `pid` uses less than a tenth of a core over half a second (work left over from
+/// an overload, such as abandoned queries, would otherwise land on the next measurement), at
+/// most `limit`; returns how long it waited.
+pub async fn wait_idle(pid: u32, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let window = Duration::from_millis(500);
+    loop {
+        let before = cpu(pid)?;
+        tokio::time::sleep(window).await;
+        let used = cpu(pid)? - before;
+        if used < 0.1 * window.as_secs_f64() || started.elapsed() >= limit {
+            return Ok(started.elapsed());
+        }
+    }
+}
+
 /// Bytes allocated on disk under `dir` (512-byte blocks of every file, as `du` counts them;
 /// sparse preallocated files count only what was written).
 pub fn disk_bytes(dir: &Path) -> Result<u64> {

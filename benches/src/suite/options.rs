@@ -78,11 +78,11 @@ pub struct SuiteOptions {
     /// (d) Request rate of the open-loop load, per second [default: 500].
     #[arg(long, value_name = "N")]
     pub api_rate: Option<u64>,
-    /// (d) Seconds of load per system per repeat [default: 6].
+    /// (d) Seconds of load per system per repeat [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub api_seconds: Option<u64>,
     /// (e) Churn generations (5 min of data each, all pods replaced between) per scaling point
-    /// [default: 1,3,10,30].
+    /// [default: 1,3,10,20].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub churn_generations: Vec<usize>,
     /// (e) Pods alive at a time (10 series each) [default: 500].
@@ -153,8 +153,8 @@ impl SuiteOptions {
             query_runs: 3,
             api_pods: list(&self.api_pods, q, &[100, 1_000], &[100, 300, 1_000, 3_000]),
             api_rate: self.api_rate.unwrap_or(if q { 100 } else { 500 }).max(1),
-            api_duration: Duration::from_secs(self.api_seconds.unwrap_or(if q { 2 } else { 6 }).max(1)),
-            churn_generations: list(&self.churn_generations, q, &[1, 4], &[1, 3, 10, 30]),
+            api_duration: Duration::from_secs(self.api_seconds.unwrap_or(if q { 2 } else { 5 }).max(1)),
+            churn_generations: list(&self.churn_generations, q, &[1, 4], &[1, 3, 10, 20]),
             churn_pods: self.churn_pods.unwrap_or(if q { 100 } else { 500 }).max(1),
             freshness_intervals: list(&self.freshness_intervals, q, &[1], &[2, 5, 10, 15]),
             freshness_changes: self.freshness_changes.unwrap_or(if q { 8 } else { 30 }).max(1),

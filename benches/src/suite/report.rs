@@ -372,6 +372,9 @@ where
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_labels(8)
+        .y_labels(8)
+        .light_line_style(TRANSPARENT)
         .x_label_formatter(&|v| axis_label(*v))
         .y_label_formatter(&|v| axis_label(*v))
         .draw()?;

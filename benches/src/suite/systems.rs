@@ -1,7 +1,9 @@
 //! `SystemKind` names a system under test and `RunningSystem` is one started on loopback with a
 //! fresh temporary data directory: Ringtail (`ringtail serve --standalone`, its metrics adapter on
 //! TLS with the generated CA), Prometheus 2.42 (remote-write receiver enabled) and
-//! VictoriaMetrics 1.79 single-node (scraping with its own `-promscrape.config`). Each gets the
+//! VictoriaMetrics 1.79 single-node (scraping with its own `-promscrape.config`, and
+//! `-search.maxQueryLen` raised to 1 MiB so the adapter's rendered query over thousands of pods is
+//! accepted; its other flags, including `-search.latencyOffset`, stay at their defaults). Each gets the
 //! same Prometheus-shaped scrape configuration when a workload needs scraping. Adding a system
 //! means adding a variant here with its command line, readiness URL and API paths.
 
@@ -154,6 +156,9 @@ impl RunningSystem {
                     format!("-httpListenAddr=127.0.0.1:{port}"),
                     "-retentionPeriod=10y".into(),
                     "-loggerLevel=WARN".into(),
+                    // The default 16 KiB rejects the query prometheus-adapter renders for ~2000+
+                    // pods (`pod=~"a|b|…"`); a deployment serving that many pods must raise it too.
+                    "-search.maxQueryLen=1048576".into(),
                 ];
                 if !setup.scrape_jobs.is_empty() {
                     args.push(format!("-promscrape.config={}", scrape_file.display()));

@@ -29,7 +29,7 @@ fn run_estimate(scale: &Scale, kind: SystemKind, series_created: usize, samples:
         SystemKind::Prometheus => (7.0, 60.0),
         SystemKind::VictoriaMetrics => (5.0, 50.0),
     };
-    5.0 + scale.settle.as_secs_f64() + (samples as f64 * per_sample + series_created as f64 * per_series) / 1e6 / 1.1
+    3.0 + scale.settle.as_secs_f64() + (samples as f64 * per_sample + series_created as f64 * per_series) / 1e6 / 1.1
 }
 
 fn point_estimate(scale: &Scale, generations: usize, repeats: usize) -> f64 {

@@ -34,8 +34,9 @@ fn cost_guess(kind: SystemKind) -> (f64, f64) {
 
 fn run_estimate(scale: &Scale, kind: SystemKind, series: usize, samples: usize) -> f64 {
     let (per_sample, per_series) = cost_guess(kind);
-    // Start-up, readiness, settle and stop, then the CPU work spread over ~1.1 usable cores (the load generator takes the rest).
-    4.0 + scale.settle.as_secs_f64() + (samples as f64 * per_sample + series as f64 * per_series) / 1e6 / 1.1
+    // Start-up and readiness (0.5–3 s), settle, then the CPU work spread over ~1.1 usable cores
+    // (the load generator takes the rest).
+    2.0 + scale.settle.as_secs_f64() + (samples as f64 * per_sample + series as f64 * per_series) / 1e6 / 1.1
 }
 
 pub fn estimate_seconds(scale: &Scale) -> f64 {
@@ -65,7 +66,9 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
              `job`, `instance`) are encoded once as Remote-Write 1.0 requests of {SAMPLES_PER_REQUEST} samples, \
              one sample per series per request as a live Prometheus queue sends, timestamps {}s apart. The \
              same bytes go to a freshly started system per run, {} lanes at once, each series in time order. \
-             CPU is the receiver's user+system time from the first request to {}s after the last response.",
+             CPU is the receiver's user+system time from the first request to {}s after the last response. \
+             With few samples per series (3 at the largest points) bytes on disk per sample mostly show \
+             per-series cost (index, each series' first chunk or page), not compressed samples.",
             DATA_STEP_MS / 1000,
             super::SEND_CONCURRENCY,
             scale.settle.as_secs()
