@@ -10,6 +10,7 @@ use super::results::{Results, Summary, WorkloadInfo};
 use super::systems::SystemKind;
 use super::workloads;
 use anyhow::{Context, Result};
+use plotters::coord::combinators::{BindKeyPoints, LogCoord};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -258,7 +259,7 @@ fn workload_section(
             continue;
         }
         let title = format!("{}: {}", workload.title, figure.title);
-        let y_label = format!("{} ({})", figure.title, figure.unit);
+        let y_label = figure.unit.to_string();
         match draw_chart(&charts_dir.join(&file), &title, workload.point_label, &y_label, workload.log_x, &series) {
             Ok(()) => {
                 let _ = writeln!(md, "![{}](charts/{file})\n", figure.title);
@@ -339,9 +340,14 @@ fn draw_chart(
     let y_linear = 0.0..(y_max * 1.1).max(f64::MIN_POSITIVE);
     let y_log = y_min / 1.5..y_max * 1.5;
     let labels = (title, x_label, y_label);
+    // Log x labels at the scaling points themselves (plotters' own pick may skip them).
+    let mut key_points: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|&(x, _)| x)).collect();
+    key_points.sort_by(f64::total_cmp);
+    key_points.dedup();
+    let x_log_keyed = || LogCoord::from(x_log.clone().log_scale()).with_key_points(key_points.clone());
     match (log_x && x_min > 0.0, log_y) {
-        (true, true) => plot(&root, labels, x_log.log_scale(), y_log.log_scale(), series)?,
-        (true, false) => plot(&root, labels, x_log.log_scale(), y_linear, series)?,
+        (true, true) => plot(&root, labels, x_log_keyed(), y_log.log_scale(), series)?,
+        (true, false) => plot(&root, labels, x_log_keyed(), y_linear, series)?,
         (false, true) => plot(&root, labels, x_linear, y_log.log_scale(), series)?,
         (false, false) => plot(&root, labels, x_linear, y_linear, series)?,
     }
@@ -384,7 +390,19 @@ where
             .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
             .label(kind.name())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    }
+    // Every system has its own marker and Ringtail's are drawn last, so equal values stay visible.
+    for (kind, points) in series.iter().rev() {
+        let color = system_color(*kind);
+        match kind {
+            SystemKind::Ringtail => chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?,
+            SystemKind::Prometheus => {
+                chart.draw_series(points.iter().map(|&p| TriangleMarker::new(p, 6, color.filled())))?
+            }
+            SystemKind::VictoriaMetrics => {
+                chart.draw_series(points.iter().map(|&p| Cross::new(p, 5, color.stroke_width(2))))?
+            }
+        };
     }
     chart
         .configure_series_labels()
