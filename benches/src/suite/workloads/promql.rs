@@ -110,10 +110,10 @@ pub fn estimate_seconds(scale: &Scale) -> f64 {
 pub fn info(scale: &Scale) -> WorkloadInfo {
     let mut figures = Vec::new();
     for query in &QUERIES {
-        figures.push(charted(query.p50_key, query.title, "ms (median)", true));
+        figures.push(charted(query.p50_key, query.title, "median ms", true));
     }
     for query in &QUERIES {
-        figures.push(tabulated(query.p99_key, query.title, "ms (p99)", true));
+        figures.push(tabulated(query.p99_key, query.title, "p99 ms", true));
     }
     figures.push(tabulated(
         "load_samples_per_s",

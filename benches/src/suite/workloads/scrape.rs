@@ -61,7 +61,7 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
         figures: vec![
             charted("samples_per_s", "samples ingested", "samples/s", false),
             charted("cpu_s_per_million", "CPU per million scraped samples", "CPU-s", true),
-            charted("cpu_share", "CPU used (cores)", "cores", true),
+            charted("cpu_share", "CPU used", "cores", true),
             charted("peak_rss_mib", "peak RSS", "MiB", true),
             tabulated("steady_rss_mib", "RSS at the end of the window", "MiB", true),
             charted("rss_bytes_per_series", "RSS growth per active series", "bytes", true),
