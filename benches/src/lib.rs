@@ -1,7 +1,12 @@
-//! Shared plumbing for Ringtail's side-by-side benchmark programs (`src/bin/`): starting a peer
-//! server process (killed on drop), free loopback ports, finding the `ringtail` binary, waiting for
-//! readiness, reading a process's CPU time and peak RSS from `/proc`, and `--flag N` option parsing.
+//! Ringtail's benchmark crate. [`suite`] is the benchmark suite behind the `ringtail-bench`
+//! program (every system under test started on loopback, six workloads, a report folder with
+//! Markdown, SVG charts and JSON). This file holds the plumbing the suite and the older
+//! side-by-side programs in `src/bin/` share: starting a peer server process (killed on drop),
+//! free loopback ports, finding the `ringtail` binary, waiting for readiness, reading a process's
+//! CPU time and peak RSS from `/proc`, and `--flag N` option parsing.
 #![forbid(unsafe_code)]
+
+pub mod suite;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,241 @@
+//! `measure` owns how every figure is taken: a process's CPU time (utime + stime from
+//! `/proc/<pid>/stat`), its resident set now (`VmRSS`) and at peak (`VmHWM`), bytes on disk (the
+//! allocated blocks of every file under a directory, as `du` counts them), percentiles, an
+//! open-loop request generator recording latency in an hdrhistogram, and timed PromQL queries.
+
+use crate::{clock_ticks_per_second, cpu_seconds, peak_rss_mib};
+use anyhow::{anyhow, Context, Result};
+use hdrhistogram::Histogram;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Current resident set (`VmRSS`) of `pid` in MiB; NaN when it cannot be read.
+pub fn rss_mib(pid: u32) -> f64 {
+    status_field_kib(pid, "VmRSS:").map(|kib| kib / 1024.0).unwrap_or(f64::NAN)
+}
+
+/// Anonymous resident memory (`RssAnon`: heap, stacks, anonymous maps; no file-backed pages such
+/// as a memory-mapped store) of `pid` in MiB; NaN when it cannot be read.
+pub fn anon_rss_mib(pid: u32) -> f64 {
+    status_field_kib(pid, "RssAnon:").map(|kib| kib / 1024.0).unwrap_or(f64::NAN)
+}
+
+/// Peak resident set (`VmHWM`) of `pid` in MiB; NaN when it cannot be read.
+pub fn peak_mib(pid: u32) -> f64 {
+    peak_rss_mib(pid)
+}
+
+fn status_field_kib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds (user + system) `pid` has used so far.
+pub fn cpu(pid: u32) -> Result<f64> {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    let ticks = *TICKS.get_or_init(clock_ticks_per_second);
+    cpu_seconds(pid, ticks).map_err(|e| anyhow!("reading CPU time of process {pid}: {e}"))
+}
+
+/// Waits until `pid` uses less than a tenth of a core over half a second (work left over from
+/// an overload, such as abandoned queries, would otherwise land on the next measurement), at
+/// most `limit`; returns how long it waited.
+pub async fn wait_idle(pid: u32, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let window = Duration::from_millis(500);
+    loop {
+        let before = cpu(pid)?;
+        tokio::time::sleep(window).await;
+        let used = cpu(pid)? - before;
+        if used < 0.1 * window.as_secs_f64() || started.elapsed() >= limit {
+            return Ok(started.elapsed());
+        }
+    }
+}
+
+/// Bytes allocated on disk under `dir` (512-byte blocks of every file, as `du` counts them;
+/// sparse preallocated files count only what was written).
+pub fn disk_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let entries = match std::fs::read_dir(&path) {
+            Ok(entries) => entries,
+            // A file removed while walking (compaction) is simply gone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("listing {}", path.display())),
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The `q` quantile (0..=1) of sorted `values` (nearest rank); NaN when empty.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Sorts `values` ascending (NaN last).
+pub fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+/// Validates a response body of a load request.
+pub type ResponseCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Latency of an open-loop run.
+pub struct LoadResult {
+    /// Microseconds from each request's intended send time to its complete response.
+    pub histogram: Histogram<u64>,
+    pub requests: u64,
+    pub failures: u64,
+}
+
+impl LoadResult {
+    /// The `q` quantile in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        self.histogram.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// Sends `make()` at `rate` per second for `duration`, open loop (a request is sent on schedule
+/// whether or not earlier ones finished, and its latency counts from the scheduled instant, so a
+/// stalled server is not hidden by coordinated omission). `check` validates each response body;
+/// a wrong body, an error status or a timeout is a failure (recorded at its latency).
+pub async fn open_loop(
+    rate: u64,
+    duration: Duration,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    check: ResponseCheck,
+) -> Result<LoadResult> {
+    let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("creating the latency histogram")?,
+    ));
+    let failures = Arc::new(AtomicU64::new(0));
+    let period = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let total = (duration.as_secs_f64() * rate as f64).round() as u64;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = started + period * i as u32;
+        tokio::time::sleep_until(intended.into()).await;
+        let request = make();
+        let (histogram, failures, check) = (histogram.clone(), failures.clone(), check.clone());
+        tasks.push(tokio::spawn(async move {
+            let ok = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    response.text().await.map(|body| check(&body)).unwrap_or(false)
+                }
+                _ => false,
+            };
+            let micros = intended.elapsed().as_micros() as u64;
+            if let Ok(mut h) = histogram.lock() {
+                h.saturating_record(micros.max(1));
+            }
+            if !ok {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("a load request task panicked")?;
+    }
+    let histogram = histogram.lock().map_err(|_| anyhow!("latency histogram lock poisoned"))?.clone();
+    Ok(LoadResult { requests: histogram.len(), histogram, failures: failures.load(Ordering::Relaxed) })
+}
+
+/// A PromQL query through the Prometheus HTTP API: instant at `time_s`, or a range ending there.
+#[derive(Clone, Debug)]
+pub struct PromQuery {
+    pub expr: String,
+    pub time_s: f64,
+    /// `Some((range, step))` for a range query.
+    pub range: Option<(Duration, Duration)>,
+}
+
+impl PromQuery {
+    fn path_and_params(&self) -> (&'static str, Vec<(&'static str, String)>) {
+        match self.range {
+            None => ("/query", vec![("query", self.expr.clone()), ("time", format!("{:.3}", self.time_s))]),
+            Some((range, step)) => (
+                "/query_range",
+                vec![
+                    ("query", self.expr.clone()),
+                    ("start", format!("{:.3}", self.time_s - range.as_secs_f64())),
+                    ("end", format!("{:.3}", self.time_s)),
+                    ("step", format!("{}", step.as_secs_f64())),
+                ],
+            ),
+        }
+    }
+}
+
+/// Runs `query` once against the API at `api_url` (`…/api/v1`) with `extra` parameters; returns
+/// the wall time to the complete body and the number of result series. A failed query or one
+/// with no series is an error.
+pub async fn time_query(
+    client: &reqwest::Client,
+    api_url: &str,
+    query: &PromQuery,
+    extra: &[(&str, &str)],
+) -> Result<(Duration, usize)> {
+    let (path, mut params) = query.path_and_params();
+    params.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let started = Instant::now();
+    let response = client.post(format!("{api_url}{path}")).form(&params).send().await.context("sending a query")?;
+    let status = response.status();
+    let body = response.bytes().await.context("reading a query response")?;
+    let elapsed = started.elapsed();
+    let json: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
+        format!("{api_url}{path}: {status}, not JSON: {}", String::from_utf8_lossy(&body[..body.len().min(200)]))
+    })?;
+    if !status.is_success() || json["status"] != "success" {
+        return Err(anyhow!(
+            "{api_url}{path} `{}`: {status} {}",
+            query.expr,
+            json.to_string().chars().take(300).collect::<String>()
+        ));
+    }
+    let series = json["data"]["result"].as_array().map_or(0, Vec::len);
+    Ok((elapsed, series))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let values = sorted(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(quantile(&values, 0.5), 3.0);
+        assert_eq!(quantile(&values, 0.99), 5.0);
+        assert_eq!(quantile(&values, 0.0), 1.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn disk_bytes_counts_written_blocks() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("a"), vec![1u8; 10_000])?;
+        std::fs::create_dir(dir.path().join("sub"))?;
+        std::fs::write(dir.path().join("sub/b"), vec![1u8; 5_000])?;
+        assert!(disk_bytes(dir.path())? >= 15_000);
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! `SuiteOptions` are `ringtail-bench`'s command-line flags, and `Scale` the sizes they resolve
+//! to: the default run (sized to finish in about 40 minutes on 2 cores), `--quick` (a smoke run of
+//! a few minutes), and per-workload scaling lists that override either.
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A workload of the suite, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum WorkloadKey {
+    /// (a) Remote-Write ingest at growing active series.
+    RemoteWrite,
+    /// (b) Scrape ingest of growing numbers of exporter pages.
+    Scrape,
+    /// (c) PromQL instant and range queries of the adapter's shapes.
+    Promql,
+    /// (d) Custom metrics API `pods/*` load at a fixed rate.
+    AdapterApi,
+    /// (e) Series churn: pods replaced every few minutes of data time.
+    Churn,
+    /// (f) Freshness: value change at the source → visible in the API.
+    Freshness,
+}
+
+impl WorkloadKey {
+    pub const ALL: [WorkloadKey; 6] = [
+        WorkloadKey::RemoteWrite,
+        WorkloadKey::Scrape,
+        WorkloadKey::Promql,
+        WorkloadKey::AdapterApi,
+        WorkloadKey::Churn,
+        WorkloadKey::Freshness,
+    ];
+}
+
+/// Ringtail's benchmark suite: starts Ringtail, Prometheus 2.42 and VictoriaMetrics 1.79 on
+/// loopback, feeds each the same generated workloads, and writes a report (Markdown, SVG charts,
+/// JSON with every raw figure).
+#[derive(Parser, Debug, Clone, Serialize)]
+#[command(name = "ringtail-bench", version)]
+pub struct SuiteOptions {
+    /// Report folder [default: benches/results/<UTC date and time>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Repeats of each scaling point, with the systems' order rotated between repeats; the larger
+    /// half of each workload's points runs once unless --repeat-all [default: 3, 1 with --quick].
+    #[arg(long, value_name = "N")]
+    pub repeats: Option<usize>,
+    /// Repeat the larger scaling points too (roughly doubles the default run's length).
+    #[arg(long)]
+    pub repeat_all: bool,
+    /// Tiny sizes, two points per workload: a smoke run of every workload in a few minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only these workloads (comma-separated) [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub only: Vec<WorkloadKey>,
+    /// (a) Active series per scaling point [default: 10000,100000,300000,1000000].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub rw_series: Vec<usize>,
+    /// (a) Samples sent per run at least (each series gets ≥ 3 samples) [default: 600000].
+    #[arg(long, value_name = "N")]
+    pub rw_samples: Option<usize>,
+    /// (b) Scrape targets (100 series each) per scaling point [default: 50,100,200,400].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub scrape_targets: Vec<usize>,
+    /// (b) Seconds of steady-state scraping measured per run [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub scrape_seconds: Option<u64>,
+    /// (c) Series each query reads per scaling point [default: 1000,10000,30000,100000].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub query_series: Vec<usize>,
+    /// (d) Pods selected by the label selector per scaling point [default: 100,300,1000,3000].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub api_pods: Vec<usize>,
+    /// (d) Request rate of the open-loop load, per second [default: 500].
+    #[arg(long, value_name = "N")]
+    pub api_rate: Option<u64>,
+    /// (d) Seconds of load per system per repeat [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub api_seconds: Option<u64>,
+    /// (e) Churn generations (5 min of data each, all pods replaced between) per scaling point
+    /// [default: 1,3,10,20].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub churn_generations: Vec<usize>,
+    /// (e) Pods alive at a time (10 series each) [default: 500].
+    #[arg(long, value_name = "N")]
+    pub churn_pods: Option<usize>,
+    /// (f) Scrape intervals compared per scaling point, seconds [default: 2,5,10,15].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub freshness_intervals: Vec<u64>,
+    /// (f) Value changes measured per scaling point [default: 30].
+    #[arg(long, value_name = "N")]
+    pub freshness_changes: Option<usize>,
+    /// Print the plan and its estimated duration, then exit.
+    #[arg(long)]
+    pub plan: bool,
+}
+
+/// The resolved sizes of every workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scale {
+    pub repeats: usize,
+    pub repeat_all: bool,
+    /// Pause after a load before CPU, RSS and disk are read, so deferred work is counted.
+    pub settle: Duration,
+    pub rw_series: Vec<usize>,
+    pub rw_samples: usize,
+    pub scrape_targets: Vec<usize>,
+    pub scrape_series_per_target: usize,
+    pub scrape_interval: Duration,
+    pub scrape_window: Duration,
+    pub query_series: Vec<usize>,
+    /// Timed runs of each query per system per repeat at the smallest point (fewer at large ones).
+    pub query_runs: usize,
+    pub api_pods: Vec<usize>,
+    pub api_rate: u64,
+    pub api_duration: Duration,
+    pub churn_generations: Vec<usize>,
+    pub churn_pods: usize,
+    pub freshness_intervals: Vec<u64>,
+    pub freshness_changes: usize,
+    pub workloads: Vec<WorkloadKey>,
+}
+
+fn list<T: Clone>(given: &[T], quick: bool, quick_default: &[T], default: &[T]) -> Vec<T> {
+    if !given.is_empty() {
+        given.to_vec()
+    } else if quick {
+        quick_default.to_vec()
+    } else {
+        default.to_vec()
+    }
+}
+
+impl SuiteOptions {
+    /// The sizes this run uses.
+    pub fn scale(&self) -> Scale {
+        let q = self.quick;
+        Scale {
+            repeats: self.repeats.unwrap_or(if q { 1 } else { 3 }).max(1),
+            repeat_all: self.repeat_all,
+            settle: Duration::from_secs(if q { 2 } else { 5 }),
+            rw_series: list(&self.rw_series, q, &[1_000, 10_000], &[10_000, 100_000, 300_000, 1_000_000]),
+            rw_samples: self.rw_samples.unwrap_or(if q { 100_000 } else { 600_000 }),
+            scrape_targets: list(&self.scrape_targets, q, &[5, 20], &[50, 100, 200, 400]),
+            scrape_series_per_target: 100,
+            scrape_interval: Duration::from_secs(if q { 1 } else { 2 }),
+            scrape_window: Duration::from_secs(self.scrape_seconds.unwrap_or(if q { 3 } else { 5 })),
+            query_series: list(&self.query_series, q, &[300, 1_000], &[1_000, 10_000, 30_000, 100_000]),
+            query_runs: 3,
+            api_pods: list(&self.api_pods, q, &[100, 1_000], &[100, 300, 1_000, 3_000]),
+            api_rate: self.api_rate.unwrap_or(if q { 100 } else { 500 }).max(1),
+            api_duration: Duration::from_secs(self.api_seconds.unwrap_or(if q { 2 } else { 5 }).max(1)),
+            churn_generations: list(&self.churn_generations, q, &[1, 4], &[1, 3, 10, 20]),
+            churn_pods: self.churn_pods.unwrap_or(if q { 100 } else { 500 }).max(1),
+            freshness_intervals: list(&self.freshness_intervals, q, &[1], &[2, 5, 10, 15]),
+            freshness_changes: self.freshness_changes.unwrap_or(if q { 8 } else { 30 }).max(1),
+            workloads: if self.only.is_empty() { WorkloadKey::ALL.to_vec() } else { self.only.clone() },
+        }
+    }
+}
+
+impl Scale {
+    /// Repeats of the `index`-th of `count` scaling points (ascending): the larger half runs once
+    /// unless `--repeat-all`, which keeps the default run within its time budget.
+    pub fn repeats_at(&self, index: usize, count: usize) -> usize {
+        if index >= count.div_ceil(2) && !self.repeat_all {
+            1
+        } else {
+            self.repeats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let options =
+            SuiteOptions::parse_from(["ringtail-bench", "--rw-series", "5,6", "--only", "remote-write,churn"]);
+        let scale = options.scale();
+        assert_eq!(scale.rw_series, vec![5, 6]);
+        assert_eq!(scale.workloads, vec![WorkloadKey::RemoteWrite, WorkloadKey::Churn]);
+        assert_eq!(scale.repeats, 3);
+        assert_eq!(scale.repeats_at(1, 4), 3);
+        assert_eq!(scale.repeats_at(2, 4), 1);
+        assert_eq!(scale.repeats_at(0, 1), 3);
+        let quick = SuiteOptions::parse_from(["ringtail-bench", "--quick"]).scale();
+        assert_eq!(quick.repeats, 1);
+        assert_eq!(quick.workloads.len(), 6);
+    }
+}

@@ -1,0 +1,236 @@
+//! Workload (d), custom metrics API load: `pods/*` with a label selector (`app=web`) over P pods
+//! (and P `app=other` pods the selector must leave out), sent open-loop at a fixed rate; latency
+//! from each request's scheduled send time, in an hdrhistogram. Ringtail answers through its
+//! custom.metrics.k8s.io API over TLS; Prometheus and VictoriaMetrics get the query
+//! prometheus-adapter renders for that request
+//! (`sum(requests_in_flight{namespace="bench",pod=~"web-0|…"}) by (pod)`) on their HTTP query API —
+//! without the adapter's own hop and Kubernetes lookups, which favours them.
+
+use super::repeats_text;
+use crate::suite::fleet::{series_labels, Pod, SeriesKind, SeriesShape};
+use crate::suite::measure::{cpu, open_loop, peak_mib, wait_idle, ResponseCheck};
+use crate::suite::options::Scale;
+use crate::suite::results::{charted, tabulated, WorkloadInfo};
+use crate::suite::systems::{remote_write, RunningSystem, SystemKind, SystemSetup};
+use crate::suite::Suite;
+use anyhow::{anyhow, Result};
+use ingest::proto::v1;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "adapter-api";
+const NAMESPACE: &str = "bench";
+const METRIC: &str = "requests_in_flight";
+
+/// Builds one load request.
+type RequestMaker = Box<dyn Fn() -> reqwest::RequestBuilder>;
+
+/// The prometheus-adapter rules file Ringtail serves the metric with.
+pub fn adapter_rules(metrics: &[&str]) -> String {
+    let mut rules = String::from("rules:\n");
+    for metric in metrics {
+        rules.push_str(&format!(
+            "- seriesQuery: '{metric}{{namespace!=\"\",pod!=\"\"}}'\n  resources:\n    overrides:\n      namespace: {{resource: namespace}}\n      pod: {{resource: pod}}\n  metricsQuery: 'sum(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n"
+        ));
+    }
+    rules
+}
+
+/// Seconds of one system's run: the load, then, once requests pile up (at 500 req/s on 2 cores
+/// from about 1000 pods), the 10 s timeout drain and the wait for the server to go idle.
+fn run_estimate(scale: &Scale, pods: usize) -> f64 {
+    let cost_per_second = scale.api_rate as f64 * pods as f64;
+    let overload = if cost_per_second >= 400_000.0 { 15.0 } else { 0.0 };
+    scale.api_duration.as_secs_f64() + 2.0 + overload
+}
+
+fn point_estimate(scale: &Scale, pods: usize, repeats: usize) -> f64 {
+    8.0 + repeats as f64 * 3.0 * run_estimate(scale, pods)
+}
+
+pub fn estimate_seconds(scale: &Scale) -> f64 {
+    let count = scale.api_pods.len();
+    scale.api_pods.iter().enumerate().map(|(i, &pods)| point_estimate(scale, pods, scale.repeats_at(i, count))).sum()
+}
+
+pub fn info(scale: &Scale) -> WorkloadInfo {
+    WorkloadInfo {
+        key: KEY,
+        title: "(d) Custom metrics API under load",
+        description: format!(
+            "`GET /apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/*/{METRIC}?labelSelector=app=web` \
+             over P `app=web` pods (plus P `app=other` pods in the same namespace the selector must exclude), \
+             open-loop at {} requests/s for {}s per system per repeat; each response is checked to hold all P \
+             pods. Ringtail serves it over TLS from its own API; for Prometheus and VictoriaMetrics the query \
+             prometheus-adapter renders for the same request is sent to `/api/v1/query` (no adapter hop, no \
+             Kubernetes lookup: this favours them; VictoriaMetrics runs with `-search.maxQueryLen=1048576`, \
+             as its 16 KiB default rejects the rendered query beyond ~2000 pods). All systems hold the same remote-written data and run at \
+             once; the order rotates between repeats. A request not answered within 10 s counts as failed.",
+            scale.api_rate,
+            scale.api_duration.as_secs()
+        ),
+        parameters: vec![
+            format!("pods selected: {:?}", scale.api_pods),
+            format!("rate {} requests/s, {}s per run", scale.api_rate, scale.api_duration.as_secs()),
+            repeats_text(scale),
+        ],
+        point_label: "pods selected",
+        points: scale.api_pods.iter().map(|&n| n as f64).collect(),
+        log_x: true,
+        systems: SystemKind::ALL.to_vec(),
+        figures: vec![
+            charted("p50_ms", "API latency p50", "ms", true),
+            charted("p99_ms", "API latency p99", "ms", true),
+            tabulated("p999_ms", "API latency p99.9", "ms", true),
+            tabulated("failed_requests", "failed or wrong responses", "count", true),
+            charted("cpu_ms_per_request", "server CPU per request", "CPU-ms", true),
+            tabulated("peak_rss_mib", "server peak RSS", "MiB", true),
+        ],
+        notes: vec![],
+    }
+}
+
+fn pods_request(pods: usize, ts_ms: i64) -> Vec<u8> {
+    let shape = SeriesShape { name: METRIC, extra: vec![], kind: SeriesKind::Gauge };
+    let mut timeseries = Vec::with_capacity(2 * pods);
+    for (app, prefix) in [("web", "web"), ("other", "other")] {
+        for i in 0..pods {
+            let pod = Pod::named(NAMESPACE, app, format!("{prefix}-{i}"), i);
+            timeseries.push(v1::TimeSeries {
+                labels: series_labels(&pod, &shape, "kubernetes-pods"),
+                samples: vec![v1::Sample { value: 1.0 + (i % 100) as f64, timestamp: ts_ms }],
+                exemplars: vec![],
+                histograms: vec![],
+            });
+        }
+    }
+    ingest::remote_write::encode_body(&v1::WriteRequest { timeseries, metadata: vec![] })
+}
+
+/// Items of a MetricValueList, counted by key (a full JSON parse per response would cost the
+/// load generator more CPU than some servers spend answering).
+fn items_count(body: &str) -> usize {
+    body.matches("\"describedObject\"").count()
+}
+
+/// Series of a Prometheus query result, counted the same way.
+fn series_count(body: &str) -> usize {
+    body.matches("\"metric\":{").count()
+}
+
+pub async fn run(suite: &mut Suite) -> Result<()> {
+    let scale = suite.scale.clone();
+    suite.results.add_workload(info(&scale));
+    let count = scale.api_pods.len();
+    for (index, &pods) in scale.api_pods.iter().enumerate() {
+        let repeats = scale.repeats_at(index, count);
+        if let Err(e) = run_point(suite, pods, repeats).await {
+            suite.note(KEY, format!("{pods} pods failed: {e:#}"));
+        }
+        suite.step_done(point_estimate(&scale, pods, repeats));
+    }
+    Ok(())
+}
+
+async fn run_point(suite: &mut Suite, pods: usize, repeats: usize) -> Result<()> {
+    suite.status(format!("{KEY}: starting systems for {pods} pods"));
+    let setup = SystemSetup { scrape_jobs: vec![], adapter_rules: Some(adapter_rules(&[METRIC])) };
+    let mut systems = Vec::new();
+    for kind in SystemKind::ALL {
+        systems.push(RunningSystem::start(kind, &setup, &suite.http).await?);
+    }
+    let names: Vec<String> = (0..pods).map(|i| format!("web-{i}")).collect();
+    let rendered = format!("sum({METRIC}{{namespace=\"{NAMESPACE}\",pod=~\"{}\"}}) by (pod)", names.join("|"));
+    let point = pods as f64;
+    for repeat in 0..repeats {
+        // Fresh samples before each repeat, so none goes stale (5 min lookback) during the load;
+        // 60 s in the past, outside VictoriaMetrics' default 30 s query latency offset.
+        let now = super::now_ms();
+        for system in &systems {
+            for ts_ms in [now - 75_000, now - 60_000] {
+                remote_write(&suite.http, &system.write_url(), pods_request(pods, ts_ms)).await?;
+            }
+        }
+        for kind in SystemKind::order_for_repeat(repeat) {
+            let Some(system) = systems.iter().find(|s| s.kind == kind) else { continue };
+            suite.status(format!(
+                "{KEY}: {} at {pods} pods, {} req/s, repeat {}",
+                kind.name(),
+                suite.scale.api_rate,
+                repeat + 1
+            ));
+            let (make, check): (RequestMaker, ResponseCheck) = match kind {
+                SystemKind::Ringtail => {
+                    let adapter = system.adapter()?;
+                    let url = format!(
+                            "{}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/%2A/{METRIC}?labelSelector=app%3Dweb",
+                            adapter.base_url
+                        );
+                    let client = adapter.client.clone();
+                    (Box::new(move || client.get(&url)), Arc::new(move |body: &str| items_count(body) == pods))
+                }
+                _ => {
+                    let client = reqwest::Client::builder()
+                        .no_proxy()
+                        .timeout(crate::suite::systems::REQUEST_TIMEOUT)
+                        .pool_max_idle_per_host(512)
+                        .build()?;
+                    let url = format!("{}/query", system.api_url());
+                    let form = vec![("query", rendered.clone())];
+                    (
+                        Box::new(move || client.post(&url).form(&form)),
+                        Arc::new(move |body: &str| series_count(body) == pods),
+                    )
+                }
+            };
+            // One untimed probe: the system must answer correctly before it is loaded (data may
+            // take a moment to become searchable).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let body = match make().send().await {
+                    Ok(response) => response.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                if check(&body) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(anyhow!(
+                        "{} never answered with {pods} pods: {}",
+                        kind.name(),
+                        body.chars().take(300).collect::<String>()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let pid = system.pid();
+            let cpu_before = cpu(pid)?;
+            let load = open_loop(suite.scale.api_rate, suite.scale.api_duration, &make, check).await?;
+            let cpu_used = cpu(pid)? - cpu_before;
+            // A system that fell behind may still work through abandoned requests: let it finish
+            // before the next system is loaded on the same cores.
+            wait_idle(pid, Duration::from_secs(20)).await?;
+            let record =
+                |suite: &mut Suite, figure, value| suite.results.record(KEY, figure, kind, point, repeat, value);
+            record(suite, "p50_ms", load.quantile_ms(0.5));
+            record(suite, "p99_ms", load.quantile_ms(0.99));
+            record(suite, "p999_ms", load.quantile_ms(0.999));
+            record(suite, "failed_requests", load.failures as f64);
+            record(suite, "cpu_ms_per_request", cpu_used * 1000.0 / load.requests.max(1) as f64);
+            record(suite, "peak_rss_mib", peak_mib(pid));
+            if load.failures > 0 {
+                suite.note(
+                    KEY,
+                    format!(
+                        "{} at {pods} pods, repeat {}: {} of {} requests failed or timed out",
+                        kind.name(),
+                        repeat + 1,
+                        load.failures,
+                        load.requests
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
