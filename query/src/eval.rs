@@ -5,7 +5,8 @@
 //! Values carry `drop_name` instead of losing `__name__` immediately: Prometheus 3's delayed name
 //! removal, so `label_replace` can still read the name and removal happens when a step finishes.
 
-use crate::ast::{AtModifier, Expr, ExprKind, VectorSelector};
+use crate::ast::{AggOp, AtModifier, Expr, ExprKind, ValueType, VectorSelector};
+use crate::functions::FuncKind;
 use crate::mathfns::Point;
 use crate::{EngineOptions, QueryError};
 use std::cell::{Cell, RefCell};
@@ -215,10 +216,10 @@ impl<'q> Evaluator<'q> {
         let started = Instant::now();
         let lookback_ms = options.lookback.as_millis() as i64;
         let mut spans: Vec<PlannedSelector<'_>> = Vec::new();
-        plan(expr, start_ms, end_ms, start_ms, end_ms, lookback_ms, &mut spans);
+        plan(expr, start_ms, end_ms, start_ms, end_ms, lookback_ms, None, &mut spans);
         let mut fetched: HashMap<usize, Vec<Fetched>> = HashMap::new();
         let total_samples = AtomicUsize::new(0);
-        for PlannedSelector { selector, mint: lo, maxt: hi, newest_only } in spans {
+        for PlannedSelector { selector, mint: lo, maxt: hi, newest_only, keep } in spans {
             let key = selector_key(selector);
             if fetched.contains_key(&key) {
                 continue;
@@ -226,14 +227,14 @@ impl<'q> Evaluator<'q> {
             let mut matchers = selector.matchers.clone();
             matchers.extend(extra.iter().cloned());
             if newest_only {
-                let newest = db.select_latest(&matchers, lo, hi)?;
+                let newest = db.select_latest(&matchers, lo, hi, keep.as_deref())?;
                 if total_samples.fetch_add(newest.len(), Ordering::Relaxed) + newest.len() > options.max_samples {
                     return Err(QueryError::TooManySamples("query execution"));
                 }
                 fetched.insert(key, newest.into_iter().map(Fetched::newest).collect());
                 continue;
             }
-            let mut selected = db.select(&matchers, lo, hi)?;
+            let mut selected = db.select_projected(&matchers, lo, hi, keep.as_deref())?;
             let threads = if selected.len() < PARALLEL_DECODE_MIN_SERIES {
                 1
             } else {
@@ -493,8 +494,55 @@ struct PlannedSelector<'e> {
     /// An instant vector selector evaluated at a single time: only each series' newest sample
     /// in the window matters (a staleness marker there hides the series).
     newest_only: bool,
+    /// The only labels anything above the selector reads (`None`: all of them); see `plan`.
+    keep: Option<Vec<String>>,
 }
 
+/// Functions whose output keeps each input series' labels (at most dropping the name) and reads
+/// no label: labels an aggregation above them ignores need not be materialised below them.
+fn passes_labels_through(kind: FuncKind) -> bool {
+    use FuncKind::*;
+    matches!(
+        kind,
+        Rate | Irate
+            | Increase
+            | Delta
+            | Idelta
+            | Deriv
+            | Resets
+            | Changes
+            | AvgOverTime
+            | MinOverTime
+            | MaxOverTime
+            | SumOverTime
+            | CountOverTime
+            | LastOverTime
+            | QuantileOverTime
+            | StddevOverTime
+            | StdvarOverTime
+            | PresentOverTime
+            | Abs
+            | Ceil
+            | Floor
+            | Round
+            | Sqrt
+            | Exp
+            | Ln
+            | Log2
+            | Log10
+            | Sgn
+            | Clamp
+            | ClampMin
+            | ClampMax
+    )
+}
+
+/// Collects what every selector below `expr` needs: its time span for evaluation over
+/// `mint..=maxt`, and `keep`, the labels anything above reads. Only an aggregation `by (…)`
+/// whose result depends on nothing but its grouping labels narrows `keep` (to those and the
+/// metric name), and only label-preserving functions and parentheses pass it down; every other
+/// node needs the whole label sets.
+#[allow(clippy::too_many_arguments)]
 fn plan<'e>(
     expr: &'e Expr,
     mint: i64,
@@ -502,6 +550,7 @@ fn plan<'e>(
     start_ms: i64,
     end_ms: i64,
     lookback_ms: i64,
+    keep: Option<&[String]>,
     out: &mut Vec<PlannedSelector<'e>>,
 ) {
     let shifted = |at: Option<AtModifier>, offset: i64| match at {
@@ -514,30 +563,59 @@ fn plan<'e>(
     match &expr.kind {
         ExprKind::Vector(s) => {
             let (lo, hi) = shifted(s.at, s.offset_ms);
-            out.push(PlannedSelector { selector: s, mint: lo - lookback_ms, maxt: hi, newest_only: lo == hi });
+            let keep = keep.map(<[String]>::to_vec);
+            out.push(PlannedSelector { selector: s, mint: lo - lookback_ms, maxt: hi, newest_only: lo == hi, keep });
         }
         ExprKind::Matrix { selector, range_ms } => {
             let (lo, hi) = shifted(selector.at, selector.offset_ms);
-            out.push(PlannedSelector { selector, mint: lo - range_ms, maxt: hi, newest_only: false });
+            let keep = keep.map(<[String]>::to_vec);
+            out.push(PlannedSelector { selector, mint: lo - range_ms, maxt: hi, newest_only: false, keep });
         }
         ExprKind::Subquery { expr: inner, range_ms, offset_ms, at, .. } => {
             let (lo, hi) = shifted(*at, *offset_ms);
-            plan(inner, lo - range_ms, hi, start_ms, end_ms, lookback_ms, out);
+            plan(inner, lo - range_ms, hi, start_ms, end_ms, lookback_ms, None, out);
         }
         ExprKind::Number(_) | ExprKind::String(_) => {}
-        ExprKind::Paren(e) | ExprKind::Neg(e) => plan(e, mint, maxt, start_ms, end_ms, lookback_ms, out),
+        ExprKind::Paren(e) => plan(e, mint, maxt, start_ms, end_ms, lookback_ms, keep, out),
+        ExprKind::Neg(e) => plan(e, mint, maxt, start_ms, end_ms, lookback_ms, None, out),
         ExprKind::Binary { lhs, rhs, .. } => {
-            plan(lhs, mint, maxt, start_ms, end_ms, lookback_ms, out);
-            plan(rhs, mint, maxt, start_ms, end_ms, lookback_ms, out);
+            plan(lhs, mint, maxt, start_ms, end_ms, lookback_ms, None, out);
+            plan(rhs, mint, maxt, start_ms, end_ms, lookback_ms, None, out);
         }
-        ExprKind::Aggregate { param, expr: inner, .. } => {
+        ExprKind::Aggregate { op, param, expr: inner, grouping, without } => {
             if let Some(p) = param {
-                plan(p, mint, maxt, start_ms, end_ms, lookback_ms, out);
+                plan(p, mint, maxt, start_ms, end_ms, lookback_ms, None, out);
             }
-            plan(inner, mint, maxt, start_ms, end_ms, lookback_ms, out);
+            let by_groups_only = !*without
+                && matches!(
+                    op,
+                    AggOp::Sum
+                        | AggOp::Avg
+                        | AggOp::Min
+                        | AggOp::Max
+                        | AggOp::Count
+                        | AggOp::Group
+                        | AggOp::Stddev
+                        | AggOp::Stdvar
+                        | AggOp::Quantile
+                );
+            let narrowed: Option<Vec<String>> = by_groups_only.then(|| {
+                let mut names = grouping.clone();
+                names.push(METRIC_NAME.to_string());
+                names
+            });
+            plan(inner, mint, maxt, start_ms, end_ms, lookback_ms, narrowed.as_deref(), out);
         }
-        ExprKind::Call { args, .. } => {
-            args.iter().for_each(|a| plan(a, mint, maxt, start_ms, end_ms, lookback_ms, out));
+        ExprKind::Call { func, args } => {
+            let through = passes_labels_through(func.kind);
+            for (arg, ty) in args.iter().zip(func.arg_types.iter()) {
+                let passes = through && matches!(ty, ValueType::Vector | ValueType::Matrix);
+                plan(arg, mint, maxt, start_ms, end_ms, lookback_ms, if passes { keep } else { None }, out);
+            }
+            // Variadic tails (none in the subset today) get everything.
+            for arg in args.iter().skip(func.arg_types.len()) {
+                plan(arg, mint, maxt, start_ms, end_ms, lookback_ms, None, out);
+            }
         }
     }
 }

@@ -581,19 +581,37 @@ impl Db {
     /// Series matching all `matchers` with their samples in `[mint_ms, maxt_ms]`, sorted by labels.
     /// Series without samples in the window are left out.
     pub fn select(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<SelectedSeries>, Error> {
+        self.select_projected(matchers, mint_ms, maxt_ms, None)
+    }
+
+    /// [`Db::select`] returning only the labels named in `keep` (all when `None`); the order is
+    /// still that of the full label sets. For readers that look at a few labels only.
+    pub fn select_projected(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+        keep: Option<&[String]>,
+    ) -> Result<Vec<SelectedSeries>, Error> {
         let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
         if mint_ms > maxt_ms {
             return Ok(Vec::new());
         }
         let ids = self.sorted_ids(matchers);
-        Ok(self.select_ids(&ids, mint_ms, maxt_ms))
+        Ok(self.select_ids(&ids, mint_ms, maxt_ms, keep))
     }
 
     /// The newest sample in `[mint_ms, maxt_ms]` of each series matching `matchers`, sorted by
     /// labels: what an instant vector selector reads at one time. When the window reaches the
     /// series' newest sample and that sample is in the open chunk, it is read from memory without
     /// decoding anything; otherwise the window is decoded as [`Db::select`] does.
-    pub fn select_latest(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<LatestSample>, Error> {
+    pub fn select_latest(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+        keep: Option<&[String]>,
+    ) -> Result<Vec<LatestSample>, Error> {
         let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
         if mint_ms > maxt_ms {
             return Ok(Vec::new());
@@ -620,7 +638,7 @@ impl Db {
             }
         }
         let mut decoded = self
-            .select_ids(&needs_decoding, mint_ms, maxt_ms)
+            .select_ids(&needs_decoding, mint_ms, maxt_ms, Some(&[]))
             .into_iter()
             .filter_map(|series| series.samples().last().map(|sample| (series.id.0 as u32, sample)))
             .peekable();
@@ -640,7 +658,11 @@ impl Db {
                 }
             };
             if let Some((id, sample)) = entry {
-                out.push(LatestSample { id: SeriesId(u64::from(id)), labels: index.labels(id), sample });
+                out.push(LatestSample {
+                    id: SeriesId(u64::from(id)),
+                    labels: index.labels_projected(id, keep),
+                    sample,
+                });
             }
         }
         Ok(out)
@@ -656,7 +678,7 @@ impl Db {
     }
 
     /// [`Db::select`] of the series `ids` (in that order), the window already clamped.
-    fn select_ids(&self, ids: &[u32], mint_ms: i64, maxt_ms: i64) -> Vec<SelectedSeries> {
+    fn select_ids(&self, ids: &[u32], mint_ms: i64, maxt_ms: i64, keep: Option<&[String]>) -> Vec<SelectedSeries> {
         let mut out = Vec::with_capacity(ids.len().min(1 << 16));
         {
             let table = self.table.read();
@@ -736,7 +758,7 @@ impl Db {
         }
         let index = self.index.read();
         for series in &mut out {
-            series.labels = index.labels(series.id.0 as u32);
+            series.labels = index.labels_projected(series.id.0 as u32, keep);
         }
         drop(index);
         out

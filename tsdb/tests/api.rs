@@ -277,7 +277,7 @@ fn windows_decoded_from_checkpoints_match_the_samples() {
                     got.len(),
                     want.len()
                 );
-                let latest = db.select_latest(&[Matcher::equal("job", "cp")], lo, hi).unwrap();
+                let latest = db.select_latest(&[Matcher::equal("job", "cp")], lo, hi, None).unwrap();
                 let latest: Vec<Sample> = latest.iter().map(|l| l.sample).collect();
                 assert!(
                     latest.len() == usize::from(!want.is_empty())
@@ -320,7 +320,9 @@ fn select_latest_mixes_memory_and_decoded_answers_in_label_order() {
     write("b", &[(100, 3.0), (120, 4.0), (200, 5.0)]); // newest after it: decoded
     write("c", &[(10, 6.0), (300, 7.0)]); // nothing inside the window
     write("d", &[(130, 8.0), (150, stale_nan())]); // the newest is a staleness marker
-    let latest = db.select_latest(&[Matcher::equal("__name__", "m")], 50, 150).unwrap();
+    let keep = ["pod".to_string()];
+    let latest = db.select_latest(&[Matcher::equal("__name__", "m")], 50, 150, Some(&keep)).unwrap();
+    assert!(latest.iter().all(|l| l.labels.iter().all(|label| label.name == "pod")));
     let got: Vec<(String, i64, u64)> = latest
         .iter()
         .map(|l| (l.labels.get("pod").unwrap_or("").to_string(), l.sample.ts_ms, l.sample.value.to_bits()))

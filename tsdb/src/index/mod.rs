@@ -100,11 +100,15 @@ impl Index {
         id
     }
 
-    /// The label set of `id`.
-    pub fn labels(&self, id: u32) -> Labels {
+    /// The label set of `id`, only the labels named in `keep` when given.
+    pub fn labels_projected(&self, id: u32, keep: Option<&[String]>) -> Labels {
         let pairs = self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
         Labels::from_sorted(
-            pairs.iter().map(|(n, v)| Label::new(&*self.strings[*n as usize], &*self.strings[*v as usize])).collect(),
+            pairs
+                .iter()
+                .filter(|(n, _)| keep.is_none_or(|keep| keep.iter().any(|k| **k == *self.strings[*n as usize])))
+                .map(|(n, v)| Label::new(&*self.strings[*n as usize], &*self.strings[*v as usize]))
+                .collect(),
         )
     }
 
@@ -312,7 +316,8 @@ mod tests {
         assert_eq!(index.insert(&a), 0);
         assert_eq!(index.insert(&b), 1);
         assert_eq!(index.lookup(&b), Some(1));
-        assert_eq!(index.labels(0), a);
+        assert_eq!(index.labels_projected(0, None), a);
+        assert_eq!(index.labels_projected(1, Some(&["job".to_string()])), Labels::from_pairs([("job", "y")]));
         assert_eq!(index.label_values("job", None), vec!["x", "y"]);
         assert_eq!(index.label_names(None), vec!["__name__", "job"]);
     }

@@ -289,13 +289,7 @@ async fn run_point(suite: &mut Suite, interval_s: u64, with_remote_write: bool) 
         }
     }
     finished.store(true, Ordering::Release);
-    for ((kind, _), poller) in paths.iter().zip(pollers) {
-        let (latencies, missed) = poller.await.context("a freshness poller failed")?;
-        let latencies = sorted(latencies);
-        suite.results.record(KEY, "scrape_p50_ms", *kind, point, 0, quantile(&latencies, 0.5));
-        suite.results.record(KEY, "scrape_p99_ms", *kind, point, 0, quantile(&latencies, 0.99));
-        suite.results.record(KEY, "scrape_missed", *kind, point, 0, missed as f64);
-    }
+    record_pollers(suite, &paths, pollers, point, ["scrape_p50_ms", "scrape_p99_ms", "scrape_missed"]).await?;
     if with_remote_write {
         remote_write_freshness(suite, &systems, point).await?;
     }
@@ -347,12 +341,24 @@ async fn remote_write_freshness(suite: &mut Suite, systems: &[RunningSystem], po
         }
     }
     finished.store(true, Ordering::Release);
+    record_pollers(suite, &paths, pollers, point, ["rw_p50_ms", "rw_p99_ms", "rw_missed"]).await
+}
+
+/// Waits for each system's poller and records its median and p99 latency and its missed changes
+/// at `point` under the figure names `[p50, p99, missed]`.
+async fn record_pollers(
+    suite: &mut Suite,
+    paths: &[(SystemKind, ReadPath)],
+    pollers: Vec<tokio::task::JoinHandle<(Vec<f64>, usize)>>,
+    point: f64,
+    [p50, p99, missed_figure]: [&'static str; 3],
+) -> Result<()> {
     for ((kind, _), poller) in paths.iter().zip(pollers) {
         let (latencies, missed) = poller.await.context("a freshness poller failed")?;
         let latencies = sorted(latencies);
-        suite.results.record(KEY, "rw_p50_ms", *kind, point, 0, quantile(&latencies, 0.5));
-        suite.results.record(KEY, "rw_p99_ms", *kind, point, 0, quantile(&latencies, 0.99));
-        suite.results.record(KEY, "rw_missed", *kind, point, 0, missed as f64);
+        suite.results.record(KEY, p50, *kind, point, 0, quantile(&latencies, 0.5));
+        suite.results.record(KEY, p99, *kind, point, 0, quantile(&latencies, 0.99));
+        suite.results.record(KEY, missed_figure, *kind, point, 0, missed as f64);
     }
     Ok(())
 }
