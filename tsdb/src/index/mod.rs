@@ -106,7 +106,7 @@ impl Index {
         Labels::from_sorted(
             pairs
                 .iter()
-                .filter(|(n, _)| keep.is_none_or(|keep| keep.iter().any(|k| **k == *self.strings[*n as usize])))
+                .filter(|(n, _)| keep.map_or(true, |keep| keep.iter().any(|k| **k == *self.strings[*n as usize])))
                 .map(|(n, v)| Label::new(&*self.strings[*n as usize], &*self.strings[*v as usize]))
                 .collect(),
         )
