@@ -210,17 +210,7 @@ impl Evaluator<'_> {
         without: bool,
         t_ms: i64,
     ) -> Result<Option<Val>, QueryError> {
-        if !matches!(
-            op,
-            AggOp::Sum
-                | AggOp::Avg
-                | AggOp::Min
-                | AggOp::Max
-                | AggOp::Count
-                | AggOp::Group
-                | AggOp::Stddev
-                | AggOp::Stdvar
-        ) {
+        if !op.is_plain_fold() {
             return Ok(None);
         }
         let ExprKind::Call { func, args } = &inner.unparen().kind else { return Ok(None) };

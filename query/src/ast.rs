@@ -154,6 +154,22 @@ pub enum AggOp {
 }
 
 impl AggOp {
+    /// Folds each group's values into one number without a parameter (`sum avg min max count
+    /// group stddev stdvar`): the result depends on the values and the grouping labels only.
+    pub fn is_plain_fold(self) -> bool {
+        matches!(
+            self,
+            AggOp::Sum
+                | AggOp::Avg
+                | AggOp::Min
+                | AggOp::Max
+                | AggOp::Count
+                | AggOp::Group
+                | AggOp::Stddev
+                | AggOp::Stdvar
+        )
+    }
+
     pub fn from_name(name: &str) -> Option<AggOp> {
         Some(match name.to_ascii_lowercase().as_str() {
             "sum" => AggOp::Sum,

@@ -586,19 +586,7 @@ fn plan<'e>(
             if let Some(p) = param {
                 plan(p, mint, maxt, start_ms, end_ms, lookback_ms, None, out);
             }
-            let by_groups_only = !*without
-                && matches!(
-                    op,
-                    AggOp::Sum
-                        | AggOp::Avg
-                        | AggOp::Min
-                        | AggOp::Max
-                        | AggOp::Count
-                        | AggOp::Group
-                        | AggOp::Stddev
-                        | AggOp::Stdvar
-                        | AggOp::Quantile
-                );
+            let by_groups_only = !*without && (op.is_plain_fold() || *op == AggOp::Quantile);
             let narrowed: Option<Vec<String>> = by_groups_only.then(|| {
                 let mut names = grouping.clone();
                 names.push(METRIC_NAME.to_string());

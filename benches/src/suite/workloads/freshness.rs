@@ -268,13 +268,7 @@ async fn run_point(suite: &mut Suite, interval_s: u64, with_remote_write: bool) 
     suite.status(format!("{KEY}: {changes} value changes, scrape interval {interval_s}s"));
     let logs: Vec<ChangeLog> = paths.iter().map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let finished = Arc::new(AtomicBool::new(false));
-    let pollers: Vec<_> = paths
-        .iter()
-        .zip(&logs)
-        .map(|((_, path), log)| {
-            tokio::spawn(poll_changes(path.clone(), log.clone(), finished.clone(), drain_time(interval)))
-        })
-        .collect();
+    let pollers = spawn_pollers(&paths, &logs, &finished, drain_time(interval));
     for k in 0..changes {
         tokio::time::sleep(CHANGE_PERIOD).await;
         let slot = k % SLOTS;
@@ -320,13 +314,7 @@ async fn remote_write_freshness(suite: &mut Suite, systems: &[RunningSystem], po
         .collect::<Result<_>>()?;
     let logs: Vec<ChangeLog> = paths.iter().map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let finished = Arc::new(AtomicBool::new(false));
-    let pollers: Vec<_> = paths
-        .iter()
-        .zip(&logs)
-        .map(|((_, path), log)| {
-            tokio::spawn(poll_changes(path.clone(), log.clone(), finished.clone(), drain_time(Duration::ZERO)))
-        })
-        .collect();
+    let pollers = spawn_pollers(&paths, &logs, &finished, drain_time(Duration::ZERO));
     for k in 0..changes {
         tokio::time::sleep(RW_CHANGE_PERIOD).await;
         let pod = format!("rw-{}", k % SLOTS);
@@ -342,6 +330,20 @@ async fn remote_write_freshness(suite: &mut Suite, systems: &[RunningSystem], po
     }
     finished.store(true, Ordering::Release);
     record_pollers(suite, &paths, pollers, point, ["rw_p50_ms", "rw_p99_ms", "rw_missed"]).await
+}
+
+/// Starts one poller per system, each watching its read path for the changes in its log.
+fn spawn_pollers(
+    paths: &[(SystemKind, ReadPath)],
+    logs: &[ChangeLog],
+    finished: &Arc<AtomicBool>,
+    drain: Duration,
+) -> Vec<tokio::task::JoinHandle<(Vec<f64>, usize)>> {
+    paths
+        .iter()
+        .zip(logs)
+        .map(|((_, path), log)| tokio::spawn(poll_changes(path.clone(), log.clone(), finished.clone(), drain)))
+        .collect()
 }
 
 /// Waits for each system's poller and records its median and p99 latency and its missed changes
