@@ -16,7 +16,7 @@
 
 use crate::chunk::{encode_next, ChunkDecoder, EncoderState};
 use crate::head::{HeadFiles, Slot, SLOT_PAYLOAD_BYTES};
-use crate::index::Index;
+use crate::index::{Index, SelectionCache};
 use crate::ring::{ChunkRef, Ring, MAX_SEGMENT_FILES};
 use crate::segment::ChunkHeader;
 use crate::select::{ChunkSpan, SelectedSeries, READ_PADDING_BYTES};
@@ -25,6 +25,7 @@ use crate::{Error, Labels, Matcher, RejectReason, Sample, METRIC_NAME};
 use parking_lot::{Mutex, RwLock};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Stable identifier of a series for the life of the store.
@@ -194,6 +195,8 @@ struct BatchDelta {
 pub struct Db {
     options: Options,
     index: RwLock<Index>,
+    /// Sorted ids of recent selections (see `SelectionCache`).
+    selections: SelectionCache,
     table: RwLock<Vec<Vec<Mutex<SeriesState>>>>,
     heads: HeadFiles,
     ring: Ring,
@@ -336,6 +339,7 @@ impl Db {
         Ok(Db {
             options,
             index: RwLock::new(index),
+            selections: SelectionCache::default(),
             table: RwLock::new(blocks),
             heads,
             ring,
@@ -621,7 +625,7 @@ impl Db {
         let mut needs_decoding: Vec<u32> = Vec::new();
         {
             let table = self.table.read();
-            for &id in &ids {
+            for &id in ids.iter() {
                 let Some(cell) = table.get(id as usize / BLOCK_SERIES).and_then(|b| b.get(id as usize % BLOCK_SERIES))
                 else {
                     continue;
@@ -669,12 +673,8 @@ impl Db {
     }
 
     /// Ids of the series matching `matchers`, ordered by their label sets.
-    fn sorted_ids(&self, matchers: &[Matcher]) -> Vec<u32> {
-        let index = self.index.read();
-        let mut ids = index.select(matchers);
-        // Label sets are unique, so an unstable sort is deterministic.
-        ids.sort_unstable_by(|a, b| index.cmp_series(*a, *b));
-        ids
+    fn sorted_ids(&self, matchers: &[Matcher]) -> Arc<[u32]> {
+        self.selections.sorted_ids(&self.index.read(), matchers)
     }
 
     /// [`Db::select`] of the series `ids` (in that order), the window already clamped.

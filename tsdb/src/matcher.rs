@@ -64,6 +64,26 @@ impl Matcher {
         Matcher { name: name.into(), op: MatchOp::In, value, regex: None, set }
     }
 
+    /// Appends bytes identifying what the matcher selects (name, operator, value, and the values
+    /// of a set), each length-prefixed: equal bytes mean the same matcher.
+    pub(crate) fn write_key(&self, out: &mut Vec<u8>) {
+        let mut field = |bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        };
+        field(self.name.as_bytes());
+        field(&[self.op as u8]);
+        match self.op {
+            MatchOp::In => {
+                field(&(self.set.len() as u64).to_le_bytes());
+                for value in &self.set {
+                    field(value.as_bytes());
+                }
+            }
+            _ => field(self.value.as_bytes()),
+        }
+    }
+
     /// The values of an `In` matcher, sorted.
     pub fn set_values(&self) -> &[String] {
         &self.set

@@ -18,6 +18,8 @@
 //! - `k8s_types` — the JSON objects of the APIs (discovery, MetricValueList, Status, …).
 //! - `auth` — `Authenticator`: standalone bearer tokens; the cluster's authn/authz plug in here.
 //! - `routes` — the axum routes, the only place errors become HTTP statuses.
+//! - `value_list_json` — the custom-metrics `MetricValueList` written as JSON bytes directly
+//!   (the hottest response: shared parts escaped once per list).
 //! - `tls` — the rustls listener (HTTP/1.1 and HTTP/2), certificates reloaded when their files
 //!   change, a self-signed pair and CA generated when none is given.
 //! - `reload` — rules reloaded on file change and SIGHUP; a bad new file keeps the old rules.
@@ -38,6 +40,7 @@ pub mod quantity;
 pub mod reload;
 pub mod resources;
 pub mod routes;
+pub mod value_list_json;
 pub mod selector;
 pub mod serve;
 pub mod template;

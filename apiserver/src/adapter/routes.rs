@@ -8,15 +8,15 @@
 
 use super::auth::{AuthDecision, Authenticator, ConnectionInfo};
 use super::k8s_types::{
-    k8s_time, ApiGroup, ApiGroupList, ApiResourceList, ExternalMetricValue, ListMeta, MetricValueList, Status,
+    k8s_time, ApiGroup, ApiGroupList, ApiResourceList, ExternalMetricValue, MetricValueList, Status,
     StatusDetails, VersionInfo, CUSTOM_GROUP, EXTERNAL_GROUP,
 };
 use super::provider::{
-    CustomMetricRequest, ExternalMetricRequest, MetricValueItem, MetricValues, ObjectSelection, Provider, ProviderError,
+    CustomMetricRequest, ExternalMetricRequest, ObjectSelection, Provider, ProviderError,
 };
-use super::quantity::Quantity;
 use super::resources::GroupResource;
 use super::selector::LabelSelector;
+use super::value_list_json::{write_metric_value_list, CustomVersion};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,14 +55,7 @@ async fn version() -> Response {
 }
 
 fn json<T: serde::Serialize>(code: StatusCode, body: &T) -> Response {
-    json_sized(code, body, 0)
-}
-
-/// Serializes into a buffer sized for `items` list entries up front (a 1 000-pod list is
-/// ~250 KB; growing a small buffer to that copies it a dozen times).
-fn json_sized<T: serde::Serialize>(code: StatusCode, body: &T, items: usize) -> Response {
-    let mut buffer = Vec::with_capacity(256 + items * 320);
-    match serde_json::to_writer(&mut buffer, body).map(|()| buffer) {
+    match serde_json::to_vec(body) {
         Ok(bytes) => (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding response failed: {e}")).into_response(),
     }
@@ -308,150 +301,10 @@ async fn custom_metrics(state: AdapterState, request: CustomMetricRequest, versi
         Ok(values) => values,
         Err(e) => return provider_error(e, Some(details)),
     };
-    let api_version = format!("{CUSTOM_GROUP}/{version}");
-    let count = values.items.len();
-    let times = ItemTimes::new(&values.items);
-    let items = ItemsOut { values: &values, times: &times, selector: selector_json.as_ref() };
-    if version == "v1beta1" {
-        let list = MetricValueListOut {
-            kind: "MetricValueList",
-            api_version,
-            metadata: ListMeta {},
-            items: V1Beta1Items(items),
-        };
-        json_sized(StatusCode::OK, &list, count)
-    } else {
-        let list = MetricValueListOut {
-            kind: "MetricValueList",
-            api_version,
-            metadata: ListMeta {},
-            items: V1Beta2Items(items),
-        };
-        json_sized(StatusCode::OK, &list, count)
-    }
-}
-
-/// The items' timestamps rendered once per distinct time (a list's items nearly always share one).
-struct ItemTimes {
-    rendered: Vec<(i64, String)>,
-}
-
-impl ItemTimes {
-    fn new(items: &[MetricValueItem]) -> Self {
-        let mut rendered: Vec<(i64, String)> = Vec::new();
-        for item in items {
-            if !rendered.iter().any(|(ts, _)| *ts == item.ts_ms) {
-                rendered.push((item.ts_ms, k8s_time(item.ts_ms)));
-            }
-        }
-        ItemTimes { rendered }
-    }
-
-    fn get(&self, ts_ms: i64) -> &str {
-        self.rendered.iter().find(|(ts, _)| *ts == ts_ms).map_or("", |(_, text)| text.as_str())
-    }
-}
-
-/// A `MetricValueList`'s items serialized straight from the provider's answer, borrowing every
-/// string: the same JSON as `k8s_types::MetricValueV1Beta1`/`V1Beta2` (checked by a test below).
-#[derive(Clone, Copy)]
-struct ItemsOut<'a> {
-    values: &'a MetricValues,
-    times: &'a ItemTimes,
-    selector: Option<&'a serde_json::Value>,
-}
-
-impl<'a> ItemsOut<'a> {
-    fn reference(&self, item: &'a MetricValueItem) -> ObjectReferenceOut<'a> {
-        ObjectReferenceOut {
-            kind: &self.values.kind,
-            namespace: self.values.namespace.as_deref(),
-            name: &item.name,
-            api_version: &self.values.api_version,
-        }
-    }
-}
-/// `MetricValueList` over borrowed items (field order and names as `k8s_types::MetricValueList`).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MetricValueListOut<I> {
-    kind: &'static str,
-    api_version: String,
-    metadata: ListMeta,
-    items: I,
-}
-
-/// `core/v1.ObjectReference`, borrowed (field order and names as `k8s_types::ObjectReference`).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ObjectReferenceOut<'a> {
-    kind: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    name: &'a str,
-    api_version: &'a str,
-}
-
-/// `custom_metrics/v1beta1.MetricValue`, borrowed (as `k8s_types::MetricValueV1Beta1`).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V1Beta1Out<'a> {
-    described_object: ObjectReferenceOut<'a>,
-    metric_name: &'a str,
-    timestamp: &'a str,
-    #[serde(rename = "window", skip_serializing_if = "Option::is_none")]
-    window_seconds: Option<i64>,
-    value: Quantity,
-    selector: Option<&'a serde_json::Value>,
-}
-
-/// `custom_metrics/v1beta2.MetricIdentifier`, borrowed.
-#[derive(serde::Serialize)]
-struct MetricIdentifierOut<'a> {
-    name: &'a str,
-    selector: Option<&'a serde_json::Value>,
-}
-
-/// `custom_metrics/v1beta2.MetricValue`, borrowed (as `k8s_types::MetricValueV1Beta2`).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V1Beta2Out<'a> {
-    described_object: ObjectReferenceOut<'a>,
-    metric: MetricIdentifierOut<'a>,
-    timestamp: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    window_seconds: Option<i64>,
-    value: Quantity,
-}
-
-struct V1Beta1Items<'a>(ItemsOut<'a>);
-
-impl serde::Serialize for V1Beta1Items<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let out = self.0;
-        serializer.collect_seq(out.values.items.iter().map(|item| V1Beta1Out {
-            described_object: out.reference(item),
-            metric_name: &out.values.metric,
-            timestamp: out.times.get(item.ts_ms),
-            window_seconds: out.values.window_seconds,
-            value: item.value,
-            selector: out.selector,
-        }))
-    }
-}
-
-struct V1Beta2Items<'a>(ItemsOut<'a>);
-
-impl serde::Serialize for V1Beta2Items<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let out = self.0;
-        serializer.collect_seq(out.values.items.iter().map(|item| V1Beta2Out {
-            described_object: out.reference(item),
-            metric: MetricIdentifierOut { name: &out.values.metric, selector: out.selector },
-            timestamp: out.times.get(item.ts_ms),
-            window_seconds: out.values.window_seconds,
-            value: item.value,
-        }))
+    let version = if version == "v1beta1" { CustomVersion::V1Beta1 } else { CustomVersion::V1Beta2 };
+    match write_metric_value_list(&values, version, selector_json.as_ref()) {
+        Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => status(500, format!("encoding the MetricValueList failed: {e}")),
     }
 }
 
@@ -536,59 +389,5 @@ mod tests {
         assert_eq!(params[0].1, "app=web,tier in (a)");
         assert!(query_params(Some("a=%zz")).is_err());
         assert_eq!(percent_decode("%2A", false).as_deref(), Some("*"));
-    }
-
-    #[test]
-    fn borrowed_items_serialize_like_the_k8s_types() {
-        use super::super::k8s_types::{MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference};
-        let selector = serde_json::json!({"matchLabels": {"a": "b"}});
-        for (namespace, window, selector) in
-            [(Some("ns".to_string()), Some(60), Some(&selector)), (None, None, None), (Some("x".into()), None, None)]
-        {
-            let values = MetricValues {
-                kind: "Pod".into(),
-                api_version: "v1".into(),
-                namespace: namespace.clone(),
-                metric: "m\"q".into(),
-                window_seconds: window,
-                items: vec![
-                    MetricValueItem { name: "a".into(), ts_ms: 1_700_000_000_123, value: Quantity::from_milli(1500) },
-                    MetricValueItem { name: "b".into(), ts_ms: 1_700_000_001_000, value: Quantity::from_milli(-2) },
-                ],
-            };
-            let times = ItemTimes::new(&values.items);
-            let out = ItemsOut { values: &values, times: &times, selector };
-            let reference = |item: &MetricValueItem| ObjectReference {
-                kind: values.kind.clone(),
-                namespace: namespace.clone(),
-                name: item.name.clone(),
-                api_version: values.api_version.clone(),
-            };
-            let v1: Vec<MetricValueV1Beta1> = values
-                .items
-                .iter()
-                .map(|item| MetricValueV1Beta1 {
-                    described_object: reference(item),
-                    metric_name: values.metric.clone(),
-                    timestamp: k8s_time(item.ts_ms),
-                    window_seconds: window,
-                    value: item.value,
-                    selector: selector.cloned(),
-                })
-                .collect();
-            assert_eq!(serde_json::to_string(&V1Beta1Items(out)).unwrap(), serde_json::to_string(&v1).unwrap());
-            let v2: Vec<MetricValueV1Beta2> = values
-                .items
-                .iter()
-                .map(|item| MetricValueV1Beta2 {
-                    described_object: reference(item),
-                    metric: MetricIdentifier { name: values.metric.clone(), selector: selector.cloned() },
-                    timestamp: k8s_time(item.ts_ms),
-                    window_seconds: window,
-                    value: item.value,
-                })
-                .collect();
-            assert_eq!(serde_json::to_string(&V1Beta2Items(out)).unwrap(), serde_json::to_string(&v2).unwrap());
-        }
     }
 }

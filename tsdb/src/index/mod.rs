@@ -10,6 +10,9 @@
 //! values it rejects".
 
 pub mod postings;
+mod selection_cache;
+
+pub use selection_cache::SelectionCache;
 
 use crate::{Label, Labels, MatchOp, Matcher};
 use std::collections::HashMap;
@@ -126,6 +129,19 @@ impl Index {
             }
         }
         a.len().cmp(&b.len())
+    }
+
+    /// Whether series `id` satisfies every matcher (a missing label matches as the empty string),
+    /// checked on its own labels: [`Index::select`] for one series.
+    pub fn series_matches(&self, id: u32, matchers: &[Matcher]) -> bool {
+        let pairs = self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
+        matchers.iter().all(|m| {
+            let value = pairs
+                .iter()
+                .find(|(n, _)| *self.strings[*n as usize] == *m.name)
+                .map_or("", |(_, v)| &*self.strings[*v as usize]);
+            m.matches(value)
+        })
     }
 
     /// Postings lists of the values of label `name` for which `accept(value)` holds.
@@ -294,6 +310,9 @@ mod tests {
             }
             let expected = brute_force(&all, &matchers);
             prop_assert_eq!(index.select(&matchers), expected.clone());
+            let one_by_one: Vec<u32> =
+                (0..all.len() as u32).filter(|id| index.series_matches(*id, &matchers)).collect();
+            prop_assert_eq!(&one_by_one, &expected);
             let names: std::collections::BTreeSet<String> =
                 expected.iter().flat_map(|id| all[*id as usize].iter().map(|l| l.name.clone())).collect();
             prop_assert_eq!(index.label_names(Some(&expected)), names.into_iter().collect::<Vec<_>>());
