@@ -96,6 +96,24 @@ pub fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values
 }
 
+/// An empty latency histogram in microseconds: 1 µs to 600 s at 3 significant digits.
+pub fn latency_histogram() -> Result<Histogram<u64>> {
+    Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("creating a latency histogram")
+}
+
+/// Records `elapsed` in a [`latency_histogram`] (saturating at its top, at least 1 µs).
+pub fn record_latency(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    histogram.saturating_record((elapsed.as_micros() as u64).max(1));
+}
+
+/// The `q` quantile (0..=1) of a [`latency_histogram`] in milliseconds; NaN when it is empty.
+pub fn histogram_quantile_ms(histogram: &Histogram<u64>, q: f64) -> f64 {
+    if histogram.is_empty() {
+        return f64::NAN;
+    }
+    histogram.value_at_quantile(q) as f64 / 1000.0
+}
+
 /// Validates a response body of a load request.
 pub type ResponseCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -110,7 +128,7 @@ pub struct LoadResult {
 impl LoadResult {
     /// The `q` quantile in milliseconds.
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        self.histogram.value_at_quantile(q) as f64 / 1000.0
+        histogram_quantile_ms(&self.histogram, q)
     }
 }
 
@@ -124,9 +142,7 @@ pub async fn open_loop(
     make: impl Fn() -> reqwest::RequestBuilder,
     check: ResponseCheck,
 ) -> Result<LoadResult> {
-    let histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("creating the latency histogram")?,
-    ));
+    let histogram = Arc::new(Mutex::new(latency_histogram()?));
     let failures = Arc::new(AtomicU64::new(0));
     let period = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let total = (duration.as_secs_f64() * rate as f64).round() as u64;
@@ -144,9 +160,9 @@ pub async fn open_loop(
                 }
                 _ => false,
             };
-            let micros = intended.elapsed().as_micros() as u64;
+            let elapsed = intended.elapsed();
             if let Ok(mut h) = histogram.lock() {
-                h.saturating_record(micros.max(1));
+                record_latency(&mut h, elapsed);
             }
             if !ok {
                 failures.fetch_add(1, Ordering::Relaxed);
@@ -227,6 +243,20 @@ mod tests {
         assert_eq!(quantile(&values, 0.99), 5.0);
         assert_eq!(quantile(&values, 0.0), 1.0);
         assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn histogram_quantiles_in_ms() -> Result<()> {
+        let mut histogram = latency_histogram()?;
+        assert!(histogram_quantile_ms(&histogram, 0.5).is_nan());
+        for ms in 1..=1000u64 {
+            record_latency(&mut histogram, Duration::from_millis(ms));
+        }
+        record_latency(&mut histogram, Duration::ZERO);
+        assert_eq!(histogram.len(), 1001);
+        assert!((histogram_quantile_ms(&histogram, 0.5) - 500.0).abs() < 1.0);
+        assert!((histogram_quantile_ms(&histogram, 0.999) - 999.0).abs() < 1.0);
+        Ok(())
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `SuiteOptions` are `ringtail-bench`'s command-line flags, and `Scale` the sizes they resolve
-//! to: the default run (sized to finish in about 40 minutes on 2 cores), `--quick` (a smoke run of
-//! a few minutes), and per-workload scaling lists that override either.
+//! to: the default run (every point of every workload repeated 3 times, about 45 minutes on 2
+//! cores), `--quick` (a smoke run of a few minutes), and per-workload scaling lists that override
+//! either.
 
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
@@ -44,13 +45,14 @@ pub struct SuiteOptions {
     /// Report folder [default: benches/results/<UTC date and time>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Repeats of each scaling point, with the systems' order rotated between repeats; the larger
-    /// half of each workload's points runs once unless --repeat-all [default: 3, 1 with --quick].
+    /// Repeats of every scaling point of every workload, with the systems' order rotated between
+    /// repeats [default: 3, 1 with --quick].
     #[arg(long, value_name = "N")]
     pub repeats: Option<usize>,
-    /// Repeat the larger scaling points too (roughly doubles the default run's length).
+    /// Repeat only the smaller half of each workload's points; the larger half runs once (about
+    /// two thirds of the default run's length).
     #[arg(long)]
-    pub repeat_all: bool,
+    pub repeat_small_only: bool,
     /// Tiny sizes, two points per workload: a smoke run of every workload in a few minutes.
     #[arg(long)]
     pub quick: bool,
@@ -72,6 +74,11 @@ pub struct SuiteOptions {
     /// (c) Series each query reads per scaling point [default: 1000,10000,30000,100000].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub query_series: Vec<usize>,
+    /// (c) Runs per system of each query in the latency-distribution pass (p50/p99/p99.9): all of
+    /// them for the instant queries at the smallest point, half for its range queries and for the
+    /// instant queries at the second point; 0 skips the pass [default: 1000, 50 with --quick].
+    #[arg(long, value_name = "N")]
+    pub query_latency_runs: Option<usize>,
     /// (d) Pods selected by the label selector per scaling point [default: 100,300,1000,3000].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub api_pods: Vec<usize>,
@@ -103,7 +110,8 @@ pub struct SuiteOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct Scale {
     pub repeats: usize,
-    pub repeat_all: bool,
+    /// Only the smaller half of each workload's points is repeated.
+    pub repeat_small_only: bool,
     /// Pause after a load before CPU, RSS and disk are read, so deferred work is counted.
     pub settle: Duration,
     pub rw_series: Vec<usize>,
@@ -115,6 +123,8 @@ pub struct Scale {
     pub query_series: Vec<usize>,
     /// Timed runs of each query per system per repeat at the smallest point (fewer at large ones).
     pub query_runs: usize,
+    /// Runs per system of each query in the latency-distribution pass at the smallest point.
+    pub query_latency_runs: usize,
     pub api_pods: Vec<usize>,
     pub api_rate: u64,
     pub api_duration: Duration,
@@ -141,7 +151,7 @@ impl SuiteOptions {
         let q = self.quick;
         Scale {
             repeats: self.repeats.unwrap_or(if q { 1 } else { 3 }).max(1),
-            repeat_all: self.repeat_all,
+            repeat_small_only: self.repeat_small_only,
             settle: Duration::from_secs(if q { 2 } else { 5 }),
             rw_series: list(&self.rw_series, q, &[1_000, 10_000], &[10_000, 100_000, 300_000, 1_000_000]),
             rw_samples: self.rw_samples.unwrap_or(if q { 100_000 } else { 600_000 }),
@@ -151,6 +161,7 @@ impl SuiteOptions {
             scrape_window: Duration::from_secs(self.scrape_seconds.unwrap_or(if q { 3 } else { 5 })),
             query_series: list(&self.query_series, q, &[300, 1_000], &[1_000, 10_000, 30_000, 100_000]),
             query_runs: 3,
+            query_latency_runs: self.query_latency_runs.unwrap_or(if q { 50 } else { 1_000 }),
             api_pods: list(&self.api_pods, q, &[100, 1_000], &[100, 300, 1_000, 3_000]),
             api_rate: self.api_rate.unwrap_or(if q { 100 } else { 500 }).max(1),
             api_duration: Duration::from_secs(self.api_seconds.unwrap_or(if q { 2 } else { 5 }).max(1)),
@@ -164,10 +175,10 @@ impl SuiteOptions {
 }
 
 impl Scale {
-    /// Repeats of the `index`-th of `count` scaling points (ascending): the larger half runs once
-    /// unless `--repeat-all`, which keeps the default run within its time budget.
+    /// Repeats of the `index`-th of `count` scaling points (ascending): every point gets all of
+    /// them, unless `--repeat-small-only` leaves the larger half of the points at one.
     pub fn repeats_at(&self, index: usize, count: usize) -> usize {
-        if index >= count.div_ceil(2) && !self.repeat_all {
+        if self.repeat_small_only && index >= count.div_ceil(2) {
             1
         } else {
             self.repeats
@@ -188,10 +199,15 @@ mod tests {
         assert_eq!(scale.workloads, vec![WorkloadKey::RemoteWrite, WorkloadKey::Churn]);
         assert_eq!(scale.repeats, 3);
         assert_eq!(scale.repeats_at(1, 4), 3);
-        assert_eq!(scale.repeats_at(2, 4), 1);
-        assert_eq!(scale.repeats_at(0, 1), 3);
+        assert_eq!(scale.repeats_at(3, 4), 3);
+        assert_eq!(scale.query_latency_runs, 1_000);
+        let small_only = SuiteOptions::parse_from(["ringtail-bench", "--repeat-small-only"]).scale();
+        assert_eq!(small_only.repeats_at(1, 4), 3);
+        assert_eq!(small_only.repeats_at(2, 4), 1);
+        assert_eq!(small_only.repeats_at(0, 1), 3);
         let quick = SuiteOptions::parse_from(["ringtail-bench", "--quick"]).scale();
         assert_eq!(quick.repeats, 1);
+        assert_eq!(quick.query_latency_runs, 50);
         assert_eq!(quick.workloads.len(), 6);
     }
 }

@@ -6,7 +6,7 @@
 
 use super::machine::MachineInfo;
 use super::options::{Scale, SuiteOptions};
-use super::results::{Results, Summary, WorkloadInfo};
+use super::results::{FigureSpec, Results, Summary, WorkloadInfo};
 use super::systems::SystemKind;
 use super::workloads;
 use anyhow::{Context, Result};
@@ -207,39 +207,19 @@ fn workload_section(
     for note in &workload.notes {
         let _ = writeln!(md, "> **Note:** {note}\n");
     }
-    let others: Vec<SystemKind> = workload.systems.iter().copied().filter(|&s| s != SystemKind::Ringtail).collect();
-    let _ = write!(md, "| figure | {} |", workload.point_label);
-    for system in &workload.systems {
-        let _ = write!(md, " {} |", system.name());
-    }
-    for other in &others {
-        let _ = write!(md, " ringtail ÷ {} |", other.name());
-    }
-    let _ = writeln!(md);
-    let _ = writeln!(md, "|{}", " --- |".repeat(2 + workload.systems.len() + others.len()));
-    for figure in &workload.figures {
-        for &point in &workload.points {
-            let cells: Vec<Option<Summary>> =
-                workload.systems.iter().map(|&s| results.summary(workload.key, figure.key, s, point)).collect();
-            if cells.iter().all(Option::is_none) {
-                continue;
-            }
-            let _ = write!(md, "| {} ({}) | {} |", figure.title, figure.unit, axis_label(point));
-            for cell in &cells {
-                let _ = write!(md, " {} |", format_summary(*cell));
-            }
-            let ringtail = results.summary(workload.key, figure.key, SystemKind::Ringtail, point);
-            for &other in &others {
-                let ratio = match (ringtail, results.summary(workload.key, figure.key, other, point)) {
-                    (Some(r), Some(o)) if o.median != 0.0 => format!("{:.2}", r.median / o.median),
-                    _ => "—".into(),
-                };
-                let _ = write!(md, " {ratio} |");
-            }
-            let _ = writeln!(md);
+    let main: Vec<&FigureSpec> = workload.figures.iter().filter(|f| f.table.is_none()).collect();
+    figure_table(md, workload, results, &main);
+    let mut headings: Vec<&str> = Vec::new();
+    for heading in workload.figures.iter().filter_map(|f| f.table) {
+        if !headings.contains(&heading) {
+            headings.push(heading);
         }
     }
-    let _ = writeln!(md);
+    for heading in headings {
+        let figures: Vec<&FigureSpec> = workload.figures.iter().filter(|f| f.table == Some(heading)).collect();
+        let _ = writeln!(md, "### {heading}\n");
+        figure_table(md, workload, results, &figures);
+    }
     for figure in workload.figures.iter().filter(|f| f.chart) {
         let file = format!("{}-{}.svg", workload.key, figure.key);
         let series: Vec<(SystemKind, Vec<(f64, f64)>)> = workload
@@ -269,6 +249,47 @@ fn workload_section(
     }
 }
 
+/// One table of `figures`: a row per figure and point (left out where nothing was measured, unless
+/// the figure says what its cells show then), a column per system, then Ringtail's ratios.
+fn figure_table(md: &mut String, workload: &WorkloadInfo, results: &Results, figures: &[&FigureSpec]) {
+    if figures.is_empty() {
+        return;
+    }
+    let others: Vec<SystemKind> = workload.systems.iter().copied().filter(|&s| s != SystemKind::Ringtail).collect();
+    let _ = write!(md, "| figure | {} |", workload.point_label);
+    for system in &workload.systems {
+        let _ = write!(md, " {} |", system.name());
+    }
+    for other in &others {
+        let _ = write!(md, " ringtail ÷ {} |", other.name());
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(md, "|{}", " --- |".repeat(2 + workload.systems.len() + others.len()));
+    for figure in figures {
+        for &point in &workload.points {
+            let cells: Vec<Option<Summary>> =
+                workload.systems.iter().map(|&s| results.summary(workload.key, figure.key, s, point)).collect();
+            let measured = cells.iter().any(Option::is_some);
+            let Some(missing) = (if measured { Some("—") } else { figure.when_missing }) else { continue };
+            let _ = write!(md, "| {} ({}) | {} |", figure.title, figure.unit, axis_label(point));
+            for cell in &cells {
+                let text = cell.map_or_else(|| missing.to_string(), |s| format_summary(Some(s)));
+                let _ = write!(md, " {text} |");
+            }
+            let ringtail = results.summary(workload.key, figure.key, SystemKind::Ringtail, point);
+            for &other in &others {
+                let ratio = match (ringtail, results.summary(workload.key, figure.key, other, point)) {
+                    (Some(r), Some(o)) if o.median != 0.0 => format!("{:.2}", r.median / o.median),
+                    _ => "—".into(),
+                };
+                let _ = write!(md, " {ratio} |");
+            }
+            let _ = writeln!(md);
+        }
+    }
+    let _ = writeln!(md);
+}
+
 fn measuring_section(md: &mut String) {
     let _ = writeln!(
         md,
@@ -287,7 +308,7 @@ fn measuring_section(md: &mut String) {
          not yet compacted at these spans).\n\
          - **Latency**: wall time from sending the request to the last byte of the response, on loopback. \
          Open-loop loads count from the scheduled send time (no coordinated omission) and record in an \
-         hdrhistogram.\n\
+         hdrhistogram; so do the runs of PromQL's latency-distribution pass.\n\
          - **Throughput**: samples ÷ wall time from the first request to the last response.\n\n\
          See `benches/README.md` for the workloads' details and how to rerun."
     );
@@ -498,18 +519,24 @@ pub fn check_targets(results: &Results, scale: &Scale) -> Vec<TargetCheck> {
     let key = workloads::freshness::KEY;
     let first = scale.freshness_intervals.first().map(|&s| s as f64).unwrap_or(0.0);
     let rw_p99 = median(key, "rw_p99_ms", SystemKind::Ringtail, first);
-    let rw_missed = median(key, "rw_missed", SystemKind::Ringtail, first).unwrap_or(0.0);
+    // Missed in any repeat.
+    let rw_missed = results.summary(key, "rw_missed", SystemKind::Ringtail, first).map_or(0.0, |s| s.max);
+    let rw_repeats = scale.repeats_at(0, scale.freshness_intervals.len());
     checks.push(TargetCheck {
         target: "freshness: remote-write ack → value in the custom metrics API < 100 ms",
         verdict: verdict(rw_p99.is_some(), rw_p99.is_some_and(|v| v < 100.0) && rw_missed == 0.0),
         measured: match rw_p99 {
             None => "not run".into(),
             Some(v) => format!(
-                "p99 {} ms, p50 {} ms over {} changes (polled every 10 ms){}",
+                "p99 {} ms, p50 {} ms ({}, polled every 10 ms){}",
                 format_value(v),
                 median(key, "rw_p50_ms", SystemKind::Ringtail, first).map(format_value).unwrap_or_default(),
-                scale.freshness_changes,
-                if rw_missed > 0.0 { format!(", {rw_missed} never seen") } else { String::new() }
+                if rw_repeats > 1 {
+                    format!("medians over {rw_repeats} repeats of {} changes", scale.freshness_changes)
+                } else {
+                    format!("over {} changes", scale.freshness_changes)
+                },
+                if rw_missed > 0.0 { format!(", up to {rw_missed} never seen in a repeat") } else { String::new() }
             ),
         },
     });
@@ -548,6 +575,7 @@ fn verdict(measured: bool, met: bool) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suite::results::tabulated;
 
     #[test]
     fn values_read_well() {
@@ -559,6 +587,43 @@ mod tests {
         assert_eq!(format_value(0.0), "0");
         assert_eq!(axis_label(30_000.0), "30k");
         assert_eq!(axis_label(0.5), "0.5");
+    }
+
+    #[test]
+    fn tables_show_ranges_and_missing_rows() {
+        let figures = vec![
+            tabulated("p50", "latency", "ms", true),
+            tabulated("p999", "latency", "p99.9 ms", true).in_table("Distribution").when_missing("— (too few runs)"),
+        ];
+        let workload = WorkloadInfo {
+            key: "w",
+            title: "(w) workload",
+            description: String::new(),
+            parameters: vec![],
+            point_label: "series",
+            points: vec![1000.0, 10_000.0],
+            log_x: true,
+            systems: SystemKind::ALL.to_vec(),
+            figures,
+            notes: vec![],
+        };
+        let mut results = Results::default();
+        for (repeat, value) in [2.0, 1.0, 3.0].into_iter().enumerate() {
+            for system in SystemKind::ALL {
+                results.record("w", "p50", system, 1000.0, repeat, value);
+            }
+        }
+        results.record("w", "p999", SystemKind::Ringtail, 1000.0, 0, 5.0);
+        results.record("w", "p999", SystemKind::Prometheus, 1000.0, 0, 20.0);
+        results.add_workload(workload.clone());
+        let mut md = String::new();
+        workload_section(&mut md, &workload, &results, Path::new("/nonexistent"), &mut Vec::new());
+        assert!(md.contains("| latency (ms) | 1k | 2.00 (1.00–3.00) | 2.00 (1.00–3.00) |"), "{md}");
+        assert!(!md.contains("| latency (ms) | 10k |"), "{md}");
+        assert!(md.contains("### Distribution\n\n| figure | series |"), "{md}");
+        assert!(md.contains("| latency (p99.9 ms) | 1k | 5.00 | 20.0 | — | 0.25 | — |"), "{md}");
+        let missing = "| latency (p99.9 ms) | 10k | — (too few runs) | — (too few runs) | — (too few runs) | — | — |";
+        assert!(md.contains(missing), "{md}");
     }
 
     #[test]

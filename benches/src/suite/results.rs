@@ -14,11 +14,27 @@ pub struct FigureSpec {
     pub lower_is_better: bool,
     /// Whether the report draws a scaling chart for it.
     pub chart: bool,
+    /// The heading of a separate table the figure is listed in (`None`: the workload's main table).
+    pub table: Option<&'static str>,
+    /// What a point's cells say when no system has the figure there (`None`: the row is left out).
+    pub when_missing: Option<&'static str>,
+}
+
+impl FigureSpec {
+    /// The figure listed in a separate table under `heading`.
+    pub const fn in_table(self, heading: &'static str) -> FigureSpec {
+        FigureSpec { table: Some(heading), ..self }
+    }
+
+    /// The figure's row kept at points where nothing was measured, its cells saying `text`.
+    pub const fn when_missing(self, text: &'static str) -> FigureSpec {
+        FigureSpec { when_missing: Some(text), ..self }
+    }
 }
 
 /// Shorthand for a figure that is charted.
 pub const fn charted(key: &'static str, title: &'static str, unit: &'static str, lower_is_better: bool) -> FigureSpec {
-    FigureSpec { key, title, unit, lower_is_better, chart: true }
+    FigureSpec { key, title, unit, lower_is_better, chart: true, table: None, when_missing: None }
 }
 
 /// Shorthand for a figure that is only tabulated.
@@ -28,7 +44,7 @@ pub const fn tabulated(
     unit: &'static str,
     lower_is_better: bool,
 ) -> FigureSpec {
-    FigureSpec { key, title, unit, lower_is_better, chart: false }
+    FigureSpec { key, title, unit, lower_is_better, chart: false, table: None, when_missing: None }
 }
 
 /// What a workload is, how it was parameterised in this run, and what it reports.

@@ -7,8 +7,11 @@
 //! VictoriaMetrics runs with its default `-search.latencyOffset=30s`, which hides the newest 30 s
 //! from queries. Scaling points are scrape intervals. Once, at the first point, the same is done
 //! with remote-write: a new value is written to each system and the time runs from its ack.
+//! Repeats run back to back on the same running systems: each repeat is its own run of changes,
+//! and every figure is recorded per repeat.
 
 use super::adapter_api::adapter_rules;
+use super::repeats_text;
 use crate::suite::exporter::{Exporter, PageRenderer};
 use crate::suite::fleet::{series_labels, Pod, SeriesKind, SeriesShape};
 use crate::suite::measure::{quantile, sorted};
@@ -40,19 +43,20 @@ fn drain_time(interval: Duration) -> Duration {
     VM_LATENCY_OFFSET + interval * 3 + Duration::from_secs(10)
 }
 
-fn point_estimate(scale: &Scale, interval_s: u64, with_rw: bool) -> f64 {
-    // Start-up and warm-up, the changes, then the slowest system (VictoriaMetrics) catching up.
-    let scrape = 6.0
-        + 3.0 * interval_s as f64
-        + scale.freshness_changes as f64 * CHANGE_PERIOD.as_secs_f64()
-        + VM_LATENCY_OFFSET.as_secs_f64()
-        + interval_s as f64;
-    let rw = scale.freshness_changes as f64 * RW_CHANGE_PERIOD.as_secs_f64() + VM_LATENCY_OFFSET.as_secs_f64() + 3.0;
-    scrape + if with_rw { rw } else { 0.0 }
+fn point_estimate(scale: &Scale, index: usize, interval_s: u64) -> f64 {
+    // Start-up and warm-up, every repeat's changes, then the slowest system (VictoriaMetrics)
+    // catching up: fitted to the default run of 2026-12-01 on the 2-core machine (start-up and
+    // warm-up 6 s at a 2 s interval, 21 s at 15 s; the changes and the catch-up 40–47 s).
+    let interval = interval_s as f64;
+    let changes = (scale.repeats_at(index, scale.freshness_intervals.len()) * scale.freshness_changes) as f64;
+    let offset = VM_LATENCY_OFFSET.as_secs_f64();
+    let scrape = 4.0 + 1.1 * interval + changes * CHANGE_PERIOD.as_secs_f64() + offset + 2.0 + 0.3 * interval;
+    let rw = changes * RW_CHANGE_PERIOD.as_secs_f64() + offset;
+    scrape + if index == 0 { rw } else { 0.0 }
 }
 
 pub fn estimate_seconds(scale: &Scale) -> f64 {
-    scale.freshness_intervals.iter().enumerate().map(|(i, &s)| point_estimate(scale, s, i == 0)).sum()
+    scale.freshness_intervals.iter().enumerate().map(|(i, &s)| point_estimate(scale, i, s)).sum()
 }
 
 pub fn info(scale: &Scale) -> WorkloadInfo {
@@ -70,15 +74,23 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
              deployment sees. prometheus-adapter's own relist and cache delays are not included for \
              Prometheus. Once (at the first point) the same is measured with remote-write: a new value is \
              written to each system and the time runs from its acknowledgement. A change not seen within 30 s \
-             + 3 scrape intervals + 10 s counts as missed.",
+             + 3 scrape intervals + 10 s after the point's last change counts as missed.",
             CHANGE_PERIOD.as_millis(),
             POLL_PERIOD.as_millis(),
             POLL_PERIOD.as_millis()
         ),
         parameters: vec![
             format!("scrape intervals (s): {:?}", scale.freshness_intervals),
-            format!("value changes per point: {} (p99 of that many is close to the slowest)", scale.freshness_changes),
-            "no repeats: every change is a sample; the systems run side by side".into(),
+            format!(
+                "value changes per point per repeat: {} (p99 of that many is close to the slowest)",
+                scale.freshness_changes
+            ),
+            repeats_text(scale),
+            "the systems run side by side and are polled at once, so there are no turns to rotate: each point \
+             starts them once, in an order rotated from point to point, and its repeats follow one another on \
+             the running systems (every repeat its own changes, p50, p99 and count never seen); remote-written \
+             changes go to the systems in an order rotated change by change"
+                .into(),
         ],
         point_label: "scrape interval (s)",
         points: scale.freshness_intervals.iter().map(|&s| s as f64).collect(),
@@ -168,21 +180,28 @@ fn parse_quantity(text: &str) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * scale)
 }
 
-/// One change a poller waits for: pod, new value, and when it changed (or was acked).
+/// One change a poller waits for: pod, new value, when it changed (or was acked), and the repeat
+/// it belongs to.
 struct PendingChange {
     pod: String,
     value: f64,
     at: Instant,
+    repeat: usize,
 }
 
 type ChangeLog = Arc<Mutex<Vec<PendingChange>>>;
 
+/// What a poller saw: per logged change, its repeat and its latency in ms (`None`: never seen).
+type Seen = Vec<(usize, Option<f64>)>;
+
 /// Polls `path` every [`POLL_PERIOD`] until every logged change is seen, or `finished` is set
-/// and `drain` has passed since. Returns the latencies seen (ms) and the changes missed.
-async fn poll_changes(path: ReadPath, log: ChangeLog, finished: Arc<AtomicBool>, drain: Duration) -> (Vec<f64>, usize) {
+/// and `drain` has passed since.
+async fn poll_changes(path: ReadPath, log: ChangeLog, finished: Arc<AtomicBool>, drain: Duration) -> Seen {
     let mut latencies: Vec<Option<f64>> = Vec::new();
     let mut finished_at: Option<Instant> = None;
     loop {
+        // Read before the log: once set, every change is in the log this round reads.
+        let done = finished.load(Ordering::Acquire);
         let sent = Instant::now();
         let values = path.read().await.unwrap_or_default();
         let answered = Instant::now();
@@ -196,7 +215,7 @@ async fn poll_changes(path: ReadPath, log: ChangeLog, finished: Arc<AtomicBool>,
             }
             latencies.iter().all(Option::is_some)
         };
-        if finished.load(Ordering::Acquire) {
+        if done {
             let since = *finished_at.get_or_insert_with(Instant::now);
             if all_seen || since.elapsed() > drain {
                 break;
@@ -204,23 +223,27 @@ async fn poll_changes(path: ReadPath, log: ChangeLog, finished: Arc<AtomicBool>,
         }
         tokio::time::sleep_until((sent + POLL_PERIOD).into()).await;
     }
-    let missed = latencies.iter().filter(|l| l.is_none()).count();
-    (latencies.into_iter().flatten().collect(), missed)
+    let Ok(log) = log.lock() else { return Vec::new() };
+    latencies.resize(log.len(), None);
+    log.iter().zip(latencies).map(|(change, latency)| (change.repeat, latency)).collect()
 }
 
 pub async fn run(suite: &mut Suite) -> Result<()> {
     let scale = suite.scale.clone();
     suite.results.add_workload(info(&scale));
     for (index, &interval_s) in scale.freshness_intervals.iter().enumerate() {
-        if let Err(e) = run_point(suite, interval_s, index == 0).await {
+        if let Err(e) = run_point(suite, index, interval_s).await {
             suite.note(KEY, format!("scrape interval {interval_s}s failed: {e:#}"));
         }
-        suite.step_done(point_estimate(&scale, interval_s, index == 0));
+        suite.step_done(point_estimate(&scale, index, interval_s));
     }
     Ok(())
 }
 
-async fn run_point(suite: &mut Suite, interval_s: u64, with_remote_write: bool) -> Result<()> {
+/// The `index`-th point: every repeat's scrape changes, then, at the first point, every repeat's
+/// remote-written changes.
+async fn run_point(suite: &mut Suite, index: usize, interval_s: u64) -> Result<()> {
+    let repeats = suite.scale.repeats_at(index, suite.scale.freshness_intervals.len());
     let interval = Duration::from_secs(interval_s);
     let values: Arc<Vec<AtomicU64>> = Arc::new((0..SLOTS).map(|_| AtomicU64::new(3)).collect());
     let page_values = values.clone();
@@ -242,7 +265,7 @@ async fn run_point(suite: &mut Suite, interval_s: u64, with_remote_write: bool) 
     };
     suite.status(format!("{KEY}: starting systems scraping every {interval_s}s"));
     let mut systems = Vec::new();
-    for kind in SystemKind::ALL {
+    for kind in SystemKind::order_for_repeat(index) {
         systems.push(RunningSystem::start(kind, &setup, &suite.http).await?);
     }
     let paths: Vec<(SystemKind, ReadPath)> = systems
@@ -251,41 +274,45 @@ async fn run_point(suite: &mut Suite, interval_s: u64, with_remote_write: bool) 
         .collect::<Result<_>>()?;
     // Warm-up: Ringtail and Prometheus show every gauge (VictoriaMetrics would take 30 s more; its
     // first changes are seen after that anyway).
-    let deadline = Instant::now() + Duration::from_secs(30) + interval * 3;
+    let warm_up = Duration::from_secs(30) + interval * 3;
+    let deadline = Instant::now() + warm_up;
     for (kind, path) in &paths {
         if *kind == SystemKind::VictoriaMetrics {
             continue;
         }
         while path.read().await.map(|v| v.len()).unwrap_or(0) < SLOTS {
             if Instant::now() > deadline {
-                return Err(anyhow!("{} did not show the scraped gauges within {:?}", kind.name(), deadline.elapsed()));
+                return Err(anyhow!("{} did not show the scraped gauges within {warm_up:?}", kind.name()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     let point = interval_s as f64;
     let changes = suite.scale.freshness_changes;
-    suite.status(format!("{KEY}: {changes} value changes, scrape interval {interval_s}s"));
     let logs: Vec<ChangeLog> = paths.iter().map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let finished = Arc::new(AtomicBool::new(false));
     let pollers = spawn_pollers(&paths, &logs, &finished, drain_time(interval));
-    for k in 0..changes {
-        tokio::time::sleep(CHANGE_PERIOD).await;
-        let slot = k % SLOTS;
-        // Values end in 3, so a Kubernetes quantity never abbreviates them (1000 → "1k").
-        let value = (10 * (k + 1) + 3) as u64;
-        values[slot].store(value, Ordering::Release);
-        let at = Instant::now();
-        for log in &logs {
-            if let Ok(mut log) = log.lock() {
-                log.push(PendingChange { pod: format!("worker-{slot}"), value: value as f64, at });
+    for repeat in 0..repeats {
+        suite.status(format!("{KEY}: {changes} value changes, scrape interval {interval_s}s, repeat {}", repeat + 1));
+        for k in repeat * changes..(repeat + 1) * changes {
+            tokio::time::sleep(CHANGE_PERIOD).await;
+            let slot = k % SLOTS;
+            // Values end in 3, so a Kubernetes quantity never abbreviates them (1000 → "1k").
+            let value = (10 * (k + 1) + 3) as u64;
+            values[slot].store(value, Ordering::Release);
+            let at = Instant::now();
+            for log in &logs {
+                if let Ok(mut log) = log.lock() {
+                    log.push(PendingChange { pod: format!("worker-{slot}"), value: value as f64, at, repeat });
+                }
             }
         }
     }
     finished.store(true, Ordering::Release);
-    record_pollers(suite, &paths, pollers, point, ["scrape_p50_ms", "scrape_p99_ms", "scrape_missed"]).await?;
-    if with_remote_write {
-        remote_write_freshness(suite, &systems, point).await?;
+    let figures = ["scrape_p50_ms", "scrape_p99_ms", "scrape_missed"];
+    record_pollers(suite, &paths, pollers, point, repeats, figures).await?;
+    if index == 0 {
+        remote_write_freshness(suite, &systems, point, repeats).await?;
     }
     drop(exporter);
     Ok(())
@@ -305,9 +332,14 @@ fn gauge_request(pod: &str, value: f64, ts_ms: i64) -> Vec<u8> {
     })
 }
 
-async fn remote_write_freshness(suite: &mut Suite, systems: &[RunningSystem], point: f64) -> Result<()> {
+async fn remote_write_freshness(
+    suite: &mut Suite,
+    systems: &[RunningSystem],
+    point: f64,
+    repeats: usize,
+) -> Result<()> {
     let changes = suite.scale.freshness_changes;
-    suite.status(format!("{KEY}: {changes} remote-written changes"));
+    suite.status(format!("{KEY}: {repeats} × {changes} remote-written changes"));
     let paths: Vec<(SystemKind, ReadPath)> = systems
         .iter()
         .map(|s| ReadPath::for_system(s, &suite.http, "fresh-rw", "rw").map(|p| (s.kind, p)))
@@ -315,7 +347,7 @@ async fn remote_write_freshness(suite: &mut Suite, systems: &[RunningSystem], po
     let logs: Vec<ChangeLog> = paths.iter().map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let finished = Arc::new(AtomicBool::new(false));
     let pollers = spawn_pollers(&paths, &logs, &finished, drain_time(Duration::ZERO));
-    for k in 0..changes {
+    for k in 0..repeats * changes {
         tokio::time::sleep(RW_CHANGE_PERIOD).await;
         let pod = format!("rw-{}", k % SLOTS);
         let value = (10 * (k + 1) + 3) as f64;
@@ -324,12 +356,12 @@ async fn remote_write_freshness(suite: &mut Suite, systems: &[RunningSystem], po
             remote_write(&suite.http, &systems[index].write_url(), gauge_request(&pod, value, super::now_ms())).await?;
             let at = Instant::now();
             if let Ok(mut log) = logs[index].lock() {
-                log.push(PendingChange { pod: pod.clone(), value, at });
+                log.push(PendingChange { pod: pod.clone(), value, at, repeat: k / changes });
             }
         }
     }
     finished.store(true, Ordering::Release);
-    record_pollers(suite, &paths, pollers, point, ["rw_p50_ms", "rw_p99_ms", "rw_missed"]).await
+    record_pollers(suite, &paths, pollers, point, repeats, ["rw_p50_ms", "rw_p99_ms", "rw_missed"]).await
 }
 
 /// Starts one poller per system, each watching its read path for the changes in its log.
@@ -338,7 +370,7 @@ fn spawn_pollers(
     logs: &[ChangeLog],
     finished: &Arc<AtomicBool>,
     drain: Duration,
-) -> Vec<tokio::task::JoinHandle<(Vec<f64>, usize)>> {
+) -> Vec<tokio::task::JoinHandle<Seen>> {
     paths
         .iter()
         .zip(logs)
@@ -346,23 +378,33 @@ fn spawn_pollers(
         .collect()
 }
 
-/// Waits for each system's poller and records its median and p99 latency and its missed changes
-/// at `point` under the figure names `[p50, p99, missed]`.
+/// Waits for each system's poller and records, per repeat, its median and p99 latency and its
+/// missed changes at `point` under the figure names `[p50, p99, missed]`.
 async fn record_pollers(
     suite: &mut Suite,
     paths: &[(SystemKind, ReadPath)],
-    pollers: Vec<tokio::task::JoinHandle<(Vec<f64>, usize)>>,
+    pollers: Vec<tokio::task::JoinHandle<Seen>>,
     point: f64,
+    repeats: usize,
     [p50, p99, missed_figure]: [&'static str; 3],
 ) -> Result<()> {
     for ((kind, _), poller) in paths.iter().zip(pollers) {
-        let (latencies, missed) = poller.await.context("a freshness poller failed")?;
-        let latencies = sorted(latencies);
-        suite.results.record(KEY, p50, *kind, point, 0, quantile(&latencies, 0.5));
-        suite.results.record(KEY, p99, *kind, point, 0, quantile(&latencies, 0.99));
-        suite.results.record(KEY, missed_figure, *kind, point, 0, missed as f64);
+        let seen = poller.await.context("a freshness poller failed")?;
+        for repeat in 0..repeats {
+            let (latencies, missed) = of_repeat(&seen, repeat);
+            suite.results.record(KEY, p50, *kind, point, repeat, quantile(&latencies, 0.5));
+            suite.results.record(KEY, p99, *kind, point, repeat, quantile(&latencies, 0.99));
+            suite.results.record(KEY, missed_figure, *kind, point, repeat, missed as f64);
+        }
     }
     Ok(())
+}
+
+/// The sorted latencies (ms) of `repeat`'s changes that were seen, and how many were not.
+fn of_repeat(seen: &Seen, repeat: usize) -> (Vec<f64>, usize) {
+    let changes = seen.iter().filter(|(r, _)| *r == repeat);
+    let latencies = sorted(changes.clone().filter_map(|(_, latency)| *latency).collect());
+    (latencies, changes.filter(|(_, latency)| latency.is_none()).count())
 }
 
 #[cfg(test)]
@@ -375,5 +417,24 @@ mod tests {
         assert_eq!(parse_quantity("1500m"), Some(1.5));
         assert_eq!(parse_quantity("2k"), Some(2000.0));
         assert_eq!(parse_quantity(""), None);
+    }
+
+    #[test]
+    fn changes_grouped_by_repeat() {
+        let seen: Seen = vec![(0, Some(30.0)), (0, Some(10.0)), (1, None), (1, Some(20.0)), (0, None), (1, None)];
+        assert_eq!(of_repeat(&seen, 0), (vec![10.0, 30.0], 1));
+        assert_eq!(of_repeat(&seen, 1), (vec![20.0], 2));
+        assert_eq!(of_repeat(&seen, 2), (vec![], 0));
+    }
+
+    #[test]
+    fn estimate_counts_every_repeat() {
+        use crate::suite::options::SuiteOptions;
+        use clap::Parser;
+        let once = SuiteOptions::parse_from(["ringtail-bench", "--repeats", "1"]).scale();
+        let thrice = SuiteOptions::parse_from(["ringtail-bench"]).scale();
+        // Two more rounds of 30 changes at 0.3 s per point, and of 30 remote-written ones at 0.25 s.
+        let extra = estimate_seconds(&thrice) - estimate_seconds(&once);
+        assert!((extra - (4.0 * 2.0 * 30.0 * 0.3 + 2.0 * 30.0 * 0.25)).abs() < 1e-6, "{extra}");
     }
 }

@@ -24,10 +24,13 @@ use std::time::{Duration, Instant};
 pub const SEND_CONCURRENCY: usize = 4;
 /// The report's line about repeats.
 pub fn repeats_text(scale: &Scale) -> String {
-    if scale.repeat_all || scale.repeats == 1 {
-        format!("repeats: {} at every point", scale.repeats)
+    if scale.repeat_small_only && scale.repeats > 1 {
+        format!(
+            "repeats: {} at the smaller half of the points, 1 at the larger half (--repeat-small-only)",
+            scale.repeats
+        )
     } else {
-        format!("repeats: {} at the smaller half of the points, 1 at the larger half", scale.repeats)
+        format!("repeats: {} at every point", scale.repeats)
     }
 }
 

@@ -4,12 +4,17 @@
 //! `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))` — as
 //! instant queries and as 1 h range queries at 15 s step, over N counter series and N bucket
 //! series (N/10 pods × 10 each), 65 minutes at 15 s, loaded identically into all three systems.
-//! Every system runs at once; query runs alternate between them.
+//! Every system runs at once; query runs alternate between them. After the repeats, a
+//! latency-distribution pass runs each query at the smallest point, and each instant query at the
+//! second, hundreds to a thousand times per system, systems interleaved run by run, for
+//! p50/p99/p99.9 from an hdrhistogram.
 
 use super::repeats_text;
 use super::send_batch;
 use crate::suite::fleet::{encode_requests, write_series, Pod, DATA_STEP_MS};
-use crate::suite::measure::{quantile, sorted, time_query, PromQuery};
+use crate::suite::measure::{
+    histogram_quantile_ms, latency_histogram, quantile, record_latency, sorted, time_query, PromQuery,
+};
 use crate::suite::options::Scale;
 use crate::suite::results::{charted, tabulated, WorkloadInfo};
 use crate::suite::systems::{RunningSystem, SystemKind, SystemSetup};
@@ -23,10 +28,14 @@ pub const KEY: &str = "promql";
 const SPAN_STEPS: i64 = 65 * 60 / 15;
 const SERIES_PER_POD: usize = 10;
 
-/// A query of the workload: figure-key prefix, title, expression, range or instant.
+/// A query of the workload: its figures' keys (median and p99 over the runs of a repeat; p50, p99
+/// and p99.9 of the latency-distribution pass), title, expression, range or instant.
 struct QueryShape {
     p50_key: &'static str,
     p99_key: &'static str,
+    dist_p50_key: &'static str,
+    dist_p99_key: &'static str,
+    dist_p999_key: &'static str,
     title: &'static str,
     expr: &'static str,
     range: bool,
@@ -36,6 +45,9 @@ const QUERIES: [QueryShape; 4] = [
     QueryShape {
         p50_key: "sum_rate_instant_p50_ms",
         p99_key: "sum_rate_instant_p99_ms",
+        dist_p50_key: "sum_rate_instant_dist_p50_ms",
+        dist_p99_key: "sum_rate_instant_dist_p99_ms",
+        dist_p999_key: "sum_rate_instant_dist_p999_ms",
         title: "sum by (pod) (rate(…[2m])), instant",
         expr: "sum by (pod) (rate(http_requests_total[2m]))",
         range: false,
@@ -43,6 +55,9 @@ const QUERIES: [QueryShape; 4] = [
     QueryShape {
         p50_key: "sum_rate_range_p50_ms",
         p99_key: "sum_rate_range_p99_ms",
+        dist_p50_key: "sum_rate_range_dist_p50_ms",
+        dist_p99_key: "sum_rate_range_dist_p99_ms",
+        dist_p999_key: "sum_rate_range_dist_p999_ms",
         title: "sum by (pod) (rate(…[2m])), 1 h range @ 15 s",
         expr: "sum by (pod) (rate(http_requests_total[2m]))",
         range: true,
@@ -50,6 +65,9 @@ const QUERIES: [QueryShape; 4] = [
     QueryShape {
         p50_key: "histogram_instant_p50_ms",
         p99_key: "histogram_instant_p99_ms",
+        dist_p50_key: "histogram_instant_dist_p50_ms",
+        dist_p99_key: "histogram_instant_dist_p99_ms",
+        dist_p999_key: "histogram_instant_dist_p999_ms",
         title: "histogram_quantile(0.99, sum by (le) (rate(…[5m]))), instant",
         expr: "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
         range: false,
@@ -57,6 +75,9 @@ const QUERIES: [QueryShape; 4] = [
     QueryShape {
         p50_key: "histogram_range_p50_ms",
         p99_key: "histogram_range_p99_ms",
+        dist_p50_key: "histogram_range_dist_p50_ms",
+        dist_p99_key: "histogram_range_dist_p99_ms",
+        dist_p999_key: "histogram_range_dist_p999_ms",
         title: "histogram_quantile(0.99, sum by (le) (rate(…[5m]))), 1 h range @ 15 s",
         expr: "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
         range: true,
@@ -73,19 +94,51 @@ fn runs_at(scale: &Scale, series: usize) -> usize {
     }
 }
 
+/// Runs per system of `shape` in the latency-distribution pass at the `index`-th point (0: not run
+/// there): `query_latency_runs` of each instant query at the smallest point; half as many of its
+/// range queries and of the instant queries at the second point, where one round of the three
+/// systems takes 0.1–0.25 s on 2 cores, so the pass stays within about 7 minutes; none elsewhere.
+fn distribution_runs(scale: &Scale, index: usize, shape: &QueryShape) -> usize {
+    let runs = scale.query_latency_runs;
+    match (index, shape.range) {
+        (0, false) => runs,
+        (0, true) | (1, false) => runs.div_ceil(2),
+        _ => 0,
+    }
+}
+
 fn load_estimate(series: usize) -> f64 {
-    // 2N series × 260 samples into each of the three, backfill-shaped: 2.6–6.6 s per million
-    // samples for all three together on the 2-core machine (quiet – busy), plus start-up.
+    // 2N series × 260 samples into each of the three, backfill-shaped, plus start-up and the
+    // wait until VictoriaMetrics answers: 12 s at 1k series, 16 s at 10k, 22 s at 30k and 69 s at
+    // 100k in the default run of 2026-12-01 on the 2-core machine.
     let samples = 2.0 * series as f64 * SPAN_STEPS as f64;
-    samples * 4e-6 + 10.0
+    samples * 1.1e-6 + 10.0
+}
+
+/// Seconds of one round (the four queries once on each of the three systems): 0.36 s at 1k
+/// series, 3.3 s at 10k, 11 s at 30k and 32 s at 100k in the same run, about linear in series.
+fn round_seconds(series: usize) -> f64 {
+    0.03 + series as f64 * 3.3e-4
+}
+
+/// Seconds of `shape` once on each system: a range query takes about 0.435 of a round, an instant
+/// one 0.065.
+fn query_round_seconds(shape: &QueryShape, series: usize) -> f64 {
+    round_seconds(series) * if shape.range { 0.435 } else { 0.065 }
 }
 
 fn queries_estimate(scale: &Scale, series: usize, repeats: usize) -> f64 {
-    // One round (4 queries on 3 systems) took 15 s at 30k series and 100 s at 100k on the 2-core
-    // machine (quiet – busy), mostly range queries; it grows about linearly with series. The
-    // warm-up round runs the instant queries only (about a third of a round).
-    let per_round = 0.05 + series as f64 * 7e-4;
-    (0.3 + (repeats * runs_at(scale, series)) as f64) * per_round
+    // The warm-up round runs the instant queries only (about a third of a round).
+    (0.3 + (repeats * runs_at(scale, series)) as f64) * round_seconds(series)
+}
+
+fn distribution_estimate(scale: &Scale, index: usize, series: usize) -> f64 {
+    QUERIES.iter().map(|q| distribution_runs(scale, index, q) as f64 * query_round_seconds(q, series)).sum()
+}
+
+fn point_estimate(scale: &Scale, index: usize, series: usize) -> f64 {
+    let repeats = scale.repeats_at(index, scale.query_series.len());
+    load_estimate(series) + queries_estimate(scale, series, repeats) + distribution_estimate(scale, index, series)
 }
 
 /// Result series of `shape` over `series_count` series: one per pod, or the one quantile.
@@ -98,13 +151,28 @@ fn expected_series(shape: &QueryShape, series_count: usize) -> usize {
 }
 
 pub fn estimate_seconds(scale: &Scale) -> f64 {
-    let count = scale.query_series.len();
-    scale
-        .query_series
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| load_estimate(n) + queries_estimate(scale, n, scale.repeats_at(i, count)))
-        .sum()
+    scale.query_series.iter().enumerate().map(|(i, &n)| point_estimate(scale, i, n)).sum()
+}
+
+/// The report's line about the latency-distribution pass.
+fn distribution_text(scale: &Scale) -> String {
+    let runs = scale.query_latency_runs;
+    let (Some(first), true) = (scale.query_series.first(), runs > 0) else {
+        return "latency distribution: not run (--query-latency-runs 0)".into();
+    };
+    let half = runs.div_ceil(2);
+    let second = match scale.query_series.get(1) {
+        Some(n) => format!("; at {n} series {half} runs of each instant query"),
+        None => String::new(),
+    };
+    let estimate: f64 = scale.query_series.iter().enumerate().map(|(i, &n)| distribution_estimate(scale, i, n)).sum();
+    format!(
+        "latency distribution (second table): at {first} series {runs} runs per system of each instant query and \
+         {half} of each range query{second}. The slower cases (a round of the three systems taking 0.1–0.25 s \
+         at the default sizes) get half the runs, so the pass takes about {} on 2 cores; p99.9 is the slowest \
+         run when there are fewer than 1000. Other points and queries have too few runs for a p99.9",
+        crate::suite::format_duration(estimate)
+    )
 }
 
 pub fn info(scale: &Scale) -> WorkloadInfo {
@@ -114,6 +182,16 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
     }
     for query in &QUERIES {
         figures.push(tabulated(query.p99_key, query.title, "p99 ms", true));
+    }
+    let table = "Latency distribution: p50, p99 and p99.9 over the runs of the distribution pass";
+    for query in &QUERIES {
+        figures.push(tabulated(query.dist_p50_key, query.title, "p50 ms", true).in_table(table));
+        figures.push(tabulated(query.dist_p99_key, query.title, "p99 ms", true).in_table(table));
+        figures.push(
+            tabulated(query.dist_p999_key, query.title, "p99.9 ms", true)
+                .in_table(table)
+                .when_missing("— (too few runs)"),
+        );
     }
     figures.push(tabulated(
         "load_samples_per_s",
@@ -132,15 +210,23 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
              of the data and as a 1 h range at 15 s step; latency is to the complete response body. Within \
              a repeat each system runs each query a few times in turn (order rotated between repeats), \
              after one untimed warm-up of the instant queries; every answer is checked to hold the \
-             expected number of series. VictoriaMetrics gets `nocache=1` so its rollup result cache does not answer repeated \
-             identical queries."
+             expected number of series. After the repeats, a latency-distribution pass runs each query at \
+             the smallest point, and each instant query at the second, many times per system, the systems \
+             taking turns run by run (the order rotated every run, so noise hits all alike), every answer \
+             checked, and reports p50, p99 and p99.9 from an hdrhistogram per system. VictoriaMetrics gets \
+             `nocache=1` so its rollup result cache does not answer repeated identical queries."
         ),
         parameters: vec![
             format!("series per query: {:?}", scale.query_series),
-            format!("timed runs per query per system per repeat: {} (fewer above 10k series: 2 at 30k, 1 at 100k)", scale.query_runs),
+            format!(
+                "timed runs per query per system per repeat: {} (fewer above 10k series: 2 at 30k, 1 at 100k)",
+                scale.query_runs
+            ),
             repeats_text(scale),
-            "p99 over the runs of one repeat is close to the slowest run; p999 is not meaningful at these counts"
+            "median and p99 in the first table are over the runs of one repeat (p99 of so few runs is the slowest \
+             run), then min/median/max over the repeats"
                 .into(),
+            distribution_text(scale),
         ],
         point_label: "series per query",
         points: scale.query_series.iter().map(|&n| n as f64).collect(),
@@ -154,18 +240,22 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
 pub async fn run(suite: &mut Suite) -> Result<()> {
     let scale = suite.scale.clone();
     suite.results.add_workload(info(&scale));
-    let count = scale.query_series.len();
     for (index, &series_count) in scale.query_series.iter().enumerate() {
-        let repeats = scale.repeats_at(index, count);
-        if let Err(e) = run_point(suite, series_count, repeats).await {
+        let repeats = scale.repeats_at(index, scale.query_series.len());
+        let estimate = load_estimate(series_count) + queries_estimate(&scale, series_count, repeats);
+        // The distribution passes advance the progress bar themselves; they run unless the point
+        // failed before them.
+        if let Err(e) = run_point(suite, index, series_count).await {
             suite.note(KEY, format!("{series_count} series failed: {e:#}"));
+            suite.step_done(distribution_estimate(&scale, index, series_count));
         }
-        suite.step_done(load_estimate(series_count) + queries_estimate(&scale, series_count, repeats));
+        suite.step_done(estimate);
     }
     Ok(())
 }
 
-async fn run_point(suite: &mut Suite, series_count: usize, repeats: usize) -> Result<()> {
+async fn run_point(suite: &mut Suite, index: usize, series_count: usize) -> Result<()> {
+    let repeats = suite.scale.repeats_at(index, suite.scale.query_series.len());
     suite.status(format!("{KEY}: loading {series_count} + {series_count} series into every system"));
     let pods: Vec<Pod> = (0..series_count.div_ceil(SERIES_PER_POD)).map(|i| Pod::new(i, 0)).collect();
     // 5 gauges, 10 request counters, then the first handler's 10 buckets: keep counters and buckets.
@@ -241,16 +331,7 @@ async fn run_point(suite: &mut Suite, series_count: usize, repeats: usize) -> Re
             for _ in 0..runs {
                 for kind in &order {
                     let Some(system) = systems.iter().find(|s| s.kind == *kind) else { continue };
-                    let (elapsed, series) =
-                        time_query(&suite.http, &system.api_url(), query, system.query_extra_params()).await?;
-                    let expected = expected_series(shape, series_count);
-                    if series != expected {
-                        return Err(anyhow!(
-                            "{} answered `{}` with {series} series, expected {expected}",
-                            kind.name(),
-                            shape.title
-                        ));
-                    }
+                    let elapsed = checked_query(&suite.http, system, shape, query, series_count).await?;
                     latencies.entry(*kind).or_default().push(elapsed.as_secs_f64() * 1000.0);
                 }
             }
@@ -261,5 +342,101 @@ async fn run_point(suite: &mut Suite, series_count: usize, repeats: usize) -> Re
             }
         }
     }
+    for (shape, query) in QUERIES.iter().zip(&queries) {
+        let runs = distribution_runs(&suite.scale, index, shape);
+        if runs == 0 {
+            continue;
+        }
+        suite.status(format!("{KEY}: latency distribution at {series_count} series, {runs} runs of `{}`", shape.title));
+        if let Err(e) = latency_distribution(suite, &systems, shape, query, series_count, runs).await {
+            suite.note(
+                KEY,
+                format!("the latency distribution of `{}` at {series_count} series failed: {e:#}", shape.title),
+            );
+        }
+        suite.step_done(runs as f64 * query_round_seconds(shape, series_count));
+    }
     Ok(())
+}
+
+/// Runs `query` once on `system`; its latency, after checking the answer holds the expected number
+/// of series.
+async fn checked_query(
+    http: &reqwest::Client,
+    system: &RunningSystem,
+    shape: &QueryShape,
+    query: &PromQuery,
+    series_count: usize,
+) -> Result<Duration> {
+    let (elapsed, series) = time_query(http, &system.api_url(), query, system.query_extra_params()).await?;
+    let expected = expected_series(shape, series_count);
+    if series != expected {
+        return Err(anyhow!(
+            "{} answered `{}` with {series} series, expected {expected}",
+            system.kind.name(),
+            shape.title
+        ));
+    }
+    Ok(elapsed)
+}
+
+/// The latency-distribution pass of one query at one point: `runs` rounds, each system once per
+/// round in an order rotated round by round, every answer checked; p50, p99 and p99.9 per system
+/// from an hdrhistogram.
+async fn latency_distribution(
+    suite: &mut Suite,
+    systems: &[RunningSystem],
+    shape: &QueryShape,
+    query: &PromQuery,
+    series_count: usize,
+    runs: usize,
+) -> Result<()> {
+    let mut histograms = Vec::with_capacity(systems.len());
+    for system in systems {
+        histograms.push((system.kind, latency_histogram()?));
+    }
+    for run in 0..runs {
+        for kind in SystemKind::order_for_repeat(run) {
+            let Some(index) = systems.iter().position(|s| s.kind == kind) else { continue };
+            let elapsed = checked_query(&suite.http, &systems[index], shape, query, series_count).await?;
+            record_latency(&mut histograms[index].1, elapsed);
+        }
+    }
+    let point = series_count as f64;
+    for (kind, histogram) in &histograms {
+        for (figure, q) in [(shape.dist_p50_key, 0.5), (shape.dist_p99_key, 0.99), (shape.dist_p999_key, 0.999)] {
+            suite.results.record(KEY, figure, *kind, point, 0, histogram_quantile_ms(histogram, q));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::options::SuiteOptions;
+    use clap::Parser;
+
+    #[test]
+    fn distribution_runs_where_affordable() {
+        let scale = SuiteOptions::parse_from(["ringtail-bench"]).scale();
+        let [sum_instant, sum_range, histogram_instant, histogram_range] = &QUERIES;
+        assert_eq!(distribution_runs(&scale, 0, sum_instant), 1_000);
+        assert_eq!(distribution_runs(&scale, 0, histogram_instant), 1_000);
+        assert_eq!(distribution_runs(&scale, 0, sum_range), 500);
+        assert_eq!(distribution_runs(&scale, 1, histogram_instant), 500);
+        assert_eq!(distribution_runs(&scale, 1, histogram_range), 0);
+        assert_eq!(distribution_runs(&scale, 2, sum_instant), 0);
+        let skipped = SuiteOptions::parse_from(["ringtail-bench", "--query-latency-runs", "0"]).scale();
+        assert_eq!(distribution_runs(&skipped, 0, sum_instant), 0);
+        assert!(distribution_text(&skipped).contains("not run"));
+    }
+
+    #[test]
+    fn distribution_pass_fits_its_budget() {
+        // The pass may add at most about 8 minutes to the default run on 2 cores.
+        let scale = SuiteOptions::parse_from(["ringtail-bench"]).scale();
+        let pass: f64 = scale.query_series.iter().enumerate().map(|(i, &n)| distribution_estimate(&scale, i, n)).sum();
+        assert!(pass > 300.0 && pass <= 480.0, "{pass}");
+    }
 }
