@@ -3,12 +3,12 @@
 
 use crate::config::Config;
 use crate::http::{self, prom_api::QueryApiState, remote_write::RemoteWriteState, AppState};
+use axum::serve::ListenerExt;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

@@ -45,6 +45,9 @@ fn group_hash(labels: &Labels, grouping: &[String], without: bool) -> u64 {
     h.finish()
 }
 
+/// Groups an instant aggregation reserves room for up front at most.
+const EXPECTED_GROUPS_MAX: usize = 1 << 12;
+
 /// The group label set that owns each resolved group hash, per aggregation node.
 pub(crate) type GroupOwners = HashMap<(usize, u64), Arc<Labels>>;
 
@@ -116,13 +119,20 @@ pub(crate) fn aggregate(
         }
         _ => {}
     }
-    let mut index: HashMap<u64, usize> = HashMap::default();
-    let mut groups: Vec<Group> = Vec::new();
+    // Sized for one group per sample (`by (pod)` over pods, the adapter's shape), up to a bound so
+    // `sum(x)` over a million series does not reserve a million groups.
+    let expected_groups = input.len().min(EXPECTED_GROUPS_MAX);
+    let mut index: HashMap<u64, usize> = HashMap::with_capacity_and_hasher(expected_groups, Default::default());
+    let mut groups: Vec<Group> = Vec::with_capacity(expected_groups);
     // Range queries meet the same label sets at every step: remember their group hashes. Each
     // hash is resolved against the group that owns it, so a collision never merges two groups.
     let mut cache = if ev.is_range { Some(ev.group_cache.borrow_mut()) } else { None };
     let mut shared_owners = if ev.is_range { Some(ev.group_owners.borrow_mut()) } else { None };
-    let mut local_owners = GroupOwners::default();
+    let mut local_owners = if ev.is_range {
+        GroupOwners::default()
+    } else {
+        GroupOwners::with_capacity_and_hasher(expected_groups, Default::default())
+    };
     let owners: &mut GroupOwners = match shared_owners.as_mut() {
         Some(o) => o,
         None => &mut local_owners,

@@ -40,11 +40,11 @@ pub mod quantity;
 pub mod reload;
 pub mod resources;
 pub mod routes;
-pub mod value_list_json;
 pub mod selector;
 pub mod serve;
 pub mod template;
 pub mod tls;
+pub mod value_list_json;
 
 use config::AdapterConfig;
 use discovery::RuleSet;

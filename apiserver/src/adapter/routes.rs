@@ -8,12 +8,10 @@
 
 use super::auth::{AuthDecision, Authenticator, ConnectionInfo};
 use super::k8s_types::{
-    k8s_time, ApiGroup, ApiGroupList, ApiResourceList, ExternalMetricValue, MetricValueList, Status,
-    StatusDetails, VersionInfo, CUSTOM_GROUP, EXTERNAL_GROUP,
+    k8s_time, ApiGroup, ApiGroupList, ApiResourceList, ExternalMetricValue, MetricValueList, Status, StatusDetails,
+    VersionInfo, CUSTOM_GROUP, EXTERNAL_GROUP,
 };
-use super::provider::{
-    CustomMetricRequest, ExternalMetricRequest, ObjectSelection, Provider, ProviderError,
-};
+use super::provider::{CustomMetricRequest, ExternalMetricRequest, ObjectSelection, Provider, ProviderError};
 use super::resources::GroupResource;
 use super::selector::LabelSelector;
 use super::value_list_json::{write_metric_value_list, CustomVersion};
@@ -33,6 +31,18 @@ pub const EXTERNAL_VERSION: &str = "v1beta1";
 pub struct AdapterState {
     pub provider: Arc<Provider>,
     pub auth: Arc<dyn Authenticator>,
+    /// Metric requests evaluated at once (see [`AdapterState::new`]).
+    pub evaluations: Arc<tokio::sync::Semaphore>,
+}
+
+impl AdapterState {
+    /// Metric requests are evaluated at most two per core at once; the rest wait their turn
+    /// without a thread each. A burst of requests (a client opening connections, many HPAs at
+    /// once) then costs queueing only, not hundreds of threads each with its own allocator heap.
+    pub fn new(provider: Arc<Provider>, auth: Arc<dyn Authenticator>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        AdapterState { provider, auth, evaluations: Arc::new(tokio::sync::Semaphore::new(2 * cores)) }
+    }
 }
 
 /// The adapter router (already bound to its state).
@@ -283,7 +293,24 @@ fn custom_request(rest: &[&str], params: &[(String, String)]) -> Result<CustomMe
     Ok(CustomMetricRequest { resource, namespace, objects, metric: metric.to_string(), metric_selector })
 }
 
-/// Runs provider work off the async workers (it reads the store and runs a query).
+/// Runs a metric request's provider work off the async workers, once one of the evaluation
+/// permits is free.
+async fn evaluate<T: Send + 'static>(
+    state: &AdapterState,
+    work: impl FnOnce(&Provider) -> Result<T, ProviderError> + Send + 'static,
+) -> Result<T, ProviderError> {
+    let _permit = state
+        .evaluations
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ProviderError::Unavailable("the server is shutting down".into()))?;
+    blocking(state.provider.clone(), work).await
+}
+
+/// Runs provider work off the async workers (it reads the store and runs a query). Discovery
+/// calls it directly, without a permit: the aggregator's availability probe must answer fast
+/// even while metric requests queue.
 async fn blocking<T: Send + 'static>(
     provider: Arc<Provider>,
     work: impl FnOnce(&Provider) -> Result<T, ProviderError> + Send + 'static,
@@ -297,7 +324,7 @@ async fn custom_metrics(state: AdapterState, request: CustomMetricRequest, versi
     let details =
         StatusDetails { name: request.metric.clone(), group: CUSTOM_GROUP.into(), kind: request.resource.to_string() };
     let selector_json = (!request.metric_selector.is_empty()).then(|| request.metric_selector.to_k8s_json());
-    let values = match blocking(state.provider.clone(), move |p| p.custom_metric(&request)).await {
+    let values = match evaluate(&state, move |p| p.custom_metric(&request)).await {
         Ok(values) => values,
         Err(e) => return provider_error(e, Some(details)),
     };
@@ -310,7 +337,7 @@ async fn custom_metrics(state: AdapterState, request: CustomMetricRequest, versi
 
 async fn external_metrics(state: AdapterState, request: ExternalMetricRequest) -> Response {
     let details = StatusDetails { name: request.metric.clone(), group: EXTERNAL_GROUP.into(), kind: String::new() };
-    match blocking(state.provider.clone(), move |p| p.external_metric(&request)).await {
+    match evaluate(&state, move |p| p.external_metric(&request)).await {
         Ok(items) => {
             let items: Vec<ExternalMetricValue> = items
                 .into_iter()

@@ -210,7 +210,7 @@ pub async fn start(
     .map_err(|e| AdapterError::Tls(tls::TlsError::Generate(e.to_string())))?
     .map_err(AdapterError::from)?;
     let (setup, tls_settings) = setup;
-    let app = routes::router(AdapterState { provider: provider.clone(), auth });
+    let app = routes::router(AdapterState::new(provider.clone(), auth));
     let mut tasks = vec![tokio::spawn(tls::run(listener, setup.config, app, tls_settings, shutdown.clone()))];
     if let Some(path) = &settings.config_file {
         tasks.push(tokio::spawn(super::reload::run(

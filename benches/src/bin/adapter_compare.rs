@@ -12,7 +12,8 @@
 //! answering in the custom metrics API (polled every millisecond), 20 times.
 //!
 //! Build first: `cargo build --release -p ringtail-apiserver -p ringtail-benches`, then run
-//! `target/release/adapter_compare [--seconds N] [--rate N]`. Ringtail is taken from
+//! `target/release/adapter_compare [--seconds N] [--rate N] [--warmup N]` (N seconds of
+//! unrecorded load at the same rate before each measured run, 3 by default). Ringtail is taken from
 //! `$RINGTAIL_BIN` or next to this program; Prometheus from `/usr/bin/prometheus`.
 #![forbid(unsafe_code)]
 
@@ -33,11 +34,14 @@ const METRIC: &str = "bench_ratio";
 struct Options {
     seconds: u64,
     rate: u64,
+    /// Seconds of load at the same rate before each measured run, not recorded: they open the
+    /// client's connection pool (TLS handshakes), as an HPA's long-lived connections are open.
+    warmup: u64,
 }
 
 fn parse_options() -> Result<Options, String> {
-    let values = parse_number_flags(&[("--seconds", 20), ("--rate", 500)])?;
-    Ok(Options { seconds: values[0], rate: values[1] })
+    let values = parse_number_flags(&[("--seconds", 20), ("--rate", 500), ("--warmup", 3)])?;
+    Ok(Options { seconds: values[0], rate: values[1], warmup: values[2] })
 }
 
 fn now_ms() -> i64 {
@@ -254,6 +258,11 @@ async fn run(options: Options) -> Result<(), String> {
         return Err(format!("expected {PODS} items, got {}", items_count(&probe)));
     }
     let ticks = clock_ticks_per_second();
+    if options.warmup > 0 {
+        let tls_for_warmup = tls.clone();
+        let url = selector_url.clone();
+        load(options.rate, options.warmup, move || tls_for_warmup.get(&url), |body| items_count(body) == PODS).await;
+    }
     let cpu_before = cpu_seconds(ringtail_pid, ticks)?;
     let tls_for_load = tls.clone();
     let (histogram, failures) =
@@ -298,6 +307,17 @@ async fn run(options: Options) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if series_count(&probe) != PODS {
         return Err(format!("Prometheus: expected {PODS} series, got {}: {probe:.200}", series_count(&probe)));
+    }
+    if options.warmup > 0 {
+        let plain_for_warmup = plain.clone();
+        let (url, query) = (query_url.clone(), query.clone());
+        load(
+            options.rate,
+            options.warmup,
+            move || plain_for_warmup.post(&url).form(&[("query", query.as_str())]),
+            |body| series_count(body) == PODS,
+        )
+        .await;
     }
     let cpu_before = cpu_seconds(prometheus_pid, ticks)?;
     let plain_for_load = plain.clone();

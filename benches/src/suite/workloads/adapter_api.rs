@@ -22,6 +22,10 @@ pub const KEY: &str = "adapter-api";
 const NAMESPACE: &str = "bench";
 const METRIC: &str = "requests_in_flight";
 
+/// Load sent at the same rate before each measured run and not recorded: it opens the client's
+/// connection pool (TLS handshakes) and warms the server, as an HPA's long-lived connections are.
+const WARMUP: Duration = Duration::from_secs(2);
+
 /// Builds one load request.
 type RequestMaker = Box<dyn Fn() -> reqwest::RequestBuilder>;
 
@@ -42,11 +46,12 @@ pub fn adapter_rules(metrics: &[&str]) -> String {
 /// on the 2-core machine: 5.6 s a run at 100 pods; at 3000 pods 10 s for Ringtail, 15–16 s for
 /// the others.
 fn run_estimate(scale: &Scale, kind: SystemKind, pods: usize) -> f64 {
-    let base = scale.api_duration.as_secs_f64() + 0.6;
+    let base = scale.api_duration.as_secs_f64() + WARMUP.as_secs_f64() + 0.6;
     let overloaded = scale.api_rate as f64 * pods as f64 >= 400_000.0;
     match kind {
         SystemKind::Ringtail => base + pods as f64 * 1.5e-3,
-        _ if overloaded => base + 10.0,
+        // The warm-up's backlog drains too.
+        _ if overloaded => base + 20.0,
         _ => base,
     }
 }
@@ -67,14 +72,16 @@ pub fn info(scale: &Scale) -> WorkloadInfo {
         description: format!(
             "`GET /apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/*/{METRIC}?labelSelector=app=web` \
              over P `app=web` pods (plus P `app=other` pods in the same namespace the selector must exclude), \
-             open-loop at {} requests/s for {}s per system per repeat; each response is checked to hold all P \
-             pods. Ringtail serves it over TLS from its own API; for Prometheus and VictoriaMetrics the query \
+             open-loop at {} requests/s for {}s per system per repeat, after {}s at the same rate that are not \
+             recorded (they open the client's connection pool, as an HPA's connections stay open); each response \
+             is checked to hold all P pods. Ringtail serves it over TLS from its own API; for Prometheus and VictoriaMetrics the query \
              prometheus-adapter renders for the same request is sent to `/api/v1/query` (no adapter hop, no \
              Kubernetes lookup: this favours them; VictoriaMetrics runs with `-search.maxQueryLen=1048576`, \
              as its 16 KiB default rejects the rendered query beyond ~2000 pods). All systems hold the same remote-written data and run at \
              once; the order rotates between repeats. A request not answered within 10 s counts as failed.",
             scale.api_rate,
-            scale.api_duration.as_secs()
+            scale.api_duration.as_secs(),
+            WARMUP.as_secs()
         ),
         parameters: vec![
             format!("pods selected: {:?}", scale.api_pods),
@@ -211,6 +218,8 @@ async fn run_point(suite: &mut Suite, pods: usize, repeats: usize) -> Result<()>
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             let pid = system.pid();
+            open_loop(suite.scale.api_rate, WARMUP, &make, check.clone()).await?;
+            wait_idle(pid, Duration::from_secs(20)).await?;
             let cpu_before = cpu(pid)?;
             let load = open_loop(suite.scale.api_rate, suite.scale.api_duration, &make, check).await?;
             let cpu_used = cpu(pid)? - cpu_before;
