@@ -8,6 +8,7 @@
 
 use super::k8s_types::{k8s_time, CUSTOM_GROUP};
 use super::provider::MetricValues;
+use std::collections::hash_map::{Entry, HashMap};
 
 /// The `custom.metrics.k8s.io` version a list is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,8 @@ pub fn write_metric_value_list(
     }
     end.push(b'}');
 
-    let mut times: Vec<(i64, Vec<u8>)> = Vec::new();
+    // Items nearly always share one time; each distinct one is rendered once.
+    let mut times: HashMap<i64, Vec<u8>> = HashMap::new();
     let mut out = Vec::with_capacity(256 + values.items.len() * ITEM_BYTES_HINT);
     out.extend_from_slice(br#"{"kind":"MetricValueList","apiVersion":""#);
     out.extend_from_slice(CUSTOM_GROUP.as_bytes());
@@ -97,14 +99,11 @@ pub fn write_metric_value_list(
         out.extend_from_slice(&head);
         push_json_str(&mut out, &item.name)?;
         out.extend_from_slice(&middle);
-        let time = match times.iter().position(|(ts, _)| *ts == item.ts_ms) {
-            Some(found) => found,
-            None => {
-                times.push((item.ts_ms, serde_json::to_vec(&k8s_time(item.ts_ms))?));
-                times.len() - 1
-            }
+        let time = match times.entry(item.ts_ms) {
+            Entry::Occupied(rendered) => rendered.into_mut(),
+            Entry::Vacant(slot) => slot.insert(serde_json::to_vec(&k8s_time(item.ts_ms))?),
         };
-        out.extend_from_slice(&times[time].1);
+        out.extend_from_slice(time);
         out.extend_from_slice(&before_value);
         item.value.push_to(&mut out);
         out.extend_from_slice(&end);

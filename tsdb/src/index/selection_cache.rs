@@ -62,7 +62,7 @@ impl SelectionCache {
         };
         let ids: Arc<[u32]> = match cached {
             Some((count, ids)) if count == series_count => return ids,
-            Some((count, ids)) if series_count - count <= MAX_SERIES_TO_CATCH_UP.max(ids.len()) => {
+            Some((count, ids)) if series_count.saturating_sub(count) <= MAX_SERIES_TO_CATCH_UP.max(ids.len()) => {
                 let mut added: Vec<u32> =
                     (count as u32..series_count as u32).filter(|id| index.series_matches(*id, matchers)).collect();
                 if added.is_empty() {
