@@ -2,6 +2,14 @@
 //! (`sum by (pod) (rate(...[2m]))` and `histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))`),
 //! as an instant query and as a 1 h range query at 15 s step. Data: fixed pattern, 65 minutes at
 //! 15 s. Each measured query's result is checked before timing.
+//!
+//! `adapter_pods_selector` is the query the metrics adapter runs for an HPA's Pods metric over
+//! 1 000 pods (`sum(bench_ratio{namespace="bench"}) by (pod)` with the label selector `app="web"`
+//! as an extra matcher, as the adapter passes it), over 2 000 seven-label series.
+
+/// The allocator the `ringtail` binary runs with, so allocation costs here are the served ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use query::{Engine, EngineOptions, Value};
@@ -86,5 +94,47 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Pods of the adapter case carrying `app="web"` (as many again carry `app="other"`).
+const ADAPTER_PODS: usize = 1_000;
+
+fn bench_adapter_query(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = Options::new(dir.path());
+    options.storage_size_bytes = 64 << 20;
+    let db = Arc::new(Db::open(options).expect("open"));
+    let mut owned: Vec<Vec<(String, String)>> = Vec::with_capacity(2 * ADAPTER_PODS);
+    for app in ["web", "other"] {
+        for i in 0..ADAPTER_PODS {
+            owned.push(vec![
+                ("__name__".into(), "bench_ratio".into()),
+                ("app".into(), app.into()),
+                ("container".into(), app.into()),
+                ("instance".into(), format!("10.200.{}.{}:8080", i >> 8, i & 0xff)),
+                ("job".into(), "kubernetes-pods".into()),
+                ("namespace".into(), "bench".into()),
+                ("node".into(), format!("node-{:03}", i % 50)),
+                ("pod".into(), format!("{app}-{i}")),
+            ]);
+        }
+    }
+    let samples: Vec<Sample> = (0..8).map(|k| Sample::new(k * SCRAPE_MS, 1.0 + k as f64 / 10.0)).collect();
+    let pairs: Vec<Vec<(&str, &str)>> =
+        owned.iter().map(|l| l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+    let batch: Vec<SeriesSamples<'_>> = pairs.iter().map(|l| SeriesSamples { labels: l, samples: &samples }).collect();
+    db.append_batch(&batch).expect("append");
+    let engine = Engine::new(db, EngineOptions::default());
+    let query = r#"sum(bench_ratio{namespace="bench"}) by (pod)"#;
+    let selector = [tsdb::Matcher::equal("app", "web")];
+    let at = 7 * SCRAPE_MS;
+    let got = result_len(&engine.instant_with_matchers(query, at, &selector).expect("instant"));
+    assert_eq!(got, ADAPTER_PODS, "{query} with app=web");
+    let mut group = c.benchmark_group("query_engine");
+    group.throughput(Throughput::Elements(ADAPTER_PODS as u64));
+    group.bench_function("adapter_pods_selector/instant", |b| {
+        b.iter(|| engine.instant_with_matchers(query, at, &selector).expect("instant"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_adapter_query);
 criterion_main!(benches);

@@ -51,23 +51,50 @@ const EXPECTED_GROUPS_MAX: usize = 1 << 12;
 /// The group label set that owns each resolved group hash, per aggregation node.
 pub(crate) type GroupOwners = HashMap<(usize, u64), Arc<Labels>>;
 
+/// The hash to try after `h` was found taken by a different group.
+#[inline]
+fn next_probe(h: u64) -> u64 {
+    h.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1)
+}
+
 /// The group hash of `labels`, moved past any hash already owned by a different group.
-fn resolve_group(node: usize, labels: &Labels, grouping: &[String], without: bool, owners: &mut GroupOwners) -> u64 {
+fn resolve_group(
+    node: usize,
+    labels: &Arc<Labels>,
+    grouping: &[String],
+    without: bool,
+    owners: &mut GroupOwners,
+) -> u64 {
     let mut h = group_hash(labels, grouping, without);
     loop {
         match owners.get(&(node, h)) {
             None => {
-                owners.insert((node, h), Arc::new(group_labels(labels, grouping, without)));
+                owners.insert((node, h), group_labels_shared(labels, grouping, without));
                 return h;
             }
-            Some(owner) if owner.iter().eq(labels.iter().filter(|l| in_group(&l.name, grouping, without))) => return h,
-            Some(_) => h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1),
+            Some(owner) if is_group_of(owner, labels, grouping, without) => return h,
+            Some(_) => h = next_probe(h),
         }
     }
 }
 
 fn group_labels(labels: &Labels, grouping: &[String], without: bool) -> Labels {
     Labels::from_sorted(labels.iter().filter(|l| in_group(&l.name, grouping, without)).cloned().collect())
+}
+
+/// The group label set of a sample's `labels`: the sample's own set, shared, when every label
+/// of it is a grouping label (`by (pod)` over series selected down to `pod`), else a new one.
+fn group_labels_shared(labels: &Arc<Labels>, grouping: &[String], without: bool) -> Arc<Labels> {
+    if labels.iter().all(|l| in_group(&l.name, grouping, without)) {
+        labels.clone()
+    } else {
+        Arc::new(group_labels(labels, grouping, without))
+    }
+}
+
+/// Whether `group` is the group label set of a sample's `labels`.
+fn is_group_of(group: &Arc<Labels>, labels: &Arc<Labels>, grouping: &[String], without: bool) -> bool {
+    Arc::ptr_eq(group, labels) || group.iter().eq(labels.iter().filter(|l| in_group(&l.name, grouping, without)))
 }
 
 /// Aggregates `input` by `op`. `param` is the evaluated parameter of topk/bottomk/quantile/
@@ -124,49 +151,53 @@ pub(crate) fn aggregate(
     let expected_groups = input.len().min(EXPECTED_GROUPS_MAX);
     let mut index: HashMap<u64, usize> = HashMap::with_capacity_and_hasher(expected_groups, Default::default());
     let mut groups: Vec<Group> = Vec::with_capacity(expected_groups);
-    // Range queries meet the same label sets at every step: remember their group hashes. Each
-    // hash is resolved against the group that owns it, so a collision never merges two groups.
-    let mut cache = if ev.is_range { Some(ev.group_cache.borrow_mut()) } else { None };
-    let mut shared_owners = if ev.is_range { Some(ev.group_owners.borrow_mut()) } else { None };
-    let mut local_owners = if ev.is_range {
-        GroupOwners::default()
-    } else {
-        GroupOwners::with_capacity_and_hasher(expected_groups, Default::default())
-    };
-    let owners: &mut GroupOwners = match shared_owners.as_mut() {
-        Some(o) => o,
-        None => &mut local_owners,
-    };
-    for s in input {
-        let h = match cache.as_mut() {
-            Some(cache) => {
-                let key = (node, Arc::as_ptr(&s.labels) as usize);
-                match cache.get(&key) {
-                    Some((_, h)) => *h,
-                    None => {
-                        let h = resolve_group(node, &s.labels, grouping, without, owners);
-                        cache.insert(key, (s.labels.clone(), h));
-                        h
-                    }
+    if ev.is_range {
+        // Range queries meet the same label sets at every step: remember their group hashes,
+        // each resolved against the group label set that owns it across steps.
+        let mut cache = ev.group_cache.borrow_mut();
+        let mut owners = ev.group_owners.borrow_mut();
+        for s in input {
+            let key = (node, Arc::as_ptr(&s.labels) as usize);
+            let h = match cache.get(&key) {
+                Some((_, h)) => *h,
+                None => {
+                    let h = resolve_group(node, &s.labels, grouping, without, &mut owners);
+                    cache.insert(key, (s.labels.clone(), h));
+                    h
                 }
-            }
-            None => resolve_group(node, &s.labels, grouping, without, owners),
-        };
-        let gi = match index.get(&h) {
-            Some(&i) => i,
-            None => {
+            };
+            let gi = *index.entry(h).or_insert_with(|| {
                 let labels = match owners.get(&(node, h)) {
                     Some(l) => l.clone(),
-                    None => Arc::new(group_labels(&s.labels, grouping, without)),
+                    None => group_labels_shared(&s.labels, grouping, without),
                 };
-                index.insert(h, groups.len());
                 groups.push(Group::new(labels));
                 groups.len() - 1
-            }
-        };
-        let g = &mut groups[gi];
-        g.drop_name |= s.drop_name;
-        accumulate(op, g, s.value);
+            });
+            let g = &mut groups[gi];
+            g.drop_name |= s.drop_name;
+            accumulate(op, g, s.value);
+        }
+    } else {
+        // One step: a hash taken by another group's label set moves on to the next hash, so a
+        // collision never merges two groups.
+        for s in input {
+            let mut h = group_hash(&s.labels, grouping, without);
+            let gi = loop {
+                match index.get(&h) {
+                    None => {
+                        index.insert(h, groups.len());
+                        groups.push(Group::new(group_labels_shared(&s.labels, grouping, without)));
+                        break groups.len() - 1;
+                    }
+                    Some(&gi) if is_group_of(&groups[gi].labels, &s.labels, grouping, without) => break gi,
+                    Some(_) => h = next_probe(h),
+                }
+            };
+            let g = &mut groups[gi];
+            g.drop_name |= s.drop_name;
+            accumulate(op, g, s.value);
+        }
     }
     let q = scalar_param.unwrap_or(f64::NAN);
     Ok(Val::Vector(groups.into_iter().map(|g| g.finish(op, q)).collect()))
@@ -247,8 +278,7 @@ impl Evaluator<'_> {
             let gi = *group_of_hash.entry(h).or_insert(next);
             if gi == next {
                 let labels = owners.get(&(node, h)).cloned();
-                group_labels_by_index
-                    .push(labels.unwrap_or_else(|| Arc::new(group_labels(&f.labels, grouping, without))));
+                group_labels_by_index.push(labels.unwrap_or_else(|| group_labels_shared(&f.labels, grouping, without)));
             }
             series_group.push(gi);
         }
@@ -419,7 +449,7 @@ mod tests {
     #[test]
     fn a_hash_collision_never_merges_groups() {
         let grouping = vec!["pod".to_string()];
-        let b = Labels::from_pairs([("pod", "b"), ("x", "1")]);
+        let b = Arc::new(Labels::from_pairs([("pod", "b"), ("x", "1")]));
         let mut owners = GroupOwners::default();
         let b_hash = group_hash(&b, &grouping, false);
         // Pretend group {pod="a"} already owns the hash {pod="b"} gets.

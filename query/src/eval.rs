@@ -10,7 +10,7 @@ use crate::functions::FuncKind;
 use crate::mathfns::Point;
 use crate::{EngineOptions, QueryError};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -287,6 +287,11 @@ impl<'q> Evaluator<'q> {
         })
     }
 
+    /// The annotations the evaluation produced; the selected data is released.
+    pub fn into_annotations(self) -> Annotations {
+        self.annotations.into_inner()
+    }
+
     /// When the query's time is up.
     pub fn deadline(&self) -> Instant {
         self.deadline
@@ -537,11 +542,17 @@ fn passes_labels_through(kind: FuncKind) -> bool {
     )
 }
 
+/// Functions among [`passes_labels_through`] that read the metric name of their input (to say
+/// "metric might not be a counter"): the name is kept below them.
+fn reads_metric_name(kind: FuncKind) -> bool {
+    matches!(kind, FuncKind::Rate | FuncKind::Irate | FuncKind::Increase)
+}
+
 /// Collects what every selector below `expr` needs: its time span for evaluation over
 /// `mint..=maxt`, and `keep`, the labels anything above reads. Only an aggregation `by (…)`
-/// whose result depends on nothing but its grouping labels narrows `keep` (to those and the
-/// metric name), and only label-preserving functions and parentheses pass it down; every other
-/// node needs the whole label sets.
+/// whose result depends on nothing but its grouping labels narrows `keep` (to those), only
+/// label-preserving functions and parentheses pass it down (adding the metric name below the
+/// functions that read it); every other node needs the whole label sets.
 #[allow(clippy::too_many_arguments)]
 fn plan<'e>(
     expr: &'e Expr,
@@ -587,15 +598,18 @@ fn plan<'e>(
                 plan(p, mint, maxt, start_ms, end_ms, lookback_ms, None, out);
             }
             let by_groups_only = !*without && (op.is_plain_fold() || *op == AggOp::Quantile);
-            let narrowed: Option<Vec<String>> = by_groups_only.then(|| {
-                let mut names = grouping.clone();
-                names.push(METRIC_NAME.to_string());
-                names
-            });
-            plan(inner, mint, maxt, start_ms, end_ms, lookback_ms, narrowed.as_deref(), out);
+            let narrowed = by_groups_only.then_some(grouping.as_slice());
+            plan(inner, mint, maxt, start_ms, end_ms, lookback_ms, narrowed, out);
         }
         ExprKind::Call { func, args } => {
             let through = passes_labels_through(func.kind);
+            // Rate-like functions read the metric name (whether it looks like a counter's).
+            let with_name: Option<Vec<String>> = keep.filter(|_| reads_metric_name(func.kind)).map(|keep| {
+                let mut names = keep.to_vec();
+                names.push(METRIC_NAME.to_string());
+                names
+            });
+            let keep = with_name.as_deref().or(keep);
             for (arg, ty) in args.iter().zip(func.arg_types.iter()) {
                 let passes = through && matches!(ty, ValueType::Vector | ValueType::Matrix);
                 plan(arg, mint, maxt, start_ms, end_ms, lookback_ms, if passes { keep } else { None }, out);
@@ -619,19 +633,30 @@ pub(crate) fn without_name(labels: &Labels) -> Labels {
     Labels::from_sorted(labels.iter().filter(|l| !is_name_label(&l.name)).cloned().collect())
 }
 
-/// Removes `__name__` where a step's samples asked for it and checks the label sets are unique.
-pub(crate) fn finish_step(samples: Vec<Sample>) -> Result<Vec<(Arc<Labels>, f64)>, QueryError> {
+/// Whether every step of `expr` yields distinct label sets by construction, before `__name__` is
+/// removed: a grouping aggregation's groups are distinct (so the duplicate check can be skipped
+/// unless removing a name changed a label set).
+pub(crate) fn distinct_by_construction(expr: &Expr) -> bool {
+    matches!(&expr.unparen().kind, ExprKind::Aggregate { op, .. } if op.is_plain_fold() || *op == AggOp::Quantile)
+}
+
+/// Removes `__name__` where a step's samples asked for it and checks the label sets are unique
+/// (`distinct`: they were unique before any name was removed, see [`distinct_by_construction`]).
+pub(crate) fn finish_step(samples: Vec<Sample>, distinct: bool) -> Result<Vec<(Arc<Labels>, f64)>, QueryError> {
     let mut out = Vec::with_capacity(samples.len());
+    let mut renamed = false;
     for s in samples {
         let labels = if s.drop_name && s.labels.iter().any(|l| is_name_label(&l.name)) {
+            renamed = true;
             Arc::new(without_name(&s.labels))
         } else {
             s.labels
         };
         out.push((labels, s.value));
     }
-    if out.len() > 1 {
-        let mut seen: HashSet<&Labels> = HashSet::with_capacity(out.len());
+    if out.len() > 1 && (!distinct || renamed) {
+        let mut seen: rustc_hash::FxHashSet<&Labels> =
+            rustc_hash::FxHashSet::with_capacity_and_hasher(out.len(), Default::default());
         for (labels, _) in &out {
             if !seen.insert(labels) {
                 return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
@@ -639,4 +664,58 @@ pub(crate) fn finish_step(samples: Vec<Sample>) -> Result<Vec<(Arc<Labels>, f64)
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Engine, EngineOptions, Value};
+    use std::sync::Arc;
+    use tsdb::{Db, Labels, Options, Sample, SeriesSamples};
+
+    /// An engine over `series` (name, pod), each sampled every 15 s for 10 minutes, rising.
+    fn engine_with(series: &[(&str, &str)]) -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Db::open(Options::new(dir.path())).expect("open"));
+        let samples: Vec<Sample> = (0..40).map(|k| Sample::new(k * 15_000, k as f64)).collect();
+        let labels: Vec<[(&str, &str); 3]> =
+            series.iter().map(|(name, pod)| [("__name__", *name), ("job", "j"), ("pod", *pod)]).collect();
+        let batch: Vec<SeriesSamples<'_>> =
+            labels.iter().map(|l| SeriesSamples { labels: l, samples: &samples }).collect();
+        db.append_batch(&batch).expect("append");
+        (dir, Engine::new(db, EngineOptions::default()))
+    }
+
+    fn labels_of(value: &Value) -> Vec<Labels> {
+        match value {
+            Value::Vector(samples) => samples.iter().map(|s| s.labels.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn grouping_by_labels_alone_still_reads_the_name_where_rate_needs_it() {
+        let (_dir, engine) = engine_with(&[("queue_depth", "a"), ("queue_depth", "b")]);
+        let out = engine.instant_query("sum by (pod) (rate(queue_depth[5m]))", 585_000, &[]).expect("query");
+        assert_eq!(labels_of(&out.value), vec![Labels::from_pairs([("pod", "a")]), Labels::from_pairs([("pod", "b")])]);
+        assert_eq!(out.annotations.infos.len(), 1, "{:?}", out.annotations);
+        assert!(out.annotations.infos[0].contains("metric might not be a counter"), "{:?}", out.annotations);
+    }
+
+    #[test]
+    fn grouped_results_keep_exactly_their_grouping_labels() {
+        let (_dir, engine) = engine_with(&[("a_ratio", "p1"), ("b_ratio", "p1"), ("a_ratio", "p2")]);
+        let by_pod = engine.instant(r#"sum by (pod) ({__name__=~"a_ratio|b_ratio"})"#, 585_000).expect("query");
+        let Value::Vector(samples) = &by_pod else { panic!("{by_pod:?}") };
+        let got: Vec<(Labels, f64)> = samples.iter().map(|s| (s.labels.clone(), s.value)).collect();
+        assert_eq!(got, vec![(Labels::from_pairs([("pod", "p1")]), 78.0), (Labels::from_pairs([("pod", "p2")]), 39.0)]);
+        let by_name = engine.instant(r#"count by (__name__) ({__name__=~"a_ratio|b_ratio"})"#, 585_000).expect("query");
+        assert_eq!(
+            labels_of(&by_name),
+            vec![Labels::from_pairs([("__name__", "a_ratio")]), Labels::from_pairs([("__name__", "b_ratio")])]
+        );
+        let mut whole = labels_of(&engine.instant(r#"{__name__=~"a_ratio|b_ratio"}"#, 585_000).expect("query"));
+        whole.sort();
+        assert_eq!(whole.len(), 3);
+        assert!(whole.iter().all(|l| l.get("job") == Some("j") && l.get("__name__").is_some()));
+    }
 }

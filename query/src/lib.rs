@@ -183,14 +183,18 @@ impl Engine {
         extra: &[Matcher],
     ) -> Result<QueryOutput, QueryError> {
         let ev = Evaluator::prepare(&self.db, &self.options, query, expr, at_ms, at_ms, extra, false)?;
-        let value = match ev.eval(expr, at_ms)? {
+        let result = ev.eval(expr, at_ms)?;
+        // Releasing the selected series first leaves the result the only owner of label sets it
+        // shares with them, so they are moved out below instead of copied.
+        let annotations = ev.into_annotations();
+        let value = match result {
             Val::Scalar(value) => Value::Scalar { ts_ms: at_ms, value },
             Val::Str(value) => Value::String { ts_ms: at_ms, value },
             Val::Vector(samples) => {
                 if samples.len() > self.options.max_samples {
                     return Err(QueryError::TooManySamples("query execution"));
                 }
-                let finished = finish_step(samples)?;
+                let finished = finish_step(samples, eval::distinct_by_construction(expr))?;
                 Value::Vector(
                     finished
                         .into_iter()
@@ -218,7 +222,6 @@ impl Engine {
                 Value::Matrix(out)
             }
         };
-        let annotations = ev.annotations.into_inner();
         Ok(QueryOutput { value, annotations })
     }
 
@@ -267,12 +270,13 @@ impl Engine {
         let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
         let mut out: Vec<RangeSeries> = Vec::new();
         let mut total_points = 0usize;
+        let distinct = eval::distinct_by_construction(expr);
         let mut t = start_ms;
         while t <= end_ms {
             ev.check_deadline()?;
             let step_result: Vec<(Arc<Labels>, f64)> = match ev.eval(expr, t)? {
                 Val::Scalar(v) => vec![(Arc::new(Labels::default()), v)],
-                Val::Vector(samples) => finish_step(samples)?,
+                Val::Vector(samples) => finish_step(samples, distinct)?,
                 _ => return Err(QueryError::Execution("range query step did not produce a vector".into())),
             };
             total_points += step_result.len();

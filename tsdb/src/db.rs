@@ -649,6 +649,7 @@ impl Db {
         // `None` slots stand for `needs_decoding`, in order; `decoded` holds those with a sample.
         let mut pending = needs_decoding.iter();
         let index = self.index.read();
+        let projection = index.projection(keep);
         let mut out = Vec::with_capacity(found.len());
         for slot in found {
             let entry = match slot {
@@ -664,7 +665,7 @@ impl Db {
             if let Some((id, sample)) = entry {
                 out.push(LatestSample {
                     id: SeriesId(u64::from(id)),
-                    labels: index.labels_projected(id, keep),
+                    labels: index.labels_projected(id, &projection),
                     sample,
                 });
             }
@@ -757,8 +758,9 @@ impl Db {
             }
         }
         let index = self.index.read();
+        let projection = index.projection(keep);
         for series in &mut out {
-            series.labels = index.labels_projected(series.id.0 as u32, keep);
+            series.labels = index.labels_projected(series.id.0 as u32, &projection);
         }
         drop(index);
         out

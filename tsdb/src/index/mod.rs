@@ -41,6 +41,12 @@ fn labels_hash(labels: &Labels) -> u64 {
     h.finish()
 }
 
+/// Which label names [`Index::labels_projected`] keeps, as symbols (`None`: every label).
+#[derive(Debug, Clone)]
+pub struct Projection {
+    name_symbols: Option<Vec<u32>>,
+}
+
 impl Index {
     pub fn new() -> Self {
         Self::default()
@@ -103,16 +109,20 @@ impl Index {
         id
     }
 
-    /// The label set of `id`, only the labels named in `keep` when given.
-    pub fn labels_projected(&self, id: u32, keep: Option<&[String]>) -> Labels {
+    /// `keep` resolved to label-name symbols once, for [`Index::labels_projected`] over many
+    /// series (names no series carries are left out: they can never be kept).
+    pub fn projection(&self, keep: Option<&[String]>) -> Projection {
+        Projection { name_symbols: keep.map(|names| names.iter().filter_map(|n| self.symbol(n)).collect()) }
+    }
+
+    /// The label set of `id`, only the labels `projection` keeps.
+    pub fn labels_projected(&self, id: u32, projection: &Projection) -> Labels {
         let pairs = self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
-        Labels::from_sorted(
-            pairs
-                .iter()
-                .filter(|(n, _)| keep.map_or(true, |keep| keep.iter().any(|k| **k == *self.strings[*n as usize])))
-                .map(|(n, v)| Label::new(&*self.strings[*n as usize], &*self.strings[*v as usize]))
-                .collect(),
-        )
+        let label = |&(n, v): &(u32, u32)| Label::new(&*self.strings[n as usize], &*self.strings[v as usize]);
+        match &projection.name_symbols {
+            None => Labels::from_sorted(pairs.iter().map(label).collect()),
+            Some(names) => Labels::from_sorted(pairs.iter().filter(|(n, _)| names.contains(n)).map(label).collect()),
+        }
     }
 
     /// Orders series `a` and `b` exactly as their label sets order, comparing strings only at the
@@ -335,8 +345,9 @@ mod tests {
         assert_eq!(index.insert(&a), 0);
         assert_eq!(index.insert(&b), 1);
         assert_eq!(index.lookup(&b), Some(1));
-        assert_eq!(index.labels_projected(0, None), a);
-        assert_eq!(index.labels_projected(1, Some(&["job".to_string()])), Labels::from_pairs([("job", "y")]));
+        assert_eq!(index.labels_projected(0, &index.projection(None)), a);
+        let job = index.projection(Some(&["job".to_string(), "absent".to_string()]));
+        assert_eq!(index.labels_projected(1, &job), Labels::from_pairs([("job", "y")]));
         assert_eq!(index.label_values("job", None), vec!["x", "y"]);
         assert_eq!(index.label_names(None), vec!["__name__", "job"]);
     }
