@@ -36,12 +36,10 @@ pub struct AdapterState {
 }
 
 impl AdapterState {
-    /// Metric requests are evaluated at most two per core at once; the rest wait their turn
-    /// without a thread each. A burst of requests (a client opening connections, many HPAs at
-    /// once) then costs queueing only, not hundreds of threads each with its own allocator heap.
+    /// Metric requests are evaluated at most [`crate::evaluation_slots`] at once (a client
+    /// opening connections, many HPAs at once: the burst queues).
     pub fn new(provider: Arc<Provider>, auth: Arc<dyn Authenticator>) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        AdapterState { provider, auth, evaluations: Arc::new(tokio::sync::Semaphore::new(2 * cores)) }
+        AdapterState { provider, auth, evaluations: Arc::new(tokio::sync::Semaphore::new(crate::evaluation_slots())) }
     }
 }
 

@@ -23,6 +23,7 @@ use query::{Engine, EngineOptions, QueryError, QueryOutput, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
 use tsdb::{Labels, Matcher};
 
 /// Most points a range query may return per series (Prometheus's limit).
@@ -44,6 +45,8 @@ struct ErrorLabels {
 pub struct QueryApiState {
     durations: Family<EndpointLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
+    /// Queries evaluated at once ([`crate::evaluation_slots`]); the rest queue (see `evaluate`).
+    evaluations: Arc<Semaphore>,
 }
 
 impl QueryApiState {
@@ -62,7 +65,7 @@ impl QueryApiState {
             "Prometheus API requests that failed, by error type",
             errors.clone(),
         );
-        QueryApiState { durations, errors }
+        QueryApiState { durations, errors, evaluations: Arc::new(Semaphore::new(crate::evaluation_slots())) }
     }
 
     fn observe(&self, endpoint: &'static str, started: Instant) {
@@ -194,7 +197,9 @@ async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRe
     let at_ms = time_param(&params, "time", now_ms())?;
     let engine = engine_for(state, &params)?;
     let q = text.clone();
-    let output = blocking(move || engine.instant_query(&q, at_ms, &[])).await?.map_err(|e| error_response(&text, e))?;
+    let output = evaluate(state, engine.options().timeout, move || engine.instant_query(&q, at_ms, &[]))
+        .await?
+        .map_err(|e| error_response(&text, e))?;
     Ok(render_success(&output))
 }
 
@@ -234,8 +239,9 @@ async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormReje
     }
     let engine = engine_for(state, &params)?;
     let q = text.clone();
-    let output =
-        blocking(move || engine.range_query(&q, start, end, step, &[])).await?.map_err(|e| error_response(&text, e))?;
+    let output = evaluate(state, engine.options().timeout, move || engine.range_query(&q, start, end, step, &[]))
+        .await?
+        .map_err(|e| error_response(&text, e))?;
     Ok(render_success(&output))
 }
 
@@ -336,6 +342,28 @@ async fn on_store<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, tsdb::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     blocking(work).await?.map_err(|e| error_response("", QueryError::Storage(e)))
+}
+
+/// Runs a query evaluation once one of the query slots is free. Waiting for a slot counts
+/// against the query timeout: past it the answer is 503 `timeout`, as Prometheus answers a query
+/// that timed out in its queue.
+async fn evaluate<T: Send + 'static>(
+    state: &AppState,
+    timeout: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let unavailable = |error_type: &'static str, message: &str| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        error_type,
+        message: message.to_string(),
+    };
+    let slot = state.query_api.evaluations.clone().acquire_owned();
+    let _permit = match tokio::time::timeout(timeout, slot).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(unavailable("unavailable", "the server is shutting down")),
+        Err(_) => return Err(unavailable("timeout", "query timed out in query queue")),
+    };
+    blocking(work).await
 }
 
 /// Runs CPU-bound work (evaluation, reading mapped pages) on the blocking pool; a panicked or
