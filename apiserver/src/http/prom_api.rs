@@ -197,9 +197,10 @@ async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRe
     let at_ms = time_param(&params, "time", now_ms())?;
     let engine = engine_for(state, &params)?;
     let q = text.clone();
-    let output = evaluate(state, engine.options().timeout, move || engine.instant_query(&q, at_ms, &[]))
-        .await?
-        .map_err(|e| error_response(&text, e))?;
+    let output =
+        evaluate(&state.query_api.evaluations, engine.options().timeout, move || engine.instant_query(&q, at_ms, &[]))
+            .await?
+            .map_err(|e| error_response(&text, e))?;
     Ok(render_success(&output))
 }
 
@@ -239,9 +240,11 @@ async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormReje
     }
     let engine = engine_for(state, &params)?;
     let q = text.clone();
-    let output = evaluate(state, engine.options().timeout, move || engine.range_query(&q, start, end, step, &[]))
-        .await?
-        .map_err(|e| error_response(&text, e))?;
+    let output = evaluate(&state.query_api.evaluations, engine.options().timeout, move || {
+        engine.range_query(&q, start, end, step, &[])
+    })
+    .await?
+    .map_err(|e| error_response(&text, e))?;
     Ok(render_success(&output))
 }
 
@@ -348,7 +351,7 @@ async fn on_store<T: Send + 'static>(
 /// against the query timeout: past it the answer is 503 `timeout`, as Prometheus answers a query
 /// that timed out in its queue.
 async fn evaluate<T: Send + 'static>(
-    state: &AppState,
+    slots: &Arc<Semaphore>,
     timeout: Duration,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -357,7 +360,7 @@ async fn evaluate<T: Send + 'static>(
         error_type,
         message: message.to_string(),
     };
-    let slot = state.query_api.evaluations.clone().acquire_owned();
+    let slot = slots.clone().acquire_owned();
     let _permit = match tokio::time::timeout(timeout, slot).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return Err(unavailable("unavailable", "the server is shutting down")),
@@ -542,6 +545,20 @@ mod tests {
             render_success(&scalar),
             r#"{"status":"success","data":{"resultType":"scalar","result":[2,"0.25"]}}"#
         );
+    }
+
+    #[tokio::test]
+    async fn a_query_waits_for_a_slot_and_times_out_in_the_queue() {
+        let slots = Arc::new(Semaphore::new(1));
+        let held = slots.clone().acquire_owned().await.expect("a free slot");
+        let queued = evaluate(&slots, Duration::from_millis(20), || 1).await.expect_err("every slot is taken");
+        assert_eq!((queued.status, queued.error_type), (StatusCode::SERVICE_UNAVAILABLE, "timeout"));
+        assert_eq!(queued.message, "query timed out in query queue");
+        drop(held);
+        assert_eq!(evaluate(&slots, Duration::from_millis(20), || 2).await.ok(), Some(2));
+        slots.close();
+        let closed = evaluate(&slots, Duration::from_secs(1), || 3).await.expect_err("closed");
+        assert_eq!((closed.status, closed.error_type), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
     }
 
     #[test]
