@@ -4,15 +4,8 @@
 
 pub mod adapter;
 pub mod config;
+pub mod evaluation;
 pub mod http;
 pub mod k8s;
 pub mod scrape;
 pub mod server;
-
-/// How many query evaluations run at once, on each of the two query surfaces (the adapter's
-/// metric requests, the Prometheus API's queries): two per core. The rest wait their turn without
-/// a thread each, so a burst of requests costs queueing, not hundreds of blocking-pool threads
-/// each with its own allocator heap.
-pub fn evaluation_slots() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
-}

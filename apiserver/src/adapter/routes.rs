@@ -15,6 +15,7 @@ use super::provider::{CustomMetricRequest, ExternalMetricRequest, ObjectSelectio
 use super::resources::GroupResource;
 use super::selector::LabelSelector;
 use super::value_list_json::{write_metric_value_list, CustomVersion};
+use crate::evaluation::{EvaluationSlots, SlotError};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,15 +32,14 @@ pub const EXTERNAL_VERSION: &str = "v1beta1";
 pub struct AdapterState {
     pub provider: Arc<Provider>,
     pub auth: Arc<dyn Authenticator>,
-    /// Metric requests evaluated at once (see [`AdapterState::new`]).
-    pub evaluations: Arc<tokio::sync::Semaphore>,
+    /// Metric requests evaluated at once (a client opening connections, many HPAs at once: the
+    /// burst queues).
+    pub evaluations: EvaluationSlots,
 }
 
 impl AdapterState {
-    /// Metric requests are evaluated at most [`crate::evaluation_slots`] at once (a client
-    /// opening connections, many HPAs at once: the burst queues).
     pub fn new(provider: Arc<Provider>, auth: Arc<dyn Authenticator>) -> Self {
-        AdapterState { provider, auth, evaluations: Arc::new(tokio::sync::Semaphore::new(crate::evaluation_slots())) }
+        AdapterState { provider, auth, evaluations: EvaluationSlots::default() }
     }
 }
 
@@ -292,18 +292,17 @@ fn custom_request(rest: &[&str], params: &[(String, String)]) -> Result<CustomMe
 }
 
 /// Runs a metric request's provider work off the async workers, once one of the evaluation
-/// permits is free.
+/// slots is free (waiting as long as it takes: the client's own timeout bounds the wait).
 async fn evaluate<T: Send + 'static>(
     state: &AdapterState,
     work: impl FnOnce(&Provider) -> Result<T, ProviderError> + Send + 'static,
 ) -> Result<T, ProviderError> {
-    let _permit = state
-        .evaluations
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ProviderError::Unavailable("the server is shutting down".into()))?;
-    blocking(state.provider.clone(), work).await
+    let provider = state.provider.clone();
+    match state.evaluations.run(None, move || work(&provider)).await {
+        Ok(result) => result,
+        Err(e @ (SlotError::Closed | SlotError::TimedOut)) => Err(ProviderError::Unavailable(e.to_string())),
+        Err(e @ SlotError::Task(_)) => Err(ProviderError::Internal(e.to_string())),
+    }
 }
 
 /// Runs provider work off the async workers (it reads the store and runs a query). Discovery

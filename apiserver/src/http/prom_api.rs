@@ -8,6 +8,7 @@
 //! Evaluation runs in `spawn_blocking`; it is CPU-bound and reads mapped pages.
 
 use super::AppState;
+use crate::evaluation::{EvaluationSlots, SlotError};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::{header, StatusCode};
@@ -23,7 +24,6 @@ use query::{Engine, EngineOptions, QueryError, QueryOutput, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Semaphore;
 use tsdb::{Labels, Matcher};
 
 /// Most points a range query may return per series (Prometheus's limit).
@@ -45,8 +45,8 @@ struct ErrorLabels {
 pub struct QueryApiState {
     durations: Family<EndpointLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
-    /// Queries evaluated at once ([`crate::evaluation_slots`]); the rest queue (see `evaluate`).
-    evaluations: Arc<Semaphore>,
+    /// Queries evaluated at once; the rest queue (see `evaluate`).
+    evaluations: EvaluationSlots,
 }
 
 impl QueryApiState {
@@ -65,7 +65,7 @@ impl QueryApiState {
             "Prometheus API requests that failed, by error type",
             errors.clone(),
         );
-        QueryApiState { durations, errors, evaluations: Arc::new(Semaphore::new(crate::evaluation_slots())) }
+        QueryApiState { durations, errors, evaluations: EvaluationSlots::default() }
     }
 
     fn observe(&self, endpoint: &'static str, started: Instant) {
@@ -351,22 +351,22 @@ async fn on_store<T: Send + 'static>(
 /// against the query timeout: past it the answer is 503 `timeout`, as Prometheus answers a query
 /// that timed out in its queue.
 async fn evaluate<T: Send + 'static>(
-    slots: &Arc<Semaphore>,
+    slots: &EvaluationSlots,
     timeout: Duration,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let unavailable = |error_type: &'static str, message: &str| ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        error_type,
-        message: message.to_string(),
-    };
-    let slot = slots.clone().acquire_owned();
-    let _permit = match tokio::time::timeout(timeout, slot).await {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(_)) => return Err(unavailable("unavailable", "the server is shutting down")),
-        Err(_) => return Err(unavailable("timeout", "query timed out in query queue")),
-    };
-    blocking(work).await
+    slots.run(Some(timeout), work).await.map_err(|e| {
+        let (status, error_type) = match e {
+            SlotError::TimedOut => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            SlotError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            SlotError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = match e {
+            SlotError::Task(task) => task.to_string(),
+            other => other.to_string(),
+        };
+        ApiError { status, error_type, message }
+    })
 }
 
 /// Runs CPU-bound work (evaluation, reading mapped pages) on the blocking pool; a panicked or
@@ -549,12 +549,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_query_waits_for_a_slot_and_times_out_in_the_queue() {
-        let slots = Arc::new(Semaphore::new(1));
-        let held = slots.clone().acquire_owned().await.expect("a free slot");
-        let queued = evaluate(&slots, Duration::from_millis(20), || 1).await.expect_err("every slot is taken");
+        let slots = EvaluationSlots::with_slots(1);
+        let (release, held) = crate::evaluation::test_support::occupy_one(&slots);
+        let queued = loop {
+            match evaluate(&slots, Duration::from_millis(20), || 1).await {
+                Ok(_) => tokio::task::yield_now().await,
+                Err(e) => break e,
+            }
+        };
         assert_eq!((queued.status, queued.error_type), (StatusCode::SERVICE_UNAVAILABLE, "timeout"));
         assert_eq!(queued.message, "query timed out in query queue");
-        drop(held);
+        release.send(()).expect("the holder waits for this");
+        assert!(matches!(held.await.expect("holder task"), Ok(true)));
         assert_eq!(evaluate(&slots, Duration::from_millis(20), || 2).await.ok(), Some(2));
         slots.close();
         let closed = evaluate(&slots, Duration::from_secs(1), || 3).await.expect_err("closed");
