@@ -53,9 +53,8 @@ fn load(db: &Db) {
     let pairs: Vec<Vec<(&str, &str)>> =
         owned.iter().map(|(l, _)| l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
     for chunk in pairs.iter().zip(&owned).collect::<Vec<_>>().chunks(1000) {
-        let batch: Vec<SeriesSamples<'_>> =
-            chunk.iter().map(|(l, (_, s))| SeriesSamples { labels: l, samples: s }).collect();
-        db.append_batch(&batch).expect("append");
+        let batch: Vec<SeriesSamples<'_>> = chunk.iter().map(|(l, (_, s))| SeriesSamples::labels(l, s)).collect();
+        db.append(&batch).expect("append");
     }
 }
 
@@ -120,8 +119,8 @@ fn bench_adapter_query(c: &mut Criterion) {
     let samples: Vec<Sample> = (0..8).map(|k| Sample::new(k * SCRAPE_MS, 1.0 + k as f64 / 10.0)).collect();
     let pairs: Vec<Vec<(&str, &str)>> =
         owned.iter().map(|l| l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
-    let batch: Vec<SeriesSamples<'_>> = pairs.iter().map(|l| SeriesSamples { labels: l, samples: &samples }).collect();
-    db.append_batch(&batch).expect("append");
+    let batch: Vec<SeriesSamples<'_>> = pairs.iter().map(|l| SeriesSamples::labels(l, &samples)).collect();
+    db.append(&batch).expect("append");
     let engine = Engine::new(db, EngineOptions::default());
     let query = r#"sum(bench_ratio{namespace="bench"}) by (pod)"#;
     let selector = [tsdb::Matcher::equal("app", "web")];

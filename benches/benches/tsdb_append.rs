@@ -1,11 +1,11 @@
-//! Append throughput of the ring store: samples/s into existing series through `append_ids`
+//! Append throughput of the ring store: samples/s into existing series through `Db::append` (one entry per series)
 //! batches (one sample per series per batch, as a scrape or remote-write request delivers them),
 //! on 1 and 2 threads. Data pattern: counters with small integer increments at 15 s.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
-use tsdb::{Db, Options, Sample, SeriesId};
+use tsdb::{Db, Options, Sample, SeriesId, SeriesSamples};
 
 const SERIES: usize = 10_000;
 const STEP_MS: i64 = 15_000;
@@ -40,7 +40,9 @@ fn append_batch(db: &Db, ids: &[SeriesId], values: &mut [f64], ts: i64, entries:
         *value += ((ts / STEP_MS + i as i64) % 7) as f64;
         entries.push((*id, Sample::new(ts, *value)));
     }
-    let report = db.append_ids(entries).expect("append");
+    let report = db
+        .append(&entries.iter().map(|(id, s)| SeriesSamples::id(*id, std::slice::from_ref(s))).collect::<Vec<_>>())
+        .expect("append");
     assert_eq!(report.appended as usize, ids.len(), "BUG: samples rejected: {:?}", report.rejections.first());
 }
 

@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, Criterion, Throughput};
 use tsdb::chunk::{encode_chunk, prometheus_xor_size_bytes, ChunkDecoder};
-use tsdb::{Db, Options, Sample, SeriesId};
+use tsdb::{Db, Options, Sample, SeriesId, SeriesSamples};
 
 const STEP_MS: i64 = 15_000;
 const SAMPLES_PER_DAY: usize = 5760;
@@ -89,7 +89,9 @@ fn measure(pattern: Pattern, series: usize) -> (f64, f64, f64) {
         for (id, g) in ids.iter().zip(generators.iter_mut()) {
             entries.push((*id, Sample::new(ts, g.next(pattern))));
         }
-        let report = db.append_ids(&entries).expect("append");
+        let report = db
+            .append(&entries.iter().map(|(id, s)| SeriesSamples::id(*id, std::slice::from_ref(s))).collect::<Vec<_>>())
+            .expect("append");
         assert_eq!(report.appended as usize, series, "BUG: samples rejected");
     }
     let stats = db.stats();

@@ -3,7 +3,7 @@
 //! (heap: index, series state) and file-backed RSS (mapped head slots) per series, from
 //! `/proc/self/status`. A measurement program, not a timed benchmark.
 
-use tsdb::{Db, Options, Sample};
+use tsdb::{Db, Options, Sample, SeriesSamples};
 
 const SERIES: usize = 100_000;
 
@@ -45,7 +45,8 @@ fn main() {
     }
     for step in 0..10i64 {
         let entries: Vec<_> = ids.iter().map(|id| (*id, Sample::new(step * 15_000, step as f64))).collect();
-        db.append_ids(&entries).expect("append");
+        db.append(&entries.iter().map(|(id, s)| SeriesSamples::id(*id, std::slice::from_ref(s))).collect::<Vec<_>>())
+            .expect("append");
     }
     let (anon_after, file_after) = rss();
     let per_series_anon = (anon_after.saturating_sub(anon_before)) as f64 / SERIES as f64;

@@ -2,7 +2,7 @@
 //! whole-day scan of 1000 series and a one-series one-hour lookup.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tsdb::{Db, Matcher, Options, Sample, SeriesId};
+use tsdb::{Db, Matcher, Options, Sample, SeriesId, SeriesSamples};
 
 const SERIES: usize = 1000;
 const SAMPLES: usize = 5760;
@@ -23,7 +23,8 @@ fn filled_store() -> (tempfile::TempDir, Db) {
             *v += ((step + i) % 5) as f64;
             entries.push((*id, Sample::new(START_MS + step as i64 * STEP_MS, *v)));
         }
-        db.append_ids(&entries).expect("append");
+        db.append(&entries.iter().map(|(id, s)| SeriesSamples::id(*id, std::slice::from_ref(s))).collect::<Vec<_>>())
+            .expect("append");
     }
     (dir, db)
 }

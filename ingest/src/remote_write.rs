@@ -15,7 +15,7 @@ use crate::error::RemoteWriteError;
 use crate::series_cache::{CacheReader, SeriesCache};
 use crate::wire::{decode_packed_u32, WireReader};
 use std::ops::Range;
-use tsdb::{Db, RejectReason, Sample, SeriesId, SeriesSamples, METRIC_NAME};
+use tsdb::{Db, RejectReason, Sample, SeriesId, SeriesSamples};
 
 /// Content-Type media type of both protocol versions.
 pub const PROTOBUF_MEDIA_TYPE: &str = "application/x-protobuf";
@@ -176,10 +176,7 @@ impl<'a> DecodedRequest<'a> {
         self.series
             .iter()
             .filter(|s| s.id.is_none())
-            .map(|s| SeriesSamples {
-                labels: &self.labels[s.labels.clone()],
-                samples: &self.samples[s.samples.clone()],
-            })
+            .map(|s| SeriesSamples::labels(&self.labels[s.labels.clone()], &self.samples[s.samples.clone()]))
             .collect()
     }
 
@@ -192,7 +189,7 @@ impl<'a> DecodedRequest<'a> {
         samples_start: usize,
         raw: Option<(Range<usize>, u64)>,
     ) -> Result<(), RemoteWriteError> {
-        validate_labels(&self.labels[labels_start..])
+        validate_series_labels(&self.labels[labels_start..])
             .map_err(|reason| RemoteWriteError::InvalidSeries { series_index, reason })?;
         if self.samples.len() > samples_start {
             self.series.push(SeriesSpan {
@@ -217,45 +214,14 @@ impl<'a> DecodedRequest<'a> {
     }
 }
 
-/// Longest label name or value the store keeps (its series log stores 16-bit lengths).
-pub const MAX_LABEL_BYTES: usize = u16::MAX as usize;
-
-/// Checks one series' labels the way the remote-write spec asks: names non-empty and strictly
-/// increasing (so sorted and unique), `__name__` present with a value. Names may be any UTF-8
-/// (Prometheus 3 accepts dots and spaces; the compliance suite sends them).
-pub fn validate_labels(labels: &[(&str, &str)]) -> Result<(), String> {
-    let mut has_name = false;
-    let mut previous: Option<&str> = None;
-    for (name, value) in labels {
-        if name.is_empty() {
-            return Err(format!("empty label name (value {value:?})"));
-        }
-        if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
-            return Err(format!(
-                "label {:?} is too long ({} byte name, {} byte value; max {MAX_LABEL_BYTES})",
-                name.get(..64).unwrap_or(name),
-                name.len(),
-                value.len()
-            ));
-        }
-        if let Some(previous) = previous {
-            match previous.cmp(name) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Err(format!("duplicate label name {name:?}")),
-                std::cmp::Ordering::Greater => {
-                    return Err(format!("labels not sorted by name: {name:?} after {previous:?}"));
-                }
-            }
-        }
-        if *name == METRIC_NAME {
-            has_name = !value.is_empty();
-        }
-        previous = Some(name);
+/// Checks one series' labels: the remote-write spec's own rule (names sorted, so that senders
+/// hash series consistently) and then the store's rule for every label set
+/// ([`tsdb::validate_labels`]: the one definition of a valid series).
+fn validate_series_labels(labels: &[(&str, &str)]) -> Result<(), String> {
+    if let Some(pair) = labels.windows(2).find(|w| w[0].0 > w[1].0) {
+        return Err(format!("labels not sorted by name: {:?} after {:?}", pair[1].0, pair[0].0));
     }
-    if !has_name {
-        return Err("missing metric name (__name__ label)".to_string());
-    }
-    Ok(())
+    tsdb::validate_labels(labels)
 }
 
 /// Decodes a decompressed body of the given protocol.
@@ -589,37 +555,34 @@ pub fn store_cached(
     if decoded.series.is_empty() {
         return Ok(outcome);
     }
-    let unresolved: Vec<&[(&str, &str)]> =
-        decoded.series.iter().filter(|s| s.id.is_none()).map(|s| &decoded.labels[s.labels.clone()]).collect();
-    let (resolved, created) = if unresolved.is_empty() { (Vec::new(), 0) } else { db.resolve_all(&unresolved)? };
-    let mut resolved_ids = resolved.iter();
-    let mut runs: Vec<(SeriesId, &[Sample])> = Vec::with_capacity(decoded.series.len());
-    let mut new_keys: Vec<(u64, &[u8], SeriesId)> = Vec::new();
-    for span in &decoded.series {
-        let id = match span.id {
-            Some(id) => id,
-            None => {
-                let Some(id) = resolved_ids.next() else {
-                    return Err(RemoteWriteError::Store(tsdb::Error::InvalidLabels(
-                        "BUG: fewer ids resolved than series".into(),
-                    )));
-                };
-                if let Some((range, hash)) = &span.raw {
-                    if let Some(key) = decoded.buf.get(range.clone()) {
-                        new_keys.push((*hash, key, *id));
-                    }
-                }
-                *id
+    let batch: Vec<SeriesSamples<'_>> = decoded
+        .series
+        .iter()
+        .map(|span| {
+            let samples = &decoded.samples[span.samples.clone()];
+            match span.id {
+                Some(id) => SeriesSamples::id(id, samples),
+                None => SeriesSamples::labels(&decoded.labels[span.labels.clone()], samples),
             }
-        };
-        runs.push((id, &decoded.samples[span.samples.clone()]));
-    }
-    let report = db.append_runs(&runs)?;
-    if let (Some(cache), false) = (cache, new_keys.is_empty()) {
-        cache.insert_all(new_keys);
+        })
+        .collect();
+    let report = db.append(&batch)?;
+    if let Some(cache) = cache {
+        let new_keys: Vec<(u64, &[u8], SeriesId)> = decoded
+            .series
+            .iter()
+            .zip(&report.ids)
+            .filter_map(|(span, id)| {
+                let (range, hash) = span.raw.as_ref()?;
+                Some((*hash, decoded.buf.get(range.clone())?, *id))
+            })
+            .collect();
+        if !new_keys.is_empty() {
+            cache.insert_all(new_keys);
+        }
     }
     outcome.samples_written = report.appended + report.duplicates;
-    outcome.series_created = created;
+    outcome.series_created = report.series_created;
     for rejection in &report.rejections {
         match rejection.reason {
             RejectReason::OutOfOrder => outcome.out_of_order += 1,
@@ -660,7 +623,12 @@ mod tests {
         Ok(decoded
             .batch()
             .iter()
-            .map(|s| (s.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(), s.samples.to_vec()))
+            .map(|s| {
+                (
+                    s.series.labels().unwrap_or_default().iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+                    s.samples.to_vec(),
+                )
+            })
             .collect())
     }
 
@@ -774,7 +742,7 @@ mod tests {
         let decoded = decode(Protocol::V2, &raw, 0, &DecodeLimits::default()).unwrap();
         let batch = decoded.batch();
         assert_eq!(batch.len(), 1);
-        assert_eq!(batch[0].labels, &[("__name__", "up"), ("job", "a")]);
+        assert_eq!(batch[0].series.labels().unwrap(), &[("__name__", "up"), ("job", "a")]);
         assert_eq!(batch[0].samples, &[Sample::new(7, 3.0)]);
         assert_eq!((decoded.exemplars, decoded.histograms, decoded.metadata), (1, 1, 1));
     }
@@ -905,7 +873,7 @@ mod tests {
                 decode_cached(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((&cache, &cache.reader())))
                     .unwrap();
             assert_eq!(decoded.cached_series_count(), 0);
-            assert_eq!(decoded.batch()[0].labels, &[("__name__", "m"), ("job", "j")]);
+            assert_eq!(decoded.batch()[0].series.labels().unwrap(), &[("__name__", "m"), ("job", "j")]);
             cached_write(&db, &cache, &raw).unwrap();
         }
         assert!(cache.is_empty());

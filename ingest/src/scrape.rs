@@ -13,7 +13,7 @@
 //! Hot path: a page is parsed into borrowed slices; each sample's raw `name{labels}` text is looked
 //! up in a per-target cache holding its `SeriesId` (or "dropped by relabeling"), so a series seen
 //! before costs neither label building, relabeling nor a store lookup; appends go through
-//! `Db::append_ids`. Parsing and appending run in `spawn_blocking`.
+//! `Db::append`. Parsing and appending run in `spawn_blocking`.
 
 use crate::error::ConfigError;
 use crate::exposition::{self, Format, SCRAPE_ACCEPT_HEADER};
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, METRIC_NAME};
+use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, SeriesSamples, METRIC_NAME};
 
 /// Report series names, in the order their ids are cached.
 const REPORT_SERIES: [&str; 5] = [
@@ -454,7 +454,7 @@ impl TargetState {
             Err(_) => {
                 let stale: Vec<(SeriesId, Sample)> =
                     self.previous.drain().map(|id| (id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
-                if let Err(e) = db.append_ids(&stale) {
+                if let Err(e) = append_pairs(db, &stale) {
                     tracing::warn!(target = %target.url, error = %e, "writing staleness markers failed");
                 }
                 (0.0, None)
@@ -535,11 +535,11 @@ impl TargetState {
                 job.sample_limit
             ));
         }
-        let report = db.append_ids(&appends).map_err(|e| format!("storing samples failed: {e}"))?;
+        let report = append_pairs(db, &appends).map_err(|e| format!("storing samples failed: {e}"))?;
         let stale: Vec<(SeriesId, Sample)> =
             self.previous.difference(&current).map(|id| (*id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
         if !stale.is_empty() {
-            db.append_ids(&stale).map_err(|e| format!("storing staleness markers failed: {e}"))?;
+            append_pairs(db, &stale).map_err(|e| format!("storing staleness markers failed: {e}"))?;
         }
         self.previous = current;
         self.cache.retain(|_, e| e.last_seen_scrape + CACHE_KEEP_SCRAPES > scrape_no);
@@ -579,7 +579,7 @@ impl TargetState {
         };
         let entries: Vec<(SeriesId, Sample)> =
             ids.iter().zip(values).map(|(id, v)| (*id, Sample::new(ts_ms, v))).collect();
-        if let Err(e) = db.append_ids(&entries) {
+        if let Err(e) = append_pairs(db, &entries) {
             tracing::warn!(target = %target.url, error = %e, "writing report series failed");
         }
     }
@@ -591,10 +591,17 @@ impl TargetState {
             ids.extend(self.report_ids.into_iter().flatten());
         }
         let stale: Vec<(SeriesId, Sample)> = ids.into_iter().map(|id| (id, Sample::new(ts_ms, stale_nan()))).collect();
-        if let Err(e) = db.append_ids(&stale) {
+        if let Err(e) = append_pairs(db, &stale) {
             tracing::warn!(error = %e, "writing end-of-run staleness markers failed");
         }
     }
+}
+
+/// Appends one sample per series (a scrape has at most one sample of a series per page).
+fn append_pairs(db: &Db, pairs: &[(SeriesId, Sample)]) -> Result<tsdb::AppendReport, tsdb::Error> {
+    let batch: Vec<SeriesSamples<'_>> =
+        pairs.iter().map(|(id, sample)| SeriesSamples::id(*id, std::slice::from_ref(sample))).collect();
+    db.append(&batch)
 }
 
 /// Builds a new series' labels: the sample's, merged with the target's (Prometheus' rules: with
@@ -686,7 +693,7 @@ mod tests {
             let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
             let labels = [(std::borrow::Cow::Borrowed("job"), std::borrow::Cow::Borrowed("inner"))];
             let id = resolve_sample_series(&target, &db, &format!("m_{honor}"), &labels).unwrap();
-            db.append_ids(&[(id, Sample::new(1, 1.0))]).unwrap();
+            append_pairs(&db, &[(id, Sample::new(1, 1.0))]).unwrap();
             let found = db.select(&[tsdb::Matcher::equal("__name__", format!("m_{honor}"))], 0, 10).unwrap();
             assert_eq!(found[0].labels.get("job"), Some(expected_job));
             assert_eq!(found[0].labels.get("exported_job"), exported);

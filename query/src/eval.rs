@@ -679,9 +679,8 @@ mod tests {
         let samples: Vec<Sample> = (0..40).map(|k| Sample::new(k * 15_000, k as f64)).collect();
         let labels: Vec<[(&str, &str); 3]> =
             series.iter().map(|(name, pod)| [("__name__", *name), ("job", "j"), ("pod", *pod)]).collect();
-        let batch: Vec<SeriesSamples<'_>> =
-            labels.iter().map(|l| SeriesSamples { labels: l, samples: &samples }).collect();
-        db.append_batch(&batch).expect("append");
+        let batch: Vec<SeriesSamples<'_>> = labels.iter().map(|l| SeriesSamples::labels(l, &samples)).collect();
+        db.append(&batch).expect("append");
         (dir, Engine::new(db, EngineOptions::default()))
     }
 

@@ -17,11 +17,12 @@
 use crate::chunk::{encode_next, ChunkDecoder, EncoderState};
 use crate::head::{HeadFiles, Slot, SLOT_PAYLOAD_BYTES};
 use crate::index::{Index, SelectionCache};
+use crate::labels::validate_labels;
 use crate::ring::{ChunkRef, Ring, MAX_SEGMENT_FILES};
 use crate::segment::ChunkHeader;
 use crate::select::{ChunkSpan, SelectedSeries, READ_PADDING_BYTES};
 use crate::series_log::{SeriesLog, SeriesRecord};
-use crate::{Error, Labels, Matcher, RejectReason, Sample, METRIC_NAME};
+use crate::{Error, Labels, Matcher, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -96,18 +97,49 @@ impl Options {
     }
 }
 
-/// The samples for one series inside an append batch. `labels` must include `__name__`; order does
-/// not matter (they are sorted by the store), names must be unique.
+/// Which series an append entry is for: one already known by id, or a label set that is looked
+/// up and created when missing (Prometheus's `Appender.Append(ref, labels, …)` in one type).
+#[derive(Debug, Clone, Copy)]
+pub enum SeriesKey<'a> {
+    /// A series returned earlier by [`Db::append`] or [`Db::resolve`].
+    Id(SeriesId),
+    /// Labels in any order (the store sorts them); checked by [`validate_labels`].
+    Labels(&'a [(&'a str, &'a str)]),
+}
+
+impl<'a> SeriesKey<'a> {
+    /// The label set, for an entry named by its labels.
+    pub fn labels(&self) -> Option<&'a [(&'a str, &'a str)]> {
+        match self {
+            SeriesKey::Labels(labels) => Some(labels),
+            SeriesKey::Id(_) => None,
+        }
+    }
+}
+
+/// One entry of an append batch: a series and its samples, oldest first.
 #[derive(Debug, Clone, Copy)]
 pub struct SeriesSamples<'a> {
-    pub labels: &'a [(&'a str, &'a str)],
+    pub series: SeriesKey<'a>,
     pub samples: &'a [Sample],
+}
+
+impl<'a> SeriesSamples<'a> {
+    /// An entry for a series known by its id.
+    pub fn id(id: SeriesId, samples: &'a [Sample]) -> Self {
+        SeriesSamples { series: SeriesKey::Id(id), samples }
+    }
+
+    /// An entry for a series named by its labels.
+    pub fn labels(labels: &'a [(&'a str, &'a str)], samples: &'a [Sample]) -> Self {
+        SeriesSamples { series: SeriesKey::Labels(labels), samples }
+    }
 }
 
 /// One refused sample of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
-    /// Index of the series in the batch (or of the entry in `append_ids`).
+    /// Index of the entry in the batch.
     pub index: usize,
     pub ts_ms: i64,
     pub reason: RejectReason,
@@ -123,6 +155,8 @@ pub struct AppendReport {
     /// Series created by this batch.
     pub series_created: u64,
     pub rejections: Vec<Rejection>,
+    /// The series id of every batch entry, in batch order (so callers can cache them).
+    pub ids: Vec<SeriesId>,
 }
 
 /// Store figures for `/metrics` and benchmarks.
@@ -356,9 +390,12 @@ impl Db {
         &self.options
     }
 
-    /// Returns the id of the series with these labels, creating it if needed.
+    /// Returns the id of the series with these labels, creating it (without samples) if needed.
+    /// Appends name their series inside the batch instead ([`SeriesKey::Labels`]); this is for
+    /// callers that register a series before its first sample.
     pub fn resolve(&self, labels: &[(&str, &str)]) -> Result<SeriesId, Error> {
-        let labels = validate_labels(labels)?;
+        validate_labels(labels).map_err(|reason| Error::InvalidSeries { index: 0, reason })?;
+        let labels = Labels::from_pairs(labels.iter().copied());
         Ok(SeriesId(u64::from(self.resolve_labels(&labels)?.0)))
     }
 
@@ -396,77 +433,25 @@ impl Db {
         self.options.retention.map(|r| now_ms().saturating_sub(r.as_millis() as i64))
     }
 
-    /// Appends samples to series already resolved. Per-sample rejections are reported, not errors;
-    /// an unknown id fails the call before anything is stored.
-    pub fn append_ids(&self, entries: &[(SeriesId, Sample)]) -> Result<AppendReport, Error> {
-        let cutoff = self.retention_cutoff_ms();
-        let table = self.table.read();
-        let known = series_count(&table) as u64;
-        if let Some((id, _)) = entries.iter().find(|(id, _)| id.0 >= known) {
-            return Err(Error::InvalidLabels(format!("unknown series id {}", id.0)));
-        }
-        let mut report = AppendReport::default();
-        let mut delta = BatchDelta::default();
-        let mut result = Ok(());
-        for (index, (id, sample)) in entries.iter().enumerate() {
-            let id = id.0 as u32;
-            let mut state = table[id as usize / BLOCK_SERIES][id as usize % BLOCK_SERIES].lock();
-            match self.append_one(&mut state, id, *sample, cutoff, &mut delta) {
-                Ok(outcome) => self.account(outcome, index, sample.ts_ms, &mut report),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        self.apply(delta);
-        result.map(|()| report)
-    }
-
-    /// Appends a batch of series with their samples. Invalid label sets fail the whole call before
-    /// anything is stored; per-sample rejections are reported.
-    pub fn append_batch(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendReport, Error> {
-        let sets: Vec<&[(&str, &str)]> = batch.iter().map(|s| s.labels).collect();
-        let (ids, created) = self.resolve_all(&sets)?;
-        let runs: Vec<(SeriesId, &[Sample])> = ids.iter().zip(batch).map(|(id, s)| (*id, s.samples)).collect();
-        let mut report = self.append_runs(&runs)?;
-        report.series_created = created;
-        Ok(report)
-    }
-
-    /// Resolves several label sets at once, creating the missing series. Every set is validated
-    /// before the first series is created, so an invalid set fails the call without side effects.
-    /// Returns the ids in input order and how many series were created.
-    pub fn resolve_all(&self, sets: &[&[(&str, &str)]]) -> Result<(Vec<SeriesId>, u64), Error> {
-        let validated: Vec<Labels> = sets.iter().map(|labels| validate_labels(labels)).collect::<Result<_, _>>()?;
-        let mut ids = Vec::with_capacity(validated.len());
+    /// The one way samples enter the store. Each entry is one series (by id or by labels) and its
+    /// samples, oldest first; each series is locked once for its whole run.
+    ///
+    /// Every label set is checked ([`validate_labels`]) and every id looked up before the first
+    /// series is created or sample stored, so an invalid entry fails the whole call
+    /// ([`Error::InvalidSeries`] names it) with no side effect. Per-sample refusals (out of order,
+    /// duplicate timestamp, too old) are reported with their entry's index, not errors.
+    pub fn append(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendReport, Error> {
         let mut created = 0u64;
-        for labels in &validated {
-            let (id, new) = self.resolve_labels(labels)?;
-            created += u64::from(new);
-            ids.push(SeriesId(u64::from(id)));
-        }
-        Ok((ids, created))
-    }
-
-    /// Appends runs of samples to series already resolved: each entry is one series and its samples
-    /// (oldest first), and each series is locked once for its whole run. Per-sample rejections are
-    /// reported with the index of their entry; an unknown id fails the call before anything is
-    /// stored. `series_created` of the report is left at 0.
-    pub fn append_runs(&self, batch: &[(SeriesId, &[Sample])]) -> Result<AppendReport, Error> {
+        let ids = self.series_ids(batch, &mut created)?;
         let cutoff = self.retention_cutoff_ms();
         let table = self.table.read();
-        let known = series_count(&table) as u64;
-        if let Some((id, _)) = batch.iter().find(|(id, _)| id.0 >= known) {
-            return Err(Error::InvalidLabels(format!("unknown series id {}", id.0)));
-        }
-        let mut report = AppendReport::default();
+        let mut report = AppendReport { series_created: created, ..AppendReport::default() };
         let mut delta = BatchDelta::default();
         let mut result = Ok(());
-        'entries: for (index, (id, samples)) in batch.iter().enumerate() {
+        'entries: for (index, (id, entry)) in ids.iter().zip(batch).enumerate() {
             let id = id.0 as u32;
             let mut state = table[id as usize / BLOCK_SERIES][id as usize % BLOCK_SERIES].lock();
-            for sample in samples.iter() {
+            for sample in entry.samples.iter() {
                 match self.append_one(&mut state, id, *sample, cutoff, &mut delta) {
                     Ok(outcome) => self.account(outcome, index, sample.ts_ms, &mut report),
                     Err(e) => {
@@ -476,8 +461,44 @@ impl Db {
                 }
             }
         }
+        drop(table);
         self.apply(delta);
+        report.ids = ids;
         result.map(|()| report)
+    }
+
+    /// The id of every batch entry: known ids checked, label sets validated (all of them before the
+    /// first series is created), then looked up or created.
+    fn series_ids(&self, batch: &[SeriesSamples<'_>], created: &mut u64) -> Result<Vec<SeriesId>, Error> {
+        let known = series_count(&self.table.read()) as u64;
+        let mut sorted: Vec<Option<Labels>> = Vec::with_capacity(batch.len());
+        for (index, entry) in batch.iter().enumerate() {
+            match entry.series {
+                SeriesKey::Id(id) if id.0 >= known => {
+                    return Err(Error::InvalidSeries { index, reason: format!("unknown series id {}", id.0) })
+                }
+                SeriesKey::Id(_) => sorted.push(None),
+                SeriesKey::Labels(labels) => {
+                    validate_labels(labels).map_err(|reason| Error::InvalidSeries { index, reason })?;
+                    sorted.push(Some(Labels::from_pairs(labels.iter().copied())));
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(batch.len());
+        for (entry, labels) in batch.iter().zip(&sorted) {
+            match (entry.series, labels) {
+                (SeriesKey::Id(id), _) => ids.push(id),
+                (SeriesKey::Labels(_), Some(labels)) => {
+                    let (id, new) = self.resolve_labels(labels)?;
+                    *created += u64::from(new);
+                    ids.push(SeriesId(u64::from(id)));
+                }
+                (SeriesKey::Labels(_), None) => {
+                    return Err(Error::InvalidLabels("BUG: label set without its sorted copy".into()))
+                }
+            }
+        }
+        Ok(ids)
     }
 
     #[inline]
@@ -863,30 +884,6 @@ fn push_series(blocks: &mut Vec<Vec<Mutex<SeriesState>>>, state: SeriesState) {
     }
 }
 
-fn validate_labels(labels: &[(&str, &str)]) -> Result<Labels, Error> {
-    if !labels.iter().any(|(n, v)| *n == METRIC_NAME && !v.is_empty()) {
-        return Err(Error::InvalidLabels("missing __name__".into()));
-    }
-    let mut names: Vec<&str> = labels.iter().map(|(n, _)| *n).collect();
-    names.sort_unstable();
-    if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(Error::InvalidLabels("duplicate label name".into()));
-    }
-    if let Some((n, v)) = labels.iter().find(|(n, v)| n.len() > u16::MAX as usize || v.len() > u16::MAX as usize) {
-        return Err(Error::InvalidLabels(format!(
-            "label {:?} is too long ({} byte name, {} byte value; max {})",
-            &n[..n.len().min(64)],
-            n.len(),
-            v.len(),
-            u16::MAX
-        )));
-    }
-    if names.iter().any(|n| n.is_empty()) {
-        return Err(Error::InvalidLabels("empty label name".into()));
-    }
-    Ok(Labels::from_pairs(labels.iter().copied()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -907,7 +904,7 @@ mod tests {
         for i in 0..10_000i64 {
             let sample = Sample::new(i * 1000, (i * 13 % 97) as f64);
             let contents = slot_of(&db, id).read();
-            db.append_ids(&[(id, sample)]).unwrap();
+            db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
             written.push(sample);
             if db.stats().head_samples == 1 && i > 0 {
                 before_close = Some(contents);

@@ -40,6 +40,10 @@ pub enum Error {
     InvalidRegex { regex: String, reason: String },
     #[error("invalid label set: {0}")]
     InvalidLabels(String),
+    /// Entry `index` of an append batch names a series that cannot exist (its labels break
+    /// [`crate::validate_labels`], or its id is unknown); nothing of the batch was stored.
+    #[error("invalid series at batch entry {index}: {reason}")]
+    InvalidSeries { index: usize, reason: String },
     #[error("invalid options: {0}")]
     InvalidOptions(String),
     #[error("store is full: {0}")]

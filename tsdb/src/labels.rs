@@ -5,6 +5,55 @@ use std::fmt;
 /// The label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// Longest label name or value the store keeps (its series log stores 16-bit lengths).
+pub const MAX_LABEL_BYTES: usize = u16::MAX as usize;
+
+/// The one rule a label set must follow to become a series, whoever sends it (remote-write, the
+/// scraper, recording tools): names non-empty and unique, names and values at most
+/// [`MAX_LABEL_BYTES`], `__name__` present with a value. Names may be any UTF-8 (Prometheus 3
+/// accepts dots and spaces). The order does not matter: the store sorts. Returns why a set is
+/// refused.
+pub fn validate_labels(labels: &[(&str, &str)]) -> Result<(), String> {
+    let mut has_name = false;
+    let mut sorted_so_far = true;
+    let mut previous: Option<&str> = None;
+    for (name, value) in labels {
+        if name.is_empty() {
+            return Err(format!("empty label name (value {value:?})"));
+        }
+        if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+            return Err(format!(
+                "label {:?} is too long ({} byte name, {} byte value; max {MAX_LABEL_BYTES})",
+                name.get(..64).unwrap_or(name),
+                name.len(),
+                value.len()
+            ));
+        }
+        if let Some(previous) = previous {
+            match previous.cmp(name) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err(format!("duplicate label name {name:?}")),
+                std::cmp::Ordering::Greater => sorted_so_far = false,
+            }
+        }
+        if *name == METRIC_NAME {
+            has_name = !value.is_empty();
+        }
+        previous = Some(name);
+    }
+    if !sorted_so_far {
+        let mut names: Vec<&str> = labels.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("duplicate label name {:?}", pair[0]));
+        }
+    }
+    if !has_name {
+        return Err("missing metric name (__name__ label)".to_string());
+    }
+    Ok(())
+}
+
 /// One label pair.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {
@@ -148,5 +197,24 @@ mod tests {
     fn display_matches_prometheus() {
         let labels = Labels::from_pairs([("__name__", "up"), ("job", "a\"b")]);
         assert_eq!(labels.to_string(), "up{job=\"a\\\"b\"}");
+    }
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    #[test]
+    fn accepts_any_order_and_refuses_each_broken_rule() {
+        assert!(validate_labels(&[("job", "a"), ("__name__", "up")]).is_ok());
+        assert!(validate_labels(&[("__name__", "a.b c"), ("ünï", "v")]).is_ok());
+        let refused = |labels: &[(&str, &str)]| validate_labels(labels).unwrap_err();
+        assert!(refused(&[("job", "a")]).contains("missing metric name"));
+        assert!(refused(&[("__name__", "")]).contains("missing metric name"));
+        assert!(refused(&[("__name__", "up"), ("", "v")]).contains("empty label name"));
+        assert!(refused(&[("__name__", "up"), ("a", "1"), ("a", "2")]).contains("duplicate label name \"a\""));
+        assert!(refused(&[("z", "1"), ("__name__", "up"), ("z", "2")]).contains("duplicate label name \"z\""));
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        assert!(refused(&[("__name__", "up"), ("a", &long)]).contains("too long"));
     }
 }

@@ -18,11 +18,12 @@
 //! failure. File formats are in `tsdb/docs/format/`.
 //!
 //! ```
-//! use tsdb::{Db, Matcher, Options, Sample};
+//! use tsdb::{Db, Matcher, Options, Sample, SeriesSamples};
 //! let dir = tempfile::tempdir().unwrap();
 //! let db = Db::open(Options::new(dir.path())).unwrap();
-//! let id = db.resolve(&[("__name__", "up"), ("job", "api")]).unwrap();
-//! db.append_ids(&[(id, Sample::new(1_000, 1.0)), (id, Sample::new(16_000, 1.0))]).unwrap();
+//! let labels = [("__name__", "up"), ("job", "api")];
+//! let samples = [Sample::new(1_000, 1.0), Sample::new(16_000, 1.0)];
+//! db.append(&[SeriesSamples::labels(&labels, &samples)]).unwrap();
 //! let found = db.select(&[Matcher::equal("job", "api")], 0, 20_000).unwrap();
 //! assert_eq!(found[0].samples().count(), 2);
 //! ```
@@ -43,9 +44,9 @@ mod segment;
 mod select;
 mod series_log;
 
-pub use db::{AppendReport, Db, LatestSample, Options, Rejection, SeriesId, SeriesSamples, Stats};
+pub use db::{AppendReport, Db, LatestSample, Options, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats};
 pub use error::{Error, RejectReason};
-pub use labels::{Label, Labels, METRIC_NAME};
+pub use labels::{validate_labels, Label, Labels, MAX_LABEL_BYTES, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use sample::{is_stale_nan, stale_nan, Sample, STALE_NAN_BITS};
 pub use select::{SampleIter, SelectedSeries};

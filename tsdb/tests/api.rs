@@ -1,6 +1,6 @@
 //! Append, select, ordering rules, label listing and concurrency through the public API.
 
-use crate::helpers::{all_samples, small_options, Rng};
+use crate::helpers::{all_samples, append_pairs, small_options, Rng};
 use std::sync::Arc;
 use tsdb::{stale_nan, Db, MatchOp, Matcher, Options, RejectReason, Sample, SeriesSamples};
 
@@ -24,7 +24,7 @@ fn samples_come_back_bit_exact_across_many_chunks() {
     }
     for batch in expected.chunks(100) {
         let entries: Vec<_> = batch.iter().map(|s| (id, *s)).collect();
-        let report = db.append_ids(&entries).unwrap();
+        let report = append_pairs(&db, &entries).unwrap();
         assert_eq!(report.appended, batch.len() as u64);
     }
     let got = all_samples(&db, "m");
@@ -46,15 +46,17 @@ fn ordering_rules_reject_and_count_by_reason() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(Options::new(dir.path())).unwrap();
     let id = db.resolve(&[("__name__", "m")]).unwrap();
-    db.append_ids(&[(id, Sample::new(2000, 1.0))]).unwrap();
-    let report = db
-        .append_ids(&[
+    append_pairs(&db, &[(id, Sample::new(2000, 1.0))]).unwrap();
+    let report = append_pairs(
+        &db,
+        &[
             (id, Sample::new(1000, 1.0)),
             (id, Sample::new(2000, 1.0)),
             (id, Sample::new(2000, 2.0)),
             (id, Sample::new(3000, 3.0)),
-        ])
-        .unwrap();
+        ],
+    )
+    .unwrap();
     assert_eq!(report.appended, 1);
     assert_eq!(report.duplicates, 1);
     let reasons: Vec<_> = report.rejections.iter().map(|r| (r.index, r.reason)).collect();
@@ -70,16 +72,14 @@ fn ordering_rules_reject_and_count_by_reason() {
 fn staleness_marker_is_stored_like_a_sample() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(Options::new(dir.path())).unwrap();
-    let batch = [SeriesSamples {
-        labels: &[("__name__", "up"), ("job", "x")],
-        samples: &[Sample::new(1000, 1.0), Sample::new(2000, stale_nan())],
-    }];
-    let report = db.append_batch(&batch).unwrap();
+    let samples = [Sample::new(1000, 1.0), Sample::new(2000, stale_nan())];
+    let batch = [SeriesSamples::labels(&[("__name__", "up"), ("job", "x")], &samples)];
+    let report = db.append(&batch).unwrap();
     assert_eq!((report.appended, report.series_created), (2, 1));
     let got = all_samples(&db, "up");
     assert!(tsdb::is_stale_nan(got[1].value));
     // The same marker again is an idempotent repeat, not a conflict.
-    let report = db.append_batch(&batch[..]).unwrap();
+    let report = db.append(&batch[..]).unwrap();
     assert_eq!((report.duplicates, report.series_created), (1, 0));
 }
 
@@ -89,9 +89,9 @@ fn selectors_use_the_index_and_results_are_sorted() {
     let db = Db::open(Options::new(dir.path())).unwrap();
     for (job, pod) in [("api", "b"), ("api", "a"), ("db", "c")] {
         let labels = [("__name__", "req"), ("job", job), ("pod", pod)];
-        db.append_batch(&[SeriesSamples { labels: &labels, samples: &[Sample::new(10, 1.0)] }]).unwrap();
+        db.append(&[SeriesSamples::labels(&labels, &[Sample::new(10, 1.0)])]).unwrap();
     }
-    db.append_batch(&[SeriesSamples { labels: &[("__name__", "req")], samples: &[Sample::new(10, 1.0)] }]).unwrap();
+    db.append(&[SeriesSamples::labels(&[("__name__", "req")], &[Sample::new(10, 1.0)])]).unwrap();
     let pods = |matchers: &[Matcher]| -> Vec<String> {
         db.select(matchers, 0, 100).unwrap().iter().map(|s| s.labels.get("pod").unwrap_or("-").to_string()).collect()
     };
@@ -111,11 +111,12 @@ fn selectors_use_the_index_and_results_are_sorted() {
 fn invalid_labels_fail_the_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(Options::new(dir.path())).unwrap();
-    let good = SeriesSamples { labels: &[("__name__", "ok")], samples: &[Sample::new(1, 1.0)] };
-    let bad = SeriesSamples { labels: &[("job", "no-name")], samples: &[Sample::new(1, 1.0)] };
-    assert!(matches!(db.append_batch(&[good, bad]), Err(tsdb::Error::InvalidLabels(_))));
+    let sample = [Sample::new(1, 1.0)];
+    let good = SeriesSamples::labels(&[("__name__", "ok")], &sample);
+    let bad = SeriesSamples::labels(&[("job", "no-name")], &sample);
+    assert!(matches!(db.append(&[good, bad]), Err(tsdb::Error::InvalidSeries { index: 1, .. })));
     assert_eq!(db.stats().samples, 0);
-    assert!(db.append_ids(&[(tsdb::SeriesId(99), Sample::new(1, 1.0))]).is_err());
+    assert!(append_pairs(&db, &[(tsdb::SeriesId(99), Sample::new(1, 1.0))]).is_err());
 }
 
 #[test]
@@ -126,7 +127,7 @@ fn retention_rejects_and_hides_old_samples() {
     let db = Db::open(options).unwrap();
     let id = db.resolve(&[("__name__", "m")]).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let report = db.append_ids(&[(id, Sample::new(now - 7_200_000, 1.0)), (id, Sample::new(now, 2.0))]).unwrap();
+    let report = append_pairs(&db, &[(id, Sample::new(now - 7_200_000, 1.0)), (id, Sample::new(now, 2.0))]).unwrap();
     assert_eq!(report.rejections[0].reason, RejectReason::TooOld);
     assert_eq!(all_samples(&db, "m"), vec![Sample::new(now, 2.0)]);
 }
@@ -143,7 +144,7 @@ fn concurrent_appenders_and_readers_see_consistent_prefixes() {
             std::thread::spawn(move || {
                 for step in 1..=3000i64 {
                     let entries: Vec<_> = ids.iter().map(|id| (*id, Sample::new(step * 1000, step as f64))).collect();
-                    assert_eq!(db.append_ids(&entries).unwrap().appended, ids.len() as u64);
+                    assert_eq!(append_pairs(&db, &entries).unwrap().appended, ids.len() as u64);
                 }
             })
         })
@@ -173,7 +174,7 @@ mod oracle {
     //! The store against a naive model (a sorted `Vec` per series with the same acceptance rules),
     //! with small chunks and a restart in the middle.
 
-    use crate::helpers::small_options;
+    use crate::helpers::{append_pairs, small_options};
     use proptest::prelude::*;
     use tsdb::{Db, Matcher, RejectReason, Sample};
 
@@ -226,7 +227,7 @@ mod oracle {
                         let name = format!("s{series}");
                         let id = db.resolve(&[("__name__", "m"), ("series", &name)]).unwrap();
                         let sample = Sample::new(ts_ms, value);
-                        let report = db.append_ids(&[(id, sample)]).unwrap();
+                        let report = append_pairs(&db, &[(id, sample)]).unwrap();
                         match model_append(&mut model[series], sample) {
                             Ok(true) => prop_assert_eq!(report.appended, 1),
                             Ok(false) => prop_assert_eq!(report.duplicates, 1),
@@ -291,7 +292,7 @@ fn windows_decoded_from_checkpoints_match_the_samples() {
         let db = Db::open(options.clone()).unwrap();
         let id = db.resolve(&[("__name__", "m"), ("job", "cp")]).unwrap();
         for (n, sample) in expected[..1_000].iter().enumerate() {
-            db.append_ids(&[(id, *sample)]).unwrap();
+            append_pairs(&db, &[(id, *sample)]).unwrap();
             if n % 37 == 0 || n > 990 {
                 check(&db, n + 1);
             }
@@ -301,7 +302,7 @@ fn windows_decoded_from_checkpoints_match_the_samples() {
     check(&db, 1_000);
     let id = db.resolve(&[("__name__", "m"), ("job", "cp")]).unwrap();
     for (n, sample) in expected.iter().enumerate().skip(1_000) {
-        db.append_ids(&[(id, *sample)]).unwrap();
+        append_pairs(&db, &[(id, *sample)]).unwrap();
         check(&db, n + 1);
     }
 }
@@ -314,7 +315,7 @@ fn select_latest_mixes_memory_and_decoded_answers_in_label_order() {
     let write = |pod: &str, samples: &[(i64, f64)]| {
         let id = db.resolve(&[("__name__", "m"), ("pod", pod)]).unwrap();
         let entries: Vec<_> = samples.iter().map(|&(ts, v)| (id, Sample::new(ts, v))).collect();
-        db.append_ids(&entries).unwrap();
+        append_pairs(&db, &entries).unwrap();
     };
     write("a", &[(100, 1.0), (140, 2.0)]); // newest inside the window: from memory
     write("b", &[(100, 3.0), (120, 4.0), (200, 5.0)]); // newest after it: decoded

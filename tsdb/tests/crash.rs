@@ -2,7 +2,7 @@
 //! after every `Ok`; the parent SIGKILLs it at random moments, reopens the store and checks that
 //! every acknowledged sample is there, bit for bit.
 
-use crate::helpers::{small_options, Rng};
+use crate::helpers::{append_pairs, small_options, Rng};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -53,19 +53,19 @@ fn crash_child() {
     let mut ts = newest + STEP_MS;
     let mut ids = Vec::new();
     loop {
-        // New series are created through `append_batch` while running, the rest via ids.
+        // New series are created through `append` by labels while running, the rest via ids.
         if ids.len() < SERIES {
             let i = ids.len();
             let owned = labels(i);
             let pairs: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
             let sample = [Sample::new(ts, value_of(i, ts))];
-            db.append_batch(&[SeriesSamples { labels: &pairs, samples: &sample }]).expect("child: batch");
+            db.append(&[SeriesSamples::labels(&pairs, &sample)]).expect("child: batch");
             writeln!(stdout, "ack {i} {ts}").expect("child: stdout");
             ids.push(db.resolve(&pairs).expect("child: resolve"));
             continue;
         }
         let entries: Vec<_> = ids.iter().enumerate().map(|(i, id)| (*id, Sample::new(ts, value_of(i, ts)))).collect();
-        let report = db.append_ids(&entries).expect("child: append");
+        let report = append_pairs(&db, &entries).expect("child: append");
         assert!(report.rejections.is_empty(), "child: unexpected rejections {report:?}");
         writeln!(stdout, "ack all {ts}").expect("child: stdout");
         stdout.flush().expect("child: flush");

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 
 use std::path::Path;
-use tsdb::{Db, Matcher, Options, Sample};
+use tsdb::{AppendReport, Db, Matcher, Options, Sample, SeriesId, SeriesSamples};
 
 /// Options for a small store in `dir`.
 pub fn small_options(dir: &Path, storage_bytes: u64, segment_bytes: u64) -> Options {
@@ -9,6 +9,13 @@ pub fn small_options(dir: &Path, storage_bytes: u64, segment_bytes: u64) -> Opti
     options.storage_size_bytes = storage_bytes;
     options.segment_size_bytes = Some(segment_bytes);
     options
+}
+
+/// Appends `(series, sample)` pairs, one batch entry each (so a rejection's index is the pair's).
+pub fn append_pairs(db: &Db, pairs: &[(SeriesId, Sample)]) -> Result<AppendReport, tsdb::Error> {
+    let batch: Vec<SeriesSamples<'_>> =
+        pairs.iter().map(|(id, sample)| SeriesSamples::id(*id, std::slice::from_ref(sample))).collect();
+    db.append(&batch)
 }
 
 /// All samples of the series `__name__=name` in the whole time range.

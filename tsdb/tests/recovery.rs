@@ -1,7 +1,7 @@
 //! Recovery on open: restarts keep everything, torn tails are truncated, corrupt and foreign files
 //! are set aside, and none of it panics.
 
-use crate::helpers::{all_samples, small_options};
+use crate::helpers::{all_samples, append_pairs, small_options};
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -18,7 +18,7 @@ fn write_series(db: &Db, name: &str, n: i64) -> Vec<Sample> {
     let id = db.resolve(&[("__name__", name)]).unwrap();
     let samples: Vec<Sample> = (0..n).map(|i| Sample::new(i * 15_000, (i * 7 % 1000) as f64 / 8.0)).collect();
     let entries: Vec<_> = samples.iter().map(|s| (id, *s)).collect();
-    db.append_ids(&entries).unwrap();
+    append_pairs(db, &entries).unwrap();
     samples
 }
 
@@ -46,7 +46,7 @@ fn restart_keeps_series_ids_and_samples_without_flush() {
     assert_eq!(all_samples(&db, "b"), b);
     assert_eq!(db.resolve(&[("__name__", "b")]).unwrap(), id_b);
     // Ordering state survives too: the newest sample repeats idempotently, older ones are refused.
-    let report = db.append_ids(&[(id_b, b[9]), (id_b, b[3])]).unwrap();
+    let report = append_pairs(&db, &[(id_b, b[9]), (id_b, b[3])]).unwrap();
     assert_eq!((report.duplicates, report.rejections.len()), (1, 1));
     assert_eq!(db.stats().samples, 3010);
 }
@@ -84,7 +84,7 @@ fn reserved_but_unwritten_tail_is_truncated() {
     assert_eq!(read_u32(&seg, 28), end, "torn tail truncated on disk");
     // Appending continues after the truncated tail.
     let id = db.resolve(&[("__name__", "a")]).unwrap();
-    db.append_ids(&[(id, Sample::new(1 << 40, 1.0))]).unwrap();
+    append_pairs(&db, &[(id, Sample::new(1 << 40, 1.0))]).unwrap();
     assert_eq!(all_samples(&db, "a").len(), written.len() + 1);
 }
 
@@ -104,7 +104,7 @@ fn corrupt_segment_header_is_set_aside() {
     assert!(a.len() < 3000);
     // The store keeps working.
     let id = db.resolve(&[("__name__", "c")]).unwrap();
-    db.append_ids(&[(id, Sample::new(1, 1.0))]).unwrap();
+    append_pairs(&db, &[(id, Sample::new(1, 1.0))]).unwrap();
     assert_eq!(all_samples(&db, "c").len(), 1);
 }
 
@@ -130,7 +130,7 @@ fn garbage_head_slot_is_dropped_without_panic() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(options(dir.path())).unwrap();
     let id = db.resolve(&[("__name__", "a")]).unwrap();
-    db.append_ids(&[(id, Sample::new(1, 1.0)), (id, Sample::new(2, 2.0))]).unwrap();
+    append_pairs(&db, &[(id, Sample::new(1, 1.0)), (id, Sample::new(2, 2.0))]).unwrap();
     db.close().unwrap();
     // Slot 0: header 64 bytes into the file; claim 60000 samples over random payload bytes.
     let head = dir.path().join("head-0000.rt");
@@ -138,7 +138,7 @@ fn garbage_head_slot_is_dropped_without_panic() {
     patch(&head, 64 + 8, &[0xff; 100]);
     let db = Db::open(options(dir.path())).unwrap();
     assert!(all_samples(&db, "a").is_empty());
-    db.append_ids(&[(id, Sample::new(3, 3.0))]).unwrap();
+    append_pairs(&db, &[(id, Sample::new(3, 3.0))]).unwrap();
     assert_eq!(all_samples(&db, "a"), vec![Sample::new(3, 3.0)]);
 }
 
@@ -158,7 +158,7 @@ fn impossible_end_field_is_repaired_not_trusted() {
         let id = db.resolve(&[("__name__", "a")]).unwrap();
         let base = (1i64 << 40) * (round as i64 + 1);
         let more: Vec<_> = (0..2000).map(|i| (id, Sample::new(base + i, i as f64))).collect();
-        db.append_ids(&more).unwrap();
+        append_pairs(&db, &more).unwrap();
         written.extend(more.iter().map(|(_, s)| *s));
         drop(db);
         let db = Db::open(options(dir.path())).unwrap();

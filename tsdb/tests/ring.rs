@@ -1,6 +1,6 @@
 //! The ring wraps at the disk budget, reuses the oldest segment and keeps the newest data.
 
-use crate::helpers::{all_samples, small_options, Rng};
+use crate::helpers::{all_samples, append_pairs, small_options, Rng};
 use tsdb::{Db, Sample};
 
 fn fill(db: &Db, series: usize, steps: i64, start: i64, rng: &mut Rng) {
@@ -8,7 +8,7 @@ fn fill(db: &Db, series: usize, steps: i64, start: i64, rng: &mut Rng) {
     for step in 0..steps {
         let entries: Vec<_> =
             ids.iter().map(|id| (*id, Sample::new(start + step * 1000, f64::from_bits(rng.next_u64() >> 2)))).collect();
-        db.append_ids(&entries).unwrap();
+        append_pairs(db, &entries).unwrap();
     }
 }
 

@@ -159,7 +159,7 @@ mod tests {
         let now = super::super::now_ms();
         let sample = [tsdb::Sample::new(now, 2.0)];
         let labels = [("__name__", "ei_scale_ratio"), ("namespace", "default"), ("pod", "web-0")];
-        db.append_batch(&[tsdb::SeriesSamples { labels: &labels, samples: &sample }]).unwrap();
+        db.append(&[tsdb::SeriesSamples::labels(&labels, &sample)]).unwrap();
         let config = dir.path().join("adapter.yaml");
         std::fs::write(
             &config,

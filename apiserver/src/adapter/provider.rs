@@ -530,7 +530,7 @@ mod tests {
         for (pod, value) in [("web-a", 2.0), ("web-b", 4.0), ("other-x", 100.0)] {
             let labels = [("__name__", "ei_scale_ratio"), ("namespace", "ml"), ("pod", pod)];
             let samples = [tsdb::Sample::new(now - 1_000, value)];
-            db.append_batch(&[tsdb::SeriesSamples { labels: &labels, samples: &samples }]).unwrap();
+            db.append(&[tsdb::SeriesSamples::labels(&labels, &samples)]).unwrap();
         }
         let engine = Arc::new(query::Engine::new(db.clone(), query::EngineOptions::default()));
         let resolver: Arc<dyn ObjectResolver> = Arc::new(OwnersKnown);

@@ -356,9 +356,9 @@ mod tests {
             vec![("__name__", "m"), ("namespace", "other"), ("pod", "a-9"), ("app", "a")],
         ];
         for labels in &sets {
-            batch.push(tsdb::SeriesSamples { labels, samples: &sample });
+            batch.push(tsdb::SeriesSamples::labels(labels, &sample));
         }
-        db.append_batch(&batch).unwrap();
+        db.append(&batch).unwrap();
         let resolver = StandaloneResolver::new(db, Duration::from_secs(600));
         let info = builtin_resource_info("", "pods").unwrap();
         let selector = LabelSelector::parse("app=a").unwrap();

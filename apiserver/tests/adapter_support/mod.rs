@@ -74,9 +74,12 @@ impl Harness {
     pub fn append(&self, series: &[TestSeries<'_>]) {
         let samples: Vec<Vec<tsdb::Sample>> =
             series.iter().map(|(_, s)| s.iter().map(|(t, v)| tsdb::Sample::new(*t, *v)).collect()).collect();
-        let batch: Vec<tsdb::SeriesSamples<'_>> =
-            series.iter().zip(&samples).map(|((labels, _), samples)| tsdb::SeriesSamples { labels, samples }).collect();
-        let report = self.db().append_batch(&batch).expect("append");
+        let batch: Vec<tsdb::SeriesSamples<'_>> = series
+            .iter()
+            .zip(&samples)
+            .map(|((labels, _), samples)| tsdb::SeriesSamples::labels(labels, samples))
+            .collect();
+        let report = self.db().append(&batch).expect("append");
         assert!(report.rejections.is_empty(), "rejected: {:?}", report.rejections);
     }
 

@@ -2,7 +2,7 @@
 //! decodes must pass label validation.
 #![no_main]
 
-use ingest::remote_write::{decode, decompress_snappy, validate_labels, DecodeLimits, Protocol};
+use ingest::remote_write::{decode, decompress_snappy, DecodeLimits, Protocol};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
         // Raw protobuf (as if already decompressed) and the snappy path.
         if let Ok(decoded) = decode(protocol, data, 0, &limits) {
             for series in decoded.batch() {
-                assert!(validate_labels(series.labels).is_ok());
+                if let Some(labels) = series.series.labels() {
+                    assert!(tsdb::validate_labels(labels).is_ok());
+                }
             }
         }
         let mut scratch = Vec::new();

@@ -219,8 +219,8 @@ fn append_all(store: &Store, data: &BTreeMap<Labels, BTreeMap<i64, f64>>) -> Res
     let samples: Vec<Vec<Sample>> =
         data.values().map(|p| p.iter().map(|(t, v)| Sample::new(*t, *v)).collect()).collect();
     let batch: Vec<tsdb::SeriesSamples<'_>> =
-        pairs.iter().zip(&samples).map(|(l, s)| tsdb::SeriesSamples { labels: l, samples: s }).collect();
-    store.engine.db().append_batch(&batch)?;
+        pairs.iter().zip(&samples).map(|(l, s)| tsdb::SeriesSamples::labels(l, s)).collect();
+    store.engine.db().append(&batch)?;
     Ok(())
 }
 
