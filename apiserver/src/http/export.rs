@@ -147,7 +147,8 @@ mod tests {
         assert_eq!(parse_match("rate(up[5m])"), Err("match[] \"rate(up[5m])\" is not a series selector".into()));
         assert_eq!(
             parse_match("{a=\"x\""),
-            Err("invalid match[] \"{a=\\\"x\\\"\": unexpected end of input inside braces".into())
+            Err("invalid match[] \"{a=\\\"x\\\"\": unexpected end of input in label matching, expected \",\" or \"}\""
+                .into())
         );
     }
 
