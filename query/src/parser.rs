@@ -20,7 +20,7 @@ use nom::IResult;
 use tsdb::{MatchOp, Matcher, METRIC_NAME};
 
 /// Deepest nesting of sub-expressions accepted.
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 type PResult<'a, T> = Result<(&'a str, T), ParseError>;
 
