@@ -1,5 +1,6 @@
 //! Runs PromQL test scripts through the library runner (the `ringtail promql-test` logic without
-//! the server binary): `cargo run -p ringtail-query --example promql_test -- FILE…`.
+//! the server binary): `cargo run -p ringtail-query --features promqltest --example promql_test --
+//! FILE…`.
 
 fn main() {
     let files: Vec<std::path::PathBuf> = std::env::args_os().skip(1).map(Into::into).collect();

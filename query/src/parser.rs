@@ -8,6 +8,7 @@
 //! overflowing the stack.
 
 use crate::ast::{AggOp, AtModifier, BinOp, Cardinality, Expr, ExprKind, ValueType, VectorMatching, VectorSelector};
+use crate::error::ParseError;
 use crate::functions;
 use nom::branch::alt;
 use nom::bytes::complete::{tag, tag_no_case, take_while, take_while1};
@@ -19,15 +20,7 @@ use nom::IResult;
 use tsdb::{MatchOp, Matcher, METRIC_NAME};
 
 /// Deepest nesting of sub-expressions accepted.
-pub const MAX_DEPTH: usize = 128;
-
-/// Why a query did not parse: byte offset and message.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct ParseError {
-    pub pos: usize,
-    pub message: String,
-}
+pub(crate) const MAX_DEPTH: usize = 128;
 
 type PResult<'a, T> = Result<(&'a str, T), ParseError>;
 
@@ -49,17 +42,8 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
     Ok(expr)
 }
 
-/// Parses a Prometheus duration (`1h30m`, `5m`, `100ms`; units y w d h m s ms, largest first,
-/// each at most once) to milliseconds.
-pub fn parse_duration_ms(text: &str) -> Option<i64> {
-    match duration_literal(text) {
-        Ok(("", ms)) => Some(ms),
-        _ => None,
-    }
-}
-
 /// Consumes a duration literal such as `1h30m` and returns its length in milliseconds.
-fn duration_literal(input: &str) -> IResult<&str, i64> {
+pub(crate) fn duration_literal(input: &str) -> IResult<&str, i64> {
     const UNITS: [(&str, i64); 7] = [
         ("y", 365 * 86_400_000),
         ("w", 7 * 86_400_000),
@@ -949,16 +933,6 @@ mod tests {
         assert!(num("nan").is_nan());
         assert_eq!(num("1h30m"), 5400.0);
         assert_eq!(num("+0.2"), 0.2);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
-        assert_eq!(parse_duration_ms("100ms"), Some(100));
-        assert_eq!(parse_duration_ms("1m1ms"), Some(60_001));
-        assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
-        assert_eq!(parse_duration_ms("5m1h"), None);
-        assert_eq!(parse_duration_ms("5x"), None);
     }
 
     #[test]

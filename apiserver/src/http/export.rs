@@ -68,9 +68,9 @@ impl ExportRequest {
         let mut end_ms = i64::MAX;
         for (key, value) in params {
             match key.as_str() {
-                "match[]" => selectors.push(parse_selector(value)?),
-                "start" => start_ms = parse_time_ms(value)?,
-                "end" => end_ms = parse_time_ms(value)?,
+                "match[]" => selectors.push(parse_match(value)?),
+                "start" => start_ms = parse_time(value)?,
+                "end" => end_ms = parse_time(value)?,
                 _ => {}
             }
         }
@@ -84,32 +84,21 @@ impl ExportRequest {
     }
 }
 
-/// A series selector (`name{…}` or `{…}`) through the PromQL parser.
-fn parse_selector(text: &str) -> Result<Vec<Matcher>, String> {
-    let expr = query::parse(text).map_err(|e| format!("invalid match[] {text:?}: {e}"))?;
-    match expr.kind {
-        query::ast::ExprKind::Vector(selector) => {
-            if selector.matchers.iter().all(Matcher::matches_empty) {
-                return Err(format!(
-                    "match[] {text:?} must contain at least one matcher that does not match the empty string"
-                ));
-            }
-            Ok(selector.matchers)
-        }
-        _ => Err(format!("match[] {text:?} is not a series selector")),
+/// A `match[]` series selector, in this endpoint's wording.
+fn parse_match(text: &str) -> Result<Vec<Matcher>, String> {
+    let matchers = query::parse_selector(text).map_err(|e| match e {
+        query::SelectorError::Parse(e) => format!("invalid match[] {text:?}: {e}"),
+        query::SelectorError::NotASelector => format!("match[] {text:?} is not a series selector"),
+    })?;
+    if matchers.iter().all(Matcher::matches_empty) {
+        return Err(format!("match[] {text:?} must contain at least one matcher that does not match the empty string"));
     }
+    Ok(matchers)
 }
 
-/// Unix seconds (fractions allowed) or RFC 3339, to milliseconds.
-fn parse_time_ms(text: &str) -> Result<i64, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        if seconds.is_finite() {
-            return Ok((seconds * 1000.0).round() as i64);
-        }
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| format!("invalid time {text:?}: use Unix seconds or RFC 3339"))
+/// A `start`/`end` time (Unix seconds or RFC 3339), in this endpoint's wording.
+fn parse_time(text: &str) -> Result<i64, String> {
+    query::parse_time_ms(text).map_err(|_| format!("invalid time {text:?}: use Unix seconds or RFC 3339"))
 }
 
 /// One JSON line for a series.
@@ -150,12 +139,17 @@ mod tests {
 
     #[test]
     fn times_and_selectors() {
-        assert_eq!(parse_time_ms("1.5").unwrap(), 1500);
-        assert_eq!(parse_time_ms("1970-01-01T00:00:02Z").unwrap(), 2000);
-        assert!(parse_time_ms("soon").is_err());
-        assert_eq!(parse_selector("up{job=\"a\"}").unwrap().len(), 2);
-        assert!(parse_selector("{job=~\".*\"}").is_err());
-        assert!(parse_selector("rate(up[5m])").is_err());
+        assert_eq!(parse_time("1.5").unwrap(), 1500);
+        assert_eq!(parse_time("1970-01-01T00:00:02Z").unwrap(), 2000);
+        assert_eq!(parse_time("soon"), Err("invalid time \"soon\": use Unix seconds or RFC 3339".into()));
+        assert_eq!(parse_match("up{job=\"a\"}").unwrap().len(), 2);
+        assert!(parse_match("{job=~\".*\"}").is_err());
+        assert_eq!(parse_match("rate(up[5m])"), Err("match[] \"rate(up[5m])\" is not a series selector".into()));
+        assert_eq!(
+            parse_match("{a=\"x\""),
+            Err("invalid match[] \"{a=\\\"x\\\"\": unexpected end of input in label matching, expected \",\" or \"}\""
+                .into())
+        );
     }
 
     #[test]

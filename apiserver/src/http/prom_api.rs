@@ -20,7 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use query::{Engine, EngineOptions, QueryError, QueryOutput, Value};
+use query::{Engine, EngineOptions, QueryError, QueryOutput, SelectorError, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -138,29 +138,6 @@ fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// Parses a time parameter: Unix seconds (float) or RFC 3339.
-pub fn parse_time_ms(text: &str) -> Result<i64, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        if seconds.is_finite() && seconds.abs() < 9.2e15 {
-            return Ok((seconds * 1000.0).round() as i64);
-        }
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| format!("cannot parse {text:?} to a valid timestamp"))
-}
-
-/// Parses a duration parameter: seconds (float) or a Prometheus duration such as `1m30s`.
-pub fn parse_duration_param_ms(text: &str) -> Result<i64, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        if seconds.is_finite() && seconds.abs() < 9.2e15 {
-            return Ok((seconds * 1000.0).round() as i64);
-        }
-        return Err(format!("cannot parse {text:?} to a valid duration. It overflows int64"));
-    }
-    query::parse_duration_ms(text).ok_or_else(|| format!("cannot parse {text:?} to a valid duration"))
-}
-
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -168,15 +145,17 @@ fn now_ms() -> i64 {
 fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, ApiError> {
     match param(params, name) {
         None | Some("") => Ok(default_ms),
-        Some(t) => parse_time_ms(t).map_err(|m| ApiError::bad_data(format!("invalid parameter \"{name}\": {m}"))),
+        Some(t) => {
+            query::parse_time_ms(t).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}")))
+        }
     }
 }
 
 /// An engine whose timeout is the smaller of the server's and the request's `timeout`.
 fn engine_for(state: &AppState, params: &Params) -> Result<Arc<Engine>, ApiError> {
     let Some(text) = param(params, "timeout").filter(|t| !t.is_empty()) else { return Ok(state.engine.clone()) };
-    let ms =
-        parse_duration_param_ms(text).map_err(|m| ApiError::bad_data(format!("invalid parameter \"timeout\": {m}")))?;
+    let ms = query::parse_duration_param_ms(text)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
     if ms <= 0 {
         return Err(ApiError::bad_data("invalid parameter \"timeout\": must be positive"));
     }
@@ -218,16 +197,16 @@ async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormReje
             ApiError::bad_data(format!("invalid parameter \"{name}\": cannot parse \"\" to a valid timestamp"))
         })
     };
-    let start = parse_time_ms(required("start")?)
-        .map_err(|m| ApiError::bad_data(format!("invalid parameter \"start\": {m}")))?;
-    let end =
-        parse_time_ms(required("end")?).map_err(|m| ApiError::bad_data(format!("invalid parameter \"end\": {m}")))?;
+    let start = query::parse_time_ms(required("start")?)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"start\": {e}")))?;
+    let end = query::parse_time_ms(required("end")?)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"end\": {e}")))?;
     if end < start {
         return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
     }
     let step_text = param(&params, "step").unwrap_or("");
-    let step = parse_duration_param_ms(step_text)
-        .map_err(|m| ApiError::bad_data(format!("invalid parameter \"step\": {m}")))?;
+    let step = query::parse_duration_param_ms(step_text)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?;
     if step <= 0 {
         return Err(ApiError::bad_data(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
@@ -252,18 +231,16 @@ async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormReje
 fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut out = Vec::new();
     for (_, text) in params.iter().filter(|(k, _)| k == "match[]") {
-        let expr = query::parse(text).map_err(|e| {
-            let (line, col) = query::line_col(text, e.pos);
-            ApiError::bad_data(format!("invalid parameter \"match[]\": {line}:{col}: parse error: {}", e.message))
-        })?;
-        match expr.kind {
-            query::ast::ExprKind::Vector(sel) => out.push(sel.matchers),
-            _ => {
-                return Err(ApiError::bad_data(format!(
-                    "invalid parameter \"match[]\": {text:?} is not a series selector"
-                )))
+        let matchers = query::parse_selector(text).map_err(|e| match e {
+            SelectorError::Parse(e) => {
+                let (line, col) = query::line_col(text, e.pos);
+                ApiError::bad_data(format!("invalid parameter \"match[]\": {line}:{col}: parse error: {}", e.message))
             }
-        }
+            SelectorError::NotASelector => {
+                ApiError::bad_data(format!("invalid parameter \"match[]\": {text:?} is not a series selector"))
+            }
+        })?;
+        out.push(matchers);
     }
     Ok(out)
 }
@@ -517,13 +494,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_parse_as_seconds_or_rfc3339() {
-        assert_eq!(parse_time_ms("1435781451.781"), Ok(1_435_781_451_781));
-        assert_eq!(parse_time_ms("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
-        assert!(parse_time_ms("yesterday").is_err());
-        assert_eq!(parse_duration_param_ms("1m30s"), Ok(90_000));
-        assert_eq!(parse_duration_param_ms("15"), Ok(15_000));
-        assert_eq!(parse_duration_param_ms("0.5"), Ok(500));
+    fn bad_parameters_are_worded_like_prometheus() {
+        let params: Params = vec![
+            ("time".into(), "yesterday".into()),
+            ("match[]".into(), "rate(up[5m])".into()),
+            ("match[]".into(), "{a=".into()),
+        ];
+        let e = time_param(&params, "time", 0).expect_err("bad time");
+        assert_eq!(e.message, "invalid parameter \"time\": cannot parse \"yesterday\" to a valid timestamp");
+        assert_eq!(time_param(&vec![("time".into(), "1.5".into())], "time", 0).ok(), Some(1_500));
+        let e = selectors(&params[1..2].to_vec()).expect_err("not a selector");
+        assert_eq!(e.message, "invalid parameter \"match[]\": \"rate(up[5m])\" is not a series selector");
+        let e = selectors(&params[2..].to_vec()).expect_err("syntax error");
+        assert!(e.message.starts_with("invalid parameter \"match[]\": 1:4: parse error: "), "{}", e.message);
+        assert_eq!(
+            selectors(&vec![("match[]".into(), "up".into())]).ok(),
+            Some(vec![vec![Matcher::equal("__name__", "up")]])
+        );
     }
 
     #[test]

@@ -2,64 +2,11 @@
 //! conformance inventory (`shared/promql-conformance/inventory.py`) does, so the runner skips
 //! exactly the evals that inventory places outside Ringtail's subset.
 
+use crate::ast::AggOp;
 use std::collections::BTreeSet;
 
-/// Functions of Ringtail's subset.
-pub const PROJECT_FUNCS: &[&str] = &[
-    "rate",
-    "irate",
-    "increase",
-    "delta",
-    "idelta",
-    "deriv",
-    "resets",
-    "changes",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "last_over_time",
-    "quantile_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "present_over_time",
-    "absent_over_time",
-    "abs",
-    "ceil",
-    "floor",
-    "round",
-    "sqrt",
-    "exp",
-    "ln",
-    "log2",
-    "log10",
-    "clamp",
-    "clamp_min",
-    "clamp_max",
-    "sgn",
-    "histogram_quantile",
-    "label_replace",
-    "label_join",
-    "time",
-    "timestamp",
-    "vector",
-    "scalar",
-    "absent",
-    "sort",
-    "sort_desc",
-    "day_of_week",
-    "day_of_month",
-    "day_of_year",
-    "hour",
-    "minute",
-    "month",
-    "year",
-    "days_in_month",
-];
-/// Aggregations of Ringtail's subset.
-pub const PROJECT_AGGS: &[&str] =
-    &["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values"];
+/// Tokens the inventory treats as aggregation operators when followed by `(`, `by` or `without`
+/// (every aggregation of Prometheus 3, in or outside Ringtail's subset).
 const AGGREGATORS: &[&str] = &[
     "sum",
     "avg",
@@ -83,11 +30,13 @@ const COMPARE: &[&str] = &["==", "!=", ">", "<", ">=", "<="];
 
 /// Whether `feature` is inside Ringtail's subset.
 pub fn in_project(feature: &str) -> bool {
+    // Functions and aggregations are in the subset exactly when the parser knows them: the
+    // function table and `AggOp` are the lists, so the runner cannot drift from the engine.
     if let Some(f) = feature.strip_prefix("fn:") {
-        return PROJECT_FUNCS.contains(&f);
+        return crate::functions::lookup(f).is_some();
     }
     if let Some(a) = feature.strip_prefix("agg:") {
-        return PROJECT_AGGS.contains(&a);
+        return AggOp::from_name(a).is_some();
     }
     if let Some(o) = feature.strip_prefix("op:") {
         return ARITH.contains(&o) || COMPARE.contains(&o) || ["and", "or", "unless"].contains(&o);
@@ -587,6 +536,41 @@ mod tests {
         assert!(f.contains("unary:-") && f.contains("op:or") && f.contains("fn:predict_linear"));
         assert!(!in_project("fn:predict_linear"));
         assert!(in_project("fn:rate"));
+    }
+
+    /// The subset of `shared/promql-conformance/inventory.py` (`PROJECT_FUNCS`, `PROJECT_AGGS`):
+    /// the skip counts of the conformance run are comparable with the inventory's only while the
+    /// engine's tables name exactly these.
+    const INVENTORY_FUNCS: &str = "rate irate increase delta idelta deriv resets changes
+        avg_over_time min_over_time max_over_time sum_over_time count_over_time last_over_time
+        quantile_over_time stddev_over_time stdvar_over_time present_over_time absent_over_time
+        abs ceil floor round sqrt exp ln log2 log10 clamp clamp_min clamp_max sgn
+        histogram_quantile label_replace label_join time timestamp vector scalar absent sort sort_desc
+        day_of_week day_of_month day_of_year hour minute month year days_in_month";
+    const INVENTORY_AGGS: &str = "sum avg min max count group stddev stdvar topk bottomk quantile count_values";
+
+    #[test]
+    fn the_function_subset_is_the_function_table() {
+        for f in crate::functions::FUNCTIONS {
+            assert!(in_project(&format!("fn:{}", f.name)), "{} is in the table but not in the subset", f.name);
+        }
+        for name in crate::functions::UNSUPPORTED_FUNCTIONS {
+            assert!(!in_project(&format!("fn:{name}")), "{name} is unsupported but in the subset");
+        }
+        assert!(!in_project("fn:Rate"), "function names are case-sensitive");
+        let table: BTreeSet<&str> = crate::functions::FUNCTIONS.iter().map(|f| f.name).collect();
+        let inventory: BTreeSet<&str> = INVENTORY_FUNCS.split_whitespace().collect();
+        assert_eq!(table, inventory, "the function table and the conformance inventory differ");
+    }
+
+    #[test]
+    fn the_aggregation_subset_is_the_parser_operators() {
+        let inventory: BTreeSet<&str> = INVENTORY_AGGS.split_whitespace().collect();
+        for agg in AGGREGATORS {
+            assert_eq!(in_project(&format!("agg:{agg}")), inventory.contains(agg), "{agg}");
+            assert_eq!(AggOp::from_name(agg).map(AggOp::as_str), inventory.contains(agg).then_some(*agg), "{agg}");
+        }
+        assert!(inventory.iter().all(|a| AGGREGATORS.contains(a)));
     }
 
     #[test]

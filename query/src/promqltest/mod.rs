@@ -6,7 +6,7 @@
 //! module decides exactly as the conformance inventory does); every other eval is run, and every
 //! instant eval also as a range query from t−1m to t+1m (the upstream harness's extra check).
 
-pub mod features;
+mod features;
 
 use crate::ast::{Expr, ExprKind};
 use crate::{Engine, EngineOptions, QueryError, QueryOutput, Value};
@@ -354,7 +354,10 @@ fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
     Ok(out)
 }
 
-fn parse_time_ms(text: &str) -> Option<i64> {
+/// A time or interval of a test script: a Prometheus duration (`5m`) or float seconds (`300`).
+/// Not the API's [`crate::parse_time_ms`]: scripts write times as durations since 0 and never as
+/// RFC 3339.
+fn parse_script_time_ms(text: &str) -> Option<i64> {
     crate::parse_duration_ms(text).or_else(|| text.parse::<f64>().ok().map(|s| (s * 1000.0).round() as i64))
 }
 
@@ -422,7 +425,7 @@ fn parse_expectations(legacy: Option<&str>, body: &[&str]) -> Result<Expectation
             if let Some(r) = rest.strip_prefix("range vector") {
                 let words: Vec<&str> = r.split_whitespace().collect();
                 if let ["from", a, "to", b, "step", c] = words.as_slice() {
-                    let (a, b, c) = (parse_time_ms(a), parse_time_ms(b), parse_time_ms(c));
+                    let (a, b, c) = (parse_script_time_ms(a), parse_script_time_ms(b), parse_script_time_ms(c));
                     if let (Some(a), Some(b), Some(c)) = (a, b, c) {
                         e.range_vector = Some((a, b, c));
                         continue;
@@ -485,7 +488,7 @@ fn parse_eval_line(line: &str) -> Option<EvalCommand<'_>> {
     if let Some(r) = rest.strip_prefix("instant") {
         let r = r.trim_start().strip_prefix("at")?.trim_start();
         let (t, query) = r.split_once(char::is_whitespace)?;
-        let t = parse_time_ms(t)?;
+        let t = parse_script_time_ms(t)?;
         return Some(EvalCommand { legacy, query: query.trim(), start_ms: t, end_ms: t, step_ms: 0 });
     }
     let r = rest.strip_prefix("range")?.trim_start().strip_prefix("from")?.trim_start();
@@ -495,9 +498,9 @@ fn parse_eval_line(line: &str) -> Option<EvalCommand<'_>> {
     Some(EvalCommand {
         legacy,
         query: query.trim(),
-        start_ms: parse_time_ms(start.trim())?,
-        end_ms: parse_time_ms(end.trim())?,
-        step_ms: parse_time_ms(step)?,
+        start_ms: parse_script_time_ms(start.trim())?,
+        end_ms: parse_script_time_ms(end.trim())?,
+        step_ms: parse_script_time_ms(step)?,
     })
 }
 
