@@ -268,7 +268,7 @@ pub struct AdapterLayer {
     pub metrics_max_age: Option<Duration>,
     /// Most connections the TLS listener (--secure-listen) serves at once; further ones wait in
     /// the accept queue [default: 4096 connections].
-    #[arg(long = "adapter-max-connections", value_name = "COUNT")]
+    #[arg(id = "adapter_max_connections", long = "adapter-max-connections", value_name = "COUNT")]
     pub max_connections: Option<usize>,
 }
 
