@@ -9,7 +9,9 @@
 //!
 //! A connection that does not start with a TLS handshake record gets a plain `400` carrying a
 //! Kubernetes `Status` ("Client sent an HTTP request to an HTTPS server.") and is closed; a
-//! failed handshake is logged at debug level. Neither can panic or stop the listener.
+//! failed handshake is logged at debug level. Neither can panic or stop the listener. Accepting,
+//! the connection bound (`--adapter-max-connections`) and graceful shutdown are the HTTP
+//! listener's too (`crate::listener`).
 
 use super::auth::ConnectionInfo;
 use crate::listener::{self, ConnectionLimits};
