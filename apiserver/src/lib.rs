@@ -7,5 +7,8 @@ pub mod config;
 pub mod evaluation;
 pub mod http;
 pub mod k8s;
+mod listener;
 pub mod scrape;
 pub mod server;
+pub mod settings;
+mod shutdown;

@@ -1,16 +1,18 @@
-//! `Server` wires the parts together: opens the store, builds the query engine and HTTP router,
-//! starts the listeners and background tasks, and stops them in reverse order on shutdown.
+//! `Server` wires the parts together from [`Settings`]: opens the store, builds the query engine
+//! and HTTP router, starts the listeners and background tasks, and stops them in reverse order on
+//! shutdown. Everything a server uses is built here and owned by it — no process-wide state — so
+//! two servers can run in one process.
 
-use crate::config::Config;
-use crate::http::{self, prom_api::QueryApiState, remote_write::RemoteWriteState, AppState};
-use axum::serve::ListenerExt;
-use prometheus_client::metrics::gauge::Gauge;
+use crate::http::{self, prom_api::QueryApiState, remote_write::RemoteWriteState, AppState, StoreGauges};
+use crate::listener::{self, ConnectionLimits};
+use crate::settings::Settings;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -43,77 +45,40 @@ pub enum ServerError {
     },
 }
 
-/// Gauges refreshed from the store on every `/metrics` scrape.
-struct StoreGauges {
-    series: Gauge<i64, AtomicI64>,
-    samples: Gauge<i64, AtomicI64>,
-    bytes_on_disk: Gauge<i64, AtomicI64>,
-}
-
-static STORE_GAUGES: OnceLock<StoreGauges> = OnceLock::new();
-
-fn register_store_gauges(registry: &mut Registry) {
-    let gauges = STORE_GAUGES.get_or_init(|| StoreGauges {
-        series: Gauge::default(),
-        samples: Gauge::default(),
-        bytes_on_disk: Gauge::default(),
-    });
-    registry.register("ringtail_tsdb_series", "Series in the store", gauges.series.clone());
-    registry.register("ringtail_tsdb_samples", "Samples in the store", gauges.samples.clone());
-    registry.register("ringtail_tsdb_disk_bytes", "Bytes the store uses on disk", gauges.bytes_on_disk.clone());
-}
-
-/// Copies the store's current figures into the self-metrics gauges.
-pub fn refresh_store_gauges(state: &AppState) {
-    if let Some(gauges) = STORE_GAUGES.get() {
-        let stats = state.db.stats();
-        gauges.series.set(stats.series as i64);
-        gauges.samples.set(stats.samples as i64);
-        gauges.bytes_on_disk.set(stats.bytes_on_disk as i64);
-    }
-}
-
-/// Query engine settings from the `--query.*` flags (set once, before `Server::start`).
-static QUERY_OPTIONS: OnceLock<query::EngineOptions> = OnceLock::new();
-
-/// Sets the query engine's lookback, max-samples and timeout for servers started afterwards.
-pub fn set_query_options(options: query::EngineOptions) {
-    let _ = QUERY_OPTIONS.set(options);
-}
-
 /// A running server: the bound address and a handle to stop it.
 pub struct Server {
     pub local_addr: SocketAddr,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
-    http_task: tokio::task::JoinHandle<Result<(), ServerError>>,
+    http_task: JoinHandle<()>,
     /// The scraper; discovery replaces its target groups at runtime.
-    pub scraper: Arc<ingest::ScrapeManager>,
+    pub(crate) scraper: Arc<ingest::ScrapeManager>,
     /// The metrics adapter's TLS listener (custom/external metrics APIs).
     pub adapter: crate::adapter::serve::AdapterHandle,
-    flush_task: tokio::task::JoinHandle<()>,
-    discovery_tasks: Vec<tokio::task::JoinHandle<()>>,
+    flush_task: JoinHandle<()>,
+    /// Kubernetes scrape discovery and the cluster's refresh loops.
+    cluster_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Opens the store and starts every listener and background task.
-    pub async fn start(config: Config) -> Result<Server, ServerError> {
-        let mut options = tsdb::Options::new(&config.data_dir);
-        options.storage_size_bytes = config.storage_size_bytes;
-        options.sync_interval = config.sync_interval;
-        options.retention = config.retention;
+    pub async fn start(settings: Settings) -> Result<Server, ServerError> {
+        let mut options = tsdb::Options::new(&settings.data_dir);
+        options.storage_size_bytes = settings.storage_size_bytes;
+        options.sync_interval = settings.sync_interval;
+        options.retention = settings.retention;
         let db = tokio::task::spawn_blocking(move || tsdb::Db::open(options))
             .await
             .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?
-            .map_err(|source| ServerError::Store { dir: config.data_dir.clone(), source })?;
+            .map_err(|source| ServerError::Store { dir: settings.data_dir.clone(), source })?;
         let db = Arc::new(db);
-        let engine = Arc::new(query::Engine::new(db.clone(), QUERY_OPTIONS.get().cloned().unwrap_or_default()));
+        let engine = Arc::new(query::Engine::new(db.clone(), settings.query.clone()));
 
         let mut registry = Registry::default();
-        register_store_gauges(&mut registry);
+        let store_gauges = StoreGauges::register(&mut registry);
         let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
         let remote_write =
-            Arc::new(RemoteWriteState::new(&mut registry, remote_write_settings(&config)?, ingest_metrics.clone()));
+            Arc::new(RemoteWriteState::new(&mut registry, remote_write_settings(&settings)?, ingest_metrics.clone()));
         let query_api = Arc::new(QueryApiState::new(&mut registry));
         let state = AppState {
             db: db.clone(),
@@ -121,41 +86,42 @@ impl Server {
             remote_write,
             query_api,
             registry: Arc::new(registry),
+            store_gauges,
             ready: Arc::new(AtomicBool::new(false)),
         };
 
-        let listener = TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(settings.listen)
             .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+            .map_err(|source| ServerError::Bind { addr: settings.listen, source })?;
         let local_addr = listener.local_addr().map_err(ServerError::Serve)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let app = http::router(state.clone());
-        let mut http_shutdown = shutdown_rx.clone();
-        let http_task = tokio::spawn(async move {
-            // TCP_NODELAY: no response waits for a delayed ACK (40 ms) behind Nagle's algorithm.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+        let http_task = tokio::spawn(listener::run(
+            listener,
+            ConnectionLimits::new(settings.max_connections),
+            shutdown_rx.clone(),
+            "HTTP",
+            move |stream, remote_addr, watcher| {
+                let app = app.clone();
+                async move {
+                    if let Err(e) = listener::serve_http(stream, app, watcher).await {
+                        tracing::debug!(%remote_addr, error = %e, "HTTP connection ended with an error");
+                    }
                 }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_shutdown.wait_for(|stop| *stop).await;
-                })
-                .await
-                .map_err(ServerError::Serve)
-        });
+            },
+        ));
 
-        let cluster = crate::k8s::Cluster::connect(&config.cluster).await.map_err(ServerError::Kubernetes)?;
+        let mut cluster =
+            crate::k8s::Cluster::connect(&settings.cluster, &shutdown_rx).await.map_err(ServerError::Kubernetes)?;
         let hooks = cluster.as_ref().map(|cluster| crate::adapter::serve::ClusterHooks {
             resolver: cluster.resolver.clone(),
             client_ca_pem: cluster.auth.as_ref().and_then(|auth| auth.client_ca_pem()),
             auth: cluster.auth.clone().map(|auth| auth as Arc<dyn crate::adapter::auth::Authenticator>),
         });
         let adapter = crate::adapter::serve::start(
-            &config.adapter,
-            &config.data_dir,
+            &settings.adapter,
+            &settings.data_dir,
             db.clone(),
             state.engine.clone(),
             hooks,
@@ -163,10 +129,14 @@ impl Server {
         )
         .await
         .map_err(ServerError::Adapter)?;
-        let scrape_configs = crate::scrape::effective_configs(&config, local_addr).map_err(ServerError::Scrape)?;
+        let scrape_configs = crate::scrape::effective_configs(&settings, local_addr).map_err(ServerError::Scrape)?;
         let scraper = crate::scrape::start(&scrape_configs, db.clone(), ingest_metrics).map_err(ServerError::Scrape)?;
-        let discovery_tasks = match &cluster {
-            Some(cluster) => cluster.start_discovery(&scrape_configs, &scraper, &shutdown_rx),
+        let mut cluster_tasks = Vec::new();
+        match &mut cluster {
+            Some(cluster) => {
+                cluster_tasks.append(&mut cluster.refresh_tasks);
+                cluster_tasks.extend(cluster.start_scrape_discovery(&scrape_configs, &scraper, &shutdown_rx));
+            }
             None => {
                 if scrape_configs.scrape_configs.iter().any(|job| !job.kubernetes_sd_configs.is_empty()) {
                     tracing::warn!(
@@ -174,25 +144,24 @@ impl Server {
                         (give --kubeconfig or run in a pod): those jobs have no targets"
                     );
                 }
-                Vec::new()
             }
-        };
-        let flush_task = tokio::spawn(periodic_flush(db, config.sync_interval, shutdown_rx));
+        }
+        let flush_task = tokio::spawn(periodic_flush(db, settings.sync_interval, shutdown_rx));
 
         state.ready.store(true, Ordering::Release);
-        tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "Ringtail is serving");
-        Ok(Server { local_addr, state, shutdown, http_task, scraper, adapter, flush_task, discovery_tasks })
+        tracing::info!(%local_addr, data_dir = %settings.data_dir.display(), "Ringtail is serving");
+        Ok(Server { local_addr, state, shutdown, http_task, scraper, adapter, flush_task, cluster_tasks })
     }
 
     /// Stops listeners first, then background tasks, then flushes the store.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.state.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
-        for task in self.discovery_tasks {
+        for task in self.cluster_tasks {
             let _ = task.await;
         }
         self.scraper.stop().await;
-        let http_result = self.http_task.await.map_err(|e| ServerError::Serve(std::io::Error::other(e)))?;
+        let http_result = self.http_task.await.map_err(|e| ServerError::Serve(std::io::Error::other(e)));
         self.adapter.join().await;
         let _ = self.flush_task.await;
         let db = self.state.db.clone();
@@ -205,9 +174,9 @@ impl Server {
     }
 }
 
-/// Remote-write settings from the config (reads the bearer token file).
-fn remote_write_settings(config: &Config) -> Result<crate::http::remote_write::RemoteWriteSettings, ServerError> {
-    let bearer_token = match &config.remote_write_bearer_token_file {
+/// Remote-write settings from the server settings (reads the bearer token file).
+fn remote_write_settings(settings: &Settings) -> Result<crate::http::remote_write::RemoteWriteSettings, ServerError> {
+    let bearer_token = match &settings.remote_write_bearer_token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .map_err(|source| ServerError::BearerTokenFile { path: path.clone(), source })?
@@ -217,9 +186,9 @@ fn remote_write_settings(config: &Config) -> Result<crate::http::remote_write::R
         None => None,
     };
     Ok(crate::http::remote_write::RemoteWriteSettings {
-        max_body_bytes: config.remote_write_max_body_bytes,
+        max_body_bytes: settings.remote_write_max_body_bytes,
         bearer_token,
-        max_inflight_bytes: config.remote_write_max_inflight_bytes,
+        max_inflight_bytes: settings.remote_write_max_inflight_bytes,
         ..Default::default()
     })
 }
@@ -240,5 +209,71 @@ async fn periodic_flush(db: Arc<tsdb::Db>, every: std::time::Duration, mut stop:
             Ok(Err(e)) => tracing::warn!(error = %e, "periodic flush failed"),
             Err(e) => tracing::warn!(error = %e, "periodic flush task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::ClusterMode;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn start(dir: &std::path::Path, adjust: impl FnOnce(&mut Settings)) -> Server {
+        let mut settings = Settings {
+            data_dir: dir.join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            scrape_configs: Some(serde_yaml::from_str("[]").unwrap()),
+            ..Settings::default()
+        };
+        settings.adapter.secure_listen = "127.0.0.1:0".parse().unwrap();
+        settings.adapter.secure_listen_explicit = true;
+        settings.cluster.mode = ClusterMode::Standalone;
+        adjust(&mut settings);
+        Server::start(settings).await.unwrap()
+    }
+
+    /// Sends a GET on `stream` (kept open) and returns the start of the answer.
+    async fn get(stream: &mut TcpStream, path: &str) -> String {
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn two_servers_in_one_process_share_nothing() {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = start(dir_a.path(), |s| s.query.timeout = Duration::from_secs(7)).await;
+        let b = start(dir_b.path(), |_| {}).await;
+        assert_eq!(a.state.engine.options().timeout, Duration::from_secs(7));
+        assert_eq!(b.state.engine.options().timeout, query::EngineOptions::default().timeout);
+
+        a.state.db.resolve(&[("__name__", "only_in_a")]).unwrap();
+        let metrics_a = get(&mut TcpStream::connect(a.local_addr).await.unwrap(), "/metrics").await;
+        let metrics_b = get(&mut TcpStream::connect(b.local_addr).await.unwrap(), "/metrics").await;
+        assert!(metrics_a.contains("ringtail_tsdb_series 1"), "{metrics_a}");
+        assert!(metrics_b.contains("ringtail_tsdb_series 0"), "{metrics_b}");
+
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn http_connections_past_max_connections_wait_for_a_free_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), |s| s.max_connections = 1).await;
+        let mut first = TcpStream::connect(server.local_addr).await.unwrap();
+        assert!(get(&mut first, "/-/healthy").await.contains("200 OK"));
+        let mut second = TcpStream::connect(server.local_addr).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), get(&mut second, "/-/healthy")).await;
+        assert!(waited.is_err(), "the second connection must wait while the first holds the only slot");
+        drop(first);
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(15), server.shutdown()).await.unwrap().unwrap();
     }
 }

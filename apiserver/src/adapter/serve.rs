@@ -1,6 +1,7 @@
 //! `start` brings the adapter up inside `ringtail serve`: rules (file or embedded default), the
 //! standalone resolver, the authenticator, the TLS listener on `--secure-listen`, and the
-//! config reloader — all stopped by the server's shutdown channel.
+//! config reloader — all stopped by the server's shutdown channel. Its settings are
+//! [`AdapterSettings`] (`crate::settings`, the `adapter:` block and the adapter's flags).
 //!
 //! Binding policy: the default `--secure-listen` (0.0.0.0:6443) is a convenience, so if that
 //! address is taken the adapter is skipped with a warning and the rest of Ringtail serves on;
@@ -13,7 +14,7 @@ use super::resources::{ObjectResolver, StandaloneResolver};
 use super::routes::{self, AdapterState};
 use super::tls::{self, TlsSettings};
 use super::AdapterError;
-use serde::Deserialize;
+use crate::settings::AdapterSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,87 +22,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Default TLS address of the metrics APIs.
-pub const DEFAULT_SECURE_LISTEN: &str = "0.0.0.0:6443";
-/// Default bound on concurrently served TLS connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// How often `--adapter-config` is looked at for changes.
-pub const CONFIG_POLL: Duration = Duration::from_secs(1);
-
-/// The adapter's serving settings (flags and the `adapter:` block of `--config`).
-#[derive(Debug, Clone)]
-pub struct AdapterServeConfig {
-    pub secure_listen: SocketAddr,
-    /// Set when `secure_listen` was chosen by the user (a bind failure is then fatal).
-    pub secure_listen_explicit: bool,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_private_key_file: Option<PathBuf>,
-    /// prometheus-adapter rules; `None` uses the embedded default.
-    pub config_file: Option<PathBuf>,
-    /// Bearer tokens accepted (kube `--token-auth-file` CSV); `None` accepts every TLS client.
-    pub tokens_file: Option<PathBuf>,
-    /// `rate()` window of the embedded default rules.
-    pub rate_window: Duration,
-    /// Series older than this are not listed (prometheus-adapter's `--metrics-max-age`).
-    pub metrics_max_age: Duration,
-    pub max_connections: usize,
-}
-
-impl Default for AdapterServeConfig {
-    fn default() -> Self {
-        AdapterServeConfig {
-            secure_listen: DEFAULT_SECURE_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 6443))),
-            secure_listen_explicit: false,
-            tls_cert_file: None,
-            tls_private_key_file: None,
-            config_file: None,
-            tokens_file: None,
-            rate_window: super::DEFAULT_RATE_WINDOW,
-            metrics_max_age: super::DEFAULT_METRICS_MAX_AGE,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-        }
-    }
-}
-
-/// The `adapter:` block of the `--config` YAML file (every key optional; flags win).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdapterFileConfig {
-    pub secure_listen: Option<SocketAddr>,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_private_key_file: Option<PathBuf>,
-    pub config_file: Option<PathBuf>,
-    pub tokens_file: Option<PathBuf>,
-    /// A duration like `2m`.
-    pub rate_window: Option<String>,
-    pub metrics_max_age: Option<String>,
-    pub max_connections: Option<usize>,
-}
-
-impl AdapterServeConfig {
-    /// Applies the file block on top of `self`.
-    pub fn merge_file(mut self, file: AdapterFileConfig) -> Result<Self, String> {
-        if let Some(addr) = file.secure_listen {
-            self.secure_listen = addr;
-            self.secure_listen_explicit = true;
-        }
-        self.tls_cert_file = file.tls_cert_file.or(self.tls_cert_file);
-        self.tls_private_key_file = file.tls_private_key_file.or(self.tls_private_key_file);
-        self.config_file = file.config_file.or(self.config_file);
-        self.tokens_file = file.tokens_file.or(self.tokens_file);
-        if let Some(text) = file.rate_window {
-            self.rate_window = humantime::parse_duration(&text).map_err(|e| format!("adapter.rate_window: {e}"))?;
-        }
-        if let Some(text) = file.metrics_max_age {
-            self.metrics_max_age =
-                humantime::parse_duration(&text).map_err(|e| format!("adapter.metrics_max_age: {e}"))?;
-        }
-        if let Some(n) = file.max_connections {
-            self.max_connections = n;
-        }
-        Ok(self)
-    }
-}
+const CONFIG_POLL: Duration = Duration::from_secs(1);
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running adapter.
 pub struct AdapterHandle {
@@ -115,7 +39,7 @@ pub struct AdapterHandle {
 
 impl AdapterHandle {
     /// Waits for the adapter's tasks after the shutdown channel fired.
-    pub async fn join(self) {
+    pub(crate) async fn join(self) {
         for task in self.tasks {
             let _ = task.await;
         }
@@ -136,24 +60,24 @@ pub enum StartError {
 }
 
 /// Where a generated TLS pair lives: beside the data directory (`./data` → `./data-tls/`).
-pub fn generated_tls_dir(data_dir: &std::path::Path) -> PathBuf {
+pub(crate) fn generated_tls_dir(data_dir: &std::path::Path) -> PathBuf {
     let name = data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
     data_dir.with_file_name(format!("{name}-tls"))
 }
 
 /// What a Kubernetes cluster contributes to the adapter (built by `crate::k8s`).
-pub struct ClusterHooks {
+pub(crate) struct ClusterHooks {
     /// Resolves label selectors and resources against the cluster's objects.
-    pub resolver: Arc<dyn ObjectResolver>,
+    pub(crate) resolver: Arc<dyn ObjectResolver>,
     /// The cluster's authentication and authorization; `None` keeps the standalone rules.
-    pub auth: Option<Arc<dyn Authenticator>>,
+    pub(crate) auth: Option<Arc<dyn Authenticator>>,
     /// PEM bundle the front proxy's client certificates must chain to.
-    pub client_ca_pem: Option<String>,
+    pub(crate) client_ca_pem: Option<String>,
 }
 
 /// Starts the adapter; `cluster` is `None` in standalone mode.
-pub async fn start(
-    settings: &AdapterServeConfig,
+pub(crate) async fn start(
+    settings: &AdapterSettings,
     data_dir: &std::path::Path,
     db: Arc<tsdb::Db>,
     engine: Arc<query::Engine>,
@@ -200,7 +124,7 @@ pub async fn start(
         key_file: settings.tls_private_key_file.clone(),
         generated_dir: generated_tls_dir(data_dir),
         max_connections: settings.max_connections,
-        handshake_timeout: Duration::from_secs(10),
+        handshake_timeout: HANDSHAKE_TIMEOUT,
     };
     let tls_dir = tls_settings.generated_dir.clone();
     let setup = tokio::task::spawn_blocking(move || {

@@ -9,9 +9,12 @@
 //!
 //! A connection that does not start with a TLS handshake record gets a plain `400` carrying a
 //! Kubernetes `Status` ("Client sent an HTTP request to an HTTPS server.") and is closed; a
-//! failed handshake is logged at debug level. Neither can panic or stop the listener.
+//! failed handshake is logged at debug level. Neither can panic or stop the listener. Accepting,
+//! the connection bound (`--adapter-max-connections`) and graceful shutdown are the HTTP
+//! listener's too (`crate::listener`).
 
 use super::auth::ConnectionInfo;
+use crate::listener::{self, ConnectionLimits};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
@@ -52,22 +55,22 @@ pub enum TlsError {
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
-pub struct TlsSettings {
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
+pub(crate) struct TlsSettings {
+    pub(crate) cert_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// Directory for a generated pair and its CA when no files are given.
-    pub generated_dir: PathBuf,
+    pub(crate) generated_dir: PathBuf,
     /// Most connections served at once; further ones wait in the accept queue.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Longest a TLS handshake may take.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
 }
 
 /// How often certificate files' modification times are looked at.
 const CERT_RECHECK: Duration = Duration::from_secs(1);
 
 /// Loads a certificate chain and key from PEM files.
-pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+pub(crate) fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
     let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source });
     let pem_err = |path: &Path, message: String| TlsError::Pem { path: path.to_path_buf(), message };
     let cert_pem = read(cert_path)?;
@@ -97,7 +100,7 @@ struct LoadedPair {
 
 /// A certificate resolver that re-reads its files when they change; a broken new pair is logged
 /// and the previous one kept.
-pub struct ReloadingCertResolver {
+pub(crate) struct ReloadingCertResolver {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: Mutex<LoadedPair>,
@@ -114,7 +117,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 impl ReloadingCertResolver {
-    pub fn new(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+    pub(crate) fn new(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
         let key = Arc::new(load_certified_key(cert_path, key_path)?);
         Ok(ReloadingCertResolver {
             cert_path: cert_path.to_path_buf(),
@@ -129,7 +132,7 @@ impl ReloadingCertResolver {
     }
 
     /// The pair to serve, re-read first if the files changed.
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    pub(crate) fn current(&self) -> Arc<CertifiedKey> {
         let mut pair = self.current.lock();
         if pair.checked_at.elapsed() >= CERT_RECHECK {
             pair.checked_at = Instant::now();
@@ -210,14 +213,14 @@ fn restrict_permissions(path: &Path) -> Result<(), TlsError> {
 }
 
 /// A ready TLS setup: the rustls config and, for a generated pair, the CA clients should trust.
-pub struct TlsSetup {
-    pub config: Arc<ServerConfig>,
-    pub generated_ca: Option<PathBuf>,
+pub(crate) struct TlsSetup {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) generated_ca: Option<PathBuf>,
 }
 
 /// Builds the server TLS config from `settings`. `client_verifier` lets the Kubernetes
 /// integration ask for (optional) front-proxy client certificates.
-pub fn server_config(
+pub(crate) fn server_config(
     settings: &TlsSettings,
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 ) -> Result<TlsSetup, TlsError> {
@@ -246,7 +249,9 @@ pub fn server_config(
 /// A client-certificate verifier for the front proxy: a certificate, when sent, must chain to
 /// `ca_pem` (kube-apiserver's `requestheader-client-ca-file`); clients without one are let
 /// through to bearer-token authentication.
-pub fn front_proxy_verifier(ca_pem: &str) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+pub(crate) fn front_proxy_verifier(
+    ca_pem: &str,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let source = PathBuf::from("requestheader-client-ca-file");
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
@@ -268,60 +273,22 @@ pub fn front_proxy_verifier(ca_pem: &str) -> Result<Arc<dyn rustls::server::dang
 /// The first byte of a TLS record carrying a handshake (RFC 8446 §5.1, content type 22).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Accepts connections until `shutdown` turns true, then lets open ones finish (bounded).
-pub async fn run(
+/// Accepts connections until `shutdown` turns true, then lets open ones finish (bounded); the
+/// accept loop and its connection bound are the shared [`crate::listener::run`].
+pub(crate) async fn run(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: axum::Router,
     settings: TlsSettings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stopped(&mut shutdown) => break,
-        };
-        let (stream, remote_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a TLS connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut shutdown) => break,
-        };
-        // Without TCP_NODELAY a response's last segment can wait for the client's delayed ACK
-        // (40 ms on Linux): the tail latency an HPA's requests would see.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "setting TCP_NODELAY on a TLS connection failed");
-        }
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = settings.handshake_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(stream, remote_addr, acceptor, app, watcher, handshake_timeout).await;
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!("TLS connections still open after 10s; dropping them");
-    }
-}
-
-/// Resolves once `shutdown` is true (the watch guard is dropped inside, keeping callers `Send`).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+    let limits = ConnectionLimits::new(settings.max_connections);
+    let handshake_timeout = settings.handshake_timeout;
+    listener::run(listener, limits, shutdown, "TLS", move |stream, remote_addr, watcher| {
+        serve_connection(stream, remote_addr, acceptor.clone(), app.clone(), watcher, handshake_timeout)
+    })
+    .await;
 }
 
 async fn serve_connection(
@@ -361,14 +328,11 @@ async fn serve_connection(
         .peer_certificates()
         .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
     let info = ConnectionInfo { remote_addr, peer_certificates };
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+    let app = tower::ServiceExt::map_request(app, move |mut request: http::Request<axum::body::Body>| {
         request.extensions_mut().insert(info.clone());
-        let mut app = app.clone();
-        async move { tower::Service::call(&mut app, request.map(axum::body::Body::new)).await }
+        request
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tls_stream), service).into_owned();
-    if let Err(e) = watcher.watch(connection).await {
+    if let Err(e) = listener::serve_http(tls_stream, app, watcher).await {
         tracing::debug!(%remote_addr, error = %e, "TLS connection ended with an error");
     }
 }

@@ -23,9 +23,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// How long a TokenReview or SubjectAccessReview answer is reused.
-pub const REVIEW_TTL: Duration = Duration::from_secs(10);
+pub(crate) const REVIEW_TTL: Duration = Duration::from_secs(10);
 /// How often the front-proxy settings ConfigMap is re-read (the CA can rotate).
 const REQUESTHEADER_REFRESH: Duration = Duration::from_secs(60);
 /// Most cached review answers; the cache is cleared when it grows past this.
@@ -33,19 +35,19 @@ const MAX_CACHED_REVIEWS: usize = 10_000;
 
 /// The front-proxy settings kube-apiserver publishes for extension API servers.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestHeaderConfig {
+pub(crate) struct RequestHeaderConfig {
     /// PEM of the CA that signs the aggregator's client certificate.
-    pub client_ca_pem: String,
+    pub(crate) client_ca_pem: String,
     /// CNs allowed to act as front proxy; empty means any certificate from the CA.
-    pub allowed_names: Vec<String>,
-    pub username_headers: Vec<String>,
-    pub group_headers: Vec<String>,
-    pub extra_headers_prefixes: Vec<String>,
+    pub(crate) allowed_names: Vec<String>,
+    pub(crate) username_headers: Vec<String>,
+    pub(crate) group_headers: Vec<String>,
+    pub(crate) extra_headers_prefixes: Vec<String>,
 }
 
 impl RequestHeaderConfig {
     /// Reads the `extension-apiserver-authentication` ConfigMap's data (JSON arrays as strings).
-    pub fn from_configmap_data(data: &BTreeMap<String, String>) -> Option<RequestHeaderConfig> {
+    pub(crate) fn from_configmap_data(data: &BTreeMap<String, String>) -> Option<RequestHeaderConfig> {
         let list = |key: &str| -> Vec<String> {
             data.get(key).and_then(|v| serde_json::from_str::<Vec<String>>(v).ok()).unwrap_or_default()
         };
@@ -62,7 +64,7 @@ impl RequestHeaderConfig {
 
 /// What a request asks to do, as kube-apiserver's RequestInfo would describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RequestAttributes {
+pub(crate) enum RequestAttributes {
     Resource { group: String, version: String, namespace: String, resource: String, name: String, subresource: String },
     NonResource { path: String },
 }
@@ -70,7 +72,7 @@ pub enum RequestAttributes {
 impl RequestAttributes {
     /// Parses `/apis/<group>/<version>/[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]`;
     /// anything else is a non-resource path. Verbs are always `get` for these read-only APIs.
-    pub fn from_path(path: &str) -> RequestAttributes {
+    pub(crate) fn from_path(path: &str) -> RequestAttributes {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let [prefix, group, version, rest @ ..] = parts.as_slice() else {
             return RequestAttributes::NonResource { path: path.to_string() };
@@ -100,7 +102,7 @@ struct Cached<T> {
 }
 
 /// Cluster-backed authentication and authorization for the TLS listener.
-pub struct KubeAuth {
+pub(crate) struct KubeAuth {
     client: Client,
     requestheader: RwLock<Option<RequestHeaderConfig>>,
     tokens: Mutex<HashMap<u64, Cached<Option<Identity>>>>,
@@ -108,8 +110,12 @@ pub struct KubeAuth {
 }
 
 impl KubeAuth {
-    /// Loads the front-proxy settings and keeps them current in the background.
-    pub async fn start(client: Client) -> Result<Arc<KubeAuth>, super::K8sError> {
+    /// Loads the front-proxy settings and keeps them current in the background until
+    /// `shutdown`; the returned task is that refresh loop.
+    pub(crate) async fn start(
+        client: Client,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Arc<KubeAuth>, JoinHandle<()>), super::K8sError> {
         let auth = Arc::new(KubeAuth {
             client,
             requestheader: RwLock::new(None),
@@ -117,17 +123,12 @@ impl KubeAuth {
             reviews: Mutex::new(HashMap::new()),
         });
         auth.refresh_requestheader().await?;
-        let weak = Arc::downgrade(&auth);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(REQUESTHEADER_REFRESH).await;
-                let Some(auth) = weak.upgrade() else { return };
-                if let Err(e) = auth.refresh_requestheader().await {
-                    tracing::warn!(error = %e, "re-reading extension-apiserver-authentication failed");
-                }
+        let refresh = crate::shutdown::spawn_periodic(&auth, REQUESTHEADER_REFRESH, shutdown, |auth| async move {
+            if let Err(e) = auth.refresh_requestheader().await {
+                tracing::warn!(error = %e, "re-reading extension-apiserver-authentication failed");
             }
         });
-        Ok(auth)
+        Ok((auth, refresh))
     }
 
     async fn refresh_requestheader(&self) -> Result<(), super::K8sError> {
@@ -149,12 +150,12 @@ impl KubeAuth {
     }
 
     /// The front-proxy CA bundle (PEM) the TLS listener verifies client certificates against.
-    pub fn client_ca_pem(&self) -> Option<String> {
+    pub(crate) fn client_ca_pem(&self) -> Option<String> {
         self.requestheader.read().as_ref().map(|c| c.client_ca_pem.clone())
     }
 
     /// Authenticates, then authorizes, one request.
-    pub async fn check(&self, head: &http::request::Parts, connection: Option<&ConnectionInfo>) -> AuthDecision {
+    pub(crate) async fn check(&self, head: &http::request::Parts, connection: Option<&ConnectionInfo>) -> AuthDecision {
         let identity = match self.authenticate(head, connection).await {
             Ok(identity) => identity,
             Err(decision) => return decision,

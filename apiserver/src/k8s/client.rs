@@ -18,7 +18,7 @@ pub enum K8sError {
 }
 
 /// Connects to the cluster named by `kubeconfig`, or to the one this pod runs in.
-pub async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, K8sError> {
+pub(crate) async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, K8sError> {
     let config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)

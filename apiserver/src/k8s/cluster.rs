@@ -1,69 +1,56 @@
 //! `Cluster` is what `ringtail serve` gets from a Kubernetes API: the client, the watched object
-//! resolver for the adapter, the aggregated-API authenticator, and scrape discovery for every
-//! job with `kubernetes_sd_configs`. Whether a cluster is used at all is decided here
+//! resolver for the adapter, the aggregated-API authenticator, and scrape target discovery for
+//! every job with `kubernetes_sd_configs`. Whether a cluster is used at all is decided here
 //! ([`ClusterMode`]): `--kubeconfig FILE`, or in-cluster when the service-account environment is
-//! present, or none (`--standalone`).
+//! present, or none (`--standalone`). Every background task it starts ends on the server's
+//! shutdown signal.
 
 use super::auth::KubeAuth;
 use super::objects::KubeResolver;
-use super::sd::{run_discovery, DiscoverySpec, Role};
+use super::scrape_discovery::{run_scrape_discovery, Role, ScrapeDiscoverySpec};
 use super::K8sError;
+use crate::settings::{ClusterMode, ClusterSettings};
 use ingest::{ScrapeConfigs, ScrapeManager};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Where the service account's namespace is mounted in a pod.
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-/// How Ringtail finds (or ignores) a Kubernetes API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum ClusterMode {
-    /// In-cluster config when `KUBERNETES_SERVICE_HOST` is set, otherwise standalone.
-    #[default]
-    Auto,
-    /// The cluster a kubeconfig file names.
-    Kubeconfig(PathBuf),
-    /// Never talk to a cluster.
-    Standalone,
-}
-
-/// Kubernetes settings of `ringtail serve`.
-#[derive(Debug, Clone)]
-pub struct ClusterSettings {
-    pub mode: ClusterMode,
-    /// Front-proxy certificates, TokenReview and SubjectAccessReview on the metrics APIs (on by
-    /// default with a cluster; off keeps the standalone rules, e.g. `--adapter-tokens-file`).
-    pub authentication: bool,
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings { mode: ClusterMode::Auto, authentication: true }
-    }
-}
-
 /// A connected cluster's parts.
-pub struct Cluster {
-    pub client: kube::Client,
-    pub resolver: Arc<KubeResolver>,
+pub(crate) struct Cluster {
+    pub(crate) client: kube::Client,
+    pub(crate) resolver: Arc<KubeResolver>,
     /// `None` when authentication was turned off.
-    pub auth: Option<Arc<KubeAuth>>,
+    pub(crate) auth: Option<Arc<KubeAuth>>,
+    /// The refresh loops of the resolver and the authenticator (they end on shutdown).
+    pub(crate) refresh_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Cluster {
-    /// Connects as `settings` say; `Ok(None)` in standalone mode.
-    pub async fn connect(settings: &ClusterSettings) -> Result<Option<Cluster>, K8sError> {
+    /// Connects as `settings` say; `Ok(None)` in standalone mode. Background refreshes run
+    /// until `shutdown`.
+    pub(crate) async fn connect(
+        settings: &ClusterSettings,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Option<Cluster>, K8sError> {
         let kubeconfig = match &settings.mode {
             ClusterMode::Standalone => return Ok(None),
             ClusterMode::Auto if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() => return Ok(None),
             ClusterMode::Auto => None,
             ClusterMode::Kubeconfig(path) => Some(path.as_path()),
         };
-        let client = super::connect(kubeconfig).await?;
-        let resolver = KubeResolver::start(client.clone()).await?;
+        let client = super::client::connect(kubeconfig).await?;
+        let (resolver, resolver_refresh) = KubeResolver::start(client.clone(), shutdown.clone()).await?;
+        let mut refresh_tasks = vec![resolver_refresh];
         let auth = match settings.authentication {
-            true => Some(KubeAuth::start(client.clone()).await?),
+            true => {
+                let (auth, auth_refresh) = KubeAuth::start(client.clone(), shutdown.clone()).await?;
+                refresh_tasks.push(auth_refresh);
+                Some(auth)
+            }
             false => None,
         };
         tracing::info!(
@@ -71,29 +58,34 @@ impl Cluster {
             authentication = settings.authentication,
             "connected to the Kubernetes API"
         );
-        Ok(Some(Cluster { client, resolver, auth }))
+        Ok(Some(Cluster { client, resolver, auth, refresh_tasks }))
     }
 
-    /// Starts one discovery task per `kubernetes_sd_configs` entry of every job.
-    pub fn start_discovery(
+    /// Starts one scrape discovery task per `kubernetes_sd_configs` entry of every job.
+    pub(crate) fn start_scrape_discovery(
         &self,
         configs: &ScrapeConfigs,
         scraper: &Arc<ScrapeManager>,
         shutdown: &watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    ) -> Vec<JoinHandle<()>> {
         let own_namespace = || read_own_namespace(Path::new(SERVICE_ACCOUNT_NAMESPACE));
-        discovery_specs(configs, own_namespace)
+        scrape_discovery_specs(configs, own_namespace)
             .into_iter()
-            .map(|spec| tokio::spawn(run_discovery(self.client.clone(), spec, scraper.clone(), shutdown.clone())))
+            .map(|spec| {
+                tokio::spawn(run_scrape_discovery(self.client.clone(), spec, scraper.clone(), shutdown.clone()))
+            })
             .collect()
     }
 }
 
-/// The discovery specs of `configs`. Several entries of one job would overwrite each other's
+/// The scrape discovery specs of `configs`. Several entries of one job would overwrite each other's
 /// target groups, so a job's entries are merged when they share a role; entries of one job with
 /// different roles are kept apart by role and logged (the later role wins the job's groups).
-fn discovery_specs(configs: &ScrapeConfigs, own_namespace: impl Fn() -> Option<String>) -> Vec<DiscoverySpec> {
-    let mut specs: Vec<DiscoverySpec> = Vec::new();
+fn scrape_discovery_specs(
+    configs: &ScrapeConfigs,
+    own_namespace: impl Fn() -> Option<String>,
+) -> Vec<ScrapeDiscoverySpec> {
+    let mut specs: Vec<ScrapeDiscoverySpec> = Vec::new();
     for job in &configs.scrape_configs {
         for sd in &job.kubernetes_sd_configs {
             // The role was validated when the scrape config was resolved.
@@ -117,7 +109,7 @@ fn discovery_specs(configs: &ScrapeConfigs, own_namespace: impl Fn() -> Option<S
                     tracing::warn!(job = %job.job_name, first = ?existing.role, second = ?role,
                         "one job with two Kubernetes discovery roles: only the first is used");
                 }
-                None => specs.push(DiscoverySpec { job_name: job.job_name.clone(), role, namespaces }),
+                None => specs.push(ScrapeDiscoverySpec { job_name: job.job_name.clone(), role, namespaces }),
             }
         }
     }
@@ -144,13 +136,67 @@ mod tests {
              - job_name: eps\n  kubernetes_sd_configs: [{role: endpoints}]\n",
         )
         .unwrap();
-        let specs = discovery_specs(&configs, || Some("ringtail".into()));
+        let specs = scrape_discovery_specs(&configs, || Some("ringtail".into()));
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].job_name, "pods");
         assert_eq!(specs[0].role, Role::Pod);
         assert_eq!(specs[0].namespaces, vec!["ml", "ringtail", "web"]);
         assert_eq!(specs[1].role, Role::Endpoints);
         assert!(specs[1].namespaces.is_empty(), "no namespaces means all");
+    }
+
+    /// A Kubernetes API answering just enough for `Cluster::connect`: API discovery, the
+    /// front-proxy ConfigMap; everything else (the object watches) fails and is retried.
+    async fn fake_api_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        use axum::routing::get;
+        use axum::Json;
+        let app = axum::Router::new()
+            .route(
+                "/api/v1",
+                get(|| async {
+                    Json(serde_json::json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                        {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                         "verbs": ["list", "watch"]}]}))
+                }),
+            )
+            .route("/apis", get(|| async { Json(serde_json::json!({"kind": "APIGroupList", "groups": []})) }))
+            .route(
+                "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
+                get(|| async {
+                    Json(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+                        "data": {"requestheader-client-ca-file": "PEM"}}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        (addr, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+    }
+
+    #[tokio::test]
+    async fn refresh_loops_end_on_shutdown() {
+        let (addr, api) = fake_api_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'http://{addr}'}}}}]\n\
+                 users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\n\
+                 current-context: x\n"
+            ),
+        )
+        .unwrap();
+        let settings = ClusterSettings { mode: ClusterMode::Kubeconfig(kubeconfig), authentication: true };
+        let (stop, stop_rx) = watch::channel(false);
+        let mut cluster = Cluster::connect(&settings, &stop_rx).await.unwrap().expect("a cluster");
+        assert_eq!(cluster.auth.as_ref().and_then(|auth| auth.client_ca_pem()).as_deref(), Some("PEM"));
+        assert_eq!(cluster.refresh_tasks.len(), 2, "API discovery and front-proxy settings refreshes");
+        stop.send(true).unwrap();
+        for task in std::mem::take(&mut cluster.refresh_tasks) {
+            tokio::time::timeout(std::time::Duration::from_secs(2), task).await.expect("ends on shutdown").unwrap();
+        }
+        api.abort();
     }
 
     #[test]

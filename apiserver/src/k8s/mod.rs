@@ -1,13 +1,15 @@
-//! Kubernetes at the edge: the API client, scrape discovery in the `kubernetes_sd_configs` shape,
-//! watched object caches for label-selector resolution, and the aggregated-API security checks.
-//! Nothing here holds metric logic; the adapter's provider stays pure.
+//! Kubernetes at the edge: the API client, scrape target discovery in the `kubernetes_sd_configs`
+//! shape (`scrape_discovery`, `scrape_targets`), API discovery (`api_discovery`) and the watched
+//! object caches it feeds for label-selector resolution (`objects`), and the aggregated-API
+//! security checks (`auth`). Nothing here holds metric logic; the adapter's provider stays pure.
 
-pub mod auth;
-pub mod client;
-pub mod cluster;
-pub mod objects;
-pub mod sd;
-pub mod sd_targets;
+pub(crate) mod api_discovery;
+pub(crate) mod auth;
+pub(crate) mod client;
+pub(crate) mod cluster;
+pub(crate) mod objects;
+pub(crate) mod scrape_discovery;
+pub(crate) mod scrape_targets;
 
-pub use client::{connect, K8sError};
-pub use cluster::{Cluster, ClusterMode, ClusterSettings};
+pub use client::K8sError;
+pub(crate) use cluster::Cluster;

@@ -1,14 +1,15 @@
 //! `KubeResolver` is the adapter's [`ObjectResolver`] backed by the cluster: resources are
-//! normalized through API discovery (custom resources such as `models.mlops.seldon.io` included),
+//! normalized through API discovery (`api_discovery`) (custom resources such as `models.mlops.seldon.io` included),
 //! and label selectors are resolved against watched metadata caches (reflectors), as
 //! prometheus-adapter does — but without its relist interval: a watch event updates the cache at
 //! once. Nothing here blocks on the network on the request path; a resource seen for the first
 //! time starts its watch and answers "unavailable" until the cache has synced (the HPA retries).
 
+use super::api_discovery::{discover_resources, KnownResource};
 use crate::adapter::resources::{GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ResolveError, ResourceInfo};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -17,17 +18,11 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Groups Ringtail serves itself through the aggregator.
-const SELF_SERVED_GROUPS: [&str; 3] = ["custom.metrics.k8s.io", "external.metrics.k8s.io", "metrics.k8s.io"];
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// How often API discovery is refreshed (new CRDs become resolvable within this period).
-const DISCOVERY_REFRESH: Duration = Duration::from_secs(60);
-
-struct Known {
-    info: ResourceInfo,
-    api_resource: ApiResource,
-}
+const API_DISCOVERY_REFRESH: Duration = Duration::from_secs(60);
 
 type MetaStore = Store<PartialObjectMeta<DynamicObject>>;
 
@@ -36,92 +31,47 @@ struct WatchedResource {
 }
 
 /// Cluster-backed resolver. Create with [`KubeResolver::start`]; share behind an `Arc`.
-pub struct KubeResolver {
+pub(crate) struct KubeResolver {
     client: Client,
-    resources: RwLock<Vec<Known>>,
+    resources: RwLock<Vec<KnownResource>>,
     watched: RwLock<HashMap<GroupResource, WatchedResource>>,
+    /// Ends the object watches.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl KubeResolver {
-    /// Runs API discovery once, starts the pod watch, and refreshes discovery in the background.
-    pub async fn start(client: Client) -> Result<Arc<KubeResolver>, super::K8sError> {
+    /// Runs API discovery once, starts the pod watch, and refreshes API discovery in the
+    /// background until `shutdown` (the returned task), which also ends every object watch.
+    pub(crate) async fn start(
+        client: Client,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Arc<KubeResolver>, JoinHandle<()>), super::K8sError> {
         let resolver = Arc::new(KubeResolver {
             client: client.clone(),
             resources: RwLock::new(Vec::new()),
             watched: RwLock::new(HashMap::new()),
+            shutdown: shutdown.clone(),
         });
-        resolver.refresh_discovery().await?;
+        resolver.refresh_api_discovery().await?;
         resolver.ensure_watched(&GroupResource::new("", "pods"));
-        let weak = Arc::downgrade(&resolver);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(DISCOVERY_REFRESH).await;
-                let Some(resolver) = weak.upgrade() else { return };
-                if let Err(e) = resolver.refresh_discovery().await {
+        let refresh =
+            crate::shutdown::spawn_periodic(&resolver, API_DISCOVERY_REFRESH, shutdown, |resolver| async move {
+                if let Err(e) = resolver.refresh_api_discovery().await {
                     tracing::warn!(error = %e, "API discovery refresh failed; keeping the previous resources");
                 }
-            }
-        });
-        Ok(resolver)
+            });
+        Ok((resolver, refresh))
     }
 
-    /// Lists every group's preferred version (as a RESTMapper picks it). A group that fails to
-    /// answer — an aggregated API that is down — is skipped and logged, never fatal; the metrics
-    /// groups Ringtail serves itself are skipped (they hold no objects, and asking them would
-    /// loop through the aggregator back to Ringtail).
-    async fn refresh_discovery(&self) -> Result<(), super::K8sError> {
-        let api_error = |e: kube::Error| super::K8sError::Api(format!("API discovery: {e}"));
-        let mut lists = vec![self.client.list_core_api_resources("v1").await.map_err(api_error)?];
-        let groups = self.client.list_api_groups().await.map_err(api_error)?;
-        for group in groups.groups {
-            if SELF_SERVED_GROUPS.contains(&group.name.as_str()) {
-                continue;
-            }
-            let Some(version) = group.preferred_version.or_else(|| group.versions.into_iter().next()) else {
-                continue;
-            };
-            match self.client.list_api_group_resources(&version.group_version).await {
-                Ok(list) => lists.push(list),
-                Err(e) => tracing::debug!(group_version = %version.group_version, error = %e,
-                    "API discovery skipped a group that did not answer"),
-            }
-        }
-        let mut known = Vec::new();
-        for list in lists {
-            let (group, version) = match list.group_version.split_once('/') {
-                Some((group, version)) => (group.to_string(), version.to_string()),
-                None => (String::new(), list.group_version.clone()),
-            };
-            for resource in list.resources {
-                if resource.name.contains('/') {
-                    continue; // subresources
-                }
-                let api_resource = ApiResource {
-                    group: group.clone(),
-                    version: version.clone(),
-                    api_version: list.group_version.clone(),
-                    kind: resource.kind.clone(),
-                    plural: resource.name.clone(),
-                };
-                let info = ResourceInfo {
-                    group_resource: GroupResource::new(group.clone(), resource.name.clone()),
-                    singular: match resource.singular_name.is_empty() {
-                        true => resource.kind.to_ascii_lowercase(),
-                        false => resource.singular_name.clone(),
-                    },
-                    kind: resource.kind.clone(),
-                    api_version: list.group_version.clone(),
-                    namespaced: resource.namespaced,
-                };
-                known.push(Known { info, api_resource });
-            }
-        }
+    /// Replaces the known resources with a fresh API discovery's.
+    async fn refresh_api_discovery(&self) -> Result<(), super::K8sError> {
+        let known = discover_resources(&self.client).await?;
         tracing::debug!(resources = known.len(), "API discovery refreshed");
         *self.resources.write() = known;
         Ok(())
     }
 
-    fn api_resource(&self, resource: &GroupResource) -> Option<(ApiResource, bool)> {
+    fn api_resource(&self, resource: &GroupResource) -> Option<(kube::api::ApiResource, bool)> {
         self.resources
             .read()
             .iter()
@@ -131,7 +81,7 @@ impl KubeResolver {
 
     /// Starts a metadata watch for `resource` unless one runs; `false` when the cluster does not
     /// serve that resource.
-    pub fn ensure_watched(&self, resource: &GroupResource) -> bool {
+    pub(crate) fn ensure_watched(&self, resource: &GroupResource) -> bool {
         if self.watched.read().contains_key(resource) {
             return true;
         }
@@ -149,11 +99,18 @@ impl KubeResolver {
         let reader = writer.as_reader();
         let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
         let name = resource.to_string();
+        let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(resource = %name, error = %e, "watch failed; retrying");
+            loop {
+                let event = tokio::select! {
+                    event = stream.next() => event,
+                    _ = crate::shutdown::stopped(&mut shutdown) => return,
+                };
+                match event {
+                    None => return,
+                    Some(Err(e)) => tracing::warn!(resource = %name, error = %e, "watch failed; retrying"),
+                    Some(Ok(_)) => {}
                 }
             }
         });
@@ -164,7 +121,7 @@ impl KubeResolver {
 
     /// Names of the pods in `namespace` whose controller chain leads to the object `name` of
     /// `owner` (a Deployment, ReplicaSet, StatefulSet, Job, …), sorted.
-    pub fn pods_owned_by(
+    pub(crate) fn pods_owned_by(
         &self,
         owner: &ResourceInfo,
         namespace: &str,

@@ -1,9 +1,9 @@
-//! `run_discovery` is scrape discovery in Prometheus's `kubernetes_sd_configs` shape: it watches
+//! `run_scrape_discovery` is scrape target discovery in Prometheus's `kubernetes_sd_configs` shape: it watches
 //! pods, services and endpoints (watch streams, no polling) and hands the scraper fresh target
 //! groups whenever they change, so targets appear and disappear as pods do (the scraper writes
 //! staleness markers for removed targets).
 
-use super::sd_targets::{endpoints_targets, pod_targets, service_targets};
+use super::scrape_targets::{endpoints_targets, pod_targets, service_targets};
 use futures::StreamExt;
 use ingest::{ScrapeManager, TargetGroup};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 /// Which objects a discovery config turns into targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Pod,
     Service,
     Endpoints,
@@ -27,7 +27,7 @@ pub enum Role {
 
 impl Role {
     /// Parses the `role:` value of a `kubernetes_sd_configs` entry.
-    pub fn parse(text: &str) -> Option<Role> {
+    pub(crate) fn parse(text: &str) -> Option<Role> {
         match text {
             "pod" => Some(Role::Pod),
             "service" => Some(Role::Service),
@@ -39,11 +39,11 @@ impl Role {
 
 /// One `kubernetes_sd_configs` entry of one job.
 #[derive(Debug, Clone)]
-pub struct DiscoverySpec {
-    pub job_name: String,
-    pub role: Role,
+pub(crate) struct ScrapeDiscoverySpec {
+    pub(crate) job_name: String,
+    pub(crate) role: Role,
     /// Namespaces to watch; empty means all.
-    pub namespaces: Vec<String>,
+    pub(crate) namespaces: Vec<String>,
 }
 
 /// Changes are coalesced for this long before the target groups are recomputed, so a rollout of
@@ -63,8 +63,13 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Default,
 {
-    /// Starts the watches; every change pings `changed`.
-    fn start(client: &Client, namespaces: &[String], changed: &mpsc::Sender<()>) -> Self
+    /// Starts the watches, which end on `shutdown`; every change pings `changed`.
+    fn start(
+        client: &Client,
+        namespaces: &[String],
+        changed: &mpsc::Sender<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Self
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
@@ -77,15 +82,21 @@ where
         for api in apis {
             let (reader, writer) = reflector::store();
             let changed = changed.clone();
+            let mut shutdown = shutdown.clone();
             let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
             tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
-                while let Some(event) = stream.next().await {
+                loop {
+                    let event = tokio::select! {
+                        event = stream.next() => event,
+                        _ = crate::shutdown::stopped(&mut shutdown) => return,
+                    };
                     match event {
-                        Ok(_) => {
+                        None => return,
+                        Some(Ok(_)) => {
                             let _ = changed.try_send(());
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch failed; retrying")
                         }
                     }
@@ -102,19 +113,19 @@ where
 }
 
 /// Runs one discovery spec until `shutdown` flips, feeding `scraper.set_target_groups`.
-pub async fn run_discovery(
+pub(crate) async fn run_scrape_discovery(
     client: Client,
-    spec: DiscoverySpec,
+    spec: ScrapeDiscoverySpec,
     scraper: Arc<ScrapeManager>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     let pods = matches!(spec.role, Role::Pod | Role::Endpoints)
-        .then(|| Cache::<Pod>::start(&client, &spec.namespaces, &changed_tx));
+        .then(|| Cache::<Pod>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
     let services = matches!(spec.role, Role::Service | Role::Endpoints)
-        .then(|| Cache::<Service>::start(&client, &spec.namespaces, &changed_tx));
-    let endpoints =
-        matches!(spec.role, Role::Endpoints).then(|| Cache::<Endpoints>::start(&client, &spec.namespaces, &changed_tx));
+        .then(|| Cache::<Service>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
+    let endpoints = matches!(spec.role, Role::Endpoints)
+        .then(|| Cache::<Endpoints>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
     drop(changed_tx);
     tracing::info!(job = %spec.job_name, role = ?spec.role, namespaces = ?spec.namespaces, "Kubernetes discovery started");
     loop {
@@ -124,7 +135,7 @@ pub async fn run_discovery(
                     return;
                 }
             }
-            _ = shutdown.changed() => return,
+            _ = crate::shutdown::stopped(&mut shutdown) => return,
         }
         tokio::time::sleep(COALESCE).await;
         while changed_rx.try_recv().is_ok() {}

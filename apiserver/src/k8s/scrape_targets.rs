@@ -1,7 +1,7 @@
-//! `sd_targets` turns Kubernetes objects into scrape target groups carrying the
+//! `scrape_targets` turns Kubernetes objects into scrape target groups carrying the
 //! `__meta_kubernetes_*` labels Prometheus's `kubernetes_sd_configs` sets, so the usual relabel
 //! configs (`prometheus.io/scrape` annotations, `labelmap`) work unchanged. Pure functions: the
-//! watch loop in `sd` feeds them.
+//! watch loop in `scrape_discovery` feeds them.
 
 use ingest::TargetGroup;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -11,7 +11,7 @@ const META: &str = "__meta_kubernetes_";
 
 /// Replaces every character Prometheus does not allow in a label name with `_`
 /// (as its `strutil.SanitizeLabelName`).
-pub fn sanitize_label_name(name: &str) -> String {
+pub(crate) fn sanitize_label_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
@@ -79,7 +79,7 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
 /// Target groups for role `pod`: one target per declared container port; a container without
 /// ports yields one target at the pod IP alone (relabeling usually sets the port). Pods without an
 /// IP yet have no targets.
-pub fn pod_targets(pod: &Pod) -> Vec<TargetGroup> {
+pub(crate) fn pod_targets(pod: &Pod) -> Vec<TargetGroup> {
     let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()) else {
         return Vec::new();
     };
@@ -127,7 +127,7 @@ fn service_labels(service: &Service) -> BTreeMap<String, String> {
 }
 
 /// Target groups for role `service`: one target per service port at `<name>.<namespace>.svc:<port>`.
-pub fn service_targets(service: &Service) -> Vec<TargetGroup> {
+pub(crate) fn service_targets(service: &Service) -> Vec<TargetGroup> {
     let shared = service_labels(service);
     let name = service.metadata.name.clone().unwrap_or_default();
     let namespace = service.metadata.namespace.clone().unwrap_or_default();
@@ -154,7 +154,7 @@ pub fn service_targets(service: &Service) -> Vec<TargetGroup> {
 
 /// Target groups for role `endpoints`: one target per address and port of every subset, with the
 /// service's labels and, for addresses backed by a known pod, the pod's labels too.
-pub fn endpoints_targets(
+pub(crate) fn endpoints_targets(
     endpoints: &Endpoints,
     service: Option<&Service>,
     pod_by_name: &dyn Fn(&str, &str) -> Option<Pod>,

@@ -1,0 +1,488 @@
+//! `Settings` is everything `ringtail serve` can be told, and [`Settings::layer`] is the one place
+//! where one source of settings is put on top of another: the defaults, then the `--config` YAML
+//! file, then the command-line flags (each later source wins).
+//!
+//! Both the file and the flags are read into the same [`SettingsLayer`] (every value optional),
+//! so each setting is declared once: its doc comment there is its `--help` text and says its
+//! default and unit, and [`Settings::default`] holds the values those texts name (a unit test
+//! keeps the two in step). A flag `--foo-bar` is the file key `foo_bar`; the flags of a group are
+//! keys of the group's block: `--query.lookback-delta` is `query: {lookback_delta: …}`,
+//! `--remote-write-max-body-bytes` is `remote_write: {max_body_bytes: …}`, and the metrics
+//! adapter's flags (`--secure-listen`, `--tls-*`, `--adapter-*`) are keys of `adapter:`
+//! (`--adapter-config` is `adapter: {config_file: …}`). The file alone also takes Prometheus's
+//! `global` and `scrape_configs`.
+
+use serde::{Deserialize, Deserializer};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default HTTP listen address (Prometheus API, remote-write, health, self-metrics).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9201);
+/// Default TLS address of the metrics APIs.
+pub const DEFAULT_SECURE_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 6443);
+/// Default disk budget for the ring store: 1 GiB.
+pub const DEFAULT_STORAGE_SIZE_BYTES: u64 = 1 << 30;
+/// Default bound on connections one listener serves at once (HTTP and TLS alike).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default interval of syncing mapped data to disk.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The effective settings of `ringtail serve`; see [`SettingsLayer`] for each one's meaning,
+/// default and unit.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Connections the HTTP listener serves at once.
+    pub max_connections: usize,
+    pub storage_size_bytes: u64,
+    pub retention: Option<Duration>,
+    pub sync_interval: Duration,
+    /// Lookback, max samples and timeout of the query engine (Prometheus API and adapter alike).
+    pub query: query::EngineOptions,
+    /// Largest remote-write request body accepted, in bytes (compressed); larger gets 413.
+    pub remote_write_max_body_bytes: usize,
+    /// File holding the bearer token remote-write senders must present; `None` = no check.
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+    /// Decompressed remote-write bytes decoded at once before senders get 503 + Retry-After.
+    pub remote_write_max_inflight_bytes: usize,
+    /// `global` from the config file, if any (YAML as written).
+    pub global: Option<serde_yaml::Value>,
+    /// `scrape_configs` from the config file; `None` means the embedded default (scrape self).
+    pub scrape_configs: Option<serde_yaml::Value>,
+    /// The metrics adapter (custom/external metrics APIs over TLS).
+    pub adapter: AdapterSettings,
+    /// Which Kubernetes API (if any) to use, and whether its authentication guards the adapter.
+    pub cluster: ClusterSettings,
+}
+
+/// The metrics adapter's effective settings.
+#[derive(Debug, Clone)]
+pub struct AdapterSettings {
+    pub secure_listen: SocketAddr,
+    /// Set when `secure_listen` was chosen by the user (a bind failure is then fatal).
+    pub secure_listen_explicit: bool,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    /// prometheus-adapter rules; `None` uses the embedded default.
+    pub config_file: Option<PathBuf>,
+    /// Bearer tokens accepted (kube `--token-auth-file` CSV); `None` accepts every TLS client.
+    pub tokens_file: Option<PathBuf>,
+    /// `rate()` window of the embedded default rules.
+    pub rate_window: Duration,
+    /// Series older than this are not listed (prometheus-adapter's `--metrics-max-age`).
+    pub metrics_max_age: Duration,
+    /// Connections the TLS listener serves at once.
+    pub max_connections: usize,
+}
+
+/// How Ringtail finds (or ignores) a Kubernetes API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClusterMode {
+    /// In-cluster config when `KUBERNETES_SERVICE_HOST` is set, otherwise standalone.
+    #[default]
+    Auto,
+    /// The cluster a kubeconfig file names.
+    Kubeconfig(PathBuf),
+    /// Never talk to a cluster.
+    Standalone,
+}
+
+/// Kubernetes settings of `ringtail serve`.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub mode: ClusterMode,
+    /// Front-proxy certificates, TokenReview and SubjectAccessReview on the metrics APIs (on by
+    /// default with a cluster; off keeps the standalone rules, e.g. `--adapter-tokens-file`).
+    pub authentication: bool,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings { mode: ClusterMode::Auto, authentication: true }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./data"),
+            listen: DEFAULT_LISTEN,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            storage_size_bytes: DEFAULT_STORAGE_SIZE_BYTES,
+            retention: None,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            query: query::EngineOptions::default(),
+            remote_write_max_body_bytes: crate::http::remote_write::DEFAULT_MAX_BODY_BYTES,
+            remote_write_bearer_token_file: None,
+            remote_write_max_inflight_bytes: crate::http::remote_write::DEFAULT_MAX_INFLIGHT_BYTES,
+            global: None,
+            scrape_configs: None,
+            adapter: AdapterSettings::default(),
+            cluster: ClusterSettings::default(),
+        }
+    }
+}
+
+impl Default for AdapterSettings {
+    fn default() -> Self {
+        AdapterSettings {
+            secure_listen: DEFAULT_SECURE_LISTEN,
+            secure_listen_explicit: false,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            config_file: None,
+            tokens_file: None,
+            rate_window: crate::adapter::DEFAULT_RATE_WINDOW,
+            metrics_max_age: crate::adapter::DEFAULT_METRICS_MAX_AGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// One source of settings — the `--config` file or the flags; what it sets wins over the layers
+/// below it. Each doc comment is the flag's `--help` text.
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsLayer {
+    #[command(flatten)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub adapter: AdapterLayer,
+    /// Directory for the ring store's files [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address for HTTP: remote-write, Prometheus API, health, /metrics [default: 127.0.0.1:9201].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Most connections the HTTP listener (--listen) serves at once; further ones wait in the
+    /// accept queue [default: 4096 connections].
+    #[arg(long, value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+    /// Disk budget of the ring store in bytes; the oldest data is overwritten when full
+    /// [default: 1073741824 = 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub storage_size: Option<u64>,
+    /// Drop samples older than this (e.g. 15d, 12h) even when the budget is not full [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub retention: Option<Duration>,
+    /// How often mapped data is synced to disk; bounds loss on power failure [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub sync_interval: Option<Duration>,
+    #[command(flatten)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub query: QueryLayer,
+    #[command(flatten)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub remote_write: RemoteWriteLayer,
+    /// Use the cluster this kubeconfig names (scrape discovery, label-selector resolution and the
+    /// aggregated API's authentication) [default: in-cluster config when running in a pod].
+    #[arg(long, value_name = "FILE", conflicts_with = "standalone")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Never talk to a Kubernetes API, even inside a pod.
+    #[arg(long)]
+    #[serde(default)]
+    pub standalone: bool,
+    /// With a cluster, serve the metrics APIs without its authentication and authorization
+    /// (front-proxy certificates, TokenReview, SubjectAccessReview); the standalone rules
+    /// (`--adapter-tokens-file`) apply instead.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_cluster_auth: bool,
+    /// Prometheus-shaped `global` block (scrape_interval, scrape_timeout; external labels ignored).
+    #[arg(skip)]
+    pub global: Option<serde_yaml::Value>,
+    /// Prometheus-shaped scrape configs, handed to the scraper as they are.
+    #[arg(skip)]
+    pub scrape_configs: Option<serde_yaml::Value>,
+}
+
+/// The query engine's limits (`query:` in the file).
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLayer {
+    /// How far back an instant vector selector looks for a sample [default: 5m].
+    #[arg(long = "query.lookback-delta", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub lookback_delta: Option<Duration>,
+    /// Most samples one query may load into memory; beyond it the query fails with 503
+    /// [default: 50000000].
+    #[arg(long = "query.max-samples", value_name = "COUNT")]
+    pub max_samples: Option<usize>,
+    /// Longest a query may run before it is aborted with 503 [default: 2m].
+    #[arg(long = "query.timeout", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub timeout: Option<Duration>,
+}
+
+/// The remote-write receiver's limits (`remote_write:` in the file).
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteLayer {
+    /// Largest remote-write request body in bytes (snappy-compressed); larger requests get 413
+    /// [default: 33554432 = 32 MiB].
+    #[arg(long = "remote-write-max-body-bytes", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// File with the bearer token remote-write senders must send (`Authorization: Bearer …`)
+    /// [default: none, no check].
+    #[arg(long = "remote-write-bearer-token-file", value_name = "FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Decompressed remote-write bytes being decoded at once; past it senders wait, then get 503
+    /// with Retry-After [default: 268435456 = 256 MiB].
+    #[arg(long = "remote-write-max-inflight-bytes", value_name = "BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+}
+
+/// The metrics adapter (`adapter:` in the file).
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterLayer {
+    /// TLS address of custom.metrics.k8s.io / external.metrics.k8s.io [default: 0.0.0.0:6443;
+    /// if the default is taken the adapter is skipped with a warning, an explicit one must bind].
+    #[arg(long = "secure-listen", value_name = "HOST:PORT")]
+    pub secure_listen: Option<SocketAddr>,
+    /// PEM certificate chain for the TLS listener, re-read when it changes [default: a generated
+    /// pair in <data-dir>-tls/, its CA in <data-dir>-tls/ca.crt].
+    #[arg(long = "tls-cert-file", value_name = "FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key matching --tls-cert-file [default: generated with the certificate].
+    #[arg(long = "tls-private-key-file", value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// prometheus-adapter rules file (rules, externalRules, resourceRules), reloaded on change
+    /// and SIGHUP [default: embedded rules: pod series as pods metrics, *_total as rates].
+    #[arg(long = "adapter-config", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Bearer tokens accepted on the metrics APIs, kube-apiserver --token-auth-file CSV format
+    /// (token,user,uid,"groups") [default: none, every TLS client is accepted].
+    #[arg(long = "adapter-tokens-file", value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// rate() window of the embedded default rules for *_total counters [default: 5m].
+    #[arg(long = "adapter-rate-window", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub rate_window: Option<Duration>,
+    /// Series without a sample for this long are no longer listed as metrics [default: 10m].
+    #[arg(long = "adapter-metrics-max-age", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub metrics_max_age: Option<Duration>,
+    /// Most connections the TLS listener (--secure-listen) serves at once; further ones wait in
+    /// the accept queue [default: 4096 connections].
+    #[arg(id = "adapter_max_connections", long = "adapter-max-connections", value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+}
+
+impl Settings {
+    /// The defaults, then the file at `config_file` (if any), then `flags`.
+    pub fn from_sources(
+        config_file: Option<&std::path::Path>,
+        flags: SettingsLayer,
+    ) -> Result<Settings, crate::config::ConfigError> {
+        let mut settings = Settings::default();
+        if let Some(path) = config_file {
+            settings.layer(crate::config::read_file(path)?);
+        }
+        settings.layer(flags);
+        Ok(settings)
+    }
+
+    /// Puts `layer` on top: every value it sets replaces the current one.
+    pub fn layer(&mut self, layer: SettingsLayer) {
+        let SettingsLayer {
+            adapter,
+            data_dir,
+            listen,
+            max_connections,
+            storage_size,
+            retention,
+            sync_interval,
+            query,
+            remote_write,
+            kubeconfig,
+            standalone,
+            no_cluster_auth,
+            global,
+            scrape_configs,
+        } = layer;
+        set(&mut self.data_dir, data_dir);
+        set(&mut self.listen, listen);
+        set(&mut self.max_connections, max_connections);
+        set(&mut self.storage_size_bytes, storage_size);
+        set_optional(&mut self.retention, retention);
+        set(&mut self.sync_interval, sync_interval);
+        set(&mut self.query.lookback, query.lookback_delta);
+        set(&mut self.query.max_samples, query.max_samples);
+        set(&mut self.query.timeout, query.timeout);
+        set(&mut self.remote_write_max_body_bytes, remote_write.max_body_bytes);
+        set_optional(&mut self.remote_write_bearer_token_file, remote_write.bearer_token_file);
+        set(&mut self.remote_write_max_inflight_bytes, remote_write.max_inflight_bytes);
+        set_optional(&mut self.global, global);
+        set_optional(&mut self.scrape_configs, scrape_configs);
+        self.adapter.layer(adapter);
+        if let Some(path) = kubeconfig {
+            self.cluster.mode = ClusterMode::Kubeconfig(path);
+        }
+        if standalone {
+            self.cluster.mode = ClusterMode::Standalone;
+        }
+        if no_cluster_auth {
+            self.cluster.authentication = false;
+        }
+    }
+}
+
+impl AdapterSettings {
+    fn layer(&mut self, layer: AdapterLayer) {
+        let AdapterLayer {
+            secure_listen,
+            tls_cert_file,
+            tls_private_key_file,
+            config_file,
+            tokens_file,
+            rate_window,
+            metrics_max_age,
+            max_connections,
+        } = layer;
+        if let Some(addr) = secure_listen {
+            self.secure_listen = addr;
+            self.secure_listen_explicit = true;
+        }
+        set_optional(&mut self.tls_cert_file, tls_cert_file);
+        set_optional(&mut self.tls_private_key_file, tls_private_key_file);
+        set_optional(&mut self.config_file, config_file);
+        set_optional(&mut self.tokens_file, tokens_file);
+        set(&mut self.rate_window, rate_window);
+        set(&mut self.metrics_max_age, metrics_max_age);
+        set(&mut self.max_connections, max_connections);
+    }
+}
+
+fn set<T>(current: &mut T, layered: Option<T>) {
+    if let Some(value) = layered {
+        *current = value;
+    }
+}
+
+fn set_optional<T>(current: &mut Option<T>, layered: Option<T>) {
+    if layered.is_some() {
+        *current = layered;
+    }
+}
+
+/// Serde glue for `Option<Duration>` written as a humantime string (`1s`, `15d`).
+fn duration_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+}
+
+/// Serde glue for a block written with no keys (`adapter:` alone), which YAML reads as null.
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        layer: SettingsLayer,
+    }
+
+    fn flags(args: &[&str]) -> SettingsLayer {
+        Flags::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).unwrap().layer
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_which_beats_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let defaults = Settings::default();
+        assert_eq!(defaults.query.timeout, Duration::from_secs(120));
+        assert_eq!(defaults.query.max_samples, 50_000_000);
+
+        std::fs::write(&path, "query:\n  timeout: 30s\n  max_samples: 1000\n  lookback_delta: 1m\n").unwrap();
+        let from_file = Settings::from_sources(Some(&path), flags(&[])).unwrap();
+        assert_eq!(from_file.query.timeout, Duration::from_secs(30));
+        assert_eq!(from_file.query.max_samples, 1000);
+        assert_eq!(from_file.query.lookback, Duration::from_secs(60));
+
+        let from_flag = Settings::from_sources(Some(&path), flags(&["--query.timeout", "5s"])).unwrap();
+        assert_eq!(from_flag.query.timeout, Duration::from_secs(5));
+        assert_eq!(from_flag.query.max_samples, 1000, "what the flags leave unset stays as the file says");
+
+        let untouched = Settings::from_sources(None, flags(&[])).unwrap();
+        assert_eq!(untouched.query.timeout, defaults.query.timeout);
+    }
+
+    #[test]
+    fn every_group_layers_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "listen: 127.0.0.1:9999\nmax_connections: 7\nstorage_size: 1048576\nretention: 2h\n\
+             remote_write: {max_body_bytes: 10}\nadapter: {max_connections: 3, rate_window: 1m}\n\
+             kubeconfig: /k\n",
+        )
+        .unwrap();
+        let settings = Settings::from_sources(
+            Some(&path),
+            flags(&["--remote-write-max-body-bytes", "20", "--secure-listen", "127.0.0.1:1", "--no-cluster-auth"]),
+        )
+        .unwrap();
+        assert_eq!(settings.listen.port(), 9999);
+        assert_eq!(settings.max_connections, 7);
+        assert_eq!(settings.storage_size_bytes, 1 << 20);
+        assert_eq!(settings.retention, Some(Duration::from_secs(7200)));
+        assert_eq!(settings.remote_write_max_body_bytes, 20);
+        assert_eq!(settings.adapter.max_connections, 3);
+        assert_eq!(settings.adapter.rate_window, Duration::from_secs(60));
+        assert!(settings.adapter.secure_listen_explicit);
+        assert_eq!(settings.cluster.mode, ClusterMode::Kubeconfig("/k".into()));
+        assert!(!settings.cluster.authentication);
+        let standalone = Settings::from_sources(Some(&path), flags(&["--standalone"])).unwrap();
+        assert_eq!(standalone.cluster.mode, ClusterMode::Standalone);
+    }
+
+    #[test]
+    fn empty_blocks_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "adapter:\nquery:\n").unwrap();
+        assert!(Settings::from_sources(Some(&path), SettingsLayer::default()).is_ok());
+        for bad in ["listne: 1\n", "query: {timeot: 1s}\n", "adapter: {rate_window: soon}\n"] {
+            std::fs::write(&path, bad).unwrap();
+            let err = Settings::from_sources(Some(&path), SettingsLayer::default()).unwrap_err().to_string();
+            assert!(err.starts_with("invalid config file"), "{bad}: {err}");
+        }
+    }
+
+    /// The help texts name the defaults `Settings::default` holds.
+    #[test]
+    fn help_states_the_defaults() {
+        let help = Flags::command().render_long_help().to_string();
+        let defaults = Settings::default();
+        let query = &defaults.query;
+        for expected in [
+            format!("[default: {}]", defaults.data_dir.display()),
+            format!("[default: {}]", defaults.listen),
+            format!("[default: {} connections]", defaults.max_connections),
+            format!("[default: {} = 1 GiB]", defaults.storage_size_bytes),
+            format!("[default: {}]", humantime::format_duration(defaults.sync_interval)),
+            format!("[default: {}]", humantime::format_duration(query.lookback)),
+            format!("[default: {}]", query.max_samples),
+            format!("[default: {}]", humantime::format_duration(query.timeout)),
+            format!("[default: {} = 32 MiB]", defaults.remote_write_max_body_bytes),
+            format!("[default: {} = 256 MiB]", defaults.remote_write_max_inflight_bytes),
+            format!("[default: {};", defaults.adapter.secure_listen),
+            format!("[default: {}]", humantime::format_duration(defaults.adapter.rate_window)),
+            format!("[default: {}]", humantime::format_duration(defaults.adapter.metrics_max_age)),
+        ] {
+            let flat: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(flat.contains(&expected), "--help lacks {expected:?}:\n{help}");
+        }
+    }
+}
