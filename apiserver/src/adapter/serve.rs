@@ -6,11 +6,10 @@
 //! address is taken the adapter is skipped with a warning and the rest of Ringtail serves on;
 //! an address given explicitly (flag or config file) that cannot be bound is a start-up error.
 
-use super::auth::{AllowAll, Authenticator, StaticTokens};
-use super::discovery::Discovery;
-use super::provider::Provider;
-use super::resources::{ObjectResolver, StandaloneResolver};
-use super::routes::{self, AdapterState};
+use super::http::auth::{AllowAll, Authenticator, StaticTokens};
+use super::http::routes::{self, AdapterState};
+use super::provider::SeriesDiscovery as Discovery;
+use super::provider::{ObjectResolver, Provider, StandaloneResolver};
 use super::tls::{self, TlsSettings};
 use super::AdapterError;
 use serde::Deserialize;

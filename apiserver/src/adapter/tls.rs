@@ -11,7 +11,7 @@
 //! Kubernetes `Status` ("Client sent an HTTP request to an HTTPS server.") and is closed; a
 //! failed handshake is logged at debug level. Neither can panic or stop the listener.
 
-use super::auth::ConnectionInfo;
+use super::http::auth::ConnectionInfo;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

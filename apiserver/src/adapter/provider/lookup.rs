@@ -3,36 +3,30 @@
 //! an [`ObjectResolver`]. It is pure logic: no HTTP and no Kubernetes types beyond plain
 //! structs, so it is tested directly and the routes stay thin.
 //!
+//! A custom-metrics request is answered in four steps, each a method below: find the rule
+//! (`find_custom_rule`) → resolve the objects (`resolve_objects`) → run the query (`run_query`)
+//! → shape the answer (`shape_custom_answer`).
+//!
 //! Value rules: an Object request answers exactly one item or `NotFound`; a Pods request
 //! answers exactly the resolved objects that have a value (the HPA averages every item it gets);
 //! a sample whose value is NaN or ±Inf is left out (and an Object request for it is `NotFound`
 //! saying so), because no Quantity can carry it and a made-up number would steer the HPA.
 
-use super::discovery::{Discovery, RuleSet, Snapshot};
-use super::naming::{NamingError, ObjectNames, QueryInput};
+use super::owners::OwnerRule;
 use super::quantity::Quantity;
 use super::resources::{GroupResource, ObjectQuery, ObjectResolver, SeriesHint};
-use super::selector::LabelSelector;
+use super::series_discovery::{CustomEntry, SeriesDiscovery, Snapshot};
+use super::ProviderError;
+use crate::adapter::rules::query::{BuiltQuery, ObjectNames, QueryForm, QueryInput};
+use crate::adapter::rules::selector::LabelSelector;
+use crate::adapter::rules::{CompiledRule, RuleError, RuleSet};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Why a request could not be answered; `routes` maps each to one HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
 /// Which objects a custom-metrics request is about.
 #[derive(Debug, Clone)]
-pub enum ObjectSelection {
+pub(crate) enum ObjectSelection {
     /// One named object.
     Named(String),
     /// `*`: every object the label selector picks.
@@ -43,55 +37,121 @@ pub enum ObjectSelection {
 
 /// A custom-metrics request, independent of the API version.
 #[derive(Debug, Clone)]
-pub struct CustomMetricRequest {
-    pub resource: GroupResource,
+pub(crate) struct CustomMetricRequest {
+    pub(crate) resource: GroupResource,
     /// The namespace of a namespaced request; `None` for root-scoped resources and namespaces.
-    pub namespace: Option<String>,
-    pub objects: ObjectSelection,
-    pub metric: String,
-    pub metric_selector: LabelSelector,
+    pub(crate) namespace: Option<String>,
+    pub(crate) objects: ObjectSelection,
+    pub(crate) metric: String,
+    pub(crate) metric_selector: LabelSelector,
 }
 
 /// The values of a custom metric: what every item shares, stated once, and one entry per object
 /// (a 1 000-pod answer then costs one small allocation per pod, not five).
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricValues {
+pub(crate) struct MetricValues {
     /// Kind and apiVersion of the described objects.
-    pub kind: String,
-    pub api_version: String,
+    pub(crate) kind: String,
+    pub(crate) api_version: String,
     /// Namespace of the described objects (`None` for cluster-scoped resources).
-    pub namespace: Option<String>,
-    pub metric: String,
-    pub window_seconds: Option<i64>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) metric: String,
+    pub(crate) window_seconds: Option<i64>,
     /// Sorted by object name, one per name.
-    pub items: Vec<MetricValueItem>,
+    pub(crate) items: Vec<MetricValueItem>,
 }
 
 /// One value of a custom metric.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricValueItem {
+pub(crate) struct MetricValueItem {
     /// The described object's name.
-    pub name: String,
-    pub ts_ms: i64,
-    pub value: Quantity,
+    pub(crate) name: String,
+    pub(crate) ts_ms: i64,
+    pub(crate) value: Quantity,
 }
 
 /// An external-metrics request.
 #[derive(Debug, Clone)]
-pub struct ExternalMetricRequest {
-    pub namespace: String,
-    pub metric: String,
-    pub selector: LabelSelector,
+pub(crate) struct ExternalMetricRequest {
+    pub(crate) namespace: String,
+    pub(crate) metric: String,
+    pub(crate) selector: LabelSelector,
 }
 
 /// One value of an external metric.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExternalValueItem {
-    pub metric: String,
-    pub labels: BTreeMap<String, String>,
-    pub ts_ms: i64,
-    pub window_seconds: Option<i64>,
-    pub value: Quantity,
+pub(crate) struct ExternalValueItem {
+    pub(crate) metric: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) ts_ms: i64,
+    pub(crate) window_seconds: Option<i64>,
+    pub(crate) value: Quantity,
+}
+
+/// The rule serving a custom-metrics request, and the series it reads.
+struct CustomTarget {
+    /// The rules `rule` indexes (a reload during the request does not change them under it).
+    rules: Arc<RuleSet>,
+    entry: CustomEntry,
+}
+
+impl CustomTarget {
+    fn rule(&self) -> Result<&CompiledRule, ProviderError> {
+        self.rules
+            .custom
+            .get(self.entry.rule)
+            .ok_or_else(|| ProviderError::unavailable("the rules changed during the request; retry"))
+    }
+
+    /// The answer with no items (a selector that picks no object).
+    fn empty_answer(&self, request: &CustomMetricRequest, window_seconds: Option<i64>) -> MetricValues {
+        let info = &self.entry.resource;
+        MetricValues {
+            kind: info.kind.clone(),
+            api_version: info.api_version.clone(),
+            namespace: if info.namespaced { request.namespace.clone() } else { None },
+            metric: request.metric.clone(),
+            window_seconds,
+            items: Vec::new(),
+        }
+    }
+}
+
+/// What serves a custom-metrics request.
+enum RuleMatch {
+    /// A rule for the requested resource.
+    Direct(CustomTarget),
+    /// A pods rule with `ownerAggregation`, for an owner of pods.
+    ViaOwnedPods(OwnerRule),
+}
+
+/// The objects of a request, resolved.
+enum ResolvedNames<'r> {
+    One(&'r str),
+    /// Given by the request (an owner's pods), sorted.
+    Given(&'r [String]),
+    /// Listed by the resolver for a label selector, sorted, never empty.
+    Listed(Vec<String>),
+    /// Every object with the resource label (narrowed by `selector_matchers`, if any).
+    All,
+}
+
+impl ResolvedNames<'_> {
+    fn as_object_names(&self) -> ObjectNames<'_> {
+        match self {
+            ResolvedNames::One(name) => ObjectNames::One(name),
+            ResolvedNames::Given(names) => ObjectNames::Set(names),
+            ResolvedNames::Listed(names) => ObjectNames::Set(names),
+            ResolvedNames::All => ObjectNames::All,
+        }
+    }
+}
+
+/// The objects of a request and the matchers that select them from the series' own labels.
+struct ResolvedObjects<'r> {
+    names: ResolvedNames<'r>,
+    /// A label selector answered from the series' labels: added to every selector of the query.
+    selector_matchers: Vec<tsdb::Matcher>,
 }
 
 /// The adapter's brain. Cheap to share; every method takes `&self` and may block briefly on the
@@ -101,7 +161,7 @@ pub struct Provider {
     engine: Arc<query::Engine>,
     resolver: Arc<dyn ObjectResolver>,
     rules: RwLock<Arc<RuleSet>>,
-    discovery: Discovery,
+    discovery: SeriesDiscovery,
 }
 
 impl Provider {
@@ -110,12 +170,12 @@ impl Provider {
         engine: Arc<query::Engine>,
         resolver: Arc<dyn ObjectResolver>,
         rules: RuleSet,
-        discovery: Discovery,
+        discovery: SeriesDiscovery,
     ) -> Self {
         Provider { db, engine, resolver, rules: RwLock::new(Arc::new(rules)), discovery }
     }
 
-    pub fn resolver(&self) -> &Arc<dyn ObjectResolver> {
+    pub(crate) fn resolver(&self) -> &Arc<dyn ObjectResolver> {
         &self.resolver
     }
 
@@ -125,21 +185,22 @@ impl Provider {
     }
 
     /// Replaces the rules (a reload); the next request sees them.
-    pub fn replace_rules(&self, mut rules: RuleSet) {
+    pub(crate) fn replace_rules(&self, mut rules: RuleSet) {
         let mut current = self.rules.write();
         rules.generation = current.generation + 1;
         *current = Arc::new(rules);
     }
 
-    fn snapshot(&self, force: bool) -> Result<Arc<Snapshot>, ProviderError> {
+    /// Which metrics exist now; `force` asks for a fresh listing (rate-limited by discovery).
+    pub(super) fn snapshot(&self, force: bool) -> Result<Arc<Snapshot>, ProviderError> {
         let rules = self.rules();
         self.discovery
             .snapshot(&rules, &self.db, self.resolver.as_ref(), force)
-            .map_err(|e| ProviderError::Internal(format!("listing series: {e}")))
+            .map_err(|e| ProviderError::internal(format!("listing series: {e}")))
     }
 
     /// `(resource/metric, namespaced)` for the custom-metrics `APIResourceList`, sorted.
-    pub fn list_custom(&self) -> Result<Vec<(String, bool)>, ProviderError> {
+    pub(crate) fn list_custom(&self) -> Result<Vec<(String, bool)>, ProviderError> {
         let snapshot = self.snapshot(false)?;
         let mut out: Vec<(String, bool)> = snapshot
             .custom
@@ -152,279 +213,172 @@ impl Provider {
     }
 
     /// External metric names, sorted.
-    pub fn list_external(&self) -> Result<Vec<String>, ProviderError> {
+    pub(crate) fn list_external(&self) -> Result<Vec<String>, ProviderError> {
         let snapshot = self.snapshot(false)?;
         let mut out: Vec<String> = snapshot.external.iter().map(|e| e.metric_name.clone()).collect();
         out.sort();
         Ok(out)
     }
 
-    /// Normalizes a resource from a URL (`pods`, `models.mlops.seldon.io`, `pod`).
-    fn normalize(&self, resource: &GroupResource, snapshot: &Snapshot) -> Option<GroupResource> {
-        if snapshot.custom.iter().any(|e| &e.resource.group_resource == resource) {
-            return Some(resource.clone());
-        }
-        self.resolver.resource_info(&resource.group, &resource.resource).map(|info| info.group_resource)
-    }
-
-    /// A metric of pods' owners (Deployment, ReplicaSet, StatefulSet, Job, …) from a pods rule
-    /// with `ownerAggregation`: the owners' pods are found through owner references, their values
-    /// queried as a pods request, and combined per owner. `None` when no such rule applies.
-    fn owner_metric(
-        &self,
-        request: &CustomMetricRequest,
-        owner: &GroupResource,
-        snapshot: &Snapshot,
-    ) -> Result<Option<MetricValues>, ProviderError> {
-        let pods = GroupResource::new("", "pods");
-        let Some(namespace) = request.namespace.as_deref() else { return Ok(None) };
-        if *owner == pods {
-            return Ok(None);
-        }
-        let Some(pod_entry) = snapshot.find_custom(&pods, &request.metric, true) else { return Ok(None) };
-        let Some(aggregation) = self.rules().custom.get(pod_entry.rule).and_then(|rule| rule.owner_aggregation) else {
-            return Ok(None);
+    /// Values of a custom metric: find the rule → resolve the objects → run the query → shape
+    /// the answer.
+    pub(crate) fn custom_metric(&self, request: &CustomMetricRequest) -> Result<MetricValues, ProviderError> {
+        let target = match self.find_custom_rule(request)? {
+            RuleMatch::Direct(target) => target,
+            RuleMatch::ViaOwnedPods(owner_rule) => return self.owner_metric(request, &owner_rule),
         };
-        let Some(owner_info) = self.resolver.resource_info(&owner.group, &owner.resource) else { return Ok(None) };
-        let unavailable = |e: super::resources::ResolveError| ProviderError::Unavailable(e.to_string());
-        let owners = match &request.objects {
-            ObjectSelection::Named(name) => vec![name.clone()],
-            ObjectSelection::Names(names) => names.clone(),
-            ObjectSelection::Selector(selector) => self
-                .resolver
-                .list_names(&ObjectQuery {
-                    resource: &owner_info,
-                    namespace: Some(namespace),
-                    selector,
-                    hint: SeriesHint { series_name: &pod_entry.series_name, resource_label: "", namespace_label: None },
-                })
-                .map_err(unavailable)?,
+        let rule = target.rule()?;
+        let Some(objects) = self.resolve_objects(request, &target, rule)? else {
+            return Ok(target.empty_answer(request, None));
         };
-        let mut answer = MetricValues {
-            kind: owner_info.kind.clone(),
-            api_version: owner_info.api_version.clone(),
-            namespace: Some(namespace.to_string()),
-            metric: request.metric.clone(),
-            window_seconds: None,
-            items: Vec::new(),
-        };
-        for owner_name in owners {
-            let owned = self.resolver.pods_owned_by(&owner_info, namespace, &owner_name).map_err(unavailable)?;
-            if owned.is_empty() {
-                continue;
-            }
-            let pod_values = self.custom_metric(&CustomMetricRequest {
-                resource: pods.clone(),
-                namespace: Some(namespace.to_string()),
-                objects: ObjectSelection::Names(owned),
-                metric: request.metric.clone(),
-                metric_selector: request.metric_selector.clone(),
-            })?;
-            let values: Vec<f64> = pod_values.items.iter().map(|item| item.value.as_f64()).collect();
-            let (Some(combined), Some(ts_ms)) =
-                (aggregation.combine(&values), pod_values.items.iter().map(|item| item.ts_ms).max())
-            else {
-                continue;
-            };
-            let Some(value) = Quantity::from_f64(combined) else { continue };
-            answer.window_seconds = pod_values.window_seconds;
-            answer.items.push(MetricValueItem { name: owner_name, ts_ms, value });
-        }
-        if let ObjectSelection::Named(name) = &request.objects {
-            if answer.items.is_empty() {
-                return Err(ProviderError::NotFound(format!(
-                    "the server could not find the metric {} for {} {name} (no pod it owns has a value)",
-                    request.metric, owner_info.group_resource
-                )));
-            }
-        }
-        Ok(Some(answer))
-    }
-
-    /// Values of a custom metric.
-    pub fn custom_metric(&self, request: &CustomMetricRequest) -> Result<MetricValues, ProviderError> {
-        let namespaced = request.namespace.is_some();
-        let not_found = || {
-            ProviderError::NotFound(format!(
-                "the server could not find the metric {} for {}",
-                request.metric, request.resource
-            ))
-        };
-        let mut snapshot = self.snapshot(false)?;
-        let mut resource = self.normalize(&request.resource, &snapshot);
-        let lookup = |snapshot: &Snapshot, resource: &Option<GroupResource>| {
-            resource.as_ref().and_then(|r| snapshot.find_custom(r, &request.metric, namespaced).cloned())
-        };
-        let mut entry = lookup(&snapshot, &resource);
-        if entry.is_none() {
-            // A series may have arrived since the snapshot: no relist interval, look again now.
-            snapshot = self.snapshot(true)?;
-            resource = self.normalize(&request.resource, &snapshot);
-            entry = lookup(&snapshot, &resource);
-        }
-        let Some(entry) = entry else {
-            if let Some(r) = &resource {
-                if let Some(values) = self.owner_metric(request, r, &snapshot)? {
-                    return Ok(values);
-                }
-                if snapshot.has_custom_metric(r, &request.metric) {
-                    let scope = if namespaced { "namespaced" } else { "root-scoped" };
-                    return Err(ProviderError::NotFound(format!(
-                        "the metric {} for {r} is not served as a {scope} metric",
-                        request.metric
-                    )));
-                }
-            }
-            return Err(not_found());
-        };
-        let rules = self.rules();
-        let Some(rule) = rules.custom.get(entry.rule) else {
-            return Err(ProviderError::Unavailable("the rules changed during the request; retry".into()));
-        };
-        let namespace_label = rule.label_for_resource(&GroupResource::namespaces(), self.resolver.as_ref());
-        let resolved: Vec<String>;
-        let mut selector_matchers = Vec::new();
-        let names = match &request.objects {
-            ObjectSelection::Named(name) => ObjectNames::One(name),
-            ObjectSelection::Names(names) => ObjectNames::Set(names),
-            ObjectSelection::Selector(selector) if selector.is_empty() && !entry.resource.namespaced => {
-                ObjectNames::All
-            }
-            ObjectSelection::Selector(selector) => {
-                let object_query = ObjectQuery {
-                    resource: &entry.resource,
-                    namespace: request.namespace.as_deref(),
-                    selector,
-                    hint: SeriesHint {
-                        series_name: &entry.series_name,
-                        resource_label: &entry.label,
-                        namespace_label: namespace_label.as_deref(),
-                    },
-                };
-                if let Some(matchers) = self.resolver.selector_matchers(&object_query) {
-                    // Answered from the series' own labels: one filtered query, no name list.
-                    selector_matchers = matchers;
-                    ObjectNames::All
-                } else {
-                    resolved = self
-                        .resolver
-                        .list_names(&object_query)
-                        .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-                    if resolved.is_empty() {
-                        return Ok(MetricValues {
-                            kind: entry.resource.kind.clone(),
-                            api_version: entry.resource.api_version.clone(),
-                            namespace: if entry.resource.namespaced { request.namespace.clone() } else { None },
-                            metric: request.metric.clone(),
-                            window_seconds: None,
-                            items: Vec::new(),
-                        });
-                    }
-                    ObjectNames::Set(&resolved)
-                }
-            }
-        };
+        let names = objects.names.as_object_names();
         let mut query = rule
             .build_query(
                 &QueryInput {
-                    series: &entry.series_name,
-                    resource: &entry.resource.group_resource,
+                    series: &target.entry.series_name,
+                    resource: &target.entry.resource.group_resource,
                     namespace: request.namespace.as_deref(),
                     names,
                     metric_selector: &request.metric_selector,
                 },
                 self.resolver.as_ref(),
             )
-            .map_err(naming_error)?;
-        query.extra_matchers.extend(selector_matchers);
-        let now_ms = super::now_ms();
-        let value = self
-            .engine
-            .instant_with_matchers(&query.text, now_ms, &query.extra_matchers)
-            .map_err(|e| query_error(&query.text, e))?;
-        let samples: Vec<(Option<String>, i64, f64)> = match value {
+            .map_err(rule_error)?;
+        query.extra_matchers.extend(objects.selector_matchers);
+        let samples = match self.run_query(rule, &query)? {
             query::Value::Vector(samples) => {
                 samples.into_iter().map(|s| (take_label(s.labels, &query.resource_label), s.ts_ms, s.value)).collect()
             }
             query::Value::Scalar { ts_ms, value } => vec![(None, ts_ms, value)],
-            other => {
-                return Err(ProviderError::Internal(format!(
-                    "the query {:?} returned a {} instead of a vector",
-                    query.text,
-                    value_kind(&other)
-                )))
-            }
+            other => return Err(not_a_vector(rule, &query, &other)),
         };
-        let info = &entry.resource;
-        let values = |items: Vec<MetricValueItem>| MetricValues {
-            kind: info.kind.clone(),
-            api_version: info.api_version.clone(),
-            namespace: if info.namespaced { request.namespace.clone() } else { None },
-            metric: request.metric.clone(),
-            window_seconds: query.window_seconds,
-            items,
-        };
-        match names {
-            ObjectNames::One(name) => {
-                let unlabeled_single = samples.len() == 1 && samples[0].0.is_none();
-                let Some((_, ts_ms, value)) =
-                    samples.iter().find(|(label, _, _)| label.as_deref() == Some(name) || unlabeled_single)
-                else {
-                    return Err(ProviderError::NotFound(format!(
-                        "the server could not find the metric {} for {} {name}",
-                        request.metric, entry.resource.group_resource
-                    )));
-                };
-                let quantity = Quantity::from_f64(*value).ok_or_else(|| {
-                    ProviderError::NotFound(format!(
-                        "the metric {} for {} {name} is {value}, which is not a number a Quantity can carry",
-                        request.metric, entry.resource.group_resource
-                    ))
-                })?;
-                Ok(values(vec![MetricValueItem { name: name.to_string(), ts_ms: *ts_ms, value: quantity }]))
-            }
-            ObjectNames::Set(wanted) => {
-                Ok(values(collect_items(samples, |n| wanted.binary_search_by(|w| w.as_str().cmp(n)).is_ok())))
-            }
-            ObjectNames::All => Ok(values(collect_items(samples, |_| true))),
-        }
+        shape_custom_answer(request, &target, names, query.window_seconds, samples)
     }
 
-    /// Values of an external metric.
-    pub fn external_metric(&self, request: &ExternalMetricRequest) -> Result<Vec<ExternalValueItem>, ProviderError> {
+    /// Step 1: the rule serving `request` — looked up in the snapshot, then in a fresh one (a
+    /// series may have arrived since), then as an owner of pods.
+    fn find_custom_rule(&self, request: &CustomMetricRequest) -> Result<RuleMatch, ProviderError> {
+        let namespaced = request.namespace.is_some();
+        let lookup = |snapshot: &Snapshot, resource: &Option<GroupResource>| {
+            resource.as_ref().and_then(|r| snapshot.find_custom(r, &request.metric, namespaced).cloned())
+        };
+        let mut snapshot = self.snapshot(false)?;
+        let mut resource = self.normalize(&request.resource, &snapshot);
+        let mut entry = lookup(&snapshot, &resource);
+        if entry.is_none() {
+            // No relist interval: look again now (discovery bounds how often).
+            snapshot = self.snapshot(true)?;
+            resource = self.normalize(&request.resource, &snapshot);
+            entry = lookup(&snapshot, &resource);
+        }
+        if let Some(entry) = entry {
+            return Ok(RuleMatch::Direct(CustomTarget { rules: self.rules(), entry }));
+        }
+        if let Some(r) = &resource {
+            if let Some(owner_rule) = self.owner_rule(request, r, &snapshot) {
+                return Ok(RuleMatch::ViaOwnedPods(owner_rule));
+            }
+            if snapshot.has_custom_metric(r, &request.metric) {
+                let scope = if namespaced { "namespaced" } else { "root-scoped" };
+                return Err(ProviderError::not_found(format!(
+                    "the metric {} for {r} is not served as a {scope} metric",
+                    request.metric
+                )));
+            }
+        }
+        Err(ProviderError::not_found(format!(
+            "the server could not find the metric {} for {}",
+            request.metric, request.resource
+        )))
+    }
+
+    /// Normalizes a resource from a URL (`pods`, `models.mlops.seldon.io`, `pod`).
+    pub(super) fn normalize(&self, resource: &GroupResource, snapshot: &Snapshot) -> Option<GroupResource> {
+        if snapshot.custom.iter().any(|e| &e.resource.group_resource == resource) {
+            return Some(resource.clone());
+        }
+        self.resolver.resource_info(&resource.group, &resource.resource).map(|info| info.group_resource)
+    }
+
+    /// Step 2: the objects `request` names; `None` when its label selector picks none.
+    fn resolve_objects<'r>(
+        &self,
+        request: &'r CustomMetricRequest,
+        target: &CustomTarget,
+        rule: &CompiledRule,
+    ) -> Result<Option<ResolvedObjects<'r>>, ProviderError> {
+        let entry = &target.entry;
+        let names = |names| Ok(Some(ResolvedObjects { names, selector_matchers: Vec::new() }));
+        let selector = match &request.objects {
+            ObjectSelection::Named(name) => return names(ResolvedNames::One(name)),
+            ObjectSelection::Names(given) => return names(ResolvedNames::Given(given)),
+            ObjectSelection::Selector(selector) if selector.is_empty() && !entry.resource.namespaced => {
+                return names(ResolvedNames::All)
+            }
+            ObjectSelection::Selector(selector) => selector,
+        };
+        let namespace_label = rule.label_for_resource(&GroupResource::namespaces(), self.resolver.as_ref());
+        let object_query = ObjectQuery {
+            resource: &entry.resource,
+            namespace: request.namespace.as_deref(),
+            selector,
+            hint: SeriesHint {
+                series_name: &entry.series_name,
+                resource_label: &entry.label,
+                namespace_label: namespace_label.as_deref(),
+            },
+        };
+        if let Some(selector_matchers) = self.resolver.selector_matchers(&object_query) {
+            // Answered from the series' own labels: one filtered query, no name list.
+            return Ok(Some(ResolvedObjects { names: ResolvedNames::All, selector_matchers }));
+        }
+        let listed = self.resolver.list_names(&object_query).map_err(|e| ProviderError::unavailable(e.to_string()))?;
+        if listed.is_empty() {
+            return Ok(None);
+        }
+        names(ResolvedNames::Listed(listed))
+    }
+
+    /// Step 3: evaluates `query` now.
+    fn run_query(&self, rule: &CompiledRule, query: &BuiltQuery<'_>) -> Result<query::Value, ProviderError> {
+        let now_ms = crate::adapter::now_ms();
+        let result = match &query.form {
+            QueryForm::Parsed { expr, text } => {
+                self.engine.instant_expr(text, expr, now_ms, &query.extra_matchers).map(|output| output.value)
+            }
+            QueryForm::Text(text) => self.engine.instant_with_matchers(text, now_ms, &query.extra_matchers),
+        };
+        result.map_err(|e| query_error(&query_text(rule, query), e))
+    }
+
+    /// Values of an external metric: find the rule → run the query → shape the answer.
+    pub(crate) fn external_metric(
+        &self,
+        request: &ExternalMetricRequest,
+    ) -> Result<Vec<ExternalValueItem>, ProviderError> {
         let mut entry = self.snapshot(false)?.find_external(&request.metric).cloned();
         if entry.is_none() {
             entry = self.snapshot(true)?.find_external(&request.metric).cloned();
         }
         let Some(entry) = entry else {
-            return Err(ProviderError::NotFound(format!(
+            return Err(ProviderError::not_found(format!(
                 "the server could not find the external metric {}",
                 request.metric
             )));
         };
         let rules = self.rules();
         let Some(rule) = rules.external.get(entry.rule) else {
-            return Err(ProviderError::Unavailable("the rules changed during the request; retry".into()));
+            return Err(ProviderError::unavailable("the rules changed during the request; retry"));
         };
         let query = rule
             .build_external_query(&entry.series_name, &request.namespace, &request.selector, self.resolver.as_ref())
-            .map_err(naming_error)?;
-        let value = self
-            .engine
-            .instant_with_matchers(&query.text, super::now_ms(), &[])
-            .map_err(|e| query_error(&query.text, e))?;
-        let samples = match value {
+            .map_err(rule_error)?;
+        let samples = match self.run_query(rule, &query)? {
             query::Value::Vector(samples) => samples,
             query::Value::Scalar { ts_ms, value } => {
                 vec![query::InstantSample { labels: tsdb::Labels::default(), ts_ms, value }]
             }
-            other => {
-                return Err(ProviderError::Internal(format!(
-                    "the query {:?} returned a {} instead of a vector",
-                    query.text,
-                    value_kind(&other)
-                )))
-            }
+            other => return Err(not_a_vector(rule, &query, &other)),
         };
         Ok(samples
             .into_iter()
@@ -448,6 +402,43 @@ impl Provider {
     }
 }
 
+/// Step 4: the samples (object name, time, value) as the answer to `request`.
+fn shape_custom_answer(
+    request: &CustomMetricRequest,
+    target: &CustomTarget,
+    names: ObjectNames<'_>,
+    window_seconds: Option<i64>,
+    samples: Vec<(Option<String>, i64, f64)>,
+) -> Result<MetricValues, ProviderError> {
+    let with_items =
+        |items: Vec<MetricValueItem>| MetricValues { items, ..target.empty_answer(request, window_seconds) };
+    match names {
+        ObjectNames::One(name) => {
+            let resource = &target.entry.resource.group_resource;
+            let unlabeled_single = samples.len() == 1 && samples[0].0.is_none();
+            let Some((_, ts_ms, value)) =
+                samples.iter().find(|(label, _, _)| label.as_deref() == Some(name) || unlabeled_single)
+            else {
+                return Err(ProviderError::not_found(format!(
+                    "the server could not find the metric {} for {resource} {name}",
+                    request.metric
+                )));
+            };
+            let quantity = Quantity::from_f64(*value).ok_or_else(|| {
+                ProviderError::not_found(format!(
+                    "the metric {} for {resource} {name} is {value}, which is not a number a Quantity can carry",
+                    request.metric
+                ))
+            })?;
+            Ok(with_items(vec![MetricValueItem { name: name.to_string(), ts_ms: *ts_ms, value: quantity }]))
+        }
+        ObjectNames::Set(wanted) => {
+            Ok(with_items(collect_items(samples, |n| wanted.binary_search_by(|w| w.as_str().cmp(n)).is_ok())))
+        }
+        ObjectNames::All => Ok(with_items(collect_items(samples, |_| true))),
+    }
+}
+
 /// The value of label `name`, moved out of `labels` (no copy).
 fn take_label(labels: tsdb::Labels, name: &str) -> Option<String> {
     labels.into_vec().into_iter().find(|l| l.name == name).map(|l| l.value)
@@ -467,36 +458,43 @@ fn collect_items(samples: Vec<(Option<String>, i64, f64)>, wanted: impl Fn(&str)
     items
 }
 
-fn value_kind(value: &query::Value) -> &'static str {
-    match value {
+/// The query's text for messages (rendered only when a message needs it).
+fn query_text(rule: &CompiledRule, query: &BuiltQuery<'_>) -> String {
+    query.text(rule).unwrap_or_else(|e| e.to_string())
+}
+
+fn not_a_vector(rule: &CompiledRule, query: &BuiltQuery<'_>, value: &query::Value) -> ProviderError {
+    let kind = match value {
         query::Value::Scalar { .. } => "scalar",
         query::Value::String { .. } => "string",
         query::Value::Vector(_) => "vector",
         query::Value::Matrix(_) => "matrix",
-    }
+    };
+    ProviderError::internal(format!("the query {:?} returned a {kind} instead of a vector", query_text(rule, query)))
 }
 
-fn naming_error(e: NamingError) -> ProviderError {
+fn rule_error(e: RuleError) -> ProviderError {
     match e {
-        NamingError::BadRequest(message) => ProviderError::BadRequest(message),
-        other => ProviderError::Internal(other.to_string()),
+        RuleError::BadRequest(message) => ProviderError::bad_request(message),
+        other => ProviderError::internal(other.to_string()),
     }
 }
 
 fn query_error(text: &str, e: query::QueryError) -> ProviderError {
     match e {
         query::QueryError::Timeout(_) | query::QueryError::TooManySamples(_) => {
-            ProviderError::Unavailable(format!("query {text:?}: {e}"))
+            ProviderError::unavailable(format!("query {text:?}: {e}"))
         }
-        other => ProviderError::Internal(format!("query {text:?}: {other}")),
+        other => ProviderError::internal(format!("query {text:?}: {other}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::config::AdapterConfig;
-    use crate::adapter::resources::{BuiltinResolver, ResolveError, ResourceInfo};
+    use crate::adapter::provider::resources::{BuiltinResolver, ResolveError, ResourceInfo};
+    use crate::adapter::provider::ProviderErrorKind;
+    use crate::adapter::rules::config::AdapterConfig;
 
     /// Builtin resources, plus a fixed owner table: Deployment `web` owns pods `web-a` and `web-b`.
     struct OwnersKnown;
@@ -526,7 +524,7 @@ mod tests {
     fn provider_with(rules_yaml: &str) -> (tempfile::TempDir, Provider) {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).unwrap());
-        let now = super::super::now_ms();
+        let now = crate::adapter::now_ms();
         for (pod, value) in [("web-a", 2.0), ("web-b", 4.0), ("other-x", 100.0)] {
             let labels = [("__name__", "ei_scale_ratio"), ("namespace", "ml"), ("pod", pod)];
             let samples = [tsdb::Sample::new(now - 1_000, value)];
@@ -535,8 +533,9 @@ mod tests {
         let engine = Arc::new(query::Engine::new(db.clone(), query::EngineOptions::default()));
         let resolver: Arc<dyn ObjectResolver> = Arc::new(OwnersKnown);
         let config = AdapterConfig::parse(rules_yaml, std::path::Path::new("rules.yaml")).unwrap();
-        let rules = crate::adapter::compile_rules(&config, "test".into(), resolver.as_ref()).unwrap();
-        let discovery = Discovery::new(super::super::DEFAULT_METRICS_MAX_AGE, super::super::DEFAULT_DISCOVERY_MAX_AGE);
+        let rules = crate::adapter::rules::compile_rules(&config, "test".into(), resolver.as_ref()).unwrap();
+        let discovery =
+            SeriesDiscovery::new(crate::adapter::DEFAULT_METRICS_MAX_AGE, crate::adapter::DEFAULT_DISCOVERY_MAX_AGE);
         (dir, Provider::new(db, engine, resolver, rules, discovery))
     }
 
@@ -568,13 +567,13 @@ mod tests {
         assert_eq!(names, vec!["web"], "a deployment without pods has no value");
 
         let idle = provider.custom_metric(&deployment_request(ObjectSelection::Named("idle".into())));
-        assert!(matches!(idle, Err(ProviderError::NotFound(_))), "{idle:?}");
+        assert!(matches!(idle, Err(ProviderError { kind: ProviderErrorKind::NotFound, .. })), "{idle:?}");
     }
 
     #[test]
     fn without_owner_aggregation_owners_are_not_served() {
         let (_dir, provider) = provider_with(&RULES.replace("OWNER", ""));
         let answer = provider.custom_metric(&deployment_request(ObjectSelection::Named("web".into())));
-        assert!(matches!(answer, Err(ProviderError::NotFound(_))), "{answer:?}");
+        assert!(matches!(answer, Err(ProviderError { kind: ProviderErrorKind::NotFound, .. })), "{answer:?}");
     }
 }
