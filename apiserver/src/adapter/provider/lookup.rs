@@ -97,10 +97,7 @@ struct CustomTarget {
 
 impl CustomTarget {
     fn rule(&self) -> Result<&CompiledRule, ProviderError> {
-        self.rules
-            .custom
-            .get(self.entry.rule)
-            .ok_or_else(|| ProviderError::unavailable("the rules changed during the request; retry"))
+        self.rules.custom.get(self.entry.rule).ok_or_else(rules_changed)
     }
 
     /// The answer with no items (a selector that picks no object).
@@ -165,7 +162,7 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn new(
+    pub(crate) fn new(
         db: Arc<tsdb::Db>,
         engine: Arc<query::Engine>,
         resolver: Arc<dyn ObjectResolver>,
@@ -180,7 +177,7 @@ impl Provider {
     }
 
     /// The rules in force.
-    pub fn rules(&self) -> Arc<RuleSet> {
+    pub(crate) fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().clone()
     }
 
@@ -367,9 +364,7 @@ impl Provider {
             )));
         };
         let rules = self.rules();
-        let Some(rule) = rules.external.get(entry.rule) else {
-            return Err(ProviderError::unavailable("the rules changed during the request; retry"));
-        };
+        let rule = rules.external.get(entry.rule).ok_or_else(rules_changed)?;
         let query = rule
             .build_external_query(&entry.series_name, &request.namespace, &request.selector, self.resolver.as_ref())
             .map_err(rule_error)?;
@@ -380,25 +375,7 @@ impl Provider {
             }
             other => return Err(not_a_vector(rule, &query, &other)),
         };
-        Ok(samples
-            .into_iter()
-            .filter_map(|s| {
-                let value = Quantity::from_f64(s.value)?;
-                let labels = s
-                    .labels
-                    .iter()
-                    .filter(|l| l.name != tsdb::METRIC_NAME)
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .collect();
-                Some(ExternalValueItem {
-                    metric: request.metric.clone(),
-                    labels,
-                    ts_ms: s.ts_ms,
-                    window_seconds: query.window_seconds,
-                    value,
-                })
-            })
-            .collect())
+        Ok(shape_external_answer(request, query.window_seconds, samples))
     }
 }
 
@@ -437,6 +414,31 @@ fn shape_custom_answer(
         }
         ObjectNames::All => Ok(with_items(collect_items(samples, |_| true))),
     }
+}
+
+/// The samples of an external metric as its values (NaN and ±Inf left out).
+fn shape_external_answer(
+    request: &ExternalMetricRequest,
+    window_seconds: Option<i64>,
+    samples: Vec<query::InstantSample>,
+) -> Vec<ExternalValueItem> {
+    samples
+        .into_iter()
+        .filter_map(|s| {
+            let value = Quantity::from_f64(s.value)?;
+            let labels = s
+                .labels
+                .iter()
+                .filter(|l| l.name != tsdb::METRIC_NAME)
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            Some(ExternalValueItem { metric: request.metric.clone(), labels, ts_ms: s.ts_ms, window_seconds, value })
+        })
+        .collect()
+}
+
+fn rules_changed() -> ProviderError {
+    ProviderError::unavailable("the rules changed during the request; retry")
 }
 
 /// The value of label `name`, moved out of `labels` (no copy).
@@ -575,5 +577,29 @@ mod tests {
         let (_dir, provider) = provider_with(&RULES.replace("OWNER", ""));
         let answer = provider.custom_metric(&deployment_request(ObjectSelection::Named("web".into())));
         assert!(matches!(answer, Err(ProviderError { kind: ProviderErrorKind::NotFound, .. })), "{answer:?}");
+    }
+
+    #[test]
+    fn unknown_metrics_do_not_relist_the_index_on_every_request() {
+        let rules = RULES.replace("OWNER", "").replace("'ei_scale_ratio{", "'{__name__=~\"ei_.*\",");
+        let (_dir, provider) = provider_with(&rules);
+        let request = |metric: &str| CustomMetricRequest {
+            resource: GroupResource::new("", "pods"),
+            namespace: Some("ml".into()),
+            objects: ObjectSelection::Named("web-a".into()),
+            metric: metric.into(),
+            metric_selector: LabelSelector::default(),
+        };
+        for _ in 0..20 {
+            let answer = provider.custom_metric(&request("ei_scale_ratio_unknown"));
+            assert!(matches!(answer, Err(ProviderError { kind: ProviderErrorKind::NotFound, .. })), "{answer:?}");
+        }
+        assert_eq!(provider.discovery.rebuilds(), 1, "one listing serves the burst of unknown-metric requests");
+
+        let labels = [("__name__", "ei_scale_ratio_unknown"), ("namespace", "ml"), ("pod", "web-a")];
+        let samples = [tsdb::Sample::new(crate::adapter::now_ms() - 1_000, 7.0)];
+        provider.db.append_batch(&[tsdb::SeriesSamples { labels: &labels, samples: &samples }]).unwrap();
+        let values = provider.custom_metric(&request("ei_scale_ratio_unknown")).unwrap();
+        assert_eq!(values.items[0].value.as_f64(), 7.0, "a series that arrives is served on the next request");
     }
 }

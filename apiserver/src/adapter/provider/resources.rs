@@ -176,7 +176,7 @@ const BUILTIN_RESOURCES: &[(&str, &str, &str, &str, &str, bool)] = &[
 ];
 
 /// Looks `resource` (plural, singular or kind, any case) up in the built-in table.
-pub fn builtin_resource_info(group: &str, resource: &str) -> Option<ResourceInfo> {
+pub(crate) fn builtin_resource_info(group: &str, resource: &str) -> Option<ResourceInfo> {
     let wanted = resource.to_ascii_lowercase();
     BUILTIN_RESOURCES
         .iter()
@@ -225,12 +225,12 @@ fn assumed_info(group: &str, resource: &str) -> ResourceInfo {
 
 /// A Kubernetes label key as a Prometheus label name (`app.kubernetes.io/name` →
 /// `app_kubernetes_io_name`), as `labelmap` on `__meta_kubernetes_pod_label_*` produces it.
-pub fn sanitize_label_key(key: &str) -> String {
+pub(crate) fn sanitize_label_key(key: &str) -> String {
     key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
 /// Knows the built-in resources and no objects (for `adapter-config check` without a store).
-pub struct BuiltinResolver;
+pub(crate) struct BuiltinResolver;
 
 impl ObjectResolver for BuiltinResolver {
     fn resource_info(&self, group: &str, resource: &str) -> Option<ResourceInfo> {
@@ -243,14 +243,14 @@ impl ObjectResolver for BuiltinResolver {
 }
 
 /// The resolver used without a cluster: built-in resources, selectors matched on series labels.
-pub struct StandaloneResolver {
+pub(crate) struct StandaloneResolver {
     db: Arc<tsdb::Db>,
     /// How far back series count as current (prometheus-adapter's metrics max age).
     lookback: Duration,
 }
 
 impl StandaloneResolver {
-    pub fn new(db: Arc<tsdb::Db>, lookback: Duration) -> Self {
+    pub(crate) fn new(db: Arc<tsdb::Db>, lookback: Duration) -> Self {
         StandaloneResolver { db, lookback }
     }
 }

@@ -151,7 +151,7 @@ pub(crate) fn discover(
 }
 
 /// A cached snapshot, rebuilt when stale.
-pub struct SeriesDiscovery {
+pub(crate) struct SeriesDiscovery {
     cached: Mutex<Option<Arc<Snapshot>>>,
     /// Rebuild at least this often even when nothing seems to change.
     max_age: Duration,
@@ -163,7 +163,7 @@ pub struct SeriesDiscovery {
 }
 
 impl SeriesDiscovery {
-    pub fn new(lookback: Duration, max_age: Duration) -> Self {
+    pub(crate) fn new(lookback: Duration, max_age: Duration) -> Self {
         SeriesDiscovery {
             cached: Mutex::new(None),
             max_age,

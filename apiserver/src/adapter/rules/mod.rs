@@ -27,10 +27,10 @@ use std::time::Duration;
 
 /// The rules in force, compiled, with a generation bumped on every reload.
 #[derive(Debug)]
-pub struct RuleSet {
+pub(crate) struct RuleSet {
     pub(crate) generation: u64,
     /// Where the rules came from (a file path, or "embedded default").
-    pub source: String,
+    pub(crate) source: String,
     pub(crate) custom: Vec<CompiledRule>,
     pub(crate) external: Vec<CompiledRule>,
 }
