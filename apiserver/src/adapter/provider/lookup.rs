@@ -3,9 +3,9 @@
 //! an [`ObjectResolver`]. It is pure logic: no HTTP and no Kubernetes types beyond plain
 //! structs, so it is tested directly and the routes stay thin.
 //!
-//! A custom-metrics request is answered in four steps, each a method below: find the rule
-//! (`find_custom_rule`) → resolve the objects (`resolve_objects`) → run the query (`run_query`)
-//! → shape the answer (`shape_custom_answer`).
+//! A custom-metrics request is answered in four steps, each a function below: find the rule
+//! (`find_custom_rule`) → resolve the objects (`resolve_objects`) → run the query
+//! (`run_custom_query`) → shape the answer (`shape_custom_answer`).
 //!
 //! Value rules: an Object request answers exactly one item or `NotFound`; a Pods request
 //! answers exactly the resolved objects that have a value (the HPA averages every item it gets);
@@ -87,6 +87,9 @@ pub(crate) struct ExternalValueItem {
     pub(crate) window_seconds: Option<i64>,
     pub(crate) value: Quantity,
 }
+
+/// Query results as (the object a sample describes, if labelled; time; value).
+type ObjectSamples = Vec<(Option<String>, i64, f64)>;
 
 /// The rule serving a custom-metrics request, and the series it reads.
 struct CustomTarget {
@@ -224,11 +227,24 @@ impl Provider {
             RuleMatch::Direct(target) => target,
             RuleMatch::ViaOwnedPods(owner_rule) => return self.owner_metric(request, &owner_rule),
         };
-        let rule = target.rule()?;
-        let Some(objects) = self.resolve_objects(request, &target, rule)? else {
+        let Some(objects) = self.resolve_objects(request, &target)? else {
             return Ok(target.empty_answer(request, None));
         };
         let names = objects.names.as_object_names();
+        let (samples, window_seconds) = self.run_custom_query(request, &target, names, objects.selector_matchers)?;
+        shape_custom_answer(request, &target, names, window_seconds, samples)
+    }
+
+    /// Step 3: the query of `request` built from the rule and run now: each sample with the
+    /// object it describes, and the query's window.
+    fn run_custom_query(
+        &self,
+        request: &CustomMetricRequest,
+        target: &CustomTarget,
+        names: ObjectNames<'_>,
+        selector_matchers: Vec<tsdb::Matcher>,
+    ) -> Result<(ObjectSamples, Option<i64>), ProviderError> {
+        let rule = target.rule()?;
         let mut query = rule
             .build_query(
                 &QueryInput {
@@ -241,7 +257,7 @@ impl Provider {
                 self.resolver.as_ref(),
             )
             .map_err(rule_error)?;
-        query.extra_matchers.extend(objects.selector_matchers);
+        query.extra_matchers.extend(selector_matchers);
         let samples = match self.run_query(rule, &query)? {
             query::Value::Vector(samples) => {
                 samples.into_iter().map(|s| (take_label(s.labels, &query.resource_label), s.ts_ms, s.value)).collect()
@@ -249,7 +265,7 @@ impl Provider {
             query::Value::Scalar { ts_ms, value } => vec![(None, ts_ms, value)],
             other => return Err(not_a_vector(rule, &query, &other)),
         };
-        shape_custom_answer(request, &target, names, query.window_seconds, samples)
+        Ok((samples, query.window_seconds))
     }
 
     /// Step 1: the rule serving `request` — looked up in the snapshot, then in a fresh one (a
@@ -302,8 +318,8 @@ impl Provider {
         &self,
         request: &'r CustomMetricRequest,
         target: &CustomTarget,
-        rule: &CompiledRule,
     ) -> Result<Option<ResolvedObjects<'r>>, ProviderError> {
+        let rule = target.rule()?;
         let entry = &target.entry;
         let names = |names| Ok(Some(ResolvedObjects { names, selector_matchers: Vec::new() }));
         let selector = match &request.objects {
@@ -336,7 +352,7 @@ impl Provider {
         names(ResolvedNames::Listed(listed))
     }
 
-    /// Step 3: evaluates `query` now.
+    /// Evaluates `query` now.
     fn run_query(&self, rule: &CompiledRule, query: &BuiltQuery<'_>) -> Result<query::Value, ProviderError> {
         let now_ms = crate::adapter::now_ms();
         let result = match &query.form {
@@ -379,13 +395,13 @@ impl Provider {
     }
 }
 
-/// Step 4: the samples (object name, time, value) as the answer to `request`.
+/// Step 4: the samples as the answer to `request`.
 fn shape_custom_answer(
     request: &CustomMetricRequest,
     target: &CustomTarget,
     names: ObjectNames<'_>,
     window_seconds: Option<i64>,
-    samples: Vec<(Option<String>, i64, f64)>,
+    samples: ObjectSamples,
 ) -> Result<MetricValues, ProviderError> {
     let with_items =
         |items: Vec<MetricValueItem>| MetricValues { items, ..target.empty_answer(request, window_seconds) };
@@ -446,7 +462,7 @@ fn take_label(labels: tsdb::Labels, name: &str) -> Option<String> {
     labels.into_vec().into_iter().find(|l| l.name == name).map(|l| l.value)
 }
 
-fn collect_items(samples: Vec<(Option<String>, i64, f64)>, wanted: impl Fn(&str) -> bool) -> Vec<MetricValueItem> {
+fn collect_items(samples: ObjectSamples, wanted: impl Fn(&str) -> bool) -> Vec<MetricValueItem> {
     let mut items: Vec<MetricValueItem> = samples
         .into_iter()
         .filter_map(|(name, ts_ms, value)| {
