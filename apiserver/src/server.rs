@@ -117,7 +117,7 @@ impl Server {
         let hooks = cluster.as_ref().map(|cluster| crate::adapter::serve::ClusterHooks {
             resolver: cluster.resolver.clone(),
             client_ca_pem: cluster.auth.as_ref().and_then(|auth| auth.client_ca_pem()),
-            auth: cluster.auth.clone().map(|auth| auth as Arc<dyn crate::adapter::auth::Authenticator>),
+            auth: cluster.auth.clone().map(|auth| auth as Arc<dyn crate::adapter::http::auth::Authenticator>),
         });
         let adapter = crate::adapter::serve::start(
             &settings.adapter,

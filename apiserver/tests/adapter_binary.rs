@@ -83,8 +83,8 @@ fn serve_uses_given_tls_files() {
     let dir = tempfile::tempdir().unwrap();
     // A pair made the same way an operator's Secret would hold it.
     let pair_dir = dir.path().join("pair");
-    apiserver::adapter::tls::ensure_generated_pair(&pair_dir).unwrap();
-    let (ca, cert, key) = apiserver::adapter::tls::generated_paths(&pair_dir);
+    apiserver::adapter::http::tls::ensure_generated_pair(&pair_dir).unwrap();
+    let (ca, cert, key) = apiserver::adapter::http::tls::generated_paths(&pair_dir);
     let (_guard, port) = start(
         dir.path(),
         &["--tls-cert-file", cert.to_str().unwrap(), "--tls-private-key-file", key.to_str().unwrap()],

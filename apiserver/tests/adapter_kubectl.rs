@@ -212,7 +212,7 @@ async fn scenario2_the_seldon_rule_verbatim() {
             assert_eq!(item["describedObject"]["namespace"], "seldon-mesh");
             let window_key = if version == "v1beta1" { "window" } else { "windowSeconds" };
             assert_eq!(item[window_key], 120, "{item}");
-            let want = apiserver::adapter::quantity::Quantity::from_f64(expected).unwrap().to_string();
+            let want = apiserver::adapter::provider::quantity::Quantity::from_f64(expected).unwrap().to_string();
             assert_eq!(item["value"], want.as_str(), "{object_path}");
         }
     }
@@ -237,7 +237,7 @@ async fn scenario2_the_seldon_rule_verbatim() {
         assert_eq!(all[0]["describedObject"]["kind"], "Namespace");
         assert_eq!(all[0]["describedObject"]["name"], "seldon-mesh");
         assert!(all[0]["describedObject"].get("namespace").is_none(), "a namespace has no namespace");
-        let want = apiserver::adapter::quantity::Quantity::from_f64(ns_rate).unwrap().to_string();
+        let want = apiserver::adapter::provider::quantity::Quantity::from_f64(ns_rate).unwrap().to_string();
         assert_eq!(all[0]["value"], want.as_str());
     }
     h.stop().await;
@@ -284,7 +284,7 @@ async fn scenario3_istio_requests_per_second_by_label_selector_and_metric_label_
         let item = items(&list).into_iter().find(|i| i["describedObject"]["name"] == pod.as_str()).unwrap();
         assert_metric_value_shape(&item, "v1beta2", "requests_per_second");
         assert_eq!(item["windowSeconds"], 120);
-        let want = apiserver::adapter::quantity::Quantity::from_f64(*value).unwrap().to_string();
+        let want = apiserver::adapter::provider::quantity::Quantity::from_f64(*value).unwrap().to_string();
         assert_eq!(item["value"], want.as_str(), "{pod}");
     }
     // HPA: AverageValue 2 rps on 3 replicas; mean ≈ 5.33 → 8 replicas.
@@ -397,7 +397,7 @@ async fn scenario5_object_metrics_on_a_service_and_a_node() {
         "sum(rate(http_requests_total{namespace=\"default\",service=\"frontend\"}[2m])) by (service)",
         "service",
     );
-    let want = apiserver::adapter::quantity::Quantity::from_f64(expected[0].1).unwrap().to_string();
+    let want = apiserver::adapter::provider::quantity::Quantity::from_f64(expected[0].1).unwrap().to_string();
     assert_eq!(all[0]["value"], want.as_str());
     // Object, Value target 10 rps, 2 replicas: ≈25 rps → 5 replicas.
     assert_eq!(hpa_object_value(2, milli(&all[0]["value"]), 10_000), 5);

@@ -67,7 +67,7 @@ impl Engine {
     }
 
     /// Evaluates an already parsed expression (`query` is its text, for annotation positions).
-    pub(crate) fn instant_expr(
+    pub fn instant_expr(
         &self,
         query: &str,
         expr: &ast::Expr,
@@ -136,7 +136,7 @@ impl Engine {
     }
 
     /// Range evaluation of an already parsed expression.
-    pub(crate) fn range_expr(
+    pub fn range_expr(
         &self,
         query: &str,
         expr: &ast::Expr,

@@ -3,10 +3,11 @@
 //! which series it matches now in the store, the metric names and resources it produces, and
 //! the URL and query an example object would get.
 
-use super::discovery::{discover, RuleSet};
-use super::naming::{ObjectNames, QueryInput};
-use super::resources::{BuiltinResolver, GroupResource, ObjectResolver, StandaloneResolver};
-use super::selector::LabelSelector;
+use super::provider::discover;
+use super::provider::resources::{BuiltinResolver, GroupResource, ObjectResolver, StandaloneResolver};
+use super::rules::query::{ObjectNames, QueryInput};
+use super::rules::selector::LabelSelector;
+use super::rules::RuleSet;
 use super::AdapterError;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,7 +27,7 @@ pub fn explain(
         Some(db) => Arc::new(StandaloneResolver::new(db.clone(), lookback)),
         None => Arc::new(BuiltinResolver),
     };
-    let (rules, warnings) = super::load_rules(Some(config_path), super::DEFAULT_RATE_WINDOW, resolver.as_ref())?;
+    let (rules, warnings) = super::rules::load_rules(Some(config_path), super::DEFAULT_RATE_WINDOW, resolver.as_ref())?;
     let io = AdapterError::Output;
     writeln!(
         out,
@@ -122,9 +123,9 @@ fn explain_live(
                 },
                 resolver,
             );
-            match query {
-                Ok(q) => {
-                    writeln!(out, "    e.g. GET {url}\n      runs: {}", q.text.trim().replace('\n', "\n            "))?
+            match query.and_then(|q| q.text(rule)) {
+                Ok(text) => {
+                    writeln!(out, "    e.g. GET {url}\n      runs: {}", text.trim().replace('\n', "\n            "))?
                 }
                 Err(e) => writeln!(out, "    e.g. GET {url}\n      cannot build the query: {e}")?,
             }
@@ -134,12 +135,15 @@ fn explain_live(
         writeln!(out, "\n{}: seriesQuery {}", rule.at, rule.series_query)?;
         for entry in snapshot.external.iter().filter(|e| e.rule == index) {
             writeln!(out, "  serves external metric {} (series {})", entry.metric_name, entry.series_name)?;
-            match rule.build_external_query(&entry.series_name, "NAMESPACE", &empty, resolver) {
-                Ok(q) => writeln!(
+            match rule
+                .build_external_query(&entry.series_name, "NAMESPACE", &empty, resolver)
+                .and_then(|q| q.text(rule))
+            {
+                Ok(text) => writeln!(
                     out,
                     "    e.g. GET /apis/external.metrics.k8s.io/v1beta1/namespaces/NAMESPACE/{}\n      runs: {}",
                     entry.metric_name,
-                    q.text.trim()
+                    text.trim()
                 )?,
                 Err(e) => writeln!(out, "    cannot build the query: {e}")?,
             }

@@ -7,12 +7,11 @@
 //! address is taken the adapter is skipped with a warning and the rest of Ringtail serves on;
 //! an address given explicitly (flag or config file) that cannot be bound is a start-up error.
 
-use super::auth::{AllowAll, Authenticator, StaticTokens};
-use super::discovery::Discovery;
-use super::provider::Provider;
-use super::resources::{ObjectResolver, StandaloneResolver};
-use super::routes::{self, AdapterState};
-use super::tls::{self, TlsSettings};
+use super::http::auth::{AllowAll, Authenticator, StaticTokens};
+use super::http::routes::{self, AdapterState};
+use super::http::tls::{self, TlsSettings};
+use super::provider::SeriesDiscovery;
+use super::provider::{ObjectResolver, Provider, StandaloneResolver};
 use super::AdapterError;
 use crate::settings::AdapterSettings;
 use std::net::SocketAddr;
@@ -104,13 +103,13 @@ pub(crate) async fn start(
         }
     };
     let (rules, warnings) =
-        super::load_rules(settings.config_file.as_deref(), settings.rate_window, resolver.as_ref())?;
+        super::rules::load_rules(settings.config_file.as_deref(), settings.rate_window, resolver.as_ref())?;
     for warning in warnings {
         tracing::warn!("{warning}");
     }
     tracing::info!(source = %rules.source, custom_rules = rules.custom.len(), external_rules = rules.external.len(),
         "adapter rules loaded");
-    let discovery = Discovery::new(settings.metrics_max_age, super::DEFAULT_DISCOVERY_MAX_AGE);
+    let discovery = SeriesDiscovery::new(settings.metrics_max_age, super::DEFAULT_DISCOVERY_MAX_AGE);
     let provider = Arc::new(Provider::new(db, engine, resolver, rules, discovery));
     let auth: Arc<dyn Authenticator> = match (cluster_auth, &settings.tokens_file) {
         (Some(cluster), _) => cluster,
@@ -137,7 +136,7 @@ pub(crate) async fn start(
     let app = routes::router(AdapterState::new(provider.clone(), auth));
     let mut tasks = vec![tokio::spawn(tls::run(listener, setup.config, app, tls_settings, shutdown.clone()))];
     if let Some(path) = &settings.config_file {
-        tasks.push(tokio::spawn(super::reload::run(
+        tasks.push(tokio::spawn(super::rules::reload::run(
             path.clone(),
             provider.clone(),
             settings.rate_window,

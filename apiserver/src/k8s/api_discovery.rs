@@ -2,7 +2,7 @@
 //! every group's preferred version, custom resources included), as a RESTMapper knows them. The
 //! object resolver (`objects`) normalizes resource names with it and refreshes it periodically.
 
-use crate::adapter::resources::{GroupResource, ResourceInfo};
+use crate::adapter::provider::resources::{GroupResource, ResourceInfo};
 use kube::api::ApiResource;
 use kube::Client;
 

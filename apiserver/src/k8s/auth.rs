@@ -10,7 +10,7 @@
 //! Review answers are cached briefly (`REVIEW_TTL`) so the HPA's steady polling costs no API
 //! calls; everything else gets 401/403 as a Kubernetes `Status`.
 
-use crate::adapter::auth::{AuthDecision, Authenticator, ConnectionInfo, Identity, PendingDecision};
+use crate::adapter::http::auth::{AuthDecision, Authenticator, ConnectionInfo, Identity, PendingDecision};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,

@@ -6,7 +6,9 @@
 //! time starts its watch and answers "unavailable" until the cache has synced (the HPA retries).
 
 use super::api_discovery::{discover_resources, KnownResource};
-use crate::adapter::resources::{GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ResolveError, ResourceInfo};
+use crate::adapter::provider::resources::{
+    GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ResolveError, ResourceInfo,
+};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::DynamicObject;

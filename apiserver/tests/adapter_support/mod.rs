@@ -3,7 +3,7 @@
 //! `/usr/bin/kubectl`, and the HPA controller's replica formulas to check served values against.
 #![allow(dead_code)]
 
-use apiserver::adapter::quantity::Quantity;
+use apiserver::adapter::provider::quantity::Quantity;
 use apiserver::config::Config;
 use apiserver::server::Server;
 use std::path::PathBuf;

@@ -32,63 +32,63 @@ pub enum ConfigError {
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct AdapterConfig {
+pub(crate) struct AdapterConfig {
     #[serde(default)]
-    pub rules: Vec<DiscoveryRule>,
+    pub(crate) rules: Vec<DiscoveryRule>,
     #[serde(default)]
-    pub external_rules: Vec<DiscoveryRule>,
+    pub(crate) external_rules: Vec<DiscoveryRule>,
     #[serde(default)]
-    pub resource_rules: Option<ResourceRules>,
+    pub(crate) resource_rules: Option<ResourceRules>,
 }
 
 /// One rule: how to find series, tie them to resources, name them, and query them.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct DiscoveryRule {
+pub(crate) struct DiscoveryRule {
     #[serde(default)]
-    pub series_query: String,
+    pub(crate) series_query: String,
     #[serde(default)]
-    pub series_filters: Vec<RegexFilter>,
+    pub(crate) series_filters: Vec<RegexFilter>,
     #[serde(default)]
-    pub resources: ResourceMapping,
+    pub(crate) resources: ResourceMapping,
     #[serde(default)]
-    pub name: NameMapping,
+    pub(crate) name: NameMapping,
     #[serde(default)]
-    pub metrics_query: String,
+    pub(crate) metrics_query: String,
     #[serde(default)]
-    pub label_value_replacements: Vec<LabelValueReplacement>,
+    pub(crate) label_value_replacements: Vec<LabelValueReplacement>,
 }
 
 /// `is:` or `isNot:`; exactly one is set.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct RegexFilter {
-    pub is: Option<String>,
-    pub is_not: Option<String>,
+pub(crate) struct RegexFilter {
+    pub(crate) is: Option<String>,
+    pub(crate) is_not: Option<String>,
 }
 
 /// How series labels map to Kubernetes group-resources.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ResourceMapping {
+pub(crate) struct ResourceMapping {
     /// A `<<.Group>>`/`<<.Resource>>` template naming the label for any resource.
-    pub template: Option<String>,
+    pub(crate) template: Option<String>,
     /// Label name → group-resource.
     #[serde(default)]
-    pub overrides: BTreeMap<String, GroupResourceSpec>,
+    pub(crate) overrides: BTreeMap<String, GroupResourceSpec>,
     /// External rules only: `false` stops the request's namespace being added as a matcher.
-    pub namespaced: Option<bool>,
+    pub(crate) namespaced: Option<bool>,
     /// Ringtail's one extension of the format: a rule whose series carry a pod label also
     /// answers for the controllers owning those pods (Deployment, ReplicaSet, StatefulSet, Job,
     /// …, found through owner references in the cluster), combining the pods' values with this
     /// operation. prometheus-adapter has no equivalent; without it such requests are 404.
-    pub owner_aggregation: Option<OwnerAggregation>,
+    pub(crate) owner_aggregation: Option<OwnerAggregation>,
 }
 
 /// How the per-pod values of a metric combine into one value for the pods' owner.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum OwnerAggregation {
+pub(crate) enum OwnerAggregation {
     Sum,
     Avg,
     Min,
@@ -97,7 +97,7 @@ pub enum OwnerAggregation {
 
 impl OwnerAggregation {
     /// Combines `values` (at least one).
-    pub fn combine(self, values: &[f64]) -> Option<f64> {
+    pub(crate) fn combine(self, values: &[f64]) -> Option<f64> {
         let first = *values.first()?;
         Some(match self {
             OwnerAggregation::Sum => values.iter().sum(),
@@ -110,51 +110,51 @@ impl OwnerAggregation {
 
 /// A group-resource as written in a config (`resource` may be singular).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct GroupResourceSpec {
+pub(crate) struct GroupResourceSpec {
     #[serde(default)]
-    pub group: String,
+    pub(crate) group: String,
     #[serde(default)]
-    pub resource: String,
+    pub(crate) resource: String,
 }
 
 /// How a series name becomes an API metric name.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct NameMapping {
+pub(crate) struct NameMapping {
     #[serde(default)]
-    pub matches: String,
+    pub(crate) matches: String,
     #[serde(default, rename = "as")]
-    pub as_: String,
+    pub(crate) as_: String,
 }
 
 /// A find/replace applied to label values of external queries.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct LabelValueReplacement {
+pub(crate) struct LabelValueReplacement {
     #[serde(default)]
-    pub find: String,
+    pub(crate) find: String,
     #[serde(default)]
-    pub replace: String,
+    pub(crate) replace: String,
 }
 
 /// `resourceRules` (cpu/memory for `metrics.k8s.io`): parsed and validated, not served.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct ResourceRules {
-    pub cpu: Option<ResourceRule>,
-    pub memory: Option<ResourceRule>,
-    pub window: Option<String>,
+pub(crate) struct ResourceRules {
+    pub(crate) cpu: Option<ResourceRule>,
+    pub(crate) memory: Option<ResourceRule>,
+    pub(crate) window: Option<String>,
 }
 
 /// One of `resourceRules.cpu` / `.memory`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ResourceRule {
+pub(crate) struct ResourceRule {
     #[serde(default)]
-    pub container_query: String,
+    pub(crate) container_query: String,
     #[serde(default)]
-    pub node_query: String,
+    pub(crate) node_query: String,
     #[serde(default)]
-    pub resources: ResourceMapping,
+    pub(crate) resources: ResourceMapping,
     #[serde(default)]
-    pub container_label: String,
+    pub(crate) container_label: String,
 }
 
 /// The known keys of each object in the format, for reporting the unknown ones by path.
@@ -222,14 +222,14 @@ fn unknown_keys(value: &serde_yaml::Value, shape: &Shape, path: &str, out: &mut 
 
 impl AdapterConfig {
     /// Reads and checks a config file.
-    pub fn load(path: &Path) -> Result<AdapterConfig, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<AdapterConfig, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parses config text; `path` only names the source in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<AdapterConfig, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<AdapterConfig, ConfigError> {
         let yaml_err = |e: serde_yaml::Error| ConfigError::Yaml { path: path.to_path_buf(), message: e.to_string() };
         let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(yaml_err)?;
         if value.is_null() {
@@ -280,7 +280,7 @@ impl AdapterConfig {
     }
 
     /// Human-readable notes about accepted parts that change nothing (printed at start).
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.resource_rules.is_some() {
             out.push(
@@ -296,7 +296,7 @@ impl AdapterConfig {
     /// metric), `*_total` counters as their per-second rate over `rate_window`; every other series
     /// with a `namespace` label is a metric of the namespace and of any resource named by one of
     /// its labels (`service`, `deployment`, …).
-    pub fn embedded_default(rate_window: Duration) -> AdapterConfig {
+    pub(crate) fn embedded_default(rate_window: Duration) -> AdapterConfig {
         let window = prom_duration(rate_window);
         let pod_resources = ResourceMapping {
             template: None,
@@ -346,7 +346,7 @@ impl AdapterConfig {
 }
 
 /// A duration in Prometheus syntax (`2m`, `90s`, `1h30m`).
-pub fn prom_duration(duration: Duration) -> String {
+pub(crate) fn prom_duration(duration: Duration) -> String {
     let mut secs = duration.as_secs().max(1);
     let mut out = String::new();
     for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
@@ -362,7 +362,7 @@ pub fn prom_duration(duration: Duration) -> String {
 mod tests {
     use super::*;
 
-    const SELDON: &str = include_str!("../../tests/fixtures/seldon-rules.yaml");
+    const SELDON: &str = include_str!("../../../tests/fixtures/seldon-rules.yaml");
 
     #[test]
     fn reads_the_seldon_rule_verbatim() {

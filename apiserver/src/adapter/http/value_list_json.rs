@@ -7,12 +7,12 @@
 //! below checks both versions, with names that need escaping).
 
 use super::k8s_types::{k8s_time, CUSTOM_GROUP};
-use super::provider::MetricValues;
+use crate::adapter::provider::MetricValues;
 use std::collections::hash_map::{Entry, HashMap};
 
 /// The `custom.metrics.k8s.io` version a list is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CustomVersion {
+pub(crate) enum CustomVersion {
     /// `metricName`, `window`, `selector` on each item.
     V1Beta1,
     /// `metric{name,selector}`, `windowSeconds`.
@@ -20,7 +20,7 @@ pub enum CustomVersion {
 }
 
 impl CustomVersion {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             CustomVersion::V1Beta1 => "v1beta1",
             CustomVersion::V1Beta2 => "v1beta2",
@@ -34,7 +34,7 @@ const ITEM_BYTES_HINT: usize = 320;
 
 /// `values` as a `MetricValueList` of `version`; `selector` is the metric label selector as
 /// Kubernetes JSON (`null` when none was given).
-pub fn write_metric_value_list(
+pub(crate) fn write_metric_value_list(
     values: &MetricValues,
     version: CustomVersion,
     selector: Option<&serde_json::Value>,
@@ -130,9 +130,9 @@ mod tests {
     use super::super::k8s_types::{
         MetricIdentifier, MetricValueList, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
     };
-    use super::super::provider::MetricValueItem;
-    use super::super::quantity::Quantity;
     use super::*;
+    use crate::adapter::provider::quantity::Quantity;
+    use crate::adapter::provider::MetricValueItem;
 
     fn values(namespace: Option<&str>, window: Option<i64>, names: &[&str]) -> MetricValues {
         MetricValues {

@@ -11,7 +11,7 @@
 //! integration supplies another implementation backed by watched caches, so the provider is
 //! unchanged when a cluster is configured.
 
-use super::selector::LabelSelector;
+use crate::adapter::rules::selector::LabelSelector;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,7 +176,7 @@ const BUILTIN_RESOURCES: &[(&str, &str, &str, &str, &str, bool)] = &[
 ];
 
 /// Looks `resource` (plural, singular or kind, any case) up in the built-in table.
-pub fn builtin_resource_info(group: &str, resource: &str) -> Option<ResourceInfo> {
+pub(crate) fn builtin_resource_info(group: &str, resource: &str) -> Option<ResourceInfo> {
     let wanted = resource.to_ascii_lowercase();
     BUILTIN_RESOURCES
         .iter()
@@ -225,12 +225,12 @@ fn assumed_info(group: &str, resource: &str) -> ResourceInfo {
 
 /// A Kubernetes label key as a Prometheus label name (`app.kubernetes.io/name` →
 /// `app_kubernetes_io_name`), as `labelmap` on `__meta_kubernetes_pod_label_*` produces it.
-pub fn sanitize_label_key(key: &str) -> String {
+pub(crate) fn sanitize_label_key(key: &str) -> String {
     key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
 /// Knows the built-in resources and no objects (for `adapter-config check` without a store).
-pub struct BuiltinResolver;
+pub(crate) struct BuiltinResolver;
 
 impl ObjectResolver for BuiltinResolver {
     fn resource_info(&self, group: &str, resource: &str) -> Option<ResourceInfo> {
@@ -243,14 +243,14 @@ impl ObjectResolver for BuiltinResolver {
 }
 
 /// The resolver used without a cluster: built-in resources, selectors matched on series labels.
-pub struct StandaloneResolver {
+pub(crate) struct StandaloneResolver {
     db: Arc<tsdb::Db>,
     /// How far back series count as current (prometheus-adapter's metrics max age).
     lookback: Duration,
 }
 
 impl StandaloneResolver {
-    pub fn new(db: Arc<tsdb::Db>, lookback: Duration) -> Self {
+    pub(crate) fn new(db: Arc<tsdb::Db>, lookback: Duration) -> Self {
         StandaloneResolver { db, lookback }
     }
 }
@@ -263,7 +263,7 @@ impl ObjectResolver for StandaloneResolver {
     /// The selector as matchers on the series' labels; `None` for `>`/`<`, which PromQL matchers
     /// cannot express (those go through `list_names`).
     fn selector_matchers(&self, query: &ObjectQuery<'_>) -> Option<Vec<tsdb::Matcher>> {
-        use super::selector::Operator;
+        use crate::adapter::rules::selector::Operator;
         let mut out = Vec::with_capacity(query.selector.requirements.len());
         for r in &query.selector.requirements {
             let key = sanitize_label_key(&r.key);
@@ -293,7 +293,7 @@ impl ObjectResolver for StandaloneResolver {
         if let (Some(namespace), Some(label)) = (query.namespace, hint.namespace_label) {
             matchers.push(tsdb::Matcher::equal(label, namespace));
         }
-        let now_ms = super::now_ms();
+        let now_ms = crate::adapter::now_ms();
         let mint_ms = now_ms - self.lookback.as_millis() as i64;
         let series = self
             .db
@@ -346,7 +346,7 @@ mod tests {
     fn standalone_resolver_matches_selectors_on_series_labels() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).unwrap());
-        let now = super::super::now_ms();
+        let now = crate::adapter::now_ms();
         let sample = [tsdb::Sample::new(now, 1.0)];
         let mut batch = Vec::new();
         let sets: Vec<Vec<(&str, &str)>> = vec![

@@ -4,27 +4,27 @@
 //! `v1beta2` with `metric{name,selector}`/`windowSeconds`), external metrics
 //! (`ExternalMetricValueList`), `Status` errors and `/version`'s `version.Info`.
 
-use super::quantity::Quantity;
+use crate::adapter::provider::quantity::Quantity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
-pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+pub(crate) const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+pub(crate) const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
 
 /// `metav1.ListMeta`, always empty here (no resourceVersion, no continue token).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ListMeta {}
+pub(crate) struct ListMeta {}
 
 /// `metav1.GroupVersionForDiscovery`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct GroupVersionForDiscovery {
-    pub group_version: String,
-    pub version: String,
+pub(crate) struct GroupVersionForDiscovery {
+    pub(crate) group_version: String,
+    pub(crate) version: String,
 }
 
 impl GroupVersionForDiscovery {
-    pub fn new(group: &str, version: &str) -> Self {
+    pub(crate) fn new(group: &str, version: &str) -> Self {
         GroupVersionForDiscovery { group_version: format!("{group}/{version}"), version: version.to_string() }
     }
 }
@@ -32,18 +32,18 @@ impl GroupVersionForDiscovery {
 /// `metav1.APIGroup`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiGroup {
-    pub kind: String,
-    pub api_version: String,
-    pub name: String,
+pub(crate) struct ApiGroup {
+    pub(crate) kind: String,
+    pub(crate) api_version: String,
+    pub(crate) name: String,
     /// Most preferred first.
-    pub versions: Vec<GroupVersionForDiscovery>,
-    pub preferred_version: GroupVersionForDiscovery,
+    pub(crate) versions: Vec<GroupVersionForDiscovery>,
+    pub(crate) preferred_version: GroupVersionForDiscovery,
 }
 
 impl ApiGroup {
     /// A group serving `versions` (most preferred first; must not be empty).
-    pub fn new(name: &str, versions: &[&str]) -> Self {
+    pub(crate) fn new(name: &str, versions: &[&str]) -> Self {
         let versions: Vec<GroupVersionForDiscovery> =
             versions.iter().map(|v| GroupVersionForDiscovery::new(name, v)).collect();
         let preferred_version =
@@ -55,36 +55,36 @@ impl ApiGroup {
 /// `metav1.APIGroupList`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiGroupList {
-    pub kind: String,
-    pub api_version: String,
-    pub groups: Vec<ApiGroup>,
+pub(crate) struct ApiGroupList {
+    pub(crate) kind: String,
+    pub(crate) api_version: String,
+    pub(crate) groups: Vec<ApiGroup>,
 }
 
 /// `metav1.APIResource` (fields Ringtail's lists use).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiResource {
-    pub name: String,
-    pub singular_name: String,
-    pub namespaced: bool,
-    pub kind: String,
-    pub verbs: Vec<String>,
+pub(crate) struct ApiResource {
+    pub(crate) name: String,
+    pub(crate) singular_name: String,
+    pub(crate) namespaced: bool,
+    pub(crate) kind: String,
+    pub(crate) verbs: Vec<String>,
 }
 
 /// `metav1.APIResourceList`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiResourceList {
-    pub kind: String,
-    pub api_version: String,
-    pub group_version: String,
-    pub resources: Vec<ApiResource>,
+pub(crate) struct ApiResourceList {
+    pub(crate) kind: String,
+    pub(crate) api_version: String,
+    pub(crate) group_version: String,
+    pub(crate) resources: Vec<ApiResource>,
 }
 
 impl ApiResourceList {
     /// A list of read-only resources of `kind` (`MetricValueList`, `ExternalMetricValueList`).
-    pub fn new(group_version: String, kind: &str, entries: impl IntoIterator<Item = (String, bool)>) -> Self {
+    pub(crate) fn new(group_version: String, kind: &str, entries: impl IntoIterator<Item = (String, bool)>) -> Self {
         ApiResourceList {
             kind: "APIResourceList".into(),
             api_version: "v1".into(),
@@ -103,62 +103,67 @@ impl ApiResourceList {
     }
 }
 
-/// `core/v1.ObjectReference` (the fields a described object carries).
+/// `core/v1.ObjectReference` (the fields a described object carries). This and the typed metric
+/// values below are what `value_list_json` writes by hand; tests check it against them.
+#[cfg(test)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectReference {
-    pub kind: String,
+pub(crate) struct ObjectReference {
+    pub(crate) kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-    pub api_version: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: String,
+    pub(crate) api_version: String,
 }
 
 /// `custom_metrics/v1beta1.MetricValue`.
+#[cfg(test)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct MetricValueV1Beta1 {
-    pub described_object: ObjectReference,
-    pub metric_name: String,
-    pub timestamp: String,
+pub(crate) struct MetricValueV1Beta1 {
+    pub(crate) described_object: ObjectReference,
+    pub(crate) metric_name: String,
+    pub(crate) timestamp: String,
     #[serde(rename = "window", default, skip_serializing_if = "Option::is_none")]
-    pub window_seconds: Option<i64>,
-    pub value: Quantity,
+    pub(crate) window_seconds: Option<i64>,
+    pub(crate) value: Quantity,
     /// `*metav1.LabelSelector` without `omitempty`: `null` when no metric selector was given.
-    pub selector: Option<serde_json::Value>,
+    pub(crate) selector: Option<serde_json::Value>,
 }
 
 /// `custom_metrics/v1beta2.MetricIdentifier`.
+#[cfg(test)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MetricIdentifier {
-    pub name: String,
-    pub selector: Option<serde_json::Value>,
+pub(crate) struct MetricIdentifier {
+    pub(crate) name: String,
+    pub(crate) selector: Option<serde_json::Value>,
 }
 
 /// `custom_metrics/v1beta2.MetricValue`.
+#[cfg(test)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct MetricValueV1Beta2 {
-    pub described_object: ObjectReference,
-    pub metric: MetricIdentifier,
-    pub timestamp: String,
+pub(crate) struct MetricValueV1Beta2 {
+    pub(crate) described_object: ObjectReference,
+    pub(crate) metric: MetricIdentifier,
+    pub(crate) timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_seconds: Option<i64>,
-    pub value: Quantity,
+    pub(crate) window_seconds: Option<i64>,
+    pub(crate) value: Quantity,
 }
 
 /// `MetricValueList` of either version.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct MetricValueList<T> {
-    pub kind: String,
-    pub api_version: String,
-    pub metadata: ListMeta,
-    pub items: Vec<T>,
+pub(crate) struct MetricValueList<T> {
+    pub(crate) kind: String,
+    pub(crate) api_version: String,
+    pub(crate) metadata: ListMeta,
+    pub(crate) items: Vec<T>,
 }
 
 impl<T> MetricValueList<T> {
-    pub fn new(kind: &str, api_version: String, items: Vec<T>) -> Self {
+    pub(crate) fn new(kind: &str, api_version: String, items: Vec<T>) -> Self {
         MetricValueList { kind: kind.into(), api_version, metadata: ListMeta {}, items }
     }
 }
@@ -166,45 +171,45 @@ impl<T> MetricValueList<T> {
 /// `external_metrics/v1beta1.ExternalMetricValue`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ExternalMetricValue {
-    pub metric_name: String,
-    pub metric_labels: BTreeMap<String, String>,
-    pub timestamp: String,
+pub(crate) struct ExternalMetricValue {
+    pub(crate) metric_name: String,
+    pub(crate) metric_labels: BTreeMap<String, String>,
+    pub(crate) timestamp: String,
     #[serde(rename = "window", default, skip_serializing_if = "Option::is_none")]
-    pub window_seconds: Option<i64>,
-    pub value: Quantity,
+    pub(crate) window_seconds: Option<i64>,
+    pub(crate) value: Quantity,
 }
 
 /// `metav1.StatusDetails`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct StatusDetails {
+pub(crate) struct StatusDetails {
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub group: String,
+    pub(crate) group: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 /// `metav1.Status`, the body of every error.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub kind: String,
-    pub api_version: String,
-    pub metadata: ListMeta,
-    pub status: String,
-    pub message: String,
-    pub reason: String,
+pub(crate) struct Status {
+    pub(crate) kind: String,
+    pub(crate) api_version: String,
+    pub(crate) metadata: ListMeta,
+    pub(crate) status: String,
+    pub(crate) message: String,
+    pub(crate) reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub details: Option<StatusDetails>,
-    pub code: u16,
+    pub(crate) details: Option<StatusDetails>,
+    pub(crate) code: u16,
 }
 
 impl Status {
     /// A failure with HTTP `code` and the Kubernetes `reason` for it.
-    pub fn failure(code: u16, message: impl Into<String>) -> Self {
+    pub(crate) fn failure(code: u16, message: impl Into<String>) -> Self {
         let reason = match code {
             400 => "BadRequest",
             401 => "Unauthorized",
@@ -228,30 +233,25 @@ impl Status {
             code,
         }
     }
-
-    pub fn with_details(mut self, details: StatusDetails) -> Self {
-        self.details = Some(details);
-        self
-    }
 }
 
 /// `version.Info` for `/version`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct VersionInfo {
-    pub major: String,
-    pub minor: String,
-    pub git_version: String,
-    pub git_commit: String,
-    pub git_tree_state: String,
-    pub build_date: String,
-    pub go_version: String,
-    pub compiler: String,
-    pub platform: String,
+pub(crate) struct VersionInfo {
+    pub(crate) major: String,
+    pub(crate) minor: String,
+    pub(crate) git_version: String,
+    pub(crate) git_commit: String,
+    pub(crate) git_tree_state: String,
+    pub(crate) build_date: String,
+    pub(crate) go_version: String,
+    pub(crate) compiler: String,
+    pub(crate) platform: String,
 }
 
 impl VersionInfo {
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         let version = env!("CARGO_PKG_VERSION");
         let mut parts = version.split('.');
         VersionInfo {
@@ -269,7 +269,7 @@ impl VersionInfo {
 }
 
 /// A millisecond timestamp as `metav1.Time` writes it: RFC 3339, whole seconds, UTC.
-pub fn k8s_time(ts_ms: i64) -> String {
+pub(crate) fn k8s_time(ts_ms: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ts_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

@@ -1,25 +1,18 @@
 //! `CompiledRule` is one prometheus-adapter rule made executable: the `seriesQuery` as store
-//! matchers, `seriesFilters` and `name.matches` as regexes, the `name.as` expansion, the
-//! label ↔ group-resource mapping (`resources.overrides` and `resources.template`), and the
-//! `metricsQuery` template with the arguments prometheus-adapter gives it (`Series`,
-//! `LabelMatchers`, `LabelValuesByName`, `GroupBy`, `GroupBySlice`).
-//!
-//! One deliberate difference: when a request names several objects, `LabelMatchers` carries
-//! `pod!=""` instead of prometheus-adapter's `pod=~"a|b|…"`, and the exact set goes to the query
-//! engine as a set matcher added to every selector of the rendered query (no giant regex to
-//! compile per request). `LabelValuesByName` still holds the `a|b|…` form for templates that
-//! read it.
+//! matchers, `seriesFilters` and `name.matches` as regexes, the `name.as` expansion (series name
+//! → metric name), the label ↔ group-resource mapping (`resources.overrides` and
+//! `resources.template`), and the `metricsQuery` compiled once ([`QueryTemplate`]). Building a
+//! request's query from it is `query.rs`.
 
 use super::config::{DiscoveryRule, RegexFilter};
-use super::resources::{GroupResource, ObjectResolver, ResourceInfo};
-use super::selector::{LabelSelector, Operator};
+use super::query_template::QueryTemplate;
 use super::template::{Template, TemplateError, TemplateValue};
+use crate::adapter::provider::resources::{GroupResource, ObjectResolver, ResourceInfo};
 use regex::Regex;
-use std::collections::BTreeMap;
 
 /// Why a rule could not be compiled or a query not built.
 #[derive(Debug, thiserror::Error)]
-pub enum NamingError {
+pub enum RuleError {
     #[error("{at}: invalid seriesQuery {query:?}: {message}")]
     SeriesQuery { at: String, query: String, message: String },
     #[error("{at}: invalid regex {regex:?}: {message}")]
@@ -39,7 +32,7 @@ pub enum NamingError {
 
 /// Whether a rule serves custom or external metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleKind {
+pub(crate) enum RuleKind {
     Custom,
     External,
 }
@@ -54,71 +47,40 @@ struct ResourceTemplate {
 
 /// A rule ready to run.
 #[derive(Debug, Clone)]
-pub struct CompiledRule {
+pub(crate) struct CompiledRule {
     /// `rules[3]` / `externalRules[0]`, for messages.
-    pub at: String,
-    pub kind: RuleKind,
-    pub series_query: String,
-    pub series_matchers: Vec<tsdb::Matcher>,
+    pub(crate) at: String,
+    pub(crate) kind: RuleKind,
+    pub(crate) series_query: String,
+    pub(crate) series_matchers: Vec<tsdb::Matcher>,
     filters: Vec<(Regex, bool)>,
     name_regex: Regex,
     name_as: String,
     overrides: Vec<(String, ResourceInfo)>,
     resource_template: Option<ResourceTemplate>,
-    pub metrics_query: Template,
+    pub(crate) metrics_query: QueryTemplate,
     /// External rules: whether the request's namespace becomes a matcher.
-    pub namespaced: bool,
+    pub(crate) namespaced: bool,
     /// Ringtail's extension: answer for the owners of the pods this rule describes.
-    pub owner_aggregation: Option<super::config::OwnerAggregation>,
-    label_value_replacements: Vec<(String, String)>,
-}
-
-/// The objects a custom-metrics query is about.
-#[derive(Debug, Clone, Copy)]
-pub enum ObjectNames<'a> {
-    One(&'a str),
-    /// Several objects, sorted; never empty (an empty set is answered without a query).
-    Set(&'a [String]),
-    /// Every object with the resource label (a namespace-wide or cluster-wide request).
-    All,
-}
-
-/// Everything a custom-metrics query is built from.
-#[derive(Debug, Clone, Copy)]
-pub struct QueryInput<'a> {
-    pub series: &'a str,
-    pub resource: &'a GroupResource,
-    /// The namespace of a namespaced request (`None` for root-scoped objects and namespaces).
-    pub namespace: Option<&'a str>,
-    pub names: ObjectNames<'a>,
-    pub metric_selector: &'a LabelSelector,
-}
-
-/// A rendered query and what the engine needs with it.
-#[derive(Debug, Clone)]
-pub struct RenderedQuery {
-    pub text: String,
-    /// Matchers to add to every selector (the exact object set of a multi-object request).
-    pub extra_matchers: Vec<tsdb::Matcher>,
-    /// The label naming the object in each result sample (empty for external queries).
-    pub resource_label: String,
-    /// Length of the first range (`[2m]` → 120) in the query, if any.
-    pub window_seconds: Option<i64>,
+    pub(crate) owner_aggregation: Option<super::config::OwnerAggregation>,
+    pub(super) label_value_replacements: Vec<(String, String)>,
 }
 
 impl CompiledRule {
     /// Compiles `rule`; `at` names it in errors (`rules[0]`).
-    pub fn compile(
+    pub(crate) fn compile(
         rule: &DiscoveryRule,
         at: String,
         kind: RuleKind,
         resolver: &dyn ObjectResolver,
-    ) -> Result<CompiledRule, NamingError> {
-        let series_matchers = parse_series_selector(&rule.series_query).map_err(|message| {
-            NamingError::SeriesQuery { at: format!("{at}.seriesQuery"), query: rule.series_query.clone(), message }
+    ) -> Result<CompiledRule, RuleError> {
+        let series_matchers = parse_series_selector(&rule.series_query).map_err(|message| RuleError::SeriesQuery {
+            at: format!("{at}.seriesQuery"),
+            query: rule.series_query.clone(),
+            message,
         })?;
         let compile_regex = |field: String, source: &str| {
-            Regex::new(source).map_err(|e| NamingError::Regex {
+            Regex::new(source).map_err(|e| RuleError::Regex {
                 at: field,
                 regex: source.to_string(),
                 message: e.to_string(),
@@ -130,7 +92,7 @@ impl CompiledRule {
             match (is, is_not) {
                 (Some(re), None) => filters.push((compile_regex(field, re)?, true)),
                 (None, Some(re)) => filters.push((compile_regex(field, re)?, false)),
-                _ => return Err(NamingError::Invalid { at: field, message: "set exactly one of is/isNot".into() }),
+                _ => return Err(RuleError::Invalid { at: field, message: "set exactly one of is/isNot".into() }),
             }
         }
         let matches = if rule.name.matches.is_empty() { ".*" } else { rule.name.matches.as_str() };
@@ -141,7 +103,7 @@ impl CompiledRule {
                 0 => "$0".to_string(),
                 1 => "$1".to_string(),
                 n => {
-                    return Err(NamingError::Invalid {
+                    return Err(RuleError::Invalid {
                         at: format!("{at}.name.as"),
                         message: format!("must be set when name.matches has {n} capture groups"),
                     })
@@ -153,7 +115,7 @@ impl CompiledRule {
         let mut overrides = Vec::new();
         for (label, spec) in &rule.resources.overrides {
             if spec.resource.is_empty() {
-                return Err(NamingError::Invalid {
+                return Err(RuleError::Invalid {
                     at: format!("{at}.resources.overrides.{label}"),
                     message: "resource must be set".into(),
                 });
@@ -164,18 +126,18 @@ impl CompiledRule {
             Some(text) if !text.is_empty() => {
                 let field = format!("{at}.resources.template");
                 let template =
-                    Template::parse(text).map_err(|source| NamingError::Template { at: field.clone(), source })?;
-                let extractor = invert_resource_template(&template)
-                    .map_err(|message| NamingError::Invalid { at: field, message })?;
+                    Template::parse(text).map_err(|source| RuleError::Template { at: field.clone(), source })?;
+                let extractor =
+                    invert_resource_template(&template).map_err(|message| RuleError::Invalid { at: field, message })?;
                 Some(ResourceTemplate { template, extractor })
             }
             _ => None,
         };
-        let metrics_query = Template::parse(&rule.metrics_query)
-            .map_err(|source| NamingError::Template { at: format!("{at}.metricsQuery"), source })?;
+        let metrics_template = Template::parse(&rule.metrics_query)
+            .map_err(|source| RuleError::Template { at: format!("{at}.metricsQuery"), source })?;
         const FIELDS: [&str; 5] = ["Series", "LabelMatchers", "LabelValuesByName", "GroupBy", "GroupBySlice"];
-        if let Some(unknown) = metrics_query.root_fields().into_iter().find(|f| !FIELDS.contains(&f.as_str())) {
-            return Err(NamingError::Invalid {
+        if let Some(unknown) = metrics_template.root_fields().into_iter().find(|f| !FIELDS.contains(&f.as_str())) {
+            return Err(RuleError::Invalid {
                 at: format!("{at}.metricsQuery"),
                 message: format!("unknown template field .{unknown} (known: {})", FIELDS.join(", ")),
             });
@@ -190,7 +152,7 @@ impl CompiledRule {
             name_as,
             overrides,
             resource_template,
-            metrics_query,
+            metrics_query: QueryTemplate::new(metrics_template, kind),
             namespaced: rule.resources.namespaced.unwrap_or(true),
             owner_aggregation: rule.resources.owner_aggregation,
             label_value_replacements: rule
@@ -203,7 +165,7 @@ impl CompiledRule {
 
     /// The API metric name for a series name, or `None` when the filters or `name.matches`
     /// exclude it (prometheus-adapter adds `name.matches` as an implicit `is` filter).
-    pub fn metric_name(&self, series_name: &str) -> Option<String> {
+    pub(crate) fn metric_name(&self, series_name: &str) -> Option<String> {
         if !self.filters.iter().all(|(re, is)| re.is_match(series_name) == *is) {
             return None;
         }
@@ -214,7 +176,7 @@ impl CompiledRule {
     }
 
     /// The resources a series with these label names can describe, with the label naming each.
-    pub fn resources_for_labels<'a>(
+    pub(crate) fn resources_for_labels<'a>(
         &self,
         label_names: impl IntoIterator<Item = &'a str>,
         resolver: &dyn ObjectResolver,
@@ -252,7 +214,7 @@ impl CompiledRule {
     }
 
     /// The label holding names of `resource` objects, from the overrides or the template.
-    pub fn label_for_resource(&self, resource: &GroupResource, resolver: &dyn ObjectResolver) -> Option<String> {
+    pub(crate) fn label_for_resource(&self, resource: &GroupResource, resolver: &dyn ObjectResolver) -> Option<String> {
         if let Some((label, _)) = self.overrides.iter().find(|(_, info)| &info.group_resource == resource) {
             return Some(label.clone());
         }
@@ -266,95 +228,6 @@ impl CompiledRule {
             ("Resource", TemplateValue::str(singular)),
         ]);
         template.template.render(&args).ok().filter(|l| !l.is_empty())
-    }
-
-    /// Builds the query for a custom-metrics request.
-    pub fn build_query(
-        &self,
-        input: &QueryInput<'_>,
-        resolver: &dyn ObjectResolver,
-    ) -> Result<RenderedQuery, NamingError> {
-        let resource_label = self.label_for_resource(input.resource, resolver).ok_or_else(|| NamingError::Invalid {
-            at: self.at.clone(),
-            message: format!("no label for resource {}", input.resource),
-        })?;
-        let mut parts = selector_parts(input.metric_selector)?;
-        if let Some(namespace) = input.namespace {
-            let label = self
-                .label_for_resource(&GroupResource::namespaces(), resolver)
-                .unwrap_or_else(|| "namespace".to_string());
-            parts.push((label.clone(), format!("{label}={}", quote(namespace)), namespace.to_string()));
-        }
-        let mut extra_matchers = Vec::new();
-        let (matcher_text, joined) = match input.names {
-            ObjectNames::One(name) => (format!("{resource_label}={}", quote(name)), name.to_string()),
-            ObjectNames::Set([one]) => (format!("{resource_label}={}", quote(one)), one.clone()),
-            ObjectNames::Set(names) => {
-                extra_matchers.push(tsdb::Matcher::one_of(resource_label.clone(), names.iter().cloned()));
-                (format!("{resource_label}!=\"\""), names.join("|"))
-            }
-            ObjectNames::All => (format!("{resource_label}!=\"\""), String::new()),
-        };
-        parts.push((resource_label.clone(), matcher_text, joined));
-        let group_by = vec![resource_label.clone()];
-        let text = self.render(input.series, &parts, &group_by, &[])?;
-        let window_seconds = first_range_seconds(&text);
-        Ok(RenderedQuery { text, extra_matchers, resource_label, window_seconds })
-    }
-
-    /// Builds the query for an external-metrics request in `namespace`.
-    pub fn build_external_query(
-        &self,
-        series: &str,
-        namespace: &str,
-        metric_selector: &LabelSelector,
-        resolver: &dyn ObjectResolver,
-    ) -> Result<RenderedQuery, NamingError> {
-        let mut parts = selector_parts(metric_selector)?;
-        if self.namespaced {
-            let label = self
-                .label_for_resource(&GroupResource::namespaces(), resolver)
-                .unwrap_or_else(|| "namespace".to_string());
-            parts.push((label.clone(), format!("{label}={}", quote(namespace)), namespace.to_string()));
-        }
-        let text = self.render(series, &parts, &[], &self.label_value_replacements)?;
-        let window_seconds = first_range_seconds(&text);
-        Ok(RenderedQuery { text, extra_matchers: Vec::new(), resource_label: String::new(), window_seconds })
-    }
-
-    fn render(
-        &self,
-        series: &str,
-        parts: &[(String, String, String)],
-        group_by: &[String],
-        replacements: &[(String, String)],
-    ) -> Result<String, NamingError> {
-        let mut by_name = BTreeMap::new();
-        for (label, _, joined) in parts {
-            let mut value = joined.clone();
-            for (find, replace) in replacements {
-                value = value.replace(find.as_str(), replace);
-            }
-            by_name.insert(label.clone(), TemplateValue::Str(value));
-        }
-        let args = TemplateValue::object([
-            ("Series", TemplateValue::str(series)),
-            ("LabelMatchers", TemplateValue::str(parts.iter().map(|p| p.1.as_str()).collect::<Vec<_>>().join(","))),
-            ("LabelValuesByName", TemplateValue::map(by_name)),
-            ("GroupBy", TemplateValue::str(group_by.join(","))),
-            ("GroupBySlice", TemplateValue::list_of_str(group_by.iter().cloned())),
-        ]);
-        let text = self
-            .metrics_query
-            .render(&args)
-            .map_err(|source| NamingError::Template { at: format!("{}.metricsQuery", self.at), source })?;
-        if text.trim().is_empty() {
-            return Err(NamingError::Invalid {
-                at: format!("{}.metricsQuery", self.at),
-                message: "the template rendered an empty query".into(),
-            });
-        }
-        Ok(text)
     }
 }
 
@@ -393,61 +266,14 @@ fn invert_resource_template(template: &Template) -> Result<Regex, String> {
     Regex::new(&pattern).map_err(|e| format!("cannot invert the template: {e}"))
 }
 
-/// A label value as a PromQL string literal.
-pub fn quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn is_prom_label_name(name: &str) -> bool {
+pub(crate) fn is_prom_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// A metric label selector as `(label, matcher text, joined values)` parts, with
-/// prometheus-adapter's operator mapping; `>`/`<` and non-PromQL label names are refused.
-fn selector_parts(selector: &LabelSelector) -> Result<Vec<(String, String, String)>, NamingError> {
-    let mut parts = Vec::new();
-    for r in &selector.requirements {
-        if !is_prom_label_name(&r.key) {
-            return Err(NamingError::BadRequest(format!(
-                "metric label selector key {:?} is not a Prometheus label name",
-                r.key
-            )));
-        }
-        let alternation = || r.values.iter().map(|v| regex::escape(v)).collect::<Vec<_>>().join("|");
-        let text = match (r.operator, r.values.as_slice()) {
-            (Operator::Equals, [v]) => format!("{}={}", r.key, quote(v)),
-            (Operator::NotEquals, [v]) => format!("{}!={}", r.key, quote(v)),
-            (Operator::In, _) => format!("{}=~{}", r.key, quote(&alternation())),
-            (Operator::NotIn, _) => format!("{}!~{}", r.key, quote(&alternation())),
-            (Operator::Exists, _) => format!("{}!=\"\"", r.key),
-            (Operator::DoesNotExist, _) => format!("{}=\"\"", r.key),
-            (op, _) => {
-                return Err(NamingError::BadRequest(format!(
-                    "operator {op:?} on {:?} is not supported in metric label selectors",
-                    r.key
-                )))
-            }
-        };
-        parts.push((r.key.clone(), text, r.values.join("|")));
-    }
-    Ok(parts)
-}
-
 /// Parses a Prometheus series selector (`name`, `name{…}` or `{…}`) into matchers.
-pub fn parse_series_selector(text: &str) -> Result<Vec<tsdb::Matcher>, String> {
+pub(crate) fn parse_series_selector(text: &str) -> Result<Vec<tsdb::Matcher>, String> {
     let text = text.trim();
     let (name, rest) = match text.find('{') {
         Some(open) => (text[..open].trim(), &text[open..]),
@@ -529,60 +355,13 @@ pub fn parse_series_selector(text: &str) -> Result<Vec<tsdb::Matcher>, String> {
     Ok(matchers)
 }
 
-/// Seconds of the first `[duration]` range in a PromQL text (`[2m]`, `[1m30s]`, `[5m:1m]`).
-pub fn first_range_seconds(query: &str) -> Option<i64> {
-    let mut rest = query;
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let end = after.find([']', ':']).unwrap_or(after.len());
-        if let Some(ms) = parse_prom_duration_ms(after[..end].trim()) {
-            return Some(ms / 1000);
-        }
-        rest = after;
-    }
-    None
-}
-
-fn parse_prom_duration_ms(text: &str) -> Option<i64> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let number: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit_ms, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else {
-            let unit = match rest.chars().next()? {
-                's' => 1_000,
-                'm' => 60_000,
-                'h' => 3_600_000,
-                'd' => 86_400_000,
-                'w' => 604_800_000,
-                'y' => 31_536_000_000,
-                _ => return None,
-            };
-            (unit, 1)
-        };
-        total = total.checked_add(number.checked_mul(unit_ms)?)?;
-        rest = &rest[len..];
-    }
-    Some(total)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::adapter::config::{AdapterConfig, GroupResourceSpec, NameMapping, ResourceMapping};
-    use crate::adapter::resources::BuiltinResolver as TableOnly;
+    use crate::adapter::provider::resources::BuiltinResolver as TableOnly;
+    use crate::adapter::rules::config::{AdapterConfig, GroupResourceSpec, NameMapping, ResourceMapping};
 
-    fn seldon_rule() -> CompiledRule {
+    pub(crate) fn seldon_rule() -> CompiledRule {
         let rule = DiscoveryRule {
             series_query: "{__name__=~\"^seldon_model.*_total\",namespace!=\"\"}\n".into(),
             series_filters: vec![
@@ -619,68 +398,6 @@ mod tests {
         let resources = rule.resources_for_labels(["model", "server", "pod", "namespace", "code"], &TableOnly);
         let names: Vec<String> = resources.iter().map(|(i, _)| i.group_resource.to_string()).collect();
         assert_eq!(names, vec!["namespaces", "pods", "models.mlops.seldon.io", "servers.mlops.seldon.io"]);
-    }
-
-    #[test]
-    fn seldon_queries_render_like_prometheus_adapter() {
-        let rule = seldon_rule();
-        let empty = LabelSelector::default();
-        let model = GroupResource::new("mlops.seldon.io", "models");
-        let q = rule
-            .build_query(
-                &QueryInput {
-                    series: "seldon_model_infer_total",
-                    resource: &model,
-                    namespace: Some("seldon-mesh"),
-                    names: ObjectNames::One("irisa0"),
-                    metric_selector: &empty,
-                },
-                &TableOnly,
-            )
-            .unwrap();
-        assert_eq!(
-            q.text,
-            "sum by (model) (\n  rate (\n    seldon_model_infer_total{namespace=\"seldon-mesh\",model=\"irisa0\"}[2m]\n  )\n)\n"
-        );
-        assert_eq!(q.window_seconds, Some(120));
-        let namespaces = GroupResource::namespaces();
-        let q = rule
-            .build_query(
-                &QueryInput {
-                    series: "seldon_model_infer_total",
-                    resource: &namespaces,
-                    namespace: None,
-                    names: ObjectNames::All,
-                    metric_selector: &empty,
-                },
-                &TableOnly,
-            )
-            .unwrap();
-        assert!(q.text.contains("seldon_model_infer_total{namespace!=\"\"}[2m]"), "{}", q.text);
-        assert!(q.text.starts_with("sum by (namespace)"));
-    }
-
-    #[test]
-    fn object_sets_become_a_set_matcher_not_a_regex() {
-        let rule = seldon_rule();
-        let pods = GroupResource::new("", "pods");
-        let names = vec!["a".to_string(), "b".to_string()];
-        let selector = LabelSelector::parse("method_type=rest,code in (200,201)").unwrap();
-        let q = rule
-            .build_query(
-                &QueryInput {
-                    series: "seldon_model_infer_total",
-                    resource: &pods,
-                    namespace: Some("ns"),
-                    names: ObjectNames::Set(&names),
-                    metric_selector: &selector,
-                },
-                &TableOnly,
-            )
-            .unwrap();
-        assert!(q.text.contains("{code=~\"200|201\",method_type=\"rest\",namespace=\"ns\",pod!=\"\"}"), "{}", q.text);
-        assert_eq!(q.extra_matchers.len(), 1);
-        assert_eq!(q.extra_matchers[0].set_values(), &names[..]);
     }
 
     #[test]
@@ -739,13 +456,5 @@ mod tests {
             DiscoveryRule { series_query: "up".into(), metrics_query: "<<.Seris>>".into(), ..Default::default() };
         let err = CompiledRule::compile(&rule, "rules[0]".into(), RuleKind::Custom, &TableOnly).unwrap_err();
         assert!(err.to_string().contains(".Seris"), "{err}");
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(first_range_seconds("rate(x[1m30s])"), Some(90));
-        assert_eq!(first_range_seconds("max_over_time(rate(x[5m])[10m:1m])"), Some(300));
-        assert_eq!(first_range_seconds("x"), None);
-        assert_eq!(first_range_seconds("x{a=~\"[0-9]\"}"), None);
     }
 }

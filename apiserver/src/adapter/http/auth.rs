@@ -56,7 +56,7 @@ pub trait Authenticator: Send + Sync {
 }
 
 /// Accepts everyone (standalone mode without a tokens file).
-pub struct AllowAll;
+pub(crate) struct AllowAll;
 
 impl Authenticator for AllowAll {
     fn decide<'a>(&'a self, _: &'a http::request::Parts, _: Option<&'a ConnectionInfo>) -> PendingDecision<'a> {
@@ -87,7 +87,7 @@ struct TokenTable {
 }
 
 /// Bearer tokens from a file, re-read (at most once a second) when its modification time changes.
-pub struct StaticTokens {
+pub(crate) struct StaticTokens {
     path: PathBuf,
     table: Mutex<TokenTable>,
 }
@@ -96,7 +96,7 @@ pub struct StaticTokens {
 const TOKENS_RECHECK: Duration = Duration::from_secs(1);
 
 impl StaticTokens {
-    pub fn load(path: &Path) -> Result<Self, AuthError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, AuthError> {
         let (entries, modified) = read_tokens(path)?;
         Ok(StaticTokens {
             path: path.to_path_buf(),
@@ -187,7 +187,7 @@ impl Authenticator for StaticTokens {
 
 impl StaticTokens {
     /// The decision for one request head (no I/O: the table is in memory).
-    pub fn check(&self, head: &http::request::Parts) -> AuthDecision {
+    pub(crate) fn check(&self, head: &http::request::Parts) -> AuthDecision {
         let Some(value) = head.headers.get(http::header::AUTHORIZATION) else {
             return AuthDecision::Forbidden(
                 "User \"system:anonymous\" cannot get the metrics APIs: a bearer token is required".into(),

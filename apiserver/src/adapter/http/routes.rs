@@ -11,10 +11,12 @@ use super::k8s_types::{
     k8s_time, ApiGroup, ApiGroupList, ApiResourceList, ExternalMetricValue, MetricValueList, Status, StatusDetails,
     VersionInfo, CUSTOM_GROUP, EXTERNAL_GROUP,
 };
-use super::provider::{CustomMetricRequest, ExternalMetricRequest, ObjectSelection, Provider, ProviderError};
-use super::resources::GroupResource;
-use super::selector::LabelSelector;
 use super::value_list_json::{write_metric_value_list, CustomVersion};
+use crate::adapter::provider::resources::GroupResource;
+use crate::adapter::provider::{
+    CustomMetricRequest, ExternalMetricRequest, ObjectSelection, Provider, ProviderError, ProviderErrorKind,
+};
+use crate::adapter::rules::selector::LabelSelector;
 use crate::evaluation::{EvaluationSlots, SlotError};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -24,27 +26,27 @@ use axum::Router;
 use std::sync::Arc;
 
 /// Versions of `custom.metrics.k8s.io`, most preferred first.
-pub const CUSTOM_VERSIONS: [&str; 2] = ["v1beta2", "v1beta1"];
-pub const EXTERNAL_VERSION: &str = "v1beta1";
+pub(crate) const CUSTOM_VERSIONS: [&str; 2] = ["v1beta2", "v1beta1"];
+pub(crate) const EXTERNAL_VERSION: &str = "v1beta1";
 
 /// State of the adapter routes.
 #[derive(Clone)]
-pub struct AdapterState {
-    pub provider: Arc<Provider>,
-    pub auth: Arc<dyn Authenticator>,
+pub(crate) struct AdapterState {
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) auth: Arc<dyn Authenticator>,
     /// Metric requests evaluated at once (a client opening connections, many HPAs at once: the
     /// burst queues).
-    pub evaluations: EvaluationSlots,
+    pub(crate) evaluations: EvaluationSlots,
 }
 
 impl AdapterState {
-    pub fn new(provider: Arc<Provider>, auth: Arc<dyn Authenticator>) -> Self {
+    pub(crate) fn new(provider: Arc<Provider>, auth: Arc<dyn Authenticator>) -> Self {
         AdapterState { provider, auth, evaluations: EvaluationSlots::default() }
     }
 }
 
 /// The adapter router (already bound to its state).
-pub fn router(state: AdapterState) -> Router {
+pub(crate) fn router(state: AdapterState) -> Router {
     Router::new()
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
@@ -70,19 +72,19 @@ fn json<T: serde::Serialize>(code: StatusCode, body: &T) -> Response {
 }
 
 /// A Kubernetes `Status` error response.
-pub fn status(code: u16, message: impl Into<String>) -> Response {
+pub(crate) fn status(code: u16, message: impl Into<String>) -> Response {
     let http_code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(http_code, &Status::failure(code, message))
 }
 
 fn provider_error(e: ProviderError, details: Option<StatusDetails>) -> Response {
-    let (code, message) = match e {
-        ProviderError::NotFound(m) => (404, m),
-        ProviderError::BadRequest(m) => (400, m),
-        ProviderError::Unavailable(m) => (503, m),
-        ProviderError::Internal(m) => (500, m),
+    let code = match e.kind {
+        ProviderErrorKind::NotFound => 404,
+        ProviderErrorKind::BadRequest => 400,
+        ProviderErrorKind::Unavailable => 503,
+        ProviderErrorKind::Internal => 500,
     };
-    let mut body = Status::failure(code, message);
+    let mut body = Status::failure(code, e.message);
     if code == 404 {
         body.details = details;
     }
@@ -300,8 +302,8 @@ async fn evaluate<T: Send + 'static>(
     let provider = state.provider.clone();
     match state.evaluations.run(None, move || work(&provider)).await {
         Ok(result) => result,
-        Err(e @ (SlotError::Closed | SlotError::TimedOut)) => Err(ProviderError::Unavailable(e.to_string())),
-        Err(e @ SlotError::Task(_)) => Err(ProviderError::Internal(e.to_string())),
+        Err(e @ (SlotError::Closed | SlotError::TimedOut)) => Err(ProviderError::unavailable(e.to_string())),
+        Err(e @ SlotError::Task(_)) => Err(ProviderError::internal(e.to_string())),
     }
 }
 
@@ -314,7 +316,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ProviderError> {
     tokio::task::spawn_blocking(move || work(&provider))
         .await
-        .unwrap_or_else(|e| Err(ProviderError::Internal(format!("request task failed: {e}"))))
+        .unwrap_or_else(|e| Err(ProviderError::internal(format!("request task failed: {e}"))))
 }
 
 async fn custom_metrics(state: AdapterState, request: CustomMetricRequest, version: String) -> Response {
@@ -356,7 +358,7 @@ async fn external_metrics(state: AdapterState, request: ExternalMetricRequest) -
 }
 
 /// A response for a plain-HTTP request that reached the TLS port (as Go's server answers it).
-pub fn plain_http_rejection() -> Vec<u8> {
+pub(crate) fn plain_http_rejection() -> Vec<u8> {
     let body = serde_json::to_string(&Status::failure(400, "Client sent an HTTP request to an HTTPS server."))
         .unwrap_or_default();
     format!(

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 /// A value a template can read.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TemplateValue {
+pub(crate) enum TemplateValue {
     Str(String),
     Int(i64),
     Bool(bool),
@@ -30,20 +30,20 @@ pub enum TemplateValue {
 
 impl TemplateValue {
     /// A struct-like value: reading a field it lacks is an error.
-    pub fn object(fields: impl IntoIterator<Item = (&'static str, TemplateValue)>) -> Self {
+    pub(crate) fn object(fields: impl IntoIterator<Item = (&'static str, TemplateValue)>) -> Self {
         TemplateValue::Map { entries: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), is_struct: true }
     }
 
     /// A map-like value: reading a key it lacks gives `<no value>`.
-    pub fn map(entries: BTreeMap<String, TemplateValue>) -> Self {
+    pub(crate) fn map(entries: BTreeMap<String, TemplateValue>) -> Self {
         TemplateValue::Map { entries, is_struct: false }
     }
 
-    pub fn str(text: impl Into<String>) -> Self {
+    pub(crate) fn str(text: impl Into<String>) -> Self {
         TemplateValue::Str(text.into())
     }
 
-    pub fn list_of_str<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Self {
+    pub(crate) fn list_of_str<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Self {
         TemplateValue::List(items.into_iter().map(|s| TemplateValue::Str(s.into())).collect())
     }
 
@@ -112,7 +112,7 @@ pub enum TemplateError {
 
 /// A parsed template.
 #[derive(Debug, Clone)]
-pub struct Template {
+pub(crate) struct Template {
     source: String,
     nodes: Vec<Node>,
 }
@@ -151,7 +151,7 @@ const BUILTINS: &[&str] =
 
 impl Template {
     /// Parses `source` with `<<`/`>>` delimiters.
-    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+    pub(crate) fn parse(source: &str) -> Result<Template, TemplateError> {
         let pieces = split_actions(source)?;
         let mut pos = 0;
         let (nodes, end) = parse_nodes(source, &pieces, &mut pos)?;
@@ -162,12 +162,12 @@ impl Template {
     }
 
     /// The template text as written.
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.source
     }
 
     /// Top-level fields the template reads from `.` or `$` (for validating a config at load).
-    pub fn root_fields(&self) -> Vec<String> {
+    pub(crate) fn root_fields(&self) -> Vec<String> {
         let mut out = Vec::new();
         collect_fields(&self.nodes, &mut out);
         out.sort();
@@ -175,8 +175,23 @@ impl Template {
         out
     }
 
+    /// Whether the template is text and prints of top-level fields only (`<<.Series>>`: no
+    /// functions, pipelines, conditionals, loops or variables), so that its output depends on a
+    /// field only where that field is printed.
+    pub(crate) fn is_plain_field_prints(&self) -> bool {
+        self.nodes.iter().all(|node| match node {
+            Node::Text(_) => true,
+            Node::Action(Pipeline { decl, commands }) => {
+                decl.is_empty()
+                    && matches!(commands.as_slice(), [command]
+                        if matches!(command.as_slice(), [Operand::Dot(fields)] if fields.len() == 1))
+            }
+            _ => false,
+        })
+    }
+
     /// Executes the template against `data` (bound to `.` and `$`).
-    pub fn render(&self, data: &TemplateValue) -> Result<String, TemplateError> {
+    pub(crate) fn render(&self, data: &TemplateValue) -> Result<String, TemplateError> {
         let mut exec = Exec { template: &self.source, vars: vec![("$".to_string(), data.clone())], out: String::new() };
         exec.nodes(&self.nodes, data)?;
         Ok(exec.out)

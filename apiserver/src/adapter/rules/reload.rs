@@ -3,8 +3,7 @@
 //! file that does not load or compile is rejected with the error logged, and the rules in force
 //! stay as they were.
 
-use super::provider::Provider;
-use super::resources::ObjectResolver;
+use crate::adapter::provider::{ObjectResolver, Provider};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use tokio::sync::watch;
 
 /// Outcome of one reload attempt.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ReloadOutcome {
+pub(crate) enum ReloadOutcome {
     Unchanged,
     Reloaded { custom_rules: usize, external_rules: usize },
     Rejected(String),
@@ -20,7 +19,7 @@ pub enum ReloadOutcome {
 
 /// Re-reads `path` if its bytes differ from `last` (or when `force`), swapping the rules in on
 /// success. `last` is updated either way, so a bad file is reported once, not every poll.
-pub fn reload_if_changed(
+pub(crate) fn reload_if_changed(
     path: &Path,
     last: &mut Option<Vec<u8>>,
     force: bool,
