@@ -38,15 +38,17 @@ mod index;
 mod labels;
 mod matcher;
 mod mmap;
+mod options;
 mod ring;
 mod sample;
 mod segment;
 mod select;
 mod series_log;
 
-pub use db::{AppendReport, Db, LatestSample, Options, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats};
+pub use db::{AppendReport, Db, LatestSample, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats};
 pub use error::{Error, RejectReason};
 pub use labels::{validate_labels, Label, Labels, MAX_LABEL_BYTES, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
+pub use options::Options;
 pub use sample::{is_stale_nan, stale_nan, Sample, STALE_NAN_BITS};
 pub use select::{SampleIter, SelectedSeries};
