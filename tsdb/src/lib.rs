@@ -44,6 +44,7 @@ mod sample;
 mod segment;
 mod select;
 mod series_log;
+mod storage;
 
 pub use db::{AppendReport, Db, LatestSample, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats};
 pub use error::{Error, RejectReason};
@@ -52,3 +53,4 @@ pub use matcher::{MatchOp, Matcher};
 pub use options::Options;
 pub use sample::{is_stale_nan, stale_nan, Sample, STALE_NAN_BITS};
 pub use select::{SampleIter, SelectedSeries};
+pub use storage::{MemoryDirectory, Storage};

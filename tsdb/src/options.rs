@@ -2,6 +2,7 @@
 //! disk budget and its split into ring segments, flushing and retention.
 
 use crate::ring::MAX_SEGMENT_FILES;
+use crate::storage::{MemoryDirectory, Storage};
 use crate::Error;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct Options {
     pub retention: Option<Duration>,
     /// Size of one ring segment; `None` means budget / 16 clamped to 1 MiB ..= 256 MiB.
     pub segment_size_bytes: Option<u64>,
+    /// Where the files live: memory-mapped files in `data_dir` (the default) or in memory.
+    pub storage: Storage,
 }
 
 impl Options {
@@ -39,7 +42,15 @@ impl Options {
             sync_interval: Duration::from_secs(1),
             retention: None,
             segment_size_bytes: None,
+            storage: Storage::Mmap,
         }
+    }
+
+    /// The defaults, with the files in a new, empty [`MemoryDirectory`] instead of on disk (for
+    /// tests). Clones of these options share the files, so opening a store again with a clone is
+    /// a restart.
+    pub fn in_memory() -> Self {
+        Options { storage: Storage::Memory(MemoryDirectory::new()), ..Options::new("<memory>") }
     }
 
     /// The segment size in effect and the number of segments the budget holds.

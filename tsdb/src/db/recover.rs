@@ -7,7 +7,7 @@ use crate::chunk::{ChunkDecoder, EncoderState};
 use crate::head::HeadFiles;
 use crate::index::{Index, SelectionCache};
 use crate::ring::{ChunkRef, Ring};
-use crate::series_log::SeriesLog;
+use crate::series_log::{SeriesLog, SERIES_LOG_NAME};
 use crate::{Error, Options};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicI64, AtomicU64};
@@ -18,11 +18,10 @@ impl Db {
     /// dropped is logged.
     pub fn open(options: Options) -> Result<Db, Error> {
         let (segment_bytes, max_segments) = options.ring_geometry()?;
-        let dir = options.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let (series_log, records) = SeriesLog::open(&dir.join("series.log"))?;
-        let (ring, chunks) = Ring::open(&dir, segment_bytes, max_segments)?;
-        let heads = HeadFiles::open(&dir, records.len())?;
+        let dir = options.storage.open_directory(&options.data_dir)?;
+        let (series_log, records) = SeriesLog::open(dir.as_ref(), SERIES_LOG_NAME)?;
+        let (ring, chunks) = Ring::open(dir.clone(), segment_bytes, max_segments)?;
+        let heads = HeadFiles::open(dir.clone(), records.len())?;
 
         let mut index = Index::new();
         let mut states: Vec<SeriesState> = Vec::with_capacity(records.len());
@@ -102,7 +101,7 @@ impl Db {
         }
         let (ring_samples, _, _) = ring.usage();
         tracing::info!(
-            dir = %dir.display(),
+            dir = %dir.location().display(),
             series = records.len(),
             chunks = chunks.len(),
             ring_samples,
