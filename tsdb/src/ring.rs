@@ -308,6 +308,26 @@ impl Ring {
         Some(header)
     }
 
+    /// The header of the record `r` points at when [`Ring::read_chunk`] would copy it (same
+    /// checks), without copying the payload: for questions its time bounds answer.
+    pub fn chunk_header(&self, r: &ChunkRef, series: u32) -> Option<ChunkHeader> {
+        let segment = self.segments.read().get(r.file_index())?.clone();
+        let _shared = segment.lock.read();
+        if segment.seq() & ((1 << SEQ_BITS) - 1) != r.seq_lo() {
+            return None;
+        }
+        let mut raw = [0u8; CHUNK_HEADER_BYTES];
+        if !segment.read_into(r.offset(), &mut raw) {
+            return None;
+        }
+        let header = ChunkHeader::decode(&raw);
+        let payload_end = r.offset().checked_add(CHUNK_HEADER_BYTES + header.payload_len as usize)?;
+        if header.series != series || header.max_ts_ms != r.max_ts_ms || payload_end > segment.len_bytes() {
+            return None;
+        }
+        Some(header)
+    }
+
     /// (samples, bytes used by records, bytes of segment files).
     pub fn usage(&self) -> (u64, u64, u64) {
         let segments = self.segments.read();

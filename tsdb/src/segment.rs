@@ -207,6 +207,11 @@ impl Segment {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
+    /// Size of the segment file.
+    pub fn len_bytes(&self) -> usize {
+        self.map.len()
+    }
+
     /// Copies bytes out (record reads and recovery scans).
     pub fn read_into(&self, offset: usize, dst: &mut [u8]) -> bool {
         self.map.read_into(offset, dst)

@@ -337,3 +337,53 @@ both_backends! {
         assert_eq!(got, want);
     }
 }
+
+both_backends! {
+    /// `series` decides from chunk bounds without copying chunks; on random data (gaps, a ring
+    /// that recycles, windows between two samples of one chunk, a restart) it must name exactly
+    /// the series `select` returns.
+    fn series_names_what_select_returns(store) {
+        let options = store.small_options(16 << 10, 4 << 10);
+        let mut rng = Rng(23);
+        let mut db = Db::open(options.clone()).unwrap();
+        let pods: Vec<String> = (0..24).map(|i| format!("p{i:02}")).collect();
+        let mut next_ts = vec![0i64; pods.len()];
+        let mut newest = 0i64;
+        let check = |db: &Db, rng: &mut Rng, newest: i64| {
+            for round in 0..300 {
+                let lo = rng.below(newest as u64 + 20_000) as i64 - 10_000;
+                let width = match round % 3 {
+                    0 => rng.below(400) as i64, // narrower than the gap between two samples
+                    1 => rng.below(20_000) as i64,
+                    _ => rng.below(newest as u64 + 1) as i64,
+                };
+                let matchers = match round % 4 {
+                    0 => vec![Matcher::new(MatchOp::RegexMatch, "pod", "p0.*").unwrap()],
+                    _ => vec![Matcher::equal("__name__", "m")],
+                };
+                let (lo, hi) = (lo, lo + width);
+                let want: Vec<tsdb::Labels> =
+                    db.select(&matchers, lo, hi).unwrap().into_iter().map(|s| s.labels).collect();
+                assert_eq!(db.series(&matchers, lo, hi).unwrap(), want, "window [{lo}, {hi}]");
+            }
+        };
+        for step in 0..6_000 {
+            let pod = rng.below(pods.len() as u64) as usize;
+            // Mostly 1 s apart, sometimes a long gap, so windows fall between samples.
+            next_ts[pod] += if rng.below(20) == 0 { 30_000 + rng.below(60_000) as i64 } else { 1_000 };
+            let value = if rng.below(2) == 0 { f64::from_bits(rng.next_u64() >> 2) } else { step as f64 };
+            let labels = [("__name__", "m"), ("pod", pods[pod].as_str())];
+            db.append(&[SeriesSamples::labels(&labels, &[Sample::new(next_ts[pod], value)])]).unwrap();
+            newest = newest.max(next_ts[pod]);
+            if step % 1_000 == 999 {
+                check(&db, &mut rng, newest);
+            }
+            if step == 3_500 {
+                drop(db);
+                db = Db::open(options.clone()).unwrap();
+            }
+        }
+        assert!(db.stats().samples < 6_000, "the ring recycled segments (stale chunk references)");
+        check(&db, &mut rng, newest);
+    }
+}

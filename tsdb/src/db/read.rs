@@ -17,6 +17,39 @@ pub struct LatestSample {
     pub sample: Sample,
 }
 
+/// Whether a chunk (or several) holds samples in a window, from time bounds alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    HasSamples,
+    Empty,
+    /// The window lies strictly between the chunk's first and last sample: only decoding tells.
+    Undecided,
+}
+
+impl Window {
+    /// A chunk whose first sample is at `first_ts_ms` and last at `last_ts_ms`, against
+    /// `[mint_ms, maxt_ms]`: either end inside decides yes, a chunk entirely outside no.
+    fn of(first_ts_ms: i64, last_ts_ms: i64, mint_ms: i64, maxt_ms: i64) -> Window {
+        let inside = |ts: i64| ts >= mint_ms && ts <= maxt_ms;
+        if inside(first_ts_ms) || inside(last_ts_ms) {
+            Window::HasSamples
+        } else if last_ts_ms < mint_ms || first_ts_ms > maxt_ms {
+            Window::Empty
+        } else {
+            Window::Undecided
+        }
+    }
+
+    /// The verdict for two chunks together.
+    fn or(self, other: Window) -> Window {
+        match (self, other) {
+            (Window::HasSamples, _) | (_, Window::HasSamples) => Window::HasSamples,
+            (Window::Undecided, _) | (_, Window::Undecided) => Window::Undecided,
+            (Window::Empty, Window::Empty) => Window::Empty,
+        }
+    }
+}
+
 impl Db {
     /// Series matching all `matchers` with their samples in `[mint_ms, maxt_ms]`, sorted by labels.
     /// Series without samples in the window are left out.
@@ -202,9 +235,85 @@ impl Db {
         out
     }
 
-    /// Label sets of the series matching `matchers` with samples in `[mint_ms, maxt_ms]`.
+    /// Label sets of the series matching `matchers` with samples in `[mint_ms, maxt_ms]`, sorted:
+    /// the label sets of [`Db::select`]'s results, without copying chunks. Each series is decided
+    /// from the time bounds it keeps in memory (open chunk, chunk references) and the headers of
+    /// its closed chunks; only a window that lies strictly inside one chunk's span (after its
+    /// first sample, before its last) has that series decoded as `select` does, to see whether a
+    /// sample falls in between.
     pub fn series(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<Labels>, Error> {
-        Ok(self.select(matchers, mint_ms, maxt_ms)?.into_iter().map(|s| s.labels).collect())
+        let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
+        if mint_ms > maxt_ms {
+            return Ok(Vec::new());
+        }
+        let ids = self.sorted_ids(matchers);
+        let mut found: Vec<u32> = Vec::with_capacity(ids.len().min(1 << 16));
+        let mut undecided: Vec<u32> = Vec::new();
+        {
+            let table = self.table.read();
+            let mut refs: Vec<ChunkRef> = Vec::new();
+            for &id in ids.iter() {
+                let Some(cell) = table.get(id as usize / BLOCK_SERIES).and_then(|b| b.get(id as usize % BLOCK_SERIES))
+                else {
+                    continue;
+                };
+                refs.clear();
+                // The chunks and open-chunk bounds `select_ids` would look at, copied under the
+                // series lock; the ring is asked after it is released, as `select_ids` does.
+                let head_bounds = {
+                    let s = cell.lock();
+                    let first = s.chunks.partition_point(|c| c.max_ts_ms < mint_ms);
+                    for c in &s.chunks[first..] {
+                        refs.push(*c);
+                        if c.max_ts_ms >= maxt_ms {
+                            break;
+                        }
+                    }
+                    let e = &s.enc;
+                    (e.num_samples > 0 && e.first_ts_ms <= maxt_ms && e.last_ts_ms >= mint_ms)
+                        .then_some((e.first_ts_ms, e.last_ts_ms))
+                };
+                let mut verdict =
+                    head_bounds.map_or(Window::Empty, |(first, last)| Window::of(first, last, mint_ms, maxt_ms));
+                for r in &refs {
+                    if verdict == Window::HasSamples {
+                        break;
+                    }
+                    if let Some(header) = self.ring.chunk_header(r, id) {
+                        verdict = verdict.or(Window::of(header.min_ts_ms, header.max_ts_ms, mint_ms, maxt_ms));
+                    }
+                }
+                match verdict {
+                    Window::HasSamples => found.push(id),
+                    Window::Empty => {}
+                    Window::Undecided => {
+                        found.push(id);
+                        undecided.push(id);
+                    }
+                }
+            }
+        }
+        if !undecided.is_empty() {
+            // Both lists are in label order: walk them together, keeping an undecided series only
+            // when decoding found a sample in the window.
+            let decoded = self.select_ids(&undecided, mint_ms, maxt_ms, Some(&[]));
+            let mut confirmed = decoded.iter().map(|series| series.id.0 as u32).peekable();
+            let mut pending = undecided.iter().copied().peekable();
+            found.retain(|&id| {
+                if pending.peek() != Some(&id) {
+                    return true;
+                }
+                pending.next();
+                let keep = confirmed.peek() == Some(&id);
+                if keep {
+                    confirmed.next();
+                }
+                keep
+            });
+        }
+        let index = self.index.read();
+        let projection = index.projection(None);
+        Ok(found.into_iter().map(|id| index.labels_projected(id, &projection)).collect())
     }
 
     /// Sorted label names of the series matching `matchers` (all series when empty).
@@ -225,5 +334,25 @@ impl Db {
         }
         let ids = index.select(matchers);
         Ok(index.label_values(name, Some(&ids)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Window;
+
+    #[test]
+    fn window_verdict_from_chunk_bounds() {
+        // A chunk with samples from 100 to 200 against windows around it.
+        let of = |mint, maxt| Window::of(100, 200, mint, maxt);
+        assert_eq!(of(0, 100), Window::HasSamples, "first sample on the window's end");
+        assert_eq!(of(200, 300), Window::HasSamples, "last sample on the window's start");
+        assert_eq!(of(50, 250), Window::HasSamples);
+        assert_eq!(of(0, 99), Window::Empty);
+        assert_eq!(of(201, 300), Window::Empty);
+        assert_eq!(of(101, 199), Window::Undecided, "between the first and the last sample");
+        assert_eq!(Window::Undecided.or(Window::HasSamples), Window::HasSamples);
+        assert_eq!(Window::Empty.or(Window::Undecided), Window::Undecided);
+        assert_eq!(Window::Empty.or(Window::Empty), Window::Empty);
     }
 }
