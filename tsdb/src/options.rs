@@ -18,7 +18,7 @@ const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 << 20;
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Directory holding the segment files.
+    /// Directory holding the store's files (not touched with [`Storage::Memory`]).
     pub data_dir: PathBuf,
     /// Total disk budget for closed chunks (the segment ring); the oldest segment is reused when it
     /// is full. Head slots (512 bytes per series) and the series log come on top.

@@ -6,7 +6,6 @@
 //! - `read`: select, latest samples, series and label listing;
 //! - `stats`: store figures.
 //!
-//!
 //! Concurrency (how a reader never blocks appends for longer than one chunk copy):
 //! - The series table is a `RwLock` over blocks of per-series `Mutex`es. Appenders and readers take
 //!   the table lock shared; only series creation takes it exclusively, briefly.
@@ -14,7 +13,8 @@
 //!   copies the changed bytes into that series' mapped head slot. No global lock on this path.
 //! - A reader locks a series only to copy its open chunk (≤ 504 bytes) and its chunk references;
 //!   it then copies closed chunks out of the ring under each segment's shared lock and decodes
-//!   outside every lock (`SelectedSeries::samples`).
+//!   outside every lock (`SelectedSeries::samples`). `Db::series` copies only chunk references
+//!   and open-chunk bounds, then reads closed chunks' 28-byte headers the same way.
 //! - Closing a chunk takes the ring's allocation mutex for a few bytes of bookkeeping; recycling
 //!   the oldest segment waits for the (short) copies in flight from it.
 //! - Lock order: index → table → series → ring allocation → segment. Nothing waits on the index
