@@ -80,3 +80,33 @@ impl Options {
         Ok((segment_bytes, count as usize))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Db, Sample, SeriesSamples};
+
+    #[test]
+    fn in_memory_options_share_their_files_across_reopens() {
+        let options = Options::in_memory();
+        let labels = [("__name__", "up")];
+        let db = Db::open(options.clone()).unwrap();
+        db.append(&[SeriesSamples::labels(&labels, &[Sample::new(1_000, 1.0)])]).unwrap();
+        std::mem::forget(db);
+        let db = Db::open(options.clone()).unwrap();
+        assert_eq!(db.stats().samples, 1);
+        assert!(!options.data_dir.exists(), "nothing on disk");
+        let fresh = Db::open(Options::in_memory()).unwrap();
+        assert_eq!(fresh.stats().series, 0, "a new in-memory store starts empty");
+    }
+
+    #[test]
+    fn ring_geometry_defaults_and_limits() {
+        let mut options = Options::new("unused");
+        assert_eq!(options.ring_geometry().unwrap(), (64 << 20, 16));
+        options.storage_size_bytes = 4096;
+        assert!(options.ring_geometry().is_err(), "fewer than 2 segments");
+        options.segment_size_bytes = Some(1024);
+        assert!(options.ring_geometry().is_err(), "segment below the minimum");
+    }
+}
