@@ -152,10 +152,8 @@ mod tests {
 
     /// Regression guard for the close protocol: a kill after the chunk reached the ring but before
     /// the slot was cleared must not duplicate samples.
-    #[test]
-    fn chunk_in_ring_and_uncleared_slot_is_kept_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(Options::new(dir.path())).unwrap();
+    fn check_chunk_in_ring_and_uncleared_slot_is_kept_once(options: Options) {
+        let db = Db::open(options.clone()).unwrap();
         let id = db.resolve(&[("__name__", "m")]).unwrap();
         let mut written = Vec::new();
         let mut before_close = None;
@@ -177,8 +175,15 @@ mod tests {
         slot.write_payload(0, &contents.payload);
         slot.publish_count(contents.num_samples);
         std::mem::forget(db);
-        let db = Db::open(Options::new(dir.path())).unwrap();
+        let db = Db::open(options).unwrap();
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert_eq!(got, written);
+    }
+
+    #[test]
+    fn chunk_in_ring_and_uncleared_slot_is_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        check_chunk_in_ring_and_uncleared_slot_is_kept_once(Options::new(dir.path()));
+        check_chunk_in_ring_and_uncleared_slot_is_kept_once(Options::in_memory());
     }
 }
