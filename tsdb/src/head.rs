@@ -1,18 +1,16 @@
-//! `HeadFiles` holds every series' open chunk in memory-mapped slots, so an acknowledged sample is
-//! in shared file pages (and survives kill -9) before `append` returns. Byte layout:
-//! `docs/format/head.md`.
+//! `HeadFiles` holds every series' open chunk in memory-mapped slots (regions of the storage seam,
+//! `storage`), so an acknowledged sample is in shared file pages (and survives kill -9) before
+//! `append` returns. Byte layout: `docs/format/head.md`.
 //!
 //! Slot `i` belongs to series `i`; files of `SLOTS_PER_FILE` slots are added as series are created
 //! and never remapped, so a series keeps an `Arc` to its file. An append writes the changed payload
 //! bytes, then publishes the new sample count with a single store: a kill leaves either the old or
 //! the new count, and the count never covers bytes that are not written.
 
-use crate::mmap::MappedFile;
-use crate::ring::set_aside;
 use crate::segment::u32_at;
+use crate::storage::{set_aside, Directory, Region};
 use crate::Error;
 use parking_lot::Mutex;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const HEAD_MAGIC: [u8; 8] = *b"RTHEAD01";
@@ -28,7 +26,7 @@ const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * SLOTS_PER_FI
 /// A series' slot: its file and the slot's byte offset in it.
 #[derive(Debug, Clone)]
 pub struct Slot {
-    file: Arc<MappedFile>,
+    file: Arc<Region>,
     offset: u32,
 }
 
@@ -84,12 +82,12 @@ impl Slot {
 /// The head files of a store.
 #[derive(Debug)]
 pub struct HeadFiles {
-    dir: PathBuf,
-    files: Mutex<Vec<Arc<MappedFile>>>,
+    dir: Arc<dyn Directory>,
+    files: Mutex<Vec<Arc<Region>>>,
 }
 
-fn head_path(dir: &Path, index: usize) -> PathBuf {
-    dir.join(format!("head-{index:04}.rt"))
+fn head_name(index: usize) -> String {
+    format!("head-{index:04}.rt")
 }
 
 fn encode_head_header(index: u32) -> [u8; 28] {
@@ -107,14 +105,13 @@ fn encode_head_header(index: u32) -> [u8; 28] {
 impl HeadFiles {
     /// Opens the head files for `series_count` series. A missing, foreign or corrupt file is set
     /// aside and replaced by an empty one (its series lose only their open chunks, which is logged).
-    pub fn open(dir: &Path, series_count: usize) -> Result<HeadFiles, Error> {
-        let heads = HeadFiles { dir: dir.to_path_buf(), files: Mutex::new(Vec::new()) };
+    pub fn open(dir: Arc<dyn Directory>, series_count: usize) -> Result<HeadFiles, Error> {
         let needed = series_count.div_ceil(SLOTS_PER_FILE);
-        let mut files = heads.files.lock();
+        let mut files = Vec::with_capacity(needed);
         for index in 0..needed {
-            let path = head_path(dir, index);
-            let existing = path.exists();
-            let file = match MappedFile::open(&path, HEAD_FILE_BYTES) {
+            let name = head_name(index);
+            let existing = dir.file_len(&name).ok().flatten().is_some();
+            let file = match dir.open_region(&name, HEAD_FILE_BYTES) {
                 Ok(file) => {
                     let mut header = [0u8; 28];
                     file.read_into(0, &mut header);
@@ -122,44 +119,44 @@ impl HeadFiles {
                         Some(file)
                     } else {
                         drop(file);
-                        set_aside(&path, "not a ringtail head file (bad header)");
+                        set_aside(dir.as_ref(), &name, "not a ringtail head file (bad header)");
                         None
                     }
                 }
                 Err(e) => {
-                    set_aside(&path, &e.to_string());
+                    set_aside(dir.as_ref(), &name, &e.to_string());
                     None
                 }
             };
             let file = match file {
                 Some(file) => file,
                 None => {
-                    tracing::warn!(path = %path.display(), "open chunks of this head file are lost");
-                    MappedFile::open(&path, HEAD_FILE_BYTES).map_err(|e| Error::io(&path, e))?
+                    tracing::warn!(path = %dir.path(&name).display(), "open chunks of this head file are lost");
+                    dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(dir.path(&name), e))?
                 }
             };
             file.write(0, &encode_head_header(index as u32));
             files.push(Arc::new(file));
         }
-        drop(files);
         // Files past the series count are reused by new series (every slot is claimed before
         // use), so only their identity is checked here.
         for index in needed.. {
-            let path = head_path(dir, index);
-            let Ok(meta) = std::fs::metadata(&path) else {
+            let name = head_name(index);
+            let Ok(Some(len)) = dir.file_len(&name) else {
                 break;
             };
-            let mut header = [0u8; 28];
-            let readable = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+            let start = dir.read(&name, 28);
+            let header: [u8; 28] = match &start {
+                Ok(Some(bytes)) => bytes.as_slice().try_into().unwrap_or([0u8; 28]),
+                _ => [0u8; 28],
+            };
+            let readable = matches!(&start, Ok(Some(bytes)) if bytes.len() == 28);
             let fresh = header == [0u8; 28]; // created, killed before its header was written
-            if meta.len() != HEAD_FILE_BYTES
-                || readable.is_err()
-                || !(fresh || header == encode_head_header(index as u32))
-            {
-                set_aside(&path, "not a ringtail head file (bad header or size)");
+            if len != HEAD_FILE_BYTES || !readable || !(fresh || header == encode_head_header(index as u32)) {
+                set_aside(dir.as_ref(), &name, "not a ringtail head file (bad header or size)");
             }
         }
-        Ok(heads)
+        Ok(HeadFiles { dir, files: Mutex::new(files) })
     }
 
     /// The slot of `series`, creating the head file that holds it if needed.
@@ -167,14 +164,14 @@ impl HeadFiles {
         let index = series as usize / SLOTS_PER_FILE;
         let mut files = self.files.lock();
         while files.len() <= index {
-            let path = head_path(&self.dir, files.len());
+            let name = head_name(files.len());
             // A leftover file from a store whose series log was truncated is reused: every slot is
             // claimed (cleared) before use.
-            let file = match MappedFile::open(&path, HEAD_FILE_BYTES) {
+            let file = match self.dir.open_region(&name, HEAD_FILE_BYTES) {
                 Ok(file) => file,
                 Err(_) => {
-                    set_aside(&path, "unexpected head file");
-                    MappedFile::open(&path, HEAD_FILE_BYTES).map_err(|e| Error::io(&path, e))?
+                    set_aside(self.dir.as_ref(), &name, "unexpected head file");
+                    self.dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(self.dir.path(&name), e))?
                 }
             };
             file.write(0, &encode_head_header(files.len() as u32));
@@ -190,9 +187,9 @@ impl HeadFiles {
 
     /// msync of every head file.
     pub fn flush(&self) -> Result<(), Error> {
-        let files: Vec<Arc<MappedFile>> = self.files.lock().clone();
+        let files: Vec<Arc<Region>> = self.files.lock().clone();
         for (index, file) in files.iter().enumerate() {
-            file.flush().map_err(|e| Error::io(head_path(&self.dir, index), e))?;
+            file.flush().map_err(|e| Error::io(self.dir.path(&head_name(index)), e))?;
         }
         Ok(())
     }

@@ -2,20 +2,32 @@
 //! budget, with an inverted index over series labels.
 //!
 //! Map of the crate:
-//! - `db`: the public face ([`Db`]): append, select, label listing, stats, open/recover/flush.
-//! - `index` (+ `index/postings`): label set ↔ series id and label → value → postings.
+//! - `db`: the public face ([`Db`]): the value, its series table and lock order (`db/mod.rs`);
+//!   opening and recovery (`db/recover.rs`); the write path, one door for samples
+//!   (`db/append.rs`); select, latest samples, series and label listing (`db/read.rs`); figures
+//!   (`db/stats.rs`).
+//! - `options`: [`Options`], how a store is opened (directory, backend, budget, segment size).
+//! - `index` (+ `index/postings`, `index/selection_cache`): label set ↔ series id and label →
+//!   value → postings.
 //! - `chunk` and `bitstream`: sample compression (delta-of-delta timestamps, short decimals with
 //!   a Gorilla XOR fallback), bit-exact for every `f64`.
 //! - `head`: open chunks, one 512-byte mapped slot per series, written in place on every append.
 //! - `segment` and `ring`: closed chunks in fixed-size segment files reused oldest first.
 //! - `series_log`: the append-only file of series identities.
+//! - `storage`: the storage seam, a small `Directory` trait (fixed-size regions, one log, list,
+//!   rename, remove) with two implementations chosen by [`Storage`]: memory-mapped files
+//!   (`storage/mmap_dir.rs`) and [`MemoryDirectory`] (`storage/memory.rs`, for tests; every
+//!   store test runs on both).
 //! - `mmap`: the only module with `unsafe` — copies in and out of mapped files.
 //! - `select`: query results that decode lazily; `labels`, `matcher`, `sample`, `error`: types.
 //!
 //! The key decision: an append writes straight into shared mapped pages (the series' head slot)
 //! and publishes the new sample count with one store, so an acknowledged sample survives kill -9
 //! with no write-ahead log and no syscall per append; msync (`Db::flush`) only bounds loss on power
-//! failure. File formats are in `tsdb/docs/format/`.
+//! failure. File formats are in `tsdb/docs/format/`. The storage seam costs the hot path nothing
+//! measurable: the directory is a trait object only where files are opened, listed or renamed,
+//! and each byte access goes through `storage::Region`, an enum of the two file kinds (one
+//! predictable branch, no virtual call).
 //!
 //! ```
 //! use tsdb::{Db, Matcher, Options, Sample, SeriesSamples};
@@ -38,15 +50,19 @@ mod index;
 mod labels;
 mod matcher;
 mod mmap;
+mod options;
 mod ring;
 mod sample;
 mod segment;
 mod select;
 mod series_log;
+mod storage;
 
-pub use db::{AppendReport, Db, LatestSample, Options, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats};
+pub use db::{AppendReport, Db, LatestSample, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats};
 pub use error::{Error, RejectReason};
 pub use labels::{validate_labels, Label, Labels, MAX_LABEL_BYTES, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
+pub use options::Options;
 pub use sample::{is_stale_nan, stale_nan, Sample, STALE_NAN_BITS};
 pub use select::{SampleIter, SelectedSeries};
+pub use storage::{MemoryDirectory, Storage};

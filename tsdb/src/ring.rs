@@ -9,9 +9,9 @@
 //! bytes. Recycling waits for those short copies (the exclusive lock).
 
 use crate::segment::{decode_segment_header, ChunkHeader, Segment, CHUNK_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use crate::{mmap::MappedFile, Error};
+use crate::storage::{set_aside, Directory};
+use crate::Error;
 use parking_lot::{Mutex, RwLock};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -66,56 +66,44 @@ struct Alloc {
 /// The ring of segment files.
 #[derive(Debug)]
 pub struct Ring {
-    dir: PathBuf,
+    dir: Arc<dyn Directory>,
     segment_bytes: u64,
     max_segments: usize,
     segments: RwLock<Vec<Arc<Segment>>>,
     alloc: Mutex<Alloc>,
 }
 
-fn segment_path(dir: &Path, index: usize) -> PathBuf {
-    dir.join(format!("seg-{index:04}.rt"))
-}
-
-/// Renames a file we cannot use to `<name>.corrupt` so it is kept for inspection but never read
-/// again.
-pub(crate) fn set_aside(path: &Path, reason: &str) {
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".corrupt");
-    match std::fs::rename(path, &aside) {
-        Ok(()) => tracing::warn!(path = %path.display(), reason, "set aside unusable file as *.corrupt"),
-        Err(e) => tracing::error!(path = %path.display(), reason, error = %e, "could not set aside unusable file"),
-    }
+fn segment_name(index: usize) -> String {
+    format!("seg-{index:04}.rt")
 }
 
 impl Ring {
     /// Opens the segments in `dir`, verifying every record. Returns the ring and the valid chunk
     /// records in write order (sequence number, then offset). Torn tails are truncated and bad
     /// records skipped, with a log line saying how much was dropped.
-    pub fn open(dir: &Path, segment_bytes: u64, max_segments: usize) -> Result<(Ring, Vec<RecoveredChunk>), Error> {
+    pub fn open(
+        dir: Arc<dyn Directory>,
+        segment_bytes: u64,
+        max_segments: usize,
+    ) -> Result<(Ring, Vec<RecoveredChunk>), Error> {
         let mut found: Vec<(usize, Segment)> = Vec::new();
         let mut chunks = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            let name = entry.file_name();
-            let Some(index) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("seg-"))
-                .and_then(|n| n.strip_suffix(".rt"))
-                .and_then(|n| n.parse::<usize>().ok())
+        let names = dir.list().map_err(|e| Error::io(dir.location(), e))?;
+        for name in names {
+            let Some(index) =
+                name.strip_prefix("seg-").and_then(|n| n.strip_suffix(".rt")).and_then(|n| n.parse::<usize>().ok())
             else {
                 continue;
             };
-            let path = entry.path();
             if index >= max_segments {
+                let path = dir.path(&name);
                 tracing::warn!(path = %path.display(), max_segments, "segment beyond the storage budget; removing");
-                if let Err(e) = std::fs::remove_file(&path) {
+                if let Err(e) = dir.remove(&name) {
                     return Err(Error::io(&path, e));
                 }
                 continue;
             }
-            if let Some(segment) = Self::open_segment(&path, index, segment_bytes, &mut chunks) {
+            if let Some(segment) = Self::open_segment(dir.as_ref(), &name, index, segment_bytes, &mut chunks) {
                 found.push((index, segment));
             }
         }
@@ -131,7 +119,7 @@ impl Ring {
                     segments.push(Arc::new(segment));
                 }
             } else {
-                segments.push(Arc::new(Self::create_segment(dir, index, segment_bytes, 0)?));
+                segments.push(Arc::new(Self::create_segment(dir.as_ref(), index, segment_bytes, 0)?));
             }
         }
         let newest = segments.iter().max_by_key(|s| s.seq()).cloned();
@@ -143,37 +131,33 @@ impl Ring {
             },
             None => Alloc { active: None, offset: 0, next_seq: 1 },
         };
-        let ring = Ring {
-            dir: dir.to_path_buf(),
-            segment_bytes,
-            max_segments,
-            segments: RwLock::new(segments),
-            alloc: Mutex::new(alloc),
-        };
+        let ring = Ring { dir, segment_bytes, max_segments, segments: RwLock::new(segments), alloc: Mutex::new(alloc) };
         Ok((ring, chunks))
     }
 
     /// Opens and scans one segment file; `None` when it was set aside.
     fn open_segment(
-        path: &Path,
+        dir: &dyn Directory,
+        name: &str,
         index: usize,
         segment_bytes: u64,
         chunks: &mut Vec<RecoveredChunk>,
     ) -> Option<Segment> {
-        let map = match MappedFile::open(path, segment_bytes) {
+        let map = match dir.open_region(name, segment_bytes) {
             Ok(map) => map,
             Err(e) => {
-                set_aside(path, &e.to_string());
+                set_aside(dir, name, &e.to_string());
                 return None;
             }
         };
+        let path = dir.path(name);
         let mut head = [0u8; SEGMENT_HEADER_BYTES];
         map.read_into(0, &mut head);
         let header = match decode_segment_header(&head, segment_bytes) {
             Ok(h) => h,
             Err(e) => {
                 drop(map);
-                set_aside(path, &e.to_string());
+                set_aside(dir, name, &e.to_string());
                 return None;
             }
         };
@@ -223,9 +207,9 @@ impl Ring {
         Some(segment)
     }
 
-    fn create_segment(dir: &Path, index: usize, segment_bytes: u64, seq: u64) -> Result<Segment, Error> {
-        let path = segment_path(dir, index);
-        let map = MappedFile::open(&path, segment_bytes).map_err(|e| Error::io(&path, e))?;
+    fn create_segment(dir: &dyn Directory, index: usize, segment_bytes: u64, seq: u64) -> Result<Segment, Error> {
+        let name = segment_name(index);
+        let map = dir.open_region(&name, segment_bytes).map_err(|e| Error::io(dir.path(&name), e))?;
         let segment = Segment::new(index as u16, map, seq, SEGMENT_HEADER_BYTES as u32);
         segment.reset(seq);
         Ok(segment)
@@ -274,7 +258,7 @@ impl Ring {
         let seq = alloc.next_seq;
         let count = self.segments.read().len();
         let index = if count < self.max_segments {
-            let segment = Self::create_segment(&self.dir, count, self.segment_bytes, seq)?;
+            let segment = Self::create_segment(self.dir.as_ref(), count, self.segment_bytes, seq)?;
             self.segments.write().push(Arc::new(segment));
             count
         } else {
@@ -324,6 +308,26 @@ impl Ring {
         Some(header)
     }
 
+    /// The header of the record `r` points at when [`Ring::read_chunk`] would copy it (same
+    /// checks), without copying the payload: for questions its time bounds answer.
+    pub fn chunk_header(&self, r: &ChunkRef, series: u32) -> Option<ChunkHeader> {
+        let segment = self.segments.read().get(r.file_index())?.clone();
+        let _shared = segment.lock.read();
+        if segment.seq() & ((1 << SEQ_BITS) - 1) != r.seq_lo() {
+            return None;
+        }
+        let mut raw = [0u8; CHUNK_HEADER_BYTES];
+        if !segment.read_into(r.offset(), &mut raw) {
+            return None;
+        }
+        let header = ChunkHeader::decode(&raw);
+        let payload_end = r.offset().checked_add(CHUNK_HEADER_BYTES + header.payload_len as usize)?;
+        if header.series != series || header.max_ts_ms != r.max_ts_ms || payload_end > segment.len_bytes() {
+            return None;
+        }
+        Some(header)
+    }
+
     /// (samples, bytes used by records, bytes of segment files).
     pub fn usage(&self) -> (u64, u64, u64) {
         let segments = self.segments.read();
@@ -342,7 +346,7 @@ impl Ring {
     pub fn flush(&self) -> Result<(), Error> {
         let segments: Vec<Arc<Segment>> = self.segments.read().clone();
         for segment in segments {
-            segment.flush().map_err(|e| Error::io(segment_path(&self.dir, segment.file_index as usize), e))?;
+            segment.flush().map_err(|e| Error::io(self.dir.path(&segment_name(segment.file_index as usize)), e))?;
         }
         Ok(())
     }

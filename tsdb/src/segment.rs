@@ -6,7 +6,7 @@
 //! (reserved, unpublished) records. Recycling takes the lock exclusively and bumps `seq`, which
 //! readers compare with the sequence number in their chunk reference.
 
-use crate::mmap::MappedFile;
+use crate::storage::Region;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -140,7 +140,7 @@ pub fn decode_segment_header(
 #[derive(Debug)]
 pub struct Segment {
     pub file_index: u16,
-    map: MappedFile,
+    map: Region,
     /// Sequence number of the current contents (bumped on recycle, under the exclusive lock).
     seq: AtomicU64,
     /// Shared: copying a published record, or filling a reserved one. Exclusive: recycling.
@@ -153,7 +153,7 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub fn new(file_index: u16, map: MappedFile, seq: u64, end: u32) -> Segment {
+    pub fn new(file_index: u16, map: Region, seq: u64, end: u32) -> Segment {
         Segment {
             file_index,
             map,
@@ -205,6 +205,11 @@ impl Segment {
         std::sync::atomic::fence(Ordering::Release);
         self.map.write(offset + 24, &header[24..28]);
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Size of the segment file.
+    pub fn len_bytes(&self) -> usize {
+        self.map.len()
     }
 
     /// Copies bytes out (record reads and recovery scans).

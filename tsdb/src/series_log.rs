@@ -4,13 +4,13 @@
 //! A record is written with one `write` call before the new id is handed out, so it is in the
 //! page cache (kill -9 safe) before any sample of the series can be acknowledged; `flush` fsyncs.
 
-use crate::ring::set_aside;
 use crate::segment::u32_at;
+use crate::storage::{set_aside, Directory, LogFile};
 use crate::{Error, Label, Labels};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+/// The log's file name in the store's directory.
+pub const SERIES_LOG_NAME: &str = "series.log";
 pub const SERIES_LOG_MAGIC: [u8; 8] = *b"RTSERS01";
 pub const SERIES_LOG_VERSION: u32 = 1;
 const FILE_HEADER_BYTES: usize = 16;
@@ -31,7 +31,7 @@ pub struct SeriesRecord {
 #[derive(Debug)]
 pub struct SeriesLog {
     path: PathBuf,
-    file: File,
+    file: LogFile,
     len_bytes: u64,
     buf: Vec<u8>,
 }
@@ -94,14 +94,14 @@ fn decode_body(body: &[u8]) -> Option<SeriesRecord> {
 impl SeriesLog {
     /// Opens (or creates) the log and returns every intact record, in order with ids 0, 1, 2, …
     /// A torn or corrupt tail is truncated (logged); a foreign file is set aside.
-    pub fn open(path: &Path) -> Result<(SeriesLog, Vec<SeriesRecord>), Error> {
-        let mut data = Vec::new();
-        if path.exists() {
-            File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(|e| Error::io(path, e))?;
-            if data.len() < FILE_HEADER_BYTES || data[..FILE_HEADER_BYTES] != file_header() {
-                set_aside(path, "not a ringtail series log (bad header)");
-                data.clear();
+    pub fn open(dir: &dyn Directory, name: &str) -> Result<(SeriesLog, Vec<SeriesRecord>), Error> {
+        let path = dir.path(name);
+        let mut data = dir.read(name, u64::MAX).map_err(|e| Error::io(&path, e))?.unwrap_or_default();
+        if data.len() < FILE_HEADER_BYTES || data[..FILE_HEADER_BYTES] != file_header() {
+            if dir.file_len(name).ok().flatten().is_some() {
+                set_aside(dir, name, "not a ringtail series log (bad header)");
             }
+            data.clear();
         }
         let mut records = Vec::new();
         let mut good_end = FILE_HEADER_BYTES.min(data.len());
@@ -130,29 +130,20 @@ impl SeriesLog {
                 "truncated torn or corrupt tail of the series log"
             );
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        let mut log = SeriesLog { path: path.to_path_buf(), file, len_bytes: good_end as u64, buf: Vec::new() };
+        let file = dir.open_log(name).map_err(|e| Error::io(&path, e))?;
+        let mut log = SeriesLog { path, file, len_bytes: good_end as u64, buf: Vec::new() };
         if good_end < FILE_HEADER_BYTES {
-            log.file.set_len(0).map_err(|e| Error::io(path, e))?;
+            log.file.set_len(0).map_err(|e| Error::io(&log.path, e))?;
             log.write_at_end(&file_header())?;
             log.len_bytes = FILE_HEADER_BYTES as u64;
         } else {
-            log.file.set_len(good_end as u64).map_err(|e| Error::io(path, e))?;
+            log.file.set_len(good_end as u64).map_err(|e| Error::io(&log.path, e))?;
         }
         Ok((log, records))
     }
 
     fn write_at_end(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        use std::io::{Seek, SeekFrom};
-        self.file.seek(SeekFrom::Start(self.len_bytes)).map_err(|e| Error::io(&self.path, e))?;
-        self.file.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
-        Ok(())
+        self.file.write_at(self.len_bytes, bytes).map_err(|e| Error::io(&self.path, e))
     }
 
     /// Appends one series record.
@@ -174,13 +165,14 @@ impl SeriesLog {
 
     /// fsync.
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+        self.file.sync().map_err(|e| Error::io(&self.path, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::MmapDirectory;
 
     #[test]
     fn record_golden_bytes() {
@@ -196,9 +188,10 @@ mod tests {
 
     #[test]
     fn torn_tail_is_truncated_and_appends_continue() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("series.log");
-        let (mut log, records) = SeriesLog::open(&path).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MmapDirectory::new(tmp.path());
+        let path = tmp.path().join("series.log");
+        let (mut log, records) = SeriesLog::open(&dir, "series.log").unwrap();
         assert!(records.is_empty());
         for id in 0..3 {
             let labels = Labels::from_pairs([("__name__", format!("m{id}"))]);
@@ -206,25 +199,24 @@ mod tests {
         }
         drop(log);
         let len = std::fs::metadata(&path).unwrap().len();
-        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
-        let (mut log, records) = SeriesLog::open(&path).unwrap();
+        let (mut log, records) = SeriesLog::open(&dir, "series.log").unwrap();
         assert_eq!(records.len(), 2);
         log.append(&SeriesRecord { id: 2, created_position: 0, labels: Labels::from_pairs([("__name__", "x")]) })
             .unwrap();
         drop(log);
-        let (_, records) = SeriesLog::open(&path).unwrap();
+        let (_, records) = SeriesLog::open(&dir, "series.log").unwrap();
         assert_eq!(records.len(), 3);
         assert_eq!(records[2].labels.metric_name(), Some("x"));
     }
 
     #[test]
     fn foreign_file_is_set_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("series.log");
-        std::fs::write(&path, b"hello, I am not a series log at all").unwrap();
-        let (_, records) = SeriesLog::open(&path).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("series.log"), b"hello, I am not a series log at all").unwrap();
+        let (_, records) = SeriesLog::open(&MmapDirectory::new(tmp.path()), "series.log").unwrap();
         assert!(records.is_empty());
-        assert!(dir.path().join("series.log.corrupt").exists());
+        assert!(tmp.path().join("series.log.corrupt").exists());
     }
 }

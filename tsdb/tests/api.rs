@@ -1,180 +1,180 @@
 //! Append, select, ordering rules, label listing and concurrency through the public API.
 
-use crate::helpers::{all_samples, append_pairs, small_options, Rng};
+use crate::helpers::{all_samples, append_pairs, both_backends, Rng};
 use std::sync::Arc;
-use tsdb::{stale_nan, Db, MatchOp, Matcher, Options, RejectReason, Sample, SeriesSamples};
+use tsdb::{stale_nan, Db, MatchOp, Matcher, RejectReason, Sample, SeriesSamples};
 
-#[test]
-fn samples_come_back_bit_exact_across_many_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(small_options(dir.path(), 8 << 20, 1 << 20)).unwrap();
-    let id = db.resolve(&[("__name__", "m"), ("job", "a")]).unwrap();
-    let mut rng = Rng(7);
-    let mut expected = Vec::new();
-    let mut ts = 1_700_000_000_000i64;
-    for i in 0..20_000 {
-        ts += 15_000 + rng.below(3) as i64;
-        let value = match i % 5 {
-            0 => rng.below(1000) as f64 / 1000.0,
-            1 => f64::from_bits(rng.next_u64()),
-            2 if i % 50 == 2 => stale_nan(),
-            _ => i as f64,
+both_backends! {
+    fn samples_come_back_bit_exact_across_many_chunks(store) {
+        let db = Db::open(store.small_options(8 << 20, 1 << 20)).unwrap();
+        let id = db.resolve(&[("__name__", "m"), ("job", "a")]).unwrap();
+        let mut rng = Rng(7);
+        let mut expected = Vec::new();
+        let mut ts = 1_700_000_000_000i64;
+        for i in 0..20_000 {
+            ts += 15_000 + rng.below(3) as i64;
+            let value = match i % 5 {
+                0 => rng.below(1000) as f64 / 1000.0,
+                1 => f64::from_bits(rng.next_u64()),
+                2 if i % 50 == 2 => stale_nan(),
+                _ => i as f64,
+            };
+            expected.push(Sample::new(ts, value));
+        }
+        for batch in expected.chunks(100) {
+            let entries: Vec<_> = batch.iter().map(|s| (id, *s)).collect();
+            let report = append_pairs(&db, &entries).unwrap();
+            assert_eq!(report.appended, batch.len() as u64);
+        }
+        let got = all_samples(&db, "m");
+        assert_eq!(got.len(), expected.len());
+        assert!(got.iter().zip(&expected).all(|(a, b)| a.bit_eq(b)));
+        let stats = db.stats();
+        assert_eq!(stats.samples, expected.len() as u64);
+        assert!(stats.bytes_per_sample > 0.0 && stats.data_bytes > 0);
+        // Inclusive window in the middle of the data.
+        let (lo, hi) = (expected[5000].ts_ms, expected[9000].ts_ms);
+        let window = db.select(&[Matcher::equal("job", "a")], lo, hi).unwrap();
+        let window: Vec<Sample> = window[0].samples().collect();
+        assert_eq!(window.len(), 4001);
+        assert!(window[0].bit_eq(&expected[5000]) && window[4000].bit_eq(&expected[9000]));
+    }
+}
+
+both_backends! {
+    fn ordering_rules_reject_and_count_by_reason(store) {
+        let db = Db::open(store.options()).unwrap();
+        let id = db.resolve(&[("__name__", "m")]).unwrap();
+        append_pairs(&db, &[(id, Sample::new(2000, 1.0))]).unwrap();
+        let report = append_pairs(
+            &db,
+            &[
+                (id, Sample::new(1000, 1.0)),
+                (id, Sample::new(2000, 1.0)),
+                (id, Sample::new(2000, 2.0)),
+                (id, Sample::new(3000, 3.0)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(report.appended, 1);
+        assert_eq!(report.duplicates, 1);
+        let reasons: Vec<_> = report.rejections.iter().map(|r| (r.index, r.reason)).collect();
+        assert_eq!(reasons, vec![(0, RejectReason::OutOfOrder), (2, RejectReason::DuplicateTimestamp)]);
+        let stats = db.stats();
+        assert_eq!(stats.duplicates, 1);
+        assert!(stats.rejected.contains(&(RejectReason::OutOfOrder, 1)));
+        assert!(stats.rejected.contains(&(RejectReason::DuplicateTimestamp, 1)));
+        assert_eq!(all_samples(&db, "m"), vec![Sample::new(2000, 1.0), Sample::new(3000, 3.0)]);
+    }
+}
+
+both_backends! {
+    fn staleness_marker_is_stored_like_a_sample(store) {
+        let db = Db::open(store.options()).unwrap();
+        let samples = [Sample::new(1000, 1.0), Sample::new(2000, stale_nan())];
+        let batch = [SeriesSamples::labels(&[("__name__", "up"), ("job", "x")], &samples)];
+        let report = db.append(&batch).unwrap();
+        assert_eq!((report.appended, report.series_created), (2, 1));
+        let got = all_samples(&db, "up");
+        assert!(tsdb::is_stale_nan(got[1].value));
+        // The same marker again is an idempotent repeat, not a conflict.
+        let report = db.append(&batch[..]).unwrap();
+        assert_eq!((report.duplicates, report.series_created), (1, 0));
+    }
+}
+
+both_backends! {
+    fn selectors_use_the_index_and_results_are_sorted(store) {
+        let db = Db::open(store.options()).unwrap();
+        for (job, pod) in [("api", "b"), ("api", "a"), ("db", "c")] {
+            let labels = [("__name__", "req"), ("job", job), ("pod", pod)];
+            db.append(&[SeriesSamples::labels(&labels, &[Sample::new(10, 1.0)])]).unwrap();
+        }
+        db.append(&[SeriesSamples::labels(&[("__name__", "req")], &[Sample::new(10, 1.0)])]).unwrap();
+        let pods = |matchers: &[Matcher]| -> Vec<String> {
+            db.select(matchers, 0, 100).unwrap().iter().map(|s| s.labels.get("pod").unwrap_or("-").to_string()).collect()
         };
-        expected.push(Sample::new(ts, value));
+        assert_eq!(pods(&[Matcher::equal("job", "api")]), vec!["a", "b"]);
+        assert_eq!(pods(&[Matcher::new(MatchOp::NotEqual, "job", "api").unwrap()]), vec!["-", "c"]);
+        assert_eq!(pods(&[Matcher::new(MatchOp::RegexMatch, "pod", "a|c").unwrap()]), vec!["a", "c"]);
+        assert_eq!(pods(&[Matcher::new(MatchOp::RegexNoMatch, "pod", ".+").unwrap()]), vec!["-"]);
+        assert_eq!(pods(&[Matcher::one_of("pod", ["b".to_string(), "c".to_string()])]), vec!["b", "c"]);
+        // Outside the window: nothing.
+        assert!(db.select(&[Matcher::equal("job", "api")], 11, 100).unwrap().is_empty());
+        assert_eq!(db.label_names(&[]).unwrap(), vec!["__name__", "job", "pod"]);
+        assert_eq!(db.label_values("pod", &[Matcher::equal("job", "api")]).unwrap(), vec!["a", "b"]);
+        assert_eq!(db.series(&[Matcher::equal("pod", "c")], 0, 100).unwrap()[0].get("job"), Some("db"));
     }
-    for batch in expected.chunks(100) {
-        let entries: Vec<_> = batch.iter().map(|s| (id, *s)).collect();
-        let report = append_pairs(&db, &entries).unwrap();
-        assert_eq!(report.appended, batch.len() as u64);
+}
+
+both_backends! {
+    fn invalid_labels_fail_the_whole_batch(store) {
+        let db = Db::open(store.options()).unwrap();
+        let sample = [Sample::new(1, 1.0)];
+        let good = SeriesSamples::labels(&[("__name__", "ok")], &sample);
+        let bad = SeriesSamples::labels(&[("job", "no-name")], &sample);
+        assert!(matches!(db.append(&[good, bad]), Err(tsdb::Error::InvalidSeries { index: 1, .. })));
+        assert_eq!(db.stats().samples, 0);
+        assert!(append_pairs(&db, &[(tsdb::SeriesId(99), Sample::new(1, 1.0))]).is_err());
     }
-    let got = all_samples(&db, "m");
-    assert_eq!(got.len(), expected.len());
-    assert!(got.iter().zip(&expected).all(|(a, b)| a.bit_eq(b)));
-    let stats = db.stats();
-    assert_eq!(stats.samples, expected.len() as u64);
-    assert!(stats.bytes_per_sample > 0.0 && stats.data_bytes > 0);
-    // Inclusive window in the middle of the data.
-    let (lo, hi) = (expected[5000].ts_ms, expected[9000].ts_ms);
-    let window = db.select(&[Matcher::equal("job", "a")], lo, hi).unwrap();
-    let window: Vec<Sample> = window[0].samples().collect();
-    assert_eq!(window.len(), 4001);
-    assert!(window[0].bit_eq(&expected[5000]) && window[4000].bit_eq(&expected[9000]));
 }
 
-#[test]
-fn ordering_rules_reject_and_count_by_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(Options::new(dir.path())).unwrap();
-    let id = db.resolve(&[("__name__", "m")]).unwrap();
-    append_pairs(&db, &[(id, Sample::new(2000, 1.0))]).unwrap();
-    let report = append_pairs(
-        &db,
-        &[
-            (id, Sample::new(1000, 1.0)),
-            (id, Sample::new(2000, 1.0)),
-            (id, Sample::new(2000, 2.0)),
-            (id, Sample::new(3000, 3.0)),
-        ],
-    )
-    .unwrap();
-    assert_eq!(report.appended, 1);
-    assert_eq!(report.duplicates, 1);
-    let reasons: Vec<_> = report.rejections.iter().map(|r| (r.index, r.reason)).collect();
-    assert_eq!(reasons, vec![(0, RejectReason::OutOfOrder), (2, RejectReason::DuplicateTimestamp)]);
-    let stats = db.stats();
-    assert_eq!(stats.duplicates, 1);
-    assert!(stats.rejected.contains(&(RejectReason::OutOfOrder, 1)));
-    assert!(stats.rejected.contains(&(RejectReason::DuplicateTimestamp, 1)));
-    assert_eq!(all_samples(&db, "m"), vec![Sample::new(2000, 1.0), Sample::new(3000, 3.0)]);
-}
-
-#[test]
-fn staleness_marker_is_stored_like_a_sample() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(Options::new(dir.path())).unwrap();
-    let samples = [Sample::new(1000, 1.0), Sample::new(2000, stale_nan())];
-    let batch = [SeriesSamples::labels(&[("__name__", "up"), ("job", "x")], &samples)];
-    let report = db.append(&batch).unwrap();
-    assert_eq!((report.appended, report.series_created), (2, 1));
-    let got = all_samples(&db, "up");
-    assert!(tsdb::is_stale_nan(got[1].value));
-    // The same marker again is an idempotent repeat, not a conflict.
-    let report = db.append(&batch[..]).unwrap();
-    assert_eq!((report.duplicates, report.series_created), (1, 0));
-}
-
-#[test]
-fn selectors_use_the_index_and_results_are_sorted() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(Options::new(dir.path())).unwrap();
-    for (job, pod) in [("api", "b"), ("api", "a"), ("db", "c")] {
-        let labels = [("__name__", "req"), ("job", job), ("pod", pod)];
-        db.append(&[SeriesSamples::labels(&labels, &[Sample::new(10, 1.0)])]).unwrap();
+both_backends! {
+    fn retention_rejects_and_hides_old_samples(store) {
+        let mut options = store.options();
+        options.retention = Some(std::time::Duration::from_secs(3600));
+        let db = Db::open(options).unwrap();
+        let id = db.resolve(&[("__name__", "m")]).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let report = append_pairs(&db, &[(id, Sample::new(now - 7_200_000, 1.0)), (id, Sample::new(now, 2.0))]).unwrap();
+        assert_eq!(report.rejections[0].reason, RejectReason::TooOld);
+        assert_eq!(all_samples(&db, "m"), vec![Sample::new(now, 2.0)]);
     }
-    db.append(&[SeriesSamples::labels(&[("__name__", "req")], &[Sample::new(10, 1.0)])]).unwrap();
-    let pods = |matchers: &[Matcher]| -> Vec<String> {
-        db.select(matchers, 0, 100).unwrap().iter().map(|s| s.labels.get("pod").unwrap_or("-").to_string()).collect()
-    };
-    assert_eq!(pods(&[Matcher::equal("job", "api")]), vec!["a", "b"]);
-    assert_eq!(pods(&[Matcher::new(MatchOp::NotEqual, "job", "api").unwrap()]), vec!["-", "c"]);
-    assert_eq!(pods(&[Matcher::new(MatchOp::RegexMatch, "pod", "a|c").unwrap()]), vec!["a", "c"]);
-    assert_eq!(pods(&[Matcher::new(MatchOp::RegexNoMatch, "pod", ".+").unwrap()]), vec!["-"]);
-    assert_eq!(pods(&[Matcher::one_of("pod", ["b".to_string(), "c".to_string()])]), vec!["b", "c"]);
-    // Outside the window: nothing.
-    assert!(db.select(&[Matcher::equal("job", "api")], 11, 100).unwrap().is_empty());
-    assert_eq!(db.label_names(&[]).unwrap(), vec!["__name__", "job", "pod"]);
-    assert_eq!(db.label_values("pod", &[Matcher::equal("job", "api")]).unwrap(), vec!["a", "b"]);
-    assert_eq!(db.series(&[Matcher::equal("pod", "c")], 0, 100).unwrap()[0].get("job"), Some("db"));
 }
 
-#[test]
-fn invalid_labels_fail_the_whole_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(Options::new(dir.path())).unwrap();
-    let sample = [Sample::new(1, 1.0)];
-    let good = SeriesSamples::labels(&[("__name__", "ok")], &sample);
-    let bad = SeriesSamples::labels(&[("job", "no-name")], &sample);
-    assert!(matches!(db.append(&[good, bad]), Err(tsdb::Error::InvalidSeries { index: 1, .. })));
-    assert_eq!(db.stats().samples, 0);
-    assert!(append_pairs(&db, &[(tsdb::SeriesId(99), Sample::new(1, 1.0))]).is_err());
-}
-
-#[test]
-fn retention_rejects_and_hides_old_samples() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut options = Options::new(dir.path());
-    options.retention = Some(std::time::Duration::from_secs(3600));
-    let db = Db::open(options).unwrap();
-    let id = db.resolve(&[("__name__", "m")]).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let report = append_pairs(&db, &[(id, Sample::new(now - 7_200_000, 1.0)), (id, Sample::new(now, 2.0))]).unwrap();
-    assert_eq!(report.rejections[0].reason, RejectReason::TooOld);
-    assert_eq!(all_samples(&db, "m"), vec![Sample::new(now, 2.0)]);
-}
-
-#[test]
-fn concurrent_appenders_and_readers_see_consistent_prefixes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(small_options(dir.path(), 4 << 20, 256 << 10)).unwrap());
-    let ids: Vec<_> = (0..8).map(|i| db.resolve(&[("__name__", "c"), ("shard", &i.to_string())]).unwrap()).collect();
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let db = db.clone();
-            let ids: Vec<_> = ids.iter().copied().skip(w).step_by(2).collect();
-            std::thread::spawn(move || {
-                for step in 1..=3000i64 {
-                    let entries: Vec<_> = ids.iter().map(|id| (*id, Sample::new(step * 1000, step as f64))).collect();
-                    assert_eq!(append_pairs(&db, &entries).unwrap().appended, ids.len() as u64);
-                }
+both_backends! {
+    fn concurrent_appenders_and_readers_see_consistent_prefixes(store) {
+        let db = Arc::new(Db::open(store.small_options(4 << 20, 256 << 10)).unwrap());
+        let ids: Vec<_> = (0..8).map(|i| db.resolve(&[("__name__", "c"), ("shard", &i.to_string())]).unwrap()).collect();
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let db = db.clone();
+                let ids: Vec<_> = ids.iter().copied().skip(w).step_by(2).collect();
+                std::thread::spawn(move || {
+                    for step in 1..=3000i64 {
+                        let entries: Vec<_> = ids.iter().map(|id| (*id, Sample::new(step * 1000, step as f64))).collect();
+                        assert_eq!(append_pairs(&db, &entries).unwrap().appended, ids.len() as u64);
+                    }
+                })
             })
-        })
-        .collect();
-    let reader = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            for _ in 0..200 {
-                for series in db.select(&[Matcher::equal("__name__", "c")], i64::MIN, i64::MAX).unwrap() {
-                    // Every series is a gap-free prefix 1, 2, 3, … (no torn or reordered chunks).
-                    for (i, s) in series.samples().enumerate() {
-                        assert_eq!(s.ts_ms, (i as i64 + 1) * 1000);
-                        assert_eq!(s.value, (i + 1) as f64);
+            .collect();
+        let reader = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    for series in db.select(&[Matcher::equal("__name__", "c")], i64::MIN, i64::MAX).unwrap() {
+                        // Every series is a gap-free prefix 1, 2, 3, … (no torn or reordered chunks).
+                        for (i, s) in series.samples().enumerate() {
+                            assert_eq!(s.ts_ms, (i as i64 + 1) * 1000);
+                            assert_eq!(s.value, (i + 1) as f64);
+                        }
                     }
                 }
-            }
-        })
-    };
-    for w in writers {
-        w.join().unwrap();
+            })
+        };
+        for w in writers {
+            w.join().unwrap();
+        }
+        reader.join().unwrap();
+        assert_eq!(db.stats().samples, 8 * 3000);
     }
-    reader.join().unwrap();
-    assert_eq!(db.stats().samples, 8 * 3000);
 }
 
 mod oracle {
     //! The store against a naive model (a sorted `Vec` per series with the same acceptance rules),
     //! with small chunks and a restart in the middle.
 
-    use crate::helpers::{append_pairs, small_options};
+    use crate::helpers::{append_pairs, Backend, TestStore};
     use proptest::prelude::*;
     use tsdb::{Db, Matcher, RejectReason, Sample};
 
@@ -213,125 +213,177 @@ mod oracle {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
         #[test]
         fn store_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..600), lo in 0i64..100_000, span in 0i64..100_000) {
-            let dir = tempfile::tempdir().unwrap();
-            let options = small_options(dir.path(), 16 << 10, 4096);
-            let mut db = Db::open(options.clone()).unwrap();
-            let mut model: Vec<Vec<Sample>> = vec![Vec::new(); 3];
-            for op in ops {
-                match op {
-                    Op::Reopen => {
-                        std::mem::forget(db);
-                        db = Db::open(options.clone()).unwrap();
-                    }
-                    Op::Append { series, ts_ms, value } => {
-                        let name = format!("s{series}");
-                        let id = db.resolve(&[("__name__", "m"), ("series", &name)]).unwrap();
-                        let sample = Sample::new(ts_ms, value);
-                        let report = append_pairs(&db, &[(id, sample)]).unwrap();
-                        match model_append(&mut model[series], sample) {
-                            Ok(true) => prop_assert_eq!(report.appended, 1),
-                            Ok(false) => prop_assert_eq!(report.duplicates, 1),
-                            Err(reason) => prop_assert_eq!(report.rejections[0].reason, reason),
+            for backend in [Backend::Mmap, Backend::Memory] {
+                let store = TestStore::new(backend);
+                let options = store.small_options(16 << 10, 4096);
+                let mut db = Db::open(options.clone()).unwrap();
+                let mut model: Vec<Vec<Sample>> = vec![Vec::new(); 3];
+                for op in ops.iter().cloned() {
+                    match op {
+                        Op::Reopen => {
+                            std::mem::forget(db);
+                            db = Db::open(options.clone()).unwrap();
+                        }
+                        Op::Append { series, ts_ms, value } => {
+                            let name = format!("s{series}");
+                            let id = db.resolve(&[("__name__", "m"), ("series", &name)]).unwrap();
+                            let sample = Sample::new(ts_ms, value);
+                            let report = append_pairs(&db, &[(id, sample)]).unwrap();
+                            match model_append(&mut model[series], sample) {
+                                Ok(true) => prop_assert_eq!(report.appended, 1),
+                                Ok(false) => prop_assert_eq!(report.duplicates, 1),
+                                Err(reason) => prop_assert_eq!(report.rejections[0].reason, reason),
+                            }
                         }
                     }
                 }
-            }
-            // The budget (4 segments of 4 KiB) is far above what 600 samples need: nothing recycled.
-            for (series, samples) in model.iter().enumerate() {
-                let name = format!("s{series}");
-                let found = db.select(&[Matcher::equal("series", name.as_str())], lo, lo + span).unwrap();
-                let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
-                let want: Vec<Sample> = samples.iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= lo + span).collect();
-                prop_assert_eq!(got, want);
+                // The budget (4 segments of 4 KiB) is far above what 600 samples need: nothing recycled.
+                for (series, samples) in model.iter().enumerate() {
+                    let name = format!("s{series}");
+                    let found = db.select(&[Matcher::equal("series", name.as_str())], lo, lo + span).unwrap();
+                    let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
+                    let want: Vec<Sample> = samples.iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= lo + span).collect();
+                    prop_assert_eq!(got, want, "backend {:?}", backend);
+                }
             }
         }
     }
 }
 
-/// Windows over the newest samples start decoding at an open-chunk checkpoint; every window,
-/// before and after a reopen (which rebuilds the checkpoints), must match a plain filter, and
-/// `select_latest` must give the window's newest sample (from memory or decoded).
-#[test]
-fn windows_decoded_from_checkpoints_match_the_samples() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_options(dir.path(), 8 << 20, 1 << 20);
-    let mut rng = Rng(11);
-    let mut expected = Vec::new();
-    let mut ts = 1_000_000i64;
-    for i in 0..1_500 {
-        ts += 15_000 + rng.below(5) as i64;
-        let value = if i % 7 == 0 { f64::from_bits(rng.next_u64()) } else { (i / 3) as f64 * 0.25 };
-        expected.push(Sample::new(ts, value));
-    }
-    let check = |db: &Db, upto: usize| {
-        let newest = expected[upto - 1].ts_ms;
-        for back in [0usize, 1, 5, 20, 31, 32, 33, 63, 64, 65, 100, 400] {
-            let lo = expected[upto.saturating_sub(back + 1)].ts_ms - 1 + (back % 2) as i64;
-            for hi in [newest, newest - 1, lo + 20_000] {
-                let found = db.select(&[Matcher::equal("job", "cp")], lo, hi).unwrap();
-                let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
-                let want: Vec<Sample> =
-                    expected[..upto].iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= hi).collect();
-                assert!(
-                    got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.bit_eq(b)),
-                    "window ({lo}, {hi}] after {upto} samples: {} samples, want {}",
-                    got.len(),
-                    want.len()
-                );
-                let latest = db.select_latest(&[Matcher::equal("job", "cp")], lo, hi, None).unwrap();
-                let latest: Vec<Sample> = latest.iter().map(|l| l.sample).collect();
-                assert!(
-                    latest.len() == usize::from(!want.is_empty())
-                        && latest.iter().zip(want.last()).all(|(a, b)| a.bit_eq(b)),
-                    "newest sample in [{lo}, {hi}] after {upto} samples"
-                );
+both_backends! {
+    /// Windows over the newest samples start decoding at an open-chunk checkpoint; every window,
+    /// before and after a reopen (which rebuilds the checkpoints), must match a plain filter, and
+    /// `select_latest` must give the window's newest sample (from memory or decoded).
+    fn windows_decoded_from_checkpoints_match_the_samples(store) {
+        let options = store.small_options(8 << 20, 1 << 20);
+        let mut rng = Rng(11);
+        let mut expected = Vec::new();
+        let mut ts = 1_000_000i64;
+        for i in 0..1_500 {
+            ts += 15_000 + rng.below(5) as i64;
+            let value = if i % 7 == 0 { f64::from_bits(rng.next_u64()) } else { (i / 3) as f64 * 0.25 };
+            expected.push(Sample::new(ts, value));
+        }
+        let check = |db: &Db, upto: usize| {
+            let newest = expected[upto - 1].ts_ms;
+            for back in [0usize, 1, 5, 20, 31, 32, 33, 63, 64, 65, 100, 400] {
+                let lo = expected[upto.saturating_sub(back + 1)].ts_ms - 1 + (back % 2) as i64;
+                for hi in [newest, newest - 1, lo + 20_000] {
+                    let found = db.select(&[Matcher::equal("job", "cp")], lo, hi).unwrap();
+                    let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
+                    let want: Vec<Sample> =
+                        expected[..upto].iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= hi).collect();
+                    assert!(
+                        got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.bit_eq(b)),
+                        "window ({lo}, {hi}] after {upto} samples: {} samples, want {}",
+                        got.len(),
+                        want.len()
+                    );
+                    let latest = db.select_latest(&[Matcher::equal("job", "cp")], lo, hi, None).unwrap();
+                    let latest: Vec<Sample> = latest.iter().map(|l| l.sample).collect();
+                    assert!(
+                        latest.len() == usize::from(!want.is_empty())
+                            && latest.iter().zip(want.last()).all(|(a, b)| a.bit_eq(b)),
+                        "newest sample in [{lo}, {hi}] after {upto} samples"
+                    );
+                }
+            }
+        };
+        {
+            let db = Db::open(options.clone()).unwrap();
+            let id = db.resolve(&[("__name__", "m"), ("job", "cp")]).unwrap();
+            for (n, sample) in expected[..1_000].iter().enumerate() {
+                append_pairs(&db, &[(id, *sample)]).unwrap();
+                if n % 37 == 0 || n > 990 {
+                    check(&db, n + 1);
+                }
             }
         }
-    };
-    {
-        let db = Db::open(options.clone()).unwrap();
+        let db = Db::open(options).unwrap();
+        check(&db, 1_000);
         let id = db.resolve(&[("__name__", "m"), ("job", "cp")]).unwrap();
-        for (n, sample) in expected[..1_000].iter().enumerate() {
+        for (n, sample) in expected.iter().enumerate().skip(1_000) {
             append_pairs(&db, &[(id, *sample)]).unwrap();
-            if n % 37 == 0 || n > 990 {
-                check(&db, n + 1);
-            }
+            check(&db, n + 1);
         }
-    }
-    let db = Db::open(options).unwrap();
-    check(&db, 1_000);
-    let id = db.resolve(&[("__name__", "m"), ("job", "cp")]).unwrap();
-    for (n, sample) in expected.iter().enumerate().skip(1_000) {
-        append_pairs(&db, &[(id, *sample)]).unwrap();
-        check(&db, n + 1);
     }
 }
 
-/// Series answered from memory and series that need decoding come back together in label order.
-#[test]
-fn select_latest_mixes_memory_and_decoded_answers_in_label_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(small_options(dir.path(), 8 << 20, 1 << 20)).unwrap();
-    let write = |pod: &str, samples: &[(i64, f64)]| {
-        let id = db.resolve(&[("__name__", "m"), ("pod", pod)]).unwrap();
-        let entries: Vec<_> = samples.iter().map(|&(ts, v)| (id, Sample::new(ts, v))).collect();
-        append_pairs(&db, &entries).unwrap();
-    };
-    write("a", &[(100, 1.0), (140, 2.0)]); // newest inside the window: from memory
-    write("b", &[(100, 3.0), (120, 4.0), (200, 5.0)]); // newest after it: decoded
-    write("c", &[(10, 6.0), (300, 7.0)]); // nothing inside the window
-    write("d", &[(130, 8.0), (150, stale_nan())]); // the newest is a staleness marker
-    let keep = ["pod".to_string()];
-    let latest = db.select_latest(&[Matcher::equal("__name__", "m")], 50, 150, Some(&keep)).unwrap();
-    assert!(latest.iter().all(|l| l.labels.iter().all(|label| label.name == "pod")));
-    let got: Vec<(String, i64, u64)> = latest
-        .iter()
-        .map(|l| (l.labels.get("pod").unwrap_or("").to_string(), l.sample.ts_ms, l.sample.value.to_bits()))
-        .collect();
-    let want = vec![
-        ("a".to_string(), 140, 2.0f64.to_bits()),
-        ("b".to_string(), 120, 4.0f64.to_bits()),
-        ("d".to_string(), 150, stale_nan().to_bits()),
-    ];
-    assert_eq!(got, want);
+both_backends! {
+    /// Series answered from memory and series that need decoding come back together in label order.
+    fn select_latest_mixes_memory_and_decoded_answers_in_label_order(store) {
+        let db = Db::open(store.small_options(8 << 20, 1 << 20)).unwrap();
+        let write = |pod: &str, samples: &[(i64, f64)]| {
+            let id = db.resolve(&[("__name__", "m"), ("pod", pod)]).unwrap();
+            let entries: Vec<_> = samples.iter().map(|&(ts, v)| (id, Sample::new(ts, v))).collect();
+            append_pairs(&db, &entries).unwrap();
+        };
+        write("a", &[(100, 1.0), (140, 2.0)]); // newest inside the window: from memory
+        write("b", &[(100, 3.0), (120, 4.0), (200, 5.0)]); // newest after it: decoded
+        write("c", &[(10, 6.0), (300, 7.0)]); // nothing inside the window
+        write("d", &[(130, 8.0), (150, stale_nan())]); // the newest is a staleness marker
+        let keep = ["pod".to_string()];
+        let latest = db.select_latest(&[Matcher::equal("__name__", "m")], 50, 150, Some(&keep)).unwrap();
+        assert!(latest.iter().all(|l| l.labels.iter().all(|label| label.name == "pod")));
+        let got: Vec<(String, i64, u64)> = latest
+            .iter()
+            .map(|l| (l.labels.get("pod").unwrap_or("").to_string(), l.sample.ts_ms, l.sample.value.to_bits()))
+            .collect();
+        let want = vec![
+            ("a".to_string(), 140, 2.0f64.to_bits()),
+            ("b".to_string(), 120, 4.0f64.to_bits()),
+            ("d".to_string(), 150, stale_nan().to_bits()),
+        ];
+        assert_eq!(got, want);
+    }
+}
+
+both_backends! {
+    /// `series` decides from chunk bounds without copying chunks; on random data (gaps, a ring
+    /// that recycles, windows between two samples of one chunk, a restart) it must name exactly
+    /// the series `select` returns.
+    fn series_names_what_select_returns(store) {
+        let options = store.small_options(16 << 10, 4 << 10);
+        let mut rng = Rng(23);
+        let mut db = Db::open(options.clone()).unwrap();
+        let pods: Vec<String> = (0..24).map(|i| format!("p{i:02}")).collect();
+        let mut next_ts = vec![0i64; pods.len()];
+        let mut newest = 0i64;
+        let check = |db: &Db, rng: &mut Rng, newest: i64| {
+            for round in 0..300 {
+                let lo = rng.below(newest as u64 + 20_000) as i64 - 10_000;
+                let width = match round % 3 {
+                    0 => rng.below(400) as i64, // narrower than the gap between two samples
+                    1 => rng.below(20_000) as i64,
+                    _ => rng.below(newest as u64 + 1) as i64,
+                };
+                let matchers = match round % 4 {
+                    0 => vec![Matcher::new(MatchOp::RegexMatch, "pod", "p0.*").unwrap()],
+                    _ => vec![Matcher::equal("__name__", "m")],
+                };
+                let (lo, hi) = (lo, lo + width);
+                let want: Vec<tsdb::Labels> =
+                    db.select(&matchers, lo, hi).unwrap().into_iter().map(|s| s.labels).collect();
+                assert_eq!(db.series(&matchers, lo, hi).unwrap(), want, "window [{lo}, {hi}]");
+            }
+        };
+        for step in 0..6_000 {
+            let pod = rng.below(pods.len() as u64) as usize;
+            // Mostly 1 s apart, sometimes a long gap, so windows fall between samples.
+            next_ts[pod] += if rng.below(20) == 0 { 30_000 + rng.below(60_000) as i64 } else { 1_000 };
+            let value = if rng.below(2) == 0 { f64::from_bits(rng.next_u64() >> 2) } else { step as f64 };
+            let labels = [("__name__", "m"), ("pod", pods[pod].as_str())];
+            db.append(&[SeriesSamples::labels(&labels, &[Sample::new(next_ts[pod], value)])]).unwrap();
+            newest = newest.max(next_ts[pod]);
+            if step % 1_000 == 999 {
+                check(&db, &mut rng, newest);
+            }
+            if step == 3_500 {
+                drop(db);
+                db = Db::open(options.clone()).unwrap();
+            }
+        }
+        assert!(db.stats().samples < 6_000, "the ring recycled segments (stale chunk references)");
+        check(&db, &mut rng, newest);
+    }
 }

@@ -1,6 +1,6 @@
 //! The ring wraps at the disk budget, reuses the oldest segment and keeps the newest data.
 
-use crate::helpers::{all_samples, append_pairs, small_options, Rng};
+use crate::helpers::{all_samples, append_pairs, both_backends, Rng};
 use tsdb::{Db, Sample};
 
 fn fill(db: &Db, series: usize, steps: i64, start: i64, rng: &mut Rng) {
@@ -26,31 +26,27 @@ fn assert_newest_suffix(db: &Db, series: usize, last_ts: i64) -> usize {
     kept
 }
 
-#[test]
-fn ring_wraps_at_the_budget_and_keeps_the_newest_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let (budget, segment) = (64 << 10, 8 << 10);
-    let db = Db::open(small_options(dir.path(), budget, segment)).unwrap();
-    let mut rng = Rng(42);
-    // Random floats cost ~10 bytes/sample: 4 series × 5000 samples ≈ 200 KB, three times the budget.
-    fill(&db, 4, 5000, 0, &mut rng);
-    let stats = db.stats();
-    assert_eq!(stats.segments, 8);
-    let segment_bytes: u64 = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
-    assert_eq!(segment_bytes, budget);
-    let kept = assert_newest_suffix(&db, 4, 4999 * 1000);
-    assert!(kept < 4 * 5000, "oldest data must have been recycled");
-    assert_eq!(stats.samples as usize, kept);
-    assert!(all_samples(&db, "nothing").is_empty());
-    drop(db);
-    // The same after a restart, and appends continue on the recycled ring.
-    let db = Db::open(small_options(dir.path(), budget, segment)).unwrap();
-    assert_eq!(assert_newest_suffix(&db, 4, 4999 * 1000), kept);
-    fill(&db, 4, 3000, 5000 * 1000, &mut rng);
-    assert_newest_suffix(&db, 4, 7999 * 1000);
+both_backends! {
+    fn ring_wraps_at_the_budget_and_keeps_the_newest_data(store) {
+        let (budget, segment) = (64 << 10, 8 << 10);
+        let db = Db::open(store.small_options(budget, segment)).unwrap();
+        let mut rng = Rng(42);
+        // Random floats cost ~10 bytes/sample: 4 series × 5000 samples ≈ 200 KB, three times the budget.
+        fill(&db, 4, 5000, 0, &mut rng);
+        let stats = db.stats();
+        assert_eq!(stats.segments, 8);
+        let segment_bytes: u64 =
+            store.file_sizes().iter().filter(|(name, _)| name.starts_with("seg-")).map(|(_, len)| len).sum();
+        assert_eq!(segment_bytes, budget);
+        let kept = assert_newest_suffix(&db, 4, 4999 * 1000);
+        assert!(kept < 4 * 5000, "oldest data must have been recycled");
+        assert_eq!(stats.samples as usize, kept);
+        assert!(all_samples(&db, "nothing").is_empty());
+        drop(db);
+        // The same after a restart, and appends continue on the recycled ring.
+        let db = Db::open(store.small_options(budget, segment)).unwrap();
+        assert_eq!(assert_newest_suffix(&db, 4, 4999 * 1000), kept);
+        fill(&db, 4, 3000, 5000 * 1000, &mut rng);
+        assert_newest_suffix(&db, 4, 7999 * 1000);
+    }
 }

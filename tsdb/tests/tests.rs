@@ -1,10 +1,12 @@
-//! Integration tests of the ring store through its public API.
+//! Integration tests of the ring store through its public API. Each store test runs against both
+//! storage backends (memory-mapped files and `MemoryDirectory`, see `helpers::both_backends!`);
+//! the crash test needs real files and a real process kill, so it runs on mmap only.
 
 /// Append, select, ordering rules, labels, concurrency.
 mod api;
 /// Child-process crash test: kill -9 at random moments loses no acknowledged sample.
 mod crash;
-/// Shared helpers (temp stores, sample generators).
+/// Shared helpers (test stores on either backend, sample generators).
 mod helpers;
 /// Recovery: restart, torn tails, corrupt and foreign files.
 mod recovery;

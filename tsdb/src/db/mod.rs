@@ -1,0 +1,185 @@
+//! `Db` is the store's public face: append batches, select series by matchers, list labels, and
+//! open/recover/flush the files behind them. This file holds the `Db` value itself, its series
+//! table and the operations every part shares; the rest is split by concern:
+//! - `recover`: opening the files and rebuilding the in-memory state from them;
+//! - `append`: the write path (the one door for samples, and chunk closing);
+//! - `read`: select, latest samples, series and label listing;
+//! - `stats`: store figures.
+//!
+//! Concurrency (how a reader never blocks appends for longer than one chunk copy):
+//! - The series table is a `RwLock` over blocks of per-series `Mutex`es. Appenders and readers take
+//!   the table lock shared; only series creation takes it exclusively, briefly.
+//! - An append locks one series at a time (once per batch entry), encodes into a stack buffer and
+//!   copies the changed bytes into that series' mapped head slot. No global lock on this path.
+//! - A reader locks a series only to copy its open chunk (≤ 504 bytes) and its chunk references;
+//!   it then copies closed chunks out of the ring under each segment's shared lock and decodes
+//!   outside every lock (`SelectedSeries::samples`). `Db::series` copies only chunk references
+//!   and open-chunk bounds, then reads closed chunks' 28-byte headers the same way.
+//! - Closing a chunk takes the ring's allocation mutex for a few bytes of bookkeeping; recycling
+//!   the oldest segment waits for the (short) copies in flight from it.
+//! - Lock order: index → table → series → ring allocation → segment. Nothing waits on the index
+//!   while holding a later lock.
+
+mod append;
+mod read;
+mod recover;
+mod stats;
+
+pub use append::{AppendReport, Rejection, SeriesKey, SeriesSamples};
+pub use read::LatestSample;
+pub use stats::Stats;
+
+use crate::chunk::EncoderState;
+use crate::head::{HeadFiles, Slot};
+use crate::index::{Index, SelectionCache};
+use crate::labels::validate_labels;
+use crate::ring::{ChunkRef, Ring};
+use crate::series_log::{SeriesLog, SeriesRecord};
+use crate::{Error, Labels, Options};
+use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+/// Stable identifier of a series for the life of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(pub u64);
+
+const BLOCK_SERIES: usize = 1024;
+
+/// Every this many samples the open chunk's encoder state is kept as a checkpoint, so a query
+/// for the newest samples decodes from a checkpoint instead of from the start of the chunk.
+const CHECKPOINT_EVERY: u16 = 32;
+
+/// Per-series in-memory state: the open chunk's encoder, ordering state and chunk references.
+/// Labels live in the index, samples in mapped files.
+#[derive(Debug)]
+struct SeriesState {
+    enc: EncoderState,
+    /// Encoder states of the open chunk at the two newest multiples of `CHECKPOINT_EVERY` samples,
+    /// newest first (`num_samples == 0`: none). Two, so the older one is at least
+    /// `CHECKPOINT_EVERY` samples behind the newest sample.
+    checkpoints: [EncoderState; 2],
+    newest_ts_ms: i64,
+    newest_value_bits: u64,
+    has_samples: bool,
+    chunks: Vec<ChunkRef>,
+    slot: Slot,
+}
+
+impl SeriesState {
+    /// A series with no samples yet, owning `slot`.
+    fn new(slot: Slot) -> SeriesState {
+        SeriesState {
+            enc: EncoderState::default(),
+            checkpoints: [EncoderState::default(); 2],
+            newest_ts_ms: 0,
+            newest_value_bits: 0,
+            has_samples: false,
+            chunks: Vec::new(),
+            slot,
+        }
+    }
+}
+
+/// The time-series store. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Db {
+    options: Options,
+    index: RwLock<Index>,
+    /// Sorted ids of recent selections (see `SelectionCache`).
+    selections: SelectionCache,
+    table: RwLock<Vec<Vec<Mutex<SeriesState>>>>,
+    heads: HeadFiles,
+    ring: Ring,
+    series_log: Mutex<SeriesLog>,
+    head_samples: AtomicI64,
+    head_bytes: AtomicI64,
+    duplicates: AtomicU64,
+    rejected: [AtomicU64; 3],
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("data_dir", &self.options.data_dir).finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Db {
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Returns the id of the series with these labels, creating it (without samples) if needed.
+    /// Appends name their series inside the batch instead ([`SeriesKey::Labels`]); this is for
+    /// callers that register a series before its first sample.
+    pub fn resolve(&self, labels: &[(&str, &str)]) -> Result<SeriesId, Error> {
+        validate_labels(labels).map_err(|reason| Error::InvalidSeries { index: 0, reason })?;
+        let labels = Labels::from_pairs(labels.iter().copied());
+        Ok(SeriesId(u64::from(self.resolve_labels(&labels)?.0)))
+    }
+
+    fn resolve_labels(&self, labels: &Labels) -> Result<(u32, bool), Error> {
+        if let Some(id) = self.index.read().lookup(labels) {
+            return Ok((id, false));
+        }
+        let mut index = self.index.write();
+        if let Some(id) = index.lookup(labels) {
+            return Ok((id, false));
+        }
+        let id = u32::try_from(index.len())
+            .ok()
+            .filter(|id| *id < u32::MAX)
+            .ok_or_else(|| Error::Full("series id space exhausted".into()))?;
+        let slot = self.heads.slot(id)?;
+        slot.claim(id);
+        let record = SeriesRecord { id, created_position: self.ring.position(), labels: labels.clone() };
+        self.series_log.lock().append(&record)?;
+        index.insert(labels);
+        push_series(&mut self.table.write(), SeriesState::new(slot));
+        Ok((id, true))
+    }
+
+    fn retention_cutoff_ms(&self) -> Option<i64> {
+        self.options.retention.map(|r| now_ms().saturating_sub(r.as_millis() as i64))
+    }
+
+    /// Flushes everything to disk (msync/fsync). Called periodically and on shutdown.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.heads.flush()?;
+        self.ring.flush()?;
+        self.series_log.lock().flush()
+    }
+
+    /// Flushes and consumes the store (the files stay consistent without it; this bounds loss on
+    /// power failure at shutdown).
+    pub fn close(self) -> Result<(), Error> {
+        self.flush()
+        // Drop flushes again; with nothing dirty that is only a few cheap msyncs.
+    }
+}
+
+impl Drop for Db {
+    /// Best-effort flush: the files are consistent without it (see the crash test); it only bounds
+    /// loss on a power failure right after shutdown.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "flush on close failed");
+        }
+    }
+}
+
+fn series_count(blocks: &[Vec<Mutex<SeriesState>>]) -> usize {
+    blocks.last().map_or(0, |last| (blocks.len() - 1) * BLOCK_SERIES + last.len())
+}
+
+fn push_series(blocks: &mut Vec<Vec<Mutex<SeriesState>>>, state: SeriesState) {
+    if blocks.last().map_or(true, |b| b.len() == BLOCK_SERIES) {
+        blocks.push(Vec::with_capacity(BLOCK_SERIES));
+    }
+    if let Some(block) = blocks.last_mut() {
+        block.push(Mutex::new(state));
+    }
+}

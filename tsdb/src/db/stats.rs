@@ -1,0 +1,60 @@
+//! `Stats` is the store's figures for `/metrics` and benchmarks, and `Db::stats` gathers them.
+
+use super::Db;
+use crate::RejectReason;
+use std::sync::atomic::Ordering;
+
+/// Store figures for `/metrics` and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub series: u64,
+    /// Samples held (closed chunks in the ring plus open chunks).
+    pub samples: u64,
+    /// Size of all files of the store.
+    pub bytes_on_disk: u64,
+    /// `data_bytes / samples`.
+    pub bytes_per_sample: f64,
+    pub rejected: Vec<(RejectReason, u64)>,
+    /// Exact repeats accepted idempotently since open.
+    pub duplicates: u64,
+    /// Compressed bytes holding the samples: chunk records (with headers) and open chunk payloads.
+    pub data_bytes: u64,
+    /// Samples in open (head) chunks.
+    pub head_samples: u64,
+    /// Segment files in the ring.
+    pub segments: u64,
+}
+
+pub(super) fn reason_slot(reason: RejectReason) -> usize {
+    match reason {
+        RejectReason::OutOfOrder => 0,
+        RejectReason::DuplicateTimestamp => 1,
+        RejectReason::TooOld => 2,
+    }
+}
+
+impl Db {
+    /// Current store figures.
+    pub fn stats(&self) -> Stats {
+        let series = self.index.read().len() as u64;
+        let (ring_samples, ring_bytes, segment_file_bytes) = self.ring.usage();
+        let head_samples = self.head_samples.load(Ordering::Relaxed).max(0) as u64;
+        let head_bytes = self.head_bytes.load(Ordering::Relaxed).max(0) as u64;
+        let samples = ring_samples + head_samples;
+        let data_bytes = ring_bytes + head_bytes;
+        Stats {
+            series,
+            samples,
+            bytes_on_disk: segment_file_bytes + self.heads.bytes_on_disk() + self.series_log.lock().len_bytes(),
+            bytes_per_sample: if samples == 0 { 0.0 } else { data_bytes as f64 / samples as f64 },
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|r| (*r, self.rejected[reason_slot(*r)].load(Ordering::Relaxed)))
+                .collect(),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            data_bytes,
+            head_samples,
+            segments: self.ring.segment_count() as u64,
+        }
+    }
+}
