@@ -63,6 +63,6 @@ pub use error::{Error, RejectReason};
 pub use labels::{validate_labels, Label, Labels, MAX_LABEL_BYTES, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use options::Options;
-pub use sample::{is_stale_nan, stale_nan, Sample, STALE_NAN_BITS};
+pub use sample::{is_stale_nan, now_ms, stale_nan, Sample, STALE_NAN_BITS};
 pub use select::{SampleIter, SelectedSeries};
 pub use storage::{MemoryDirectory, Storage};

@@ -38,3 +38,9 @@ impl PartialEq for Sample {
         self.bit_eq(other)
     }
 }
+
+/// The wall clock as a sample timestamp: milliseconds since the Unix epoch (0 if the clock is
+/// before it). Every part of Ringtail that stamps or ages samples reads this one clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -64,7 +64,7 @@ fn explain_live(
     lookback: Duration,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let now_ms = super::now_ms();
+    let now_ms = tsdb::now_ms();
     let snapshot = match discover(rules, db, resolver, lookback, now_ms) {
         Ok(s) => s,
         Err(e) => return writeln!(out, "cannot list series: {e}"),
@@ -160,7 +160,7 @@ mod tests {
     fn explains_rules_against_live_series() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path().join("data"))).unwrap());
-        let now = super::super::now_ms();
+        let now = tsdb::now_ms();
         let sample = [tsdb::Sample::new(now, 2.0)];
         let labels = [("__name__", "ei_scale_ratio"), ("namespace", "default"), ("pod", "web-0")];
         db.append(&[tsdb::SeriesSamples::labels(&labels, &sample)]).unwrap();

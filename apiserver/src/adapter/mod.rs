@@ -37,11 +37,6 @@ pub const DEFAULT_METRICS_MAX_AGE: Duration = Duration::from_secs(600);
 /// Longest a discovery snapshot is reused while the store's series count is unchanged.
 pub const DEFAULT_DISCOVERY_MAX_AGE: Duration = Duration::from_secs(5);
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// Why the adapter could not start or reload.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {

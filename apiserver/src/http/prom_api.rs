@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use query::{Engine, EngineOptions, QueryError, QueryOutput, SelectorError, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tsdb::{Labels, Matcher};
 
 /// Most points a range query may return per series (Prometheus's limit).
@@ -138,10 +138,6 @@ fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, ApiError> {
     match param(params, name) {
         None | Some("") => Ok(default_ms),
@@ -173,7 +169,7 @@ async fn instant_query(State(state): State<AppState>, form: Result<Form<Params>,
 async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRejection>) -> Result<String, ApiError> {
     let params = params(form)?;
     let text = param(&params, "query").unwrap_or("").to_string();
-    let at_ms = time_param(&params, "time", now_ms())?;
+    let at_ms = time_param(&params, "time", tsdb::now_ms())?;
     let engine = engine_for(state, &params)?;
     let q = text.clone();
     let output =

@@ -13,9 +13,7 @@ pub const KUBECTL: &str = "/usr/bin/kubectl";
 /// The HPA controller's default tolerance (`--horizontal-pod-autoscaler-tolerance`).
 pub const HPA_TOLERANCE: f64 = 0.1;
 
-pub fn now_ms() -> i64 {
-    apiserver::adapter::now_ms()
-}
+pub use tsdb::now_ms;
 
 /// A running in-process Ringtail with the adapter on a loopback TLS port.
 pub struct Harness {

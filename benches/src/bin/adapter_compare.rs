@@ -44,9 +44,7 @@ fn parse_options() -> Result<Options, String> {
     Ok(Options { seconds: values[0], rate: values[1], warmup: values[2] })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use tsdb::now_ms;
 
 /// One remote-write request: every pod's series (1 000 `app=web` pods and 1 000 others), one
 /// sample each at `ts_ms`.

@@ -34,6 +34,7 @@ use crate::head::{HeadFiles, Slot};
 use crate::index::{Index, SelectionCache};
 use crate::labels::validate_labels;
 use crate::ring::{ChunkRef, Ring};
+use crate::sample::now_ms;
 use crate::series_log::{SeriesLog, SeriesRecord};
 use crate::{Error, Labels, Options};
 use parking_lot::{Mutex, RwLock};
@@ -100,10 +101,6 @@ impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db").field("data_dir", &self.options.data_dir).finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Db {

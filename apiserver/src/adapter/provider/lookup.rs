@@ -354,7 +354,7 @@ impl Provider {
 
     /// Evaluates `query` now.
     fn run_query(&self, rule: &CompiledRule, query: &BuiltQuery<'_>) -> Result<query::Value, ProviderError> {
-        let now_ms = crate::adapter::now_ms();
+        let now_ms = tsdb::now_ms();
         let result = match &query.form {
             QueryForm::Parsed { expr, text } => {
                 self.engine.instant_expr(text, expr, now_ms, &query.extra_matchers).map(|output| output.value)
@@ -542,7 +542,7 @@ mod tests {
     fn provider_with(rules_yaml: &str) -> (tempfile::TempDir, Provider) {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).unwrap());
-        let now = crate::adapter::now_ms();
+        let now = tsdb::now_ms();
         for (pod, value) in [("web-a", 2.0), ("web-b", 4.0), ("other-x", 100.0)] {
             let labels = [("__name__", "ei_scale_ratio"), ("namespace", "ml"), ("pod", pod)];
             let samples = [tsdb::Sample::new(now - 1_000, value)];
@@ -613,7 +613,7 @@ mod tests {
         assert_eq!(provider.discovery.rebuilds(), 1, "one listing serves the burst of unknown-metric requests");
 
         let labels = [("__name__", "ei_scale_ratio_unknown"), ("namespace", "ml"), ("pod", "web-a")];
-        let samples = [tsdb::Sample::new(crate::adapter::now_ms() - 1_000, 7.0)];
+        let samples = [tsdb::Sample::new(tsdb::now_ms() - 1_000, 7.0)];
         provider.db.append(&[tsdb::SeriesSamples::labels(&labels, &samples)]).unwrap();
         let values = provider.custom_metric(&request("ei_scale_ratio_unknown")).unwrap();
         assert_eq!(values.items[0].value.as_f64(), 7.0, "a series that arrives is served on the next request");

@@ -293,7 +293,7 @@ impl ObjectResolver for StandaloneResolver {
         if let (Some(namespace), Some(label)) = (query.namespace, hint.namespace_label) {
             matchers.push(tsdb::Matcher::equal(label, namespace));
         }
-        let now_ms = crate::adapter::now_ms();
+        let now_ms = tsdb::now_ms();
         let mint_ms = now_ms - self.lookback.as_millis() as i64;
         let series = self
             .db
@@ -346,7 +346,7 @@ mod tests {
     fn standalone_resolver_matches_selectors_on_series_labels() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).unwrap());
-        let now = crate::adapter::now_ms();
+        let now = tsdb::now_ms();
         let sample = [tsdb::Sample::new(now, 1.0)];
         let mut batch = Vec::new();
         let sets: Vec<Vec<(&str, &str)>> = vec![

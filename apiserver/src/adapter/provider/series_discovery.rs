@@ -197,7 +197,7 @@ impl SeriesDiscovery {
                 return Ok(snapshot.clone());
             }
         }
-        let snapshot = Arc::new(discover(rules, db, resolver, self.lookback, crate::adapter::now_ms())?);
+        let snapshot = Arc::new(discover(rules, db, resolver, self.lookback, tsdb::now_ms())?);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         *self.cached.lock() = Some(snapshot.clone());
         Ok(snapshot)
@@ -212,7 +212,7 @@ mod tests {
 
     fn append(db: &tsdb::Db, name: &str, pod: &str) {
         let labels = [("__name__", name), ("namespace", "ml"), ("pod", pod)];
-        let samples = [tsdb::Sample::new(crate::adapter::now_ms() - 1_000, 1.0)];
+        let samples = [tsdb::Sample::new(tsdb::now_ms() - 1_000, 1.0)];
         db.append(&[tsdb::SeriesSamples::labels(&labels, &samples)]).unwrap();
     }
 

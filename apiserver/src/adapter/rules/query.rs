@@ -325,45 +325,12 @@ pub(crate) fn first_range_seconds(query: &str) -> Option<i64> {
     while let Some(open) = rest.find('[') {
         let after = &rest[open + 1..];
         let end = after.find([']', ':']).unwrap_or(after.len());
-        if let Some(ms) = parse_prom_duration_ms(after[..end].trim()) {
+        if let Some(ms) = query::parse_duration_ms(after[..end].trim()) {
             return Some(ms / 1000);
         }
         rest = after;
     }
     None
-}
-
-fn parse_prom_duration_ms(text: &str) -> Option<i64> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let number: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit_ms, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else {
-            let unit = match rest.chars().next()? {
-                's' => 1_000,
-                'm' => 60_000,
-                'h' => 3_600_000,
-                'd' => 86_400_000,
-                'w' => 604_800_000,
-                'y' => 31_536_000_000,
-                _ => return None,
-            };
-            (unit, 1)
-        };
-        total = total.checked_add(number.checked_mul(unit_ms)?)?;
-        rest = &rest[len..];
-    }
-    Some(total)
 }
 
 #[cfg(test)]

@@ -104,7 +104,4 @@ pub async fn send_batch(http: &reqwest::Client, url: &str, batch: &Arc<RequestBa
     Ok(SendOutcome { wall: started.elapsed(), failed_requests })
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use tsdb::now_ms;
