@@ -12,9 +12,11 @@
 //!
 //! Hot path: a page is parsed into borrowed slices; each sample's raw `name{labels}` text is looked
 //! up in a per-target cache holding its `SeriesId` (or "dropped by relabeling"), so a series seen
-//! before costs neither label building, relabeling nor a store lookup; appends go through
-//! `Db::append`. Parsing and appending run in `spawn_blocking`.
+//! before costs neither label building, relabeling nor a store lookup. A page is stored by one
+//! `Db::append`: known series by id, new ones by their labels, whose ids the store's report hands
+//! back for the cache. Parsing and appending run in `spawn_blocking`.
 
+use crate::clock::now_ms;
 use crate::error::ConfigError;
 use crate::exposition::{self, Format, SCRAPE_ACCEPT_HEADER};
 use crate::metrics::{IngestMetrics, JobLabels, ScrapeLabels, SOURCE_SCRAPE};
@@ -22,7 +24,7 @@ pub use crate::scrape_config::TargetGroup;
 use crate::scrape_config::{Auth, Job, ScrapeConfigs};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, SeriesSamples, METRIC_NAME};
@@ -290,10 +292,6 @@ fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 async fn run_target(target: Arc<Target>, db: Arc<Db>, metrics: IngestMetrics, mut stop: watch::Receiver<bool>) {
     let interval = target.job.job.interval;
     let interval_ms = interval.as_millis().max(1) as u64;
@@ -417,6 +415,30 @@ struct CacheEntry {
     last_seen_scrape: u64,
 }
 
+/// The series of one page sample: cached, or first seen on this page (an index into the page's
+/// new series, named by labels in the append).
+#[derive(Clone, Copy)]
+enum PageSeries {
+    Known(SeriesId),
+    New(usize),
+}
+
+/// One sample of a page on its way into the append.
+struct PageSample {
+    series: PageSeries,
+    sample: Sample,
+    /// The page gave the timestamp (such series are exempt from staleness).
+    explicit: bool,
+}
+
+/// A series first seen on this page: its raw text (the cache key), its labels, and the append
+/// entry whose id the store reports for it.
+struct NewSeries<'p> {
+    raw: &'p str,
+    labels: Labels,
+    first_append: usize,
+}
+
 /// Per-target state carried from scrape to scrape.
 #[derive(Default)]
 struct TargetState {
@@ -490,6 +512,8 @@ impl TargetState {
         }
     }
 
+    /// Stores one page in one append: series the cache knows by id, new ones by their labels
+    /// (their ids come back in the append's report and join the cache).
     fn ingest_page(
         &mut self,
         target: &Target,
@@ -501,32 +525,34 @@ impl TargetState {
         let text = std::str::from_utf8(&fetched.body).map_err(|e| format!("page is not UTF-8: {e}"))?;
         let page = exposition::parse(text, fetched.format).map_err(|e| format!("parse error: {e}"))?;
         let scrape_no = self.scrapes;
-        let mut appends: Vec<(SeriesId, Sample)> = Vec::with_capacity(page.samples().len());
-        let mut current: HashSet<SeriesId> = HashSet::with_capacity(self.previous.len());
-        let mut series_added = 0;
+        let mut appends: Vec<PageSample> = Vec::with_capacity(page.samples().len());
+        let mut new_series: Vec<NewSeries<'_>> = Vec::new();
         for line in page.samples() {
-            let id = match self.cache.get_mut(line.series) {
+            let series = match self.cache.get_mut(line.series) {
                 Some(entry) => {
                     entry.last_seen_scrape = scrape_no;
-                    entry.id
+                    match entry.id {
+                        Some(id) => PageSeries::Known(id),
+                        None => continue,
+                    }
                 }
-                None => {
-                    let id = resolve_sample_series(target, db, line.name, page.labels(line));
-                    self.cache.insert(line.series.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
-                    id
-                }
-            };
-            let Some(id) = id else {
-                continue;
+                None => match sample_series_labels(target, line.name, page.labels(line)) {
+                    Some(labels) => {
+                        new_series.push(NewSeries { raw: line.series, labels, first_append: appends.len() });
+                        PageSeries::New(new_series.len() - 1)
+                    }
+                    None => {
+                        self.cache
+                            .insert(line.series.to_string(), CacheEntry { id: None, last_seen_scrape: scrape_no });
+                        continue;
+                    }
+                },
             };
             let (ts_ms, explicit) = match line.ts_ms {
                 Some(ts) if job.honor_timestamps => (ts, true),
                 _ => (scrape_ts_ms, false),
             };
-            appends.push((id, Sample::new(ts_ms, line.value)));
-            if !explicit && current.insert(id) && !self.previous.contains(&id) {
-                series_added += 1;
-            }
+            appends.push(PageSample { series, sample: Sample::new(ts_ms, line.value), explicit });
         }
         if job.sample_limit > 0 && appends.len() as u64 > job.sample_limit {
             return Err(format!(
@@ -535,7 +561,32 @@ impl TargetState {
                 job.sample_limit
             ));
         }
-        let report = append_pairs(db, &appends).map_err(|e| format!("storing samples failed: {e}"))?;
+        let new_pairs: Vec<Vec<(&str, &str)>> = new_series
+            .iter()
+            .map(|new| new.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect())
+            .collect();
+        let batch: Vec<SeriesSamples<'_>> = appends
+            .iter()
+            .map(|append| {
+                let samples = std::slice::from_ref(&append.sample);
+                match append.series {
+                    PageSeries::Known(id) => SeriesSamples::id(id, samples),
+                    PageSeries::New(index) => SeriesSamples::labels(&new_pairs[index], samples),
+                }
+            })
+            .collect();
+        let report = db.append(&batch).map_err(|e| format!("storing samples failed: {e}"))?;
+        for new in &new_series {
+            let id = report.ids.get(new.first_append).copied();
+            self.cache.insert(new.raw.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
+        }
+        let mut current: HashSet<SeriesId> = HashSet::with_capacity(self.previous.len());
+        let mut series_added = 0;
+        for (append, id) in appends.iter().zip(&report.ids) {
+            if !append.explicit && current.insert(*id) && !self.previous.contains(id) {
+                series_added += 1;
+            }
+        }
         let stale: Vec<(SeriesId, Sample)> =
             self.previous.difference(&current).map(|id| (*id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
         if !stale.is_empty() {
@@ -556,31 +607,37 @@ impl TargetState {
         })
     }
 
+    /// Writes the report series; the first time by their labels, then by the ids that append
+    /// returned.
     fn write_report(&mut self, target: &Target, db: &Db, ts_ms: i64, values: [f64; 5]) {
-        let ids = match self.report_ids {
-            Some(ids) => ids,
+        let samples = values.map(|v| Sample::new(ts_ms, v));
+        let result = match self.report_ids {
+            Some(ids) => {
+                let batch: Vec<SeriesSamples<'_>> = ids
+                    .iter()
+                    .zip(&samples)
+                    .map(|(id, sample)| SeriesSamples::id(*id, std::slice::from_ref(sample)))
+                    .collect();
+                db.append(&batch)
+            }
             None => {
-                let mut ids = [SeriesId(0); 5];
-                for (slot, name) in ids.iter_mut().zip(REPORT_SERIES) {
-                    let mut pairs: Vec<(&str, &str)> =
-                        target.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-                    pairs.push((METRIC_NAME, name));
-                    match db.resolve(&pairs) {
-                        Ok(id) => *slot = id,
-                        Err(e) => {
-                            tracing::warn!(target = %target.url, error = %e, "cannot create report series");
-                            return;
-                        }
-                    }
-                }
-                self.report_ids = Some(ids);
-                ids
+                let target_pairs = target.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+                let label_sets: Vec<Vec<(&str, &str)>> = REPORT_SERIES
+                    .iter()
+                    .map(|name| target_pairs.clone().chain(std::iter::once((METRIC_NAME, *name))).collect())
+                    .collect();
+                let batch: Vec<SeriesSamples<'_>> = label_sets
+                    .iter()
+                    .zip(&samples)
+                    .map(|(labels, sample)| SeriesSamples::labels(labels, std::slice::from_ref(sample)))
+                    .collect();
+                db.append(&batch)
             }
         };
-        let entries: Vec<(SeriesId, Sample)> =
-            ids.iter().zip(values).map(|(id, v)| (*id, Sample::new(ts_ms, v))).collect();
-        if let Err(e) = append_pairs(db, &entries) {
-            tracing::warn!(target = %target.url, error = %e, "writing report series failed");
+        match result {
+            Ok(report) if self.report_ids.is_none() => self.report_ids = report.ids.try_into().ok(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(target = %target.url, error = %e, "writing report series failed"),
         }
     }
 
@@ -606,13 +663,14 @@ fn append_pairs(db: &Db, pairs: &[(SeriesId, Sample)]) -> Result<tsdb::AppendRep
 
 /// Builds a new series' labels: the sample's, merged with the target's (Prometheus' rules: with
 /// `honor_labels` the sample wins; otherwise a clashing sample label is kept as `exported_<name>`),
-/// then `metric_relabel_configs`. `None` when dropped.
-fn resolve_sample_series(
+/// then `metric_relabel_configs`. `None` when dropped, or when the result breaks the store's one
+/// label rule ([`tsdb::validate_labels`], checked here so that one bad series is dropped, as
+/// Prometheus does, instead of failing the page's append).
+fn sample_series_labels(
     target: &Target,
-    db: &Db,
     name: &str,
     sample_labels: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
-) -> Option<SeriesId> {
+) -> Option<Labels> {
     let job = &target.job.job;
     let mut labels = Labels::from_pairs(
         sample_labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).chain(std::iter::once((METRIC_NAME, name))),
@@ -639,13 +697,11 @@ fn resolve_sample_series(
     }
     labels.metric_name()?;
     let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-    match db.resolve(&pairs) {
-        Ok(id) => Some(id),
-        Err(e) => {
-            tracing::warn!(target = %target.url, series = %labels, error = %e, "series refused by the store");
-            None
-        }
+    if let Err(reason) = tsdb::validate_labels(&pairs) {
+        tracing::warn!(target = %target.url, series = %labels, error = %reason, "series refused by the store");
+        return None;
     }
+    Some(labels)
 }
 
 #[cfg(test)]
@@ -692,8 +748,9 @@ mod tests {
             ));
             let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
             let labels = [(std::borrow::Cow::Borrowed("job"), std::borrow::Cow::Borrowed("inner"))];
-            let id = resolve_sample_series(&target, &db, &format!("m_{honor}"), &labels).unwrap();
-            append_pairs(&db, &[(id, Sample::new(1, 1.0))]).unwrap();
+            let labels = sample_series_labels(&target, &format!("m_{honor}"), &labels).unwrap();
+            let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+            db.append(&[SeriesSamples::labels(&pairs, &[Sample::new(1, 1.0)])]).unwrap();
             let found = db.select(&[tsdb::Matcher::equal("__name__", format!("m_{honor}"))], 0, 10).unwrap();
             assert_eq!(found[0].labels.get("job"), Some(expected_job));
             assert_eq!(found[0].labels.get("exported_job"), exported);
