@@ -9,13 +9,12 @@
 //! before is identified by those bytes alone and its labels are not even decoded. Labels follow the
 //! spec's own rule (names sorted) and then the store's one rule, [`tsdb::validate_labels`].
 
+use super::Protocol;
 use crate::error::RemoteWriteError;
 use crate::series_cache::{CacheReader, SeriesCache};
 use crate::wire::{decode_packed_u32, WireReader};
 use std::ops::Range;
 use tsdb::{Sample, SeriesId, SeriesSamples};
-
-use super::Protocol;
 
 /// Samples later than now + this are refused: a sender with a wrong clock would otherwise push
 /// every later real sample of the series out of order. Prometheus' head uses the same bound.

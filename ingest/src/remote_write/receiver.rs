@@ -47,10 +47,6 @@ impl Receiver {
         self
     }
 
-    pub fn limits(&self) -> &DecodeLimits {
-        &self.limits
-    }
-
     /// The decompressed size `body` announces (nothing is decompressed), refused with
     /// [`RemoteWriteError::DecompressedTooLarge`] past `max_decompressed_bytes`. Callers size an
     /// in-flight budget with it before [`remote_write`](Self::remote_write), which applies the
