@@ -253,6 +253,9 @@ impl TargetState {
         match result {
             Ok(report) if self.report_ids.is_none() => self.report_ids = report.ids.try_into().ok(),
             Ok(_) => {}
+            Err(e) if self.report_ids.is_none() => {
+                tracing::warn!(target = %target.url, error = %e, "cannot create report series")
+            }
             Err(e) => tracing::warn!(target = %target.url, error = %e, "writing report series failed"),
         }
     }
