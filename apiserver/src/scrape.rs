@@ -5,8 +5,7 @@
 //! target groups at runtime with `ScrapeManager::set_target_groups`.
 
 use crate::config::Config;
-use ingest::scrape_config::ScrapeConfigs;
-use ingest::{ConfigError, IngestMetrics, ScrapeManager, ScrapeManagerOptions};
+use ingest::{ConfigError, IngestMetrics, ScrapeConfigs, ScrapeManager, ScrapeManagerOptions};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;

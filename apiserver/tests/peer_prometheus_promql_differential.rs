@@ -9,6 +9,8 @@
 //! ranges, offsets and steps are whole seconds: no sample ever sits on a window boundary. Counters
 //! stay far from zero (resets drop to about half) so the extrapolation's zero-point clamp, whose
 //! order changed between 2.42 and 3.x, never decides a result.
+//!
+//! Skipped (saying so) when Prometheus is not installed, unless `RINGTAIL_REQUIRE_PEERS=1`.
 
 mod promql_support;
 
@@ -281,6 +283,9 @@ async fn query(url: &str, path: &str, params: &[(&str, String)]) -> Result<Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ringtail_agrees_with_prometheus_on_generated_queries() {
+    if !peer::peers_installed("ringtail_agrees_with_prometheus_on_generated_queries", &[peer::PROMETHEUS]) {
+        return;
+    }
     let prometheus = start_prometheus().await;
     let ringtail = start_ringtail(&[]).await;
     // The previous whole hour: in the past for both stores, on whole minutes.

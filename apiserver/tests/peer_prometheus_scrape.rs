@@ -1,6 +1,7 @@
 //! Real peer: Ringtail and Prometheus 2.42 scrape the same exporter endpoint side by side. Both
 //! must see the same series set, and when the target stops both must report `up` 0 and mark the
-//! target's series stale.
+//! target's series stale. Skipped (saying so) when Prometheus is not installed, unless
+//! `RINGTAIL_REQUIRE_PEERS=1`.
 
 mod ingest_common;
 
@@ -12,6 +13,9 @@ type LabelSet = std::collections::BTreeMap<String, String>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_series_up_and_staleness_as_prometheus() {
+    if !peer::peers_installed("same_series_up_and_staleness_as_prometheus", &[peer::PROMETHEUS]) {
+        return;
+    }
     let mut target = TestTarget::start().await;
     let scrape = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\

@@ -1,7 +1,8 @@
 //! Real peer: vmagent scrapes a test target and remote-writes the same stream to Ringtail and to
 //! a VictoriaMetrics single-node (vmagent has no query API of its own; VictoriaMetrics' export
 //! shows exactly what vmagent sent). Every sample VictoriaMetrics holds must be in Ringtail with
-//! the identical timestamp and value.
+//! the identical timestamp and value. Skipped (saying so) when either is not installed, unless
+//! `RINGTAIL_REQUIRE_PEERS=1`.
 
 mod ingest_common;
 
@@ -11,12 +12,15 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_vmagent_sample_arrives_identical() {
+    if !peer::peers_installed("every_vmagent_sample_arrives_identical", &[peer::VICTORIA_METRICS, peer::VMAGENT]) {
+        return;
+    }
     let target = TestTarget::start().await;
     let ringtail = Ringtail::start(Some("scrape_configs: []\n"), &[]).await;
     let dir = tempfile::tempdir().unwrap();
 
     let vm_port = free_port();
-    let mut vm_command = Command::new("victoria-metrics");
+    let mut vm_command = Command::new(peer::VICTORIA_METRICS.binary);
     vm_command
         .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
         .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
@@ -33,7 +37,7 @@ async fn every_vmagent_sample_arrives_identical() {
     )
     .unwrap();
     let agent_port = free_port();
-    let mut agent_command = Command::new("vmagent");
+    let mut agent_command = Command::new(peer::VMAGENT.binary);
     agent_command
         .arg(format!("-promscrape.config={}", scrape_config.display()))
         .arg(format!("-remoteWrite.url={}/api/v1/write", ringtail.url()))

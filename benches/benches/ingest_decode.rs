@@ -5,8 +5,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ingest::proto::{v1, v2};
-use ingest::remote_write::{decode, decompress_snappy, encode_body, write, write_cached, DecodeLimits, Protocol};
-use ingest::series_cache::SeriesCache;
+use ingest::remote_write::{decode_request, decompress_snappy, encode_body, DecodeLimits, Protocol, Receiver};
+use std::sync::Arc;
 
 const SERIES: usize = 2_000;
 
@@ -67,11 +67,11 @@ fn bench_decode(c: &mut Criterion) {
         let limits = DecodeLimits::default();
         let mut scratch = Vec::new();
         decompress_snappy(&body, limits.max_decompressed_bytes, &mut scratch).expect("valid body");
-        assert_eq!(decode(protocol, &scratch, 1_000, &limits).expect("valid request").sample_count(), SERIES);
+        assert_eq!(decode_request(protocol, &scratch, 1_000, &limits).expect("valid request").sample_count(), SERIES);
         group.bench_with_input(BenchmarkId::new("snappy+decode+validate", name), &body, |b, body| {
             b.iter(|| {
                 decompress_snappy(body, limits.max_decompressed_bytes, &mut scratch).expect("valid body");
-                decode(protocol, &scratch, 1_000, &limits).expect("valid request").sample_count()
+                decode_request(protocol, &scratch, 1_000, &limits).expect("valid request").sample_count()
             })
         });
     }
@@ -83,20 +83,15 @@ fn bench_write(c: &mut Criterion) {
     group.throughput(Throughput::Elements(SERIES as u64));
     for cached in [false, true] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = tsdb::Db::open(tsdb::Options::new(dir.path())).expect("store");
-        let cache = SeriesCache::default();
-        let limits = DecodeLimits::default();
-        let mut scratch = Vec::new();
-        let write_one = |body: &[u8], now_ms: i64, scratch: &mut Vec<u8>| {
-            if cached {
-                write_cached(&db, &cache, Protocol::V1, body, now_ms, &limits, scratch).expect("write")
-            } else {
-                write(&db, Protocol::V1, body, now_ms, &limits, scratch).expect("write")
-            }
-        };
+        let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).expect("store"));
+        let mut receiver = Receiver::new(db, DecodeLimits::default());
+        if !cached {
+            receiver = receiver.with_series_cache_max_bytes(0);
+        }
+        let write_one = |body: &[u8], now_ms: i64| receiver.remote_write(Protocol::V1, body, now_ms).expect("write");
         // Series known after the first request: the steady state of a remote-write stream.
         let mut ts_ms = 1_000;
-        let first = write_one(&v1_body(ts_ms), ts_ms, &mut scratch);
+        let first = write_one(&v1_body(ts_ms), ts_ms);
         assert_eq!(first.samples_written, SERIES as u64);
         let bodies: Vec<Vec<u8>> = (1..=64).map(|i| v1_body(1_000 + i * 15_000)).collect();
         let mut i = 0usize;
@@ -108,7 +103,7 @@ fn bench_write(c: &mut Criterion) {
                 let body = &bodies[i % bodies.len()];
                 i += 1;
                 ts_ms += 15_000;
-                write_one(body, ts_ms, &mut scratch).samples_written
+                write_one(body, ts_ms).samples_written
             })
         });
     }

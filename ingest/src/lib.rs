@@ -1,42 +1,65 @@
-//! Ringtail's ingestion: the Prometheus remote-write receiver, the exposition-format parser and
-//! the standalone scraper. Everything here writes into the tsdb store; nothing reads from it.
+//! Ringtail's ingestion: every sample enters the tsdb store through here, by one of two doors — a
+//! Prometheus remote-write request ([`Receiver::remote_write`]) or a scraped page (the
+//! [`ScrapeManager`]'s target loops) — and both store through the one `Db::append`. Nothing here
+//! reads from the store.
 //!
 //! Map:
-//! - [`wire`]: a zero-copy protobuf wire walker; [`proto`]: the remote-write messages as prost
-//!   structs (reference encoding for tests and senders).
-//! - [`remote_write`]: content negotiation, snappy, 1.0/2.0 decoding, validation, append;
-//!   [`series_cache`]: raw 1.0 label bytes → series id, so known series skip label decoding.
+//! - [`remote_write`]: the receiver. `protocol` (Content-Type → [`remote_write::Protocol`], 1.0 or
+//!   2.0), `decode` (snappy, the zero-copy 1.0/2.0 walkers, validation), `store` (one append,
+//!   [`remote_write::WriteOutcome`]) and `receiver`, the door that owns the store handle, the
+//!   limits, the series cache and the decompression buffers.
+//! - `series_cache`: raw 1.0 label bytes → series id, so known series skip label decoding;
+//!   `wire`: the zero-copy protobuf walker the decoder uses; [`proto`]: the remote-write messages
+//!   as prost structs (the reference encoding for tests and senders).
 //! - [`exposition`]: the nom parser for the Prometheus text format 0.0.4 and OpenMetrics 1.0.
-//! - [`relabel`]: Prometheus relabeling (`relabel_configs`, `metric_relabel_configs`).
-//! - [`scrape_config`]: the `scrape_configs` YAML shape; [`scrape`]: the scrape manager and the
-//!   per-target loops (report series, staleness markers); [`metrics`]: ingestion self-metrics.
+//! - `scrape`: the [`ScrapeManager`] and its per-target loops (page → one append, report series,
+//!   staleness markers); `scrape_config`: the `scrape_configs` YAML ([`ScrapeConfigs`]); `relabel`:
+//!   Prometheus relabeling.
+//! - `metrics`: ingestion's self-metrics ([`IngestMetrics`]); `error`: the crate's errors;
+//!   `clock`: [`now_ms`].
 //!
-//! Key decision: the remote-write hot path never builds owned label strings. It borrows `&str`
-//! labels from the decompressed request and hands slices of them to `Db::resolve_all` (for series
-//! the [`series_cache`] does not know) and the samples to `Db::append_runs`; the
-//! generated-style prost structs exist only to encode requests. A request is validated whole
-//! before its first sample is appended, so a 400 never leaves half a request behind.
+//! Key decision: the remote-write hot path never builds owned label strings. The decoder borrows
+//! `&str` labels from the decompressed request, and a 1.0 series the series cache knows is named
+//! by its id without decoding its labels at all; the store gets one batch per request. A request
+//! is validated whole (the spec's sorted-names rule, then the store's one rule,
+//! `tsdb::validate_labels`) before its first sample is appended, so a 400 never leaves half a
+//! request behind.
 //!
 //! ```
-//! use ingest::exposition::{parse, Format};
-//! let page = parse("# TYPE up gauge\nup{job=\"a\"} 1\n", Format::Text).unwrap();
-//! assert_eq!(page.samples().len(), 1);
-//! assert_eq!(page.labels(&page.samples()[0]), &[("job".into(), "a".into())]);
+//! use ingest::proto::v1;
+//! use ingest::remote_write::{encode_body, DecodeLimits, Protocol, Receiver};
+//! use std::sync::Arc;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).unwrap());
+//! let receiver = Receiver::new(db, DecodeLimits::default());
+//! let series = v1::TimeSeries {
+//!     labels: vec![v1::Label { name: "__name__".into(), value: "up".into() }],
+//!     samples: vec![v1::Sample { value: 1.0, timestamp: 1_000 }],
+//!     ..Default::default()
+//! };
+//! let body = encode_body(&v1::WriteRequest { timeseries: vec![series], metadata: vec![] });
+//! let outcome = receiver.remote_write(Protocol::V1, &body, ingest::now_ms()).unwrap();
+//! assert_eq!((outcome.samples_written, outcome.series_created), (1, 1));
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod error;
+mod clock;
+mod error;
 pub mod exposition;
-pub mod metrics;
+mod metrics;
 pub mod proto;
-pub mod relabel;
+mod relabel;
 pub mod remote_write;
-pub mod scrape;
-pub mod scrape_config;
-pub mod series_cache;
-pub mod wire;
+mod scrape;
+mod scrape_config;
+mod series_cache;
+mod wire;
 
+pub use clock::now_ms;
 pub use error::{ConfigError, ParseError, RemoteWriteError};
-pub use metrics::IngestMetrics;
-pub use scrape::{ScrapeManager, ScrapeManagerOptions, TargetGroup};
+pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
+pub use remote_write::Receiver;
+pub use scrape::{ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetStatus};
 pub use scrape_config::{GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, ScrapeConfig, ScrapeConfigs};
+pub use wire::WireError;

@@ -116,13 +116,9 @@ impl SeriesCache {
     }
 
     /// Number of cached series.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.inner.read().unwrap_or_else(PoisonError::into_inner).map.len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

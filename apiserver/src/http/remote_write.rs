@@ -1,6 +1,8 @@
 //! `POST /api/v1/write` is the Prometheus remote-write receiver's HTTP face: authentication, the
-//! body limit, back-pressure and the mapping of outcomes to the statuses senders expect. Decoding
-//! and validation live in `ingest::remote_write`.
+//! Content-Type/Content-Encoding headers → `Protocol`, the body limit, back-pressure (the in-flight
+//! bytes budget), the mapping of outcomes to the statuses senders expect, response headers and
+//! request metrics. Decompression, decoding, validation, the series cache and the append are the
+//! [`ingest::Receiver`]'s.
 //!
 //! Statuses: 204 stored (200 with a text body when some samples were skipped, saying which);
 //! 400 malformed (nothing of the request stored); 401 bad bearer token; 413 body over the limit
@@ -16,17 +18,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures::StreamExt;
-use ingest::metrics::SOURCE_REMOTE_WRITE;
 use ingest::remote_write::{self, DecodeLimits, Protocol, WriteOutcome};
-use ingest::series_cache::SeriesCache;
-use ingest::{IngestMetrics, RemoteWriteError};
+use ingest::{IngestMetrics, Receiver, RemoteWriteError, SOURCE_REMOTE_WRITE};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 /// Default body limit: 32 MiB, as Prometheus' receiver.
@@ -35,14 +36,6 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 << 20;
 /// Default time a request waits for in-flight budget before it gets a 503.
 pub const DEFAULT_SATURATION_WAIT: Duration = Duration::from_secs(5);
-
-/// Decompression buffers larger than this are freed after the request instead of kept for reuse.
-const MAX_KEPT_SCRATCH_BYTES: usize = 8 << 20;
-
-thread_local! {
-    /// The decompression buffer of this blocking thread, reused across requests.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// Semaphore permits count KiB so a 32-bit permit count covers terabytes.
 const PERMIT_BYTES: usize = 1024;
@@ -90,7 +83,7 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
-/// Remote-write settings, back-pressure and counters.
+/// Remote-write settings, back-pressure, counters, and the receiver that stores requests.
 #[derive(Debug)]
 pub struct RemoteWriteState {
     settings: RemoteWriteSettings,
@@ -99,14 +92,18 @@ pub struct RemoteWriteState {
     ingest_metrics: IngestMetrics,
     requests: Family<RequestLabels, Counter>,
     durations: Family<ProtocolLabels, Histogram, fn() -> Histogram>,
-    /// Raw label bytes → series id for the server's one store (see `ingest::series_cache`).
-    series_cache: Arc<SeriesCache>,
+    receiver: Arc<Receiver>,
 }
 
 impl RemoteWriteState {
-    /// Builds the state and registers the receiver's metrics; sample counters go to the shared
-    /// `ingest_metrics` (registered once by the server).
-    pub fn new(registry: &mut Registry, settings: RemoteWriteSettings, ingest_metrics: IngestMetrics) -> Self {
+    /// Builds the state with a receiver storing into `db` and registers the receiver's metrics;
+    /// sample counters go to the shared `ingest_metrics` (registered once by the server).
+    pub fn new(
+        registry: &mut Registry,
+        settings: RemoteWriteSettings,
+        ingest_metrics: IngestMetrics,
+        db: Arc<tsdb::Db>,
+    ) -> Self {
         let inflight_permits = u32::try_from((settings.max_inflight_bytes / PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
         let requests = Family::<RequestLabels, Counter>::default();
         let durations: Family<ProtocolLabels, Histogram, fn() -> Histogram> =
@@ -121,14 +118,19 @@ impl RemoteWriteState {
             "Time from request start to response for remote-write requests, by protocol",
             durations.clone(),
         );
+        // A body may decompress to the in-flight budget (or to the body limit, when that is larger).
+        let limits = DecodeLimits {
+            max_decompressed_bytes: settings.max_inflight_bytes.max(settings.max_body_bytes),
+            max_future_ms: i64::try_from(settings.max_future.as_millis()).unwrap_or(i64::MAX),
+        };
         RemoteWriteState {
+            receiver: Arc::new(Receiver::new(db, limits)),
             inflight: Arc::new(Semaphore::new(inflight_permits as usize)),
             inflight_permits,
             settings,
             ingest_metrics,
             requests,
             durations,
-            series_cache: Arc::new(SeriesCache::default()),
         }
     }
 
@@ -171,7 +173,7 @@ async fn write(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
     let started = Instant::now();
     let rw = state.remote_write.clone();
     let protocol = Protocol::negotiate(header_str(&headers, header::CONTENT_TYPE)).ok();
-    let response = match handle(&state, &rw, &headers, body).await {
+    let response = match handle(&rw, &headers, body).await {
         Ok(outcome) => success_response(&rw, &outcome),
         Err(refusal) => {
             if refusal.status.is_client_error() {
@@ -195,16 +197,11 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn handle(
-    state: &AppState,
-    rw: &Arc<RemoteWriteState>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<WriteOutcome, Refusal> {
+async fn handle(rw: &Arc<RemoteWriteState>, headers: &HeaderMap, body: Body) -> Result<WriteOutcome, Refusal> {
     let settings = &rw.settings;
     if let Some(expected) = &settings.bearer_token {
         let presented = header_str(headers, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| constant_time_eq(p.trim().as_bytes(), expected.as_bytes())) {
+        if !presented.is_some_and(|p| bool::from(p.trim().as_bytes().ct_eq(expected.as_bytes()))) {
             return Err(Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));
         }
     }
@@ -217,13 +214,8 @@ async fn handle(
     }
     let body = read_limited(body, settings.max_body_bytes).await?;
 
-    let decompressed_bytes = remote_write::decompressed_len(&body)?;
-    let max_decompressed_bytes = settings.max_inflight_bytes.max(settings.max_body_bytes);
-    if decompressed_bytes > max_decompressed_bytes {
-        return Err(
-            RemoteWriteError::DecompressedTooLarge { decompressed_bytes, max_bytes: max_decompressed_bytes }.into()
-        );
-    }
+    // Refuses a body announcing more than the receiver decodes before it waits for budget.
+    let decompressed_bytes = rw.receiver.decompressed_len(&body)?;
     let permits =
         u32::try_from(decompressed_bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX).min(rw.inflight_permits);
     let permit =
@@ -238,20 +230,10 @@ async fn handle(
             }
         };
 
-    let db = state.db.clone();
-    let cache = rw.series_cache.clone();
-    let limits = DecodeLimits { max_decompressed_bytes, max_future_ms: settings.max_future.as_millis() as i64 };
+    let receiver = rw.receiver.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let result = remote_write::write_cached(&db, &cache, protocol, &body, now_ms(), &limits, &mut scratch);
-            // Keep a typical request's buffer for the next one on this thread, not a huge one.
-            if scratch.capacity() > MAX_KEPT_SCRATCH_BYTES {
-                *scratch = Vec::new();
-            }
-            result
-        })
+        receiver.remote_write(protocol, &body, ingest::now_ms())
     })
     .await
     .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("BUG: decode task failed: {e}")))??;
@@ -297,12 +279,4 @@ fn success_response(rw: &RemoteWriteState, outcome: &WriteOutcome) -> Response {
     headers.insert(remote_write::HEADER_HISTOGRAMS_WRITTEN, HeaderValue::from(0u64));
     headers.insert(remote_write::HEADER_EXEMPLARS_WRITTEN, HeaderValue::from(0u64));
     response
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -1,7 +1,12 @@
 //! `ingest_common` is the harness the ingest integration tests share: start the real `ringtail`
 //! binary (or a peer such as Prometheus) on a free loopback port with a temp dir, wait until it
-//! answers, and kill it on drop; plus remote-write request builders and export reading.
+//! answers, and kill it on drop; plus remote-write request builders and export reading. Tests that
+//! need a peer ask [`peer::peers_installed`] first.
 #![allow(dead_code)]
+
+pub mod peer;
+
+use peer::PROMETHEUS;
 
 use ingest::proto::v1;
 use std::net::{SocketAddr, TcpListener};
@@ -202,8 +207,9 @@ pub async fn post_write(base_url: &str, content_type: &str, body: Vec<u8>) -> re
         .expect("remote-write request")
 }
 
+/// The clock ingestion stamps samples with.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+    ingest::now_ms()
 }
 
 /// A scratch directory path helper for peers.
@@ -295,7 +301,7 @@ impl Prometheus {
         let port = free_port();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, config_yaml).expect("writing prometheus.yml");
-        let mut command = Command::new("prometheus");
+        let mut command = Command::new(PROMETHEUS.binary);
         command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))

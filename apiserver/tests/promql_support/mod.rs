@@ -3,11 +3,16 @@
 //! remote-write, and read query results back as comparable values.
 #![allow(dead_code)]
 
+#[path = "../ingest_common/peer.rs"]
+pub mod peer;
+
+use peer::PROMETHEUS;
+
 use ingest::proto::v1;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How long a server may take to become ready on a loaded 2-core machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -16,8 +21,9 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
+/// The clock ingestion stamps samples with.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
+    ingest::now_ms()
 }
 
 pub fn client() -> reqwest::Client {
@@ -106,7 +112,7 @@ pub async fn start_prometheus() -> Server {
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1h\nscrape_configs: []\n").expect("config");
     let log = dir.path().join("prometheus.log");
-    let mut command = Command::new("/usr/bin/prometheus");
+    let mut command = Command::new(PROMETHEUS.binary);
     command
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))

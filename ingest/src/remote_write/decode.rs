@@ -1,93 +1,24 @@
-//! `remote_write` is the Prometheus remote-write receiver's engine: content negotiation,
-//! snappy block decompression, a zero-copy decode of `prometheus.WriteRequest` (1.0) and
-//! `io.prometheus.write.v2.Request` (2.0), validation of the whole request, and the append.
+//! `decode` turns a remote-write body into a [`DecodedRequest`]: snappy block decompression
+//! (bounded by [`DecodeLimits::max_decompressed_bytes`], checked on the size the body announces
+//! before anything is allocated), then a zero-copy walk of `prometheus.WriteRequest` (1.0) or
+//! `io.prometheus.write.v2.Request` (2.0) that validates every series before anything is stored.
 //!
-//! Design: the decoder walks the protobuf with [`WireReader`](crate::wire::WireReader) and keeps
-//! `&str` labels pointing into the decompressed buffer, so a request whose series the store already
-//! knows costs no `String` per label; the store looks the borrowed label slices up itself. With a
-//! [`SeriesCache`] ([`write_cached`], what the server uses), a 1.0 series whose raw label bytes
-//! were seen before is identified by those bytes alone and its labels are not even decoded. Every
-//! series is validated before the first sample is appended: a malformed request stores nothing.
-//! Per-sample problems (out of order, duplicate timestamp, too old, too far in the future) skip that
-//! sample only and are counted in the [`WriteOutcome`].
+//! Design: the walker uses [`WireReader`](crate::wire::WireReader) and keeps `&str` labels pointing
+//! into the decompressed buffer, so a request costs no `String` per label. With a
+//! [`SeriesCache`] (the receiver always has one), a 1.0 series whose raw label bytes were seen
+//! before is identified by those bytes alone and its labels are not even decoded. Labels follow the
+//! spec's own rule (names sorted) and then the store's one rule, [`tsdb::validate_labels`].
 
+use super::Protocol;
 use crate::error::RemoteWriteError;
 use crate::series_cache::{CacheReader, SeriesCache};
 use crate::wire::{decode_packed_u32, WireReader};
 use std::ops::Range;
-use tsdb::{Db, RejectReason, Sample, SeriesId, SeriesSamples};
-
-/// Content-Type media type of both protocol versions.
-pub const PROTOBUF_MEDIA_TYPE: &str = "application/x-protobuf";
-/// `proto` parameter naming the 1.0 message.
-pub const PROTO_V1: &str = "prometheus.WriteRequest";
-/// `proto` parameter naming the 2.0 message.
-pub const PROTO_V2: &str = "io.prometheus.write.v2.Request";
-/// Content-Type a 2.0 sender uses.
-pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
-/// Response headers 2.0 senders read (and 1.0 senders ignore).
-pub const HEADER_SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
-pub const HEADER_HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
-pub const HEADER_EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+use tsdb::{Sample, SeriesId, SeriesSamples};
 
 /// Samples later than now + this are refused: a sender with a wrong clock would otherwise push
 /// every later real sample of the series out of order. Prometheus' head uses the same bound.
 pub const DEFAULT_MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
-
-/// Which remote-write message a request carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// `prometheus.WriteRequest`, Remote-Write 1.0.
-    V1,
-    /// `io.prometheus.write.v2.Request`, Remote-Write 2.0.
-    V2,
-}
-
-impl Protocol {
-    /// Picks the protocol from the Content-Type header. A missing header or a bare
-    /// `application/x-protobuf` means 1.0, as the 2.0 spec requires for backward compatibility.
-    pub fn negotiate(content_type: Option<&str>) -> Result<Protocol, RemoteWriteError> {
-        let Some(content_type) = content_type else {
-            return Ok(Protocol::V1);
-        };
-        let mut parts = content_type.split(';');
-        let media_type = parts.next().unwrap_or("").trim();
-        if !media_type.eq_ignore_ascii_case(PROTOBUF_MEDIA_TYPE) {
-            return Err(RemoteWriteError::UnsupportedContentType(content_type.to_string()));
-        }
-        let mut protocol = Protocol::V1;
-        for param in parts {
-            let Some((key, value)) = param.split_once('=') else {
-                continue;
-            };
-            if key.trim().eq_ignore_ascii_case("proto") {
-                protocol = match value.trim().trim_matches('"') {
-                    PROTO_V1 => Protocol::V1,
-                    PROTO_V2 => Protocol::V2,
-                    _ => return Err(RemoteWriteError::UnsupportedContentType(content_type.to_string())),
-                };
-            }
-        }
-        Ok(protocol)
-    }
-
-    /// `v1` or `v2`, for metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::V1 => "v1",
-            Protocol::V2 => "v2",
-        }
-    }
-}
-
-/// Accepts a missing Content-Encoding or `snappy`; anything else is refused (415).
-pub fn check_content_encoding(content_encoding: Option<&str>) -> Result<(), RemoteWriteError> {
-    match content_encoding.map(str::trim) {
-        None | Some("") => Ok(()),
-        Some(enc) if enc.eq_ignore_ascii_case("snappy") => Ok(()),
-        Some(other) => Err(RemoteWriteError::UnsupportedContentEncoding(other.to_string())),
-    }
-}
 
 /// Bounds on one request's decoding.
 #[derive(Debug, Clone, Copy)]
@@ -105,17 +36,20 @@ impl Default for DecodeLimits {
     }
 }
 
-/// The decompressed size a snappy block body announces in its header (nothing is decompressed).
-pub fn decompressed_len(body: &[u8]) -> Result<usize, RemoteWriteError> {
-    snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))
-}
-
-/// Decompresses a snappy *block* (not framed) body into `out` (cleared first).
-pub fn decompress_snappy(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), RemoteWriteError> {
-    let len = decompressed_len(body)?;
+/// The decompressed size a snappy block body announces in its header (nothing is decompressed),
+/// refused when it passes `max_bytes`: the one place the decompressed size is checked.
+pub(crate) fn checked_decompressed_len(body: &[u8], max_bytes: usize) -> Result<usize, RemoteWriteError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if len > max_bytes {
         return Err(RemoteWriteError::DecompressedTooLarge { decompressed_bytes: len, max_bytes });
     }
+    Ok(len)
+}
+
+/// Decompresses a snappy *block* (not framed) body into `out` (cleared first); a body announcing
+/// more than `max_bytes` is refused before anything is allocated.
+pub fn decompress_snappy(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), RemoteWriteError> {
+    let len = checked_decompressed_len(body, max_bytes)?;
     out.clear();
     out.resize(len, 0);
     let written =
@@ -166,18 +100,36 @@ impl<'a> DecodedRequest<'a> {
     }
 
     /// Series whose id came from a [`SeriesCache`] (their labels were not decoded).
-    pub fn cached_series_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn cached_series_count(&self) -> usize {
         self.series.iter().filter(|s| s.id.is_some()).count()
     }
 
-    /// The series with decoded labels as a store batch (series without float samples, and series
-    /// a cache resolved, left out).
+    /// The request as one store batch, in request order: every series that brought float samples,
+    /// named by its id when a [`SeriesCache`] knew it and by its labels otherwise.
     pub fn batch(&self) -> Vec<SeriesSamples<'_>> {
         self.series
             .iter()
-            .filter(|s| s.id.is_none())
-            .map(|s| SeriesSamples::labels(&self.labels[s.labels.clone()], &self.samples[s.samples.clone()]))
+            .map(|span| {
+                let samples = &self.samples[span.samples.clone()];
+                match span.id {
+                    Some(id) => SeriesSamples::id(id, samples),
+                    None => SeriesSamples::labels(&self.labels[span.labels.clone()], samples),
+                }
+            })
             .collect()
+    }
+
+    /// The `(hash, raw label bytes, id)` of every series that can join a [`SeriesCache`] once the
+    /// store named it: `ids` are the store's ids of [`batch`](Self::batch), in the same order.
+    pub(crate) fn cache_entries<'s>(
+        &'s self,
+        ids: &'s [SeriesId],
+    ) -> impl Iterator<Item = (u64, &'s [u8], SeriesId)> + 's {
+        self.series.iter().zip(ids).filter_map(|(span, id)| {
+            let (range, hash) = span.raw.as_ref()?;
+            Some((*hash, self.buf.get(range.clone())?, *id))
+        })
     }
 
     /// Opens a series whose labels were pushed from `labels_start`; validates them and keeps the
@@ -224,19 +176,22 @@ fn validate_series_labels(labels: &[(&str, &str)]) -> Result<(), String> {
     tsdb::validate_labels(labels)
 }
 
-/// Decodes a decompressed body of the given protocol.
-pub fn decode<'a>(
+/// Decodes and validates an already decompressed body of the given protocol, without a series
+/// cache and without storing anything: what the fuzz target and the decoding benchmark measure.
+/// The server's path is [`Receiver::remote_write`](super::Receiver::remote_write).
+pub fn decode_request<'a>(
     protocol: Protocol,
     buf: &'a [u8],
     now_ms: i64,
     limits: &DecodeLimits,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
-    decode_cached(protocol, buf, now_ms, limits, None)
+    decode_with_cache(protocol, buf, now_ms, limits, None)
 }
 
-/// Decodes like [`decode`]; with a cache, 1.0 series whose raw label bytes it knows get their id
-/// from it and skip label decoding and validation (the bytes were validated when they were added).
-pub fn decode_cached<'a>(
+/// Decodes like [`decode_request`]; with a cache, 1.0 series whose raw label bytes it knows get
+/// their id from it and skip label decoding and validation (the bytes were validated when they were
+/// added).
+pub(crate) fn decode_with_cache<'a>(
     protocol: Protocol,
     buf: &'a [u8],
     now_ms: i64,
@@ -403,7 +358,7 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
             let field = field?;
             match field.number {
                 1 => match field.value {
-                    crate::wire::FieldValue::Varint(v) => refs.push(v as u32),
+                    crate::wire::FieldValue::Varint(_) => refs.push(field.u32()?),
                     _ => decode_packed_u32(field.bytes()?, 1, field.offset, &mut refs)?,
                 },
                 2 => {
@@ -436,175 +391,11 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
     Ok(out)
 }
 
-/// What storing one request did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WriteOutcome {
-    /// Samples stored, plus exact repeats of a stored sample (accepted idempotently, as senders
-    /// retry).
-    pub samples_written: u64,
-    pub series_created: u64,
-    /// Received but not stored (Ringtail keeps float samples only).
-    pub histograms_skipped: u64,
-    pub exemplars_skipped: u64,
-    pub out_of_order: u64,
-    pub duplicate_timestamp: u64,
-    pub too_old: u64,
-    pub too_far_in_future: u64,
-}
-
-impl WriteOutcome {
-    /// Samples received but not stored, for any reason.
-    pub fn samples_rejected(&self) -> u64 {
-        self.out_of_order + self.duplicate_timestamp + self.too_old + self.too_far_in_future
-    }
-
-    /// Counts per rejection reason, with the reason's metric label value.
-    pub fn rejections(&self) -> [(&'static str, u64); 4] {
-        [
-            (RejectReason::OutOfOrder.as_str(), self.out_of_order),
-            (RejectReason::DuplicateTimestamp.as_str(), self.duplicate_timestamp),
-            (RejectReason::TooOld.as_str(), self.too_old),
-            ("too_far_in_future", self.too_far_in_future),
-        ]
-    }
-
-    /// A one-line human summary of what was skipped (empty when nothing was).
-    pub fn skipped_summary(&self) -> String {
-        let mut parts: Vec<String> = self
-            .rejections()
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(reason, n)| format!("{n} samples skipped ({})", reason.replace('_', " ")))
-            .collect();
-        if self.histograms_skipped > 0 {
-            parts.push(format!("{} native histogram samples ignored", self.histograms_skipped));
-        }
-        if self.exemplars_skipped > 0 {
-            parts.push(format!("{} exemplars ignored", self.exemplars_skipped));
-        }
-        parts.join("; ")
-    }
-}
-
-/// Decompresses, decodes, validates and appends one request body. `scratch` holds the
-/// decompressed bytes and can be reused between calls.
-pub fn write(
-    db: &Db,
-    protocol: Protocol,
-    body: &[u8],
-    now_ms: i64,
-    limits: &DecodeLimits,
-    scratch: &mut Vec<u8>,
-) -> Result<WriteOutcome, RemoteWriteError> {
-    write_through(db, None, protocol, body, now_ms, limits, scratch)
-}
-
-/// [`write`] through a [`SeriesCache`] (one per store): known 1.0 series are found by their raw
-/// label bytes, and the series this request resolved are added to it.
-pub fn write_cached(
-    db: &Db,
-    cache: &SeriesCache,
-    protocol: Protocol,
-    body: &[u8],
-    now_ms: i64,
-    limits: &DecodeLimits,
-    scratch: &mut Vec<u8>,
-) -> Result<WriteOutcome, RemoteWriteError> {
-    write_through(db, Some(cache), protocol, body, now_ms, limits, scratch)
-}
-
-fn write_through(
-    db: &Db,
-    cache: Option<&SeriesCache>,
-    protocol: Protocol,
-    body: &[u8],
-    now_ms: i64,
-    limits: &DecodeLimits,
-    scratch: &mut Vec<u8>,
-) -> Result<WriteOutcome, RemoteWriteError> {
-    decompress_snappy(body, limits.max_decompressed_bytes, scratch)?;
-    let decoded = match cache {
-        Some(cache) => {
-            let reader = cache.reader();
-            decode_cached(protocol, scratch, now_ms, limits, Some((cache, &reader)))?
-        }
-        None => decode(protocol, scratch, now_ms, limits)?,
-    };
-    store_cached(db, cache, &decoded)
-}
-
-/// Appends an already decoded request.
-pub fn store(db: &Db, decoded: &DecodedRequest<'_>) -> Result<WriteOutcome, RemoteWriteError> {
-    store_cached(db, None, decoded)
-}
-
-/// Appends an already decoded request: resolves the series the decoder did not identify (all
-/// validated before the first is created), appends every series' samples, and adds the newly
-/// resolved series to `cache`.
-pub fn store_cached(
-    db: &Db,
-    cache: Option<&SeriesCache>,
-    decoded: &DecodedRequest<'_>,
-) -> Result<WriteOutcome, RemoteWriteError> {
-    let mut outcome = WriteOutcome {
-        histograms_skipped: decoded.histograms,
-        exemplars_skipped: decoded.exemplars,
-        too_far_in_future: decoded.too_far_in_future,
-        ..WriteOutcome::default()
-    };
-    if decoded.series.is_empty() {
-        return Ok(outcome);
-    }
-    let batch: Vec<SeriesSamples<'_>> = decoded
-        .series
-        .iter()
-        .map(|span| {
-            let samples = &decoded.samples[span.samples.clone()];
-            match span.id {
-                Some(id) => SeriesSamples::id(id, samples),
-                None => SeriesSamples::labels(&decoded.labels[span.labels.clone()], samples),
-            }
-        })
-        .collect();
-    let report = db.append(&batch)?;
-    if let Some(cache) = cache {
-        let new_keys: Vec<(u64, &[u8], SeriesId)> = decoded
-            .series
-            .iter()
-            .zip(&report.ids)
-            .filter_map(|(span, id)| {
-                let (range, hash) = span.raw.as_ref()?;
-                Some((*hash, decoded.buf.get(range.clone())?, *id))
-            })
-            .collect();
-        if !new_keys.is_empty() {
-            cache.insert_all(new_keys);
-        }
-    }
-    outcome.samples_written = report.appended + report.duplicates;
-    outcome.series_created = report.series_created;
-    for rejection in &report.rejections {
-        match rejection.reason {
-            RejectReason::OutOfOrder => outcome.out_of_order += 1,
-            RejectReason::DuplicateTimestamp => outcome.duplicate_timestamp += 1,
-            RejectReason::TooOld => outcome.too_old += 1,
-        }
-    }
-    Ok(outcome)
-}
-
-/// Encodes `request` as a remote-write body (protobuf, then snappy block): what a sender does.
-pub fn encode_body<M: prost::Message>(request: &M) -> Vec<u8> {
-    let raw = request.encode_to_vec();
-    // Compressing an in-memory buffer cannot fail except for inputs over 4 GiB, which no caller
-    // builds; an empty body then makes the receiver answer 400, which is the honest outcome.
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::{v1, v2};
+    use crate::remote_write::encode_body;
 
     type OwnedSeries = (Vec<(String, String)>, Vec<Sample>);
 
@@ -619,7 +410,7 @@ mod tests {
 
     fn decode_v1_request(request: &v1::WriteRequest, now_ms: i64) -> Result<Vec<OwnedSeries>, RemoteWriteError> {
         let raw = prost::Message::encode_to_vec(request);
-        let decoded = decode(Protocol::V1, &raw, now_ms, &DecodeLimits::default())?;
+        let decoded = decode_request(Protocol::V1, &raw, now_ms, &DecodeLimits::default())?;
         Ok(decoded
             .batch()
             .iter()
@@ -630,25 +421,6 @@ mod tests {
                 )
             })
             .collect())
-    }
-
-    #[test]
-    fn negotiates_protocol_from_content_type() {
-        assert_eq!(Protocol::negotiate(None).unwrap(), Protocol::V1);
-        assert_eq!(Protocol::negotiate(Some("application/x-protobuf")).unwrap(), Protocol::V1);
-        assert_eq!(
-            Protocol::negotiate(Some("application/x-protobuf;proto=prometheus.WriteRequest")).unwrap(),
-            Protocol::V1
-        );
-        assert_eq!(Protocol::negotiate(Some(CONTENT_TYPE_V2)).unwrap(), Protocol::V2);
-        assert_eq!(
-            Protocol::negotiate(Some("application/x-protobuf; proto=\"io.prometheus.write.v2.Request\"")).unwrap(),
-            Protocol::V2
-        );
-        assert!(Protocol::negotiate(Some("application/json")).is_err());
-        assert!(Protocol::negotiate(Some("application/x-protobuf;proto=io.prometheus.write.v3.Request")).is_err());
-        assert!(check_content_encoding(Some("gzip")).is_err());
-        assert!(check_content_encoding(Some("snappy")).is_ok() && check_content_encoding(None).is_ok());
     }
 
     #[test]
@@ -719,7 +491,7 @@ mod tests {
             metadata: vec![],
         };
         let raw = prost::Message::encode_to_vec(&request);
-        let decoded = decode(Protocol::V1, &raw, 1_000, &DecodeLimits::default()).unwrap();
+        let decoded = decode_request(Protocol::V1, &raw, 1_000, &DecodeLimits::default()).unwrap();
         assert_eq!((decoded.sample_count(), decoded.too_far_in_future), (1, 1));
     }
 
@@ -739,7 +511,7 @@ mod tests {
             ],
         };
         let raw = prost::Message::encode_to_vec(&request);
-        let decoded = decode(Protocol::V2, &raw, 0, &DecodeLimits::default()).unwrap();
+        let decoded = decode_request(Protocol::V2, &raw, 0, &DecodeLimits::default()).unwrap();
         let batch = decoded.batch();
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].series.labels().unwrap(), &[("__name__", "up"), ("job", "a")]);
@@ -761,7 +533,7 @@ mod tests {
             let raw = prost::Message::encode_to_vec(&request);
             assert!(
                 matches!(
-                    decode(Protocol::V2, &raw, 0, &DecodeLimits::default()),
+                    decode_request(Protocol::V2, &raw, 0, &DecodeLimits::default()),
                     Err(RemoteWriteError::InvalidSeries { .. })
                 ),
                 "{refs:?}"
@@ -785,106 +557,11 @@ mod tests {
         decompress_snappy(&body, 1 << 20, &mut out).unwrap();
     }
 
-    #[test]
-    fn malformed_request_stores_nothing_and_valid_one_reports_out_of_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
-        let good = v1::WriteRequest {
-            timeseries: vec![v1_series(&[("__name__", "a")], &[(10, 1.0), (20, 2.0)])],
-            metadata: vec![],
-        };
-        let outcome =
-            write(&db, Protocol::V1, &encode_body(&good), 0, &DecodeLimits::default(), &mut Vec::new()).unwrap();
-        assert_eq!(outcome.samples_written, 2);
-
-        let bad = v1::WriteRequest {
-            timeseries: vec![v1_series(&[("__name__", "b")], &[(10, 1.0)]), v1_series(&[("job", "x")], &[(10, 1.0)])],
-            metadata: vec![],
-        };
-        assert!(write(&db, Protocol::V1, &encode_body(&bad), 0, &DecodeLimits::default(), &mut Vec::new()).is_err());
-        assert_eq!(db.stats().series, 1, "the valid half of a refused request must not be stored");
-
-        let late = v1::WriteRequest {
-            timeseries: vec![v1_series(&[("__name__", "a")], &[(15, 9.0), (30, 3.0)])],
-            metadata: vec![],
-        };
-        let outcome =
-            write(&db, Protocol::V1, &encode_body(&late), 0, &DecodeLimits::default(), &mut Vec::new()).unwrap();
-        assert_eq!((outcome.samples_written, outcome.out_of_order), (1, 1));
-        assert!(outcome.skipped_summary().contains("1 samples skipped (out of order)"));
-    }
-
-    fn cached_write(db: &Db, cache: &SeriesCache, raw: &[u8]) -> Result<WriteOutcome, RemoteWriteError> {
-        let body = snap::raw::Encoder::new().compress_vec(raw).unwrap();
-        write_cached(db, cache, Protocol::V1, &body, 0, &DecodeLimits::default(), &mut Vec::new())
-    }
-
-    #[test]
-    fn cache_resolves_known_series_and_keeps_requests_atomic() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
-        let cache = SeriesCache::default();
-        let request = |ts: i64| v1::WriteRequest {
-            timeseries: vec![
-                v1_series(&[("__name__", "a"), ("job", "x")], &[(ts, 1.0)]),
-                v1_series(&[("__name__", "b")], &[(ts, 2.0)]),
-                v1_series(&[("__name__", "c")], &[]),
-            ],
-            metadata: vec![],
-        };
-        let first = cached_write(&db, &cache, &prost::Message::encode_to_vec(&request(10))).unwrap();
-        assert_eq!((first.samples_written, first.series_created, cache.len()), (2, 2, 2));
-
-        let raw = prost::Message::encode_to_vec(&request(20));
-        let decoded =
-            decode_cached(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((&cache, &cache.reader()))).unwrap();
-        assert_eq!((decoded.series_count(), decoded.cached_series_count()), (2, 2));
-        let second = cached_write(&db, &cache, &raw).unwrap();
-        assert_eq!((second.samples_written, second.series_created), (2, 0));
-
-        // A known series next to an invalid one: nothing of the request is stored.
-        let bad = v1::WriteRequest {
-            timeseries: vec![
-                v1_series(&[("__name__", "a"), ("job", "x")], &[(30, 3.0)]),
-                v1_series(&[("job", "y")], &[(30, 3.0)]),
-            ],
-            metadata: vec![],
-        };
-        assert!(cached_write(&db, &cache, &prost::Message::encode_to_vec(&bad)).is_err());
-        let series = db.select(&[], i64::MIN, i64::MAX).unwrap();
-        let a: Vec<Sample> = series.iter().find(|s| s.labels.metric_name() == Some("a")).unwrap().samples().collect();
-        assert_eq!(a, vec![Sample::new(10, 1.0), Sample::new(20, 1.0)]);
-        assert_eq!(db.stats().series, 2);
-    }
-
-    #[test]
-    fn interleaved_label_fields_take_the_decoding_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
-        let cache = SeriesCache::default();
-        // Two TimeSeries encodings concatenated merge into one: label, sample, label.
-        let mut series = prost::Message::encode_to_vec(&v1_series(&[("__name__", "m")], &[(5, 1.0)]));
-        series.extend(prost::Message::encode_to_vec(&v1_series(&[("job", "j")], &[])));
-        let mut raw = vec![0x0a];
-        prost::encoding::encode_varint(series.len() as u64, &mut raw);
-        raw.extend(&series);
-        for _ in 0..2 {
-            let decoded =
-                decode_cached(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((&cache, &cache.reader())))
-                    .unwrap();
-            assert_eq!(decoded.cached_series_count(), 0);
-            assert_eq!(decoded.batch()[0].series.labels().unwrap(), &[("__name__", "m"), ("job", "j")]);
-            cached_write(&db, &cache, &raw).unwrap();
-        }
-        assert!(cache.is_empty());
-        assert_eq!(db.stats().series, 1);
-    }
-
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
-            let _ = decode(Protocol::V1, &bytes, 0, &DecodeLimits::default());
-            let _ = decode(Protocol::V2, &bytes, 0, &DecodeLimits::default());
+            let _ = decode_request(Protocol::V1, &bytes, 0, &DecodeLimits::default());
+            let _ = decode_request(Protocol::V2, &bytes, 0, &DecodeLimits::default());
             let _ = decompress_snappy(&bytes, 1 << 16, &mut Vec::new());
         }
     }

@@ -10,34 +10,24 @@
 //! a target that goes away get a staleness marker at that scrape's timestamp (series with explicit
 //! timestamps are exempt).
 //!
-//! Hot path: a page is parsed into borrowed slices; each sample's raw `name{labels}` text is looked
-//! up in a per-target cache holding its `SeriesId` (or "dropped by relabeling"), so a series seen
-//! before costs neither label building, relabeling nor a store lookup; appends go through
-//! `Db::append`. Parsing and appending run in `spawn_blocking`.
+//! Hot path: see `page` (one page → one `Db::append`, series known from earlier scrapes cost neither
+//! label building, relabeling nor a store lookup). Parsing and appending run in `spawn_blocking`.
 
+use crate::clock::now_ms;
 use crate::error::ConfigError;
-use crate::exposition::{self, Format, SCRAPE_ACCEPT_HEADER};
-use crate::metrics::{IngestMetrics, JobLabels, ScrapeLabels, SOURCE_SCRAPE};
+use crate::exposition::{Format, SCRAPE_ACCEPT_HEADER};
+use crate::metrics::IngestMetrics;
 pub use crate::scrape_config::TargetGroup;
 use crate::scrape_config::{Auth, Job, ScrapeConfigs};
-use std::collections::{HashMap, HashSet};
+use page::TargetState;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, SeriesSamples, METRIC_NAME};
+use tsdb::{Db, Labels};
 
-/// Report series names, in the order their ids are cached.
-const REPORT_SERIES: [&str; 5] = [
-    "up",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "scrape_samples_post_metric_relabeling",
-    "scrape_series_added",
-];
-
-/// Cache entries unseen for this many scrapes are forgotten (they are re-resolved if they return).
-const CACHE_KEEP_SCRAPES: u64 = 2;
+mod page;
 
 /// Scraper-wide settings.
 #[derive(Debug, Clone)]
@@ -290,10 +280,6 @@ fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 async fn run_target(target: Arc<Target>, db: Arc<Db>, metrics: IngestMetrics, mut stop: watch::Receiver<bool>) {
     let interval = target.job.job.interval;
     let interval_ms = interval.as_millis().max(1) as u64;
@@ -410,249 +396,11 @@ fn describe_reqwest(error: reqwest::Error) -> String {
     message
 }
 
-/// What one cache entry knows about a raw series text.
-struct CacheEntry {
-    /// `None`: metric relabeling dropped it (or its labels were invalid).
-    id: Option<SeriesId>,
-    last_seen_scrape: u64,
-}
-
-/// Per-target state carried from scrape to scrape.
-#[derive(Default)]
-struct TargetState {
-    cache: HashMap<String, CacheEntry>,
-    /// Series of the previous successful scrape, for staleness.
-    previous: HashSet<SeriesId>,
-    report_ids: Option<[SeriesId; 5]>,
-    scrapes: u64,
-}
-
-/// Counts from one successful page.
-struct PageStats {
-    scraped: u64,
-    post_relabel: u64,
-    series_added: u64,
-    appended: u64,
-    rejected: Vec<(&'static str, u64)>,
-}
-
-impl TargetState {
-    fn record(
-        &mut self,
-        target: &Target,
-        db: &Db,
-        metrics: &IngestMetrics,
-        fetched: Result<Fetched, String>,
-        scrape_ts_ms: i64,
-        started: Instant,
-    ) {
-        self.scrapes += 1;
-        let outcome = fetched.and_then(|f| self.ingest_page(target, db, &f, scrape_ts_ms));
-        let job = &target.job.job.name;
-        let (up, stats) = match &outcome {
-            Ok(stats) => (1.0, Some(stats)),
-            Err(_) => {
-                let stale: Vec<(SeriesId, Sample)> =
-                    self.previous.drain().map(|id| (id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
-                if let Err(e) = append_pairs(db, &stale) {
-                    tracing::warn!(target = %target.url, error = %e, "writing staleness markers failed");
-                }
-                (0.0, None)
-            }
-        };
-        let duration_seconds = started.elapsed().as_secs_f64();
-        let report_values = [
-            up,
-            duration_seconds,
-            stats.map_or(0.0, |s| s.scraped as f64),
-            stats.map_or(0.0, |s| s.post_relabel as f64),
-            stats.map_or(0.0, |s| s.series_added as f64),
-        ];
-        self.write_report(target, db, scrape_ts_ms, report_values);
-        if let Some(stats) = stats {
-            metrics.ingested(SOURCE_SCRAPE, stats.appended);
-            for (reason, n) in &stats.rejected {
-                metrics.rejected(SOURCE_SCRAPE, reason, *n);
-            }
-        }
-        let result = if outcome.is_ok() { "success" } else { "failure" };
-        metrics.scrapes.get_or_create(&ScrapeLabels { job: job.clone(), result }).inc();
-        metrics.scrape_duration_seconds.get_or_create(&JobLabels { job: job.clone() }).observe(duration_seconds);
-        if let Err(message) = &outcome {
-            tracing::debug!(target = %target.url, error = %message, "scrape failed");
-        }
-        if let Ok(mut health) = target.health.lock() {
-            health.up = Some(outcome.is_ok());
-            health.last_error = outcome.err();
-            health.last_scrape_ts_ms = scrape_ts_ms;
-            health.last_duration_seconds = duration_seconds;
-            health.scrapes = self.scrapes;
-        }
-    }
-
-    fn ingest_page(
-        &mut self,
-        target: &Target,
-        db: &Db,
-        fetched: &Fetched,
-        scrape_ts_ms: i64,
-    ) -> Result<PageStats, String> {
-        let job = &target.job.job;
-        let text = std::str::from_utf8(&fetched.body).map_err(|e| format!("page is not UTF-8: {e}"))?;
-        let page = exposition::parse(text, fetched.format).map_err(|e| format!("parse error: {e}"))?;
-        let scrape_no = self.scrapes;
-        let mut appends: Vec<(SeriesId, Sample)> = Vec::with_capacity(page.samples().len());
-        let mut current: HashSet<SeriesId> = HashSet::with_capacity(self.previous.len());
-        let mut series_added = 0;
-        for line in page.samples() {
-            let id = match self.cache.get_mut(line.series) {
-                Some(entry) => {
-                    entry.last_seen_scrape = scrape_no;
-                    entry.id
-                }
-                None => {
-                    let id = resolve_sample_series(target, db, line.name, page.labels(line));
-                    self.cache.insert(line.series.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
-                    id
-                }
-            };
-            let Some(id) = id else {
-                continue;
-            };
-            let (ts_ms, explicit) = match line.ts_ms {
-                Some(ts) if job.honor_timestamps => (ts, true),
-                _ => (scrape_ts_ms, false),
-            };
-            appends.push((id, Sample::new(ts_ms, line.value)));
-            if !explicit && current.insert(id) && !self.previous.contains(&id) {
-                series_added += 1;
-            }
-        }
-        if job.sample_limit > 0 && appends.len() as u64 > job.sample_limit {
-            return Err(format!(
-                "sample limit exceeded: {} samples > sample_limit {}",
-                appends.len(),
-                job.sample_limit
-            ));
-        }
-        let report = append_pairs(db, &appends).map_err(|e| format!("storing samples failed: {e}"))?;
-        let stale: Vec<(SeriesId, Sample)> =
-            self.previous.difference(&current).map(|id| (*id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
-        if !stale.is_empty() {
-            append_pairs(db, &stale).map_err(|e| format!("storing staleness markers failed: {e}"))?;
-        }
-        self.previous = current;
-        self.cache.retain(|_, e| e.last_seen_scrape + CACHE_KEEP_SCRAPES > scrape_no);
-        let mut rejected: HashMap<&'static str, u64> = HashMap::new();
-        for rejection in &report.rejections {
-            *rejected.entry(rejection.reason.as_str()).or_default() += 1;
-        }
-        Ok(PageStats {
-            scraped: page.samples().len() as u64,
-            post_relabel: appends.len() as u64,
-            series_added,
-            appended: report.appended,
-            rejected: rejected.into_iter().collect(),
-        })
-    }
-
-    fn write_report(&mut self, target: &Target, db: &Db, ts_ms: i64, values: [f64; 5]) {
-        let ids = match self.report_ids {
-            Some(ids) => ids,
-            None => {
-                let mut ids = [SeriesId(0); 5];
-                for (slot, name) in ids.iter_mut().zip(REPORT_SERIES) {
-                    let mut pairs: Vec<(&str, &str)> =
-                        target.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-                    pairs.push((METRIC_NAME, name));
-                    match db.resolve(&pairs) {
-                        Ok(id) => *slot = id,
-                        Err(e) => {
-                            tracing::warn!(target = %target.url, error = %e, "cannot create report series");
-                            return;
-                        }
-                    }
-                }
-                self.report_ids = Some(ids);
-                ids
-            }
-        };
-        let entries: Vec<(SeriesId, Sample)> =
-            ids.iter().zip(values).map(|(id, v)| (*id, Sample::new(ts_ms, v))).collect();
-        if let Err(e) = append_pairs(db, &entries) {
-            tracing::warn!(target = %target.url, error = %e, "writing report series failed");
-        }
-    }
-
-    /// The target went away: every series it wrote, report series included, goes stale.
-    fn end_of_run(self, db: &Db, ts_ms: i64) {
-        let mut ids: Vec<SeriesId> = self.previous.into_iter().collect();
-        if self.scrapes > 0 {
-            ids.extend(self.report_ids.into_iter().flatten());
-        }
-        let stale: Vec<(SeriesId, Sample)> = ids.into_iter().map(|id| (id, Sample::new(ts_ms, stale_nan()))).collect();
-        if let Err(e) = append_pairs(db, &stale) {
-            tracing::warn!(error = %e, "writing end-of-run staleness markers failed");
-        }
-    }
-}
-
-/// Appends one sample per series (a scrape has at most one sample of a series per page).
-fn append_pairs(db: &Db, pairs: &[(SeriesId, Sample)]) -> Result<tsdb::AppendReport, tsdb::Error> {
-    let batch: Vec<SeriesSamples<'_>> =
-        pairs.iter().map(|(id, sample)| SeriesSamples::id(*id, std::slice::from_ref(sample))).collect();
-    db.append(&batch)
-}
-
-/// Builds a new series' labels: the sample's, merged with the target's (Prometheus' rules: with
-/// `honor_labels` the sample wins; otherwise a clashing sample label is kept as `exported_<name>`),
-/// then `metric_relabel_configs`. `None` when dropped.
-fn resolve_sample_series(
-    target: &Target,
-    db: &Db,
-    name: &str,
-    sample_labels: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
-) -> Option<SeriesId> {
-    let job = &target.job.job;
-    let mut labels = Labels::from_pairs(
-        sample_labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).chain(std::iter::once((METRIC_NAME, name))),
-    );
-    for target_label in target.labels.iter() {
-        let (label, value) = (target_label.name.as_str(), target_label.value.as_str());
-        if job.honor_labels {
-            if labels.get(label).is_none() {
-                labels.set(label, value);
-            }
-            continue;
-        }
-        if let Some(existing) = labels.get(label).map(str::to_string) {
-            let mut exported = format!("exported_{label}");
-            while labels.get(&exported).is_some() {
-                exported = format!("exported_{exported}");
-            }
-            labels.set(&exported, &existing);
-        }
-        labels.set(label, value);
-    }
-    if !job.metric_relabel.is_empty() && !job.metric_relabel.apply(&mut labels) {
-        return None;
-    }
-    labels.metric_name()?;
-    let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
-    match db.resolve(&pairs) {
-        Ok(id) => Some(id),
-        Err(e) => {
-            tracing::warn!(target = %target.url, series = %labels, error = %e, "series refused by the store");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn runtime(yaml: &str) -> Arc<JobRuntime> {
+    pub(super) fn runtime(yaml: &str) -> Arc<JobRuntime> {
         let job = ScrapeConfigs::from_yaml(yaml).unwrap().resolve().unwrap().remove(0);
         let client = build_client(&job, &ScrapeManagerOptions::default()).unwrap();
         Arc::new(JobRuntime { job, client })
@@ -680,24 +428,6 @@ mod tests {
         let group = &rt.job.static_groups[0];
         assert!(resolve_target(&rt, group, "keep:1").is_some());
         assert!(resolve_target(&rt, group, "drop:1").is_none());
-    }
-
-    #[test]
-    fn clashing_labels_become_exported_unless_honored() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
-        for (honor, expected_job, exported) in [(false, "j", Some("inner")), (true, "inner", None)] {
-            let rt = runtime(&format!(
-                "scrape_configs:\n- job_name: j\n  honor_labels: {honor}\n  static_configs: [{{targets: ['h:1']}}]\n"
-            ));
-            let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
-            let labels = [(std::borrow::Cow::Borrowed("job"), std::borrow::Cow::Borrowed("inner"))];
-            let id = resolve_sample_series(&target, &db, &format!("m_{honor}"), &labels).unwrap();
-            append_pairs(&db, &[(id, Sample::new(1, 1.0))]).unwrap();
-            let found = db.select(&[tsdb::Matcher::equal("__name__", format!("m_{honor}"))], 0, 10).unwrap();
-            assert_eq!(found[0].labels.get("job"), Some(expected_job));
-            assert_eq!(found[0].labels.get("exported_job"), exported);
-        }
     }
 
     #[test]

@@ -1,0 +1,269 @@
+//! `Receiver` is the one door of a remote-write request into the store: it owns the store handle,
+//! the decoding limits, the series cache and the decompression buffers, and
+//! [`Receiver::remote_write`] runs decompress → decode and validate → one append → cache update.
+//!
+//! A receiver serves one store for its whole life (the series cache maps to that store's ids). It
+//! is shared behind an `Arc` and called from blocking threads; every method takes `&self`.
+
+use super::decode::{checked_decompressed_len, decode_with_cache, decompress_snappy, DecodeLimits};
+use super::store::{store, WriteOutcome};
+use super::Protocol;
+use crate::error::RemoteWriteError;
+use crate::series_cache::{self, SeriesCache};
+use std::sync::{Arc, Mutex, PoisonError};
+use tsdb::Db;
+
+/// Decompression buffers larger than this are freed after the request instead of kept for reuse:
+/// a typical request's buffer is worth keeping, a rare huge one is not.
+const MAX_KEPT_SCRATCH_BYTES: usize = 8 << 20;
+
+/// The remote-write receiver of one store. See the module docs.
+#[derive(Debug)]
+pub struct Receiver {
+    db: Arc<Db>,
+    limits: DecodeLimits,
+    /// `None` when turned off with [`Receiver::with_series_cache_max_bytes`]`(0)`.
+    series_cache: Option<SeriesCache>,
+    scratch: ScratchPool,
+}
+
+impl Receiver {
+    /// A receiver storing into `db`, with a series cache of the default size
+    /// (`series_cache::DEFAULT_MAX_BYTES`, 256 MiB of raw label bytes).
+    pub fn new(db: Arc<Db>, limits: DecodeLimits) -> Receiver {
+        Receiver {
+            db,
+            limits,
+            series_cache: Some(SeriesCache::new(series_cache::DEFAULT_MAX_BYTES)),
+            scratch: ScratchPool::new(),
+        }
+    }
+
+    /// Bounds the series cache to `max_bytes` of raw label bytes (it is cleared and refills when
+    /// full); 0 turns it off, so every series is decoded and found by its labels (what the
+    /// benchmarks compare the cache against).
+    pub fn with_series_cache_max_bytes(mut self, max_bytes: usize) -> Receiver {
+        self.series_cache = (max_bytes > 0).then(|| SeriesCache::new(max_bytes));
+        self
+    }
+
+    /// The decompressed size `body` announces (nothing is decompressed), refused with
+    /// [`RemoteWriteError::DecompressedTooLarge`] past `max_decompressed_bytes`. Callers size an
+    /// in-flight budget with it before [`remote_write`](Self::remote_write), which applies the
+    /// same check.
+    pub fn decompressed_len(&self, body: &[u8]) -> Result<usize, RemoteWriteError> {
+        checked_decompressed_len(body, self.limits.max_decompressed_bytes)
+    }
+
+    /// Stores one remote-write request: `body` is the snappy-compressed message of `protocol`;
+    /// samples later than `now_ms + max_future_ms` are skipped and counted. A request with any
+    /// invalid series stores nothing (`Err`); per-sample refusals are counted in the outcome.
+    pub fn remote_write(&self, protocol: Protocol, body: &[u8], now_ms: i64) -> Result<WriteOutcome, RemoteWriteError> {
+        let mut scratch = self.scratch.take();
+        let result = self.write_with(protocol, body, now_ms, &mut scratch);
+        self.scratch.give_back(scratch);
+        result
+    }
+
+    fn write_with(
+        &self,
+        protocol: Protocol,
+        body: &[u8],
+        now_ms: i64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<WriteOutcome, RemoteWriteError> {
+        decompress_snappy(body, self.limits.max_decompressed_bytes, scratch)?;
+        let cache = self.series_cache.as_ref();
+        // The cache's read lock is released before the store adds the new series under its write lock.
+        let decoded = match cache {
+            Some(cache) => {
+                let reader = cache.reader();
+                decode_with_cache(protocol, scratch, now_ms, &self.limits, Some((cache, &reader)))?
+            }
+            None => decode_with_cache(protocol, scratch, now_ms, &self.limits, None)?,
+        };
+        store(&self.db, cache, &decoded)
+    }
+}
+
+/// Decompression buffers kept between requests, so a steady stream of requests allocates none.
+#[derive(Debug)]
+struct ScratchPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    /// Decoding is CPU-bound, so more requests than cores rarely decode at once; buffers beyond
+    /// this count are freed after use.
+    max_kept: usize,
+}
+
+impl ScratchPool {
+    fn new() -> ScratchPool {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        ScratchPool { free: Mutex::new(Vec::new()), max_kept: cores * 2 }
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default()
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        if buf.capacity() > MAX_KEPT_SCRATCH_BYTES {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        if free.len() < self.max_kept {
+            free.push(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1;
+    use crate::remote_write::encode_body;
+    use tsdb::Sample;
+
+    fn v1_series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
+        v1::TimeSeries {
+            labels: labels.iter().map(|(n, v)| v1::Label { name: n.to_string(), value: v.to_string() }).collect(),
+            samples: samples.iter().map(|(t, v)| v1::Sample { value: *v, timestamp: *t }).collect(),
+            exemplars: vec![],
+            histograms: vec![],
+        }
+    }
+
+    fn receiver(dir: &tempfile::TempDir) -> Receiver {
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        Receiver::new(Arc::new(db), DecodeLimits::default())
+    }
+
+    fn write_raw(receiver: &Receiver, raw: &[u8]) -> Result<WriteOutcome, RemoteWriteError> {
+        let body = snap::raw::Encoder::new().compress_vec(raw).unwrap();
+        receiver.remote_write(Protocol::V1, &body, 0)
+    }
+
+    fn cache_len(receiver: &Receiver) -> usize {
+        receiver.series_cache.as_ref().map_or(0, SeriesCache::len)
+    }
+
+    #[test]
+    fn malformed_request_stores_nothing_and_valid_one_reports_out_of_order() {
+        let (cached_dir, uncached_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for receiver in [receiver(&cached_dir), receiver(&uncached_dir).with_series_cache_max_bytes(0)] {
+            let good = v1::WriteRequest {
+                timeseries: vec![v1_series(&[("__name__", "a")], &[(10, 1.0), (20, 2.0)])],
+                metadata: vec![],
+            };
+            let outcome = receiver.remote_write(Protocol::V1, &encode_body(&good), 0).unwrap();
+            assert_eq!(outcome.samples_written, 2);
+
+            let bad = v1::WriteRequest {
+                timeseries: vec![
+                    v1_series(&[("__name__", "b")], &[(10, 1.0)]),
+                    v1_series(&[("job", "x")], &[(10, 1.0)]),
+                ],
+                metadata: vec![],
+            };
+            assert!(receiver.remote_write(Protocol::V1, &encode_body(&bad), 0).is_err());
+            assert_eq!(receiver.db.stats().series, 1, "the valid half of a refused request must not be stored");
+
+            let late = v1::WriteRequest {
+                timeseries: vec![v1_series(&[("__name__", "a")], &[(15, 9.0), (30, 3.0)])],
+                metadata: vec![],
+            };
+            let outcome = receiver.remote_write(Protocol::V1, &encode_body(&late), 0).unwrap();
+            assert_eq!((outcome.samples_written, outcome.out_of_order), (1, 1));
+            assert!(outcome.skipped_summary().contains("1 samples skipped (out of order)"));
+        }
+    }
+
+    #[test]
+    fn cache_resolves_known_series_and_keeps_requests_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = receiver(&dir);
+        let request = |ts: i64| v1::WriteRequest {
+            timeseries: vec![
+                v1_series(&[("__name__", "a"), ("job", "x")], &[(ts, 1.0)]),
+                v1_series(&[("__name__", "b")], &[(ts, 2.0)]),
+                v1_series(&[("__name__", "c")], &[]),
+            ],
+            metadata: vec![],
+        };
+        let first = write_raw(&receiver, &prost::Message::encode_to_vec(&request(10))).unwrap();
+        assert_eq!((first.samples_written, first.series_created, cache_len(&receiver)), (2, 2, 2));
+
+        let raw = prost::Message::encode_to_vec(&request(20));
+        let cache = receiver.series_cache.as_ref().unwrap();
+        let decoded =
+            decode_with_cache(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((cache, &cache.reader()))).unwrap();
+        assert_eq!((decoded.series_count(), decoded.cached_series_count()), (2, 2));
+        let second = write_raw(&receiver, &raw).unwrap();
+        assert_eq!((second.samples_written, second.series_created), (2, 0));
+
+        // A known series next to an invalid one: nothing of the request is stored.
+        let bad = v1::WriteRequest {
+            timeseries: vec![
+                v1_series(&[("__name__", "a"), ("job", "x")], &[(30, 3.0)]),
+                v1_series(&[("job", "y")], &[(30, 3.0)]),
+            ],
+            metadata: vec![],
+        };
+        assert!(write_raw(&receiver, &prost::Message::encode_to_vec(&bad)).is_err());
+        let series = receiver.db.select(&[], i64::MIN, i64::MAX).unwrap();
+        let a: Vec<Sample> = series.iter().find(|s| s.labels.metric_name() == Some("a")).unwrap().samples().collect();
+        assert_eq!(a, vec![Sample::new(10, 1.0), Sample::new(20, 1.0)]);
+        assert_eq!(receiver.db.stats().series, 2);
+    }
+
+    #[test]
+    fn interleaved_label_fields_take_the_decoding_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = receiver(&dir);
+        // Two TimeSeries encodings concatenated merge into one: label, sample, label.
+        let mut series = prost::Message::encode_to_vec(&v1_series(&[("__name__", "m")], &[(5, 1.0)]));
+        series.extend(prost::Message::encode_to_vec(&v1_series(&[("job", "j")], &[])));
+        let mut raw = vec![0x0a];
+        prost::encoding::encode_varint(series.len() as u64, &mut raw);
+        raw.extend(&series);
+        for _ in 0..2 {
+            let cache = receiver.series_cache.as_ref().unwrap();
+            let decoded =
+                decode_with_cache(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((cache, &cache.reader())))
+                    .unwrap();
+            assert_eq!(decoded.cached_series_count(), 0);
+            assert_eq!(decoded.batch()[0].series.labels().unwrap(), &[("__name__", "m"), ("job", "j")]);
+            write_raw(&receiver, &raw).unwrap();
+        }
+        assert_eq!(cache_len(&receiver), 0);
+        assert_eq!(receiver.db.stats().series, 1);
+    }
+
+    #[test]
+    fn decompressed_size_is_checked_against_the_receivers_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(tsdb::Options::new(dir.path())).unwrap());
+        let limits = DecodeLimits { max_decompressed_bytes: 16, ..DecodeLimits::default() };
+        let receiver = Receiver::new(db, limits);
+        let body = encode_body(&v1::WriteRequest {
+            timeseries: vec![v1_series(&[("__name__", "a_long_enough_metric_name")], &[(1, 1.0)])],
+            metadata: vec![],
+        });
+        for result in
+            [receiver.decompressed_len(&body).map(drop), receiver.remote_write(Protocol::V1, &body, 0).map(drop)]
+        {
+            assert!(matches!(result, Err(RemoteWriteError::DecompressedTooLarge { max_bytes: 16, .. })));
+        }
+        assert!(matches!(receiver.decompressed_len(b"\xff\xff\xff\xff\xff\xff"), Err(RemoteWriteError::Snappy(_))));
+    }
+
+    #[test]
+    fn scratch_buffers_are_reused_unless_huge() {
+        let pool = ScratchPool::new();
+        let mut buf = pool.take();
+        buf.reserve(1024);
+        pool.give_back(buf);
+        assert!(pool.take().capacity() >= 1024, "a typical buffer comes back");
+        pool.give_back(Vec::with_capacity(MAX_KEPT_SCRATCH_BYTES + 1));
+        assert_eq!(pool.take().capacity(), 0, "a huge buffer is freed");
+    }
+}

@@ -1,0 +1,119 @@
+//! `store` puts a [`DecodedRequest`] into the store: one `Db::append` of the whole request (series
+//! named by id when the series cache knew them, by labels otherwise), then the newly named series
+//! join the cache, and the store's report becomes a [`WriteOutcome`].
+//!
+//! The store checks every label set and id before it creates a series or stores a sample, so a
+//! request refused there stores nothing either. Per-sample problems (out of order, duplicate
+//! timestamp, too old, too far in the future) skip that sample only and are counted.
+
+use super::decode::DecodedRequest;
+use crate::error::RemoteWriteError;
+use crate::series_cache::SeriesCache;
+use tsdb::{Db, RejectReason};
+
+/// What storing one request did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Samples stored, plus exact repeats of a stored sample (accepted idempotently, as senders
+    /// retry).
+    pub samples_written: u64,
+    pub series_created: u64,
+    /// Received but not stored (Ringtail keeps float samples only).
+    pub histograms_skipped: u64,
+    pub exemplars_skipped: u64,
+    pub out_of_order: u64,
+    pub duplicate_timestamp: u64,
+    pub too_old: u64,
+    pub too_far_in_future: u64,
+}
+
+impl WriteOutcome {
+    /// Samples received but not stored, for any reason.
+    pub fn samples_rejected(&self) -> u64 {
+        self.out_of_order + self.duplicate_timestamp + self.too_old + self.too_far_in_future
+    }
+
+    /// Counts per rejection reason, with the reason's metric label value.
+    pub fn rejections(&self) -> [(&'static str, u64); 4] {
+        [
+            (RejectReason::OutOfOrder.as_str(), self.out_of_order),
+            (RejectReason::DuplicateTimestamp.as_str(), self.duplicate_timestamp),
+            (RejectReason::TooOld.as_str(), self.too_old),
+            ("too_far_in_future", self.too_far_in_future),
+        ]
+    }
+
+    /// A one-line human summary of what was skipped (empty when nothing was).
+    pub fn skipped_summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .rejections()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| format!("{n} samples skipped ({})", reason.replace('_', " ")))
+            .collect();
+        if self.histograms_skipped > 0 {
+            parts.push(format!("{} native histogram samples ignored", self.histograms_skipped));
+        }
+        if self.exemplars_skipped > 0 {
+            parts.push(format!("{} exemplars ignored", self.exemplars_skipped));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Appends a decoded request in one batch and adds the series it named to `cache`.
+pub(crate) fn store(
+    db: &Db,
+    cache: Option<&SeriesCache>,
+    decoded: &DecodedRequest<'_>,
+) -> Result<WriteOutcome, RemoteWriteError> {
+    let mut outcome = WriteOutcome {
+        histograms_skipped: decoded.histograms,
+        exemplars_skipped: decoded.exemplars,
+        too_far_in_future: decoded.too_far_in_future,
+        ..WriteOutcome::default()
+    };
+    if decoded.series_count() == 0 {
+        return Ok(outcome);
+    }
+    let report = db.append(&decoded.batch())?;
+    if let Some(cache) = cache {
+        let mut entries = decoded.cache_entries(&report.ids).peekable();
+        if entries.peek().is_some() {
+            cache.insert_all(entries);
+        }
+    }
+    outcome.samples_written = report.appended + report.duplicates;
+    outcome.series_created = report.series_created;
+    for rejection in &report.rejections {
+        match rejection.reason {
+            RejectReason::OutOfOrder => outcome.out_of_order += 1,
+            RejectReason::DuplicateTimestamp => outcome.duplicate_timestamp += 1,
+            RejectReason::TooOld => outcome.too_old += 1,
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_every_skipped_kind() {
+        let outcome = WriteOutcome {
+            out_of_order: 2,
+            too_far_in_future: 1,
+            histograms_skipped: 3,
+            exemplars_skipped: 4,
+            ..WriteOutcome::default()
+        };
+        assert_eq!(outcome.samples_rejected(), 3);
+        assert_eq!(
+            outcome.skipped_summary(),
+            "2 samples skipped (out of order); 1 samples skipped (too far in future); \
+             3 native histogram samples ignored; 4 exemplars ignored"
+        );
+        assert_eq!(WriteOutcome::default().skipped_summary(), "");
+    }
+}

@@ -1,0 +1,377 @@
+//! `TargetState` is what one target's loop carries from scrape to scrape, and the way a scraped
+//! page enters the store: each sample's raw `name{labels}` text is looked up in the target's cache
+//! (series id, or "dropped by relabeling"); a miss builds the series' labels (target labels,
+//! `honor_labels`, `metric_relabel_configs`). The page is then stored by one `Db::append`, known
+//! series by id and new ones by their labels, whose ids the append's report hands back for the
+//! cache. Then come the staleness markers of series that disappeared and the report series.
+
+use super::{Fetched, Target};
+use crate::exposition;
+use crate::metrics::{IngestMetrics, JobLabels, ScrapeLabels, SOURCE_SCRAPE};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, SeriesSamples, METRIC_NAME};
+
+/// Report series names, in the order their ids are cached.
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Cache entries unseen for this many scrapes are forgotten (they are re-resolved if they return).
+const CACHE_KEEP_SCRAPES: u64 = 2;
+
+/// What one cache entry knows about a raw series text.
+struct CacheEntry {
+    /// `None`: metric relabeling dropped it (or its labels were invalid).
+    id: Option<SeriesId>,
+    last_seen_scrape: u64,
+}
+
+/// The series of one page sample: cached, or first seen on this page (an index into the page's
+/// new series, named by labels in the append).
+#[derive(Clone, Copy)]
+enum PageSeries {
+    Known(SeriesId),
+    New(usize),
+}
+
+/// One sample of a page on its way into the append.
+struct PageSample {
+    series: PageSeries,
+    sample: Sample,
+    /// The page gave the timestamp (such series are exempt from staleness).
+    explicit: bool,
+}
+
+/// A series first seen on this page: its raw text (the cache key), its labels, and the append
+/// entry whose id the store reports for it.
+struct NewSeries<'p> {
+    raw: &'p str,
+    labels: Labels,
+    first_append: usize,
+}
+
+/// Per-target state carried from scrape to scrape.
+#[derive(Default)]
+pub(super) struct TargetState {
+    cache: HashMap<String, CacheEntry>,
+    /// Series of the previous successful scrape, for staleness.
+    previous: HashSet<SeriesId>,
+    report_ids: Option<[SeriesId; 5]>,
+    scrapes: u64,
+}
+
+/// Counts from one successful page.
+struct PageStats {
+    scraped: u64,
+    post_relabel: u64,
+    series_added: u64,
+    appended: u64,
+    rejected: Vec<(&'static str, u64)>,
+}
+
+impl TargetState {
+    pub(super) fn record(
+        &mut self,
+        target: &Target,
+        db: &Db,
+        metrics: &IngestMetrics,
+        fetched: Result<Fetched, String>,
+        scrape_ts_ms: i64,
+        started: Instant,
+    ) {
+        self.scrapes += 1;
+        let outcome = fetched.and_then(|f| self.ingest_page(target, db, &f, scrape_ts_ms));
+        let job = &target.job.job.name;
+        let (up, stats) = match &outcome {
+            Ok(stats) => (1.0, Some(stats)),
+            Err(_) => {
+                let stale: Vec<(SeriesId, Sample)> =
+                    self.previous.drain().map(|id| (id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
+                if let Err(e) = append_pairs(db, &stale) {
+                    tracing::warn!(target = %target.url, error = %e, "writing staleness markers failed");
+                }
+                (0.0, None)
+            }
+        };
+        let duration_seconds = started.elapsed().as_secs_f64();
+        let report_values = [
+            up,
+            duration_seconds,
+            stats.map_or(0.0, |s| s.scraped as f64),
+            stats.map_or(0.0, |s| s.post_relabel as f64),
+            stats.map_or(0.0, |s| s.series_added as f64),
+        ];
+        self.write_report(target, db, scrape_ts_ms, report_values);
+        if let Some(stats) = stats {
+            metrics.ingested(SOURCE_SCRAPE, stats.appended);
+            for (reason, n) in &stats.rejected {
+                metrics.rejected(SOURCE_SCRAPE, reason, *n);
+            }
+        }
+        let result = if outcome.is_ok() { "success" } else { "failure" };
+        metrics.scrapes.get_or_create(&ScrapeLabels { job: job.clone(), result }).inc();
+        metrics.scrape_duration_seconds.get_or_create(&JobLabels { job: job.clone() }).observe(duration_seconds);
+        if let Err(message) = &outcome {
+            tracing::debug!(target = %target.url, error = %message, "scrape failed");
+        }
+        if let Ok(mut health) = target.health.lock() {
+            health.up = Some(outcome.is_ok());
+            health.last_error = outcome.err();
+            health.last_scrape_ts_ms = scrape_ts_ms;
+            health.last_duration_seconds = duration_seconds;
+            health.scrapes = self.scrapes;
+        }
+    }
+
+    /// Stores one page in one append: series the cache knows by id, new ones by their labels
+    /// (their ids come back in the append's report and join the cache).
+    fn ingest_page(
+        &mut self,
+        target: &Target,
+        db: &Db,
+        fetched: &Fetched,
+        scrape_ts_ms: i64,
+    ) -> Result<PageStats, String> {
+        let job = &target.job.job;
+        let text = std::str::from_utf8(&fetched.body).map_err(|e| format!("page is not UTF-8: {e}"))?;
+        let page = exposition::parse(text, fetched.format).map_err(|e| format!("parse error: {e}"))?;
+        let scrape_no = self.scrapes;
+        let mut appends: Vec<PageSample> = Vec::with_capacity(page.samples().len());
+        let mut new_series: Vec<NewSeries<'_>> = Vec::new();
+        for line in page.samples() {
+            let series = match self.cache.get_mut(line.series) {
+                Some(entry) => {
+                    entry.last_seen_scrape = scrape_no;
+                    match entry.id {
+                        Some(id) => PageSeries::Known(id),
+                        None => continue,
+                    }
+                }
+                None => match sample_series_labels(target, line.name, page.labels(line)) {
+                    Some(labels) => {
+                        new_series.push(NewSeries { raw: line.series, labels, first_append: appends.len() });
+                        PageSeries::New(new_series.len() - 1)
+                    }
+                    None => {
+                        self.cache
+                            .insert(line.series.to_string(), CacheEntry { id: None, last_seen_scrape: scrape_no });
+                        continue;
+                    }
+                },
+            };
+            let (ts_ms, explicit) = match line.ts_ms {
+                Some(ts) if job.honor_timestamps => (ts, true),
+                _ => (scrape_ts_ms, false),
+            };
+            appends.push(PageSample { series, sample: Sample::new(ts_ms, line.value), explicit });
+        }
+        if job.sample_limit > 0 && appends.len() as u64 > job.sample_limit {
+            return Err(format!(
+                "sample limit exceeded: {} samples > sample_limit {}",
+                appends.len(),
+                job.sample_limit
+            ));
+        }
+        let new_pairs: Vec<Vec<(&str, &str)>> = new_series
+            .iter()
+            .map(|new| new.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect())
+            .collect();
+        let batch: Vec<SeriesSamples<'_>> = appends
+            .iter()
+            .map(|append| {
+                let samples = std::slice::from_ref(&append.sample);
+                match append.series {
+                    PageSeries::Known(id) => SeriesSamples::id(id, samples),
+                    PageSeries::New(index) => SeriesSamples::labels(&new_pairs[index], samples),
+                }
+            })
+            .collect();
+        let report = db.append(&batch).map_err(|e| format!("storing samples failed: {e}"))?;
+        for new in &new_series {
+            let id = report.ids.get(new.first_append).copied();
+            self.cache.insert(new.raw.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
+        }
+        let mut current: HashSet<SeriesId> = HashSet::with_capacity(self.previous.len());
+        let mut series_added = 0;
+        for (append, id) in appends.iter().zip(&report.ids) {
+            if !append.explicit && current.insert(*id) && !self.previous.contains(id) {
+                series_added += 1;
+            }
+        }
+        let stale: Vec<(SeriesId, Sample)> =
+            self.previous.difference(&current).map(|id| (*id, Sample::new(scrape_ts_ms, stale_nan()))).collect();
+        if !stale.is_empty() {
+            append_pairs(db, &stale).map_err(|e| format!("storing staleness markers failed: {e}"))?;
+        }
+        self.previous = current;
+        self.cache.retain(|_, e| e.last_seen_scrape + CACHE_KEEP_SCRAPES > scrape_no);
+        let mut rejected: HashMap<&'static str, u64> = HashMap::new();
+        for rejection in &report.rejections {
+            *rejected.entry(rejection.reason.as_str()).or_default() += 1;
+        }
+        Ok(PageStats {
+            scraped: page.samples().len() as u64,
+            post_relabel: appends.len() as u64,
+            series_added,
+            appended: report.appended,
+            rejected: rejected.into_iter().collect(),
+        })
+    }
+
+    /// Writes the report series; the first time by their labels, then by the ids that append
+    /// returned.
+    fn write_report(&mut self, target: &Target, db: &Db, ts_ms: i64, values: [f64; 5]) {
+        let samples = values.map(|v| Sample::new(ts_ms, v));
+        let result = match self.report_ids {
+            Some(ids) => {
+                let batch: Vec<SeriesSamples<'_>> = ids
+                    .iter()
+                    .zip(&samples)
+                    .map(|(id, sample)| SeriesSamples::id(*id, std::slice::from_ref(sample)))
+                    .collect();
+                db.append(&batch)
+            }
+            None => {
+                let target_pairs = target.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+                let label_sets: Vec<Vec<(&str, &str)>> = REPORT_SERIES
+                    .iter()
+                    .map(|name| target_pairs.clone().chain(std::iter::once((METRIC_NAME, *name))).collect())
+                    .collect();
+                let batch: Vec<SeriesSamples<'_>> = label_sets
+                    .iter()
+                    .zip(&samples)
+                    .map(|(labels, sample)| SeriesSamples::labels(labels, std::slice::from_ref(sample)))
+                    .collect();
+                db.append(&batch)
+            }
+        };
+        match result {
+            Ok(report) if self.report_ids.is_none() => self.report_ids = report.ids.try_into().ok(),
+            Ok(_) => {}
+            Err(e) if self.report_ids.is_none() => {
+                tracing::warn!(target = %target.url, error = %e, "cannot create report series")
+            }
+            Err(e) => tracing::warn!(target = %target.url, error = %e, "writing report series failed"),
+        }
+    }
+
+    /// The target went away: every series it wrote, report series included, goes stale.
+    pub(super) fn end_of_run(self, db: &Db, ts_ms: i64) {
+        let mut ids: Vec<SeriesId> = self.previous.into_iter().collect();
+        if self.scrapes > 0 {
+            ids.extend(self.report_ids.into_iter().flatten());
+        }
+        let stale: Vec<(SeriesId, Sample)> = ids.into_iter().map(|id| (id, Sample::new(ts_ms, stale_nan()))).collect();
+        if let Err(e) = append_pairs(db, &stale) {
+            tracing::warn!(error = %e, "writing end-of-run staleness markers failed");
+        }
+    }
+}
+
+/// Appends one sample per series (a scrape has at most one sample of a series per page).
+fn append_pairs(db: &Db, pairs: &[(SeriesId, Sample)]) -> Result<tsdb::AppendReport, tsdb::Error> {
+    let batch: Vec<SeriesSamples<'_>> =
+        pairs.iter().map(|(id, sample)| SeriesSamples::id(*id, std::slice::from_ref(sample))).collect();
+    db.append(&batch)
+}
+
+/// Builds a new series' labels: the sample's, merged with the target's (Prometheus' rules: with
+/// `honor_labels` the sample wins; otherwise a clashing sample label is kept as `exported_<name>`),
+/// then `metric_relabel_configs`. `None` when dropped, or when the result breaks the store's one
+/// label rule ([`tsdb::validate_labels`], checked here so that one bad series is dropped, as
+/// Prometheus does, instead of failing the page's append).
+fn sample_series_labels(
+    target: &Target,
+    name: &str,
+    sample_labels: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
+) -> Option<Labels> {
+    let job = &target.job.job;
+    let mut labels = Labels::from_pairs(
+        sample_labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).chain(std::iter::once((METRIC_NAME, name))),
+    );
+    for target_label in target.labels.iter() {
+        let (label, value) = (target_label.name.as_str(), target_label.value.as_str());
+        if job.honor_labels {
+            if labels.get(label).is_none() {
+                labels.set(label, value);
+            }
+            continue;
+        }
+        if let Some(existing) = labels.get(label).map(str::to_string) {
+            let mut exported = format!("exported_{label}");
+            while labels.get(&exported).is_some() {
+                exported = format!("exported_{exported}");
+            }
+            labels.set(&exported, &existing);
+        }
+        labels.set(label, value);
+    }
+    if !job.metric_relabel.is_empty() && !job.metric_relabel.apply(&mut labels) {
+        return None;
+    }
+    labels.metric_name()?;
+    let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+    if let Err(reason) = tsdb::validate_labels(&pairs) {
+        tracing::warn!(target = %target.url, series = %labels, error = %reason, "series refused by the store");
+        return None;
+    }
+    Some(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scrape::resolve_target;
+    use crate::scrape::tests::runtime;
+
+    #[test]
+    fn clashing_labels_become_exported_unless_honored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        for (honor, expected_job, exported) in [(false, "j", Some("inner")), (true, "inner", None)] {
+            let rt = runtime(&format!(
+                "scrape_configs:\n- job_name: j\n  honor_labels: {honor}\n  static_configs: [{{targets: ['h:1']}}]\n"
+            ));
+            let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+            let labels = [(std::borrow::Cow::Borrowed("job"), std::borrow::Cow::Borrowed("inner"))];
+            let labels = sample_series_labels(&target, &format!("m_{honor}"), &labels).unwrap();
+            let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+            db.append(&[SeriesSamples::labels(&pairs, &[Sample::new(1, 1.0)])]).unwrap();
+            let found = db.select(&[tsdb::Matcher::equal("__name__", format!("m_{honor}"))], 0, 10).unwrap();
+            assert_eq!(found[0].labels.get("job"), Some(expected_job));
+            assert_eq!(found[0].labels.get("exported_job"), exported);
+        }
+    }
+
+    #[test]
+    fn a_page_is_one_append_and_its_new_series_join_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        let rt = runtime("scrape_configs:\n- job_name: j\n  static_configs: [{targets: ['h:1']}]\n");
+        let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+        let page = |body: String| Fetched { body: body.into_bytes(), format: crate::exposition::Format::Text };
+        let mut state = TargetState { scrapes: 1, ..TargetState::default() };
+        // `a` twice (one series, the repeat refused), and `c` over the store's label length rule:
+        // dropped alone, the rest of the page stored.
+        let too_long = "x".repeat(tsdb::MAX_LABEL_BYTES + 1);
+        let first = format!("a 1\nb{{x=\"1\"}} 2\na 3\nc{{v=\"{too_long}\"}} 4\n");
+        let stats = state.ingest_page(&target, &db, &page(first), 1_000).unwrap();
+        assert_eq!((stats.scraped, stats.post_relabel, stats.series_added, stats.appended), (4, 3, 2, 2));
+        assert_eq!(stats.rejected, vec![("duplicate_timestamp", 1)]);
+        assert_eq!(db.stats().series, 2);
+        let cached: Vec<Option<SeriesId>> = ["a", "b{x=\"1\"}"].iter().map(|k| state.cache[*k].id).collect();
+        assert!(cached.iter().all(Option::is_some));
+        assert_eq!(state.cache.values().filter(|e| e.id.is_none()).count(), 1, "c is remembered as dropped");
+
+        state.scrapes = 2;
+        let stats = state.ingest_page(&target, &db, &page("a 5\nb{x=\"1\"} 6\n".into()), 2_000).unwrap();
+        assert_eq!((stats.series_added, stats.appended), (0, 2));
+        assert_eq!(db.stats().series, 2);
+        assert_eq!(state.previous.len(), 2);
+    }
+}
