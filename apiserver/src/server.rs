@@ -77,8 +77,12 @@ impl Server {
         let mut registry = Registry::default();
         let store_gauges = StoreGauges::register(&mut registry);
         let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
-        let remote_write =
-            Arc::new(RemoteWriteState::new(&mut registry, remote_write_settings(&settings)?, ingest_metrics.clone()));
+        let remote_write = Arc::new(RemoteWriteState::new(
+            &mut registry,
+            remote_write_settings(&settings)?,
+            ingest_metrics.clone(),
+            db.clone(),
+        ));
         let query_api = Arc::new(QueryApiState::new(&mut registry));
         let state = AppState {
             db: db.clone(),

@@ -15,8 +15,8 @@
 //! - `scrape`: the [`ScrapeManager`] and its per-target loops (page → one append, report series,
 //!   staleness markers); `scrape_config`: the `scrape_configs` YAML ([`ScrapeConfigs`]); `relabel`:
 //!   Prometheus relabeling.
-//! - `metrics`: ingestion's self-metrics ([`IngestMetrics`]); `error`: the crate's errors;
-//!   `clock`: [`now_ms`].
+//! - `metrics`: ingestion's self-metrics ([`IngestMetrics`]); `error`: the crate's errors.
+//!   Samples are stamped with the store's one clock, `tsdb::now_ms`.
 //!
 //! Key decision: the remote-write hot path never builds owned label strings. The decoder borrows
 //! `&str` labels from the decompressed request, and a 1.0 series the series cache knows is named
@@ -39,12 +39,11 @@
 //!     ..Default::default()
 //! };
 //! let body = encode_body(&v1::WriteRequest { timeseries: vec![series], metadata: vec![] });
-//! let outcome = receiver.remote_write(Protocol::V1, &body, ingest::now_ms()).unwrap();
+//! let outcome = receiver.remote_write(Protocol::V1, &body, tsdb::now_ms()).unwrap();
 //! assert_eq!((outcome.samples_written, outcome.series_created), (1, 1));
 //! ```
 #![forbid(unsafe_code)]
 
-mod clock;
 mod error;
 pub mod exposition;
 mod metrics;
@@ -56,7 +55,6 @@ mod scrape_config;
 mod series_cache;
 mod wire;
 
-pub use clock::now_ms;
 pub use error::{ConfigError, ParseError, RemoteWriteError};
 pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
 pub use remote_write::Receiver;

@@ -233,7 +233,7 @@ async fn handle(rw: &Arc<RemoteWriteState>, headers: &HeaderMap, body: Body) -> 
     let receiver = rw.receiver.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        receiver.remote_write(protocol, &body, ingest::now_ms())
+        receiver.remote_write(protocol, &body, tsdb::now_ms())
     })
     .await
     .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("BUG: decode task failed: {e}")))??;

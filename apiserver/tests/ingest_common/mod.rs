@@ -207,10 +207,7 @@ pub async fn post_write(base_url: &str, content_type: &str, body: Vec<u8>) -> re
         .expect("remote-write request")
 }
 
-/// The clock ingestion stamps samples with.
-pub fn now_ms() -> i64 {
-    ingest::now_ms()
-}
+pub use tsdb::now_ms;
 
 /// A scratch directory path helper for peers.
 pub fn path_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {

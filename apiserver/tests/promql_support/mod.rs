@@ -21,10 +21,7 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// The clock ingestion stamps samples with.
-pub fn now_ms() -> i64 {
-    ingest::now_ms()
-}
+pub use tsdb::now_ms;
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("HTTP client")

@@ -13,7 +13,6 @@
 //! Hot path: see `page` (one page → one `Db::append`, series known from earlier scrapes cost neither
 //! label building, relabeling nor a store lookup). Parsing and appending run in `spawn_blocking`.
 
-use crate::clock::now_ms;
 use crate::error::ConfigError;
 use crate::exposition::{Format, SCRAPE_ACCEPT_HEADER};
 use crate::metrics::IngestMetrics;
@@ -25,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tsdb::now_ms;
 use tsdb::{Db, Labels};
 
 mod page;

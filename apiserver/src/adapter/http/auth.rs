@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use subtle::ConstantTimeEq;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// What the TLS listener knows about a connection; inserted into every request's extensions.
@@ -123,19 +124,12 @@ impl StaticTokens {
         // Compare against every entry in constant time per entry, so timing reveals nothing.
         let mut found = None;
         for (candidate, identity) in &table.entries {
-            if constant_time_eq(candidate.as_bytes(), token.as_bytes()) && found.is_none() {
+            if bool::from(candidate.as_bytes().ct_eq(token.as_bytes())) && found.is_none() {
                 found = Some(identity.clone());
             }
         }
         found
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Tokens with who they identify, and the file's modification time.
