@@ -9,6 +9,7 @@ mod adapter_support;
 use adapter_support::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tsdb::now_ms;
 
 const RULES: &str = r#"
 rules:

@@ -6,6 +6,7 @@
 mod adapter_support;
 
 use adapter_support::*;
+use tsdb::now_ms;
 
 const NS: &str = "default";
 

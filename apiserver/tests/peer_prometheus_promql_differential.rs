@@ -15,6 +15,7 @@
 mod promql_support;
 
 use promql_support::*;
+use tsdb::now_ms;
 
 /// A tiny deterministic generator (fixed seed: the data is the same in every run).
 struct Lcg(u64);

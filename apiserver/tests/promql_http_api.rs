@@ -7,6 +7,7 @@ mod promql_support;
 
 use promql_support::*;
 use std::process::Command;
+use tsdb::now_ms;
 
 /// An endpoint, its parameters and a fragment of the expected error message.
 type BadRequest = (&'static str, Vec<(&'static str, String)>, &'static str);

@@ -11,6 +11,7 @@ use ingest::remote_write::{encode_body, CONTENT_TYPE_V2};
 use ingest_common::*;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tsdb::now_ms;
 
 const CT_V1: &str = "application/x-protobuf";
 

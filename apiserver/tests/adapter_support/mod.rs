@@ -8,12 +8,11 @@ use apiserver::config::Config;
 use apiserver::server::Server;
 use std::path::PathBuf;
 use std::time::Duration;
+use tsdb::now_ms;
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 /// The HPA controller's default tolerance (`--horizontal-pod-autoscaler-tolerance`).
 pub const HPA_TOLERANCE: f64 = 0.1;
-
-pub use tsdb::now_ms;
 
 /// A running in-process Ringtail with the adapter on a loopback TLS port.
 pub struct Harness {

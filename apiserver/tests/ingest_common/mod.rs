@@ -207,8 +207,6 @@ pub async fn post_write(base_url: &str, content_type: &str, body: Vec<u8>) -> re
         .expect("remote-write request")
 }
 
-pub use tsdb::now_ms;
-
 /// A scratch directory path helper for peers.
 pub fn path_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)

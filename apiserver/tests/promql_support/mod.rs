@@ -21,8 +21,6 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-pub use tsdb::now_ms;
-
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("HTTP client")
 }
