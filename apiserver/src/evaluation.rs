@@ -55,8 +55,10 @@ impl EvaluationSlots {
         Ok(tokio::task::spawn_blocking(work).await?)
     }
 
-    /// Refuses every waiting and later evaluation with [`SlotError::Closed`].
-    pub fn close(&self) {
+    /// Refuses every waiting and later evaluation with [`SlotError::Closed`] (tests close the
+    /// slots to see that answer; the server's shutdown ends its listeners instead).
+    #[cfg(test)]
+    pub(crate) fn close(&self) {
         self.semaphore.close();
     }
 }

@@ -1,6 +1,7 @@
 //! The server's stop signal is a `watch::Receiver<bool>` that turns true once, when shutdown
-//! begins; every listener and background loop takes one. [`stopped`] waits for it, and
-//! [`spawn_periodic`] runs a refresh at a fixed period until it.
+//! begins; every listener and background loop takes one. [`stopped`] waits for it,
+//! [`spawn_periodic`] runs a refresh at a fixed period until it, and [`spawn_stream`] drains a
+//! stream (a Kubernetes watch) until it.
 
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -12,6 +13,28 @@ use tokio::task::JoinHandle;
 /// keeping callers `Send`.
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Spawns a task that hands every item of `stream` to `on_item` until the stream ends or
+/// `shutdown` turns true.
+pub(crate) fn spawn_stream<S, F>(stream: S, mut shutdown: watch::Receiver<bool>, mut on_item: F) -> JoinHandle<()>
+where
+    S: futures::Stream + Send + 'static,
+    F: FnMut(S::Item) + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let item = tokio::select! {
+                item = futures::StreamExt::next(&mut stream) => item,
+                _ = stopped(&mut shutdown) => return,
+            };
+            match item {
+                Some(item) => on_item(item),
+                None => return,
+            }
+        }
+    })
 }
 
 /// Spawns a task that calls `refresh` on `target` every `period` (first after one period) until

@@ -133,10 +133,6 @@ impl RemoteWriteState {
             durations,
         }
     }
-
-    pub fn settings(&self) -> &RemoteWriteSettings {
-        &self.settings
-    }
 }
 
 pub fn routes() -> Router<AppState> {
@@ -162,6 +158,8 @@ impl From<RemoteWriteError> for Refusal {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             RemoteWriteError::Store(tsdb::Error::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            // The store refused a series the request named: the request's fault, like a decode error.
+            RemoteWriteError::Store(tsdb::Error::InvalidSeries { .. }) => StatusCode::BAD_REQUEST,
             RemoteWriteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };

@@ -9,7 +9,7 @@ use super::api_discovery::{discover_resources, KnownResource};
 use crate::adapter::provider::resources::{
     GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ResolveError, ResourceInfo,
 };
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
@@ -101,19 +101,9 @@ impl KubeResolver {
         let reader = writer.as_reader();
         let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
         let name = resource.to_string();
-        let mut shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let event = tokio::select! {
-                    event = stream.next() => event,
-                    _ = crate::shutdown::stopped(&mut shutdown) => return,
-                };
-                match event {
-                    None => return,
-                    Some(Err(e)) => tracing::warn!(resource = %name, error = %e, "watch failed; retrying"),
-                    Some(Ok(_)) => {}
-                }
+        crate::shutdown::spawn_stream(stream, self.shutdown.clone(), move |event| {
+            if let Err(e) = event {
+                tracing::warn!(resource = %name, error = %e, "watch failed; retrying");
             }
         });
         tracing::info!(resource = %resource, "watching objects for label-selector resolution");

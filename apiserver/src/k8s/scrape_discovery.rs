@@ -4,7 +4,6 @@
 //! staleness markers for removed targets).
 
 use super::scrape_targets::{endpoints_targets, pod_targets, service_targets};
-use futures::StreamExt;
 use ingest::{ScrapeManager, TargetGroup};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::runtime::reflector::{self, Store};
@@ -82,25 +81,12 @@ where
         for api in apis {
             let (reader, writer) = reflector::store();
             let changed = changed.clone();
-            let mut shutdown = shutdown.clone();
             let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-            tokio::spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                loop {
-                    let event = tokio::select! {
-                        event = stream.next() => event,
-                        _ = crate::shutdown::stopped(&mut shutdown) => return,
-                    };
-                    match event {
-                        None => return,
-                        Some(Ok(_)) => {
-                            let _ = changed.try_send(());
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch failed; retrying")
-                        }
-                    }
+            crate::shutdown::spawn_stream(stream, shutdown.clone(), move |event| match event {
+                Ok(_) => {
+                    let _ = changed.try_send(());
                 }
+                Err(e) => tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch failed; retrying"),
             });
             stores.push(reader);
         }

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use apiserver::adapter::provider::quantity::Quantity;
-use apiserver::config::Config;
 use apiserver::server::Server;
+use apiserver::settings::Settings as Config;
 use std::path::PathBuf;
 use std::time::Duration;
 use tsdb::now_ms;

@@ -57,6 +57,13 @@ impl Db {
         self.select_projected(matchers, mint_ms, maxt_ms, None)
     }
 
+    /// The start of a read window after retention hides what is older; `None` when nothing of
+    /// `[mint_ms, maxt_ms]` is readable.
+    fn readable_from(&self, mint_ms: i64, maxt_ms: i64) -> Option<i64> {
+        let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
+        (mint_ms <= maxt_ms).then_some(mint_ms)
+    }
+
     /// [`Db::select`] returning only the labels named in `keep` (all when `None`); the order is
     /// still that of the full label sets. For readers that look at a few labels only.
     pub fn select_projected(
@@ -66,10 +73,9 @@ impl Db {
         maxt_ms: i64,
         keep: Option<&[String]>,
     ) -> Result<Vec<SelectedSeries>, Error> {
-        let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
-        if mint_ms > maxt_ms {
+        let Some(mint_ms) = self.readable_from(mint_ms, maxt_ms) else {
             return Ok(Vec::new());
-        }
+        };
         let ids = self.sorted_ids(matchers);
         Ok(self.select_ids(&ids, mint_ms, maxt_ms, keep))
     }
@@ -85,10 +91,9 @@ impl Db {
         maxt_ms: i64,
         keep: Option<&[String]>,
     ) -> Result<Vec<LatestSample>, Error> {
-        let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
-        if mint_ms > maxt_ms {
+        let Some(mint_ms) = self.readable_from(mint_ms, maxt_ms) else {
             return Ok(Vec::new());
-        }
+        };
         let ids = self.sorted_ids(matchers);
         let mut found: Vec<Option<(u32, Sample)>> = Vec::with_capacity(ids.len().min(1 << 16));
         let mut needs_decoding: Vec<u32> = Vec::new();
@@ -242,10 +247,9 @@ impl Db {
     /// first sample, before its last) has that series decoded as `select` does, to see whether a
     /// sample falls in between.
     pub fn series(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<Labels>, Error> {
-        let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
-        if mint_ms > maxt_ms {
+        let Some(mint_ms) = self.readable_from(mint_ms, maxt_ms) else {
             return Ok(Vec::new());
-        }
+        };
         let ids = self.sorted_ids(matchers);
         let mut found: Vec<u32> = Vec::with_capacity(ids.len().min(1 << 16));
         let mut undecided: Vec<u32> = Vec::new();
