@@ -288,17 +288,7 @@ impl Ring {
     pub fn read_chunk(&self, r: &ChunkRef, series: u32, dst: &mut Vec<u8>) -> Option<ChunkHeader> {
         let segment = self.segments.read().get(r.file_index())?.clone();
         let _shared = segment.lock.read();
-        if segment.seq() & ((1 << SEQ_BITS) - 1) != r.seq_lo() {
-            return None;
-        }
-        let mut raw = [0u8; CHUNK_HEADER_BYTES];
-        if !segment.read_into(r.offset(), &mut raw) {
-            return None;
-        }
-        let header = ChunkHeader::decode(&raw);
-        if header.series != series || header.max_ts_ms != r.max_ts_ms {
-            return None;
-        }
+        let header = live_header(&segment, r, series)?;
         let start = dst.len();
         dst.resize(start + header.payload_len as usize, 0);
         if !segment.read_into(r.offset() + CHUNK_HEADER_BYTES, &mut dst[start..]) {
@@ -313,19 +303,9 @@ impl Ring {
     pub fn chunk_header(&self, r: &ChunkRef, series: u32) -> Option<ChunkHeader> {
         let segment = self.segments.read().get(r.file_index())?.clone();
         let _shared = segment.lock.read();
-        if segment.seq() & ((1 << SEQ_BITS) - 1) != r.seq_lo() {
-            return None;
-        }
-        let mut raw = [0u8; CHUNK_HEADER_BYTES];
-        if !segment.read_into(r.offset(), &mut raw) {
-            return None;
-        }
-        let header = ChunkHeader::decode(&raw);
+        let header = live_header(&segment, r, series)?;
         let payload_end = r.offset().checked_add(CHUNK_HEADER_BYTES + header.payload_len as usize)?;
-        if header.series != series || header.max_ts_ms != r.max_ts_ms || payload_end > segment.len_bytes() {
-            return None;
-        }
-        Some(header)
+        (payload_end <= segment.len_bytes()).then_some(header)
     }
 
     /// (samples, bytes used by records, bytes of segment files).
@@ -350,4 +330,19 @@ impl Ring {
         }
         Ok(())
     }
+}
+
+/// The header of the record `r` points at, when `segment` is still the generation `r` was written
+/// in and the record belongs to `series` (a recycled segment holds someone else's bytes there).
+/// The caller holds the segment's lock across this check and any copy it makes after.
+fn live_header(segment: &Segment, r: &ChunkRef, series: u32) -> Option<ChunkHeader> {
+    if segment.seq() & ((1 << SEQ_BITS) - 1) != r.seq_lo() {
+        return None;
+    }
+    let mut raw = [0u8; CHUNK_HEADER_BYTES];
+    if !segment.read_into(r.offset(), &mut raw) {
+        return None;
+    }
+    let header = ChunkHeader::decode(&raw);
+    (header.series == series && header.max_ts_ms == r.max_ts_ms).then_some(header)
 }

@@ -396,17 +396,9 @@ mod tests {
     use super::*;
     use crate::proto::{v1, v2};
     use crate::remote_write::encode_body;
+    use crate::remote_write::test_support::v1_series;
 
     type OwnedSeries = (Vec<(String, String)>, Vec<Sample>);
-
-    fn v1_series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
-        v1::TimeSeries {
-            labels: labels.iter().map(|(n, v)| v1::Label { name: n.to_string(), value: v.to_string() }).collect(),
-            samples: samples.iter().map(|(t, v)| v1::Sample { value: *v, timestamp: *t }).collect(),
-            exemplars: vec![],
-            histograms: vec![],
-        }
-    }
 
     fn decode_v1_request(request: &v1::WriteRequest, now_ms: i64) -> Result<Vec<OwnedSeries>, RemoteWriteError> {
         let raw = prost::Message::encode_to_vec(request);

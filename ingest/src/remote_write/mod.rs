@@ -20,3 +20,19 @@ pub use protocol::{
 };
 pub use receiver::Receiver;
 pub use store::WriteOutcome;
+
+/// Request builders the receiver's tests share.
+#[cfg(test)]
+mod test_support {
+    use crate::proto::v1;
+
+    /// A 1.0 series with these labels (in the given order) and samples `(ts_ms, value)`.
+    pub(super) fn v1_series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
+        v1::TimeSeries {
+            labels: labels.iter().map(|(n, v)| v1::Label { name: n.to_string(), value: v.to_string() }).collect(),
+            samples: samples.iter().map(|(t, v)| v1::Sample { value: *v, timestamp: *t }).collect(),
+            exemplars: vec![],
+            histograms: vec![],
+        }
+    }
+}

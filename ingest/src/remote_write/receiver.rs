@@ -121,16 +121,8 @@ mod tests {
     use super::*;
     use crate::proto::v1;
     use crate::remote_write::encode_body;
+    use crate::remote_write::test_support::v1_series;
     use tsdb::Sample;
-
-    fn v1_series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
-        v1::TimeSeries {
-            labels: labels.iter().map(|(n, v)| v1::Label { name: n.to_string(), value: v.to_string() }).collect(),
-            samples: samples.iter().map(|(t, v)| v1::Sample { value: *v, timestamp: *t }).collect(),
-            exemplars: vec![],
-            histograms: vec![],
-        }
-    }
 
     fn receiver(dir: &tempfile::TempDir) -> Receiver {
         let db = Db::open(tsdb::Options::new(dir.path())).unwrap();

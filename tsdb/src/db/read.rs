@@ -57,11 +57,11 @@ impl Db {
         self.select_projected(matchers, mint_ms, maxt_ms, None)
     }
 
-    /// The start of a read window after retention hides what is older; `None` when nothing of
-    /// `[mint_ms, maxt_ms]` is readable.
-    fn readable_from(&self, mint_ms: i64, maxt_ms: i64) -> Option<i64> {
+    /// The start of a read window once retention hides what is older, and the sorted ids of the
+    /// series matching `matchers`; `None` when nothing of `[mint_ms, maxt_ms]` is readable.
+    fn readable_ids(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Option<(i64, Arc<[u32]>)> {
         let mint_ms = self.retention_cutoff_ms().map_or(mint_ms, |cutoff| mint_ms.max(cutoff));
-        (mint_ms <= maxt_ms).then_some(mint_ms)
+        (mint_ms <= maxt_ms).then(|| (mint_ms, self.sorted_ids(matchers)))
     }
 
     /// [`Db::select`] returning only the labels named in `keep` (all when `None`); the order is
@@ -73,11 +73,10 @@ impl Db {
         maxt_ms: i64,
         keep: Option<&[String]>,
     ) -> Result<Vec<SelectedSeries>, Error> {
-        let Some(mint_ms) = self.readable_from(mint_ms, maxt_ms) else {
-            return Ok(Vec::new());
-        };
-        let ids = self.sorted_ids(matchers);
-        Ok(self.select_ids(&ids, mint_ms, maxt_ms, keep))
+        Ok(match self.readable_ids(matchers, mint_ms, maxt_ms) {
+            Some((mint_ms, ids)) => self.select_ids(&ids, mint_ms, maxt_ms, keep),
+            None => Vec::new(),
+        })
     }
 
     /// The newest sample in `[mint_ms, maxt_ms]` of each series matching `matchers`, sorted by
@@ -91,10 +90,9 @@ impl Db {
         maxt_ms: i64,
         keep: Option<&[String]>,
     ) -> Result<Vec<LatestSample>, Error> {
-        let Some(mint_ms) = self.readable_from(mint_ms, maxt_ms) else {
+        let Some((mint_ms, ids)) = self.readable_ids(matchers, mint_ms, maxt_ms) else {
             return Ok(Vec::new());
         };
-        let ids = self.sorted_ids(matchers);
         let mut found: Vec<Option<(u32, Sample)>> = Vec::with_capacity(ids.len().min(1 << 16));
         let mut needs_decoding: Vec<u32> = Vec::new();
         {
@@ -247,10 +245,9 @@ impl Db {
     /// first sample, before its last) has that series decoded as `select` does, to see whether a
     /// sample falls in between.
     pub fn series(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Result<Vec<Labels>, Error> {
-        let Some(mint_ms) = self.readable_from(mint_ms, maxt_ms) else {
+        let Some((mint_ms, ids)) = self.readable_ids(matchers, mint_ms, maxt_ms) else {
             return Ok(Vec::new());
         };
-        let ids = self.sorted_ids(matchers);
         let mut found: Vec<u32> = Vec::with_capacity(ids.len().min(1 << 16));
         let mut undecided: Vec<u32> = Vec::new();
         {
