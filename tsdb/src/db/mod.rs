@@ -79,6 +79,22 @@ impl SeriesState {
             slot,
         }
     }
+
+    /// Appends to `out` the references of the closed chunks a read of `[mint_ms, maxt_ms]` needs
+    /// (oldest first, up to the first that reaches `maxt_ms`), and says whether the open chunk
+    /// overlaps the window too.
+    #[inline]
+    fn window_chunks(&self, mint_ms: i64, maxt_ms: i64, out: &mut Vec<ChunkRef>) -> bool {
+        let first = self.chunks.partition_point(|c| c.max_ts_ms < mint_ms);
+        for c in &self.chunks[first..] {
+            out.push(*c);
+            if c.max_ts_ms >= maxt_ms {
+                break;
+            }
+        }
+        let e = &self.enc;
+        e.num_samples > 0 && e.first_ts_ms <= maxt_ms && e.last_ts_ms >= mint_ms
+    }
 }
 
 /// The time-series store. Cheap to share behind an `Arc`; all methods take `&self`.

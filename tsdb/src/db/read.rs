@@ -165,15 +165,8 @@ impl Db {
                 refs.clear();
                 let (head_len, head_samples, head_last_ts, head_resume) = {
                     let s = cell.lock();
-                    let first = s.chunks.partition_point(|c| c.max_ts_ms < mint_ms);
-                    for c in &s.chunks[first..] {
-                        refs.push(*c);
-                        if c.max_ts_ms >= maxt_ms {
-                            break;
-                        }
-                    }
-                    let e = &s.enc;
-                    if e.num_samples > 0 && e.first_ts_ms <= maxt_ms && e.last_ts_ms >= mint_ms {
+                    if s.window_chunks(mint_ms, maxt_ms, &mut refs) {
+                        let e = &s.enc;
                         // The newest checkpoint before the window: decoding resumes there, so
                         // only the bytes from its position on are copied.
                         let mut resume =
@@ -263,16 +256,7 @@ impl Db {
                 // series lock; the ring is asked after it is released, as `select_ids` does.
                 let head_bounds = {
                     let s = cell.lock();
-                    let first = s.chunks.partition_point(|c| c.max_ts_ms < mint_ms);
-                    for c in &s.chunks[first..] {
-                        refs.push(*c);
-                        if c.max_ts_ms >= maxt_ms {
-                            break;
-                        }
-                    }
-                    let e = &s.enc;
-                    (e.num_samples > 0 && e.first_ts_ms <= maxt_ms && e.last_ts_ms >= mint_ms)
-                        .then_some((e.first_ts_ms, e.last_ts_ms))
+                    s.window_chunks(mint_ms, maxt_ms, &mut refs).then_some((s.enc.first_ts_ms, s.enc.last_ts_ms))
                 };
                 let mut verdict =
                     head_bounds.map_or(Window::Empty, |(first, last)| Window::of(first, last, mint_ms, maxt_ms));
