@@ -1,6 +1,6 @@
 //! The Prometheus query API of the real `ringtail` binary: response shapes of every endpoint,
 //! GET and form POST, RFC 3339 and Unix times, the error mapping (400 bad_data, 422 execution and
-//! the sample limit, as Prometheus), hostile input (unbalanced parentheses, 10 000-deep nesting, huge
+//! the sample limit, as Prometheus), hostile input (unbalanced parentheses, 10 000-deep nesting, 3000-term operator chains, huge
 //! ranges, regex bombs) answered with a clear 400 while the server stays up, and `ringtail query`.
 
 mod promql_support;
@@ -137,6 +137,9 @@ async fn bad_input_gets_a_clear_error_and_the_server_stays_up() {
         ("sum(rate(api_requests_total[5m])))".into(), 400, "bad_data", "parse error"),
         (deep, 400, "bad_data", "nested too deeply"),
         ("-".repeat(10_000) + "1", 400, "bad_data", "nested too deeply"),
+        // A flat chain: 3000 terms of `+` (6 KB) used to abort the process in evaluation.
+        (vec!["1"; 3000].join("+"), 400, "bad_data", "nested too deeply"),
+        (vec!["api_temperature"; 3000].join(" or "), 400, "bad_data", "nested too deeply"),
         ("nonexistent_function(api_temperature)".into(), 400, "bad_data", "unknown function with name"),
         ("rate(api_temperature)".into(), 400, "bad_data", "expected type range vector"),
         ("api_temperature{room=~\"((a{1000}){1000}){1000}\"}".into(), 400, "bad_data", "parse error"),

@@ -282,14 +282,25 @@ impl<'a> Parser<'a> {
             return Err(self.err(input, format!("expression nested too deeply (more than {MAX_DEPTH} levels)")));
         }
         let (mut rest, mut lhs) = self.unary(input, depth)?;
+        // Each operator folded into `lhs` nests the tree one level deeper (a flat chain
+        // `1+1+…+1` is a left-deep tree), so it counts against the same limit as parentheses:
+        // the evaluator and the tree's drop recurse over that depth.
+        let mut chain_depth = depth;
         while let Some((after_op, op)) = self.binop(rest) {
             if op.precedence() < min_prec {
                 break;
             }
+            chain_depth += 1;
+            if chain_depth > MAX_DEPTH {
+                return Err(self.err(
+                    self.skip_ws(rest),
+                    format!("expression nested too deeply (more than {MAX_DEPTH} levels, binary operators included)"),
+                ));
+            }
             let op_rest = self.skip_ws(rest);
             let (after_mods, (return_bool, matching)) = self.binop_modifiers(after_op, op)?;
             let next_prec = if op == BinOp::Pow { op.precedence() } else { op.precedence() + 1 };
-            let (after_rhs, rhs) = self.expr(after_mods, next_prec, depth + 1)?;
+            let (after_rhs, rhs) = self.expr(after_mods, next_prec, chain_depth)?;
             lhs = self.build_binary(op_rest, op, lhs, rhs, return_bool, matching)?;
             rest = after_rhs;
         }
@@ -1020,6 +1031,24 @@ mod tests {
         assert!(parse(&unary).is_err());
         let fine = format!("{}1{}", "(".repeat(100), ")".repeat(100));
         assert!(parse(&fine).is_ok());
+    }
+
+    /// Regression: a flat chain of 3000 `+` (a 6 KB GET) built a 3000-deep tree whose evaluation
+    /// overflowed a worker's stack and aborted the process; chains now count as nesting.
+    #[test]
+    fn long_operator_chains_of_every_kind_fail_cleanly() {
+        let operators =
+            ["+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", ">=", "<=", "== bool", "and", "or", "unless"];
+        for op in operators {
+            let terms = vec!["up"; 100_000];
+            let chain = terms.join(&format!(" {op} "));
+            let error = parse(&chain).expect_err(op);
+            assert!(error.message.contains("nested too deeply"), "{op}: {}", error.message);
+            let short = vec!["up"; 100].join(&format!(" {op} "));
+            assert!(parse(&short).is_ok(), "{op}: a 100-term chain parses");
+        }
+        let mixed: String = (0..50_000).map(|i| if i % 2 == 0 { "1 + " } else { "(1) * " }).collect::<String>() + "1";
+        assert!(parse(&mixed).unwrap_err().message.contains("nested too deeply"));
     }
 
     #[test]

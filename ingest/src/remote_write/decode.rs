@@ -36,12 +36,25 @@ impl Default for DecodeLimits {
     }
 }
 
+/// Most bytes one byte of a snappy block can decompress to: the densest element is a copy with a
+/// 2-byte offset, 3 bytes for up to 64 (the format's element table), so 22 bounds every block.
+const MAX_SNAPPY_EXPANSION: usize = 22;
+
 /// The decompressed size a snappy block body announces in its header (nothing is decompressed),
-/// refused when it passes `max_bytes`: the one place the decompressed size is checked.
+/// refused when it passes `max_bytes`, or when the body is too short to ever expand to it (a
+/// 7-byte body must not make the receiver allocate 255 MiB): the one place the decompressed size
+/// is checked.
 pub(crate) fn checked_decompressed_len(body: &[u8], max_bytes: usize) -> Result<usize, RemoteWriteError> {
     let len = snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if len > max_bytes {
         return Err(RemoteWriteError::DecompressedTooLarge { decompressed_bytes: len, max_bytes });
+    }
+    if len > body.len().saturating_mul(MAX_SNAPPY_EXPANSION) {
+        return Err(RemoteWriteError::Snappy(format!(
+            "the block header claims {len} decompressed bytes, more than a {}-byte snappy block can hold \
+             (at most {MAX_SNAPPY_EXPANSION} bytes per compressed byte)",
+            body.len()
+        )));
     }
     Ok(len)
 }
@@ -394,6 +407,30 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a 7-byte body whose header claimed 255 MiB made the receiver allocate it
+    /// before decoding failed.
+    #[test]
+    fn a_header_claiming_more_than_the_block_can_hold_is_refused_before_allocating() {
+        let mut body = Vec::new();
+        let mut claimed = 255usize << 20;
+        while claimed >= 0x80 {
+            body.push((claimed as u8) | 0x80);
+            claimed >>= 7;
+        }
+        body.push(claimed as u8);
+        body.extend_from_slice(&[0, 0, 0]);
+        let mut out = Vec::new();
+        let error = decompress_snappy(&body, 256 << 20, &mut out).unwrap_err();
+        assert!(error.to_string().contains("more than a 7-byte snappy block can hold"), "{error}");
+        assert_eq!(out.capacity(), 0, "nothing was allocated");
+        // The most compressible real input still decompresses: 4 MiB of one byte.
+        let zeros = vec![0u8; 4 << 20];
+        let compressed = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        assert!(compressed.len() * MAX_SNAPPY_EXPANSION >= zeros.len(), "{} bytes", compressed.len());
+        decompress_snappy(&compressed, 8 << 20, &mut out).unwrap();
+        assert_eq!(out, zeros);
+    }
     use crate::proto::{v1, v2};
     use crate::remote_write::encode_body;
     use crate::remote_write::test_support::v1_series;
