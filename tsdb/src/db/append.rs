@@ -127,32 +127,34 @@ impl Db {
     /// first series is created), then looked up or created.
     fn series_ids(&self, batch: &[SeriesSamples<'_>], created: &mut u64) -> Result<Vec<SeriesId>, Error> {
         let known = series_count(&self.table.read()) as u64;
-        let mut sorted: Vec<Option<Labels>> = Vec::with_capacity(batch.len());
+        // Every entry checked first, so a bad one fails the batch before any series is created.
+        enum Checked {
+            Known(SeriesId),
+            ByLabels(Labels),
+        }
+        let mut checked: Vec<Checked> = Vec::with_capacity(batch.len());
         for (index, entry) in batch.iter().enumerate() {
-            match entry.series {
+            checked.push(match entry.series {
                 SeriesKey::Id(id) if id.0 >= known => {
                     return Err(Error::InvalidSeries { index, reason: format!("unknown series id {}", id.0) })
                 }
-                SeriesKey::Id(_) => sorted.push(None),
+                SeriesKey::Id(id) => Checked::Known(id),
                 SeriesKey::Labels(labels) => {
                     validate_labels(labels).map_err(|reason| Error::InvalidSeries { index, reason })?;
-                    sorted.push(Some(Labels::from_pairs(labels.iter().copied())));
+                    Checked::ByLabels(Labels::from_pairs(labels.iter().copied()))
                 }
-            }
+            });
         }
         let mut ids = Vec::with_capacity(batch.len());
-        for (entry, labels) in batch.iter().zip(&sorted) {
-            match (entry.series, labels) {
-                (SeriesKey::Id(id), _) => ids.push(id),
-                (SeriesKey::Labels(_), Some(labels)) => {
-                    let (id, new) = self.resolve_labels(labels)?;
+        for entry in checked {
+            ids.push(match entry {
+                Checked::Known(id) => id,
+                Checked::ByLabels(labels) => {
+                    let (id, new) = self.resolve_labels(&labels)?;
                     *created += u64::from(new);
-                    ids.push(SeriesId(u64::from(id)));
+                    SeriesId(u64::from(id))
                 }
-                (SeriesKey::Labels(_), None) => {
-                    return Err(Error::InvalidLabels("BUG: label set without its sorted copy".into()))
-                }
-            }
+            });
         }
         Ok(ids)
     }
