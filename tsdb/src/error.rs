@@ -52,10 +52,44 @@ pub enum Error {
     Corrupt { path: PathBuf, offset: u64, reason: String },
     #[error("store is closed")]
     Closed,
+    /// The file system holding the store has no space left for a file the store must allocate
+    /// (or its quota is reached). Nothing of the failed write was acknowledged; queries still
+    /// work, and writes succeed again once space is freed.
+    #[error("no space left for {path}: {source}")]
+    NoSpace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store was opened read-only ([`crate::Options::read_only`]), for example because its
+    /// volume was full at start: reads work, writes are refused with this reason.
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
+    /// Another process holds the data directory's lock file.
+    #[error("data directory {path} is locked by another process ({holder})")]
+    Locked { path: PathBuf, holder: String },
 }
 
 impl Error {
+    /// An I/O error on `path`; "no space" and "quota exceeded" become [`Error::NoSpace`].
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        if is_no_space(&source) {
+            Error::NoSpace { path: path.into(), source }
+        } else {
+            Error::Io { path: path.into(), source }
+        }
     }
+
+    /// Whether this error means the volume (or quota) is full: a condition that passes when space
+    /// is freed, reported as 507 by the HTTP layer.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. })
+    }
+}
+
+/// ENOSPC or EDQUOT (Linux numbers; `io::ErrorKind::StorageFull` and `QuotaExceeded` where the
+/// standard library maps them).
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(28) | Some(122))
 }

@@ -58,7 +58,9 @@ mod select;
 mod series_log;
 mod storage;
 
-pub use db::{AppendReport, Db, LatestSample, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats};
+pub use db::{
+    AppendReport, Cardinality, Db, LatestSample, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats, WriteHealth,
+};
 pub use error::{Error, RejectReason};
 pub use labels::{validate_labels, Label, Labels, MAX_LABEL_BYTES, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};

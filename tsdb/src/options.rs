@@ -31,6 +31,10 @@ pub struct Options {
     pub segment_size_bytes: Option<u64>,
     /// Where the files live: memory-mapped files in `data_dir` (the default) or in memory.
     pub storage: Storage,
+    /// Open without writing anything: no lock file is taken, nothing is created, repaired or
+    /// allocated, and every append fails with [`Error::ReadOnly`]. For a volume that is full at
+    /// start (queries keep working) and for inspecting a copy of a data directory.
+    pub read_only: bool,
 }
 
 impl Options {
@@ -43,6 +47,7 @@ impl Options {
             retention: None,
             segment_size_bytes: None,
             storage: Storage::Mmap,
+            read_only: false,
         }
     }
 

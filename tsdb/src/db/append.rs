@@ -97,6 +97,15 @@ impl Db {
     /// ([`Error::InvalidSeries`] names it) with no side effect. Per-sample refusals (out of order,
     /// duplicate timestamp, too old) are reported with their entry's index, not errors.
     pub fn append(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendReport, Error> {
+        if self.options.read_only {
+            return Err(Error::ReadOnly("opened read-only".into()));
+        }
+        let result = self.append_batch(batch);
+        self.note_write_outcome(&result);
+        result
+    }
+
+    fn append_batch(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendReport, Error> {
         let mut created = 0u64;
         let ids = self.series_ids(batch, &mut created)?;
         let cutoff = self.retention_cutoff_ms();

@@ -21,13 +21,15 @@
 //!   while holding a later lock.
 
 mod append;
+mod cardinality;
 mod read;
 mod recover;
 mod stats;
 
 pub use append::{AppendReport, Rejection, SeriesKey, SeriesSamples};
+pub use cardinality::Cardinality;
 pub use read::LatestSample;
-pub use stats::Stats;
+pub use stats::{Stats, WriteHealth};
 
 use crate::chunk::EncoderState;
 use crate::head::{HeadFiles, Slot};
@@ -111,6 +113,8 @@ pub struct Db {
     head_bytes: AtomicI64,
     duplicates: AtomicU64,
     rejected: [AtomicU64; 3],
+    /// Why the latest append failed for lack of space (see `Db::write_health`).
+    no_space: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Db {

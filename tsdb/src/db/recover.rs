@@ -126,6 +126,7 @@ impl Db {
             head_bytes: AtomicI64::new(head_bytes),
             duplicates: AtomicU64::new(0),
             rejected: Default::default(),
+            no_space: Mutex::new(None),
         })
     }
 }

@@ -23,6 +23,21 @@ pub struct Stats {
     pub head_samples: u64,
     /// Segment files in the ring.
     pub segments: u64,
+    /// Series created since the store was opened.
+    pub series_created: u64,
+    /// Series removed since the store was opened (no sample left inside the retention, or their
+    /// last chunk overwritten by the ring).
+    pub series_removed: u64,
+    /// Bytes of head slots holding an open chunk, and bytes of allocated slots that are free.
+    pub head_slot_bytes_used: u64,
+    pub head_slot_bytes_free: u64,
+    /// Bytes of the series log file (live identities plus removals not yet compacted away).
+    pub series_log_bytes: u64,
+    /// The whole disk budget (`Options::storage_size_bytes`) and its split.
+    pub budget_bytes: u64,
+    pub ring_budget_bytes: u64,
+    pub head_budget_bytes: u64,
+    pub series_log_budget_bytes: u64,
 }
 
 pub(super) fn reason_slot(reason: RejectReason) -> usize {
@@ -55,6 +70,38 @@ impl Db {
             data_bytes,
             head_samples,
             segments: self.ring.segment_count() as u64,
+            budget_bytes: self.options.storage_size_bytes,
+            ring_budget_bytes: self.options.storage_size_bytes,
+            ..Stats::default()
+        }
+    }
+}
+
+/// Whether the store takes writes now, for `/-/ready` detail and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteHealth {
+    /// Opened read-only ([`crate::Options::read_only`]): every append is refused.
+    pub read_only: bool,
+    /// Why the latest append failed for lack of space (`None` once an append succeeds again).
+    pub no_space: Option<String>,
+}
+
+impl Db {
+    /// Whether writes are accepted now, and why not.
+    pub fn write_health(&self) -> WriteHealth {
+        WriteHealth { read_only: self.options.read_only, no_space: self.no_space.lock().clone() }
+    }
+
+    /// Remembers the outcome of an append for [`Db::write_health`].
+    pub(super) fn note_write_outcome<T>(&self, result: &Result<T, crate::Error>) {
+        match result {
+            Err(e) if e.is_no_space() => *self.no_space.lock() = Some(e.to_string()),
+            Ok(_) => {
+                if self.no_space.lock().is_some() {
+                    *self.no_space.lock() = None;
+                }
+            }
+            Err(_) => {}
         }
     }
 }

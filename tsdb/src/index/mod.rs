@@ -253,6 +253,48 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Cardinality figures over every series (see [`crate::db::Cardinality`]).
+    pub fn cardinality(&self, top: usize) -> crate::db::Cardinality {
+        fn top_n(mut counts: Vec<(String, u64)>, top: usize) -> Vec<(String, u64)> {
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            counts.truncate(top);
+            counts
+        }
+        let name_of = |sym: &u32| self.strings[*sym as usize].to_string();
+        let mut num_label_pairs = 0u64;
+        let mut value_counts = Vec::new();
+        let mut value_bytes = Vec::new();
+        let mut pair_counts = Vec::new();
+        let mut by_metric = Vec::new();
+        for (name, values) in &self.postings {
+            let live: Vec<(&u32, &Vec<u32>)> = values.iter().filter(|(_, ids)| !ids.is_empty()).collect();
+            if live.is_empty() {
+                continue;
+            }
+            num_label_pairs += live.len() as u64;
+            let name_str = name_of(name);
+            value_counts.push((name_str.clone(), live.len() as u64));
+            value_bytes
+                .push((name_str.clone(), live.iter().map(|(v, _)| self.strings[**v as usize].len() as u64).sum()));
+            for (value, ids) in &live {
+                pair_counts.push((format!("{name_str}={}", self.strings[**value as usize]), ids.len() as u64));
+                if &*name_str == crate::METRIC_NAME {
+                    by_metric.push((name_of(value), ids.len() as u64));
+                }
+            }
+        }
+        crate::db::Cardinality {
+            num_series: self.len() as u64,
+            num_label_pairs,
+            series_count_by_metric_name: top_n(by_metric, top),
+            label_value_count_by_label_name: top_n(value_counts, top),
+            memory_in_bytes_by_label_name: top_n(value_bytes, top),
+            series_count_by_label_value_pair: top_n(pair_counts, top),
+        }
+    }
+}
+
 /// The alternatives of a regex that is only literal words joined by `|` (the common
 /// `pod=~"a|b|c"` form), which are looked up directly instead of testing every value.
 fn literal_alternatives(regex: &str) -> Option<Vec<&str>> {
