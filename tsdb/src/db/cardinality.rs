@@ -20,11 +20,42 @@ pub struct Cardinality {
     pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
     /// Series per `name=value` pair.
     pub series_count_by_label_value_pair: Vec<(String, u64)>,
+    /// Chunks of the live series (closed chunks in the ring plus open chunks).
+    pub chunk_count: u64,
+    /// Oldest and newest sample timestamps held (`None` without samples).
+    pub min_time_ms: Option<i64>,
+    pub max_time_ms: Option<i64>,
 }
 
 impl Db {
     /// The cardinality figures of the live series, each list cut to the `top` largest.
     pub fn cardinality(&self, top: usize) -> Cardinality {
-        self.index.read().cardinality(top)
+        let mut figures = self.index.read().cardinality(top);
+        let (chunk_count, min_time_ms, max_time_ms) = self.chunk_figures();
+        figures.chunk_count = chunk_count;
+        figures.min_time_ms = min_time_ms;
+        figures.max_time_ms = max_time_ms;
+        figures
+    }
+}
+
+impl Db {
+    /// Chunks held and the time span of the samples, from every series' state (one lock each).
+    fn chunk_figures(&self) -> (u64, Option<i64>, Option<i64>) {
+        let table = self.table.read();
+        let (mut chunks, mut min, mut max) = (0u64, None::<i64>, None::<i64>);
+        for (id, state) in table.iter().flatten().enumerate() {
+            let state = state.lock();
+            let first_closed = state.chunks.first().and_then(|c| self.ring.chunk_header(c, id as u32));
+            let open = (state.enc.num_samples > 0).then_some(state.enc.first_ts_ms);
+            chunks += state.chunks.len() as u64 + u64::from(state.enc.num_samples > 0);
+            if let Some(first) = first_closed.map(|h| h.min_ts_ms).or(open) {
+                min = Some(min.map_or(first, |m| m.min(first)));
+            }
+            if state.has_samples {
+                max = Some(max.map_or(state.newest_ts_ms, |m| m.max(state.newest_ts_ms)));
+            }
+        }
+        (chunks, min, max)
     }
 }
