@@ -291,6 +291,7 @@ impl Index {
             label_value_count_by_label_name: top_n(value_counts, top),
             memory_in_bytes_by_label_name: top_n(value_bytes, top),
             series_count_by_label_value_pair: top_n(pair_counts, top),
+            ..Default::default()
         }
     }
 }
