@@ -1,11 +1,14 @@
-//! `HeadFiles` holds every series' open chunk in memory-mapped slots (regions of the storage seam,
-//! `storage`), so an acknowledged sample is in shared file pages (and survives kill -9) before
-//! `append` returns. Byte layout: `docs/format/head.md`.
+//! `HeadFiles` holds open chunks in memory-mapped slots (regions of the storage seam, `storage`), so
+//! an acknowledged sample is in shared file pages (and survives kill -9) before `append` returns.
+//! Byte layout: `docs/format/head.md`.
 //!
-//! Slot `i` belongs to series `i`; files of `SLOTS_PER_FILE` slots are added as series are created
-//! and never remapped, so a series keeps an `Arc` to its file. An append writes the changed payload
-//! bytes, then publishes the new sample count with a single store: a kill leaves either the old or
-//! the new count, and the count never covers bytes that are not written.
+//! Slots are a pool: a series takes a free slot when its first sample of a new chunk arrives and
+//! gives it back when the chunk is closed into the ring for good (idle, evicted, or the series
+//! removed). Each slot's header names its owner, so recovery finds every open chunk by scanning
+//! the slots. Files of `SLOTS_PER_FILE` slots are added up to the head budget and never remapped,
+//! so a slot keeps an `Arc` to its file. An append writes the changed payload bytes, then
+//! publishes the new sample count with a single store: a kill leaves either the old or the new
+//! count, and the count never covers bytes that are not written.
 
 use crate::segment::u32_at;
 use crate::storage::{set_aside, Directory, Region};
@@ -21,11 +24,13 @@ pub const SLOT_HEADER_BYTES: usize = 8;
 /// Payload capacity of an open chunk; a chunk closes when the next sample would not fit.
 pub const SLOT_PAYLOAD_BYTES: usize = SLOT_BYTES - SLOT_HEADER_BYTES;
 pub const SLOTS_PER_FILE: usize = 4096;
-const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * SLOTS_PER_FILE) as u64;
+/// Bytes of one head file.
+pub const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * SLOTS_PER_FILE) as u64;
 
-/// A series' slot: its file and the slot's byte offset in it.
+/// A slot: its number, its file and its byte offset in it.
 #[derive(Debug, Clone)]
 pub struct Slot {
+    number: u32,
     file: Arc<Region>,
     offset: u32,
 }
@@ -39,6 +44,11 @@ pub struct SlotContents {
 }
 
 impl Slot {
+    /// The slot's number in the pool.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
     /// Writes `bytes` at payload offset `at`.
     #[inline]
     pub fn write_payload(&self, at: usize, bytes: &[u8]) {
@@ -79,11 +89,15 @@ impl Slot {
     }
 }
 
-/// The head files of a store.
+/// The head files of a store and the pool of free slots.
 #[derive(Debug)]
 pub struct HeadFiles {
     dir: Arc<dyn Directory>,
     files: Mutex<Vec<Arc<Region>>>,
+    free: Mutex<Vec<u32>>,
+    /// Files the head budget allows (more may exist when the budget shrank: they are kept).
+    max_files: usize,
+    read_only: bool,
 }
 
 fn head_name(index: usize) -> String {
@@ -103,33 +117,43 @@ fn encode_head_header(index: u32) -> [u8; 28] {
 }
 
 impl HeadFiles {
-    /// Opens the head files for `series_count` series. A missing, foreign or corrupt file is set
-    /// aside and replaced by an empty one (its series lose only their open chunks, which is logged).
-    pub fn open(dir: Arc<dyn Directory>, series_count: usize) -> Result<HeadFiles, Error> {
-        let needed = series_count.div_ceil(SLOTS_PER_FILE);
-        let mut files = Vec::with_capacity(needed);
-        for index in 0..needed {
+    /// Opens every head file in `dir` (a foreign or corrupt one is set aside and replaced by an
+    /// empty one: the open chunks it held are lost, which is logged). Returns the files and every
+    /// slot holding samples; the caller hands the unused slots to [`HeadFiles::set_free`].
+    pub fn open(
+        dir: Arc<dyn Directory>,
+        max_files: usize,
+        read_only: bool,
+    ) -> Result<(HeadFiles, Vec<(Slot, SlotContents)>), Error> {
+        let mut files = Vec::new();
+        for index in 0.. {
             let name = head_name(index);
-            let existing = dir.file_len(&name).ok().flatten().is_some();
+            if dir.file_len(&name).ok().flatten().is_none() {
+                break;
+            }
             let file = match dir.open_region(&name, HEAD_FILE_BYTES) {
                 Ok(file) => {
                     let mut header = [0u8; 28];
                     file.read_into(0, &mut header);
-                    if !existing || header == [0u8; 28] || header == encode_head_header(index as u32) {
+                    if header == [0u8; 28] || header == encode_head_header(index as u32) {
                         Some(file)
                     } else {
                         drop(file);
-                        set_aside(dir.as_ref(), &name, "not a ringtail head file (bad header)");
+                        if !read_only {
+                            set_aside(dir.as_ref(), &name, "not a ringtail head file (bad header)");
+                        }
                         None
                     }
                 }
-                Err(e) => {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData && !read_only => {
                     set_aside(dir.as_ref(), &name, &e.to_string());
                     None
                 }
+                Err(e) => return Err(Error::io(dir.path(&name), e)),
             };
             let file = match file {
                 Some(file) => file,
+                None if read_only => break,
                 None => {
                     tracing::warn!(path = %dir.path(&name).display(), "open chunks of this head file are lost");
                     dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(dir.path(&name), e))?
@@ -138,47 +162,98 @@ impl HeadFiles {
             file.write(0, &encode_head_header(index as u32));
             files.push(Arc::new(file));
         }
-        // Files past the series count are reused by new series (every slot is claimed before
-        // use), so only their identity is checked here.
-        for index in needed.. {
-            let name = head_name(index);
-            let Ok(Some(len)) = dir.file_len(&name) else {
-                break;
-            };
-            let start = dir.read(&name, 28);
-            let header: [u8; 28] = match &start {
-                Ok(Some(bytes)) => bytes.as_slice().try_into().unwrap_or([0u8; 28]),
-                _ => [0u8; 28],
-            };
-            let readable = matches!(&start, Ok(Some(bytes)) if bytes.len() == 28);
-            let fresh = header == [0u8; 28]; // created, killed before its header was written
-            if len != HEAD_FILE_BYTES || !readable || !(fresh || header == encode_head_header(index as u32)) {
-                set_aside(dir.as_ref(), &name, "not a ringtail head file (bad header or size)");
+        let mut occupied = Vec::new();
+        for (index, file) in files.iter().enumerate() {
+            for i in 0..SLOTS_PER_FILE {
+                let slot = Slot {
+                    number: (index * SLOTS_PER_FILE + i) as u32,
+                    file: file.clone(),
+                    offset: (HEAD_FILE_HEADER_BYTES + i * SLOT_BYTES) as u32,
+                };
+                let contents = slot.read();
+                if contents.num_samples > 0 {
+                    occupied.push((slot, contents));
+                }
             }
         }
-        Ok(HeadFiles { dir, files: Mutex::new(files) })
+        let max_files = max_files.max(files.len()).max(1);
+        let heads = HeadFiles { dir, files: Mutex::new(files), free: Mutex::new(Vec::new()), max_files, read_only };
+        Ok((heads, occupied))
     }
 
-    /// The slot of `series`, creating the head file that holds it if needed.
-    pub fn slot(&self, series: u32) -> Result<Slot, Error> {
-        let index = series as usize / SLOTS_PER_FILE;
-        let mut files = self.files.lock();
-        while files.len() <= index {
-            let name = head_name(files.len());
-            // A leftover file from a store whose series log was truncated is reused: every slot is
+    /// Hands every slot not in `used` (slot numbers) to the free pool, cleared.
+    pub fn set_free(&self, used: &std::collections::HashSet<u32>) {
+        let files = self.files.lock();
+        let mut free = self.free.lock();
+        free.clear();
+        for number in (0..files.len() * SLOTS_PER_FILE).rev() {
+            if !used.contains(&(number as u32)) {
+                free.push(number as u32);
+            }
+        }
+    }
+
+    /// A free slot, claimed for `series`: from the pool, or from a new head file while the head
+    /// budget allows one. `None` when every slot of the budget holds an open chunk (the caller
+    /// closes the stalest ones and asks again).
+    pub fn allocate(&self, series: u32) -> Result<Option<Slot>, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly("opened read-only".into()));
+        }
+        loop {
+            let number = self.free.lock().pop();
+            if let Some(number) = number {
+                let slot = self.slot(number);
+                slot.claim(series);
+                return Ok(Some(slot));
+            }
+            let mut files = self.files.lock();
+            if files.len() >= self.max_files {
+                return Ok(None);
+            }
+            let index = files.len();
+            let name = head_name(index);
+            // A leftover file of this name (its series log was truncated) is reused: every slot is
             // claimed (cleared) before use.
             let file = match self.dir.open_region(&name, HEAD_FILE_BYTES) {
                 Ok(file) => file,
-                Err(_) => {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                     set_aside(self.dir.as_ref(), &name, "unexpected head file");
                     self.dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(self.dir.path(&name), e))?
                 }
+                Err(e) => return Err(Error::io(self.dir.path(&name), e)),
             };
-            file.write(0, &encode_head_header(files.len() as u32));
+            file.write(0, &encode_head_header(index as u32));
             files.push(Arc::new(file));
+            drop(files);
+            let first = (index * SLOTS_PER_FILE) as u32;
+            self.free.lock().extend((first..first + SLOTS_PER_FILE as u32).rev());
         }
-        let offset = HEAD_FILE_HEADER_BYTES + (series as usize % SLOTS_PER_FILE) * SLOT_BYTES;
-        Ok(Slot { file: files[index].clone(), offset: offset as u32 })
+    }
+
+    /// Gives `slot` back to the pool (its count is cleared first, so recovery sees it free).
+    pub fn release(&self, slot: Slot) {
+        slot.publish_count(0);
+        self.free.lock().push(slot.number);
+    }
+
+    /// The slot numbered `number` (which must lie in an open file).
+    fn slot(&self, number: u32) -> Slot {
+        let files = self.files.lock();
+        let index = number as usize / SLOTS_PER_FILE;
+        let offset = HEAD_FILE_HEADER_BYTES + (number as usize % SLOTS_PER_FILE) * SLOT_BYTES;
+        Slot { number, file: files[index].clone(), offset: offset as u32 }
+    }
+
+    /// (slots in files, free slots).
+    pub fn slot_counts(&self) -> (u64, u64) {
+        let total = (self.files.lock().len() * SLOTS_PER_FILE) as u64;
+        (total, self.free.lock().len() as u64)
+    }
+
+    /// Slots the head budget holds.
+    pub fn capacity_slots(&self) -> usize {
+        self.max_files * SLOTS_PER_FILE
     }
 
     pub fn bytes_on_disk(&self) -> u64 {

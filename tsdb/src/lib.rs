@@ -51,6 +51,7 @@ mod labels;
 mod matcher;
 mod mmap;
 mod options;
+mod paged;
 mod ring;
 mod sample;
 mod segment;
@@ -59,12 +60,13 @@ mod series_log;
 mod storage;
 
 pub use db::{
-    AppendReport, Cardinality, Db, LatestSample, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats, WriteHealth,
+    AppendReport, Cardinality, Db, LatestSample, MaintenanceReport, Rejection, SeriesId, SeriesKey, SeriesSamples,
+    Stats, WriteHealth,
 };
 pub use error::{Error, RejectReason};
 pub use labels::{validate_labels, Label, Labels, MAX_LABEL_BYTES, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
-pub use options::Options;
+pub use options::{BudgetSplit, Options};
 pub use sample::{is_stale_nan, now_ms, stale_nan, Sample, STALE_NAN_BITS};
 pub use select::{SampleIter, SelectedSeries};
 pub use storage::{MemoryDirectory, Storage};

@@ -1,6 +1,16 @@
 //! `Options` is how a store is opened: where its files live (directory and storage backend), the
-//! disk budget and its split into ring segments, flushing and retention.
+//! disk budget and its split (ring segments, head slots, series log), flushing and retention.
+//!
+//! One budget: `storage_size_bytes` bounds every file the store writes. It is split once:
+//! 1/8 for head files (open chunks, whole 2 MiB files, at least one), 1/16 for the series log
+//! (identities of live series; a compaction drops removed ones), the rest for the ring of closed
+//! chunks. When the ring is full its oldest segment is reused (the oldest samples go first); when
+//! every head slot holds an open chunk, the stalest open chunks are closed into the ring early;
+//! when the live series' identities fill the series log's share, new series are refused (507)
+//! until series die. Budgets under 32 MiB cannot hold their first head file in their share: that
+//! one file (2 MiB) comes on top.
 
+use crate::head::HEAD_FILE_BYTES;
 use crate::ring::MAX_SEGMENT_FILES;
 use crate::storage::{MemoryDirectory, Storage};
 use crate::Error;
@@ -15,18 +25,38 @@ pub(crate) const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 const DEFAULT_SEGMENT_MIN_BYTES: u64 = 1 << 20;
 const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 << 20;
 
+/// The series log's share is at least this much (small test budgets still hold some series).
+const MIN_SERIES_LOG_BYTES: u64 = 1 << 20;
+
+/// How [`Options::storage_size_bytes`] is shared (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetSplit {
+    /// Closed chunks (the ring of segments).
+    pub ring_bytes: u64,
+    /// Head files the budget allows, and their bytes.
+    pub head_files: usize,
+    pub head_bytes: u64,
+    /// The series log's share.
+    pub series_log_bytes: u64,
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Directory holding the store's files (not touched with [`Storage::Memory`]).
     pub data_dir: PathBuf,
-    /// Total disk budget for closed chunks (the segment ring); the oldest segment is reused when it
-    /// is full. Head slots (512 bytes per series) and the series log come on top.
+    /// Total disk budget for every file of the store (see the module documentation for the
+    /// split and what happens when each part is full).
     pub storage_size_bytes: u64,
     /// How often mapped pages are flushed to disk (bounds loss on power failure, not on kill -9).
     pub sync_interval: Duration,
-    /// Optional time retention: samples older than this are dropped.
+    /// Optional time retention: samples older than this are dropped, and a series with no
+    /// sample inside it is removed by [`crate::Db::maintain`].
     pub retention: Option<Duration>,
+    /// An open chunk with no sample for this long is closed into the ring by
+    /// [`crate::Db::maintain`] and its head slot given back (a series that went away stops
+    /// holding a slot; one that comes back starts a new chunk).
+    pub head_idle_close: Duration,
     /// Size of one ring segment; `None` means budget / 16 clamped to 1 MiB ..= 256 MiB.
     pub segment_size_bytes: Option<u64>,
     /// Where the files live: memory-mapped files in `data_dir` (the default) or in memory.
@@ -45,6 +75,7 @@ impl Options {
             storage_size_bytes: 1 << 30,
             sync_interval: Duration::from_secs(1),
             retention: None,
+            head_idle_close: Duration::from_secs(15 * 60),
             segment_size_bytes: None,
             storage: Storage::Mmap,
             read_only: false,
@@ -58,20 +89,35 @@ impl Options {
         Options { storage: Storage::Memory(MemoryDirectory::new()), ..Options::new("<memory>") }
     }
 
-    /// The segment size in effect and the number of segments the budget holds.
+    /// How the budget is split between the ring, the head files and the series log.
+    pub fn budget_split(&self) -> BudgetSplit {
+        let budget = self.storage_size_bytes;
+        let head_files = ((budget / 8) / HEAD_FILE_BYTES).max(1) as usize;
+        let series_log_bytes = budget / 16;
+        BudgetSplit {
+            ring_bytes: budget - budget / 8 - series_log_bytes,
+            head_files,
+            head_bytes: head_files as u64 * HEAD_FILE_BYTES,
+            series_log_bytes: series_log_bytes.max(MIN_SERIES_LOG_BYTES),
+        }
+    }
+
+    /// The segment size in effect and the number of segments the ring's share of the budget holds.
     pub fn ring_geometry(&self) -> Result<(u64, usize), Error> {
-        let segment_bytes = self.segment_size_bytes.unwrap_or_else(|| {
-            (self.storage_size_bytes / 16).clamp(DEFAULT_SEGMENT_MIN_BYTES, DEFAULT_SEGMENT_MAX_BYTES)
-        });
+        let ring_bytes = self.budget_split().ring_bytes;
+        let segment_bytes = self
+            .segment_size_bytes
+            .unwrap_or_else(|| (ring_bytes / 16).clamp(DEFAULT_SEGMENT_MIN_BYTES, DEFAULT_SEGMENT_MAX_BYTES));
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes) {
             return Err(Error::InvalidOptions(format!(
                 "segment size {segment_bytes} bytes is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES}"
             )));
         }
-        let count = self.storage_size_bytes / segment_bytes;
+        let count = ring_bytes / segment_bytes;
         if count < 2 {
             return Err(Error::InvalidOptions(format!(
-                "storage size {} bytes holds fewer than 2 segments of {segment_bytes} bytes",
+                "storage size {} bytes leaves {ring_bytes} bytes for the ring, fewer than 2 segments of \
+                 {segment_bytes} bytes",
                 self.storage_size_bytes
             )));
         }
@@ -108,7 +154,10 @@ mod tests {
     #[test]
     fn ring_geometry_defaults_and_limits() {
         let mut options = Options::new("unused");
-        assert_eq!(options.ring_geometry().unwrap(), (64 << 20, 16));
+        let split = options.budget_split();
+        assert_eq!(split.ring_bytes, (1 << 30) - (128 << 20) - (64 << 20));
+        assert_eq!(split.head_files, 63);
+        assert_eq!(options.ring_geometry().unwrap(), (52 << 20, 16));
         options.storage_size_bytes = 4096;
         assert!(options.ring_geometry().is_err(), "fewer than 2 segments");
         options.segment_size_bytes = Some(1024);

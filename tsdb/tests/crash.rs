@@ -158,3 +158,97 @@ fn acknowledged_samples_survive_sigkill() {
     }
     assert!(acked[0].len() > 10, "the child never got going");
 }
+
+const CHURN_CHILD_DIR_ENV: &str = "RINGTAIL_CHURN_CHILD_DIR";
+const CHURN_RETENTION_MS: u64 = 3_000;
+const KEEPERS: usize = 8;
+
+fn churn_options(dir: &Path) -> Options {
+    let mut options = small_options(dir, 64 << 20, 1 << 20);
+    options.retention = Some(Duration::from_millis(CHURN_RETENTION_MS));
+    options.head_idle_close = Duration::from_millis(500);
+    options
+}
+
+/// Child mode for the churn crash test: keeper series written at every step, a generation of
+/// short-lived pods every step, and a maintenance pass (removals, compactions) every step.
+#[test]
+fn churn_crash_child() {
+    let Some(dir) = std::env::var_os(CHURN_CHILD_DIR_ENV) else {
+        return; // Only meaningful when started by `churn_survives_sigkill_during_removal_and_compaction`.
+    };
+    let db = Db::open(churn_options(Path::new(&dir))).expect("child: open");
+    let mut stdout = std::io::stdout().lock();
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+    for generation in 0usize.. {
+        let ts = tsdb::now_ms();
+        for keeper in 0..KEEPERS {
+            let name = format!("k{keeper}");
+            let pairs = [("__name__", "keeper"), ("keeper", name.as_str())];
+            db.append(&[SeriesSamples::labels(&pairs, &[Sample::new(ts, keeper as f64)])]).expect("child: keeper");
+        }
+        writeln!(stdout, "ack {ts}").expect("child: stdout");
+        stdout.flush().expect("child: flush");
+        for pod in 0..50 {
+            let name = format!("{start}-{generation}-{pod}");
+            let pairs = [("__name__", "churn"), ("pod", name.as_str())];
+            db.append(&[SeriesSamples::labels(&pairs, &[Sample::new(ts, 1.0)])]).expect("child: churn");
+        }
+        db.maintain().expect("child: maintain");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn churn_survives_sigkill_during_removal_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = Rng(0xc4u64);
+    let mut acked: Vec<i64> = Vec::new();
+    let mut removals_seen = 0u64;
+    for round in 0..8 {
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .args(["--exact", "crash::churn_crash_child", "--nocapture", "--test-threads=1"])
+                .env(CHURN_CHILD_DIR_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let reader =
+            std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>());
+        std::thread::sleep(Duration::from_millis(1_500 + rng.below(2_000)));
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        for line in reader.join().unwrap() {
+            if let ["ack", ts] = line.split(' ').collect::<Vec<_>>().as_slice() {
+                acked.push(ts.parse().unwrap());
+            }
+        }
+        let db = Db::open(churn_options(dir.path())).unwrap();
+        // Every acknowledged keeper sample still inside the retention is there (with a margin for
+        // the time this check takes).
+        let cutoff = tsdb::now_ms() - CHURN_RETENTION_MS as i64 + 1_000;
+        for keeper in 0..KEEPERS {
+            let name = format!("k{keeper}");
+            let found = db.select(&[Matcher::equal("keeper", name.as_str())], i64::MIN, i64::MAX).unwrap();
+            let got: Vec<i64> = found.first().map(|s| s.samples().map(|s| s.ts_ms).collect()).unwrap_or_default();
+            for ts in acked.iter().filter(|ts| **ts >= cutoff) {
+                assert!(got.binary_search(ts).is_ok(), "round {round}: acknowledged keeper sample at {ts} lost");
+            }
+        }
+        // Series past the retention are gone after one pass, whatever the kill interrupted.
+        removals_seen += db.maintain().unwrap().series_removed;
+        let live_churn = db.select(&[Matcher::equal("__name__", "churn")], i64::MIN, i64::MAX).unwrap();
+        let too_old = tsdb::now_ms() - CHURN_RETENTION_MS as i64 - 1_000;
+        assert!(live_churn.iter().all(|s| s.samples().all(|s| s.ts_ms >= too_old)));
+        assert!(db.stats().series <= (KEEPERS + 50 * 1_000) as u64);
+        drop(db);
+    }
+    assert!(acked.len() > 20, "the child never got going");
+    let log_bytes = std::fs::metadata(dir.path().join("series.log")).unwrap().len();
+    assert!(log_bytes < 4 << 20, "the series log was never compacted: {log_bytes} bytes");
+    assert!(removals_seen > 0, "no series died while the child was down");
+}

@@ -4,6 +4,8 @@
 
 /// Append, select, ordering rules, labels, concurrency.
 mod api;
+/// Series churn: removal, bounded files, stale ids, a full head.
+mod churn;
 /// Child-process crash test: kill -9 at random moments loses no acknowledged sample.
 mod crash;
 /// Shared helpers (test stores on either backend, sample generators).

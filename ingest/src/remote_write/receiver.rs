@@ -82,7 +82,15 @@ impl Receiver {
             }
             None => decode_with_cache(protocol, scratch, now_ms, &self.limits, None)?,
         };
-        store(&self.db, cache, &decoded)
+        let (mut outcome, removed) = store(&self.db, cache, &decoded, None)?;
+        if !removed.is_empty() {
+            // Cached ids of series the store removed since: those entries go again by labels.
+            drop(decoded);
+            let fresh = decode_with_cache(protocol, scratch, now_ms, &self.limits, None)?;
+            let (again, _) = store(&self.db, cache, &fresh, Some(&removed))?;
+            outcome.add_stored(&again);
+        }
+        Ok(outcome)
     }
 }
 
@@ -167,6 +175,38 @@ mod tests {
             assert_eq!((outcome.samples_written, outcome.out_of_order), (1, 1));
             assert!(outcome.skipped_summary().contains("1 samples skipped (out of order)"));
         }
+    }
+
+    #[test]
+    fn a_cached_series_the_store_removed_is_written_again_by_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = tsdb::Options::new(dir.path());
+        options.retention = Some(std::time::Duration::from_millis(300));
+        let receiver = Receiver::new(Arc::new(Db::open(options).unwrap()), DecodeLimits::default());
+        let write_now = |receiver: &Receiver, request: &v1::WriteRequest| {
+            receiver.remote_write(Protocol::V1, &encode_body(request), tsdb::now_ms())
+        };
+        let request = |ts: i64| v1::WriteRequest {
+            timeseries: vec![
+                v1_series(&[("__name__", "a"), ("pod", "p1")], &[(ts, 1.0)]),
+                v1_series(&[("__name__", "b"), ("pod", "p1")], &[(ts, 2.0)]),
+            ],
+            metadata: vec![],
+        };
+        let first = write_now(&receiver, &request(tsdb::now_ms())).unwrap();
+        assert_eq!((first.samples_written, cache_len(&receiver)), (2, 2));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(receiver.db.maintain().unwrap().series_removed, 2);
+        // Both series are named by cached ids of removed series: written again by labels.
+        let ts = tsdb::now_ms();
+        let again = write_now(&receiver, &request(ts)).unwrap();
+        assert_eq!((again.samples_written, again.series_created), (2, 2));
+        let stored = receiver.db.select(&[tsdb::Matcher::equal("pod", "p1")], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(stored.iter().all(|s| s.samples().map(|s| s.ts_ms).collect::<Vec<_>>() == vec![ts]));
+        // The cache now holds the new ids: the next request goes by id and is stored.
+        let third = write_now(&receiver, &request(ts + 1)).unwrap();
+        assert_eq!((third.samples_written, third.series_created), (2, 0));
     }
 
     #[test]

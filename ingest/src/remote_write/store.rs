@@ -2,6 +2,10 @@
 //! named by id when the series cache knew them, by labels otherwise), then the newly named series
 //! join the cache, and the store's report becomes a [`WriteOutcome`].
 //!
+//! A series the cache named by id may have been removed by the store since (it had no sample left
+//! inside the retention); the store reports those entries instead of storing them, and the
+//! receiver decodes the request again without the cache and stores just those entries by labels.
+//!
 //! The store checks every label set and id before it creates a series or stores a sample, so a
 //! request refused there stores nothing either. Per-sample problems (out of order, duplicate
 //! timestamp, too old, too far in the future) skip that sample only and are counted.
@@ -61,12 +65,15 @@ impl WriteOutcome {
     }
 }
 
-/// Appends a decoded request in one batch and adds the series it named to `cache`.
+/// Appends a decoded request in one batch and adds the series it named to `cache`. `only`, when
+/// given, restricts the batch to those entries (by their index in the request's batch). Returns
+/// the outcome and the entries the store reported as named by the id of a removed series.
 pub(crate) fn store(
     db: &Db,
     cache: Option<&SeriesCache>,
     decoded: &DecodedRequest<'_>,
-) -> Result<WriteOutcome, RemoteWriteError> {
+    only: Option<&[usize]>,
+) -> Result<(WriteOutcome, Vec<usize>), RemoteWriteError> {
     let mut outcome = WriteOutcome {
         histograms_skipped: decoded.histograms,
         exemplars_skipped: decoded.exemplars,
@@ -74,11 +81,27 @@ pub(crate) fn store(
         ..WriteOutcome::default()
     };
     if decoded.series_count() == 0 {
-        return Ok(outcome);
+        return Ok((outcome, Vec::new()));
     }
-    let report = db.append(&decoded.batch())?;
+    let batch = decoded.batch();
+    let report = match only {
+        None => db.append(&batch)?,
+        Some(only) => {
+            let subset: Vec<_> = only.iter().filter_map(|i| batch.get(*i).copied()).collect();
+            outcome = WriteOutcome::default();
+            let mut report = db.append(&subset)?;
+            let mut ids = vec![tsdb::SeriesId(u64::MAX); batch.len()];
+            for (i, id) in only.iter().zip(&report.ids) {
+                if let Some(slot) = ids.get_mut(*i) {
+                    *slot = *id;
+                }
+            }
+            report.ids = ids;
+            report
+        }
+    };
     if let Some(cache) = cache {
-        let mut entries = decoded.cache_entries(&report.ids).peekable();
+        let mut entries = decoded.cache_entries(&report.ids).filter(|(_, _, id)| id.0 != u64::MAX).peekable();
         if entries.peek().is_some() {
             cache.insert_all(entries);
         }
@@ -92,7 +115,18 @@ pub(crate) fn store(
             RejectReason::TooOld => outcome.too_old += 1,
         }
     }
-    Ok(outcome)
+    Ok((outcome, report.removed))
+}
+
+impl WriteOutcome {
+    /// Adds the stored figures of a second pass over part of the same request.
+    pub(crate) fn add_stored(&mut self, other: &WriteOutcome) {
+        self.samples_written += other.samples_written;
+        self.series_created += other.series_created;
+        self.out_of_order += other.out_of_order;
+        self.duplicate_timestamp += other.duplicate_timestamp;
+        self.too_old += other.too_old;
+    }
 }
 
 #[cfg(test)]

@@ -192,6 +192,14 @@ impl TargetState {
             })
             .collect();
         let report = db.append(&batch).map_err(|e| format!("storing samples failed: {e}"))?;
+        if !report.removed.is_empty() {
+            // Series the store removed since they were cached (nothing of them was inside the
+            // retention): forgotten here, so the next scrape creates them anew.
+            let removed: HashSet<SeriesId> =
+                report.removed.iter().filter_map(|i| report.ids.get(*i).copied()).collect();
+            self.cache.retain(|_, e| e.id.is_none_or(|id| !removed.contains(&id)));
+            self.previous.retain(|id| !removed.contains(id));
+        }
         for new in &new_series {
             let id = report.ids.get(new.first_append).copied();
             self.cache.insert(new.raw.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
@@ -252,6 +260,8 @@ impl TargetState {
         };
         match result {
             Ok(report) if self.report_ids.is_none() => self.report_ids = report.ids.try_into().ok(),
+            // The store removed them (a target not scraped for longer than the retention).
+            Ok(report) if !report.removed.is_empty() => self.report_ids = None,
             Ok(_) => {}
             Err(e) if self.report_ids.is_none() => {
                 tracing::warn!(target = %target.url, error = %e, "cannot create report series")

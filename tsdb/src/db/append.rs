@@ -3,12 +3,14 @@
 //! full open chunk into the ring, and the batch's accounting.
 
 use super::stats::reason_slot;
-use super::{series_count, Db, SeriesId, SeriesState, BLOCK_SERIES, CHECKPOINT_EVERY};
+use super::{Db, SeriesId, SeriesState, CHECKPOINT_EVERY};
 use crate::chunk::{encode_next, EncoderState};
-use crate::head::SLOT_PAYLOAD_BYTES;
+use crate::head::{Slot, SLOT_PAYLOAD_BYTES};
 use crate::labels::validate_labels;
+use crate::paged::Paged;
 use crate::segment::ChunkHeader;
 use crate::{Error, Labels, RejectReason, Sample};
+use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 
 /// Which series an append entry is for: one already known by id, or a label set that is looked
@@ -71,6 +73,10 @@ pub struct AppendReport {
     pub rejections: Vec<Rejection>,
     /// The series id of every batch entry, in batch order (so callers can cache them).
     pub ids: Vec<SeriesId>,
+    /// Entries named by an id whose series has been removed (it had no sample left inside the
+    /// retention): nothing of them was stored. A caller that caches ids forgets these and sends
+    /// the entries again by labels, which creates the series anew.
+    pub removed: Vec<usize>,
 }
 
 /// What happened to one sample.
@@ -83,9 +89,9 @@ enum Outcome {
 /// Counter changes gathered during one batch and applied once (keeps shared cache lines out of the
 /// per-sample path).
 #[derive(Default)]
-struct BatchDelta {
-    head_samples: i64,
-    head_bytes: i64,
+pub(super) struct BatchDelta {
+    pub(super) head_samples: i64,
+    pub(super) head_bytes: i64,
 }
 
 impl Db {
@@ -113,11 +119,20 @@ impl Db {
         let mut report = AppendReport { series_created: created, ..AppendReport::default() };
         let mut delta = BatchDelta::default();
         let mut result = Ok(());
+        let mut vanished: Vec<usize> = Vec::new();
         'entries: for (index, (id, entry)) in ids.iter().zip(batch).enumerate() {
             let id = id.0 as u32;
-            let mut state = table[id as usize / BLOCK_SERIES][id as usize % BLOCK_SERIES].lock();
+            let Some(cell) = table.get(id) else {
+                // Removed between the lookup and now, or named by a stale id.
+                match entry.series {
+                    SeriesKey::Labels(_) => vanished.push(index),
+                    SeriesKey::Id(_) => report.removed.push(index),
+                }
+                continue;
+            };
+            let mut state = cell.lock();
             for sample in entry.samples.iter() {
-                match self.append_one(&mut state, id, *sample, cutoff, &mut delta) {
+                match self.append_one(&table, &mut state, id, *sample, cutoff, &mut delta) {
                     Ok(outcome) => self.account(outcome, index, sample.ts_ms, &mut report),
                     Err(e) => {
                         result = Err(e);
@@ -129,13 +144,25 @@ impl Db {
         drop(table);
         self.apply(delta);
         report.ids = ids;
-        result.map(|()| report)
+        result?;
+        // A series named by labels that was removed while this batch ran is created anew.
+        for index in vanished {
+            let again = self.append_batch(&batch[index..=index])?;
+            report.appended += again.appended;
+            report.duplicates += again.duplicates;
+            report.series_created += again.series_created;
+            report.rejections.extend(again.rejections.into_iter().map(|r| Rejection { index, ..r }));
+            if let Some(id) = again.ids.first() {
+                report.ids[index] = *id;
+            }
+        }
+        Ok(report)
     }
 
     /// The id of every batch entry: known ids checked, label sets validated (all of them before the
     /// first series is created), then looked up or created.
     fn series_ids(&self, batch: &[SeriesSamples<'_>], created: &mut u64) -> Result<Vec<SeriesId>, Error> {
-        let known = series_count(&self.table.read()) as u64;
+        let known = u64::from(self.index.read().next_id());
         // Every entry checked first, so a bad one fails the batch before any series is created.
         enum Checked {
             Known(SeriesId),
@@ -183,7 +210,7 @@ impl Db {
         }
     }
 
-    fn apply(&self, delta: BatchDelta) {
+    pub(super) fn apply(&self, delta: BatchDelta) {
         if delta.head_samples != 0 {
             self.head_samples.fetch_add(delta.head_samples, Ordering::Relaxed);
         }
@@ -197,6 +224,7 @@ impl Db {
     #[inline]
     fn append_one(
         &self,
+        table: &Paged<Mutex<SeriesState>>,
         s: &mut SeriesState,
         id: u32,
         sample: Sample,
@@ -226,9 +254,17 @@ impl Db {
             enc = s.enc;
             (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
         }
+        let slot = match &s.slot {
+            Some(slot) => slot.clone(),
+            None => {
+                let slot = self.take_slot(table, id, delta)?;
+                s.slot = Some(slot.clone());
+                slot
+            }
+        };
         let bytes = writer.bytes();
-        s.slot.write_payload(start, bytes);
-        s.slot.publish_count(enc.num_samples);
+        slot.write_payload(start, bytes);
+        slot.publish_count(enc.num_samples);
         delta.head_samples += 1;
         delta.head_bytes += (start + bytes.len()) as i64 - s.enc.bit_len.div_ceil(8) as i64;
         s.enc = enc;
@@ -241,16 +277,67 @@ impl Db {
         Ok(Outcome::Appended)
     }
 
-    /// Moves the open chunk into the ring, then clears the slot (in that order: a kill in between
-    /// leaves the samples in both places, and recovery keeps the ring copy).
-    fn close_chunk(&self, s: &mut SeriesState, id: u32, delta: &mut BatchDelta) -> Result<(), Error> {
-        let n = s.enc.num_samples;
-        if n == 0 {
+    /// A head slot for series `id`, which has none: a free one, or, when every slot of the head
+    /// budget holds an open chunk, one freed by closing the stalest open chunks of other series
+    /// into the ring early (the oldest data moves first; nothing is lost).
+    fn take_slot(&self, table: &Paged<Mutex<SeriesState>>, id: u32, delta: &mut BatchDelta) -> Result<Slot, Error> {
+        if let Some(slot) = self.heads.allocate(id)? {
+            return Ok(slot);
+        }
+        self.close_stalest(table, id, delta)?;
+        self.heads.allocate(id)?.ok_or_else(|| {
+            Error::Full(format!(
+                "all {} head slots hold open chunks of series being written right now; raise the storage \
+                 budget (head files get 1/8 of it)",
+                self.heads.capacity_slots()
+            ))
+        })
+    }
+
+    /// Closes the open chunks of the series (other than `except`) whose newest samples are the
+    /// oldest, a sixteenth of the head's slots at a time, and frees their slots. Series locked by
+    /// someone else right now are skipped (they are being written: not stale).
+    fn close_stalest(
+        &self,
+        table: &Paged<Mutex<SeriesState>>,
+        except: u32,
+        delta: &mut BatchDelta,
+    ) -> Result<(), Error> {
+        let mut candidates: Vec<(i64, u32)> = table
+            .iter()
+            .filter(|(id, _)| *id != except)
+            .filter_map(|(id, cell)| {
+                let s = cell.try_lock()?;
+                s.slot.as_ref().map(|_| (s.newest_ts_ms, id))
+            })
+            .collect();
+        let wanted = (self.heads.capacity_slots() / 16).max(1).min(candidates.len());
+        if wanted == 0 {
             return Ok(());
         }
+        candidates.select_nth_unstable(wanted - 1);
+        for &(_, id) in &candidates[..wanted] {
+            let Some(mut s) = table.get(id).and_then(|cell| cell.try_lock()) else {
+                continue;
+            };
+            self.close_chunk(&mut s, id, delta)?;
+            if let Some(slot) = s.slot.take() {
+                self.heads.release(slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the open chunk into the ring, then clears the slot (in that order: a kill in between
+    /// leaves the samples in both places, and recovery keeps the ring copy).
+    pub(super) fn close_chunk(&self, s: &mut SeriesState, id: u32, delta: &mut BatchDelta) -> Result<(), Error> {
+        let n = s.enc.num_samples;
+        let Some(slot) = s.slot.as_ref().filter(|_| n > 0) else {
+            return Ok(());
+        };
         let len = s.enc.bit_len.div_ceil(8) as usize;
         let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        s.slot.read_payload(&mut payload[..len]);
+        slot.read_payload(&mut payload[..len]);
         let header = ChunkHeader {
             payload_len: len as u16,
             num_samples: n,
@@ -262,7 +349,7 @@ impl Db {
         let stale = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
         s.chunks.drain(..stale);
         s.chunks.push(chunk_ref);
-        s.slot.publish_count(0);
+        slot.publish_count(0);
         delta.head_samples -= i64::from(n);
         delta.head_bytes -= len as i64;
         s.enc = EncoderState::default();

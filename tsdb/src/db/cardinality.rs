@@ -44,9 +44,9 @@ impl Db {
     fn chunk_figures(&self) -> (u64, Option<i64>, Option<i64>) {
         let table = self.table.read();
         let (mut chunks, mut min, mut max) = (0u64, None::<i64>, None::<i64>);
-        for (id, state) in table.iter().flatten().enumerate() {
+        for (id, state) in table.iter() {
             let state = state.lock();
-            let first_closed = state.chunks.first().and_then(|c| self.ring.chunk_header(c, id as u32));
+            let first_closed = state.chunks.iter().find_map(|c| self.ring.chunk_header(c, id));
             let open = (state.enc.num_samples > 0).then_some(state.enc.first_ts_ms);
             chunks += state.chunks.len() as u64 + u64::from(state.enc.num_samples > 0);
             if let Some(first) = first_closed.map(|h| h.min_ts_ms).or(open) {

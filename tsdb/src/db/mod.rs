@@ -4,11 +4,13 @@
 //! - `recover`: opening the files and rebuilding the in-memory state from them;
 //! - `append`: the write path (the one door for samples, and chunk closing);
 //! - `read`: select, latest samples, series and label listing;
-//! - `stats`: store figures.
+//! - `maintain`: the background work that keeps the store inside its budget: closing idle open
+//!   chunks, removing series that have nothing left, compacting the series log;
+//! - `stats` and `cardinality`: store figures.
 //!
 //! Concurrency (how a reader never blocks appends for longer than one chunk copy):
-//! - The series table is a `RwLock` over blocks of per-series `Mutex`es. Appenders and readers take
-//!   the table lock shared; only series creation takes it exclusively, briefly.
+//! - The series table is a `RwLock` over pages of per-series `Mutex`es. Appenders and readers take
+//!   the table lock shared; only series creation and removal take it exclusively, briefly.
 //! - An append locks one series at a time (once per batch entry), encodes into a stack buffer and
 //!   copies the changed bytes into that series' mapped head slot. No global lock on this path.
 //! - A reader locks a series only to copy its open chunk (≤ 504 bytes) and its chunk references;
@@ -22,12 +24,14 @@
 
 mod append;
 mod cardinality;
+mod maintain;
 mod read;
 mod recover;
 mod stats;
 
 pub use append::{AppendReport, Rejection, SeriesKey, SeriesSamples};
 pub use cardinality::Cardinality;
+pub use maintain::MaintenanceReport;
 pub use read::LatestSample;
 pub use stats::{Stats, WriteHealth};
 
@@ -35,25 +39,25 @@ use crate::chunk::EncoderState;
 use crate::head::{HeadFiles, Slot};
 use crate::index::{Index, SelectionCache};
 use crate::labels::validate_labels;
+use crate::paged::Paged;
 use crate::ring::{ChunkRef, Ring};
 use crate::sample::now_ms;
 use crate::series_log::{SeriesLog, SeriesRecord};
 use crate::{Error, Labels, Options};
 use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// Stable identifier of a series for the life of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesId(pub u64);
 
-const BLOCK_SERIES: usize = 1024;
-
 /// Every this many samples the open chunk's encoder state is kept as a checkpoint, so a query
 /// for the newest samples decodes from a checkpoint instead of from the start of the chunk.
 const CHECKPOINT_EVERY: u16 = 32;
 
-/// Per-series in-memory state: the open chunk's encoder, ordering state and chunk references.
-/// Labels live in the index, samples in mapped files.
+/// Per-series in-memory state: the open chunk's encoder, ordering state, chunk references and the
+/// head slot holding the open chunk (none between chunks). Labels live in the index, samples in
+/// mapped files.
 #[derive(Debug)]
 struct SeriesState {
     enc: EncoderState,
@@ -65,12 +69,12 @@ struct SeriesState {
     newest_value_bits: u64,
     has_samples: bool,
     chunks: Vec<ChunkRef>,
-    slot: Slot,
+    slot: Option<Slot>,
 }
 
 impl SeriesState {
-    /// A series with no samples yet, owning `slot`.
-    fn new(slot: Slot) -> SeriesState {
+    /// A series with no samples yet and no head slot.
+    fn new() -> SeriesState {
         SeriesState {
             enc: EncoderState::default(),
             checkpoints: [EncoderState::default(); 2],
@@ -78,7 +82,7 @@ impl SeriesState {
             newest_value_bits: 0,
             has_samples: false,
             chunks: Vec::new(),
-            slot,
+            slot: None,
         }
     }
 
@@ -102,10 +106,11 @@ impl SeriesState {
 /// The time-series store. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Db {
     options: Options,
+    dir: std::sync::Arc<dyn crate::storage::Directory>,
     index: RwLock<Index>,
     /// Sorted ids of recent selections (see `SelectionCache`).
     selections: SelectionCache,
-    table: RwLock<Vec<Vec<Mutex<SeriesState>>>>,
+    table: RwLock<Paged<Mutex<SeriesState>>>,
     heads: HeadFiles,
     ring: Ring,
     series_log: Mutex<SeriesLog>,
@@ -115,6 +120,11 @@ pub struct Db {
     rejected: [AtomicU64; 3],
     /// Why the latest append failed for lack of space (see `Db::write_health`).
     no_space: Mutex<Option<String>>,
+    series_created: AtomicU64,
+    series_removed: AtomicU64,
+    /// `Index::next_id` at the previous maintenance pass: a series below it that never got a
+    /// sample has had a whole pass to get one.
+    maintained_below_id: AtomicU32,
 }
 
 impl std::fmt::Debug for Db {
@@ -133,6 +143,9 @@ impl Db {
     /// Appends name their series inside the batch instead ([`SeriesKey::Labels`]); this is for
     /// callers that register a series before its first sample.
     pub fn resolve(&self, labels: &[(&str, &str)]) -> Result<SeriesId, Error> {
+        if self.options.read_only {
+            return Err(Error::ReadOnly("opened read-only".into()));
+        }
         validate_labels(labels).map_err(|reason| Error::InvalidSeries { index: 0, reason })?;
         let labels = Labels::from_pairs(labels.iter().copied());
         Ok(SeriesId(u64::from(self.resolve_labels(&labels)?.0)))
@@ -146,16 +159,28 @@ impl Db {
         if let Some(id) = index.lookup(labels) {
             return Ok((id, false));
         }
-        let id = u32::try_from(index.len())
-            .ok()
-            .filter(|id| *id < u32::MAX)
-            .ok_or_else(|| Error::Full("series id space exhausted".into()))?;
-        let slot = self.heads.slot(id)?;
-        slot.claim(id);
+        let id = index.next_id();
+        if id == u32::MAX {
+            return Err(Error::Full("series id space exhausted".into()));
+        }
         let record = SeriesRecord { id, created_position: self.ring.position(), labels: labels.clone() };
-        self.series_log.lock().append(&record)?;
-        index.insert(labels);
-        push_series(&mut self.table.write(), SeriesState::new(slot));
+        {
+            let mut log = self.series_log.lock();
+            let record_bytes =
+                crate::series_log::record_bytes(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            let budget = self.options.budget_split().series_log_bytes;
+            if log.live_bytes() + record_bytes > budget {
+                return Err(Error::Full(format!(
+                    "the identities of the {} live series fill the series log's {budget}-byte share of the \
+                     storage budget; new series are refused until series are removed or the budget is raised",
+                    index.len()
+                )));
+            }
+            log.append(&record)?;
+        }
+        index.insert_with_id(id, labels);
+        self.table.write().set(id, Mutex::new(SeriesState::new()));
+        self.series_created.fetch_add(1, Ordering::Relaxed);
         Ok((id, true))
     }
 
@@ -185,18 +210,5 @@ impl Drop for Db {
         if let Err(e) = self.flush() {
             tracing::warn!(error = %e, "flush on close failed");
         }
-    }
-}
-
-fn series_count(blocks: &[Vec<Mutex<SeriesState>>]) -> usize {
-    blocks.last().map_or(0, |last| (blocks.len() - 1) * BLOCK_SERIES + last.len())
-}
-
-fn push_series(blocks: &mut Vec<Vec<Mutex<SeriesState>>>, state: SeriesState) {
-    if blocks.last().map_or(true, |b| b.len() == BLOCK_SERIES) {
-        blocks.push(Vec::with_capacity(BLOCK_SERIES));
-    }
-    if let Some(block) = blocks.last_mut() {
-        block.push(Mutex::new(state));
     }
 }

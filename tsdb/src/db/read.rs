@@ -2,7 +2,7 @@
 //! chunks copied for lazy decoding, the newest sample per series, label sets of series with
 //! samples in a window, and label name/value listing.
 
-use super::{Db, SeriesId, BLOCK_SERIES};
+use super::{Db, SeriesId};
 use crate::head::SLOT_PAYLOAD_BYTES;
 use crate::ring::ChunkRef;
 use crate::select::{ChunkSpan, SelectedSeries, READ_PADDING_BYTES};
@@ -98,8 +98,7 @@ impl Db {
         {
             let table = self.table.read();
             for &id in ids.iter() {
-                let Some(cell) = table.get(id as usize / BLOCK_SERIES).and_then(|b| b.get(id as usize % BLOCK_SERIES))
-                else {
+                let Some(cell) = table.get(id) else {
                     continue;
                 };
                 let s = cell.lock();
@@ -158,8 +157,7 @@ impl Db {
             let mut refs: Vec<ChunkRef> = Vec::new();
             let mut head = [0u8; SLOT_PAYLOAD_BYTES];
             for &id in ids {
-                let Some(cell) = table.get(id as usize / BLOCK_SERIES).and_then(|b| b.get(id as usize % BLOCK_SERIES))
-                else {
+                let Some(cell) = table.get(id) else {
                     continue;
                 };
                 refs.clear();
@@ -176,8 +174,13 @@ impl Db {
                             c.bit_len -= skip as u32 * 8;
                         }
                         let len = e.bit_len.div_ceil(8) as usize - skip;
-                        s.slot.read_payload_from(skip, &mut head[..len]);
-                        (len, e.num_samples, e.last_ts_ms, resume)
+                        match &s.slot {
+                            Some(slot) => {
+                                slot.read_payload_from(skip, &mut head[..len]);
+                                (len, e.num_samples, e.last_ts_ms, resume)
+                            }
+                            None => (0, 0, i64::MIN, None),
+                        }
                     } else {
                         (0, 0, i64::MIN, None)
                     }
@@ -224,6 +227,8 @@ impl Db {
         }
         let index = self.index.read();
         let projection = index.projection(keep);
+        // A series removed since its chunks were copied has no labels left: it is left out.
+        out.retain(|series| index.contains(series.id.0 as u32));
         for series in &mut out {
             series.labels = index.labels_projected(series.id.0 as u32, &projection);
         }
@@ -247,8 +252,7 @@ impl Db {
             let table = self.table.read();
             let mut refs: Vec<ChunkRef> = Vec::new();
             for &id in ids.iter() {
-                let Some(cell) = table.get(id as usize / BLOCK_SERIES).and_then(|b| b.get(id as usize % BLOCK_SERIES))
-                else {
+                let Some(cell) = table.get(id) else {
                     continue;
                 };
                 refs.clear();

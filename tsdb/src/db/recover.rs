@@ -2,92 +2,89 @@
 //! checksums verified, torn tails truncated, and each series' in-memory state (encoder, ordering
 //! state, chunk references) rebuilt from what survived.
 
-use super::{push_series, Db, SeriesState, CHECKPOINT_EVERY};
+use super::{Db, SeriesState, CHECKPOINT_EVERY};
 use crate::chunk::{ChunkDecoder, EncoderState};
-use crate::head::HeadFiles;
+use crate::head::{HeadFiles, SlotContents};
 use crate::index::{Index, SelectionCache};
+use crate::paged::Paged;
 use crate::ring::{ChunkRef, Ring};
 use crate::series_log::{SeriesLog, SERIES_LOG_NAME};
 use crate::{Error, Options};
 use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 impl Db {
     /// Opens (or creates) the store in `options.data_dir`, recovering what is there: checksums are
     /// verified, torn tails truncated, unusable files set aside as `*.corrupt`, and what was
-    /// dropped is logged.
+    /// dropped is logged. With [`Options::read_only`] nothing is changed on disk.
     pub fn open(options: Options) -> Result<Db, Error> {
         let (segment_bytes, max_segments) = options.ring_geometry()?;
+        let split = options.budget_split();
         let dir = options.storage.open_directory(&options.data_dir)?;
-        let (series_log, records) = SeriesLog::open(dir.as_ref(), SERIES_LOG_NAME)?;
+        let (series_log, recovered) = SeriesLog::open(dir.as_ref(), SERIES_LOG_NAME, options.read_only)?;
         let (ring, chunks) = Ring::open(dir.clone(), segment_bytes, max_segments)?;
-        let heads = HeadFiles::open(dir.clone(), records.len())?;
+        let (heads, occupied) = HeadFiles::open(dir.clone(), split.head_files, options.read_only)?;
+        let records = recovered.records;
 
         let mut index = Index::new();
-        let mut states: Vec<SeriesState> = Vec::with_capacity(records.len());
+        let mut states: Paged<SeriesState> = Paged::default();
+        let mut created_at: Paged<u64> = Paged::default();
         for record in &records {
-            index.insert(&record.labels);
-            states.push(SeriesState::new(heads.slot(record.id)?));
+            index.insert_with_id(record.id, &record.labels);
+            states.set(record.id, SeriesState::new());
+            created_at.set(record.id, record.created_position);
         }
+        // Ids of removed series are never handed out again.
+        index.skip_to(recovered.next_id);
         let mut orphan_chunks = 0u64;
         for chunk in &chunks {
-            let series = chunk.header.series as usize;
-            match (states.get_mut(series), records.get(series)) {
-                (Some(state), Some(record)) if chunk.position >= record.created_position => {
-                    state.chunks.push(chunk.chunk_ref);
-                }
+            let series = chunk.header.series;
+            match (states.get_mut(series), created_at.get(series)) {
+                (Some(state), Some(created)) if chunk.position >= *created => state.chunks.push(chunk.chunk_ref),
                 _ => orphan_chunks += 1,
             }
         }
         if orphan_chunks > 0 {
-            tracing::warn!(orphan_chunks, "dropped chunks of series missing from the series log");
+            tracing::info!(
+                orphan_chunks,
+                "ignored chunks of removed series (or of series missing from the series log)"
+            );
         }
-        let (mut head_samples, mut head_bytes, mut dropped_heads, mut closed_twice) = (0i64, 0i64, 0u64, 0u64);
-        for (id, state) in states.iter_mut().enumerate() {
-            let id = id as u32;
-            let contents = state.slot.read();
-            let last_closed_max = state.chunks.last().map(|c| c.max_ts_ms);
-            let mut recovered = None;
-            if contents.series == id && contents.num_samples > 0 {
-                let mut decoder = ChunkDecoder::new(&contents.payload, contents.num_samples);
-                let mut checkpoints = [EncoderState::default(); 2];
-                let mut decoded = 0u16;
-                let mut intact = true;
-                while let Some(sample) = decoder.next() {
-                    if sample.is_err() {
-                        intact = false;
-                        break;
-                    }
-                    decoded += 1;
-                    if decoded % CHECKPOINT_EVERY == 0 {
-                        checkpoints = [decoder.encoder_state(&contents.payload), checkpoints[0]];
-                    }
-                }
-                if intact {
-                    recovered = Some(decoder.encoder_state(&contents.payload));
-                    state.checkpoints = checkpoints;
-                } else {
-                    dropped_heads += 1;
-                }
-            }
-            match recovered {
+        let (mut head_samples, mut head_bytes, mut dropped_heads, mut closed_twice, mut stale_slots) =
+            (0i64, 0i64, 0u64, 0u64, 0u64);
+        let mut used: HashSet<u32> = HashSet::new();
+        for (slot, contents) in occupied {
+            let id = contents.series;
+            let Some(state) = states.get_mut(id).filter(|s| s.slot.is_none()) else {
+                // Its series was removed (or the slot is a leftover): the slot is free again.
+                stale_slots += 1;
+                continue;
+            };
+            match recover_open_chunk(&contents) {
+                None => dropped_heads += 1,
                 // The chunk was written to the ring but the slot not yet cleared when the process
                 // stopped: the ring copy wins.
-                Some(enc) if last_closed_max.is_some_and(|max| max >= enc.first_ts_ms) => {
+                Some((enc, _)) if state.chunks.last().is_some_and(|c| c.max_ts_ms >= enc.first_ts_ms) => {
                     closed_twice += 1;
-                    state.checkpoints = [EncoderState::default(); 2];
-                    state.slot.claim(id);
                 }
-                Some(enc) => {
+                Some((enc, checkpoints)) => {
                     state.enc = enc;
+                    state.checkpoints = checkpoints;
                     state.has_samples = true;
                     state.newest_ts_ms = enc.last_ts_ms;
                     state.newest_value_bits = enc.last_value_bits;
                     head_samples += i64::from(enc.num_samples);
                     head_bytes += i64::from(enc.bit_len.div_ceil(8));
+                    used.insert(slot.number());
+                    state.slot = Some(slot);
                 }
-                None => state.slot.claim(id),
             }
+        }
+        if !options.read_only {
+            heads.set_free(&used);
+        }
+        for (id, state) in states.iter_mut() {
             if !state.has_samples {
                 if let Some((ts, bits)) = last_closed_sample(&ring, id, &state.chunks) {
                     state.has_samples = true;
@@ -107,18 +104,22 @@ impl Db {
             ring_samples,
             head_samples,
             already_closed_heads = closed_twice,
+            freed_slots_of_removed_series = stale_slots,
             segments = ring.segment_count(),
+            read_only = options.read_only,
             "opened store"
         );
-        let mut blocks: Vec<Vec<Mutex<SeriesState>>> = Vec::new();
-        for state in states {
-            push_series(&mut blocks, state);
+        let mut table: Paged<Mutex<SeriesState>> = Paged::default();
+        for (id, state) in states.drain() {
+            table.set(id, Mutex::new(state));
         }
-        Ok(Db {
+        let next_id = index.next_id();
+        let db = Db {
             options,
+            dir,
             index: RwLock::new(index),
             selections: SelectionCache::default(),
-            table: RwLock::new(blocks),
+            table: RwLock::new(table),
             heads,
             ring,
             series_log: Mutex::new(series_log),
@@ -127,8 +128,31 @@ impl Db {
             duplicates: AtomicU64::new(0),
             rejected: Default::default(),
             no_space: Mutex::new(None),
-        })
+            series_created: AtomicU64::new(0),
+            series_removed: AtomicU64::new(0),
+            maintained_below_id: AtomicU32::new(next_id),
+        };
+        if recovered.skipped_stretches > 0 && !db.options.read_only {
+            db.compact_series_log()?;
+        }
+        Ok(db)
     }
+}
+
+/// The encoder state and checkpoints of the open chunk a slot holds, or `None` when it does not
+/// decode.
+fn recover_open_chunk(contents: &SlotContents) -> Option<(EncoderState, [EncoderState; 2])> {
+    let mut decoder = ChunkDecoder::new(&contents.payload, contents.num_samples);
+    let mut checkpoints = [EncoderState::default(); 2];
+    let mut decoded = 0u16;
+    while let Some(sample) = decoder.next() {
+        sample.ok()?;
+        decoded += 1;
+        if decoded % CHECKPOINT_EVERY == 0 {
+            checkpoints = [decoder.encoder_state(&contents.payload), checkpoints[0]];
+        }
+    }
+    Some((decoder.encoder_state(&contents.payload), checkpoints))
 }
 
 /// Timestamp and value bits of the newest sample in the ring for a series (used on open when
@@ -147,8 +171,8 @@ mod tests {
     use crate::head::Slot;
     use crate::{Sample, SeriesId, SeriesSamples};
 
-    fn slot_of(db: &Db, id: SeriesId) -> Slot {
-        db.table.read()[0][id.0 as usize].lock().slot.clone()
+    fn slot_of(db: &Db, id: SeriesId) -> Option<Slot> {
+        db.table.read().get(id.0 as u32).and_then(|cell| cell.lock().slot.clone())
     }
 
     /// Regression guard for the close protocol: a kill after the chunk reached the ring but before
@@ -160,11 +184,11 @@ mod tests {
         let mut before_close = None;
         for i in 0..10_000i64 {
             let sample = Sample::new(i * 1000, (i * 13 % 97) as f64);
-            let contents = slot_of(&db, id).read();
+            let contents = slot_of(&db, id).map(|slot| slot.read());
             db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
             written.push(sample);
             if db.stats().head_samples == 1 && i > 0 {
-                before_close = Some(contents);
+                before_close = contents;
                 break;
             }
         }
@@ -172,7 +196,7 @@ mod tests {
         // Put the slot back as it was just before it was cleared (the new sample is lost with
         // it: it was never acknowledged in this simulated kill).
         written.pop();
-        let slot = slot_of(&db, id);
+        let slot = slot_of(&db, id).expect("the series holds a slot");
         slot.write_payload(0, &contents.payload);
         slot.publish_count(contents.num_samples);
         std::mem::forget(db);

@@ -1,6 +1,7 @@
 //! `Stats` is the store's figures for `/metrics` and benchmarks, and `Db::stats` gathers them.
 
 use super::Db;
+use crate::head::SLOT_BYTES;
 use crate::RejectReason;
 use std::sync::atomic::Ordering;
 
@@ -56,11 +57,14 @@ impl Db {
         let head_samples = self.head_samples.load(Ordering::Relaxed).max(0) as u64;
         let head_bytes = self.head_bytes.load(Ordering::Relaxed).max(0) as u64;
         let samples = ring_samples + head_samples;
+        let (slots, free_slots) = self.heads.slot_counts();
+        let series_log_bytes = self.series_log.lock().len_bytes();
+        let split = self.options.budget_split();
         let data_bytes = ring_bytes + head_bytes;
         Stats {
             series,
             samples,
-            bytes_on_disk: segment_file_bytes + self.heads.bytes_on_disk() + self.series_log.lock().len_bytes(),
+            bytes_on_disk: segment_file_bytes + self.heads.bytes_on_disk() + series_log_bytes,
             bytes_per_sample: if samples == 0 { 0.0 } else { data_bytes as f64 / samples as f64 },
             rejected: RejectReason::ALL
                 .iter()
@@ -70,9 +74,15 @@ impl Db {
             data_bytes,
             head_samples,
             segments: self.ring.segment_count() as u64,
+            series_created: self.series_created.load(Ordering::Relaxed),
+            series_removed: self.series_removed.load(Ordering::Relaxed),
+            head_slot_bytes_used: (slots - free_slots) * SLOT_BYTES as u64,
+            head_slot_bytes_free: free_slots * SLOT_BYTES as u64,
+            series_log_bytes,
             budget_bytes: self.options.storage_size_bytes,
-            ring_budget_bytes: self.options.storage_size_bytes,
-            ..Stats::default()
+            ring_budget_bytes: split.ring_bytes,
+            head_budget_bytes: split.head_bytes,
+            series_log_budget_bytes: split.series_log_bytes,
         }
     }
 }

@@ -1,8 +1,11 @@
 //! `Index` is series identity and the inverted index: label set ↔ series id, and label name →
 //! value → postings (sorted ids), answering selectors without scanning every series.
 //!
-//! Strings are interned once (`symbols`); a series is a boxed slice of (name, value) symbol pairs,
-//! which keeps the per-series cost to a few dozen bytes plus its postings entries.
+//! Strings are interned once (`symbols`, reference-counted so a string no live series uses is
+//! freed); a series is a boxed slice of (name, value) symbol pairs, which keeps the per-series cost
+//! to a few dozen bytes plus its postings entries. Ids are handed out in order and never reused,
+//! so postings stay sorted by appending; removing series (`Index::remove`) takes them out of every
+//! structure in one batch.
 //!
 //! A matcher that rejects the empty string selects the union of the postings of the values it
 //! accepts (regexes enumerate the label's values). A matcher that accepts the empty string also
@@ -14,6 +17,7 @@ mod selection_cache;
 
 pub use selection_cache::SelectionCache;
 
+use crate::paged::Paged;
 use crate::{Label, Labels, MatchOp, Matcher};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -24,8 +28,17 @@ use std::sync::Arc;
 pub struct Index {
     symbols: HashMap<Arc<str>, u32>,
     strings: Vec<Arc<str>>,
+    /// Uses of each symbol by live series (as a name or a value); 0 means free.
+    symbol_refs: Vec<u32>,
+    free_symbols: Vec<u32>,
     /// id → (name, value) symbol pairs in label order.
-    series: Vec<Box<[(u32, u32)]>>,
+    series: Paged<Box<[(u32, u32)]>>,
+    /// The id the next new series gets.
+    next_id: u32,
+    /// Every live id, sorted (what a selection without a positive matcher starts from).
+    all: Vec<u32>,
+    /// Batches of removals so far (selections cached before a removal are redone).
+    removals: u64,
     by_hash: HashMap<u64, u32>,
     /// Further ids whose label sets share a hash with the one in `by_hash` (practically empty).
     collisions: HashMap<u64, Vec<u32>>,
@@ -33,13 +46,20 @@ pub struct Index {
 }
 
 fn labels_hash(labels: &Labels) -> u64 {
+    strings_hash(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+}
+
+fn strings_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for label in labels.iter() {
-        label.name.hash(&mut h);
-        label.value.hash(&mut h);
+    for (name, value) in pairs {
+        name.hash(&mut h);
+        value.hash(&mut h);
     }
     h.finish()
 }
+
+/// An empty pair list, for ids that are not (or no longer) series.
+const NO_PAIRS: &[(u32, u32)] = &[];
 
 /// Which label names [`Index::labels_projected`] keeps, as symbols (`None`: every label).
 #[derive(Debug, Clone)]
@@ -52,9 +72,39 @@ impl Index {
         Self::default()
     }
 
-    /// Number of series.
+    /// Number of live series.
     pub fn len(&self) -> usize {
         self.series.len()
+    }
+
+    /// The id the next new series gets (every id below it was handed out once).
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    /// Bytes the series log record of series `id` takes (0 when it is not live).
+    pub fn record_bytes(&self, id: u32) -> u64 {
+        match self.series.get(id) {
+            Some(pairs) => crate::series_log::record_bytes(
+                pairs.iter().map(|(n, v)| (&*self.strings[*n as usize], &*self.strings[*v as usize])),
+            ),
+            None => 0,
+        }
+    }
+
+    /// Makes `next_id` at least `id` (ids of removed series are never handed out again).
+    pub fn skip_to(&mut self, id: u32) {
+        self.next_id = self.next_id.max(id);
+    }
+
+    /// Batches of removals so far.
+    pub fn removals(&self) -> u64 {
+        self.removals
+    }
+
+    /// Whether `id` is a live series.
+    pub fn contains(&self, id: u32) -> bool {
+        self.series.get(id).is_some()
     }
 
     fn symbol(&self, s: &str) -> Option<u32> {
@@ -62,18 +112,45 @@ impl Index {
     }
 
     fn intern(&mut self, s: &str) -> u32 {
-        if let Some(id) = self.symbols.get(s) {
-            return *id;
-        }
-        let id = self.strings.len() as u32;
-        let s: Arc<str> = Arc::from(s);
-        self.strings.push(s.clone());
-        self.symbols.insert(s, id);
+        let id = match self.symbols.get(s) {
+            Some(id) => *id,
+            None => {
+                let s: Arc<str> = Arc::from(s);
+                let id = match self.free_symbols.pop() {
+                    Some(id) => {
+                        self.strings[id as usize] = s.clone();
+                        id
+                    }
+                    None => {
+                        self.strings.push(s.clone());
+                        self.symbol_refs.push(0);
+                        (self.strings.len() - 1) as u32
+                    }
+                };
+                self.symbols.insert(s, id);
+                id
+            }
+        };
+        self.symbol_refs[id as usize] += 1;
         id
     }
 
+    fn release_symbol(&mut self, id: u32) {
+        let refs = &mut self.symbol_refs[id as usize];
+        *refs -= 1;
+        if *refs == 0 {
+            let s = std::mem::replace(&mut self.strings[id as usize], Arc::from(""));
+            self.symbols.remove(&s);
+            self.free_symbols.push(id);
+        }
+    }
+
+    fn pairs(&self, id: u32) -> &[(u32, u32)] {
+        self.series.get(id).map_or(NO_PAIRS, |p| &p[..])
+    }
+
     fn same_labels(&self, id: u32, labels: &Labels) -> bool {
-        let pairs = &self.series[id as usize];
+        let pairs = self.pairs(id);
         pairs.len() == labels.len()
             && pairs
                 .iter()
@@ -92,13 +169,24 @@ impl Index {
     }
 
     /// Adds a series (the caller checked it is new) and returns its id, the next in sequence.
+    #[cfg(test)]
     pub fn insert(&mut self, labels: &Labels) -> u32 {
-        let id = self.series.len() as u32;
+        let id = self.next_id;
+        self.insert_with_id(id, labels);
+        id
+    }
+
+    /// Adds a series under `id`, which must be at least [`Index::next_id`] (recovery inserts
+    /// the surviving series in id order; ids of removed series are skipped).
+    pub fn insert_with_id(&mut self, id: u32, labels: &Labels) {
+        debug_assert!(id >= self.next_id, "BUG: ids are handed out in order");
+        self.next_id = id.saturating_add(1).max(self.next_id);
         let pairs: Box<[(u32, u32)]> = labels.iter().map(|l| (self.intern(&l.name), self.intern(&l.value))).collect();
         for (name, value) in pairs.iter() {
             self.postings.entry(*name).or_default().entry(*value).or_default().push(id);
         }
-        self.series.push(pairs);
+        self.series.set(id, pairs);
+        self.all.push(id);
         let hash = labels_hash(labels);
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(id),
@@ -106,7 +194,66 @@ impl Index {
                 slot.insert(id);
             }
         }
-        id
+    }
+
+    /// Removes the series `ids` (sorted) from every structure, in one pass over each postings list
+    /// they appear in; ids that are not live are ignored.
+    pub fn remove(&mut self, ids: &[u32]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut by_pair: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+        let mut released: Vec<u32> = Vec::new();
+        for &id in ids {
+            let Some(pairs) = self.series.remove(id) else {
+                continue;
+            };
+            let hash =
+                strings_hash(pairs.iter().map(|(n, v)| (&*self.strings[*n as usize], &*self.strings[*v as usize])));
+            self.forget_hash(hash, id);
+            for &(name, value) in pairs.iter() {
+                by_pair.entry((name, value)).or_default().push(id);
+                released.push(name);
+                released.push(value);
+            }
+        }
+        for ((name, value), removed) in by_pair {
+            let Some(values) = self.postings.get_mut(&name) else {
+                continue;
+            };
+            if let Some(list) = values.get_mut(&value) {
+                *list = postings::subtract(list, &removed);
+                if list.is_empty() {
+                    values.remove(&value);
+                }
+            }
+            if values.is_empty() {
+                self.postings.remove(&name);
+            }
+        }
+        for symbol in released {
+            self.release_symbol(symbol);
+        }
+        self.all = postings::subtract(&self.all, ids);
+        self.removals += 1;
+    }
+
+    fn forget_hash(&mut self, hash: u64, id: u32) {
+        if self.by_hash.get(&hash) == Some(&id) {
+            match self.collisions.get_mut(&hash).and_then(Vec::pop) {
+                Some(other) => {
+                    self.by_hash.insert(hash, other);
+                }
+                None => {
+                    self.by_hash.remove(&hash);
+                }
+            }
+        } else if let Some(others) = self.collisions.get_mut(&hash) {
+            others.retain(|other| *other != id);
+        }
+        if self.collisions.get(&hash).is_some_and(Vec::is_empty) {
+            self.collisions.remove(&hash);
+        }
     }
 
     /// `keep` resolved to label-name symbols once, for [`Index::labels_projected`] over many
@@ -117,7 +264,7 @@ impl Index {
 
     /// The label set of `id`, only the labels `projection` keeps.
     pub fn labels_projected(&self, id: u32, projection: &Projection) -> Labels {
-        let pairs = self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
+        let pairs = self.pairs(id);
         let label = |&(n, v): &(u32, u32)| Label::new(&*self.strings[n as usize], &*self.strings[v as usize]);
         match &projection.name_symbols {
             None => Labels::from_sorted(pairs.iter().map(label).collect()),
@@ -128,8 +275,7 @@ impl Index {
     /// Orders series `a` and `b` exactly as their label sets order, comparing strings only at the
     /// first pair whose symbols differ (selected series mostly share their leading labels).
     pub fn cmp_series(&self, a: u32, b: u32) -> std::cmp::Ordering {
-        let pairs = |id: u32| self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
-        let (a, b) = (pairs(a), pairs(b));
+        let (a, b) = (self.pairs(a), self.pairs(b));
         for (&(an, av), &(bn, bv)) in a.iter().zip(b) {
             if an != bn {
                 return self.strings[an as usize].cmp(&self.strings[bn as usize]);
@@ -144,7 +290,7 @@ impl Index {
     /// Whether series `id` satisfies every matcher (a missing label matches as the empty string),
     /// checked on its own labels: [`Index::select`] for one series.
     pub fn series_matches(&self, id: u32, matchers: &[Matcher]) -> bool {
-        let pairs = self.series.get(id as usize).map(|p| &p[..]).unwrap_or(&[]);
+        let pairs = self.pairs(id);
         matchers.iter().all(|m| {
             let value = pairs
                 .iter()
@@ -200,7 +346,7 @@ impl Index {
                 return Vec::new();
             }
         }
-        let mut ids = selected.unwrap_or_else(|| (0..self.series.len() as u32).collect());
+        let mut ids = selected.unwrap_or_else(|| self.all.clone());
         for ex in excluded {
             ids = postings::subtract(&ids, &ex);
         }
@@ -214,7 +360,7 @@ impl Index {
             Some(ids) => {
                 let mut syms: Vec<u32> = ids
                     .iter()
-                    .filter_map(|id| self.series.get(*id as usize))
+                    .filter_map(|id| self.series.get(*id))
                     .flat_map(|pairs| pairs.iter().map(|(n, _)| *n))
                     .collect();
                 syms.sort_unstable();
@@ -240,7 +386,7 @@ impl Index {
             Some(ids) => {
                 let mut syms: Vec<u32> = ids
                     .iter()
-                    .filter_map(|id| self.series.get(*id as usize))
+                    .filter_map(|id| self.series.get(*id))
                     .filter_map(|pairs| pairs.iter().find(|(n, _)| *n == name_sym).map(|(_, v)| *v))
                     .collect();
                 syms.sort_unstable();
@@ -377,6 +523,49 @@ mod tests {
                     prop_assert_eq!(index.cmp_series(a as u32, b as u32), all[a].cmp(&all[b]));
                 }
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn removed_series_leave_every_structure(
+            sets in proptest::collection::vec(label_set(), 0..40),
+            removed_mask in proptest::collection::vec(any::<bool>(), 40),
+            matchers in proptest::collection::vec(matcher(), 0..4),
+        ) {
+            let mut index = Index::new();
+            let mut all = Vec::new();
+            for labels in sets {
+                if index.lookup(&labels).is_none() {
+                    index.insert(&labels);
+                    all.push(labels);
+                }
+            }
+            let removed: Vec<u32> = (0..all.len() as u32).filter(|id| removed_mask[*id as usize]).collect();
+            index.remove(&removed);
+            let live = |id: &u32| !removed.contains(id);
+            let expected: Vec<u32> = brute_force(&all, &matchers).into_iter().filter(live).collect();
+            prop_assert_eq!(index.select(&matchers), expected);
+            prop_assert_eq!(index.len(), all.len() - removed.len());
+            for (id, labels) in all.iter().enumerate() {
+                let id = id as u32;
+                prop_assert_eq!(index.lookup(labels), live(&id).then_some(id));
+                prop_assert_eq!(index.contains(id), live(&id));
+            }
+            let names: std::collections::BTreeSet<String> = (0..all.len() as u32)
+                .filter(live)
+                .flat_map(|id| all[id as usize].iter().map(|l| l.name.clone()))
+                .collect();
+            prop_assert_eq!(index.label_names(None), names.into_iter().collect::<Vec<_>>());
+            // A removed label set comes back as a new series with a new id.
+            if let Some(first) = removed.first() {
+                let again = index.insert(&all[*first as usize]);
+                prop_assert_eq!(again as usize, all.len());
+                prop_assert_eq!(index.lookup(&all[*first as usize]), Some(again));
+            }
+            // Every string is freed once nothing uses it.
+            index.remove(&(0..=index.next_id()).collect::<Vec<_>>());
+            prop_assert!(index.symbols.is_empty() && index.postings.is_empty() && index.by_hash.is_empty());
         }
     }
 

@@ -2,9 +2,10 @@
 //! order, so a query asked again (an HPA reads the same pods every 15 s, a dashboard refreshes
 //! its panels) skips the postings intersection and the sort by label sets.
 //!
-//! The index only grows and a series' labels never change, so an entry taken when the index held
-//! N series stays exact for those N. When series were added since, only the new ones are matched
-//! and merged in; when very many were, the selection is simply done again. Memory is bounded by a
+//! Ids are handed out in order and a series' labels never change, so an entry taken when the next
+//! id was N stays exact for the ids below N until a series is removed. When series were added
+//! since, only the new ones are matched and merged in; when very many were, or any series was
+//! removed, the selection is simply done again. Memory is bounded by a
 //! total number of cached ids (least recently used entries go first).
 
 use super::Index;
@@ -39,8 +40,10 @@ struct Entries {
 
 #[derive(Debug)]
 struct Entry {
-    /// `Index::len()` when `ids` was exact.
+    /// `Index::next_id()` when `ids` was exact.
     series_count: usize,
+    /// `Index::removals()` when `ids` was exact.
+    removals: u64,
     ids: Arc<[u32]>,
     last_used: u64,
 }
@@ -50,12 +53,13 @@ impl SelectionCache {
     /// `index.select(matchers)` sorted with `Index::cmp_series` returns.
     pub fn sorted_ids(&self, index: &Index, matchers: &[Matcher]) -> Arc<[u32]> {
         let key = selection_key(matchers);
-        let series_count = index.len();
+        let series_count = index.next_id() as usize;
+        let removals = index.removals();
         let cached = {
             let mut entries = self.inner.lock();
             entries.tick += 1;
             let tick = entries.tick;
-            entries.by_key.get_mut(&key).map(|entry| {
+            entries.by_key.get_mut(&key).filter(|entry| entry.removals == removals).map(|entry| {
                 entry.last_used = tick;
                 (entry.series_count, entry.ids.clone())
             })
@@ -80,14 +84,14 @@ impl SelectionCache {
             }
         };
         if ids.len() <= MAX_ENTRY_IDS {
-            self.inner.lock().store(key, series_count, ids.clone());
+            self.inner.lock().store(key, series_count, removals, ids.clone());
         }
         ids
     }
 }
 
 impl Entries {
-    fn store(&mut self, key: Vec<u8>, series_count: usize, ids: Arc<[u32]>) {
+    fn store(&mut self, key: Vec<u8>, series_count: usize, removals: u64, ids: Arc<[u32]>) {
         if let Some(old) = self.by_key.remove(&key) {
             self.cached_ids -= old.ids.len();
         }
@@ -103,7 +107,7 @@ impl Entries {
         }
         self.tick += 1;
         self.cached_ids += ids.len();
-        self.by_key.insert(key, Entry { series_count, ids, last_used: self.tick });
+        self.by_key.insert(key, Entry { series_count, removals, ids, last_used: self.tick });
     }
 }
 

@@ -1,0 +1,147 @@
+//! Series churn: series that die are removed (index, table, head slot, series log), the store's
+//! files plateau whatever the churn, stale ids are reported, a full head closes the stalest open
+//! chunks early, and kill -9 during removals and series-log compactions loses nothing live.
+
+use crate::helpers::{both_backends, TestStore};
+use std::time::Duration;
+use tsdb::{now_ms, Db, Matcher, Options, Sample, SeriesKey, SeriesSamples};
+
+fn pod_labels(generation: usize, pod: usize) -> Vec<(String, String)> {
+    vec![
+        ("__name__".into(), "requests".into()),
+        ("namespace".into(), "shop".into()),
+        ("pod".into(), format!("api-{generation}-{pod}")),
+    ]
+}
+
+fn append_labels(db: &Db, labels: &[(String, String)], samples: &[Sample]) -> tsdb::AppendReport {
+    let pairs: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    db.append(&[SeriesSamples::labels(&pairs, samples)]).unwrap()
+}
+
+fn pods(db: &Db) -> Vec<String> {
+    db.label_values("pod", &[]).unwrap()
+}
+
+fn churn_options(store: &TestStore) -> Options {
+    let mut options = store.small_options(64 << 20, 1 << 20);
+    options.retention = Some(Duration::from_millis(400));
+    options
+}
+
+both_backends! {
+    fn series_past_the_retention_are_removed_and_stay_removed(store) {
+        let options = churn_options(store);
+        let db = Db::open(options.clone()).unwrap();
+        let old = pod_labels(0, 0);
+        let live = pod_labels(0, 1);
+        append_labels(&db, &old, &[Sample::new(now_ms(), 1.0)]);
+        std::thread::sleep(Duration::from_millis(600));
+        append_labels(&db, &live, &[Sample::new(now_ms(), 2.0)]);
+        let report = db.maintain().unwrap();
+        assert_eq!(report.series_removed, 1);
+        assert_eq!(pods(&db), vec!["api-0-1"]);
+        let stats = db.stats();
+        assert_eq!((stats.series, stats.series_removed, stats.series_created), (1, 1, 2));
+        drop(db);
+        let db = Db::open(options).unwrap();
+        assert_eq!(pods(&db), vec!["api-0-1"], "the removal survives a restart");
+        assert_eq!(db.select(&[Matcher::equal("pod", "api-0-1")], i64::MIN, i64::MAX).unwrap()[0].samples().count(), 1);
+        // The same labels again make a new series (a new id), which works like any other.
+        let again = append_labels(&db, &old, &[Sample::new(now_ms(), 3.0)]);
+        assert_eq!(again.series_created, 1);
+        assert_eq!(pods(&db), vec!["api-0-0", "api-0-1"]);
+    }
+}
+
+both_backends! {
+    fn an_id_of_a_removed_series_is_reported_not_stored(store) {
+        let db = Db::open(churn_options(store)).unwrap();
+        let labels = pod_labels(1, 0);
+        let id = append_labels(&db, &labels, &[Sample::new(now_ms(), 1.0)]).ids[0];
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(db.maintain().unwrap().series_removed, 1);
+        let report = db.append(&[SeriesSamples::id(id, &[Sample::new(now_ms(), 2.0)])]).unwrap();
+        assert_eq!((report.appended, report.removed.clone()), (0, vec![0]));
+        assert!(pods(&db).is_empty(), "nothing was stored under the dead id");
+        let report = append_labels(&db, &labels, &[Sample::new(now_ms(), 2.0)]);
+        assert_ne!(report.ids[0], id, "ids are never handed out twice");
+        let unknown = tsdb::SeriesId(report.ids[0].0 + 1000);
+        assert!(db.append(&[SeriesSamples { series: SeriesKey::Id(unknown), samples: &[] }]).is_err());
+    }
+}
+
+both_backends! {
+    fn churn_keeps_the_files_and_the_index_bounded(store) {
+        let options = churn_options(store);
+        let db = Db::open(options.clone()).unwrap();
+        let mut sizes = Vec::new();
+        for generation in 0..12 {
+            for pod in 0..300 {
+                let ts = now_ms();
+                append_labels(&db, &pod_labels(generation, pod), &[Sample::new(ts - 2, 1.0), Sample::new(ts, 2.0)]);
+            }
+            std::thread::sleep(Duration::from_millis(450));
+            db.maintain().unwrap();
+            let stats = db.stats();
+            sizes.push((stats.bytes_on_disk, stats.series, stats.series_log_bytes));
+        }
+        let stats = db.stats();
+        assert_eq!(stats.series_created, 12 * 300);
+        assert_eq!(stats.series_removed + stats.series, 12 * 300);
+        assert!(stats.series <= 300, "only the newest generation can be live: {}", stats.series);
+        assert!(stats.head_slot_bytes_used <= 300 * 512);
+        // The head files stay at their first size and the series log is compacted.
+        let (first_disk, _, _) = sizes[2];
+        let (last_disk, _, last_log) = sizes[11];
+        assert!(last_disk <= first_disk + (1 << 20), "files grew with churn: {sizes:?}");
+        assert!(last_log < 12 * 300 * 60, "the series log kept removed series: {sizes:?}");
+        drop(db);
+        let db = Db::open(options).unwrap();
+        assert!(db.stats().series <= 300);
+    }
+}
+
+both_backends! {
+    fn a_full_head_closes_the_stalest_open_chunks_and_loses_nothing(store) {
+        // A 16 MiB budget allows one head file (4096 slots); 5000 series need more.
+        let db = Db::open(store.small_options(16 << 20, 1 << 20)).unwrap();
+        for pod in 0..5000 {
+            append_labels(&db, &pod_labels(0, pod), &[Sample::new(1_000 + pod as i64, pod as f64)]);
+        }
+        let stats = db.stats();
+        assert_eq!(stats.series, 5000);
+        assert!(stats.head_slot_bytes_used + stats.head_slot_bytes_free <= 4096 * 512);
+        let found = db.select(&[Matcher::equal("__name__", "requests")], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(found.len(), 5000);
+        for series in found {
+            let samples: Vec<Sample> = series.samples().collect();
+            let pod: i64 = series.labels.get("pod").unwrap().rsplit('-').next().unwrap().parse().unwrap();
+            assert_eq!(samples, vec![Sample::new(1_000 + pod, pod as f64)]);
+        }
+    }
+}
+
+both_backends! {
+    fn idle_chunks_go_to_the_ring_and_series_die_with_their_last_chunk(store) {
+        let mut options = store.small_options(8 << 20, 64 << 10);
+        options.head_idle_close = Duration::ZERO;
+        let db = Db::open(options).unwrap();
+        append_labels(&db, &pod_labels(0, 0), &[Sample::new(1_000, 1.0), Sample::new(2_000, 2.0)]);
+        let report = db.maintain().unwrap();
+        assert_eq!((report.idle_chunks_closed, report.series_removed), (1, 0));
+        assert_eq!(db.stats().head_slot_bytes_used, 0, "the slot was given back");
+        let samples: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
+        assert_eq!(samples.len(), 2, "the samples are in the ring");
+        // Fill the ring with another series until the first one's chunk is overwritten.
+        let filler = pod_labels(1, 0);
+        let mut ts = 3_000;
+        while db.select(&[Matcher::equal("pod", "api-0-0")], i64::MIN, i64::MAX).unwrap().len() == 1 {
+            let batch: Vec<Sample> = (0..500).map(|i| Sample::new(ts + i * 1000, (ts + i * 7919) as f64 / 3.0)).collect();
+            ts += 500 * 1000;
+            append_labels(&db, &filler, &batch);
+        }
+        assert_eq!(db.maintain().unwrap().series_removed, 1);
+        assert_eq!(pods(&db), vec!["api-1-0"]);
+    }
+}
