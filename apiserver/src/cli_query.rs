@@ -128,7 +128,7 @@ fn render(data: &serde_json::Value) -> String {
             for s in result.as_array().into_iter().flatten() {
                 out.push_str(&format!("{} => {}\n", metric(&s["metric"]), point(&s["value"])));
             }
-            if result.as_array().map_or(true, |v| v.is_empty()) {
+            if result.as_array().is_none_or(|v| v.is_empty()) {
                 out.push_str("(empty result)\n");
             }
         }
@@ -139,7 +139,7 @@ fn render(data: &serde_json::Value) -> String {
                     out.push_str(&format!("  {}\n", point(p)));
                 }
             }
-            if result.as_array().map_or(true, |v| v.is_empty()) {
+            if result.as_array().is_none_or(|v| v.is_empty()) {
                 out.push_str("(empty result)\n");
             }
         }

@@ -127,7 +127,7 @@ impl<'q> Evaluator<'q> {
     pub fn check_deadline(&self) -> Result<(), QueryError> {
         let n = self.step_counter.get() + 1;
         self.step_counter.set(n);
-        if n % DEADLINE_CHECK_EVERY == 0 && Instant::now() > self.deadline {
+        if n.is_multiple_of(DEADLINE_CHECK_EVERY) && Instant::now() > self.deadline {
             return Err(QueryError::Timeout("query execution"));
         }
         Ok(())

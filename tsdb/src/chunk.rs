@@ -147,7 +147,7 @@ fn encode_value(state: &mut EncoderState, w: &mut BitWriter, value: f64) {
             return;
         }
     }
-    let try_search = state.decimal_misses < DECIMAL_MISS_LIMIT || state.num_samples % DECIMAL_RETRY_EVERY == 0;
+    let try_search = state.decimal_misses < DECIMAL_MISS_LIMIT || state.num_samples.is_multiple_of(DECIMAL_RETRY_EVERY);
     if let Some((scale, mantissa)) = if try_search { decimal_min(value) } else { None } {
         w.write_bits(0b110, 3);
         w.write_bits(u64::from(scale), 4);
@@ -293,7 +293,7 @@ impl<'a> ChunkDecoder<'a> {
     pub fn encoder_state(&self, payload: &[u8]) -> EncoderState {
         let mut state = self.state;
         state.bit_len = self.reader.position_bits() as u32;
-        state.tail_byte = if state.bit_len % 8 == 0 { 0 } else { payload[(state.bit_len / 8) as usize] };
+        state.tail_byte = if state.bit_len.is_multiple_of(8) { 0 } else { payload[(state.bit_len / 8) as usize] };
         state
     }
 
@@ -414,7 +414,7 @@ pub fn encode_next(state: &mut EncoderState, ts_ms: i64, value: f64) -> (usize, 
     let mut w = BitWriter::resume(state.tail_byte, state.bit_len % 8);
     encode_sample(state, &mut w, ts_ms, value);
     let bytes = w.bytes();
-    state.tail_byte = if state.bit_len % 8 == 0 { 0 } else { bytes[bytes.len() - 1] };
+    state.tail_byte = if state.bit_len.is_multiple_of(8) { 0 } else { bytes[bytes.len() - 1] };
     (start_byte, w)
 }
 

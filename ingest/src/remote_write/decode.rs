@@ -384,7 +384,7 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
                 _ => {}
             }
         }
-        if refs.len() % 2 != 0 {
+        if !refs.len().is_multiple_of(2) {
             return Err(RemoteWriteError::InvalidSeries {
                 series_index,
                 reason: format!("labels_refs has odd length {}", refs.len()),

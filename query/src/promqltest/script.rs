@@ -75,7 +75,7 @@ pub(super) fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
         }
         if let Some(n) = item.strip_prefix("_x") {
             let n: usize = n.parse().map_err(|_| format!("bad repeat {item:?}"))?;
-            out.extend(std::iter::repeat(None).take(n));
+            out.extend(std::iter::repeat_n(None, n));
             continue;
         }
         if item == "stale" {
@@ -103,7 +103,7 @@ pub(super) fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
         match split {
             None => {
                 let a = parse_number(head).ok_or_else(|| format!("bad value {item:?}"))?;
-                out.extend(std::iter::repeat(Some(a)).take(n + 1));
+                out.extend(std::iter::repeat_n(Some(a), n + 1));
             }
             Some(at) => {
                 let a = parse_number(&head[..at]).ok_or_else(|| format!("bad value {item:?}"))?;

@@ -268,7 +268,7 @@ impl Db {
         delta.head_samples += 1;
         delta.head_bytes += (start + bytes.len()) as i64 - s.enc.bit_len.div_ceil(8) as i64;
         s.enc = enc;
-        if enc.num_samples % CHECKPOINT_EVERY == 0 {
+        if enc.num_samples.is_multiple_of(CHECKPOINT_EVERY) {
             s.checkpoints = [enc, s.checkpoints[0]];
         }
         s.newest_ts_ms = sample.ts_ms;

@@ -148,7 +148,7 @@ fn recover_open_chunk(contents: &SlotContents) -> Option<(EncoderState, [Encoder
     while let Some(sample) = decoder.next() {
         sample.ok()?;
         decoded += 1;
-        if decoded % CHECKPOINT_EVERY == 0 {
+        if decoded.is_multiple_of(CHECKPOINT_EVERY) {
             checkpoints = [decoder.encoder_state(&contents.payload), checkpoints[0]];
         }
     }

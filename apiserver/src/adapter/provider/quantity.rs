@@ -160,7 +160,7 @@ impl Quantity {
         // mantissa never exceeds |milli| and u64 holds it (even for i64::MIN).
         let mut mantissa = self.milli.unsigned_abs();
         let mut exponent: i32 = -3;
-        while mantissa >= 10 && mantissa % 10 == 0 {
+        while mantissa >= 10 && mantissa.is_multiple_of(10) {
             mantissa /= 10;
             exponent += 1;
         }

@@ -243,7 +243,7 @@ impl Parser<'_> {
             _ => vec![self.single_value()?],
         };
         if matches!(operator, Operator::GreaterThan | Operator::LessThan)
-            && values.first().map_or(true, |v| v.parse::<i64>().is_err())
+            && values.first().is_none_or(|v| v.parse::<i64>().is_err())
         {
             return Err(self.invalid(format!("{key}: '>' and '<' need an integer value")));
         }
