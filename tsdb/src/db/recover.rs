@@ -18,7 +18,7 @@ impl Db {
     /// dropped is logged.
     pub fn open(options: Options) -> Result<Db, Error> {
         let (segment_bytes, max_segments) = options.ring_geometry()?;
-        let dir = options.storage.open_directory(&options.data_dir)?;
+        let dir = options.storage.open_directory(&options.data_dir, options.read_only)?;
         let (series_log, records) = SeriesLog::open(dir.as_ref(), SERIES_LOG_NAME)?;
         let (ring, chunks) = Ring::open(dir.clone(), segment_bytes, max_segments)?;
         let heads = HeadFiles::open(dir.clone(), records.len())?;
