@@ -5,6 +5,11 @@
 //!
 //! The lock belongs to the open file: the kernel releases it when the file is closed, so a killed
 //! process never leaves a stale lock behind (the pid left in the file is then only a hint).
+//!
+//! One wrinkle: a child this process forks (any `Command::spawn`) shares the open file until it
+//! execs, so for that instant it holds our lock too. A store reopened in the same process right
+//! then would see the lock taken by "itself"; when the file names our own pid we therefore retry
+//! for a short while before reporting [`Error::Locked`]. Another process's lock fails at once.
 
 use crate::Error;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -13,6 +18,11 @@ use std::path::Path;
 
 /// Name of the lock file in the data directory.
 pub(crate) const LOCK_FILE_NAME: &str = "lock";
+
+/// How long a lock held under our own pid is retried (see the module doc): far longer than a
+/// fork-to-exec window, short enough for a genuine double open in one process to fail promptly.
+const OWN_PID_RETRIES: u32 = 100;
+const OWN_PID_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The held lock; dropping it releases the lock (the file stays, as Prometheus leaves it).
 #[derive(Debug)]
@@ -33,12 +43,26 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Locked { path: data_dir.to_path_buf(), holder: holder(&mut file) })
+        let own_pid = std::process::id();
+        let mut retries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let holder_pid = holder_pid(&mut file);
+                    if holder_pid == Some(own_pid) && retries < OWN_PID_RETRIES {
+                        retries += 1;
+                        std::thread::sleep(OWN_PID_RETRY_PAUSE);
+                        continue;
+                    }
+                    let holder = match holder_pid {
+                        Some(pid) => format!("pid {pid}"),
+                        None => "unknown pid: the lock file names none".to_string(),
+                    };
+                    return Err(Error::Locked { path: data_dir.to_path_buf(), holder });
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }
-            Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
         write_pid(&mut file).map_err(|e| Error::io(&path, e))?;
         Ok(DirLock { _file: file })
@@ -52,15 +76,12 @@ fn write_pid(file: &mut File) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Who holds the lock, as the lock file says ("pid 1234"), for the error message.
-fn holder(file: &mut File) -> String {
+/// The pid the lock file names (its holder's, when the holder finished writing it).
+fn holder_pid(file: &mut File) -> Option<u32> {
     let mut contents = String::new();
-    // The file is the holder's to write; a partial or foreign content is only reported.
-    let read = file.seek(SeekFrom::Start(0)).and_then(|_| file.take(64).read_to_string(&mut contents));
-    match read.ok().and(contents.trim().parse::<u32>().ok()) {
-        Some(pid) => format!("pid {pid}"),
-        None => "unknown pid: the lock file names none".to_string(),
-    }
+    file.seek(SeekFrom::Start(0)).ok()?;
+    Read::take(&*file, 64).read_to_string(&mut contents).ok()?;
+    contents.trim().parse().ok()
 }
 
 #[cfg(test)]
