@@ -60,7 +60,9 @@ pub fn validate_labels(labels: &[(&str, &str)]) -> Result<(), String> {
         previous = Some(name);
     }
     if encoded_bytes > MAX_LABEL_SET_BYTES {
-        return Err(format!("label set is {encoded_bytes} bytes, more than the {MAX_LABEL_SET_BYTES} a series may have"));
+        return Err(format!(
+            "label set is {encoded_bytes} bytes, more than the {MAX_LABEL_SET_BYTES} a series may have"
+        ));
     }
     if !sorted_so_far {
         let mut names: Vec<&str> = labels.iter().map(|(n, _)| *n).collect();

@@ -12,7 +12,8 @@
 //! for a short while before reporting [`Error::Locked`]. Another process's lock fails at once.
 
 use crate::Error;
-use std::fs::{File, OpenOptions, TryLockError};
+use rustix::fs::FlockOperation;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -46,9 +47,11 @@ impl DirLock {
         let own_pid = std::process::id();
         let mut retries = 0;
         loop {
-            match file.try_lock() {
+            // `flock` as std's `File::try_lock` does on Linux (that one needs Rust 1.89; the
+            // workspace's rust-version is older).
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => break,
-                Err(TryLockError::WouldBlock) => {
+                Err(rustix::io::Errno::WOULDBLOCK) => {
                     let holder_pid = holder_pid(&mut file);
                     if holder_pid == Some(own_pid) && retries < OWN_PID_RETRIES {
                         retries += 1;
@@ -61,7 +64,7 @@ impl DirLock {
                     };
                     return Err(Error::Locked { path: data_dir.to_path_buf(), holder });
                 }
-                Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+                Err(e) => return Err(Error::io(&path, e.into())),
             }
         }
         write_pid(&mut file).map_err(|e| Error::io(&path, e))?;

@@ -17,7 +17,9 @@
 
 use crate::error::Error;
 use crate::options::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
-use crate::segment::{decode_segment_header, ChunkHeader, Segment, SegmentHeader, CHUNK_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::segment::{
+    decode_segment_header, ChunkHeader, Segment, SegmentHeader, CHUNK_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use crate::storage::{set_aside, Directory, Region};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::Ordering;
@@ -503,7 +505,10 @@ impl Ring {
     /// Whether the segment `r` points into still holds the contents `r` was made for.
     pub fn is_live(&self, r: &ChunkRef) -> bool {
         let segments = self.segments.read();
-        segments.get(r.file_index()).and_then(Option::as_ref).is_some_and(|s| s.seq() & ((1 << SEQ_BITS) - 1) == r.seq_lo())
+        segments
+            .get(r.file_index())
+            .and_then(Option::as_ref)
+            .is_some_and(|s| s.seq() & ((1 << SEQ_BITS) - 1) == r.seq_lo())
     }
 
     /// Copies the record `r` points at, appending its payload to `dst`. Returns the header, or
@@ -568,4 +573,105 @@ fn live_header(segment: &Segment, r: &ChunkRef, series: u32) -> Option<ChunkHead
     }
     let header = ChunkHeader::decode(&raw);
     (header.series == series && header.max_ts_ms == r.max_ts_ms).then_some(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{MemoryDirectory, Storage};
+    use std::path::Path;
+
+    const SEGMENT_BYTES: u64 = 4096;
+
+    fn open_dir(memory: &MemoryDirectory, read_only: bool) -> Arc<dyn Directory> {
+        Storage::Memory(memory.clone()).open_directory(Path::new("unused"), read_only).unwrap()
+    }
+
+    /// Writes `count` chunk records of 128 bytes (31 fill a 4 KiB segment), chunk `i` at time `i`.
+    fn write_chunks(ring: &Ring, from: i64, count: i64) {
+        for i in from..from + count {
+            let payload = [i as u8; 100];
+            let header = ChunkHeader { payload_len: 100, num_samples: 1, series: 0, min_ts_ms: i, max_ts_ms: i };
+            ring.write_chunk(&header, &payload).unwrap();
+        }
+    }
+
+    fn segment_names(memory: &MemoryDirectory) -> Vec<String> {
+        memory.file_names().into_iter().filter(|name| name.starts_with("seg-")).collect()
+    }
+
+    #[test]
+    fn holes_left_by_a_kill_between_renames_are_closed_on_open() {
+        let memory = MemoryDirectory::new();
+        let (ring, _) = Ring::open(open_dir(&memory, false), SEGMENT_BYTES, 8).unwrap();
+        write_chunks(&ring, 0, 100);
+        assert_eq!(ring.segment_count(), 4);
+        drop(ring);
+        // As a renumbering killed half-way would leave them: a hole at 1, a file far above.
+        let dir = open_dir(&memory, false);
+        dir.rename("seg-0001.rt", "seg-0006.rt").unwrap();
+        let (ring, chunks) = Ring::open(dir, SEGMENT_BYTES, 8).unwrap();
+        assert_eq!(chunks.len(), 100);
+        assert!(chunks.windows(2).all(|w| w[0].header.max_ts_ms + 1 == w[1].header.max_ts_ms));
+        assert_eq!(segment_names(&memory), ["seg-0000.rt", "seg-0001.rt", "seg-0002.rt", "seg-0003.rt"]);
+        let mut payload = Vec::new();
+        for chunk in &chunks {
+            payload.clear();
+            assert!(ring.read_chunk(&chunk.chunk_ref, 0, &mut payload).is_some());
+            assert_eq!(payload, [chunk.header.max_ts_ms as u8; 100]);
+        }
+        write_chunks(&ring, 100, 200);
+        assert_eq!(ring.segment_count(), 8);
+    }
+
+    #[test]
+    fn a_smaller_budget_drops_the_oldest_segments_and_read_only_changes_nothing() {
+        let memory = MemoryDirectory::new();
+        let (ring, _) = Ring::open(open_dir(&memory, false), SEGMENT_BYTES, 8).unwrap();
+        write_chunks(&ring, 0, 200);
+        drop(ring);
+        let names = segment_names(&memory);
+        assert_eq!(names.len(), 7);
+        // Read-only: served as it is, over the budget, nothing removed or renamed.
+        let (_, chunks) = Ring::open(open_dir(&memory, true), SEGMENT_BYTES, 2).unwrap();
+        assert_eq!(chunks.len(), 200);
+        assert_eq!(segment_names(&memory), names);
+        // Writable: the two newest segments are kept, renumbered 0 and 1.
+        let (ring, chunks) = Ring::open(open_dir(&memory, false), SEGMENT_BYTES, 2).unwrap();
+        assert_eq!(segment_names(&memory), ["seg-0000.rt", "seg-0001.rt"]);
+        assert_eq!(chunks.last().map(|c| c.header.max_ts_ms), Some(199));
+        assert_eq!(chunks.len(), 200 - 5 * 31);
+        assert!(chunks.windows(2).all(|w| w[0].header.max_ts_ms + 1 == w[1].header.max_ts_ms));
+        assert_eq!(ring.usage().2, 2 * SEGMENT_BYTES);
+    }
+
+    #[test]
+    fn larger_segments_replace_smaller_ones_within_the_budget() {
+        let memory = MemoryDirectory::new();
+        let (ring, _) = Ring::open(open_dir(&memory, false), SEGMENT_BYTES, 8).unwrap();
+        write_chunks(&ring, 0, 248);
+        assert_eq!(ring.segment_count(), 8);
+        drop(ring);
+        // Same 32 KiB budget in two 16 KiB segments: the 4 KiB ones are kept, then replaced.
+        let (ring, chunks) = Ring::open(open_dir(&memory, false), 4 * SEGMENT_BYTES, 2).unwrap();
+        assert_eq!(chunks.len(), 248);
+        write_chunks(&ring, 248, 1000);
+        assert!(ring.usage().2 <= 8 * SEGMENT_BYTES);
+        let sizes: Vec<usize> =
+            segment_names(&memory).iter().map(|name| memory.read_file(name).map_or(0, |f| f.len())).collect();
+        assert_eq!(sizes, [16384, 16384]);
+    }
+
+    #[test]
+    fn a_full_volume_caps_the_ring_at_two_segments_or_more() {
+        let memory = MemoryDirectory::with_capacity(SEGMENT_BYTES);
+        let (ring, _) = Ring::open(open_dir(&memory, false), SEGMENT_BYTES, 8).unwrap();
+        write_chunks(&ring, 0, 31);
+        let header = ChunkHeader { payload_len: 100, num_samples: 1, series: 0, min_ts_ms: 31, max_ts_ms: 31 };
+        let error = ring.write_chunk(&header, &[0; 100]).unwrap_err();
+        assert!(error.is_no_space(), "one segment is too few to recycle: {error}");
+        memory.set_capacity(Some(2 * SEGMENT_BYTES));
+        write_chunks(&ring, 31, 500);
+        assert_eq!(ring.segment_count(), 2);
+    }
 }

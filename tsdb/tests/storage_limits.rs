@@ -24,7 +24,7 @@ fn append_to(db: &Db, i: usize, sample: Sample) -> Result<(), Error> {
 
 /// Samples of the series `__name__="m", i=<i>`.
 fn samples_of(db: &Db, i: usize) -> Vec<Sample> {
-    let found = db.select(&[Matcher::equal("__name__", "m"), Matcher::equal("i", &i.to_string())], i64::MIN, i64::MAX);
+    let found = db.select(&[Matcher::equal("__name__", "m"), Matcher::equal("i", i.to_string())], i64::MIN, i64::MAX);
     found.unwrap().first().map(|s| s.samples().collect()).unwrap_or_default()
 }
 
@@ -58,7 +58,12 @@ fn newest_suffix(db: &Db, series: usize, last_ts: i64) -> usize {
 
 /// Bytes of the ring's segment files.
 fn segment_file_bytes(store: &TestStore) -> u64 {
-    store.file_sizes().iter().filter(|(name, _)| name.starts_with("seg-") && name.ends_with(".rt")).map(|(_, l)| l).sum()
+    store
+        .file_sizes()
+        .iter()
+        .filter(|(name, _)| name.starts_with("seg-") && name.ends_with(".rt"))
+        .map(|(_, l)| l)
+        .sum()
 }
 
 #[test]

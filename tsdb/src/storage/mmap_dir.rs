@@ -63,8 +63,11 @@ impl Directory for MmapDirectory {
 
     fn open_region(&self, name: &str, len_bytes: u64) -> io::Result<Region> {
         let path = self.dir.join(name);
-        let file =
-            if self.read_only { MappedFile::open_read_only(&path, len_bytes) } else { MappedFile::open(&path, len_bytes) };
+        let file = if self.read_only {
+            MappedFile::open_read_only(&path, len_bytes)
+        } else {
+            MappedFile::open(&path, len_bytes)
+        };
         file.map(Region::Mapped)
     }
 

@@ -67,7 +67,7 @@ impl Storage {
 
 /// The error every change to a read-only directory gets.
 pub(crate) fn read_only_error(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::ReadOnlyFilesystem, format!("cannot {what}: store opened read-only"))
+    io::Error::new(io::ErrorKind::PermissionDenied, format!("cannot {what}: store opened read-only"))
 }
 
 /// The file operations the store needs. Names are plain file names (no separators).
