@@ -8,16 +8,34 @@ pub const METRIC_NAME: &str = "__name__";
 /// Longest label name or value the store keeps (its series log stores 16-bit lengths).
 pub const MAX_LABEL_BYTES: usize = u16::MAX as usize;
 
+/// Most labels one series may have (its series log record stores the count in 16 bits).
+pub const MAX_LABELS_PER_SERIES: usize = u16::MAX as usize;
+
+/// Largest encoded label set (the sum over its labels of `4 + name + value` bytes: two 16-bit
+/// lengths and the bytes). A series log record is at most 1 MiB including its fixed fields (14
+/// bytes today); the 64 bytes kept back leave room for those fields to grow.
+pub const MAX_LABEL_SET_BYTES: usize = (1 << 20) - 64;
+
 /// The one rule a label set must follow to become a series, whoever sends it (remote-write, the
 /// scraper, recording tools): names non-empty and unique, names and values at most
-/// [`MAX_LABEL_BYTES`], `__name__` present with a value. Names may be any UTF-8 (Prometheus 3
-/// accepts dots and spaces). The order does not matter: the store sorts. Returns why a set is
-/// refused.
+/// [`MAX_LABEL_BYTES`], at most [`MAX_LABELS_PER_SERIES`] labels of at most
+/// [`MAX_LABEL_SET_BYTES`] encoded, `__name__` present with a value. Names may be any UTF-8
+/// (Prometheus 3 accepts dots and spaces). The order does not matter: the store sorts. Returns
+/// why a set is refused. These bounds make every accepted set fit the series log's record, so no
+/// acknowledged series can cut the log at the next start.
 pub fn validate_labels(labels: &[(&str, &str)]) -> Result<(), String> {
+    if labels.len() > MAX_LABELS_PER_SERIES {
+        return Err(format!(
+            "series has {} labels, more than the {MAX_LABELS_PER_SERIES} a series may have",
+            labels.len()
+        ));
+    }
     let mut has_name = false;
     let mut sorted_so_far = true;
     let mut previous: Option<&str> = None;
+    let mut encoded_bytes = 0usize;
     for (name, value) in labels {
+        encoded_bytes += 4 + name.len() + value.len();
         if name.is_empty() {
             return Err(format!("empty label name (value {value:?})"));
         }
@@ -40,6 +58,11 @@ pub fn validate_labels(labels: &[(&str, &str)]) -> Result<(), String> {
             has_name = !value.is_empty();
         }
         previous = Some(name);
+    }
+    if encoded_bytes > MAX_LABEL_SET_BYTES {
+        return Err(format!(
+            "label set is {encoded_bytes} bytes, more than the {MAX_LABEL_SET_BYTES} a series may have"
+        ));
     }
     if !sorted_so_far {
         let mut names: Vec<&str> = labels.iter().map(|(n, _)| *n).collect();
@@ -216,5 +239,42 @@ mod validate_tests {
         assert!(refused(&[("z", "1"), ("__name__", "up"), ("z", "2")]).contains("duplicate label name \"z\""));
         let long = "x".repeat(MAX_LABEL_BYTES + 1);
         assert!(refused(&[("__name__", "up"), ("a", &long)]).contains("too long"));
+    }
+
+    #[test]
+    fn refuses_more_labels_than_the_series_log_can_count() {
+        let names: Vec<String> = (0..70_000).map(|i| format!("l{i:05}")).collect();
+        let mut labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        labels.push(("__name__", "up"));
+        assert_eq!(
+            validate_labels(&labels).unwrap_err(),
+            "series has 70001 labels, more than the 65535 a series may have"
+        );
+        labels.truncate(MAX_LABELS_PER_SERIES - 1);
+        labels.push(("__name__", "up"));
+        assert!(validate_labels(&labels).is_ok(), "exactly the maximum is accepted");
+    }
+
+    #[test]
+    fn refuses_a_label_set_larger_than_a_series_log_record() {
+        let value = "x".repeat(MAX_LABEL_BYTES);
+        let names: Vec<String> = (0..32).map(|i| format!("l{i:02}")).collect();
+        let mut labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), value.as_str())).collect();
+        labels.push(("__name__", "up"));
+        // 32 × (4 + 3 + 65535) + (4 + 8 + 2)
+        assert_eq!(
+            validate_labels(&labels).unwrap_err(),
+            "label set is 2097358 bytes, more than the 1048512 a series may have"
+        );
+        // At the bound exactly: 15 full labels and one filling the rest.
+        let full = 15 * (4 + 3 + MAX_LABEL_BYTES) + (4 + 8 + 2);
+        let rest = "y".repeat(MAX_LABEL_SET_BYTES - full - 4 - 3);
+        let mut labels: Vec<(&str, &str)> = names[..15].iter().map(|n| (n.as_str(), value.as_str())).collect();
+        labels.push(("__name__", "up"));
+        labels.push((names[15].as_str(), rest.as_str()));
+        assert!(validate_labels(&labels).is_ok(), "exactly the maximum is accepted");
+        let over = format!("{rest}y");
+        *labels.last_mut().unwrap() = (names[15].as_str(), over.as_str());
+        assert!(validate_labels(&labels).unwrap_err().contains("more than the 1048512"));
     }
 }

@@ -48,6 +48,7 @@ mod error;
 mod head;
 mod index;
 mod labels;
+mod lock;
 mod matcher;
 mod mmap;
 mod options;
@@ -64,7 +65,9 @@ pub use db::{
     Stats, WriteHealth,
 };
 pub use error::{Error, RejectReason};
-pub use labels::{validate_labels, Label, Labels, MAX_LABEL_BYTES, METRIC_NAME};
+pub use labels::{
+    validate_labels, Label, Labels, MAX_LABELS_PER_SERIES, MAX_LABEL_BYTES, MAX_LABEL_SET_BYTES, METRIC_NAME,
+};
 pub use matcher::{MatchOp, Matcher};
 pub use options::{BudgetSplit, Options};
 pub use sample::{is_stale_nan, now_ms, stale_nan, Sample, STALE_NAN_BITS};

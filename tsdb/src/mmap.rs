@@ -1,5 +1,6 @@
 //! `MappedFile` is the only place the store touches memory-mapped bytes: a fixed-size file mapped
-//! shared and read-write, accessed by copying bytes in and out at offsets.
+//! shared (read-write, or read-only for a store opened read-only), accessed by copying bytes in and
+//! out at offsets.
 //!
 //! The contract, stated plainly (as ripgrep's `searcher/mmap.rs` does):
 //! - Only Ringtail writes these files, and only through this type. Another process truncating a
@@ -12,42 +13,78 @@
 //!   parallel.
 //! - Stores into the shared mapping land in the page cache as they execute, so they survive the
 //!   process being killed (kill -9) without msync; `flush` (msync) is only for power loss.
+//! - Every block of a file is allocated (`fallocate`) before the file is mapped for writing, so a
+//!   full file system shows up as an error from [`MappedFile::open`], never as SIGBUS on a store
+//!   into a hole of a sparse file.
+//! - A file mapped read-only ([`MappedFile::open_read_only`]) refuses every write before touching
+//!   memory: a store into a read-only mapping would be SIGSEGV.
 #![allow(unsafe_code)]
 
-use memmap2::MmapRaw;
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::FallocateFlags;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// A file of fixed length mapped shared read-write.
+/// Block size of the allocation fallback (ordinary writes where `fallocate` is unsupported).
+const FALLBACK_BLOCK_BYTES: usize = 1 << 20;
+
+/// A file of fixed length mapped shared, read-write or read-only.
 #[derive(Debug)]
 pub struct MappedFile {
     map: MmapRaw,
     // Kept open so the mapping's file stays the one we sized.
     _file: File,
     len: usize,
+    writable: bool,
 }
 
 impl MappedFile {
-    /// Opens `path` (creating it zero-filled when missing) with exactly `len_bytes` bytes and maps
-    /// it. An existing file of another length is an error (the caller decides what it means).
+    /// Opens `path` (creating it zero-filled when missing or empty) with exactly `len_bytes` bytes,
+    /// allocates every block of it and maps it read-write. An existing file of another length is
+    /// an `InvalidData` error (the caller decides what it means). When allocation fails (ENOSPC
+    /// stays ENOSPC) a file this call created is removed again and nothing is mapped.
     pub fn open(path: &Path, len_bytes: u64) -> io::Result<MappedFile> {
+        let len = usize::try_from(len_bytes).map_err(|_| io::Error::other("file too large to map"))?;
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let current = file.metadata()?.len();
-        if current == 0 {
-            file.set_len(len_bytes)?;
-        } else if current != len_bytes {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("file is {current} bytes, expected {len_bytes}"),
-            ));
+        let fresh = current == 0;
+        if !fresh && current != len_bytes {
+            return Err(wrong_length(current, len_bytes));
         }
-        let len = usize::try_from(len_bytes).map_err(|_| io::Error::other("file too large to map"))?;
+        if fresh {
+            file.set_len(len_bytes)?;
+        }
+        if let Err(e) = allocate(&file, len_bytes, fresh) {
+            if fresh {
+                drop(file);
+                // The file held nothing; leaving it would be a sparse file for the next open.
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
         let map = MmapRaw::map_raw(&file)?;
         if map.len() != len {
             return Err(io::Error::other("mapping length differs from file length"));
         }
-        Ok(MappedFile { map, _file: file, len })
+        Ok(MappedFile { map, _file: file, len, writable: true })
+    }
+
+    /// Maps the existing file `path` of exactly `len_bytes` bytes read-only: nothing is created,
+    /// sized or allocated (a missing file is `NotFound`), and every write through it returns false.
+    pub fn open_read_only(path: &Path, len_bytes: u64) -> io::Result<MappedFile> {
+        let len = usize::try_from(len_bytes).map_err(|_| io::Error::other("file too large to map"))?;
+        let file = File::open(path)?;
+        let current = file.metadata()?.len();
+        if current != len_bytes {
+            return Err(wrong_length(current, len_bytes));
+        }
+        let map = MmapOptions::new().map_raw_read_only(&file)?;
+        if map.len() != len {
+            return Err(io::Error::other("mapping length differs from file length"));
+        }
+        Ok(MappedFile { map, _file: file, len, writable: false })
     }
 
     pub fn len(&self) -> usize {
@@ -75,13 +112,14 @@ impl MappedFile {
     }
 
     /// Copies `src` into the file at `offset`. Returns false (writing nothing) when the range is
-    /// outside the file.
+    /// outside the file or the file is mapped read-only.
     #[inline]
     pub fn write(&self, offset: usize, src: &[u8]) -> bool {
-        if !self.in_bounds(offset, src.len()) {
+        if !self.writable || !self.in_bounds(offset, src.len()) {
             return false;
         }
-        // SAFETY: the range is inside the live, writable (shared read-write) mapping, `src` is
+        // SAFETY: the range is inside the live mapping, which is writable (shared read-write:
+        // checked above, a read-only one never reaches this line), `src` is
         // ordinary memory that cannot alias the mapping (we never hand out references into it),
         // and by the module contract no other thread reads or writes these bytes concurrently.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(offset), src.len()) };
@@ -100,5 +138,92 @@ impl MappedFile {
     /// msync: waits until the mapped pages are on disk.
     pub fn flush(&self) -> io::Result<()> {
         self.map.flush()
+    }
+}
+
+fn wrong_length(current: u64, expected: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("file is {current} bytes, expected {expected}"))
+}
+
+/// Allocates every block of `file`'s first `len_bytes` bytes, so stores into its mapping never
+/// need a block the file system may not have. Over blocks already allocated this costs nothing and
+/// needs no space (files of older versions were sparse). Where `fallocate` is unsupported each
+/// block is written instead: zeros into a `fresh` file, its own bytes back into an existing one.
+fn allocate(file: &File, len_bytes: u64, fresh: bool) -> io::Result<()> {
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len_bytes) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut block = vec![0u8; FALLBACK_BLOCK_BYTES];
+    let mut offset = 0u64;
+    while offset < len_bytes {
+        let n = usize::try_from(len_bytes - offset).unwrap_or(usize::MAX).min(FALLBACK_BLOCK_BYTES);
+        if !fresh {
+            file.read_exact_at(&mut block[..n], offset)?;
+        }
+        file.write_all_at(&block[..n], offset)?;
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Bytes the file system allocated to `path` (st_blocks counts 512-byte units).
+    fn allocated_bytes(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn new_and_sparse_files_are_fully_allocated_before_mapping() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("fresh.rt");
+        let file = MappedFile::open(&fresh, 1 << 20).unwrap();
+        assert!(allocated_bytes(&fresh) >= 1 << 20);
+        drop(file);
+        // A sparse file as older versions left them: allocated on open, contents kept.
+        let sparse = tmp.path().join("sparse.rt");
+        let f = File::create(&sparse).unwrap();
+        f.set_len(1 << 20).unwrap();
+        f.write_all_at(b"kept", 4096).unwrap();
+        drop(f);
+        let file = MappedFile::open(&sparse, 1 << 20).unwrap();
+        assert!(allocated_bytes(&sparse) >= 1 << 20);
+        let mut buf = [0u8; 4];
+        assert!(file.read_into(4096, &mut buf));
+        assert_eq!(&buf, b"kept");
+    }
+
+    #[test]
+    fn the_fallback_keeps_existing_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f.rt");
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
+        f.set_len(3 << 20).unwrap();
+        f.write_all_at(b"middle", (3 << 19) + 7).unwrap();
+        allocate(&f, 3 << 20, false).unwrap();
+        let mut buf = [0u8; 6];
+        f.read_exact_at(&mut buf, (3 << 19) + 7).unwrap();
+        assert_eq!(&buf, b"middle");
+    }
+
+    #[test]
+    fn read_only_maps_refuse_writes_and_missing_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("r.rt");
+        assert_eq!(MappedFile::open_read_only(&path, 4096).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert!(!path.exists(), "nothing created");
+        MappedFile::open(&path, 4096).unwrap().write(10, b"x");
+        let file = MappedFile::open_read_only(&path, 4096).unwrap();
+        assert!(!file.write(0, b"y"));
+        assert!(!file.publish_u16(0, 7));
+        let mut buf = [0u8; 1];
+        assert!(file.read_into(10, &mut buf));
+        assert_eq!(&buf, b"x");
+        assert_eq!(MappedFile::open_read_only(&path, 8192).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -1,11 +1,14 @@
 //! `Segment` is one fixed-size file of the ring: a header, then closed chunk records appended one
-//! after another. Byte layout: `docs/format/segments.md`.
+//! after another. Byte layout: `docs/format/segments.md`. Each segment records its own size, so
+//! segments of a size other than the configured one (a store reopened with another segment size)
+//! are read as they are.
 //!
 //! A segment is append-only between recycles: a record's bytes never change once its CRC is
 //! written, so readers copy published records under a shared lock while writers fill other
 //! (reserved, unpublished) records. Recycling takes the lock exclusively and bumps `seq`, which
 //! readers compare with the sequence number in their chunk reference.
 
+use crate::options::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
 use crate::storage::Region;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,6 +88,7 @@ pub enum HeaderError {
     UnsupportedVersion(u32),
     BadChecksum,
     WrongSize { header_bytes: u32, file_bytes: u64 },
+    SizeOutOfRange { header_bytes: u32 },
 }
 
 impl std::fmt::Display for HeaderError {
@@ -95,6 +99,9 @@ impl std::fmt::Display for HeaderError {
             HeaderError::BadChecksum => f.write_str("segment header checksum mismatch"),
             HeaderError::WrongSize { header_bytes, file_bytes } => {
                 write!(f, "header says {header_bytes} bytes but the file has {file_bytes}")
+            }
+            HeaderError::SizeOutOfRange { header_bytes } => {
+                write!(f, "header says {header_bytes} bytes, outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES}")
             }
         }
     }
@@ -112,7 +119,8 @@ pub fn encode_segment_header(segment_bytes: u32, seq: u64) -> [u8; END_OFFSET] {
     out
 }
 
-/// Checks a header read from a file of `file_bytes` bytes.
+/// Checks a header read from a file of `file_bytes` bytes: the size it records must be a valid
+/// segment size and the file's length (any valid size, not only the configured one).
 pub fn decode_segment_header(
     bytes: &[u8; SEGMENT_HEADER_BYTES],
     file_bytes: u64,
@@ -128,6 +136,9 @@ pub fn decode_segment_header(
         return Err(HeaderError::BadChecksum);
     }
     let segment_bytes = u32_at(bytes, 12);
+    if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&u64::from(segment_bytes)) {
+        return Err(HeaderError::SizeOutOfRange { header_bytes: segment_bytes });
+    }
     if u64::from(segment_bytes) != file_bytes {
         return Err(HeaderError::WrongSize { header_bytes: segment_bytes, file_bytes });
     }
@@ -248,6 +259,9 @@ mod tests {
         full[28..32].copy_from_slice(&64u32.to_le_bytes());
         assert_eq!(decode_segment_header(&full, 4096), Ok(SegmentHeader { segment_bytes: 4096, seq: 5, end: 64 }));
         assert!(matches!(decode_segment_header(&full, 8192), Err(HeaderError::WrongSize { .. })));
+        let mut small = full;
+        small[..28].copy_from_slice(&encode_segment_header(2048, 5));
+        assert_eq!(decode_segment_header(&small, 2048), Err(HeaderError::SizeOutOfRange { header_bytes: 2048 }));
         full[17] ^= 1;
         assert_eq!(decode_segment_header(&full, 4096), Err(HeaderError::BadChecksum));
         full[0] = b'X';

@@ -221,7 +221,7 @@ mod oracle {
                 for op in ops.iter().cloned() {
                     match op {
                         Op::Reopen => {
-                            std::mem::forget(db);
+                            drop(db);
                             db = Db::open(options.clone()).unwrap();
                         }
                         Op::Append { series, ts_ms, value } => {

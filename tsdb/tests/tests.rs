@@ -14,3 +14,5 @@ mod helpers;
 mod recovery;
 /// The ring wraps at the disk budget and keeps the newest data.
 mod ring;
+/// Full volume, read-only opening, the directory lock, budget changes, label set limits.
+mod storage_limits;

@@ -21,7 +21,7 @@ impl Db {
     pub fn open(options: Options) -> Result<Db, Error> {
         let (segment_bytes, max_segments) = options.ring_geometry()?;
         let split = options.budget_split();
-        let dir = options.storage.open_directory(&options.data_dir)?;
+        let dir = options.storage.open_directory(&options.data_dir, options.read_only)?;
         let (series_log, recovered) = SeriesLog::open(dir.as_ref(), SERIES_LOG_NAME, options.read_only)?;
         let (ring, chunks) = Ring::open(dir.clone(), segment_bytes, max_segments)?;
         let (heads, occupied) = HeadFiles::open(dir.clone(), split.head_files, options.read_only)?;
@@ -199,7 +199,7 @@ mod tests {
         let slot = slot_of(&db, id).expect("the series holds a slot");
         slot.write_payload(0, &contents.payload);
         slot.publish_count(contents.num_samples);
-        std::mem::forget(db);
+        drop(db);
         let db = Db::open(options).unwrap();
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert_eq!(got, written);

@@ -1,9 +1,13 @@
 //! `MmapDirectory` is the product's implementation of the storage seam: plain files in one
-//! directory, regions memory-mapped shared read-write (`mmap.rs` holds the mapping and all its
-//! `unsafe`), the series log written with ordinary `write` calls.
+//! directory, regions memory-mapped shared (`mmap.rs` holds the mapping, its allocation and all its
+//! `unsafe`), the series log written with ordinary `write` calls. A writable directory holds the
+//! data directory's lock (`lock.rs`) for as long as it lives; a read-only one takes no lock and
+//! changes nothing.
 
-use super::{Directory, LogFile, Region};
+use super::{read_only_error, Directory, LogFile, Region};
+use crate::lock::DirLock;
 use crate::mmap::MappedFile;
+use crate::Error;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -12,11 +16,30 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub(crate) struct MmapDirectory {
     dir: PathBuf,
+    read_only: bool,
+    /// Held while the directory lives (`None` when read-only, or in unit tests built with `new`).
+    _lock: Option<DirLock>,
 }
 
 impl MmapDirectory {
+    /// Opens the store directory `dir`. Writable: creates it when missing and takes its lock
+    /// ([`Error::Locked`] at once when another process holds it). Read-only: `dir` must exist;
+    /// nothing is created and no lock is taken.
+    pub fn open(dir: &Path, read_only: bool) -> Result<MmapDirectory, Error> {
+        let lock = if read_only {
+            std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+            None
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            Some(DirLock::acquire(dir)?)
+        };
+        Ok(MmapDirectory { dir: dir.to_path_buf(), read_only, _lock: lock })
+    }
+
+    /// A writable directory without the lock, for unit tests of the files on top of it.
+    #[cfg(test)]
     pub fn new(dir: &Path) -> MmapDirectory {
-        MmapDirectory { dir: dir.to_path_buf() }
+        MmapDirectory { dir: dir.to_path_buf(), read_only: false, _lock: None }
     }
 }
 
@@ -34,13 +57,27 @@ impl Directory for MmapDirectory {
         &self.dir
     }
 
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn open_region(&self, name: &str, len_bytes: u64) -> io::Result<Region> {
-        MappedFile::open(&self.dir.join(name), len_bytes).map(Region::Mapped)
+        let path = self.dir.join(name);
+        let file = if self.read_only {
+            MappedFile::open_read_only(&path, len_bytes)
+        } else {
+            MappedFile::open(&path, len_bytes)
+        };
+        file.map(Region::Mapped)
     }
 
     fn open_log(&self, name: &str) -> io::Result<LogFile> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(self.dir.join(name))?;
-        Ok(LogFile::Disk(file))
+        let path = self.dir.join(name);
+        if self.read_only {
+            return Ok(LogFile::Disk { file: File::open(path)?, writable: false });
+        }
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        Ok(LogFile::Disk { file, writable: true })
     }
 
     fn read(&self, name: &str, max_bytes: u64) -> io::Result<Option<Vec<u8>>> {
@@ -68,10 +105,16 @@ impl Directory for MmapDirectory {
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
+        if self.read_only {
+            return Err(read_only_error("remove a file"));
+        }
         std::fs::remove_file(self.dir.join(name))
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        if self.read_only {
+            return Err(read_only_error("rename a file"));
+        }
         std::fs::rename(self.dir.join(from), self.dir.join(to))
     }
 }
