@@ -4,21 +4,26 @@
 //! Map of the crate:
 //! - `db`: the public face ([`Db`]): the value, its series table and lock order (`db/mod.rs`);
 //!   opening and recovery (`db/recover.rs`); the write path, one door for samples
-//!   (`db/append.rs`); select, latest samples, series and label listing (`db/read.rs`); figures
-//!   (`db/stats.rs`).
+//!   (`db/append.rs`); select, latest samples, series and label listing (`db/read.rs`); the
+//!   background work that keeps the store in its budget: idle open chunks closed, dead series
+//!   removed, the series log compacted (`db/maintain.rs`); figures (`db/stats.rs`,
+//!   `db/cardinality.rs`).
+//! - `paged`: vectors by series id that give memory back when series die.
 //! - `options`: [`Options`], how a store is opened (directory, backend, budget, segment size).
 //! - `index` (+ `index/postings`, `index/selection_cache`): label set ↔ series id and label →
 //!   value → postings.
 //! - `chunk` and `bitstream`: sample compression (delta-of-delta timestamps, short decimals with
 //!   a Gorilla XOR fallback), bit-exact for every `f64`.
-//! - `head`: open chunks, one 512-byte mapped slot per series, written in place on every append.
+//! - `head`: open chunks in a pool of 512-byte mapped slots, written in place on every append.
 //! - `segment` and `ring`: closed chunks in fixed-size segment files reused oldest first.
-//! - `series_log`: the append-only file of series identities.
+//! - `series_log`: the append-only file of series identities and removals (compacted).
+//! - `lock`: the data directory's lock file (one process per directory).
 //! - `storage`: the storage seam, a small `Directory` trait (fixed-size regions, one log, list,
 //!   rename, remove) with two implementations chosen by [`Storage`]: memory-mapped files
 //!   (`storage/mmap_dir.rs`) and [`MemoryDirectory`] (`storage/memory.rs`, for tests; every
 //!   store test runs on both).
-//! - `mmap`: the only module with `unsafe` — copies in and out of mapped files.
+//! - `mmap`: the only module with `unsafe` — copies in and out of mapped files, each byte
+//!   allocated on disk before it is written (a full volume is an error, never SIGBUS).
 //! - `select`: query results that decode lazily; `labels`, `matcher`, `sample`, `error`: types.
 //!
 //! The key decision: an append writes straight into shared mapped pages (the series' head slot)

@@ -13,9 +13,11 @@
 //!   parallel.
 //! - Stores into the shared mapping land in the page cache as they execute, so they survive the
 //!   process being killed (kill -9) without msync; `flush` (msync) is only for power loss.
-//! - Every block of a file is allocated (`fallocate`) before the file is mapped for writing, so a
-//!   full file system shows up as an error from [`MappedFile::open`], never as SIGBUS on a store
-//!   into a hole of a sparse file.
+//! - Every byte is allocated (`fallocate`) before it is written through the mapping, so a full
+//!   file system shows up as an error from [`MappedFile::open`] or [`MappedFile::allocate`], never
+//!   as SIGBUS on a store into a hole of a sparse file. Files written whole (head files) are
+//!   allocated whole when opened; append-only files (ring segments) are allocated ahead of their
+//!   write position in steps, so a store's disk use follows its data.
 //! - A file mapped read-only ([`MappedFile::open_read_only`]) refuses every write before touching
 //!   memory: a store into a read-only mapping would be SIGSEGV.
 #![allow(unsafe_code)]
@@ -42,10 +44,12 @@ pub struct MappedFile {
 
 impl MappedFile {
     /// Opens `path` (creating it zero-filled when missing or empty) with exactly `len_bytes` bytes,
-    /// allocates every block of it and maps it read-write. An existing file of another length is
-    /// an `InvalidData` error (the caller decides what it means). When allocation fails (ENOSPC
-    /// stays ENOSPC) a file this call created is removed again and nothing is mapped.
-    pub fn open(path: &Path, len_bytes: u64) -> io::Result<MappedFile> {
+    /// allocates its first `allocate_bytes` bytes (all of it when larger) and maps it read-write;
+    /// the caller allocates the rest ([`MappedFile::allocate`]) before writing there. An existing
+    /// file of another length is an `InvalidData` error (the caller decides what it means). When
+    /// allocation fails (ENOSPC stays ENOSPC) a file this call created is removed again and
+    /// nothing is mapped.
+    pub fn open(path: &Path, len_bytes: u64, allocate_bytes: u64) -> io::Result<MappedFile> {
         let len = usize::try_from(len_bytes).map_err(|_| io::Error::other("file too large to map"))?;
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let current = file.metadata()?.len();
@@ -56,7 +60,7 @@ impl MappedFile {
         if fresh {
             file.set_len(len_bytes)?;
         }
-        if let Err(e) = allocate(&file, len_bytes, fresh) {
+        if let Err(e) = allocate(&file, 0, allocate_bytes.min(len_bytes), fresh) {
             if fresh {
                 drop(file);
                 // The file held nothing; leaving it would be a sparse file for the next open.
@@ -135,6 +139,19 @@ impl MappedFile {
         self.write(offset, &value.to_le_bytes())
     }
 
+    /// Allocates the bytes `[offset, offset + len)` (clamped to the file) so writes there cannot
+    /// fault; bytes already there are kept. ENOSPC when the file system is full.
+    pub fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "read-only mapping"));
+        }
+        let end = offset.saturating_add(len).min(self.len as u64);
+        if offset >= end {
+            return Ok(());
+        }
+        allocate(&self._file, offset, end - offset, false)
+    }
+
     /// msync: waits until the mapped pages are on disk.
     pub fn flush(&self) -> io::Result<()> {
         self.map.flush()
@@ -149,16 +166,20 @@ fn wrong_length(current: u64, expected: u64) -> io::Error {
 /// need a block the file system may not have. Over blocks already allocated this costs nothing and
 /// needs no space (files of older versions were sparse). Where `fallocate` is unsupported each
 /// block is written instead: zeros into a `fresh` file, its own bytes back into an existing one.
-fn allocate(file: &File, len_bytes: u64, fresh: bool) -> io::Result<()> {
-    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len_bytes) {
+fn allocate(file: &File, start: u64, len_bytes: u64, fresh: bool) -> io::Result<()> {
+    if len_bytes == 0 {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), start, len_bytes) {
         Ok(()) => return Ok(()),
         Err(rustix::io::Errno::OPNOTSUPP) => {}
         Err(e) => return Err(e.into()),
     }
     let mut block = vec![0u8; FALLBACK_BLOCK_BYTES];
-    let mut offset = 0u64;
-    while offset < len_bytes {
-        let n = usize::try_from(len_bytes - offset).unwrap_or(usize::MAX).min(FALLBACK_BLOCK_BYTES);
+    let mut offset = start;
+    let end = start + len_bytes;
+    while offset < end {
+        let n = usize::try_from(end - offset).unwrap_or(usize::MAX).min(FALLBACK_BLOCK_BYTES);
         if !fresh {
             file.read_exact_at(&mut block[..n], offset)?;
         }
@@ -179,10 +200,27 @@ mod tests {
     }
 
     #[test]
+    fn a_growing_file_is_allocated_as_asked_and_keeps_its_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("growing.rt");
+        let file = MappedFile::open(&path, 8 << 20, 4096).unwrap();
+        assert!(allocated_bytes(&path) < 1 << 20, "only the first page is allocated");
+        assert!(file.write(100, b"head"));
+        file.allocate(4096, 2 << 20).unwrap();
+        assert!(allocated_bytes(&path) >= 2 << 20);
+        assert!(file.write((2 << 20) - 8, b"tail"));
+        file.allocate(0, 64 << 20).unwrap(); // clamped to the file
+        assert!(allocated_bytes(&path) >= 8 << 20);
+        let mut buf = [0u8; 4];
+        assert!(file.read_into(100, &mut buf));
+        assert_eq!(&buf, b"head");
+    }
+
+    #[test]
     fn new_and_sparse_files_are_fully_allocated_before_mapping() {
         let tmp = tempfile::tempdir().unwrap();
         let fresh = tmp.path().join("fresh.rt");
-        let file = MappedFile::open(&fresh, 1 << 20).unwrap();
+        let file = MappedFile::open(&fresh, 1 << 20, 1 << 20).unwrap();
         assert!(allocated_bytes(&fresh) >= 1 << 20);
         drop(file);
         // A sparse file as older versions left them: allocated on open, contents kept.
@@ -191,7 +229,7 @@ mod tests {
         f.set_len(1 << 20).unwrap();
         f.write_all_at(b"kept", 4096).unwrap();
         drop(f);
-        let file = MappedFile::open(&sparse, 1 << 20).unwrap();
+        let file = MappedFile::open(&sparse, 1 << 20, 1 << 20).unwrap();
         assert!(allocated_bytes(&sparse) >= 1 << 20);
         let mut buf = [0u8; 4];
         assert!(file.read_into(4096, &mut buf));
@@ -205,7 +243,7 @@ mod tests {
         let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
         f.set_len(3 << 20).unwrap();
         f.write_all_at(b"middle", (3 << 19) + 7).unwrap();
-        allocate(&f, 3 << 20, false).unwrap();
+        allocate(&f, 0, 3 << 20, false).unwrap();
         let mut buf = [0u8; 6];
         f.read_exact_at(&mut buf, (3 << 19) + 7).unwrap();
         assert_eq!(&buf, b"middle");
@@ -217,7 +255,7 @@ mod tests {
         let path = tmp.path().join("r.rt");
         assert_eq!(MappedFile::open_read_only(&path, 4096).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert!(!path.exists(), "nothing created");
-        MappedFile::open(&path, 4096).unwrap().write(10, b"x");
+        MappedFile::open(&path, 4096, 4096).unwrap().write(10, b"x");
         let file = MappedFile::open_read_only(&path, 4096).unwrap();
         assert!(!file.write(0, b"y"));
         assert!(!file.publish_u16(0, 7));

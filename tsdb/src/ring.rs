@@ -18,7 +18,8 @@
 use crate::error::Error;
 use crate::options::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
 use crate::segment::{
-    decode_segment_header, ChunkHeader, Segment, SegmentHeader, CHUNK_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    decode_segment_header, ChunkHeader, Segment, SegmentHeader, ALLOCATION_STEP_BYTES, CHUNK_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use crate::storage::{set_aside, Directory, Region};
 use parking_lot::{Mutex, RwLock};
@@ -178,7 +179,9 @@ impl Ring {
         let mut chunks = Vec::new();
         for f in found {
             let seq = f.header.seq;
-            let segment = Segment::new(f.index as u16, f.map, seq, f.header.end);
+            // Recovery knows only the header page is allocated (files of older versions are sparse);
+            // the first write allocates from the start up (cheap where blocks already are).
+            let segment = Segment::new(f.index as u16, f.map, seq, f.header.end, SEGMENT_HEADER_BYTES as u64);
             if f.good_end != f.header.end as usize {
                 tracing::warn!(
                     path = %dir.path(&segment_name(f.index)).display(),
@@ -225,7 +228,7 @@ impl Ring {
                     format!("file is {len} bytes, not a segment size"),
                 ));
             }
-            dir.open_region(name, len)
+            dir.open_region_allocating(name, len, SEGMENT_HEADER_BYTES as u64)
         });
         let map = match opened {
             Ok(map) => map,
@@ -331,8 +334,11 @@ impl Ring {
 
     fn create_segment(&self, index: usize, seq: u64) -> Result<Segment, Error> {
         let name = segment_name(index);
-        let map = self.dir.open_region(&name, self.segment_bytes).map_err(|e| Error::io(self.dir.path(&name), e))?;
-        let segment = Segment::new(index as u16, map, seq, SEGMENT_HEADER_BYTES as u32);
+        let map = self
+            .dir
+            .open_region_allocating(&name, self.segment_bytes, ALLOCATION_STEP_BYTES)
+            .map_err(|e| Error::io(self.dir.path(&name), e))?;
+        let segment = Segment::new(index as u16, map, seq, SEGMENT_HEADER_BYTES as u32, ALLOCATION_STEP_BYTES);
         segment.reset(seq);
         Ok(segment)
     }
@@ -351,24 +357,44 @@ impl Ring {
         debug_assert_eq!(header.payload_len as usize, payload.len(), "BUG: payload length mismatch");
         let record_bytes = CHUNK_HEADER_BYTES + payload.len();
         let mut alloc = self.alloc.lock();
-        let needs_rotation = match alloc.active {
-            None => true,
-            Some(_) => alloc.offset + record_bytes > alloc.active_len,
+        let mut attempts = 0usize;
+        let (segment, offset) = loop {
+            let needs_rotation = match alloc.active {
+                None => true,
+                Some(_) => alloc.offset + record_bytes > alloc.active_len,
+            };
+            if needs_rotation {
+                self.rotate(&mut alloc)?;
+            }
+            let segment = match alloc.active {
+                Some(active) => self.segments.read().get(active).cloned().flatten(),
+                None => None,
+            };
+            let Some(segment) = segment else {
+                return Err(Error::Full("no active segment".into()));
+            };
+            let offset = alloc.offset;
+            if offset + record_bytes > segment.len_bytes() {
+                return Err(Error::Full(format!("a {record_bytes}-byte chunk record does not fit a segment")));
+            }
+            match segment.ensure_allocated(offset + record_bytes) {
+                Ok(()) => break (segment, offset),
+                Err(e) => {
+                    let error = Error::io(self.dir.path(&segment_name(segment.file_index as usize)), e);
+                    let live = self.segments.read().iter().flatten().count();
+                    attempts += 1;
+                    if !error.is_no_space() || live < 2 || attempts > live {
+                        return Err(error);
+                    }
+                    // The volume is full: this segment ends here and the ring stops growing; the
+                    // oldest segment (allocated when it was written) is reused next.
+                    if alloc.capped_at.is_none() {
+                        self.cap(&mut alloc, live, &error);
+                    }
+                    alloc.active_len = alloc.offset;
+                }
+            }
         };
-        if needs_rotation {
-            self.rotate(&mut alloc)?;
-        }
-        let segment = match alloc.active {
-            Some(active) => self.segments.read().get(active).cloned().flatten(),
-            None => None,
-        };
-        let Some(segment) = segment else {
-            return Err(Error::Full("no active segment".into()));
-        };
-        let offset = alloc.offset;
-        if offset + record_bytes > segment.len_bytes() {
-            return Err(Error::Full(format!("a {record_bytes}-byte chunk record does not fit a segment")));
-        }
         segment.reserve(offset, header.payload_len, record_bytes);
         alloc.offset += record_bytes;
         // Taken before the allocation mutex is released so the segment cannot be recycled under

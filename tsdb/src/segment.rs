@@ -147,6 +147,9 @@ pub fn decode_segment_header(
     Ok(SegmentHeader { segment_bytes, seq: u64::from_le_bytes(seq), end: u32_at(bytes, END_OFFSET) })
 }
 
+/// A segment file is allocated on disk this far ahead of its write position.
+pub const ALLOCATION_STEP_BYTES: u64 = 1 << 20;
+
 /// One mapped segment file with its live bookkeeping.
 #[derive(Debug)]
 pub struct Segment {
@@ -160,13 +163,17 @@ pub struct Segment {
     pub samples: AtomicU64,
     /// End of the last reserved record (mirrors the header field).
     pub end: AtomicU64,
+    /// Bytes from the start known to be allocated on disk (writes stay below it).
+    allocated: AtomicU64,
     pub dirty: AtomicBool,
 }
 
 impl Segment {
-    pub fn new(file_index: u16, map: Region, seq: u64, end: u32) -> Segment {
+    /// A segment over `map` whose first `allocated` bytes are allocated on disk.
+    pub fn new(file_index: u16, map: Region, seq: u64, end: u32, allocated: u64) -> Segment {
         Segment {
             file_index,
+            allocated: AtomicU64::new(allocated.min(map.len() as u64)),
             map,
             seq: AtomicU64::new(seq),
             lock: RwLock::new(()),
@@ -191,6 +198,21 @@ impl Segment {
         self.samples.store(0, Ordering::Relaxed);
         self.end.store(SEGMENT_HEADER_BYTES as u64, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes sure `[0, end)` is allocated on disk, allocating ahead in steps of
+    /// [`ALLOCATION_STEP_BYTES`] (so disk use follows the data), before anything is written
+    /// there. Called under the ring's allocation mutex. ENOSPC when the volume is full.
+    pub fn ensure_allocated(&self, end: usize) -> std::io::Result<()> {
+        let allocated = self.allocated.load(Ordering::Relaxed);
+        if end as u64 <= allocated {
+            return Ok(());
+        }
+        let len = self.map.len() as u64;
+        let target = (end as u64).div_ceil(ALLOCATION_STEP_BYTES).saturating_mul(ALLOCATION_STEP_BYTES).min(len);
+        self.map.allocate(allocated, target - allocated)?;
+        self.allocated.store(target, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reserves `[offset, offset + record_bytes)` by writing the record's length and the header's

@@ -196,7 +196,7 @@ impl Directory for MemoryDirectory {
         self.read_only
     }
 
-    fn open_region(&self, name: &str, len_bytes: u64) -> io::Result<Region> {
+    fn open_region_allocating(&self, name: &str, len_bytes: u64, _allocate_bytes: u64) -> io::Result<Region> {
         let len = usize::try_from(len_bytes).map_err(|_| io::Error::other("file too large to map"))?;
         let existing = self.shared.files.lock().get(name).cloned();
         let wrong_length = |current: usize| {

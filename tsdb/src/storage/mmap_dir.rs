@@ -61,12 +61,12 @@ impl Directory for MmapDirectory {
         self.read_only
     }
 
-    fn open_region(&self, name: &str, len_bytes: u64) -> io::Result<Region> {
+    fn open_region_allocating(&self, name: &str, len_bytes: u64, allocate_bytes: u64) -> io::Result<Region> {
         let path = self.dir.join(name);
         let file = if self.read_only {
             MappedFile::open_read_only(&path, len_bytes)
         } else {
-            MappedFile::open(&path, len_bytes)
+            MappedFile::open(&path, len_bytes, allocate_bytes)
         };
         file.map(Region::Mapped)
     }

@@ -79,8 +79,16 @@ pub(crate) trait Directory: fmt::Debug + Send + Sync {
     /// they could not make.
     fn is_read_only(&self) -> bool;
 
-    /// Opens `name` as a region of exactly `len_bytes` bytes (see the module contract).
-    fn open_region(&self, name: &str, len_bytes: u64) -> io::Result<Region>;
+    /// Opens `name` as a region of exactly `len_bytes` bytes, all of it allocated (see the module
+    /// contract).
+    fn open_region(&self, name: &str, len_bytes: u64) -> io::Result<Region> {
+        self.open_region_allocating(name, len_bytes, len_bytes)
+    }
+
+    /// Opens `name` as a region of exactly `len_bytes` bytes with its first `allocate_bytes`
+    /// allocated; the caller allocates further ranges ([`Region::allocate`]) before writing
+    /// there (append-only files grow their allocation with their data).
+    fn open_region_allocating(&self, name: &str, len_bytes: u64, allocate_bytes: u64) -> io::Result<Region>;
 
     /// Opens `name` for writing at given offsets and resizing, creating it empty when missing.
     fn open_log(&self, name: &str) -> io::Result<LogFile>;
@@ -134,6 +142,16 @@ impl Region {
         match self {
             Region::Mapped(file) => file.len(),
             Region::Memory(file) | Region::ReadOnlyMemory(file) => file.len(),
+        }
+    }
+
+    /// Allocates `[offset, offset + len)` so writes there cannot fault (a full file system is an
+    /// error here, ENOSPC). Memory regions are allocated whole when created.
+    pub fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        match self {
+            Region::Mapped(file) => file.allocate(offset, len),
+            Region::Memory(_) => Ok(()),
+            Region::ReadOnlyMemory(_) => Err(io::Error::new(io::ErrorKind::PermissionDenied, "read-only")),
         }
     }
 
