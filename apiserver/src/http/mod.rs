@@ -1,19 +1,26 @@
-//! The HTTP router on `--listen`: health and readiness, self-metrics (with the store's gauges,
-//! refreshed on each scrape), and the routes each surface module contributes (remote-write,
-//! export, the Prometheus query API). Its state is built by the server and owned by it.
+//! The HTTP router on `--listen`: health and readiness, self-metrics (with the store's figures,
+//! read on each scrape by `store_metrics`), and the routes each surface module contributes
+//! (remote-write, export, the Prometheus query API and `tsdb_status`). Its state is built by the
+//! server and owned by it.
+//!
+//! `/-/ready` answers 200 once every listener is up and as long as queries are answered, also
+//! while the store refuses writes (a full volume, a read-only start): restarting or removing the
+//! pod would not free space, and the queries the HPA needs still work. Its body then says
+//! `writes refused: <reason>`.
 
 pub mod export;
 pub mod prom_api;
 pub mod remote_write;
+pub(crate) mod store_metrics;
+pub(crate) mod tsdb_status;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Shared state of every HTTP handler.
@@ -25,37 +32,10 @@ pub struct AppState {
     pub(crate) query_api: Arc<prom_api::QueryApiState>,
     /// Self-metrics registry; modules register their metrics at start.
     pub(crate) registry: Arc<Registry>,
-    /// The store's figures in the registry, refreshed on every `/metrics` scrape.
-    pub(crate) store_gauges: StoreGauges,
+    /// Why the server opened the store read-only, when it did (shown while writes are refused).
+    pub(crate) read_only_reason: Option<Arc<str>>,
     /// Set once every listener is up; `/-/ready` answers 503 before.
     pub(crate) ready: Arc<AtomicBool>,
-}
-
-/// Gauges of the store's size, registered once per server.
-#[derive(Clone, Default)]
-pub(crate) struct StoreGauges {
-    series: Gauge<i64, AtomicI64>,
-    samples: Gauge<i64, AtomicI64>,
-    bytes_on_disk: Gauge<i64, AtomicI64>,
-}
-
-impl StoreGauges {
-    /// Creates the gauges and registers them in `registry`.
-    pub(crate) fn register(registry: &mut Registry) -> StoreGauges {
-        let gauges = StoreGauges::default();
-        registry.register("ringtail_tsdb_series", "Series in the store", gauges.series.clone());
-        registry.register("ringtail_tsdb_samples", "Samples in the store", gauges.samples.clone());
-        registry.register("ringtail_tsdb_disk_bytes", "Bytes the store uses on disk", gauges.bytes_on_disk.clone());
-        gauges
-    }
-
-    /// Copies the store's current figures into the gauges.
-    fn refresh(&self, db: &tsdb::Db) {
-        let stats = db.stats();
-        self.series.set(stats.series as i64);
-        self.samples.set(stats.samples as i64);
-        self.bytes_on_disk.set(stats.bytes_on_disk as i64);
-    }
 }
 
 /// The full router for the plain HTTP listener.
@@ -75,16 +55,29 @@ async fn healthy() -> &'static str {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "Ringtail is Ready.\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n")
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n".to_string());
     }
+    match writes_refused_reason(&state) {
+        None => (StatusCode::OK, "Ringtail is Ready.\n".to_string()),
+        Some(reason) => (StatusCode::OK, format!("Ringtail is Ready; writes refused: {reason}\n")),
+    }
+}
+
+/// Why the store refuses writes now, or `None` while it accepts them.
+pub(crate) fn writes_refused_reason(state: &AppState) -> Option<String> {
+    let health = state.db.write_health();
+    if health.read_only {
+        return Some(match &state.read_only_reason {
+            Some(reason) => format!("the store is read-only: {reason}"),
+            None => "the store is read-only".to_string(),
+        });
+    }
+    health.no_space
 }
 
 async fn self_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();
-    state.store_gauges.refresh(&state.db);
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
