@@ -88,3 +88,84 @@ async fn self_metrics(State(state): State<AppState>) -> impl IntoResponse {
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {e}\n")).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use ingest::proto::v1;
+    use tower::ServiceExt;
+
+    /// The router over a store reopened read-only, as the server opens one on a full volume.
+    fn read_only_app() -> Router {
+        let options = tsdb::Options::in_memory();
+        let db = tsdb::Db::open(options.clone()).unwrap();
+        db.append(&[tsdb::SeriesSamples::labels(&[("__name__", "up")], &[tsdb::Sample::new(tsdb::now_ms(), 1.0)])])
+            .unwrap();
+        drop(db);
+        let db = Arc::new(tsdb::Db::open(tsdb::Options { read_only: true, ..options }).unwrap());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(store_metrics::StoreCollector::new(db.clone())));
+        let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
+        let remote_write = Arc::new(remote_write::RemoteWriteState::new(
+            &mut registry,
+            remote_write::RemoteWriteSettings::default(),
+            ingest_metrics,
+            db.clone(),
+        ));
+        let query_api = Arc::new(prom_api::QueryApiState::new(&mut registry));
+        router(AppState {
+            engine: Arc::new(query::Engine::new(db.clone(), query::EngineOptions::default())),
+            db,
+            remote_write,
+            query_api,
+            registry: Arc::new(registry),
+            read_only_reason: Some("no space left at start".into()),
+            ready: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
+    async fn call(app: &Router, request: http::Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn get(path: &str) -> http::Request<Body> {
+        http::Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_read_only_store_stays_ready_answers_queries_and_refuses_writes_with_503() {
+        let app = read_only_app();
+        let (status, _, body) = call(&app, get("/-/ready")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "Ringtail is Ready; writes refused: the store is read-only: no space left at start\n");
+
+        let series = v1::TimeSeries {
+            labels: vec![v1::Label { name: "__name__".into(), value: "new".into() }],
+            samples: vec![v1::Sample { value: 1.0, timestamp: tsdb::now_ms() }],
+            ..Default::default()
+        };
+        let write = http::Request::post("/api/v1/write")
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(header::CONTENT_ENCODING, "snappy")
+            .body(Body::from(ingest::remote_write::encode_body(&v1::WriteRequest {
+                timeseries: vec![series],
+                metadata: vec![],
+            })))
+            .unwrap();
+        let (status, headers, body) = call(&app, write).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("store is read-only"), "{body}");
+        assert!(headers.contains_key(header::RETRY_AFTER));
+
+        let (status, _, body) = call(&app, get("/api/v1/query?query=up")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("\"__name__\":\"up\""), "{body}");
+        let (_, _, metrics) = call(&app, get("/metrics")).await;
+        assert!(metrics.lines().any(|l| l == "ringtail_tsdb_writes_accepted 0"), "{metrics}");
+        assert!(metrics.lines().any(|l| l == "ringtail_remote_write_requests_total{protocol=\"v1\",code=\"503\"} 1"));
+    }
+}
