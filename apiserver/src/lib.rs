@@ -4,7 +4,8 @@
 //! Map, in the order `ringtail serve` builds it (see `docs/ARCHITECTURE.md` for the life of a
 //! sample and of an HPA request through these modules):
 //! - [`settings`] — every setting with its default and unit in one place, layered defaults →
-//!   config file → flags; [`config`] reads the `--config` file into a layer.
+//!   config file → flags; [`config`] reads the `--config` file into a layer; `byte_size` is the
+//!   one parser of sizes with units (`--storage-size 10GiB`).
 //! - [`server`] — the wiring: opens the store, builds the remote-write receiver, the query engine,
 //!   the scraper and the adapter from the settings, runs the HTTP listener, and stops it all in
 //!   reverse order on shutdown. State is built here and passed down: no process globals.
@@ -33,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adapter;
+mod byte_size;
 pub mod config;
 mod evaluation;
 mod http;

@@ -80,7 +80,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::from_sources(args.config.as_deref(), args.settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
-        let server = apiserver::server::Server::start(settings).await?;
+        let server = match apiserver::server::Server::start(settings).await {
+            Ok(server) => server,
+            Err(error @ apiserver::server::ServerError::Locked(_)) => {
+                // One line, no retry: the other process keeps the directory until it stops.
+                eprintln!("ringtail: {error}");
+                std::process::exit(1);
+            }
+            Err(error) => return Err(error.into()),
+        };
         wait_for_signal().await?;
         tracing::info!("shutting down");
         server.shutdown().await?;

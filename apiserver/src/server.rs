@@ -3,7 +3,9 @@
 //! shutdown. Everything a server uses is built here and owned by it — no process-wide state — so
 //! two servers can run in one process.
 
-use crate::http::{self, prom_api::QueryApiState, remote_write::RemoteWriteState, AppState, StoreGauges};
+use crate::http::{
+    self, prom_api::QueryApiState, remote_write::RemoteWriteState, store_metrics::StoreCollector, AppState,
+};
 use crate::listener::{self, ConnectionLimits};
 use crate::settings::Settings;
 use prometheus_client::registry::Registry;
@@ -23,6 +25,9 @@ pub enum ServerError {
         #[source]
         source: tsdb::Error,
     },
+    /// Another process holds the data directory: no retry, the binary exits at once.
+    #[error("{0} (stop that process, or give this one another --data-dir)")]
+    Locked(#[source] tsdb::Error),
     #[error("cannot listen on {addr}: {source} (is another process using it? pick another with --listen)")]
     Bind {
         addr: SocketAddr,
@@ -63,19 +68,12 @@ pub struct Server {
 impl Server {
     /// Opens the store and starts every listener and background task.
     pub async fn start(settings: Settings) -> Result<Server, ServerError> {
-        let mut options = tsdb::Options::new(&settings.data_dir);
-        options.storage_size_bytes = settings.storage_size_bytes;
-        options.sync_interval = settings.sync_interval;
-        options.retention = settings.retention;
-        let db = tokio::task::spawn_blocking(move || tsdb::Db::open(options))
-            .await
-            .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?
-            .map_err(|source| ServerError::Store { dir: settings.data_dir.clone(), source })?;
+        let (db, read_only_reason) = open_store(&settings).await?;
         let db = Arc::new(db);
         let engine = Arc::new(query::Engine::new(db.clone(), settings.query.clone()));
 
         let mut registry = Registry::default();
-        let store_gauges = StoreGauges::register(&mut registry);
+        registry.register_collector(Box::new(StoreCollector::new(db.clone())));
         let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
         let remote_write = Arc::new(RemoteWriteState::new(
             &mut registry,
@@ -90,7 +88,7 @@ impl Server {
             remote_write,
             query_api,
             registry: Arc::new(registry),
-            store_gauges,
+            read_only_reason,
             ready: Arc::new(AtomicBool::new(false)),
         };
 
@@ -176,6 +174,44 @@ impl Server {
         }
         http_result
     }
+}
+
+/// Opens the store the settings describe. A volume too full to open it for writing does not stop
+/// the server: the store is opened read-only instead (queries, the metrics APIs and exports work;
+/// writes get 503), and the reason is returned for `/-/ready`. A data directory locked by another
+/// process is [`ServerError::Locked`]; any other failure is [`ServerError::Store`].
+async fn open_store(settings: &Settings) -> Result<(tsdb::Db, Option<Arc<str>>), ServerError> {
+    let mut options = tsdb::Options::new(&settings.data_dir);
+    options.storage_size_bytes = settings.storage_size_bytes;
+    options.sync_interval = settings.sync_interval;
+    options.retention = settings.retention;
+    let store_error = |source: tsdb::Error| match source {
+        source @ tsdb::Error::Locked { .. } => ServerError::Locked(source),
+        source => ServerError::Store { dir: settings.data_dir.clone(), source },
+    };
+    match open_blocking(options.clone()).await? {
+        Ok(db) => Ok((db, None)),
+        Err(error) if error.is_no_space() => {
+            tracing::error!(
+                data_dir = %settings.data_dir.display(),
+                %error,
+                "no space left to open the store for writing: opening it read-only (queries work, writes get 503); \
+                 free space on the volume and restart"
+            );
+            options.read_only = true;
+            let db = open_blocking(options).await?.map_err(store_error)?;
+            let reason = format!("no space left at start ({error}); free space on the volume and restart");
+            Ok((db, Some(reason.into())))
+        }
+        Err(source) => Err(store_error(source)),
+    }
+}
+
+/// Opens a store on the blocking pool (opening reads and maps every file).
+async fn open_blocking(options: tsdb::Options) -> Result<Result<tsdb::Db, tsdb::Error>, ServerError> {
+    tokio::task::spawn_blocking(move || tsdb::Db::open(options))
+        .await
+        .map_err(|e| ServerError::Serve(std::io::Error::other(e)))
 }
 
 /// Remote-write settings from the server settings (reads the bearer token file).

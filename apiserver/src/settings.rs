@@ -159,9 +159,12 @@ pub struct SettingsLayer {
     /// accept queue [default: 4096 connections].
     #[arg(long, value_name = "COUNT")]
     pub max_connections: Option<usize>,
-    /// Disk budget of the ring store in bytes; the oldest data is overwritten when full
-    /// [default: 1073741824 = 1 GiB].
-    #[arg(long, value_name = "BYTES")]
+    /// Disk budget of the store: a byte count or an integer with a unit, B, KB, MB, GB, TB, PB,
+    /// EB (base 2 as in Prometheus's --storage.tsdb.retention.size: 1KB = 1024 bytes) or KiB, MiB,
+    /// GiB, TiB, PiB, EiB, e.g. 512MiB, 10GiB; the oldest data is overwritten when full
+    /// [default: 1GiB = 1073741824 bytes].
+    #[arg(long, value_name = "SIZE", value_parser = crate::byte_size::parse_byte_size)]
+    #[serde(default, deserialize_with = "storage_size_text")]
     pub storage_size: Option<u64>,
     /// Drop samples older than this (e.g. 15d, 12h) even when the budget is not full [default: none].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -375,6 +378,24 @@ fn duration_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D:
     text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
 }
 
+/// Serde glue for `storage_size`: a number of bytes (`1073741824`) or a size with a unit (`1GiB`,
+/// read by [`crate::byte_size::parse_byte_size`]). The message names the key, which serde_yaml's
+/// custom errors do not.
+fn storage_size_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let size = match Option::<serde_yaml::Value>::deserialize(d)? {
+        None => return Ok(None),
+        Some(serde_yaml::Value::Number(number)) => number
+            .as_u64()
+            .ok_or_else(|| format!("invalid size {number}: give a whole number of bytes or a size with a unit")),
+        Some(serde_yaml::Value::String(text)) => crate::byte_size::parse_byte_size(&text).map_err(|e| e.to_string()),
+        Some(other) => {
+            Err(format!("invalid size {other:?}: give a number of bytes or a size with a unit (e.g. 512MiB)"))
+        }
+    };
+    size.map(Some).map_err(|message| D::Error::custom(format!("storage_size: {message}")))
+}
+
 /// Serde glue for a block written with no keys (`adapter:` alone), which YAML reads as null.
 fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
@@ -460,6 +481,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn storage_size_takes_units_in_flags_and_file() {
+        assert_eq!(flags(&["--storage-size", "512MiB"]).storage_size, Some(512 << 20));
+        assert_eq!(flags(&["--storage-size", "1TB"]).storage_size, Some(1 << 40));
+        assert_eq!(flags(&["--storage-size=4096"]).storage_size, Some(4096));
+        for bad in ["1.5GB", "1gb", "16EiB", "lots", ""] {
+            let err = Flags::try_parse_from(["serve", "--storage-size", bad]).err().unwrap().to_string();
+            assert!(err.contains("--storage-size"), "{bad}: the error names the flag: {err}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        for (yaml, expected) in [
+            ("storage_size: 10GiB\n", 10u64 << 30),
+            ("storage_size: \"64MB\"\n", 64 << 20),
+            ("storage_size: 2048\n", 2048),
+        ] {
+            std::fs::write(&path, yaml).unwrap();
+            let settings = Settings::from_sources(Some(&path), flags(&[])).unwrap();
+            assert_eq!(settings.storage_size_bytes, expected, "{yaml}");
+            let flagged = Settings::from_sources(Some(&path), flags(&["--storage-size", "3MiB"])).unwrap();
+            assert_eq!(flagged.storage_size_bytes, 3 << 20, "the flag wins over {yaml}");
+        }
+        for bad in [
+            "storage_size: 1.5GB\n",
+            "storage_size: -1\n",
+            "storage_size: 2.5\n",
+            "storage_size: [1]\n",
+            "storage_size: 99EiB\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = Settings::from_sources(Some(&path), flags(&[])).unwrap_err().to_string();
+            assert!(err.starts_with("invalid config file") && err.contains("storage_size"), "{bad}: {err}");
+        }
+    }
+
     /// The help texts name the defaults `Settings::default` holds.
     #[test]
     fn help_states_the_defaults() {
@@ -470,7 +527,7 @@ mod tests {
             format!("[default: {}]", defaults.data_dir.display()),
             format!("[default: {}]", defaults.listen),
             format!("[default: {} connections]", defaults.max_connections),
-            format!("[default: {} = 1 GiB]", defaults.storage_size_bytes),
+            format!("[default: 1GiB = {} bytes]", defaults.storage_size_bytes),
             format!("[default: {}]", humantime::format_duration(defaults.sync_interval)),
             format!("[default: {}]", humantime::format_duration(query.lookback)),
             format!("[default: {}]", query.max_samples),

@@ -1,19 +1,26 @@
-//! The HTTP router on `--listen`: health and readiness, self-metrics (with the store's gauges,
-//! refreshed on each scrape), and the routes each surface module contributes (remote-write,
-//! export, the Prometheus query API). Its state is built by the server and owned by it.
+//! The HTTP router on `--listen`: health and readiness, self-metrics (with the store's figures,
+//! read on each scrape by `store_metrics`), and the routes each surface module contributes
+//! (remote-write, export, the Prometheus query API and `tsdb_status`). Its state is built by the
+//! server and owned by it.
+//!
+//! `/-/ready` answers 200 once every listener is up and as long as queries are answered, also
+//! while the store refuses writes (a full volume, a read-only start): restarting or removing the
+//! pod would not free space, and the queries the HPA needs still work. Its body then says
+//! `writes refused: <reason>`.
 
 pub mod export;
 pub mod prom_api;
 pub mod remote_write;
+pub(crate) mod store_metrics;
+pub(crate) mod tsdb_status;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Shared state of every HTTP handler.
@@ -25,37 +32,10 @@ pub struct AppState {
     pub(crate) query_api: Arc<prom_api::QueryApiState>,
     /// Self-metrics registry; modules register their metrics at start.
     pub(crate) registry: Arc<Registry>,
-    /// The store's figures in the registry, refreshed on every `/metrics` scrape.
-    pub(crate) store_gauges: StoreGauges,
+    /// Why the server opened the store read-only, when it did (shown while writes are refused).
+    pub(crate) read_only_reason: Option<Arc<str>>,
     /// Set once every listener is up; `/-/ready` answers 503 before.
     pub(crate) ready: Arc<AtomicBool>,
-}
-
-/// Gauges of the store's size, registered once per server.
-#[derive(Clone, Default)]
-pub(crate) struct StoreGauges {
-    series: Gauge<i64, AtomicI64>,
-    samples: Gauge<i64, AtomicI64>,
-    bytes_on_disk: Gauge<i64, AtomicI64>,
-}
-
-impl StoreGauges {
-    /// Creates the gauges and registers them in `registry`.
-    pub(crate) fn register(registry: &mut Registry) -> StoreGauges {
-        let gauges = StoreGauges::default();
-        registry.register("ringtail_tsdb_series", "Series in the store", gauges.series.clone());
-        registry.register("ringtail_tsdb_samples", "Samples in the store", gauges.samples.clone());
-        registry.register("ringtail_tsdb_disk_bytes", "Bytes the store uses on disk", gauges.bytes_on_disk.clone());
-        gauges
-    }
-
-    /// Copies the store's current figures into the gauges.
-    fn refresh(&self, db: &tsdb::Db) {
-        let stats = db.stats();
-        self.series.set(stats.series as i64);
-        self.samples.set(stats.samples as i64);
-        self.bytes_on_disk.set(stats.bytes_on_disk as i64);
-    }
 }
 
 /// The full router for the plain HTTP listener.
@@ -75,16 +55,29 @@ async fn healthy() -> &'static str {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "Ringtail is Ready.\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n")
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n".to_string());
     }
+    match writes_refused_reason(&state) {
+        None => (StatusCode::OK, "Ringtail is Ready.\n".to_string()),
+        Some(reason) => (StatusCode::OK, format!("Ringtail is Ready; writes refused: {reason}\n")),
+    }
+}
+
+/// Why the store refuses writes now, or `None` while it accepts them.
+pub(crate) fn writes_refused_reason(state: &AppState) -> Option<String> {
+    let health = state.db.write_health();
+    if health.read_only {
+        return Some(match &state.read_only_reason {
+            Some(reason) => format!("the store is read-only: {reason}"),
+            None => "the store is read-only".to_string(),
+        });
+    }
+    health.no_space
 }
 
 async fn self_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();
-    state.store_gauges.refresh(&state.db);
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
@@ -93,5 +86,86 @@ async fn self_metrics(State(state): State<AppState>) -> impl IntoResponse {
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {e}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use ingest::proto::v1;
+    use tower::ServiceExt;
+
+    /// The router over a store reopened read-only, as the server opens one on a full volume.
+    fn read_only_app() -> Router {
+        let options = tsdb::Options::in_memory();
+        let db = tsdb::Db::open(options.clone()).unwrap();
+        db.append(&[tsdb::SeriesSamples::labels(&[("__name__", "up")], &[tsdb::Sample::new(tsdb::now_ms(), 1.0)])])
+            .unwrap();
+        drop(db);
+        let db = Arc::new(tsdb::Db::open(tsdb::Options { read_only: true, ..options }).unwrap());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(store_metrics::StoreCollector::new(db.clone())));
+        let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
+        let remote_write = Arc::new(remote_write::RemoteWriteState::new(
+            &mut registry,
+            remote_write::RemoteWriteSettings::default(),
+            ingest_metrics,
+            db.clone(),
+        ));
+        let query_api = Arc::new(prom_api::QueryApiState::new(&mut registry));
+        router(AppState {
+            engine: Arc::new(query::Engine::new(db.clone(), query::EngineOptions::default())),
+            db,
+            remote_write,
+            query_api,
+            registry: Arc::new(registry),
+            read_only_reason: Some("no space left at start".into()),
+            ready: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
+    async fn call(app: &Router, request: http::Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn get(path: &str) -> http::Request<Body> {
+        http::Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_read_only_store_stays_ready_answers_queries_and_refuses_writes_with_503() {
+        let app = read_only_app();
+        let (status, _, body) = call(&app, get("/-/ready")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "Ringtail is Ready; writes refused: the store is read-only: no space left at start\n");
+
+        let series = v1::TimeSeries {
+            labels: vec![v1::Label { name: "__name__".into(), value: "new".into() }],
+            samples: vec![v1::Sample { value: 1.0, timestamp: tsdb::now_ms() }],
+            ..Default::default()
+        };
+        let write = http::Request::post("/api/v1/write")
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(header::CONTENT_ENCODING, "snappy")
+            .body(Body::from(ingest::remote_write::encode_body(&v1::WriteRequest {
+                timeseries: vec![series],
+                metadata: vec![],
+            })))
+            .unwrap();
+        let (status, headers, body) = call(&app, write).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("store is read-only"), "{body}");
+        assert!(headers.contains_key(header::RETRY_AFTER));
+
+        let (status, _, body) = call(&app, get("/api/v1/query?query=up")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("\"__name__\":\"up\""), "{body}");
+        let (_, _, metrics) = call(&app, get("/metrics")).await;
+        assert!(metrics.lines().any(|l| l == "ringtail_tsdb_writes_accepted 0"), "{metrics}");
+        assert!(metrics.lines().any(|l| l == "ringtail_remote_write_requests_total{protocol=\"v1\",code=\"503\"} 1"));
     }
 }

@@ -1,5 +1,6 @@
 //! The Prometheus HTTP query API: `/api/v1/query`, `query_range`, `series`, `labels`,
-//! `label/{name}/values`, `status/buildinfo` and `metadata`, GET or form-encoded POST.
+//! `label/{name}/values`, `status/buildinfo` and `metadata`, GET or form-encoded POST, and
+//! `status/tsdb` (answered by `super::tsdb_status`).
 //!
 //! Responses have Prometheus's exact JSON shape (`status`, `data.resultType`, string-encoded
 //! sample values, `errorType`/`error`), so Grafana, promtool and curl users see no difference.
@@ -81,6 +82,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/tsdb", get(super::tsdb_status::tsdb_status))
         .route("/api/v1/metadata", get(metadata))
 }
 
@@ -93,7 +95,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_data(message: impl Into<String>) -> Self {
+    pub(super) fn bad_data(message: impl Into<String>) -> Self {
         ApiError { status: StatusCode::BAD_REQUEST, error_type: "bad_data", message: message.into() }
     }
 }
@@ -128,13 +130,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Params = Vec<(String, String)>;
+pub(super) type Params = Vec<(String, String)>;
 
-fn params(form: Result<Form<Params>, FormRejection>) -> Result<Params, ApiError> {
+pub(super) fn params(form: Result<Form<Params>, FormRejection>) -> Result<Params, ApiError> {
     form.map(|Form(p)| p).map_err(|e| ApiError::bad_data(format!("invalid form parameters: {e}")))
 }
 
-fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
+pub(super) fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -344,7 +346,7 @@ async fn evaluate<T: Send + 'static>(
 
 /// Runs CPU-bound work (evaluation, reading mapped pages) on the blocking pool; a panicked or
 /// cancelled task becomes a 500.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         error_type: "internal",
@@ -371,7 +373,12 @@ async fn metadata() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"success\",\"data\":{}}").into_response()
 }
 
-fn finish(state: &AppState, endpoint: &'static str, started: Instant, result: Result<String, ApiError>) -> Response {
+pub(super) fn finish(
+    state: &AppState,
+    endpoint: &'static str,
+    started: Instant,
+    result: Result<String, ApiError>,
+) -> Response {
     state.query_api.observe(endpoint, started);
     match result {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),

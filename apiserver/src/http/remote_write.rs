@@ -8,7 +8,10 @@
 //! 400 malformed (nothing of the request stored); 401 bad bearer token; 413 body over the limit
 //! (checked on Content-Length and while streaming, so an oversized body is never buffered);
 //! 415 unknown content type or encoding; 503 with `Retry-After` when the in-flight budget is
-//! exhausted (Prometheus retries 5xx, not 429 by default); 500 when the store fails.
+//! exhausted (Prometheus retries 5xx, not 429 by default); 507 Insufficient Storage when the
+//! store's volume is full and 503 when the store is read-only (both with the store's reason in
+//! the body and `Retry-After`: nothing of the request was acknowledged, and senders keep the data
+//! and retry); 500 when the store fails otherwise.
 
 use super::AppState;
 use axum::body::Body;
@@ -25,6 +28,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -93,6 +97,8 @@ pub struct RemoteWriteState {
     requests: Family<RequestLabels, Counter>,
     durations: Family<ProtocolLabels, Histogram, fn() -> Histogram>,
     receiver: Arc<Receiver>,
+    /// Set while the store refuses writes, so the change is logged once each way, not per request.
+    store_refusing: AtomicBool,
 }
 
 impl RemoteWriteState {
@@ -131,6 +137,21 @@ impl RemoteWriteState {
             ingest_metrics,
             requests,
             durations,
+            store_refusing: AtomicBool::new(false),
+        }
+    }
+
+    /// Logs the first refusal of a run of store refusals (the reason stays in `/-/ready` and
+    /// `/metrics` until writes pass again).
+    fn note_store_refuses(&self, reason: &str) {
+        if !self.store_refusing.swap(true, Ordering::Relaxed) {
+            tracing::error!(%reason, "the store refuses writes: remote-write answers 507/503 until it accepts them again");
+        }
+    }
+
+    fn note_store_accepts(&self) {
+        if self.store_refusing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the store accepts writes again");
         }
     }
 }
@@ -139,15 +160,30 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/write", post(write))
 }
 
+/// Seconds a sender is asked to wait after the in-flight budget was exhausted.
+const RETRY_AFTER_SATURATED: &str = "1";
+/// Seconds a sender is asked to wait while the store refuses writes (full volume, read-only):
+/// space is freed by a person or a retention pass, not within a second.
+const RETRY_AFTER_STORE_REFUSED: &str = "10";
+
 /// A refusal: status, message, and whether the sender should retry later.
 struct Refusal {
     status: StatusCode,
     message: String,
+    /// `Retry-After` seconds, for refusals that pass.
+    retry_after: Option<&'static str>,
+    /// The store refused the write as a whole (no space, read-only), not this request.
+    store_refused: bool,
 }
 
 impl Refusal {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Refusal { status, message: message.into() }
+        Refusal { status, message: message.into(), retry_after: None, store_refused: false }
+    }
+
+    fn retry_after(mut self, seconds: &'static str) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -157,13 +193,23 @@ impl From<RemoteWriteError> for Refusal {
             RemoteWriteError::UnsupportedContentType(_) | RemoteWriteError::UnsupportedContentEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            RemoteWriteError::Store(tsdb::Error::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            RemoteWriteError::Store(e) if e.is_no_space() => StatusCode::INSUFFICIENT_STORAGE,
+            RemoteWriteError::Store(tsdb::Error::ReadOnly(_) | tsdb::Error::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             // The store refused a series the request named: the request's fault, like a decode error.
-            RemoteWriteError::Store(tsdb::Error::InvalidSeries { .. }) => StatusCode::BAD_REQUEST,
+            RemoteWriteError::Store(tsdb::Error::InvalidSeries { .. } | tsdb::Error::InvalidLabels(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             RemoteWriteError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
-        Refusal::new(status, error.to_string())
+        let store_refused = matches!(&error, RemoteWriteError::Store(e) if e.is_no_space())
+            || matches!(error, RemoteWriteError::Store(tsdb::Error::ReadOnly(_)));
+        let refusal = Refusal { status, message: error.to_string(), retry_after: None, store_refused };
+        match error {
+            _ if store_refused => refusal.retry_after(RETRY_AFTER_STORE_REFUSED),
+            RemoteWriteError::Store(tsdb::Error::Closed) => refusal.retry_after(RETRY_AFTER_SATURATED),
+            _ => refusal,
+        }
     }
 }
 
@@ -172,15 +218,21 @@ async fn write(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
     let rw = state.remote_write.clone();
     let protocol = Protocol::negotiate(header_str(&headers, header::CONTENT_TYPE)).ok();
     let response = match handle(&rw, &headers, body).await {
-        Ok(outcome) => success_response(&rw, &outcome),
+        Ok(outcome) => {
+            rw.note_store_accepts();
+            success_response(&rw, &outcome)
+        }
         Err(refusal) => {
             if refusal.status.is_client_error() {
                 rw.ingest_metrics.rejected(SOURCE_REMOTE_WRITE, "invalid_request", 1);
                 tracing::debug!(status = %refusal.status, message = %refusal.message, "remote-write request refused");
             }
+            if refusal.store_refused {
+                rw.note_store_refuses(&refusal.message);
+            }
             let mut response = (refusal.status, format!("{}\n", refusal.message)).into_response();
-            if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            if let Some(seconds) = refusal.retry_after {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
             }
             response
         }
@@ -219,12 +271,16 @@ async fn handle(rw: &Arc<RemoteWriteState>, headers: &HeaderMap, body: Body) -> 
     let permit =
         match tokio::time::timeout(settings.saturation_wait, rw.inflight.clone().acquire_many_owned(permits)).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "receiver is shutting down")),
+            Ok(Err(_)) => {
+                return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "receiver is shutting down")
+                    .retry_after(RETRY_AFTER_SATURATED))
+            }
             Err(_) => {
                 return Err(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "receiver saturated: too many request bytes being decoded; retry later",
-                ))
+                )
+                .retry_after(RETRY_AFTER_SATURATED))
             }
         };
 
@@ -277,4 +333,45 @@ fn success_response(rw: &RemoteWriteState, outcome: &WriteOutcome) -> Response {
     headers.insert(remote_write::HEADER_HISTOGRAMS_WRITTEN, HeaderValue::from(0u64));
     headers.insert(remote_write::HEADER_EXEMPLARS_WRITTEN, HeaderValue::from(0u64));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal_of(error: tsdb::Error) -> Refusal {
+        Refusal::from(RemoteWriteError::Store(error))
+    }
+
+    #[test]
+    fn a_full_volume_is_507_and_a_read_only_store_503_each_with_the_reason() {
+        let no_space = refusal_of(tsdb::Error::NoSpace {
+            path: "data/head-0001".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(no_space.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(no_space.message.contains("no space left for data/head-0001"), "{}", no_space.message);
+        assert_eq!(no_space.retry_after, Some(RETRY_AFTER_STORE_REFUSED));
+        assert!(no_space.store_refused);
+
+        let read_only = refusal_of(tsdb::Error::ReadOnly("opened read-only".into()));
+        assert_eq!(read_only.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(read_only.message.contains("store is read-only: opened read-only"), "{}", read_only.message);
+        assert_eq!(read_only.retry_after, Some(RETRY_AFTER_STORE_REFUSED));
+        assert!(read_only.store_refused);
+    }
+
+    #[test]
+    fn other_store_errors_keep_their_statuses() {
+        let invalid = refusal_of(tsdb::Error::InvalidSeries { index: 3, reason: "too many labels".into() });
+        assert_eq!(
+            (invalid.status, invalid.retry_after, invalid.store_refused),
+            (StatusCode::BAD_REQUEST, None, false)
+        );
+        let closed = refusal_of(tsdb::Error::Closed);
+        assert_eq!(closed.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(closed.retry_after, Some(RETRY_AFTER_SATURATED));
+        let io = refusal_of(tsdb::Error::Io { path: "x".into(), source: std::io::Error::other("boom") });
+        assert_eq!((io.status, io.store_refused), (StatusCode::INTERNAL_SERVER_ERROR, false));
+    }
 }
