@@ -148,7 +148,7 @@ impl Server {
                 }
             }
         }
-        let flush_task = tokio::spawn(periodic_flush(db, settings.sync_interval, shutdown_rx));
+        let flush_task = tokio::spawn(store_upkeep(db, settings.sync_interval, shutdown_rx));
 
         state.ready.store(true, Ordering::Release);
         tracing::info!(%local_addr, data_dir = %settings.data_dir.display(), "Ringtail is serving");
@@ -233,8 +233,16 @@ fn remote_write_settings(settings: &Settings) -> Result<crate::http::remote_writ
     })
 }
 
-async fn periodic_flush(db: Arc<tsdb::Db>, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
+/// How often the store's maintenance pass runs (idle open chunks closed, dead series removed,
+/// the series log compacted): one lock per series, so cheap enough to run often, and often
+/// enough that churn never piles up for long.
+const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The store's background upkeep: a flush every `every`, and a maintenance pass every
+/// [`MAINTAIN_EVERY`].
+async fn store_upkeep(db: Arc<tsdb::Db>, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every.max(std::time::Duration::from_millis(10)));
+    let mut last_maintained = std::time::Instant::now();
     loop {
         let stopped = tokio::select! {
             _ = ticker.tick() => false,
@@ -243,11 +251,23 @@ async fn periodic_flush(db: Arc<tsdb::Db>, every: std::time::Duration, mut stop:
         if stopped || *stop.borrow() {
             return;
         }
-        let db = db.clone();
-        match tokio::task::spawn_blocking(move || db.flush()).await {
+        let store = db.clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "periodic flush failed"),
             Err(e) => tracing::warn!(error = %e, "periodic flush task failed"),
+        }
+        if last_maintained.elapsed() >= MAINTAIN_EVERY {
+            last_maintained = std::time::Instant::now();
+            let store = db.clone();
+            match tokio::task::spawn_blocking(move || store.maintain()).await {
+                Ok(Ok(report)) if report != tsdb::MaintenanceReport::default() => {
+                    tracing::debug!(?report, "store maintenance")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "store maintenance failed"),
+                Err(e) => tracing::warn!(error = %e, "store maintenance task failed"),
+            }
         }
     }
 }

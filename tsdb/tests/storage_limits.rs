@@ -254,3 +254,24 @@ both_backends! {
         assert_eq!(db.stats().series, 1);
     }
 }
+
+#[test]
+fn a_store_on_a_volume_without_room_for_one_chunk_step_opens_only_read_only() {
+    let memory = MemoryDirectory::new();
+    let options = memory_options(&memory, 16 << 20, 1 << 20);
+    let db = Db::open(options.clone()).unwrap();
+    append_to(&db, 0, Sample::new(1_000, 1.0)).unwrap();
+    drop(db);
+    memory.set_capacity(Some(memory.used_bytes() + 1000));
+    let error = Db::open(options.clone()).unwrap_err();
+    assert!(error.is_no_space(), "{error}");
+    let mut read_only = options.clone();
+    read_only.read_only = true;
+    let db = Db::open(read_only).unwrap();
+    assert_eq!(samples_of(&db, 0), vec![Sample::new(1_000, 1.0)]);
+    assert!(matches!(append_to(&db, 0, Sample::new(2_000, 2.0)), Err(Error::ReadOnly(_))));
+    drop(db);
+    memory.set_capacity(None);
+    let db = Db::open(options).unwrap();
+    append_to(&db, 0, Sample::new(2_000, 2.0)).unwrap();
+}

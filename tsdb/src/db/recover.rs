@@ -14,6 +14,9 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
+/// Free space a volume needs for a store to open writable: one allocation step of a segment.
+const MIN_FREE_BYTES_TO_OPEN: u64 = crate::segment::ALLOCATION_STEP_BYTES;
+
 impl Db {
     /// Opens (or creates) the store in `options.data_dir`, recovering what is there: checksums are
     /// verified, torn tails truncated, unusable files set aside as `*.corrupt`, and what was
@@ -22,6 +25,18 @@ impl Db {
         let (segment_bytes, max_segments) = options.ring_geometry()?;
         let split = options.budget_split();
         let dir = options.storage.open_directory(&options.data_dir, options.read_only)?;
+        if !options.read_only {
+            // A volume this full cannot take a single new chunk step: start read-only instead
+            // (the caller's choice) than fail at the first write.
+            if let Some(free) = dir.free_bytes().filter(|free| *free < MIN_FREE_BYTES_TO_OPEN) {
+                return Err(Error::NoSpace {
+                    path: dir.location().to_path_buf(),
+                    source: std::io::Error::other(format!(
+                        "the volume has {free} bytes free, less than the {MIN_FREE_BYTES_TO_OPEN} a writable store needs"
+                    )),
+                });
+            }
+        }
         let (series_log, recovered) = SeriesLog::open(dir.as_ref(), SERIES_LOG_NAME, options.read_only)?;
         let (ring, chunks) = Ring::open(dir.clone(), segment_bytes, max_segments)?;
         let (heads, occupied) = HeadFiles::open(dir.clone(), split.head_files, options.read_only)?;

@@ -196,6 +196,11 @@ impl Directory for MemoryDirectory {
         self.read_only
     }
 
+    fn free_bytes(&self) -> Option<u64> {
+        let capacity = (*self.shared.capacity_bytes.lock())?;
+        Some(capacity.saturating_sub(self.used_bytes()))
+    }
+
     fn open_region_allocating(&self, name: &str, len_bytes: u64, _allocate_bytes: u64) -> io::Result<Region> {
         let len = usize::try_from(len_bytes).map_err(|_| io::Error::other("file too large to map"))?;
         let existing = self.shared.files.lock().get(name).cloned();

@@ -71,6 +71,11 @@ impl Directory for MmapDirectory {
         file.map(Region::Mapped)
     }
 
+    fn free_bytes(&self) -> Option<u64> {
+        let stats = rustix::fs::statvfs(&self.dir).ok()?;
+        Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
     fn open_log(&self, name: &str) -> io::Result<LogFile> {
         let path = self.dir.join(name);
         if self.read_only {

@@ -93,6 +93,9 @@ pub(crate) trait Directory: fmt::Debug + Send + Sync {
     /// Opens `name` for writing at given offsets and resizing, creating it empty when missing.
     fn open_log(&self, name: &str) -> io::Result<LogFile>;
 
+    /// Bytes the volume still has for new data (`None`: unknown or unbounded).
+    fn free_bytes(&self) -> Option<u64>;
+
     /// The first `max_bytes` bytes of `name` (all of it when shorter); `None` when it is missing.
     fn read(&self, name: &str, max_bytes: u64) -> io::Result<Option<Vec<u8>>>;
 
