@@ -4,7 +4,8 @@
 //! VictoriaMetrics 1.79 single-node (scraping with its own `-promscrape.config`, and
 //! `-search.maxQueryLen` raised to 1 MiB so the adapter's rendered query over thousands of pods is
 //! accepted; its other flags, including `-search.latencyOffset`, stay at their defaults). Each gets the
-//! same Prometheus-shaped scrape configuration when a workload needs scraping. Adding a system
+//! same Prometheus-shaped scrape configuration when a workload needs scraping, and the same time
+//! retention when one asks for it (VictoriaMetrics at its 1-day minimum). Adding a system
 //! means adding a variant here with its command line, readiness URL and API paths.
 
 use crate::{free_port, ringtail_bin, wait_ok, Peer};

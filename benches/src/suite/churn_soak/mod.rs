@@ -19,13 +19,11 @@ mod report;
 mod stream;
 
 pub use options::{ChurnSoakOptions, SoakPlan};
-pub use probe::Probe;
-pub use stream::StreamStats;
 
 use crate::suite::machine;
 use crate::suite::systems::{RunningSystem, SystemKind, SystemSetup};
 use anyhow::{anyhow, Context, Result};
-use probe::ProbeTarget;
+use probe::{Probe, ProbeTarget};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
