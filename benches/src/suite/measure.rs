@@ -1,7 +1,8 @@
 //! `measure` owns how every figure is taken: a process's CPU time (utime + stime from
-//! `/proc/<pid>/stat`), its resident set now (`VmRSS`) and at peak (`VmHWM`), bytes on disk (the
-//! allocated blocks of every file under a directory, as `du` counts them), percentiles, an
-//! open-loop request generator recording latency in an hdrhistogram, and timed PromQL queries.
+//! `/proc/<pid>/stat`), its resident set now (`VmRSS`, also summed over the process tree) and at
+//! peak (`VmHWM`), bytes on disk (the allocated blocks of every file under a directory, as `du`
+//! counts them, and their apparent size), percentiles, an open-loop request generator recording
+//! latency in an hdrhistogram, and timed PromQL queries.
 
 use crate::{clock_ticks_per_second, cpu_seconds, peak_rss_mib};
 use anyhow::{anyhow, Context, Result};
@@ -60,12 +61,25 @@ pub async fn wait_idle(pid: u32, limit: Duration) -> Result<Duration> {
 /// Bytes allocated on disk under `dir` (512-byte blocks of every file, as `du` counts them;
 /// sparse preallocated files count only what was written).
 pub fn disk_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
+    disk_usage(dir).map(|usage| usage.allocated_bytes)
+}
+
+/// What the files under a directory take: allocated blocks and their apparent sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// 512-byte blocks of every file (`du`); a sparse file counts only its written pages.
+    pub allocated_bytes: u64,
+    /// Sum of file lengths (`du --apparent-size`); a sparse file counts in full.
+    pub apparent_bytes: u64,
+}
+
+/// [`DiskUsage`] of every file under `dir`; files removed while walking (compaction) are skipped.
+pub fn disk_usage(dir: &Path) -> Result<DiskUsage> {
+    let mut usage = DiskUsage::default();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {
         let entries = match std::fs::read_dir(&path) {
             Ok(entries) => entries,
-            // A file removed while walking (compaction) is simply gone.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("listing {}", path.display())),
         };
@@ -74,11 +88,41 @@ pub fn disk_bytes(dir: &Path) -> Result<u64> {
             if meta.is_dir() {
                 pending.push(entry.path());
             } else {
-                total += meta.blocks() * 512;
+                usage.allocated_bytes += meta.blocks() * 512;
+                usage.apparent_bytes += meta.len();
             }
         }
     }
-    Ok(total)
+    Ok(usage)
+}
+
+/// Resident memory of `pid` and every process it started, in bytes: `VmRSS` and `RssAnon` summed
+/// over the tree (children from `/proc/<pid>/task/*/children`). `None` when `pid` is gone.
+pub fn tree_memory_bytes(pid: u32) -> Option<(u64, u64)> {
+    let mut rss = 0;
+    let mut anon = 0;
+    let mut pending = vec![pid];
+    while let Some(next) = pending.pop() {
+        let (Some(rss_kib), anon_kib) = (status_field_kib(next, "VmRSS:"), status_field_kib(next, "RssAnon:")) else {
+            if next == pid {
+                return None;
+            }
+            continue;
+        };
+        rss += (rss_kib * 1024.0) as u64;
+        anon += (anon_kib.unwrap_or(0.0) * 1024.0) as u64;
+        pending.extend(child_pids(next));
+    }
+    Some((rss, anon))
+}
+
+fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// The `q` quantile (0..=1) of sorted `values` (nearest rank); NaN when empty.
@@ -256,6 +300,23 @@ mod tests {
         assert_eq!(histogram.len(), 1001);
         assert!((histogram_quantile_ms(&histogram, 0.5) - 500.0).abs() < 1.0);
         assert!((histogram_quantile_ms(&histogram, 0.999) - 999.0).abs() < 1.0);
+        Ok(())
+    }
+
+    #[test]
+    fn own_process_tree_has_memory() {
+        let (rss, anon) = tree_memory_bytes(std::process::id()).expect("this process is alive");
+        assert!(rss > 0 && anon > 0 && anon <= rss, "rss {rss}, anon {anon}");
+    }
+
+    #[test]
+    fn disk_usage_counts_sparse_files_apart() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = std::fs::File::create(dir.path().join("sparse"))?;
+        file.set_len(64 << 20)?;
+        let usage = disk_usage(dir.path())?;
+        assert_eq!(usage.apparent_bytes, 64 << 20);
+        assert!(usage.allocated_bytes < 1 << 20, "{usage:?}");
         Ok(())
     }
 

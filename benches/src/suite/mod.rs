@@ -7,8 +7,11 @@
 //! once as Remote-Write requests or rendered as exposition pages), `systems` (starting each system
 //! under test), `exporter` (the scrape targets the bench serves), `measure` (CPU, RSS, disk,
 //! latency), `results` (raw figures), `workloads` (one file per workload), `machine` (the machine
-//! description) and `report` (Markdown, charts, JSON, target checks).
+//! description) and `report` (Markdown, charts, JSON, target checks). `churn_soak` is a separate
+//! long run on the same parts (the `churn_soak` program): the three systems side by side under a
+//! live stream of renamed pods for many retentions, RSS and disk recorded over time.
 
+pub mod churn_soak;
 pub mod exporter;
 pub mod fleet;
 pub mod machine;

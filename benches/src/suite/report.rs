@@ -347,20 +347,56 @@ fn draw_chart(
     log_x: bool,
     series: &[(SystemKind, Vec<(f64, f64)>)],
 ) -> Result<()> {
+    draw_styled_chart(path, (title, x_label, y_label), ChartStyle { log_x, auto_log_y: true, markers: true }, series)
+}
+
+/// A chart of a measure over time: one polyline per system, linear axes from 0 (a plateau or a
+/// slope must read as it is), no markers (hundreds of points per line).
+pub(crate) fn draw_time_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(SystemKind, Vec<(f64, f64)>)],
+) -> Result<()> {
+    draw_styled_chart(
+        path,
+        (title, x_label, y_label),
+        ChartStyle { log_x: false, auto_log_y: false, markers: false },
+        series,
+    )
+}
+
+/// How a chart's axes and points are drawn.
+#[derive(Clone, Copy)]
+struct ChartStyle {
+    log_x: bool,
+    /// Log y when the systems differ by more than 30×.
+    auto_log_y: bool,
+    markers: bool,
+}
+
+fn draw_styled_chart(
+    path: &Path,
+    (title, x_label, y_label): (&str, &str, &str),
+    style: ChartStyle,
+    series: &[(SystemKind, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let log_x = style.log_x;
     let xs = series.iter().flat_map(|(_, p)| p.iter().map(|&(x, _)| x));
     let ys = series.iter().flat_map(|(_, p)| p.iter().map(|&(_, y)| y));
     let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     let (y_min, y_max) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
     // Log y when the systems differ by more than 30× and everything is positive; linear from 0
     // otherwise, so a chart never exaggerates a small difference.
-    let log_y = y_min > 0.0 && y_max / y_min > 30.0;
+    let log_y = style.auto_log_y && y_min > 0.0 && y_max / y_min > 30.0;
     let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_linear = if x_min == x_max { x_min - 1.0..x_max + 1.0 } else { x_min..x_max };
     let x_log = (x_min / 1.2).max(f64::MIN_POSITIVE)..x_max * 1.2;
     let y_linear = 0.0..(y_max * 1.1).max(f64::MIN_POSITIVE);
     let y_log = y_min / 1.5..y_max * 1.5;
-    let labels = (title, x_label, y_label);
+    let labels = (title, x_label, y_label, style.markers);
     // Log x labels at the scaling points themselves (plotters' own pick may skip them).
     let mut key_points: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|&(x, _)| x)).collect();
     key_points.sort_by(f64::total_cmp);
@@ -378,7 +414,7 @@ fn draw_chart(
 
 fn plot<X, Y>(
     root: &DrawingArea<SVGBackend, Shift>,
-    (title, x_label, y_label): (&str, &str, &str),
+    (title, x_label, y_label, markers): (&str, &str, &str, bool),
     x: X,
     y: Y,
     series: &[(SystemKind, Vec<(f64, f64)>)],
@@ -413,7 +449,7 @@ where
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     // Every system has its own marker and Ringtail's are drawn last, so equal values stay visible.
-    for (kind, points) in series.iter().rev() {
+    for (kind, points) in series.iter().rev().filter(|_| markers) {
         let color = system_color(*kind);
         match kind {
             SystemKind::Ringtail => chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?,

@@ -4,7 +4,8 @@
 //! VictoriaMetrics 1.79 single-node (scraping with its own `-promscrape.config`, and
 //! `-search.maxQueryLen` raised to 1 MiB so the adapter's rendered query over thousands of pods is
 //! accepted; its other flags, including `-search.latencyOffset`, stay at their defaults). Each gets the
-//! same Prometheus-shaped scrape configuration when a workload needs scraping. Adding a system
+//! same Prometheus-shaped scrape configuration when a workload needs scraping, and the same time
+//! retention when one asks for it (VictoriaMetrics at its 1-day minimum). Adding a system
 //! means adding a variant here with its command line, readiness URL and API paths.
 
 use crate::{free_port, ringtail_bin, wait_ok, Peer};
@@ -59,6 +60,20 @@ pub struct SystemSetup {
     pub scrape_jobs: Vec<ScrapeJob>,
     /// A prometheus-adapter rules file for Ringtail's metrics adapter (others ignore it).
     pub adapter_rules: Option<String>,
+    /// Time retention: Ringtail's `--retention`, Prometheus's `--storage.tsdb.retention.time`, and
+    /// VictoriaMetrics's `-retentionPeriod` raised to its 1-day minimum. `None` keeps everything
+    /// (the other workloads' default).
+    pub retention: Option<Duration>,
+    /// Ringtail's `--storage-size` in bytes; `None` gives the 16 GiB the largest workload needs.
+    pub ringtail_storage_size_bytes: Option<u64>,
+}
+
+/// The smallest retention VictoriaMetrics accepts: it drops data a day-partition at a time.
+pub const VICTORIA_METRICS_MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// VictoriaMetrics's `-retentionPeriod` value for `retention`: whole days, at least one.
+pub fn victoria_metrics_retention_days(retention: Duration) -> u64 {
+    retention.max(VICTORIA_METRICS_MIN_RETENTION).as_secs().div_ceil(24 * 3600)
 }
 
 /// The Prometheus-format configuration shared by all scrapers.
@@ -126,8 +141,11 @@ impl RunningSystem {
                     format!("--listen=127.0.0.1:{port}"),
                     format!("--secure-listen=127.0.0.1:{secure}"),
                     // Room for the largest workload so the ring never overwrites what is measured.
-                    "--storage-size=17179869184".into(),
+                    format!("--storage-size={}", setup.ringtail_storage_size_bytes.unwrap_or(17_179_869_184)),
                 ];
+                if let Some(retention) = setup.retention {
+                    args.push(format!("--retention={}ms", retention.as_millis()));
+                }
                 if let Some(rules) = &setup.adapter_rules {
                     let rules_file = dir.path().join("adapter.yaml");
                     std::fs::write(&rules_file, rules).with_context(|| format!("writing {}", rules_file.display()))?;
@@ -141,20 +159,27 @@ impl RunningSystem {
                 let global = "global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n";
                 std::fs::write(&config, format!("{global}{}", scrape_config_yaml(&setup.scrape_jobs)))
                     .with_context(|| format!("writing {}", config.display()))?;
-                let args = vec![
+                let mut args = vec![
                     format!("--config.file={}", config.display()),
                     format!("--storage.tsdb.path={}", data.display()),
                     format!("--web.listen-address=127.0.0.1:{port}"),
                     "--web.enable-remote-write-receiver".into(),
                     "--log.level=warn".into(),
                 ];
+                if let Some(retention) = setup.retention {
+                    args.push(format!("--storage.tsdb.retention.time={}ms", retention.as_millis().max(1)));
+                }
                 (PathBuf::from("/usr/bin/prometheus"), args, "/-/ready", vec![])
             }
             SystemKind::VictoriaMetrics => {
+                let retention = match setup.retention {
+                    Some(retention) => format!("{}d", victoria_metrics_retention_days(retention)),
+                    None => "10y".to_string(),
+                };
                 let mut args = vec![
                     format!("-storageDataPath={}", data.display()),
                     format!("-httpListenAddr=127.0.0.1:{port}"),
-                    "-retentionPeriod=10y".into(),
+                    format!("-retentionPeriod={retention}"),
                     "-loggerLevel=WARN".into(),
                     // The default 16 KiB rejects the query prometheus-adapter renders for ~2000+
                     // pods (`pod=~"a|b|…"`); a deployment serving that many pods must raise it too.
@@ -290,6 +315,12 @@ mod tests {
         assert_eq!(SystemKind::order_for_repeat(0), SystemKind::ALL.to_vec());
         assert_eq!(SystemKind::order_for_repeat(1)[0], SystemKind::Prometheus);
         assert_eq!(SystemKind::order_for_repeat(3), SystemKind::ALL.to_vec());
+    }
+
+    #[test]
+    fn victoria_metrics_retention_is_whole_days_at_least_one() {
+        assert_eq!(victoria_metrics_retention_days(Duration::from_secs(60)), 1);
+        assert_eq!(victoria_metrics_retention_days(Duration::from_secs(36 * 3600)), 2);
     }
 
     #[test]

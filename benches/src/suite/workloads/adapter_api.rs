@@ -148,7 +148,7 @@ pub async fn run(suite: &mut Suite) -> Result<()> {
 
 async fn run_point(suite: &mut Suite, pods: usize, repeats: usize) -> Result<()> {
     suite.status(format!("{KEY}: starting systems for {pods} pods"));
-    let setup = SystemSetup { scrape_jobs: vec![], adapter_rules: Some(adapter_rules(&[METRIC])) };
+    let setup = SystemSetup { adapter_rules: Some(adapter_rules(&[METRIC])), ..SystemSetup::default() };
     let mut systems = Vec::new();
     for kind in SystemKind::ALL {
         systems.push(RunningSystem::start(kind, &setup, &suite.http).await?);

@@ -262,6 +262,7 @@ async fn run_point(suite: &mut Suite, index: usize, interval_s: u64) -> Result<(
     let setup = SystemSetup {
         scrape_jobs: vec![ScrapeJob { job: "freshness".into(), interval, targets: exporter.targets.clone() }],
         adapter_rules: Some(adapter_rules(&[METRIC])),
+        ..SystemSetup::default()
     };
     suite.status(format!("{KEY}: starting systems scraping every {interval_s}s"));
     let mut systems = Vec::new();

@@ -115,7 +115,7 @@ async fn measure_run(
             interval: scale.scrape_interval,
             targets: exporter.targets.clone(),
         }],
-        adapter_rules: None,
+        ..SystemSetup::default()
     };
     let min_at_start = exporter.min_hits();
     let system = RunningSystem::start(kind, &setup, &suite.http).await?;
