@@ -80,10 +80,11 @@ impl Error {
         }
     }
 
-    /// Whether this error means the volume (or quota) is full: a condition that passes when space
-    /// is freed, reported as 507 by the HTTP layer.
+    /// Whether this error means there is no room to store: the volume (or quota) is full, or a
+    /// part of the store's budget is ([`Error::Full`]). Passes when space is freed or series die;
+    /// reported as 507 by the HTTP layer.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, Error::NoSpace { .. })
+        matches!(self, Error::NoSpace { .. } | Error::Full(_))
     }
 }
 

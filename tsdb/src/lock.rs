@@ -47,8 +47,8 @@ impl DirLock {
         let own_pid = std::process::id();
         let mut retries = 0;
         loop {
-            // `flock` as std's `File::try_lock` does on Linux (that one needs Rust 1.89; the
-            // workspace's rust-version is older).
+            // `flock` directly (what std's `File::try_lock` does on Linux), so the "would block"
+            // case is told apart from real errors without matching error kinds.
             match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => break,
                 Err(rustix::io::Errno::WOULDBLOCK) => {

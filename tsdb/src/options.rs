@@ -2,12 +2,12 @@
 //! disk budget and its split (ring segments, head slots, series log), flushing and retention.
 //!
 //! One budget: `storage_size_bytes` bounds every file the store writes. It is split once:
-//! 1/8 for head files (open chunks, whole 2 MiB files, at least one), 1/16 for the series log
+//! 1/8 for head files (open chunks, whole 2 MiB files, at least one), 1/8 for the series log
 //! (identities of live series; a compaction drops removed ones), the rest for the ring of closed
 //! chunks. When the ring is full its oldest segment is reused (the oldest samples go first); when
 //! every head slot holds an open chunk, the stalest open chunks are closed into the ring early;
-//! when the live series' identities fill the series log's share, new series are refused (507)
-//! until series die. Budgets under 32 MiB cannot hold their first head file in their share: that
+//! when the live series' identities fill the series log's share, the series whose newest sample
+//! is the oldest are removed (with their samples) to make room. Budgets under 32 MiB cannot hold their first head file in their share: that
 //! one file (2 MiB) comes on top.
 
 use crate::head::HEAD_FILE_BYTES;
@@ -93,7 +93,7 @@ impl Options {
     pub fn budget_split(&self) -> BudgetSplit {
         let budget = self.storage_size_bytes;
         let head_files = ((budget / 8) / HEAD_FILE_BYTES).max(1) as usize;
-        let series_log_bytes = budget / 16;
+        let series_log_bytes = budget / 8;
         BudgetSplit {
             ring_bytes: budget - budget / 8 - series_log_bytes,
             head_files,
@@ -155,9 +155,10 @@ mod tests {
     fn ring_geometry_defaults_and_limits() {
         let mut options = Options::new("unused");
         let split = options.budget_split();
-        assert_eq!(split.ring_bytes, (1 << 30) - (128 << 20) - (64 << 20));
+        assert_eq!(split.ring_bytes, 768 << 20);
         assert_eq!(split.head_files, 63);
-        assert_eq!(options.ring_geometry().unwrap(), (52 << 20, 16));
+        assert_eq!(split.series_log_bytes, 128 << 20);
+        assert_eq!(options.ring_geometry().unwrap(), (48 << 20, 16));
         options.storage_size_bytes = 4096;
         assert!(options.ring_geometry().is_err(), "fewer than 2 segments");
         options.segment_size_bytes = Some(1024);

@@ -145,3 +145,29 @@ both_backends! {
         assert_eq!(pods(&db), vec!["api-1-0"]);
     }
 }
+
+both_backends! {
+    fn a_full_series_log_share_removes_the_series_with_the_oldest_samples(store) {
+        // A 16 MiB budget gives the series log 2 MiB: 10 KiB label sets fill it after ~200 series.
+        let options = store.small_options(16 << 20, 1 << 20);
+        let db = Db::open(options.clone()).unwrap();
+        let padding = "x".repeat(10 << 10);
+        for i in 0..300i64 {
+            let pod = format!("pod-{i:03}");
+            let labels = [("__name__", "wide"), ("pod", pod.as_str()), ("padding", padding.as_str())];
+            db.append(&[SeriesSamples::labels(&labels, &[Sample::new(1_000 + i, i as f64)])]).unwrap();
+        }
+        let check = |db: &Db| {
+            let kept = pods(db);
+            assert!(kept.len() < 300 && kept.len() > 50, "{} series kept", kept.len());
+            assert_eq!(kept.last().map(String::as_str), Some("pod-299"), "the newest series stay");
+            let oldest_kept: i64 = kept[0].trim_start_matches("pod-").parse().unwrap();
+            assert_eq!(kept.len() as i64, 300 - oldest_kept, "the oldest went first, no gaps: {kept:?}");
+        };
+        check(&db);
+        assert!(db.stats().series_log_bytes <= 3 << 20, "compacted within 1.5 times its share");
+        drop(db);
+        let db = Db::open(options).unwrap();
+        check(&db);
+    }
+}

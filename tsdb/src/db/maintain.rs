@@ -10,10 +10,15 @@
 
 use super::append::BatchDelta;
 use super::{Db, SeriesState};
+use crate::head::HeadFiles;
+use crate::index::Index;
 use crate::sample::now_ms;
 use crate::series_log::SERIES_LOG_NAME;
 use crate::Error;
 use std::sync::atomic::Ordering;
+
+/// A series log smaller than this is not worth compacting.
+const MIN_COMPACTION_BYTES: u64 = 64 << 10;
 
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -105,12 +110,7 @@ impl Db {
                     continue;
                 }
                 if let Some(cell) = table.remove(id) {
-                    let s = cell.into_inner();
-                    delta.head_samples -= i64::from(s.enc.num_samples);
-                    delta.head_bytes -= i64::from(s.enc.bit_len.div_ceil(8));
-                    if let Some(slot) = s.slot {
-                        self.heads.release(slot);
-                    }
+                    release_state(&self.heads, cell.into_inner(), &mut delta);
                 }
                 removed_bytes += index.record_bytes(id);
                 removed.push(id);
@@ -126,15 +126,66 @@ impl Db {
         Ok(removed.len() as u64)
     }
 
-    /// Compacts the series log when removed series take more than half of it and it is over a
-    /// sixteenth of its budget share (so small logs are left alone).
+    /// Removes series, oldest newest sample first, until their identities free `bytes_wanted` of
+    /// the series log (called when the live identities fill the log's share of the budget). The
+    /// caller holds the index; appends wait on the table for the short while this takes.
+    pub(super) fn evict_oldest_series(&self, index: &mut Index, bytes_wanted: u64) -> Result<(), Error> {
+        let mut removed: Vec<u32> = Vec::new();
+        let mut freed = 0u64;
+        let mut delta = BatchDelta::default();
+        {
+            let mut table = self.table.write();
+            let mut by_age: Vec<(i64, u32)> = table
+                .iter()
+                .map(|(id, cell)| {
+                    let s = cell.lock();
+                    (if s.has_samples { s.newest_ts_ms } else { i64::MIN }, id)
+                })
+                .collect();
+            by_age.sort_unstable();
+            for (_, id) in by_age {
+                if freed >= bytes_wanted {
+                    break;
+                }
+                if let Some(cell) = table.remove(id) {
+                    release_state(&self.heads, cell.into_inner(), &mut delta);
+                }
+                freed += index.record_bytes(id);
+                removed.push(id);
+            }
+        }
+        removed.sort_unstable();
+        index.remove(&removed);
+        self.apply(delta);
+        self.series_removed.fetch_add(removed.len() as u64, Ordering::Relaxed);
+        tracing::warn!(
+            evicted_series = removed.len(),
+            freed_bytes = freed,
+            "the series log's share of the storage budget is full: removed the series with the oldest samples"
+        );
+        let mut log = self.series_log.lock();
+        log.append_removals(&removed, freed)?;
+        let budget = self.options.budget_split().series_log_bytes;
+        if log.len_bytes() > budget + budget / 2 {
+            // Tombstones and dead records would push the file past its share before the next
+            // maintenance pass: compact now.
+            drop(log);
+            self.compact_series_log_with(index)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts the series log when removed series take more than half of it (and it is over
+    /// [`MIN_COMPACTION_BYTES`], so tiny logs are left alone), or when it outgrew its share.
     fn compact_series_log_if_worthwhile(&self) -> Result<bool, Error> {
         let budget = self.options.budget_split().series_log_bytes;
         let (len, live) = {
             let log = self.series_log.lock();
             (log.len_bytes(), log.live_bytes())
         };
-        if len <= budget / 16 || len <= 2 * live {
+        let mostly_dead = len > MIN_COMPACTION_BYTES && len > 2 * live;
+        let over_share = len > budget && len > live + budget / 64;
+        if !mostly_dead && !over_share {
             return Ok(false);
         }
         self.compact_series_log()?;
@@ -143,7 +194,21 @@ impl Db {
 
     /// Rewrites the series log with only the live series.
     pub(super) fn compact_series_log(&self) -> Result<(), Error> {
-        let index = self.index.read();
+        self.compact_series_log_with(&self.index.read())
+    }
+
+    /// [`Db::compact_series_log`] for a caller that holds the index.
+    pub(super) fn compact_series_log_with(&self, index: &Index) -> Result<(), Error> {
         self.series_log.lock().compact(self.dir.as_ref(), SERIES_LOG_NAME, |id| index.contains(id))
+    }
+}
+
+/// Gives back what a removed series held: its head slot, and its open chunk's share of the head
+/// figures.
+fn release_state(heads: &HeadFiles, s: SeriesState, delta: &mut BatchDelta) {
+    delta.head_samples -= i64::from(s.enc.num_samples);
+    delta.head_bytes -= i64::from(s.enc.bit_len.div_ceil(8));
+    if let Some(slot) = s.slot {
+        heads.release(slot);
     }
 }

@@ -164,16 +164,19 @@ impl Db {
             return Err(Error::Full("series id space exhausted".into()));
         }
         let record = SeriesRecord { id, created_position: self.ring.position(), labels: labels.clone() };
+        let record_bytes = crate::series_log::record_bytes(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        let budget = self.options.budget_split().series_log_bytes;
+        if self.series_log.lock().live_bytes() + record_bytes > budget {
+            // The live identities fill the series log's share: the series whose newest sample is
+            // the oldest go first (their samples with them), as the oldest chunks go in the ring.
+            self.evict_oldest_series(&mut index, budget / 16 + record_bytes)?;
+        }
         {
             let mut log = self.series_log.lock();
-            let record_bytes =
-                crate::series_log::record_bytes(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-            let budget = self.options.budget_split().series_log_bytes;
             if log.live_bytes() + record_bytes > budget {
                 return Err(Error::Full(format!(
-                    "the identities of the {} live series fill the series log's {budget}-byte share of the \
-                     storage budget; new series are refused until series are removed or the budget is raised",
-                    index.len()
+                    "a {record_bytes}-byte label set does not fit the series log's {budget}-byte share of the storage \
+                     budget; raise the budget"
                 )));
             }
             log.append(&record)?;
