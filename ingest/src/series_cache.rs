@@ -5,15 +5,18 @@
 //!
 //! Correctness: an entry is added only after its bytes decoded to a valid label set that the store
 //! resolved to the id kept; identical bytes always decode to the same labels, and a hit is
-//! confirmed by comparing the bytes (the hash only picks the candidate). Series ids are stable for
-//! the life of a store, so entries never go stale; a cache must be used with one store only.
+//! confirmed by comparing the bytes (the hash only picks the candidate). A store never hands an id
+//! out twice, but it removes series that died (no sample left inside the retention): an entry of
+//! a removed series is reported back by the store (`AppendReport::removed`) and that series is
+//! written again by labels. A cache must be used with one store only.
 //!
 //! The hash is keyed with per-process random seeds (a sender cannot aim collisions at it), and a
 //! colliding entry is never replaced or chained: the newcomer just takes the normal path.
 //!
 //! Memory: the key bytes live in one arena (about 100–150 bytes per series for typical label sets)
-//! plus 32 bytes of table entry. When the arena would pass `max_bytes` the cache is cleared and
-//! refills from the following requests.
+//! plus 32 bytes of table entry. When the arena would pass `max_bytes`, or the cache holds more
+//! than twice as many series as the store has live ones (under churn, entries of dead series pile
+//! up), the cache is cleared and refills from the following requests.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -22,6 +25,9 @@ use tsdb::SeriesId;
 
 /// Default bound on the key bytes held (about 1.5 million typical series).
 pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
+/// The cache is never cleared for holding too many entries below this many.
+const MIN_ENTRIES_KEPT: usize = 4096;
 
 /// Raw label bytes of one series (the encoded `Label` fields, keys and lengths included).
 #[derive(Debug, Clone, Copy)]
@@ -92,8 +98,18 @@ impl SeriesCache {
 
     /// Adds the resolved `(hash, key, id)` triples (keys already present, or whose hash is taken by
     /// other bytes, are skipped).
-    pub fn insert_all<'k>(&self, entries: impl IntoIterator<Item = (u64, &'k [u8], SeriesId)>) {
+    /// `live_series` is the store's live series count, which bounds the entries worth keeping.
+    pub fn insert_all<'k>(&self, entries: impl IntoIterator<Item = (u64, &'k [u8], SeriesId)>, live_series: usize) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if inner.map.len() > live_series.saturating_mul(2).max(MIN_ENTRIES_KEPT) {
+            tracing::debug!(
+                entries = inner.map.len(),
+                live_series,
+                "remote-write series cache holds mostly dead series; clearing it"
+            );
+            inner.map.clear();
+            inner.arena.clear();
+        }
         for (hash, key, id) in entries {
             let Ok(len) = u32::try_from(key.len()) else {
                 continue;
@@ -175,18 +191,37 @@ mod tests {
         let (a, b) = (b"abcd".as_slice(), b"abce".as_slice());
         let (ha, hb) = (cache.hash(a), cache.hash(b));
         assert_ne!(ha, hb);
-        cache.insert_all([(ha, a, SeriesId(1))]);
+        cache.insert_all([(ha, a, SeriesId(1))], 10);
         assert_eq!(cache.reader().get(ha, a), Some(SeriesId(1)));
         assert_eq!(cache.reader().get(ha, b), None, "same hash, other bytes: a miss");
         assert_eq!(cache.reader().get(hb, b), None);
-        cache.insert_all([(hb, b, SeriesId(2))]);
+        cache.insert_all([(hb, b, SeriesId(2))], 10);
         assert_eq!(cache.len(), 2);
         // Over the 8-byte budget: cleared, then the newcomer is kept.
         let c = b"xyz".as_slice();
-        cache.insert_all([(cache.hash(c), c, SeriesId(3))]);
+        cache.insert_all([(cache.hash(c), c, SeriesId(3))], 10);
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.reader().get(cache.hash(c), c), Some(SeriesId(3)));
         assert_eq!(cache.reader().get(ha, a), None);
+    }
+
+    #[test]
+    fn entries_of_dead_series_do_not_pile_up() {
+        let cache = SeriesCache::default();
+        let keys: Vec<Vec<u8>> = (0..3 * MIN_ENTRIES_KEPT).map(|i| format!("pod-{i}").into_bytes()).collect();
+        for (i, key) in keys.iter().enumerate() {
+            // Churn: the store only ever has 100 live series.
+            cache.insert_all([(cache.hash(key), key.as_slice(), SeriesId(i as u64))], 100);
+            assert!(cache.len() <= MIN_ENTRIES_KEPT + 1, "{} entries", cache.len());
+        }
+        let last = keys.last().unwrap();
+        assert_eq!(cache.reader().get(cache.hash(last), last), Some(SeriesId(keys.len() as u64 - 1)));
+        // With as many live series as entries, nothing is cleared.
+        let big = SeriesCache::default();
+        for (i, key) in keys.iter().enumerate() {
+            big.insert_all([(big.hash(key), key.as_slice(), SeriesId(i as u64))], keys.len());
+        }
+        assert_eq!(big.len(), keys.len());
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub(crate) fn store(
     if let Some(cache) = cache {
         let mut entries = decoded.cache_entries(&report.ids).filter(|(_, _, id)| id.0 != u64::MAX).peekable();
         if entries.peek().is_some() {
-            cache.insert_all(entries);
+            cache.insert_all(entries, db.live_series());
         }
     }
     outcome.samples_written = report.appended + report.duplicates;

@@ -50,6 +50,11 @@ pub(super) fn reason_slot(reason: RejectReason) -> usize {
 }
 
 impl Db {
+    /// Live series now (cheap: one shared lock).
+    pub fn live_series(&self) -> usize {
+        self.index.read().len()
+    }
+
     /// Current store figures.
     pub fn stats(&self) -> Stats {
         let series = self.index.read().len() as u64;
