@@ -199,15 +199,7 @@ impl Server {
     }
 
     async fn export(&self, selector: &str) -> Vec<ExportedSeries> {
-        let response = client()
-            .get(format!("{}/api/v1/export", self.url()))
-            .query(&[("match[]", selector), ("start", "0")])
-            .send()
-            .await
-            .expect("export request");
-        assert!(response.status().is_success(), "export answered {}", response.status());
-        let text = response.text().await.expect("export body");
-        text.lines().map(|line| serde_json::from_str(line).expect("export line is JSON")).collect()
+        export_from(&self.url(), selector).await
     }
 
     /// A GET on the metrics adapter (TLS, trusting the CA generated beside the data directory).

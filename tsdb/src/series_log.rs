@@ -24,6 +24,9 @@ const RECORD_HEADER_BYTES: usize = 8;
 const RECORD_FIXED_BYTES: usize = 4 + 8 + 2;
 /// Bound for one record (what `validate_labels` lets through always fits).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// How far past a corrupt record recovery searches for the next whole one; a longer corrupt
+/// stretch ends the log there (a torn tail), so a damaged file costs bounded time to open.
+const MAX_RESYNC_SCAN_BYTES: usize = 16 << 20;
 /// The creation position a tombstone carries (no real position is this large).
 const TOMBSTONE_POSITION: u64 = u64::MAX;
 
@@ -152,8 +155,8 @@ fn replay(data: &[u8], path: &std::path::Path) -> (BTreeMap<u32, SeriesRecord>, 
         let (record, end) = match record_at(data, at) {
             Some(found) => found,
             None => {
-                let resume = (at + 1..data.len().saturating_sub(RECORD_HEADER_BYTES - 1))
-                    .find(|candidate| record_at(data, *candidate).is_some());
+                let search_end = data.len().saturating_sub(RECORD_HEADER_BYTES - 1).min(at + MAX_RESYNC_SCAN_BYTES);
+                let resume = (at + 1..search_end).find(|candidate| record_at(data, *candidate).is_some());
                 let Some(resume) = resume else {
                     break;
                 };

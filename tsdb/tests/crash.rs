@@ -83,6 +83,23 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts this test binary as a child running only `test` (in child mode: `env` names `dir`), and
+/// a thread collecting its stdout lines until it dies.
+fn start_child(exe: &Path, test: &str, env: &str, dir: &Path) -> (KillOnDrop, std::thread::JoinHandle<Vec<String>>) {
+    let mut child = KillOnDrop(
+        Command::new(exe)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(env, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect());
+    (child, reader)
+}
+
 #[test]
 fn acknowledged_samples_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,27 +108,8 @@ fn acknowledged_samples_survive_sigkill() {
     let mut acked: Vec<Vec<i64>> = vec![Vec::new(); SERIES];
     let started = Instant::now();
     for round in 0..6 {
-        let mut child = KillOnDrop(
-            Command::new(&exe)
-                .args(["--exact", "crash::crash_child", "--nocapture", "--test-threads=1"])
-                .env(CHILD_DIR_ENV, dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let stdout = child.0.stdout.take().unwrap();
+        let (mut child, reader) = start_child(&exe, "crash::crash_child", CHILD_DIR_ENV, dir.path());
         let kill_after = Duration::from_millis(100 + rng.below(400));
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                match line {
-                    Ok(line) => lines.push(line),
-                    Err(_) => break,
-                }
-            }
-            lines
-        });
         // Wait for the first acknowledgement (opening may take a moment on a loaded machine), then
         // let it run a random while and kill it mid-append.
         std::thread::sleep(kill_after);
@@ -207,18 +205,7 @@ fn churn_survives_sigkill_during_removal_and_compaction() {
     let mut acked: Vec<i64> = Vec::new();
     let mut removals_seen = 0u64;
     for round in 0..8 {
-        let mut child = KillOnDrop(
-            Command::new(&exe)
-                .args(["--exact", "crash::churn_crash_child", "--nocapture", "--test-threads=1"])
-                .env(CHURN_CHILD_DIR_ENV, dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let stdout = child.0.stdout.take().unwrap();
-        let reader =
-            std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>());
+        let (mut child, reader) = start_child(&exe, "crash::churn_crash_child", CHURN_CHILD_DIR_ENV, dir.path());
         std::thread::sleep(Duration::from_millis(1_500 + rng.below(2_000)));
         child.0.kill().unwrap();
         child.0.wait().unwrap();

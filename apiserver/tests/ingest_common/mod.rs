@@ -96,15 +96,7 @@ impl Ringtail {
 
     /// Export lines for one selector over all time.
     pub async fn export(&self, selector: &str) -> Vec<ExportedSeries> {
-        let response = client()
-            .get(format!("{}/api/v1/export", self.url()))
-            .query(&[("match[]", selector), ("start", "0")])
-            .send()
-            .await
-            .expect("export request");
-        assert!(response.status().is_success(), "export answered {}", response.status());
-        let text = response.text().await.expect("export body");
-        text.lines().map(|line| serde_json::from_str(line).expect("export line is JSON")).collect()
+        export_from(&self.url(), selector).await
     }
 
     /// Resident memory high-water mark of the server, in KiB (Linux `VmHWM`).
@@ -144,6 +136,19 @@ impl ExportedSeries {
             })
             .collect()
     }
+}
+
+/// Export lines for one selector over all time from the Ringtail at `base_url`.
+pub async fn export_from(base_url: &str, selector: &str) -> Vec<ExportedSeries> {
+    let response = client()
+        .get(format!("{base_url}/api/v1/export"))
+        .query(&[("match[]", selector), ("start", "0")])
+        .send()
+        .await
+        .expect("export request");
+    assert!(response.status().is_success(), "export answered {}", response.status());
+    let text = response.text().await.expect("export body");
+    text.lines().map(|line| serde_json::from_str(line).expect("export line is JSON")).collect()
 }
 
 pub fn client() -> reqwest::Client {

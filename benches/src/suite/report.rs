@@ -144,6 +144,24 @@ fn format_summary(summary: Option<Summary>) -> String {
     }
 }
 
+/// The rows every report gives about the run itself: load, the three systems' versions, commit.
+pub(crate) fn run_rows(machine: &MachineInfo) -> [(&'static str, String); 5] {
+    [
+        ("load average at start", machine.load_average_at_start.clone()),
+        ("ringtail", machine.ringtail_version.clone()),
+        ("prometheus", machine.prometheus_version.clone()),
+        ("victoria-metrics", machine.victoria_metrics_version.clone()),
+        ("git commit", machine.git_commit.clone()),
+    ]
+}
+
+/// Two-column table rows, `|` in values escaped.
+pub(crate) fn write_rows(md: &mut String, rows: impl IntoIterator<Item = (&'static str, String)>) {
+    for (name, value) in rows {
+        let _ = writeln!(md, "| {name} | {} |", value.replace('|', "\\|"));
+    }
+}
+
 fn header(md: &mut String, run: &RunInfo, machine: &MachineInfo, targets: &[TargetCheck]) {
     let _ = writeln!(md, "# Ringtail benchmark report\n");
     let _ = writeln!(
@@ -171,15 +189,8 @@ fn header(md: &mut String, run: &RunInfo, machine: &MachineInfo, targets: &[Targ
         ("CPU", machine.cpu_model.clone()),
         ("memory", format!("{:.1} GiB", machine.memory_gib)),
         ("kernel", machine.kernel.clone()),
-        ("load average at start", machine.load_average_at_start.clone()),
-        ("ringtail", machine.ringtail_version.clone()),
-        ("prometheus", machine.prometheus_version.clone()),
-        ("victoria-metrics", machine.victoria_metrics_version.clone()),
-        ("git commit", machine.git_commit.clone()),
     ];
-    for (name, value) in rows {
-        let _ = writeln!(md, "| {name} | {} |", value.replace('|', "\\|"));
-    }
+    write_rows(md, rows.into_iter().chain(run_rows(machine)));
     let _ = writeln!(md, "\n## Targets\n\n| target | measured | verdict |\n| --- | --- | --- |");
     for target in targets {
         let verdict = match target.verdict {

@@ -120,6 +120,8 @@ pub struct Db {
     rejected: [AtomicU64; 3],
     /// Why the latest append failed for lack of space (see `Db::write_health`).
     no_space: Mutex<Option<String>>,
+    /// Whether `no_space` is set (read on every append without taking its lock).
+    refusing_writes: std::sync::atomic::AtomicBool,
     series_created: AtomicU64,
     series_removed: AtomicU64,
     /// `Index::next_id` at the previous maintenance pass: a series below it that never got a

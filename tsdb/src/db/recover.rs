@@ -143,6 +143,7 @@ impl Db {
             duplicates: AtomicU64::new(0),
             rejected: Default::default(),
             no_space: Mutex::new(None),
+            refusing_writes: std::sync::atomic::AtomicBool::new(false),
             series_created: AtomicU64::new(0),
             series_removed: AtomicU64::new(0),
             maintained_below_id: AtomicU32::new(next_id),

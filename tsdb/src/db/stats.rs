@@ -107,16 +107,19 @@ impl Db {
         WriteHealth { read_only: self.options.read_only, no_space: self.no_space.lock().clone() }
     }
 
-    /// Remembers the outcome of an append for [`Db::write_health`].
+    /// Remembers the outcome of an append for [`Db::write_health`]. The common case (a success
+    /// while nothing was refused) costs one relaxed load, no lock.
     pub(super) fn note_write_outcome<T>(&self, result: &Result<T, crate::Error>) {
         match result {
-            Err(e) if e.is_no_space() => *self.no_space.lock() = Some(e.to_string()),
-            Ok(_) => {
-                if self.no_space.lock().is_some() {
-                    *self.no_space.lock() = None;
-                }
+            Err(e) if e.is_no_space() => {
+                *self.no_space.lock() = Some(e.to_string());
+                self.refusing_writes.store(true, Ordering::Relaxed);
             }
-            Err(_) => {}
+            Ok(_) if self.refusing_writes.load(Ordering::Relaxed) => {
+                self.refusing_writes.store(false, Ordering::Relaxed);
+                *self.no_space.lock() = None;
+            }
+            _ => {}
         }
     }
 }

@@ -8,7 +8,7 @@ use super::options::SoakPlan;
 use super::probe::{active_series_metric, Probe};
 use super::stream::StreamStats;
 use crate::suite::machine::MachineInfo;
-use crate::suite::report::draw_time_chart;
+use crate::suite::report::{draw_time_chart, run_rows, write_rows};
 use crate::suite::systems::{victoria_metrics_retention_days, SystemKind};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
@@ -248,15 +248,8 @@ fn parameters_section(md: &mut String, plan: &SoakPlan, machine: &MachineInfo) {
                 machine.cores, machine.cpu_model, machine.memory_gib, machine.kernel
             ),
         ),
-        ("load average at start", machine.load_average_at_start.clone()),
-        ("ringtail", machine.ringtail_version.clone()),
-        ("prometheus", machine.prometheus_version.clone()),
-        ("victoria-metrics", machine.victoria_metrics_version.clone()),
-        ("git commit", machine.git_commit.clone()),
     ];
-    for (name, value) in rows {
-        let _ = writeln!(md, "| {name} | {value} |");
-    }
+    write_rows(md, rows.into_iter().chain(run_rows(machine)));
     let _ = writeln!(md);
 }
 
