@@ -6,8 +6,14 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// `$RINGTAIL_SHARED_DIR/promql-conformance/upstream` (scripts/test-all sets it, finding the
+/// shared test data beside the checkout or beside the repository it was cloned from), else the
+/// `shared/` beside this checkout.
 fn upstream_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/promql-conformance/upstream"))
+    let shared = std::env::var_os("RINGTAIL_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    shared.join("promql-conformance/upstream")
 }
 
 fn test_files() -> Vec<PathBuf> {
