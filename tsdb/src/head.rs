@@ -181,7 +181,8 @@ impl HeadFiles {
         Ok((heads, occupied))
     }
 
-    /// Hands every slot not in `used` (slot numbers) to the free pool, cleared.
+    /// Hands every slot not in `used` (slot numbers) to the free pool. Lock order: files, then
+    /// the pool.
     pub fn set_free(&self, used: &std::collections::HashSet<u32>) {
         let files = self.files.lock();
         let mut free = self.free.lock();
@@ -208,6 +209,10 @@ impl HeadFiles {
                 return Ok(Some(slot));
             }
             let mut files = self.files.lock();
+            // Another thread may have added a file (and its slots) while this one waited.
+            if !self.free.lock().is_empty() {
+                continue;
+            }
             if files.len() >= self.max_files {
                 return Ok(None);
             }
@@ -225,7 +230,8 @@ impl HeadFiles {
             };
             file.write(0, &encode_head_header(index as u32));
             files.push(Arc::new(file));
-            drop(files);
+            // The new slots join the pool before the files lock is released, so a thread that
+            // finds the budget's last file made never also finds the pool empty.
             let first = (index * SLOTS_PER_FILE) as u32;
             self.free.lock().extend((first..first + SLOTS_PER_FILE as u32).rev());
         }
@@ -267,5 +273,29 @@ impl HeadFiles {
             file.flush().map_err(|e| Error::io(self.dir.path(&head_name(index)), e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryDirectory;
+
+    #[test]
+    fn threads_racing_for_the_first_file_all_get_a_slot() {
+        for _ in 0..50 {
+            let dir: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
+            let (heads, occupied) = HeadFiles::open(dir, 1, false).unwrap();
+            assert!(occupied.is_empty());
+            let heads = Arc::new(heads);
+            let threads: Vec<_> = (0..8u32)
+                .map(|series| {
+                    let heads = heads.clone();
+                    std::thread::spawn(move || heads.allocate(series).unwrap().is_some())
+                })
+                .collect();
+            assert!(threads.into_iter().all(|t| t.join().unwrap()), "a thread found the pool empty");
+            assert_eq!(heads.slot_counts(), (SLOTS_PER_FILE as u64, SLOTS_PER_FILE as u64 - 8));
+        }
     }
 }
