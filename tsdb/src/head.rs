@@ -4,11 +4,16 @@
 //!
 //! Slots are a pool: a series takes a free slot when its first sample of a new chunk arrives and
 //! gives it back when the chunk is closed into the ring for good (idle, evicted, or the series
-//! removed). Each slot's header names its owner, so recovery finds every open chunk by scanning
-//! the slots. Files of `SLOTS_PER_FILE` slots are added up to the head budget and never remapped,
-//! so a slot keeps an `Arc` to its file. An append writes the changed payload bytes, then
-//! publishes the new sample count with a single store: a kill leaves either the old or the new
-//! count, and the count never covers bytes that are not written.
+//! removed). Slots come in sizes (`SLOT_CLASS_BYTES`): each 512-byte page of a head file is one
+//! 512-byte slot or is split into slots of one smaller size (a slab allocator; a page none of
+//! whose slots is in use can be split differently). A chunk starts in the smallest slot and moves
+//! to the smallest larger one when a sample does not fit (the copy is published before the old
+//! slot is cleared; recovery keeps the copy with more samples), so a short-lived series holds 32
+//! bytes, not 512. Each slot's header names its owner, so recovery finds every open chunk by
+//! scanning the slots. Files are added up to the head budget and never remapped, so a slot keeps
+//! an `Arc` to its file. An append writes the changed payload bytes, then publishes the new
+//! sample count with a single store: a kill leaves either the old or the new count, and the count
+//! never covers bytes that are not written.
 
 use crate::segment::u32_at;
 use crate::storage::{set_aside, Directory, Region};
@@ -17,22 +22,57 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 
 pub const HEAD_MAGIC: [u8; 8] = *b"RTHEAD01";
-pub const HEAD_VERSION: u32 = 1;
+/// Version 2 splits pages into smaller slots (byte 2 of a slot header names its size; version 1
+/// files have only 512-byte slots, whose byte 2 is zero, and are read as they are).
+pub const HEAD_VERSION: u32 = 2;
 pub const HEAD_FILE_HEADER_BYTES: usize = 64;
+/// Slot sizes, smallest first (the last is a whole page).
+pub const SLOT_CLASS_BYTES: [usize; 5] = [32, 64, 128, 256, 512];
+const LARGEST_CLASS: usize = SLOT_CLASS_BYTES.len() - 1;
+/// Bytes of a page (and of the largest slot).
 pub const SLOT_BYTES: usize = 512;
 pub const SLOT_HEADER_BYTES: usize = 8;
-/// Payload capacity of an open chunk; a chunk closes when the next sample would not fit.
+/// Payload capacity of the largest slot: an open chunk closes when the next sample would not fit.
 pub const SLOT_PAYLOAD_BYTES: usize = SLOT_BYTES - SLOT_HEADER_BYTES;
-pub const SLOTS_PER_FILE: usize = 4096;
+pub const PAGES_PER_FILE: usize = 4096;
 /// Bytes of one head file.
-pub const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * SLOTS_PER_FILE) as u64;
+pub const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * PAGES_PER_FILE) as u64;
+/// Slot numbers are `file << 16 | page << 4 | slot in page`.
+const SLOT_BITS: u32 = 4;
+const PAGE_BITS: u32 = 12;
+/// Head files a store can address with 32-bit slot numbers.
+const MAX_HEAD_FILES: usize = 1 << (32 - PAGE_BITS - SLOT_BITS);
 
-/// A slot: its number, its file and its byte offset in it.
+/// Slots of size `class` in a page.
+fn slots_per_page(class: usize) -> usize {
+    SLOT_BYTES / SLOT_CLASS_BYTES[class]
+}
+
+/// The size code a slot header stores in byte 2: 0 for a whole page (so a zero page and a version
+/// 1 slot read as a free 512-byte slot), `class + 1` for the smaller sizes.
+fn class_code(class: usize) -> u8 {
+    if class == LARGEST_CLASS {
+        0
+    } else {
+        class as u8 + 1
+    }
+}
+
+fn class_of_code(code: u8) -> Option<usize> {
+    match code {
+        0 => Some(LARGEST_CLASS),
+        c if (c as usize) <= LARGEST_CLASS => Some(c as usize - 1),
+        _ => None,
+    }
+}
+
+/// A slot: its number, its file, its size class and its byte offset in the file.
 #[derive(Debug, Clone)]
 pub struct Slot {
     number: u32,
     file: Arc<Region>,
-    offset: u32,
+    /// Byte offset in the file (low 24 bits) and size class (high 8 bits).
+    offset_and_class: u32,
 }
 
 /// What a slot held when the store was opened.
@@ -40,52 +80,228 @@ pub struct Slot {
 pub struct SlotContents {
     pub num_samples: u16,
     pub series: u32,
+    /// The payload, zero past the slot's capacity.
     pub payload: [u8; SLOT_PAYLOAD_BYTES],
 }
 
 impl Slot {
+    fn new(number: u32, file: Arc<Region>, class: usize) -> Slot {
+        let page = (number >> SLOT_BITS) as usize & (PAGES_PER_FILE - 1);
+        let in_page = (number as usize) & ((1 << SLOT_BITS) - 1);
+        let offset = HEAD_FILE_HEADER_BYTES + page * SLOT_BYTES + in_page * SLOT_CLASS_BYTES[class];
+        Slot { number, file, offset_and_class: offset as u32 | (class as u32) << 24 }
+    }
+
     /// The slot's number in the pool.
     pub fn number(&self) -> u32 {
         self.number
     }
 
+    #[inline]
+    fn offset(&self) -> usize {
+        (self.offset_and_class & 0x00ff_ffff) as usize
+    }
+
+    #[inline]
+    fn class(&self) -> usize {
+        (self.offset_and_class >> 24) as usize
+    }
+
+    /// Payload bytes the slot holds.
+    #[inline]
+    pub fn payload_capacity(&self) -> usize {
+        SLOT_CLASS_BYTES[self.class()] - SLOT_HEADER_BYTES
+    }
+
+    /// Bytes of the slot, header included.
+    pub fn size_bytes(&self) -> usize {
+        SLOT_CLASS_BYTES[self.class()]
+    }
+
     /// Writes `bytes` at payload offset `at`.
     #[inline]
     pub fn write_payload(&self, at: usize, bytes: &[u8]) {
-        let ok = self.file.write(self.offset as usize + SLOT_HEADER_BYTES + at, bytes);
-        debug_assert!(ok && at + bytes.len() <= SLOT_PAYLOAD_BYTES, "BUG: slot payload overflow");
+        debug_assert!(at + bytes.len() <= self.payload_capacity(), "BUG: slot payload overflow");
+        let ok = self.file.write(self.offset() + SLOT_HEADER_BYTES + at, bytes);
+        debug_assert!(ok, "BUG: slot outside its file");
     }
 
     /// Publishes the sample count (after the payload bytes it covers).
     #[inline]
     pub fn publish_count(&self, num_samples: u16) {
-        self.file.publish_u16(self.offset as usize, num_samples);
+        self.file.publish_u16(self.offset(), num_samples);
     }
 
     /// Claims the slot for `series` with an empty chunk (clears whatever a previous owner left).
     pub fn claim(&self, series: u32) {
         self.publish_count(0);
         let mut header = [0u8; SLOT_HEADER_BYTES];
+        header[2] = class_code(self.class());
         header[4..8].copy_from_slice(&series.to_le_bytes());
-        self.file.write(self.offset as usize, &header);
+        self.file.write(self.offset(), &header);
     }
 
-    /// Copies the first `len` payload bytes into `dst`.
+    /// Copies the first `dst.len()` payload bytes into `dst`.
     pub fn read_payload(&self, dst: &mut [u8]) {
         self.read_payload_from(0, dst);
     }
 
     /// Copies payload bytes from offset `at` on into `dst`.
     pub fn read_payload_from(&self, at: usize, dst: &mut [u8]) {
-        self.file.read_into(self.offset as usize + SLOT_HEADER_BYTES + at, dst);
+        self.file.read_into(self.offset() + SLOT_HEADER_BYTES + at, dst);
     }
 
     pub fn read(&self) -> SlotContents {
-        let mut raw = [0u8; SLOT_BYTES];
-        self.file.read_into(self.offset as usize, &mut raw);
+        let mut header = [0u8; SLOT_HEADER_BYTES];
+        self.file.read_into(self.offset(), &mut header);
         let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        payload.copy_from_slice(&raw[SLOT_HEADER_BYTES..]);
-        SlotContents { num_samples: u16::from_le_bytes([raw[0], raw[1]]), series: u32_at(&raw, 4), payload }
+        self.read_payload(&mut payload[..self.payload_capacity()]);
+        SlotContents { num_samples: u16::from_le_bytes([header[0], header[1]]), series: u32_at(&header, 4), payload }
+    }
+}
+
+/// A page's slot size and which of its slots are free.
+#[derive(Debug, Clone, Copy)]
+struct Page {
+    class: u8,
+    /// Bit `i` set: slot `i` of the page is free.
+    free: u16,
+    /// Whether the page is on its class's `with_free` list.
+    listed_with_free: bool,
+    /// Whether the page is on `empty_pages`.
+    listed_empty: bool,
+}
+
+impl Page {
+    fn all_free_mask(class: usize) -> u16 {
+        ((1u32 << slots_per_page(class)) - 1) as u16
+    }
+
+    fn is_empty(&self) -> bool {
+        self.free == Page::all_free_mask(self.class as usize)
+    }
+}
+
+/// The head files and which of their slots are free. One mutex: taking or giving back a slot is
+/// a few instructions, and a new file is rare.
+#[derive(Debug, Default)]
+struct Pool {
+    files: Vec<Arc<Region>>,
+    /// Every page of every file, `file * PAGES_PER_FILE + page`.
+    pages: Vec<Page>,
+    /// Per size class, pages of that size with a free slot.
+    with_free: [Vec<u32>; SLOT_CLASS_BYTES.len()],
+    /// Pages none of whose slots is in use (they may be split into another size).
+    empty_pages: Vec<u32>,
+    /// Bytes of slots holding an open chunk.
+    used_bytes: u64,
+}
+
+impl Pool {
+    fn list(&mut self, page_index: u32) {
+        let page = &mut self.pages[page_index as usize];
+        if page.free != 0 && !page.listed_with_free {
+            page.listed_with_free = true;
+            self.with_free[page.class as usize].push(page_index);
+        }
+        if page.is_empty() && !page.listed_empty {
+            page.listed_empty = true;
+            self.empty_pages.push(page_index);
+        }
+    }
+
+    /// A free slot of size `class`, taken out of the pool (from a page of that size, else from an
+    /// empty page split into that size).
+    fn pop(&mut self, class: usize) -> Option<Slot> {
+        loop {
+            let page_index = *self.with_free[class].last()?;
+            let page = &mut self.pages[page_index as usize];
+            if page.class as usize != class {
+                // Split anew since it was listed: its flag belongs to its new size's list.
+                self.with_free[class].pop();
+                continue;
+            }
+            if page.free == 0 {
+                page.listed_with_free = false;
+                self.with_free[class].pop();
+                continue;
+            }
+            let in_page = page.free.trailing_zeros();
+            page.free &= !(1 << in_page);
+            if page.free == 0 {
+                page.listed_with_free = false;
+                self.with_free[class].pop();
+            }
+            self.used_bytes += SLOT_CLASS_BYTES[class] as u64;
+            let number = page_index << SLOT_BITS | in_page;
+            let file = self.files[page_index as usize / PAGES_PER_FILE].clone();
+            return Some(Slot::new(number, file, class));
+        }
+    }
+
+    /// Splits an empty page into slots of size `class`. False when there is none.
+    fn split_empty_page(&mut self, class: usize) -> bool {
+        while let Some(page_index) = self.empty_pages.pop() {
+            let page = &mut self.pages[page_index as usize];
+            page.listed_empty = false;
+            if !page.is_empty() {
+                continue;
+            }
+            if page.class as usize != class {
+                let file = &self.files[page_index as usize / PAGES_PER_FILE];
+                format_page(file, page_index as usize % PAGES_PER_FILE, class);
+                page.class = class as u8;
+                page.free = Page::all_free_mask(class);
+                page.listed_with_free = false;
+            }
+            self.list(page_index);
+            return true;
+        }
+        false
+    }
+
+    /// Adds a file whose pages have the slot sizes `classes` (all free).
+    fn push_file(&mut self, region: Arc<Region>, classes: &[usize]) {
+        let first = self.pages.len() as u32;
+        self.files.push(region);
+        self.pages.extend(classes.iter().map(|class| Page {
+            class: *class as u8,
+            free: Page::all_free_mask(*class),
+            listed_with_free: false,
+            listed_empty: false,
+        }));
+        // Lowest pages last, so they are handed out first (fewer memory pages touched).
+        for page_index in (first..self.pages.len() as u32).rev() {
+            self.list(page_index);
+        }
+    }
+
+    /// Rebuilds the free lists from the pages (after recovery, and when stale entries pile up).
+    fn relist(&mut self) {
+        for list in self.with_free.iter_mut() {
+            list.clear();
+        }
+        self.empty_pages.clear();
+        for page in self.pages.iter_mut() {
+            page.listed_with_free = false;
+            page.listed_empty = false;
+        }
+        for page_index in (0..self.pages.len() as u32).rev() {
+            self.list(page_index);
+        }
+    }
+}
+
+/// Zeroes page `page` of `file` and writes the size code of `class` into each of its slot headers
+/// (zeroed first, so no count of the old split survives under the new one).
+fn format_page(file: &Region, page: usize, class: usize) {
+    let at = HEAD_FILE_HEADER_BYTES + page * SLOT_BYTES;
+    file.write(at, &[0u8; SLOT_BYTES]);
+    let code = class_code(class);
+    if code != 0 {
+        for slot in 0..slots_per_page(class) {
+            file.write(at + slot * SLOT_CLASS_BYTES[class] + 2, &[code]);
+        }
     }
 }
 
@@ -93,8 +309,7 @@ impl Slot {
 #[derive(Debug)]
 pub struct HeadFiles {
     dir: Arc<dyn Directory>,
-    files: Mutex<Vec<Arc<Region>>>,
-    free: Mutex<Vec<u32>>,
+    pool: Mutex<Pool>,
     /// Files the head budget allows (more may exist when the budget shrank: they are kept).
     max_files: usize,
     read_only: bool,
@@ -109,11 +324,21 @@ fn encode_head_header(index: u32) -> [u8; 28] {
     out[0..8].copy_from_slice(&HEAD_MAGIC);
     out[8..12].copy_from_slice(&HEAD_VERSION.to_le_bytes());
     out[12..16].copy_from_slice(&(SLOT_BYTES as u32).to_le_bytes());
-    out[16..20].copy_from_slice(&(SLOTS_PER_FILE as u32).to_le_bytes());
+    out[16..20].copy_from_slice(&(PAGES_PER_FILE as u32).to_le_bytes());
     out[20..24].copy_from_slice(&index.to_le_bytes());
     let crc = crc32c::crc32c(&out[0..24]);
     out[24..28].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Whether `header` is a head file header for file `index` (of this version or version 1), or
+/// all zero (never written).
+fn valid_head_header(header: &[u8; 28], index: u32) -> bool {
+    let mut v1 = encode_head_header(index);
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&v1[0..24]);
+    v1[24..28].copy_from_slice(&crc.to_le_bytes());
+    header == &[0u8; 28] || header == &encode_head_header(index) || header == &v1
 }
 
 impl HeadFiles {
@@ -125,8 +350,10 @@ impl HeadFiles {
         max_files: usize,
         read_only: bool,
     ) -> Result<(HeadFiles, Vec<(Slot, SlotContents)>), Error> {
-        let mut files = Vec::new();
-        for index in 0.. {
+        let mut pool = Pool::default();
+        let mut occupied = Vec::new();
+        let mut unreadable_pages = 0u64;
+        for index in 0..MAX_HEAD_FILES {
             let name = head_name(index);
             if dir.file_len(&name).ok().flatten().is_none() {
                 break;
@@ -135,7 +362,7 @@ impl HeadFiles {
                 Ok(file) => {
                     let mut header = [0u8; 28];
                     file.read_into(0, &mut header);
-                    if header == [0u8; 28] || header == encode_head_header(index as u32) {
+                    if valid_head_header(&header, index as u32) {
                         Some(file)
                     } else {
                         drop(file);
@@ -160,115 +387,155 @@ impl HeadFiles {
                 }
             };
             file.write(0, &encode_head_header(index as u32));
-            files.push(Arc::new(file));
-        }
-        let mut occupied = Vec::new();
-        for (index, file) in files.iter().enumerate() {
-            for i in 0..SLOTS_PER_FILE {
-                let slot = Slot {
-                    number: (index * SLOTS_PER_FILE + i) as u32,
-                    file: file.clone(),
-                    offset: (HEAD_FILE_HEADER_BYTES + i * SLOT_BYTES) as u32,
+            let file = Arc::new(file);
+            let mut classes = Vec::with_capacity(PAGES_PER_FILE);
+            for page in 0..PAGES_PER_FILE {
+                let mut code = [0u8; 1];
+                file.read_into(HEAD_FILE_HEADER_BYTES + page * SLOT_BYTES + 2, &mut code);
+                let class = match class_of_code(code[0]) {
+                    Some(class) => class,
+                    None => {
+                        // Not a size this version writes: the page's open chunks are lost.
+                        unreadable_pages += 1;
+                        if !read_only {
+                            format_page(&file, page, LARGEST_CLASS);
+                        }
+                        LARGEST_CLASS
+                    }
                 };
-                let contents = slot.read();
-                if contents.num_samples > 0 {
-                    occupied.push((slot, contents));
+                classes.push(class);
+                for in_page in 0..slots_per_page(class) {
+                    let number = (index * PAGES_PER_FILE + page) << SLOT_BITS | in_page;
+                    let slot = Slot::new(number as u32, file.clone(), class);
+                    let contents = slot.read();
+                    if contents.num_samples > 0 {
+                        occupied.push((slot, contents));
+                    }
                 }
             }
+            pool.push_file(file, &classes);
         }
-        let max_files = max_files.max(files.len()).max(1);
-        let heads = HeadFiles { dir, files: Mutex::new(files), free: Mutex::new(Vec::new()), max_files, read_only };
+        if unreadable_pages > 0 {
+            tracing::warn!(unreadable_pages, "head pages with an unknown slot size were cleared");
+        }
+        let max_files = max_files.max(pool.files.len()).clamp(1, MAX_HEAD_FILES);
+        let heads = HeadFiles { dir, pool: Mutex::new(pool), max_files, read_only };
         Ok((heads, occupied))
     }
 
-    /// Hands every slot not in `used` (slot numbers) to the free pool. Lock order: files, then
-    /// the pool.
+    /// Hands every slot not in `used` (slot numbers) to the free pool.
     pub fn set_free(&self, used: &std::collections::HashSet<u32>) {
-        let files = self.files.lock();
-        let mut free = self.free.lock();
-        free.clear();
-        for number in (0..files.len() * SLOTS_PER_FILE).rev() {
-            if !used.contains(&(number as u32)) {
-                free.push(number as u32);
+        let mut pool = self.pool.lock();
+        let mut used_bytes = 0u64;
+        for (page_index, page) in pool.pages.iter_mut().enumerate() {
+            let class = page.class as usize;
+            page.free = Page::all_free_mask(class);
+            for in_page in 0..slots_per_page(class) {
+                if used.contains(&((page_index << SLOT_BITS | in_page) as u32)) {
+                    page.free &= !(1 << in_page);
+                    used_bytes += SLOT_CLASS_BYTES[class] as u64;
+                }
             }
         }
+        pool.used_bytes = used_bytes;
+        pool.relist();
     }
 
-    /// A free slot, claimed for `series`: from the pool, or from a new head file while the head
-    /// budget allows one. `None` when every slot of the budget holds an open chunk (the caller
-    /// closes the stalest ones and asks again).
-    pub fn allocate(&self, series: u32) -> Result<Option<Slot>, Error> {
+    /// A free slot claimed for `series` whose payload holds at least `need` bytes, preferably of
+    /// size class `class` (an index into [`SLOT_CLASS_BYTES`]): a free one of that size, an empty
+    /// page split into that size, a page of a new head file while the head budget allows one,
+    /// then a free slot of another size that is large enough. `None` when no slot is to be had
+    /// (the caller closes open chunks and asks again).
+    pub fn allocate(&self, series: u32, class: usize, need: usize) -> Result<Option<Slot>, Error> {
         if self.read_only {
             return Err(Error::ReadOnly("opened read-only".into()));
         }
-        loop {
-            let number = self.free.lock().pop();
-            if let Some(number) = number {
-                let slot = self.slot(number);
-                slot.claim(series);
-                return Ok(Some(slot));
-            }
-            let mut files = self.files.lock();
-            // Another thread may have added a file (and its slots) while this one waited.
-            if !self.free.lock().is_empty() {
-                continue;
-            }
-            if files.len() >= self.max_files {
-                return Ok(None);
-            }
-            let index = files.len();
-            let name = head_name(index);
-            // A leftover file of this name (its series log was truncated) is reused: every slot is
-            // claimed (cleared) before use.
-            let file = match self.dir.open_region(&name, HEAD_FILE_BYTES) {
-                Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    set_aside(self.dir.as_ref(), &name, "unexpected head file");
-                    self.dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(self.dir.path(&name), e))?
-                }
-                Err(e) => return Err(Error::io(self.dir.path(&name), e)),
-            };
-            file.write(0, &encode_head_header(index as u32));
-            files.push(Arc::new(file));
-            // The new slots join the pool before the files lock is released, so a thread that
-            // finds the budget's last file made never also finds the pool empty.
-            let first = (index * SLOTS_PER_FILE) as u32;
-            self.free.lock().extend((first..first + SLOTS_PER_FILE as u32).rev());
+        let mut pool = self.pool.lock();
+        let mut slot = pool.pop(class);
+        if slot.is_none()
+            && (pool.split_empty_page(class) || (self.add_file(&mut pool)? && pool.split_empty_page(class)))
+        {
+            slot = pool.pop(class);
         }
+        if slot.is_none() {
+            let larger = class + 1..SLOT_CLASS_BYTES.len();
+            let smaller = (0..class).rev().filter(|c| SLOT_CLASS_BYTES[*c] - SLOT_HEADER_BYTES >= need);
+            slot = larger.chain(smaller).find_map(|c| pool.pop(c));
+        }
+        drop(pool);
+        if let Some(slot) = &slot {
+            slot.claim(series);
+        }
+        Ok(slot)
+    }
+
+    /// Adds a new head file to the pool while the budget allows one. False when it does not.
+    fn add_file(&self, pool: &mut Pool) -> Result<bool, Error> {
+        if pool.files.len() >= self.max_files {
+            return Ok(false);
+        }
+        let index = pool.files.len();
+        let name = head_name(index);
+        let existed = self.dir.file_len(&name).ok().flatten().is_some();
+        let file = match self.dir.open_region(&name, HEAD_FILE_BYTES) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                set_aside(self.dir.as_ref(), &name, "unexpected head file");
+                self.dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(self.dir.path(&name), e))?
+            }
+            Err(e) => return Err(Error::io(self.dir.path(&name), e)),
+        };
+        if existed {
+            // A leftover (its series log was truncated): nothing it held may read as an open chunk.
+            for page in 0..PAGES_PER_FILE {
+                format_page(&file, page, LARGEST_CLASS);
+            }
+        }
+        file.write(0, &encode_head_header(index as u32));
+        pool.push_file(Arc::new(file), &[LARGEST_CLASS; PAGES_PER_FILE]);
+        Ok(true)
     }
 
     /// Gives `slot` back to the pool (its count is cleared first, so recovery sees it free).
     pub fn release(&self, slot: Slot) {
         slot.publish_count(0);
-        self.free.lock().push(slot.number);
+        let page_index = slot.number >> SLOT_BITS;
+        let in_page = slot.number & ((1 << SLOT_BITS) - 1);
+        let mut pool = self.pool.lock();
+        let Some(page) = pool.pages.get_mut(page_index as usize) else {
+            return;
+        };
+        if page.class as usize != slot.class() || page.free & (1 << in_page) != 0 {
+            debug_assert!(false, "BUG: a slot was released twice or after its page was split anew");
+            return;
+        }
+        page.free |= 1 << in_page;
+        pool.used_bytes -= slot.size_bytes() as u64;
+        pool.list(page_index);
+        if pool.with_free.iter().map(Vec::len).sum::<usize>() > 2 * pool.pages.len() + 64 {
+            pool.relist();
+        }
     }
 
-    /// The slot numbered `number` (which must lie in an open file).
-    fn slot(&self, number: u32) -> Slot {
-        let files = self.files.lock();
-        let index = number as usize / SLOTS_PER_FILE;
-        let offset = HEAD_FILE_HEADER_BYTES + (number as usize % SLOTS_PER_FILE) * SLOT_BYTES;
-        Slot { number, file: files[index].clone(), offset: offset as u32 }
+    /// Slot bytes (holding an open chunk, free) in the head files.
+    pub fn slot_bytes(&self) -> (u64, u64) {
+        let pool = self.pool.lock();
+        let total = (pool.pages.len() * SLOT_BYTES) as u64;
+        (pool.used_bytes, total - pool.used_bytes)
     }
 
-    /// (slots in files, free slots).
-    pub fn slot_counts(&self) -> (u64, u64) {
-        let total = (self.files.lock().len() * SLOTS_PER_FILE) as u64;
-        (total, self.free.lock().len() as u64)
-    }
-
-    /// Slots the head budget holds.
-    pub fn capacity_slots(&self) -> usize {
-        self.max_files * SLOTS_PER_FILE
+    /// Bytes of head files the head budget allows.
+    pub fn budget_bytes(&self) -> u64 {
+        self.max_files as u64 * HEAD_FILE_BYTES
     }
 
     pub fn bytes_on_disk(&self) -> u64 {
-        self.files.lock().len() as u64 * HEAD_FILE_BYTES
+        self.pool.lock().files.len() as u64 * HEAD_FILE_BYTES
     }
 
     /// msync of every head file.
     pub fn flush(&self) -> Result<(), Error> {
-        let files: Vec<Arc<Region>> = self.files.lock().clone();
+        let files: Vec<Arc<Region>> = self.pool.lock().files.clone();
         for (index, file) in files.iter().enumerate() {
             file.flush().map_err(|e| Error::io(self.dir.path(&head_name(index)), e))?;
         }
@@ -291,11 +558,11 @@ mod tests {
             let threads: Vec<_> = (0..8u32)
                 .map(|series| {
                     let heads = heads.clone();
-                    std::thread::spawn(move || heads.allocate(series).unwrap().is_some())
+                    std::thread::spawn(move || heads.allocate(series, 0, 0).unwrap().is_some())
                 })
                 .collect();
             assert!(threads.into_iter().all(|t| t.join().unwrap()), "a thread found the pool empty");
-            assert_eq!(heads.slot_counts(), (SLOTS_PER_FILE as u64, SLOTS_PER_FILE as u64 - 8));
+            assert_eq!(heads.slot_bytes(), (8 * 32, HEAD_FILE_BYTES - HEAD_FILE_HEADER_BYTES as u64 - 8 * 32));
         }
     }
 }

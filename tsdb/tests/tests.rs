@@ -8,6 +8,8 @@ mod api;
 mod churn;
 /// Child-process crash test: kill -9 at random moments loses no acknowledged sample.
 mod crash;
+/// Head slot sizes: small slots for short series, growth, page reuse, the previous format.
+mod head_slots;
 /// Shared helpers (test stores on either backend, sample generators).
 mod helpers;
 /// Recovery: restart, torn tails, corrupt and foreign files.

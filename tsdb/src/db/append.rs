@@ -5,7 +5,7 @@
 use super::stats::reason_slot;
 use super::{Db, SeriesId, SeriesState, CHECKPOINT_EVERY};
 use crate::chunk::{encode_next, EncoderState};
-use crate::head::{Slot, SLOT_PAYLOAD_BYTES};
+use crate::head::{Slot, SLOT_CLASS_BYTES, SLOT_HEADER_BYTES, SLOT_PAYLOAD_BYTES};
 use crate::labels::validate_labels;
 use crate::paged::Paged;
 use crate::segment::ChunkHeader;
@@ -249,13 +249,29 @@ impl Db {
         }
         let mut enc = s.enc;
         let (mut start, mut writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
-        if start + writer.bytes().len() > SLOT_PAYLOAD_BYTES || enc.num_samples == u16::MAX {
+        let mut end = start + writer.bytes().len();
+        if end > SLOT_PAYLOAD_BYTES || enc.num_samples == u16::MAX {
             self.close_chunk(s, id, delta)?;
             enc = s.enc;
             (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
+            end = start + writer.bytes().len();
         }
         let slot = match &s.slot {
-            Some(slot) => slot.clone(),
+            Some(slot) if end <= slot.payload_capacity() => slot.clone(),
+            Some(_) => match self.grow_slot(s, id, end)? {
+                Some(slot) => slot,
+                None => {
+                    // No larger slot is free: the chunk is closed early and the next one starts
+                    // in the slot the series holds.
+                    self.close_chunk(s, id, delta)?;
+                    enc = s.enc;
+                    (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
+                    match s.slot.clone() {
+                        Some(slot) if start + writer.bytes().len() <= slot.payload_capacity() => slot,
+                        _ => return Err(Error::Full("BUG: a sample does not fit an empty head slot".into())),
+                    }
+                }
+            },
             None => {
                 let slot = self.take_slot(table, id, delta)?;
                 s.slot = Some(slot.clone());
@@ -269,7 +285,8 @@ impl Db {
         delta.head_bytes += (start + bytes.len()) as i64 - s.enc.bit_len.div_ceil(8) as i64;
         s.enc = enc;
         if enc.num_samples.is_multiple_of(CHECKPOINT_EVERY) {
-            s.checkpoints = [enc, s.checkpoints[0]];
+            let checkpoints = s.checkpoints.get_or_insert_with(Default::default);
+            **checkpoints = [enc, checkpoints[0]];
         }
         s.newest_ts_ms = sample.ts_ms;
         s.newest_value_bits = bits;
@@ -277,21 +294,47 @@ impl Db {
         Ok(Outcome::Appended)
     }
 
-    /// A head slot for series `id`, which has none: a free one, or, when every slot of the head
-    /// budget holds an open chunk, one freed by closing the stalest open chunks of other series
-    /// into the ring early (the oldest data moves first; nothing is lost).
+    /// A head slot for series `id`, which has none (any size holds a new chunk's first sample): a
+    /// free one, or, when every slot of the head budget holds an open chunk, one freed by closing
+    /// the stalest open chunks of other series into the ring early (the oldest data moves first;
+    /// nothing is lost).
     fn take_slot(&self, table: &Paged<Mutex<SeriesState>>, id: u32, delta: &mut BatchDelta) -> Result<Slot, Error> {
-        if let Some(slot) = self.heads.allocate(id)? {
+        if let Some(slot) = self.heads.allocate(id, 0, 0)? {
             return Ok(slot);
         }
         self.close_stalest(table, id, delta)?;
-        self.heads.allocate(id)?.ok_or_else(|| {
+        self.heads.allocate(id, 0, 0)?.ok_or_else(|| {
             Error::Full(format!(
-                "all {} head slots hold open chunks of series being written right now; raise the storage \
-                 budget (head files get 1/8 of it)",
-                self.heads.capacity_slots()
+                "all {} bytes of head slots hold open chunks of series being written right now; raise the \
+                 storage budget (head files get 1/8 of it)",
+                self.heads.budget_bytes()
             ))
         })
+    }
+
+    /// Moves the open chunk of series `id` into the smallest larger slot whose payload holds `need`
+    /// bytes, and frees the old slot. The copy's count is published before the old slot is cleared: a kill in between
+    /// leaves two equal copies, and recovery keeps one. `None` when no larger slot is free.
+    fn grow_slot(&self, s: &mut SeriesState, id: u32, need: usize) -> Result<Option<Slot>, Error> {
+        let Some(old) = s.slot.as_ref() else {
+            return Ok(None);
+        };
+        let fits = |b: &usize| *b > old.size_bytes() && *b - SLOT_HEADER_BYTES >= need;
+        let Some(class) = SLOT_CLASS_BYTES.iter().position(fits) else {
+            return Ok(None);
+        };
+        let Some(new) = self.heads.allocate(id, class, need)? else {
+            return Ok(None);
+        };
+        let len = s.enc.bit_len.div_ceil(8) as usize;
+        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
+        old.read_payload(&mut payload[..len]);
+        new.write_payload(0, &payload[..len]);
+        new.publish_count(s.enc.num_samples);
+        if let Some(old) = s.slot.replace(new.clone()) {
+            self.heads.release(old);
+        }
+        Ok(Some(new))
     }
 
     /// Closes the open chunks of the series (other than `except`) whose newest samples are the
@@ -311,7 +354,7 @@ impl Db {
                 s.slot.as_ref().map(|_| (s.newest_ts_ms, id))
             })
             .collect();
-        let wanted = (self.heads.capacity_slots() / 16).max(1).min(candidates.len());
+        let wanted = (candidates.len() / 16).max(1).min(candidates.len());
         if wanted == 0 {
             return Ok(());
         }
@@ -353,7 +396,10 @@ impl Db {
         delta.head_samples -= i64::from(n);
         delta.head_bytes -= len as i64;
         s.enc = EncoderState::default();
-        s.checkpoints = [EncoderState::default(); 2];
+        // The box is kept for the next chunk of a series this long.
+        if let Some(checkpoints) = s.checkpoints.as_mut() {
+            **checkpoints = [EncoderState::default(); 2];
+        }
         Ok(())
     }
 }

@@ -63,8 +63,9 @@ struct SeriesState {
     enc: EncoderState,
     /// Encoder states of the open chunk at the two newest multiples of `CHECKPOINT_EVERY` samples,
     /// newest first (`num_samples == 0`: none). Two, so the older one is at least
-    /// `CHECKPOINT_EVERY` samples behind the newest sample.
-    checkpoints: [EncoderState; 2],
+    /// `CHECKPOINT_EVERY` samples behind the newest sample. Boxed and made only once a chunk
+    /// reaches `CHECKPOINT_EVERY` samples: most short-lived series never need them.
+    checkpoints: Option<Box<[EncoderState; 2]>>,
     newest_ts_ms: i64,
     newest_value_bits: u64,
     has_samples: bool,
@@ -77,7 +78,7 @@ impl SeriesState {
     fn new() -> SeriesState {
         SeriesState {
             enc: EncoderState::default(),
-            checkpoints: [EncoderState::default(); 2],
+            checkpoints: None,
             newest_ts_ms: 0,
             newest_value_bits: 0,
             has_samples: false,

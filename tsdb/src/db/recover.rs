@@ -69,23 +69,38 @@ impl Db {
         let (mut head_samples, mut head_bytes, mut dropped_heads, mut closed_twice, mut stale_slots) =
             (0i64, 0i64, 0u64, 0u64, 0u64);
         let mut used: HashSet<u32> = HashSet::new();
+        // A chunk moving to a larger slot is in both for a moment: the copy with more samples
+        // (the newer one) is kept, the other freed.
+        let mut occupied = occupied;
+        occupied.sort_unstable_by_key(|(_, contents)| (contents.series, std::cmp::Reverse(contents.num_samples)));
         for (slot, contents) in occupied {
             let id = contents.series;
+            // A slot not kept is cleared, so a later open cannot mistake it for an open chunk.
+            let free = |slot: &crate::head::Slot| {
+                if !options.read_only {
+                    slot.publish_count(0);
+                }
+            };
             let Some(state) = states.get_mut(id).filter(|s| s.slot.is_none()) else {
                 // Its series was removed (or the slot is a leftover): the slot is free again.
                 stale_slots += 1;
+                free(&slot);
                 continue;
             };
             match recover_open_chunk(&contents) {
-                None => dropped_heads += 1,
+                None => {
+                    dropped_heads += 1;
+                    free(&slot);
+                }
                 // The chunk was written to the ring but the slot not yet cleared when the process
                 // stopped: the ring copy wins.
                 Some((enc, _)) if state.chunks.last().is_some_and(|c| c.max_ts_ms >= enc.first_ts_ms) => {
                     closed_twice += 1;
+                    free(&slot);
                 }
                 Some((enc, checkpoints)) => {
                     state.enc = enc;
-                    state.checkpoints = checkpoints;
+                    state.checkpoints = (checkpoints[0].num_samples > 0).then(|| Box::new(checkpoints));
                     state.has_samples = true;
                     state.newest_ts_ms = enc.last_ts_ms;
                     state.newest_value_bits = enc.last_value_bits;
@@ -219,6 +234,43 @@ mod tests {
         let db = Db::open(options).unwrap();
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert_eq!(got, written);
+    }
+
+    /// A kill while an open chunk moves to a larger slot (the copy published, the old slot not yet
+    /// cleared) leaves two copies: the store reopens with the chunk once and one slot held.
+    fn check_chunk_in_two_slots_is_kept_once(options: Options) {
+        let db = Db::open(options.clone()).unwrap();
+        let id = db.resolve(&[("__name__", "m")]).unwrap();
+        let mut written = Vec::new();
+        let mut grown = None;
+        for i in 0..1000i64 {
+            let before = slot_of(&db, id).map(|slot| (slot.clone(), slot.read()));
+            let sample = Sample::new(i * 1000, (i * 13 % 97) as f64);
+            db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
+            written.push(sample);
+            let after = slot_of(&db, id).expect("the series holds a slot");
+            if let Some((old, contents)) = before.filter(|(old, _)| old.number() != after.number()) {
+                grown = Some((old, contents, after.size_bytes()));
+                break;
+            }
+        }
+        let (old, contents, new_size) = grown.expect("the open chunk moved to a larger slot");
+        // The old slot as it was before it was cleared (the new sample was published only in
+        // the new slot, after the copy: it is not in the old one).
+        old.write_payload(0, &contents.payload[..old.payload_capacity()]);
+        old.publish_count(contents.num_samples);
+        drop(db);
+        let db = Db::open(options).unwrap();
+        let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
+        assert_eq!(got, written);
+        assert_eq!(db.stats().head_slot_bytes_used, new_size as u64, "one copy is kept, the other freed");
+    }
+
+    #[test]
+    fn chunk_in_two_slots_is_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        check_chunk_in_two_slots_is_kept_once(Options::new(dir.path()));
+        check_chunk_in_two_slots_is_kept_once(Options::in_memory());
     }
 
     #[test]

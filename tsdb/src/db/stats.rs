@@ -1,7 +1,6 @@
 //! `Stats` is the store's figures for `/metrics` and benchmarks, and `Db::stats` gathers them.
 
 use super::Db;
-use crate::head::SLOT_BYTES;
 use crate::RejectReason;
 use std::sync::atomic::Ordering;
 
@@ -62,7 +61,7 @@ impl Db {
         let head_samples = self.head_samples.load(Ordering::Relaxed).max(0) as u64;
         let head_bytes = self.head_bytes.load(Ordering::Relaxed).max(0) as u64;
         let samples = ring_samples + head_samples;
-        let (slots, free_slots) = self.heads.slot_counts();
+        let (head_slot_bytes_used, head_slot_bytes_free) = self.heads.slot_bytes();
         let series_log_bytes = self.series_log.lock().len_bytes();
         let split = self.options.budget_split();
         let data_bytes = ring_bytes + head_bytes;
@@ -81,8 +80,8 @@ impl Db {
             segments: self.ring.segment_count() as u64,
             series_created: self.series_created.load(Ordering::Relaxed),
             series_removed: self.series_removed.load(Ordering::Relaxed),
-            head_slot_bytes_used: (slots - free_slots) * SLOT_BYTES as u64,
-            head_slot_bytes_free: free_slots * SLOT_BYTES as u64,
+            head_slot_bytes_used,
+            head_slot_bytes_free,
             series_log_bytes,
             budget_bytes: self.options.storage_size_bytes,
             ring_budget_bytes: split.ring_bytes,
