@@ -4,36 +4,42 @@
 //! byte comparison per series, and no allocation.
 //!
 //! Correctness: an entry is added only after its bytes decoded to a valid label set that the store
-//! resolved to the id kept; identical bytes always decode to the same labels, and a hit is
-//! confirmed by comparing the bytes (the hash only picks the candidate). A store never hands an id
+//! resolved to the id kept; identical bytes always decode to the same labels, and a hit needs two
+//! independently keyed 64-bit hashes of the bytes to match (128 bits: for a billion series the
+//! chance that any two label sets are taken for each other is below 10^-20, and a sender who does
+//! not know the per-process seeds cannot aim at it). The bytes themselves are not kept, which
+//! keeps an entry at 24 bytes of table. A store never hands an id
 //! out twice, but it removes series that died (no sample left inside the retention): an entry of
 //! a removed series is reported back by the store (`AppendReport::removed`) and that series is
 //! written again by labels. A cache must be used with one store only.
 //!
-//! The hash is keyed with per-process random seeds (a sender cannot aim collisions at it), and a
-//! colliding entry is never replaced or chained: the newcomer just takes the normal path.
+//! A colliding entry (same first hash, other bytes) is never replaced or chained: the newcomer just
+//! takes the normal path.
 //!
-//! Memory: the key bytes live in one arena (about 100–150 bytes per series for typical label sets)
-//! plus 32 bytes of table entry. When the arena would pass `max_bytes`, or the cache holds more
-//! than twice as many series as the store has live ones (under churn, entries of dead series pile
-//! up), the cache is cleared and refills from the following requests.
+//! Memory: about 24–48 bytes per series (the table entry and the hash table's spare room). When the
+//! table would pass `max_bytes`, or the cache holds more than twice as many series as the store has
+//! live ones (under churn, entries of dead series pile up), the cache is cleared and refills from
+//! the following requests.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use tsdb::SeriesId;
 
-/// Default bound on the key bytes held (about 1.5 million typical series).
-pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+/// Default bound on the table's bytes (about 5 million series).
+pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
+
+/// Bytes an entry is counted as (key, check hash and id, with the table's spare room).
+const ENTRY_BYTES: usize = 24;
 
 /// The cache is never cleared for holding too many entries below this many.
 const MIN_ENTRIES_KEPT: usize = 4096;
 
-/// Raw label bytes of one series (the encoded `Label` fields, keys and lengths included).
+/// One series: the second hash of its raw label bytes (the encoded `Label` fields, keys and
+/// lengths included) and its id.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    start: usize,
-    len: u32,
+    check: u64,
     id: SeriesId,
 }
 
@@ -60,7 +66,6 @@ impl Hasher for PassThrough {
 #[derive(Debug, Default)]
 struct Inner {
     map: HashMap<u64, Entry, BuildHasherDefault<PassThrough>>,
-    arena: Vec<u8>,
 }
 
 /// Raw label bytes → series id, shared by the requests of one receiver. See the module docs.
@@ -68,6 +73,8 @@ struct Inner {
 pub struct SeriesCache {
     inner: RwLock<Inner>,
     seeds: [u64; 4],
+    /// Seeds of the second hash, which confirms a hit.
+    check_seeds: [u64; 4],
     max_bytes: usize,
 }
 
@@ -78,11 +85,12 @@ impl Default for SeriesCache {
 }
 
 impl SeriesCache {
-    /// An empty cache holding at most `max_bytes` of key bytes.
+    /// An empty cache of at most about `max_bytes`.
     pub fn new(max_bytes: usize) -> Self {
         let random = std::collections::hash_map::RandomState::new();
         let seeds = [0u64, 1, 2, 3].map(|i| random.hash_one(i) | 1);
-        SeriesCache { inner: RwLock::new(Inner::default()), seeds, max_bytes }
+        let check_seeds = [4u64, 5, 6, 7].map(|i| random.hash_one(i) | 1);
+        SeriesCache { inner: RwLock::new(Inner::default()), seeds, check_seeds, max_bytes }
     }
 
     /// The keyed hash of `key`.
@@ -93,7 +101,7 @@ impl SeriesCache {
 
     /// A read view for looking up many keys under one lock acquisition.
     pub fn reader(&self) -> CacheReader<'_> {
-        CacheReader { inner: self.inner.read().unwrap_or_else(PoisonError::into_inner) }
+        CacheReader { inner: self.inner.read().unwrap_or_else(PoisonError::into_inner), check_seeds: &self.check_seeds }
     }
 
     /// Adds the resolved `(hash, key, id)` triples (keys already present, or whose hash is taken by
@@ -107,27 +115,20 @@ impl SeriesCache {
                 live_series,
                 "remote-write series cache holds mostly dead series; clearing it"
             );
-            inner.map.clear();
-            inner.arena.clear();
+            inner.map = HashMap::default();
         }
         for (hash, key, id) in entries {
-            let Ok(len) = u32::try_from(key.len()) else {
-                continue;
-            };
             if inner.map.contains_key(&hash) {
                 continue;
             }
-            if inner.arena.len() + key.len() > self.max_bytes {
+            if (inner.map.len() + 1) * ENTRY_BYTES > self.max_bytes {
                 tracing::debug!(entries = inner.map.len(), "remote-write series cache full; clearing it");
-                inner.map.clear();
-                inner.arena.clear();
-                if key.len() > self.max_bytes {
+                inner.map = HashMap::default();
+                if ENTRY_BYTES > self.max_bytes {
                     continue;
                 }
             }
-            let start = inner.arena.len();
-            inner.arena.extend_from_slice(key);
-            inner.map.insert(hash, Entry { start, len, id });
+            inner.map.insert(hash, Entry { check: hash_bytes(&self.check_seeds, key), id });
         }
     }
 
@@ -141,6 +142,7 @@ impl SeriesCache {
 /// A shared lock on the cache for the lookups of one request.
 pub struct CacheReader<'a> {
     inner: RwLockReadGuard<'a, Inner>,
+    check_seeds: &'a [u64; 4],
 }
 
 impl CacheReader<'_> {
@@ -148,8 +150,7 @@ impl CacheReader<'_> {
     #[inline]
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<SeriesId> {
         let entry = self.inner.map.get(&hash)?;
-        let stored = self.inner.arena.get(entry.start..entry.start + entry.len as usize)?;
-        (stored == key).then_some(entry.id)
+        (entry.check == hash_bytes(self.check_seeds, key)).then_some(entry.id)
     }
 }
 
@@ -187,7 +188,7 @@ mod tests {
 
     #[test]
     fn hits_need_equal_bytes_and_clearing_keeps_it_correct() {
-        let cache = SeriesCache::new(8);
+        let cache = SeriesCache::new(2 * ENTRY_BYTES);
         let (a, b) = (b"abcd".as_slice(), b"abce".as_slice());
         let (ha, hb) = (cache.hash(a), cache.hash(b));
         assert_ne!(ha, hb);
@@ -197,7 +198,7 @@ mod tests {
         assert_eq!(cache.reader().get(hb, b), None);
         cache.insert_all([(hb, b, SeriesId(2))], 10);
         assert_eq!(cache.len(), 2);
-        // Over the 8-byte budget: cleared, then the newcomer is kept.
+        // Over the two-entry budget: cleared, then the newcomer is kept.
         let c = b"xyz".as_slice();
         cache.insert_all([(cache.hash(c), c, SeriesId(3))], 10);
         assert_eq!(cache.len(), 1);

@@ -29,7 +29,7 @@ pub struct Receiver {
 
 impl Receiver {
     /// A receiver storing into `db`, with a series cache of the default size
-    /// (`series_cache::DEFAULT_MAX_BYTES`, 256 MiB of raw label bytes).
+    /// (`series_cache::DEFAULT_MAX_BYTES`, 128 MiB: about 5 million series).
     pub fn new(db: Arc<Db>, limits: DecodeLimits) -> Receiver {
         Receiver {
             db,
