@@ -40,6 +40,9 @@ pub const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * PAGES_PE
 /// Slot numbers are `file << 16 | page << 4 | slot in page`.
 const SLOT_BITS: u32 = 4;
 const PAGE_BITS: u32 = 12;
+/// Head files are allocated on disk in steps as their pages are first handed out (pages go out
+/// lowest first), so a store with few open chunks takes little disk.
+const ALLOCATION_STEP_BYTES: u64 = 64 << 10;
 /// Head files a store can address with 32-bit slot numbers.
 const MAX_HEAD_FILES: usize = 1 << (32 - PAGE_BITS - SLOT_BITS);
 
@@ -195,6 +198,14 @@ struct Pool {
     empty_pages: Vec<u32>,
     /// Bytes of slots holding an open chunk.
     used_bytes: u64,
+    /// Per file, how many of its first bytes are allocated on disk.
+    allocated_bytes: Vec<u64>,
+}
+
+/// A head file could not be allocated further (the volume is full).
+struct AllocationFailed {
+    file: usize,
+    source: std::io::Error,
 }
 
 impl Pool {
@@ -210,11 +221,27 @@ impl Pool {
         }
     }
 
-    /// A free slot of size `class`, taken out of the pool (from a page of that size, else from an
-    /// empty page split into that size).
-    fn pop(&mut self, class: usize) -> Option<Slot> {
+    /// Allocates the disk space of page `page_index` (and of the pages after it, a step at a
+    /// time) before anything is written there.
+    fn ensure_allocated(&mut self, page_index: u32) -> Result<(), AllocationFailed> {
+        let file = page_index as usize / PAGES_PER_FILE;
+        let end = (HEAD_FILE_HEADER_BYTES + (page_index as usize % PAGES_PER_FILE + 1) * SLOT_BYTES) as u64;
+        let allocated = self.allocated_bytes[file];
+        if end <= allocated {
+            return Ok(());
+        }
+        let target = end.div_ceil(ALLOCATION_STEP_BYTES).saturating_mul(ALLOCATION_STEP_BYTES).min(HEAD_FILE_BYTES);
+        self.files[file].allocate(allocated, target - allocated).map_err(|source| AllocationFailed { file, source })?;
+        self.allocated_bytes[file] = target;
+        Ok(())
+    }
+
+    /// A free slot of size `class`, taken out of the pool.
+    fn pop(&mut self, class: usize) -> Result<Option<Slot>, AllocationFailed> {
         loop {
-            let page_index = *self.with_free[class].last()?;
+            let Some(&page_index) = self.with_free[class].last() else {
+                return Ok(None);
+            };
             let page = &mut self.pages[page_index as usize];
             if page.class as usize != class {
                 // Split anew since it was listed: its flag belongs to its new size's list.
@@ -226,6 +253,8 @@ impl Pool {
                 self.with_free[class].pop();
                 continue;
             }
+            self.ensure_allocated(page_index)?;
+            let page = &mut self.pages[page_index as usize];
             let in_page = page.free.trailing_zeros();
             page.free &= !(1 << in_page);
             if page.free == 0 {
@@ -235,18 +264,25 @@ impl Pool {
             self.used_bytes += SLOT_CLASS_BYTES[class] as u64;
             let number = page_index << SLOT_BITS | in_page;
             let file = self.files[page_index as usize / PAGES_PER_FILE].clone();
-            return Some(Slot::new(number, file, class));
+            return Ok(Some(Slot::new(number, file, class)));
         }
     }
 
     /// Splits an empty page into slots of size `class`. False when there is none.
-    fn split_empty_page(&mut self, class: usize) -> bool {
-        while let Some(page_index) = self.empty_pages.pop() {
-            let page = &mut self.pages[page_index as usize];
-            page.listed_empty = false;
+    fn split_empty_page(&mut self, class: usize) -> Result<bool, AllocationFailed> {
+        while let Some(&page_index) = self.empty_pages.last() {
+            let page = &self.pages[page_index as usize];
             if !page.is_empty() {
+                self.pages[page_index as usize].listed_empty = false;
+                self.empty_pages.pop();
                 continue;
             }
+            if page.class as usize != class {
+                self.ensure_allocated(page_index)?;
+            }
+            self.empty_pages.pop();
+            let page = &mut self.pages[page_index as usize];
+            page.listed_empty = false;
             if page.class as usize != class {
                 let file = &self.files[page_index as usize / PAGES_PER_FILE];
                 format_page(file, page_index as usize % PAGES_PER_FILE, class);
@@ -255,15 +291,17 @@ impl Pool {
                 page.listed_with_free = false;
             }
             self.list(page_index);
-            return true;
+            return Ok(true);
         }
-        false
+        Ok(false)
     }
 
-    /// Adds a file whose pages have the slot sizes `classes` (all free).
-    fn push_file(&mut self, region: Arc<Region>, classes: &[usize]) {
+    /// Adds a file whose pages have the slot sizes `classes` (all free), of which the first
+    /// `allocated_bytes` are allocated on disk.
+    fn push_file(&mut self, region: Arc<Region>, classes: &[usize], allocated_bytes: u64) {
         let first = self.pages.len() as u32;
         self.files.push(region);
+        self.allocated_bytes.push(allocated_bytes);
         self.pages.extend(classes.iter().map(|class| Page {
             class: *class as u8,
             free: Page::all_free_mask(*class),
@@ -358,7 +396,7 @@ impl HeadFiles {
             if dir.file_len(&name).ok().flatten().is_none() {
                 break;
             }
-            let file = match dir.open_region(&name, HEAD_FILE_BYTES) {
+            let file = match dir.open_region_allocating(&name, HEAD_FILE_BYTES, ALLOCATION_STEP_BYTES) {
                 Ok(file) => {
                     let mut header = [0u8; 28];
                     file.read_into(0, &mut header);
@@ -383,7 +421,8 @@ impl HeadFiles {
                 None if read_only => break,
                 None => {
                     tracing::warn!(path = %dir.path(&name).display(), "open chunks of this head file are lost");
-                    dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(dir.path(&name), e))?
+                    dir.open_region_allocating(&name, HEAD_FILE_BYTES, ALLOCATION_STEP_BYTES)
+                        .map_err(|e| Error::io(dir.path(&name), e))?
                 }
             };
             file.write(0, &encode_head_header(index as u32));
@@ -398,6 +437,7 @@ impl HeadFiles {
                         // Not a size this version writes: the page's open chunks are lost.
                         unreadable_pages += 1;
                         if !read_only {
+                            // Written before, so allocated (a hole reads as a free page).
                             format_page(&file, page, LARGEST_CLASS);
                         }
                         LARGEST_CLASS
@@ -413,7 +453,7 @@ impl HeadFiles {
                     }
                 }
             }
-            pool.push_file(file, &classes);
+            pool.push_file(file, &classes, ALLOCATION_STEP_BYTES);
         }
         if unreadable_pages > 0 {
             tracing::warn!(unreadable_pages, "head pages with an unknown slot size were cleared");
@@ -451,16 +491,21 @@ impl HeadFiles {
             return Err(Error::ReadOnly("opened read-only".into()));
         }
         let mut pool = self.pool.lock();
-        let mut slot = pool.pop(class);
+        let failed = |e: AllocationFailed| Error::io(self.dir.path(&head_name(e.file)), e.source);
+        let mut slot = pool.pop(class).map_err(failed)?;
         if slot.is_none()
-            && (pool.split_empty_page(class) || (self.add_file(&mut pool)? && pool.split_empty_page(class)))
+            && (pool.split_empty_page(class).map_err(failed)?
+                || (self.add_file(&mut pool)? && pool.split_empty_page(class).map_err(failed)?))
         {
-            slot = pool.pop(class);
+            slot = pool.pop(class).map_err(failed)?;
         }
-        if slot.is_none() {
-            let larger = class + 1..SLOT_CLASS_BYTES.len();
-            let smaller = (0..class).rev().filter(|c| SLOT_CLASS_BYTES[*c] - SLOT_HEADER_BYTES >= need);
-            slot = larger.chain(smaller).find_map(|c| pool.pop(c));
+        let larger = class + 1..SLOT_CLASS_BYTES.len();
+        let smaller = (0..class).rev().filter(|c| SLOT_CLASS_BYTES[*c] - SLOT_HEADER_BYTES >= need);
+        for other in larger.chain(smaller) {
+            if slot.is_some() {
+                break;
+            }
+            slot = pool.pop(other).map_err(failed)?;
         }
         drop(pool);
         if let Some(slot) = &slot {
@@ -477,22 +522,25 @@ impl HeadFiles {
         let index = pool.files.len();
         let name = head_name(index);
         let existed = self.dir.file_len(&name).ok().flatten().is_some();
-        let file = match self.dir.open_region(&name, HEAD_FILE_BYTES) {
+        // A leftover (its series log was truncated) is cleared whole, so it is allocated whole:
+        // nothing it held may read as an open chunk.
+        let allocate = if existed { HEAD_FILE_BYTES } else { ALLOCATION_STEP_BYTES };
+        let open = || self.dir.open_region_allocating(&name, HEAD_FILE_BYTES, allocate);
+        let file = match open() {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 set_aside(self.dir.as_ref(), &name, "unexpected head file");
-                self.dir.open_region(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(self.dir.path(&name), e))?
+                open().map_err(|e| Error::io(self.dir.path(&name), e))?
             }
             Err(e) => return Err(Error::io(self.dir.path(&name), e)),
         };
         if existed {
-            // A leftover (its series log was truncated): nothing it held may read as an open chunk.
             for page in 0..PAGES_PER_FILE {
                 format_page(&file, page, LARGEST_CLASS);
             }
         }
         file.write(0, &encode_head_header(index as u32));
-        pool.push_file(Arc::new(file), &[LARGEST_CLASS; PAGES_PER_FILE]);
+        pool.push_file(Arc::new(file), &[LARGEST_CLASS; PAGES_PER_FILE], allocate);
         Ok(true)
     }
 
@@ -564,5 +612,26 @@ mod tests {
             assert!(threads.into_iter().all(|t| t.join().unwrap()), "a thread found the pool empty");
             assert_eq!(heads.slot_bytes(), (8 * 32, HEAD_FILE_BYTES - HEAD_FILE_HEADER_BYTES as u64 - 8 * 32));
         }
+    }
+
+    #[test]
+    fn a_head_file_is_allocated_as_its_pages_are_handed_out() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir: Arc<dyn Directory> = Arc::new(crate::storage::MmapDirectory::new(tmp.path()));
+        let (heads, _) = HeadFiles::open(dir, 1, false).unwrap();
+        let allocated = || std::fs::metadata(tmp.path().join(head_name(0))).unwrap().blocks() * 512;
+        let mut slots = Vec::new();
+        for series in 0..16 {
+            slots.push(heads.allocate(series, LARGEST_CLASS, 0).unwrap().unwrap());
+        }
+        assert!(allocated() <= ALLOCATION_STEP_BYTES, "{} bytes allocated for 16 pages", allocated());
+        // Every page handed out: the whole file is allocated, and every slot was writable.
+        while let Some(slot) = heads.allocate(0, LARGEST_CLASS, 0).unwrap() {
+            slot.write_payload(0, &[0xab; SLOT_PAYLOAD_BYTES]);
+            slots.push(slot);
+        }
+        assert_eq!(slots.len(), PAGES_PER_FILE);
+        assert!(allocated() >= HEAD_FILE_BYTES, "{} bytes allocated", allocated());
     }
 }

@@ -1,10 +1,18 @@
 //! `SeriesLog` is the append-only file that persists series identities (id → label set) and their
 //! removal, so ids and labels survive restarts. Byte layout: `docs/format/series_log.md`.
 //!
-//! A record is written with one `write` call before the new id is handed out, so it is in the
-//! page cache (kill -9 safe) before any sample of the series can be acknowledged; `flush` fsyncs.
-//! A removed series gets a tombstone record; `compact` rewrites the file with only the live
-//! series (a new file renamed over the old one, so a kill at any moment leaves one whole log).
+//! The series a batch creates are written as blocks (their label sets snappy-compressed together:
+//! series created together share most label names and values, so an identity costs a few dozen
+//! bytes on disk instead of a few hundred) with one `write` call before their ids are handed out,
+//! so they are in the page cache (kill -9 safe) before any sample of them can be acknowledged;
+//! `flush` fsyncs. A removed series gets a tombstone; `compact` rewrites the file with only the
+//! live series (a new file renamed over the old one, so a kill at any moment leaves one whole log).
+//! Version 1 files (one uncompressed record per series) are read, and rewritten as version 2 when
+//! opened writable.
+//!
+//! Budget accounting: callers count a series by its uncompressed record size ([`record_bytes`],
+//! known from its labels alone); the log converts those to bytes on disk with the compression
+//! ratio of what it wrote ([`SeriesLog::disk_bytes_of`]).
 
 use crate::segment::u32_at;
 use crate::storage::{set_aside, Directory, LogFile};
@@ -17,18 +25,28 @@ pub const SERIES_LOG_NAME: &str = "series.log";
 /// The file a compaction writes before renaming it over the log (a leftover is removed at open).
 const COMPACTING_NAME: &str = "series.log.compacting";
 pub const SERIES_LOG_MAGIC: [u8; 8] = *b"RTSERS01";
-pub const SERIES_LOG_VERSION: u32 = 1;
+pub const SERIES_LOG_VERSION: u32 = 2;
 const FILE_HEADER_BYTES: usize = 16;
 const RECORD_HEADER_BYTES: usize = 8;
-/// Fixed part of a record body: id, creation position, label count.
+/// Fixed part of an uncompressed series record: id, creation position, label count.
 const RECORD_FIXED_BYTES: usize = 4 + 8 + 2;
-/// Bound for one record (what `validate_labels` lets through always fits).
+/// Bound for one record body (what `validate_labels` lets through always fits).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// Uncompressed label bytes gathered into one block before it is compressed (snappy works on
+/// 64 KiB windows; a block a few windows long keeps a corrupt block's loss small).
+const BLOCK_PLAIN_BYTES: usize = 128 << 10;
+/// A series whose encoded labels are larger gets a record of its own, uncompressed.
+const LARGE_SERIES_BYTES: usize = 32 << 10;
 /// How far past a corrupt record recovery searches for the next whole one; a longer corrupt
 /// stretch ends the log there (a torn tail), so a damaged file costs bounded time to open.
 const MAX_RESYNC_SCAN_BYTES: usize = 16 << 20;
-/// The creation position a tombstone carries (no real position is this large).
+/// The creation position a version 1 tombstone carries (no real position is this large).
 const TOMBSTONE_POSITION: u64 = u64::MAX;
+
+/// Version 2 record kinds (the first body byte).
+const KIND_SERIES: u8 = 1;
+const KIND_TOMBSTONES: u8 = 2;
+const KIND_BLOCK: u8 = 3;
 
 /// One series as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,60 +74,134 @@ pub struct SeriesLog {
     path: PathBuf,
     file: LogFile,
     len_bytes: u64,
-    /// Bytes of the records of live series (what a compaction would keep).
-    live_bytes: u64,
+    /// Uncompressed record bytes ([`record_bytes`]) of the live series.
+    live_plain_bytes: u64,
+    /// Creation records written (or found at open) since the last compaction: uncompressed bytes
+    /// and bytes on disk, whose ratio converts the one into the other.
+    created_plain_bytes: u64,
+    created_disk_bytes: u64,
     buf: Vec<u8>,
 }
 
-fn file_header() -> [u8; FILE_HEADER_BYTES] {
+fn file_header(version: u32) -> [u8; FILE_HEADER_BYTES] {
     let mut out = [0u8; FILE_HEADER_BYTES];
     out[0..8].copy_from_slice(&SERIES_LOG_MAGIC);
-    out[8..12].copy_from_slice(&SERIES_LOG_VERSION.to_le_bytes());
+    out[8..12].copy_from_slice(&version.to_le_bytes());
     let crc = crc32c::crc32c(&out[0..12]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Bytes the record of a series with these labels takes (header included).
+/// Bytes the uncompressed record of a series with these labels takes (header included): what
+/// callers count a series as, converted to bytes on disk by [`SeriesLog::disk_bytes_of`].
 pub fn record_bytes<'a>(labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    let labels: usize = labels.map(|(n, v)| 4 + n.len() + v.len()).sum();
-    (RECORD_HEADER_BYTES + RECORD_FIXED_BYTES + labels) as u64
+    (RECORD_HEADER_BYTES + RECORD_FIXED_BYTES + label_bytes(labels)) as u64
 }
 
-/// Appends the record for `record` to `dst` (header and body).
-pub fn encode_record(dst: &mut Vec<u8>, record: &SeriesRecord) {
-    let start = dst.len();
-    dst.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
-    dst.extend_from_slice(&record.id.to_le_bytes());
-    dst.extend_from_slice(&record.created_position.to_le_bytes());
-    dst.extend_from_slice(&(record.labels.len() as u16).to_le_bytes());
-    for label in record.labels.iter() {
+fn label_bytes<'a>(labels: impl Iterator<Item = (&'a str, &'a str)>) -> usize {
+    labels.map(|(n, v)| 4 + n.len() + v.len()).sum()
+}
+
+/// Appends `labels` as (count u16, then u16 length and bytes of each name and value).
+fn encode_labels(dst: &mut Vec<u8>, labels: &Labels) {
+    dst.extend_from_slice(&(labels.len() as u16).to_le_bytes());
+    for label in labels.iter() {
         for s in [&label.name, &label.value] {
             dst.extend_from_slice(&(s.len() as u16).to_le_bytes());
             dst.extend_from_slice(s.as_bytes());
         }
     }
+}
+
+/// Frames the body `dst[start + RECORD_HEADER_BYTES..]` (its header was reserved at `start`).
+fn finish_record(dst: &mut [u8], start: usize) {
     let body_len = (dst.len() - start - RECORD_HEADER_BYTES) as u32;
     let crc = crc32c::crc32c(&dst[start + RECORD_HEADER_BYTES..]);
     dst[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     dst[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends the tombstone of series `id` to `dst`.
-fn encode_tombstone(dst: &mut Vec<u8>, id: u32) {
-    encode_record(dst, &SeriesRecord { id, created_position: TOMBSTONE_POSITION, labels: Labels::default() });
+/// Appends an uncompressed record of one series to `dst` (header and body).
+fn encode_series_record(dst: &mut Vec<u8>, record: &SeriesRecord) {
+    let start = dst.len();
+    dst.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    dst.push(KIND_SERIES);
+    dst.extend_from_slice(&record.id.to_le_bytes());
+    dst.extend_from_slice(&record.created_position.to_le_bytes());
+    encode_labels(dst, &record.labels);
+    finish_record(dst, start);
 }
 
-/// Parses a record body (after its CRC was checked).
-fn decode_body(body: &[u8]) -> Option<SeriesRecord> {
-    let mut at = 0usize;
+/// Appends the records of `records` to `dst`: blocks of compressed label sets (one per run of
+/// series with the same creation position, at most `BLOCK_PLAIN_BYTES` each), and records of
+/// their own for very large label sets.
+fn encode_records(dst: &mut Vec<u8>, records: &[SeriesRecord]) -> Result<(), snap::Error> {
+    let mut encoder = snap::raw::Encoder::new();
+    let mut plain: Vec<u8> = Vec::new();
+    let mut count = 0u32;
+    let mut position = 0u64;
+    let mut flush = |dst: &mut Vec<u8>, plain: &mut Vec<u8>, count: &mut u32, position: u64| {
+        if *count == 0 {
+            return Ok(());
+        }
+        let start = dst.len();
+        dst.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+        dst.push(KIND_BLOCK);
+        dst.extend_from_slice(&position.to_le_bytes());
+        dst.extend_from_slice(&count.to_le_bytes());
+        let at = dst.len();
+        dst.resize(at + snap::raw::max_compress_len(plain.len()), 0);
+        let written = encoder.compress(plain, &mut dst[at..])?;
+        dst.truncate(at + written);
+        finish_record(dst, start);
+        plain.clear();
+        *count = 0;
+        Ok(())
+    };
+    for record in records {
+        let labels = label_bytes(record.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        if labels > LARGE_SERIES_BYTES {
+            encode_series_record(dst, record);
+            continue;
+        }
+        if count > 0 && (record.created_position != position || plain.len() + labels > BLOCK_PLAIN_BYTES) {
+            flush(dst, &mut plain, &mut count, position)?;
+        }
+        position = record.created_position;
+        plain.extend_from_slice(&record.id.to_le_bytes());
+        encode_labels(&mut plain, &record.labels);
+        count += 1;
+    }
+    flush(dst, &mut plain, &mut count, position)
+}
+
+/// Appends the tombstones of `ids` to `dst` (records of at most `MAX_RECORD_BYTES`).
+fn encode_tombstones(dst: &mut Vec<u8>, ids: &[u32]) {
+    for ids in ids.chunks((MAX_RECORD_BYTES - 1) / 4) {
+        let start = dst.len();
+        dst.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+        dst.push(KIND_TOMBSTONES);
+        for id in ids {
+            dst.extend_from_slice(&id.to_le_bytes());
+        }
+        finish_record(dst, start);
+    }
+}
+
+/// What a record says.
+#[derive(Debug, PartialEq)]
+enum Event {
+    Created(SeriesRecord),
+    Removed(u32),
+}
+
+/// Reads labels encoded by [`encode_labels`] at `*at`.
+fn decode_labels(bytes: &[u8], at: &mut usize) -> Option<Labels> {
     let mut take = |n: usize| -> Option<&[u8]> {
-        let s = body.get(at..at + n)?;
-        at += n;
+        let s = bytes.get(*at..*at + n)?;
+        *at += n;
         Some(s)
     };
-    let id = u32::from_le_bytes(take(4)?.try_into().ok()?);
-    let created_position = u64::from_le_bytes(take(8)?.try_into().ok()?);
     let count = u16::from_le_bytes(take(2)?.try_into().ok()?);
     let mut labels = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -121,16 +213,92 @@ fn decode_body(body: &[u8]) -> Option<SeriesRecord> {
         let [name, value] = pair;
         labels.push(Label { name, value });
     }
-    if at != body.len() || !labels.windows(2).all(|w| w[0].name < w[1].name) {
-        return None;
-    }
-    Some(SeriesRecord { id, created_position, labels: Labels::from_sorted(labels) })
+    labels.windows(2).all(|w| w[0].name < w[1].name).then(|| Labels::from_sorted(labels))
 }
 
-/// The record starting at `at`, when it is whole and its CRC holds: (record, its end).
-fn record_at(data: &[u8], at: usize) -> Option<(SeriesRecord, usize)> {
+fn u32_from(bytes: &[u8], at: &mut usize) -> Option<u32> {
+    let v = u32::from_le_bytes(bytes.get(*at..*at + 4)?.try_into().ok()?);
+    *at += 4;
+    Some(v)
+}
+
+fn u64_from(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let v = u64::from_le_bytes(bytes.get(*at..*at + 8)?.try_into().ok()?);
+    *at += 8;
+    Some(v)
+}
+
+/// Parses a version 1 record body (after its CRC was checked).
+fn decode_v1_body(body: &[u8], out: &mut Vec<Event>) -> Option<()> {
+    let mut at = 0usize;
+    let id = u32_from(body, &mut at)?;
+    let created_position = u64_from(body, &mut at)?;
+    let labels = decode_labels(body, &mut at)?;
+    if at != body.len() {
+        return None;
+    }
+    out.push(if created_position == TOMBSTONE_POSITION && labels.is_empty() {
+        Event::Removed(id)
+    } else {
+        Event::Created(SeriesRecord { id, created_position, labels })
+    });
+    Some(())
+}
+
+/// Parses a version 2 record body (after its CRC was checked).
+fn decode_v2_body(body: &[u8], out: &mut Vec<Event>, decoder: &mut snap::raw::Decoder) -> Option<()> {
+    let (&kind, rest) = body.split_first()?;
+    let mut at = 0usize;
+    match kind {
+        KIND_SERIES => {
+            let id = u32_from(rest, &mut at)?;
+            let created_position = u64_from(rest, &mut at)?;
+            let labels = decode_labels(rest, &mut at)?;
+            (at == rest.len()).then_some(())?;
+            out.push(Event::Created(SeriesRecord { id, created_position, labels }));
+        }
+        KIND_TOMBSTONES => {
+            (rest.len() % 4 == 0).then_some(())?;
+            out.extend(rest.chunks_exact(4).map(|id| Event::Removed(u32_at(id, 0))));
+        }
+        KIND_BLOCK => {
+            let created_position = u64_from(rest, &mut at)?;
+            let count = u32_from(rest, &mut at)?;
+            let compressed = &rest[at..];
+            let plain_len = snap::raw::decompress_len(compressed).ok()?;
+            // A block holds at most `BLOCK_PLAIN_BYTES` plus one series.
+            if plain_len > BLOCK_PLAIN_BYTES + LARGE_SERIES_BYTES + 64 {
+                return None;
+            }
+            let plain = decoder.decompress_vec(compressed).ok()?;
+            let mut at = 0usize;
+            let first = out.len();
+            for _ in 0..count {
+                let id = u32_from(&plain, &mut at)?;
+                let labels = decode_labels(&plain, &mut at)?;
+                out.push(Event::Created(SeriesRecord { id, created_position, labels }));
+            }
+            if at != plain.len() {
+                out.truncate(first);
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The events of the record starting at `at`, when it is whole, its CRC holds and it parses:
+/// appended to `out`, and the record's end returned.
+fn record_at(
+    data: &[u8],
+    at: usize,
+    version: u32,
+    out: &mut Vec<Event>,
+    decoder: &mut snap::raw::Decoder,
+) -> Option<usize> {
     let body_len = u32_at(data.get(at..at + RECORD_HEADER_BYTES)?, 0) as usize;
-    if !(RECORD_FIXED_BYTES..=MAX_RECORD_BYTES).contains(&body_len) {
+    if !(1..=MAX_RECORD_BYTES).contains(&body_len) {
         return None;
     }
     let crc = u32_at(data, at + 4);
@@ -138,30 +306,61 @@ fn record_at(data: &[u8], at: usize) -> Option<(SeriesRecord, usize)> {
     if crc32c::crc32c(body) != crc {
         return None;
     }
-    Some((decode_body(body)?, at + RECORD_HEADER_BYTES + body_len))
+    let first = out.len();
+    let parsed = match version {
+        1 => decode_v1_body(body, out),
+        _ => decode_v2_body(body, out, decoder),
+    };
+    if parsed.is_none() {
+        out.truncate(first);
+        return None;
+    }
+    Some(at + RECORD_HEADER_BYTES + body_len)
 }
 
-/// Every record of `data` (a whole log file) replayed in order into the live set. A record that
-/// is not whole is skipped by searching for the next one that is, so one bad record costs only
-/// itself; what was skipped is logged with the ids on either side.
-fn replay(data: &[u8], path: &std::path::Path) -> (BTreeMap<u32, SeriesRecord>, u32, usize, u64) {
+/// What [`replay`] found.
+struct Replayed {
+    live: BTreeMap<u32, SeriesRecord>,
+    next_id: u32,
+    good_end: usize,
+    skipped_stretches: u64,
+    /// Uncompressed and on-disk bytes of the creation records read.
+    created_plain_bytes: u64,
+    created_disk_bytes: u64,
+}
+
+/// Every record of `data` (a whole log file of format `version`) replayed in order into the live
+/// set. A record that is not whole is skipped by searching for the next one that is, so one bad
+/// record costs only itself; what was skipped is logged with the ids on either side.
+fn replay(data: &[u8], version: u32, path: &std::path::Path) -> Replayed {
     let mut live: BTreeMap<u32, SeriesRecord> = BTreeMap::new();
     let mut next_id = 0u32;
     let mut at = FILE_HEADER_BYTES.min(data.len());
     let mut good_end = at;
     let mut skipped_stretches = 0u64;
+    let (mut created_plain_bytes, mut created_disk_bytes) = (0u64, 0u64);
     let mut last_id: Option<u32> = None;
+    let mut events = Vec::new();
+    let mut decoder = snap::raw::Decoder::new();
     while at + RECORD_HEADER_BYTES <= data.len() {
-        let (record, end) = match record_at(data, at) {
-            Some(found) => found,
+        events.clear();
+        let end = match record_at(data, at, version, &mut events, &mut decoder) {
+            Some(end) => end,
             None => {
                 let search_end = data.len().saturating_sub(RECORD_HEADER_BYTES - 1).min(at + MAX_RESYNC_SCAN_BYTES);
-                let resume = (at + 1..search_end).find(|candidate| record_at(data, *candidate).is_some());
+                let mut found = Vec::new();
+                let resume = (at + 1..search_end).find(|candidate| {
+                    found.clear();
+                    record_at(data, *candidate, version, &mut found, &mut decoder).is_some()
+                });
                 let Some(resume) = resume else {
                     break;
                 };
                 skipped_stretches += 1;
-                let next = record_at(data, resume).map(|(r, _)| r.id);
+                let next = found.first().map(|e| match e {
+                    Event::Created(r) => r.id,
+                    Event::Removed(id) => *id,
+                });
                 tracing::error!(
                     path = %path.display(),
                     offset = at,
@@ -175,17 +374,36 @@ fn replay(data: &[u8], path: &std::path::Path) -> (BTreeMap<u32, SeriesRecord>, 
                 continue;
             }
         };
-        next_id = next_id.max(record.id.saturating_add(1));
-        last_id = Some(record.id);
-        if record.created_position == TOMBSTONE_POSITION && record.labels.is_empty() {
-            live.remove(&record.id);
-        } else {
-            live.insert(record.id, record);
+        let mut created_here = 0u64;
+        for event in events.drain(..) {
+            match event {
+                Event::Created(record) => {
+                    next_id = next_id.max(record.id.saturating_add(1));
+                    last_id = Some(record.id);
+                    created_here += record_bytes(record.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+                    live.insert(record.id, record);
+                }
+                Event::Removed(id) => {
+                    next_id = next_id.max(id.saturating_add(1));
+                    last_id = Some(id);
+                    live.remove(&id);
+                }
+            }
+        }
+        if created_here > 0 {
+            created_plain_bytes += created_here;
+            created_disk_bytes += (end - at) as u64;
         }
         at = end;
         good_end = end;
     }
-    (live, next_id, good_end, skipped_stretches)
+    Replayed { live, next_id, good_end, skipped_stretches, created_plain_bytes, created_disk_bytes }
+}
+
+/// The format version of a log file's header, `None` when it is not one.
+fn header_version(data: &[u8]) -> Option<u32> {
+    let header = data.get(..FILE_HEADER_BYTES)?;
+    [1, SERIES_LOG_VERSION].into_iter().find(|v| header == file_header(*v))
 }
 
 impl SeriesLog {
@@ -201,37 +419,57 @@ impl SeriesLog {
             }
         }
         let mut data = dir.read(name, u64::MAX).map_err(|e| Error::io(&path, e))?.unwrap_or_default();
-        if data.len() < FILE_HEADER_BYTES || data[..FILE_HEADER_BYTES] != file_header() {
-            if !read_only && dir.file_len(name).ok().flatten().is_some() {
-                set_aside(dir, name, "not a ringtail series log (bad header)");
+        let version = match header_version(&data) {
+            Some(version) => version,
+            None => {
+                if !read_only && dir.file_len(name).ok().flatten().is_some() {
+                    set_aside(dir, name, "not a ringtail series log (bad header)");
+                }
+                data.clear();
+                SERIES_LOG_VERSION
             }
-            data.clear();
-        }
-        let (live, next_id, good_end, skipped_stretches) = replay(&data, &path);
+        };
+        let replayed = replay(&data, version, &path);
+        let good_end = replayed.good_end;
         if good_end < data.len() {
             tracing::warn!(
                 path = %path.display(),
                 dropped_bytes = data.len() - good_end,
-                kept_series = live.len(),
+                kept_series = replayed.live.len(),
                 "truncated torn or corrupt tail of the series log"
             );
         }
-        let records: Vec<SeriesRecord> = live.into_values().collect();
-        let live_bytes =
+        let records: Vec<SeriesRecord> = replayed.live.into_values().collect();
+        let live_plain_bytes =
             records.iter().map(|r| record_bytes(r.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))).sum();
         let file = dir.open_log(name).map_err(|e| Error::io(&path, e))?;
-        let mut log = SeriesLog { path, file, len_bytes: good_end as u64, live_bytes, buf: Vec::new() };
+        let mut log = SeriesLog {
+            path,
+            file,
+            len_bytes: good_end as u64,
+            live_plain_bytes,
+            created_plain_bytes: replayed.created_plain_bytes,
+            created_disk_bytes: replayed.created_disk_bytes,
+            buf: Vec::new(),
+        };
+        let recovered = Recovered { records, next_id: replayed.next_id, skipped_stretches: replayed.skipped_stretches };
         if read_only {
-            return Ok((log, Recovered { records, next_id, skipped_stretches }));
+            return Ok((log, recovered));
         }
         if good_end < FILE_HEADER_BYTES {
             log.file.set_len(0).map_err(|e| Error::io(&log.path, e))?;
-            log.write_at_end(&file_header())?;
+            log.write_at_end(&file_header(SERIES_LOG_VERSION))?;
             log.len_bytes = FILE_HEADER_BYTES as u64;
         } else if good_end < data.len() {
             log.file.set_len(good_end as u64).map_err(|e| Error::io(&log.path, e))?;
         }
-        Ok((log, Recovered { records, next_id, skipped_stretches }))
+        if version != SERIES_LOG_VERSION {
+            // Appends are in the current format only: the old file is rewritten first.
+            let live: std::collections::HashSet<u32> = recovered.records.iter().map(|r| r.id).collect();
+            log.compact(dir, name, |id| live.contains(&id))?;
+            tracing::info!(path = %log.path.display(), from_version = version, "rewrote the series log in the current format");
+        }
+        Ok((log, recovered))
     }
 
     fn write_at_end(&mut self, bytes: &[u8]) -> Result<(), Error> {
@@ -246,29 +484,47 @@ impl SeriesLog {
     }
 
     /// Appends one series record.
+    #[cfg(test)]
     pub fn append(&mut self, record: &SeriesRecord) -> Result<(), Error> {
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Appends the records of series created together, with one write.
+    pub fn append_all(&mut self, records: &[SeriesRecord]) -> Result<(), Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        encode_record(&mut buf, record);
-        let result = self.append_bytes(&buf);
+        let result = match encode_records(&mut buf, records) {
+            Ok(()) => self.append_bytes(&buf),
+            Err(e) => Err(Error::io(&self.path, std::io::Error::other(e))),
+        };
         if result.is_ok() {
-            self.live_bytes += buf.len() as u64;
+            let plain: u64 = records
+                .iter()
+                .map(|r| record_bytes(r.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))))
+                .sum();
+            self.live_plain_bytes += plain;
+            self.created_plain_bytes += plain;
+            self.created_disk_bytes += buf.len() as u64;
         }
-        self.buf = buf;
+        // A huge batch's buffer is not kept.
+        if buf.capacity() <= 4 * BLOCK_PLAIN_BYTES {
+            self.buf = buf;
+        }
         result
     }
 
-    /// Appends the tombstones of removed series, `removed_bytes` being the bytes their creation
-    /// records took (they leave the file at the next compaction).
+    /// Appends the tombstones of removed series, `removed_bytes` being their uncompressed record
+    /// bytes ([`record_bytes`]; their records leave the file at the next compaction).
     pub fn append_removals(&mut self, ids: &[u32], removed_bytes: u64) -> Result<(), Error> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        for id in ids {
-            encode_tombstone(&mut buf, *id);
-        }
+        encode_tombstones(&mut buf, ids);
         let result = self.append_bytes(&buf);
         self.buf = buf;
-        self.live_bytes = self.live_bytes.saturating_sub(removed_bytes);
+        self.live_plain_bytes = self.live_plain_bytes.saturating_sub(removed_bytes);
         result
     }
 
@@ -276,9 +532,27 @@ impl SeriesLog {
         self.len_bytes
     }
 
-    /// Bytes the live series' records take.
+    /// Bytes on disk that `plain_bytes` of uncompressed records ([`record_bytes`]) take, at the
+    /// compression ratio of the creation records written so far (1 before any).
+    pub fn disk_bytes_of(&self, plain_bytes: u64) -> u64 {
+        if self.created_plain_bytes == 0 {
+            return plain_bytes;
+        }
+        (plain_bytes as u128 * u128::from(self.created_disk_bytes) / u128::from(self.created_plain_bytes)) as u64
+    }
+
+    /// Uncompressed record bytes that `disk_bytes` on disk stand for (the inverse of
+    /// [`SeriesLog::disk_bytes_of`]).
+    pub fn plain_bytes_of(&self, disk_bytes: u64) -> u64 {
+        if self.created_disk_bytes == 0 {
+            return disk_bytes;
+        }
+        (disk_bytes as u128 * u128::from(self.created_plain_bytes) / u128::from(self.created_disk_bytes)) as u64
+    }
+
+    /// Bytes on disk the live series' records take (estimated with [`SeriesLog::disk_bytes_of`]).
     pub fn live_bytes(&self) -> u64 {
-        self.live_bytes
+        self.disk_bytes_of(self.live_plain_bytes)
     }
 
     /// Rewrites the log with only the creation records of series for which `is_live` holds: a new
@@ -287,12 +561,13 @@ impl SeriesLog {
     /// out while this runs (it holds the log and the index).
     pub fn compact(&mut self, dir: &dyn Directory, name: &str, is_live: impl Fn(u32) -> bool) -> Result<(), Error> {
         let data = dir.read(name, self.len_bytes).map_err(|e| Error::io(&self.path, e))?.unwrap_or_default();
-        let (live, _, _, _) = replay(&data, &self.path);
-        let mut out = Vec::with_capacity(self.live_bytes as usize + FILE_HEADER_BYTES);
-        out.extend_from_slice(&file_header());
-        for record in live.values().filter(|r| is_live(r.id)) {
-            encode_record(&mut out, record);
-        }
+        let version = header_version(&data).unwrap_or(SERIES_LOG_VERSION);
+        let replayed = replay(&data, version, &self.path);
+        let kept: Vec<SeriesRecord> = replayed.live.into_values().filter(|r| is_live(r.id)).collect();
+        let mut out = Vec::with_capacity(FILE_HEADER_BYTES + self.live_bytes() as usize);
+        out.extend_from_slice(&file_header(SERIES_LOG_VERSION));
+        // Compressed in runs of a common creation position (blocks share one).
+        encode_records(&mut out, &kept).map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
         let compacting_path = dir.path(COMPACTING_NAME);
         let mut file = dir.open_log(COMPACTING_NAME).map_err(|e| Error::io(&compacting_path, e))?;
         let written = file
@@ -310,7 +585,10 @@ impl SeriesLog {
         let before = self.len_bytes;
         self.file = dir.open_log(name).map_err(|e| Error::io(&self.path, e))?;
         self.len_bytes = out.len() as u64;
-        self.live_bytes = (out.len() - FILE_HEADER_BYTES) as u64;
+        self.live_plain_bytes =
+            kept.iter().map(|r| record_bytes(r.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))).sum();
+        self.created_plain_bytes = self.live_plain_bytes;
+        self.created_disk_bytes = (out.len() - FILE_HEADER_BYTES) as u64;
         tracing::info!(path = %self.path.display(), before_bytes = before, after_bytes = self.len_bytes, "compacted the series log");
         Ok(())
     }
@@ -330,12 +608,105 @@ mod tests {
     fn record_golden_bytes() {
         let record = SeriesRecord { id: 1, created_position: 2, labels: Labels::from_pairs([("a", "b")]) };
         let mut out = Vec::new();
-        encode_record(&mut out, &record);
-        let body: &[u8] = &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, b'a', 1, 0, b'b'];
+        encode_series_record(&mut out, &record);
+        let body: &[u8] = &[KIND_SERIES, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, b'a', 1, 0, b'b'];
         assert_eq!(&out[0..4], &(body.len() as u32).to_le_bytes());
         assert_eq!(&out[4..8], &crc32c::crc32c(body).to_le_bytes());
         assert_eq!(&out[8..], body);
-        assert_eq!(decode_body(body), Some(record));
+        let mut events = Vec::new();
+        assert_eq!(
+            record_at(&out, 0, SERIES_LOG_VERSION, &mut events, &mut snap::raw::Decoder::new()),
+            Some(out.len())
+        );
+        assert_eq!(events, vec![Event::Created(record)]);
+        // A block: kind, creation position, count, then the snappy-compressed (id, labels) list.
+        let records = [
+            SeriesRecord { id: 7, created_position: 9, labels: Labels::from_pairs([("a", "b")]) },
+            SeriesRecord { id: 8, created_position: 9, labels: Labels::from_pairs([("a", "c")]) },
+        ];
+        let mut out = Vec::new();
+        encode_records(&mut out, &records).unwrap();
+        assert_eq!(out[8], KIND_BLOCK);
+        assert_eq!(&out[9..17], &9u64.to_le_bytes());
+        assert_eq!(&out[17..21], &2u32.to_le_bytes());
+        let plain = snap::raw::Decoder::new().decompress_vec(&out[21..]).unwrap();
+        let expected: &[u8] = &[7, 0, 0, 0, 1, 0, 1, 0, b'a', 1, 0, b'b', 8, 0, 0, 0, 1, 0, 1, 0, b'a', 1, 0, b'c'];
+        assert_eq!(plain, expected);
+        let mut events = Vec::new();
+        record_at(&out, 0, SERIES_LOG_VERSION, &mut events, &mut snap::raw::Decoder::new()).unwrap();
+        assert_eq!(events, records.into_iter().map(Event::Created).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_version_1_log_is_read_and_rewritten_in_the_current_format() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MmapDirectory::new(tmp.path());
+        // Version 1: one uncompressed record per series (id, position, labels), tombstones with
+        // position 2^64-1 and no labels.
+        let v1_record = |id: u32, position: u64, labels: &[(&str, &str)]| {
+            let mut body = Vec::new();
+            body.extend_from_slice(&id.to_le_bytes());
+            body.extend_from_slice(&position.to_le_bytes());
+            encode_labels(&mut body, &Labels::from_pairs(labels.iter().copied()));
+            let mut out = Vec::new();
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+            out.extend_from_slice(&body);
+            out
+        };
+        let mut file = file_header(1).to_vec();
+        file.extend(v1_record(0, 5, &[("__name__", "a")]));
+        file.extend(v1_record(1, 6, &[("__name__", "b")]));
+        file.extend(v1_record(1, TOMBSTONE_POSITION, &[]));
+        file.extend(v1_record(2, 7, &[("__name__", "c")]));
+        std::fs::write(tmp.path().join(SERIES_LOG_NAME), &file).unwrap();
+        let (_, recovered) = SeriesLog::open(&dir, SERIES_LOG_NAME, true).unwrap();
+        let ids: Vec<u32> = recovered.records.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![0, 2]);
+        assert_eq!(std::fs::read(tmp.path().join(SERIES_LOG_NAME)).unwrap(), file, "read-only leaves it as it is");
+        let (mut log, recovered) = SeriesLog::open(&dir, SERIES_LOG_NAME, false).unwrap();
+        assert_eq!(recovered.next_id, 3);
+        assert_eq!(
+            recovered.records[1],
+            SeriesRecord { id: 2, created_position: 7, labels: Labels::from_pairs([("__name__", "c")]) }
+        );
+        log.append(&series(3)).unwrap();
+        drop(log);
+        let data = std::fs::read(tmp.path().join(SERIES_LOG_NAME)).unwrap();
+        assert_eq!(header_version(&data), Some(SERIES_LOG_VERSION));
+        let (_, recovered) = SeriesLog::open(&dir, SERIES_LOG_NAME, false).unwrap();
+        let ids: Vec<u32> = recovered.records.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![0, 2, 3]);
+        assert_eq!(recovered.next_id, 4);
+    }
+
+    #[test]
+    fn series_created_together_cost_a_fraction_of_their_plain_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MmapDirectory::new(tmp.path());
+        let (mut log, _) = SeriesLog::open(&dir, SERIES_LOG_NAME, false).unwrap();
+        let records: Vec<SeriesRecord> = (0..2000u32)
+            .map(|id| {
+                let pod = format!("checkout-7d9f8b6c4-{:05}", id / 10);
+                let labels = Labels::from_pairs([
+                    ("__name__", if id % 2 == 0 { "http_requests_total" } else { "process_cpu_seconds_total" }),
+                    ("namespace", "shop"),
+                    ("pod", pod.as_str()),
+                    ("job", "kubernetes-pods"),
+                    ("instance", &format!("10.0.{}.{}:8080", id / 2560, (id / 10) % 256)),
+                ]);
+                SeriesRecord { id, created_position: 0, labels }
+            })
+            .collect();
+        log.append_all(&records).unwrap();
+        let plain: u64 =
+            records.iter().map(|r| record_bytes(r.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))).sum();
+        let on_disk = log.len_bytes() - FILE_HEADER_BYTES as u64;
+        assert!(on_disk * 3 < plain, "{on_disk} bytes on disk for {plain} plain");
+        assert_eq!(log.live_bytes(), on_disk, "the live estimate is the bytes on disk");
+        drop(log);
+        let (_, recovered) = SeriesLog::open(&dir, SERIES_LOG_NAME, false).unwrap();
+        assert_eq!(recovered.records, records);
     }
 
     #[test]
@@ -406,6 +777,7 @@ mod tests {
             log.append(&series(id)).unwrap();
         }
         let one = record_bytes([("__name__", "m1")].into_iter());
+        let one_on_disk = (log.len_bytes() - FILE_HEADER_BYTES as u64) / 6;
         log.append_removals(&[1, 3], 2 * one).unwrap();
         let before = log.len_bytes();
         drop(log);
@@ -413,10 +785,11 @@ mod tests {
         let ids: Vec<u32> = recovered.records.iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![0, 2, 4, 5]);
         assert_eq!(recovered.next_id, 6, "removed ids are never handed out again");
-        assert_eq!(log.live_bytes(), 4 * one);
+        assert_eq!(log.live_bytes(), 4 * one_on_disk);
         log.compact(&dir, SERIES_LOG_NAME, |id| id != 5).unwrap();
         assert!(log.len_bytes() < before);
-        assert_eq!(log.live_bytes(), 3 * one);
+        assert_eq!(log.len_bytes(), FILE_HEADER_BYTES as u64 + 3 * one_on_disk);
+        assert_eq!(log.live_bytes(), 3 * one_on_disk);
         log.append(&series(6)).unwrap();
         drop(log);
         let (_, recovered) = SeriesLog::open(&dir, SERIES_LOG_NAME, false).unwrap();

@@ -181,12 +181,21 @@ impl Db {
                 }
             });
         }
+        let by_labels: Vec<Labels> = checked
+            .iter_mut()
+            .filter_map(|entry| match entry {
+                Checked::ByLabels(labels) => Some(std::mem::take(labels)),
+                Checked::Known(_) => None,
+            })
+            .collect();
+        let mut resolved = self.resolve_all(&by_labels)?.into_iter();
         let mut ids = Vec::with_capacity(batch.len());
         for entry in checked {
             ids.push(match entry {
                 Checked::Known(id) => id,
-                Checked::ByLabels(labels) => {
-                    let (id, new) = self.resolve_labels(&labels)?;
+                Checked::ByLabels(_) => {
+                    let (id, new) =
+                        resolved.next().ok_or_else(|| Error::Full("BUG: fewer series resolved than named".into()))?;
                     *created += u64::from(new);
                     SeriesId(u64::from(id))
                 }

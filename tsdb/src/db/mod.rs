@@ -155,39 +155,86 @@ impl Db {
     }
 
     fn resolve_labels(&self, labels: &Labels) -> Result<(u32, bool), Error> {
-        if let Some(id) = self.index.read().lookup(labels) {
-            return Ok((id, false));
+        let resolved = self.resolve_all(std::slice::from_ref(labels))?;
+        resolved.first().copied().ok_or_else(|| Error::Full("BUG: a label set resolved to nothing".into()))
+    }
+
+    /// The id of every label set (in order) and whether this call created it. The series that are
+    /// new are created together: their ids handed out, their identities written to the series log
+    /// in one write (compressed together) and only then made visible, so no other writer can
+    /// store a sample under an id whose identity is not in the log yet. Either every missing
+    /// series is created or none is.
+    fn resolve_all(&self, all: &[Labels]) -> Result<Vec<(u32, bool)>, Error> {
+        let mut resolved: Vec<Option<(u32, bool)>> = {
+            let index = self.index.read();
+            all.iter().map(|labels| index.lookup(labels).map(|id| (id, false))).collect()
+        };
+        if resolved.iter().all(Option::is_some) {
+            return Ok(resolved.into_iter().flatten().collect());
         }
         let mut index = self.index.write();
-        if let Some(id) = index.lookup(labels) {
-            return Ok((id, false));
-        }
-        let id = index.next_id();
-        if id == u32::MAX {
-            return Err(Error::Full("series id space exhausted".into()));
-        }
-        let record = SeriesRecord { id, created_position: self.ring.position(), labels: labels.clone() };
-        let record_bytes = crate::series_log::record_bytes(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-        let budget = self.options.budget_split().series_log_bytes;
-        if self.series_log.lock().live_bytes() + record_bytes > budget {
-            // The live identities fill the series log's share: the series whose newest sample is
-            // the oldest go first (their samples with them), as the oldest chunks go in the ring.
-            self.evict_oldest_series(&mut index, budget / 16 + record_bytes)?;
-        }
-        {
-            let mut log = self.series_log.lock();
-            if log.live_bytes() + record_bytes > budget {
-                return Err(Error::Full(format!(
-                    "a {record_bytes}-byte label set does not fit the series log's {budget}-byte share of the storage \
-                     budget; raise the budget"
-                )));
+        // Looked up again under the write lock; a label set named twice is created once.
+        let mut new_ids: std::collections::HashMap<&Labels, u32> = std::collections::HashMap::new();
+        let mut records: Vec<SeriesRecord> = Vec::new();
+        let mut new_plain_bytes = 0u64;
+        let created_position = self.ring.position();
+        for (labels, slot) in all.iter().zip(resolved.iter_mut()) {
+            if slot.is_some() {
+                continue;
             }
-            log.append(&record)?;
+            if let Some(id) = index.lookup(labels) {
+                *slot = Some((id, false));
+                continue;
+            }
+            if let Some(id) = new_ids.get(labels) {
+                *slot = Some((*id, false));
+                continue;
+            }
+            let id = index.next_id().checked_add(records.len() as u32).filter(|id| *id != u32::MAX);
+            let Some(id) = id else {
+                return Err(Error::Full("series id space exhausted".into()));
+            };
+            new_ids.insert(labels, id);
+            new_plain_bytes +=
+                crate::series_log::record_bytes(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            records.push(SeriesRecord { id, created_position, labels: labels.clone() });
+            *slot = Some((id, true));
         }
-        index.insert_with_id(id, labels);
-        self.table.write().set(id, Mutex::new(SeriesState::new()));
-        self.series_created.fetch_add(1, Ordering::Relaxed);
-        Ok((id, true))
+        if !records.is_empty() {
+            self.make_room_in_series_log(&mut index, new_plain_bytes)?;
+            self.series_log.lock().append_all(&records)?;
+            let mut table = self.table.write();
+            for record in &records {
+                index.insert_with_id(record.id, &record.labels);
+                table.set(record.id, Mutex::new(SeriesState::new()));
+            }
+            self.series_created.fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
+        Ok(resolved.into_iter().flatten().collect())
+    }
+
+    /// Makes room in the series log's share of the budget for `plain_bytes` of new records
+    /// (uncompressed, [`crate::series_log::record_bytes`]): when the live identities fill the
+    /// share, the series whose newest sample is the oldest go first (their samples with them), as
+    /// the oldest chunks go in the ring.
+    fn make_room_in_series_log(&self, index: &mut Index, plain_bytes: u64) -> Result<(), Error> {
+        let budget = self.options.budget_split().series_log_bytes;
+        let (needed, live, slack_plain) = {
+            let log = self.series_log.lock();
+            (log.disk_bytes_of(plain_bytes), log.live_bytes(), log.plain_bytes_of(budget / 16))
+        };
+        if live + needed <= budget {
+            return Ok(());
+        }
+        self.evict_oldest_series(index, plain_bytes + slack_plain)?;
+        let log = self.series_log.lock();
+        if log.live_bytes() + log.disk_bytes_of(plain_bytes) > budget {
+            return Err(Error::Full(format!(
+                "{plain_bytes} bytes of new label sets do not fit the series log's {budget}-byte share of the storage \
+                 budget; raise the budget"
+            )));
+        }
+        Ok(())
     }
 
     fn retention_cutoff_ms(&self) -> Option<i64> {

@@ -81,6 +81,7 @@ pub(crate) trait Directory: fmt::Debug + Send + Sync {
 
     /// Opens `name` as a region of exactly `len_bytes` bytes, all of it allocated (see the module
     /// contract).
+    #[cfg(test)]
     fn open_region(&self, name: &str, len_bytes: u64) -> io::Result<Region> {
         self.open_region_allocating(name, len_bytes, len_bytes)
     }
