@@ -19,7 +19,7 @@ fn append(db: &Db, labels: &[(String, String)], samples: &[Sample]) {
 
 fn read(db: &Db, name: &str, i: usize) -> Vec<Sample> {
     let selected = db
-        .select(&[Matcher::equal("__name__", name), Matcher::equal("pod", &format!("{i:06}"))], i64::MIN, i64::MAX)
+        .select(&[Matcher::equal("__name__", name), Matcher::equal("pod", format!("{i:06}"))], i64::MIN, i64::MAX)
         .unwrap();
     assert_eq!(selected.len(), 1);
     selected[0].samples().collect()
