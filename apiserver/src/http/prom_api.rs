@@ -573,6 +573,17 @@ mod tests {
     }
 
     #[test]
+    fn limits_map_like_prometheus() {
+        let status = |e: QueryError| {
+            let e = error_response("q", e);
+            (e.status.as_u16(), e.error_type)
+        };
+        assert_eq!(status(QueryError::TooManySamples("query execution")), (422, "execution"));
+        assert_eq!(status(QueryError::Timeout("query execution")), (503, "timeout"));
+        assert_eq!(status(QueryError::Cancelled("query execution")), (499, "canceled"));
+    }
+
+    #[test]
     fn parse_errors_are_bad_data_with_line_and_column() {
         let e = error_response("sum(", QueryError::Parse { position: 4, message: "unexpected end of input".into() });
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
