@@ -29,6 +29,10 @@ async fn load(url: &str) -> i64 {
     end
 }
 
+/// What a refused query shows: a name, the endpoint, its parameters, the status, the
+/// `errorType` and part of the message.
+type Refusal = (&'static str, &'static str, Vec<(&'static str, String)>, u16, &'static str, &'static str);
+
 fn seconds(ms: i64) -> String {
     format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
 }
@@ -41,8 +45,7 @@ async fn memory_limits_answer_422_and_resolution_400() {
     let fan_out = (0..8).fold("limits_gauge".to_string(), |inner, _| {
         format!(r#"label_replace({inner}, "i", "$1$1$1$1$1$1$1$1$1$1", "i", "(.*)")"#)
     });
-    // (what, endpoint, parameters, status, errorType, part of the message)
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, u16, &str, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         (
             "count_values over 10 m at 1 s",
             "/api/v1/query_range",

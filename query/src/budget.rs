@@ -97,7 +97,7 @@ impl QueryBudget {
     /// [`QueryBudget::check`] at every [`CHECK_EVERY_ITEMS`]th item `i` of a per-item loop.
     #[inline]
     pub fn check_item(&self, i: usize, stage: &'static str) -> Result<(), QueryError> {
-        if i % CHECK_EVERY_ITEMS == 0 {
+        if i.is_multiple_of(CHECK_EVERY_ITEMS) {
             self.check(stage)?;
         }
         Ok(())
@@ -126,13 +126,11 @@ impl QueryBudget {
     /// Holds `samples` more if they fit, else holds nothing and answers `false` (for what is
     /// only an optimisation: a cache or a precomputed table the query can do without).
     pub fn try_hold(&self, samples: usize) -> bool {
-        let fits = self
-            .held
+        self.held
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
                 held.checked_add(samples).filter(|&total| total <= self.max_samples)
             })
-            .is_ok();
-        fits
+            .is_ok()
     }
 
     /// Gives back samples held with [`QueryBudget::hold`] or [`QueryBudget::try_hold`].

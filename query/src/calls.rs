@@ -468,7 +468,7 @@ impl RangeJob<'_> {
         let mut resets_upto: Vec<u32> = Vec::new();
         for (j, points) in series.iter().enumerate() {
             // A series costs a window per step: check more often than per-item loops do.
-            if j % 64 == 0 {
+            if j.is_multiple_of(64) {
                 self.budget.check(crate::eval::EXEC_STAGE)?;
             }
             if counter {
