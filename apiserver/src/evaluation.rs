@@ -40,7 +40,9 @@ impl EvaluationSlots {
     }
 
     /// Runs `work` on the blocking pool once a slot is free, waiting at most `wait` for one
-    /// (`None`: as long as it takes).
+    /// (`None`: as long as it takes). The slot is held until `work` returns, even when the
+    /// returned future is dropped first (so a caller that gives up should also make `work` stop,
+    /// as the query API does with a `query::CancelHandle`).
     pub async fn run<T: Send + 'static>(
         &self,
         wait: Option<Duration>,
@@ -51,8 +53,14 @@ impl EvaluationSlots {
             Some(wait) => tokio::time::timeout(wait, slot).await.map_err(|_| SlotError::TimedOut)?,
             None => slot.await,
         };
-        let _permit = acquired.map_err(|_| SlotError::Closed)?;
-        Ok(tokio::task::spawn_blocking(work).await?)
+        let permit = acquired.map_err(|_| SlotError::Closed)?;
+        // The slot goes with the work, not with this future: a caller that stops waiting (its
+        // client went away) must not free the slot while the evaluation still runs.
+        Ok(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await?)
     }
 
     /// Refuses every waiting and later evaluation with [`SlotError::Closed`] (tests close the
@@ -102,5 +110,32 @@ mod tests {
         assert!(matches!(queued.await.expect("queued task"), Ok(2)));
         slots.close();
         assert!(matches!(slots.run(None, || 3).await, Err(SlotError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_caller_leaves_the_slot_busy_until_its_work_returns() {
+        let slots = EvaluationSlots::with_slots(1);
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let caller = tokio::spawn({
+            let slots = slots.clone();
+            async move {
+                slots
+                    .run(None, move || {
+                        let _ = started_tx.send(());
+                        released.recv().is_ok()
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started.recv()).await.expect("join").expect("the work started");
+        caller.abort();
+        assert!(caller.await.expect_err("aborted").is_cancelled());
+        assert!(
+            matches!(slots.run(Some(Duration::from_millis(20)), || 1).await, Err(SlotError::TimedOut)),
+            "the abandoned work still holds the only slot"
+        );
+        release.send(()).expect("the work waits for this");
+        assert!(matches!(slots.run(None, || 2).await, Ok(2)));
     }
 }

@@ -5,7 +5,8 @@
 //! probe, never an allocation; a group's label set is built once, when the group first appears.
 
 use crate::ast::{AggOp, Expr, ExprKind, ValueType};
-use crate::eval::{Evaluator, Sample, Val};
+use crate::budget::{labels_cost, QueryBudget};
+use crate::eval::{Evaluator, Sample, Val, EXEC_STAGE};
 use crate::mathfns::{kahan_inc, quantile};
 use crate::QueryError;
 use rustc_hash::FxHashMap as HashMap;
@@ -133,7 +134,7 @@ pub(crate) fn aggregate(
             let Some(Val::Str(label)) = param else {
                 return Err(QueryError::Execution("count_values needs a string parameter".into()));
             };
-            return count_values(input, &label, grouping, without).map(Val::Vector);
+            return count_values(&ev.budget, input, &label, grouping, without).map(Val::Vector);
         }
         AggOp::Quantile => {
             let q = scalar_param.unwrap_or(f64::NAN);
@@ -156,7 +157,8 @@ pub(crate) fn aggregate(
         // each resolved against the group label set that owns it across steps.
         let mut cache = ev.group_cache.borrow_mut();
         let mut owners = ev.group_owners.borrow_mut();
-        for s in input {
+        for (i, s) in input.into_iter().enumerate() {
+            ev.budget.check_item(i, EXEC_STAGE)?;
             let key = (node, Arc::as_ptr(&s.labels) as usize);
             let h = match cache.get(&key) {
                 Some((_, h)) => *h,
@@ -181,7 +183,8 @@ pub(crate) fn aggregate(
     } else {
         // One step: a hash taken by another group's label set moves on to the next hash, so a
         // collision never merges two groups.
-        for s in input {
+        for (i, s) in input.into_iter().enumerate() {
+            ev.budget.check_item(i, EXEC_STAGE)?;
             let mut h = group_hash(&s.labels, grouping, without);
             let gi = loop {
                 match index.get(&h) {
@@ -291,8 +294,14 @@ impl Evaluator<'_> {
         let mut slot_of_group: Vec<u32> = vec![u32::MAX; group_labels_by_index.len()];
         let mut groups: Vec<Group> = Vec::new();
         let mut members: Vec<u32> = Vec::new();
+        // The table keeps a sample per group and step for the rest of the query; without room
+        // for it the aggregation goes step by step instead.
+        let table_cost = steps.saturating_mul(group_labels_by_index.len().max(1));
+        if !self.budget.try_hold(table_cost) {
+            return Ok(None);
+        }
         for k in 0..steps {
-            self.check_deadline()?;
+            self.check_interrupted()?;
             m.for_each_at(k, |i, value| {
                 let Some(&gi) = series_group.get(i) else { return };
                 let slot = &mut slot_of_group[gi as usize];
@@ -417,7 +426,10 @@ fn valid_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// `count_values`: one output series per distinct (group, value), each a new label set held in
+/// `budget` beside the input.
 fn count_values(
+    budget: &QueryBudget,
     input: Vec<Sample>,
     label: &str,
     grouping: &[String],
@@ -426,16 +438,21 @@ fn count_values(
     if !valid_label_name(label) {
         return Err(QueryError::Execution(format!("invalid label name {label:?}")));
     }
-    let mut index: HashMap<Labels, usize> = HashMap::default();
+    let mut index: HashMap<Arc<Labels>, usize> = HashMap::default();
     let mut out: Vec<Sample> = Vec::new();
-    for s in input {
+    let mut created = 0usize;
+    for (n, s) in input.into_iter().enumerate() {
+        budget.check_item(n, EXEC_STAGE)?;
         let mut labels = group_labels(&s.labels, grouping, without);
         labels.set(label, &crate::format_value(s.value));
         match index.get(&labels) {
             Some(&i) => out[i].value += 1.0,
             None => {
+                created += crate::eval::SERIES_COST + labels_cost(&labels);
+                budget.fits(created)?;
+                let labels = Arc::new(labels);
                 index.insert(labels.clone(), out.len());
-                out.push(Sample { labels: Arc::new(labels), value: 1.0, drop_name: false });
+                out.push(Sample { labels, value: 1.0, drop_name: false });
             }
         }
     }

@@ -234,12 +234,18 @@ impl Evaluator<'_> {
         }
         let data = self.data(selector);
         let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
-        if steps.saturating_mul(data.len()) > MAX_PRECOMPUTED_POINTS {
+        let cells = steps.saturating_mul(data.len());
+        if cells > MAX_PRECOMPUTED_POINTS {
             return Ok(None);
         }
         let key = arg as *const Expr as usize;
         let mut cache = self.step_cache.borrow_mut();
         if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(key) {
+            // The table (a value and a flag per cell) is kept for the rest of the query; without
+            // room for it the call is evaluated step by step instead.
+            if !self.budget.try_hold(crate::budget::bytes_cost(cells.saturating_mul(STEP_CELL_BYTES))) {
+                return Ok(None);
+            }
             let at = self.at_time(selector.at);
             let job = RangeJob {
                 kind: func.kind,
@@ -249,7 +255,7 @@ impl Evaluator<'_> {
                 at_ms: at,
                 offset_ms: selector.offset_ms,
                 range_ms: *range_ms,
-                deadline: self.deadline(),
+                budget: &self.budget,
             };
             let series: Vec<&[Point]> = data.iter().map(|f| f.points.as_slice()).collect();
             let m = job.run(&series)?;
@@ -345,13 +351,23 @@ impl Evaluator<'_> {
         if !valid_label_name(&dst) {
             return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
         }
-        for s in &mut v {
+        // Each new label set is held beside the input; a replacement that repeats a group can
+        // grow a value many times over (and nested calls compound it), so the largest value a
+        // replacement can expand to is checked before it is built.
+        let group_refs = replacement.matches('$').count();
+        let mut created = 0usize;
+        for (i, s) in v.iter_mut().enumerate() {
+            self.budget.check_item(i, crate::eval::EXEC_STAGE)?;
             let value = s.labels.get(&src).unwrap_or("");
             if let Some(caps) = regex.captures(value) {
+                let largest = group_refs.saturating_mul(value.len()).saturating_add(replacement.len());
+                self.budget.fits(created.saturating_add(crate::budget::bytes_cost(largest)))?;
                 let mut result = String::new();
                 caps.expand(&replacement, &mut result);
                 let mut labels = (*s.labels).clone();
                 labels.set(&dst, &result);
+                created += crate::budget::labels_cost(&labels);
+                self.budget.fits(created)?;
                 s.labels = Arc::new(labels);
                 if dst == METRIC_NAME {
                     s.drop_name = false;
@@ -374,11 +390,18 @@ impl Evaluator<'_> {
                 return Err(QueryError::Execution(format!("invalid source label name in label_join(): {src}")));
             }
         }
-        for s in &mut v {
+        let mut created = 0usize;
+        for (i, s) in v.iter_mut().enumerate() {
+            self.budget.check_item(i, crate::eval::EXEC_STAGE)?;
             let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+            let joined_len = joined.iter().map(|p| p.len()).sum::<usize>()
+                + sep.len().saturating_mul(joined.len().saturating_sub(1));
+            self.budget.fits(created.saturating_add(crate::budget::bytes_cost(joined_len)))?;
             let joined = joined.join(&sep);
             let mut labels = (*s.labels).clone();
             labels.set(&dst, &joined);
+            created += crate::budget::labels_cost(&labels);
+            self.budget.fits(created)?;
             s.labels = Arc::new(labels);
             if dst == METRIC_NAME {
                 s.drop_name = false;
@@ -391,9 +414,13 @@ impl Evaluator<'_> {
 /// Largest steps × series table precomputed for one call (beyond it, evaluation goes per step).
 pub(crate) const MAX_PRECOMPUTED_POINTS: usize = 50_000_000;
 
+/// Bytes of one cell of a [`StepMatrix`]: an `f64` value and a `bool` flag.
+const STEP_CELL_BYTES: usize = 9;
+
 /// One range function over every step of a range query, for a set of series: what
-/// [`RangeJob::run`] needs, all plain data so the series can be split across threads.
-struct RangeJob {
+/// [`RangeJob::run`] needs, plain data and the (thread-safe) budget, so the series can be split
+/// across threads.
+struct RangeJob<'b> {
     kind: FuncKind,
     start_ms: i64,
     interval_ms: i64,
@@ -401,13 +428,13 @@ struct RangeJob {
     at_ms: Option<i64>,
     offset_ms: i64,
     range_ms: i64,
-    deadline: std::time::Instant,
+    budget: &'b crate::budget::QueryBudget,
 }
 
 /// Below this many series one thread does the whole table (spawning costs more than it saves).
 const PARALLEL_MIN_SERIES: usize = 2_000;
 
-impl RangeJob {
+impl RangeJob<'_> {
     /// Computes the step table, series split over the available cores (each series is walked
     /// once, oldest step first, with a forward-moving window), each core writing its own part.
     fn run(&self, series: &[&[Point]]) -> Result<StepMatrix, QueryError> {
@@ -440,8 +467,9 @@ impl RangeJob {
         // without one skips the correction pass.
         let mut resets_upto: Vec<u32> = Vec::new();
         for (j, points) in series.iter().enumerate() {
-            if j % 256 == 0 && std::time::Instant::now() > self.deadline {
-                return Err(QueryError::Timeout("query execution"));
+            // A series costs a window per step: check more often than per-item loops do.
+            if j.is_multiple_of(64) {
+                self.budget.check(crate::eval::EXEC_STAGE)?;
             }
             if counter {
                 resets_upto.clear();

@@ -4,7 +4,9 @@
 //! sample limit). [`EngineOptions`] are its limits.
 
 use crate::ast::{self, ValueType};
+use crate::budget::{labels_cost, CancelHandle};
 use crate::eval::{self, finish_step, Evaluator, Val};
+use crate::mathfns::Point;
 use crate::parser::parse;
 use crate::{InstantSample, QueryError, QueryOutput, RangeSeries, Value};
 use std::collections::HashMap;
@@ -17,7 +19,9 @@ use tsdb::{Db, Labels, Matcher};
 pub struct EngineOptions {
     /// How far back an instant selector looks for a sample (Prometheus: 5 m).
     pub lookback: Duration,
-    /// Most samples one query may hold in memory at once.
+    /// Most samples one query may hold in memory at once (Prometheus's `--query.max-samples`):
+    /// selected samples, intermediate values, caches and the result, label sets the query
+    /// creates counted by their size (see `budget`).
     pub max_samples: usize,
     /// Longest a query may run.
     pub timeout: Duration,
@@ -33,11 +37,19 @@ impl Default for EngineOptions {
 pub struct Engine {
     db: Arc<Db>,
     options: EngineOptions,
+    cancel: Option<CancelHandle>,
 }
 
 impl Engine {
     pub fn new(db: Arc<Db>, options: EngineOptions) -> Self {
-        Engine { db, options }
+        Engine { db, options, cancel: None }
+    }
+
+    /// This engine with every query it runs stopped (failing with [`QueryError::Cancelled`])
+    /// once `cancel` fires. Cheap: a request handler makes one per request.
+    pub fn with_cancel(mut self, cancel: CancelHandle) -> Self {
+        self.cancel = Some(cancel);
+        self
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -74,7 +86,8 @@ impl Engine {
         at_ms: i64,
         extra: &[Matcher],
     ) -> Result<QueryOutput, QueryError> {
-        let ev = Evaluator::prepare(&self.db, &self.options, query, expr, at_ms, at_ms, extra, false)?;
+        let ev =
+            Evaluator::prepare(&self.db, &self.options, self.cancel.as_ref(), query, expr, at_ms, at_ms, extra, false)?;
         let result = ev.eval(expr, at_ms)?;
         // Releasing the selected series first leaves the result the only owner of label sets it
         // shares with them, so they are moved out below instead of copied.
@@ -157,36 +170,58 @@ impl Engine {
                 "invalid expression type \"{ty}\" for range query, must be Scalar or instant Vector"
             )));
         }
-        let mut ev = Evaluator::prepare(&self.db, &self.options, query, expr, start_ms, end_ms, extra, true)?;
+        let mut ev = Evaluator::prepare(
+            &self.db,
+            &self.options,
+            self.cancel.as_ref(),
+            query,
+            expr,
+            start_ms,
+            end_ms,
+            extra,
+            true,
+        )?;
         ev.interval_ms = step_ms;
+        if let Some(points) = crate::estimate::least_output_points(&ev, expr, start_ms, end_ms, step_ms) {
+            ev.budget.fits(points)?;
+        }
+        // Label sets are shared with the step results while gathering; the output gets its own
+        // copies once the index is gone (so each is held once, not twice).
         let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
-        let mut out: Vec<RangeSeries> = Vec::new();
-        let mut total_points = 0usize;
+        let mut gathered: Vec<(Arc<Labels>, Vec<Point>)> = Vec::new();
         let distinct = eval::distinct_by_construction(expr);
         let mut t = start_ms;
         while t <= end_ms {
-            ev.check_deadline()?;
+            ev.check_interrupted()?;
             let step_result: Vec<(Arc<Labels>, f64)> = match ev.eval(expr, t)? {
                 Val::Scalar(v) => vec![(Arc::new(Labels::default()), v)],
                 Val::Vector(samples) => finish_step(samples, distinct)?,
                 _ => return Err(QueryError::Execution("range query step did not produce a vector".into())),
             };
-            total_points += step_result.len();
-            if total_points > self.options.max_samples {
-                return Err(QueryError::TooManySamples("query execution"));
-            }
+            // The output is held until the query ends: each point, and each new series' label
+            // set (a `count_values` or `label_replace` result can make new ones at every step).
+            let mut step_cost = step_result.len();
             for (labels, value) in step_result {
                 match index.get(&labels) {
-                    Some(&i) => out[i].points.push((t, value)),
+                    Some(&i) => gathered[i].1.push((t, value)),
                     None => {
-                        index.insert(labels.clone(), out.len());
-                        out.push(RangeSeries { labels: Arc::unwrap_or_clone(labels), points: vec![(t, value)] });
+                        step_cost += eval::SERIES_COST + labels_cost(&labels);
+                        index.insert(labels.clone(), gathered.len());
+                        gathered.push((labels, vec![(t, value)]));
                     }
                 }
             }
+            ev.budget.hold(step_cost)?;
             t += step_ms;
         }
+        let annotations = ev.annotations.take();
+        drop(index);
+        drop(ev);
+        let mut out: Vec<RangeSeries> = gathered
+            .into_iter()
+            .map(|(labels, points)| RangeSeries { labels: Arc::unwrap_or_clone(labels), points })
+            .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryOutput { value: Value::Matrix(out), annotations: ev.annotations.into_inner() })
+        Ok(QueryOutput { value: Value::Matrix(out), annotations })
     }
 }

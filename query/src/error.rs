@@ -11,7 +11,7 @@ pub struct ParseError {
 }
 
 /// Why a query failed. `Parse` maps to HTTP 400 (`bad_data`), `Execution` and `TooManySamples` to
-/// 422, `Timeout` to 503, `Storage` to 500 (as Prometheus's API does).
+/// 422, `Timeout` to 503, `Cancelled` to 499, `Storage` to 500 (as Prometheus's API does).
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("parse error at char {position}: {message}")]
@@ -20,6 +20,9 @@ pub enum QueryError {
     Execution(String),
     #[error("query timed out in {0}")]
     Timeout(&'static str),
+    /// The query's [`crate::CancelHandle`] was fired (its client went away).
+    #[error("query was canceled in {0}")]
+    Cancelled(&'static str),
     #[error("query processing would load too many samples into memory in {0}")]
     TooManySamples(&'static str),
     #[error("storage error: {0}")]

@@ -7,6 +7,7 @@
 //! removal, so `label_replace` can still read the name and removal happens when a step finishes.
 
 use crate::ast::{AggOp, AtModifier, Expr, ExprKind, VectorSelector};
+use crate::budget::{CancelHandle, QueryBudget};
 use crate::mathfns::Point;
 use crate::select::{resolve_at, select_all, selector_key, Fetched, SelectedData};
 use crate::{Annotations, EngineOptions, QueryError};
@@ -48,10 +49,17 @@ pub(crate) type GroupCache = rustc_hash::FxHashMap<(usize, usize), (Arc<Labels>,
 /// Subqueries without an explicit step use this (Prometheus's default evaluation interval).
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
-/// How often the deadline is checked in per-step loops.
-const DEADLINE_CHECK_EVERY: usize = 64;
+/// Where evaluation stops when out of time ("query timed out in query execution").
+pub(crate) const EXEC_STAGE: &str = "query execution";
 
-/// One query's evaluation: the selected data, the caches steps share, annotations and deadline.
+/// Samples an entry of the subquery cache costs beyond its samples (the map entry and vector).
+const CACHE_ENTRY_COST: usize = 6;
+
+/// The share of the sample limit the subquery cache may hold (1/4): past it the cache is emptied,
+/// since it only saves work, never decides an answer.
+const CACHE_SHARE_DIVISOR: usize = 4;
+
+/// One query's evaluation: the selected data, the caches steps share, annotations and budget.
 pub(crate) struct Evaluator<'q> {
     pub query: &'q str,
     pub start_ms: i64,
@@ -59,8 +67,11 @@ pub(crate) struct Evaluator<'q> {
     pub lookback_ms: i64,
     fetched: SelectedData,
     pub annotations: RefCell<Annotations>,
-    deadline: Instant,
+    /// Samples held, deadline and cancellation (see `budget`).
+    pub budget: QueryBudget,
     subquery_cache: RefCell<HashMap<(usize, i64), Val>>,
+    /// Samples the subquery cache holds in `budget`.
+    subquery_cache_cost: std::cell::Cell<usize>,
     /// `true` while evaluating a range query (some annotations only apply there).
     pub is_range: bool,
     /// Step of the range query (0 for an instant query).
@@ -75,15 +86,16 @@ pub(crate) struct Evaluator<'q> {
     pub group_cache: RefCell<GroupCache>,
     /// Which group label set owns each resolved group hash (see `aggregate`).
     pub group_owners: RefCell<crate::aggregate::GroupOwners>,
-    step_counter: std::cell::Cell<usize>,
 }
 
 impl<'q> Evaluator<'q> {
-    /// Plans the selectors of `expr` for evaluation at `start..=end` and selects their data.
+    /// Plans the selectors of `expr` for evaluation at `start..=end` and selects their data;
+    /// `cancel` stops the query from another thread.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         db: &Db,
         options: &EngineOptions,
+        cancel: Option<&CancelHandle>,
         query: &'q str,
         expr: &Expr,
         start_ms: i64,
@@ -93,7 +105,8 @@ impl<'q> Evaluator<'q> {
     ) -> Result<Self, QueryError> {
         let started = Instant::now();
         let lookback_ms = options.lookback.as_millis() as i64;
-        let fetched = select_all(db, options, expr, start_ms, end_ms, extra, started)?;
+        let budget = QueryBudget::new(options.max_samples, started + options.timeout, cancel.cloned());
+        let fetched = select_all(db, options, expr, start_ms, end_ms, extra, &budget)?;
         Ok(Evaluator {
             query,
             start_ms,
@@ -101,15 +114,15 @@ impl<'q> Evaluator<'q> {
             lookback_ms,
             fetched,
             annotations: RefCell::new(Annotations::default()),
-            deadline: started + options.timeout,
+            budget,
             subquery_cache: RefCell::new(HashMap::new()),
+            subquery_cache_cost: std::cell::Cell::new(0),
             is_range,
             interval_ms: 0,
             step_cache: RefCell::new(HashMap::new()),
             fused_cache: RefCell::new(HashMap::new()),
             group_cache: RefCell::new(rustc_hash::FxHashMap::default()),
             group_owners: RefCell::new(rustc_hash::FxHashMap::default()),
-            step_counter: std::cell::Cell::new(0),
         })
     }
 
@@ -118,19 +131,9 @@ impl<'q> Evaluator<'q> {
         self.annotations.into_inner()
     }
 
-    /// When the query's time is up.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
-    /// Fails once the query's time is up (checked every few steps).
-    pub fn check_deadline(&self) -> Result<(), QueryError> {
-        let n = self.step_counter.get() + 1;
-        self.step_counter.set(n);
-        if n.is_multiple_of(DEADLINE_CHECK_EVERY) && Instant::now() > self.deadline {
-            return Err(QueryError::Timeout("query execution"));
-        }
-        Ok(())
+    /// Fails once the query is out of time or cancelled (checked at every step).
+    pub fn check_interrupted(&self) -> Result<(), QueryError> {
+        self.budget.check(EXEC_STAGE)
     }
 
     pub fn warn(&self, pos: usize, text: &str) {
@@ -154,8 +157,17 @@ impl<'q> Evaluator<'q> {
         self.fetched.get(&selector_key(selector)).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Evaluates `expr` at `t_ms`.
+    /// Evaluates `expr` at `t_ms`, failing when its value would not fit beside what the query
+    /// holds.
     pub fn eval(&self, expr: &Expr, t_ms: i64) -> Result<Val, QueryError> {
+        let value = self.eval_node(expr, t_ms)?;
+        if let Val::Vector(samples) = &value {
+            self.budget.fits(samples.len())?;
+        }
+        Ok(value)
+    }
+
+    fn eval_node(&self, expr: &Expr, t_ms: i64) -> Result<Val, QueryError> {
         match &expr.kind {
             ExprKind::Number(v) => Ok(Val::Scalar(*v)),
             ExprKind::String(s) => Ok(Val::Str(s.clone())),
@@ -164,9 +176,14 @@ impl<'q> Evaluator<'q> {
             ExprKind::Matrix { selector, range_ms } => {
                 let ref_t = self.at_time(selector.at).unwrap_or(t_ms) - selector.offset_ms;
                 let mut out = Vec::new();
-                for f in self.data(selector) {
+                let mut points = 0usize;
+                for (i, f) in self.data(selector).iter().enumerate() {
+                    self.budget.check_item(i, EXEC_STAGE)?;
                     let window = f.window(ref_t - range_ms, ref_t);
                     if !window.is_empty() {
+                        // The copy of each window is new memory beside the selected data.
+                        points += window.len();
+                        self.budget.fits(points)?;
                         out.push(Series { labels: f.labels.clone(), points: window.to_vec(), drop_name: false });
                     }
                 }
@@ -235,7 +252,8 @@ impl<'q> Evaluator<'q> {
     }
 
     /// Evaluates a subquery at `t_ms`: the inner expression at every multiple of the step inside
-    /// `(ref - range, ref]`.
+    /// `(ref - range, ref]`. A subquery with more steps than the sample limit is refused before
+    /// its first step; the points and series it gathers count against the budget as they grow.
     pub fn subquery(
         &self,
         inner: &Expr,
@@ -246,6 +264,13 @@ impl<'q> Evaluator<'q> {
         t_ms: i64,
     ) -> Result<Vec<Series>, QueryError> {
         let step = step_ms.unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+        let steps = range_ms / step.max(1);
+        if steps > self.budget.max_samples() as i64 {
+            return Err(QueryError::Execution(format!(
+                "subquery of {steps} steps (range {range_ms} ms / step {step} ms) exceeds the query sample limit of {}",
+                self.budget.max_samples()
+            )));
+        }
         let ref_t = self.at_time(at).unwrap_or(t_ms) - offset_ms;
         let lo = ref_t - range_ms;
         let mut ti = lo.div_euclid(step) * step;
@@ -254,20 +279,23 @@ impl<'q> Evaluator<'q> {
         }
         let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
+        // What `out` holds, in samples: its points and each series' label set and headers.
+        let mut gathered = 0usize;
         let key = inner as *const Expr as usize;
         while ti <= ref_t {
-            self.check_deadline()?;
+            self.check_interrupted()?;
             let cached = self.subquery_cache.borrow().get(&(key, ti)).cloned();
             let val = match cached {
                 Some(v) => v,
                 None => {
                     let v = self.eval(inner, ti)?;
-                    self.subquery_cache.borrow_mut().insert((key, ti), v.clone());
+                    self.cache_subquery_step(key, ti, &v);
                     v
                 }
             };
             match val {
                 Val::Vector(samples) => {
+                    gathered += samples.len();
                     for s in samples {
                         match index.get(&s.labels) {
                             Some(&i) => {
@@ -275,6 +303,7 @@ impl<'q> Evaluator<'q> {
                                 out[i].drop_name |= s.drop_name;
                             }
                             None => {
+                                gathered += SERIES_COST + crate::budget::labels_cost(&s.labels);
                                 index.insert(s.labels.clone(), out.len());
                                 out.push(Series {
                                     labels: s.labels,
@@ -284,12 +313,15 @@ impl<'q> Evaluator<'q> {
                             }
                         }
                     }
+                    self.budget.fits(gathered)?;
                 }
                 Val::Scalar(v) => {
                     if out.is_empty() {
                         out.push(Series { labels: Arc::new(Labels::default()), points: Vec::new(), drop_name: false });
                     }
                     out[0].points.push((ti, v));
+                    gathered += 1;
+                    self.budget.fits(gathered)?;
                 }
                 _ => return Err(QueryError::Execution("subquery over a non-vector expression".into())),
             }
@@ -297,7 +329,36 @@ impl<'q> Evaluator<'q> {
         }
         Ok(out)
     }
+
+    /// Keeps a subquery step's value for later steps of the query when it fits in the cache's
+    /// share of the budget; a full cache is emptied first.
+    fn cache_subquery_step(&self, key: usize, ti: i64, value: &Val) {
+        let cost = CACHE_ENTRY_COST
+            + match value {
+                Val::Vector(samples) => samples.len(),
+                _ => 1,
+            };
+        let share = self.budget.max_samples() / CACHE_SHARE_DIVISOR;
+        let held = self.subquery_cache_cost.get();
+        if held + cost > share {
+            self.subquery_cache.borrow_mut().clear();
+            self.budget.release(held);
+            self.subquery_cache_cost.set(0);
+            if cost > share {
+                return;
+            }
+        }
+        if self.budget.try_hold(cost) {
+            self.subquery_cache.borrow_mut().insert((key, ti), value.clone());
+            self.subquery_cache_cost.set(self.subquery_cache_cost.get() + cost);
+        }
+    }
 }
+
+/// Samples a series of a gathered result costs beyond its points and labels: its entry in the
+/// result and in the index by labels (with the maps' spare room) and its points' allocation,
+/// about 190 bytes.
+pub(crate) const SERIES_COST: usize = 12;
 
 /// Position of an aggregation's parameter (annotations about it point there).
 fn param_pos(expr: &Expr) -> usize {

@@ -7,8 +7,11 @@
 //!   [`parse_time_ms`], [`parse_duration_ms`] and [`parse_duration_param_ms`].
 //! - [`functions`] — the function table (signatures, which names are supported).
 //! - `engine` — [`Engine`]: runs a query at an instant or over a range and shapes the result.
+//! - `budget` — what a running query is measured against: samples held, deadline, and a
+//!   [`CancelHandle`] (checked in every loop that can run long).
 //! - `select` — plans each selector's time span and labels, selects it from the store once.
 //! - `eval` — evaluates the tree per step over the selected samples.
+//! - `estimate` — a lower bound of a range query's output, so an obvious excess is refused up front.
 //! - `calls`, `aggregate`, `binary` — functions, aggregation operators, binary operators.
 //! - `mathfns` — the numeric core (rate extrapolation, Kahan sums, quantiles).
 //! - `value`, `error` — what a query returns ([`Value`], [`QueryOutput`]) and why it fails
@@ -32,9 +35,11 @@
 mod aggregate;
 pub mod ast;
 mod binary;
+mod budget;
 mod calls;
 mod engine;
 mod error;
+mod estimate;
 mod eval;
 pub mod functions;
 mod mathfns;
@@ -45,6 +50,7 @@ pub mod promqltest;
 mod select;
 mod value;
 
+pub use budget::{CancelHandle, CancelOnDrop};
 pub use engine::{Engine, EngineOptions};
 pub use error::{ParamError, ParseError, QueryError, SelectorError};
 pub use params::{parse_duration_ms, parse_duration_param_ms, parse_selector, parse_time_ms};

@@ -1051,6 +1051,29 @@ mod tests {
         assert!(parse(&mixed).unwrap_err().message.contains("nested too deeply"));
     }
 
+    /// Every other nesting kind at 100 000 levels: calls, aggregations, parentheses, unary minus
+    /// and subqueries each count against the same limit (none may overflow the stack).
+    #[test]
+    fn hundred_thousand_deep_nesting_of_every_kind_fails_cleanly() {
+        const N: usize = 100_000;
+        let nested = |open: &str, inner: &str, close: &str| format!("{}{inner}{}", open.repeat(N), close.repeat(N));
+        let cases = [
+            ("calls", nested("abs(", "up", ")")),
+            ("aggregations", nested("sum(", "up", ")")),
+            ("aggregations with grouping", nested("sum by (a) (", "up", ")")),
+            ("parentheses", nested("(", "up", ")")),
+            ("unary minus", nested("-", "up", "")),
+            ("unary minus in parentheses", nested("-(", "up", ")")),
+            ("range functions over subqueries", nested("max_over_time((", "up", ")[5m:])")),
+            ("calls with chains", nested("abs(up + ", "up", ")")),
+        ];
+        for (kind, query) in cases {
+            let error = parse(&query).expect_err(kind);
+            assert!(error.message.contains("nested too deeply"), "{kind}: {}", error.message);
+        }
+        assert!(parse(&format!("{}up{}", "abs(".repeat(100), ")".repeat(100))).is_ok(), "100 nested calls parse");
+    }
+
     #[test]
     fn positions_are_line_and_column() {
         assert_eq!(line_col("ab\ncd", 4), (2, 2));

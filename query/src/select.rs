@@ -4,14 +4,13 @@
 //! per-step half (`eval`) then only takes windows of these [`Fetched`] series.
 
 use crate::ast::{AggOp, AtModifier, Expr, ExprKind, ValueType, VectorSelector};
+use crate::budget::QueryBudget;
 use crate::functions::FuncKind;
 use crate::mathfns::Point;
 use crate::{EngineOptions, QueryError};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 use tsdb::{is_stale_nan, Db, Labels, Matcher, METRIC_NAME};
 
 /// A selector's series as selected from the store: real samples and staleness-marker times apart.
@@ -48,6 +47,18 @@ impl Fetched {
         let labels = latest.labels;
         let counter_like = is_counter_like(&labels);
         Fetched { labels: Arc::new(labels), counter_like, points, stale_ts, cursor: Cell::default() }
+    }
+
+    /// A series of `points` (value 1) and staleness markers, for tests of what reads series.
+    #[cfg(test)]
+    pub fn for_tests(points: Vec<i64>, stale_ts: Vec<i64>) -> Fetched {
+        Fetched {
+            labels: Arc::new(Labels::default()),
+            counter_like: false,
+            points: points.into_iter().map(|ts| (ts, 1.0)).collect(),
+            stale_ts,
+            cursor: Cell::default(),
+        }
     }
 
     /// The points with timestamps in `(lo, hi]`.
@@ -95,8 +106,9 @@ fn is_counter_like(labels: &Labels) -> bool {
 pub(crate) type SelectedData = HashMap<usize, Vec<Fetched>>;
 
 /// Plans the selectors of `expr` for evaluation at `start_ms..=end_ms` and selects and decodes
-/// their data (with `extra` matchers added to each), failing past `options.max_samples` samples
-/// or once `options.timeout` has passed since `started`.
+/// their data (with `extra` matchers added to each), holding every decoded sample in `budget`
+/// (failing past its limit) and stopping when the budget says the query is out of time or
+/// cancelled.
 pub(crate) fn select_all(
     db: &Db,
     options: &EngineOptions,
@@ -104,14 +116,14 @@ pub(crate) fn select_all(
     start_ms: i64,
     end_ms: i64,
     extra: &[Matcher],
-    started: Instant,
+    budget: &QueryBudget,
 ) -> Result<SelectedData, QueryError> {
     let lookback_ms = options.lookback.as_millis() as i64;
     let mut spans: Vec<PlannedSelector<'_>> = Vec::new();
     plan(expr, start_ms, end_ms, start_ms, end_ms, lookback_ms, None, &mut spans);
     let mut fetched = SelectedData::new();
-    let total_samples = AtomicUsize::new(0);
     for PlannedSelector { selector, mint: lo, maxt: hi, newest_only, keep } in spans {
+        budget.check(SELECT_STAGE)?;
         let key = selector_key(selector);
         if fetched.contains_key(&key) {
             continue;
@@ -120,13 +132,12 @@ pub(crate) fn select_all(
         matchers.extend(extra.iter().cloned());
         if newest_only {
             let newest = db.select_latest(&matchers, lo, hi, keep.as_deref())?;
-            if total_samples.fetch_add(newest.len(), Ordering::Relaxed) + newest.len() > options.max_samples {
-                return Err(QueryError::TooManySamples("query execution"));
-            }
+            budget.hold(newest.len())?;
             fetched.insert(key, newest.into_iter().map(Fetched::newest).collect());
             continue;
         }
         let mut selected = db.select_projected(&matchers, lo, hi, keep.as_deref())?;
+        budget.check(SELECT_STAGE)?;
         let threads = if selected.len() < PARALLEL_DECODE_MIN_SERIES {
             1
         } else {
@@ -134,13 +145,12 @@ pub(crate) fn select_all(
         };
         let part_len = selected.len().div_ceil(threads).max(1);
         let parts: Vec<Result<Vec<Fetched>, QueryError>> = if threads == 1 {
-            vec![decode_series(&mut selected, options.max_samples, &total_samples)]
+            vec![decode_series(&mut selected, budget)]
         } else {
             std::thread::scope(|scope| {
-                let total = &total_samples;
                 let handles: Vec<_> = selected
                     .chunks_mut(part_len)
-                    .map(|part| scope.spawn(move || decode_series(part, options.max_samples, total)))
+                    .map(|part| scope.spawn(move || decode_series(part, budget)))
                     .collect();
                 handles
                     .into_iter()
@@ -154,26 +164,26 @@ pub(crate) fn select_all(
         for part in parts {
             series.extend(part?);
         }
-        if started.elapsed() > options.timeout {
-            return Err(QueryError::Timeout("query preparation"));
-        }
         fetched.insert(key, series);
     }
     Ok(fetched)
 }
 
+/// Where selection stops when out of time ("query timed out in query preparation").
+const SELECT_STAGE: &str = "query preparation";
+
 /// Below this many selected series one thread decodes them all (spawning costs more).
 const PARALLEL_DECODE_MIN_SERIES: usize = 2_000;
 
-/// Decodes `selected` (taking their labels) into evaluation series, counting the samples into
-/// `total` and failing once it passes `max_samples`.
-fn decode_series(
-    selected: &mut [tsdb::SelectedSeries],
-    max_samples: usize,
-    total: &AtomicUsize,
-) -> Result<Vec<Fetched>, QueryError> {
+/// Decodes `selected` (taking their labels) into evaluation series, holding each series' samples
+/// and label set in `budget` before decoding the next.
+fn decode_series(selected: &mut [tsdb::SelectedSeries], budget: &QueryBudget) -> Result<Vec<Fetched>, QueryError> {
     let mut out = Vec::with_capacity(selected.len());
-    for s in selected {
+    for (i, s) in selected.iter_mut().enumerate() {
+        budget.check_item(i, SELECT_STAGE)?;
+        // The claimed sample count is known before decoding: a series that cannot fit is refused
+        // before its buffer is allocated.
+        budget.fits(s.max_samples())?;
         let mut points = Vec::with_capacity(s.max_samples());
         let mut stale_ts = Vec::new();
         for sample in s.samples() {
@@ -183,9 +193,7 @@ fn decode_series(
                 points.push((sample.ts_ms, sample.value));
             }
         }
-        if total.fetch_add(points.len(), Ordering::Relaxed) + points.len() > max_samples {
-            return Err(QueryError::TooManySamples("query execution"));
-        }
+        budget.hold(points.len() + stale_ts.len() / 2)?;
         let labels = std::mem::take(&mut s.labels);
         let counter_like = is_counter_like(&labels);
         out.push(Fetched { labels: Arc::new(labels), counter_like, points, stale_ts, cursor: Cell::default() });

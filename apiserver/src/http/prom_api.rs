@@ -5,8 +5,12 @@
 //! Responses have Prometheus's exact JSON shape (`status`, `data.resultType`, string-encoded
 //! sample values, `errorType`/`error`), so Grafana, promtool and curl users see no difference.
 //! Errors map in one place ([`error_response`]): bad parameters and parse errors 400 `bad_data`,
-//! evaluation errors 422 `execution`, timeouts and the max-samples limit 503, storage 500.
-//! Evaluation runs in `spawn_blocking`; it is CPU-bound and reads mapped pages.
+//! evaluation errors and the max-samples limit 422 `execution`, timeouts 503 `timeout`, a query
+//! cancelled because its client went away 499 `canceled`, storage 500.
+//! Evaluation runs in `spawn_blocking`; it is CPU-bound and reads mapped pages. Each query holds
+//! a `query::CancelOnDrop` across its evaluation: when the client disconnects, axum drops the
+//! request future, the guard fires, and the evaluation stops at its next check instead of running
+//! on to its timeout.
 
 use super::AppState;
 use crate::evaluation::{EvaluationSlots, SlotError};
@@ -21,9 +25,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use query::{Engine, EngineOptions, QueryError, QueryOutput, SelectorError, Value};
+use query::{CancelHandle, Engine, QueryError, QueryOutput, SelectorError, Value};
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsdb::{Labels, Matcher};
 
@@ -117,6 +120,12 @@ pub fn error_response(query_text: &str, e: QueryError) -> ApiError {
         e @ QueryError::TooManySamples(_) => {
             ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, error_type: "execution", message: e.to_string() }
         }
+        // Prometheus answers 499 (client closed request); the client is usually gone to see it.
+        e @ QueryError::Cancelled(_) => ApiError {
+            status: StatusCode::from_u16(499).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            error_type: "canceled",
+            message: e.to_string(),
+        },
         e @ QueryError::Storage(_) => {
             ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, error_type: "internal", message: e.to_string() }
         }
@@ -149,17 +158,19 @@ fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, ApiEr
     }
 }
 
-/// An engine whose timeout is the smaller of the server's and the request's `timeout`.
-fn engine_for(state: &AppState, params: &Params) -> Result<Arc<Engine>, ApiError> {
-    let Some(text) = param(params, "timeout").filter(|t| !t.is_empty()) else { return Ok(state.engine.clone()) };
-    let ms = query::parse_duration_param_ms(text)
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
-    if ms <= 0 {
-        return Err(ApiError::bad_data("invalid parameter \"timeout\": must be positive"));
+/// The engine for one request: its timeout the smaller of the server's and the request's
+/// `timeout`, its queries stopped when `cancel` fires.
+fn engine_for(state: &AppState, params: &Params, cancel: &CancelHandle) -> Result<Engine, ApiError> {
+    let mut options = state.engine.options().clone();
+    if let Some(text) = param(params, "timeout").filter(|t| !t.is_empty()) {
+        let ms = query::parse_duration_param_ms(text)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
+        if ms <= 0 {
+            return Err(ApiError::bad_data("invalid parameter \"timeout\": must be positive"));
+        }
+        options.timeout = options.timeout.min(Duration::from_millis(ms as u64));
     }
-    let mut options: EngineOptions = state.engine.options().clone();
-    options.timeout = options.timeout.min(Duration::from_millis(ms as u64));
-    Ok(Arc::new(Engine::new(state.engine.db().clone(), options)))
+    Ok(Engine::new(state.engine.db().clone(), options).with_cancel(cancel.clone()))
 }
 
 async fn instant_query(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
@@ -172,8 +183,10 @@ async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRe
     let params = params(form)?;
     let text = param(&params, "query").unwrap_or("").to_string();
     let at_ms = time_param(&params, "time", tsdb::now_ms())?;
-    let engine = engine_for(state, &params)?;
+    let cancel = CancelHandle::new();
+    let engine = engine_for(state, &params, &cancel)?;
     let q = text.clone();
+    let _cancel_if_dropped = cancel.cancel_on_drop();
     let output =
         evaluate(&state.query_api.evaluations, engine.options().timeout, move || engine.instant_query(&q, at_ms, &[]))
             .await?
@@ -215,8 +228,10 @@ async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormReje
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let engine = engine_for(state, &params)?;
+    let cancel = CancelHandle::new();
+    let engine = engine_for(state, &params, &cancel)?;
     let q = text.clone();
+    let _cancel_if_dropped = cancel.cancel_on_drop();
     let output = evaluate(&state.query_api.evaluations, engine.options().timeout, move || {
         engine.range_query(&q, start, end, step, &[])
     })
@@ -555,6 +570,17 @@ mod tests {
         slots.close();
         let closed = evaluate(&slots, Duration::from_secs(1), || 3).await.expect_err("closed");
         assert_eq!((closed.status, closed.error_type), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+    }
+
+    #[test]
+    fn limits_map_like_prometheus() {
+        let status = |e: QueryError| {
+            let e = error_response("q", e);
+            (e.status.as_u16(), e.error_type)
+        };
+        assert_eq!(status(QueryError::TooManySamples("query execution")), (422, "execution"));
+        assert_eq!(status(QueryError::Timeout("query execution")), (503, "timeout"));
+        assert_eq!(status(QueryError::Cancelled("query execution")), (499, "canceled"));
     }
 
     #[test]
