@@ -1,7 +1,7 @@
 //! `SeriesLog` is the append-only file that persists series identities (id → label set) and their
 //! removal, so ids and labels survive restarts. Byte layout: `docs/format/series_log.md`.
 //!
-//! The series a batch creates are written as blocks (their label sets snappy-compressed together:
+//! The series a batch creates are written as blocks (their label sets zstd-compressed together:
 //! series created together share most label names and values, so an identity costs a few dozen
 //! bytes on disk instead of a few hundred) with one `write` call before their ids are handed out,
 //! so they are in the page cache (kill -9 safe) before any sample of them can be acknowledged;
@@ -32,9 +32,11 @@ const RECORD_HEADER_BYTES: usize = 8;
 const RECORD_FIXED_BYTES: usize = 4 + 8 + 2;
 /// Bound for one record body (what `validate_labels` lets through always fits).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
-/// Uncompressed label bytes gathered into one block before it is compressed (snappy works on
-/// 64 KiB windows; a block a few windows long keeps a corrupt block's loss small).
-const BLOCK_PLAIN_BYTES: usize = 128 << 10;
+/// Uncompressed label bytes gathered into one block before it is compressed (a block keeps a
+/// corrupt block's loss small, and is what one remote-write request of new series takes).
+const BLOCK_PLAIN_BYTES: usize = 256 << 10;
+/// zstd's level for blocks: its fastest regular level already finds the repeats that matter.
+const BLOCK_ZSTD_LEVEL: i32 = 1;
 /// A series whose encoded labels are larger gets a record of its own, uncompressed.
 const LARGE_SERIES_BYTES: usize = 32 << 10;
 /// How far past a corrupt record recovery searches for the next whole one; a longer corrupt
@@ -134,45 +136,68 @@ fn encode_series_record(dst: &mut Vec<u8>, record: &SeriesRecord) {
 
 /// Appends the records of `records` to `dst`: blocks of compressed label sets (one per run of
 /// series with the same creation position, at most `BLOCK_PLAIN_BYTES` each), and records of
-/// their own for very large label sets.
-fn encode_records(dst: &mut Vec<u8>, records: &[SeriesRecord]) -> Result<(), snap::Error> {
-    let mut encoder = snap::raw::Encoder::new();
+/// their own for very large label sets and for runs that compression does not make smaller
+/// (a lone series).
+fn encode_records(dst: &mut Vec<u8>, records: &[SeriesRecord]) -> std::io::Result<()> {
+    let mut encoder = zstd::bulk::Compressor::new(BLOCK_ZSTD_LEVEL)?;
     let mut plain: Vec<u8> = Vec::new();
-    let mut count = 0u32;
-    let mut position = 0u64;
-    let mut flush = |dst: &mut Vec<u8>, plain: &mut Vec<u8>, count: &mut u32, position: u64| {
-        if *count == 0 {
-            return Ok(());
-        }
-        let start = dst.len();
-        dst.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
-        dst.push(KIND_BLOCK);
-        dst.extend_from_slice(&position.to_le_bytes());
-        dst.extend_from_slice(&count.to_le_bytes());
-        let at = dst.len();
-        dst.resize(at + snap::raw::max_compress_len(plain.len()), 0);
-        let written = encoder.compress(plain, &mut dst[at..])?;
-        dst.truncate(at + written);
-        finish_record(dst, start);
-        plain.clear();
-        *count = 0;
-        Ok(())
-    };
-    for record in records {
+    let mut run: &[SeriesRecord] = &[];
+    let mut run_start = 0usize;
+    for (i, record) in records.iter().enumerate() {
         let labels = label_bytes(record.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        let fits = run.first().is_some_and(|first| first.created_position == record.created_position)
+            && plain.len() + labels <= BLOCK_PLAIN_BYTES;
+        if !fits || labels > LARGE_SERIES_BYTES {
+            encode_block(dst, run, &mut plain, &mut encoder)?;
+            run_start = i;
+        }
         if labels > LARGE_SERIES_BYTES {
             encode_series_record(dst, record);
+            run_start = i + 1;
+            run = &records[run_start..run_start];
             continue;
         }
-        if count > 0 && (record.created_position != position || plain.len() + labels > BLOCK_PLAIN_BYTES) {
-            flush(dst, &mut plain, &mut count, position)?;
-        }
-        position = record.created_position;
         plain.extend_from_slice(&record.id.to_le_bytes());
         encode_labels(&mut plain, &record.labels);
-        count += 1;
+        run = &records[run_start..=i];
     }
-    flush(dst, &mut plain, &mut count, position)
+    encode_block(dst, run, &mut plain, &mut encoder)
+}
+
+/// Appends the block of `run` (series sharing a creation position, `plain` their encoded ids and
+/// labels) to `dst`, or their records of their own when that is no larger; clears `plain`.
+fn encode_block(
+    dst: &mut Vec<u8>,
+    run: &[SeriesRecord],
+    plain: &mut Vec<u8>,
+    encoder: &mut zstd::bulk::Compressor<'static>,
+) -> std::io::Result<()> {
+    let Some(first) = run.first() else {
+        plain.clear();
+        return Ok(());
+    };
+    let start = dst.len();
+    dst.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    dst.push(KIND_BLOCK);
+    dst.extend_from_slice(&first.created_position.to_le_bytes());
+    dst.extend_from_slice(&(run.len() as u32).to_le_bytes());
+    let at = dst.len();
+    dst.resize(at + zstd::zstd_safe::compress_bound(plain.len()), 0);
+    let written = encoder.compress_to_buffer(plain, &mut dst[at..])?;
+    dst.truncate(at + written);
+    // A record of its own is header, kind, id, position and labels: 17 bytes more than the
+    // series' part of `plain` (id and labels).
+    let own_records = plain.len() + 17 * run.len();
+    if dst.len() - start >= own_records {
+        dst.truncate(start);
+        for record in run {
+            encode_series_record(dst, record);
+        }
+    } else {
+        finish_record(dst, start);
+    }
+    plain.clear();
+    Ok(())
 }
 
 /// Appends the tombstones of `ids` to `dst` (records of at most `MAX_RECORD_BYTES`).
@@ -246,7 +271,7 @@ fn decode_v1_body(body: &[u8], out: &mut Vec<Event>) -> Option<()> {
 }
 
 /// Parses a version 2 record body (after its CRC was checked).
-fn decode_v2_body(body: &[u8], out: &mut Vec<Event>, decoder: &mut snap::raw::Decoder) -> Option<()> {
+fn decode_v2_body(body: &[u8], out: &mut Vec<Event>, decoder: &mut zstd::bulk::Decompressor<'static>) -> Option<()> {
     let (&kind, rest) = body.split_first()?;
     let mut at = 0usize;
     match kind {
@@ -264,13 +289,8 @@ fn decode_v2_body(body: &[u8], out: &mut Vec<Event>, decoder: &mut snap::raw::De
         KIND_BLOCK => {
             let created_position = u64_from(rest, &mut at)?;
             let count = u32_from(rest, &mut at)?;
-            let compressed = &rest[at..];
-            let plain_len = snap::raw::decompress_len(compressed).ok()?;
-            // A block holds at most `BLOCK_PLAIN_BYTES` plus one series.
-            if plain_len > BLOCK_PLAIN_BYTES + LARGE_SERIES_BYTES + 64 {
-                return None;
-            }
-            let plain = decoder.decompress_vec(compressed).ok()?;
+            // A block holds at most `BLOCK_PLAIN_BYTES` plus one series: a claim of more fails.
+            let plain = decoder.decompress(&rest[at..], BLOCK_PLAIN_BYTES + LARGE_SERIES_BYTES + 64).ok()?;
             let mut at = 0usize;
             let first = out.len();
             for _ in 0..count {
@@ -295,7 +315,7 @@ fn record_at(
     at: usize,
     version: u32,
     out: &mut Vec<Event>,
-    decoder: &mut snap::raw::Decoder,
+    decoder: &mut zstd::bulk::Decompressor<'static>,
 ) -> Option<usize> {
     let body_len = u32_at(data.get(at..at + RECORD_HEADER_BYTES)?, 0) as usize;
     if !(1..=MAX_RECORD_BYTES).contains(&body_len) {
@@ -332,7 +352,12 @@ struct Replayed {
 /// Every record of `data` (a whole log file of format `version`) replayed in order into the live
 /// set. A record that is not whole is skipped by searching for the next one that is, so one bad
 /// record costs only itself; what was skipped is logged with the ids on either side.
-fn replay(data: &[u8], version: u32, path: &std::path::Path) -> Replayed {
+fn replay(
+    data: &[u8],
+    version: u32,
+    path: &std::path::Path,
+    decoder: &mut zstd::bulk::Decompressor<'static>,
+) -> Replayed {
     let mut live: BTreeMap<u32, SeriesRecord> = BTreeMap::new();
     let mut next_id = 0u32;
     let mut at = FILE_HEADER_BYTES.min(data.len());
@@ -341,17 +366,16 @@ fn replay(data: &[u8], version: u32, path: &std::path::Path) -> Replayed {
     let (mut created_plain_bytes, mut created_disk_bytes) = (0u64, 0u64);
     let mut last_id: Option<u32> = None;
     let mut events = Vec::new();
-    let mut decoder = snap::raw::Decoder::new();
     while at + RECORD_HEADER_BYTES <= data.len() {
         events.clear();
-        let end = match record_at(data, at, version, &mut events, &mut decoder) {
+        let end = match record_at(data, at, version, &mut events, decoder) {
             Some(end) => end,
             None => {
                 let search_end = data.len().saturating_sub(RECORD_HEADER_BYTES - 1).min(at + MAX_RESYNC_SCAN_BYTES);
                 let mut found = Vec::new();
                 let resume = (at + 1..search_end).find(|candidate| {
                     found.clear();
-                    record_at(data, *candidate, version, &mut found, &mut decoder).is_some()
+                    record_at(data, *candidate, version, &mut found, decoder).is_some()
                 });
                 let Some(resume) = resume else {
                     break;
@@ -429,7 +453,8 @@ impl SeriesLog {
                 SERIES_LOG_VERSION
             }
         };
-        let replayed = replay(&data, version, &path);
+        let mut decoder = zstd::bulk::Decompressor::new().map_err(|e| Error::io(&path, e))?;
+        let replayed = replay(&data, version, &path, &mut decoder);
         let good_end = replayed.good_end;
         if good_end < data.len() {
             tracing::warn!(
@@ -498,7 +523,7 @@ impl SeriesLog {
         buf.clear();
         let result = match encode_records(&mut buf, records) {
             Ok(()) => self.append_bytes(&buf),
-            Err(e) => Err(Error::io(&self.path, std::io::Error::other(e))),
+            Err(e) => Err(Error::io(&self.path, e)),
         };
         if result.is_ok() {
             let plain: u64 = records
@@ -562,12 +587,13 @@ impl SeriesLog {
     pub fn compact(&mut self, dir: &dyn Directory, name: &str, is_live: impl Fn(u32) -> bool) -> Result<(), Error> {
         let data = dir.read(name, self.len_bytes).map_err(|e| Error::io(&self.path, e))?.unwrap_or_default();
         let version = header_version(&data).unwrap_or(SERIES_LOG_VERSION);
-        let replayed = replay(&data, version, &self.path);
+        let mut decoder = zstd::bulk::Decompressor::new().map_err(|e| Error::io(&self.path, e))?;
+        let replayed = replay(&data, version, &self.path, &mut decoder);
         let kept: Vec<SeriesRecord> = replayed.live.into_values().filter(|r| is_live(r.id)).collect();
         let mut out = Vec::with_capacity(FILE_HEADER_BYTES + self.live_bytes() as usize);
         out.extend_from_slice(&file_header(SERIES_LOG_VERSION));
         // Compressed in runs of a common creation position (blocks share one).
-        encode_records(&mut out, &kept).map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
+        encode_records(&mut out, &kept).map_err(|e| Error::io(&self.path, e))?;
         let compacting_path = dir.path(COMPACTING_NAME);
         let mut file = dir.open_log(COMPACTING_NAME).map_err(|e| Error::io(&compacting_path, e))?;
         let written = file
@@ -615,11 +641,11 @@ mod tests {
         assert_eq!(&out[8..], body);
         let mut events = Vec::new();
         assert_eq!(
-            record_at(&out, 0, SERIES_LOG_VERSION, &mut events, &mut snap::raw::Decoder::new()),
+            record_at(&out, 0, SERIES_LOG_VERSION, &mut events, &mut zstd::bulk::Decompressor::new().unwrap()),
             Some(out.len())
         );
         assert_eq!(events, vec![Event::Created(record)]);
-        // A block: kind, creation position, count, then the snappy-compressed (id, labels) list.
+        // A block: kind, creation position, count, then the zstd-compressed (id, labels) list.
         let records = [
             SeriesRecord { id: 7, created_position: 9, labels: Labels::from_pairs([("a", "b")]) },
             SeriesRecord { id: 8, created_position: 9, labels: Labels::from_pairs([("a", "c")]) },
@@ -629,11 +655,11 @@ mod tests {
         assert_eq!(out[8], KIND_BLOCK);
         assert_eq!(&out[9..17], &9u64.to_le_bytes());
         assert_eq!(&out[17..21], &2u32.to_le_bytes());
-        let plain = snap::raw::Decoder::new().decompress_vec(&out[21..]).unwrap();
+        let plain = zstd::bulk::decompress(&out[21..], 1 << 20).unwrap();
         let expected: &[u8] = &[7, 0, 0, 0, 1, 0, 1, 0, b'a', 1, 0, b'b', 8, 0, 0, 0, 1, 0, 1, 0, b'a', 1, 0, b'c'];
         assert_eq!(plain, expected);
         let mut events = Vec::new();
-        record_at(&out, 0, SERIES_LOG_VERSION, &mut events, &mut snap::raw::Decoder::new()).unwrap();
+        record_at(&out, 0, SERIES_LOG_VERSION, &mut events, &mut zstd::bulk::Decompressor::new().unwrap()).unwrap();
         assert_eq!(events, records.into_iter().map(Event::Created).collect::<Vec<_>>());
     }
 

@@ -500,7 +500,7 @@ fn rule_error(e: RuleError) -> ProviderError {
 
 fn query_error(text: &str, e: query::QueryError) -> ProviderError {
     match e {
-        query::QueryError::Timeout(_) | query::QueryError::TooManySamples(_) => {
+        query::QueryError::Timeout(_) | query::QueryError::TooManySamples(_) | query::QueryError::Cancelled(_) => {
             ProviderError::unavailable(format!("query {text:?}: {e}"))
         }
         other => ProviderError::internal(format!("query {text:?}: {other}")),
