@@ -5,10 +5,10 @@
 //!
 //! Correctness: an entry is added only after its bytes decoded to a valid label set that the store
 //! resolved to the id kept; identical bytes always decode to the same labels, and a hit needs two
-//! independently keyed 64-bit hashes of the bytes to match (128 bits: for a billion series the
-//! chance that any two label sets are taken for each other is below 10^-20, and a sender who does
+//! independently keyed hashes of the bytes to match, 96 bits in all (for 100 million series the
+//! chance that any two label sets are taken for each other is below 10^-12, and a sender who does
 //! not know the per-process seeds cannot aim at it). The bytes themselves are not kept, which
-//! keeps an entry at 24 bytes of table. A store never hands an id
+//! keeps an entry at 16 bytes of table. A store never hands an id
 //! out twice, but it removes series that died (no sample left inside the retention): an entry of
 //! a removed series is reported back by the store (`AppendReport::removed`) and that series is
 //! written again by labels. A cache must be used with one store only.
@@ -16,7 +16,7 @@
 //! A colliding entry (same first hash, other bytes) is never replaced or chained: the newcomer just
 //! takes the normal path.
 //!
-//! Memory: about 24–48 bytes per series (the table entry and the hash table's spare room). When the
+//! Memory: about 16–32 bytes per series (the table entry and the hash table's spare room). When the
 //! table would pass `max_bytes`, or the cache holds more than twice as many series as the store has
 //! live ones (under churn, entries of dead series pile up), the cache is cleared and refills from
 //! the following requests.
@@ -39,8 +39,9 @@ const MIN_ENTRIES_KEPT: usize = 4096;
 /// lengths included) and its id.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    check: u64,
-    id: SeriesId,
+    check: u32,
+    /// The store's ids fit 32 bits (a larger one is not cached).
+    id: u32,
 }
 
 /// Passes a precomputed 64-bit hash through (the keys are already keyed hashes).
@@ -128,7 +129,10 @@ impl SeriesCache {
                     continue;
                 }
             }
-            inner.map.insert(hash, Entry { check: hash_bytes(&self.check_seeds, key), id });
+            let Ok(id) = u32::try_from(id.0) else {
+                continue;
+            };
+            inner.map.insert(hash, Entry { check: hash_bytes(&self.check_seeds, key) as u32, id });
         }
     }
 
@@ -150,7 +154,7 @@ impl CacheReader<'_> {
     #[inline]
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<SeriesId> {
         let entry = self.inner.map.get(&hash)?;
-        (entry.check == hash_bytes(self.check_seeds, key)).then_some(entry.id)
+        (entry.check == hash_bytes(self.check_seeds, key) as u32).then_some(SeriesId(u64::from(entry.id)))
     }
 }
 

@@ -242,11 +242,11 @@ impl Db {
     ) -> Result<Outcome, Error> {
         let bits = sample.value.to_bits();
         if s.has_samples {
-            if sample.ts_ms < s.newest_ts_ms {
+            if sample.ts_ms < s.newest_ts_ms() {
                 return Ok(Outcome::Rejected(RejectReason::OutOfOrder));
             }
-            if sample.ts_ms == s.newest_ts_ms {
-                return Ok(if bits == s.newest_value_bits {
+            if sample.ts_ms == s.newest_ts_ms() {
+                return Ok(if bits == s.newest_value_bits() {
                     Outcome::Duplicate
                 } else {
                     Outcome::Rejected(RejectReason::DuplicateTimestamp)
@@ -256,12 +256,12 @@ impl Db {
         if cutoff_ms.is_some_and(|cutoff| sample.ts_ms < cutoff) {
             return Ok(Outcome::Rejected(RejectReason::TooOld));
         }
-        let mut enc = s.enc;
+        let mut enc = s.encoder();
         let (mut start, mut writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
         let mut end = start + writer.bytes().len();
         if end > SLOT_PAYLOAD_BYTES || enc.num_samples == u16::MAX {
             self.close_chunk(s, id, delta)?;
-            enc = s.enc;
+            enc = s.encoder();
             (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
             end = start + writer.bytes().len();
         }
@@ -273,7 +273,7 @@ impl Db {
                     // No larger slot is free: the chunk is closed early and the next one starts
                     // in the slot the series holds.
                     self.close_chunk(s, id, delta)?;
-                    enc = s.enc;
+                    enc = s.encoder();
                     (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
                     match s.slot.clone() {
                         Some(slot) if start + writer.bytes().len() <= slot.payload_capacity() => slot,
@@ -297,8 +297,6 @@ impl Db {
             let checkpoints = s.checkpoints.get_or_insert_with(Default::default);
             **checkpoints = [enc, checkpoints[0]];
         }
-        s.newest_ts_ms = sample.ts_ms;
-        s.newest_value_bits = bits;
         s.has_samples = true;
         Ok(Outcome::Appended)
     }
@@ -360,7 +358,7 @@ impl Db {
             .filter(|(id, _)| *id != except)
             .filter_map(|(id, cell)| {
                 let s = cell.try_lock()?;
-                s.slot.as_ref().map(|_| (s.newest_ts_ms, id))
+                s.slot.as_ref().map(|_| (s.newest_ts_ms(), id))
             })
             .collect();
         let wanted = (candidates.len() / 16).max(1).min(candidates.len());
@@ -398,13 +396,12 @@ impl Db {
             max_ts_ms: s.enc.last_ts_ms,
         };
         let chunk_ref = self.ring.write_chunk(&header, &payload[..len])?;
-        let stale = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
-        s.chunks.drain(..stale);
-        s.chunks.push(chunk_ref);
         slot.publish_count(0);
+        let stale = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
+        s.replace_chunks(stale, Some(chunk_ref));
         delta.head_samples -= i64::from(n);
         delta.head_bytes -= len as i64;
-        s.enc = EncoderState::default();
+        s.clear_open_chunk();
         // The box is kept for the next chunk of a series this long.
         if let Some(checkpoints) = s.checkpoints.as_mut() {
             **checkpoints = [EncoderState::default(); 2];

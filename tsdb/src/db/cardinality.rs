@@ -53,7 +53,7 @@ impl Db {
                 min = Some(min.map_or(first, |m| m.min(first)));
             }
             if state.has_samples {
-                max = Some(max.map_or(state.newest_ts_ms, |m| m.max(state.newest_ts_ms)));
+                max = Some(max.map_or(state.newest_ts_ms(), |m| m.max(state.newest_ts_ms())));
             }
         }
         (chunks, min, max)

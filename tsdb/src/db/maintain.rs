@@ -50,7 +50,7 @@ impl Db {
             let table = self.table.read();
             for (id, cell) in table.iter() {
                 let mut s = cell.lock();
-                if s.enc.num_samples > 0 && s.newest_ts_ms < idle_before {
+                if s.enc.num_samples > 0 && s.newest_ts_ms() < idle_before {
                     if let Err(e) = self.close_chunk(&mut s, id, &mut delta) {
                         result = Err(e);
                         break;
@@ -81,14 +81,14 @@ impl Db {
         if !s.has_samples {
             return id < quiet_below;
         }
-        if cutoff_ms.is_some_and(|cutoff| s.newest_ts_ms < cutoff) {
+        if cutoff_ms.is_some_and(|cutoff| s.newest_ts_ms() < cutoff) {
             return true;
         }
         if s.enc.num_samples > 0 {
             return false;
         }
         let overwritten = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
-        s.chunks.drain(..overwritten);
+        s.replace_chunks(overwritten, None);
         s.chunks.is_empty()
     }
 
@@ -139,7 +139,7 @@ impl Db {
                 .iter()
                 .map(|(id, cell)| {
                     let s = cell.lock();
-                    (if s.has_samples { s.newest_ts_ms } else { i64::MIN }, id)
+                    (if s.has_samples { s.newest_ts_ms() } else { i64::MIN }, id)
                 })
                 .collect();
             by_age.sort_unstable();

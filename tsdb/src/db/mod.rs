@@ -57,19 +57,22 @@ const CHECKPOINT_EVERY: u16 = 32;
 
 /// Per-series in-memory state: the open chunk's encoder, ordering state, chunk references and the
 /// head slot holding the open chunk (none between chunks). Labels live in the index, samples in
-/// mapped files.
+/// mapped files. Kept small (one per live series): the newest sample is the encoder's last one,
+/// kept when a chunk closes.
 #[derive(Debug)]
 struct SeriesState {
+    /// The open chunk's encoder; between chunks (`num_samples == 0`) only `last_ts_ms` and
+    /// `last_value_bits` mean something: the series' newest sample, when `has_samples`.
     enc: EncoderState,
     /// Encoder states of the open chunk at the two newest multiples of `CHECKPOINT_EVERY` samples,
     /// newest first (`num_samples == 0`: none). Two, so the older one is at least
     /// `CHECKPOINT_EVERY` samples behind the newest sample. Boxed and made only once a chunk
     /// reaches `CHECKPOINT_EVERY` samples: most short-lived series never need them.
     checkpoints: Option<Box<[EncoderState; 2]>>,
-    newest_ts_ms: i64,
-    newest_value_bits: u64,
     has_samples: bool,
-    chunks: Vec<ChunkRef>,
+    /// Closed chunks in the ring, oldest first (a boxed slice: chunks close every few hundred
+    /// samples, and every live series carries this).
+    chunks: Box<[ChunkRef]>,
     slot: Option<Slot>,
 }
 
@@ -79,12 +82,51 @@ impl SeriesState {
         SeriesState {
             enc: EncoderState::default(),
             checkpoints: None,
-            newest_ts_ms: 0,
-            newest_value_bits: 0,
             has_samples: false,
-            chunks: Vec::new(),
+            chunks: Box::default(),
             slot: None,
         }
+    }
+
+    /// Timestamp of the newest sample (meaningful when `has_samples`).
+    #[inline]
+    fn newest_ts_ms(&self) -> i64 {
+        self.enc.last_ts_ms
+    }
+
+    /// Value bits of the newest sample (meaningful when `has_samples`).
+    #[inline]
+    fn newest_value_bits(&self) -> u64 {
+        self.enc.last_value_bits
+    }
+
+    /// The state to encode the next sample from: the open chunk's, or a fresh one.
+    #[inline]
+    fn encoder(&self) -> EncoderState {
+        if self.enc.num_samples == 0 {
+            EncoderState::default()
+        } else {
+            self.enc
+        }
+    }
+
+    /// Forgets the open chunk (closed or dropped), keeping the newest sample.
+    fn clear_open_chunk(&mut self) {
+        let (last_ts_ms, last_value_bits) = (self.enc.last_ts_ms, self.enc.last_value_bits);
+        self.enc = EncoderState::default();
+        self.enc.last_ts_ms = last_ts_ms;
+        self.enc.last_value_bits = last_value_bits;
+    }
+
+    /// Drops the references of the first `n` closed chunks and appends `added`.
+    fn replace_chunks(&mut self, n: usize, added: Option<ChunkRef>) {
+        if n == 0 && added.is_none() {
+            return;
+        }
+        let mut chunks = std::mem::take(&mut self.chunks).into_vec();
+        chunks.drain(..n);
+        chunks.extend(added);
+        self.chunks = chunks.into_boxed_slice();
     }
 
     /// Appends to `out` the references of the closed chunks a read of `[mint_ms, maxt_ms]` needs

@@ -102,9 +102,9 @@ impl Db {
                     continue;
                 };
                 let s = cell.lock();
-                if s.enc.num_samples > 0 && s.newest_ts_ms <= maxt_ms {
-                    if s.newest_ts_ms >= mint_ms {
-                        found.push(Some((id, Sample::new(s.newest_ts_ms, f64::from_bits(s.newest_value_bits)))));
+                if s.enc.num_samples > 0 && s.newest_ts_ms() <= maxt_ms {
+                    if s.newest_ts_ms() >= mint_ms {
+                        found.push(Some((id, Sample::new(s.newest_ts_ms(), f64::from_bits(s.newest_value_bits())))));
                     }
                 } else if s.has_samples {
                     found.push(None);

@@ -53,11 +53,20 @@ impl Db {
         // Ids of removed series are never handed out again.
         index.skip_to(recovered.next_id);
         let mut orphan_chunks = 0u64;
+        let mut chunk_lists: Paged<Vec<ChunkRef>> = Paged::default();
         for chunk in &chunks {
             let series = chunk.header.series;
-            match (states.get_mut(series), created_at.get(series)) {
-                (Some(state), Some(created)) if chunk.position >= *created => state.chunks.push(chunk.chunk_ref),
+            match created_at.get(series) {
+                Some(created) if chunk.position >= *created => match chunk_lists.get_mut(series) {
+                    Some(list) => list.push(chunk.chunk_ref),
+                    None => chunk_lists.set(series, vec![chunk.chunk_ref]),
+                },
                 _ => orphan_chunks += 1,
+            }
+        }
+        for (series, list) in chunk_lists.drain() {
+            if let Some(state) = states.get_mut(series) {
+                state.chunks = list.into_boxed_slice();
             }
         }
         if orphan_chunks > 0 {
@@ -102,8 +111,6 @@ impl Db {
                     state.enc = enc;
                     state.checkpoints = (checkpoints[0].num_samples > 0).then(|| Box::new(checkpoints));
                     state.has_samples = true;
-                    state.newest_ts_ms = enc.last_ts_ms;
-                    state.newest_value_bits = enc.last_value_bits;
                     head_samples += i64::from(enc.num_samples);
                     head_bytes += i64::from(enc.bit_len.div_ceil(8));
                     used.insert(slot.number());
@@ -118,8 +125,8 @@ impl Db {
             if !state.has_samples {
                 if let Some((ts, bits)) = last_closed_sample(&ring, id, &state.chunks) {
                     state.has_samples = true;
-                    state.newest_ts_ms = ts;
-                    state.newest_value_bits = bits;
+                    state.enc.last_ts_ms = ts;
+                    state.enc.last_value_bits = bits;
                 }
             }
         }
