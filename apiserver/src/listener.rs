@@ -167,9 +167,12 @@ impl SlotPool {
         }
         if self.open.load(Ordering::Acquire) >= self.capacity {
             self.members.retain(|member| !member.has_ended());
-            let victim = self.members.iter().position(|member| !member.is_evicted() && evictable(member))?;
+            let victim = self.members.iter().position(|member| evictable(member))?;
             if let Some(victim) = self.members.remove(victim) {
                 victim.evict();
+                if victim.release_slot() {
+                    self.open.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         }
         self.open.fetch_add(1, Ordering::AcqRel);
@@ -187,7 +190,9 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.clock.end();
-        self.open.fetch_sub(1, Ordering::AcqRel);
+        if self.clock.release_slot() {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -471,6 +476,21 @@ mod tests {
         drop((holder, hanging));
         stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_gives_its_slot_up_before_it_notices() {
+        let mut pool = SlotPool::new(1);
+        let clock = || ConnectionClock::start(LONG, LONG);
+        let (first, second, third) = (clock(), clock(), clock());
+        let _first_slot = pool.admit(&first, ConnectionClock::is_waiting).unwrap();
+        let _second_slot = pool.admit(&second, ConnectionClock::is_waiting).unwrap();
+        assert!(first.is_evicted() && !first.has_ended(), "evicted, still open");
+        let busy = third.request_started();
+        let _third_slot = pool.admit(&third, ConnectionClock::is_waiting).expect("the lingering one does not count");
+        assert!(second.is_evicted());
+        assert!(pool.admit(&clock(), ConnectionClock::is_waiting).is_none(), "a busy connection is never evicted");
+        drop(busy);
     }
 
     #[tokio::test]

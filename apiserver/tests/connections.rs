@@ -93,30 +93,47 @@ fn https_client(ca: &std::path::Path) -> reqwest::Client {
         .expect("client")
 }
 
+/// The server log's last lines, for failure messages.
+fn log_tail(ringtail: &Ringtail) -> String {
+    let log = ringtail.log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Starts `ringtail serve` with `args` on a free loopback port, logging connection errors too.
+async fn start_ringtail(args: &[&str]) -> Ringtail {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringtail"));
+    command.arg("serve").arg("--data-dir").arg(dir.path().join("data")).arg("--listen").arg(addr.to_string());
+    command.args(args).env("RINGTAIL_LOG", "info,apiserver=debug,rustls=debug");
+    let process = ChildGuard::spawn("ringtail", &mut command, &dir.path().join("ringtail.log"));
+    let ringtail = Ringtail { process, addr, dir };
+    wait_http_ok(&format!("{}/-/ready", ringtail.url()), START_TIMEOUT).await;
+    ringtail
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_connections_neither_starve_the_probes_nor_stay_open() {
     let tls_port = free_port();
     let secure_listen = format!("127.0.0.1:{tls_port}");
-    let ringtail = Ringtail::start(
-        None,
-        &[
-            "--standalone",
-            "--max-connections",
-            MAX_CONNECTIONS,
-            "--web.probe-connections",
-            PROBE_CONNECTIONS,
-            "--web.read-header-timeout",
-            "2s",
-            "--web.idle-timeout",
-            "2s",
-            "--web.read-timeout",
-            "2s",
-            "--secure-listen",
-            &secure_listen,
-            "--adapter-max-connections",
-            "4",
-        ],
-    )
+    let ringtail = start_ringtail(&[
+        "--standalone",
+        "--max-connections",
+        MAX_CONNECTIONS,
+        "--web.probe-connections",
+        PROBE_CONNECTIONS,
+        "--web.read-header-timeout",
+        "2s",
+        "--web.idle-timeout",
+        "2s",
+        "--web.read-timeout",
+        "2s",
+        "--secure-listen",
+        &secure_listen,
+        "--adapter-max-connections",
+        "4",
+    ])
     .await;
     let addr = ringtail.addr;
     let tls_addr: SocketAddr = secure_listen.parse().expect("addr");
@@ -145,10 +162,10 @@ async fn idle_and_slow_connections_neither_starve_the_probes_nor_stay_open() {
     for round in 0..10 {
         let path = if round % 2 == 0 { "/-/ready" } else { "/-/healthy" };
         let answer = request_once(addr, &get(path)).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{path} during the flood: {answer:?}");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path} during the flood: {answer:?}\n{}", log_tail(&ringtail));
         let healthz = https.get(format!("https://localhost:{tls_port}/healthz")).send().await;
-        let status = healthz.map(|r| r.status().as_u16()).map_err(|e| e.to_string());
-        assert_eq!(status, Ok(200), "TLS /healthz during the flood");
+        let status = healthz.map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}"));
+        assert_eq!(status, Ok(200), "TLS /healthz during the flood; log ends:\n{}", log_tail(&ringtail));
     }
 
     let closing = futures::future::join_all(idle.into_iter().map(|s| tokio::spawn(wait_closed(s))));

@@ -70,6 +70,7 @@ pub(crate) struct ConnectionClock {
     idle_timeout: Duration,
     evicted: AtomicBool,
     ended: AtomicBool,
+    slot_released: AtomicBool,
     expired: Mutex<Option<Expiry>>,
     /// The connection task, woken when the listener evicts it.
     task: AtomicWaker,
@@ -84,6 +85,7 @@ impl ConnectionClock {
             idle_timeout,
             evicted: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            slot_released: AtomicBool::new(false),
             expired: Mutex::new(None),
             task: AtomicWaker::new(),
         })
@@ -162,6 +164,13 @@ impl ConnectionClock {
         self.ended.load(Ordering::Acquire)
     }
 
+    /// True for the one caller that gives the connection's slot back: its eviction (the slot
+    /// goes to the newcomer at once, however long the evicted connection takes to notice) or
+    /// its end, whichever comes first.
+    pub(crate) fn release_slot(&self) -> bool {
+        !self.slot_released.swap(true, Ordering::AcqRel)
+    }
+
     /// Why the clock ended the connection, if it did.
     pub(crate) fn expired(&self) -> Option<Expiry> {
         *self.expired.lock()
@@ -198,10 +207,6 @@ impl<I> TimedStream<I> {
         TimedStream { inner, clock, sleep: Box::pin(tokio::time::sleep_until(Instant::now())) }
     }
 
-    pub(crate) fn get_ref(&self) -> &I {
-        &self.inner
-    }
-
     /// `Err` once the connection must end; otherwise arranges a wake-up at its deadline.
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         self.clock.task.register(cx.waker());
@@ -216,6 +221,18 @@ impl<I> TimedStream<I> {
             Poll::Ready(()) => Err(self.clock.expire(why)),
             Poll::Pending => Ok(()),
         }
+    }
+}
+
+impl TimedStream<tokio::net::TcpStream> {
+    /// Peeks at the first bytes without consuming them, under the clock like a read.
+    pub(crate) async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        std::future::poll_fn(|cx| {
+            self.check(cx)?;
+            self.inner.poll_peek(cx, &mut buf)
+        })
+        .await
     }
 }
 

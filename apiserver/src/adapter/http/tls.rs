@@ -300,11 +300,11 @@ async fn serve_connection(
     session: listener::Session,
     handshake_timeout: Duration,
 ) {
+    let mut stream = stream;
     let mut first = [0u8; 1];
-    match tokio::time::timeout(handshake_timeout, stream.get_ref().peek(&mut first)).await {
+    match tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
         Ok(Ok(1)) => {
-            let mut stream = stream;
             let _ = stream.write_all(&super::routes::plain_http_rejection()).await;
             let _ = stream.shutdown().await;
             tracing::debug!(%remote_addr, "plain-text request on the TLS port refused");
