@@ -374,10 +374,13 @@ mod tests {
             }
         });
         let mut buf = [0u8; 8];
+        let mut bytes_read = 0;
         let err = loop {
-            if let Err(e) = stream.read(&mut buf).await {
-                break e;
+            match stream.read(&mut buf).await {
+                Err(e) => break e,
+                Ok(n) => bytes_read += n,
             }
+            assert!(bytes_read < 100_000, "a head trickling in was never cut off");
         };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(clock.expired(), Some(Expiry::Header));
