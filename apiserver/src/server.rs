@@ -6,7 +6,7 @@
 use crate::http::{
     self, prom_api::QueryApiState, remote_write::RemoteWriteState, store_metrics::StoreCollector, AppState,
 };
-use crate::listener::{self, ConnectionLimits};
+use crate::listener::{self, ConnectionLimits, ConnectionMetrics};
 use crate::settings::Settings;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -82,6 +82,7 @@ impl Server {
             db.clone(),
         ));
         let query_api = Arc::new(QueryApiState::new(&mut registry));
+        let connection_metrics = ConnectionMetrics::register(&mut registry);
         let state = AppState {
             db: db.clone(),
             engine,
@@ -101,13 +102,14 @@ impl Server {
         let app = http::router(state.clone());
         let http_task = tokio::spawn(listener::run(
             listener,
-            ConnectionLimits::new(settings.max_connections),
+            ConnectionLimits::new(settings.max_connections, &settings.web, listener::HTTP_PROBE_PATHS),
+            connection_metrics.clone(),
             shutdown_rx.clone(),
-            "HTTP",
-            move |stream, remote_addr, watcher| {
+            "http",
+            move |stream, remote_addr, session| {
                 let app = app.clone();
                 async move {
-                    if let Err(e) = listener::serve_http(stream, app, watcher).await {
+                    if let Err(e) = listener::serve_http(stream, app, session).await {
                         tracing::debug!(%remote_addr, error = %e, "HTTP connection ended with an error");
                     }
                 }
@@ -123,6 +125,8 @@ impl Server {
         });
         let adapter = crate::adapter::serve::start(
             &settings.adapter,
+            &settings.web,
+            connection_metrics,
             &settings.data_dir,
             db.clone(),
             state.engine.clone(),
@@ -321,19 +325,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn http_connections_past_max_connections_wait_for_a_free_slot() {
+    async fn past_max_connections_the_health_endpoints_still_answer() {
         let dir = tempfile::tempdir().unwrap();
-        let server = start(dir.path(), |s| s.max_connections = 1).await;
-        let mut first = TcpStream::connect(server.local_addr).await.unwrap();
-        assert!(get(&mut first, "/-/healthy").await.contains("200 OK"));
-        let mut second = TcpStream::connect(server.local_addr).await.unwrap();
-        let waited = tokio::time::timeout(Duration::from_millis(300), get(&mut second, "/-/healthy")).await;
-        assert!(waited.is_err(), "the second connection must wait while the first holds the only slot");
-        drop(first);
-        let mut buf = vec![0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await.unwrap().unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
-        drop(second);
+        let server = start(dir.path(), |s| {
+            s.max_connections = 1;
+            s.web.probe_connections = 1;
+        })
+        .await;
+        // A head that never ends holds the only full slot.
+        let mut holder = TcpStream::connect(server.local_addr).await.unwrap();
+        holder.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        for path in ["/-/healthy", "/-/ready"] {
+            let answer = get(&mut TcpStream::connect(server.local_addr).await.unwrap(), path).await;
+            assert!(answer.contains("200 OK"), "{path}: {answer}");
+        }
+        let answer = get(&mut TcpStream::connect(server.local_addr).await.unwrap(), "/metrics").await;
+        assert!(answer.contains("503 Service Unavailable") && answer.contains("retry-after"), "{answer}");
+        drop(holder);
         tokio::time::timeout(Duration::from_secs(15), server.shutdown()).await.unwrap().unwrap();
     }
 }

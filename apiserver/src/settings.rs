@@ -7,9 +7,10 @@
 //! default and unit, and [`Settings::default`] holds the values those texts name (a unit test
 //! keeps the two in step). A flag `--foo-bar` is the file key `foo_bar`; the flags of a group are
 //! keys of the group's block: `--query.lookback-delta` is `query: {lookback_delta: …}`,
-//! `--remote-write-max-body-bytes` is `remote_write: {max_body_bytes: …}`, and the metrics
-//! adapter's flags (`--secure-listen`, `--tls-*`, `--adapter-*`) are keys of `adapter:`
-//! (`--adapter-config` is `adapter: {config_file: …}`). The file alone also takes Prometheus's
+//! `--web.idle-timeout` is `web: {idle_timeout: …}`, `--remote-write-max-body-bytes` is
+//! `remote_write: {max_body_bytes: …}`, and the metrics adapter's flags (`--secure-listen`,
+//! `--tls-*`, `--adapter-*`) are keys of `adapter:` (`--adapter-config` is
+//! `adapter: {config_file: …}`). The file alone also takes Prometheus's
 //! `global` and `scrape_configs`.
 
 use serde::{Deserialize, Deserializer};
@@ -27,6 +28,16 @@ pub const DEFAULT_STORAGE_SIZE_BYTES: u64 = 1 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default interval of syncing mapped data to disk.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Default longest a client may take to send a request head (and, on TLS, the handshake).
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest a request body may take to arrive after its head.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a keep-alive connection may wait for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default connections each listener takes past its cap for health probes only.
+pub const DEFAULT_PROBE_CONNECTIONS: usize = 8;
+/// Default HTTP/2 streams one connection may have open at once.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// The effective settings of `ringtail serve`; see [`SettingsLayer`] for each one's meaning,
 /// default and unit.
@@ -55,6 +66,35 @@ pub struct Settings {
     pub adapter: AdapterSettings,
     /// Which Kubernetes API (if any) to use, and whether its authentication guards the adapter.
     pub cluster: ClusterSettings,
+    /// Timeouts and probe slots of every listener's connections.
+    pub web: WebSettings,
+}
+
+/// What every listener (HTTP and TLS alike) allows one connection (`web:` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSettings {
+    /// Longest a request head (and a TLS handshake) may take to arrive.
+    pub read_header_timeout: Duration,
+    /// Longest a request body may take to arrive after its head; a slower one gets 408.
+    pub read_timeout: Duration,
+    /// Longest a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections taken past a listener's cap that are served the health endpoints only.
+    pub probe_connections: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            probe_connections: DEFAULT_PROBE_CONNECTIONS,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+        }
+    }
 }
 
 /// The metrics adapter's effective settings.
@@ -121,6 +161,7 @@ impl Default for Settings {
             scrape_configs: None,
             adapter: AdapterSettings::default(),
             cluster: ClusterSettings::default(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -155,8 +196,9 @@ pub struct SettingsLayer {
     /// Address for HTTP: remote-write, Prometheus API, health, /metrics [default: 127.0.0.1:9201].
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
-    /// Most connections the HTTP listener (--listen) serves at once; further ones wait in the
-    /// accept queue [default: 4096 connections].
+    /// Most connections the HTTP listener (--listen) serves at once; past it the
+    /// --web.probe-connections slots take health probes only, and further connections are closed
+    /// at once (an idle keep-alive connection is closed to make room) [default: 4096 connections].
     #[arg(long, value_name = "COUNT")]
     pub max_connections: Option<usize>,
     /// Disk budget of the store: a byte count or an integer with a unit, B, KB, MB, GB, TB, PB,
@@ -180,6 +222,9 @@ pub struct SettingsLayer {
     #[command(flatten)]
     #[serde(default, deserialize_with = "null_as_default")]
     pub remote_write: RemoteWriteLayer,
+    #[command(flatten)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub web: WebLayer,
     /// Use the cluster this kubeconfig names (scrape discovery, label-selector resolution and the
     /// aggregated API's authentication) [default: in-cluster config when running in a pod].
     #[arg(long, value_name = "FILE", conflicts_with = "standalone")]
@@ -238,6 +283,36 @@ pub struct RemoteWriteLayer {
     pub max_inflight_bytes: Option<usize>,
 }
 
+/// Every listener's connection timeouts and probe slots (`web:` in the file).
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct WebLayer {
+    /// Longest a client may take to send a request's head (request line and headers; on the TLS
+    /// listener the handshake too), from the connection's start or from its first byte after a
+    /// response; then the connection is closed [default: 10s].
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub read_header_timeout: Option<Duration>,
+    /// Longest a request body (e.g. a remote-write request) may take to arrive after its head;
+    /// a slower one is answered 408 [default: 1m].
+    #[arg(long = "web.read-timeout", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub read_timeout: Option<Duration>,
+    /// Longest a keep-alive connection may wait for its next request after the last byte of a
+    /// response; then it is closed [default: 2m].
+    #[arg(long = "web.idle-timeout", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub idle_timeout: Option<Duration>,
+    /// Connections each listener takes past its cap (--max-connections, --adapter-max-connections)
+    /// for health probes only: /-/ready and /-/healthy (/healthz, /livez, /readyz on TLS) are
+    /// answered there, anything else gets 503 with Retry-After [default: 8 connections].
+    #[arg(long = "web.probe-connections", value_name = "COUNT")]
+    pub probe_connections: Option<usize>,
+    /// HTTP/2 streams (requests) one connection may have open at once [default: 100 streams].
+    #[arg(long = "web.http2-max-concurrent-streams", value_name = "COUNT")]
+    pub http2_max_concurrent_streams: Option<u32>,
+}
+
 /// The metrics adapter (`adapter:` in the file).
 #[derive(Debug, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
@@ -269,8 +344,8 @@ pub struct AdapterLayer {
     #[arg(long = "adapter-metrics-max-age", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "duration_text")]
     pub metrics_max_age: Option<Duration>,
-    /// Most connections the TLS listener (--secure-listen) serves at once; further ones wait in
-    /// the accept queue [default: 4096 connections].
+    /// Most connections the TLS listener (--secure-listen) serves at once; past it as with
+    /// --max-connections [default: 4096 connections].
     #[arg(id = "adapter_max_connections", long = "adapter-max-connections", value_name = "COUNT")]
     pub max_connections: Option<usize>,
 }
@@ -301,6 +376,7 @@ impl Settings {
             sync_interval,
             query,
             remote_write,
+            web,
             kubeconfig,
             standalone,
             no_cluster_auth,
@@ -322,6 +398,7 @@ impl Settings {
         set_optional(&mut self.global, global);
         set_optional(&mut self.scrape_configs, scrape_configs);
         self.adapter.layer(adapter);
+        self.web.layer(web);
         if let Some(path) = kubeconfig {
             self.cluster.mode = ClusterMode::Kubeconfig(path);
         }
@@ -357,6 +434,23 @@ impl AdapterSettings {
         set(&mut self.rate_window, rate_window);
         set(&mut self.metrics_max_age, metrics_max_age);
         set(&mut self.max_connections, max_connections);
+    }
+}
+
+impl WebSettings {
+    fn layer(&mut self, layer: WebLayer) {
+        let WebLayer {
+            read_header_timeout,
+            read_timeout,
+            idle_timeout,
+            probe_connections,
+            http2_max_concurrent_streams,
+        } = layer;
+        set(&mut self.read_header_timeout, read_header_timeout);
+        set(&mut self.read_timeout, read_timeout);
+        set(&mut self.idle_timeout, idle_timeout);
+        set(&mut self.probe_connections, probe_connections);
+        set(&mut self.http2_max_concurrent_streams, http2_max_concurrent_streams);
     }
 }
 
@@ -446,12 +540,20 @@ mod tests {
             &path,
             "listen: 127.0.0.1:9999\nmax_connections: 7\nstorage_size: 1048576\nretention: 2h\n\
              remote_write: {max_body_bytes: 10}\nadapter: {max_connections: 3, rate_window: 1m}\n\
-             kubeconfig: /k\n",
+             web: {idle_timeout: 7s, probe_connections: 2}\nkubeconfig: /k\n",
         )
         .unwrap();
         let settings = Settings::from_sources(
             Some(&path),
-            flags(&["--remote-write-max-body-bytes", "20", "--secure-listen", "127.0.0.1:1", "--no-cluster-auth"]),
+            flags(&[
+                "--remote-write-max-body-bytes",
+                "20",
+                "--secure-listen",
+                "127.0.0.1:1",
+                "--no-cluster-auth",
+                "--web.read-header-timeout",
+                "3s",
+            ]),
         )
         .unwrap();
         assert_eq!(settings.listen.port(), 9999);
@@ -460,6 +562,10 @@ mod tests {
         assert_eq!(settings.retention, Some(Duration::from_secs(7200)));
         assert_eq!(settings.remote_write_max_body_bytes, 20);
         assert_eq!(settings.adapter.max_connections, 3);
+        assert_eq!(settings.web.idle_timeout, Duration::from_secs(7));
+        assert_eq!(settings.web.probe_connections, 2);
+        assert_eq!(settings.web.read_header_timeout, Duration::from_secs(3));
+        assert_eq!(settings.web.read_timeout, DEFAULT_READ_TIMEOUT, "what neither layer sets stays the default");
         assert_eq!(settings.adapter.rate_window, Duration::from_secs(60));
         assert!(settings.adapter.secure_listen_explicit);
         assert_eq!(settings.cluster.mode, ClusterMode::Kubeconfig("/k".into()));
@@ -537,6 +643,11 @@ mod tests {
             format!("[default: {};", defaults.adapter.secure_listen),
             format!("[default: {}]", humantime::format_duration(defaults.adapter.rate_window)),
             format!("[default: {}]", humantime::format_duration(defaults.adapter.metrics_max_age)),
+            format!("[default: {}]", humantime::format_duration(defaults.web.read_header_timeout)),
+            format!("[default: {}]", humantime::format_duration(defaults.web.read_timeout)),
+            format!("[default: {}]", humantime::format_duration(defaults.web.idle_timeout)),
+            format!("[default: {} connections]", defaults.web.probe_connections),
+            format!("[default: {} streams]", defaults.web.http2_max_concurrent_streams),
         ] {
             let flat: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
             assert!(flat.contains(&expected), "--help lacks {expected:?}:\n{help}");

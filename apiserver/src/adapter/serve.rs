@@ -13,7 +13,8 @@ use super::http::tls::{self, TlsSettings};
 use super::provider::SeriesDiscovery;
 use super::provider::{ObjectResolver, Provider, StandaloneResolver};
 use super::AdapterError;
-use crate::settings::AdapterSettings;
+use crate::listener::{ConnectionLimits, ConnectionMetrics};
+use crate::settings::{AdapterSettings, WebSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +24,6 @@ use tokio::sync::watch;
 
 /// How often `--adapter-config` is looked at for changes.
 const CONFIG_POLL: Duration = Duration::from_secs(1);
-/// Longest a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running adapter.
 pub struct AdapterHandle {
@@ -74,9 +73,13 @@ pub(crate) struct ClusterHooks {
     pub(crate) client_ca_pem: Option<String>,
 }
 
-/// Starts the adapter; `cluster` is `None` in standalone mode.
+/// Starts the adapter; `cluster` is `None` in standalone mode. Its TLS listener applies `web`'s
+/// timeouts and probe slots and counts into `connection_metrics`.
+#[allow(clippy::too_many_arguments)] // one call site, in the server's wiring
 pub(crate) async fn start(
     settings: &AdapterSettings,
+    web: &WebSettings,
+    connection_metrics: ConnectionMetrics,
     data_dir: &std::path::Path,
     db: Arc<tsdb::Db>,
     engine: Arc<query::Engine>,
@@ -122,19 +125,16 @@ pub(crate) async fn start(
         cert_file: settings.tls_cert_file.clone(),
         key_file: settings.tls_private_key_file.clone(),
         generated_dir: generated_tls_dir(data_dir),
-        max_connections: settings.max_connections,
-        handshake_timeout: HANDSHAKE_TIMEOUT,
     };
     let tls_dir = tls_settings.generated_dir.clone();
-    let setup = tokio::task::spawn_blocking(move || {
-        tls::server_config(&tls_settings, client_verifier).map(|s| (s, tls_settings))
-    })
-    .await
-    .map_err(|e| AdapterError::Tls(tls::TlsError::Generate(e.to_string())))?
-    .map_err(AdapterError::from)?;
-    let (setup, tls_settings) = setup;
+    let setup = tokio::task::spawn_blocking(move || tls::server_config(&tls_settings, client_verifier))
+        .await
+        .map_err(|e| AdapterError::Tls(tls::TlsError::Generate(e.to_string())))?
+        .map_err(AdapterError::from)?;
     let app = routes::router(AdapterState::new(provider.clone(), auth));
-    let mut tasks = vec![tokio::spawn(tls::run(listener, setup.config, app, tls_settings, shutdown.clone()))];
+    let limits = ConnectionLimits::new(settings.max_connections, web, tls::PROBE_PATHS);
+    let mut tasks =
+        vec![tokio::spawn(tls::run(listener, setup.config, app, limits, connection_metrics, shutdown.clone()))];
     if let Some(path) = &settings.config_file {
         tasks.push(tokio::spawn(super::rules::reload::run(
             path.clone(),

@@ -9,19 +9,21 @@
 //!
 //! A connection that does not start with a TLS handshake record gets a plain `400` carrying a
 //! Kubernetes `Status` ("Client sent an HTTP request to an HTTPS server.") and is closed; a
-//! failed handshake is logged at debug level. Neither can panic or stop the listener. Accepting,
-//! the connection bound (`--adapter-max-connections`) and graceful shutdown are the HTTP
-//! listener's too (`crate::listener`).
+//! failed handshake is logged at debug level. Neither can panic or stop the listener. A client
+//! that opens TCP and sends no handshake, or does not finish it, is dropped after
+//! `--web.read-header-timeout`. Accepting, the connection cap (`--adapter-max-connections`) with
+//! its probe slots (`/healthz`, `/livez`, `/readyz`), the timeouts and graceful shutdown are the
+//! HTTP listener's too (`crate::listener`).
 
 use super::auth::ConnectionInfo;
-use crate::listener::{self, ConnectionLimits};
+use crate::listener::{self, ConnectionLimits, ConnectionMetrics};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
@@ -60,11 +62,10 @@ pub(crate) struct TlsSettings {
     pub(crate) key_file: Option<PathBuf>,
     /// Directory for a generated pair and its CA when no files are given.
     pub(crate) generated_dir: PathBuf,
-    /// Most connections served at once; further ones wait in the accept queue.
-    pub(crate) max_connections: usize,
-    /// Longest a TLS handshake may take.
-    pub(crate) handshake_timeout: Duration,
 }
+
+/// The adapter's health endpoints, answered on probe slots past the connection cap.
+pub(crate) const PROBE_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
 
 /// How often certificate files' modification times are looked at.
 const CERT_RECHECK: Duration = Duration::from_secs(1);
@@ -274,36 +275,36 @@ pub(crate) fn front_proxy_verifier(
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Accepts connections until `shutdown` turns true, then lets open ones finish (bounded); the
-/// accept loop and its connection bound are the shared [`crate::listener::run`].
+/// accept loop, its connection cap and timeouts are the shared [`crate::listener::run`].
 pub(crate) async fn run(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: axum::Router,
-    settings: TlsSettings,
+    limits: ConnectionLimits,
+    metrics: ConnectionMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let limits = ConnectionLimits::new(settings.max_connections);
-    let handshake_timeout = settings.handshake_timeout;
-    listener::run(listener, limits, shutdown, "TLS", move |stream, remote_addr, watcher| {
-        serve_connection(stream, remote_addr, acceptor.clone(), app.clone(), watcher, handshake_timeout)
+    let handshake_timeout = limits.read_header_timeout;
+    listener::run(listener, limits, metrics, shutdown, "tls", move |stream, remote_addr, session| {
+        serve_connection(stream, remote_addr, acceptor.clone(), app.clone(), session, handshake_timeout)
     })
     .await;
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: listener::Stream,
     remote_addr: SocketAddr,
     acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
-    watcher: hyper_util::server::graceful::Watcher,
+    session: listener::Session,
     handshake_timeout: Duration,
 ) {
+    let mut stream = stream;
     let mut first = [0u8; 1];
     match tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
         Ok(Ok(1)) => {
-            let mut stream = stream;
             let _ = stream.write_all(&super::routes::plain_http_rejection()).await;
             let _ = stream.shutdown().await;
             tracing::debug!(%remote_addr, "plain-text request on the TLS port refused");
@@ -311,6 +312,7 @@ async fn serve_connection(
         }
         _ => return,
     }
+    // The stream's clock bounds the handshake too; this timeout is the same bound, said plainly.
     let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -332,7 +334,7 @@ async fn serve_connection(
         request.extensions_mut().insert(info.clone());
         request
     });
-    if let Err(e) = listener::serve_http(tls_stream, app, watcher).await {
+    if let Err(e) = listener::serve_http(tls_stream, app, session).await {
         tracing::debug!(%remote_addr, error = %e, "TLS connection ended with an error");
     }
 }
