@@ -9,8 +9,10 @@
 //! - [`server`] — the wiring: opens the store, builds the remote-write receiver, the query engine,
 //!   the scraper and the adapter from the settings, runs the HTTP listener, and stops it all in
 //!   reverse order on shutdown. State is built here and passed down: no process globals.
-//! - `listener` — the one accept loop both listeners use (a connection bound, TCP_NODELAY,
-//!   graceful shutdown); `shutdown` — the shutdown signal and periodic loops that end with it.
+//! - `listener` — the one accept loop both listeners use (a connection cap with probe slots that
+//!   keep the health endpoints answering, TCP_NODELAY, graceful shutdown), with
+//!   `listener/deadline.rs` for the header, body and idle timeouts; `shutdown` — the shutdown
+//!   signal and periodic loops that end with it.
 //! - `http` — the plain HTTP surface: remote-write (HTTP concerns only; the sample's path goes on
 //!   in `ingest::Receiver`), the Prometheus query API, `/api/v1/export`, health and `/metrics`.
 //! - `evaluation` — the evaluation slots (two per core) that bound queries from both surfaces.
