@@ -2,7 +2,9 @@
 //! value → postings (sorted ids), answering selectors without scanning every series.
 //!
 //! Strings are interned once (`symbols`, reference-counted so a string no live series uses is
-//! freed); a series is a boxed slice of (name, value) symbol pairs, which keeps the per-series cost
+//! freed); a series is one boxed slice: the id of its list of label names (interned too: the
+//! series of one job share a handful of name lists) and its value symbols, which keeps the
+//! per-series cost
 //! to a few dozen bytes plus its postings entries. Ids are handed out in order and never reused,
 //! so postings stay sorted by appending; removing series (`Index::remove`) takes them out of every
 //! structure in one batch.
@@ -57,8 +59,9 @@ pub struct Index {
     /// Uses of each symbol by live series (as a name or a value); 0 means free.
     symbol_refs: Vec<u32>,
     free_symbols: Vec<u32>,
-    /// id → (name, value) symbol pairs in label order.
-    series: Paged<Box<[(u32, u32)]>>,
+    /// id → `[name list id, value symbols…]` in label order (see `NameLists`).
+    series: Paged<Box<[u32]>>,
+    name_lists: NameLists,
     /// The id the next new series gets.
     next_id: u32,
     /// Every live id, sorted (what a selection without a positive matcher starts from).
@@ -73,8 +76,73 @@ pub struct Index {
     postings: HashMap<u32, HashMap<u32, Vec<u32>>>,
 }
 
-/// An empty pair list, for ids that are not (or no longer) series.
-const NO_PAIRS: &[(u32, u32)] = &[];
+/// The lists of label names series carry, interned and reference-counted by the series using them.
+#[derive(Debug, Default)]
+struct NameLists {
+    lists: Vec<Arc<[u32]>>,
+    refs: Vec<u32>,
+    ids: HashMap<Arc<[u32]>, u32>,
+    free: Vec<u32>,
+}
+
+impl NameLists {
+    /// The id of `names` (one more use of it).
+    fn intern(&mut self, names: &[u32]) -> u32 {
+        if let Some(id) = self.ids.get(names) {
+            self.refs[*id as usize] += 1;
+            return *id;
+        }
+        let list: Arc<[u32]> = Arc::from(names);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.lists[id as usize] = list.clone();
+                self.refs[id as usize] = 1;
+                id
+            }
+            None => {
+                self.lists.push(list.clone());
+                self.refs.push(1);
+                (self.lists.len() - 1) as u32
+            }
+        };
+        self.ids.insert(list, id);
+        id
+    }
+
+    /// One use of list `id` fewer; the list is freed with its last use.
+    fn release(&mut self, id: u32) {
+        let Some(refs) = self.refs.get_mut(id as usize) else {
+            return;
+        };
+        *refs = refs.saturating_sub(1);
+        if *refs == 0 {
+            let list = std::mem::replace(&mut self.lists[id as usize], Arc::from([]));
+            self.ids.remove(&list);
+            self.free.push(id);
+        }
+    }
+
+    fn get(&self, id: u32) -> &[u32] {
+        self.lists.get(id as usize).map_or(&[], |l| &l[..])
+    }
+}
+
+/// A series' (name, value) symbol pairs, in label order.
+#[derive(Clone, Copy)]
+struct Pairs<'a> {
+    names: &'a [u32],
+    values: &'a [u32],
+}
+
+impl<'a> Pairs<'a> {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, u32)> + 'a {
+        self.names.iter().copied().zip(self.values.iter().copied())
+    }
+}
 
 /// Which label names [`Index::labels_projected`] keeps, as symbols (`None`: every label).
 #[derive(Debug, Clone)]
@@ -99,11 +167,11 @@ impl Index {
 
     /// Bytes the series log record of series `id` takes (0 when it is not live).
     pub fn record_bytes(&self, id: u32) -> u64 {
-        match self.series.get(id) {
-            Some(pairs) => crate::series_log::record_bytes(
-                pairs.iter().map(|(n, v)| (&*self.strings[*n as usize], &*self.strings[*v as usize])),
+        match self.contains(id) {
+            true => crate::series_log::record_bytes(
+                self.pairs(id).iter().map(|(n, v)| (&*self.strings[n as usize], &*self.strings[v as usize])),
             ),
-            None => 0,
+            false => 0,
         }
     }
 
@@ -160,8 +228,16 @@ impl Index {
         }
     }
 
-    fn pairs(&self, id: u32) -> &[(u32, u32)] {
-        self.series.get(id).map_or(NO_PAIRS, |p| &p[..])
+    fn pairs(&self, id: u32) -> Pairs<'_> {
+        self.pairs_of(self.series.get(id).map_or(&[], |s| &s[..]))
+    }
+
+    /// The pairs of a series entry (`[name list id, values…]`).
+    fn pairs_of<'a>(&'a self, entry: &'a [u32]) -> Pairs<'a> {
+        match entry.split_first() {
+            Some((names, values)) => Pairs { names: self.name_lists.get(*names), values },
+            None => Pairs { names: &[], values: &[] },
+        }
     }
 
     fn same_labels(&self, id: u32, labels: &Labels) -> bool {
@@ -170,7 +246,7 @@ impl Index {
             && pairs
                 .iter()
                 .zip(labels.iter())
-                .all(|((n, v), l)| *self.strings[*n as usize] == *l.name && *self.strings[*v as usize] == *l.value)
+                .all(|((n, v), l)| *self.strings[n as usize] == *l.name && *self.strings[v as usize] == *l.value)
     }
 
     fn labels_hash(&self, labels: &Labels) -> u32 {
@@ -210,11 +286,14 @@ impl Index {
     pub fn insert_with_id(&mut self, id: u32, labels: &Labels) {
         debug_assert!(id >= self.next_id, "BUG: ids are handed out in order");
         self.next_id = id.saturating_add(1).max(self.next_id);
-        let pairs: Box<[(u32, u32)]> = labels.iter().map(|l| (self.intern(&l.name), self.intern(&l.value))).collect();
-        for (name, value) in pairs.iter() {
+        let names: Vec<u32> = labels.iter().map(|l| self.intern(&l.name)).collect();
+        let mut entry: Vec<u32> = Vec::with_capacity(labels.len() + 1);
+        entry.push(self.name_lists.intern(&names));
+        entry.extend(labels.iter().map(|l| self.intern(&l.value)));
+        for (name, value) in names.iter().zip(&entry[1..]) {
             self.postings.entry(*name).or_default().entry(*value).or_default().push(id);
         }
-        self.series.set(id, pairs);
+        self.series.set(id, entry.into_boxed_slice());
         self.all.push(id);
         let hash = self.labels_hash(labels);
         match self.by_hash.entry(hash) {
@@ -234,16 +313,20 @@ impl Index {
         let mut by_pair: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
         let mut released: Vec<u32> = Vec::new();
         for &id in ids {
-            let Some(pairs) = self.series.remove(id) else {
+            let Some(entry) = self.series.remove(id) else {
                 continue;
             };
-            let hash = self
-                .strings_hash(pairs.iter().map(|(n, v)| (&*self.strings[*n as usize], &*self.strings[*v as usize])));
-            self.forget_hash(hash, id);
-            for &(name, value) in pairs.iter() {
+            let pairs = self.pairs_of(&entry);
+            let hash =
+                self.strings_hash(pairs.iter().map(|(n, v)| (&*self.strings[n as usize], &*self.strings[v as usize])));
+            for (name, value) in pairs.iter() {
                 by_pair.entry((name, value)).or_default().push(id);
                 released.push(name);
                 released.push(value);
+            }
+            self.forget_hash(hash, id);
+            if let Some(list) = entry.first() {
+                self.name_lists.release(*list);
             }
         }
         for ((name, value), removed) in by_pair {
@@ -294,7 +377,7 @@ impl Index {
     /// The label set of `id`, only the labels `projection` keeps.
     pub fn labels_projected(&self, id: u32, projection: &Projection) -> Labels {
         let pairs = self.pairs(id);
-        let label = |&(n, v): &(u32, u32)| Label::new(&*self.strings[n as usize], &*self.strings[v as usize]);
+        let label = |(n, v): (u32, u32)| Label::new(&*self.strings[n as usize], &*self.strings[v as usize]);
         match &projection.name_symbols {
             None => Labels::from_sorted(pairs.iter().map(label).collect()),
             Some(names) => Labels::from_sorted(pairs.iter().filter(|(n, _)| names.contains(n)).map(label).collect()),
@@ -305,7 +388,7 @@ impl Index {
     /// first pair whose symbols differ (selected series mostly share their leading labels).
     pub fn cmp_series(&self, a: u32, b: u32) -> std::cmp::Ordering {
         let (a, b) = (self.pairs(a), self.pairs(b));
-        for (&(an, av), &(bn, bv)) in a.iter().zip(b) {
+        for ((an, av), (bn, bv)) in a.iter().zip(b.iter()) {
             if an != bn {
                 return self.strings[an as usize].cmp(&self.strings[bn as usize]);
             }
@@ -324,7 +407,7 @@ impl Index {
             let value = pairs
                 .iter()
                 .find(|(n, _)| *self.strings[*n as usize] == *m.name)
-                .map_or("", |(_, v)| &*self.strings[*v as usize]);
+                .map_or("", |(_, v)| &*self.strings[v as usize]);
             m.matches(value)
         })
     }
@@ -389,8 +472,8 @@ impl Index {
             Some(ids) => {
                 let mut syms: Vec<u32> = ids
                     .iter()
-                    .filter_map(|id| self.series.get(*id))
-                    .flat_map(|pairs| pairs.iter().map(|(n, _)| *n))
+                    .filter(|id| self.contains(**id))
+                    .flat_map(|id| self.pairs(*id).iter().map(|(n, _)| n))
                     .collect();
                 syms.sort_unstable();
                 syms.dedup();
@@ -415,8 +498,8 @@ impl Index {
             Some(ids) => {
                 let mut syms: Vec<u32> = ids
                     .iter()
-                    .filter_map(|id| self.series.get(*id))
-                    .filter_map(|pairs| pairs.iter().find(|(n, _)| *n == name_sym).map(|(_, v)| *v))
+                    .filter(|id| self.contains(**id))
+                    .filter_map(|id| self.pairs(*id).iter().find(|(n, _)| *n == name_sym).map(|(_, v)| v))
                     .collect();
                 syms.sort_unstable();
                 syms.dedup();
@@ -594,7 +677,12 @@ mod tests {
             }
             // Every string is freed once nothing uses it.
             index.remove(&(0..=index.next_id()).collect::<Vec<_>>());
-            prop_assert!(index.symbols.is_empty() && index.postings.is_empty() && index.by_hash.is_empty());
+            prop_assert!(
+                index.symbols.is_empty()
+                    && index.postings.is_empty()
+                    && index.by_hash.is_empty()
+                    && index.name_lists.ids.is_empty()
+            );
         }
     }
 
