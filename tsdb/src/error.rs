@@ -68,6 +68,10 @@ pub enum Error {
     /// Another process holds the data directory's lock file.
     #[error("data directory {path} is locked by another process ({holder})")]
     Locked { path: PathBuf, holder: String },
+    /// A check of the store's own invariants failed (a bug): the operation was refused before
+    /// it could damage anything.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -26,8 +26,9 @@ pub const HEAD_MAGIC: [u8; 8] = *b"RTHEAD01";
 /// files have only 512-byte slots, whose byte 2 is zero, and are read as they are).
 pub const HEAD_VERSION: u32 = 2;
 pub const HEAD_FILE_HEADER_BYTES: usize = 64;
-/// Slot sizes, smallest first (the last is a whole page).
-pub const SLOT_CLASS_BYTES: [usize; 5] = [32, 64, 128, 256, 512];
+/// Slot sizes, smallest first (the last is a whole page). 24 bytes hold the first three samples
+/// of a typical counter or integer gauge (16 payload bytes): a short-lived series costs that.
+pub const SLOT_CLASS_BYTES: [usize; 6] = [24, 32, 64, 128, 256, 512];
 const LARGEST_CLASS: usize = SLOT_CLASS_BYTES.len() - 1;
 /// Bytes of a page (and of the largest slot).
 pub const SLOT_BYTES: usize = 512;
@@ -37,8 +38,8 @@ pub const SLOT_PAYLOAD_BYTES: usize = SLOT_BYTES - SLOT_HEADER_BYTES;
 pub const PAGES_PER_FILE: usize = 4096;
 /// Bytes of one head file.
 pub const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * PAGES_PER_FILE) as u64;
-/// Slot numbers are `file << 16 | page << 4 | slot in page`.
-const SLOT_BITS: u32 = 4;
+/// Slot numbers are `file << 17 | page << 5 | slot in page`.
+const SLOT_BITS: u32 = 5;
 const PAGE_BITS: u32 = 12;
 /// Head files are allocated on disk in steps as their pages are first handed out (pages go out
 /// lowest first), so a store with few open chunks takes little disk.
@@ -121,12 +122,21 @@ impl Slot {
         SLOT_CLASS_BYTES[self.class()]
     }
 
-    /// Writes `bytes` at payload offset `at`.
+    /// Writes `bytes` at payload offset `at`; refused (nothing written) past the slot's payload,
+    /// which would be the next slot's header.
     #[inline]
-    pub fn write_payload(&self, at: usize, bytes: &[u8]) {
-        debug_assert!(at + bytes.len() <= self.payload_capacity(), "BUG: slot payload overflow");
-        let ok = self.file.write(self.offset() + SLOT_HEADER_BYTES + at, bytes);
-        debug_assert!(ok, "BUG: slot outside its file");
+    pub fn write_payload(&self, at: usize, bytes: &[u8]) -> Result<(), Error> {
+        let fits = at + bytes.len() <= self.payload_capacity()
+            && self.file.write(self.offset() + SLOT_HEADER_BYTES + at, bytes);
+        debug_assert!(fits, "BUG: slot payload overflow");
+        match fits {
+            true => Ok(()),
+            false => Err(Error::Internal(format!(
+                "{} payload bytes at {at} do not fit a {}-byte slot",
+                bytes.len(),
+                self.size_bytes()
+            ))),
+        }
     }
 
     /// Publishes the sample count (after the payload bytes it covers).
@@ -168,7 +178,7 @@ impl Slot {
 struct Page {
     class: u8,
     /// Bit `i` set: slot `i` of the page is free.
-    free: u16,
+    free: u32,
     /// Whether the page is on its class's `with_free` list.
     listed_with_free: bool,
     /// Whether the page is on `empty_pages`.
@@ -176,8 +186,8 @@ struct Page {
 }
 
 impl Page {
-    fn all_free_mask(class: usize) -> u16 {
-        ((1u32 << slots_per_page(class)) - 1) as u16
+    fn all_free_mask(class: usize) -> u32 {
+        ((1u64 << slots_per_page(class)) - 1) as u32
     }
 
     fn is_empty(&self) -> bool {
@@ -610,7 +620,7 @@ mod tests {
                 })
                 .collect();
             assert!(threads.into_iter().all(|t| t.join().unwrap()), "a thread found the pool empty");
-            assert_eq!(heads.slot_bytes(), (8 * 32, HEAD_FILE_BYTES - HEAD_FILE_HEADER_BYTES as u64 - 8 * 32));
+            assert_eq!(heads.slot_bytes(), (8 * 24, HEAD_FILE_BYTES - HEAD_FILE_HEADER_BYTES as u64 - 8 * 24));
         }
     }
 
@@ -628,7 +638,7 @@ mod tests {
         assert!(allocated() <= ALLOCATION_STEP_BYTES, "{} bytes allocated for 16 pages", allocated());
         // Every page handed out: the whole file is allocated, and every slot was writable.
         while let Some(slot) = heads.allocate(0, LARGEST_CLASS, 0).unwrap() {
-            slot.write_payload(0, &[0xab; SLOT_PAYLOAD_BYTES]);
+            slot.write_payload(0, &[0xab; SLOT_PAYLOAD_BYTES]).unwrap();
             slots.push(slot);
         }
         assert_eq!(slots.len(), PAGES_PER_FILE);

@@ -282,13 +282,13 @@ impl Db {
                 }
             },
             None => {
-                let slot = self.take_slot(table, id, delta)?;
+                let slot = self.take_slot(table, id, end, delta)?;
                 s.slot = Some(slot.clone());
                 slot
             }
         };
         let bytes = writer.bytes();
-        slot.write_payload(start, bytes);
+        slot.write_payload(start, bytes)?;
         slot.publish_count(enc.num_samples);
         delta.head_samples += 1;
         delta.head_bytes += (start + bytes.len()) as i64 - s.enc.bit_len.div_ceil(8) as i64;
@@ -301,16 +301,24 @@ impl Db {
         Ok(Outcome::Appended)
     }
 
-    /// A head slot for series `id`, which has none (any size holds a new chunk's first sample): a
-    /// free one, or, when every slot of the head budget holds an open chunk, one freed by closing
-    /// the stalest open chunks of other series into the ring early (the oldest data moves first;
-    /// nothing is lost).
-    fn take_slot(&self, table: &Paged<Mutex<SeriesState>>, id: u32, delta: &mut BatchDelta) -> Result<Slot, Error> {
-        if let Some(slot) = self.heads.allocate(id, 0, 0)? {
+    /// A head slot for series `id`, which has none, whose payload holds `need` bytes (a new
+    /// chunk's first sample): a free one of the smallest size that does, or, when every slot of
+    /// the head budget holds an open chunk, one freed by closing the stalest open chunks of other
+    /// series into the ring early (the oldest data moves first; nothing is lost).
+    fn take_slot(
+        &self,
+        table: &Paged<Mutex<SeriesState>>,
+        id: u32,
+        need: usize,
+        delta: &mut BatchDelta,
+    ) -> Result<Slot, Error> {
+        let class =
+            SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= need).unwrap_or(SLOT_CLASS_BYTES.len() - 1);
+        if let Some(slot) = self.heads.allocate(id, class, need)? {
             return Ok(slot);
         }
         self.close_stalest(table, id, delta)?;
-        self.heads.allocate(id, 0, 0)?.ok_or_else(|| {
+        self.heads.allocate(id, class, need)?.ok_or_else(|| {
             Error::Full(format!(
                 "all {} bytes of head slots hold open chunks of series being written right now; raise the \
                  storage budget (head files get 1/8 of it)",
@@ -336,7 +344,10 @@ impl Db {
         let len = s.enc.bit_len.div_ceil(8) as usize;
         let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
         old.read_payload(&mut payload[..len]);
-        new.write_payload(0, &payload[..len]);
+        if let Err(e) = new.write_payload(0, &payload[..len]) {
+            self.heads.release(new);
+            return Err(e);
+        }
         new.publish_count(s.enc.num_samples);
         if let Some(old) = s.slot.replace(new.clone()) {
             self.heads.release(old);

@@ -235,7 +235,7 @@ mod tests {
         // it: it was never acknowledged in this simulated kill).
         written.pop();
         let slot = slot_of(&db, id).expect("the series holds a slot");
-        slot.write_payload(0, &contents.payload);
+        slot.write_payload(0, &contents.payload).unwrap();
         slot.publish_count(contents.num_samples);
         drop(db);
         let db = Db::open(options).unwrap();
@@ -264,7 +264,7 @@ mod tests {
         let (old, contents, new_size) = grown.expect("the open chunk moved to a larger slot");
         // The old slot as it was before it was cleared (the new sample was published only in
         // the new slot, after the copy: it is not in the old one).
-        old.write_payload(0, &contents.payload[..old.payload_capacity()]);
+        old.write_payload(0, &contents.payload[..old.payload_capacity()]).unwrap();
         old.publish_count(contents.num_samples);
         drop(db);
         let db = Db::open(options).unwrap();
