@@ -6,10 +6,40 @@
 /// Entries per page.
 pub const PAGE_ENTRIES: usize = 1024;
 
+/// One page: the entries (an absent one holds `T::default()`) and which are present. A bitmap
+/// instead of `Option<T>` entries saves the tag's padding (8 bytes an entry for most `T`).
+#[derive(Debug)]
+struct Page<T> {
+    entries: Box<[T]>,
+    present: [u64; PAGE_ENTRIES / 64],
+}
+
+impl<T> Page<T> {
+    #[inline]
+    fn has(&self, i: usize) -> bool {
+        self.present[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    #[inline]
+    fn mark(&mut self, i: usize, present: bool) {
+        let bit = 1u64 << (i % 64);
+        if present {
+            self.present[i / 64] |= bit;
+        } else {
+            self.present[i / 64] &= !bit;
+        }
+    }
+
+    /// Present entries with their index in the page.
+    fn entries(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.entries.iter().enumerate().filter(|(i, _)| self.has(*i))
+    }
+}
+
 /// Entries `T` by id; an absent entry reads as `None`.
 #[derive(Debug)]
 pub struct Paged<T> {
-    pages: Vec<Option<Box<[Option<T>]>>>,
+    pages: Vec<Option<Page<T>>>,
     /// Present entries per page.
     live: Vec<u32>,
     len: usize,
@@ -21,7 +51,7 @@ impl<T> Default for Paged<T> {
     }
 }
 
-impl<T> Paged<T> {
+impl<T: Default> Paged<T> {
     /// Present entries.
     pub fn len(&self) -> usize {
         self.len
@@ -30,13 +60,15 @@ impl<T> Paged<T> {
     #[inline]
     pub fn get(&self, id: u32) -> Option<&T> {
         let id = id as usize;
-        self.pages.get(id / PAGE_ENTRIES)?.as_ref()?[id % PAGE_ENTRIES].as_ref()
+        let page = self.pages.get(id / PAGE_ENTRIES)?.as_ref()?;
+        page.has(id % PAGE_ENTRIES).then(|| &page.entries[id % PAGE_ENTRIES])
     }
 
     #[inline]
     pub fn get_mut(&mut self, id: u32) -> Option<&mut T> {
         let id = id as usize;
-        self.pages.get_mut(id / PAGE_ENTRIES)?.as_mut()?[id % PAGE_ENTRIES].as_mut()
+        let page = self.pages.get_mut(id / PAGE_ENTRIES)?.as_mut()?;
+        page.has(id % PAGE_ENTRIES).then(|| &mut page.entries[id % PAGE_ENTRIES])
     }
 
     /// Puts `value` at `id` (replacing what was there).
@@ -47,8 +79,14 @@ impl<T> Paged<T> {
             self.pages.resize_with(page_index + 1, || None);
             self.live.resize(page_index + 1, 0);
         }
-        let page = self.pages[page_index].get_or_insert_with(|| (0..PAGE_ENTRIES).map(|_| None).collect());
-        if page[id % PAGE_ENTRIES].replace(value).is_none() {
+        let page = self.pages[page_index].get_or_insert_with(|| Page {
+            entries: (0..PAGE_ENTRIES).map(|_| T::default()).collect(),
+            present: [0; PAGE_ENTRIES / 64],
+        });
+        let i = id % PAGE_ENTRIES;
+        page.entries[i] = value;
+        if !page.has(i) {
+            page.mark(i, true);
             self.live[page_index] += 1;
             self.len += 1;
         }
@@ -59,7 +97,12 @@ impl<T> Paged<T> {
         let id = id as usize;
         let page_index = id / PAGE_ENTRIES;
         let page = self.pages.get_mut(page_index)?.as_mut()?;
-        let value = page[id % PAGE_ENTRIES].take()?;
+        let i = id % PAGE_ENTRIES;
+        if !page.has(i) {
+            return None;
+        }
+        page.mark(i, false);
+        let value = std::mem::take(&mut page.entries[i]);
         self.live[page_index] -= 1;
         self.len -= 1;
         if self.live[page_index] == 0 {
@@ -71,9 +114,10 @@ impl<T> Paged<T> {
     /// Present entries in id order, mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut T)> {
         self.pages.iter_mut().enumerate().flat_map(|(page_index, page)| {
-            page.iter_mut().flat_map(move |entries| {
-                entries.iter_mut().enumerate().filter_map(move |(i, entry)| {
-                    entry.as_mut().map(|value| ((page_index * PAGE_ENTRIES + i) as u32, value))
+            page.iter_mut().flat_map(move |page| {
+                let present = page.present;
+                page.entries.iter_mut().enumerate().filter_map(move |(i, entry)| {
+                    (present[i / 64] & (1 << (i % 64)) != 0).then(|| ((page_index * PAGE_ENTRIES + i) as u32, entry))
                 })
             })
         })
@@ -84,12 +128,11 @@ impl<T> Paged<T> {
         self.live.clear();
         self.len = 0;
         std::mem::take(&mut self.pages).into_iter().enumerate().flat_map(|(page_index, page)| {
-            page.into_iter().flat_map(move |entries| {
-                entries
-                    .into_vec()
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(move |(i, entry)| entry.map(|value| ((page_index * PAGE_ENTRIES + i) as u32, value)))
+            page.into_iter().flat_map(move |page| {
+                let present = page.present;
+                page.entries.into_vec().into_iter().enumerate().filter_map(move |(i, entry)| {
+                    (present[i / 64] & (1 << (i % 64)) != 0).then(|| ((page_index * PAGE_ENTRIES + i) as u32, entry))
+                })
             })
         })
     }
@@ -97,10 +140,8 @@ impl<T> Paged<T> {
     /// Present entries in id order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
         self.pages.iter().enumerate().flat_map(|(page_index, page)| {
-            page.iter().flat_map(move |entries| {
-                entries.iter().enumerate().filter_map(move |(i, entry)| {
-                    entry.as_ref().map(|value| ((page_index * PAGE_ENTRIES + i) as u32, value))
-                })
+            page.iter().flat_map(move |page| {
+                page.entries().map(move |(i, value)| ((page_index * PAGE_ENTRIES + i) as u32, value))
             })
         })
     }

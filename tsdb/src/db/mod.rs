@@ -70,10 +70,34 @@ struct SeriesState {
     /// reaches `CHECKPOINT_EVERY` samples: most short-lived series never need them.
     checkpoints: Option<Box<[EncoderState; 2]>>,
     has_samples: bool,
-    /// Closed chunks in the ring, oldest first (a boxed slice: chunks close every few hundred
-    /// samples, and every live series carries this).
-    chunks: Box<[ChunkRef]>,
+    /// Closed chunks in the ring, oldest first.
+    chunks: ClosedChunks,
     slot: Option<Slot>,
+}
+
+/// A series' closed chunk references behind one thin pointer: every live series carries this, and
+/// most series of a churning cluster never close a chunk.
+#[derive(Debug, Default)]
+struct ClosedChunks(Option<Box<Vec<ChunkRef>>>);
+
+impl From<Vec<ChunkRef>> for ClosedChunks {
+    fn from(chunks: Vec<ChunkRef>) -> Self {
+        ClosedChunks((!chunks.is_empty()).then(|| Box::new(chunks)))
+    }
+}
+
+impl std::ops::Deref for ClosedChunks {
+    type Target = [ChunkRef];
+
+    fn deref(&self) -> &[ChunkRef] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl Default for SeriesState {
+    fn default() -> Self {
+        SeriesState::new()
+    }
 }
 
 impl SeriesState {
@@ -83,7 +107,7 @@ impl SeriesState {
             enc: EncoderState::default(),
             checkpoints: None,
             has_samples: false,
-            chunks: Box::default(),
+            chunks: ClosedChunks::default(),
             slot: None,
         }
     }
@@ -123,10 +147,10 @@ impl SeriesState {
         if n == 0 && added.is_none() {
             return;
         }
-        let mut chunks = std::mem::take(&mut self.chunks).into_vec();
+        let mut chunks = self.chunks.0.take().map_or_else(Vec::new, |b| *b);
         chunks.drain(..n);
         chunks.extend(added);
-        self.chunks = chunks.into_boxed_slice();
+        self.chunks = ClosedChunks::from(chunks);
     }
 
     /// Appends to `out` the references of the closed chunks a read of `[mint_ms, maxt_ms]` needs

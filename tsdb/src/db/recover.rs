@@ -66,7 +66,7 @@ impl Db {
         }
         for (series, list) in chunk_lists.drain() {
             if let Some(state) = states.get_mut(series) {
-                state.chunks = list.into_boxed_slice();
+                state.chunks = list.into();
             }
         }
         if orphan_chunks > 0 {
