@@ -78,6 +78,8 @@ struct SeriesState {
 /// A series' closed chunk references behind one thin pointer: every live series carries this, and
 /// most series of a churning cluster never close a chunk.
 #[derive(Debug, Default)]
+// The box is the point: 8 bytes in every series' state instead of a `Vec`'s 24.
+#[allow(clippy::box_collection)]
 struct ClosedChunks(Option<Box<Vec<ChunkRef>>>);
 
 impl From<Vec<ChunkRef>> for ClosedChunks {
