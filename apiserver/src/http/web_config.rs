@@ -21,7 +21,8 @@
 //! `scheme: HTTPS` with TLS — the kubelet does not verify the certificate). One exception keeps
 //! remote-write senders working, which can send only one `Authorization` header: with
 //! `--remote-write-bearer-token-file`, a `POST /api/v1/write` carrying a bearer token is let
-//! through to the receiver, which checks the token. `client_auth_type` values that accept a
+//! through to the receiver, which checks the token (and, with a token file, wants it even from a
+//! user). `client_auth_type` values that accept a
 //! certificate without checking it (`RequestClientCert`, `RequireAnyClientCert`) and Go's
 //! cipher-suite knobs have no rustls counterpart: the former are refused, the latter ignored
 //! with a warning.
