@@ -3,6 +3,8 @@
 //! shutdown. Everything a server uses is built here and owned by it — no process-wide state — so
 //! two servers can run in one process.
 
+use crate::http::reloading::{self, ReloadMetrics};
+use crate::http::web_config::{self, HttpAccess};
 use crate::http::{
     self, prom_api::QueryApiState, remote_write::RemoteWriteState, store_metrics::StoreCollector, AppState,
 };
@@ -42,12 +44,10 @@ pub enum ServerError {
     Kubernetes(#[source] crate::k8s::K8sError),
     #[error("metrics adapter: {0}")]
     Adapter(#[source] crate::adapter::serve::StartError),
-    #[error("cannot read the remote-write bearer token file {path}: {source}")]
-    BearerTokenFile {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("remote-write bearer token: {0} (check --remote-write-bearer-token-file)")]
+    BearerTokenFile(String),
+    #[error("{0} (check --web.config.file)")]
+    WebConfig(String),
 }
 
 /// A running server: the bound address and a handle to stop it.
@@ -75,9 +75,10 @@ impl Server {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(StoreCollector::new(db.clone())));
         let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
+        let reload_metrics = ReloadMetrics::register(&mut registry);
         let remote_write = Arc::new(RemoteWriteState::new(
             &mut registry,
-            remote_write_settings(&settings)?,
+            remote_write_settings(&settings, &reload_metrics)?,
             ingest_metrics.clone(),
             db.clone(),
         ));
@@ -99,7 +100,17 @@ impl Server {
         let local_addr = listener.local_addr().map_err(ServerError::Serve)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let app = http::router(state.clone());
+        let access = Arc::new(
+            HttpAccess::new(
+                settings.web.config_file.as_deref(),
+                settings.remote_write_bearer_token_file.is_some(),
+                reload_metrics,
+            )
+            .map_err(ServerError::WebConfig)?,
+        );
+        let app = http::router(state.clone())
+            .layer(axum::middleware::from_fn_with_state(access.clone(), web_config::require_basic_auth));
+        let handshake_timeout = settings.web.read_header_timeout;
         let http_task = tokio::spawn(listener::run(
             listener,
             ConnectionLimits::new(settings.max_connections, &settings.web, listener::HTTP_PROBE_PATHS),
@@ -107,12 +118,14 @@ impl Server {
             shutdown_rx.clone(),
             "http",
             move |stream, remote_addr, session| {
-                let app = app.clone();
-                async move {
-                    if let Err(e) = listener::serve_http(stream, app, session).await {
-                        tracing::debug!(%remote_addr, error = %e, "HTTP connection ended with an error");
-                    }
-                }
+                web_config::serve_connection(
+                    stream,
+                    remote_addr,
+                    app.clone(),
+                    session,
+                    access.clone(),
+                    handshake_timeout,
+                )
             },
         ));
 
@@ -123,8 +136,10 @@ impl Server {
             client_ca_pem: cluster.auth.as_ref().and_then(|auth| auth.client_ca_pem()),
             auth: cluster.auth.clone().map(|auth| auth as Arc<dyn crate::adapter::http::auth::Authenticator>),
         });
+        let mut adapter_settings = settings.adapter.clone();
+        adapter_settings.secure_listen = adapter_settings.effective_secure_listen(cluster.is_some(), local_addr);
         let adapter = crate::adapter::serve::start(
-            &settings.adapter,
+            &adapter_settings,
             &settings.web,
             connection_metrics,
             &settings.data_dir,
@@ -218,15 +233,17 @@ async fn open_blocking(options: tsdb::Options) -> Result<Result<tsdb::Db, tsdb::
         .map_err(|e| ServerError::Serve(std::io::Error::other(e)))
 }
 
-/// Remote-write settings from the server settings (reads the bearer token file).
-fn remote_write_settings(settings: &Settings) -> Result<crate::http::remote_write::RemoteWriteSettings, ServerError> {
+/// Remote-write settings from the server settings (reads the bearer token file, and again
+/// whenever it changes).
+fn remote_write_settings(
+    settings: &Settings,
+    reload_metrics: &ReloadMetrics,
+) -> Result<crate::http::remote_write::RemoteWriteSettings, ServerError> {
     let bearer_token = match &settings.remote_write_bearer_token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|source| ServerError::BearerTokenFile { path: path.clone(), source })?
-                .trim()
-                .to_string(),
-        ),
+        Some(path) => Some(Arc::new(
+            reloading::secret_file("remote_write_bearer_token", path, reload_metrics.clone())
+                .map_err(ServerError::BearerTokenFile)?,
+        )),
         None => None,
     };
     Ok(crate::http::remote_write::RemoteWriteSettings {

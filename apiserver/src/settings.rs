@@ -70,9 +70,12 @@ pub struct Settings {
     pub web: WebSettings,
 }
 
-/// What every listener (HTTP and TLS alike) allows one connection (`web:` in the file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What every listener (HTTP and TLS alike) allows one connection (`web:` in the file), and the
+/// HTTP port's TLS and authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSettings {
+    /// Prometheus-format web config (TLS, basic auth) of the HTTP port; `None`: plain and open.
+    pub config_file: Option<PathBuf>,
     /// Longest a request head (and a TLS handshake) may take to arrive.
     pub read_header_timeout: Duration,
     /// Longest a request body may take to arrive after its head; a slower one gets 408.
@@ -88,6 +91,7 @@ pub struct WebSettings {
 impl Default for WebSettings {
     fn default() -> Self {
         WebSettings {
+            config_file: None,
             read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -287,6 +291,14 @@ pub struct RemoteWriteLayer {
 #[derive(Debug, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct WebLayer {
+    /// Prometheus web configuration file for the HTTP port (--listen): tls_server_config
+    /// (cert_file, key_file, client_auth_type, client_ca_file, min_version, max_version) and
+    /// basic_auth_users (user: bcrypt hash), as Prometheus's --web.config.file; it and the files
+    /// it names are re-read when they change. With users set, every path needs them, health
+    /// endpoints too; a remote-write request with the --remote-write-bearer-token-file token
+    /// needs no user [default: none, plain HTTP without authentication].
+    #[arg(id = "web_config_file", long = "web.config.file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
     /// Longest a client may take to send a request's head (request line and headers; on the TLS
     /// listener the handshake too), from the connection's start or from its first byte after a
     /// response; then the connection is closed [default: 10s].
@@ -318,7 +330,9 @@ pub struct WebLayer {
 #[serde(deny_unknown_fields)]
 pub struct AdapterLayer {
     /// TLS address of custom.metrics.k8s.io / external.metrics.k8s.io [default: 0.0.0.0:6443;
-    /// if the default is taken the adapter is skipped with a warning, an explicit one must bind].
+    /// without a cluster, port 6443 on the --listen host (loopback by default), as the metrics
+    /// APIs then have no authentication; if the default is taken the adapter is skipped with a
+    /// warning, an explicit one must bind].
     #[arg(long = "secure-listen", value_name = "HOST:PORT")]
     pub secure_listen: Option<SocketAddr>,
     /// PEM certificate chain for the TLS listener, re-read when it changes [default: a generated
@@ -412,6 +426,16 @@ impl Settings {
 }
 
 impl AdapterSettings {
+    /// The metrics APIs' address: as set, or by default every interface with a cluster (its
+    /// authentication guards them) and the HTTP API's host (`http_listen`, loopback by default)
+    /// without one, where they have no authentication.
+    pub fn effective_secure_listen(&self, with_cluster: bool, http_listen: SocketAddr) -> SocketAddr {
+        match self.secure_listen_explicit || with_cluster {
+            true => self.secure_listen,
+            false => SocketAddr::new(http_listen.ip(), self.secure_listen.port()),
+        }
+    }
+
     fn layer(&mut self, layer: AdapterLayer) {
         let AdapterLayer {
             secure_listen,
@@ -440,12 +464,14 @@ impl AdapterSettings {
 impl WebSettings {
     fn layer(&mut self, layer: WebLayer) {
         let WebLayer {
+            config_file,
             read_header_timeout,
             read_timeout,
             idle_timeout,
             probe_connections,
             http2_max_concurrent_streams,
         } = layer;
+        set_optional(&mut self.config_file, config_file);
         set(&mut self.read_header_timeout, read_header_timeout);
         set(&mut self.read_timeout, read_timeout);
         set(&mut self.idle_timeout, idle_timeout);
@@ -568,10 +594,23 @@ mod tests {
         assert_eq!(settings.web.read_timeout, DEFAULT_READ_TIMEOUT, "what neither layer sets stays the default");
         assert_eq!(settings.adapter.rate_window, Duration::from_secs(60));
         assert!(settings.adapter.secure_listen_explicit);
+        assert_eq!(settings.adapter.effective_secure_listen(false, settings.listen).port(), 1, "explicit wins");
         assert_eq!(settings.cluster.mode, ClusterMode::Kubeconfig("/k".into()));
         assert!(!settings.cluster.authentication);
         let standalone = Settings::from_sources(Some(&path), flags(&["--standalone"])).unwrap();
         assert_eq!(standalone.cluster.mode, ClusterMode::Standalone);
+    }
+
+    #[test]
+    fn without_a_cluster_the_metrics_apis_default_to_the_http_host() {
+        let defaults = Settings::default();
+        let standalone = defaults.adapter.effective_secure_listen(false, defaults.listen);
+        assert_eq!(standalone, "127.0.0.1:6443".parse().unwrap());
+        let everywhere: SocketAddr = "0.0.0.0:9201".parse().unwrap();
+        assert_eq!(defaults.adapter.effective_secure_listen(false, everywhere), "0.0.0.0:6443".parse().unwrap());
+        assert_eq!(defaults.adapter.effective_secure_listen(true, defaults.listen), DEFAULT_SECURE_LISTEN);
+        let flagged = Settings::from_sources(None, flags(&["--web.config.file", "/w.yml"])).unwrap();
+        assert_eq!(flagged.web.config_file, Some(PathBuf::from("/w.yml")));
     }
 
     #[test]

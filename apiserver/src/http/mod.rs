@@ -10,9 +10,11 @@
 
 pub mod export;
 pub mod prom_api;
+pub(crate) mod reloading;
 pub mod remote_write;
 pub(crate) mod store_metrics;
 pub(crate) mod tsdb_status;
+pub(crate) mod web_config;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};

@@ -49,8 +49,9 @@ const PERMIT_BYTES: usize = 1024;
 pub struct RemoteWriteSettings {
     /// Largest compressed body accepted; more is answered 413.
     pub max_body_bytes: usize,
-    /// When set, requests must carry `Authorization: Bearer <token>`.
-    pub bearer_token: Option<String>,
+    /// When set, requests must carry `Authorization: Bearer <token>` (the file's token, re-read
+    /// when it changes).
+    pub bearer_token: Option<Arc<super::reloading::Reloading<String>>>,
     /// Decompressed bytes that may be decoding at once; beyond it requests wait, then get 503.
     pub max_inflight_bytes: usize,
     /// How long a request waits for in-flight budget before the 503.
@@ -249,7 +250,8 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 async fn handle(rw: &Arc<RemoteWriteState>, headers: &HeaderMap, body: Body) -> Result<WriteOutcome, Refusal> {
     let settings = &rw.settings;
-    if let Some(expected) = &settings.bearer_token {
+    if let Some(token_file) = &settings.bearer_token {
+        let expected = token_file.current();
         let presented = header_str(headers, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| bool::from(p.trim().as_bytes().ct_eq(expected.as_bytes()))) {
             return Err(Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"));

@@ -292,6 +292,41 @@ pub(crate) async fn run(
     .await;
 }
 
+/// Takes a connection through the TLS handshake within `timeout`: a connection whose first byte
+/// is not a TLS handshake record gets `plain_http_answer` (a whole HTTP response) and is closed;
+/// a failed or slow handshake is logged at debug level. `None` when the connection is over.
+pub(crate) async fn handshake(
+    mut stream: listener::Stream,
+    remote_addr: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    timeout: Duration,
+    plain_http_answer: &[u8],
+) -> Option<tokio_rustls::server::TlsStream<listener::Stream>> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => {
+            let _ = stream.write_all(plain_http_answer).await;
+            let _ = stream.shutdown().await;
+            tracing::debug!(%remote_addr, "plain-text request on a TLS port refused");
+            return None;
+        }
+        _ => return None,
+    }
+    // The stream's clock bounds the handshake too; this timeout is the same bound, said plainly.
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => Some(tls_stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote_addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 async fn serve_connection(
     stream: listener::Stream,
     remote_addr: SocketAddr,
@@ -300,29 +335,9 @@ async fn serve_connection(
     session: listener::Session,
     handshake_timeout: Duration,
 ) {
-    let mut stream = stream;
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await {
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-        Ok(Ok(1)) => {
-            let _ = stream.write_all(&super::routes::plain_http_rejection()).await;
-            let _ = stream.shutdown().await;
-            tracing::debug!(%remote_addr, "plain-text request on the TLS port refused");
-            return;
-        }
-        _ => return,
-    }
-    // The stream's clock bounds the handshake too; this timeout is the same bound, said plainly.
-    let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%remote_addr, "TLS handshake timed out");
-            return;
-        }
+    let rejection = super::routes::plain_http_rejection();
+    let Some(tls_stream) = handshake(stream, remote_addr, &acceptor, handshake_timeout, &rejection).await else {
+        return;
     };
     let peer_certificates = tls_stream
         .get_ref()
