@@ -633,10 +633,12 @@ mod tests {
     fn limits_layer_from_file_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
-        std::fs::write(&path, "limits: {max_labels_per_series: 10, max_active_series: 0, max_label_value_length: 99}\n")
-            .unwrap();
-        let settings =
-            Settings::from_sources(Some(&path), flags(&["--limits.max-label-value-length", "7"])).unwrap();
+        std::fs::write(
+            &path,
+            "limits: {max_labels_per_series: 10, max_active_series: 0, max_label_value_length: 99}\n",
+        )
+        .unwrap();
+        let settings = Settings::from_sources(Some(&path), flags(&["--limits.max-label-value-length", "7"])).unwrap();
         let limits = settings.limits;
         assert_eq!((limits.max_labels_per_series, limits.max_active_series), (10, 0));
         assert_eq!(limits.max_label_value_bytes, 7, "the flag wins");

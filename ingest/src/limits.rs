@@ -343,7 +343,12 @@ mod tests {
 
     #[test]
     fn label_limits_name_the_first_broken_one() {
-        let limits = IngestLimits { max_labels_per_series: 2, max_label_name_bytes: 4, max_label_value_bytes: 3, ..IngestLimits::UNLIMITED };
+        let limits = IngestLimits {
+            max_labels_per_series: 2,
+            max_label_name_bytes: 4,
+            max_label_value_bytes: 3,
+            ..IngestLimits::UNLIMITED
+        };
         assert_eq!(limits.check_labels(&[("__n", "up")]), None);
         assert_eq!(limits.check_labels(&[("a", "1"), ("b", "2"), ("c", "3")]).unwrap().0, Limit::LabelsPerSeries);
         assert_eq!(limits.check_labels(&[("abcde", "1")]).unwrap().0, Limit::LabelNameLength);
@@ -378,8 +383,7 @@ mod tests {
 
     #[test]
     fn the_active_cap_counts_live_and_reserved_series() {
-        let admission =
-            SeriesAdmission::new(&IngestLimits { max_active_series: 10, ..IngestLimits::UNLIMITED });
+        let admission = SeriesAdmission::new(&IngestLimits { max_active_series: 10, ..IngestLimits::UNLIMITED });
         let first = admission.reserve(6, 2);
         assert_eq!(first, Reservation { granted: 6, limited_by: None });
         let second = admission.reserve(6, 2);

@@ -337,7 +337,8 @@ impl<'a> InflightBudget<'a> {
     /// Holds budget for `bytes` in all (a request larger than the whole budget holds all of it,
     /// so it runs alone rather than never); waits for it at most the saturation wait, then 503.
     async fn hold_bytes(&mut self, bytes: usize) -> Result<(), Refusal> {
-        let wanted = u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX).min(self.rw.inflight_permits);
+        let wanted =
+            u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX).min(self.rw.inflight_permits);
         let more = wanted.saturating_sub(self.held_permits());
         if more == 0 {
             return Ok(());

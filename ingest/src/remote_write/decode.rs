@@ -395,11 +395,7 @@ fn decode_sample(buf: &[u8], base: usize) -> Result<Sample, RemoteWriteError> {
 
 /// Walks `io.prometheus.write.v2.Request`: symbols (4) first collected in any order, then the
 /// series (5), whose `labels_refs` (1) index the symbols.
-fn decode_v2<'a>(
-    buf: &'a [u8],
-    max_ts_ms: i64,
-    limits: &IngestLimits,
-) -> Result<DecodedRequest<'a>, RemoteWriteError> {
+fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let mut symbols: Vec<&str> = Vec::new();
     let mut series_fields: Vec<(&[u8], usize)> = Vec::new();
     let mut request = WireReader::new(buf, 0);

@@ -7,10 +7,10 @@
 //! A receiver serves one store for its whole life (the series cache maps to that store's ids). It
 //! is shared behind an `Arc` and called from blocking threads; every method takes `&self`.
 
+use super::decode::DecodedRequest;
 use super::decode::{checked_decompressed_len, decode_with_cache, decompress_snappy, DecodeLimits};
 use super::store::{store, WriteOutcome};
 use super::Protocol;
-use super::decode::DecodedRequest;
 use crate::error::RemoteWriteError;
 use crate::limits::{IngestLimits, Limit, LimitRefusals, Reservation, SeriesAdmission};
 use crate::series_cache::{self, SeriesCache};
@@ -312,16 +312,15 @@ mod tests {
 
         let raw = prost::Message::encode_to_vec(&request(20));
         let cache = receiver.series_cache.as_ref().unwrap();
-        let decoded =
-            decode_with_cache(
-                Protocol::V1,
-                &raw,
-                0,
-                &DecodeLimits::default(),
-                &IngestLimits::default(),
-                Some((cache, &cache.reader())),
-            )
-            .unwrap();
+        let decoded = decode_with_cache(
+            Protocol::V1,
+            &raw,
+            0,
+            &DecodeLimits::default(),
+            &IngestLimits::default(),
+            Some((cache, &cache.reader())),
+        )
+        .unwrap();
         assert_eq!((decoded.series_count(), decoded.cached_series_count()), (2, 2));
         let second = write_raw(&receiver, &raw).unwrap();
         assert_eq!((second.samples_written, second.series_created), (2, 0));
@@ -353,16 +352,15 @@ mod tests {
         raw.extend(&series);
         for _ in 0..2 {
             let cache = receiver.series_cache.as_ref().unwrap();
-            let decoded =
-                decode_with_cache(
-                    Protocol::V1,
-                    &raw,
-                    0,
-                    &DecodeLimits::default(),
-                    &IngestLimits::default(),
-                    Some((cache, &cache.reader())),
-                )
-                .unwrap();
+            let decoded = decode_with_cache(
+                Protocol::V1,
+                &raw,
+                0,
+                &DecodeLimits::default(),
+                &IngestLimits::default(),
+                Some((cache, &cache.reader())),
+            )
+            .unwrap();
             assert_eq!(decoded.cached_series_count(), 0);
             assert_eq!(decoded.batch()[0].series.labels().unwrap(), &[("__name__", "m"), ("job", "j")]);
             write_raw(&receiver, &raw).unwrap();
