@@ -36,8 +36,9 @@ enum Command {
 struct ServeArgs {
     /// YAML file with the same settings as these flags plus `global` and `scrape_configs` (flags
     /// win). Keys are the flags' names with `_`; a group's flags are keys of its block:
-    /// `query:` (--query.*), `web:` (--web.*), `remote_write:` (--remote-write-*), `adapter:`
-    /// (--secure-listen, --tls-*, --adapter-*; --adapter-config is `config_file`).
+    /// `query:` (--query.*), `web:` (--web.*), `limits:` (--limits.*), `remote_write:`
+    /// (--remote-write-*), `adapter:` (--secure-listen, --tls-*, --adapter-*; --adapter-config is
+    /// `config_file`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]

@@ -250,6 +250,7 @@ fn remote_write_settings(
         max_body_bytes: settings.remote_write_max_body_bytes,
         bearer_token,
         max_inflight_bytes: settings.remote_write_max_inflight_bytes,
+        limits: settings.limits,
         ..Default::default()
     })
 }

@@ -8,7 +8,8 @@
 //! keeps the two in step). A flag `--foo-bar` is the file key `foo_bar`; the flags of a group are
 //! keys of the group's block: `--query.lookback-delta` is `query: {lookback_delta: …}`,
 //! `--web.idle-timeout` is `web: {idle_timeout: …}`, `--remote-write-max-body-bytes` is
-//! `remote_write: {max_body_bytes: …}`, and the metrics adapter's flags (`--secure-listen`,
+//! `remote_write: {max_body_bytes: …}`, `--limits.max-active-series` is
+//! `limits: {max_active_series: …}`, and the metrics adapter's flags (`--secure-listen`,
 //! `--tls-*`, `--adapter-*`) are keys of `adapter:` (`--adapter-config` is
 //! `adapter: {config_file: …}`). The file alone also takes Prometheus's
 //! `global` and `scrape_configs`.
@@ -56,7 +57,8 @@ pub struct Settings {
     pub remote_write_max_body_bytes: usize,
     /// File holding the bearer token remote-write senders must present; `None` = no check.
     pub remote_write_bearer_token_file: Option<PathBuf>,
-    /// Decompressed remote-write bytes decoded at once before senders get 503 + Retry-After.
+    /// Remote-write request bytes in flight at once (compressed bodies plus their decompressed
+    /// form) before senders get 503 + Retry-After.
     pub remote_write_max_inflight_bytes: usize,
     /// `global` from the config file, if any (YAML as written).
     pub global: Option<serde_yaml::Value>,
@@ -68,6 +70,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Timeouts and probe slots of every listener's connections.
     pub web: WebSettings,
+    /// What one sender may make the store hold (`limits:` in the file, `--limits.*`).
+    pub limits: ingest::IngestLimits,
 }
 
 /// What every listener (HTTP and TLS alike) allows one connection (`web:` in the file), and the
@@ -166,6 +170,7 @@ impl Default for Settings {
             adapter: AdapterSettings::default(),
             cluster: ClusterSettings::default(),
             web: WebSettings::default(),
+            limits: ingest::IngestLimits::default(),
         }
     }
 }
@@ -229,6 +234,9 @@ pub struct SettingsLayer {
     #[command(flatten)]
     #[serde(default, deserialize_with = "null_as_default")]
     pub web: WebLayer,
+    #[command(flatten)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub limits: LimitsLayer,
     /// Use the cluster this kubeconfig names (scrape discovery, label-selector resolution and the
     /// aggregated API's authentication) [default: in-cluster config when running in a pod].
     #[arg(long, value_name = "FILE", conflicts_with = "standalone")]
@@ -281,10 +289,39 @@ pub struct RemoteWriteLayer {
     /// [default: none, no check].
     #[arg(long = "remote-write-bearer-token-file", value_name = "FILE")]
     pub bearer_token_file: Option<PathBuf>,
-    /// Decompressed remote-write bytes being decoded at once; past it senders wait, then get 503
-    /// with Retry-After [default: 268435456 = 256 MiB].
+    /// Remote-write request bytes in flight at once (compressed bodies plus their decompressed
+    /// form); past it senders wait, then get 503 with Retry-After [default: 268435456 = 256 MiB].
     #[arg(long = "remote-write-max-inflight-bytes", value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,
+}
+
+/// Ingestion limits (`limits:` in the file): a remote-write series over one is refused alone
+/// (400 naming the limit and the series; the rest of the request is stored), a scraped page with
+/// a series over a label limit fails its scrape. 0 turns a limit off.
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsLayer {
+    /// Most labels a series may have, __name__ included [default: 64 labels].
+    #[arg(long = "limits.max-labels-per-series", value_name = "COUNT")]
+    pub max_labels_per_series: Option<usize>,
+    /// Longest label name [default: 1024 bytes].
+    #[arg(long = "limits.max-label-name-length", value_name = "BYTES")]
+    pub max_label_name_length: Option<usize>,
+    /// Longest label value [default: 4096 bytes].
+    #[arg(long = "limits.max-label-value-length", value_name = "BYTES")]
+    pub max_label_value_length: Option<usize>,
+    /// Most series one remote-write request may carry; the series past it are refused
+    /// [default: 100000 series].
+    #[arg(long = "limits.max-series-per-request", value_name = "COUNT")]
+    pub max_series_per_request: Option<usize>,
+    /// Most live series in the store (about 0.5 KiB of memory each); new series past it are
+    /// refused, samples of known series still stored [default: 2000000 series].
+    #[arg(long = "limits.max-active-series", value_name = "COUNT")]
+    pub max_active_series: Option<usize>,
+    /// Most series created per minute (a bucket of one minute's worth, full at start); new series
+    /// past it are refused until it refills [default: 500000 series].
+    #[arg(long = "limits.max-new-series-per-minute", value_name = "COUNT")]
+    pub max_new_series_per_minute: Option<u64>,
 }
 
 /// Every listener's connection timeouts and probe slots (`web:` in the file).
@@ -391,6 +428,7 @@ impl Settings {
             query,
             remote_write,
             web,
+            limits,
             kubeconfig,
             standalone,
             no_cluster_auth,
@@ -413,6 +451,7 @@ impl Settings {
         set_optional(&mut self.scrape_configs, scrape_configs);
         self.adapter.layer(adapter);
         self.web.layer(web);
+        layer_limits(&mut self.limits, limits);
         if let Some(path) = kubeconfig {
             self.cluster.mode = ClusterMode::Kubeconfig(path);
         }
@@ -478,6 +517,23 @@ impl WebSettings {
         set(&mut self.probe_connections, probe_connections);
         set(&mut self.http2_max_concurrent_streams, http2_max_concurrent_streams);
     }
+}
+
+fn layer_limits(current: &mut ingest::IngestLimits, layer: LimitsLayer) {
+    let LimitsLayer {
+        max_labels_per_series,
+        max_label_name_length,
+        max_label_value_length,
+        max_series_per_request,
+        max_active_series,
+        max_new_series_per_minute,
+    } = layer;
+    set(&mut current.max_labels_per_series, max_labels_per_series);
+    set(&mut current.max_label_name_bytes, max_label_name_length);
+    set(&mut current.max_label_value_bytes, max_label_value_length);
+    set(&mut current.max_series_per_request, max_series_per_request);
+    set(&mut current.max_active_series, max_active_series);
+    set(&mut current.max_new_series_per_minute, max_new_series_per_minute);
 }
 
 fn set<T>(current: &mut T, layered: Option<T>) {
@@ -614,6 +670,24 @@ mod tests {
     }
 
     #[test]
+    fn limits_layer_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "limits: {max_labels_per_series: 10, max_active_series: 0, max_label_value_length: 99}\n",
+        )
+        .unwrap();
+        let settings = Settings::from_sources(Some(&path), flags(&["--limits.max-label-value-length", "7"])).unwrap();
+        let limits = settings.limits;
+        assert_eq!((limits.max_labels_per_series, limits.max_active_series), (10, 0));
+        assert_eq!(limits.max_label_value_bytes, 7, "the flag wins");
+        assert_eq!(limits.max_new_series_per_minute, ingest::DEFAULT_MAX_NEW_SERIES_PER_MINUTE);
+        std::fs::write(&path, "limits: {max_labels: 1}\n").unwrap();
+        assert!(Settings::from_sources(Some(&path), flags(&[])).is_err());
+    }
+
+    #[test]
     fn empty_blocks_and_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
@@ -687,6 +761,12 @@ mod tests {
             format!("[default: {}]", humantime::format_duration(defaults.web.idle_timeout)),
             format!("[default: {} connections]", defaults.web.probe_connections),
             format!("[default: {} streams]", defaults.web.http2_max_concurrent_streams),
+            format!("[default: {} labels]", defaults.limits.max_labels_per_series),
+            format!("[default: {} bytes]", defaults.limits.max_label_name_bytes),
+            format!("[default: {} bytes]", defaults.limits.max_label_value_bytes),
+            format!("[default: {} series]", defaults.limits.max_series_per_request),
+            format!("[default: {} series]", defaults.limits.max_active_series),
+            format!("[default: {} series]", defaults.limits.max_new_series_per_minute),
         ] {
             let flat: String = help.split_whitespace().collect::<Vec<_>>().join(" ");
             assert!(flat.contains(&expected), "--help lacks {expected:?}:\n{help}");

@@ -15,6 +15,8 @@
 //! - `scrape`: the [`ScrapeManager`] and its per-target loops (page → one append, report series,
 //!   staleness markers); `scrape_config`: the `scrape_configs` YAML ([`ScrapeConfigs`]); `relabel`:
 //!   Prometheus relabeling.
+//! - `limits`: [`IngestLimits`], the refusals they make ([`LimitRefusals`]) and the live-series
+//!   cap and new-series token bucket ([`SeriesAdmission`]).
 //! - `metrics`: ingestion's self-metrics ([`IngestMetrics`]); `error`: the crate's errors.
 //!   Samples are stamped with the store's one clock, `tsdb::now_ms`.
 //!
@@ -22,8 +24,10 @@
 //! `&str` labels from the decompressed request, and a 1.0 series the series cache knows is named
 //! by its id without decoding its labels at all; the store gets one batch per request. A request
 //! is validated whole (the spec's sorted-names rule, then the store's one rule,
-//! `tsdb::validate_labels`) before its first sample is appended, so a 400 never leaves half a
-//! request behind.
+//! `tsdb::validate_labels`) before its first sample is appended, so a malformed request leaves
+//! nothing behind; a well-formed series over one of the [`IngestLimits`] (labels, series per
+//! request, live series, new series per minute) is left out alone and named in the outcome, and
+//! the rest is stored — senders do not retry a 400, so the valid part must not be lost.
 //!
 //! ```
 //! use ingest::proto::v1;
@@ -46,6 +50,7 @@
 
 mod error;
 pub mod exposition;
+mod limits;
 mod metrics;
 pub mod proto;
 mod relabel;
@@ -56,6 +61,11 @@ mod series_cache;
 mod wire;
 
 pub use error::{ConfigError, ParseError, RemoteWriteError};
+pub use limits::{
+    IngestLimits, Limit, LimitRefusals, Reservation, SeriesAdmission, DEFAULT_MAX_ACTIVE_SERIES,
+    DEFAULT_MAX_LABELS_PER_SERIES, DEFAULT_MAX_LABEL_NAME_BYTES, DEFAULT_MAX_LABEL_VALUE_BYTES,
+    DEFAULT_MAX_NEW_SERIES_PER_MINUTE, DEFAULT_MAX_SERIES_PER_REQUEST,
+};
 pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
 pub use remote_write::Receiver;
 pub use scrape::{ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetStatus};

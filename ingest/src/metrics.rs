@@ -1,7 +1,8 @@
 //! `IngestMetrics` is ingestion's self-metrics: samples ingested and rejected (by source and
-//! reason) and scrape outcomes, registered once into the server's `prometheus-client` registry and
+//! reason), series refused by a limit, and scrape outcomes, registered once into the server's `prometheus-client` registry and
 //! shared (the handles are reference-counted) by the remote-write handler and the scraper.
 
+use crate::limits::{Limit, LimitRefusals};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,6 +53,8 @@ pub struct IngestMetrics {
     pub scrapes: Family<ScrapeLabels, Counter>,
     pub scrape_duration_seconds: Family<JobLabels, Histogram, fn() -> Histogram>,
     pub scrape_targets: Gauge,
+    /// Series refused by an ingestion limit, by source and limit.
+    pub series_refused: Family<RejectLabels, Counter>,
 }
 
 impl Default for IngestMetrics {
@@ -62,6 +65,7 @@ impl Default for IngestMetrics {
             scrapes: Family::default(),
             scrape_duration_seconds: Family::new_with_constructor(scrape_duration_histogram),
             scrape_targets: Gauge::default(),
+            series_refused: Family::default(),
         }
     }
 }
@@ -77,8 +81,15 @@ impl IngestMetrics {
         );
         registry.register(
             "ringtail_samples_rejected",
-            "Samples received but not stored, by source and reason (out_of_order, duplicate_timestamp, too_old, too_far_in_future, invalid_request, sample_limit)",
+            "Samples received but not stored, by source and reason (out_of_order, duplicate_timestamp, too_old, too_far_in_future, invalid_request, sample_limit, or the --limits.* limit that refused their series)",
             metrics.samples_rejected.clone(),
+        );
+        registry.register(
+            "ringtail_series_refused",
+            "Series refused by an ingestion limit (--limits.*), by source and reason (the limit's name: \
+             max_labels_per_series, max_label_name_length, max_label_value_length, max_series_per_request, \
+             max_active_series, max_new_series_per_minute)",
+            metrics.series_refused.clone(),
         );
         registry.register("ringtail_scrapes", "Scrapes by job and result (success, failure)", metrics.scrapes.clone());
         registry.register(
@@ -94,6 +105,18 @@ impl IngestMetrics {
     pub fn ingested(&self, source: &'static str, n: u64) {
         if n > 0 {
             self.samples_ingested.get_or_create(&SourceLabels { source }).inc_by(n);
+        }
+    }
+
+    /// Counts the series (in `ringtail_series_refused`) and their samples (in
+    /// `ringtail_samples_rejected`) that `refusals` left out, by limit.
+    pub fn refused_by_limits(&self, source: &'static str, refusals: &LimitRefusals) {
+        for limit in Limit::ALL {
+            let series = refusals.series(limit);
+            if series > 0 {
+                self.series_refused.get_or_create(&RejectLabels { source, reason: limit.as_str() }).inc_by(series);
+            }
+            self.rejected(source, limit.as_str(), refusals.samples(limit));
         }
     }
 

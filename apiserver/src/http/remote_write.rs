@@ -1,14 +1,17 @@
 //! `POST /api/v1/write` is the Prometheus remote-write receiver's HTTP face: authentication, the
 //! Content-Type/Content-Encoding headers → `Protocol`, the body limit, back-pressure (the in-flight
-//! bytes budget), the mapping of outcomes to the statuses senders expect, response headers and
+//! bytes budget: compressed bodies and their decompressed form, reserved before a body is read so
+//! an overloaded receiver answers 503 without buffering anything), the mapping of outcomes to the statuses senders expect, response headers and
 //! request metrics. Decompression, decoding, validation, the series cache and the append are the
 //! [`ingest::Receiver`]'s.
 //!
 //! Statuses: 204 stored (200 with a text body when some samples were skipped, saying which);
-//! 400 malformed (nothing of the request stored); 401 bad bearer token; 413 body over the limit
-//! (checked on Content-Length and while streaming, so an oversized body is never buffered);
-//! 415 unknown content type or encoding; 503 with `Retry-After` when the in-flight budget is
-//! exhausted (Prometheus retries 5xx, not 429 by default); 507 Insufficient Storage when the
+//! 400 malformed (nothing of the request stored); 400 when series broke an ingestion limit
+//! (`--limits.*`: the body names the limit and the first few series; everything else in the
+//! request was stored, as Prometheus senders do not retry a 400); 401 bad bearer token; 413 body
+//! over the limit (checked on Content-Length and while streaming, so an oversized body is never
+//! buffered); 415 unknown content type or encoding; 503 with `Retry-After` when the in-flight
+//! budget is exhausted (Prometheus retries 5xx, not 429 by default); 507 Insufficient Storage when the
 //! store's volume is full and 503 when the store is read-only (both with the store's reason in
 //! the body and `Retry-After`: nothing of the request was acknowledged, and senders keep the data
 //! and retry); 500 when the store fails otherwise.
@@ -22,7 +25,7 @@ use axum::routing::post;
 use axum::Router;
 use futures::StreamExt;
 use ingest::remote_write::{self, DecodeLimits, Protocol, WriteOutcome};
-use ingest::{IngestMetrics, Receiver, RemoteWriteError, SOURCE_REMOTE_WRITE};
+use ingest::{IngestLimits, IngestMetrics, Receiver, RemoteWriteError, SOURCE_REMOTE_WRITE};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -36,7 +39,8 @@ use tokio::sync::Semaphore;
 
 /// Default body limit: 32 MiB, as Prometheus' receiver.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
-/// Default budget of decompressed request bytes being decoded at once: 256 MiB.
+/// Default budget of request bytes in flight at once, compressed bodies and their decompressed
+/// form together: 256 MiB.
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 << 20;
 /// Default time a request waits for in-flight budget before it gets a 503.
 pub const DEFAULT_SATURATION_WAIT: Duration = Duration::from_secs(5);
@@ -52,12 +56,15 @@ pub struct RemoteWriteSettings {
     /// When set, requests must carry `Authorization: Bearer <token>` (the file's token, re-read
     /// when it changes).
     pub bearer_token: Option<Arc<super::reloading::Reloading<String>>>,
-    /// Decompressed bytes that may be decoding at once; beyond it requests wait, then get 503.
+    /// Request bytes (compressed bodies being read or decoded, plus their decompressed form) that
+    /// may be in flight at once; beyond it requests wait, then get 503.
     pub max_inflight_bytes: usize,
     /// How long a request waits for in-flight budget before the 503.
     pub saturation_wait: Duration,
     /// Samples later than now + this are skipped.
     pub max_future: Duration,
+    /// Labels, series per request, live series and new series per minute.
+    pub limits: IngestLimits,
 }
 
 impl Default for RemoteWriteSettings {
@@ -68,6 +75,7 @@ impl Default for RemoteWriteSettings {
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             saturation_wait: DEFAULT_SATURATION_WAIT,
             max_future: Duration::from_millis(remote_write::DEFAULT_MAX_FUTURE_MS as u64),
+            limits: IngestLimits::default(),
         }
     }
 }
@@ -131,7 +139,7 @@ impl RemoteWriteState {
             max_future_ms: i64::try_from(settings.max_future.as_millis()).unwrap_or(i64::MAX),
         };
         RemoteWriteState {
-            receiver: Arc::new(Receiver::new(db, limits)),
+            receiver: Arc::new(Receiver::new(db, limits).with_limits(settings.limits)),
             inflight: Arc::new(Semaphore::new(inflight_permits as usize)),
             inflight_permits,
             settings,
@@ -264,27 +272,19 @@ async fn handle(rw: &Arc<RemoteWriteState>, headers: &HeaderMap, body: Body) -> 
             return Err(too_large(settings.max_body_bytes));
         }
     }
-    let body = read_limited(body, settings.max_body_bytes).await?;
+    // The compressed bytes are reserved before the body is read: past the budget the sender
+    // waits with its body unread, then gets 503.
+    let announced = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    let mut budget = InflightBudget::new(rw);
+    if let Some(length) = announced {
+        budget.hold_bytes(length).await?;
+    }
+    let body = read_limited(body, settings.max_body_bytes, &mut budget).await?;
 
     // Refuses a body announcing more than the receiver decodes before it waits for budget.
     let decompressed_bytes = rw.receiver.decompressed_len(&body)?;
-    let permits =
-        u32::try_from(decompressed_bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX).min(rw.inflight_permits);
-    let permit =
-        match tokio::time::timeout(settings.saturation_wait, rw.inflight.clone().acquire_many_owned(permits)).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => {
-                return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "receiver is shutting down")
-                    .retry_after(RETRY_AFTER_SATURATED))
-            }
-            Err(_) => {
-                return Err(Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "receiver saturated: too many request bytes being decoded; retry later",
-                )
-                .retry_after(RETRY_AFTER_SATURATED))
-            }
-        };
+    budget.hold_bytes(body.len().saturating_add(decompressed_bytes)).await?;
+    let permit = budget.into_permit();
 
     let receiver = rw.receiver.clone();
     let outcome = tokio::task::spawn_blocking(move || {
@@ -303,8 +303,9 @@ fn too_large(max_bytes: usize) -> Refusal {
     )
 }
 
-/// Reads the body, refusing as soon as it grows past `max_bytes` (without reading the rest).
-async fn read_limited(body: Body, max_bytes: usize) -> Result<Vec<u8>, Refusal> {
+/// Reads the body, refusing as soon as it grows past `max_bytes` (without reading the rest); a
+/// body longer than `budget` holds (sent without Content-Length) takes budget as it arrives.
+async fn read_limited(body: Body, max_bytes: usize, budget: &mut InflightBudget<'_>) -> Result<Vec<u8>, Refusal> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -313,9 +314,66 @@ async fn read_limited(body: Body, max_bytes: usize) -> Result<Vec<u8>, Refusal> 
         if buf.len() + chunk.len() > max_bytes {
             return Err(too_large(max_bytes));
         }
+        budget.hold_bytes(buf.len() + chunk.len()).await?;
         buf.extend_from_slice(&chunk);
     }
     Ok(buf)
+}
+
+/// The in-flight budget one request holds, grown as it learns its size: the permits come back
+/// when it is dropped (after the request is stored, or when it is refused).
+struct InflightBudget<'a> {
+    rw: &'a RemoteWriteState,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<'a> InflightBudget<'a> {
+    fn new(rw: &'a RemoteWriteState) -> Self {
+        InflightBudget { rw, permit: None }
+    }
+
+    fn held_permits(&self) -> u32 {
+        self.permit.as_ref().map_or(0, |p| u32::try_from(p.num_permits()).unwrap_or(u32::MAX))
+    }
+
+    /// Holds budget for `bytes` in all (a request larger than the whole budget holds all of it,
+    /// so it runs alone rather than never); waits for it at most the saturation wait, then 503.
+    async fn hold_bytes(&mut self, bytes: usize) -> Result<(), Refusal> {
+        let wanted =
+            u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX).min(self.rw.inflight_permits);
+        let more = wanted.saturating_sub(self.held_permits());
+        if more == 0 {
+            return Ok(());
+        }
+        let acquire = self.rw.inflight.clone().acquire_many_owned(more);
+        let taken = match tokio::time::timeout(self.rw.settings.saturation_wait, acquire).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => {
+                return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "receiver is shutting down")
+                    .retry_after(RETRY_AFTER_SATURATED))
+            }
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "receiver saturated: the {} bytes of requests in flight are taken \
+                         (--remote-write-max-inflight-bytes); retry later",
+                        self.rw.settings.max_inflight_bytes
+                    ),
+                )
+                .retry_after(RETRY_AFTER_SATURATED))
+            }
+        };
+        match &mut self.permit {
+            Some(held) => held.merge(taken),
+            None => self.permit = Some(taken),
+        }
+        Ok(())
+    }
+
+    fn into_permit(self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permit
+    }
 }
 
 fn success_response(rw: &RemoteWriteState, outcome: &WriteOutcome) -> Response {
@@ -323,8 +381,15 @@ fn success_response(rw: &RemoteWriteState, outcome: &WriteOutcome) -> Response {
     for (reason, n) in outcome.rejections() {
         rw.ingest_metrics.rejected(SOURCE_REMOTE_WRITE, reason, n);
     }
+    rw.ingest_metrics.refused_by_limits(SOURCE_REMOTE_WRITE, &outcome.refused);
     let summary = outcome.skipped_summary();
-    let mut response = if summary.is_empty() {
+    let mut response = if !outcome.refused.is_empty() {
+        let message = outcome.refused.message(rw.receiver.limits());
+        tracing::debug!(%message, "remote-write series refused by limits");
+        let skipped = if summary.is_empty() { String::new() } else { format!("; {summary}") };
+        let body = format!("{message}; {} samples written{skipped}\n", outcome.samples_written);
+        (StatusCode::BAD_REQUEST, body).into_response()
+    } else if summary.is_empty() {
         StatusCode::NO_CONTENT.into_response()
     } else {
         (StatusCode::OK, format!("{} samples written; {summary}\n", outcome.samples_written)).into_response()

@@ -11,6 +11,7 @@
 
 use super::Protocol;
 use crate::error::RemoteWriteError;
+use crate::limits::{IngestLimits, Limit, LimitRefusals};
 use crate::series_cache::{CacheReader, SeriesCache};
 use crate::wire::{decode_packed_u32, WireReader};
 use std::ops::Range;
@@ -82,6 +83,8 @@ struct SeriesSpan {
     /// Byte range of the raw label fields in the buffer and their hash, for adding the series to
     /// the cache once it is resolved (cache misses with contiguous label fields only).
     raw: Option<(Range<usize>, u64)>,
+    /// The series' position among the request's series (for naming it in a refusal).
+    series_index: usize,
 }
 
 /// A decoded, fully validated request whose labels borrow from the decompressed buffer.
@@ -99,6 +102,8 @@ pub struct DecodedRequest<'a> {
     pub metadata: u64,
     /// Samples dropped for lying more than `max_future_ms` ahead of the receiver's clock.
     pub too_far_in_future: u64,
+    /// Series left out for breaking a per-series or per-request limit.
+    pub refused: LimitRefusals,
 }
 
 impl<'a> DecodedRequest<'a> {
@@ -133,6 +138,11 @@ impl<'a> DecodedRequest<'a> {
             .collect()
     }
 
+    /// The position among the request's series of entry `batch_index` of [`batch`](Self::batch).
+    pub(crate) fn series_index(&self, batch_index: usize) -> usize {
+        self.series.get(batch_index).map_or(batch_index, |span| span.series_index)
+    }
+
     /// The `(hash, raw label bytes, id)` of every series that can join a [`SeriesCache`] once the
     /// store named it: `ids` are the store's ids of [`batch`](Self::batch), in the same order.
     pub(crate) fn cache_entries<'s>(
@@ -146,22 +156,32 @@ impl<'a> DecodedRequest<'a> {
     }
 
     /// Opens a series whose labels were pushed from `labels_start`; validates them and keeps the
-    /// series only when it brought float samples.
+    /// series only when it brought float samples and breaks no label limit (a series that does is
+    /// left out and recorded in `refused`).
     fn finish_series(
         &mut self,
         series_index: usize,
         labels_start: usize,
         samples_start: usize,
         raw: Option<(Range<usize>, u64)>,
+        limits: &IngestLimits,
     ) -> Result<(), RemoteWriteError> {
-        validate_series_labels(&self.labels[labels_start..])
-            .map_err(|reason| RemoteWriteError::InvalidSeries { series_index, reason })?;
+        let labels = &self.labels[labels_start..];
+        validate_series_labels(labels).map_err(|reason| RemoteWriteError::InvalidSeries { series_index, reason })?;
+        if let Some((limit, how)) = limits.check_labels(labels) {
+            let samples = self.samples.len() - samples_start;
+            self.refused.refuse(limit, series_index, Some(labels), samples, &how);
+            self.labels.truncate(labels_start);
+            self.samples.truncate(samples_start);
+            return Ok(());
+        }
         if self.samples.len() > samples_start {
             self.series.push(SeriesSpan {
                 labels: labels_start..self.labels.len(),
                 samples: samples_start..self.samples.len(),
                 id: None,
                 raw,
+                series_index,
             });
         } else {
             self.labels.truncate(labels_start);
@@ -198,30 +218,44 @@ pub fn decode_request<'a>(
     now_ms: i64,
     limits: &DecodeLimits,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
-    decode_with_cache(protocol, buf, now_ms, limits, None)
+    decode_with_cache(protocol, buf, now_ms, limits, &IngestLimits::UNLIMITED, None)
 }
 
-/// Decodes like [`decode_request`]; with a cache, 1.0 series whose raw label bytes it knows get
-/// their id from it and skip label decoding and validation (the bytes were validated when they were
-/// added).
+/// Decodes like [`decode_request`], leaving out (and recording) the series that break
+/// `series_limits`' per-series and per-request limits; with a cache, 1.0 series whose raw label
+/// bytes it knows get their id from it and skip label decoding, validation and the label limits
+/// (the bytes passed them when they were added, and the limits do not change during a receiver's
+/// life).
 pub(crate) fn decode_with_cache<'a>(
     protocol: Protocol,
     buf: &'a [u8],
     now_ms: i64,
     limits: &DecodeLimits,
+    series_limits: &IngestLimits,
     cache: Option<(&SeriesCache, &CacheReader<'_>)>,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let max_ts_ms = now_ms.saturating_add(limits.max_future_ms);
     match protocol {
-        Protocol::V1 => decode_v1(buf, max_ts_ms, cache),
-        Protocol::V2 => decode_v2(buf, max_ts_ms),
+        Protocol::V1 => decode_v1(buf, max_ts_ms, series_limits, cache),
+        Protocol::V2 => decode_v2(buf, max_ts_ms, series_limits),
     }
+}
+
+/// Whether series number `series_index` (from 0) is past the per-request limit; if so it is
+/// recorded as refused (unnamed: its labels are not decoded).
+fn past_series_limit(out: &mut DecodedRequest<'_>, series_index: usize, limits: &IngestLimits) -> bool {
+    let past = limits.max_series_per_request > 0 && series_index >= limits.max_series_per_request;
+    if past {
+        out.refused.refuse(Limit::SeriesPerRequest, series_index, None, 0, "");
+    }
+    past
 }
 
 /// Walks `prometheus.WriteRequest`: field 1 `TimeSeries`, field 3 metadata.
 fn decode_v1<'a>(
     buf: &'a [u8],
     max_ts_ms: i64,
+    limits: &IngestLimits,
     cache: Option<(&SeriesCache, &CacheReader<'_>)>,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
@@ -232,9 +266,12 @@ fn decode_v1<'a>(
         match field.number {
             1 => {
                 let series = field.bytes()?;
-                // The payload is the tail of the field's bytes.
-                let payload_start = request.consumed() - series.len();
-                decode_v1_series(&mut out, series, payload_start, field.offset, series_index, max_ts_ms, cache)?;
+                if !past_series_limit(&mut out, series_index, limits) {
+                    // The payload is the tail of the field's bytes.
+                    let payload_start = request.consumed() - series.len();
+                    let at = SeriesAt { payload_start, base: field.offset, series_index };
+                    decode_v1_series(&mut out, series, at, max_ts_ms, limits, cache)?;
+                }
                 series_index += 1;
             }
             3 => out.metadata += 1,
@@ -250,12 +287,12 @@ fn decode_v1<'a>(
 fn decode_v1_series<'a>(
     out: &mut DecodedRequest<'a>,
     series: &'a [u8],
-    payload_start: usize,
-    base: usize,
-    series_index: usize,
+    at: SeriesAt,
     max_ts_ms: i64,
+    limits: &IngestLimits,
     cache: Option<(&SeriesCache, &CacheReader<'_>)>,
 ) -> Result<(), RemoteWriteError> {
+    let SeriesAt { payload_start, base, series_index } = at;
     let labels_start = out.labels.len();
     let samples_start = out.samples.len();
     let mut raw_labels: Option<Range<usize>> = None;
@@ -297,6 +334,7 @@ fn decode_v1_series<'a>(
                     samples: samples_start..out.samples.len(),
                     id: Some(id),
                     raw: None,
+                    series_index,
                 });
             }
             return Ok(());
@@ -310,7 +348,16 @@ fn decode_v1_series<'a>(
             out.labels.push(decode_v1_label(field.bytes()?, field.offset)?);
         }
     }
-    out.finish_series(series_index, labels_start, samples_start, raw)
+    out.finish_series(series_index, labels_start, samples_start, raw, limits)
+}
+
+/// Where one 1.0 series lies: its payload's offset in the request buffer, the offset error
+/// messages count from, and its index among the request's series.
+#[derive(Debug, Clone, Copy)]
+struct SeriesAt {
+    payload_start: usize,
+    base: usize,
+    series_index: usize,
 }
 
 /// `prometheus.Label`: name (1) and value (2).
@@ -348,7 +395,7 @@ fn decode_sample(buf: &[u8], base: usize) -> Result<Sample, RemoteWriteError> {
 
 /// Walks `io.prometheus.write.v2.Request`: symbols (4) first collected in any order, then the
 /// series (5), whose `labels_refs` (1) index the symbols.
-fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWriteError> {
+fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let mut symbols: Vec<&str> = Vec::new();
     let mut series_fields: Vec<(&[u8], usize)> = Vec::new();
     let mut request = WireReader::new(buf, 0);
@@ -363,6 +410,9 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
     let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
     let mut refs: Vec<u32> = Vec::new();
     for (series_index, (series, base)) in series_fields.into_iter().enumerate() {
+        if past_series_limit(&mut out, series_index, limits) {
+            continue;
+        }
         refs.clear();
         let labels_start = out.labels.len();
         let samples_start = out.samples.len();
@@ -399,7 +449,7 @@ fn decode_v2(buf: &[u8], max_ts_ms: i64) -> Result<DecodedRequest<'_>, RemoteWri
             };
             out.labels.push((symbol(pair[0])?, symbol(pair[1])?));
         }
-        out.finish_series(series_index, labels_start, samples_start, None)?;
+        out.finish_series(series_index, labels_start, samples_start, None, limits)?;
     }
     Ok(out)
 }

@@ -1,14 +1,18 @@
 //! `Receiver` is the one door of a remote-write request into the store: it owns the store handle,
-//! the decoding limits, the series cache and the decompression buffers, and
-//! [`Receiver::remote_write`] runs decompress → decode and validate → one append → cache update.
+//! the decoding and ingestion limits, the series cache and the decompression buffers, and
+//! [`Receiver::remote_write`] runs decompress → decode and validate (series over a per-series or
+//! per-request limit left out) → admit new series (live-series cap, new-series rate) → one append
+//! → cache update.
 //!
 //! A receiver serves one store for its whole life (the series cache maps to that store's ids). It
 //! is shared behind an `Arc` and called from blocking threads; every method takes `&self`.
 
+use super::decode::DecodedRequest;
 use super::decode::{checked_decompressed_len, decode_with_cache, decompress_snappy, DecodeLimits};
 use super::store::{store, WriteOutcome};
 use super::Protocol;
 use crate::error::RemoteWriteError;
+use crate::limits::{IngestLimits, Limit, LimitRefusals, Reservation, SeriesAdmission};
 use crate::series_cache::{self, SeriesCache};
 use std::sync::{Arc, Mutex, PoisonError};
 use tsdb::Db;
@@ -22,21 +26,38 @@ const MAX_KEPT_SCRATCH_BYTES: usize = 8 << 20;
 pub struct Receiver {
     db: Arc<Db>,
     limits: DecodeLimits,
+    series_limits: IngestLimits,
+    admission: SeriesAdmission,
     /// `None` when turned off with [`Receiver::with_series_cache_max_bytes`]`(0)`.
     series_cache: Option<SeriesCache>,
     scratch: ScratchPool,
 }
 
 impl Receiver {
-    /// A receiver storing into `db`, with a series cache of the default size
-    /// (`series_cache::DEFAULT_MAX_BYTES`, 128 MiB: about 5 million series).
+    /// A receiver storing into `db`, with the default [`IngestLimits`] and a series cache of the
+    /// default size (`series_cache::DEFAULT_MAX_BYTES`, 128 MiB: about 5 million series).
     pub fn new(db: Arc<Db>, limits: DecodeLimits) -> Receiver {
+        let series_limits = IngestLimits::default();
         Receiver {
             db,
             limits,
+            admission: SeriesAdmission::new(&series_limits),
+            series_limits,
             series_cache: Some(SeriesCache::new(series_cache::DEFAULT_MAX_BYTES)),
             scratch: ScratchPool::new(),
         }
+    }
+
+    /// Replaces the ingestion limits (labels, series per request, live series, new series rate).
+    pub fn with_limits(mut self, series_limits: IngestLimits) -> Receiver {
+        self.admission = SeriesAdmission::new(&series_limits);
+        self.series_limits = series_limits;
+        self
+    }
+
+    /// The ingestion limits this receiver applies.
+    pub fn limits(&self) -> &IngestLimits {
+        &self.series_limits
     }
 
     /// Bounds the series cache to `max_bytes` of raw label bytes (it is cleared and refills when
@@ -57,7 +78,9 @@ impl Receiver {
 
     /// Stores one remote-write request: `body` is the snappy-compressed message of `protocol`;
     /// samples later than `now_ms + max_future_ms` are skipped and counted. A request with any
-    /// invalid series stores nothing (`Err`); per-sample refusals are counted in the outcome.
+    /// invalid series (malformed, or refused by the store's own rules) stores nothing (`Err`); a
+    /// series over one of the [`IngestLimits`] is left out alone and named in
+    /// [`WriteOutcome::refused`], the rest stored; per-sample refusals are counted in the outcome.
     pub fn remote_write(&self, protocol: Protocol, body: &[u8], now_ms: i64) -> Result<WriteOutcome, RemoteWriteError> {
         let mut scratch = self.scratch.take();
         let result = self.write_with(protocol, body, now_ms, &mut scratch);
@@ -74,24 +97,85 @@ impl Receiver {
     ) -> Result<WriteOutcome, RemoteWriteError> {
         decompress_snappy(body, self.limits.max_decompressed_bytes, scratch)?;
         let cache = self.series_cache.as_ref();
+        let limits = (&self.limits, &self.series_limits);
         // The cache's read lock is released before the store adds the new series under its write lock.
         let decoded = match cache {
             Some(cache) => {
                 let reader = cache.reader();
-                decode_with_cache(protocol, scratch, now_ms, &self.limits, Some((cache, &reader)))?
+                decode_with_cache(protocol, scratch, now_ms, limits.0, limits.1, Some((cache, &reader)))?
             }
-            None => decode_with_cache(protocol, scratch, now_ms, &self.limits, None)?,
+            None => decode_with_cache(protocol, scratch, now_ms, limits.0, limits.1, None)?,
         };
-        let (mut outcome, removed) = store(&self.db, cache, &decoded, None)?;
+        let mut refused = decoded.refused.clone();
+        let (only, reservation) = self.admit(&decoded, &mut refused)?;
+        let stored = store(&self.db, cache, &decoded, only.as_deref());
+        if let Some(reservation) = reservation {
+            let created = stored.as_ref().map_or(0, |(outcome, _)| outcome.series_created);
+            self.admission.settle(reservation, usize::try_from(created).unwrap_or(usize::MAX));
+        }
+        let (mut outcome, removed) = stored?;
         if !removed.is_empty() {
             // Cached ids of series the store removed since: those entries go again by labels.
             drop(decoded);
-            let fresh = decode_with_cache(protocol, scratch, now_ms, &self.limits, None)?;
+            let fresh = decode_with_cache(protocol, scratch, now_ms, limits.0, limits.1, None)?;
             let (again, _) = store(&self.db, cache, &fresh, Some(&removed))?;
             outcome.add_stored(&again);
         }
+        outcome.refused = refused;
         Ok(outcome)
     }
+
+    /// Decides which entries of `decoded`'s batch may be stored under the live-series cap and the
+    /// new-series rate: `None` for all of them. The entries named by labels may be new; room is
+    /// reserved for all of them, and when there is not enough, each is looked up: known series are
+    /// always written, unknown ones while the room lasts, the rest left out (recorded in
+    /// `refused`).
+    fn admit(
+        &self,
+        decoded: &DecodedRequest<'_>,
+        refused: &mut LimitRefusals,
+    ) -> Result<(Option<Vec<usize>>, Option<Reservation>), RemoteWriteError> {
+        if self.admission.is_unlimited() {
+            return Ok((None, None));
+        }
+        let batch = decoded.batch();
+        let maybe_new = batch.iter().filter(|entry| entry.series.labels().is_some()).count();
+        if maybe_new == 0 {
+            return Ok((None, None));
+        }
+        let reservation = self.admission.reserve(maybe_new, self.db.live_series());
+        let Some(limit) = reservation.limited_by.filter(|_| reservation.granted < maybe_new) else {
+            return Ok((None, Some(reservation)));
+        };
+        let mut room = reservation.granted;
+        let mut keep = Vec::with_capacity(batch.len());
+        for (batch_index, entry) in batch.iter().enumerate() {
+            let Some(labels) = entry.series.labels() else {
+                keep.push(batch_index);
+                continue;
+            };
+            if store_knows(&self.db, labels) {
+                keep.push(batch_index);
+            } else if room > 0 {
+                room -= 1;
+                keep.push(batch_index);
+            } else {
+                let how = match limit {
+                    Limit::ActiveSeries => "a new series, and the store is at its live-series cap",
+                    _ => "a new series, and this minute's new-series budget is spent",
+                };
+                refused.refuse(limit, decoded.series_index(batch_index), Some(labels), entry.samples.len(), how);
+            }
+        }
+        Ok((Some(keep), Some(reservation)))
+    }
+}
+
+/// Whether the store holds a series with exactly these labels (empty values, which the store
+/// drops, left aside). Only asked when new series are being refused, for the entries beyond the
+/// reserved room, so the index lookups stay off the common path.
+fn store_knows(db: &Db, labels: &[(&str, &str)]) -> bool {
+    db.lookup(labels).is_some()
 }
 
 /// Decompression buffers kept between requests, so a steady stream of requests allocates none.
@@ -226,8 +310,15 @@ mod tests {
 
         let raw = prost::Message::encode_to_vec(&request(20));
         let cache = receiver.series_cache.as_ref().unwrap();
-        let decoded =
-            decode_with_cache(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((cache, &cache.reader()))).unwrap();
+        let decoded = decode_with_cache(
+            Protocol::V1,
+            &raw,
+            0,
+            &DecodeLimits::default(),
+            &IngestLimits::default(),
+            Some((cache, &cache.reader())),
+        )
+        .unwrap();
         assert_eq!((decoded.series_count(), decoded.cached_series_count()), (2, 2));
         let second = write_raw(&receiver, &raw).unwrap();
         assert_eq!((second.samples_written, second.series_created), (2, 0));
@@ -259,9 +350,15 @@ mod tests {
         raw.extend(&series);
         for _ in 0..2 {
             let cache = receiver.series_cache.as_ref().unwrap();
-            let decoded =
-                decode_with_cache(Protocol::V1, &raw, 0, &DecodeLimits::default(), Some((cache, &cache.reader())))
-                    .unwrap();
+            let decoded = decode_with_cache(
+                Protocol::V1,
+                &raw,
+                0,
+                &DecodeLimits::default(),
+                &IngestLimits::default(),
+                Some((cache, &cache.reader())),
+            )
+            .unwrap();
             assert_eq!(decoded.cached_series_count(), 0);
             assert_eq!(decoded.batch()[0].series.labels().unwrap(), &[("__name__", "m"), ("job", "j")]);
             write_raw(&receiver, &raw).unwrap();
@@ -286,6 +383,114 @@ mod tests {
             assert!(matches!(result, Err(RemoteWriteError::DecompressedTooLarge { max_bytes: 16, .. })));
         }
         assert!(matches!(receiver.decompressed_len(b"\xff\xff\xff\xff\xff\xff"), Err(RemoteWriteError::Snappy(_))));
+    }
+
+    fn write_series(receiver: &Receiver, series: Vec<v1::TimeSeries>) -> WriteOutcome {
+        let request = v1::WriteRequest { timeseries: series, metadata: vec![] };
+        receiver.remote_write(Protocol::V1, &encode_body(&request), 0).unwrap()
+    }
+
+    fn stored_names(receiver: &Receiver) -> Vec<String> {
+        let mut names: Vec<String> = receiver
+            .db
+            .select(&[tsdb::Matcher::new(tsdb::MatchOp::RegexMatch, "__name__", ".+").unwrap()], i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.labels.get("__name__").map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_series_over_a_label_limit_is_refused_alone_and_named() {
+        let (cached_dir, uncached_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let limits = IngestLimits { max_label_value_bytes: 8, max_labels_per_series: 3, ..IngestLimits::default() };
+        for receiver in [
+            receiver(&cached_dir).with_limits(limits),
+            receiver(&uncached_dir).with_limits(limits).with_series_cache_max_bytes(0),
+        ] {
+            let long = "x".repeat(9);
+            let request = || {
+                vec![
+                    v1_series(&[("__name__", "a")], &[(1, 1.0)]),
+                    v1_series(&[("__name__", "b"), ("pod", &long)], &[(1, 1.0), (2, 2.0)]),
+                    v1_series(&[("__name__", "c"), ("x", "1"), ("y", "2"), ("z", "3")], &[(1, 1.0)]),
+                    v1_series(&[("__name__", "d")], &[(1, 1.0)]),
+                ]
+            };
+            let outcome = write_series(&receiver, request());
+            assert_eq!(outcome.samples_written, 2);
+            assert_eq!(outcome.refused.series(Limit::LabelValueLength), 1);
+            assert_eq!(outcome.refused.samples(Limit::LabelValueLength), 2);
+            assert_eq!(outcome.refused.series(Limit::LabelsPerSeries), 1);
+            let message = outcome.refused.message(receiver.limits());
+            assert!(message.contains("series 1 {__name__=\"b\", pod=\"xxxxxxxxx\"}"), "{message}");
+            assert!(message.contains("series 2 {__name__=\"c\""), "{message}");
+            assert_eq!(stored_names(&receiver), vec!["a", "d"]);
+            // Again, now that the cache knows a and d: the refused ones are still refused.
+            let again = write_series(&receiver, request());
+            // (exact repeats count as written: senders retry)
+            assert_eq!((again.refused.series_total(), again.samples_written), (2, 2));
+        }
+    }
+
+    #[test]
+    fn series_past_the_per_request_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver =
+            receiver(&dir).with_limits(IngestLimits { max_series_per_request: 2, ..IngestLimits::default() });
+        let series = (0..5).map(|i| v1_series(&[("__name__", &format!("m{i}"))], &[(1, 1.0)])).collect();
+        let outcome = write_series(&receiver, series);
+        assert_eq!((outcome.samples_written, outcome.refused.series(Limit::SeriesPerRequest)), (2, 3));
+        assert!(outcome.refused.message(receiver.limits()).contains("e.g. series 2; series 3; series 4"));
+        assert_eq!(stored_names(&receiver), vec!["m0", "m1"]);
+    }
+
+    #[test]
+    fn at_the_live_series_cap_known_series_are_written_and_new_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = IngestLimits { max_active_series: 3, ..IngestLimits::default() };
+        // Without the cache every series is named by labels, as after a restart.
+        let receiver = receiver(&dir).with_limits(limits).with_series_cache_max_bytes(0);
+        let first = write_series(
+            &receiver,
+            vec![v1_series(&[("__name__", "a")], &[(1, 1.0)]), v1_series(&[("__name__", "b")], &[(1, 1.0)])],
+        );
+        assert_eq!(first.series_created, 2);
+        let second = write_series(
+            &receiver,
+            vec![
+                v1_series(&[("__name__", "a")], &[(2, 1.0)]),
+                v1_series(&[("__name__", "c")], &[(2, 1.0)]),
+                v1_series(&[("__name__", "d")], &[(2, 1.0)]),
+                v1_series(&[("__name__", "b")], &[(2, 1.0)]),
+            ],
+        );
+        assert_eq!((second.samples_written, second.series_created), (3, 1));
+        assert_eq!(second.refused.series(Limit::ActiveSeries), 1);
+        assert!(second.refused.message(&limits).contains("series 2 {__name__=\"d\"}"));
+        let third = write_series(
+            &receiver,
+            vec![v1_series(&[("__name__", "e")], &[(3, 1.0)]), v1_series(&[("__name__", "b")], &[(3, 1.0)])],
+        );
+        assert_eq!((third.samples_written, third.refused.series(Limit::ActiveSeries)), (1, 1));
+        assert_eq!(stored_names(&receiver), vec!["a", "b", "c"]);
+        assert_eq!(receiver.db.stats().series, 3);
+    }
+
+    #[test]
+    fn new_series_past_the_rate_are_refused_and_known_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = IngestLimits { max_new_series_per_minute: 2, ..IngestLimits::default() };
+        let receiver = receiver(&dir).with_limits(limits);
+        let series: Vec<_> = (0..4).map(|i| v1_series(&[("__name__", &format!("m{i}"))], &[(1, 1.0)])).collect();
+        let outcome = write_series(&receiver, series.clone());
+        assert_eq!((outcome.series_created, outcome.refused.series(Limit::NewSeriesPerMinute)), (2, 2));
+        let again: Vec<_> = (0..4).map(|i| v1_series(&[("__name__", &format!("m{i}"))], &[(2, 1.0)])).collect();
+        let outcome = write_series(&receiver, again);
+        assert_eq!((outcome.samples_written, outcome.refused.series(Limit::NewSeriesPerMinute)), (2, 2));
+        assert_eq!(stored_names(&receiver), vec!["m0", "m1"]);
     }
 
     #[test]

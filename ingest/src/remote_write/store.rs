@@ -12,6 +12,7 @@
 
 use super::decode::DecodedRequest;
 use crate::error::RemoteWriteError;
+use crate::limits::LimitRefusals;
 use crate::series_cache::SeriesCache;
 use tsdb::{Db, RejectReason};
 
@@ -29,6 +30,8 @@ pub struct WriteOutcome {
     pub duplicate_timestamp: u64,
     pub too_old: u64,
     pub too_far_in_future: u64,
+    /// Series left out for breaking a limit (the rest of the request was stored).
+    pub refused: LimitRefusals,
 }
 
 impl WriteOutcome {
@@ -67,7 +70,8 @@ impl WriteOutcome {
 
 /// Appends a decoded request in one batch and adds the series it named to `cache`. `only`, when
 /// given, restricts the batch to those entries (by their index in the request's batch). Returns
-/// the outcome and the entries the store reported as named by the id of a removed series.
+/// the outcome and the entries (by their index in the request's batch) the store reported as named
+/// by the id of a removed series.
 pub(crate) fn store(
     db: &Db,
     cache: Option<&SeriesCache>,
@@ -88,8 +92,10 @@ pub(crate) fn store(
         None => db.append(&batch)?,
         Some(only) => {
             let subset: Vec<_> = only.iter().filter_map(|i| batch.get(*i).copied()).collect();
-            outcome = WriteOutcome::default();
             let mut report = db.append(&subset)?;
+            for removed in &mut report.removed {
+                *removed = only.get(*removed).copied().unwrap_or(usize::MAX);
+            }
             let mut ids = vec![tsdb::SeriesId(u64::MAX); batch.len()];
             for (i, id) in only.iter().zip(&report.ids) {
                 if let Some(slot) = ids.get_mut(*i) {

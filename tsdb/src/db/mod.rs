@@ -222,6 +222,13 @@ impl Db {
         Ok(SeriesId(u64::from(self.resolve_labels(&labels)?.0)))
     }
 
+    /// The id of the live series with exactly these labels (in any order; empty values mean
+    /// absent), without creating it.
+    pub fn lookup(&self, labels: &[(&str, &str)]) -> Option<SeriesId> {
+        let labels = Labels::from_pairs(labels.iter().copied());
+        self.index.read().lookup(&labels).map(|id| SeriesId(u64::from(id)))
+    }
+
     fn resolve_labels(&self, labels: &Labels) -> Result<(u32, bool), Error> {
         let resolved = self.resolve_all(std::slice::from_ref(labels))?;
         resolved.first().copied().ok_or_else(|| Error::Full("BUG: a label set resolved to nothing".into()))
