@@ -173,6 +173,16 @@ impl Slot {
     }
 }
 
+/// What the slot of size `class` at byte `at` of a head file's contents `bytes` holds (`None` past
+/// the end of a short read).
+fn slot_contents(bytes: &[u8], at: usize, class: usize) -> Option<SlotContents> {
+    let header = bytes.get(at..at + SLOT_HEADER_BYTES)?;
+    let capacity = SLOT_CLASS_BYTES[class] - SLOT_HEADER_BYTES;
+    let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
+    payload[..capacity].copy_from_slice(bytes.get(at + SLOT_HEADER_BYTES..at + SLOT_HEADER_BYTES + capacity)?);
+    Some(SlotContents { num_samples: u16::from_le_bytes([header[0], header[1]]), series: u32_at(header, 4), payload })
+}
+
 /// A page's slot size and which of its slots are free.
 #[derive(Debug, Clone, Copy)]
 struct Page {
@@ -437,11 +447,16 @@ impl HeadFiles {
             };
             file.write(0, &encode_head_header(index as u32));
             let file = Arc::new(file);
+            // Scanned with a plain read, not through the mapping: pages never handed out are holes,
+            // and a mapped read of a hole makes some file systems (tmpfs) allocate it — on a full
+            // volume that is SIGBUS.
+            let bytes =
+                dir.read(&name, HEAD_FILE_BYTES).map_err(|e| Error::io(dir.path(&name), e))?.unwrap_or_default();
             let mut classes = Vec::with_capacity(PAGES_PER_FILE);
             for page in 0..PAGES_PER_FILE {
-                let mut code = [0u8; 1];
-                file.read_into(HEAD_FILE_HEADER_BYTES + page * SLOT_BYTES + 2, &mut code);
-                let class = match class_of_code(code[0]) {
+                let page_at = HEAD_FILE_HEADER_BYTES + page * SLOT_BYTES;
+                let code = bytes.get(page_at + 2).copied().unwrap_or(0);
+                let class = match class_of_code(code) {
                     Some(class) => class,
                     None => {
                         // Not a size this version writes: the page's open chunks are lost.
@@ -455,11 +470,11 @@ impl HeadFiles {
                 };
                 classes.push(class);
                 for in_page in 0..slots_per_page(class) {
-                    let number = (index * PAGES_PER_FILE + page) << SLOT_BITS | in_page;
-                    let slot = Slot::new(number as u32, file.clone(), class);
-                    let contents = slot.read();
+                    let at = page_at + in_page * SLOT_CLASS_BYTES[class];
+                    let Some(contents) = slot_contents(&bytes, at, class) else { continue };
                     if contents.num_samples > 0 {
-                        occupied.push((slot, contents));
+                        let number = (index * PAGES_PER_FILE + page) << SLOT_BITS | in_page;
+                        occupied.push((Slot::new(number as u32, file.clone(), class), contents));
                     }
                 }
             }
