@@ -164,6 +164,8 @@ impl Slot {
         self.file.read_into(self.offset() + SLOT_HEADER_BYTES + at, dst);
     }
 
+    /// What the slot holds now (tests compare it before and after a simulated kill).
+    #[cfg(test)]
     pub fn read(&self) -> SlotContents {
         let mut header = [0u8; SLOT_HEADER_BYTES];
         self.file.read_into(self.offset(), &mut header);
