@@ -18,6 +18,9 @@ pub enum RemoteWriteError {
     DecompressedTooLarge { decompressed_bytes: usize, max_bytes: usize },
     #[error("invalid protobuf: {0}")]
     Protobuf(#[from] WireError),
+    /// The body holds only fields of the other protocol version than its content type names.
+    #[error("the body is a remote-write {body} message but the content type says {content_type}: send the content type of the protocol the body is encoded in")]
+    ProtocolMismatch { body: &'static str, content_type: &'static str },
     #[error("series {series_index}: {reason}")]
     InvalidSeries { series_index: usize, reason: String },
     #[error("storing the samples failed: {0}")]

@@ -261,9 +261,11 @@ fn decode_v1<'a>(
     let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
     let mut request = WireReader::new(buf, 0);
     let mut series_index = 0;
+    let mut v2_fields = false;
     while let Some(field) = request.next() {
         let field = field?;
         match field.number {
+            4 | 5 => v2_fields = true,
             1 => {
                 let series = field.bytes()?;
                 if !past_series_limit(&mut out, series_index, limits) {
@@ -277,6 +279,14 @@ fn decode_v1<'a>(
             3 => out.metadata += 1,
             _ => {}
         }
+    }
+    if v2_fields && series_index == 0 && out.metadata == 0 {
+        // Symbols and series of a 2.0 Request under a 1.0 content type: acknowledging it would
+        // store nothing and lose the samples without a word.
+        return Err(RemoteWriteError::ProtocolMismatch {
+            body: "2.0 (io.prometheus.write.v2.Request)",
+            content_type: "1.0 (prometheus.WriteRequest)",
+        });
     }
     Ok(out)
 }
@@ -398,14 +408,23 @@ fn decode_sample(buf: &[u8], base: usize) -> Result<Sample, RemoteWriteError> {
 fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let mut symbols: Vec<&str> = Vec::new();
     let mut series_fields: Vec<(&[u8], usize)> = Vec::new();
+    let mut v1_fields = false;
     let mut request = WireReader::new(buf, 0);
     while let Some(field) = request.next() {
         let field = field?;
         match field.number {
             4 => symbols.push(field.str()?),
             5 => series_fields.push((field.bytes()?, field.offset)),
+            1 | 3 => v1_fields = true,
             _ => {}
         }
+    }
+    if v1_fields && symbols.is_empty() && series_fields.is_empty() {
+        // Series of a 1.0 WriteRequest under a 2.0 content type (see `decode_v1`).
+        return Err(RemoteWriteError::ProtocolMismatch {
+            body: "1.0 (prometheus.WriteRequest)",
+            content_type: "2.0 (io.prometheus.write.v2.Request)",
+        });
     }
     let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
     let mut refs: Vec<u32> = Vec::new();
@@ -572,6 +591,32 @@ mod tests {
         let raw = prost::Message::encode_to_vec(&request);
         let decoded = decode_request(Protocol::V1, &raw, 1_000, &DecodeLimits::default()).unwrap();
         assert_eq!((decoded.sample_count(), decoded.too_far_in_future), (1, 1));
+    }
+
+    #[test]
+    fn a_body_of_the_other_protocol_version_is_refused_not_acknowledged_empty() {
+        let v1_body = prost::Message::encode_to_vec(&v1::WriteRequest {
+            timeseries: vec![v1_series(&[("__name__", "up")], &[(1_000, 1.0)])],
+            metadata: vec![],
+        });
+        let v2_body = prost::Message::encode_to_vec(&v2::Request {
+            symbols: vec!["".into(), "__name__".into(), "up".into()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![v2::Sample { value: 1.0, timestamp: 1_000 }],
+                ..Default::default()
+            }],
+        });
+        for (protocol, body) in [(Protocol::V2, &v1_body), (Protocol::V1, &v2_body)] {
+            match decode_request(protocol, body, 1_000, &DecodeLimits::default()) {
+                Err(RemoteWriteError::ProtocolMismatch { .. }) => {}
+                other => panic!("{protocol:?}: expected a protocol mismatch, got {other:?}"),
+            }
+        }
+        // Each body under its own content type decodes; an empty body is an empty request.
+        assert_eq!(decode_request(Protocol::V1, &v1_body, 1_000, &DecodeLimits::default()).unwrap().sample_count(), 1);
+        assert_eq!(decode_request(Protocol::V2, &v2_body, 1_000, &DecodeLimits::default()).unwrap().sample_count(), 1);
+        assert_eq!(decode_request(Protocol::V2, &[], 1_000, &DecodeLimits::default()).unwrap().sample_count(), 0);
     }
 
     #[test]
