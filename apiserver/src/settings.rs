@@ -319,7 +319,7 @@ pub struct LimitsLayer {
     #[arg(long = "limits.max-active-series", value_name = "COUNT")]
     pub max_active_series: Option<usize>,
     /// Most series created per minute (a bucket of one minute's worth, full at start); new series
-    /// past it are refused until it refills [default: 500000 series].
+    /// past it are refused until it refills [default: 2000000 series].
     #[arg(long = "limits.max-new-series-per-minute", value_name = "COUNT")]
     pub max_new_series_per_minute: Option<u64>,
 }
