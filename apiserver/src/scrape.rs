@@ -43,13 +43,16 @@ pub fn effective_configs(config: &Config, local_addr: SocketAddr) -> Result<Scra
     }
 }
 
-/// Builds the manager and starts the configured targets. Must run inside the tokio runtime.
+/// Builds the manager and starts the configured targets; scraped series meet the label limits of
+/// `limits` (`--limits.*`). Must run inside the tokio runtime.
 pub fn start(
     configs: &ScrapeConfigs,
     db: Arc<tsdb::Db>,
     metrics: IngestMetrics,
+    limits: ingest::IngestLimits,
 ) -> Result<Arc<ScrapeManager>, ConfigError> {
-    let manager = Arc::new(ScrapeManager::new(db, metrics, ScrapeManagerOptions::default()));
+    let options = ScrapeManagerOptions { limits, ..ScrapeManagerOptions::default() };
+    let manager = Arc::new(ScrapeManager::new(db, metrics, options));
     manager.apply_config(configs)?;
     tracing::info!(jobs = configs.scrape_configs.len(), "scraper started");
     Ok(manager)

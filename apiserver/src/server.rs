@@ -151,7 +151,8 @@ impl Server {
         .await
         .map_err(ServerError::Adapter)?;
         let scrape_configs = crate::scrape::effective_configs(&settings, local_addr).map_err(ServerError::Scrape)?;
-        let scraper = crate::scrape::start(&scrape_configs, db.clone(), ingest_metrics).map_err(ServerError::Scrape)?;
+        let scraper = crate::scrape::start(&scrape_configs, db.clone(), ingest_metrics, settings.limits)
+            .map_err(ServerError::Scrape)?;
         let mut cluster_tasks = Vec::new();
         match &mut cluster {
             Some(cluster) => {

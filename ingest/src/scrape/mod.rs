@@ -15,6 +15,7 @@
 
 use crate::error::ConfigError;
 use crate::exposition::{Format, SCRAPE_ACCEPT_HEADER};
+use crate::limits::IngestLimits;
 use crate::metrics::IngestMetrics;
 pub use crate::scrape_config::TargetGroup;
 use crate::scrape_config::{Auth, Job, ScrapeConfigs};
@@ -34,11 +35,17 @@ mod page;
 pub struct ScrapeManagerOptions {
     /// `User-Agent` of scrape requests.
     pub user_agent: String,
+    /// The label limits of `--limits.*` (labels per series, name and value length): a scraped
+    /// series that breaks one is dropped alone, counted and logged, as the store's own label rule.
+    pub limits: IngestLimits,
 }
 
 impl Default for ScrapeManagerOptions {
     fn default() -> Self {
-        ScrapeManagerOptions { user_agent: format!("Ringtail/{}", env!("CARGO_PKG_VERSION")) }
+        ScrapeManagerOptions {
+            user_agent: format!("Ringtail/{}", env!("CARGO_PKG_VERSION")),
+            limits: IngestLimits::default(),
+        }
     }
 }
 
@@ -79,6 +86,7 @@ struct Target {
 struct JobRuntime {
     job: Job,
     client: reqwest::Client,
+    limits: IngestLimits,
 }
 
 struct RunningTarget {
@@ -116,7 +124,7 @@ impl ScrapeManager {
         let mut runtimes = Vec::with_capacity(jobs.len());
         for job in jobs {
             let client = build_client(&job, &self.options)?;
-            runtimes.push(Arc::new(JobRuntime { job, client }));
+            runtimes.push(Arc::new(JobRuntime { job, client, limits: self.options.limits }));
         }
         let mut state = self.lock();
         state.jobs = runtimes;
@@ -403,7 +411,7 @@ mod tests {
     pub(super) fn runtime(yaml: &str) -> Arc<JobRuntime> {
         let job = ScrapeConfigs::from_yaml(yaml).unwrap().resolve().unwrap().remove(0);
         let client = build_client(&job, &ScrapeManagerOptions::default()).unwrap();
-        Arc::new(JobRuntime { job, client })
+        Arc::new(JobRuntime { job, client, limits: IngestLimits::default() })
     }
 
     #[test]

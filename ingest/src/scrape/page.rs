@@ -7,7 +7,7 @@
 
 use super::{Fetched, Target};
 use crate::exposition;
-use crate::metrics::{IngestMetrics, JobLabels, ScrapeLabels, SOURCE_SCRAPE};
+use crate::metrics::{IngestMetrics, JobLabels, RejectLabels, ScrapeLabels, SOURCE_SCRAPE};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, SeriesSamples, METRIC_NAME};
@@ -72,6 +72,8 @@ struct PageStats {
     series_added: u64,
     appended: u64,
     rejected: Vec<(&'static str, u64)>,
+    /// New series dropped by an ingestion limit, by the limit's name.
+    refused: Vec<(&'static str, u64)>,
 }
 
 impl TargetState {
@@ -112,6 +114,10 @@ impl TargetState {
             for (reason, n) in &stats.rejected {
                 metrics.rejected(SOURCE_SCRAPE, reason, *n);
             }
+            for (reason, n) in &stats.refused {
+                metrics.series_refused.get_or_create(&RejectLabels { source: SOURCE_SCRAPE, reason }).inc_by(*n);
+                metrics.rejected(SOURCE_SCRAPE, reason, *n);
+            }
         }
         let result = if outcome.is_ok() { "success" } else { "failure" };
         metrics.scrapes.get_or_create(&ScrapeLabels { job: job.clone(), result }).inc();
@@ -143,6 +149,7 @@ impl TargetState {
         let scrape_no = self.scrapes;
         let mut appends: Vec<PageSample> = Vec::with_capacity(page.samples().len());
         let mut new_series: Vec<NewSeries<'_>> = Vec::new();
+        let mut refused: Vec<(&'static str, u64)> = Vec::new();
         for line in page.samples() {
             let series = match self.cache.get_mut(line.series) {
                 Some(entry) => {
@@ -152,7 +159,7 @@ impl TargetState {
                         None => continue,
                     }
                 }
-                None => match sample_series_labels(target, line.name, page.labels(line)) {
+                None => match sample_series_labels(target, line.name, page.labels(line), &mut refused) {
                     Some(labels) => {
                         new_series.push(NewSeries { raw: line.series, labels, first_append: appends.len() });
                         PageSeries::New(new_series.len() - 1)
@@ -228,6 +235,7 @@ impl TargetState {
             series_added,
             appended: report.appended,
             rejected: rejected.into_iter().collect(),
+            refused,
         })
     }
 
@@ -295,10 +303,13 @@ fn append_pairs(db: &Db, pairs: &[(SeriesId, Sample)]) -> Result<tsdb::AppendRep
 /// then `metric_relabel_configs`. `None` when dropped, or when the result breaks the store's one
 /// label rule ([`tsdb::validate_labels`], checked here so that one bad series is dropped, as
 /// Prometheus does, instead of failing the page's append).
+/// A series over one of the `--limits.*` label limits is dropped too, and its limit's name counted
+/// in `refused`.
 fn sample_series_labels(
     target: &Target,
     name: &str,
     sample_labels: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
+    refused: &mut Vec<(&'static str, u64)>,
 ) -> Option<Labels> {
     let job = &target.job.job;
     let mut labels = Labels::from_pairs(
@@ -330,6 +341,20 @@ fn sample_series_labels(
         tracing::warn!(target = %target.url, series = %labels, error = %reason, "series refused by the store");
         return None;
     }
+    if let Some((limit, detail)) = target.job.limits.check_labels(&pairs) {
+        tracing::warn!(
+            target = %target.url,
+            series = %labels,
+            limit = limit.as_str(),
+            detail,
+            "series refused by an ingestion limit (--limits.*)"
+        );
+        match refused.iter_mut().find(|(reason, _)| *reason == limit.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => refused.push((limit.as_str(), 1)),
+        }
+        return None;
+    }
     Some(labels)
 }
 
@@ -349,13 +374,35 @@ mod tests {
             ));
             let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
             let labels = [(std::borrow::Cow::Borrowed("job"), std::borrow::Cow::Borrowed("inner"))];
-            let labels = sample_series_labels(&target, &format!("m_{honor}"), &labels).unwrap();
+            let labels = sample_series_labels(&target, &format!("m_{honor}"), &labels, &mut Vec::new()).unwrap();
             let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
             db.append(&[SeriesSamples::labels(&pairs, &[Sample::new(1, 1.0)])]).unwrap();
             let found = db.select(&[tsdb::Matcher::equal("__name__", format!("m_{honor}"))], 0, 10).unwrap();
             assert_eq!(found[0].labels.get("job"), Some(expected_job));
             assert_eq!(found[0].labels.get("exported_job"), exported);
         }
+    }
+
+    #[test]
+    fn a_series_over_a_label_limit_is_dropped_alone_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        let mut rt = runtime("scrape_configs:\n- job_name: j\n  static_configs: [{targets: ['h:1']}]\n");
+        let job = std::sync::Arc::get_mut(&mut rt).expect("only this test holds it");
+        job.limits.max_label_value_bytes = 8;
+        job.limits.max_labels_per_series = 4;
+        let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+        let body = "ok{v=\"short\"} 1\nlong{v=\"longer than 8\"} 2\nwide{a=\"1\",b=\"2\",c=\"3\"} 3\n";
+        let fetched = Fetched { body: body.as_bytes().to_vec(), format: crate::exposition::Format::Text };
+        let mut state = TargetState { scrapes: 1, ..TargetState::default() };
+        let mut stats = state.ingest_page(&target, &db, &fetched, 1_000).unwrap();
+        stats.refused.sort();
+        assert_eq!(stats.refused, vec![("max_label_value_length", 1), ("max_labels_per_series", 1)]);
+        assert_eq!((stats.appended, db.stats().series), (1, 1), "the series within the limits is stored");
+        // Remembered as dropped: the next scrape neither stores nor counts them again.
+        let stats = state.ingest_page(&target, &db, &fetched, 2_000).unwrap();
+        assert!(stats.refused.is_empty());
+        assert_eq!(stats.appended, 1);
     }
 
     #[test]
