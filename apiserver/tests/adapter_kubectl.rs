@@ -288,11 +288,13 @@ async fn scenario3_istio_requests_per_second_by_label_selector_and_metric_label_
         let want = apiserver::adapter::provider::quantity::Quantity::from_f64(*value).unwrap().to_string();
         assert_eq!(item["value"], want.as_str(), "{pod}");
     }
-    // HPA: AverageValue 2 rps on 3 replicas; mean ≈ 5.33 → 8 replicas.
+    // HPA: AverageValue 2.5 rps on 3 replicas; mean ≈ 5.33 → 6.4 → 7 replicas. (A 2 rps target
+    // lands exactly on 8.0, where a rate a hair above its exact value — the query runs a few
+    // milliseconds after the samples, and the quantity rounds up to the next milli — makes 9.)
     let served: Vec<i64> = items(&list).iter().map(|i| milli(&i["value"])).collect();
     let raw: Vec<i64> = expected.iter().map(|(_, v)| (v * 1000.0).ceil() as i64).collect();
-    assert_eq!(hpa_pods_average_value(3, &served, 2000), hpa_pods_average_value(3, &raw, 2000));
-    assert_eq!(hpa_pods_average_value(3, &served, 2000), 8);
+    assert_eq!(hpa_pods_average_value(3, &served, 2500), hpa_pods_average_value(3, &raw, 2500));
+    assert_eq!(hpa_pods_average_value(3, &served, 2500), 7);
 
     // metricLabelSelector narrows the series; v1beta2 echoes it as metric.selector.
     let list = h.get(&format!("{base}?labelSelector=app%3Dreviews&metricLabelSelector=response_code%3D500")).await;
