@@ -230,6 +230,20 @@ mod tests {
         receiver.series_cache.as_ref().map_or(0, SeriesCache::len)
     }
 
+    /// Decodes a 1.0 request the way `receiver` would, through its series cache.
+    fn decode_through_cache<'a>(receiver: &Receiver, raw: &'a [u8]) -> crate::remote_write::DecodedRequest<'a> {
+        let cache = receiver.series_cache.as_ref().unwrap();
+        decode_with_cache(
+            Protocol::V1,
+            raw,
+            0,
+            &DecodeLimits::default(),
+            &IngestLimits::default(),
+            Some((cache, &cache.reader())),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn malformed_request_stores_nothing_and_valid_one_reports_out_of_order() {
         let (cached_dir, uncached_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -309,16 +323,7 @@ mod tests {
         assert_eq!((first.samples_written, first.series_created, cache_len(&receiver)), (2, 2, 2));
 
         let raw = prost::Message::encode_to_vec(&request(20));
-        let cache = receiver.series_cache.as_ref().unwrap();
-        let decoded = decode_with_cache(
-            Protocol::V1,
-            &raw,
-            0,
-            &DecodeLimits::default(),
-            &IngestLimits::default(),
-            Some((cache, &cache.reader())),
-        )
-        .unwrap();
+        let decoded = decode_through_cache(&receiver, &raw);
         assert_eq!((decoded.series_count(), decoded.cached_series_count()), (2, 2));
         let second = write_raw(&receiver, &raw).unwrap();
         assert_eq!((second.samples_written, second.series_created), (2, 0));
@@ -349,16 +354,7 @@ mod tests {
         prost::encoding::encode_varint(series.len() as u64, &mut raw);
         raw.extend(&series);
         for _ in 0..2 {
-            let cache = receiver.series_cache.as_ref().unwrap();
-            let decoded = decode_with_cache(
-                Protocol::V1,
-                &raw,
-                0,
-                &DecodeLimits::default(),
-                &IngestLimits::default(),
-                Some((cache, &cache.reader())),
-            )
-            .unwrap();
+            let decoded = decode_through_cache(&receiver, &raw);
             assert_eq!(decoded.cached_series_count(), 0);
             assert_eq!(decoded.batch()[0].series.labels().unwrap(), &[("__name__", "m"), ("job", "j")]);
             write_raw(&receiver, &raw).unwrap();
