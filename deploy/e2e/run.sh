@@ -34,8 +34,24 @@ cp_dir="$work/control-plane"
 netns="rt-e2e-$$"
 veth_host="rte$$h"; veth_ns="rte$$n"
 veth_host="${veth_host:0:15}"; veth_ns="${veth_ns:0:15}"
-host_ip=10.251.0.1
-ns_ip=10.251.0.2
+# A /30 in 10.251.0.0/16 that no interface here uses yet: a run killed with SIGKILL leaves its
+# veth behind, and the next run must not share (and lose) its address.
+free_subnet() {
+  local used third
+  used="$(ip -o -4 addr show | awk '{print $4}')"
+  for third in $(seq 0 255); do
+    for fourth in $(seq 0 4 252); do
+      if ! grep -q "^10\.251\.$third\.$((fourth + 1))/" <<<"$used" \
+        && ! grep -q "^10\.251\.$third\.$((fourth + 2))/" <<<"$used"; then
+        echo "10.251.$third.$fourth"; return 0
+      fi
+    done
+  done
+  return 1
+}
+subnet="$(free_subnet)" || { echo "no free /30 in 10.251.0.0/16" >&2; exit 1; }
+host_ip="${subnet%.*}.$((${subnet##*.} + 1))"
+ns_ip="${subnet%.*}.$((${subnet##*.} + 2))"
 app_ns=e2e
 push_port=19101   # the page vmagent scrapes and remote-writes to Ringtail
 pod_port=19102    # the page Ringtail scrapes through Kubernetes pod discovery
