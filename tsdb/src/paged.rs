@@ -42,21 +42,15 @@ pub struct Paged<T> {
     pages: Vec<Option<Page<T>>>,
     /// Present entries per page.
     live: Vec<u32>,
-    len: usize,
 }
 
 impl<T> Default for Paged<T> {
     fn default() -> Self {
-        Paged { pages: Vec::new(), live: Vec::new(), len: 0 }
+        Paged { pages: Vec::new(), live: Vec::new() }
     }
 }
 
 impl<T: Default> Paged<T> {
-    /// Present entries.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     #[inline]
     pub fn get(&self, id: u32) -> Option<&T> {
         let id = id as usize;
@@ -88,7 +82,6 @@ impl<T: Default> Paged<T> {
         if !page.has(i) {
             page.mark(i, true);
             self.live[page_index] += 1;
-            self.len += 1;
         }
     }
 
@@ -104,7 +97,6 @@ impl<T: Default> Paged<T> {
         page.mark(i, false);
         let value = std::mem::take(&mut page.entries[i]);
         self.live[page_index] -= 1;
-        self.len -= 1;
         if self.live[page_index] == 0 {
             self.pages[page_index] = None;
         }
@@ -126,7 +118,6 @@ impl<T: Default> Paged<T> {
     /// Takes every present entry out, in id order.
     pub fn drain(&mut self) -> impl Iterator<Item = (u32, T)> + '_ {
         self.live.clear();
-        self.len = 0;
         std::mem::take(&mut self.pages).into_iter().enumerate().flat_map(|(page_index, page)| {
             page.into_iter().flat_map(move |page| {
                 let present = page.present;
@@ -164,7 +155,7 @@ mod tests {
         assert!(paged.pages[0].is_none(), "first page freed");
         assert_eq!(paged.get(3), None);
         assert_eq!(paged.remove(3), None, "removing twice is a no-op");
-        assert_eq!(paged.len(), 2 * PAGE_ENTRIES);
+        assert_eq!(paged.live.iter().sum::<u32>() as usize, 2 * PAGE_ENTRIES);
         assert_eq!(paged.iter().next(), Some((PAGE_ENTRIES as u32, &(2 * PAGE_ENTRIES as u32))));
         paged.set(10 * PAGE_ENTRIES as u32 + 1, 7);
         assert_eq!(paged.get(10 * PAGE_ENTRIES as u32 + 1), Some(&7));

@@ -298,7 +298,12 @@ fn encode_block(
     dst.truncate(at + written);
     let own_records: usize = run
         .iter()
-        .map(|r| RECORD_HEADER_BYTES + 1 + RECORD_FIXED_BYTES + label_bytes(r.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))))
+        .map(|r| {
+            RECORD_HEADER_BYTES
+                + 1
+                + RECORD_FIXED_BYTES
+                + label_bytes(r.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+        })
         .sum();
     if dst.len() - start >= own_records {
         dst.truncate(start);
@@ -430,8 +435,7 @@ fn decode_v2_body(body: &[u8], out: &mut Vec<Event>, decoder: &mut zstd::bulk::D
                 };
                 // Labels copied from the series before cost no bytes in `plain`: a block decodes
                 // to no more label bytes than a writer puts in one.
-                decoded_label_bytes +=
-                    label_bytes(record.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+                decoded_label_bytes += label_bytes(record.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
                 if decoded_label_bytes > BLOCK_PLAIN_BYTES + LARGE_SERIES_BYTES {
                     out.truncate(first);
                     return None;
@@ -917,7 +921,8 @@ mod tests {
                 created_position: 0,
                 labels: Labels::from_pairs([("big", big.as_str())]),
             };
-            let record = SeriesRecord { id: i, created_position: 0, labels: Labels::from_pairs([("big", big.as_str())]) };
+            let record =
+                SeriesRecord { id: i, created_position: 0, labels: Labels::from_pairs([("big", big.as_str())]) };
             encode_delta_series(&mut plain, &record, (!first).then_some(&records_before));
         }
         let mut body = vec![KIND_DELTA_BLOCK];

@@ -2,10 +2,9 @@
 //! value → postings (sorted ids), answering selectors without scanning every series.
 //!
 //! Strings are interned once (`symbols`, reference-counted so a string no live series uses is
-//! freed); a series is one boxed slice: the id of its list of label names (interned too: the
-//! series of one job share a handful of name lists) and its value symbols, which keeps the
-//! per-series cost
-//! to a few dozen bytes plus its postings entries. Ids are handed out in order and never reused,
+//! freed); a series is one entry of words packed with its neighbours' (`entries`): the id of its
+//! list of label names (interned too: the series of one job share a handful of name lists) and its
+//! value symbols, which keeps the per-series cost to a few dozen bytes plus its postings entries. Ids are handed out in order and never reused,
 //! so postings stay sorted by appending; removing series (`Index::remove`) takes them out of every
 //! structure in one batch.
 //!
@@ -14,12 +13,12 @@
 //! accepts series without the label, so it is answered as "all series minus the union of the
 //! values it rejects".
 
+mod entries;
 pub mod postings;
 mod selection_cache;
 
 pub use selection_cache::SelectionCache;
 
-use crate::paged::Paged;
 use crate::{Label, Labels, MatchOp, Matcher};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -60,7 +59,7 @@ pub struct Index {
     symbol_refs: Vec<u32>,
     free_symbols: Vec<u32>,
     /// id → `[name list id, value symbols…]` in label order (see `NameLists`).
-    series: Paged<Box<[u32]>>,
+    series: entries::Entries,
     name_lists: NameLists,
     /// The id the next new series gets.
     next_id: u32,
@@ -229,7 +228,7 @@ impl Index {
     }
 
     fn pairs(&self, id: u32) -> Pairs<'_> {
-        self.pairs_of(self.series.get(id).map_or(&[], |s| &s[..]))
+        self.pairs_of(self.series.get(id).unwrap_or(&[]))
     }
 
     /// The pairs of a series entry (`[name list id, values…]`).
@@ -293,7 +292,7 @@ impl Index {
         for (name, value) in names.iter().zip(&entry[1..]) {
             self.postings.entry(*name).or_default().entry(*value).or_default().push(id);
         }
-        self.series.set(id, entry.into_boxed_slice());
+        self.series.set(id, &entry);
         self.all.push(id);
         let hash = self.labels_hash(labels);
         match self.by_hash.entry(hash) {
@@ -312,10 +311,14 @@ impl Index {
         }
         let mut by_pair: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
         let mut released: Vec<u32> = Vec::new();
+        let mut entry: Vec<u32> = Vec::new();
         for &id in ids {
-            let Some(entry) = self.series.remove(id) else {
+            let Some(words) = self.series.get(id) else {
                 continue;
             };
+            entry.clear();
+            entry.extend_from_slice(words);
+            self.series.remove(id);
             let pairs = self.pairs_of(&entry);
             let hash =
                 self.strings_hash(pairs.iter().map(|(n, v)| (&*self.strings[n as usize], &*self.strings[v as usize])));
