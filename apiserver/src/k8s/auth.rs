@@ -5,6 +5,8 @@
 //!   here per request, against the CA as last read: the TLS listener only asks for the
 //!   certificate) and whose CN is in `requestheader-allowed-names` carries the real user in the
 //!   configured headers (`X-Remote-User`, `X-Remote-Group`, `X-Remote-Extra-*`);
+//! - **client certificates** chaining to the same ConfigMap's `client-ca-file` (the cluster's
+//!   client CA) are the user of their CN, in the groups of their O;
 //! - **bearer tokens** are checked with a TokenReview;
 //! - every request is then **authorized** with a SubjectAccessReview.
 //!
@@ -131,6 +133,8 @@ struct Cached<T> {
 pub(crate) struct KubeAuth {
     client: Client,
     requestheader: RwLock<Option<FrontProxy>>,
+    /// The verifier of the cluster's `client-ca-file`, when it publishes a usable one.
+    client_ca: RwLock<Option<Arc<dyn ClientCertVerifier>>>,
     tokens: Mutex<HashMap<u64, Cached<Option<Identity>>>>,
     reviews: Mutex<HashMap<u64, Cached<Result<(), String>>>>,
 }
@@ -145,6 +149,7 @@ impl KubeAuth {
         let auth = Arc::new(KubeAuth {
             client,
             requestheader: RwLock::new(None),
+            client_ca: RwLock::new(None),
             tokens: Mutex::new(HashMap::new()),
             reviews: Mutex::new(HashMap::new()),
         });
@@ -172,6 +177,14 @@ impl KubeAuth {
             );
         }
         *self.requestheader.write() = config.map(FrontProxy::new);
+        let client_ca = map.data.as_ref().and_then(|data| data.get("client-ca-file"));
+        *self.client_ca.write() = client_ca.and_then(|pem| match tls::client_chain_verifier(pem, "client-ca-file") {
+            Ok(verifier) => Some(verifier),
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster's client CA is unusable: client certificates of users are refused");
+                None
+            }
+        });
         Ok(())
     }
 
@@ -198,10 +211,14 @@ impl KubeAuth {
         head: &http::request::Parts,
         connection: Option<&ConnectionInfo>,
     ) -> Result<Identity, AuthDecision> {
-        let certificate_refused = match self.front_proxy_identity(head, connection, UnixTime::now()) {
+        let now = UnixTime::now();
+        let certificate_refused = match self.front_proxy_identity(head, connection, now) {
             Ok(Some(identity)) => return Ok(identity),
             Ok(None) => None,
-            Err(reason) => Some(reason),
+            Err(front_proxy_refused) => match self.client_certificate_identity(connection, now) {
+                Ok(identity) => return Ok(identity),
+                Err(reason) => Some(format!("{front_proxy_refused}; as a user's certificate: {reason}")),
+            },
         };
         if let Some(token) = bearer_token(head) {
             return match self.review_token(token).await {
@@ -257,6 +274,32 @@ impl KubeAuth {
             return Err("front-proxy request without a user header".into());
         };
         Ok(Some(Identity { user, groups: header_values(&config.group_headers) }))
+    }
+
+    /// The user a client certificate from the cluster's client CA names (kube-apiserver's x509
+    /// authenticator: CN is the user, each O a group).
+    fn client_certificate_identity(
+        &self,
+        connection: Option<&ConnectionInfo>,
+        now: UnixTime,
+    ) -> Result<Identity, String> {
+        let chain = connection.and_then(|c| c.peer_certificates.as_ref()).map(|c| c.as_slice()).unwrap_or_default();
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err("no client certificate".into());
+        };
+        let guard = self.client_ca.read();
+        let verifier = guard.as_ref().ok_or("the cluster publishes no usable client-ca-file")?;
+        verifier.verify_client_cert(leaf, intermediates, now).map_err(|e| format!("verifying it failed: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| format!("not X.509: {e}"))?;
+        let user = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default();
+        if user.is_empty() {
+            return Err("the certificate has no common name".into());
+        }
+        let mut groups: Vec<String> =
+            cert.subject().iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+        // kube-apiserver adds it to every authenticated user; TokenReview answers carry it already.
+        groups.push("system:authenticated".into());
+        Ok(Identity { user: user.to_string(), groups })
     }
 
     async fn review_token(&self, token: &str) -> Option<Identity> {
@@ -452,11 +495,12 @@ mod tests {
     }
 
     /// A `KubeAuth` whose API server is never reached: the front proxy is set, tokens are cached.
-    fn offline_auth(front_proxy_ca: &TestCa) -> KubeAuth {
+    fn offline_auth(front_proxy_ca: &TestCa, cluster_ca: &TestCa) -> KubeAuth {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let auth = KubeAuth {
             client: Client::try_from(config).unwrap(),
             requestheader: RwLock::new(None),
+            client_ca: RwLock::new(None),
             tokens: Mutex::new(HashMap::new()),
             reviews: Mutex::new(HashMap::new()),
         };
@@ -467,12 +511,14 @@ mod tests {
             group_headers: vec!["X-Remote-Group".into()],
             extra_headers_prefixes: vec![],
         }));
+        *auth.client_ca.write() = Some(tls::client_chain_verifier(&cluster_ca.cert.pem(), "client-ca-file").unwrap());
         remember(&auth.tokens, hash_of(&"good-token"), Some(Identity { user: "alice".into(), groups: vec![] }));
         auth
     }
 
     fn request(token: Option<&str>) -> http::request::Parts {
-        let mut builder = http::Request::builder().uri("/apis/custom.metrics.k8s.io/v1beta2").header("X-Remote-User", "hpa");
+        let mut builder =
+            http::Request::builder().uri("/apis/custom.metrics.k8s.io/v1beta2").header("X-Remote-User", "hpa");
         if let Some(token) = token {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
@@ -491,7 +537,8 @@ mod tests {
     #[tokio::test]
     async fn front_proxy_certificates_are_judged_as_kube_apiserver_does() {
         let front_proxy_ca = TestCa::new("front-proxy-ca");
-        let auth = offline_auth(&front_proxy_ca);
+        let cluster_ca = TestCa::new("cluster-ca");
+        let auth = offline_auth(&front_proxy_ca, &cluster_ca);
         let unauthorized = |outcome: Result<Identity, AuthDecision>, why: &str| match outcome {
             Err(AuthDecision::Unauthorized(reason)) => assert!(reason.contains(why), "{reason:?} should say {why:?}"),
             other => panic!("expected 401 ({why}), got {other:?}"),
@@ -505,6 +552,13 @@ mod tests {
         unauthorized(auth.authenticate(&request(None), Some(&expired)).await, "certificate expired");
         let intruder = over_tls(Some(front_proxy_ca.client("intruder", false)));
         unauthorized(auth.authenticate(&request(None), Some(&intruder)).await, "requestheader-allowed-names");
+
+        // A user's certificate from the cluster's client CA: CN the user, O the groups.
+        let admin = over_tls(Some(cluster_ca.client("e2e-admin", false)));
+        let identity = auth.authenticate(&request(None), Some(&admin)).await.unwrap();
+        assert_eq!((identity.user.as_str(), identity.groups), ("e2e-admin", vec!["system:authenticated".to_string()]));
+        let expired_user = over_tls(Some(cluster_ca.client("e2e-admin", true)));
+        unauthorized(auth.authenticate(&request(None), Some(&expired_user)).await, "certificate expired");
 
         // A refused certificate does not stop a token that authenticates (a union, as in Go).
         assert_eq!(auth.authenticate(&request(Some("good-token")), Some(&expired)).await.unwrap().user, "alice");

@@ -444,10 +444,8 @@ mod tests {
         let front_proxy_ca = std::fs::read_to_string(ensure_generated_pair(&dir.path().join("a")).unwrap()).unwrap();
         ensure_generated_pair(&dir.path().join("b")).unwrap();
         let (_, foreign_cert, _) = generated_paths(&dir.path().join("b"));
-        let foreign = rustls_pemfile::certs(&mut std::fs::read(foreign_cert).unwrap().as_slice())
-            .next()
-            .unwrap()
-            .unwrap();
+        let foreign =
+            rustls_pemfile::certs(&mut std::fs::read(foreign_cert).unwrap().as_slice()).next().unwrap().unwrap();
         let now = rustls::pki_types::UnixTime::now();
         assert!(front_proxy_verifier(&front_proxy_ca).unwrap().verify_client_cert(&foreign, &[], now).is_ok());
         let strict = client_chain_verifier(&front_proxy_ca, "requestheader-client-ca-file").unwrap();
