@@ -133,8 +133,8 @@ struct Cached<T> {
 pub(crate) struct KubeAuth {
     client: Client,
     requestheader: RwLock<Option<FrontProxy>>,
-    /// The verifier of the cluster's `client-ca-file`, when it publishes a usable one.
-    client_ca: RwLock<Option<Arc<dyn ClientCertVerifier>>>,
+    /// The cluster's `client-ca-file` (PEM) and its verifier, when it publishes a usable one.
+    client_ca: RwLock<Option<(String, Arc<dyn ClientCertVerifier>)>>,
     tokens: Mutex<HashMap<u64, Cached<Option<Identity>>>>,
     reviews: Mutex<HashMap<u64, Cached<Result<(), String>>>>,
 }
@@ -179,7 +179,7 @@ impl KubeAuth {
         *self.requestheader.write() = config.map(FrontProxy::new);
         let client_ca = map.data.as_ref().and_then(|data| data.get("client-ca-file"));
         *self.client_ca.write() = client_ca.and_then(|pem| match tls::client_chain_verifier(pem, "client-ca-file") {
-            Ok(verifier) => Some(verifier),
+            Ok(verifier) => Some((pem.clone(), verifier)),
             Err(e) => {
                 tracing::warn!(error = %e, "the cluster's client CA is unusable: client certificates of users are refused");
                 None
@@ -188,9 +188,15 @@ impl KubeAuth {
         Ok(())
     }
 
-    /// The front-proxy CA bundle (PEM) the TLS listener verifies client certificates against.
+    /// The CA bundle (PEM) the TLS listener names to clients as the issuers it accepts: the
+    /// front-proxy CA, then the cluster's client CA (a Go client sends no certificate whose
+    /// issuer is not named, as kube-apiserver's delegated serving names both).
     pub(crate) fn client_ca_pem(&self) -> Option<String> {
-        self.requestheader.read().as_ref().map(|f| f.config.client_ca_pem.clone())
+        let front_proxy = self.requestheader.read().as_ref().map(|f| f.config.client_ca_pem.clone())?;
+        match self.client_ca.read().as_ref() {
+            Some((users_ca, _)) => Some(format!("{}\n{users_ca}", front_proxy.trim_end())),
+            None => Some(front_proxy),
+        }
     }
 
     /// Authenticates, then authorizes, one request.
@@ -288,7 +294,7 @@ impl KubeAuth {
             return Err("no client certificate".into());
         };
         let guard = self.client_ca.read();
-        let verifier = guard.as_ref().ok_or("the cluster publishes no usable client-ca-file")?;
+        let (_, verifier) = guard.as_ref().ok_or("the cluster publishes no usable client-ca-file")?;
         verifier.verify_client_cert(leaf, intermediates, now).map_err(|e| format!("verifying it failed: {e}"))?;
         let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| format!("not X.509: {e}"))?;
         let user = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default();
@@ -511,7 +517,9 @@ mod tests {
             group_headers: vec!["X-Remote-Group".into()],
             extra_headers_prefixes: vec![],
         }));
-        *auth.client_ca.write() = Some(tls::client_chain_verifier(&cluster_ca.cert.pem(), "client-ca-file").unwrap());
+        let users_ca = cluster_ca.cert.pem();
+        *auth.client_ca.write() =
+            Some((users_ca.clone(), tls::client_chain_verifier(&users_ca, "client-ca-file").unwrap()));
         remember(&auth.tokens, hash_of(&"good-token"), Some(Identity { user: "alice".into(), groups: vec![] }));
         auth
     }
@@ -545,6 +553,8 @@ mod tests {
         };
         let good = over_tls(Some(front_proxy_ca.client("front-proxy-client", false)));
         assert_eq!(auth.authenticate(&request(None), Some(&good)).await.unwrap().user, "hpa");
+        let hinted = auth.client_ca_pem().unwrap();
+        assert!(tls::front_proxy_verifier(&hinted).unwrap().root_hint_subjects().len() == 2, "both CAs are named");
 
         let foreign = over_tls(Some(TestCa::new("other-ca").client("front-proxy-client", false)));
         unauthorized(auth.authenticate(&request(None), Some(&foreign)).await, "UnknownIssuer");
