@@ -18,8 +18,8 @@
 #    through the status subresource.
 # 5. Drives the values — ei_scale_ratio and queue_messages_ready through vmagent remote-writing to
 #    Ringtail, http_requests_total from a pod Ringtail discovers and scrapes itself — and asserts
-#    1 → 4 → 1 replicas for each HPA, `kubectl get hpa` showing values, and that requests without
-#    the front-proxy certificate or a valid token are refused.
+#    1 → 4 → 1 replicas for each HPA, `kubectl get hpa` showing values, and the authentication
+#    and authorization matrix of every listener (auth-matrix.sh).
 # Prints "N passed, M failed" and exits non-zero when anything failed. Needs root (netns).
 set -euo pipefail
 
@@ -340,45 +340,10 @@ else
 fi
 scale_and_check 1 1 150
 
-# --- security of the aggregated API -----------------------------------------------------------
+# --- authentication and authorization of every listener -------------------------------------
+source "$here/auth-matrix.sh"
+
 metric_path="/apis/custom.metrics.k8s.io/v1beta2/namespaces/$app_ns/pods/%2A/ei_scale_ratio?labelSelector=app%3Dinference"
-url="https://$ns_ip:6443$metric_path"
-code_of() { curl -sk -o "$work/last-body" -w '%{http_code}' "$@" "$url" || true; }
-
-code="$(code_of)"
-if [ "$code" = 403 ]; then pass "anonymous request (no certificate, no token) gets 403"; else fail "anonymous request got $code"; fi
-
-openssl req -new -newkey rsa:2048 -nodes -keyout "$work/intruder.key" -subj "/CN=intruder" -out "$work/intruder.csr" 2>/dev/null
-openssl x509 -req -in "$work/intruder.csr" -CA "$cp_dir/front-proxy-ca.crt" -CAkey "$cp_dir/front-proxy-ca.key" \
-  -CAcreateserial -days 1 -out "$work/intruder.crt" \
-  -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n') 2>/dev/null
-code="$(code_of --cert "$work/intruder.crt" --key "$work/intruder.key" -H 'X-Remote-User: system:admin' -H 'X-Remote-Group: system:masters')"
-if [ "$code" = 401 ]; then pass "front-proxy CA certificate with a CN not in requestheader-allowed-names gets 401"; else fail "wrong-CN certificate got $code"; fi
-
-code="$(code_of --cert "$cp_dir/admin.crt" --key "$cp_dir/admin.key" -H 'X-Remote-User: system:admin' -H 'X-Remote-Group: system:masters')"
-if [ "$code" = 000 ] || [ "$code" = 401 ]; then
-  pass "a certificate from another CA (the cluster's admin) is refused (${code/000/TLS handshake rejected})"
-else
-  fail "a certificate from another CA got $code"
-fi
-
-code="$(code_of --cert "$cp_dir/front-proxy-client.crt" --key "$cp_dir/front-proxy-client.key" \
-  -H 'X-Remote-User: system:serviceaccount:kube-system:horizontal-pod-autoscaler')"
-if [ "$code" = 200 ]; then pass "the front proxy's certificate acting for the HPA controller gets 200"; else fail "front-proxy request got $code: $(head -c 300 "$work/last-body")"; fi
-
-code="$(code_of --cert "$cp_dir/front-proxy-client.crt" --key "$cp_dir/front-proxy-client.key" -H 'X-Remote-User: someone-else')"
-if [ "$code" = 403 ]; then pass "the front proxy acting for a user without RBAC on the metrics APIs gets 403"; else fail "front proxy for an unprivileged user got $code"; fi
-
-code="$(code_of -H "Authorization: Bearer $ringtail_token")"
-if [ "$code" = 403 ]; then pass "a valid token (TokenReview) of an account without RBAC on the metrics APIs gets 403"; else fail "unprivileged token got $code"; fi
-code="$(code_of -H "Authorization: Bearer not-a-token")"
-if [ "$code" = 401 ]; then pass "an invalid bearer token gets 401"; else fail "invalid token got $code"; fi
-hpa_token="$(service_account_token kube-system horizontal-pod-autoscaler || true)"
-if [ -n "$hpa_token" ]; then
-  code="$(code_of -H "Authorization: Bearer $hpa_token")"
-  if [ "$code" = 200 ]; then pass "the HPA controller's own token (TokenReview + SubjectAccessReview) gets 200"; else fail "HPA token got $code"; fi
-fi
-
 if kc get --raw "$metric_path" >"$work/through-aggregator.json" \
   && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["kind"]=="MetricValueList" and len(d["items"])==1' "$work/through-aggregator.json"; then
   pass "kubectl get --raw through the aggregator returns one MetricValue per inference pod"

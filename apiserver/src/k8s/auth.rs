@@ -1,16 +1,25 @@
 //! `KubeAuth` secures the aggregated metrics APIs as kube-apiserver expects of an extension API
 //! server:
 //! - **front-proxy**: a request that arrives with a client certificate chaining to the
-//!   `requestheader-client-ca-file` of `kube-system/extension-apiserver-authentication` (the TLS
-//!   listener verifies the chain) and whose CN is in `requestheader-allowed-names` carries the
-//!   real user in the configured headers (`X-Remote-User`, `X-Remote-Group`, `X-Remote-Extra-*`);
+//!   `requestheader-client-ca-file` of `kube-system/extension-apiserver-authentication` (checked
+//!   here per request, against the CA as last read: the TLS listener only asks for the
+//!   certificate) and whose CN is in `requestheader-allowed-names` carries the real user in the
+//!   configured headers (`X-Remote-User`, `X-Remote-Group`, `X-Remote-Extra-*`);
+//! - **client certificates** chaining to the same ConfigMap's `client-ca-file` (the cluster's
+//!   client CA) are the user of their CN, in the groups of their O;
 //! - **bearer tokens** are checked with a TokenReview;
 //! - every request is then **authorized** with a SubjectAccessReview.
+//!
+//! As in k8s.io/apiserver's delegated authentication (a union of these authenticators, then
+//! anonymous): a certificate that fails (another CA, expired, a CN not allowed) is 401 unless a
+//! bearer token authenticates the request; no credentials at all is `system:anonymous`, whom the
+//! SubjectAccessReview then refuses (403).
 //!
 //! Review answers are cached briefly (`REVIEW_TTL`) so the HPA's steady polling costs no API
 //! calls; everything else gets 401/403 as a Kubernetes `Status`.
 
 use crate::adapter::http::auth::{AuthDecision, Authenticator, ConnectionInfo, Identity, PendingDecision};
+use crate::adapter::http::tls;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -25,6 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::pki_types::UnixTime;
+use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 
 /// How long a TokenReview or SubjectAccessReview answer is reused.
 pub(crate) const REVIEW_TTL: Duration = Duration::from_secs(10);
@@ -96,6 +107,23 @@ impl RequestAttributes {
     }
 }
 
+/// The front-proxy settings with the verifier of their CA (or why the CA cannot be used).
+struct FrontProxy {
+    config: RequestHeaderConfig,
+    verifier: Result<Arc<dyn ClientCertVerifier>, String>,
+}
+
+impl FrontProxy {
+    fn new(config: RequestHeaderConfig) -> FrontProxy {
+        let verifier = tls::client_chain_verifier(&config.client_ca_pem, "requestheader-client-ca-file")
+            .map_err(|e| format!("the cluster's front-proxy CA is unusable: {e}"));
+        if let Err(e) = &verifier {
+            tracing::warn!("{e}: front-proxy requests will be refused");
+        }
+        FrontProxy { config, verifier }
+    }
+}
+
 struct Cached<T> {
     at: Instant,
     value: T,
@@ -104,7 +132,9 @@ struct Cached<T> {
 /// Cluster-backed authentication and authorization for the TLS listener.
 pub(crate) struct KubeAuth {
     client: Client,
-    requestheader: RwLock<Option<RequestHeaderConfig>>,
+    requestheader: RwLock<Option<FrontProxy>>,
+    /// The cluster's `client-ca-file` (PEM) and its verifier, when it publishes a usable one.
+    client_ca: RwLock<Option<(String, Arc<dyn ClientCertVerifier>)>>,
     tokens: Mutex<HashMap<u64, Cached<Option<Identity>>>>,
     reviews: Mutex<HashMap<u64, Cached<Result<(), String>>>>,
 }
@@ -119,6 +149,7 @@ impl KubeAuth {
         let auth = Arc::new(KubeAuth {
             client,
             requestheader: RwLock::new(None),
+            client_ca: RwLock::new(None),
             tokens: Mutex::new(HashMap::new()),
             reviews: Mutex::new(HashMap::new()),
         });
@@ -145,13 +176,27 @@ impl KubeAuth {
                 "the cluster publishes no requestheader-client-ca-file: front-proxy requests will be refused"
             );
         }
-        *self.requestheader.write() = config;
+        *self.requestheader.write() = config.map(FrontProxy::new);
+        let client_ca = map.data.as_ref().and_then(|data| data.get("client-ca-file"));
+        *self.client_ca.write() = client_ca.and_then(|pem| match tls::client_chain_verifier(pem, "client-ca-file") {
+            Ok(verifier) => Some((pem.clone(), verifier)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster's client CA is unusable: client certificates of users are refused");
+                None
+            }
+        });
         Ok(())
     }
 
-    /// The front-proxy CA bundle (PEM) the TLS listener verifies client certificates against.
+    /// The CA bundle (PEM) the TLS listener names to clients as the issuers it accepts: the
+    /// front-proxy CA, then the cluster's client CA (a Go client sends no certificate whose
+    /// issuer is not named, as kube-apiserver's delegated serving names both).
     pub(crate) fn client_ca_pem(&self) -> Option<String> {
-        self.requestheader.read().as_ref().map(|c| c.client_ca_pem.clone())
+        let front_proxy = self.requestheader.read().as_ref().map(|f| f.config.client_ca_pem.clone())?;
+        match self.client_ca.read().as_ref() {
+            Some((users_ca, _)) => Some(format!("{}\n{users_ca}", front_proxy.trim_end())),
+            None => Some(front_proxy),
+        }
     }
 
     /// Authenticates, then authorizes, one request.
@@ -172,41 +217,56 @@ impl KubeAuth {
         head: &http::request::Parts,
         connection: Option<&ConnectionInfo>,
     ) -> Result<Identity, AuthDecision> {
-        if let Some(identity) = self.front_proxy_identity(head, connection)? {
-            return Ok(identity);
-        }
+        let now = UnixTime::now();
+        let certificate_refused = match self.front_proxy_identity(head, connection, now) {
+            Ok(Some(identity)) => return Ok(identity),
+            Ok(None) => None,
+            Err(front_proxy_refused) => match self.client_certificate_identity(connection, now) {
+                Ok(identity) => return Ok(identity),
+                Err(reason) => Some(format!("{front_proxy_refused}; as a user's certificate: {reason}")),
+            },
+        };
         if let Some(token) = bearer_token(head) {
             return match self.review_token(token).await {
                 Some(identity) => Ok(identity),
                 None => Err(AuthDecision::Unauthorized("invalid bearer token".into())),
             };
         }
-        Ok(Identity { user: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] })
+        match certificate_refused {
+            Some(reason) => Err(AuthDecision::Unauthorized(reason)),
+            None => Ok(Identity { user: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] }),
+        }
     }
 
-    /// `Ok(None)` when the request did not come through the front proxy.
+    /// `Ok(None)` when the request carries no client certificate; `Err` says why the one it
+    /// carries does not authenticate it.
     fn front_proxy_identity(
         &self,
         head: &http::request::Parts,
         connection: Option<&ConnectionInfo>,
-    ) -> Result<Option<Identity>, AuthDecision> {
+        now: UnixTime,
+    ) -> Result<Option<Identity>, String> {
         let Some(chain) = connection.and_then(|c| c.peer_certificates.as_ref()) else {
             return Ok(None);
         };
-        let Some(leaf) = chain.first() else {
+        let Some((leaf, intermediates)) = chain.split_first() else {
             return Ok(None);
         };
         let guard = self.requestheader.read();
-        let Some(config) = guard.as_ref() else {
-            return Err(AuthDecision::Unauthorized("no front-proxy CA is configured in the cluster".into()));
+        let Some(front_proxy) = guard.as_ref() else {
+            return Err("no front-proxy CA is configured in the cluster".into());
         };
-        // The TLS listener has already verified the chain against `client_ca_pem`.
-        let cn = common_name(leaf.as_ref())
-            .ok_or_else(|| AuthDecision::Unauthorized("client certificate has no common name".into()))?;
+        let cn = common_name(leaf.as_ref()).unwrap_or_default();
+        let verifier = front_proxy.verifier.as_ref().map_err(Clone::clone)?;
+        verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .map_err(|e| format!("verifying client certificate CN {cn:?} failed: {e}"))?;
+        let config = &front_proxy.config;
+        if cn.is_empty() {
+            return Err("client certificate has no common name".into());
+        }
         if !config.allowed_names.is_empty() && !config.allowed_names.contains(&cn) {
-            return Err(AuthDecision::Unauthorized(format!(
-                "client certificate CN {cn:?} is not in requestheader-allowed-names"
-            )));
+            return Err(format!("client certificate CN {cn:?} is not in requestheader-allowed-names"));
         }
         let header_values = |names: &[String]| -> Vec<String> {
             names
@@ -217,9 +277,35 @@ impl KubeAuth {
                 .collect()
         };
         let Some(user) = header_values(&config.username_headers).into_iter().find(|u| !u.is_empty()) else {
-            return Err(AuthDecision::Unauthorized("front-proxy request without a user header".into()));
+            return Err("front-proxy request without a user header".into());
         };
         Ok(Some(Identity { user, groups: header_values(&config.group_headers) }))
+    }
+
+    /// The user a client certificate from the cluster's client CA names (kube-apiserver's x509
+    /// authenticator: CN is the user, each O a group).
+    fn client_certificate_identity(
+        &self,
+        connection: Option<&ConnectionInfo>,
+        now: UnixTime,
+    ) -> Result<Identity, String> {
+        let chain = connection.and_then(|c| c.peer_certificates.as_ref()).map(|c| c.as_slice()).unwrap_or_default();
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err("no client certificate".into());
+        };
+        let guard = self.client_ca.read();
+        let (_, verifier) = guard.as_ref().ok_or("the cluster publishes no usable client-ca-file")?;
+        verifier.verify_client_cert(leaf, intermediates, now).map_err(|e| format!("verifying it failed: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| format!("not X.509: {e}"))?;
+        let user = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default();
+        if user.is_empty() {
+            return Err("the certificate has no common name".into());
+        }
+        let mut groups: Vec<String> =
+            cert.subject().iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+        // kube-apiserver adds it to every authenticated user; TokenReview answers carry it already.
+        groups.push("system:authenticated".into());
+        Ok(Identity { user: user.to_string(), groups })
     }
 
     async fn review_token(&self, token: &str) -> Option<Identity> {
@@ -338,6 +424,7 @@ fn common_name(der: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
 
     #[test]
     fn custom_metrics_paths_become_resource_attributes() {
@@ -381,6 +468,112 @@ mod tests {
         assert_eq!(config.allowed_names, vec!["front-proxy-client"]);
         assert_eq!(config.username_headers, vec!["X-Remote-User"]);
         assert!(RequestHeaderConfig::from_configmap_data(&BTreeMap::new()).is_none());
+    }
+
+    /// A CA and what it signs for the front-proxy tests.
+    struct TestCa {
+        cert: rcgen::Certificate,
+        key: rcgen::KeyPair,
+    }
+
+    impl TestCa {
+        fn new(name: &str) -> TestCa {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+            params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+            let key = rcgen::KeyPair::generate().unwrap();
+            TestCa { cert: params.self_signed(&key).unwrap(), key }
+        }
+
+        /// A client certificate for `cn`, expired when `expired`.
+        fn client(&self, cn: &str, expired: bool) -> CertificateDer<'static> {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2020, 1, 2);
+            }
+            let key = rcgen::KeyPair::generate().unwrap();
+            params.signed_by(&key, &self.cert, &self.key).unwrap().der().clone()
+        }
+    }
+
+    /// A `KubeAuth` whose API server is never reached: the front proxy is set, tokens are cached.
+    fn offline_auth(front_proxy_ca: &TestCa, cluster_ca: &TestCa) -> KubeAuth {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let auth = KubeAuth {
+            client: Client::try_from(config).unwrap(),
+            requestheader: RwLock::new(None),
+            client_ca: RwLock::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            reviews: Mutex::new(HashMap::new()),
+        };
+        *auth.requestheader.write() = Some(FrontProxy::new(RequestHeaderConfig {
+            client_ca_pem: front_proxy_ca.cert.pem(),
+            allowed_names: vec!["front-proxy-client".into()],
+            username_headers: vec!["X-Remote-User".into()],
+            group_headers: vec!["X-Remote-Group".into()],
+            extra_headers_prefixes: vec![],
+        }));
+        let users_ca = cluster_ca.cert.pem();
+        *auth.client_ca.write() =
+            Some((users_ca.clone(), tls::client_chain_verifier(&users_ca, "client-ca-file").unwrap()));
+        remember(&auth.tokens, hash_of(&"good-token"), Some(Identity { user: "alice".into(), groups: vec![] }));
+        auth
+    }
+
+    fn request(token: Option<&str>) -> http::request::Parts {
+        let mut builder =
+            http::Request::builder().uri("/apis/custom.metrics.k8s.io/v1beta2").header("X-Remote-User", "hpa");
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn over_tls(certificate: Option<CertificateDer<'static>>) -> ConnectionInfo {
+        ConnectionInfo {
+            remote_addr: "127.0.0.1:1".parse().unwrap(),
+            peer_certificates: certificate.map(|c| Arc::new(vec![c])),
+        }
+    }
+
+    /// Regression: the TLS handshake judged the chain, so another CA's or an expired certificate
+    /// failed the handshake where kube-apiserver's delegated authentication answers 401.
+    #[tokio::test]
+    async fn front_proxy_certificates_are_judged_as_kube_apiserver_does() {
+        let front_proxy_ca = TestCa::new("front-proxy-ca");
+        let cluster_ca = TestCa::new("cluster-ca");
+        let auth = offline_auth(&front_proxy_ca, &cluster_ca);
+        let unauthorized = |outcome: Result<Identity, AuthDecision>, why: &str| match outcome {
+            Err(AuthDecision::Unauthorized(reason)) => assert!(reason.contains(why), "{reason:?} should say {why:?}"),
+            other => panic!("expected 401 ({why}), got {other:?}"),
+        };
+        let good = over_tls(Some(front_proxy_ca.client("front-proxy-client", false)));
+        assert_eq!(auth.authenticate(&request(None), Some(&good)).await.unwrap().user, "hpa");
+        let hinted = auth.client_ca_pem().unwrap();
+        assert!(tls::front_proxy_verifier(&hinted).unwrap().root_hint_subjects().len() == 2, "both CAs are named");
+
+        let foreign = over_tls(Some(TestCa::new("other-ca").client("front-proxy-client", false)));
+        unauthorized(auth.authenticate(&request(None), Some(&foreign)).await, "UnknownIssuer");
+        let expired = over_tls(Some(front_proxy_ca.client("front-proxy-client", true)));
+        unauthorized(auth.authenticate(&request(None), Some(&expired)).await, "certificate expired");
+        let intruder = over_tls(Some(front_proxy_ca.client("intruder", false)));
+        unauthorized(auth.authenticate(&request(None), Some(&intruder)).await, "requestheader-allowed-names");
+
+        // A user's certificate from the cluster's client CA: CN the user, O the groups.
+        let admin = over_tls(Some(cluster_ca.client("e2e-admin", false)));
+        let identity = auth.authenticate(&request(None), Some(&admin)).await.unwrap();
+        assert_eq!((identity.user.as_str(), identity.groups), ("e2e-admin", vec!["system:authenticated".to_string()]));
+        let expired_user = over_tls(Some(cluster_ca.client("e2e-admin", true)));
+        unauthorized(auth.authenticate(&request(None), Some(&expired_user)).await, "certificate expired");
+
+        // A refused certificate does not stop a token that authenticates (a union, as in Go).
+        assert_eq!(auth.authenticate(&request(Some("good-token")), Some(&expired)).await.unwrap().user, "alice");
+        let anonymous = auth.authenticate(&request(None), Some(&over_tls(None))).await.unwrap();
+        assert_eq!(anonymous.user, "system:anonymous", "no credentials is anonymous, for the SubjectAccessReview");
     }
 
     #[test]

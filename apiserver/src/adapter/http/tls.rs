@@ -247,13 +247,14 @@ pub(crate) fn server_config(
     Ok(TlsSetup { config: Arc::new(config), generated_ca })
 }
 
-/// A client-certificate verifier for the front proxy: a certificate, when sent, must chain to
-/// `ca_pem` (kube-apiserver's `requestheader-client-ca-file`); clients without one are let
-/// through to bearer-token authentication.
-pub(crate) fn front_proxy_verifier(
+/// The strict verifier of client certificates chaining to `ca_pem` (a PEM bundle read from
+/// `source`, named in errors): chain, validity period and the clientAuth key usage. The
+/// Kubernetes authenticator calls it per request, after the handshake.
+pub(crate) fn client_chain_verifier(
     ca_pem: &str,
+    source: &str,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let source = PathBuf::from("requestheader-client-ca-file");
+    let source = PathBuf::from(source);
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
         let cert = cert.map_err(|e| TlsError::Pem { path: source.clone(), message: e.to_string() })?;
@@ -269,6 +270,70 @@ pub(crate) fn front_proxy_verifier(
     .allow_unauthenticated()
     .build()
     .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// The TLS listener's client-certificate policy with the Kubernetes integration: Go's
+/// `tls.RequestClientCert`, as kube-apiserver's delegated authentication serves. A certificate
+/// is asked for (the front-proxy CA, `ca_pem`, is hinted) and the client must hold its key, but
+/// its chain is left to the authenticator, so a certificate from another CA or an expired one is
+/// answered 401 with the reason, not a failed handshake, and a token can still authenticate.
+pub(crate) fn front_proxy_verifier(
+    ca_pem: &str,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let hints = client_chain_verifier(ca_pem, "requestheader-client-ca-file")?;
+    Ok(Arc::new(RequestClientCert { hints }))
+}
+
+/// Accepts any client certificate whose key signed the handshake (see [`front_proxy_verifier`]).
+#[derive(Debug)]
+struct RequestClientCert {
+    /// Gives the CA hint and the handshake signature checks, never the chain decision.
+    hints: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.hints.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.hints.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.hints.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.hints.supported_verify_schemes()
+    }
 }
 
 /// The first byte of a TLS record carrying a handshake (RFC 8446 §5.1, content type 22).
@@ -369,6 +434,22 @@ mod tests {
         for bad in ["", "not pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
             assert!(front_proxy_verifier(bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    /// Regression: a certificate from another CA failed the handshake, where kube-apiserver's
+    /// delegated authentication answers 401 (the chain is the authenticator's to judge).
+    #[test]
+    fn front_proxy_verifier_leaves_the_chain_to_the_authenticator() {
+        let dir = tempfile::tempdir().unwrap();
+        let front_proxy_ca = std::fs::read_to_string(ensure_generated_pair(&dir.path().join("a")).unwrap()).unwrap();
+        ensure_generated_pair(&dir.path().join("b")).unwrap();
+        let (_, foreign_cert, _) = generated_paths(&dir.path().join("b"));
+        let foreign =
+            rustls_pemfile::certs(&mut std::fs::read(foreign_cert).unwrap().as_slice()).next().unwrap().unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        assert!(front_proxy_verifier(&front_proxy_ca).unwrap().verify_client_cert(&foreign, &[], now).is_ok());
+        let strict = client_chain_verifier(&front_proxy_ca, "requestheader-client-ca-file").unwrap();
+        assert!(strict.verify_client_cert(&foreign, &[], now).is_err(), "the strict verifier still refuses it");
     }
 
     #[test]
