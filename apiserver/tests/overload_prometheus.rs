@@ -28,7 +28,7 @@ const CPU_PERIOD_US: u64 = 20_000;
 const RULES: &str = "rules:\n- seriesQuery: 'overload_requests_total{namespace!=\"\",pod!=\"\"}'\n  resources:\n    \
                      overrides:\n      namespace: {resource: namespace}\n      pod: {resource: pod}\n  name:\n    \
                      matches: '^overload_requests_total$'\n    as: 'requests_per_second'\n  \
-                     metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'\n";
+                     metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[10m])) by (<<.GroupBy>>)'\n";
 
 /// Ringtail's CPU share, cut: a cgroup (v2 `cpu.max`, else v1 `cpu.cfs_quota_us`) removed on
 /// drop, or `taskset` to core 0.
@@ -155,7 +155,7 @@ async fn probe_until(urls: Vec<(reqwest::Client, String)>, stop: Arc<AtomicBool>
         for (client, url) in &urls {
             match client.get(url).send().await {
                 Ok(r) if r.status().is_success() => ok += 1,
-                Ok(r) => failures.push(format!("{url}: {}", r.status())),
+                Ok(r) => failures.push(format!("{url}: {} {}", r.status(), r.text().await.unwrap_or_default())),
                 Err(e) => failures.push(format!("{url}: {e}")),
             }
         }
@@ -215,12 +215,20 @@ async fn prometheus_pushing_past_a_throttled_ringtail_gets_503_and_loses_nothing
     let custom_metrics = format!(
         "https://localhost:{secure_port}/apis/custom.metrics.k8s.io/v1beta1/namespaces/overload/pods/%2A/requests_per_second"
     );
+    // The metric is served once the pods have two samples within the rule's window (404 until
+    // then, rightly); a 10-minute window keeps them in it however far behind the overload leaves
+    // Ringtail.
+    eventually("the custom metric to be served", Duration::from_secs(120), || async {
+        let response = https.get(&custom_metrics).send().await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
     let probes = tokio::spawn(probe_until(
         vec![
             (client(), format!("{}/-/ready", ringtail.url())),
             (
                 client(),
-                format!("{}/api/v1/query?query=sum%28rate%28overload_requests_total%5B1m%5D%29%29", ringtail.url()),
+                format!("{}/api/v1/query?query=sum%28rate%28overload_requests_total%5B10m%5D%29%29", ringtail.url()),
             ),
             (https, custom_metrics),
         ],

@@ -24,9 +24,19 @@ pub const NAMESPACE: &str = "overload";
 pub const CUSTOM_METRIC: &str = "requests_per_second";
 /// Pods of the custom metric (their series are on the first target's page).
 const PODS: usize = 10;
-/// CFS period of the CPU quota: short, so a throttled Ringtail waits at most a few milliseconds
-/// for its next slice instead of most of the default 100 ms.
-const CPU_PERIOD_US: u64 = 20_000;
+/// Shortest CFS period of the CPU quota: short, so a throttled Ringtail waits a few tens of
+/// milliseconds for its next slice instead of most of the default 100 ms.
+const MIN_CPU_PERIOD_US: u64 = 20_000;
+/// The kernel's smallest CFS quota.
+const MIN_CPU_QUOTA_US: u64 = 1000;
+
+/// CFS `(quota, period)` in µs for `percent` of one CPU: the shortest period whose quota is at
+/// least the kernel's minimum.
+pub fn cpu_quota_period_us(percent: u64) -> (u64, u64) {
+    let percent = percent.clamp(1, 100);
+    let period_us = MIN_CPU_PERIOD_US.max(MIN_CPU_QUOTA_US * 100 / percent);
+    ((period_us * percent / 100).max(MIN_CPU_QUOTA_US), period_us)
+}
 
 /// The soak's knobs (`overload_soak --help`).
 #[derive(Debug, Clone, clap::Parser)]
@@ -73,7 +83,7 @@ impl CpuConfinement {
     /// Confines `pid` (every thread, and threads it starts later) to `percent` of one CPU:
     /// a cgroup v2 child, else a cgroup v1 `cpu` child, else pinning to core 0 with `taskset`.
     pub fn apply(pid: u32, percent: u64) -> Result<CpuConfinement, String> {
-        let quota_us = (CPU_PERIOD_US * percent / 100).max(1000);
+        let (quota_us, period_us) = cpu_quota_period_us(percent);
         let v2_root = Path::new("/sys/fs/cgroup");
         let v2_controllers = std::fs::read_to_string(v2_root.join("cgroup.controllers")).unwrap_or_default();
         if v2_controllers.split_whitespace().any(|c| c == "cpu") {
@@ -81,7 +91,7 @@ impl CpuConfinement {
             // The parent must hand the cpu controller down before a child can use it.
             let _ = std::fs::write(v2_root.join("cgroup.subtree_control"), "+cpu");
             let made = std::fs::create_dir(&dir)
-                .and_then(|()| std::fs::write(dir.join("cpu.max"), format!("{quota_us} {CPU_PERIOD_US}")))
+                .and_then(|()| std::fs::write(dir.join("cpu.max"), format!("{quota_us} {period_us}")))
                 .and_then(|()| std::fs::write(dir.join("cgroup.procs"), pid.to_string()));
             match made {
                 Ok(()) => return Ok(CpuConfinement::CgroupV2 { dir, percent }),
@@ -95,7 +105,7 @@ impl CpuConfinement {
         if v1_root.join("cpu.cfs_quota_us").exists() {
             let dir = v1_root.join(format!("ringtail-overload-{pid}"));
             let made = std::fs::create_dir(&dir)
-                .and_then(|()| std::fs::write(dir.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string()))
+                .and_then(|()| std::fs::write(dir.join("cpu.cfs_period_us"), period_us.to_string()))
                 .and_then(|()| std::fs::write(dir.join("cpu.cfs_quota_us"), quota_us.to_string()))
                 .and_then(|()| std::fs::write(dir.join("cgroup.procs"), pid.to_string()));
             match made {
@@ -119,19 +129,34 @@ impl CpuConfinement {
 
     /// One line for the report.
     pub fn describe(&self) -> String {
-        let quota = |percent: &u64| (CPU_PERIOD_US * percent / 100).max(1000);
+        let quota = |percent: &u64| cpu_quota_period_us(*percent);
         match self {
             CpuConfinement::CgroupV2 { dir, percent } => format!(
-                "cgroup v2 `{}`: cpu.max `{} {CPU_PERIOD_US}` ({percent}% of one CPU)",
+                "cgroup v2 `{}`: cpu.max `{} {}` ({percent}% of one CPU)",
                 dir.display(),
-                quota(percent)
+                quota(percent).0,
+                quota(percent).1
             ),
             CpuConfinement::CgroupV1 { dir, percent } => format!(
-                "cgroup v1 `{}`: cpu.cfs_quota_us {} per cpu.cfs_period_us {CPU_PERIOD_US} ({percent}% of one CPU)",
+                "cgroup v1 `{}`: cpu.cfs_quota_us {} per cpu.cfs_period_us {} ({percent}% of one CPU)",
                 dir.display(),
-                quota(percent)
+                quota(percent).0,
+                quota(percent).1
             ),
             CpuConfinement::Taskset => "taskset -c 0 (one core of two; no quota available)".to_string(),
+        }
+    }
+
+    /// Gives Ringtail its whole CPU back (the load is over: the drain need not crawl).
+    pub fn lift(&self) {
+        match self {
+            CpuConfinement::CgroupV2 { dir, .. } => {
+                let _ = std::fs::write(dir.join("cpu.max"), "max");
+            }
+            CpuConfinement::CgroupV1 { dir, .. } => {
+                let _ = std::fs::write(dir.join("cpu.cfs_quota_us"), "-1");
+            }
+            CpuConfinement::Taskset => {}
         }
     }
 
@@ -241,7 +266,7 @@ pub fn adapter_rules() -> String {
     format!(
         "rules:\n- seriesQuery: 'overload_requests_total{{namespace!=\"\",pod!=\"\"}}'\n  resources:\n    overrides:\n      \
          namespace: {{resource: namespace}}\n      pod: {{resource: pod}}\n  name:\n    matches: '^overload_requests_total$'\n    \
-         as: '{CUSTOM_METRIC}'\n  metricsQuery: 'sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n"
+         as: '{CUSTOM_METRIC}'\n  metricsQuery: 'sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[10m])) by (<<.GroupBy>>)'\n"
     )
 }
 
@@ -344,7 +369,7 @@ pub async fn probe_until(
     stop: Arc<AtomicBool>,
 ) -> Probes {
     let mut probes = Probes::default();
-    let query_url = format!("{ringtail_url}/api/v1/query?query=sum%28rate%28overload_requests_total%5B1m%5D%29%29");
+    let query_url = format!("{ringtail_url}/api/v1/query?query=sum%28rate%28overload_requests_total%5B10m%5D%29%29");
     while !stop.load(Ordering::Relaxed) {
         timed(&http, &format!("{ringtail_url}/-/ready"), &mut probes.ready).await;
         timed(&http, &query_url, &mut probes.query).await;
@@ -580,6 +605,16 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
     wait_ok(&http, &format!("{}/-/ready", prometheus.url), Duration::from_secs(120), Duration::from_millis(200))
         .await?;
 
+    // The custom metric is served once the pods have two samples within the rule's window (404
+    // until then); its 10-minute window keeps them in it however far behind Ringtail falls.
+    let metric_deadline = Instant::now() + Duration::from_secs(120);
+    while !https.get(&custom_metrics_url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if Instant::now() > metric_deadline {
+            return Err("the custom metric was never served".to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The overload: probes run while Prometheus pushes.
     let load_started = Instant::now();
     let ringtail_metrics = |http: reqwest::Client, url: String| async move { get_text(&http, &url).await };
@@ -624,6 +659,8 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
 
     // The load drops: pages answer 503, Prometheus drains its queue.
     targets.stop_serving();
+    let throttling = confinement.throttling();
+    confinement.lift();
     let drain_started = Instant::now();
     let drain_deadline = drain_started + Duration::from_secs(options.drain_seconds);
     loop {
@@ -666,7 +703,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
     let prometheus_final = get_text(&http, &prometheus_metrics_url).await?;
     let report = SoakReport {
         confinement: confinement.describe(),
-        throttling: confinement.throttling(),
+        throttling,
         queue_config: queue,
         offered_samples_per_second: offered / load_seconds,
         accepted_samples_per_second: accepted / load_seconds,
@@ -703,7 +740,7 @@ impl SoakReport {
         };
         row("Ringtail's CPU share", self.confinement.clone());
         if let Some((periods, seconds)) = self.throttling {
-            row("CPU throttling over the run", format!("{periods} throttled periods, {seconds:.1} s throttled"));
+            row("CPU throttling during the overload", format!("{periods} throttled periods, {seconds:.1} s throttled"));
         }
         row(
             "load",
@@ -731,7 +768,7 @@ impl SoakReport {
         );
         for (name, stats) in [
             ("`GET /-/ready`", &self.probes.ready),
-            ("PromQL `sum(rate(overload_requests_total[1m]))`", &self.probes.query),
+            ("PromQL `sum(rate(overload_requests_total[10m]))`", &self.probes.query),
             ("custom metrics `pods/*/requests_per_second`", &self.probes.custom_metrics),
         ] {
             row(
@@ -747,7 +784,7 @@ impl SoakReport {
             );
         }
         row("Ringtail peak RSS (VmHWM)", format!("{:.0} MiB", self.peak_rss_mib));
-        row("Prometheus queue drained after", format!("{:.0} s", self.drain_seconds));
+        row("Prometheus queue drained after (CPU quota lifted)", format!("{:.0} s", self.drain_seconds));
         row(
             "compared (Prometheus TSDB → Ringtail export)",
             format!("{} series, {} samples", self.series_compared, self.samples_compared),
@@ -772,6 +809,14 @@ impl SoakReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_quota_keeps_the_kernel_minimum() {
+        assert_eq!(cpu_quota_period_us(10), (2000, 20_000));
+        assert_eq!(cpu_quota_period_us(5), (1000, 20_000));
+        assert_eq!(cpu_quota_period_us(2), (1000, 50_000));
+        assert_eq!(cpu_quota_period_us(3), (1000, 33_333));
+    }
 
     #[test]
     fn metric_sum_matches_whole_names_and_label_prefixes() {
