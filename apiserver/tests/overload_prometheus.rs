@@ -16,15 +16,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const TARGETS: usize = 10;
+const TARGETS: usize = 20;
 const SERIES_PER_TARGET: usize = 500;
 const LOAD: Duration = Duration::from_secs(40);
 /// Ringtail's share of one CPU, percent.
-const CPU_PERCENT: u64 = 5;
-/// Ringtail's `--remote-write-max-inflight-bytes`: about one of Prometheus's requests.
-const INFLIGHT_BYTES: usize = 256 << 10;
-/// A short CFS period, so a throttled Ringtail waits milliseconds, not most of 100 ms.
-const CPU_PERIOD_US: u64 = 20_000;
+const CPU_PERCENT: u64 = 2;
+/// Ringtail's `--remote-write-max-inflight-bytes`: less than one of Prometheus's requests, so
+/// each runs alone and the 32 shards queue behind it past the 5 s saturation wait.
+const INFLIGHT_BYTES: usize = 64 << 10;
+/// The CFS period: the shortest whose 2 % is the kernel's minimum quota (1 ms).
+const CPU_PERIOD_US: u64 = 50_000;
 const RULES: &str = "rules:\n- seriesQuery: 'overload_requests_total{namespace!=\"\",pod!=\"\"}'\n  resources:\n    \
                      overrides:\n      namespace: {resource: namespace}\n      pod: {resource: pod}\n  name:\n    \
                      matches: '^overload_requests_total$'\n    as: 'requests_per_second'\n  \
@@ -203,7 +204,7 @@ async fn prometheus_pushing_past_a_throttled_ringtail_gets_503_and_loses_nothing
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
          scrape_configs:\n  - job_name: overload\n    static_configs: [{{targets: [{}]}}]\n\
          remote_write:\n  - url: {}/api/v1/write\n    metadata_config: {{send: false}}\n    \
-         queue_config: {{capacity: 8000, min_shards: 4, max_shards: 4, max_samples_per_send: 2000, \
+         queue_config: {{capacity: 8000, min_shards: 32, max_shards: 32, max_samples_per_send: 2000, \
          batch_send_deadline: 100ms, min_backoff: 30ms, max_backoff: 1s}}\n",
         list.join(", "),
         ringtail.url()
