@@ -87,7 +87,15 @@ impl CpuLimit {
 impl Drop for CpuLimit {
     fn drop(&mut self) {
         if let Some(dir) = &self.cgroup {
-            // Only empty once Ringtail is gone; the test drops Ringtail first.
+            // A failed test drops this before Ringtail: move what is left to the parent first,
+            // since only an empty cgroup can be removed.
+            let parent_procs = dir.parent().map(|p| p.join("cgroup.procs"));
+            let left = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in left.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                if let Some(parent_procs) = &parent_procs {
+                    let _ = std::fs::write(parent_procs, pid.to_string());
+                }
+            }
             let _ = std::fs::remove_dir(dir);
         }
     }

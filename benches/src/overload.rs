@@ -177,6 +177,14 @@ impl CpuConfinement {
 impl Drop for CpuConfinement {
     fn drop(&mut self) {
         if let CpuConfinement::CgroupV2 { dir, .. } | CpuConfinement::CgroupV1 { dir, .. } = self {
+            // On an error path Ringtail may still be inside: only an empty cgroup can be removed.
+            let parent_procs = dir.parent().map(|p| p.join("cgroup.procs"));
+            let left = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in left.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                if let Some(parent_procs) = &parent_procs {
+                    let _ = std::fs::write(parent_procs, pid.to_string());
+                }
+            }
             let _ = std::fs::remove_dir(dir);
         }
     }
