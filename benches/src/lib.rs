@@ -6,6 +6,7 @@
 //! CPU time and peak RSS from `/proc`, and `--flag N` option parsing.
 #![forbid(unsafe_code)]
 
+pub mod kill_soak;
 pub mod suite;
 
 use std::path::{Path, PathBuf};
