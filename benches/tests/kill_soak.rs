@@ -17,7 +17,8 @@ fn ringtail_binary() -> PathBuf {
     }
     let test_exe = std::env::current_exe().expect("the test's own path");
     // <target>/<profile>/deps/kill_soak-<hash>
-    let profile_dir = test_exe.parent().and_then(|deps| deps.parent()).expect("the test runs from <target>/<profile>/deps");
+    let profile_dir =
+        test_exe.parent().and_then(|deps| deps.parent()).expect("the test runs from <target>/<profile>/deps");
     let mut build = Command::new(env!("CARGO"));
     build.args(["build", "--quiet", "-p", "ringtail-apiserver", "--bin", "ringtail"]);
     if profile_dir.file_name().is_some_and(|name| name == "release") {
@@ -32,13 +33,19 @@ fn ringtail_binary() -> PathBuf {
 async fn ten_kills_lose_no_acknowledged_sample() {
     let mut options = KillSoakOptions::new(10, ringtail_binary());
     options.lanes = 2;
-    options.series_per_lane = 100;
-    options.max_uptime_ms = 1500;
+    // Small enough that the debug binary's checks (the whole export, after every restart) keep
+    // the run well under a minute.
+    options.series_per_lane = 50;
+    options.max_uptime_ms = 1000;
     let report = kill_soak::run(&options).await.unwrap_or_else(|e| panic!("kill soak failed: {e:#}"));
     assert_eq!(report.kills, 10);
     assert_eq!(report.lost, 0, "lost: {:?}", report.lost_examples);
     assert_eq!(report.foreign_samples, 0, "foreign: {:?}", report.foreign_examples);
-    assert_eq!(report.starts, report.starts_ready + report.kills_during_startup, "a start neither got ready nor was killed");
+    assert_eq!(
+        report.starts,
+        report.starts_ready + report.kills_during_startup,
+        "a start neither got ready nor was killed"
+    );
     assert_eq!(report.checks, report.restarts + 1);
     assert!(report.samples_checked_last > 0 && report.samples_checked_last == report.samples_acknowledged);
 }

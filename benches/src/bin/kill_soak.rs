@@ -12,7 +12,12 @@ fn main() -> anyhow::Result<()> {
     let report = runtime.block_on(kill_soak::run(&options))?;
     eprintln!(
         "{} kills, {} restarts (p50 {:.1} ms, p99 {:.1} ms), {} acknowledged samples checked, {} lost",
-        report.kills, report.restarts, report.restart_p50_ms, report.restart_p99_ms, report.samples_checked_total, report.lost
+        report.kills,
+        report.restarts,
+        report.restart_p50_ms,
+        report.restart_p99_ms,
+        report.samples_checked_total,
+        report.lost
     );
     if let Some(out) = &options.out {
         eprintln!("report: {}", out.join("README.md").display());

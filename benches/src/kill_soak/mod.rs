@@ -102,7 +102,11 @@ impl KillSoakOptions {
             return Err(anyhow!("{flag} must be at least 1"));
         }
         if self.min_uptime_ms > self.max_uptime_ms {
-            return Err(anyhow!("--min-uptime-ms ({}) is above --max-uptime-ms ({})", self.min_uptime_ms, self.max_uptime_ms));
+            return Err(anyhow!(
+                "--min-uptime-ms ({}) is above --max-uptime-ms ({})",
+                self.min_uptime_ms,
+                self.max_uptime_ms
+            ));
         }
         if self.startup_kill_percent > 100 {
             return Err(anyhow!("--startup-kill-percent is {}, at most 100", self.startup_kill_percent));

@@ -23,14 +23,21 @@ pub(crate) struct RingtailProcess {
 impl RingtailProcess {
     /// Starts `binary serve --data-dir data_dir --listen 127.0.0.1:<free port> extra_args…`,
     /// appending its output to `log` after a line naming `label`.
-    pub(crate) fn spawn(binary: &Path, data_dir: &Path, log: &Path, label: &str, extra_args: &[String]) -> Result<Self> {
+    pub(crate) fn spawn(
+        binary: &Path,
+        data_dir: &Path,
+        log: &Path,
+        label: &str,
+        extra_args: &[String],
+    ) -> Result<Self> {
         let port = crate::free_port().map_err(|e| anyhow!(e))?;
         let mut out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
-        writeln!(out, "=== kill soak: {label} (port {port}) ===").with_context(|| format!("writing {}", log.display()))?;
+        writeln!(out, "=== kill soak: {label} (port {port}) ===")
+            .with_context(|| format!("writing {}", log.display()))?;
         let err = out.try_clone().context("duplicating the log handle")?;
         let spawned_at = Instant::now();
         let child = Command::new(binary)
