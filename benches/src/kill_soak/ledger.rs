@@ -202,29 +202,36 @@ impl Ledger {
         self.lanes.iter().map(|l| l.series_first_k.len()).sum()
     }
 
-    /// Reads every lane's export from the Ringtail at `url` and checks it against the ledger.
+    /// Reads every lane's export from the Ringtail at `url` and checks it against the ledger. The
+    /// exports are fetched at once, so Ringtail encodes one while the previous one is compared.
     pub(crate) async fn check(&self, client: &reqwest::Client, url: &str) -> Result<CheckOutcome> {
+        let fetches: Vec<_> = self
+            .lanes
+            .iter()
+            .map(|lane| tokio::spawn(fetch_export(client.clone(), url.to_string(), lane.index, lane.selector())))
+            .collect();
         let mut total = CheckOutcome::default();
-        for lane in &self.lanes {
-            let response = client
-                .get(format!("{url}/api/v1/export"))
-                .query(&[("match[]", lane.selector())])
-                .send()
-                .await
-                .with_context(|| format!("exporting lane {} from {url}", lane.index))?;
-            let status = response.status();
-            let body = response.bytes().await.with_context(|| format!("reading lane {}'s export", lane.index))?;
-            if !status.is_success() {
-                return Err(anyhow!(
-                    "export of lane {} answered {status}: {}",
-                    lane.index,
-                    String::from_utf8_lossy(&body)
-                ));
-            }
-            total.add(lane.check_export(&body)?);
+        for (lane, fetch) in self.lanes.iter().zip(fetches) {
+            let export = fetch.await.map_err(|e| anyhow!("BUG: an export fetch failed: {e}"))??;
+            total.add(lane.check_export(&export)?);
         }
         Ok(total)
     }
+}
+
+async fn fetch_export(client: reqwest::Client, url: String, lane: usize, selector: String) -> Result<Vec<u8>> {
+    let response = client
+        .get(format!("{url}/api/v1/export"))
+        .query(&[("match[]", selector)])
+        .send()
+        .await
+        .with_context(|| format!("exporting lane {lane} from {url}"))?;
+    let status = response.status();
+    let body = response.bytes().await.with_context(|| format!("reading lane {lane}'s export"))?;
+    if !status.is_success() {
+        return Err(anyhow!("export of lane {lane} answered {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(body.to_vec())
 }
 
 /// One line of `/api/v1/export`.

@@ -9,6 +9,11 @@
 //! `process` (one Ringtail run, SIGKILL by its own handle, the data directory's size), `sender`
 //! (the writing lanes) and `report` (README.md, restarts.csv and summary.json). Nothing here
 //! asserts a speed: it reports; a lost sample is an error of the run.
+//!
+//! The defaults favour many small requests (one lane, ten series, one sample each) over volume:
+//! every check reads the whole store back, so its cost grows with everything ever written and a
+//! soak of 100 kills at a million samples a second would spend its time checking; small requests
+//! put more acknowledgement boundaries (append done, answer not yet sent) under each kill.
 
 mod ledger;
 mod process;
@@ -50,26 +55,26 @@ pub struct KillSoakOptions {
     /// Shortest time Ringtail runs under writes before a kill, in milliseconds [default: 200 ms].
     #[arg(long, value_name = "MS", default_value_t = 200)]
     pub min_uptime_ms: u64,
-    /// Longest time Ringtail runs under writes before a kill, in milliseconds [default: 3000 ms].
-    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    /// Longest time Ringtail runs under writes before a kill, in milliseconds [default: 1000 ms].
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub max_uptime_ms: u64,
     /// Percent of restarts that are themselves killed during start-up and recovery, at a uniform
     /// random moment before the restart time seen so far [default: 20 %].
     #[arg(long, value_name = "PERCENT", default_value_t = 20)]
     pub startup_kill_percent: u32,
-    /// Sender tasks, each writing its own series in order over its own connection [default: 4].
-    #[arg(long, value_name = "COUNT", default_value_t = 4)]
+    /// Sender tasks, each writing its own series in order over its own connection [default: 1].
+    #[arg(long, value_name = "COUNT", default_value_t = 1)]
     pub lanes: usize,
-    /// Series each lane starts with [default: 250 series].
-    #[arg(long, value_name = "COUNT", default_value_t = 250)]
+    /// Series each lane starts with [default: 10 series].
+    #[arg(long, value_name = "COUNT", default_value_t = 10)]
     pub series_per_lane: usize,
     /// Series each lane adds after every restart, so series are created under kills too
-    /// [default: 5 series].
-    #[arg(long, value_name = "COUNT", default_value_t = 5)]
+    /// [default: 1 series].
+    #[arg(long, value_name = "COUNT", default_value_t = 1)]
     pub new_series_per_restart: usize,
     /// Samples per series in one request (a request carries every series of its lane)
-    /// [default: 4 samples].
-    #[arg(long, value_name = "COUNT", default_value_t = 4)]
+    /// [default: 1 sample].
+    #[arg(long, value_name = "COUNT", default_value_t = 1)]
     pub samples_per_series: u64,
     /// Ringtail's `--storage-size`; large enough that nothing written is overwritten
     /// [default: 1GiB].

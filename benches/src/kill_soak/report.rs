@@ -243,7 +243,11 @@ impl KillSoakReport {
              (request answered 2xx) was read back through `/api/v1/export` and compared with its exact \
              timestamp and value bits. Each lane added {} series after every restart, so series were \
              created under kills too. Seed {}, `--storage-size {}`. Produced by `cargo run --release -p \
-             ringtail-benches --bin kill_soak -- --kills {} --out <dir>`; {:.0} s in all.\n",
+             ringtail-benches --bin kill_soak -- --kills {} --out <dir>`; {:.0} s in all.\n\n\
+             Small requests rather than volume: every check reads the whole store back, so its cost \
+             grows with everything ever written (a soak at a million samples a second would spend its \
+             time checking), and small requests put more acknowledgement boundaries — append done, \
+             answer not yet sent — under each kill.\n",
             o.ringtail.display(),
             o.lanes,
             o.series_per_lane,
