@@ -1,11 +1,15 @@
 //! Ringtail's benchmark crate. [`suite`] is the benchmark suite behind the `ringtail-bench`
 //! program (every system under test started on loopback, six workloads, a report folder with
-//! Markdown, SVG charts and JSON). This file holds the plumbing the suite and the older
+//! Markdown, SVG charts and JSON). [`kill_soak`] kills Ringtail with SIGKILL at random moments
+//! under write load and checks every acknowledged sample after each restart (`kill_soak`
+//! program); [`overload`] pushes a real Prometheus past a CPU-confined Ringtail and compares what
+//! each holds (`overload_soak` program). This file holds the plumbing the suite and the older
 //! side-by-side programs in `src/bin/` share: starting a peer server process (killed on drop),
 //! free loopback ports, finding the `ringtail` binary, waiting for readiness, reading a process's
 //! CPU time and peak RSS from `/proc`, and `--flag N` option parsing.
 #![forbid(unsafe_code)]
 
+pub mod kill_soak;
 pub mod overload;
 pub mod suite;
 
