@@ -12,8 +12,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const SELECTOR_TOKENS: &[&str] = &[
-    "app", "tier", "a.b/c", "x", "", "=", "==", "!=", "!", " in ", " notin ", "(", ")", ",", " ", ">", "<", "3", "-1",
-    "99999999999999999999", "web", "a b", "/", "-", "_", ".", "\u{E9}",
+    "app",
+    "tier",
+    "a.b/c",
+    "x",
+    "",
+    "=",
+    "==",
+    "!=",
+    "!",
+    " in ",
+    " notin ",
+    "(",
+    ")",
+    ",",
+    " ",
+    ">",
+    "<",
+    "3",
+    "-1",
+    "99999999999999999999",
+    "web",
+    "a b",
+    "/",
+    "-",
+    "_",
+    ".",
+    "\u{E9}",
 ];
 
 fn label_selector() -> impl Strategy<Value = String> {
@@ -22,9 +47,35 @@ fn label_selector() -> impl Strategy<Value = String> {
 
 /// Pieces of a rule's templates and PromQL.
 const TEMPLATE_TOKENS: &[&str] = &[
-    "<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>", "<<.GroupBySlice>>", "<<", ">>", "<<.Nope>>", "<< .Series >>",
-    "<<range .GroupBySlice>>", "<<end>>", "<<if .Series>>", "{", "}", ",", "sum(", "avg(", "rate(", ")", " by (",
-    "[2m]", "[5m:1m]", "up", "pod!=\"\"", "namespace=\"x\"", "\"", "'", "\\", " ", "1",
+    "<<.Series>>",
+    "<<.LabelMatchers>>",
+    "<<.GroupBy>>",
+    "<<.GroupBySlice>>",
+    "<<",
+    ">>",
+    "<<.Nope>>",
+    "<< .Series >>",
+    "<<range .GroupBySlice>>",
+    "<<end>>",
+    "<<if .Series>>",
+    "{",
+    "}",
+    ",",
+    "sum(",
+    "avg(",
+    "rate(",
+    ")",
+    " by (",
+    "[2m]",
+    "[5m:1m]",
+    "up",
+    "pod!=\"\"",
+    "namespace=\"x\"",
+    "\"",
+    "'",
+    "\\",
+    " ",
+    "1",
 ];
 
 fn template() -> impl Strategy<Value = String> {
@@ -52,7 +103,8 @@ fn rule() -> impl Strategy<Value = Rule> {
         Just("queue_messages_ready".to_string()),
         template(),
     ];
-    let label = proptest::sample::select(&["namespace", "pod", "service", "node", "queue", "x"][..]).prop_map(String::from);
+    let label =
+        proptest::sample::select(&["namespace", "pod", "service", "node", "queue", "x"][..]).prop_map(String::from);
     let resource = proptest::sample::select(&["namespace", "pod", "pods", "service", "deployment", "nope", ""][..])
         .prop_map(String::from);
     let name = (proptest::sample::select(&["^(.*)_total$", "(", "", ".*", "^(.*)$"][..]), "[$a-z{}1_]{0,8}")
@@ -60,7 +112,11 @@ fn rule() -> impl Strategy<Value = Rule> {
     (
         series_query,
         proptest::collection::vec((label, resource), 0..3),
-        proptest::option::of(prop_oneof![Just("<<.Resource>>".to_string()), Just("kube_<<.Group>>_<<.Resource>>".to_string()), template()]),
+        proptest::option::of(prop_oneof![
+            Just("<<.Resource>>".to_string()),
+            Just("kube_<<.Group>>_<<.Resource>>".to_string()),
+            template()
+        ]),
         proptest::option::of(name),
         template(),
     )

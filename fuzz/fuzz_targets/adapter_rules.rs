@@ -13,13 +13,26 @@ use std::time::Duration;
 /// Series the rules of `deploy/configmap.yaml` and `apiserver/tests/fixtures` select.
 const SERIES: &[&[(&str, &str)]] = &[
     &[("__name__", "ei_scale_ratio"), ("namespace", "default"), ("pod", "web-0")],
-    &[("__name__", "seldon_model_infer_total"), ("model", "iris"), ("namespace", "seldon"), ("pod", "mlserver-0"), ("server", "mlserver")],
+    &[
+        ("__name__", "seldon_model_infer_total"),
+        ("model", "iris"),
+        ("namespace", "seldon"),
+        ("pod", "mlserver-0"),
+        ("server", "mlserver"),
+    ],
     &[("__name__", "istio_requests_total"), ("namespace", "default"), ("pod", "web-1")],
     &[("__name__", "DCGM_FI_DEV_GPU_UTIL"), ("namespace", "gpu"), ("pod", "train-0")],
     &[("__name__", "http_requests_total"), ("namespace", "default"), ("pod", "web-0"), ("service", "web")],
     &[("__name__", "cpu_capacity_remaining"), ("namespace", "default"), ("service", "web")],
     &[("__name__", "queue_messages_ready"), ("namespace", "default"), ("queue", "orders")],
-    &[("__name__", "up"), ("instance", "10.0.0.1:9090"), ("job", "kubernetes-pods"), ("namespace", "default"), ("node", "node-1"), ("pod", "web-0")],
+    &[
+        ("__name__", "up"),
+        ("instance", "10.0.0.1:9090"),
+        ("job", "kubernetes-pods"),
+        ("namespace", "default"),
+        ("node", "node-1"),
+        ("pod", "web-0"),
+    ],
 ];
 
 /// The scratch store and the path each input is written to (explain reads a file, as the CLI does;

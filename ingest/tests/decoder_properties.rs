@@ -13,30 +13,34 @@ use std::sync::Arc;
 
 const NOW_MS: i64 = 1_764_892_800_000;
 
+/// One series of a generated request: labels (names sorted) and `(ts_ms, value)` samples.
+type Series = (Vec<(String, String)>, Vec<(i64, f64)>);
+
 /// A label set the store accepts: a metric name and up to three more labels, names sorted.
 fn valid_labels() -> impl Strategy<Value = Vec<(String, String)>> {
-    (
-        "[a-z_][a-z0-9_]{0,8}",
-        proptest::collection::btree_map("[a-z][a-z0-9_]{0,6}", "[ -~]{1,8}", 0..4),
-    )
-        .prop_map(|(name, rest)| {
+    ("[a-z_][a-z0-9_]{0,8}", proptest::collection::btree_map("[a-z][a-z0-9_]{0,6}", "[ -~]{1,8}", 0..4)).prop_map(
+        |(name, rest)| {
             let mut labels = vec![("__name__".to_string(), name)];
             labels.extend(rest);
             labels.sort();
             labels
-        })
+        },
+    )
 }
 
 fn samples() -> impl Strategy<Value = Vec<(i64, f64)>> {
     proptest::collection::vec((NOW_MS - 3_600_000..NOW_MS, -1e6f64..1e6), 1..4)
 }
 
-fn v1_body(series: &[(Vec<(String, String)>, Vec<(i64, f64)>)]) -> Vec<u8> {
+fn v1_body(series: &[Series]) -> Vec<u8> {
     let request = v1::WriteRequest {
         timeseries: series
             .iter()
             .map(|(labels, samples)| v1::TimeSeries {
-                labels: labels.iter().map(|(name, value)| v1::Label { name: name.clone(), value: value.clone() }).collect(),
+                labels: labels
+                    .iter()
+                    .map(|(name, value)| v1::Label { name: name.clone(), value: value.clone() })
+                    .collect(),
                 samples: samples.iter().map(|&(timestamp, value)| v1::Sample { value, timestamp }).collect(),
                 ..Default::default()
             })
@@ -46,7 +50,7 @@ fn v1_body(series: &[(Vec<(String, String)>, Vec<(i64, f64)>)]) -> Vec<u8> {
     prost::Message::encode_to_vec(&request)
 }
 
-fn v2_body(series: &[(Vec<(String, String)>, Vec<(i64, f64)>)]) -> Vec<u8> {
+fn v2_body(series: &[Series]) -> Vec<u8> {
     let mut symbols = vec![String::new()];
     let mut symbol = |text: &str| match symbols.iter().position(|s| s == text) {
         Some(i) => i as u32,
@@ -78,7 +82,8 @@ fn damage() -> impl Strategy<Value = Vec<Damage>> {
     let one = prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Damage::Overwrite(at, byte)),
         any::<usize>().prop_map(Damage::Truncate),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..6)).prop_map(|(at, bytes)| Damage::Insert(at, bytes)),
+        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..6))
+            .prop_map(|(at, bytes)| Damage::Insert(at, bytes)),
     ];
     proptest::collection::vec(one, 1..4)
 }
@@ -124,10 +129,7 @@ fn receiver() -> (Arc<tsdb::Db>, Receiver) {
 
 /// A request the receiver must refuse as a whole: valid series plus one whose labels break a rule
 /// of the spec or the store (names out of order, an empty or duplicate name, no metric name).
-fn with_bad_series(
-    mut series: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>,
-    flaw: u8,
-) -> Vec<(Vec<(String, String)>, Vec<(i64, f64)>)> {
+fn with_bad_series(mut series: Vec<Series>, flaw: u8) -> Vec<Series> {
     let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
     let labels = match flaw % 4 {
         0 => vec![pair("__name__", "m"), pair("z", "1"), pair("a", "2")],
@@ -207,9 +209,41 @@ proptest! {
 
 /// Pieces of exposition pages, so that generated pages get past the first token.
 const EXPOSITION_TOKENS: &[&str] = &[
-    "# TYPE ", "# HELP ", "# UNIT ", "# EOF", "\n", " ", "m", "m_total", "m_bucket", "m_created", "{", "}", "a=\"b\"",
-    "le=\"0.5\"", "le=\"+Inf\"", ",", "=", "\"", "\\", "1", "-1.5e3", "NaN", "+Inf", "-Inf", "1764892800", "1764892800.5",
-    "counter", "gauge", "histogram", "summary", "stateset", "info", "unknown", "# {trace_id=\"x\"} 1 2", "\u{1F600}",
+    "# TYPE ",
+    "# HELP ",
+    "# UNIT ",
+    "# EOF",
+    "\n",
+    " ",
+    "m",
+    "m_total",
+    "m_bucket",
+    "m_created",
+    "{",
+    "}",
+    "a=\"b\"",
+    "le=\"0.5\"",
+    "le=\"+Inf\"",
+    ",",
+    "=",
+    "\"",
+    "\\",
+    "1",
+    "-1.5e3",
+    "NaN",
+    "+Inf",
+    "-Inf",
+    "1764892800",
+    "1764892800.5",
+    "counter",
+    "gauge",
+    "histogram",
+    "summary",
+    "stateset",
+    "info",
+    "unknown",
+    "# {trace_id=\"x\"} 1 2",
+    "\u{1F600}",
 ];
 
 fn page() -> impl Strategy<Value = String> {
@@ -218,12 +252,47 @@ fn page() -> impl Strategy<Value = String> {
 
 /// Pieces of scrape configurations.
 const SCRAPE_TOKENS: &[&str] = &[
-    "global:\n", "scrape_configs:\n", "- job_name: ", "  scrape_interval: ", "  scrape_timeout: ", "  metrics_path: ",
-    "  static_configs:\n", "  - targets: [", "]\n", "'a:9090'", ", ", "15s", "0s", "1d", "-1s", "x", "\n",
-    "  kubernetes_sd_configs:\n", "  - role: ", "pod", "node", "  relabel_configs:\n", "  - action: ", "keep",
-    "labelmap", "hashmod", "    regex: ", "(", ")", "[", "    source_labels: [a]\n", "    modulus: 0\n",
-    "  sample_limit: ", "99999999999999999999", "  body_size_limit: ", "1KB", "  honor_labels: true\n",
-    "  basic_auth: {username: u, password: p}\n", "  scheme: ", "https", "  tls_config: {insecure_skip_verify: true}\n",
+    "global:\n",
+    "scrape_configs:\n",
+    "- job_name: ",
+    "  scrape_interval: ",
+    "  scrape_timeout: ",
+    "  metrics_path: ",
+    "  static_configs:\n",
+    "  - targets: [",
+    "]\n",
+    "'a:9090'",
+    ", ",
+    "15s",
+    "0s",
+    "1d",
+    "-1s",
+    "x",
+    "\n",
+    "  kubernetes_sd_configs:\n",
+    "  - role: ",
+    "pod",
+    "node",
+    "  relabel_configs:\n",
+    "  - action: ",
+    "keep",
+    "labelmap",
+    "hashmod",
+    "    regex: ",
+    "(",
+    ")",
+    "[",
+    "    source_labels: [a]\n",
+    "    modulus: 0\n",
+    "  sample_limit: ",
+    "99999999999999999999",
+    "  body_size_limit: ",
+    "1KB",
+    "  honor_labels: true\n",
+    "  basic_auth: {username: u, password: p}\n",
+    "  scheme: ",
+    "https",
+    "  tls_config: {insecure_skip_verify: true}\n",
 ];
 
 fn scrape_yaml() -> impl Strategy<Value = String> {
