@@ -22,10 +22,11 @@ mod sender;
 
 pub use report::KillSoakReport;
 
+use crate::suite::measure::disk_usage;
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 use ledger::Ledger;
-use process::{dir_bytes, RingtailProcess};
+use process::RingtailProcess;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use report::{KillKind, RestartRecord};
@@ -254,7 +255,8 @@ impl<'a> Soak<'a> {
             let uptime = process.age();
             process.kill()?;
             self.kills += 1;
-            let store_bytes = dir_bytes(&self.data_dir)?;
+            let usage = disk_usage(&self.data_dir)?;
+            let store_bytes = (usage.allocated_bytes, usage.apparent_bytes);
             stop.store(true, Ordering::Release);
             let stats = sender::join(lanes, &mut ledger).await?;
             self.sender.add(stats);

@@ -5,7 +5,6 @@
 
 use anyhow::{anyhow, Context, Result};
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -98,53 +97,5 @@ impl Drop for RingtailProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Bytes a directory tree takes: `(allocated, apparent)`, allocated being what `du` counts
-/// (the store's files are sparse until written) and apparent the sum of file lengths.
-pub(crate) fn dir_bytes(dir: &Path) -> Result<(u64, u64)> {
-    let mut allocated = 0;
-    let mut apparent = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let entries = match std::fs::read_dir(&path) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("listing {}", path.display())),
-        };
-        for entry in entries {
-            let entry = entry.with_context(|| format!("listing {}", path.display()))?;
-            let metadata = match entry.metadata() {
-                Ok(metadata) => metadata,
-                // Ringtail removes files as it goes; one gone between list and stat is not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", entry.path().display())),
-            };
-            if metadata.is_dir() {
-                pending.push(entry.path());
-            } else {
-                allocated += metadata.blocks() * 512;
-                apparent += metadata.len();
-            }
-        }
-    }
-    Ok((allocated, apparent))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dir_bytes_counts_nested_files() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
-        std::fs::write(dir.path().join("a"), [0u8; 100]).expect("write");
-        std::fs::write(dir.path().join("sub").join("b"), [0u8; 50]).expect("write");
-        let (allocated, apparent) = dir_bytes(dir.path()).expect("size");
-        assert_eq!(apparent, 150);
-        assert!(allocated >= 150 || allocated == 0, "allocated {allocated}");
-        assert_eq!(dir_bytes(&dir.path().join("missing")).expect("size"), (0, 0));
     }
 }
