@@ -828,11 +828,7 @@ mod tests {
             body.extend_from_slice(&id.to_le_bytes());
             body.extend_from_slice(&position.to_le_bytes());
             encode_labels(&mut body, &Labels::from_pairs(labels.iter().copied()));
-            let mut out = Vec::new();
-            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-            out.extend_from_slice(&body);
-            out
+            framed(&body)
         };
         let mut file = file_header(1).to_vec();
         file.extend(v1_record(0, 5, &[("__name__", "a")]));
@@ -865,13 +861,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = MmapDirectory::new(tmp.path());
         // Version 2: a block (kind 3) of whole (id, labels) entries, and a tombstone record.
-        let record = |body: &[u8]| {
-            let mut out = Vec::new();
-            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
-            out.extend_from_slice(body);
-            out
-        };
         let mut plain = Vec::new();
         for (id, name) in [(0u32, "a"), (1, "b"), (2, "c")] {
             plain.extend_from_slice(&id.to_le_bytes());
@@ -882,10 +871,10 @@ mod tests {
         block.extend_from_slice(&3u32.to_le_bytes());
         block.extend(zstd::bulk::compress(&plain, 1).unwrap());
         let mut file = file_header(2).to_vec();
-        file.extend(record(&block));
+        file.extend(framed(&block));
         let mut tombstone = vec![KIND_TOMBSTONES];
         tombstone.extend_from_slice(&1u32.to_le_bytes());
-        file.extend(record(&tombstone));
+        file.extend(framed(&tombstone));
         std::fs::write(tmp.path().join(SERIES_LOG_NAME), &file).unwrap();
         let (mut log, recovered) = SeriesLog::open(&dir, SERIES_LOG_NAME, false).unwrap();
         assert_eq!(recovered.next_id, 3);
@@ -1031,6 +1020,14 @@ mod tests {
         let (_, recovered) = SeriesLog::open(&dir, "series.log", false).unwrap();
         assert_eq!(recovered.records.len(), 3);
         assert_eq!(recovered.records[2].labels.metric_name(), Some("x"));
+    }
+
+    /// `body` as a whole record: length and CRC header (the same framing the log writes).
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; RECORD_HEADER_BYTES];
+        out.extend_from_slice(body);
+        finish_record(&mut out, 0);
+        out
     }
 
     fn series(id: u32) -> SeriesRecord {
