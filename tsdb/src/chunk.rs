@@ -151,7 +151,7 @@ fn encode_value(state: &mut EncoderState, w: &mut BitWriter, value: f64) {
     if let Some((scale, mantissa)) = if try_search { decimal_min(value) } else { None } {
         w.write_bits(0b110, 3);
         w.write_bits(u64::from(scale), 4);
-        let zigzag = ((mantissa << 1) ^ (mantissa >> 63)) as u64;
+        let zigzag = zigzag64(mantissa);
         let len = 64 - zigzag.leading_zeros();
         w.write_bits(u64::from(len), 6);
         w.write_bits(zigzag, len);
@@ -477,7 +477,8 @@ pub fn prometheus_xor_size_bytes(samples: &[Sample]) -> usize {
     bits.div_ceil(8)
 }
 
-fn zigzag64(v: i64) -> u64 {
+/// Zigzag coding: small magnitudes of either sign become small unsigned numbers.
+pub(crate) fn zigzag64(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 

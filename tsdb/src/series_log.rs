@@ -15,6 +15,7 @@
 //! known from its labels alone); the log converts those to bytes on disk with the compression
 //! ratio of what it wrote ([`SeriesLog::disk_bytes_of`]).
 
+use crate::chunk::zigzag64;
 use crate::segment::u32_at;
 use crate::storage::{set_aside, Directory, LogFile};
 use crate::{Error, Label, Labels};
@@ -217,7 +218,7 @@ fn string_from(bytes: &[u8], at: &mut usize) -> Option<String> {
 fn encode_delta_series(plain: &mut Vec<u8>, record: &SeriesRecord, previous: Option<&SeriesRecord>) {
     let expected_id = previous.map_or(0, |p| i64::from(p.id) + 1);
     let id_delta = i64::from(record.id) - expected_id;
-    put_uvarint(plain, ((id_delta << 1) ^ (id_delta >> 63)) as u64);
+    put_uvarint(plain, zigzag64(id_delta));
     put_uvarint(plain, record.labels.len() as u64);
     let before = previous.map_or(&[][..], |p| p.labels.as_slice());
     for (i, label) in record.labels.iter().enumerate() {
