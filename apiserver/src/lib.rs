@@ -46,3 +46,4 @@ mod scrape;
 pub mod server;
 pub mod settings;
 mod shutdown;
+pub mod workers;

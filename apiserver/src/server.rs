@@ -10,6 +10,7 @@ use crate::http::{
 };
 use crate::listener::{self, ConnectionLimits, ConnectionMetrics};
 use crate::settings::Settings;
+use crate::workers::Workers;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,8 @@ pub enum ServerError {
     BearerTokenFile(String),
     #[error("{0} (check --web.config.file)")]
     WebConfig(String),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(#[source] std::io::Error),
 }
 
 /// A running server: the bound address and a handle to stop it.
@@ -76,11 +79,13 @@ impl Server {
         registry.register_collector(Box::new(StoreCollector::new(db.clone())));
         let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
         let reload_metrics = ReloadMetrics::register(&mut registry);
+        let workers = Arc::new(Workers::for_available_cpus(settings.worker_nice).map_err(ServerError::Workers)?);
         let remote_write = Arc::new(RemoteWriteState::new(
             &mut registry,
             remote_write_settings(&settings, &reload_metrics)?,
             ingest_metrics.clone(),
             db.clone(),
+            workers.clone(),
         ));
         let query_api = Arc::new(QueryApiState::new(&mut registry));
         let connection_metrics = ConnectionMetrics::register(&mut registry);
@@ -168,7 +173,7 @@ impl Server {
                 }
             }
         }
-        let flush_task = tokio::spawn(store_upkeep(db, settings.sync_interval, shutdown_rx));
+        let flush_task = tokio::spawn(store_upkeep(db, workers, settings.sync_interval, shutdown_rx));
 
         state.ready.store(true, Ordering::Release);
         tracing::info!(%local_addr, data_dir = %settings.data_dir.display(), "Ringtail is serving");
@@ -261,9 +266,14 @@ fn remote_write_settings(
 /// enough that churn never piles up for long.
 const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The store's background upkeep: a flush every `every`, and a maintenance pass every
-/// [`MAINTAIN_EVERY`].
-async fn store_upkeep(db: Arc<tsdb::Db>, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
+/// The store's background upkeep on the `workers` (below queries' priority): a flush every
+/// `every`, and a maintenance pass every [`MAINTAIN_EVERY`].
+async fn store_upkeep(
+    db: Arc<tsdb::Db>,
+    workers: Arc<Workers>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(every.max(std::time::Duration::from_millis(10)));
     let mut last_maintained = std::time::Instant::now();
     loop {
@@ -275,7 +285,7 @@ async fn store_upkeep(db: Arc<tsdb::Db>, every: std::time::Duration, mut stop: w
             return;
         }
         let store = db.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
+        match workers.run(move || store.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "periodic flush failed"),
             Err(e) => tracing::warn!(error = %e, "periodic flush task failed"),
@@ -283,7 +293,7 @@ async fn store_upkeep(db: Arc<tsdb::Db>, every: std::time::Duration, mut stop: w
         if last_maintained.elapsed() >= MAINTAIN_EVERY {
             last_maintained = std::time::Instant::now();
             let store = db.clone();
-            match tokio::task::spawn_blocking(move || store.maintain()).await {
+            match workers.run(move || store.maintain()).await {
                 Ok(Ok(report)) if report != tsdb::MaintenanceReport::default() => {
                     tracing::debug!(?report, "store maintenance")
                 }

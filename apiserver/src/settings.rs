@@ -51,6 +51,9 @@ pub struct Settings {
     pub storage_size_bytes: u64,
     pub retention: Option<Duration>,
     pub sync_interval: Duration,
+    /// Niceness added to the worker threads (remote-write decoding and storing, store upkeep),
+    /// so queries and probes come first when the CPU is short (0 = same priority).
+    pub worker_nice: i32,
     /// Lookback, max samples and timeout of the query engine (Prometheus API and adapter alike).
     pub query: query::EngineOptions,
     /// Largest remote-write request body accepted, in bytes (compressed); larger gets 413.
@@ -161,6 +164,7 @@ impl Default for Settings {
             storage_size_bytes: DEFAULT_STORAGE_SIZE_BYTES,
             retention: None,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            worker_nice: crate::workers::DEFAULT_NICE,
             query: query::EngineOptions::default(),
             remote_write_max_body_bytes: crate::http::remote_write::DEFAULT_MAX_BODY_BYTES,
             remote_write_bearer_token_file: None,
@@ -225,6 +229,13 @@ pub struct SettingsLayer {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "duration_text")]
     pub sync_interval: Option<Duration>,
+    /// Niceness (0–19) added to the threads that decode and store remote-write requests and
+    /// flush and maintain the store: when the CPU is short (a CPU limit, a sender catching up),
+    /// queries, the metrics APIs and probes run first and senders get 503 sooner; 0 runs them at
+    /// the same priority [default: 5].
+    #[arg(long, value_name = "NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
+    #[serde(default, deserialize_with = "nice_value")]
+    pub worker_nice: Option<i32>,
     #[command(flatten)]
     #[serde(default, deserialize_with = "null_as_default")]
     pub query: QueryLayer,
@@ -425,6 +436,7 @@ impl Settings {
             storage_size,
             retention,
             sync_interval,
+            worker_nice,
             query,
             remote_write,
             web,
@@ -441,6 +453,7 @@ impl Settings {
         set(&mut self.storage_size_bytes, storage_size);
         set_optional(&mut self.retention, retention);
         set(&mut self.sync_interval, sync_interval);
+        set(&mut self.worker_nice, worker_nice);
         set(&mut self.query.lookback, query.lookback_delta);
         set(&mut self.query.max_samples, query.max_samples);
         set(&mut self.query.timeout, query.timeout);
@@ -552,6 +565,16 @@ fn set_optional<T>(current: &mut Option<T>, layered: Option<T>) {
 fn duration_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
     text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+}
+
+/// Serde glue for `worker_nice`: a niceness step the kernel can add (0–19).
+fn nice_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let nice: Option<i64> = Option::deserialize(d)?;
+    nice.map(|n| match i32::try_from(n) {
+        Ok(n) if (0..=19).contains(&n) => Ok(n),
+        _ => Err(serde::de::Error::custom(format!("worker_nice {n} is outside 0..=19"))),
+    })
+    .transpose()
 }
 
 /// Serde glue for `storage_size`: a number of bytes (`1073741824`) or a size with a unit (`1GiB`,
@@ -733,6 +756,24 @@ mod tests {
             std::fs::write(&path, bad).unwrap();
             let err = Settings::from_sources(Some(&path), flags(&[])).unwrap_err().to_string();
             assert!(err.starts_with("invalid config file") && err.contains("storage_size"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn worker_nice_is_a_niceness_step_in_flags_and_file() {
+        assert_eq!(Settings::default().worker_nice, crate::workers::DEFAULT_NICE);
+        assert_eq!(flags(&["--worker-nice", "0"]).worker_nice, Some(0));
+        for bad in ["20", "-1", "high"] {
+            assert!(Flags::try_parse_from(["serve", "--worker-nice", bad]).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "worker_nice: 12\n").unwrap();
+        assert_eq!(Settings::from_sources(Some(&path), flags(&[])).unwrap().worker_nice, 12);
+        for bad in ["worker_nice: 20\n", "worker_nice: -3\n"] {
+            std::fs::write(&path, bad).unwrap();
+            let err = Settings::from_sources(Some(&path), flags(&[])).unwrap_err().to_string();
+            assert!(err.contains("worker_nice"), "{bad}: {err}");
         }
     }
 

@@ -24,9 +24,10 @@ pub const NAMESPACE: &str = "overload";
 pub const CUSTOM_METRIC: &str = "requests_per_second";
 /// Pods of the custom metric (their series are on the first target's page).
 const PODS: usize = 10;
-/// Shortest CFS period of the CPU quota: short, so a throttled Ringtail waits a few tens of
-/// milliseconds for its next slice instead of most of the default 100 ms.
-const MIN_CPU_PERIOD_US: u64 = 20_000;
+/// Shortest CFS period of the CPU quota: short, so a throttled Ringtail waits at most a few
+/// milliseconds for its next slice instead of most of the default 100 ms (a probe arriving while
+/// the quota is spent waits out the rest of the period, whatever Ringtail does).
+const MIN_CPU_PERIOD_US: u64 = 10_000;
 /// The kernel's smallest CFS quota.
 const MIN_CPU_QUOTA_US: u64 = 1000;
 
@@ -66,6 +67,9 @@ pub struct SoakOptions {
     /// Longest wait for Prometheus to drain its queue and Ringtail to hold everything, seconds.
     #[arg(long, default_value_t = 900)]
     pub drain_seconds: u64,
+    /// More arguments for `ringtail serve` (repeatable), e.g. `--ringtail-arg=--worker-nice=10`.
+    #[arg(long = "ringtail-arg", allow_hyphen_values = true)]
+    pub ringtail_args: Vec<String>,
 }
 
 /// How Ringtail's CPU share was cut; a cgroup is removed on drop (after Ringtail is gone).
@@ -81,7 +85,10 @@ pub enum CpuConfinement {
 
 impl CpuConfinement {
     /// Confines `pid` (every thread, and threads it starts later) to `percent` of one CPU:
-    /// a cgroup v2 child, else a cgroup v1 `cpu` child, else pinning to core 0 with `taskset`.
+    /// a cgroup v2 child, else a cgroup v1 `cpu` child, else only the pinning. Every thread is
+    /// also pinned to core 0, so the quota is one CPU's share as a pod's CPU limit on a busy
+    /// node is: the kernel hands a group's quota out per CPU in slices, and threads spread over
+    /// two CPUs would take turns by CPU rather than by their scheduling weights.
     pub fn apply(pid: u32, percent: u64) -> Result<CpuConfinement, String> {
         let (quota_us, period_us) = cpu_quota_period_us(percent);
         let v2_root = Path::new("/sys/fs/cgroup");
@@ -94,7 +101,10 @@ impl CpuConfinement {
                 .and_then(|()| std::fs::write(dir.join("cpu.max"), format!("{quota_us} {period_us}")))
                 .and_then(|()| std::fs::write(dir.join("cgroup.procs"), pid.to_string()));
             match made {
-                Ok(()) => return Ok(CpuConfinement::CgroupV2 { dir, percent }),
+                Ok(()) => {
+                    pin_to_one_core(pid)?;
+                    return Ok(CpuConfinement::CgroupV2 { dir, percent });
+                }
                 Err(e) => {
                     eprintln!("cgroup v2 at {} not usable ({e}); trying cgroup v1", dir.display());
                     let _ = std::fs::remove_dir(&dir);
@@ -109,21 +119,17 @@ impl CpuConfinement {
                 .and_then(|()| std::fs::write(dir.join("cpu.cfs_quota_us"), quota_us.to_string()))
                 .and_then(|()| std::fs::write(dir.join("cgroup.procs"), pid.to_string()));
             match made {
-                Ok(()) => return Ok(CpuConfinement::CgroupV1 { dir, percent }),
+                Ok(()) => {
+                    pin_to_one_core(pid)?;
+                    return Ok(CpuConfinement::CgroupV1 { dir, percent });
+                }
                 Err(e) => {
                     eprintln!("cgroup v1 at {} not usable ({e}); pinning to one core", dir.display());
                     let _ = std::fs::remove_dir(&dir);
                 }
             }
         }
-        let status = std::process::Command::new("taskset")
-            .args(["-a", "-p", "-c", "0", &pid.to_string()])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map_err(|e| format!("no writable cgroup and taskset failed: {e}"))?;
-        if !status.success() {
-            return Err(format!("no writable cgroup and taskset answered {status}"));
-        }
+        pin_to_one_core(pid).map_err(|e| format!("no writable cgroup, and {e}"))?;
         Ok(CpuConfinement::Taskset)
     }
 
@@ -132,13 +138,13 @@ impl CpuConfinement {
         let quota = |percent: &u64| cpu_quota_period_us(*percent);
         match self {
             CpuConfinement::CgroupV2 { dir, percent } => format!(
-                "cgroup v2 `{}`: cpu.max `{} {}` ({percent}% of one CPU)",
+                "cgroup v2 `{}`: cpu.max `{} {}` ({percent}% of one CPU), every thread on core 0",
                 dir.display(),
                 quota(percent).0,
                 quota(percent).1
             ),
             CpuConfinement::CgroupV1 { dir, percent } => format!(
-                "cgroup v1 `{}`: cpu.cfs_quota_us {} per cpu.cfs_period_us {} ({percent}% of one CPU)",
+                "cgroup v1 `{}`: cpu.cfs_quota_us {} per cpu.cfs_period_us {} ({percent}% of one CPU), every thread on core 0",
                 dir.display(),
                 quota(percent).0,
                 quota(percent).1
@@ -148,7 +154,9 @@ impl CpuConfinement {
     }
 
     /// Gives Ringtail its whole CPU back (the load is over: the drain need not crawl).
-    pub fn lift(&self) {
+    pub fn lift(&self, pid: u32) {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let _ = taskset(pid, &format!("0-{}", cores - 1));
         match self {
             CpuConfinement::CgroupV2 { dir, .. } => {
                 let _ = std::fs::write(dir.join("cpu.max"), "max");
@@ -187,6 +195,23 @@ impl Drop for CpuConfinement {
             }
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+/// Pins every thread of `pid` (and the threads they start) to core 0.
+fn pin_to_one_core(pid: u32) -> Result<(), String> {
+    taskset(pid, "0")
+}
+
+fn taskset(pid: u32, cores: &str) -> Result<(), String> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cores, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset failed: {e}"))?;
+    match status.success() {
+        true => Ok(()),
+        false => Err(format!("taskset -c {cores} answered {status}")),
     }
 }
 
@@ -555,7 +580,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
     std::fs::write(&config, "scrape_configs: []\n").map_err(|e| e.to_string())?;
     std::fs::write(&rules, adapter_rules()).map_err(|e| e.to_string())?;
     let data = ringtail_dir.path().join("data");
-    let args: Vec<String> = vec![
+    let mut args: Vec<String> = vec![
         "serve".into(),
         "--data-dir".into(),
         data.display().to_string(),
@@ -570,6 +595,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
         "--remote-write-max-inflight-bytes".into(),
         options.inflight_bytes.to_string(),
     ];
+    args.extend(options.ringtail_args.iter().cloned());
     let ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &[], port, ringtail_dir, "ringtail.log")?;
     let confinement = CpuConfinement::apply(ringtail.pid(), options.cpu_percent)?;
     eprintln!("ringtail pid {}: {}", ringtail.pid(), confinement.describe());
@@ -668,7 +694,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
     // The load drops: pages answer 503, Prometheus drains its queue.
     targets.stop_serving();
     let throttling = confinement.throttling();
-    confinement.lift();
+    confinement.lift(ringtail.pid());
     let drain_started = Instant::now();
     let drain_deadline = drain_started + Duration::from_secs(options.drain_seconds);
     loop {
@@ -820,7 +846,8 @@ mod tests {
 
     #[test]
     fn cpu_quota_keeps_the_kernel_minimum() {
-        assert_eq!(cpu_quota_period_us(10), (2000, 20_000));
+        assert_eq!(cpu_quota_period_us(20), (2000, 10_000));
+        assert_eq!(cpu_quota_period_us(10), (1000, 10_000));
         assert_eq!(cpu_quota_period_us(5), (1000, 20_000));
         assert_eq!(cpu_quota_period_us(2), (1000, 50_000));
         assert_eq!(cpu_quota_period_us(3), (1000, 33_333));

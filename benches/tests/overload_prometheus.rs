@@ -30,6 +30,7 @@ async fn prometheus_pushing_past_a_throttled_ringtail_gets_503_and_loses_nothing
         shards: 32,
         samples_per_send: 2000,
         drain_seconds: 300,
+        ringtail_args: vec![],
     };
     let report = overload::run(options).await.unwrap_or_else(|e| panic!("overload soak failed: {e}"));
     eprintln!("{}", report.markdown());

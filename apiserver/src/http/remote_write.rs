@@ -3,7 +3,7 @@
 //! bytes budget: compressed bodies and their decompressed form, reserved before a body is read so
 //! an overloaded receiver answers 503 without buffering anything), the mapping of outcomes to the statuses senders expect, response headers and
 //! request metrics. Decompression, decoding, validation, the series cache and the append are the
-//! [`ingest::Receiver`]'s.
+//! [`ingest::Receiver`]'s; they run on the [`Workers`], below the priority of queries and probes.
 //!
 //! Statuses: 204 stored (200 with a text body when some samples were skipped, saying which);
 //! 400 malformed (nothing of the request stored); 400 when series broke an ingestion limit
@@ -17,6 +17,7 @@
 //! and retry); 500 when the store fails otherwise.
 
 use super::AppState;
+use crate::workers::Workers;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -106,18 +107,21 @@ pub struct RemoteWriteState {
     requests: Family<RequestLabels, Counter>,
     durations: Family<ProtocolLabels, Histogram, fn() -> Histogram>,
     receiver: Arc<Receiver>,
+    workers: Arc<Workers>,
     /// Set while the store refuses writes, so the change is logged once each way, not per request.
     store_refusing: AtomicBool,
 }
 
 impl RemoteWriteState {
     /// Builds the state with a receiver storing into `db` and registers the receiver's metrics;
-    /// sample counters go to the shared `ingest_metrics` (registered once by the server).
+    /// sample counters go to the shared `ingest_metrics` (registered once by the server); requests
+    /// are decoded and stored on `workers`.
     pub fn new(
         registry: &mut Registry,
         settings: RemoteWriteSettings,
         ingest_metrics: IngestMetrics,
         db: Arc<tsdb::Db>,
+        workers: Arc<Workers>,
     ) -> Self {
         let inflight_permits = u32::try_from((settings.max_inflight_bytes / PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
         let requests = Family::<RequestLabels, Counter>::default();
@@ -140,6 +144,7 @@ impl RemoteWriteState {
         };
         RemoteWriteState {
             receiver: Arc::new(Receiver::new(db, limits).with_limits(settings.limits)),
+            workers,
             inflight: Arc::new(Semaphore::new(inflight_permits as usize)),
             inflight_permits,
             settings,
@@ -287,12 +292,14 @@ async fn handle(rw: &Arc<RemoteWriteState>, headers: &HeaderMap, body: Body) -> 
     let permit = budget.into_permit();
 
     let receiver = rw.receiver.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        receiver.remote_write(protocol, &body, tsdb::now_ms())
-    })
-    .await
-    .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("BUG: decode task failed: {e}")))??;
+    let outcome = rw
+        .workers
+        .run(move || {
+            let _permit = permit;
+            receiver.remote_write(protocol, &body, tsdb::now_ms())
+        })
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(outcome)
 }
 
@@ -429,7 +436,8 @@ mod tests {
             saturation_wait: Duration::from_secs(2),
             ..RemoteWriteSettings::default()
         };
-        let rw = RemoteWriteState::new(&mut Registry::default(), settings, IngestMetrics::default(), db);
+        let workers = Arc::new(Workers::start(1, 0).unwrap());
+        let rw = RemoteWriteState::new(&mut Registry::default(), settings, IngestMetrics::default(), db, workers);
         let (mut first, mut second) = (InflightBudget::new(&rw), InflightBudget::new(&rw));
         assert!(first.hold_bytes(4 * PERMIT_BYTES).await.is_ok());
         assert!(second.hold_bytes(4 * PERMIT_BYTES).await.is_ok());
