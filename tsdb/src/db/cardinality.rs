@@ -52,7 +52,7 @@ impl Db {
             if let Some(first) = first_closed.map(|h| h.min_ts_ms).or(open) {
                 min = Some(min.map_or(first, |m| m.min(first)));
             }
-            if state.has_samples {
+            if state.has_samples() {
                 max = Some(max.map_or(state.newest_ts_ms(), |m| m.max(state.newest_ts_ms())));
             }
         }

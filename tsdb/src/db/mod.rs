@@ -57,22 +57,35 @@ const CHECKPOINT_EVERY: u16 = 32;
 
 /// Per-series in-memory state: the open chunk's encoder, ordering state, chunk references and the
 /// head slot holding the open chunk (none between chunks). Labels live in the index, samples in
-/// mapped files. Kept small (one per live series): the newest sample is the encoder's last one,
-/// kept when a chunk closes.
+/// mapped files. Kept small (one per live series, 80 bytes, pinned by a test): the newest sample
+/// is the encoder's last one, kept when a chunk closes.
 #[derive(Debug)]
 struct SeriesState {
     /// The open chunk's encoder; between chunks (`num_samples == 0`) only `last_ts_ms` and
-    /// `last_value_bits` mean something: the series' newest sample, when `has_samples`.
+    /// `last_value_bits` mean something: the series' newest sample, when it has samples.
     enc: EncoderState,
     /// Encoder states of the open chunk at the two newest multiples of `CHECKPOINT_EVERY` samples,
     /// newest first (`num_samples == 0`: none). Two, so the older one is at least
     /// `CHECKPOINT_EVERY` samples behind the newest sample. Boxed and made only once a chunk
     /// reaches `CHECKPOINT_EVERY` samples: most short-lived series never need them.
     checkpoints: Option<Box<[EncoderState; 2]>>,
-    has_samples: bool,
     /// Closed chunks in the ring, oldest first.
     chunks: ClosedChunks,
-    slot: Option<Slot>,
+    head: HeadSlot,
+}
+
+/// Whether a series has samples, and the head slot it holds. One 8-byte field: the slot's size
+/// class has byte values to spare for the two slotless states, where a flag beside an
+/// `Option<Slot>` would pad the series' state by 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadSlot {
+    /// No sample yet.
+    NoSamples,
+    /// Samples, and no slot: no open chunk.
+    NoSlot,
+    /// Samples, and this slot, which holds the open chunk (or, right after a chunk closed, is
+    /// kept for the next one).
+    Held(Slot),
 }
 
 /// A series' closed chunk references behind one thin pointer: every live series carries this, and
@@ -108,10 +121,46 @@ impl SeriesState {
         SeriesState {
             enc: EncoderState::default(),
             checkpoints: None,
-            has_samples: false,
             chunks: ClosedChunks::default(),
-            slot: None,
+            head: HeadSlot::NoSamples,
         }
+    }
+
+    /// Whether the series has a newest sample (`newest_ts_ms`, `newest_value_bits`).
+    #[inline]
+    fn has_samples(&self) -> bool {
+        self.head != HeadSlot::NoSamples
+    }
+
+    /// Marks the series as having samples (its newest is the encoder's last one).
+    fn set_has_samples(&mut self) {
+        if self.head == HeadSlot::NoSamples {
+            self.head = HeadSlot::NoSlot;
+        }
+    }
+
+    /// The head slot the series holds.
+    #[inline]
+    fn slot(&self) -> Option<Slot> {
+        match self.head {
+            HeadSlot::Held(slot) => Some(slot),
+            HeadSlot::NoSamples | HeadSlot::NoSlot => None,
+        }
+    }
+
+    /// Gives the series `slot` (replacing any it held): only once the open chunk in it has samples.
+    #[inline]
+    fn set_slot(&mut self, slot: Slot) {
+        self.head = HeadSlot::Held(slot);
+    }
+
+    /// Takes the head slot out of the series' state (the caller releases it).
+    fn take_slot(&mut self) -> Option<Slot> {
+        let slot = self.slot();
+        if slot.is_some() {
+            self.head = HeadSlot::NoSlot;
+        }
+        slot
     }
 
     /// Timestamp of the newest sample (meaningful when `has_samples`).
@@ -338,5 +387,19 @@ impl Drop for Db {
         if let Err(e) = self.flush() {
             tracing::warn!(error = %e, "flush on close failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of these lives per series: a byte here is a megabyte at a million series.
+    #[test]
+    fn series_state_stays_small() {
+        assert_eq!(std::mem::size_of::<Slot>(), 8);
+        assert_eq!(std::mem::size_of::<HeadSlot>(), 8, "the slotless states fit the slot's niche");
+        assert!(std::mem::size_of::<SeriesState>() <= 80, "{} bytes", std::mem::size_of::<SeriesState>());
+        assert!(std::mem::size_of::<Mutex<SeriesState>>() <= 88);
     }
 }

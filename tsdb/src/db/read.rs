@@ -106,7 +106,7 @@ impl Db {
                     if s.newest_ts_ms() >= mint_ms {
                         found.push(Some((id, Sample::new(s.newest_ts_ms(), f64::from_bits(s.newest_value_bits())))));
                     }
-                } else if s.has_samples {
+                } else if s.has_samples() {
                     found.push(None);
                     needs_decoding.push(id);
                 }
@@ -178,9 +178,9 @@ impl Db {
                             c.bit_len -= skip as u32 * 8;
                         }
                         let len = e.bit_len.div_ceil(8) as usize - skip;
-                        match &s.slot {
+                        match s.slot() {
                             Some(slot) => {
-                                slot.read_payload_from(skip, &mut head[..len]);
+                                slot.read_payload_from(&self.heads, skip, &mut head[..len]);
                                 (len, e.num_samples, e.last_ts_ms, resume)
                             }
                             None => (0, 0, i64::MIN, None),
