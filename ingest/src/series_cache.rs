@@ -13,9 +13,9 @@
 //! buckets per entry that is a chance of at most 14/n among n entries, worth another log2(n / 14)
 //! bits: 16 at a million series, 23 at 100 million. For n = 100 million series the chance that any
 //! two label sets are taken for each other is then at most n²/2 · 14/n · 2^-71 ≈ 3·10^-13 (it
-//! grows with n, not n², as the table grows with the series; the 96 bits an entry once stored
-//! gave 6·10^-14), and a sender who does not know the per-process seeds cannot aim at
-//! it. A store never hands an id out twice, but it removes series that died (no sample left inside
+//! grows with n, not n², as the table grows with the series; twice that while a replaced table is
+//! still read; the 96 bits an entry once stored gave 6·10^-14), and a sender who does not know the
+//! per-process seeds cannot aim at it. A store never hands an id out twice, but it removes series that died (no sample left inside
 //! the retention): an entry of a removed series is reported back by the store
 //! (`AppendReport::removed`), that series is written again by labels, and its entry takes the new
 //! id. A cache must be used with one store only.
@@ -24,14 +24,19 @@
 //! power-of-two number of buckets at most 7/8 full: at a million series 2^21 buckets, 27.3 MB
 //! (27 bytes a series; a `HashMap<u64, (u32, u32)>` of the same series took 2^21 × 17 bytes =
 //! 35.7 MB). Since the first hash is not stored, the table cannot move its entries to a larger
-//! one: when it is full it is rebuilt empty, sized for the store's live series (at most
-//! `max_bytes`), and refills from the following requests. It is also rebuilt, smaller, when it
-//! holds more than twice as many series as the store has live ones (under churn, entries of dead
-//! series pile up).
+//! one: when it is full a new one, sized for the store's live series, takes new entries, and the
+//! full one is still read; an entry found there moves to the new table with the next request, and
+//! the old table is dropped once empty or once the new one holds as many entries as the store has
+//! live series (a series seen again is served from the cache throughout, as a growing `HashMap`
+//! would). Both tables together stay within `max_bytes` (the old one is dropped when they would
+//! not); at the bound, a full table is cleared and refills from the following requests, as it is
+//! when it holds more than twice as many series as the store has live ones (under churn, entries
+//! of dead series pile up).
 
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 use tsdb::SeriesId;
 
 /// Default bound on the table's bytes: 2^23 buckets of 13 bytes, about 7.3 million series.
@@ -86,13 +91,61 @@ fn max_entries_within(max_bytes: usize) -> usize {
     bucket_capacity(buckets)
 }
 
+/// The cache's tables. `previous` is the table `current` replaced when it filled: its entries
+/// cannot move (their first hash is not kept), so it is still read, and each entry a lookup finds
+/// there is moved into `current` by the next writer ([`SeriesCache::promote_found`]). It is dropped
+/// once empty, or once `current` holds an entry for each of the store's live series.
+#[derive(Debug, Default)]
+struct Tables {
+    current: HashTable<Entry>,
+    previous: HashTable<Entry>,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
+    /// Bytes both tables take.
+    fn bytes(&self) -> usize {
+        self.current.allocation_size() + self.previous.allocation_size()
+    }
+
+    /// Adds `entry` to `current` (a key already there takes `entry`'s id; one in `previous` moves).
+    /// Returns whether there was room.
+    fn insert(&mut self, hash: u64, entry: Entry) -> bool {
+        if let Some(present) = self.current.find_mut(hash, |e| e.check == entry.check) {
+            present.id = entry.id;
+            return true;
+        }
+        if let Ok(old) = self.previous.find_entry(hash, |e| e.check == entry.check) {
+            old.remove();
+        }
+        if self.current.len() >= self.current.capacity() {
+            return false;
+        }
+        self.current.insert_unique(hash, entry, |_| {
+            // Only called to grow, which the capacity check above rules out.
+            debug_assert!(false, "BUG: the series cache's table grew");
+            0
+        });
+        true
+    }
+}
+
 /// Raw label bytes → series id, shared by the requests of one receiver. See the module docs.
 #[derive(Debug)]
 pub struct SeriesCache {
-    table: RwLock<HashTable<Entry>>,
+    tables: RwLock<Tables>,
+    /// Entries lookups found in `Tables::previous`, to move into `current` (pushed under the read
+    /// lock, moved under the write lock).
+    found_in_previous: Mutex<Vec<(u64, Entry)>>,
+    /// Whether `found_in_previous` has entries (checked on every request without its lock).
+    any_found: AtomicBool,
     seeds: [u64; 4],
     /// Seeds of the second hash, which confirms a hit.
     check_seeds: [u64; 4],
+    max_bytes: usize,
     /// Entries the largest table within the byte bound holds.
     max_entries: usize,
 }
@@ -104,15 +157,18 @@ impl Default for SeriesCache {
 }
 
 impl SeriesCache {
-    /// An empty cache whose table takes at most `max_bytes`.
+    /// An empty cache whose tables take at most `max_bytes`.
     pub fn new(max_bytes: usize) -> Self {
         let random = std::collections::hash_map::RandomState::new();
         let seeds = [0u64, 1, 2, 3].map(|i| random.hash_one(i) | 1);
         let check_seeds = [4u64, 5, 6, 7].map(|i| random.hash_one(i) | 1);
         SeriesCache {
-            table: RwLock::new(HashTable::new()),
+            tables: RwLock::new(Tables::default()),
+            found_in_previous: Mutex::new(Vec::new()),
+            any_found: AtomicBool::new(false),
             seeds,
             check_seeds,
+            max_bytes,
             max_entries: max_entries_within(max_bytes),
         }
     }
@@ -125,70 +181,97 @@ impl SeriesCache {
 
     /// A read view for looking up many keys under one lock acquisition.
     pub fn reader(&self) -> CacheReader<'_> {
-        CacheReader { table: self.table.read().unwrap_or_else(PoisonError::into_inner), check_seeds: &self.check_seeds }
+        if self.any_found.load(Ordering::Relaxed) {
+            self.promote_found(&mut self.tables.write().unwrap_or_else(PoisonError::into_inner));
+        }
+        CacheReader { tables: self.tables.read().unwrap_or_else(PoisonError::into_inner), cache: self }
     }
 
     /// Adds the resolved `(hash, key, id)` triples (a key already present takes the id given).
     /// `live_series` is the store's live series count, which bounds the entries worth keeping and
     /// sizes a rebuilt table.
     pub fn insert_all<'k>(&self, entries: impl IntoIterator<Item = (u64, &'k [u8], SeriesId)>, live_series: usize) {
-        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        if table.len() > live_series.saturating_mul(2).max(MIN_ENTRIES_KEPT) {
+        let mut tables = self.tables.write().unwrap_or_else(PoisonError::into_inner);
+        if tables.len() > live_series.saturating_mul(2).max(MIN_ENTRIES_KEPT) {
             tracing::debug!(
-                entries = table.len(),
+                entries = tables.len(),
                 live_series,
                 "remote-write series cache holds mostly dead series; clearing it"
             );
-            *table = HashTable::new();
+            *tables = Tables::default();
         }
+        self.promote_found(&mut tables);
         for (hash, key, id) in entries {
             let Ok(id) = u32::try_from(id.0) else {
                 continue;
             };
-            let check = check_halves(hash_bytes(&self.check_seeds, key));
-            if let Some(entry) = table.find_mut(hash, |entry| entry.check == check) {
-                entry.id = id;
+            let entry = Entry { check: check_halves(hash_bytes(&self.check_seeds, key)), id };
+            if tables.insert(hash, entry) {
                 continue;
             }
-            if table.len() >= table.capacity() {
-                // Growing would move every entry by its first hash, which is not kept: rebuilt
-                // empty instead, for the store's live series (the table refills from requests).
-                let entries = table.len().saturating_add(1).max(live_series).min(self.max_entries);
-                if entries == 0 {
-                    continue;
+            // Growing would move every entry by its first hash, which is not kept: a new table,
+            // sized for the store's live series, takes the place of the full one, which is still
+            // read (as `previous`) while both fit the byte bound.
+            let wanted = tables.current.len().saturating_add(1).max(live_series).min(self.max_entries);
+            if wanted == 0 {
+                continue;
+            }
+            tracing::debug!(entries = tables.current.len(), "remote-write series cache full; starting a new table");
+            if wanted > tables.current.capacity() {
+                tables.previous = std::mem::replace(&mut tables.current, HashTable::with_capacity(wanted));
+                if tables.bytes() > self.max_bytes {
+                    tables.previous = HashTable::new();
                 }
-                tracing::debug!(entries = table.len(), "remote-write series cache full; clearing it");
-                if entries > table.capacity() {
-                    *table = HashTable::with_capacity(entries);
-                } else {
-                    table.clear();
+            } else {
+                tables.current.clear();
+                tables.previous = HashTable::new();
+            }
+            tables.insert(hash, entry);
+        }
+        if !tables.previous.is_empty() && tables.current.len() >= live_series {
+            tables.previous = HashTable::new();
+        }
+    }
+
+    /// Moves the entries lookups found in `previous` into `current` (while it has room), and drops
+    /// `previous` once it is empty.
+    fn promote_found(&self, tables: &mut Tables) {
+        let found = {
+            let mut found = self.found_in_previous.lock().unwrap_or_else(PoisonError::into_inner);
+            self.any_found.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *found)
+        };
+        for (hash, entry) in found {
+            // Gone when another lookup found it too, or when `previous` was replaced since.
+            if let Ok(old) = tables.previous.find_entry(hash, |e| e.check == entry.check) {
+                let (entry, _) = old.remove();
+                if !tables.insert(hash, entry) {
+                    break;
                 }
             }
-            table.insert_unique(hash, Entry { check, id }, |_| {
-                // Only called to grow, which the capacity check above rules out.
-                debug_assert!(false, "BUG: the series cache's table grew");
-                0
-            });
+        }
+        if tables.previous.is_empty() && tables.previous.capacity() > 0 {
+            tables.previous = HashTable::new();
         }
     }
 
     /// Number of cached series.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.table.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.tables.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Bytes the table takes.
+    /// Bytes the tables take.
     #[cfg(test)]
     fn table_bytes(&self) -> usize {
-        self.table.read().unwrap_or_else(PoisonError::into_inner).allocation_size()
+        self.tables.read().unwrap_or_else(PoisonError::into_inner).bytes()
     }
 }
 
 /// A shared lock on the cache for the lookups of one request.
 pub struct CacheReader<'a> {
-    table: RwLockReadGuard<'a, HashTable<Entry>>,
-    check_seeds: &'a [u64; 4],
+    tables: RwLockReadGuard<'a, Tables>,
+    cache: &'a SeriesCache,
 }
 
 impl CacheReader<'_> {
@@ -197,9 +280,19 @@ impl CacheReader<'_> {
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<SeriesId> {
         // Computed only when an entry's control byte matches, as most probes of a miss end first.
         let mut check = None;
-        let entry = self.table.find(hash, |entry| {
-            entry.check == *check.get_or_insert_with(|| check_halves(hash_bytes(self.check_seeds, key)))
-        })?;
+        let mut matches = |entry: &Entry| {
+            entry.check == *check.get_or_insert_with(|| check_halves(hash_bytes(&self.cache.check_seeds, key)))
+        };
+        if let Some(entry) = self.tables.current.find(hash, &mut matches) {
+            return Some(SeriesId(u64::from(entry.id)));
+        }
+        if self.tables.previous.is_empty() {
+            return None;
+        }
+        let entry = *self.tables.previous.find(hash, &mut matches)?;
+        let mut found = self.cache.found_in_previous.lock().unwrap_or_else(PoisonError::into_inner);
+        found.push((hash, entry));
+        self.cache.any_found.store(true, Ordering::Relaxed);
         Some(SeriesId(u64::from(entry.id)))
     }
 }
@@ -286,6 +379,48 @@ mod tests {
                 assert_eq!(cache.reader().get(cache.hash(key), key), Some(SeriesId(i as u64)));
             }
         }
+    }
+
+    #[test]
+    fn a_full_table_is_still_read_and_its_entries_move_to_the_new_one() {
+        let cache = SeriesCache::default();
+        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("series-{i}").into_bytes()).collect();
+        // 100 live series size the first table; more series than it holds come.
+        let mut inserted = 0;
+        while cache.tables.read().unwrap().previous.is_empty() {
+            let key = &keys[inserted];
+            cache.insert_all([(cache.hash(key), key.as_slice(), SeriesId(inserted as u64))], 100);
+            inserted += 1;
+        }
+        assert_eq!(cache.tables.read().unwrap().previous.len(), inserted - 1);
+        {
+            let reader = cache.reader();
+            for (i, key) in keys[..inserted].iter().enumerate() {
+                assert_eq!(reader.get(cache.hash(key), key), Some(SeriesId(i as u64)), "series {i}");
+            }
+        }
+        // The next request's reader moves what was found into the new table, and drops the old.
+        let reader = cache.reader();
+        assert_eq!((reader.tables.current.len(), reader.tables.previous.capacity()), (inserted, 0));
+        for (i, key) in keys[..inserted].iter().enumerate() {
+            assert_eq!(reader.get(cache.hash(key), key), Some(SeriesId(i as u64)), "series {i}");
+        }
+    }
+
+    #[test]
+    fn a_series_in_the_old_table_written_again_takes_its_new_id() {
+        let cache = SeriesCache::default();
+        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("series-{i}").into_bytes()).collect();
+        let mut inserted = 0;
+        while cache.tables.read().unwrap().previous.is_empty() {
+            let key = &keys[inserted];
+            cache.insert_all([(cache.hash(key), key.as_slice(), SeriesId(inserted as u64))], 100);
+            inserted += 1;
+        }
+        let first = keys[0].as_slice();
+        cache.insert_all([(cache.hash(first), first, SeriesId(5000))], 100);
+        assert_eq!(cache.reader().get(cache.hash(first), first), Some(SeriesId(5000)));
+        assert_eq!(cache.len(), inserted, "moved, not copied");
     }
 
     /// The figure the module documentation gives: at a million series the table holds 2^21
