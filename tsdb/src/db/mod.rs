@@ -89,14 +89,15 @@ enum HeadSlot {
 }
 
 /// A series' closed chunk references behind one thin pointer: every live series carries this, and
-/// most series of a churning cluster never close a chunk.
+/// most series of a churning cluster never close a chunk. The references are an exact-size slice,
+/// not a `Vec`: a list that only changes when a chunk closes (rarely) would otherwise keep up to
+/// half its capacity unused, 16 bytes a slot, for the series' life.
 #[derive(Debug, Default)]
-// The box is the point: 8 bytes in every series' state instead of a `Vec`'s 24.
-#[allow(clippy::box_collection)]
-struct ClosedChunks(Option<Box<Vec<ChunkRef>>>);
+struct ClosedChunks(Option<Box<Box<[ChunkRef]>>>);
 
-impl From<Vec<ChunkRef>> for ClosedChunks {
-    fn from(chunks: Vec<ChunkRef>) -> Self {
+impl<T: Into<Box<[ChunkRef]>>> From<T> for ClosedChunks {
+    fn from(chunks: T) -> Self {
+        let chunks = chunks.into();
         ClosedChunks((!chunks.is_empty()).then(|| Box::new(chunks)))
     }
 }
@@ -105,7 +106,7 @@ impl std::ops::Deref for ClosedChunks {
     type Target = [ChunkRef];
 
     fn deref(&self) -> &[ChunkRef] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_deref().map_or(&[], |chunks| chunks)
     }
 }
 
@@ -198,9 +199,8 @@ impl SeriesState {
         if n == 0 && added.is_none() {
             return;
         }
-        let mut chunks = self.chunks.0.take().map_or_else(Vec::new, |b| *b);
-        chunks.drain(..n);
-        chunks.extend(added);
+        let kept = self.chunks.get(n..).unwrap_or_default();
+        let chunks: Box<[ChunkRef]> = kept.iter().copied().chain(added).collect();
         self.chunks = ClosedChunks::from(chunks);
     }
 
