@@ -8,7 +8,7 @@
 //! 512-byte slot or is split into slots of one smaller size (a slab allocator; a page none of
 //! whose slots is in use can be split differently). A chunk starts in the smallest slot and moves
 //! to the smallest larger one when a sample does not fit (the copy is published before the old
-//! slot is cleared; recovery keeps the copy with more samples), so a short-lived series holds 32
+//! slot is cleared; recovery keeps the copy with more samples), so a short-lived series holds 24
 //! bytes, not 512. Each slot's header names its owner, so recovery finds every open chunk by
 //! scanning the slots. Files are added up to the head budget and never remapped or removed: a
 //! slot is only its number and size (8 bytes in every series' state), and reaches its file through

@@ -4,7 +4,7 @@
 
 use super::stats::reason_slot;
 use super::{Db, SeriesId, SeriesState, CHECKPOINT_EVERY};
-use crate::chunk::{encode_next, EncoderState};
+use crate::chunk::encode_next;
 use crate::head::{Slot, SLOT_CLASS_BYTES, SLOT_HEADER_BYTES, SLOT_PAYLOAD_BYTES};
 use crate::labels::validate_labels;
 use crate::paged::Paged;
@@ -299,8 +299,7 @@ impl Db {
         delta.head_bytes += (start + bytes.len()) as i64 - s.enc.bit_len.div_ceil(8) as i64;
         s.enc = enc;
         if enc.num_samples.is_multiple_of(CHECKPOINT_EVERY) {
-            let checkpoints = s.checkpoints.get_or_insert_with(Default::default);
-            **checkpoints = [enc, checkpoints[0]];
+            s.push_checkpoint(enc);
         }
         s.set_has_samples();
         Ok(Outcome::Appended)
@@ -412,15 +411,12 @@ impl Db {
         };
         let chunk_ref = self.ring.write_chunk(&header, &payload[..len])?;
         slot.publish_count(&self.heads, 0);
-        let stale = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
+        let stale = s.chunks().iter().take_while(|c| !self.ring.is_live(c)).count();
         s.replace_chunks(stale, Some(chunk_ref));
         delta.head_samples -= i64::from(n);
         delta.head_bytes -= len as i64;
         s.clear_open_chunk();
-        // The box is kept for the next chunk of a series this long.
-        if let Some(checkpoints) = s.checkpoints.as_mut() {
-            **checkpoints = [EncoderState::default(); 2];
-        }
+        s.clear_checkpoints();
         Ok(())
     }
 }

@@ -87,9 +87,9 @@ impl Db {
         if s.enc.num_samples > 0 {
             return false;
         }
-        let overwritten = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
+        let overwritten = s.chunks().iter().take_while(|c| !self.ring.is_live(c)).count();
         s.replace_chunks(overwritten, None);
-        s.chunks.is_empty()
+        s.chunks().is_empty()
     }
 
     /// Removes the series `ids` (sorted) that are still dead under the exclusive locks; returns how

@@ -167,12 +167,8 @@ impl Db {
                         let e = &s.enc;
                         // The newest checkpoint before the window: decoding resumes there, so
                         // only the bytes from its position on are copied.
-                        let mut resume = s
-                            .checkpoints
-                            .iter()
-                            .flat_map(|c| c.iter())
-                            .find(|c| c.num_samples > 0 && c.last_ts_ms < mint_ms)
-                            .copied();
+                        let mut resume =
+                            s.checkpoints().iter().find(|c| c.num_samples > 0 && c.last_ts_ms < mint_ms).copied();
                         let skip = resume.map_or(0, |c| (c.bit_len / 8) as usize);
                         if let Some(c) = resume.as_mut() {
                             c.bit_len -= skip as u32 * 8;

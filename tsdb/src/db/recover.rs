@@ -66,7 +66,7 @@ impl Db {
         }
         for (series, list) in chunk_lists.drain() {
             if let Some(state) = states.get_mut(series) {
-                state.chunks = list.into();
+                state.set_chunks(list);
             }
         }
         if orphan_chunks > 0 {
@@ -103,13 +103,13 @@ impl Db {
                 }
                 // The chunk was written to the ring but the slot not yet cleared when the process
                 // stopped: the ring copy wins.
-                Some((enc, _)) if state.chunks.last().is_some_and(|c| c.max_ts_ms >= enc.first_ts_ms) => {
+                Some((enc, _)) if state.chunks().last().is_some_and(|c| c.max_ts_ms >= enc.first_ts_ms) => {
                     closed_twice += 1;
                     free(&slot);
                 }
                 Some((enc, checkpoints)) => {
                     state.enc = enc;
-                    state.checkpoints = (checkpoints[0].num_samples > 0).then(|| Box::new(checkpoints));
+                    state.set_checkpoints(checkpoints);
                     head_samples += i64::from(enc.num_samples);
                     head_bytes += i64::from(enc.bit_len.div_ceil(8));
                     used.insert(slot.number());
@@ -122,7 +122,7 @@ impl Db {
         }
         for (id, state) in states.iter_mut() {
             if !state.has_samples() {
-                if let Some((ts, bits)) = last_closed_sample(&ring, id, &state.chunks) {
+                if let Some((ts, bits)) = last_closed_sample(&ring, id, state.chunks()) {
                     state.set_has_samples();
                     state.enc.last_ts_ms = ts;
                     state.enc.last_value_bits = bits;
