@@ -8,18 +8,19 @@
 //! 512-byte slot or is split into slots of one smaller size (a slab allocator; a page none of
 //! whose slots is in use can be split differently). A chunk starts in the smallest slot and moves
 //! to the smallest larger one when a sample does not fit (the copy is published before the old
-//! slot is cleared; recovery keeps the copy with more samples), so a short-lived series holds 32
+//! slot is cleared; recovery keeps the copy with more samples), so a short-lived series holds 24
 //! bytes, not 512. Each slot's header names its owner, so recovery finds every open chunk by
-//! scanning the slots. Files are added up to the head budget and never remapped, so a slot keeps
-//! an `Arc` to its file. An append writes the changed payload bytes, then publishes the new
-//! sample count with a single store: a kill leaves either the old or the new count, and the count
-//! never covers bytes that are not written.
+//! scanning the slots. Files are added up to the head budget and never remapped or removed: a
+//! slot is only its number and size (8 bytes in every series' state), and reaches its file through
+//! a table of files that is filled once per file and read without a lock. An append writes the
+//! changed payload bytes, then publishes the new sample count with a single store: a kill leaves
+//! either the old or the new count, and the count never covers bytes that are not written.
 
 use crate::segment::u32_at;
 use crate::storage::{set_aside, Directory, Region};
 use crate::Error;
 use parking_lot::Mutex;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub const HEAD_MAGIC: [u8; 8] = *b"RTHEAD01";
 /// Version 2 splits pages into smaller slots (byte 2 of a slot header names its size; version 1
@@ -41,6 +42,7 @@ pub const HEAD_FILE_BYTES: u64 = (HEAD_FILE_HEADER_BYTES + SLOT_BYTES * PAGES_PE
 /// Slot numbers are `file << 17 | page << 5 | slot in page`.
 const SLOT_BITS: u32 = 5;
 const PAGE_BITS: u32 = 12;
+const FILE_SHIFT: u32 = PAGE_BITS + SLOT_BITS;
 /// Head files are allocated on disk in steps as their pages are first handed out (pages go out
 /// lowest first), so a store with few open chunks takes little disk.
 const ALLOCATION_STEP_BYTES: u64 = 64 << 10;
@@ -70,13 +72,43 @@ fn class_of_code(code: u8) -> Option<usize> {
     }
 }
 
-/// A slot: its number, its file, its size class and its byte offset in the file.
-#[derive(Debug, Clone)]
+/// A slot size, an index into [`SLOT_CLASS_BYTES`]. An enum, not a `u8`: the byte values it never
+/// takes let a series keep `Option<Slot>`-like states in the slot's 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum SlotClass {
+    Bytes24,
+    Bytes32,
+    Bytes64,
+    Bytes128,
+    Bytes256,
+    Bytes512,
+}
+
+impl SlotClass {
+    const ALL: [SlotClass; SLOT_CLASS_BYTES.len()] = [
+        SlotClass::Bytes24,
+        SlotClass::Bytes32,
+        SlotClass::Bytes64,
+        SlotClass::Bytes128,
+        SlotClass::Bytes256,
+        SlotClass::Bytes512,
+    ];
+
+    /// The class of index `class` (the largest for an index past the end, which is a bug).
+    fn of(class: usize) -> SlotClass {
+        debug_assert!(class < SLOT_CLASS_BYTES.len(), "BUG: slot class {class}");
+        SlotClass::ALL[class.min(LARGEST_CLASS)]
+    }
+}
+
+/// A slot: its number (which names its file, page and place in the page) and its size class. 8
+/// bytes, `Copy`: every series with an open chunk holds one, and its file is looked up in
+/// [`HeadFiles`] when the slot is written or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
     number: u32,
-    file: Arc<Region>,
-    /// Byte offset in the file (low 24 bits) and size class (high 8 bits).
-    offset_and_class: u32,
+    class: SlotClass,
 }
 
 /// What a slot held when the store was opened.
@@ -89,11 +121,8 @@ pub struct SlotContents {
 }
 
 impl Slot {
-    fn new(number: u32, file: Arc<Region>, class: usize) -> Slot {
-        let page = (number >> SLOT_BITS) as usize & (PAGES_PER_FILE - 1);
-        let in_page = (number as usize) & ((1 << SLOT_BITS) - 1);
-        let offset = HEAD_FILE_HEADER_BYTES + page * SLOT_BYTES + in_page * SLOT_CLASS_BYTES[class];
-        Slot { number, file, offset_and_class: offset as u32 | (class as u32) << 24 }
+    fn new(number: u32, class: usize) -> Slot {
+        Slot { number, class: SlotClass::of(class) }
     }
 
     /// The slot's number in the pool.
@@ -101,14 +130,23 @@ impl Slot {
         self.number
     }
 
+    /// Index of the slot's head file.
+    #[inline]
+    fn file_index(&self) -> usize {
+        (self.number >> FILE_SHIFT) as usize
+    }
+
+    /// Byte offset of the slot in its file.
     #[inline]
     fn offset(&self) -> usize {
-        (self.offset_and_class & 0x00ff_ffff) as usize
+        let page = (self.number >> SLOT_BITS) as usize & (PAGES_PER_FILE - 1);
+        let in_page = (self.number as usize) & ((1 << SLOT_BITS) - 1);
+        HEAD_FILE_HEADER_BYTES + page * SLOT_BYTES + in_page * SLOT_CLASS_BYTES[self.class()]
     }
 
     #[inline]
     fn class(&self) -> usize {
-        (self.offset_and_class >> 24) as usize
+        self.class as usize
     }
 
     /// Payload bytes the slot holds.
@@ -125,9 +163,9 @@ impl Slot {
     /// Writes `bytes` at payload offset `at`; refused (nothing written) past the slot's payload,
     /// which would be the next slot's header.
     #[inline]
-    pub fn write_payload(&self, at: usize, bytes: &[u8]) -> Result<(), Error> {
+    pub fn write_payload(&self, heads: &HeadFiles, at: usize, bytes: &[u8]) -> Result<(), Error> {
         let fits = at + bytes.len() <= self.payload_capacity()
-            && self.file.write(self.offset() + SLOT_HEADER_BYTES + at, bytes);
+            && heads.file(self).is_some_and(|file| file.write(self.offset() + SLOT_HEADER_BYTES + at, bytes));
         debug_assert!(fits, "BUG: slot payload overflow");
         match fits {
             true => Ok(()),
@@ -141,36 +179,42 @@ impl Slot {
 
     /// Publishes the sample count (after the payload bytes it covers).
     #[inline]
-    pub fn publish_count(&self, num_samples: u16) {
-        self.file.publish_u16(self.offset(), num_samples);
+    pub fn publish_count(&self, heads: &HeadFiles, num_samples: u16) {
+        let published = heads.file(self).is_some_and(|file| file.publish_u16(self.offset(), num_samples));
+        debug_assert!(published || heads.read_only, "BUG: a count was not published");
     }
 
     /// Claims the slot for `series` with an empty chunk (clears whatever a previous owner left).
-    pub fn claim(&self, series: u32) {
-        self.publish_count(0);
+    fn claim(&self, heads: &HeadFiles, series: u32) {
+        self.publish_count(heads, 0);
         let mut header = [0u8; SLOT_HEADER_BYTES];
         header[2] = class_code(self.class());
         header[4..8].copy_from_slice(&series.to_le_bytes());
-        self.file.write(self.offset(), &header);
+        if let Some(file) = heads.file(self) {
+            file.write(self.offset(), &header);
+        }
     }
 
     /// Copies the first `dst.len()` payload bytes into `dst`.
-    pub fn read_payload(&self, dst: &mut [u8]) {
-        self.read_payload_from(0, dst);
+    pub fn read_payload(&self, heads: &HeadFiles, dst: &mut [u8]) {
+        self.read_payload_from(heads, 0, dst);
     }
 
     /// Copies payload bytes from offset `at` on into `dst`.
-    pub fn read_payload_from(&self, at: usize, dst: &mut [u8]) {
-        self.file.read_into(self.offset() + SLOT_HEADER_BYTES + at, dst);
+    pub fn read_payload_from(&self, heads: &HeadFiles, at: usize, dst: &mut [u8]) {
+        let read = heads.file(self).is_some_and(|file| file.read_into(self.offset() + SLOT_HEADER_BYTES + at, dst));
+        debug_assert!(read, "BUG: a slot's payload was not read");
     }
 
     /// What the slot holds now (tests compare it before and after a simulated kill).
     #[cfg(test)]
-    pub fn read(&self) -> SlotContents {
+    pub fn read(&self, heads: &HeadFiles) -> SlotContents {
         let mut header = [0u8; SLOT_HEADER_BYTES];
-        self.file.read_into(self.offset(), &mut header);
+        if let Some(file) = heads.file(self) {
+            file.read_into(self.offset(), &mut header);
+        }
         let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        self.read_payload(&mut payload[..self.payload_capacity()]);
+        self.read_payload(heads, &mut payload[..self.payload_capacity()]);
         SlotContents { num_samples: u16::from_le_bytes([header[0], header[1]]), series: u32_at(&header, 4), payload }
     }
 }
@@ -207,11 +251,10 @@ impl Page {
     }
 }
 
-/// The head files and which of their slots are free. One mutex: taking or giving back a slot is
-/// a few instructions, and a new file is rare.
+/// Which slots of the head files are free. One mutex: taking or giving back a slot is a few
+/// instructions, and a new file is rare. The files themselves are in [`HeadFiles::files`].
 #[derive(Debug, Default)]
 struct Pool {
-    files: Vec<Arc<Region>>,
     /// Every page of every file, `file * PAGES_PER_FILE + page`.
     pages: Vec<Page>,
     /// Per size class, pages of that size with a free slot.
@@ -220,7 +263,8 @@ struct Pool {
     empty_pages: Vec<u32>,
     /// Bytes of slots holding an open chunk.
     used_bytes: u64,
-    /// Per file, how many of its first bytes are allocated on disk.
+    /// Per file (one entry for each file in the pool), how many of its first bytes are allocated
+    /// on disk.
     allocated_bytes: Vec<u64>,
 }
 
@@ -243,9 +287,14 @@ impl Pool {
         }
     }
 
+    /// Head files in the pool.
+    fn file_count(&self) -> usize {
+        self.allocated_bytes.len()
+    }
+
     /// Allocates the disk space of page `page_index` (and of the pages after it, a step at a
     /// time) before anything is written there.
-    fn ensure_allocated(&mut self, page_index: u32) -> Result<(), AllocationFailed> {
+    fn ensure_allocated(&mut self, files: &FileTable, page_index: u32) -> Result<(), AllocationFailed> {
         let file = page_index as usize / PAGES_PER_FILE;
         let end = (HEAD_FILE_HEADER_BYTES + (page_index as usize % PAGES_PER_FILE + 1) * SLOT_BYTES) as u64;
         let allocated = self.allocated_bytes[file];
@@ -253,13 +302,19 @@ impl Pool {
             return Ok(());
         }
         let target = end.div_ceil(ALLOCATION_STEP_BYTES).saturating_mul(ALLOCATION_STEP_BYTES).min(HEAD_FILE_BYTES);
-        self.files[file].allocate(allocated, target - allocated).map_err(|source| AllocationFailed { file, source })?;
+        let Some(region) = files.get(file).and_then(OnceLock::get) else {
+            return Err(AllocationFailed {
+                file,
+                source: std::io::Error::other("BUG: a pooled head file is not open"),
+            });
+        };
+        region.allocate(allocated, target - allocated).map_err(|source| AllocationFailed { file, source })?;
         self.allocated_bytes[file] = target;
         Ok(())
     }
 
     /// A free slot of size `class`, taken out of the pool.
-    fn pop(&mut self, class: usize) -> Result<Option<Slot>, AllocationFailed> {
+    fn pop(&mut self, files: &FileTable, class: usize) -> Result<Option<Slot>, AllocationFailed> {
         loop {
             let Some(&page_index) = self.with_free[class].last() else {
                 return Ok(None);
@@ -275,7 +330,7 @@ impl Pool {
                 self.with_free[class].pop();
                 continue;
             }
-            self.ensure_allocated(page_index)?;
+            self.ensure_allocated(files, page_index)?;
             let page = &mut self.pages[page_index as usize];
             let in_page = page.free.trailing_zeros();
             page.free &= !(1 << in_page);
@@ -284,14 +339,12 @@ impl Pool {
                 self.with_free[class].pop();
             }
             self.used_bytes += SLOT_CLASS_BYTES[class] as u64;
-            let number = page_index << SLOT_BITS | in_page;
-            let file = self.files[page_index as usize / PAGES_PER_FILE].clone();
-            return Ok(Some(Slot::new(number, file, class)));
+            return Ok(Some(Slot::new(page_index << SLOT_BITS | in_page, class)));
         }
     }
 
     /// Splits an empty page into slots of size `class`. False when there is none.
-    fn split_empty_page(&mut self, class: usize) -> Result<bool, AllocationFailed> {
+    fn split_empty_page(&mut self, files: &FileTable, class: usize) -> Result<bool, AllocationFailed> {
         while let Some(&page_index) = self.empty_pages.last() {
             let page = &self.pages[page_index as usize];
             if !page.is_empty() {
@@ -300,14 +353,16 @@ impl Pool {
                 continue;
             }
             if page.class as usize != class {
-                self.ensure_allocated(page_index)?;
+                self.ensure_allocated(files, page_index)?;
             }
             self.empty_pages.pop();
             let page = &mut self.pages[page_index as usize];
             page.listed_empty = false;
             if page.class as usize != class {
-                let file = &self.files[page_index as usize / PAGES_PER_FILE];
-                format_page(file, page_index as usize % PAGES_PER_FILE, class);
+                // Allocated just above, so the file is in the table.
+                if let Some(file) = files.get(page_index as usize / PAGES_PER_FILE).and_then(OnceLock::get) {
+                    format_page(file, page_index as usize % PAGES_PER_FILE, class);
+                }
                 page.class = class as u8;
                 page.free = Page::all_free_mask(class);
                 page.listed_with_free = false;
@@ -318,11 +373,10 @@ impl Pool {
         Ok(false)
     }
 
-    /// Adds a file whose pages have the slot sizes `classes` (all free), of which the first
-    /// `allocated_bytes` are allocated on disk.
-    fn push_file(&mut self, region: Arc<Region>, classes: &[usize], allocated_bytes: u64) {
+    /// Adds the next file (already in the file table) whose pages have the slot sizes `classes`
+    /// (all free), of which the first `allocated_bytes` are allocated on disk.
+    fn push_file(&mut self, classes: &[usize], allocated_bytes: u64) {
         let first = self.pages.len() as u32;
-        self.files.push(region);
         self.allocated_bytes.push(allocated_bytes);
         self.pages.extend(classes.iter().map(|class| Page {
             class: *class as u8,
@@ -365,10 +419,16 @@ fn format_page(file: &Region, page: usize, class: usize) {
     }
 }
 
+/// Head files by index. An entry is set once, under the pool's mutex, before any slot of the file
+/// is handed out, and never replaced: the write path reads it without a lock.
+type FileTable = [OnceLock<Region>];
+
 /// The head files of a store and the pool of free slots.
 #[derive(Debug)]
 pub struct HeadFiles {
     dir: Arc<dyn Directory>,
+    /// One entry per file the budget allows (`max_files`); the first `Pool::file_count` are set.
+    files: Box<FileTable>,
     pool: Mutex<Pool>,
     /// Files the head budget allows (more may exist when the budget shrank: they are kept).
     max_files: usize,
@@ -411,6 +471,7 @@ impl HeadFiles {
         read_only: bool,
     ) -> Result<(HeadFiles, Vec<(Slot, SlotContents)>), Error> {
         let mut pool = Pool::default();
+        let mut files: Vec<Region> = Vec::new();
         let mut occupied = Vec::new();
         let mut unreadable_pages = 0u64;
         for index in 0..MAX_HEAD_FILES {
@@ -448,7 +509,6 @@ impl HeadFiles {
                 }
             };
             file.write(0, &encode_head_header(index as u32));
-            let file = Arc::new(file);
             // Scanned with a plain read, not through the mapping: pages never handed out are holes,
             // and a mapped read of a hole makes some file systems (tmpfs) allocate it — on a full
             // volume that is SIGBUS.
@@ -476,18 +536,29 @@ impl HeadFiles {
                     let Some(contents) = slot_contents(&bytes, at, class) else { continue };
                     if contents.num_samples > 0 {
                         let number = (index * PAGES_PER_FILE + page) << SLOT_BITS | in_page;
-                        occupied.push((Slot::new(number as u32, file.clone(), class), contents));
+                        occupied.push((Slot::new(number as u32, class), contents));
                     }
                 }
             }
-            pool.push_file(file, &classes, ALLOCATION_STEP_BYTES);
+            files.push(file);
+            pool.push_file(&classes, ALLOCATION_STEP_BYTES);
         }
         if unreadable_pages > 0 {
             tracing::warn!(unreadable_pages, "head pages with an unknown slot size were cleared");
         }
-        let max_files = max_files.max(pool.files.len()).clamp(1, MAX_HEAD_FILES);
-        let heads = HeadFiles { dir, pool: Mutex::new(pool), max_files, read_only };
+        let max_files = max_files.max(files.len()).clamp(1, MAX_HEAD_FILES);
+        let table: Box<FileTable> = (0..max_files).map(|_| OnceLock::new()).collect();
+        for (entry, file) in table.iter().zip(files) {
+            let _ = entry.set(file);
+        }
+        let heads = HeadFiles { dir, files: table, pool: Mutex::new(pool), max_files, read_only };
         Ok((heads, occupied))
+    }
+
+    /// The file of `slot` (`None` only for a slot this pool never handed out).
+    #[inline]
+    fn file(&self, slot: &Slot) -> Option<&Region> {
+        self.files.get(slot.file_index()).and_then(OnceLock::get)
     }
 
     /// Hands every slot not in `used` (slot numbers) to the free pool.
@@ -518,13 +589,14 @@ impl HeadFiles {
             return Err(Error::ReadOnly("opened read-only".into()));
         }
         let mut pool = self.pool.lock();
+        let files = &*self.files;
         let failed = |e: AllocationFailed| Error::io(self.dir.path(&head_name(e.file)), e.source);
-        let mut slot = pool.pop(class).map_err(failed)?;
+        let mut slot = pool.pop(files, class).map_err(failed)?;
         if slot.is_none()
-            && (pool.split_empty_page(class).map_err(failed)?
-                || (self.add_file(&mut pool)? && pool.split_empty_page(class).map_err(failed)?))
+            && (pool.split_empty_page(files, class).map_err(failed)?
+                || (self.add_file(&mut pool)? && pool.split_empty_page(files, class).map_err(failed)?))
         {
-            slot = pool.pop(class).map_err(failed)?;
+            slot = pool.pop(files, class).map_err(failed)?;
         }
         let larger = class + 1..SLOT_CLASS_BYTES.len();
         let smaller = (0..class).rev().filter(|c| SLOT_CLASS_BYTES[*c] - SLOT_HEADER_BYTES >= need);
@@ -532,21 +604,21 @@ impl HeadFiles {
             if slot.is_some() {
                 break;
             }
-            slot = pool.pop(other).map_err(failed)?;
+            slot = pool.pop(files, other).map_err(failed)?;
         }
         drop(pool);
         if let Some(slot) = &slot {
-            slot.claim(series);
+            slot.claim(self, series);
         }
         Ok(slot)
     }
 
     /// Adds a new head file to the pool while the budget allows one. False when it does not.
     fn add_file(&self, pool: &mut Pool) -> Result<bool, Error> {
-        if pool.files.len() >= self.max_files {
+        let index = pool.file_count();
+        let Some(entry) = self.files.get(index).filter(|_| index < self.max_files) else {
             return Ok(false);
-        }
-        let index = pool.files.len();
+        };
         let name = head_name(index);
         let existed = self.dir.file_len(&name).ok().flatten().is_some();
         // A leftover (its series log was truncated) is cleared whole, so it is allocated whole:
@@ -567,13 +639,16 @@ impl HeadFiles {
             }
         }
         file.write(0, &encode_head_header(index as u32));
-        pool.push_file(Arc::new(file), &[LARGEST_CLASS; PAGES_PER_FILE], allocate);
+        if entry.set(file).is_err() {
+            return Err(Error::Internal(format!("BUG: head file {index} was opened twice")));
+        }
+        pool.push_file(&[LARGEST_CLASS; PAGES_PER_FILE], allocate);
         Ok(true)
     }
 
     /// Gives `slot` back to the pool (its count is cleared first, so recovery sees it free).
     pub fn release(&self, slot: Slot) {
-        slot.publish_count(0);
+        slot.publish_count(self, 0);
         let page_index = slot.number >> SLOT_BITS;
         let in_page = slot.number & ((1 << SLOT_BITS) - 1);
         let mut pool = self.pool.lock();
@@ -605,13 +680,12 @@ impl HeadFiles {
     }
 
     pub fn bytes_on_disk(&self) -> u64 {
-        self.pool.lock().files.len() as u64 * HEAD_FILE_BYTES
+        self.pool.lock().file_count() as u64 * HEAD_FILE_BYTES
     }
 
     /// msync of every head file.
     pub fn flush(&self) -> Result<(), Error> {
-        let files: Vec<Arc<Region>> = self.pool.lock().files.clone();
-        for (index, file) in files.iter().enumerate() {
+        for (index, file) in self.files.iter().map_while(OnceLock::get).enumerate() {
             file.flush().map_err(|e| Error::io(self.dir.path(&head_name(index)), e))?;
         }
         Ok(())
@@ -655,7 +729,7 @@ mod tests {
         assert!(allocated() <= ALLOCATION_STEP_BYTES, "{} bytes allocated for 16 pages", allocated());
         // Every page handed out: the whole file is allocated, and every slot was writable.
         while let Some(slot) = heads.allocate(0, LARGEST_CLASS, 0).unwrap() {
-            slot.write_payload(0, &[0xab; SLOT_PAYLOAD_BYTES]).unwrap();
+            slot.write_payload(&heads, 0, &[0xab; SLOT_PAYLOAD_BYTES]).unwrap();
             slots.push(slot);
         }
         assert_eq!(slots.len(), PAGES_PER_FILE);

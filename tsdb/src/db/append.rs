@@ -4,7 +4,7 @@
 
 use super::stats::reason_slot;
 use super::{Db, SeriesId, SeriesState, CHECKPOINT_EVERY};
-use crate::chunk::{encode_next, EncoderState};
+use crate::chunk::encode_next;
 use crate::head::{Slot, SLOT_CLASS_BYTES, SLOT_HEADER_BYTES, SLOT_PAYLOAD_BYTES};
 use crate::labels::validate_labels;
 use crate::paged::Paged;
@@ -241,7 +241,7 @@ impl Db {
         delta: &mut BatchDelta,
     ) -> Result<Outcome, Error> {
         let bits = sample.value.to_bits();
-        if s.has_samples {
+        if s.has_samples() {
             if sample.ts_ms < s.newest_ts_ms() {
                 return Ok(Outcome::Rejected(RejectReason::OutOfOrder));
             }
@@ -265,39 +265,43 @@ impl Db {
             (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
             end = start + writer.bytes().len();
         }
-        let slot = match &s.slot {
-            Some(slot) if end <= slot.payload_capacity() => slot.clone(),
+        let heads = &self.heads;
+        let (slot, taken) = match s.slot() {
+            Some(slot) if end <= slot.payload_capacity() => (slot, false),
             Some(_) => match self.grow_slot(s, id, end)? {
-                Some(slot) => slot,
+                Some(slot) => (slot, false),
                 None => {
                     // No larger slot is free: the chunk is closed early and the next one starts
                     // in the slot the series holds.
                     self.close_chunk(s, id, delta)?;
                     enc = s.encoder();
                     (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
-                    match s.slot.clone() {
-                        Some(slot) if start + writer.bytes().len() <= slot.payload_capacity() => slot,
+                    match s.slot() {
+                        Some(slot) if start + writer.bytes().len() <= slot.payload_capacity() => (slot, false),
                         _ => return Err(Error::Full("BUG: a sample does not fit an empty head slot".into())),
                     }
                 }
             },
-            None => {
-                let slot = self.take_slot(table, id, end, delta)?;
-                s.slot = Some(slot.clone());
-                slot
-            }
+            None => (self.take_slot(table, id, end, delta)?, true),
         };
         let bytes = writer.bytes();
-        slot.write_payload(start, bytes)?;
-        slot.publish_count(enc.num_samples);
+        if let Err(e) = slot.write_payload(heads, start, bytes) {
+            if taken {
+                heads.release(slot);
+            }
+            return Err(e);
+        }
+        slot.publish_count(heads, enc.num_samples);
+        if taken {
+            s.set_slot(slot);
+        }
         delta.head_samples += 1;
         delta.head_bytes += (start + bytes.len()) as i64 - s.enc.bit_len.div_ceil(8) as i64;
         s.enc = enc;
         if enc.num_samples.is_multiple_of(CHECKPOINT_EVERY) {
-            let checkpoints = s.checkpoints.get_or_insert_with(Default::default);
-            **checkpoints = [enc, checkpoints[0]];
+            s.push_checkpoint(enc);
         }
-        s.has_samples = true;
+        s.set_has_samples();
         Ok(Outcome::Appended)
     }
 
@@ -331,7 +335,7 @@ impl Db {
     /// bytes, and frees the old slot. The copy's count is published before the old slot is cleared: a kill in between
     /// leaves two equal copies, and recovery keeps one. `None` when no larger slot is free.
     fn grow_slot(&self, s: &mut SeriesState, id: u32, need: usize) -> Result<Option<Slot>, Error> {
-        let Some(old) = s.slot.as_ref() else {
+        let Some(old) = s.slot() else {
             return Ok(None);
         };
         let fits = |b: &usize| *b > old.size_bytes() && *b - SLOT_HEADER_BYTES >= need;
@@ -343,15 +347,14 @@ impl Db {
         };
         let len = s.enc.bit_len.div_ceil(8) as usize;
         let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        old.read_payload(&mut payload[..len]);
-        if let Err(e) = new.write_payload(0, &payload[..len]) {
+        old.read_payload(&self.heads, &mut payload[..len]);
+        if let Err(e) = new.write_payload(&self.heads, 0, &payload[..len]) {
             self.heads.release(new);
             return Err(e);
         }
-        new.publish_count(s.enc.num_samples);
-        if let Some(old) = s.slot.replace(new.clone()) {
-            self.heads.release(old);
-        }
+        new.publish_count(&self.heads, s.enc.num_samples);
+        s.set_slot(new);
+        self.heads.release(old);
         Ok(Some(new))
     }
 
@@ -369,7 +372,7 @@ impl Db {
             .filter(|(id, _)| *id != except)
             .filter_map(|(id, cell)| {
                 let s = cell.try_lock()?;
-                s.slot.as_ref().map(|_| (s.newest_ts_ms(), id))
+                s.slot().map(|_| (s.newest_ts_ms(), id))
             })
             .collect();
         let wanted = (candidates.len() / 16).max(1).min(candidates.len());
@@ -382,7 +385,7 @@ impl Db {
                 continue;
             };
             self.close_chunk(&mut s, id, delta)?;
-            if let Some(slot) = s.slot.take() {
+            if let Some(slot) = s.take_slot() {
                 self.heads.release(slot);
             }
         }
@@ -393,12 +396,12 @@ impl Db {
     /// leaves the samples in both places, and recovery keeps the ring copy).
     pub(super) fn close_chunk(&self, s: &mut SeriesState, id: u32, delta: &mut BatchDelta) -> Result<(), Error> {
         let n = s.enc.num_samples;
-        let Some(slot) = s.slot.as_ref().filter(|_| n > 0) else {
+        let Some(slot) = s.slot().filter(|_| n > 0) else {
             return Ok(());
         };
         let len = s.enc.bit_len.div_ceil(8) as usize;
         let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        slot.read_payload(&mut payload[..len]);
+        slot.read_payload(&self.heads, &mut payload[..len]);
         let header = ChunkHeader {
             payload_len: len as u16,
             num_samples: n,
@@ -407,16 +410,13 @@ impl Db {
             max_ts_ms: s.enc.last_ts_ms,
         };
         let chunk_ref = self.ring.write_chunk(&header, &payload[..len])?;
-        slot.publish_count(0);
-        let stale = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
+        slot.publish_count(&self.heads, 0);
+        let stale = s.chunks().iter().take_while(|c| !self.ring.is_live(c)).count();
         s.replace_chunks(stale, Some(chunk_ref));
         delta.head_samples -= i64::from(n);
         delta.head_bytes -= len as i64;
         s.clear_open_chunk();
-        // The box is kept for the next chunk of a series this long.
-        if let Some(checkpoints) = s.checkpoints.as_mut() {
-            **checkpoints = [EncoderState::default(); 2];
-        }
+        s.clear_checkpoints();
         Ok(())
     }
 }

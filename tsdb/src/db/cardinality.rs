@@ -46,13 +46,13 @@ impl Db {
         let (mut chunks, mut min, mut max) = (0u64, None::<i64>, None::<i64>);
         for (id, state) in table.iter() {
             let state = state.lock();
-            let first_closed = state.chunks.iter().find_map(|c| self.ring.chunk_header(c, id));
+            let first_closed = state.chunks().iter().find_map(|c| self.ring.chunk_header(c, id));
             let open = (state.enc.num_samples > 0).then_some(state.enc.first_ts_ms);
-            chunks += state.chunks.len() as u64 + u64::from(state.enc.num_samples > 0);
+            chunks += state.chunks().len() as u64 + u64::from(state.enc.num_samples > 0);
             if let Some(first) = first_closed.map(|h| h.min_ts_ms).or(open) {
                 min = Some(min.map_or(first, |m| m.min(first)));
             }
-            if state.has_samples {
+            if state.has_samples() {
                 max = Some(max.map_or(state.newest_ts_ms(), |m| m.max(state.newest_ts_ms())));
             }
         }

@@ -55,7 +55,7 @@ impl Db {
                         result = Err(e);
                         break;
                     }
-                    if let Some(slot) = s.slot.take() {
+                    if let Some(slot) = s.take_slot() {
                         self.heads.release(slot);
                     }
                     report.idle_chunks_closed += 1;
@@ -78,7 +78,7 @@ impl Db {
     /// open chunk and every closed chunk overwritten by the ring. A series that never got a
     /// sample is dead once a whole pass went by (`quiet_below`: ids older than the last pass).
     fn is_dead(&self, s: &mut SeriesState, id: u32, cutoff_ms: Option<i64>, quiet_below: u32) -> bool {
-        if !s.has_samples {
+        if !s.has_samples() {
             return id < quiet_below;
         }
         if cutoff_ms.is_some_and(|cutoff| s.newest_ts_ms() < cutoff) {
@@ -87,9 +87,9 @@ impl Db {
         if s.enc.num_samples > 0 {
             return false;
         }
-        let overwritten = s.chunks.iter().take_while(|c| !self.ring.is_live(c)).count();
+        let overwritten = s.chunks().iter().take_while(|c| !self.ring.is_live(c)).count();
         s.replace_chunks(overwritten, None);
-        s.chunks.is_empty()
+        s.chunks().is_empty()
     }
 
     /// Removes the series `ids` (sorted) that are still dead under the exclusive locks; returns how
@@ -139,7 +139,7 @@ impl Db {
                 .iter()
                 .map(|(id, cell)| {
                     let s = cell.lock();
-                    (if s.has_samples { s.newest_ts_ms() } else { i64::MIN }, id)
+                    (if s.has_samples() { s.newest_ts_ms() } else { i64::MIN }, id)
                 })
                 .collect();
             by_age.sort_unstable();
@@ -208,7 +208,7 @@ impl Db {
 fn release_state(heads: &HeadFiles, s: SeriesState, delta: &mut BatchDelta) {
     delta.head_samples -= i64::from(s.enc.num_samples);
     delta.head_bytes -= i64::from(s.enc.bit_len.div_ceil(8));
-    if let Some(slot) = s.slot {
+    if let Some(slot) = s.slot() {
         heads.release(slot);
     }
 }

@@ -57,43 +57,46 @@ const CHECKPOINT_EVERY: u16 = 32;
 
 /// Per-series in-memory state: the open chunk's encoder, ordering state, chunk references and the
 /// head slot holding the open chunk (none between chunks). Labels live in the index, samples in
-/// mapped files. Kept small (one per live series): the newest sample is the encoder's last one,
-/// kept when a chunk closes.
+/// mapped files. Kept small (one per live series, 72 bytes, pinned by a test): the newest sample
+/// is the encoder's last one, kept when a chunk closes.
 #[derive(Debug)]
 struct SeriesState {
     /// The open chunk's encoder; between chunks (`num_samples == 0`) only `last_ts_ms` and
-    /// `last_value_bits` mean something: the series' newest sample, when `has_samples`.
+    /// `last_value_bits` mean something: the series' newest sample, when it has samples.
     enc: EncoderState,
+    /// Closed chunks and checkpoints, when the series has either.
+    extra: Option<Box<Extra>>,
+    head: HeadSlot,
+}
+
+/// What only some series need, behind one thin pointer in every series' state: most series of a
+/// churning cluster never close a chunk nor reach `CHECKPOINT_EVERY` samples in one.
+#[derive(Debug, Default)]
+struct Extra {
+    /// Closed chunks in the ring, oldest first. An exact-size slice, not a `Vec`: a list that only
+    /// changes when a chunk closes (rarely) would otherwise keep up to half its capacity unused,
+    /// 16 bytes a slot, for the series' life.
+    chunks: Box<[ChunkRef]>,
     /// Encoder states of the open chunk at the two newest multiples of `CHECKPOINT_EVERY` samples,
     /// newest first (`num_samples == 0`: none). Two, so the older one is at least
-    /// `CHECKPOINT_EVERY` samples behind the newest sample. Boxed and made only once a chunk
-    /// reaches `CHECKPOINT_EVERY` samples: most short-lived series never need them.
+    /// `CHECKPOINT_EVERY` samples behind the newest sample. Boxed apart from the chunks, so a
+    /// series whose short chunks closed idle does not carry them. Kept (cleared) when a chunk
+    /// closes, for the next chunk of a series this long.
     checkpoints: Option<Box<[EncoderState; 2]>>,
-    has_samples: bool,
-    /// Closed chunks in the ring, oldest first.
-    chunks: ClosedChunks,
-    slot: Option<Slot>,
 }
 
-/// A series' closed chunk references behind one thin pointer: every live series carries this, and
-/// most series of a churning cluster never close a chunk.
-#[derive(Debug, Default)]
-// The box is the point: 8 bytes in every series' state instead of a `Vec`'s 24.
-#[allow(clippy::box_collection)]
-struct ClosedChunks(Option<Box<Vec<ChunkRef>>>);
-
-impl From<Vec<ChunkRef>> for ClosedChunks {
-    fn from(chunks: Vec<ChunkRef>) -> Self {
-        ClosedChunks((!chunks.is_empty()).then(|| Box::new(chunks)))
-    }
-}
-
-impl std::ops::Deref for ClosedChunks {
-    type Target = [ChunkRef];
-
-    fn deref(&self) -> &[ChunkRef] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
-    }
+/// Whether a series has samples, and the head slot it holds. One 8-byte field: the slot's size
+/// class has byte values to spare for the two slotless states, where a flag beside an
+/// `Option<Slot>` would pad the series' state by 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadSlot {
+    /// No sample yet.
+    NoSamples,
+    /// Samples, and no slot: no open chunk.
+    NoSlot,
+    /// Samples, and this slot, which holds the open chunk (or, right after a chunk closed, is
+    /// kept for the next one).
+    Held(Slot),
 }
 
 impl Default for SeriesState {
@@ -105,13 +108,78 @@ impl Default for SeriesState {
 impl SeriesState {
     /// A series with no samples yet and no head slot.
     fn new() -> SeriesState {
-        SeriesState {
-            enc: EncoderState::default(),
-            checkpoints: None,
-            has_samples: false,
-            chunks: ClosedChunks::default(),
-            slot: None,
+        SeriesState { enc: EncoderState::default(), extra: None, head: HeadSlot::NoSamples }
+    }
+
+    /// Closed chunks in the ring, oldest first.
+    #[inline]
+    fn chunks(&self) -> &[ChunkRef] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.chunks)
+    }
+
+    /// The open chunk's checkpoints, newest first (none, or two of which either may be empty:
+    /// `num_samples == 0`).
+    #[inline]
+    fn checkpoints(&self) -> &[EncoderState] {
+        self.extra.as_ref().and_then(|extra| extra.checkpoints.as_deref()).map_or(&[], |c| c.as_slice())
+    }
+
+    /// Keeps `enc` as the newest checkpoint (the newest one so far becomes the older).
+    fn push_checkpoint(&mut self, enc: EncoderState) {
+        let extra = self.extra.get_or_insert_with(Box::default);
+        let checkpoints = extra.checkpoints.get_or_insert_with(Box::default);
+        **checkpoints = [enc, checkpoints[0]];
+    }
+
+    /// Sets the open chunk's checkpoints (recovery).
+    fn set_checkpoints(&mut self, checkpoints: [EncoderState; 2]) {
+        if checkpoints[0].num_samples > 0 {
+            self.extra.get_or_insert_with(Box::default).checkpoints = Some(Box::new(checkpoints));
         }
+    }
+
+    /// Forgets the checkpoints of a chunk that closed (their box is kept for the next one).
+    fn clear_checkpoints(&mut self) {
+        if let Some(checkpoints) = self.extra.as_mut().and_then(|extra| extra.checkpoints.as_mut()) {
+            **checkpoints = [EncoderState::default(); 2];
+        }
+    }
+
+    /// Whether the series has a newest sample (`newest_ts_ms`, `newest_value_bits`).
+    #[inline]
+    fn has_samples(&self) -> bool {
+        self.head != HeadSlot::NoSamples
+    }
+
+    /// Marks the series as having samples (its newest is the encoder's last one).
+    fn set_has_samples(&mut self) {
+        if self.head == HeadSlot::NoSamples {
+            self.head = HeadSlot::NoSlot;
+        }
+    }
+
+    /// The head slot the series holds.
+    #[inline]
+    fn slot(&self) -> Option<Slot> {
+        match self.head {
+            HeadSlot::Held(slot) => Some(slot),
+            HeadSlot::NoSamples | HeadSlot::NoSlot => None,
+        }
+    }
+
+    /// Gives the series `slot` (replacing any it held): only once the open chunk in it has samples.
+    #[inline]
+    fn set_slot(&mut self, slot: Slot) {
+        self.head = HeadSlot::Held(slot);
+    }
+
+    /// Takes the head slot out of the series' state (the caller releases it).
+    fn take_slot(&mut self) -> Option<Slot> {
+        let slot = self.slot();
+        if slot.is_some() {
+            self.head = HeadSlot::NoSlot;
+        }
+        slot
     }
 
     /// Timestamp of the newest sample (meaningful when `has_samples`).
@@ -149,10 +217,20 @@ impl SeriesState {
         if n == 0 && added.is_none() {
             return;
         }
-        let mut chunks = self.chunks.0.take().map_or_else(Vec::new, |b| *b);
-        chunks.drain(..n);
-        chunks.extend(added);
-        self.chunks = ClosedChunks::from(chunks);
+        let kept = self.chunks().get(n..).unwrap_or_default();
+        let chunks: Box<[ChunkRef]> = kept.iter().copied().chain(added).collect();
+        self.set_chunks(chunks);
+    }
+
+    /// Sets the closed chunks (and drops `extra` when nothing is left in it).
+    fn set_chunks(&mut self, chunks: impl Into<Box<[ChunkRef]>>) {
+        let chunks = chunks.into();
+        match self.extra.as_mut() {
+            Some(extra) if chunks.is_empty() && extra.checkpoints.is_none() => self.extra = None,
+            Some(extra) => extra.chunks = chunks,
+            None if chunks.is_empty() => {}
+            None => self.extra = Some(Box::new(Extra { chunks, checkpoints: None })),
+        }
     }
 
     /// Appends to `out` the references of the closed chunks a read of `[mint_ms, maxt_ms]` needs
@@ -160,8 +238,9 @@ impl SeriesState {
     /// overlaps the window too.
     #[inline]
     fn window_chunks(&self, mint_ms: i64, maxt_ms: i64, out: &mut Vec<ChunkRef>) -> bool {
-        let first = self.chunks.partition_point(|c| c.max_ts_ms < mint_ms);
-        for c in &self.chunks[first..] {
+        let chunks = self.chunks();
+        let first = chunks.partition_point(|c| c.max_ts_ms < mint_ms);
+        for c in &chunks[first..] {
             out.push(*c);
             if c.max_ts_ms >= maxt_ms {
                 break;
@@ -338,5 +417,19 @@ impl Drop for Db {
         if let Err(e) = self.flush() {
             tracing::warn!(error = %e, "flush on close failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of these lives per series: a byte here is a megabyte at a million series.
+    #[test]
+    fn series_state_stays_small() {
+        assert_eq!(std::mem::size_of::<Slot>(), 8);
+        assert_eq!(std::mem::size_of::<HeadSlot>(), 8, "the slotless states fit the slot's niche");
+        assert!(std::mem::size_of::<SeriesState>() <= 72, "{} bytes", std::mem::size_of::<SeriesState>());
+        assert!(std::mem::size_of::<Mutex<SeriesState>>() <= 80);
     }
 }

@@ -106,7 +106,7 @@ impl Db {
                     if s.newest_ts_ms() >= mint_ms {
                         found.push(Some((id, Sample::new(s.newest_ts_ms(), f64::from_bits(s.newest_value_bits())))));
                     }
-                } else if s.has_samples {
+                } else if s.has_samples() {
                     found.push(None);
                     needs_decoding.push(id);
                 }
@@ -167,20 +167,16 @@ impl Db {
                         let e = &s.enc;
                         // The newest checkpoint before the window: decoding resumes there, so
                         // only the bytes from its position on are copied.
-                        let mut resume = s
-                            .checkpoints
-                            .iter()
-                            .flat_map(|c| c.iter())
-                            .find(|c| c.num_samples > 0 && c.last_ts_ms < mint_ms)
-                            .copied();
+                        let mut resume =
+                            s.checkpoints().iter().find(|c| c.num_samples > 0 && c.last_ts_ms < mint_ms).copied();
                         let skip = resume.map_or(0, |c| (c.bit_len / 8) as usize);
                         if let Some(c) = resume.as_mut() {
                             c.bit_len -= skip as u32 * 8;
                         }
                         let len = e.bit_len.div_ceil(8) as usize - skip;
-                        match &s.slot {
+                        match s.slot() {
                             Some(slot) => {
-                                slot.read_payload_from(skip, &mut head[..len]);
+                                slot.read_payload_from(&self.heads, skip, &mut head[..len]);
                                 (len, e.num_samples, e.last_ts_ms, resume)
                             }
                             None => (0, 0, i64::MIN, None),

@@ -66,7 +66,7 @@ impl Db {
         }
         for (series, list) in chunk_lists.drain() {
             if let Some(state) = states.get_mut(series) {
-                state.chunks = list.into();
+                state.set_chunks(list);
             }
         }
         if orphan_chunks > 0 {
@@ -87,10 +87,10 @@ impl Db {
             // A slot not kept is cleared, so a later open cannot mistake it for an open chunk.
             let free = |slot: &crate::head::Slot| {
                 if !options.read_only {
-                    slot.publish_count(0);
+                    slot.publish_count(&heads, 0);
                 }
             };
-            let Some(state) = states.get_mut(id).filter(|s| s.slot.is_none()) else {
+            let Some(state) = states.get_mut(id).filter(|s| s.slot().is_none()) else {
                 // Its series was removed (or the slot is a leftover): the slot is free again.
                 stale_slots += 1;
                 free(&slot);
@@ -103,18 +103,17 @@ impl Db {
                 }
                 // The chunk was written to the ring but the slot not yet cleared when the process
                 // stopped: the ring copy wins.
-                Some((enc, _)) if state.chunks.last().is_some_and(|c| c.max_ts_ms >= enc.first_ts_ms) => {
+                Some((enc, _)) if state.chunks().last().is_some_and(|c| c.max_ts_ms >= enc.first_ts_ms) => {
                     closed_twice += 1;
                     free(&slot);
                 }
                 Some((enc, checkpoints)) => {
                     state.enc = enc;
-                    state.checkpoints = (checkpoints[0].num_samples > 0).then(|| Box::new(checkpoints));
-                    state.has_samples = true;
+                    state.set_checkpoints(checkpoints);
                     head_samples += i64::from(enc.num_samples);
                     head_bytes += i64::from(enc.bit_len.div_ceil(8));
                     used.insert(slot.number());
-                    state.slot = Some(slot);
+                    state.set_slot(slot);
                 }
             }
         }
@@ -122,9 +121,9 @@ impl Db {
             heads.set_free(&used);
         }
         for (id, state) in states.iter_mut() {
-            if !state.has_samples {
-                if let Some((ts, bits)) = last_closed_sample(&ring, id, &state.chunks) {
-                    state.has_samples = true;
+            if !state.has_samples() {
+                if let Some((ts, bits)) = last_closed_sample(&ring, id, state.chunks()) {
+                    state.set_has_samples();
                     state.enc.last_ts_ms = ts;
                     state.enc.last_value_bits = bits;
                 }
@@ -210,7 +209,7 @@ mod tests {
     use crate::{Sample, SeriesId, SeriesSamples};
 
     fn slot_of(db: &Db, id: SeriesId) -> Option<Slot> {
-        db.table.read().get(id.0 as u32).and_then(|cell| cell.lock().slot.clone())
+        db.table.read().get(id.0 as u32).and_then(|cell| cell.lock().slot())
     }
 
     /// Regression guard for the close protocol: a kill after the chunk reached the ring but before
@@ -222,7 +221,7 @@ mod tests {
         let mut before_close = None;
         for i in 0..10_000i64 {
             let sample = Sample::new(i * 1000, (i * 13 % 97) as f64);
-            let contents = slot_of(&db, id).map(|slot| slot.read());
+            let contents = slot_of(&db, id).map(|slot| slot.read(&db.heads));
             db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
             written.push(sample);
             if db.stats().head_samples == 1 && i > 0 {
@@ -235,8 +234,8 @@ mod tests {
         // it: it was never acknowledged in this simulated kill).
         written.pop();
         let slot = slot_of(&db, id).expect("the series holds a slot");
-        slot.write_payload(0, &contents.payload).unwrap();
-        slot.publish_count(contents.num_samples);
+        slot.write_payload(&db.heads, 0, &contents.payload).unwrap();
+        slot.publish_count(&db.heads, contents.num_samples);
         drop(db);
         let db = Db::open(options).unwrap();
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
@@ -251,7 +250,7 @@ mod tests {
         let mut written = Vec::new();
         let mut grown = None;
         for i in 0..1000i64 {
-            let before = slot_of(&db, id).map(|slot| (slot.clone(), slot.read()));
+            let before = slot_of(&db, id).map(|slot| (slot, slot.read(&db.heads)));
             let sample = Sample::new(i * 1000, (i * 13 % 97) as f64);
             db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
             written.push(sample);
@@ -264,8 +263,8 @@ mod tests {
         let (old, contents, new_size) = grown.expect("the open chunk moved to a larger slot");
         // The old slot as it was before it was cleared (the new sample was published only in
         // the new slot, after the copy: it is not in the old one).
-        old.write_payload(0, &contents.payload[..old.payload_capacity()]).unwrap();
-        old.publish_count(contents.num_samples);
+        old.write_payload(&db.heads, 0, &contents.payload[..old.payload_capacity()]).unwrap();
+        old.publish_count(&db.heads, contents.num_samples);
         drop(db);
         let db = Db::open(options).unwrap();
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
