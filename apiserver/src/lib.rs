@@ -38,6 +38,7 @@
 pub mod adapter;
 mod byte_size;
 pub mod config;
+mod cpu_limit;
 mod evaluation;
 mod http;
 mod k8s;

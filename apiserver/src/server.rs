@@ -79,7 +79,11 @@ impl Server {
         registry.register_collector(Box::new(StoreCollector::new(db.clone())));
         let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
         let reload_metrics = ReloadMetrics::register(&mut registry);
-        let workers = Arc::new(Workers::for_available_cpus(settings.worker_nice).map_err(ServerError::Workers)?);
+        let workers = Arc::new(
+            Workers::for_available_cpus(settings.worker_nice, settings.cpu_limit_headroom)
+                .map_err(ServerError::Workers)?,
+        );
+        registry.register_collector(Box::new(crate::workers::WorkersCollector(workers.clone())));
         let remote_write = Arc::new(RemoteWriteState::new(
             &mut registry,
             remote_write_settings(&settings, &reload_metrics)?,

@@ -54,6 +54,8 @@ pub struct Settings {
     /// Niceness added to the worker threads (remote-write decoding and storing, store upkeep),
     /// so queries and probes come first when the CPU is short (0 = same priority).
     pub worker_nice: i32,
+    /// Share of a CPU limit the workers leave free for queries and probes (0: no pacing).
+    pub cpu_limit_headroom: f64,
     /// Lookback, max samples and timeout of the query engine (Prometheus API and adapter alike).
     pub query: query::EngineOptions,
     /// Largest remote-write request body accepted, in bytes (compressed); larger gets 413.
@@ -165,6 +167,7 @@ impl Default for Settings {
             retention: None,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             worker_nice: crate::workers::DEFAULT_NICE,
+            cpu_limit_headroom: crate::workers::DEFAULT_CPU_LIMIT_HEADROOM,
             query: query::EngineOptions::default(),
             remote_write_max_body_bytes: crate::http::remote_write::DEFAULT_MAX_BODY_BYTES,
             remote_write_bearer_token_file: None,
@@ -236,6 +239,13 @@ pub struct SettingsLayer {
     #[arg(long, value_name = "NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
     #[serde(default, deserialize_with = "nice_value")]
     pub worker_nice: Option<i32>,
+    /// Under a CPU limit (a container's, a cgroup quota), the share of it the worker threads leave
+    /// free: they pause between jobs while the process runs above the rest, so it is never
+    /// throttled and queries, the metrics APIs and probes answer at once while ingest waits
+    /// (senders get 503); 0 turns this off [default: 0.3].
+    #[arg(long, value_name = "SHARE", value_parser = headroom_flag)]
+    #[serde(default, deserialize_with = "headroom_value")]
+    pub cpu_limit_headroom: Option<f64>,
     #[command(flatten)]
     #[serde(default, deserialize_with = "null_as_default")]
     pub query: QueryLayer,
@@ -437,6 +447,7 @@ impl Settings {
             retention,
             sync_interval,
             worker_nice,
+            cpu_limit_headroom,
             query,
             remote_write,
             web,
@@ -454,6 +465,7 @@ impl Settings {
         set_optional(&mut self.retention, retention);
         set(&mut self.sync_interval, sync_interval);
         set(&mut self.worker_nice, worker_nice);
+        set(&mut self.cpu_limit_headroom, cpu_limit_headroom);
         set(&mut self.query.lookback, query.lookback_delta);
         set(&mut self.query.max_samples, query.max_samples);
         set(&mut self.query.timeout, query.timeout);
@@ -575,6 +587,23 @@ fn nice_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> 
         _ => Err(serde::de::Error::custom(format!("worker_nice {n} is outside 0..=19"))),
     })
     .transpose()
+}
+
+/// A CPU limit share the workers may leave free: 0 to 0.9.
+fn headroom(share: f64) -> Result<f64, String> {
+    match (0.0..=0.9).contains(&share) {
+        true => Ok(share),
+        false => Err(format!("cpu_limit_headroom {share} is outside 0..=0.9")),
+    }
+}
+
+fn headroom_flag(text: &str) -> Result<f64, String> {
+    headroom(text.parse::<f64>().map_err(|e| format!("{text}: {e}"))?)
+}
+
+/// Serde glue for `cpu_limit_headroom`.
+fn headroom_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Option::<f64>::deserialize(d)?.map(|share| headroom(share).map_err(serde::de::Error::custom)).transpose()
 }
 
 /// Serde glue for `storage_size`: a number of bytes (`1073741824`) or a size with a unit (`1GiB`,
@@ -760,7 +789,7 @@ mod tests {
     }
 
     #[test]
-    fn worker_nice_is_a_niceness_step_in_flags_and_file() {
+    fn worker_nice_and_cpu_limit_headroom_in_flags_and_file() {
         assert_eq!(Settings::default().worker_nice, crate::workers::DEFAULT_NICE);
         assert_eq!(flags(&["--worker-nice", "0"]).worker_nice, Some(0));
         for bad in ["20", "-1", "high"] {
@@ -770,10 +799,16 @@ mod tests {
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, "worker_nice: 12\n").unwrap();
         assert_eq!(Settings::from_sources(Some(&path), flags(&[])).unwrap().worker_nice, 12);
-        for bad in ["worker_nice: 20\n", "worker_nice: -3\n"] {
+        std::fs::write(&path, "cpu_limit_headroom: 0.5\n").unwrap();
+        assert_eq!(Settings::from_sources(Some(&path), flags(&[])).unwrap().cpu_limit_headroom, 0.5);
+        assert_eq!(flags(&["--cpu-limit-headroom", "0"]).cpu_limit_headroom, Some(0.0));
+        for bad in ["0.95", "-0.1", "NaN", "most"] {
+            assert!(Flags::try_parse_from(["serve", "--cpu-limit-headroom", bad]).is_err(), "{bad}");
+        }
+        for bad in ["worker_nice: 20\n", "worker_nice: -3\n", "cpu_limit_headroom: 1.5\n"] {
             std::fs::write(&path, bad).unwrap();
             let err = Settings::from_sources(Some(&path), flags(&[])).unwrap_err().to_string();
-            assert!(err.contains("worker_nice"), "{bad}: {err}");
+            assert!(err.contains("worker_nice") || err.contains("cpu_limit_headroom"), "{bad}: {err}");
         }
     }
 

@@ -24,18 +24,14 @@ pub const NAMESPACE: &str = "overload";
 pub const CUSTOM_METRIC: &str = "requests_per_second";
 /// Pods of the custom metric (their series are on the first target's page).
 const PODS: usize = 10;
-/// Shortest CFS period of the CPU quota: short, so a throttled Ringtail waits at most a few
-/// milliseconds for its next slice instead of most of the default 100 ms (a probe arriving while
-/// the quota is spent waits out the rest of the period, whatever Ringtail does).
-const MIN_CPU_PERIOD_US: u64 = 10_000;
 /// The kernel's smallest CFS quota.
 const MIN_CPU_QUOTA_US: u64 = 1000;
 
-/// CFS `(quota, period)` in µs for `percent` of one CPU: the shortest period whose quota is at
-/// least the kernel's minimum.
-pub fn cpu_quota_period_us(percent: u64) -> (u64, u64) {
+/// CFS `(quota, period)` in µs for `percent` of one CPU: `period_us`, or the longer period a
+/// quota of at least the kernel's minimum needs.
+pub fn cpu_quota_period_us(percent: u64, period_us: u64) -> (u64, u64) {
     let percent = percent.clamp(1, 100);
-    let period_us = MIN_CPU_PERIOD_US.max(MIN_CPU_QUOTA_US * 100 / percent);
+    let period_us = period_us.max(MIN_CPU_QUOTA_US * 100 / percent);
     ((period_us * percent / 100).max(MIN_CPU_QUOTA_US), period_us)
 }
 
@@ -52,6 +48,9 @@ pub struct SoakOptions {
     /// Ringtail's CPU share, percent of one CPU.
     #[arg(long, default_value_t = 10)]
     pub cpu_percent: u64,
+    /// CFS period of the quota, ms (Kubernetes sets CPU limits with the kernel's default, 100 ms).
+    #[arg(long, default_value_t = 100)]
+    pub cpu_period_ms: u64,
     /// Ringtail's `--remote-write-max-inflight-bytes`.
     #[arg(long, default_value_t = 2 << 20)]
     pub inflight_bytes: u64,
@@ -76,9 +75,9 @@ pub struct SoakOptions {
 #[derive(Debug)]
 pub enum CpuConfinement {
     /// A cgroup v2 child with `cpu.max`.
-    CgroupV2 { dir: PathBuf, percent: u64 },
+    CgroupV2 { dir: PathBuf, quota_us: u64, period_us: u64 },
     /// A cgroup v1 `cpu` child with `cpu.cfs_quota_us`.
-    CgroupV1 { dir: PathBuf, percent: u64 },
+    CgroupV1 { dir: PathBuf, quota_us: u64, period_us: u64 },
     /// `taskset -a -p -c 0`: one core, no quota.
     Taskset,
 }
@@ -89,8 +88,8 @@ impl CpuConfinement {
     /// also pinned to core 0, so the quota is one CPU's share as a pod's CPU limit on a busy
     /// node is: the kernel hands a group's quota out per CPU in slices, and threads spread over
     /// two CPUs would take turns by CPU rather than by their scheduling weights.
-    pub fn apply(pid: u32, percent: u64) -> Result<CpuConfinement, String> {
-        let (quota_us, period_us) = cpu_quota_period_us(percent);
+    pub fn apply(pid: u32, percent: u64, period_ms: u64) -> Result<CpuConfinement, String> {
+        let (quota_us, period_us) = cpu_quota_period_us(percent, period_ms.saturating_mul(1000));
         let v2_root = Path::new("/sys/fs/cgroup");
         let v2_controllers = std::fs::read_to_string(v2_root.join("cgroup.controllers")).unwrap_or_default();
         if v2_controllers.split_whitespace().any(|c| c == "cpu") {
@@ -103,7 +102,7 @@ impl CpuConfinement {
             match made {
                 Ok(()) => {
                     pin_to_one_core(pid)?;
-                    return Ok(CpuConfinement::CgroupV2 { dir, percent });
+                    return Ok(CpuConfinement::CgroupV2 { dir, quota_us, period_us });
                 }
                 Err(e) => {
                     eprintln!("cgroup v2 at {} not usable ({e}); trying cgroup v1", dir.display());
@@ -121,7 +120,7 @@ impl CpuConfinement {
             match made {
                 Ok(()) => {
                     pin_to_one_core(pid)?;
-                    return Ok(CpuConfinement::CgroupV1 { dir, percent });
+                    return Ok(CpuConfinement::CgroupV1 { dir, quota_us, period_us });
                 }
                 Err(e) => {
                     eprintln!("cgroup v1 at {} not usable ({e}); pinning to one core", dir.display());
@@ -135,19 +134,17 @@ impl CpuConfinement {
 
     /// One line for the report.
     pub fn describe(&self) -> String {
-        let quota = |percent: &u64| cpu_quota_period_us(*percent);
+        let share = |quota_us: &u64, period_us: &u64| *quota_us as f64 * 100.0 / *period_us as f64;
         match self {
-            CpuConfinement::CgroupV2 { dir, percent } => format!(
-                "cgroup v2 `{}`: cpu.max `{} {}` ({percent}% of one CPU), every thread on core 0",
+            CpuConfinement::CgroupV2 { dir, quota_us, period_us } => format!(
+                "cgroup v2 `{}`: cpu.max `{quota_us} {period_us}` ({:.0}% of one CPU), every thread on core 0",
                 dir.display(),
-                quota(percent).0,
-                quota(percent).1
+                share(quota_us, period_us)
             ),
-            CpuConfinement::CgroupV1 { dir, percent } => format!(
-                "cgroup v1 `{}`: cpu.cfs_quota_us {} per cpu.cfs_period_us {} ({percent}% of one CPU), every thread on core 0",
+            CpuConfinement::CgroupV1 { dir, quota_us, period_us } => format!(
+                "cgroup v1 `{}`: cpu.cfs_quota_us {quota_us} per cpu.cfs_period_us {period_us} ({:.0}% of one CPU), every thread on core 0",
                 dir.display(),
-                quota(percent).0,
-                quota(percent).1
+                share(quota_us, period_us)
             ),
             CpuConfinement::Taskset => "taskset -c 0 (one core of two; no quota available)".to_string(),
         }
@@ -597,7 +594,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
     ];
     args.extend(options.ringtail_args.iter().cloned());
     let ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &[], port, ringtail_dir, "ringtail.log")?;
-    let confinement = CpuConfinement::apply(ringtail.pid(), options.cpu_percent)?;
+    let confinement = CpuConfinement::apply(ringtail.pid(), options.cpu_percent, options.cpu_period_ms)?;
     eprintln!("ringtail pid {}: {}", ringtail.pid(), confinement.describe());
     wait_ok(&http, &format!("{}/-/ready", ringtail.url), Duration::from_secs(120), Duration::from_millis(200)).await?;
     let ca = data.with_file_name("data-tls").join("ca.crt");
@@ -846,11 +843,11 @@ mod tests {
 
     #[test]
     fn cpu_quota_keeps_the_kernel_minimum() {
-        assert_eq!(cpu_quota_period_us(20), (2000, 10_000));
-        assert_eq!(cpu_quota_period_us(10), (1000, 10_000));
-        assert_eq!(cpu_quota_period_us(5), (1000, 20_000));
-        assert_eq!(cpu_quota_period_us(2), (1000, 50_000));
-        assert_eq!(cpu_quota_period_us(3), (1000, 33_333));
+        assert_eq!(cpu_quota_period_us(10, 100_000), (10_000, 100_000));
+        assert_eq!(cpu_quota_period_us(20, 10_000), (2000, 10_000));
+        assert_eq!(cpu_quota_period_us(10, 10_000), (1000, 10_000));
+        assert_eq!(cpu_quota_period_us(5, 10_000), (1000, 20_000));
+        assert_eq!(cpu_quota_period_us(3, 10_000), (1000, 33_333));
     }
 
     #[test]

@@ -25,6 +25,7 @@ async fn prometheus_pushing_past_a_throttled_ringtail_gets_503_and_loses_nothing
         // 2 % of one CPU and a budget smaller than one request: Prometheus's 32 shards queue past
         // the saturation wait, so Ringtail must refuse some requests.
         cpu_percent: 2,
+        cpu_period_ms: 100,
         inflight_bytes: 64 << 10,
         load_seconds: 40,
         shards: 32,

@@ -114,7 +114,7 @@ mod tests {
             remote_write::RemoteWriteSettings::default(),
             ingest_metrics,
             db.clone(),
-            Arc::new(crate::workers::Workers::start(1, 0).unwrap()),
+            Arc::new(crate::workers::Workers::start(1, 0, 0.0).unwrap()),
         ));
         let query_api = Arc::new(prom_api::QueryApiState::new(&mut registry));
         router(AppState {

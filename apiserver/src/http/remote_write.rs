@@ -436,7 +436,7 @@ mod tests {
             saturation_wait: Duration::from_secs(2),
             ..RemoteWriteSettings::default()
         };
-        let workers = Arc::new(Workers::start(1, 0).unwrap());
+        let workers = Arc::new(Workers::start(1, 0, 0.0).unwrap());
         let rw = RemoteWriteState::new(&mut Registry::default(), settings, IngestMetrics::default(), db, workers);
         let (mut first, mut second) = (InflightBudget::new(&rw), InflightBudget::new(&rw));
         assert!(first.hold_bytes(4 * PERMIT_BYTES).await.is_ok());
