@@ -381,17 +381,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_table_is_still_read_and_its_entries_move_to_the_new_one() {
-        let cache = SeriesCache::default();
-        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("series-{i}").into_bytes()).collect();
-        // 100 live series size the first table; more series than it holds come.
+    /// Inserts `keys` (ids in order) with 100 live series, which size the first table, until a
+    /// newcomer no longer fits it and a new table takes over; how many were inserted.
+    fn fill_until_a_new_table(cache: &SeriesCache, keys: &[Vec<u8>]) -> usize {
         let mut inserted = 0;
         while cache.tables.read().unwrap().previous.is_empty() {
             let key = &keys[inserted];
             cache.insert_all([(cache.hash(key), key.as_slice(), SeriesId(inserted as u64))], 100);
             inserted += 1;
         }
+        inserted
+    }
+
+    #[test]
+    fn a_full_table_is_still_read_and_its_entries_move_to_the_new_one() {
+        let cache = SeriesCache::default();
+        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("series-{i}").into_bytes()).collect();
+        let inserted = fill_until_a_new_table(&cache, &keys);
         assert_eq!(cache.tables.read().unwrap().previous.len(), inserted - 1);
         {
             let reader = cache.reader();
@@ -411,12 +417,7 @@ mod tests {
     fn a_series_in_the_old_table_written_again_takes_its_new_id() {
         let cache = SeriesCache::default();
         let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("series-{i}").into_bytes()).collect();
-        let mut inserted = 0;
-        while cache.tables.read().unwrap().previous.is_empty() {
-            let key = &keys[inserted];
-            cache.insert_all([(cache.hash(key), key.as_slice(), SeriesId(inserted as u64))], 100);
-            inserted += 1;
-        }
+        let inserted = fill_until_a_new_table(&cache, &keys);
         let first = keys[0].as_slice();
         cache.insert_all([(cache.hash(first), first, SeriesId(5000))], 100);
         assert_eq!(cache.reader().get(cache.hash(first), first), Some(SeriesId(5000)));
