@@ -64,6 +64,32 @@ impl Peer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Polls `url` every `every` until it answers 2xx; an error at `timeout`, or as soon as the
+    /// process has exited (a peer that died at start is not waited for).
+    pub async fn wait_ready(
+        &mut self,
+        client: &reqwest::Client,
+        url: &str,
+        timeout: Duration,
+        every: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.get(url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("{} exited ({status}) before {url} answered", self.name));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{url} did not become ready"));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
 }
 
 impl Drop for Peer {

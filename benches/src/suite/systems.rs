@@ -191,9 +191,10 @@ impl RunningSystem {
                 (PathBuf::from("/usr/bin/victoria-metrics"), args, "/health", vec![])
             }
         };
-        let peer = Peer::start(kind.name(), &program, &args, &envs, port, dir, "server.log").map_err(|e| anyhow!(e))?;
+        let mut peer =
+            Peer::start(kind.name(), &program, &args, &envs, port, dir, "server.log").map_err(|e| anyhow!(e))?;
         let ready = format!("{}{ready_path}", peer.url);
-        if let Err(e) = wait_ok(http, &ready, READY_TIMEOUT, Duration::from_millis(100)).await {
+        if let Err(e) = peer.wait_ready(http, &ready, READY_TIMEOUT, Duration::from_millis(100)).await {
             // The temporary directory goes with the process: quote the log's end now.
             let tail = log_tail(&peer.dir().join("server.log"));
             return Err(anyhow!("{} did not start: {e}; its log ends: {tail}", kind.name()));
