@@ -65,8 +65,8 @@ impl Peer {
         self.child.id()
     }
 
-    /// Polls `url` every `every` until it answers 2xx; an error at `timeout`, or as soon as the
-    /// process has exited (a peer that died at start is not waited for).
+    /// [`wait_ok`], except that it fails as soon as the process has exited (a peer that died at
+    /// start is not waited for).
     pub async fn wait_ready(
         &mut self,
         client: &reqwest::Client,
@@ -74,21 +74,12 @@ impl Peer {
         timeout: Duration,
         every: Duration,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(r) = client.get(url).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("{} exited ({status}) before {url} answered", self.name));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{url} did not become ready"));
-            }
-            tokio::time::sleep(every).await;
-        }
+        let (name, child) = (self.name, &mut self.child);
+        poll_ok(client, url, timeout, every, || match child.try_wait() {
+            Ok(Some(status)) => Some(format!("{name} exited ({status}) before {url} answered")),
+            _ => None,
+        })
+        .await
     }
 }
 
@@ -124,12 +115,27 @@ pub fn ringtail_bin() -> Result<PathBuf, String> {
 
 /// Polls `url` with GET every `every` until it answers 2xx; an error after `timeout`.
 pub async fn wait_ok(client: &reqwest::Client, url: &str, timeout: Duration, every: Duration) -> Result<(), String> {
+    poll_ok(client, url, timeout, every, || None).await
+}
+
+/// Polls `url` every `every` until it answers 2xx; an error at `timeout`, or the one `gone`
+/// returns (checked after every miss).
+async fn poll_ok(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    every: Duration,
+    mut gone: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(r) = client.get(url).send().await {
             if r.status().is_success() {
                 return Ok(());
             }
+        }
+        if let Some(reason) = gone() {
+            return Err(reason);
         }
         if Instant::now() > deadline {
             return Err(format!("{url} did not become ready"));

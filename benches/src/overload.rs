@@ -7,7 +7,7 @@
 //! the load, waits until Prometheus has drained its queue and checks that every sample
 //! Prometheus holds in its own TSDB is in Ringtail (`/api/v1/export`) with the same value.
 
-use crate::{free_port, peak_rss_mib, ringtail_bin, wait_ok, Peer};
+use crate::{free_port, peak_rss_mib, ringtail_bin, Peer};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -593,10 +593,11 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
         options.inflight_bytes.to_string(),
     ];
     args.extend(options.ringtail_args.iter().cloned());
-    let ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &[], port, ringtail_dir, "ringtail.log")?;
+    let mut ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &[], port, ringtail_dir, "ringtail.log")?;
     let confinement = CpuConfinement::apply(ringtail.pid(), options.cpu_percent, options.cpu_period_ms)?;
     eprintln!("ringtail pid {}: {}", ringtail.pid(), confinement.describe());
-    wait_ok(&http, &format!("{}/-/ready", ringtail.url), Duration::from_secs(120), Duration::from_millis(200)).await?;
+    let ready = format!("{}/-/ready", ringtail.url);
+    ringtail.wait_ready(&http, &ready, Duration::from_secs(120), Duration::from_millis(200)).await?;
     let ca = data.with_file_name("data-tls").join("ca.crt");
     let ca_pem = std::fs::read(&ca).map_err(|e| format!("reading the generated CA {}: {e}", ca.display()))?;
     let https = reqwest::Client::builder()
@@ -624,7 +625,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
         format!("--storage.tsdb.path={}", prometheus_dir.path().join("data").display()),
         format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
     ];
-    let prometheus = Peer::start(
+    let mut prometheus = Peer::start(
         "prometheus",
         Path::new(PROMETHEUS_BIN),
         &prometheus_args,
@@ -633,8 +634,8 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
         prometheus_dir,
         "prometheus.log",
     )?;
-    wait_ok(&http, &format!("{}/-/ready", prometheus.url), Duration::from_secs(120), Duration::from_millis(200))
-        .await?;
+    let ready = format!("{}/-/ready", prometheus.url);
+    prometheus.wait_ready(&http, &ready, Duration::from_secs(120), Duration::from_millis(200)).await?;
 
     // The custom metric is served once the pods have two samples within the rule's window (404
     // until then); its 10-minute window keeps them in it however far behind Ringtail falls.

@@ -9,7 +9,7 @@
 //! or next to this program.
 
 use ingest::proto::v1;
-use ringtail_benches::{free_port, ringtail_bin, wait_ok, Peer};
+use ringtail_benches::{free_port, ringtail_bin, Peer};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,9 +26,9 @@ async fn spawn(
     port: u16,
     dir: tempfile::TempDir,
 ) -> Result<Peer, Error> {
-    let peer = Peer::start(name, program, args, &[], port, dir, "server.log")?;
+    let mut peer = Peer::start(name, program, args, &[], port, dir, "server.log")?;
     let ready = format!("{}/-/ready", peer.url);
-    wait_ok(&reqwest::Client::new(), &ready, Duration::from_secs(120), Duration::from_millis(100)).await?;
+    peer.wait_ready(&reqwest::Client::new(), &ready, Duration::from_secs(120), Duration::from_millis(100)).await?;
     Ok(peer)
 }
 

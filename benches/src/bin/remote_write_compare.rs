@@ -12,9 +12,7 @@
 
 use ingest::proto::v1;
 use ingest::remote_write::encode_body;
-use ringtail_benches::{
-    clock_ticks_per_second, cpu_seconds, free_port, parse_number_flags, ringtail_bin, wait_ok, Peer,
-};
+use ringtail_benches::{clock_ticks_per_second, cpu_seconds, free_port, parse_number_flags, ringtail_bin, Peer};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,11 +41,11 @@ fn spawn(
     port: u16,
     dir: tempfile::TempDir,
 ) -> Result<Peer, String> {
-    let peer = Peer::start(name, program, args, &[], port, dir, "log")?;
+    let mut peer = Peer::start(name, program, args, &[], port, dir, "log")?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
     let ready = format!("{}{ready_path}", peer.url);
-    runtime.block_on(wait_ok(&client, &ready, Duration::from_secs(60), Duration::from_millis(200)))?;
+    runtime.block_on(peer.wait_ready(&client, &ready, Duration::from_secs(60), Duration::from_millis(200)))?;
     Ok(peer)
 }
 
