@@ -267,21 +267,22 @@ impl Evaluator<'_> {
             return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
         }
         let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
-        let data = self.data(selector);
+        let Some(selection) = self.selection(selector) else { return Ok(None) };
         let step_cache = self.step_cache.borrow();
         let Some(m) = step_cache.get(&(arg as *const Expr as usize)) else { return Ok(None) };
         // Each series' group, resolved once.
         let mut owners = GroupOwners::default();
         let mut group_of_hash: HashMap<u64, u32> = HashMap::default();
         let mut group_labels_by_index: Vec<Arc<Labels>> = Vec::new();
-        let mut series_group: Vec<u32> = Vec::with_capacity(data.len());
-        for f in data {
-            let h = resolve_group(node, &f.labels, grouping, without, &mut owners);
+        let mut series_group: Vec<u32> = Vec::with_capacity(selection.len());
+        for i in 0..selection.len() {
+            let Some((labels, _)) = selection.labels(i) else { break };
+            let h = resolve_group(node, labels, grouping, without, &mut owners);
             let next = group_labels_by_index.len() as u32;
             let gi = *group_of_hash.entry(h).or_insert(next);
             if gi == next {
-                let labels = owners.get(&(node, h)).cloned();
-                group_labels_by_index.push(labels.unwrap_or_else(|| group_labels_shared(&f.labels, grouping, without)));
+                let owned = owners.get(&(node, h)).cloned();
+                group_labels_by_index.push(owned.unwrap_or_else(|| group_labels_shared(labels, grouping, without)));
             }
             series_group.push(gi);
         }

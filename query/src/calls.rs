@@ -6,6 +6,7 @@ use crate::ast::{Expr, ExprKind};
 use crate::eval::{Evaluator, Sample, Series, Val};
 use crate::functions::{FuncKind, Function};
 use crate::mathfns::{self, Bucket, Point};
+use crate::select::PointSource;
 use crate::QueryError;
 use chrono::{Datelike, TimeZone, Timelike};
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ impl Evaluator<'_> {
             }
             FuncKind::Timestamp => {
                 let samples = match &args[0].unparen().kind {
-                    ExprKind::Vector(sel) => self.instant_selector(sel, t_ms, |ts, _| ts as f64 / 1000.0),
+                    ExprKind::Vector(sel) => self.instant_selector(sel, t_ms, |ts, _| ts as f64 / 1000.0)?,
                     _ => {
                         let mut v = self.vector_arg(&args[0], t_ms)?;
                         v.iter_mut().for_each(|s| s.value = t_s);
@@ -142,7 +143,7 @@ impl Evaluator<'_> {
             ExprKind::Matrix { selector, range_ms } => {
                 let ref_t = self.at_time(selector.at).unwrap_or(t_ms) - selector.offset_ms;
                 let lo = ref_t - range_ms;
-                let data = self.data(selector);
+                let data = self.data(selector)?;
                 out.reserve(data.len());
                 for f in data {
                     let points = f.window(lo, ref_t);
@@ -197,14 +198,14 @@ impl Evaluator<'_> {
     ) -> Result<Option<Val>, QueryError> {
         let Some(step) = self.precompute_range_steps(func, arg, matrix_index, t_ms)? else { return Ok(None) };
         let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
-        let data = self.data(selector);
+        let Some(selection) = self.selection(selector) else { return Ok(None) };
         let cache = self.step_cache.borrow();
         let Some(m) = cache.get(&(arg as *const Expr as usize)) else { return Ok(None) };
         let drop_name = !func.keeps_metric_name();
-        let mut out = Vec::with_capacity(data.len());
+        let mut out = Vec::with_capacity(selection.len());
         m.for_each_at(step, |i, value| {
-            if let Some(f) = data.get(i) {
-                out.push(Sample { labels: f.labels.clone(), value, drop_name });
+            if let Some((labels, _)) = selection.labels(i) {
+                out.push(Sample { labels: labels.clone(), value, drop_name });
             }
         });
         Ok(Some(Val::Vector(out)))
@@ -232,9 +233,9 @@ impl Evaluator<'_> {
         {
             return Ok(None);
         }
-        let data = self.data(selector);
+        let Some(selection) = self.selection(selector) else { return Ok(None) };
         let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
-        let cells = steps.saturating_mul(data.len());
+        let cells = steps.saturating_mul(selection.len());
         if cells > MAX_PRECOMPUTED_POINTS {
             return Ok(None);
         }
@@ -257,12 +258,14 @@ impl Evaluator<'_> {
                 range_ms: *range_ms,
                 budget: &self.budget,
             };
-            let series: Vec<&[Point]> = data.iter().map(|f| f.points.as_slice()).collect();
-            let m = job.run(&series)?;
-            for (i, f) in data.iter().enumerate() {
-                if !f.counter_like && m.has_values(i) {
-                    self.counter_info(func.kind, &f.labels, arg.unparen().pos);
-                    break;
+            let m = job.run(&selection.sources())?;
+            for i in 0..selection.len() {
+                match selection.labels(i) {
+                    Some((labels, false)) if m.has_values(i) => {
+                        self.counter_info(func.kind, labels, arg.unparen().pos);
+                        break;
+                    }
+                    _ => {}
                 }
             }
             slot.insert(m);
@@ -437,7 +440,7 @@ const PARALLEL_MIN_SERIES: usize = 2_000;
 impl RangeJob<'_> {
     /// Computes the step table, series split over the available cores (each series is walked
     /// once, oldest step first, with a forward-moving window), each core writing its own part.
-    fn run(&self, series: &[&[Point]]) -> Result<StepMatrix, QueryError> {
+    fn run(&self, series: &[PointSource<'_>]) -> Result<StepMatrix, QueryError> {
         let n = series.len();
         let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(8);
         let threads = if n < PARALLEL_MIN_SERIES { 1 } else { threads };
@@ -457,7 +460,8 @@ impl RangeJob<'_> {
     }
 
     /// The values of `series` (the series from index `first` on), step-major within the part.
-    fn run_part(&self, first: usize, series: &[&[Point]]) -> Result<StepPart, QueryError> {
+    /// Compressed series are decoded one at a time into a buffer the part reuses.
+    fn run_part(&self, first: usize, series: &[PointSource<'_>]) -> Result<StepPart, QueryError> {
         let len = series.len();
         let mut part =
             StepPart { first, len, values: vec![0.0; len * self.steps], present: vec![false; len * self.steps] };
@@ -466,11 +470,13 @@ impl RangeJob<'_> {
         // Counter resets up to each point (`resets_upto[i]`: among points 1..=i), so a window
         // without one skips the correction pass.
         let mut resets_upto: Vec<u32> = Vec::new();
-        for (j, points) in series.iter().enumerate() {
+        let mut decoded: Vec<Point> = Vec::new();
+        for (j, source) in series.iter().enumerate() {
             // A series costs a window per step: check more often than per-item loops do.
             if j.is_multiple_of(64) {
                 self.budget.check(crate::eval::EXEC_STAGE)?;
             }
+            let points = source.points(&mut decoded, self.budget)?;
             if counter {
                 resets_upto.clear();
                 let mut resets = 0u32;

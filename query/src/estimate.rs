@@ -25,11 +25,11 @@ pub(crate) fn least_output_points(
         return None;
     }
     let steps = usize::try_from((end_ms - start_ms) / step_ms + 1).ok()?;
-    let data = ev.data(selector);
     // Every series at every step still fits: counting is not worth a pass over the samples.
-    if data.len().saturating_mul(steps) <= ev.budget.remaining() {
+    if ev.selection(selector)?.len().saturating_mul(steps) <= ev.budget.remaining() {
         return None;
     }
+    let data = ev.data(selector).ok()?;
     let grid = Grid { start_ms, step_ms, steps, offset_ms: selector.offset_ms };
     let mut total = 0usize;
     for (i, f) in data.iter().enumerate() {

@@ -9,7 +9,7 @@
 use crate::ast::{AggOp, AtModifier, Expr, ExprKind, VectorSelector};
 use crate::budget::{CancelHandle, QueryBudget};
 use crate::mathfns::Point;
-use crate::select::{resolve_at, select_all, selector_key, Fetched, SelectedData};
+use crate::select::{resolve_at, select_all, selector_key, Fetched, SelectedData, Selection};
 use crate::{Annotations, EngineOptions, QueryError};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -152,9 +152,18 @@ impl<'q> Evaluator<'q> {
         at.map(|a| resolve_at(a, self.start_ms, self.end_ms))
     }
 
-    /// The series data selected for `selector`.
-    pub fn data(&self, selector: &VectorSelector) -> &[Fetched] {
-        self.fetched.get(&selector_key(selector)).map(Vec::as_slice).unwrap_or(&[])
+    /// The series data selected for `selector`, decoded (now, if the selection kept them
+    /// compressed).
+    pub fn data(&self, selector: &VectorSelector) -> Result<&[Fetched], QueryError> {
+        match self.selection(selector) {
+            Some(selection) => selection.decoded(&self.budget),
+            None => Ok(&[]),
+        }
+    }
+
+    /// The series selected for `selector`, as selected (see [`Selection`]).
+    pub fn selection(&self, selector: &VectorSelector) -> Option<&Selection> {
+        self.fetched.get(&selector_key(selector))
     }
 
     /// Evaluates `expr` at `t_ms`, failing when its value would not fit beside what the query
@@ -172,12 +181,12 @@ impl<'q> Evaluator<'q> {
             ExprKind::Number(v) => Ok(Val::Scalar(*v)),
             ExprKind::String(s) => Ok(Val::Str(s.clone())),
             ExprKind::Paren(inner) => self.eval(inner, t_ms),
-            ExprKind::Vector(selector) => Ok(Val::Vector(self.instant_selector(selector, t_ms, |_, v| v))),
+            ExprKind::Vector(selector) => Ok(Val::Vector(self.instant_selector(selector, t_ms, |_, v| v)?)),
             ExprKind::Matrix { selector, range_ms } => {
                 let ref_t = self.at_time(selector.at).unwrap_or(t_ms) - selector.offset_ms;
                 let mut out = Vec::new();
                 let mut points = 0usize;
-                for (i, f) in self.data(selector).iter().enumerate() {
+                for (i, f) in self.data(selector)?.iter().enumerate() {
                     self.budget.check_item(i, EXEC_STAGE)?;
                     let window = f.window(ref_t - range_ms, ref_t);
                     if !window.is_empty() {
@@ -236,9 +245,9 @@ impl<'q> Evaluator<'q> {
         selector: &VectorSelector,
         t_ms: i64,
         value: impl Fn(i64, f64) -> f64,
-    ) -> Vec<Sample> {
+    ) -> Result<Vec<Sample>, QueryError> {
         let ref_t = self.at_time(selector.at).unwrap_or(t_ms) - selector.offset_ms;
-        let data = self.data(selector);
+        let data = self.data(selector)?;
         let mut out = Vec::with_capacity(data.len());
         for f in data {
             let Some(&(ts, v)) = f.window(ref_t - self.lookback_ms, ref_t).last() else { continue };
@@ -248,7 +257,7 @@ impl<'q> Evaluator<'q> {
             }
             out.push(Sample { labels: f.labels.clone(), value: value(ts, v), drop_name: false });
         }
-        out
+        Ok(out)
     }
 
     /// Evaluates a subquery at `t_ms`: the inner expression at every multiple of the step inside

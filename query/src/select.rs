@@ -2,13 +2,19 @@
 //! selector of a query needs over the whole query range (`plan`), then reads each selector's series
 //! from the store once and decodes them (`select_all`, in parallel for many series). The
 //! per-step half (`eval`) then only takes windows of these [`Fetched`] series.
+//!
+//! The range selector of a range function in a range query is an exception: its series stay
+//! compressed ([`Selection::Compressed`]) because the step table of the call (`calls::RangeJob`)
+//! reads each series once and can decode it into a scratch buffer on the spot — a query over
+//! 100k series then never holds their decoded samples (16 bytes each) at once. Whatever else
+//! reads such a selector decodes it then ([`Selection::decoded`]).
 
 use crate::ast::{AggOp, AtModifier, Expr, ExprKind, ValueType, VectorSelector};
 use crate::budget::QueryBudget;
 use crate::functions::FuncKind;
 use crate::mathfns::Point;
 use crate::{EngineOptions, QueryError};
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tsdb::{is_stale_nan, Db, Labels, Matcher, METRIC_NAME};
@@ -23,6 +29,118 @@ pub(crate) struct Fetched {
     pub stale_ts: Vec<i64>,
     /// Where the previous window of this series ended (see [`Fetched::window`]).
     cursor: Cell<Cursor>,
+}
+
+/// A selected series still compressed (see [`Selection::Compressed`]).
+pub(crate) struct CompressedSeries {
+    pub labels: Arc<Labels>,
+    pub counter_like: bool,
+    pub samples: tsdb::SelectedSeries,
+}
+
+/// The series selected for one selector.
+pub(crate) enum Selection {
+    /// Decoded when selected.
+    Decoded(Vec<Fetched>),
+    /// Kept compressed for a consumer that decodes each series on the spot; decoded on first
+    /// use by anything else.
+    Compressed { series: Vec<CompressedSeries>, decoded: OnceCell<Vec<Fetched>> },
+}
+
+impl Selection {
+    /// How many series were selected.
+    pub fn len(&self) -> usize {
+        match self {
+            Selection::Decoded(series) => series.len(),
+            Selection::Compressed { series, .. } => series.len(),
+        }
+    }
+
+    /// The `i`th series' labels and whether its name looks like a counter's.
+    pub fn labels(&self, i: usize) -> Option<(&Arc<Labels>, bool)> {
+        match self {
+            Selection::Decoded(series) => series.get(i).map(|f| (&f.labels, f.counter_like)),
+            Selection::Compressed { series, .. } => series.get(i).map(|c| (&c.labels, c.counter_like)),
+        }
+    }
+
+    /// The decoded series (decoding them now if they are still compressed), holding their
+    /// samples in `budget` as selection does.
+    pub fn decoded(&self, budget: &QueryBudget) -> Result<&[Fetched], QueryError> {
+        match self {
+            Selection::Decoded(series) => Ok(series),
+            Selection::Compressed { series, decoded } => {
+                if let Some(done) = decoded.get() {
+                    return Ok(done);
+                }
+                let fetched = decode_in_parallel(series, budget, |c| (c.labels.clone(), c.counter_like, &c.samples))?;
+                Ok(decoded.get_or_init(|| fetched))
+            }
+        }
+    }
+
+    /// Each series' points for a consumer that reads every series once: borrowed when decoded,
+    /// else the compressed series to decode with [`decode_points`].
+    pub fn sources(&self) -> Vec<PointSource<'_>> {
+        match self {
+            Selection::Decoded(series) => series.iter().map(|f| PointSource::Decoded(&f.points)).collect(),
+            Selection::Compressed { series, decoded } => match decoded.get() {
+                Some(done) => done.iter().map(|f| PointSource::Decoded(&f.points)).collect(),
+                None => series.iter().map(|c| PointSource::Compressed(&c.samples)).collect(),
+            },
+        }
+    }
+}
+
+/// Where a consumer of [`Selection::sources`] finds one series' points.
+#[derive(Clone, Copy)]
+pub(crate) enum PointSource<'a> {
+    Decoded(&'a [Point]),
+    Compressed(&'a tsdb::SelectedSeries),
+}
+
+impl<'a> PointSource<'a> {
+    /// The series' points (staleness markers left out), decoding into `scratch` when compressed
+    /// and holding the decoded samples in `budget` as selection does.
+    pub fn points<'s>(self, scratch: &'s mut Vec<Point>, budget: &QueryBudget) -> Result<&'s [Point], QueryError>
+    where
+        'a: 's,
+    {
+        match self {
+            PointSource::Decoded(points) => Ok(points),
+            PointSource::Compressed(series) => {
+                decode_into(series, scratch, None, budget)?;
+                Ok(scratch)
+            }
+        }
+    }
+}
+
+/// Decodes `series` into `points` (replacing what they held) and the times of its staleness
+/// markers into `stale_ts` (or only counts them), and holds the samples in `budget` (a marker
+/// as half a sample). The claimed sample count is known before decoding: a series that cannot
+/// fit is refused before the buffer grows.
+fn decode_into(
+    series: &tsdb::SelectedSeries,
+    points: &mut Vec<Point>,
+    mut stale_ts: Option<&mut Vec<i64>>,
+    budget: &QueryBudget,
+) -> Result<(), QueryError> {
+    budget.fits(series.max_samples())?;
+    points.clear();
+    points.reserve(series.max_samples());
+    let mut stale = 0usize;
+    for sample in series.samples() {
+        if is_stale_nan(sample.value) {
+            stale += 1;
+            if let Some(times) = stale_ts.as_deref_mut() {
+                times.push(sample.ts_ms);
+            }
+        } else {
+            points.push((sample.ts_ms, sample.value));
+        }
+    }
+    budget.hold(points.len() + stale / 2)
 }
 
 /// The last window `(lo, hi]` taken from a series and its index bounds.
@@ -102,8 +220,8 @@ fn is_counter_like(labels: &Labels) -> bool {
     name.is_empty() || ["_total", "_sum", "_count", "_bucket"].iter().any(|x| name.ends_with(x))
 }
 
-/// The decoded series of every selector of a query, by [`selector_key`].
-pub(crate) type SelectedData = HashMap<usize, Vec<Fetched>>;
+/// The selected series of every selector of a query, by [`selector_key`].
+pub(crate) type SelectedData = HashMap<usize, Selection>;
 
 /// Plans the selectors of `expr` for evaluation at `start_ms..=end_ms` and selects and decodes
 /// their data (with `extra` matchers added to each), holding every decoded sample in `budget`
@@ -121,6 +239,10 @@ pub(crate) fn select_all(
     let lookback_ms = options.lookback.as_millis() as i64;
     let mut spans: Vec<PlannedSelector<'_>> = Vec::new();
     plan(expr, start_ms, end_ms, start_ms, end_ms, lookback_ms, None, &mut spans);
+    let mut streamed_keys = Vec::new();
+    if start_ms < end_ms {
+        streamed_selectors(expr, &mut streamed_keys);
+    }
     let mut fetched = SelectedData::new();
     for PlannedSelector { selector, mint: lo, maxt: hi, newest_only, keep } in spans {
         budget.check(SELECT_STAGE)?;
@@ -133,40 +255,56 @@ pub(crate) fn select_all(
         if newest_only {
             let newest = db.select_latest(&matchers, lo, hi, keep.as_deref())?;
             budget.hold(newest.len())?;
-            fetched.insert(key, newest.into_iter().map(Fetched::newest).collect());
+            fetched.insert(key, Selection::Decoded(newest.into_iter().map(Fetched::newest).collect()));
             continue;
         }
-        let mut selected = db.select_projected(&matchers, lo, hi, keep.as_deref())?;
+        let selected = db.select_projected(&matchers, lo, hi, keep.as_deref())?;
         budget.check(SELECT_STAGE)?;
-        let threads = if selected.len() < PARALLEL_DECODE_MIN_SERIES {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |p| p.get()).min(8)
-        };
-        let part_len = selected.len().div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Fetched>, QueryError>> = if threads == 1 {
-            vec![decode_series(&mut selected, budget)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = selected
-                    .chunks_mut(part_len)
-                    .map(|part| scope.spawn(move || decode_series(part, budget)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: decode worker panicked".into())))
-                    })
-                    .collect()
-            })
-        };
-        let mut series = Vec::with_capacity(selected.len());
-        for part in parts {
-            series.extend(part?);
+        let mut series: Vec<CompressedSeries> = Vec::with_capacity(selected.len());
+        for mut samples in selected {
+            let labels = std::mem::take(&mut samples.labels);
+            series.push(CompressedSeries { counter_like: is_counter_like(&labels), labels: Arc::new(labels), samples });
         }
-        fetched.insert(key, series);
+        let selection = if streamed_keys.contains(&key) {
+            Selection::Compressed { series, decoded: OnceCell::new() }
+        } else {
+            Selection::Decoded(decode_in_parallel(&series, budget, |c| (c.labels.clone(), c.counter_like, &c.samples))?)
+        };
+        fetched.insert(key, selection);
     }
     Ok(fetched)
+}
+
+/// Decodes `items` into evaluation series (`parts` gives each one's labels, counter flag and
+/// samples), split over the cores for many series, holding every series' samples in `budget`.
+fn decode_in_parallel<T: Sync>(
+    items: &[T],
+    budget: &QueryBudget,
+    parts: impl Fn(&T) -> (Arc<Labels>, bool, &tsdb::SelectedSeries) + Sync,
+) -> Result<Vec<Fetched>, QueryError> {
+    let threads = if items.len() < PARALLEL_DECODE_MIN_SERIES {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |p| p.get()).min(8)
+    };
+    if threads == 1 {
+        return decode_series(items, budget, &parts);
+    }
+    let part_len = items.len().div_ceil(threads).max(1);
+    let parts_ref = &parts;
+    let decoded: Vec<Result<Vec<Fetched>, QueryError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            items.chunks(part_len).map(|part| scope.spawn(move || decode_series(part, budget, parts_ref))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: decode worker panicked".into()))))
+            .collect()
+    });
+    let mut series = Vec::with_capacity(items.len());
+    for part in decoded {
+        series.extend(part?);
+    }
+    Ok(series)
 }
 
 /// Where selection stops when out of time ("query timed out in query preparation").
@@ -175,28 +313,25 @@ const SELECT_STAGE: &str = "query preparation";
 /// Below this many selected series one thread decodes them all (spawning costs more).
 const PARALLEL_DECODE_MIN_SERIES: usize = 2_000;
 
-/// Decodes `selected` (taking their labels) into evaluation series, holding each series' samples
-/// and label set in `budget` before decoding the next.
-fn decode_series(selected: &mut [tsdb::SelectedSeries], budget: &QueryBudget) -> Result<Vec<Fetched>, QueryError> {
-    let mut out = Vec::with_capacity(selected.len());
-    for (i, s) in selected.iter_mut().enumerate() {
+/// Decodes `items` into evaluation series, holding each series' samples in `budget` before
+/// decoding the next.
+fn decode_series<T>(
+    items: &[T],
+    budget: &QueryBudget,
+    parts: &impl Fn(&T) -> (Arc<Labels>, bool, &tsdb::SelectedSeries),
+) -> Result<Vec<Fetched>, QueryError> {
+    let mut out = Vec::with_capacity(items.len());
+    // Each series decodes into one reused buffer sized for its claimed count, then keeps an
+    // exact-size copy: the claim covers whole chunks (several times a short window), and memory
+    // a query touches without reading is memory the kernel must clear for it first.
+    let mut scratch = Vec::new();
+    for (i, item) in items.iter().enumerate() {
         budget.check_item(i, SELECT_STAGE)?;
-        // The claimed sample count is known before decoding: a series that cannot fit is refused
-        // before its buffer is allocated.
-        budget.fits(s.max_samples())?;
-        let mut points = Vec::with_capacity(s.max_samples());
+        let (labels, counter_like, s) = parts(item);
         let mut stale_ts = Vec::new();
-        for sample in s.samples() {
-            if is_stale_nan(sample.value) {
-                stale_ts.push(sample.ts_ms);
-            } else {
-                points.push((sample.ts_ms, sample.value));
-            }
-        }
-        budget.hold(points.len() + stale_ts.len() / 2)?;
-        let labels = std::mem::take(&mut s.labels);
-        let counter_like = is_counter_like(&labels);
-        out.push(Fetched { labels: Arc::new(labels), counter_like, points, stale_ts, cursor: Cell::default() });
+        decode_into(s, &mut scratch, Some(&mut stale_ts), budget)?;
+        let points = scratch.as_slice().to_vec();
+        out.push(Fetched { labels, counter_like, points, stale_ts, cursor: Cell::default() });
     }
     Ok(out)
 }
@@ -220,6 +355,39 @@ struct PlannedSelector<'e> {
     newest_only: bool,
     /// The only labels anything above the selector reads (`None`: all of them); see `plan`.
     keep: Option<Vec<String>>,
+}
+
+/// The range selectors of a range query that a range function's step table reads (the matrix
+/// is the function's first argument, not below a subquery, whose steps are its own): the ones
+/// kept compressed (see the module doc), by [`selector_key`].
+fn streamed_selectors(expr: &Expr, out: &mut Vec<usize>) {
+    match &expr.kind {
+        ExprKind::Vector(_) | ExprKind::Matrix { .. } | ExprKind::Subquery { .. } => {}
+        ExprKind::Number(_) | ExprKind::String(_) => {}
+        ExprKind::Paren(e) | ExprKind::Neg(e) => streamed_selectors(e, out),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            streamed_selectors(lhs, out);
+            streamed_selectors(rhs, out);
+        }
+        ExprKind::Aggregate { param, expr: inner, .. } => {
+            if let Some(p) = param {
+                streamed_selectors(p, out);
+            }
+            streamed_selectors(inner, out);
+        }
+        ExprKind::Call { func, args } => {
+            let table_reads_first =
+                func.kind != FuncKind::AbsentOverTime && func.arg_types.first() == Some(&ValueType::Matrix);
+            for (i, arg) in args.iter().enumerate() {
+                match &arg.unparen().kind {
+                    ExprKind::Matrix { selector, .. } if i == 0 && table_reads_first => {
+                        out.push(selector_key(selector))
+                    }
+                    _ => streamed_selectors(arg, out),
+                }
+            }
+        }
+    }
 }
 
 /// Functions whose output keeps each input series' labels (at most dropping the name) and reads
@@ -364,6 +532,101 @@ mod tests {
             Value::Vector(samples) => samples.iter().map(|s| s.labels.clone()).collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// A store of counters (with a reset, a gap and a staleness marker) and gauges, for
+    /// comparing range queries, whose range functions read compressed series, with instant
+    /// queries, which decode them.
+    fn mixed_engine(max_samples: usize) -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Db::open(Options::new(dir.path())).expect("open"));
+        type OwnedSeries = (Vec<(String, String)>, Vec<Sample>);
+        let mut owned: Vec<OwnedSeries> = Vec::new();
+        for pod in 0..6 {
+            let mut counter = Vec::new();
+            let mut gauge = Vec::new();
+            for k in 0..80i64 {
+                let ts = k * 15_000 + pod * 1_000;
+                if pod == 2 && (30..36).contains(&k) {
+                    continue; // a gap longer than the windows
+                }
+                let reset_at = 20 + pod;
+                let count = if k < reset_at { k * (pod + 1) } else { (k - reset_at) * 2 };
+                let value = if pod == 3 && k == 50 { tsdb::stale_nan() } else { count as f64 };
+                counter.push(Sample::new(ts, value));
+                gauge.push(Sample::new(ts, ((k * 7 + pod * 3) % 11) as f64 - 4.5));
+            }
+            let labels = |name: &str| {
+                vec![
+                    ("__name__".to_string(), name.to_string()),
+                    ("pod".to_string(), format!("p{pod}")),
+                    ("job".to_string(), format!("j{}", pod % 2)),
+                ]
+            };
+            owned.push((labels("c_total"), counter));
+            owned.push((labels("g"), gauge));
+        }
+        let pairs: Vec<Vec<(&str, &str)>> =
+            owned.iter().map(|(l, _)| l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+        let batch: Vec<SeriesSamples<'_>> =
+            pairs.iter().zip(&owned).map(|(l, (_, samples))| SeriesSamples::labels(l, samples)).collect();
+        db.append(&batch).expect("append");
+        let options = EngineOptions { max_samples, ..EngineOptions::default() };
+        (dir, Engine::new(db, options))
+    }
+
+    fn by_labels(value: Value) -> std::collections::BTreeMap<Labels, Vec<(i64, f64)>> {
+        match value {
+            Value::Matrix(series) => series.into_iter().map(|s| (s.labels, s.points)).collect(),
+            Value::Vector(samples) => samples.into_iter().map(|s| (s.labels, vec![(s.ts_ms, s.value)])).collect(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn range_functions_over_compressed_series_agree_with_instant_queries_at_every_step() {
+        let (_dir, engine) = mixed_engine(50_000_000);
+        let queries = [
+            "rate(c_total[1m])",
+            "sum by (job) (increase(c_total[2m]))",
+            "max_over_time(g[45s])",
+            "count_over_time(c_total[1m])",
+            "avg by (job) (avg_over_time(g[2m]))",
+            "rate(c_total[1m] offset 30s) * 2",
+            "deriv(g[2m]) + irate(c_total[1m])",
+            "rate(c_total[1m] offset 20s)",
+            "rate(c_total[1m] @ 600)",
+            "quantile_over_time(0.5, g[2m]) - changes(g[2m])",
+        ];
+        for step_ms in [15_000, 20_000] {
+            for query in queries {
+                let range = by_labels(engine.range(query, 90_000, 1_170_000, step_ms).expect(query));
+                assert!(!range.is_empty(), "{query}");
+                let mut t = 90_000;
+                while t <= 1_170_000 {
+                    let instant = by_labels(engine.instant(query, t).expect(query));
+                    for (labels, point) in &instant {
+                        let (_, want) = point[0];
+                        let got = range.get(labels).and_then(|points| points.iter().find(|p| p.0 == t));
+                        let Some(&(_, got)) = got else { panic!("{query} at {t}: {labels:?} missing from the range") };
+                        let close = (got - want).abs() <= 1e-9 * want.abs().max(1.0) || (got.is_nan() && want.is_nan());
+                        assert!(close, "{query} step {step_ms} at {t} {labels:?}: range {got}, instant {want}");
+                    }
+                    let in_range = range.values().filter(|points| points.iter().any(|p| p.0 == t)).count();
+                    assert_eq!(in_range, instant.len(), "{query} step {step_ms} at {t}");
+                    t += step_ms;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn range_functions_over_compressed_series_count_their_samples_against_the_limit() {
+        let (_dir, small) = mixed_engine(400);
+        let err = small.range("sum(rate(c_total[10m]))", 600_000, 1_170_000, 15_000).expect_err("over the limit");
+        assert!(matches!(err, crate::QueryError::TooManySamples(_)), "{err:?}");
+        let (_dir, large) = mixed_engine(5_000);
+        large.range("sum(rate(c_total[10m]))", 600_000, 1_170_000, 15_000).expect("within the limit");
     }
 
     #[test]
