@@ -77,9 +77,20 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How long an idle thread of the blocking pool (queries, API lookups) stays for the next one.
+const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(300);
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::from_sources(args.config.as_deref(), args.settings)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Queries run on the blocking pool. Its threads exit after 10 s idle by default, and
+        // a query on a fresh thread starts on fresh memory the kernel must clear first (a
+        // 100k-series query paid ~2× for it whenever it came more than 10 s after the last);
+        // how many such threads exist at once is bounded by the query concurrency limit.
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
+        .build()
+        .context("starting tokio")?;
     runtime.block_on(async move {
         let server = match apiserver::server::Server::start(settings).await {
             Ok(server) => server,
