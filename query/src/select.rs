@@ -73,14 +73,14 @@ impl Selection {
                 if let Some(done) = decoded.get() {
                     return Ok(done);
                 }
-                let fetched = decode_in_parallel(series, budget, |c| (c.labels.clone(), c.counter_like, &c.samples))?;
+                let fetched = decode_in_parallel(series, budget)?;
                 Ok(decoded.get_or_init(|| fetched))
             }
         }
     }
 
     /// Each series' points for a consumer that reads every series once: borrowed when decoded,
-    /// else the compressed series to decode with [`decode_points`].
+    /// else the compressed series (see [`PointSource::points`]).
     pub fn sources(&self) -> Vec<PointSource<'_>> {
         match self {
             Selection::Decoded(series) => series.iter().map(|f| PointSource::Decoded(&f.points)).collect(),
@@ -268,33 +268,28 @@ pub(crate) fn select_all(
         let selection = if streamed_keys.contains(&key) {
             Selection::Compressed { series, decoded: OnceCell::new() }
         } else {
-            Selection::Decoded(decode_in_parallel(&series, budget, |c| (c.labels.clone(), c.counter_like, &c.samples))?)
+            Selection::Decoded(decode_in_parallel(&series, budget)?)
         };
         fetched.insert(key, selection);
     }
     Ok(fetched)
 }
 
-/// Decodes `items` into evaluation series (`parts` gives each one's labels, counter flag and
-/// samples), split over the cores for many series, holding every series' samples in `budget`.
-fn decode_in_parallel<T: Sync>(
-    items: &[T],
-    budget: &QueryBudget,
-    parts: impl Fn(&T) -> (Arc<Labels>, bool, &tsdb::SelectedSeries) + Sync,
-) -> Result<Vec<Fetched>, QueryError> {
+/// Decodes `items` into evaluation series, split over the cores for many series, holding every
+/// series' samples in `budget`.
+fn decode_in_parallel(items: &[CompressedSeries], budget: &QueryBudget) -> Result<Vec<Fetched>, QueryError> {
     let threads = if items.len() < PARALLEL_DECODE_MIN_SERIES {
         1
     } else {
         std::thread::available_parallelism().map_or(1, |p| p.get()).min(8)
     };
     if threads == 1 {
-        return decode_series(items, budget, &parts);
+        return decode_series(items, budget);
     }
     let part_len = items.len().div_ceil(threads).max(1);
-    let parts_ref = &parts;
     let decoded: Vec<Result<Vec<Fetched>, QueryError>> = std::thread::scope(|scope| {
         let handles: Vec<_> =
-            items.chunks(part_len).map(|part| scope.spawn(move || decode_series(part, budget, parts_ref))).collect();
+            items.chunks(part_len).map(|part| scope.spawn(move || decode_series(part, budget))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: decode worker panicked".into()))))
@@ -315,11 +310,7 @@ const PARALLEL_DECODE_MIN_SERIES: usize = 2_000;
 
 /// Decodes `items` into evaluation series, holding each series' samples in `budget` before
 /// decoding the next.
-fn decode_series<T>(
-    items: &[T],
-    budget: &QueryBudget,
-    parts: &impl Fn(&T) -> (Arc<Labels>, bool, &tsdb::SelectedSeries),
-) -> Result<Vec<Fetched>, QueryError> {
+fn decode_series(items: &[CompressedSeries], budget: &QueryBudget) -> Result<Vec<Fetched>, QueryError> {
     let mut out = Vec::with_capacity(items.len());
     // Each series decodes into one reused buffer sized for its claimed count, then keeps an
     // exact-size copy: the claim covers whole chunks (several times a short window), and memory
@@ -327,10 +318,10 @@ fn decode_series<T>(
     let mut scratch = Vec::new();
     for (i, item) in items.iter().enumerate() {
         budget.check_item(i, SELECT_STAGE)?;
-        let (labels, counter_like, s) = parts(item);
         let mut stale_ts = Vec::new();
-        decode_into(s, &mut scratch, Some(&mut stale_ts), budget)?;
+        decode_into(&item.samples, &mut scratch, Some(&mut stale_ts), budget)?;
         let points = scratch.as_slice().to_vec();
+        let (labels, counter_like) = (item.labels.clone(), item.counter_like);
         out.push(Fetched { labels, counter_like, points, stale_ts, cursor: Cell::default() });
     }
     Ok(out)
