@@ -6,6 +6,11 @@
 //! The lock belongs to the open file: the kernel releases it when the file is closed, so a killed
 //! process never leaves a stale lock behind (the pid left in the file is then only a hint).
 //!
+//! A store opened read-only (a full volume at start) takes the lock too: a writer started beside
+//! it would change files it has mapped. Where the lock file cannot even be created (the volume is
+//! full and has none, or the file system is read-only) no other process can hold it either, and
+//! the read-only store goes on without it.
+//!
 //! One wrinkle: a child this process forks (any `Command::spawn`) shares the open file until it
 //! execs, so for that instant it holds our lock too. A store reopened in the same process right
 //! then would see the lock taken by "itself"; when the file names our own pid we therefore retry
@@ -14,7 +19,7 @@
 use crate::Error;
 use rustix::fs::FlockOperation;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Name of the lock file in the data directory.
@@ -37,13 +42,28 @@ impl DirLock {
     /// [`Error::Locked`] when another process (or another store in this one) holds it.
     pub fn acquire(data_dir: &Path) -> Result<DirLock, Error> {
         let path = data_dir.join(LOCK_FILE_NAME);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = open_lock_file(&path).map_err(|e| Error::io(&path, e))?;
+        let lock = Self::lock(data_dir, file)?;
+        Ok(lock)
+    }
+
+    /// The lock for a store opened read-only: as [`DirLock::acquire`], but `None` where the lock
+    /// file cannot be created for lack of space or on a read-only file system (see the module
+    /// doc), and our pid is written only if it fits.
+    pub fn acquire_read_only(data_dir: &Path) -> Result<Option<DirLock>, Error> {
+        let path = data_dir.join(LOCK_FILE_NAME);
+        let file = match open_lock_file(&path) {
+            Ok(file) => file,
+            Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem) => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        Self::lock(data_dir, file).map(Some)
+    }
+
+    /// Locks the open lock `file` of `data_dir` and writes our pid into it (a pid that cannot be
+    /// written for lack of space leaves the previous contents).
+    fn lock(data_dir: &Path, mut file: File) -> Result<DirLock, Error> {
+        let path = data_dir.join(LOCK_FILE_NAME);
         let own_pid = std::process::id();
         let mut retries = 0;
         loop {
@@ -67,15 +87,28 @@ impl DirLock {
                 Err(e) => return Err(Error::io(&path, e.into())),
             }
         }
-        write_pid(&mut file).map_err(|e| Error::io(&path, e))?;
+        match write_pid(&mut file) {
+            Ok(()) => {}
+            // The lock is held either way; the pid is only a hint for the next process.
+            Err(e) if e.kind() == ErrorKind::StorageFull => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
         Ok(DirLock { _file: file })
     }
 }
 
+/// Opens (creating if missing) the lock file at `path`.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+/// Writes our pid over the file's contents: written first, then cut to its length, so a full
+/// volume (where a pid no longer than the previous one still fits in place) keeps a whole pid.
 fn write_pid(file: &mut File) -> std::io::Result<()> {
-    file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
-    writeln!(file, "{}", std::process::id())?;
+    let line = format!("{}\n", std::process::id());
+    file.write_all(line.as_bytes())?;
+    file.set_len(line.len() as u64)?;
     file.sync_data()
 }
 
@@ -106,6 +139,26 @@ mod tests {
         }
         drop(first);
         DirLock::acquire(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn a_read_only_store_holds_the_lock_against_writers_and_is_refused_beside_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let read_only = DirLock::acquire_read_only(tmp.path()).unwrap().expect("the lock file can be created");
+        assert!(matches!(DirLock::acquire(tmp.path()), Err(Error::Locked { .. })));
+        drop(read_only);
+        let writer = DirLock::acquire(tmp.path()).unwrap();
+        assert!(matches!(DirLock::acquire_read_only(tmp.path()), Err(Error::Locked { .. })));
+        drop(writer);
+    }
+
+    #[test]
+    fn a_longer_pid_left_in_the_file_is_replaced_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(LOCK_FILE_NAME), "99999999999999\n").unwrap();
+        let _lock = DirLock::acquire(tmp.path()).unwrap();
+        let contents = std::fs::read_to_string(tmp.path().join(LOCK_FILE_NAME)).unwrap();
+        assert_eq!(contents, format!("{}\n", std::process::id()));
     }
 
     #[test]

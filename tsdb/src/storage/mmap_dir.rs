@@ -17,18 +17,19 @@ use std::path::{Path, PathBuf};
 pub(crate) struct MmapDirectory {
     dir: PathBuf,
     read_only: bool,
-    /// Held while the directory lives (`None` when read-only, or in unit tests built with `new`).
+    /// Held while the directory lives (`None` for a read-only store where no lock file can be
+    /// created, or in unit tests built with `new`).
     _lock: Option<DirLock>,
 }
 
 impl MmapDirectory {
-    /// Opens the store directory `dir`. Writable: creates it when missing and takes its lock
-    /// ([`Error::Locked`] at once when another process holds it). Read-only: `dir` must exist;
-    /// nothing is created and no lock is taken.
+    /// Opens the store directory `dir` and takes its lock ([`Error::Locked`] at once when another
+    /// process holds it). Writable: creates the directory when missing. Read-only: `dir` must
+    /// exist, and nothing but the lock file is created (see `DirLock::acquire_read_only`).
     pub fn open(dir: &Path, read_only: bool) -> Result<MmapDirectory, Error> {
         let lock = if read_only {
             std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
-            None
+            DirLock::acquire_read_only(dir)?
         } else {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             Some(DirLock::acquire(dir)?)

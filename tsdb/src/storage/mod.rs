@@ -367,17 +367,20 @@ mod tests {
     }
 
     #[test]
-    fn a_writable_mmap_directory_holds_the_lock_and_read_only_takes_none() {
+    fn writable_and_read_only_mmap_directories_both_hold_the_lock() {
         let tmp = tempfile::tempdir().unwrap();
         let first = Storage::Mmap.open_directory(tmp.path(), false).unwrap();
-        match Storage::Mmap.open_directory(tmp.path(), false) {
-            Err(Error::Locked { holder, .. }) => assert_eq!(holder, format!("pid {}", std::process::id())),
-            other => panic!("expected Locked, got {other:?}"),
+        for read_only in [false, true] {
+            match Storage::Mmap.open_directory(tmp.path(), read_only) {
+                Err(Error::Locked { holder, .. }) => assert_eq!(holder, format!("pid {}", std::process::id())),
+                other => panic!("expected Locked (read-only {read_only}), got {other:?}"),
+            }
         }
-        let read_only = Storage::Mmap.open_directory(tmp.path(), true).unwrap();
         drop(first);
-        drop(Storage::Mmap.open_directory(tmp.path(), false).unwrap());
+        let read_only = Storage::Mmap.open_directory(tmp.path(), true).unwrap();
+        assert!(matches!(Storage::Mmap.open_directory(tmp.path(), false), Err(Error::Locked { .. })));
         drop(read_only);
+        drop(Storage::Mmap.open_directory(tmp.path(), false).unwrap());
         let missing = tmp.path().join("missing");
         assert!(Storage::Mmap.open_directory(&missing, true).is_err());
         assert!(!missing.exists(), "read-only creates nothing");
