@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adapter;
+pub mod adapter_args;
 mod byte_size;
 pub mod config;
 mod cpu_limit;

@@ -5,6 +5,7 @@ mod cli_promql_test;
 mod cli_query;
 
 use anyhow::Context;
+use apiserver::adapter_args::{self, ConfigFileRole, PrometheusAdapterFlags};
 use apiserver::settings::{Settings, SettingsLayer};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,11 +39,15 @@ struct ServeArgs {
     /// win). Keys are the flags' names with `_`; a group's flags are keys of its block:
     /// `query:` (--query.*), `web:` (--web.*), `limits:` (--limits.*), `remote_write:`
     /// (--remote-write-*), `adapter:` (--secure-listen, --tls-*, --adapter-*; --adapter-config is
-    /// `config_file`).
+    /// `config_file`). A prometheus-adapter rules file (only `rules`, `externalRules`,
+    /// `resourceRules` at the top), as prometheus-adapter's --config names one, is taken as
+    /// --adapter-config instead.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
     settings: SettingsLayer,
+    #[command(flatten)]
+    prometheus_adapter: PrometheusAdapterFlags,
 }
 
 /// mimalloc keeps freed memory for reuse instead of returning large blocks to the kernel at once:
@@ -51,10 +56,14 @@ struct ServeArgs {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // prometheus-adapter's Deployment args (flags only) replace the image's `serve` command.
+    let cli = Cli::parse_from(adapter_args::with_default_subcommand(std::env::args_os().collect()));
     // One-shot commands print results on stdout; only warnings go to the log by default.
-    let default_level = match cli.command {
+    let default_level = match &cli.command {
         Command::Query(_) | Command::PromqlTest(_) => "warn",
+        Command::Serve(args) => {
+            args.prometheus_adapter.verbosity.map_or("info", adapter_args::log_filter_for_verbosity)
+        }
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -81,7 +90,25 @@ fn main() -> anyhow::Result<()> {
 const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::from_sources(args.config.as_deref(), args.settings)?;
+    let (settings_file, adapter_rules_file) = match args.config {
+        Some(path) if adapter_args::config_file_role(&path) == ConfigFileRole::AdapterRules => (None, Some(path)),
+        other => (other, None),
+    };
+    let mut settings = Settings::from_sources(settings_file.as_deref(), args.settings)?;
+    if let Some(path) = adapter_rules_file {
+        if let Some(explicit) = &settings.adapter.config_file {
+            anyhow::bail!(
+                "--config {} is a prometheus-adapter rules file and --adapter-config {} names another: give one",
+                path.display(),
+                explicit.display()
+            );
+        }
+        tracing::info!(rules = %path.display(), "--config names a prometheus-adapter rules file: serving its rules");
+        settings.adapter.config_file = Some(path);
+    }
+    for notice in args.prometheus_adapter.apply(&mut settings) {
+        tracing::info!("{notice}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Queries run on the blocking pool. Its threads exit after 10 s idle by default, and

@@ -118,6 +118,9 @@ pub struct AdapterSettings {
     pub secure_listen_explicit: bool,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    /// Where TLS files are looked for and a pair is generated without `tls_cert_file`
+    /// (prometheus-adapter's `--cert-dir`); `None`: generated beside the data directory.
+    pub cert_dir: Option<PathBuf>,
     /// prometheus-adapter rules; `None` uses the embedded default.
     pub config_file: Option<PathBuf>,
     /// Bearer tokens accepted (kube `--token-auth-file` CSV); `None` accepts every TLS client.
@@ -189,6 +192,7 @@ impl Default for AdapterSettings {
             secure_listen_explicit: false,
             tls_cert_file: None,
             tls_private_key_file: None,
+            cert_dir: None,
             config_file: None,
             tokens_file: None,
             rate_window: crate::adapter::DEFAULT_RATE_WINDOW,

@@ -121,11 +121,12 @@ pub(crate) async fn start(
     };
     let client_verifier =
         client_ca_pem.as_deref().map(tls::front_proxy_verifier).transpose().map_err(AdapterError::from)?;
-    let tls_settings = TlsSettings {
-        cert_file: settings.tls_cert_file.clone(),
-        key_file: settings.tls_private_key_file.clone(),
-        generated_dir: generated_tls_dir(data_dir),
-    };
+    let tls_settings = TlsSettings::choose(
+        settings.tls_cert_file.clone(),
+        settings.tls_private_key_file.clone(),
+        settings.cert_dir.as_deref(),
+        generated_tls_dir(data_dir),
+    );
     let tls_dir = tls_settings.generated_dir.clone();
     let setup = tokio::task::spawn_blocking(move || tls::server_config(&tls_settings, client_verifier))
         .await

@@ -64,6 +64,36 @@ pub(crate) struct TlsSettings {
     pub(crate) generated_dir: PathBuf,
 }
 
+impl TlsSettings {
+    /// Where the serving pair comes from: `cert_file`/`key_file` when given; else, with a
+    /// `cert_dir` (prometheus-adapter's `--cert-dir`), its `apiserver.crt` and `apiserver.key`
+    /// when both exist (the names Kubernetes API servers use there) or a pair generated into it;
+    /// else a pair generated into `default_generated_dir`.
+    pub(crate) fn choose(
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        cert_dir: Option<&Path>,
+        default_generated_dir: PathBuf,
+    ) -> TlsSettings {
+        if cert_file.is_some() || key_file.is_some() {
+            return TlsSettings { cert_file, key_file, generated_dir: default_generated_dir };
+        }
+        let Some(dir) = cert_dir else {
+            return TlsSettings { cert_file: None, key_file: None, generated_dir: default_generated_dir };
+        };
+        let (cert, key) = (dir.join(CERT_DIR_CERT_FILE), dir.join(CERT_DIR_KEY_FILE));
+        if cert.is_file() && key.is_file() {
+            TlsSettings { cert_file: Some(cert), key_file: Some(key), generated_dir: dir.to_path_buf() }
+        } else {
+            TlsSettings { cert_file: None, key_file: None, generated_dir: dir.to_path_buf() }
+        }
+    }
+}
+
+/// The serving certificate and key a `--cert-dir` may hold.
+const CERT_DIR_CERT_FILE: &str = "apiserver.crt";
+const CERT_DIR_KEY_FILE: &str = "apiserver.key";
+
 /// The adapter's health endpoints, answered on probe slots past the connection cap.
 pub(crate) const PROBE_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
 
@@ -422,6 +452,27 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cert_dir_serves_its_apiserver_pair_when_both_files_exist_and_else_generates_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_dir, default_dir) = (dir.path().join("certs"), dir.path().join("data-tls"));
+        std::fs::create_dir_all(&cert_dir).unwrap();
+        let generated = TlsSettings::choose(None, None, Some(&cert_dir), default_dir.clone());
+        assert_eq!((generated.cert_file.as_deref(), generated.generated_dir.as_path()), (None, cert_dir.as_path()));
+        std::fs::write(cert_dir.join("apiserver.crt"), "only the certificate").unwrap();
+        let half = TlsSettings::choose(None, None, Some(&cert_dir), default_dir.clone());
+        assert_eq!(half.cert_file, None, "a certificate without its key is not served");
+        std::fs::write(cert_dir.join("apiserver.key"), "key").unwrap();
+        let present = TlsSettings::choose(None, None, Some(&cert_dir), default_dir.clone());
+        assert_eq!(present.cert_file, Some(cert_dir.join("apiserver.crt")));
+        assert_eq!(present.key_file, Some(cert_dir.join("apiserver.key")));
+        let explicit =
+            TlsSettings::choose(Some("a.crt".into()), Some("a.key".into()), Some(&cert_dir), default_dir.clone());
+        assert_eq!(explicit.cert_file, Some(PathBuf::from("a.crt")), "--tls-cert-file wins over --cert-dir");
+        let default = TlsSettings::choose(None, None, None, default_dir.clone());
+        assert_eq!((default.cert_file, default.generated_dir), (None, default_dir));
+    }
 
     #[test]
     fn front_proxy_verifier_needs_a_ca_and_lets_certificateless_clients_through() {
