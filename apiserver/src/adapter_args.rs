@@ -4,9 +4,14 @@
 //! flags given without the `serve` subcommand ([`with_default_subcommand`]) and klog's `--v`
 //! verbosity ([`log_filter_for_verbosity`]).
 //!
-//! The flags that point prometheus-adapter at a Prometheus (`--prometheus-url` and friends) are
-//! not among them: Ringtail answers from its own store.
+//! The flags that point prometheus-adapter at a Prometheus (`--prometheus-url` and friends) set
+//! up the external query source (`adapter::query_source`): series the store does not have are
+//! listed and queried there.
 
+use crate::adapter::query_source::{
+    ExternalSourceSettings, HttpVerb, DEFAULT_RELIST_INTERVAL, DEFAULT_TIMEOUT, IN_CLUSTER_CA_FILE,
+    IN_CLUSTER_TOKEN_FILE,
+};
 use crate::settings::{ClusterMode, Settings};
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,10 +31,44 @@ pub struct PrometheusAdapterFlags {
     /// are generated there (ca.crt, tls.crt, tls.key) instead of beside the data directory.
     #[arg(long = "cert-dir", value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
-    /// Accepted for prometheus-adapter's args and ignored: Ringtail lists series from its own
-    /// index whenever a request needs it, so there is nothing to relist.
+    /// How often the external query source's series are listed again (default 1m; a metric
+    /// nobody has listed yet is looked up at once). The store needs no relist: its series are
+    /// listed from its own index whenever a request needs them.
     #[arg(long = "metrics-relist-interval", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub metrics_relist_interval: Option<Duration>,
+    /// A Prometheus-compatible query API (Prometheus, VictoriaMetrics
+    /// `http://vmselect:8481/select/0/prometheus`, Mimir, Thanos Query) that adapter rules also
+    /// read: series not in Ringtail's store are listed and queried there (per rule:
+    /// `querySource: local | external | auto`). If it fails, requests for its metrics fail.
+    #[arg(long = "prometheus-url", value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// A header sent with every call to --prometheus-url, as NAME=VALUE (repeatable), e.g.
+    /// `X-Scope-OrgID=team-a` or `THANOS-TENANT=team-a`.
+    #[arg(long = "prometheus-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub prometheus_headers: Vec<(String, String)>,
+    /// File holding a bearer token for --prometheus-url (read at every call, so a rotated token
+    /// is picked up).
+    #[arg(long = "prometheus-token-file", value_name = "FILE")]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// CA bundle (PEM) the --prometheus-url certificate must chain to.
+    #[arg(long = "prometheus-ca-file", value_name = "FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to --prometheus-url; needs the key file too.
+    #[arg(long = "prometheus-client-tls-cert-file", value_name = "FILE")]
+    pub prometheus_client_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for --prometheus-client-tls-cert-file.
+    #[arg(long = "prometheus-client-tls-key-file", value_name = "FILE")]
+    pub prometheus_client_key_file: Option<PathBuf>,
+    /// Authenticate to --prometheus-url with the pod's service account token and trust the
+    /// cluster CA (unless --prometheus-token-file / --prometheus-ca-file say otherwise).
+    #[arg(long = "prometheus-auth-incluster")]
+    pub prometheus_auth_incluster: bool,
+    /// HTTP method of queries to --prometheus-url: GET (default) or POST (form body).
+    #[arg(long = "prometheus-verb", value_name = "GET|POST", value_parser = parse_verb)]
+    pub prometheus_verb: Option<HttpVerb>,
+    /// Timeout of one call to --prometheus-url (Ringtail's own flag; default 10s).
+    #[arg(long = "prometheus-timeout", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub prometheus_timeout: Option<Duration>,
     /// prometheus-adapter's name for --adapter-metrics-max-age.
     #[arg(
         id = "prometheus_adapter_metrics_max_age",
@@ -69,10 +108,11 @@ impl PrometheusAdapterFlags {
         if let Some(path) = &self.lister_kubeconfig {
             settings.cluster.mode = ClusterMode::Kubeconfig(path.clone());
         }
-        if let Some(interval) = self.metrics_relist_interval {
+        settings.adapter.external_source = self.external_source();
+        if let (Some(interval), None) = (self.metrics_relist_interval, &self.prometheus_url) {
             notices.push(format!(
-                "--metrics-relist-interval={} has no effect: Ringtail lists series from its own index when a request \
-                 needs them, so new metrics appear without a relist",
+                "--metrics-relist-interval={} has no effect without --prometheus-url: Ringtail lists series from its \
+                 own index when a request needs them, so new metrics appear without a relist",
                 humantime::format_duration(interval)
             ));
         }
@@ -80,6 +120,41 @@ impl PrometheusAdapterFlags {
             notices.push("--logtostderr=false has no effect: Ringtail always logs to standard error".into());
         }
         notices
+    }
+}
+
+impl PrometheusAdapterFlags {
+    /// The external query source the `--prometheus-*` flags describe; `None` without a URL.
+    fn external_source(&self) -> Option<ExternalSourceSettings> {
+        let url = self.prometheus_url.as_ref()?;
+        let in_cluster = |path: &str| self.prometheus_auth_incluster.then(|| PathBuf::from(path));
+        Some(ExternalSourceSettings {
+            url: url.clone(),
+            headers: self.prometheus_headers.clone(),
+            bearer_token_file: self.prometheus_token_file.clone().or_else(|| in_cluster(IN_CLUSTER_TOKEN_FILE)),
+            ca_file: self.prometheus_ca_file.clone().or_else(|| in_cluster(IN_CLUSTER_CA_FILE)),
+            client_cert_file: self.prometheus_client_cert_file.clone(),
+            client_key_file: self.prometheus_client_key_file.clone(),
+            timeout: self.prometheus_timeout.unwrap_or(DEFAULT_TIMEOUT),
+            verb: self.prometheus_verb.unwrap_or_default(),
+            relist_interval: self.metrics_relist_interval.unwrap_or(DEFAULT_RELIST_INTERVAL),
+        })
+    }
+}
+
+/// `NAME=VALUE` as a header.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
+}
+
+fn parse_verb(text: &str) -> Result<HttpVerb, String> {
+    match text.to_ascii_uppercase().as_str() {
+        "GET" => Ok(HttpVerb::Get),
+        "POST" => Ok(HttpVerb::Post),
+        _ => Err(format!("{text:?} is not GET or POST")),
     }
 }
 
@@ -178,7 +253,11 @@ mod tests {
         assert!(settings.adapter.secure_listen_explicit);
         assert_eq!(settings.adapter.cert_dir.as_deref(), Some(Path::new("/var/run/serving-cert")));
         assert_eq!(notices.len(), 1, "{notices:?}");
-        assert!(notices[0].contains("--metrics-relist-interval=1m has no effect"), "{notices:?}");
+        assert!(
+            notices[0].contains("--metrics-relist-interval=1m has no effect without --prometheus-url"),
+            "{notices:?}"
+        );
+        assert_eq!(settings.adapter.external_source, None);
         // The Helm chart's.
         let helm = parse(&[
             "--secure-port=6443",
@@ -198,6 +277,40 @@ mod tests {
         assert_eq!(settings.adapter.metrics_max_age, Duration::from_secs(300));
         assert_eq!(settings.cluster.mode, ClusterMode::Kubeconfig("/etc/kube/config".into()));
         assert_eq!(parse(&["--logtostderr=false"]).expect("parses").adapter.logtostderr, Some(false));
+    }
+
+    #[test]
+    fn prometheus_flags_describe_the_external_query_source() {
+        let args = parse(&[
+            "--prometheus-url=https://thanos-query.monitoring.svc:9091/",
+            "--prometheus-header=X-Scope-OrgID=team-a",
+            "--prometheus-header=THANOS-TENANT=team-a=b",
+            "--prometheus-auth-incluster",
+            "--prometheus-ca-file=/etc/ca.pem",
+            "--prometheus-client-tls-cert-file=/etc/c.pem",
+            "--prometheus-client-tls-key-file=/etc/k.pem",
+            "--prometheus-verb=post",
+            "--metrics-relist-interval=5m",
+            "--prometheus-timeout=3s",
+        ])
+        .expect("parses");
+        let mut settings = Settings::default();
+        let notices = args.adapter.apply(&mut settings);
+        assert!(notices.is_empty(), "{notices:?}");
+        let source = settings.adapter.external_source.expect("a source");
+        assert_eq!(source.url, "https://thanos-query.monitoring.svc:9091/");
+        assert_eq!(
+            source.headers,
+            vec![("X-Scope-OrgID".into(), "team-a".into()), ("THANOS-TENANT".into(), "team-a=b".into())]
+        );
+        assert_eq!(source.bearer_token_file.as_deref(), Some(Path::new(IN_CLUSTER_TOKEN_FILE)), "in-cluster token");
+        assert_eq!(source.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")), "an explicit CA wins");
+        assert_eq!(source.client_cert_file.as_deref(), Some(Path::new("/etc/c.pem")));
+        assert_eq!(source.client_key_file.as_deref(), Some(Path::new("/etc/k.pem")));
+        assert_eq!((source.verb, source.timeout), (HttpVerb::Post, Duration::from_secs(3)));
+        assert_eq!(source.relist_interval, Duration::from_secs(300));
+        assert!(parse(&["--prometheus-header=novalue"]).is_err());
+        assert!(parse(&["--prometheus-verb=PUT"]).is_err());
     }
 
     #[test]

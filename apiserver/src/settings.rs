@@ -131,6 +131,9 @@ pub struct AdapterSettings {
     pub metrics_max_age: Duration,
     /// Connections the TLS listener serves at once.
     pub max_connections: usize,
+    /// A Prometheus-compatible query API the rules also read (prometheus-adapter's
+    /// `--prometheus-url` and its flags); `None`: the store only.
+    pub external_source: Option<crate::adapter::query_source::ExternalSourceSettings>,
 }
 
 /// How Ringtail finds (or ignores) a Kubernetes API.
@@ -198,6 +201,7 @@ impl Default for AdapterSettings {
             rate_window: crate::adapter::DEFAULT_RATE_WINDOW,
             metrics_max_age: crate::adapter::DEFAULT_METRICS_MAX_AGE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            external_source: None,
         }
     }
 }

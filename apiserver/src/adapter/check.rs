@@ -65,7 +65,7 @@ fn explain_live(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let now_ms = tsdb::now_ms();
-    let snapshot = match discover(rules, db, resolver, lookback, now_ms) {
+    let snapshot = match discover(rules, db, None, resolver, lookback, now_ms, false) {
         Ok(s) => s,
         Err(e) => return writeln!(out, "cannot list series: {e}"),
     };

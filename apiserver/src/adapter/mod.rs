@@ -15,6 +15,9 @@
 //!   selectors, series ↔ metric naming, resource labels, and each rule's `metricsQuery` parsed
 //!   once so a request substitutes its matchers instead of rendering and parsing text; reloaded on
 //!   file change.
+//! - [`query_source`] — the external query source over HTTP (prometheus-adapter's
+//!   `--prometheus-url`): rules whose series are not in the store are listed and evaluated at a
+//!   Prometheus-compatible query API.
 //! - `check` — `ringtail adapter-config check FILE`.
 //! - `serve` — start-up inside `ringtail serve` and the adapter's settings.
 //!
@@ -24,6 +27,7 @@
 pub mod check;
 pub mod http;
 pub mod provider;
+pub mod query_source;
 pub mod rules;
 pub mod serve;
 
@@ -48,6 +52,8 @@ pub enum AdapterError {
     Tls(#[from] http::tls::TlsError),
     #[error(transparent)]
     Auth(#[from] http::auth::AuthError),
+    #[error("external query source: {0}")]
+    QuerySource(#[from] query_source::QuerySourceError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -1,5 +1,5 @@
 //! `start` brings the adapter up inside `ringtail serve`: rules (file or embedded default), the
-//! standalone resolver, the authenticator, the TLS listener on `--secure-listen`, and the
+//! standalone resolver, the external query source (if any), the authenticator, the TLS listener on `--secure-listen`, and the
 //! config reloader — all stopped by the server's shutdown channel. Its settings are
 //! [`AdapterSettings`] (`crate::settings`, the `adapter:` block and the adapter's flags).
 //!
@@ -10,8 +10,9 @@
 use super::http::auth::{AllowAll, Authenticator, StaticTokens};
 use super::http::routes::{self, AdapterState};
 use super::http::tls::{self, TlsSettings};
-use super::provider::SeriesDiscovery;
+use super::provider::{ExternalCatalog, SeriesDiscovery};
 use super::provider::{ObjectResolver, Provider, StandaloneResolver};
+use super::query_source::HttpQuerySource;
 use super::AdapterError;
 use crate::listener::{ConnectionLimits, ConnectionMetrics};
 use crate::settings::{AdapterSettings, WebSettings};
@@ -112,7 +113,14 @@ pub(crate) async fn start(
     }
     tracing::info!(source = %rules.source, custom_rules = rules.custom.len(), external_rules = rules.external.len(),
         "adapter rules loaded");
-    let discovery = SeriesDiscovery::new(settings.metrics_max_age, super::DEFAULT_DISCOVERY_MAX_AGE);
+    let mut discovery = SeriesDiscovery::new(settings.metrics_max_age, super::DEFAULT_DISCOVERY_MAX_AGE);
+    if let Some(external) = &settings.external_source {
+        let source =
+            HttpQuerySource::new(external.clone(), tokio::runtime::Handle::current()).map_err(AdapterError::from)?;
+        tracing::info!(url = %external.url, relist_interval = ?external.relist_interval,
+            "adapter rules also read the external query source (series not in the store are listed and queried there)");
+        discovery = discovery.with_external(ExternalCatalog::new(Arc::new(source), external.relist_interval));
+    }
     let provider = Arc::new(Provider::new(db, engine, resolver, rules, discovery));
     let auth: Arc<dyn Authenticator> = match (cluster_auth, &settings.tokens_file) {
         (Some(cluster), _) => cluster,

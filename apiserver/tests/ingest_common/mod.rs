@@ -297,6 +297,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub async fn start(config_yaml: &str) -> Prometheus {
+        Prometheus::start_with(config_yaml, &[]).await
+    }
+
+    /// Like [`Prometheus::start`], with extra flags (`--web.enable-remote-write-receiver`).
+    pub async fn start_with(config_yaml: &str, extra_args: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config = dir.path().join("prometheus.yml");
@@ -305,7 +310,8 @@ impl Prometheus {
         command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra_args);
         let process = ChildGuard::spawn("prometheus", &mut command, &dir.path().join("prometheus.log"));
         let prometheus = Prometheus { process, port, dir };
         wait_http_ok(&format!("{}/-/ready", prometheus.url()), START_TIMEOUT).await;

@@ -20,6 +20,8 @@ pub const PROMETHEUS: Peer = Peer { binary: "/usr/bin/prometheus", package: "pro
 pub const VICTORIA_METRICS: Peer = Peer { binary: "/usr/bin/victoria-metrics", package: "victoria-metrics" };
 /// vmagent 1.79 (shipped in Debian's `victoria-metrics`).
 pub const VMAGENT: Peer = Peer { binary: "/usr/bin/vmagent", package: "victoria-metrics" };
+/// vmauth 1.79 (shipped in Debian's `victoria-metrics`): routes requests by bearer token.
+pub const VMAUTH: Peer = Peer { binary: "/usr/bin/vmauth", package: "victoria-metrics" };
 
 /// Environment variable that turns a missing peer from a skip into a failure when set to `1`.
 pub const REQUIRE_PEERS_ENV: &str = "RINGTAIL_REQUIRE_PEERS";

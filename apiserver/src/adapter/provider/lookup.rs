@@ -12,10 +12,11 @@
 //! a sample whose value is NaN or ±Inf is left out (and an Object request for it is `NotFound`
 //! saying so), because no Quantity can carry it and a made-up number would steer the HPA.
 
+use super::external::ExternalSourceError;
 use super::owners::OwnerRule;
 use super::quantity::Quantity;
 use super::resources::{GroupResource, ObjectQuery, ObjectResolver, SeriesHint};
-use super::series_discovery::{CustomEntry, SeriesDiscovery, Snapshot};
+use super::series_discovery::{CustomEntry, SeriesDiscovery, SeriesSource, Snapshot};
 use super::ProviderError;
 use crate::adapter::rules::query::{BuiltQuery, ObjectNames, QueryForm, QueryInput};
 use crate::adapter::rules::selector::LabelSelector;
@@ -258,7 +259,7 @@ impl Provider {
             )
             .map_err(rule_error)?;
         query.extra_matchers.extend(selector_matchers);
-        let samples = match self.run_query(rule, &query)? {
+        let samples = match self.run_query(rule, &query, target.entry.source)? {
             query::Value::Vector(samples) => {
                 samples.into_iter().map(|s| (take_label(s.labels, &query.resource_label), s.ts_ms, s.value)).collect()
             }
@@ -298,6 +299,9 @@ impl Provider {
                     request.metric
                 )));
             }
+        }
+        if !snapshot.external_errors.is_empty() {
+            return Err(unlisted_external(&request.metric, &snapshot));
         }
         Err(ProviderError::not_found(format!(
             "the server could not find the metric {} for {}",
@@ -352,9 +356,28 @@ impl Provider {
         names(ResolvedNames::Listed(listed))
     }
 
-    /// Evaluates `query` now.
-    fn run_query(&self, rule: &CompiledRule, query: &BuiltQuery<'_>) -> Result<query::Value, ProviderError> {
+    /// Evaluates `query` now, in the store or at the external source.
+    fn run_query(
+        &self,
+        rule: &CompiledRule,
+        query: &BuiltQuery<'_>,
+        source: SeriesSource,
+    ) -> Result<query::Value, ProviderError> {
         let now_ms = tsdb::now_ms();
+        if source == SeriesSource::External {
+            let external = self.discovery.external().ok_or_else(|| {
+                ProviderError::internal("BUG: a metric of the external source with no source configured")
+            })?;
+            let text = query.external_text(rule).map_err(rule_error)?;
+            let source = external.source();
+            return source.instant_query(&text, now_ms).map_err(|e| {
+                let message = format!("query {text:?} at the query source {}: {e}", source.describe());
+                match e {
+                    ExternalSourceError::Unavailable(_) => ProviderError::unavailable(message),
+                    ExternalSourceError::Refused(_) => ProviderError::internal(message),
+                }
+            });
+        }
         let result = match &query.form {
             QueryForm::Parsed { expr, text } => {
                 self.engine.instant_expr(text, expr, now_ms, &query.extra_matchers).map(|output| output.value)
@@ -371,7 +394,11 @@ impl Provider {
     ) -> Result<Vec<ExternalValueItem>, ProviderError> {
         let mut entry = self.snapshot(false)?.find_external(&request.metric).cloned();
         if entry.is_none() {
-            entry = self.snapshot(true)?.find_external(&request.metric).cloned();
+            let snapshot = self.snapshot(true)?;
+            entry = snapshot.find_external(&request.metric).cloned();
+            if entry.is_none() && !snapshot.external_errors.is_empty() {
+                return Err(unlisted_external(&request.metric, &snapshot));
+            }
         }
         let Some(entry) = entry else {
             return Err(ProviderError::not_found(format!(
@@ -384,7 +411,7 @@ impl Provider {
         let query = rule
             .build_external_query(&entry.series_name, &request.namespace, &request.selector, self.resolver.as_ref())
             .map_err(rule_error)?;
-        let samples = match self.run_query(rule, &query)? {
+        let samples = match self.run_query(rule, &query, entry.source)? {
             query::Value::Vector(samples) => samples,
             query::Value::Scalar { ts_ms, value } => {
                 vec![query::InstantSample { labels: tsdb::Labels::default(), ts_ms, value }]
@@ -453,6 +480,15 @@ fn shape_external_answer(
         .collect()
 }
 
+/// A metric nobody lists while the external source could not be listed: it may exist there, so
+/// the answer is "try again" (503), never "no such metric" and never a value.
+fn unlisted_external(metric: &str, snapshot: &Snapshot) -> ProviderError {
+    ProviderError::unavailable(format!(
+        "the metric {metric} is not in the store and the external query source could not be listed: {}",
+        snapshot.external_errors.join("; ")
+    ))
+}
+
 fn rules_changed() -> ProviderError {
     ProviderError::unavailable("the rules changed during the request; retry")
 }
@@ -510,9 +546,11 @@ fn query_error(text: &str, e: query::QueryError) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::provider::external::tests::MemorySource;
     use crate::adapter::provider::resources::{BuiltinResolver, ResolveError, ResourceInfo};
-    use crate::adapter::provider::ProviderErrorKind;
+    use crate::adapter::provider::{ExternalCatalog, ProviderErrorKind};
     use crate::adapter::rules::config::AdapterConfig;
+    use std::sync::atomic::Ordering;
 
     /// Builtin resources, plus a fixed owner table: Deployment `web` owns pods `web-a` and `web-b`.
     struct OwnersKnown;
@@ -540,6 +578,15 @@ mod tests {
     }
 
     fn provider_with(rules_yaml: &str) -> (tempfile::TempDir, Provider) {
+        provider_reading(rules_yaml, None)
+    }
+
+    /// A provider whose store holds `ei_scale_ratio` for pods web-a, web-b and other-x in `ml`,
+    /// reading `external` too when given.
+    fn provider_reading(
+        rules_yaml: &str,
+        external: Option<Arc<crate::adapter::provider::external::tests::MemorySource>>,
+    ) -> (tempfile::TempDir, Provider) {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).unwrap());
         let now = tsdb::now_ms();
@@ -552,8 +599,11 @@ mod tests {
         let resolver: Arc<dyn ObjectResolver> = Arc::new(OwnersKnown);
         let config = AdapterConfig::parse(rules_yaml, std::path::Path::new("rules.yaml")).unwrap();
         let rules = crate::adapter::rules::compile_rules(&config, "test".into(), resolver.as_ref()).unwrap();
-        let discovery =
+        let mut discovery =
             SeriesDiscovery::new(crate::adapter::DEFAULT_METRICS_MAX_AGE, crate::adapter::DEFAULT_DISCOVERY_MAX_AGE);
+        if let Some(source) = external {
+            discovery = discovery.with_external(ExternalCatalog::new(source, std::time::Duration::from_secs(60)));
+        }
         (dir, Provider::new(db, engine, resolver, rules, discovery))
     }
 
@@ -617,5 +667,118 @@ mod tests {
         provider.db.append(&[tsdb::SeriesSamples::labels(&labels, &samples)]).unwrap();
         let values = provider.custom_metric(&request("ei_scale_ratio_unknown")).unwrap();
         assert_eq!(values.items[0].value.as_f64(), 7.0, "a series that arrives is served on the next request");
+    }
+
+    const GPU_RULES: &str =
+        "rules:\n- seriesQuery: '{__name__=~\"gpu_util|ei_scale_ratio\",namespace!=\"\",pod!=\"\"}'\n  \
+                             resources:\n    overrides: {namespace: {resource: namespace}, pod: {resource: pod}}\n    \
+                             ownerAggregation: max\n  \
+                             metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+
+    /// The external source holds `gpu_util` for web-a (50) and web-b (70), and `ei_scale_ratio`
+    /// (which the store has too) at 1000.
+    fn gpu_source() -> Arc<MemorySource> {
+        let series = ["web-a", "web-b"]
+            .into_iter()
+            .flat_map(|pod| {
+                ["gpu_util", "ei_scale_ratio"]
+                    .map(|name| tsdb::Labels::from_pairs([("__name__", name), ("namespace", "ml"), ("pod", pod)]))
+            })
+            .collect();
+        Arc::new(MemorySource::new(series, |query: &str| {
+            let value = if query.contains("ei_scale_ratio") { 1000.0 } else { 0.0 };
+            let samples = [("web-a", 50.0), ("web-b", 70.0)]
+                .into_iter()
+                .filter(|(pod, _)| !query.contains("pod=\"") || query.contains(&format!("pod=\"{pod}\"")))
+                .filter(|(pod, _)| !query.contains("pod=~") || query.contains(&pod.replace('-', "\\\\-")))
+                .map(|(pod, gpu)| query::InstantSample {
+                    labels: tsdb::Labels::from_pairs([("pod", pod)]),
+                    ts_ms: 1_000,
+                    value: value + gpu,
+                })
+                .collect();
+            query::Value::Vector(samples)
+        }))
+    }
+
+    fn pods_request(metric: &str, objects: ObjectSelection) -> CustomMetricRequest {
+        CustomMetricRequest {
+            resource: GroupResource::new("", "pods"),
+            namespace: Some("ml".into()),
+            objects,
+            metric: metric.into(),
+            metric_selector: LabelSelector::default(),
+        }
+    }
+
+    #[test]
+    fn series_only_the_external_source_has_are_queried_there() {
+        let source = gpu_source();
+        let (_dir, provider) = provider_reading(GPU_RULES, Some(source.clone()));
+        let one = provider.custom_metric(&pods_request("gpu_util", ObjectSelection::Named("web-b".into()))).unwrap();
+        assert_eq!((one.items.len(), one.items[0].value.as_f64()), (1, 70.0));
+        let sent = source.queries.lock().last().cloned().unwrap();
+        assert_eq!(sent, r#"max(gpu_util{namespace="ml",pod="web-b"}) by (pod)"#);
+
+        // An owner's pods are a set: sent as a regex of escaped names, as prometheus-adapter does.
+        let owner = provider.custom_metric(&deployment_request_for("gpu_util", "web")).unwrap();
+        assert_eq!((owner.items[0].name.as_str(), owner.items[0].value.as_f64()), ("web", 70.0));
+        let sent = source.queries.lock().last().cloned().unwrap();
+        assert!(sent.contains(r#"pod=~"web\\-a|web\\-b""#), "{sent}");
+
+        // The store has ei_scale_ratio: it is served from the store, never from the source.
+        let queries_before = source.queries.lock().len();
+        let local = provider.custom_metric(&pods_request("ei_scale_ratio", ObjectSelection::Named("web-a".into())));
+        assert_eq!(local.unwrap().items[0].value.as_f64(), 2.0);
+        assert_eq!(source.queries.lock().len(), queries_before, "a local series does not go to the source");
+    }
+
+    fn deployment_request_for(metric: &str, name: &str) -> CustomMetricRequest {
+        CustomMetricRequest { metric: metric.into(), ..deployment_request(ObjectSelection::Named(name.into())) }
+    }
+
+    #[test]
+    fn a_failing_external_source_fails_the_request_and_never_answers_a_value() {
+        let source = gpu_source();
+        let (_dir, provider) = provider_reading(GPU_RULES, Some(source.clone()));
+        provider.custom_metric(&pods_request("gpu_util", ObjectSelection::Named("web-a".into()))).unwrap();
+        source.down.store(true, Ordering::Relaxed);
+        let all =
+            provider.custom_metric(&pods_request("gpu_util", ObjectSelection::Selector(LabelSelector::default())));
+        assert!(
+            matches!(&all, Err(ProviderError { kind: ProviderErrorKind::Unavailable, message })
+            if message.contains("connection refused")),
+            "{all:?}"
+        );
+
+        // A source that never answered a listing: an unknown metric is "try again", not "no such metric".
+        let down = gpu_source();
+        down.down.store(true, Ordering::Relaxed);
+        let (_dir, provider) = provider_reading(GPU_RULES, Some(down));
+        let answer = provider.custom_metric(&pods_request("gpu_util", ObjectSelection::Named("web-a".into())));
+        assert!(matches!(answer, Err(ProviderError { kind: ProviderErrorKind::Unavailable, .. })), "{answer:?}");
+        let local = provider.custom_metric(&pods_request("ei_scale_ratio", ObjectSelection::Named("web-a".into())));
+        assert_eq!(local.unwrap().items[0].value.as_f64(), 2.0, "local metrics are served while the source is down");
+    }
+
+    #[test]
+    fn query_source_picks_the_store_or_the_source_per_rule() {
+        let external_only = GPU_RULES.replace("  metricsQuery", "  querySource: external\n  metricsQuery");
+        let (_dir, provider) = provider_reading(&external_only, Some(gpu_source()));
+        let answer = provider.custom_metric(&pods_request("ei_scale_ratio", ObjectSelection::Named("web-a".into())));
+        assert_eq!(answer.unwrap().items[0].value.as_f64(), 1050.0, "querySource: external ignores the store");
+
+        let local_only = GPU_RULES.replace("  metricsQuery", "  querySource: local\n  metricsQuery");
+        let (_dir, provider) = provider_reading(&local_only, Some(gpu_source()));
+        let answer = provider.custom_metric(&pods_request("gpu_util", ObjectSelection::Named("web-a".into())));
+        assert!(matches!(answer, Err(ProviderError { kind: ProviderErrorKind::NotFound, .. })), "{answer:?}");
+
+        let (_dir, provider) = provider_reading(&external_only, None);
+        let answer = provider.custom_metric(&pods_request("gpu_util", ObjectSelection::Named("web-a".into())));
+        assert!(
+            matches!(&answer, Err(ProviderError { kind: ProviderErrorKind::Unavailable, message })
+            if message.contains("--prometheus-url")),
+            "{answer:?}"
+        );
     }
 }

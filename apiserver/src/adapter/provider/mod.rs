@@ -5,7 +5,10 @@
 //!   objects → run the query → shape the answer), and the request and answer types.
 //! - `owners` — a pods metric combined per owner (`ownerAggregation`).
 //! - `series_discovery` — which metrics exist now, from the store's series index (no relist
-//!   interval; forced rediscovery for an unknown metric rate-limited).
+//!   interval; forced rediscovery for an unknown metric rate-limited) and, for rules that read
+//!   one, an external query source's series listings.
+//! - `external` — [`ExternalSource`], the trait between the provider and a Prometheus-compatible
+//!   query API (`--prometheus-url`), and the cached listings of its series.
 //! - `resources` — [`ObjectResolver`], the one trait between the adapter and Kubernetes objects
 //!   (RESTMapper-like normalization, label-selector resolution, owners), and its standalone
 //!   implementation; the Kubernetes integration plugs in a watched-cache implementation.
@@ -13,6 +16,7 @@
 //! - `error` — [`ProviderError`]: a kind and a message.
 
 mod error;
+mod external;
 mod lookup;
 mod owners;
 pub mod quantity;
@@ -20,6 +24,8 @@ pub mod resources;
 mod series_discovery;
 
 pub(crate) use error::{ProviderError, ProviderErrorKind};
+pub(crate) use external::ExternalCatalog;
+pub use external::{ExternalSource, ExternalSourceError};
 #[cfg(test)]
 pub(crate) use lookup::MetricValueItem;
 pub use lookup::Provider;

@@ -4,16 +4,23 @@
 //! max age), series names passed through the rule's filters and naming, and label names turned
 //! into resources.
 //!
-//! There is no relist interval. A snapshot is reused only while the rules' generation and the
+//! With an external query source ([`ExternalCatalog`], prometheus-adapter's `--prometheus-url`),
+//! a rule's `seriesQuery` is also listed at the source (`/api/v1/series`, cached per query): by
+//! default (`querySource: auto`) a series in the store is served from the store and a series only
+//! the source has is served from the source; `querySource: local` / `external` pick one.
+//!
+//! There is no relist interval for the store. A snapshot is reused only while the rules' generation and the
 //! store's series count are unchanged and it is younger than `max_age` (so series ageing out of
 //! the window disappear). A request for a metric the snapshot lacks rebuilds it at once — but at
 //! most once per [`FORCED_REDISCOVERY_MIN_INTERVAL`], so a client asking again and again for a
 //! metric that does not exist cannot make every request list the whole index.
 
+use super::external::{label_names_by_series, ExternalCatalog, LabelNamesBySeries};
 use super::resources::{GroupResource, ObjectResolver, ResourceInfo};
+use crate::adapter::rules::config::RuleQuerySource;
 use crate::adapter::rules::{CompiledRule, RuleKind, RuleSet};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,11 +31,21 @@ use std::time::{Duration, Instant};
 /// per second, and a new series shows up at most this late in the case the count does not catch.
 pub(crate) const FORCED_REDISCOVERY_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Where a metric's series are and its queries run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeriesSource {
+    /// Ringtail's store (the query engine, in-process).
+    Local,
+    /// The external query source.
+    External,
+}
+
 /// A custom metric for one resource.
 #[derive(Debug, Clone)]
 pub(crate) struct CustomEntry {
     /// Index into `RuleSet::custom`.
     pub(crate) rule: usize,
+    pub(crate) source: SeriesSource,
     pub(crate) series_name: String,
     pub(crate) metric_name: String,
     pub(crate) resource: ResourceInfo,
@@ -43,6 +60,7 @@ pub(crate) struct CustomEntry {
 pub(crate) struct ExternalEntry {
     /// Index into `RuleSet::external`.
     pub(crate) rule: usize,
+    pub(crate) source: SeriesSource,
     pub(crate) series_name: String,
     pub(crate) metric_name: String,
 }
@@ -56,6 +74,9 @@ pub(crate) struct Snapshot {
     pub(crate) custom: Vec<CustomEntry>,
     pub(crate) external: Vec<ExternalEntry>,
     custom_index: HashMap<(GroupResource, String, bool), usize>,
+    /// Rules whose external series could not be listed (the source never answered, or none is
+    /// configured): a request for a metric the snapshot lacks is then 503 with these, not 404.
+    pub(crate) external_errors: Vec<String>,
 }
 
 impl Snapshot {
@@ -74,41 +95,71 @@ impl Snapshot {
     }
 }
 
-/// Builds a snapshot from the store.
+/// Builds a snapshot from the store and, for rules that read it, the external source.
 pub(crate) fn discover(
     rules: &RuleSet,
     db: &tsdb::Db,
+    external: Option<&ExternalCatalog>,
     resolver: &dyn ObjectResolver,
     lookback: Duration,
     now_ms: i64,
+    force: bool,
 ) -> Result<Snapshot, tsdb::Error> {
     let series_count = db.stats().series;
     let mint_ms = now_ms - lookback.as_millis() as i64;
-    // Rules with the same seriesQuery share one store call, as in prometheus-adapter.
-    let mut by_query: HashMap<String, BTreeMap<String, BTreeSet<String>>> = HashMap::new();
-    let mut names_for = |rule: &CompiledRule| -> Result<BTreeMap<String, BTreeSet<String>>, tsdb::Error> {
-        if let Some(found) = by_query.get(rule.series_query.as_str()) {
-            return Ok(found.clone());
+    // Rules with the same seriesQuery share one store call (and one source listing), as in
+    // prometheus-adapter.
+    let mut local_by_query: HashMap<String, Arc<LabelNamesBySeries>> = HashMap::new();
+    let mut external_errors = Vec::new();
+    let mut names_for = |rule: &CompiledRule| -> Result<Vec<(String, BTreeSet<String>, SeriesSource)>, tsdb::Error> {
+        let mode = match (rule.query_source, external) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => RuleQuerySource::Auto,
+            (None, None) => RuleQuerySource::Local,
+        };
+        let mut out = Vec::new();
+        if mode != RuleQuerySource::External {
+            let local = match local_by_query.get(rule.series_query.as_str()) {
+                Some(found) => found.clone(),
+                None => {
+                    let series = db.series(&rule.series_matchers, mint_ms, now_ms)?;
+                    let found = Arc::new(label_names_by_series(&series));
+                    local_by_query.insert(rule.series_query.clone(), found.clone());
+                    found
+                }
+            };
+            out.extend(local.iter().map(|(name, labels)| (name.clone(), labels.clone(), SeriesSource::Local)));
         }
-        let mut label_names_by_series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for labels in db.series(&rule.series_matchers, mint_ms, now_ms)? {
-            let Some(name) = labels.metric_name() else { continue };
-            let entry = label_names_by_series.entry(name.to_string()).or_default();
-            for label in labels.iter() {
-                if label.name != tsdb::METRIC_NAME && !entry.contains(&label.name) {
-                    entry.insert(label.name.clone());
+        if mode == RuleQuerySource::Local {
+            return Ok(out);
+        }
+        let Some(catalog) = external else {
+            if mode == RuleQuerySource::External {
+                external_errors.push(format!(
+                    "{} has querySource: external but no external query source is configured (--prometheus-url)",
+                    rule.at
+                ));
+            }
+            return Ok(out);
+        };
+        match catalog.listing(&rule.series_query, mint_ms, now_ms, force) {
+            Ok(listed) => {
+                for (name, labels) in listed.iter() {
+                    if !out.iter().any(|(local, _, _)| local == name) {
+                        out.push((name.clone(), labels.clone(), SeriesSource::External));
+                    }
                 }
             }
+            Err(e) => external_errors.push(format!("{}: {e}", rule.at)),
         }
-        by_query.insert(rule.series_query.clone(), label_names_by_series.clone());
-        Ok(label_names_by_series)
+        Ok(out)
     };
 
     let mut custom = Vec::new();
     let mut custom_index = HashMap::new();
     for (rule_index, rule) in rules.custom.iter().enumerate() {
         debug_assert_eq!(rule.kind, RuleKind::Custom, "BUG: external rule in the custom list");
-        for (series_name, label_names) in names_for(rule)? {
+        for (series_name, label_names, source) in names_for(rule)? {
             let Some(metric_name) = rule.metric_name(&series_name) else { continue };
             let resources = rule.resources_for_labels(label_names.iter().map(String::as_str), resolver);
             let has_namespace = resources.iter().any(|(info, _)| info.group_resource == GroupResource::namespaces());
@@ -122,6 +173,7 @@ pub(crate) fn discover(
                 custom_index.insert(key, custom.len());
                 custom.push(CustomEntry {
                     rule: rule_index,
+                    source,
                     series_name: series_name.clone(),
                     metric_name: metric_name.clone(),
                     resource: info,
@@ -131,12 +183,12 @@ pub(crate) fn discover(
             }
         }
     }
-    let mut external: Vec<ExternalEntry> = Vec::new();
+    let mut external_entries: Vec<ExternalEntry> = Vec::new();
     for (rule_index, rule) in rules.external.iter().enumerate() {
-        for series_name in names_for(rule)?.into_keys() {
+        for (series_name, _, source) in names_for(rule)? {
             let Some(metric_name) = rule.metric_name(&series_name) else { continue };
-            if external.iter().all(|e| e.metric_name != metric_name) {
-                external.push(ExternalEntry { rule: rule_index, series_name, metric_name });
+            if external_entries.iter().all(|e: &ExternalEntry| e.metric_name != metric_name) {
+                external_entries.push(ExternalEntry { rule: rule_index, source, series_name, metric_name });
             }
         }
     }
@@ -145,8 +197,9 @@ pub(crate) fn discover(
         series_count,
         built_at: Instant::now(),
         custom,
-        external,
+        external: external_entries,
         custom_index,
+        external_errors,
     })
 }
 
@@ -160,6 +213,8 @@ pub(crate) struct SeriesDiscovery {
     forced_min_interval: Duration,
     /// Snapshots built so far.
     rebuilds: AtomicU64,
+    /// The external query source, when one is configured.
+    external: Option<ExternalCatalog>,
 }
 
 impl SeriesDiscovery {
@@ -170,7 +225,19 @@ impl SeriesDiscovery {
             lookback,
             forced_min_interval: FORCED_REDISCOVERY_MIN_INTERVAL,
             rebuilds: AtomicU64::new(0),
+            external: None,
         }
+    }
+
+    /// Lists series at `external` too, for the rules that read it.
+    pub(crate) fn with_external(mut self, external: ExternalCatalog) -> Self {
+        self.external = Some(external);
+        self
+    }
+
+    /// The external query source, when one is configured.
+    pub(crate) fn external(&self) -> Option<&ExternalCatalog> {
+        self.external.as_ref()
     }
 
     /// Snapshots built so far (every rebuild lists the store's series index).
@@ -197,7 +264,8 @@ impl SeriesDiscovery {
                 return Ok(snapshot.clone());
             }
         }
-        let snapshot = Arc::new(discover(rules, db, resolver, self.lookback, tsdb::now_ms())?);
+        let snapshot =
+            Arc::new(discover(rules, db, self.external.as_ref(), resolver, self.lookback, tsdb::now_ms(), force)?);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         *self.cached.lock() = Some(snapshot.clone());
         Ok(snapshot)

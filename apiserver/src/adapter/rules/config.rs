@@ -57,6 +57,24 @@ pub(crate) struct DiscoveryRule {
     pub(crate) metrics_query: String,
     #[serde(default)]
     pub(crate) label_value_replacements: Vec<LabelValueReplacement>,
+    /// Ringtail's extension (like `ownerAggregation`): where the rule's series are found and
+    /// its queries run when an external query source (`--prometheus-url`) is set.
+    #[serde(default)]
+    pub(crate) query_source: Option<RuleQuerySource>,
+}
+
+/// Where a rule's series are listed and its queries evaluated.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RuleQuerySource {
+    /// Ringtail's own store only.
+    Local,
+    /// The external query source only (`--prometheus-url`); without one the rule's metrics are
+    /// unavailable (503).
+    External,
+    /// Series in Ringtail's store are served from it, series only the external source has are
+    /// served from there (the default when an external source is set).
+    Auto,
 }
 
 /// `is:` or `isNot:`; exactly one is set.
@@ -180,6 +198,7 @@ const RULE: Shape = Shape::Object(&[
     ("name", Shape::Object(&[("matches", Shape::Scalar), ("as", Shape::Scalar)])),
     ("metricsQuery", Shape::Scalar),
     ("labelValueReplacements", Shape::List(&Shape::Object(&[("find", Shape::Scalar), ("replace", Shape::Scalar)]))),
+    ("querySource", Shape::Scalar),
 ]);
 const RESOURCE_RULE: Shape = Shape::Object(&[
     ("containerQuery", Shape::Scalar),
@@ -328,6 +347,7 @@ impl AdapterConfig {
                 name: NameMapping { matches: matches.to_string(), as_: String::new() },
                 metrics_query: query,
                 label_value_replacements: Vec::new(),
+                query_source: None,
             }
         };
         let gauge_query = "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)".to_string();

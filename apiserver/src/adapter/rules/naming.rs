@@ -64,6 +64,8 @@ pub(crate) struct CompiledRule {
     /// Ringtail's extension: answer for the owners of the pods this rule describes.
     pub(crate) owner_aggregation: Option<super::config::OwnerAggregation>,
     pub(super) label_value_replacements: Vec<(String, String)>,
+    /// `querySource` (Ringtail's extension); `None` follows the server's default.
+    pub(crate) query_source: Option<super::config::RuleQuerySource>,
 }
 
 impl CompiledRule {
@@ -160,6 +162,7 @@ impl CompiledRule {
                 .iter()
                 .map(|r| (r.find.clone(), r.replace.clone()))
                 .collect(),
+            query_source: rule.query_source,
         })
     }
 
@@ -308,6 +311,7 @@ pub(crate) mod tests {
             metrics_query: "sum by (<<.GroupBy>>) (\n  rate (\n    <<.Series>>{<<.LabelMatchers>>}[2m]\n  )\n)\n"
                 .into(),
             label_value_replacements: Vec::new(),
+            query_source: None,
         };
         CompiledRule::compile(&rule, "rules[0]".into(), RuleKind::Custom, &TableOnly).unwrap()
     }

@@ -113,10 +113,26 @@ impl BuiltQuery<'_> {
     pub(crate) fn text(&self, rule: &CompiledRule) -> Result<String, RuleError> {
         match &self.form {
             QueryForm::Text(text) => Ok(text.clone()),
-            QueryForm::Parsed { .. } => {
-                let group_by = if self.group_by_resource { std::slice::from_ref(&self.resource_label) } else { &[] };
-                rule.render(self.series, &self.parts, group_by)
-            }
+            QueryForm::Parsed { .. } => rule.render(self.series, &self.parts, &[], self.group_by()),
+        }
+    }
+
+    /// The whole query as PromQL text for a Prometheus-compatible query API: the
+    /// `extra_matchers` (an object set, a label selector answered from series labels) become
+    /// part of `LabelMatchers` — `pod=~"a|b"` with the names regex-escaped, as
+    /// prometheus-adapter sends them.
+    pub(crate) fn external_text(&self, rule: &CompiledRule) -> Result<String, RuleError> {
+        if self.extra_matchers.is_empty() {
+            return self.text(rule);
+        }
+        rule.render(self.series, &self.parts, &self.extra_matchers, self.group_by())
+    }
+
+    fn group_by(&self) -> &[String] {
+        if self.group_by_resource {
+            std::slice::from_ref(&self.resource_label)
+        } else {
+            &[]
         }
     }
 }
@@ -216,19 +232,22 @@ impl CompiledRule {
         if let Some(substituted) = self.metrics_query.substitute(series, parts, group_by.first().map(String::as_str)) {
             return Ok(substituted);
         }
-        let text = self.render(series, parts, group_by)?;
+        let text = self.render(series, parts, &[], group_by)?;
         let window_seconds = first_range_seconds(&text);
         Ok((QueryForm::Text(text), window_seconds))
     }
 
-    /// Renders `metricsQuery` with prometheus-adapter's arguments.
+    /// Renders `metricsQuery` with prometheus-adapter's arguments; `extra_matchers` are
+    /// appended to `LabelMatchers` (and left out of `LabelValuesByName`).
     pub(crate) fn render(
         &self,
         series: &str,
         parts: &[LabelPart<'_>],
+        extra_matchers: &[tsdb::Matcher],
         group_by: &[String],
     ) -> Result<String, RuleError> {
-        let text = render_template(&self.metrics_query, series, parts, group_by, &self.label_value_replacements)
+        let arguments = TemplateArguments { series, parts, extra_matchers, group_by };
+        let text = render_template(&self.metrics_query, &arguments, &self.label_value_replacements)
             .map_err(|source| RuleError::Template { at: format!("{}.metricsQuery", self.at), source })?;
         if text.trim().is_empty() {
             return Err(RuleError::Invalid {
@@ -244,11 +263,10 @@ impl CompiledRule {
 /// to `LabelValuesByName` only, as `labelValueReplacements` of external rules do).
 pub(super) fn render_template(
     template: &QueryTemplate,
-    series: &str,
-    parts: &[LabelPart<'_>],
-    group_by: &[String],
+    arguments: &TemplateArguments<'_>,
     replacements: &[(String, String)],
 ) -> Result<String, super::template::TemplateError> {
+    let TemplateArguments { series, parts, extra_matchers, group_by } = *arguments;
     let mut by_name = BTreeMap::new();
     let mut label_matchers = String::new();
     for (i, part) in parts.iter().enumerate() {
@@ -262,6 +280,12 @@ pub(super) fn render_template(
         }
         by_name.insert(part.label.to_string(), TemplateValue::Str(value));
     }
+    for matcher in extra_matchers {
+        if !label_matchers.is_empty() {
+            label_matchers.push(',');
+        }
+        push_matcher_text(matcher, &mut label_matchers);
+    }
     let args = TemplateValue::object([
         ("Series", TemplateValue::str(series)),
         ("LabelMatchers", TemplateValue::str(label_matchers)),
@@ -270,6 +294,45 @@ pub(super) fn render_template(
         ("GroupBySlice", TemplateValue::list_of_str(group_by.iter().cloned())),
     ]);
     template.template().render(&args)
+}
+
+/// What `metricsQuery` is rendered from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TemplateArguments<'a> {
+    pub(super) series: &'a str,
+    pub(super) parts: &'a [LabelPart<'a>],
+    /// Appended to `LabelMatchers` as text; not in `LabelValuesByName`.
+    pub(super) extra_matchers: &'a [tsdb::Matcher],
+    pub(super) group_by: &'a [String],
+}
+
+/// A store matcher as PromQL text; a set matcher becomes `=~"a|b"` with each value
+/// regex-escaped.
+fn push_matcher_text(matcher: &tsdb::Matcher, out: &mut String) {
+    out.push_str(&matcher.name);
+    let value = match matcher.op {
+        MatchOp::Equal => {
+            out.push('=');
+            Cow::Borrowed(matcher.value.as_str())
+        }
+        MatchOp::NotEqual => {
+            out.push_str("!=");
+            Cow::Borrowed(matcher.value.as_str())
+        }
+        MatchOp::RegexMatch => {
+            out.push_str("=~");
+            Cow::Borrowed(matcher.value.as_str())
+        }
+        MatchOp::RegexNoMatch => {
+            out.push_str("!~");
+            Cow::Borrowed(matcher.value.as_str())
+        }
+        MatchOp::In => {
+            out.push_str("=~");
+            Cow::Owned(matcher.set_values().iter().map(|v| regex::escape(v)).collect::<Vec<_>>().join("|"))
+        }
+    };
+    out.push_str(&quote(&value));
 }
 
 /// A label value as a PromQL string literal.

@@ -11,7 +11,7 @@
 //! other template or request takes the text path ([`QueryForm::Text`]), with the same result.
 
 use super::naming::{is_prom_label_name, RuleKind};
-use super::query::{first_range_seconds, render_template, LabelPart, QueryForm};
+use super::query::{first_range_seconds, render_template, LabelPart, QueryForm, TemplateArguments};
 use super::template::Template;
 use query::ast::{Expr, ExprKind, VectorSelector};
 use std::sync::Arc;
@@ -103,8 +103,17 @@ impl QueryTemplate {
         }
         let group_by = if group_by_placeholder { vec![GROUP_BY_PLACEHOLDER.to_string()] } else { Vec::new() };
         let placeholder_part = LabelPart::placeholder(MATCHERS_PLACEHOLDER);
-        let text =
-            render_template(self, SERIES_PLACEHOLDER, std::slice::from_ref(&placeholder_part), &group_by, &[]).ok()?;
+        let text = render_template(
+            self,
+            &TemplateArguments {
+                series: SERIES_PLACEHOLDER,
+                parts: std::slice::from_ref(&placeholder_part),
+                extra_matchers: &[],
+                group_by: &group_by,
+            },
+            &[],
+        )
+        .ok()?;
         if text.trim().is_empty() {
             return None;
         }
