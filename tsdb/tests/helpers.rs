@@ -27,6 +27,12 @@ impl TestStore {
         TestStore { dir, memory }
     }
 
+    /// Whether stores on this backend lock their directory (on disk they do; in memory there is
+    /// no other process to keep out).
+    pub fn locks_its_directory(&self) -> bool {
+        self.memory.is_none()
+    }
+
     /// Default options on this backend (clones share the files: reopening is a restart).
     pub fn options(&self) -> Options {
         let mut options = Options::new(self.dir.path());
