@@ -9,7 +9,7 @@ use crate::http::{
     self, prom_api::QueryApiState, remote_write::RemoteWriteState, store_metrics::StoreCollector, AppState,
 };
 use crate::listener::{self, ConnectionLimits, ConnectionMetrics};
-use crate::settings::Settings;
+use crate::settings::{ReadyAfter, Settings};
 use crate::workers::Workers;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -71,6 +71,7 @@ pub struct Server {
 impl Server {
     /// Opens the store and starts every listener and background task.
     pub async fn start(settings: Settings) -> Result<Server, ServerError> {
+        let started = std::time::Instant::now();
         let (db, read_only_reason) = open_store(&settings).await?;
         let db = Arc::new(db);
         let engine = Arc::new(query::Engine::new(db.clone(), settings.query.clone()));
@@ -101,6 +102,7 @@ impl Server {
             registry: Arc::new(registry),
             read_only_reason,
             ready: Arc::new(AtomicBool::new(false)),
+            warm_up: Arc::default(),
         };
 
         let listener = TcpListener::bind(settings.listen)
@@ -179,6 +181,14 @@ impl Server {
         }
         let flush_task = tokio::spawn(store_upkeep(db, workers, settings.sync_interval, shutdown_rx));
 
+        let wait = match settings.ready_after {
+            ReadyAfter::Duration(wait) => wait,
+            ReadyAfter::RuleWindow => adapter.provider.as_ref().map(|p| p.rules().longest_window()).unwrap_or_default(),
+        };
+        if !wait.is_zero() {
+            tracing::info!(wait = %humantime::format_duration(wait), "/-/ready answers 503 until this long after start");
+            let _ = state.warm_up.set(crate::http::WarmUp { started, wait });
+        }
         state.ready.store(true, Ordering::Release);
         tracing::info!(%local_addr, data_dir = %settings.data_dir.display(), "Ringtail is serving");
         Ok(Server { local_addr, state, shutdown, http_task, scraper, adapter, flush_task, cluster_tasks })

@@ -56,6 +56,9 @@ pub struct Settings {
     pub worker_nice: i32,
     /// Share of a CPU limit the workers leave free for queries and probes (0: no pacing).
     pub cpu_limit_headroom: f64,
+    /// How long after start `/-/ready` stays 503 (a restarted replica must not answer with half
+    /// a `rate` window).
+    pub ready_after: ReadyAfter,
     /// Lookback, max samples and timeout of the query engine (Prometheus API and adapter alike).
     pub query: query::EngineOptions,
     /// Largest remote-write request body accepted, in bytes (compressed); larger gets 413.
@@ -174,6 +177,7 @@ impl Default for Settings {
             sync_interval: DEFAULT_SYNC_INTERVAL,
             worker_nice: crate::workers::DEFAULT_NICE,
             cpu_limit_headroom: crate::workers::DEFAULT_CPU_LIMIT_HEADROOM,
+            ready_after: ReadyAfter::Duration(Duration::ZERO),
             query: query::EngineOptions::default(),
             remote_write_max_body_bytes: crate::http::remote_write::DEFAULT_MAX_BODY_BYTES,
             remote_write_bearer_token_file: None,
@@ -254,6 +258,13 @@ pub struct SettingsLayer {
     #[arg(long, value_name = "SHARE", value_parser = headroom_flag)]
     #[serde(default, deserialize_with = "headroom_value")]
     pub cpu_limit_headroom: Option<f64>,
+    /// Keep /-/ready at 503 for this long after start, so that behind a Service a restarted
+    /// replica is not asked before it holds a full `rate` window of new data: a duration, or
+    /// `rule-window` for the longest range (`[2m]`) in the adapter rules' metricsQuery
+    /// [default: 0s: ready at once].
+    #[arg(long, value_name = "DURATION|rule-window", value_parser = ReadyAfter::parse)]
+    #[serde(default, deserialize_with = "ready_after_text")]
+    pub ready_after: Option<ReadyAfter>,
     #[command(flatten)]
     #[serde(default, deserialize_with = "null_as_default")]
     pub query: QueryLayer,
@@ -456,6 +467,7 @@ impl Settings {
             sync_interval,
             worker_nice,
             cpu_limit_headroom,
+            ready_after,
             query,
             remote_write,
             web,
@@ -474,6 +486,7 @@ impl Settings {
         set(&mut self.sync_interval, sync_interval);
         set(&mut self.worker_nice, worker_nice);
         set(&mut self.cpu_limit_headroom, cpu_limit_headroom);
+        set(&mut self.ready_after, ready_after);
         set(&mut self.query.lookback, query.lookback_delta);
         set(&mut self.query.max_samples, query.max_samples);
         set(&mut self.query.timeout, query.timeout);
@@ -582,6 +595,32 @@ fn set_optional<T>(current: &mut Option<T>, layered: Option<T>) {
 }
 
 /// Serde glue for `Option<Duration>` written as a humantime string (`1s`, `15d`).
+/// When `/-/ready` starts answering 200 (`--ready-after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyAfter {
+    /// This long after start.
+    Duration(Duration),
+    /// The longest range window in the adapter rules after start.
+    RuleWindow,
+}
+
+impl ReadyAfter {
+    /// `rule-window` or a duration (`2m`, `0s`).
+    pub fn parse(text: &str) -> Result<ReadyAfter, String> {
+        if text == "rule-window" {
+            return Ok(ReadyAfter::RuleWindow);
+        }
+        humantime::parse_duration(text)
+            .map(ReadyAfter::Duration)
+            .map_err(|e| format!("{text:?} is neither `rule-window` nor a duration: {e}"))
+    }
+}
+
+fn ready_after_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ReadyAfter>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| ReadyAfter::parse(&t).map_err(serde::de::Error::custom)).transpose()
+}
+
 fn duration_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
     text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
@@ -832,6 +871,13 @@ mod tests {
             format!("[default: {} connections]", defaults.max_connections),
             format!("[default: 1GiB = {} bytes]", defaults.storage_size_bytes),
             format!("[default: {}]", humantime::format_duration(defaults.sync_interval)),
+            format!(
+                "[default: {}: ready at once]",
+                match defaults.ready_after {
+                    ReadyAfter::Duration(d) => humantime::format_duration(d).to_string(),
+                    ReadyAfter::RuleWindow => "rule-window".into(),
+                }
+            ),
             format!("[default: {}]", humantime::format_duration(query.lookback)),
             format!("[default: {}]", query.max_samples),
             format!("[default: {}]", humantime::format_duration(query.timeout)),

@@ -38,6 +38,15 @@ pub struct AppState {
     pub(crate) read_only_reason: Option<Arc<str>>,
     /// Set once every listener is up; `/-/ready` answers 503 before.
     pub(crate) ready: Arc<AtomicBool>,
+    /// `/-/ready` answers 503 until this time (`--ready-after`), set at start.
+    pub(crate) warm_up: Arc<std::sync::OnceLock<WarmUp>>,
+}
+
+/// The wait after start before `/-/ready` answers 200 (`--ready-after`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WarmUp {
+    pub(crate) started: std::time::Instant,
+    pub(crate) wait: std::time::Duration,
 }
 
 /// The full router for the plain HTTP listener.
@@ -59,6 +68,21 @@ async fn healthy() -> &'static str {
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if !state.ready.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n".to_string());
+    }
+    if let Some(warm_up) = state.warm_up.get() {
+        let elapsed = warm_up.started.elapsed();
+        if elapsed < warm_up.wait {
+            let to_go = std::time::Duration::from_secs((warm_up.wait - elapsed).as_secs() + 1);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "Ringtail is not ready: it waits {} after start (--ready-after) so that a rule's window \
+                     holds only data received since; {} to go.\n",
+                    humantime::format_duration(warm_up.wait),
+                    humantime::format_duration(to_go)
+                ),
+            );
+        }
     }
     match writes_refused_reason(&state) {
         None => (StatusCode::OK, "Ringtail is Ready.\n".to_string()),
@@ -125,6 +149,7 @@ mod tests {
             registry: Arc::new(registry),
             read_only_reason: Some("no space left at start".into()),
             ready: Arc::new(AtomicBool::new(true)),
+            warm_up: Arc::default(),
         })
     }
 

@@ -35,6 +35,15 @@ pub(crate) struct RuleSet {
     pub(crate) external: Vec<CompiledRule>,
 }
 
+impl RuleSet {
+    /// The longest `[range]` any rule's `metricsQuery` reads (zero when none has one): how much
+    /// data a restarted replica needs before its answers are whole.
+    pub(crate) fn longest_window(&self) -> std::time::Duration {
+        let seconds = self.custom.iter().chain(&self.external).map(|r| r.longest_range_seconds).max().unwrap_or(0);
+        std::time::Duration::from_secs(seconds.max(0) as u64)
+    }
+}
+
 /// Compiles every rule of `config`; the first bad rule is the error.
 pub(crate) fn compile_rules(
     config: &AdapterConfig,

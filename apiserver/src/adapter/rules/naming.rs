@@ -66,6 +66,8 @@ pub(crate) struct CompiledRule {
     pub(super) label_value_replacements: Vec<(String, String)>,
     /// `querySource` (Ringtail's extension); `None` follows the server's default.
     pub(crate) query_source: Option<super::config::RuleQuerySource>,
+    /// The longest `[range]` written in `metricsQuery`, in seconds (0 without one).
+    pub(crate) longest_range_seconds: i64,
 }
 
 impl CompiledRule {
@@ -163,6 +165,7 @@ impl CompiledRule {
                 .map(|r| (r.find.clone(), r.replace.clone()))
                 .collect(),
             query_source: rule.query_source,
+            longest_range_seconds: super::query::longest_range_seconds(&rule.metrics_query),
         })
     }
 

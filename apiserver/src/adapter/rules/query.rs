@@ -384,16 +384,28 @@ fn selector_parts(selector: &LabelSelector) -> Result<Vec<LabelPart<'_>>, RuleEr
 
 /// Seconds of the first `[duration]` range in a PromQL text (`[2m]`, `[1m30s]`, `[5m:1m]`).
 pub(crate) fn first_range_seconds(query: &str) -> Option<i64> {
+    range_seconds(query).next()
+}
+
+/// Seconds of the longest `[duration]` range in a PromQL text (or template); 0 without one.
+pub(crate) fn longest_range_seconds(query: &str) -> i64 {
+    range_seconds(query).max().unwrap_or(0)
+}
+
+/// Seconds of every `[duration]` range in a PromQL text, in order.
+fn range_seconds(query: &str) -> impl Iterator<Item = i64> + '_ {
     let mut rest = query;
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let end = after.find([']', ':']).unwrap_or(after.len());
-        if let Some(ms) = query::parse_duration_ms(after[..end].trim()) {
-            return Some(ms / 1000);
+    std::iter::from_fn(move || {
+        while let Some(open) = rest.find('[') {
+            let after = &rest[open + 1..];
+            rest = after;
+            let end = after.find([']', ':']).unwrap_or(after.len());
+            if let Some(ms) = query::parse_duration_ms(after[..end].trim()) {
+                return Some(ms / 1000);
+            }
         }
-        rest = after;
-    }
-    None
+        None
+    })
 }
 
 #[cfg(test)]
@@ -479,6 +491,9 @@ mod tests {
         assert_eq!(first_range_seconds("max_over_time(rate(x[5m])[10m:1m])"), Some(300));
         assert_eq!(first_range_seconds("x"), None);
         assert_eq!(first_range_seconds("x{a=~\"[0-9]\"}"), None);
+        assert_eq!(longest_range_seconds("max_over_time(rate(x[5m])[10m:1m])"), 600);
+        assert_eq!(longest_range_seconds("sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) / x{a=~\"[0-9]\"}[30s]"), 120);
+        assert_eq!(longest_range_seconds("avg(<<.Series>>{<<.LabelMatchers>>})"), 0);
     }
 
     fn rule(metrics_query: &str, kind: RuleKind) -> CompiledRule {
