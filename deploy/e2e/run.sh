@@ -9,9 +9,11 @@
 #    not point at loopback), and runs Ringtail in it with a kubeconfig holding the token of the
 #    `ringtail` ServiceAccount that deploy/rbac.yaml grants: everything Ringtail does in the
 #    cluster goes through the shipped RBAC.
-# 3. Applies the manifests `kubectl kustomize deploy/` renders (the Deployment stays Pending: no
-#    kubelet runs here) plus Endpoints pointing the `ringtail` Service at the namespace's address,
-#    and feeds Ringtail the shipped ConfigMap's config.yaml and adapter.yaml.
+# 3. Applies the manifests `kubectl kustomize deploy/` renders (the StatefulSet makes no pods: no
+#    controller for it runs here) plus Endpoints pointing the `ringtail` Service at the test
+#    hosts, and feeds Ringtail the shipped ConfigMap's config.yaml and adapter.yaml. Two replicas
+#    run, as deploy/ ships them: A and B, each in a network namespace of its own, each scraping
+#    and receiving the same data, both behind the Service (kube-apiserver routes to Endpoints).
 # 4. Creates Deployments and autoscaling/v2beta2 HPAs for a Pods metric (ei_scale_ratio,
 #    AverageValue 1), an Object metric on a Service (http_requests) and an External metric
 #    (queue_messages_ready). Pods get no kubelet either: a driver loop marks them Running/Ready
@@ -20,6 +22,9 @@
 #    Ringtail, http_requests_total from a pod Ringtail discovers and scrapes itself — and asserts
 #    1 → 4 → 1 replicas for each HPA, `kubectl get hpa` showing values, and the authentication
 #    and authorization matrix of every listener (auth-matrix.sh).
+# 6. Availability: replica B is killed (-9) while the HPAs scale 1 → 4; they still get there and
+#    `kubectl get --raw` keeps answering from A. B restarts with --ready-after=rule-window, is not
+#    Ready for one rule window, and then answers through the aggregator as A does.
 # Prints "N passed, M failed" and exits non-zero when anything failed. Needs root (netns).
 set -euo pipefail
 
@@ -34,6 +39,9 @@ cp_dir="$work/control-plane"
 netns="rt-e2e-$$"
 veth_host="rte$$h"; veth_ns="rte$$n"
 veth_host="${veth_host:0:15}"; veth_ns="${veth_ns:0:15}"
+netns_b="rt-e2eb-$$"
+veth_host_b="rtb$$h"; veth_ns_b="rtb$$n"
+veth_host_b="${veth_host_b:0:15}"; veth_ns_b="${veth_ns_b:0:15}"
 # A /30 in 10.251.0.0/16 that no interface here uses yet: a run killed with SIGKILL leaves its
 # veth behind, and the next run must not share (and lose) its address.
 free_subnet() {
@@ -49,9 +57,6 @@ free_subnet() {
   done
   return 1
 }
-subnet="$(free_subnet)" || { echo "no free /30 in 10.251.0.0/16" >&2; exit 1; }
-host_ip="${subnet%.*}.$((${subnet##*.} + 1))"
-ns_ip="${subnet%.*}.$((${subnet##*.} + 2))"
 app_ns=e2e
 push_port=19101   # the page vmagent scrapes and remote-writes to Ringtail
 pod_port=19102    # the page Ringtail scrapes through Kubernetes pod discovery
@@ -69,6 +74,8 @@ cleanup() {
   "$here/control-plane.sh" down "$cp_dir" >/dev/null 2>&1
   ip netns del "$netns" 2>/dev/null
   ip link del "$veth_host" 2>/dev/null
+  ip netns del "$netns_b" 2>/dev/null
+  ip link del "$veth_host_b" 2>/dev/null
   if [ "$failed" -gt 0 ] || [ "${KEEP_E2E:-}" = 1 ]; then
     log "logs kept in $work"
   else
@@ -87,16 +94,31 @@ wait_until() { # wait_until SECONDS COMMAND... — true once COMMAND succeeds
   done
 }
 
-# --- test host: a network namespace behind a veth pair --------------------------------------
-log "creating network namespace $netns ($ns_ip) joined to $host_ip"
-ip netns add "$netns"
-ip link add "$veth_host" type veth peer name "$veth_ns"
-ip link set "$veth_ns" netns "$netns"
-ip addr add "$host_ip/30" dev "$veth_host"
-ip link set "$veth_host" up
-ip netns exec "$netns" ip addr add "$ns_ip/30" dev "$veth_ns"
-ip netns exec "$netns" ip link set "$veth_ns" up
-ip netns exec "$netns" ip link set lo up
+# --- test hosts: network namespaces behind veth pairs ----------------------------------------
+# Sets host_ip/ns_ip-style variables through the names given (bash has no tuples).
+make_test_host() { # NETNS VETH_HOST VETH_NS HOST_VAR NS_VAR
+  local subnet host ns
+  subnet="$(free_subnet)" || { echo "no free /30 in 10.251.0.0/16" >&2; exit 1; }
+  host="${subnet%.*}.$((${subnet##*.} + 1))"
+  ns="${subnet%.*}.$((${subnet##*.} + 2))"
+  ip netns add "$1"
+  ip link add "$2" type veth peer name "$3"
+  ip link set "$3" netns "$1"
+  ip addr add "$host/30" dev "$2"
+  ip link set "$2" up
+  ip netns exec "$1" ip addr add "$ns/30" dev "$3"
+  ip netns exec "$1" ip link set "$3" up
+  ip netns exec "$1" ip link set lo up
+  # The control plane and the exporters listen on test host A's host-side address; every test
+  # host reaches this machine's addresses through its own veth.
+  ip netns exec "$1" ip route add default via "$host"
+  printf -v "$4" '%s' "$host"
+  printf -v "$5" '%s' "$ns"
+}
+make_test_host "$netns" "$veth_host" "$veth_ns" host_ip ns_ip
+log "test host A: network namespace $netns ($ns_ip) joined to $host_ip"
+make_test_host "$netns_b" "$veth_host_b" "$veth_ns_b" host_ip_b ns_ip_b
+log "test host B: network namespace $netns_b ($ns_ip_b) joined to $host_ip_b"
 
 # --- control plane ----------------------------------------------------------------------------
 log "starting the control plane from $bin_dir"
@@ -105,20 +127,29 @@ api_port="$(cat "$cp_dir/api-port")"
 
 # --- the shipped manifests --------------------------------------------------------------------
 log "applying the manifests rendered by kubectl kustomize deploy/"
-kubectl kustomize "$repo/deploy" >"$work/rendered.yaml"
+# The test control plane is Kubernetes 1.20, which predates policy/v1 (1.21): the
+# PodDisruptionBudget goes in as the policy/v1beta1 of its day, unchanged otherwise.
+kubectl kustomize "$repo/deploy" | sed 's#^apiVersion: policy/v1$#apiVersion: policy/v1beta1#' >"$work/rendered.yaml"
 if kc apply -f "$work/rendered.yaml" >"$work/apply.log" 2>&1; then
   pass "the rendered deploy/ manifests apply to kube-apiserver $(kc version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
 else
   fail "kubectl apply of the rendered manifests"; cat "$work/apply.log"; exit 1
 fi
-kc apply -f - >/dev/null <<EOF
+# What the endpoints controller does from the replicas' readiness: the Service lists the
+# addresses of the Ready ones.
+set_endpoints() { # IP...
+  local addresses="" ip
+  for ip in "$@"; do addresses="$addresses{ip: $ip}, "; done
+  kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Endpoints
 metadata: {name: ringtail, namespace: ringtail}
 subsets:
-  - addresses: [{ip: $ns_ip}]
+  - addresses: [${addresses%, }]
     ports: [{name: https, port: 6443}, {name: http, port: 9201}]
 EOF
+}
+set_endpoints "$ns_ip" "$ns_ip_b"
 kc -n ringtail get configmap ringtail-config -o jsonpath='{.data.config\.yaml}' >"$work/config.yaml"
 kc -n ringtail get configmap ringtail-config -o jsonpath='{.data.adapter\.yaml}' >"$work/adapter.yaml"
 
@@ -140,17 +171,27 @@ contexts: [{name: e2e, context: {cluster: e2e, user: ringtail}}]
 current-context: e2e
 EOF
 
-# --- Ringtail in the test host ----------------------------------------------------------------
-log "starting Ringtail at $ns_ip (HTTP :9201, metrics APIs :6443)"
-ip netns exec "$netns" env RINGTAIL_LOG="${RINGTAIL_LOG:-info}" "$ringtail" serve \
-  --data-dir "$work/data" --listen "$ns_ip:9201" --secure-listen "$ns_ip:6443" \
-  --config "$work/config.yaml" --adapter-config "$work/adapter.yaml" \
-  --kubeconfig "$work/ringtail.kubeconfig" >"$work/ringtail.log" 2>&1 &
-pids+=($!)
-if wait_until 60 curl -sf "http://$ns_ip:9201/-/ready"; then
-  pass "Ringtail is ready inside the test host, connected with the ringtail ServiceAccount's token"
+# --- Ringtail in the test hosts ---------------------------------------------------------------
+start_replica() { # NETNS IP DATA_DIR LOG [FLAG...] — appends the pid to pids; sets started_pid
+  local host_netns="$1" ip="$2" data="$3" log_file="$4"
+  shift 4
+  ip netns exec "$host_netns" env RINGTAIL_LOG="${RINGTAIL_LOG:-info}" "$ringtail" serve \
+    --data-dir "$data" --listen "$ip:9201" --secure-listen "$ip:6443" \
+    --config "$work/config.yaml" --adapter-config "$work/adapter.yaml" \
+    --kubeconfig "$work/ringtail.kubeconfig" "$@" >>"$log_file" 2>&1 &
+  started_pid=$!
+  pids+=("$started_pid")
+}
+# A fresh cluster has no data a window could be missing: the first start is Ready at once. The
+# restart below runs with the shipped --ready-after=rule-window.
+log "starting Ringtail replica A at $ns_ip and B at $ns_ip_b (HTTP :9201, metrics APIs :6443)"
+start_replica "$netns" "$ns_ip" "$work/data" "$work/ringtail.log"
+start_replica "$netns_b" "$ns_ip_b" "$work/data-b" "$work/ringtail-b.log"
+ringtail_b_pid="$started_pid"
+if wait_until 60 curl -sf "http://$ns_ip:9201/-/ready" && wait_until 60 curl -sf "http://$ns_ip_b:9201/-/ready"; then
+  pass "both Ringtail replicas are ready inside their test hosts, connected with the ringtail ServiceAccount's token"
 else
-  fail "Ringtail did not become ready"; tail -30 "$work/ringtail.log"; exit 1
+  fail "Ringtail did not become ready"; tail -30 "$work/ringtail.log" "$work/ringtail-b.log"; exit 1
 fi
 if wait_until 90 kc get --raw /apis/custom.metrics.k8s.io/v1beta2; then
   pass "kube-aggregator serves custom.metrics.k8s.io/v1beta2 from Ringtail (APIService Available)"
@@ -173,7 +214,9 @@ scrape_configs:
     honor_labels: true
     static_configs: [{targets: ["$host_ip:$push_port"]}]
 EOF
+# Both replicas receive the same stream (what deploy/service.yaml tells senders to do).
 vmagent -promscrape.config "$work/vmagent.yaml" -remoteWrite.url "http://$ns_ip:9201/api/v1/write" \
+  -remoteWrite.url "http://$ns_ip_b:9201/api/v1/write" \
   -remoteWrite.flushInterval 1s -remoteWrite.tmpDataPath "$work/vmagent-data" -httpListenAddr 127.0.0.1:0 \
   >"$work/vmagent.log" 2>&1 &
 pids+=($!)
@@ -330,7 +373,49 @@ scale_and_check() { # LOAD EXPECTED TIMEOUT — all three HPAs watched at once, 
   done
 }
 
+# --- availability: replica B crashes as the HPAs scale up -------------------------------------
+metric_path="/apis/custom.metrics.k8s.io/v1beta2/namespaces/$app_ns/pods/%2A/ei_scale_ratio?labelSelector=app%3Dinference"
+external_path="/apis/external.metrics.k8s.io/v1beta1/namespaces/$app_ns/queue_messages_ready?labelSelector=queue%3Djobs"
+kill -9 "$ringtail_b_pid"
+# Its readiness probe fails and the endpoints controller takes it out of the Service (in a
+# cluster after periodSeconds × failureThreshold of the probe; here at once).
+set_endpoints "$ns_ip"
+log "replica B killed (-9) as the load rises; the Service lists replica A only"
+probe_metrics_api() { # one line a second: ok, or why kubectl get --raw failed
+  while true; do
+    if kc get --raw "$metric_path" >/dev/null 2>"$work/probe.err"; then echo ok; else echo "failed: $(head -c 300 "$work/probe.err")"; fi
+    sleep 1
+  done
+}
+probe_metrics_api >"$work/probes.txt" &
+probe_pid=$!
+pids+=("$probe_pid")
 scale_and_check 4 4 150
+kill "$probe_pid"
+if [ "$(grep -c '^ok$' "$work/probes.txt")" -ge 5 ] && ! grep -q '^failed' "$work/probes.txt"; then
+  pass "kubectl get --raw answered all $(grep -c '^ok$' "$work/probes.txt") requests made while one replica was dead"
+else
+  fail "the metrics API did not keep answering with one replica dead: $(grep -m3 '^failed' "$work/probes.txt")"
+fi
+# B restarts on its volume with the shipped flag: not Ready until one rule window has passed.
+window_s="$(python3 - "$work/adapter.yaml" <<'PY'
+import re, sys
+units = {"s": 1, "m": 60, "h": 3600}
+ranges = re.findall(r"\[(\d+)([smh])[\]:]", open(sys.argv[1]).read())
+print(max((int(n) * units[u] for n, u in ranges), default=0))
+PY
+)"
+b_restarted=$SECONDS
+start_replica "$netns_b" "$ns_ip_b" "$work/data-b" "$work/ringtail-b.log" --ready-after=rule-window
+b_reports_waiting() {
+  [ "$(curl -s -o "$work/b-ready.txt" -w '%{http_code}' "http://$ns_ip_b:9201/-/ready")" = 503 ] \
+    && grep -q 'waits' "$work/b-ready.txt"
+}
+if [ "$window_s" -gt 0 ] && wait_until 30 b_reports_waiting; then
+  pass "restarted replica B is not Ready while its ${window_s}s rule window fills: $(head -c 160 "$work/b-ready.txt")"
+else
+  fail "restarted replica B does not wait for its rule window (${window_s}s): $(head -c 300 "$work/b-ready.txt")"
+fi
 log "kubectl get hpa:"
 kc -n "$app_ns" get hpa | tee "$work/get-hpa.txt"
 if awk 'NR > 1 && $3 ~ /unknown/ {bad = 1} END {exit bad}' "$work/get-hpa.txt" && [ "$(wc -l <"$work/get-hpa.txt")" -eq 4 ]; then
@@ -343,7 +428,6 @@ scale_and_check 1 1 150
 # --- authentication and authorization of every listener -------------------------------------
 source "$here/auth-matrix.sh"
 
-metric_path="/apis/custom.metrics.k8s.io/v1beta2/namespaces/$app_ns/pods/%2A/ei_scale_ratio?labelSelector=app%3Dinference"
 if kc get --raw "$metric_path" >"$work/through-aggregator.json" \
   && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["kind"]=="MetricValueList" and len(d["items"])==1' "$work/through-aggregator.json"; then
   pass "kubectl get --raw through the aggregator returns one MetricValue per inference pod"
@@ -373,6 +457,42 @@ if wait_until 30 owner_value_is_pod_average; then
 else
   fail "owner aggregation through the aggregator: $(head -c 300 "$work/owner.json")"
 fi
+
+# B Ready after its window, then answers through the aggregator as A does.
+if wait_until 300 curl -sf "http://$ns_ip_b:9201/-/ready"; then
+  waited=$((SECONDS - b_restarted))
+  if [ "$waited" -ge "$window_s" ]; then
+    pass "restarted replica B became Ready ${waited}s after its start (rule window ${window_s}s)"
+  else
+    fail "restarted replica B became Ready after ${waited}s, before its ${window_s}s rule window"
+  fi
+else
+  fail "restarted replica B never became Ready"; tail -20 "$work/ringtail-b.log"
+fi
+answers_through() { # IP PREFIX — the metrics APIs' answers with only IP behind the Service
+  set_endpoints "$1"
+  sleep 2
+  kc get --raw "$metric_path" >"$2-pods.json" && kc get --raw "$external_path" >"$2-external.json"
+}
+if answers_through "$ns_ip_b" "$work/answer-b" && answers_through "$ns_ip" "$work/answer-a" \
+  && python3 - "$work/answer-a" "$work/answer-b" <<'PY'
+import json, sys
+def values(prefix):
+    out = {}
+    for kind in ("pods", "external"):
+        for item in json.load(open(f"{prefix}-{kind}.json"))["items"]:
+            key = (kind, item.get("describedObject", {}).get("name") or json.dumps(item.get("metricLabels"), sort_keys=True))
+            out[key] = item["value"]
+    return out
+a, b = values(sys.argv[1]), values(sys.argv[2])
+assert a and a == b, (a, b)
+PY
+then
+  pass "replicas A and B give the same Pods and External metric values through the aggregator"
+else
+  fail "replicas A and B answer differently: $(cat "$work/answer-a-pods.json" "$work/answer-b-pods.json" 2>/dev/null | head -c 600)"
+fi
+set_endpoints "$ns_ip" "$ns_ip_b"
 
 log "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
