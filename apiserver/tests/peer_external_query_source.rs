@@ -64,7 +64,7 @@ const PATHS: &[&str] = &[
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/*/ei_scale_ratio",
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/*/ei_scale_ratio?labelSelector=pod%20in%20(infer-0,infer-2)",
     "/apis/custom.metrics.k8s.io/v1beta1/namespaces/ml/pods/infer-1/gpu_utilization",
-    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/*/gpu_utilization",
+    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ml/pods/*/gpu_utilization?labelSelector=gpu%3D0",
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/seldon/models.mlops.seldon.io/*/infer_rps",
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/seldon/servers.mlops.seldon.io/mlserver/infer_rps",
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/seldon/pods/*/infer_rps",

@@ -11,6 +11,12 @@
 //! It also measures freshness: the time from a remote-write ack of a new pod's sample to its value
 //! answering in the custom metrics API (polled every millisecond), 20 times.
 //!
+//! And the external query source (`--prometheus-url`): a second Ringtail with an empty store
+//! answers the same `pods/*` request by querying that Prometheus, measured at the same rate next to
+//! the query it sends (`sum(bench_ratio{namespace="bench",pod!="",app="web"}) by (pod)`) sent to
+//! Prometheus directly: the difference is what the external-source path adds to the source's own
+//! latency.
+//!
 //! Build first: `cargo build --release -p ringtail-apiserver -p ringtail-benches`, then run
 //! `target/release/adapter_compare [--seconds N] [--rate N] [--warmup N]` (N seconds of
 //! unrecorded load at the same rate before each measured run, 3 by default). Ringtail is taken from
@@ -169,47 +175,13 @@ fn series_count(body: &str) -> usize {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let plain = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
+    // A request not answered within 10 s counts as failed (as in the suite), so a peer that
+    // falls behind cannot hang the run.
+    let plain =
+        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
 
     // --- Ringtail ---
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (http_port, secure_port) = (free_port()?, free_port()?);
-    let rules = dir.path().join("adapter.yaml");
-    std::fs::write(
-        &rules,
-        format!(
-            "rules:\n- seriesQuery: '{METRIC}{{namespace!=\"\",pod!=\"\"}}'\n  resources:\n    overrides:\n      namespace: {{resource: namespace}}\n      pod: {{resource: pod}}\n  metricsQuery: 'sum(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let args = vec![
-        "serve".to_string(),
-        "--data-dir".into(),
-        dir.path().join("data").display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{http_port}"),
-        "--secure-listen".into(),
-        format!("127.0.0.1:{secure_port}"),
-        "--adapter-config".into(),
-        rules.display().to_string(),
-    ];
-    let envs = [("RINGTAIL_LOG", "warn")];
-    let ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &envs, http_port, dir, "ringtail.log")?;
-    let ringtail_pid = ringtail.pid();
-    let http = format!("http://127.0.0.1:{http_port}");
-    wait_ok(&plain, &format!("{http}/-/ready")).await?;
-    let ca_path = ringtail.dir().join("data-tls").join("ca.crt");
-    let ca = std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
-    let tls = reqwest::Client::builder()
-        .no_proxy()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).map_err(|e| e.to_string())?)
-        .tls_built_in_root_certs(false)
-        .pool_max_idle_per_host(256)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let secure = format!("https://localhost:{secure_port}");
-    wait_ok(&tls, &format!("{secure}/healthz")).await?;
-
+    let (ringtail, http, tls, secure) = start_ringtail(&plain, &[], "ringtail.log").await?;
     let write_url = format!("{http}/api/v1/write");
     let start_ms = now_ms() - 60_000;
     for round in 0..4 {
@@ -247,27 +219,7 @@ async fn run(options: Options) -> Result<(), String> {
         freshness_ms.len()
     );
 
-    let selector_url = format!(
-        "{secure}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/%2A/{METRIC}?labelSelector=app%3Dweb"
-    );
-    let probe =
-        tls.get(&selector_url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
-    if items_count(&probe) != PODS {
-        return Err(format!("expected {PODS} items, got {}", items_count(&probe)));
-    }
-    let ticks = clock_ticks_per_second();
-    if options.warmup > 0 {
-        let tls_for_warmup = tls.clone();
-        let url = selector_url.clone();
-        load(options.rate, options.warmup, move || tls_for_warmup.get(&url), |body| items_count(body) == PODS).await;
-    }
-    let cpu_before = cpu_seconds(ringtail_pid, ticks)?;
-    let tls_for_load = tls.clone();
-    let (histogram, failures) =
-        load(options.rate, options.seconds, move || tls_for_load.get(&selector_url), |body| items_count(body) == PODS)
-            .await;
-    let cpu = cpu_seconds(ringtail_pid, ticks)? - cpu_before;
-    report("ringtail pods/* labelSelector", &histogram, failures, peak_rss_mib(ringtail_pid), cpu);
+    measure_selector_requests(&options, &ringtail, &tls, &secure, "ringtail pods/* labelSelector").await?;
     drop(ringtail);
 
     // --- Prometheus + the query prometheus-adapter renders ---
@@ -317,6 +269,7 @@ async fn run(options: Options) -> Result<(), String> {
         )
         .await;
     }
+    let ticks = clock_ticks_per_second();
     let cpu_before = cpu_seconds(prometheus_pid, ticks)?;
     let plain_for_load = plain.clone();
     let (histogram, failures) = load(
@@ -328,7 +281,147 @@ async fn run(options: Options) -> Result<(), String> {
     .await;
     let cpu = cpu_seconds(prometheus_pid, ticks)? - cpu_before;
     report("prometheus rendered query (HTTP)", &histogram, failures, peak_rss_mib(prometheus_pid), cpu);
+    measure_external_source(&options, &plain, &prom).await?;
     drop(prometheus);
+    Ok(())
+}
+
+/// Starts a Ringtail serving [`rules_text`] with `extra_args`: the process, its HTTP base URL, a
+/// client trusting its generated CA, and its metrics-API base URL.
+async fn start_ringtail(
+    plain: &reqwest::Client,
+    extra_args: &[String],
+    log_name: &str,
+) -> Result<(Peer, String, reqwest::Client, String), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (http_port, secure_port) = (free_port()?, free_port()?);
+    let rules = dir.path().join("adapter.yaml");
+    std::fs::write(&rules, rules_text()).map_err(|e| e.to_string())?;
+    let mut args = vec![
+        "serve".to_string(),
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{http_port}"),
+        "--secure-listen".into(),
+        format!("127.0.0.1:{secure_port}"),
+        "--adapter-config".into(),
+        rules.display().to_string(),
+    ];
+    args.extend(extra_args.iter().cloned());
+    let envs = [("RINGTAIL_LOG", "warn")];
+    let ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &envs, http_port, dir, log_name)?;
+    let http = format!("http://127.0.0.1:{http_port}");
+    wait_ok(plain, &format!("{http}/-/ready")).await?;
+    let ca_path = ringtail.dir().join("data-tls").join("ca.crt");
+    let ca = std::fs::read(&ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;
+    let tls = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).map_err(|e| e.to_string())?)
+        .tls_built_in_root_certs(false)
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let secure = format!("https://localhost:{secure_port}");
+    wait_ok(&tls, &format!("{secure}/healthz")).await?;
+    Ok((ringtail, http, tls, secure))
+}
+
+/// The HPA's `pods/*` request (label selector `app=web`) at `options.rate` for `options.seconds`
+/// after the warm-up, checked to answer every pod; reported as `name`, its histogram returned.
+async fn measure_selector_requests(
+    options: &Options,
+    ringtail: &Peer,
+    tls: &reqwest::Client,
+    secure: &str,
+    name: &str,
+) -> Result<Histogram<u64>, String> {
+    let selector_url = format!(
+        "{secure}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/%2A/{METRIC}?labelSelector=app%3Dweb"
+    );
+    let probe =
+        tls.get(&selector_url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+    if items_count(&probe) != PODS {
+        let log = std::fs::read_dir(ringtail.dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        return Err(format!(
+            "{name}: expected {PODS} items, got {}: {probe:.300}\nlog (newest first):\n{}",
+            items_count(&probe),
+            tail.join("\n")
+        ));
+    }
+    let ticks = clock_ticks_per_second();
+    if options.warmup > 0 {
+        let tls_for_warmup = tls.clone();
+        let url = selector_url.clone();
+        load(options.rate, options.warmup, move || tls_for_warmup.get(&url), |body| items_count(body) == PODS).await;
+    }
+    let pid = ringtail.pid();
+    let cpu_before = cpu_seconds(pid, ticks)?;
+    let tls_for_load = tls.clone();
+    let (histogram, failures) =
+        load(options.rate, options.seconds, move || tls_for_load.get(&selector_url), |body| items_count(body) == PODS)
+            .await;
+    let cpu = cpu_seconds(pid, ticks)? - cpu_before;
+    report(name, &histogram, failures, peak_rss_mib(pid), cpu);
+    Ok(histogram)
+}
+
+/// The one rule both Ringtails serve.
+fn rules_text() -> String {
+    format!(
+        "rules:\n- seriesQuery: '{METRIC}{{namespace!=\"\",pod!=\"\"}}'\n  resources:\n    overrides:\n      namespace: {{resource: namespace}}\n      pod: {{resource: pod}}\n  metricsQuery: 'sum(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n"
+    )
+}
+
+/// A Ringtail with an empty store and `--prometheus-url` at `prom`: the `pods/*` request through it,
+/// then the query it sends for that request straight to Prometheus, both at the same rate.
+async fn measure_external_source(options: &Options, plain: &reqwest::Client, prom: &str) -> Result<(), String> {
+    // Prometheus may still be working off the queries of the run before (it falls behind at high
+    // rates, and a query the client gave up on still runs): wait until it answers at once.
+    let query = format!("sum({METRIC}{{namespace=\"{NAMESPACE}\",pod!=\"\",app=\"web\"}}) by (pod)");
+    let query_url = format!("{prom}/api/v1/query");
+    let settled = Instant::now();
+    loop {
+        let asked = Instant::now();
+        let answered = plain.get(&query_url).query(&[("query", query.as_str())]).send().await.is_ok();
+        if answered && asked.elapsed() < Duration::from_millis(100) {
+            break;
+        }
+        if settled.elapsed() > Duration::from_secs(120) {
+            return Err("Prometheus did not settle within 120 s after the previous run".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ringtail, _, tls, secure) =
+        start_ringtail(plain, &["--prometheus-url".to_string(), prom.to_string()], "ringtail-external.log").await?;
+    let through = measure_selector_requests(options, &ringtail, &tls, &secure, "ringtail via --prometheus-url").await?;
+    drop(ringtail);
+
+    // The query Ringtail sent for that request, straight to Prometheus.
+    let plain_for_load = plain.clone();
+    let (direct, failures) = load(
+        options.rate,
+        options.seconds,
+        move || plain_for_load.get(&query_url).query(&[("query", query.as_str())]),
+        |body| series_count(body) == PODS,
+    )
+    .await;
+    report("prometheus, the query Ringtail sends", &direct, failures, 0.0, 0.0);
+    let added = |q: f64| (through.value_at_quantile(q) as f64 - direct.value_at_quantile(q) as f64) / 1000.0;
+    println!(
+        "external source path adds: p50 {:+.2} ms, p99 {:+.2} ms over the source's own latency (TLS, JSON parse, answer)",
+        added(0.5),
+        added(0.99)
+    );
     Ok(())
 }
 
