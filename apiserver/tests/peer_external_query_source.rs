@@ -8,6 +8,7 @@
 //! the bearer token and POST reach the source, and that a failing, refusing or slow source fails
 //! the request (503/500) and never yields a value.
 
+mod adapter_support;
 mod ingest_common;
 
 use axum::extract::State;
@@ -190,13 +191,7 @@ impl AdapterNode {
     }
 
     fn https(&self) -> reqwest::Client {
-        let pem = std::fs::read(self.ringtail.dir.path().join("data-tls").join("ca.crt")).expect("generated CA");
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA pem"))
-            .tls_built_in_root_certs(false)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client")
+        adapter_support::https_trusting(&self.ringtail.dir.path().join("data-tls").join("ca.crt"))
     }
 
     /// GET `path` on the metrics APIs: status and body.
@@ -222,11 +217,7 @@ impl AdapterNode {
                 Some(object) => object["name"].as_str().unwrap_or_default().to_string(),
                 None => item["metricLabels"].to_string(),
             };
-            let quantity = item["value"].as_str().ok_or_else(|| format!("{path}: no value: {item}"))?;
-            let milli = apiserver::adapter::provider::quantity::Quantity::parse(quantity)
-                .map_err(|e| format!("{path}: {quantity}: {e:?}"))?
-                .milli_value();
-            out.insert(key, milli);
+            out.insert(key, adapter_support::milli(&item["value"]));
         }
         Ok(out)
     }

@@ -16,6 +16,19 @@ pub enum MatchOp {
     In,
 }
 
+impl MatchOp {
+    /// The operator as PromQL writes it; a set matcher is written as the regex match it stands
+    /// for (`=~`), its values joined by `|`.
+    pub fn promql_text(self) -> &'static str {
+        match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::RegexMatch | MatchOp::In => "=~",
+            MatchOp::RegexNoMatch => "!~",
+        }
+    }
+}
+
 /// A compiled label matcher. A missing label matches as the empty string, as in Prometheus.
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -114,13 +127,7 @@ impl PartialEq for Matcher {
 
 impl std::fmt::Display for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let op = match self.op {
-            MatchOp::Equal => "=",
-            MatchOp::NotEqual => "!=",
-            MatchOp::RegexMatch | MatchOp::In => "=~",
-            MatchOp::RegexNoMatch => "!~",
-        };
-        write!(f, "{}{}{:?}", self.name, op, self.value)
+        write!(f, "{}{}{:?}", self.name, self.op.promql_text(), self.value)
     }
 }
 

@@ -122,13 +122,7 @@ impl Harness {
 
     /// An HTTPS client trusting the generated CA (for status-code checks kubectl hides).
     pub fn https(&self) -> reqwest::Client {
-        let pem = std::fs::read(&self.ca).expect("CA file");
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA pem"))
-            .tls_built_in_root_certs(false)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client")
+        https_trusting(&self.ca)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -153,6 +147,17 @@ pub fn write_kubeconfig(path: &std::path::Path, server: &str, ca: &std::path::Pa
 }
 
 /// `MilliValue()` of a served quantity string.
+/// An HTTPS client trusting only the CA in `ca` (a PEM file), with a 30 s timeout.
+pub fn https_trusting(ca: &std::path::Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("CA file");
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA pem"))
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
 pub fn milli(value: &serde_json::Value) -> i64 {
     Quantity::parse(value.as_str().expect("quantity is a string")).expect("valid quantity").milli_value()
 }

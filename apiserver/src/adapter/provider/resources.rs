@@ -267,7 +267,7 @@ impl ObjectResolver for StandaloneResolver {
         let mut out = Vec::with_capacity(query.selector.requirements.len());
         for r in &query.selector.requirements {
             let key = sanitize_label_key(&r.key);
-            let alternation = || r.values.iter().map(|v| regex::escape(v)).collect::<Vec<_>>().join("|");
+            let alternation = || crate::adapter::rules::query::regex_alternation(&r.values);
             let matcher = match (r.operator, r.values.as_slice()) {
                 (Operator::Equals, [v]) => tsdb::Matcher::equal(key, v.clone()),
                 (Operator::In, _) => tsdb::Matcher::one_of(key, r.values.iter().cloned()),

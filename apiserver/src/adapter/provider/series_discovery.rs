@@ -118,8 +118,9 @@ pub(crate) fn discover(
             (None, None) => RuleQuerySource::Local,
         };
         let mut out = Vec::new();
+        let mut local = None;
         if mode != RuleQuerySource::External {
-            let local = match local_by_query.get(rule.series_query.as_str()) {
+            let found = match local_by_query.get(rule.series_query.as_str()) {
                 Some(found) => found.clone(),
                 None => {
                     let series = db.series(&rule.series_matchers, mint_ms, now_ms)?;
@@ -128,7 +129,8 @@ pub(crate) fn discover(
                     found
                 }
             };
-            out.extend(local.iter().map(|(name, labels)| (name.clone(), labels.clone(), SeriesSource::Local)));
+            out.extend(found.iter().map(|(name, labels)| (name.clone(), labels.clone(), SeriesSource::Local)));
+            local = Some(found);
         }
         if mode == RuleQuerySource::Local {
             return Ok(out);
@@ -144,10 +146,10 @@ pub(crate) fn discover(
         };
         match catalog.listing(&rule.series_query, mint_ms, now_ms, force) {
             Ok(listed) => {
-                for (name, labels) in listed.iter() {
-                    if !out.iter().any(|(local, _, _)| local == name) {
-                        out.push((name.clone(), labels.clone(), SeriesSource::External));
-                    }
+                // A series the store has is served from the store.
+                let in_store = |name: &String| local.as_ref().is_some_and(|local| local.contains_key(name));
+                for (name, labels) in listed.iter().filter(|(name, _)| !in_store(name)) {
+                    out.push((name.clone(), labels.clone(), SeriesSource::External));
                 }
             }
             Err(e) => external_errors.push(format!("{}: {e}", rule.at)),

@@ -64,13 +64,7 @@ impl<'a> LabelPart<'a> {
     /// The matcher as PromQL text (what the template's `LabelMatchers` prints).
     fn push_text(&self, out: &mut String) {
         out.push_str(&self.label);
-        out.push_str(match self.op {
-            MatchOp::Equal => "=",
-            MatchOp::NotEqual => "!=",
-            MatchOp::RegexMatch => "=~",
-            MatchOp::RegexNoMatch => "!~",
-            MatchOp::In => unreachable!("BUG: a set matcher has no PromQL text"),
-        });
+        out.push_str(self.op.promql_text());
         out.push_str(&quote(&self.value));
     }
 
@@ -310,29 +304,16 @@ pub(super) struct TemplateArguments<'a> {
 /// regex-escaped.
 fn push_matcher_text(matcher: &tsdb::Matcher, out: &mut String) {
     out.push_str(&matcher.name);
-    let value = match matcher.op {
-        MatchOp::Equal => {
-            out.push('=');
-            Cow::Borrowed(matcher.value.as_str())
-        }
-        MatchOp::NotEqual => {
-            out.push_str("!=");
-            Cow::Borrowed(matcher.value.as_str())
-        }
-        MatchOp::RegexMatch => {
-            out.push_str("=~");
-            Cow::Borrowed(matcher.value.as_str())
-        }
-        MatchOp::RegexNoMatch => {
-            out.push_str("!~");
-            Cow::Borrowed(matcher.value.as_str())
-        }
-        MatchOp::In => {
-            out.push_str("=~");
-            Cow::Owned(matcher.set_values().iter().map(|v| regex::escape(v)).collect::<Vec<_>>().join("|"))
-        }
-    };
-    out.push_str(&quote(&value));
+    out.push_str(matcher.op.promql_text());
+    match matcher.op {
+        MatchOp::In => out.push_str(&quote(&regex_alternation(matcher.set_values()))),
+        _ => out.push_str(&quote(&matcher.value)),
+    }
+}
+
+/// A regex matching exactly `values` (each escaped, joined by `|`).
+pub(crate) fn regex_alternation<'v>(values: impl IntoIterator<Item = &'v String>) -> String {
+    values.into_iter().map(|v| regex::escape(v)).collect::<Vec<_>>().join("|")
 }
 
 /// A label value as a PromQL string literal.
@@ -362,7 +343,7 @@ fn selector_parts(selector: &LabelSelector) -> Result<Vec<LabelPart<'_>>, RuleEr
                 r.key
             )));
         }
-        let alternation = || Cow::Owned(r.values.iter().map(|v| regex::escape(v)).collect::<Vec<_>>().join("|"));
+        let alternation = || Cow::Owned(regex_alternation(&r.values));
         let (op, value) = match (r.operator, r.values.as_slice()) {
             (Operator::Equals, [v]) => (MatchOp::Equal, Cow::Borrowed(v.as_str())),
             (Operator::NotEquals, [v]) => (MatchOp::NotEqual, Cow::Borrowed(v.as_str())),
