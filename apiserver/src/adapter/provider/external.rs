@@ -65,16 +65,26 @@ struct Listing {
     last_error: Option<String>,
 }
 
+/// A listing and the right to refresh it (held for the whole call to the source, while the
+/// listing itself stays readable).
+#[derive(Default)]
+struct ListingSlot {
+    listing: Mutex<Listing>,
+    refreshing: Mutex<()>,
+}
+
 /// The external source and its series listings, one per `seriesQuery`, each refreshed at most
 /// every `refresh` (prometheus-adapter's relist interval) — sooner, but at most once per
-/// `forced_min_interval`, when a request names a metric nobody has listed yet. Concurrent
-/// requests for the same listing wait for one fetch. A failed refresh keeps serving the last
-/// listing that succeeded (the values themselves are always queried live).
+/// `forced_min_interval`, when a request names a metric nobody has listed yet. One request
+/// refreshes a listing; the others meanwhile get the previous listing at once (they wait only
+/// when there is none yet), so a slow source never holds up API discovery. A failed refresh
+/// keeps serving the last listing that succeeded (the values themselves are always queried
+/// live).
 pub(crate) struct ExternalCatalog {
     source: Arc<dyn ExternalSource>,
     refresh: Duration,
     forced_min_interval: Duration,
-    listings: Mutex<HashMap<String, Arc<Mutex<Listing>>>>,
+    listings: Mutex<HashMap<String, Arc<ListingSlot>>>,
 }
 
 /// Shortest time between two listings of one `seriesQuery` forced by requests for an unknown
@@ -107,24 +117,53 @@ impl ExternalCatalog {
         force: bool,
     ) -> Result<Arc<LabelNamesBySeries>, String> {
         let slot = self.listings.lock().entry(series_query.to_string()).or_default().clone();
-        let mut listing = slot.lock();
-        let age = listing.fetched_at.map(|at| at.elapsed());
-        let fresh = age.is_some_and(|age| age < self.refresh && (!force || age < self.forced_min_interval));
-        if !fresh {
-            listing.fetched_at = Some(Instant::now());
-            match self.source.series(series_query, start_ms, end_ms) {
-                Ok(series) => {
-                    listing.names = Some(Arc::new(label_names_by_series(&series)));
-                    listing.last_error = None;
+        if let Some(answer) = self.fresh_answer(&slot, force) {
+            return answer;
+        }
+        let _refreshing = match slot.refreshing.try_lock() {
+            Some(guard) => guard,
+            None => {
+                // Another request is refreshing it: serve the previous listing, if there is one.
+                if let Some(names) = slot.listing.lock().names.clone() {
+                    return Ok(names);
                 }
-                Err(e) => {
-                    let message =
-                        format!("listing {series_query:?} at the query source {}: {e}", self.source.describe());
-                    tracing::warn!(kept_earlier_listing = listing.names.is_some(), "{message}");
-                    listing.last_error = Some(message);
+                let guard = slot.refreshing.lock();
+                if let Some(answer) = self.fresh_answer(&slot, force) {
+                    return answer;
                 }
+                guard
+            }
+        };
+        if let Some(answer) = self.fresh_answer(&slot, force) {
+            return answer; // refreshed between the first look and taking the right to refresh
+        }
+        let fetched = self.source.series(series_query, start_ms, end_ms);
+        let mut listing = slot.listing.lock();
+        listing.fetched_at = Some(Instant::now());
+        match fetched {
+            Ok(series) => {
+                listing.names = Some(Arc::new(label_names_by_series(&series)));
+                listing.last_error = None;
+            }
+            Err(e) => {
+                let message = format!("listing {series_query:?} at the query source {}: {e}", self.source.describe());
+                tracing::warn!(kept_earlier_listing = listing.names.is_some(), "{message}");
+                listing.last_error = Some(message);
             }
         }
+        Self::answer(&listing, series_query)
+    }
+
+    /// The cached answer while it is fresh enough for this request.
+    fn fresh_answer(&self, slot: &ListingSlot, force: bool) -> Option<Result<Arc<LabelNamesBySeries>, String>> {
+        let listing = slot.listing.lock();
+        let age = listing.fetched_at.map(|at| at.elapsed())?;
+        let fresh = age < self.refresh && (!force || age < self.forced_min_interval);
+        fresh.then(|| Self::answer(&listing, ""))
+    }
+
+    /// The last good listing, else why there is none.
+    fn answer(listing: &Listing, series_query: &str) -> Result<Arc<LabelNamesBySeries>, String> {
         match (&listing.names, &listing.last_error) {
             (Some(names), _) => Ok(names.clone()),
             (None, Some(error)) => Err(error.clone()),
@@ -147,6 +186,8 @@ pub(crate) mod tests {
         pub(crate) down: AtomicBool,
         pub(crate) series_calls: AtomicU64,
         pub(crate) queries: Mutex<Vec<String>>,
+        /// How long a series listing takes.
+        pub(crate) series_delay: Mutex<Duration>,
     }
 
     impl MemorySource {
@@ -160,6 +201,7 @@ pub(crate) mod tests {
                 down: AtomicBool::new(false),
                 series_calls: AtomicU64::new(0),
                 queries: Mutex::new(Vec::new()),
+                series_delay: Mutex::new(Duration::ZERO),
             }
         }
     }
@@ -171,6 +213,8 @@ pub(crate) mod tests {
 
         fn series(&self, _: &str, _: i64, _: i64) -> Result<Vec<tsdb::Labels>, ExternalSourceError> {
             self.series_calls.fetch_add(1, Ordering::Relaxed);
+            let delay = *self.series_delay.lock();
+            std::thread::sleep(delay);
             if self.down.load(Ordering::Relaxed) {
                 return Err(ExternalSourceError::Unavailable("connection refused".into()));
             }
@@ -211,5 +255,38 @@ pub(crate) mod tests {
 
         let never = catalog.listing("other", 0, 1, false).unwrap_err();
         assert!(never.contains("connection refused"), "{never}");
+    }
+
+    #[test]
+    fn a_slow_refresh_does_not_hold_up_other_requests() {
+        let memory = source();
+        let catalog = Arc::new(ExternalCatalog::new(memory.clone(), Duration::from_millis(100)));
+        catalog.listing("q", 0, 1, false).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        *memory.series_delay.lock() = Duration::from_millis(800);
+        let refreshing = {
+            let catalog = catalog.clone();
+            std::thread::spawn(move || catalog.listing("q", 0, 1, false).map(|names| names.len()))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let asked = std::time::Instant::now();
+        let served = catalog.listing("q", 0, 1, false).unwrap();
+        assert!(asked.elapsed() < Duration::from_millis(400), "served the earlier listing at once");
+        assert!(served.contains_key("gpu_util"));
+        assert_eq!(refreshing.join().unwrap(), Ok(1));
+        assert_eq!(memory.series_calls.load(Ordering::Relaxed), 2, "one refresh, not two");
+
+        // With no listing yet, a second request waits for the first one's answer instead.
+        let fresh = source();
+        *fresh.series_delay.lock() = Duration::from_millis(300);
+        let catalog = Arc::new(ExternalCatalog::new(fresh.clone(), Duration::from_secs(60)));
+        let first = {
+            let catalog = catalog.clone();
+            std::thread::spawn(move || catalog.listing("q", 0, 1, false).is_ok())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(catalog.listing("q", 0, 1, false).is_ok(), "waited for the first listing");
+        assert!(first.join().unwrap());
+        assert_eq!(fresh.series_calls.load(Ordering::Relaxed), 1);
     }
 }
