@@ -51,6 +51,8 @@ pub enum ServerError {
     WebConfig(String),
     #[error("cannot start the worker threads: {0}")]
     Workers(#[source] std::io::Error),
+    #[error("forwarding: {0} (fix remote_write/global.external_labels in the --config file)")]
+    Forward(String),
 }
 
 /// A running server: the bound address and a handle to stop it.
@@ -66,17 +68,25 @@ pub struct Server {
     flush_task: JoinHandle<()>,
     /// Kubernetes scrape discovery and the cluster's refresh loops.
     cluster_tasks: Vec<JoinHandle<()>>,
+    /// One sender per `remote_write` destination.
+    forward_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Opens the store and starts every listener and background task.
     pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         let started = std::time::Instant::now();
-        let (db, read_only_reason) = open_store(&settings).await?;
+        let forward_plan = ForwardPlan::from_settings(&settings)?;
+        let store_bytes = settings.storage_size_bytes - forward_plan.as_ref().map_or(0, |plan| plan.queue_bytes);
+        let (db, read_only_reason) = open_store(&settings, store_bytes).await?;
         let db = Arc::new(db);
         let engine = Arc::new(query::Engine::new(db.clone(), settings.query.clone()));
 
         let mut registry = Registry::default();
+        let forwarder = match forward_plan {
+            Some(plan) => Some(plan.open(&settings.data_dir, &db, &mut registry)?),
+            None => None,
+        };
         registry.register_collector(Box::new(StoreCollector::new(db.clone())));
         let ingest_metrics = ingest::IngestMetrics::register(&mut registry);
         let reload_metrics = ReloadMetrics::register(&mut registry);
@@ -179,6 +189,7 @@ impl Server {
                 }
             }
         }
+        let forward_tasks = forwarder.map(|f| f.start(shutdown_rx.clone())).unwrap_or_default();
         let flush_task = tokio::spawn(store_upkeep(db, workers, settings.sync_interval, shutdown_rx));
 
         let wait = match settings.ready_after {
@@ -191,7 +202,17 @@ impl Server {
         }
         state.ready.store(true, Ordering::Release);
         tracing::info!(%local_addr, data_dir = %settings.data_dir.display(), "Ringtail is serving");
-        Ok(Server { local_addr, state, shutdown, http_task, scraper, adapter, flush_task, cluster_tasks })
+        Ok(Server {
+            local_addr,
+            state,
+            shutdown,
+            http_task,
+            scraper,
+            adapter,
+            flush_task,
+            cluster_tasks,
+            forward_tasks,
+        })
     }
 
     /// Stops listeners first, then background tasks, then flushes the store.
@@ -204,6 +225,9 @@ impl Server {
         self.scraper.stop().await;
         let http_result = self.http_task.await.map_err(|e| ServerError::Serve(std::io::Error::other(e)));
         self.adapter.join().await;
+        for task in self.forward_tasks {
+            let _ = task.await;
+        }
         let _ = self.flush_task.await;
         let db = self.state.db.clone();
         match tokio::task::spawn_blocking(move || db.flush()).await {
@@ -219,9 +243,9 @@ impl Server {
 /// the server: the store is opened read-only instead (queries, the metrics APIs and exports work;
 /// writes get 503), and the reason is returned for `/-/ready`. A data directory locked by another
 /// process is [`ServerError::Locked`]; any other failure is [`ServerError::Store`].
-async fn open_store(settings: &Settings) -> Result<(tsdb::Db, Option<Arc<str>>), ServerError> {
+async fn open_store(settings: &Settings, store_bytes: u64) -> Result<(tsdb::Db, Option<Arc<str>>), ServerError> {
     let mut options = tsdb::Options::new(&settings.data_dir);
-    options.storage_size_bytes = settings.storage_size_bytes;
+    options.storage_size_bytes = store_bytes;
     options.sync_interval = settings.sync_interval;
     options.retention = settings.retention;
     let store_error = |source: tsdb::Error| match source {
@@ -243,6 +267,72 @@ async fn open_store(settings: &Settings) -> Result<(tsdb::Db, Option<Arc<str>>),
             Ok((db, Some(reason.into())))
         }
         Err(source) => Err(store_error(source)),
+    }
+}
+
+/// Forwarding as the settings ask for it: the `remote_write` destinations, `global.external_labels`
+/// (environment variables expanded) and the queue's share of the storage budget.
+struct ForwardPlan {
+    destinations: Vec<ingest::forward::Destination>,
+    external_labels: Vec<(String, String)>,
+    queue_bytes: u64,
+}
+
+impl ForwardPlan {
+    /// `None` when no destination is configured.
+    fn from_settings(settings: &Settings) -> Result<Option<ForwardPlan>, ServerError> {
+        let Some(list) = &settings.remote_write_destinations else {
+            return Ok(None);
+        };
+        let destinations =
+            ingest::forward::Destination::resolve_all(list).map_err(|e| ServerError::Forward(e.to_string()))?;
+        if destinations.is_empty() {
+            return Ok(None);
+        }
+        let global: ingest::GlobalConfig = match &settings.global {
+            Some(value) => {
+                serde_yaml::from_value(value.clone()).map_err(|e| ServerError::Forward(format!("global: {e}")))?
+            }
+            None => ingest::GlobalConfig::default(),
+        };
+        let external_labels =
+            ingest::forward::expand_external_labels(&global.external_labels, |name| std::env::var(name).ok())
+                .map_err(|e| ServerError::Forward(e.to_string()))?;
+        let queue_bytes = settings
+            .forward_queue_size_bytes
+            .unwrap_or(settings.storage_size_bytes / 8)
+            .max(ingest::forward::MIN_QUEUE_BYTES);
+        if queue_bytes > settings.storage_size_bytes / 2 {
+            return Err(ServerError::Forward(format!(
+                "the forwarding queue ({queue_bytes} bytes) may take at most half of --storage-size ({} bytes): raise \
+                 --storage-size or lower --forward-queue-size",
+                settings.storage_size_bytes
+            )));
+        }
+        Ok(Some(ForwardPlan { destinations, external_labels, queue_bytes }))
+    }
+
+    /// Opens the queue in `<data dir>/forward` and makes the store tell it of every append.
+    fn open(
+        self,
+        data_dir: &std::path::Path,
+        db: &Arc<tsdb::Db>,
+        registry: &mut Registry,
+    ) -> Result<Arc<ingest::forward::Forwarder>, ServerError> {
+        let names: Vec<String> = self.destinations.iter().map(|d| format!("{} ({})", d.name, d.url)).collect();
+        let forwarder = ingest::forward::Forwarder::open(
+            &data_dir.join("forward"),
+            self.destinations,
+            self.external_labels,
+            self.queue_bytes,
+            registry,
+        )
+        .map_err(|e| ServerError::Forward(e.to_string()))?;
+        if db.set_append_observer(forwarder.clone()).is_err() {
+            return Err(ServerError::Forward("the store already has an append observer".into()));
+        }
+        tracing::info!(destinations = ?names, queue_bytes = self.queue_bytes, "forwarding every stored sample");
+        Ok(forwarder)
     }
 }
 

@@ -68,6 +68,11 @@ pub struct Settings {
     /// Remote-write request bytes in flight at once (compressed bodies plus their decompressed
     /// form) before senders get 503 + Retry-After.
     pub remote_write_max_inflight_bytes: usize,
+    /// `remote_write` destinations from the config file (Prometheus's list, YAML as written);
+    /// `None`: nothing is forwarded.
+    pub remote_write_destinations: Option<serde_yaml::Value>,
+    /// Disk the forwarding queue may use, taken out of `storage_size_bytes`; `None`: an eighth.
+    pub forward_queue_size_bytes: Option<u64>,
     /// `global` from the config file, if any (YAML as written).
     pub global: Option<serde_yaml::Value>,
     /// `scrape_configs` from the config file; `None` means the embedded default (scrape self).
@@ -182,6 +187,8 @@ impl Default for Settings {
             remote_write_max_body_bytes: crate::http::remote_write::DEFAULT_MAX_BODY_BYTES,
             remote_write_bearer_token_file: None,
             remote_write_max_inflight_bytes: crate::http::remote_write::DEFAULT_MAX_INFLIGHT_BYTES,
+            remote_write_destinations: None,
+            forward_queue_size_bytes: None,
             global: None,
             scrape_configs: None,
             adapter: AdapterSettings::default(),
@@ -268,8 +275,14 @@ pub struct SettingsLayer {
     #[command(flatten)]
     #[serde(default, deserialize_with = "null_as_default")]
     pub query: QueryLayer,
+    /// Disk the forwarding queue (`remote_write` destinations in the --config file) may use,
+    /// taken out of --storage-size; a size as --storage-size [default: an eighth of
+    /// --storage-size].
+    #[arg(long, value_name = "SIZE", value_parser = crate::byte_size::parse_byte_size)]
+    #[serde(default, deserialize_with = "storage_size_text")]
+    pub forward_queue_size: Option<u64>,
     #[command(flatten)]
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "receiver_or_destinations")]
     pub remote_write: RemoteWriteLayer,
     #[command(flatten)]
     #[serde(default, deserialize_with = "null_as_default")]
@@ -291,7 +304,8 @@ pub struct SettingsLayer {
     #[arg(long)]
     #[serde(default)]
     pub no_cluster_auth: bool,
-    /// Prometheus-shaped `global` block (scrape_interval, scrape_timeout; external labels ignored).
+    /// Prometheus-shaped `global` block (scrape_interval, scrape_timeout, and external_labels for
+    /// forwarding).
     #[arg(skip)]
     pub global: Option<serde_yaml::Value>,
     /// Prometheus-shaped scrape configs, handed to the scraper as they are.
@@ -333,6 +347,10 @@ pub struct RemoteWriteLayer {
     /// form); past it senders wait, then get 503 with Retry-After [default: 268435456 = 256 MiB].
     #[arg(long = "remote-write-max-inflight-bytes", value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,
+    /// The file's `remote_write` written as Prometheus's list of destinations (forwarding).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub destinations: Option<serde_yaml::Value>,
 }
 
 /// Ingestion limits (`limits:` in the file): a remote-write series over one is refused alone
@@ -469,6 +487,7 @@ impl Settings {
             cpu_limit_headroom,
             ready_after,
             query,
+            forward_queue_size,
             remote_write,
             web,
             limits,
@@ -493,6 +512,8 @@ impl Settings {
         set(&mut self.remote_write_max_body_bytes, remote_write.max_body_bytes);
         set_optional(&mut self.remote_write_bearer_token_file, remote_write.bearer_token_file);
         set(&mut self.remote_write_max_inflight_bytes, remote_write.max_inflight_bytes);
+        set_optional(&mut self.remote_write_destinations, remote_write.destinations);
+        set_optional(&mut self.forward_queue_size_bytes, forward_queue_size);
         set_optional(&mut self.global, global);
         set_optional(&mut self.scrape_configs, scrape_configs);
         self.adapter.layer(adapter);
@@ -672,6 +693,18 @@ fn storage_size_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
 }
 
 /// Serde glue for a block written with no keys (`adapter:` alone), which YAML reads as null.
+/// `remote_write:` in the file is either the receiver's limits (a mapping, Ringtail's keys) or,
+/// as in a Prometheus config, a list of destinations to forward to.
+fn receiver_or_destinations<'de, D: Deserializer<'de>>(d: D) -> Result<RemoteWriteLayer, D::Error> {
+    match Option::<serde_yaml::Value>::deserialize(d)? {
+        None | Some(serde_yaml::Value::Null) => Ok(RemoteWriteLayer::default()),
+        Some(list @ serde_yaml::Value::Sequence(_)) => {
+            Ok(RemoteWriteLayer { destinations: Some(list), ..RemoteWriteLayer::default() })
+        }
+        Some(mapping) => serde_yaml::from_value(mapping).map_err(serde::de::Error::custom),
+    }
+}
+
 fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
@@ -754,6 +787,28 @@ mod tests {
         assert!(!settings.cluster.authentication);
         let standalone = Settings::from_sources(Some(&path), flags(&["--standalone"])).unwrap();
         assert_eq!(standalone.cluster.mode, ClusterMode::Standalone);
+    }
+
+    #[test]
+    fn remote_write_as_a_list_is_forwarding_and_as_a_mapping_the_receivers_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "remote_write:\n- url: http://vm:8428/api/v1/write\nforward_queue_size: 64MiB\n")
+            .unwrap();
+        let settings = Settings::from_sources(Some(&path), flags(&["--remote-write-max-body-bytes", "20"])).unwrap();
+        let list = settings.remote_write_destinations.expect("destinations");
+        assert_eq!(list[0]["url"].as_str(), Some("http://vm:8428/api/v1/write"));
+        assert_eq!(settings.forward_queue_size_bytes, Some(64 << 20));
+        assert_eq!(settings.remote_write_max_body_bytes, 20, "the receiver's flags still apply");
+
+        std::fs::write(&path, "remote_write: {max_body_bytes: 10}\n").unwrap();
+        let settings = Settings::from_sources(Some(&path), flags(&[])).unwrap();
+        assert!(settings.remote_write_destinations.is_none());
+        assert_eq!(settings.remote_write_max_body_bytes, 10);
+
+        std::fs::write(&path, "remote_write: {url: http://vm}\n").unwrap();
+        let err = Settings::from_sources(Some(&path), flags(&[])).unwrap_err().to_string();
+        assert!(err.contains("url"), "a destination must be a list entry: {err}");
     }
 
     #[test]

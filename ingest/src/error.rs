@@ -48,13 +48,8 @@ pub enum ConfigError {
     Regex { regex: String, reason: String },
     #[error("relabel config: {0}")]
     Relabel(String),
-    #[error("scrape config {job:?}: cannot read {path}: {source}")]
-    File {
-        job: String,
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("scrape config {job:?}: cannot build the HTTP client: {message}")]
     Client { job: String, message: String },
+    #[error("remote_write {destination:?}: {message}")]
+    Forward { destination: String, message: String },
 }

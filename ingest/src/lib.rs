@@ -17,6 +17,8 @@
 //!   Prometheus relabeling.
 //! - `limits`: [`IngestLimits`], the refusals they make ([`LimitRefusals`]) and the live-series
 //!   cap and new-series token bucket ([`SeriesAdmission`]).
+//! - [`forward`]: the remote-write sender — every stored sample queued on disk before its append
+//!   returns and sent to each `remote_write` destination (Prometheus's shape and metrics).
 //! - `metrics`: ingestion's self-metrics ([`IngestMetrics`]); `error`: the crate's errors.
 //!   Samples are stamped with the store's one clock, `tsdb::now_ms`.
 //!
@@ -50,6 +52,7 @@
 
 mod error;
 pub mod exposition;
+pub mod forward;
 mod limits;
 mod metrics;
 pub mod proto;

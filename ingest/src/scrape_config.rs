@@ -78,8 +78,40 @@ fn default_auth_type() -> String {
 pub struct TlsConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to the server, with `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+}
+
+impl TlsConfig {
+    /// Puts these settings on an HTTP client being built: the CA (added to the system roots),
+    /// the client certificate and key, and `insecure_skip_verify`.
+    pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+        let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        let mut builder = builder.danger_accept_invalid_certs(self.insecure_skip_verify);
+        if let Some(ca_file) = &self.ca_file {
+            let certificate = reqwest::Certificate::from_pem(&read(ca_file)?)
+                .map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => {}
+            (Some(cert_file), Some(key_file)) => {
+                let mut pem = read(cert_file)?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&read(key_file)?);
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| format!("cert_file {} / key_file {}: {e}", cert_file.display(), key_file.display()))?;
+                builder = builder.identity(identity);
+            }
+            _ => return Err("tls_config needs both cert_file and key_file, or neither".into()),
+        }
+        Ok(builder)
+    }
 }
 
 /// One `kubernetes_sd_configs` entry. The scraper itself does not watch Kubernetes (that needs a
@@ -221,6 +253,71 @@ pub enum Auth {
     Authorization { kind: String, credentials: Option<String>, credentials_file: Option<PathBuf> },
 }
 
+impl Auth {
+    /// The one authentication `basic_auth`, `authorization` and `bearer_token(_file)` name (at
+    /// most one of them may be set).
+    pub(crate) fn resolve(
+        basic_auth: Option<&BasicAuth>,
+        authorization: Option<&Authorization>,
+        bearer_token: Option<&String>,
+        bearer_token_file: Option<&PathBuf>,
+    ) -> Result<Auth, String> {
+        let bearer = bearer_token.is_some() || bearer_token_file.is_some();
+        if [basic_auth.is_some(), authorization.is_some(), bearer].iter().filter(|b| **b).count() > 1 {
+            return Err("at most one of basic_auth, authorization and bearer_token(_file) may be set".into());
+        }
+        Ok(if let Some(basic) = basic_auth {
+            Auth::Basic {
+                username: basic.username.clone(),
+                password: basic.password.clone(),
+                password_file: basic.password_file.clone(),
+            }
+        } else if let Some(a) = authorization {
+            Auth::Authorization {
+                kind: a.kind.clone(),
+                credentials: a.credentials.clone(),
+                credentials_file: a.credentials_file.clone(),
+            }
+        } else if bearer {
+            Auth::Authorization {
+                kind: "Bearer".into(),
+                credentials: bearer_token.cloned(),
+                credentials_file: bearer_token_file.cloned(),
+            }
+        } else {
+            Auth::None
+        })
+    }
+
+    /// Puts the credentials on a request (files are read now, so a rotated secret is used at
+    /// once).
+    pub(crate) fn apply(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, String> {
+        Ok(match self {
+            Auth::None => request,
+            Auth::Basic { username, password, password_file } => {
+                let password = match password_file {
+                    Some(path) => Some(read_secret(path)?),
+                    None => password.clone(),
+                };
+                request.basic_auth(username, password)
+            }
+            Auth::Authorization { kind, credentials, credentials_file } => {
+                let credentials = match credentials_file {
+                    Some(path) => read_secret(path)?,
+                    None => credentials.clone().unwrap_or_default(),
+                };
+                request.header(reqwest::header::AUTHORIZATION, format!("{kind} {credentials}"))
+            }
+        })
+    }
+}
+
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 /// A job with every default resolved and its relabel rules compiled.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -284,38 +381,13 @@ impl Job {
         if config.scheme != "http" && config.scheme != "https" {
             return Err(invalid(name, format!("scheme must be http or https, not {:?}", config.scheme)));
         }
-        let auth_count = [
-            config.basic_auth.is_some(),
-            config.authorization.is_some(),
-            config.bearer_token.is_some() || config.bearer_token_file.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if auth_count > 1 {
-            return Err(invalid(name, "at most one of basic_auth, authorization and bearer_token(_file) may be set"));
-        }
-        let auth = if let Some(basic) = &config.basic_auth {
-            Auth::Basic {
-                username: basic.username.clone(),
-                password: basic.password.clone(),
-                password_file: basic.password_file.clone(),
-            }
-        } else if let Some(a) = &config.authorization {
-            Auth::Authorization {
-                kind: a.kind.clone(),
-                credentials: a.credentials.clone(),
-                credentials_file: a.credentials_file.clone(),
-            }
-        } else if config.bearer_token.is_some() || config.bearer_token_file.is_some() {
-            Auth::Authorization {
-                kind: "Bearer".into(),
-                credentials: config.bearer_token.clone(),
-                credentials_file: config.bearer_token_file.clone(),
-            }
-        } else {
-            Auth::None
-        };
+        let auth = Auth::resolve(
+            config.basic_auth.as_ref(),
+            config.authorization.as_ref(),
+            config.bearer_token.as_ref(),
+            config.bearer_token_file.as_ref(),
+        )
+        .map_err(|message| invalid(name, message))?;
         let relabel = Relabeler::new(&config.relabel_configs).map_err(|e| invalid(name, e.to_string()))?;
         let metric_relabel =
             Relabeler::new(&config.metric_relabel_configs).map_err(|e| invalid(name, e.to_string()))?;
@@ -340,7 +412,7 @@ impl Job {
     }
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
     text.map(|t| {
         humantime::parse_duration(&t).map_err(|e| serde::de::Error::custom(format!("invalid duration {t:?}: {e}")))

@@ -3,8 +3,8 @@
 //!
 //! Map of the crate:
 //! - `db`: the public face ([`Db`]): the value, its series table and lock order (`db/mod.rs`);
-//!   opening and recovery (`db/recover.rs`); the write path, one door for samples
-//!   (`db/append.rs`); select, latest samples, series and label listing (`db/read.rs`); the
+//!   opening and recovery (`db/recover.rs`); the write path, one door for samples, and the
+//!   [`AppendObserver`] it tells of every stored sample (`db/append.rs`); select, latest samples, series and label listing (`db/read.rs`); the
 //!   background work that keeps the store in its budget: idle open chunks closed, dead series
 //!   removed, the series log compacted (`db/maintain.rs`); figures (`db/stats.rs`,
 //!   `db/cardinality.rs`).
@@ -66,8 +66,8 @@ mod series_log;
 mod storage;
 
 pub use db::{
-    AppendReport, Cardinality, Db, LatestSample, MaintenanceReport, Rejection, SeriesId, SeriesKey, SeriesSamples,
-    Stats, WriteHealth,
+    AcceptedSample, AppendObserver, AppendReport, Cardinality, Db, LatestSample, MaintenanceReport, Rejection,
+    SeriesId, SeriesKey, SeriesSamples, Stats, WriteHealth,
 };
 pub use error::{Error, RejectReason};
 pub use labels::{

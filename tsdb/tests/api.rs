@@ -387,3 +387,50 @@ both_backends! {
         check(&db, &mut rng, newest);
     }
 }
+
+/// Records what an observer is told.
+#[derive(Default)]
+struct Recorder(parking_lot::Mutex<Vec<(tsdb::Labels, i64, f64)>>);
+
+impl tsdb::AppendObserver for Recorder {
+    fn appended(&self, db: &Db, accepted: &[tsdb::AcceptedSample]) {
+        let mut seen = self.0.lock();
+        for a in accepted {
+            let labels = db.series_labels(a.series).expect("an accepted sample's series is live");
+            seen.push((labels, a.sample.ts_ms, a.sample.value));
+        }
+    }
+}
+
+both_backends! {
+    fn the_observer_is_told_of_stored_samples_only(store) {
+        let db = Db::open(store.options()).unwrap();
+        let recorder = Arc::new(Recorder::default());
+        assert!(db.set_append_observer(recorder.clone()).is_ok());
+        assert!(db.set_append_observer(recorder.clone()).is_err(), "one observer only");
+        let a = [("__name__", "m"), ("pod", "a")];
+        let b = [("__name__", "m"), ("pod", "b")];
+        let now = tsdb::now_ms();
+        let first = [Sample::new(now, 1.0), Sample::new(now + 1, 2.0)];
+        db.append(&[SeriesSamples::labels(&a, &first), SeriesSamples::labels(&b, &first[..1])]).unwrap();
+        // An exact repeat, an out-of-order and a conflicting sample are not told; the new one is.
+        let id_a = db.lookup(&a).unwrap();
+        let second = [Sample::new(now + 1, 2.0), Sample::new(now + 2, 3.0)];
+        let report = db
+            .append(&[SeriesSamples::id(id_a, &second), SeriesSamples::labels(&b, &[Sample::new(now - 5, 9.0)])])
+            .unwrap();
+        assert_eq!((report.appended, report.duplicates, report.rejections.len()), (1, 1, 1));
+        let seen: Vec<(String, i64, f64)> =
+            recorder.0.lock().iter().map(|(l, ts, v)| (l.get("pod").unwrap_or_default().to_string(), *ts, *v)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("a".to_string(), now, 1.0),
+                ("a".to_string(), now + 1, 2.0),
+                ("b".to_string(), now, 1.0),
+                ("a".to_string(), now + 2, 3.0)
+            ]
+        );
+        assert!(db.series_labels(tsdb::SeriesId(9_999)).is_none());
+    }
+}

@@ -18,7 +18,7 @@ use crate::exposition::{Format, SCRAPE_ACCEPT_HEADER};
 use crate::limits::IngestLimits;
 use crate::metrics::IngestMetrics;
 pub use crate::scrape_config::TargetGroup;
-use crate::scrape_config::{Auth, Job, ScrapeConfigs};
+use crate::scrape_config::{Job, ScrapeConfigs};
 use page::TargetState;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -213,20 +213,8 @@ impl ScrapeManager {
 
 fn build_client(job: &Job, options: &ScrapeManagerOptions) -> Result<reqwest::Client, ConfigError> {
     let client_error = |message: String| ConfigError::Client { job: job.name.clone(), message };
-    let mut builder = reqwest::Client::builder()
-        .user_agent(options.user_agent.clone())
-        .gzip(true)
-        .no_proxy()
-        .danger_accept_invalid_certs(job.tls.insecure_skip_verify);
-    if let Some(ca_file) = &job.tls.ca_file {
-        let pem = std::fs::read(ca_file).map_err(|source| ConfigError::File {
-            job: job.name.clone(),
-            path: ca_file.clone(),
-            source,
-        })?;
-        let certificate = reqwest::Certificate::from_pem(&pem).map_err(|e| client_error(format!("ca_file: {e}")))?;
-        builder = builder.add_root_certificate(certificate);
-    }
+    let builder = reqwest::Client::builder().user_agent(options.user_agent.clone()).gzip(true).no_proxy();
+    let builder = job.tls.apply(builder).map_err(client_error)?;
     builder.build().map_err(|e| client_error(e.to_string()))
 }
 
@@ -345,23 +333,7 @@ async fn fetch(target: &Target) -> Result<Fetched, String> {
         .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
         .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", job.timeout.as_secs_f64()))
         .timeout(job.timeout);
-    request = match &job.auth {
-        Auth::None => request,
-        Auth::Basic { username, password, password_file } => {
-            let password = match password_file {
-                Some(path) => Some(read_secret(path)?),
-                None => password.clone(),
-            };
-            request.basic_auth(username, password)
-        }
-        Auth::Authorization { kind, credentials, credentials_file } => {
-            let credentials = match credentials_file {
-                Some(path) => read_secret(path)?,
-                None => credentials.clone().unwrap_or_default(),
-            };
-            request.header(reqwest::header::AUTHORIZATION, format!("{kind} {credentials}"))
-        }
-    };
+    request = job.auth.apply(request)?;
     let work = async {
         let mut response = request.send().await.map_err(describe_reqwest)?;
         let status = response.status();
@@ -384,12 +356,6 @@ async fn fetch(target: &Target) -> Result<Fetched, String> {
         Ok(result) => result,
         Err(_) => Err(format!("scrape timed out after {:?}", job.timeout)),
     }
-}
-
-fn read_secret(path: &std::path::Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// reqwest's top-level message hides the cause (connection refused, timeout); add the chain.

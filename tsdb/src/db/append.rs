@@ -79,6 +79,22 @@ pub struct AppendReport {
     pub removed: Vec<usize>,
 }
 
+/// A sample the store accepted and stored, as an [`AppendObserver`] is told of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AcceptedSample {
+    pub series: SeriesId,
+    pub sample: Sample,
+}
+
+/// Told of every sample the store stores, once per [`Db::append`] call, after the samples are in
+/// the store and before `append` returns — so before the writer acknowledges its client. Exact
+/// repeats and refused samples are left out; each series' samples come in the order they were
+/// stored. An observer must not append to the same store (it would be told of its own writes);
+/// it may read it (e.g. [`Db::series_labels`] for a series it has not seen).
+pub trait AppendObserver: Send + Sync {
+    fn appended(&self, db: &Db, accepted: &[AcceptedSample]);
+}
+
 /// What happened to one sample.
 enum Outcome {
     Appended,
@@ -106,12 +122,25 @@ impl Db {
         if self.options.read_only {
             return Err(Error::ReadOnly("opened read-only".into()));
         }
-        let result = self.append_batch(batch);
+        let observer = self.observer.get();
+        let mut accepted = observer.map(|_| Vec::new());
+        let result = self.append_batch(batch, accepted.as_mut());
         self.note_write_outcome(&result);
+        if let (Some(observer), Some(accepted)) = (observer, accepted) {
+            // Told even when the batch failed part-way: what was stored before the failure stays
+            // stored (and a client's retry sends it again as exact repeats, which are not told).
+            if !accepted.is_empty() {
+                observer.appended(self, &accepted);
+            }
+        }
         result
     }
 
-    fn append_batch(&self, batch: &[SeriesSamples<'_>]) -> Result<AppendReport, Error> {
+    fn append_batch(
+        &self,
+        batch: &[SeriesSamples<'_>],
+        mut accepted: Option<&mut Vec<AcceptedSample>>,
+    ) -> Result<AppendReport, Error> {
         let mut created = 0u64;
         let ids = self.series_ids(batch, &mut created)?;
         let cutoff = self.retention_cutoff_ms();
@@ -133,7 +162,12 @@ impl Db {
             let mut state = cell.lock();
             for sample in entry.samples.iter() {
                 match self.append_one(&table, &mut state, id, *sample, cutoff, &mut delta) {
-                    Ok(outcome) => self.account(outcome, index, sample.ts_ms, &mut report),
+                    Ok(outcome) => {
+                        if let (Some(accepted), Outcome::Appended) = (accepted.as_deref_mut(), &outcome) {
+                            accepted.push(AcceptedSample { series: SeriesId(u64::from(id)), sample: *sample });
+                        }
+                        self.account(outcome, index, sample.ts_ms, &mut report)
+                    }
                     Err(e) => {
                         result = Err(e);
                         break 'entries;
@@ -147,7 +181,7 @@ impl Db {
         result?;
         // A series named by labels that was removed while this batch ran is created anew.
         for index in vanished {
-            let again = self.append_batch(&batch[index..=index])?;
+            let again = self.append_batch(&batch[index..=index], accepted.as_deref_mut())?;
             report.appended += again.appended;
             report.duplicates += again.duplicates;
             report.series_created += again.series_created;

@@ -29,7 +29,7 @@ mod read;
 mod recover;
 mod stats;
 
-pub use append::{AppendReport, Rejection, SeriesKey, SeriesSamples};
+pub use append::{AcceptedSample, AppendObserver, AppendReport, Rejection, SeriesKey, SeriesSamples};
 pub use cardinality::Cardinality;
 pub use maintain::MaintenanceReport;
 pub use read::LatestSample;
@@ -275,6 +275,8 @@ pub struct Db {
     /// `Index::next_id` at the previous maintenance pass: a series below it that never got a
     /// sample has had a whole pass to get one.
     maintained_below_id: AtomicU32,
+    /// Told of every stored sample (forwarding); set at most once.
+    observer: std::sync::OnceLock<std::sync::Arc<dyn AppendObserver>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -287,6 +289,22 @@ impl Db {
     /// The options the store was opened with.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Installs the one [`AppendObserver`] (every later append tells it of the samples it
+    /// stored). Returns the observer back when one is installed already.
+    pub fn set_append_observer(
+        &self,
+        observer: std::sync::Arc<dyn AppendObserver>,
+    ) -> Result<(), std::sync::Arc<dyn AppendObserver>> {
+        self.observer.set(observer)
+    }
+
+    /// The label set of a live series, by id (`None` once it has been removed).
+    pub fn series_labels(&self, id: SeriesId) -> Option<Labels> {
+        let id = u32::try_from(id.0).ok()?;
+        let index = self.index.read();
+        index.contains(id).then(|| index.labels_projected(id, &index.projection(None)))
     }
 
     /// Returns the id of the series with these labels, creating it (without samples) if needed.

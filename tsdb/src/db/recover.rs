@@ -168,6 +168,7 @@ impl Db {
             series_created: AtomicU64::new(0),
             series_removed: AtomicU64::new(0),
             maintained_below_id: AtomicU32::new(next_id),
+            observer: std::sync::OnceLock::new(),
         };
         if recovered.skipped_stretches > 0 && !db.options.read_only {
             db.compact_series_log()?;
