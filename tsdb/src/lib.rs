@@ -4,10 +4,10 @@
 //! Map of the crate:
 //! - `db`: the public face ([`Db`]): the value, its series table and lock order (`db/mod.rs`);
 //!   opening and recovery (`db/recover.rs`); the write path, one door for samples, and the
-//!   [`AppendObserver`] it tells of every stored sample (`db/append.rs`); select, latest samples, series and label listing (`db/read.rs`); the
-//!   background work that keeps the store in its budget: idle open chunks closed, dead series
-//!   removed, the series log compacted (`db/maintain.rs`); figures (`db/stats.rs`,
-//!   `db/cardinality.rs`).
+//!   [`AppendObserver`] it tells of every stored sample (`db/append.rs`); select, latest
+//!   samples, series and label listing (`db/read.rs`); the background work that keeps the store
+//!   in its budget: idle open chunks closed, dead series removed, the series log compacted
+//!   (`db/maintain.rs`); figures (`db/stats.rs`, `db/cardinality.rs`).
 //! - `paged`: vectors by series id that give memory back when series die.
 //! - `options`: [`Options`], how a store is opened (directory, backend, budget, segment size).
 //! - `index` (+ `index/postings`, `index/selection_cache`): label set ↔ series id and label →

@@ -9,6 +9,7 @@
 //! timeout or an answer over [`MAX_ANSWER_BYTES`]); nothing here ever turns into a value.
 
 use super::provider::{ExternalSource, ExternalSourceError};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -158,8 +159,8 @@ impl HttpQuerySource {
         Ok(HttpQuerySource { client, base, settings, runtime })
     }
 
-    /// Sends one call (`path` with `params`) and reads its `data`.
-    fn call(&self, path: &str, params: Vec<(&'static str, String)>) -> Result<serde_json::Value, ExternalSourceError> {
+    /// Sends one call (`path` with `params`) and returns its status and body.
+    fn call(&self, path: &str, params: Vec<(&'static str, String)>) -> Result<(u16, Vec<u8>), ExternalSourceError> {
         let mut request = match self.settings.verb {
             HttpVerb::Get => self.client.get(format!("{}{path}", self.base)).query(&params),
             HttpVerb::Post => self.client.post(format!("{}{path}", self.base)).form(&params),
@@ -176,10 +177,9 @@ impl HttpQuerySource {
         self.runtime.spawn(async move {
             let _ = sender.send(read_answer(request).await);
         });
-        let (status, body) = receiver
+        receiver
             .recv_timeout(self.settings.timeout + Duration::from_secs(1))
-            .map_err(|_| ExternalSourceError::Unavailable(format!("no answer within {:?}", self.settings.timeout)))??;
-        parse_answer(status, &body)
+            .map_err(|_| ExternalSourceError::Unavailable(format!("no answer within {:?}", self.settings.timeout)))?
     }
 }
 
@@ -221,25 +221,32 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
     message
 }
 
+/// The envelope of a Prometheus API answer, its `data` typed by the call. Strings borrow from
+/// the body where they hold no escapes (a 1000-pod answer is parsed without building a tree).
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "T: serde::Deserialize<'de>"))]
+struct Answer<'a, T> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
+    #[serde(default, rename = "errorType", borrow)]
+    error_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    error: Cow<'a, str>,
+}
+
 /// The `data` of a Prometheus API answer, or why there is none: the API's own error for the
 /// query (400 `bad_data`, 422 execution) is `Refused`; everything else — 5xx, 429, a proxy's or
 /// an authenticating gateway's refusal (vmauth answers an unknown token with 400 and text),
 /// anything that is not the API's JSON — is `Unavailable`.
-fn parse_answer(status: u16, body: &[u8]) -> Result<serde_json::Value, ExternalSourceError> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        status: String,
-        #[serde(default)]
-        data: serde_json::Value,
-        #[serde(default, rename = "errorType")]
-        error_type: String,
-        #[serde(default)]
-        error: String,
-    }
-    let parsed: Result<Answer, _> = serde_json::from_slice(body);
+fn parse_answer<'a, T: serde::Deserialize<'a>>(status: u16, body: &'a [u8]) -> Result<T, ExternalSourceError> {
+    let parsed: Result<Answer<'a, T>, _> = serde_json::from_slice(body);
     let excerpt = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     match parsed {
-        Ok(answer) if (200..300).contains(&status) && answer.status == "success" => Ok(answer.data),
+        Ok(answer) if (200..300).contains(&status) && answer.status == "success" => answer
+            .data
+            .ok_or_else(|| ExternalSourceError::Unavailable(format!("HTTP {status}: a success without data"))),
         Ok(answer) => {
             let message = format!("HTTP {status}: {} {}", answer.error_type, answer.error).trim_end().to_string();
             Err(classify(status, message))
@@ -269,51 +276,169 @@ fn parse_sample_value(text: &str) -> Option<f64> {
     }
 }
 
-/// `[1712345678.123, "1.5"]` as `(ms, value)`.
-fn parse_point(point: &serde_json::Value) -> Option<(i64, f64)> {
-    let [ts, value] = point.as_array()?.as_slice() else { return None };
-    let ts_ms = (ts.as_f64()? * 1000.0).round();
+/// `[1712345678.123, "1.5"]`.
+type Point<'a> = (f64, Cow<'a, str>);
+
+/// A point as `(ms, value)`.
+fn parse_point((ts, value): &Point<'_>) -> Option<(i64, f64)> {
+    let ts_ms = (ts * 1000.0).round();
     if !ts_ms.is_finite() {
         return None;
     }
-    Some((ts_ms as i64, parse_sample_value(value.as_str()?)?))
+    Some((ts_ms as i64, parse_sample_value(value)?))
 }
 
-/// A JSON object of strings as labels.
-fn parse_labels(object: &serde_json::Value) -> Option<tsdb::Labels> {
-    let object = object.as_object()?;
-    let mut pairs = Vec::with_capacity(object.len());
-    for (name, value) in object {
-        pairs.push((name.as_str(), value.as_str()?));
+/// A JSON object of strings, as label pairs in the order written.
+struct LabelPairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for LabelPairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = LabelPairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of label names and string values")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((name, value)) = map.next_entry::<Borrowed<'a>, Borrowed<'a>>()? {
+                    pairs.push((name.0, value.0));
+                }
+                Ok(LabelPairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
     }
-    Some(tsdb::Labels::from_pairs(pairs))
+}
+
+/// A string borrowed from the body when it can be.
+struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Borrowed<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Inner<'a>(#[serde(borrow)] Cow<'a, str>);
+        Inner::deserialize(deserializer).map(|inner| Borrowed(inner.0))
+    }
+}
+
+impl LabelPairs<'_> {
+    fn labels(&self) -> tsdb::Labels {
+        tsdb::Labels::from_pairs(self.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref())))
+    }
+}
+
+/// One element of a vector (or a matrix, whose `values` are not read).
+#[derive(serde::Deserialize)]
+struct ResultItem<'a> {
+    #[serde(borrow)]
+    metric: LabelPairs<'a>,
+    #[serde(default, borrow)]
+    value: Option<Point<'a>>,
+}
+
+/// An instant query's `data`: `result` is read by the `resultType` written before it (as every
+/// Prometheus-compatible API writes them); written the other way round it is read as JSON first.
+enum QueryData<'a> {
+    Vector(Vec<ResultItem<'a>>),
+    Scalar(Point<'a>),
+    Other(String),
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for QueryData<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = QueryData<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a query answer's data: resultType and result")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                use serde::de::Error;
+                let mut result_type: Option<Borrowed<'a>> = None;
+                let mut early_result: Option<serde_json::Value> = None;
+                let mut data: Option<QueryData<'a>> = None;
+                while let Some(key) = map.next_key::<Borrowed<'a>>()? {
+                    match (key.0.as_ref(), result_type.as_ref().map(|t| t.0.as_ref())) {
+                        ("resultType", _) => result_type = Some(map.next_value()?),
+                        ("result", Some("vector")) => data = Some(QueryData::Vector(map.next_value()?)),
+                        ("result", Some("scalar")) => data = Some(QueryData::Scalar(map.next_value()?)),
+                        ("result", Some(other)) => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            data = Some(QueryData::Other(other.to_string()));
+                        }
+                        ("result", None) => early_result = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                if let Some(data) = data {
+                    return Ok(data);
+                }
+                let result_type = result_type.ok_or_else(|| M::Error::custom("no resultType"))?.0;
+                let result = early_result.ok_or_else(|| M::Error::custom("no result"))?;
+                let owned = |e: serde_json::Error| M::Error::custom(e.to_string());
+                Ok(match result_type.as_ref() {
+                    "vector" => {
+                        let items: Vec<ResultItem<'static>> =
+                            <Vec<OwnedItem> as serde::Deserialize>::deserialize(result)
+                                .map_err(owned)?
+                                .into_iter()
+                                .map(OwnedItem::into_item)
+                                .collect();
+                        QueryData::Vector(items)
+                    }
+                    "scalar" => {
+                        let (ts, value): (f64, String) = serde::Deserialize::deserialize(result).map_err(owned)?;
+                        QueryData::Scalar((ts, Cow::Owned(value)))
+                    }
+                    other => QueryData::Other(other.to_string()),
+                })
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// A vector element read from an already parsed JSON value (a `result` written before its
+/// `resultType`).
+#[derive(serde::Deserialize)]
+struct OwnedItem {
+    metric: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    value: Option<(f64, String)>,
+}
+
+impl OwnedItem {
+    fn into_item(self) -> ResultItem<'static> {
+        ResultItem {
+            metric: LabelPairs(self.metric.into_iter().map(|(n, v)| (Cow::Owned(n), Cow::Owned(v))).collect()),
+            value: self.value.map(|(ts, v)| (ts, Cow::Owned(v))),
+        }
+    }
 }
 
 /// An instant query's `data` as a value (a vector or a scalar; anything else is an error).
-fn parse_query_data(data: &serde_json::Value) -> Result<query::Value, ExternalSourceError> {
+fn query_value(data: QueryData<'_>) -> Result<query::Value, ExternalSourceError> {
     let malformed = |what: &str| ExternalSourceError::Unavailable(format!("malformed query answer: {what}"));
-    let result = data.get("result").ok_or_else(|| malformed("no result"))?;
-    match data.get("resultType").and_then(|t| t.as_str()) {
-        Some("vector") => {
-            let items = result.as_array().ok_or_else(|| malformed("the vector is not a list"))?;
+    match data {
+        QueryData::Vector(items) => {
             let mut samples = Vec::with_capacity(items.len());
-            for item in items {
-                let labels =
-                    item.get("metric").and_then(parse_labels).ok_or_else(|| malformed("a sample without labels"))?;
+            for item in &items {
                 let (ts_ms, value) =
-                    item.get("value").and_then(parse_point).ok_or_else(|| malformed("a sample without a value"))?;
-                samples.push(query::InstantSample { labels, ts_ms, value });
+                    item.value.as_ref().and_then(parse_point).ok_or_else(|| malformed("a sample without a value"))?;
+                samples.push(query::InstantSample { labels: item.metric.labels(), ts_ms, value });
             }
             Ok(query::Value::Vector(samples))
         }
-        Some("scalar") => {
-            let (ts_ms, value) = parse_point(result).ok_or_else(|| malformed("a scalar without a value"))?;
+        QueryData::Scalar(point) => {
+            let (ts_ms, value) = parse_point(&point).ok_or_else(|| malformed("a scalar without a value"))?;
             Ok(query::Value::Scalar { ts_ms, value })
         }
-        Some(other) => Err(ExternalSourceError::Refused(format!(
+        QueryData::Other(other) => Err(ExternalSourceError::Refused(format!(
             "the query returned a {other}; a metric needs a vector or a scalar"
         ))),
-        None => Err(malformed("no resultType")),
     }
 }
 
@@ -329,23 +454,15 @@ impl ExternalSource for HttpQuerySource {
 
     fn series(&self, selector: &str, start_ms: i64, end_ms: i64) -> Result<Vec<tsdb::Labels>, ExternalSourceError> {
         let params = vec![("match[]", selector.to_string()), ("start", api_time(start_ms)), ("end", api_time(end_ms))];
-        let data = self.call("/api/v1/series", params)?;
-        let items = data
-            .as_array()
-            .ok_or_else(|| ExternalSourceError::Unavailable("malformed series answer: not a list".into()))?;
-        items
-            .iter()
-            .map(|item| {
-                parse_labels(item).ok_or_else(|| {
-                    ExternalSourceError::Unavailable("malformed series answer: a label set of non-strings".into())
-                })
-            })
-            .collect()
+        let (status, body) = self.call("/api/v1/series", params)?;
+        let items: Vec<LabelPairs<'_>> = parse_answer(status, &body)?;
+        Ok(items.iter().map(LabelPairs::labels).collect())
     }
 
     fn instant_query(&self, query: &str, ts_ms: i64) -> Result<query::Value, ExternalSourceError> {
-        let data = self.call("/api/v1/query", vec![("query", query.to_string()), ("time", api_time(ts_ms))])?;
-        parse_query_data(&data)
+        let (status, body) =
+            self.call("/api/v1/query", vec![("query", query.to_string()), ("time", api_time(ts_ms))])?;
+        query_value(parse_answer(status, &body)?)
     }
 }
 
@@ -359,36 +476,53 @@ mod tests {
             {"metric":{"pod":"a","namespace":"ml"},"value":[1712345678.123,"1.5"]},
             {"metric":{"pod":"b"},"value":[1712345678,"NaN"]},
             {"metric":{},"value":[1712345678,"+Inf"]}]}}"#;
-        let data = parse_answer(200, body).unwrap();
-        let query::Value::Vector(samples) = parse_query_data(&data).unwrap() else { panic!("not a vector") };
+        let data: QueryData = parse_answer(200, body).unwrap();
+        let query::Value::Vector(samples) = query_value(data).unwrap() else { panic!("not a vector") };
         assert_eq!(samples.len(), 3);
         assert_eq!((samples[0].labels.get("pod"), samples[0].ts_ms, samples[0].value), (Some("a"), 1712345678123, 1.5));
         assert!(samples[1].value.is_nan());
         assert_eq!(samples[2].value, f64::INFINITY);
 
         let scalar = parse_answer(200, br#"{"status":"success","data":{"resultType":"scalar","result":[10,"2"]}}"#);
-        assert_eq!(parse_query_data(&scalar.unwrap()).unwrap(), query::Value::Scalar { ts_ms: 10_000, value: 2.0 });
+        assert_eq!(query_value(scalar.unwrap()).unwrap(), query::Value::Scalar { ts_ms: 10_000, value: 2.0 });
+
+        // Escaped strings, and `result` written before `resultType`, read the same.
+        let reordered = br#"{"status":"success","data":{"result":[{"metric":{"pod":"a\"b","x":"\u00e9"},
+            "value":[1,"3"]}],"resultType":"vector"}}"#;
+        let query::Value::Vector(samples) = query_value(parse_answer(200, reordered).unwrap()).unwrap() else {
+            panic!("not a vector")
+        };
+        assert_eq!((samples[0].labels.get("pod"), samples[0].labels.get("x")), (Some("a\"b"), Some("é")));
+        let series: Vec<LabelPairs> =
+            parse_answer(200, br#"{"status":"success","data":[{"__name__":"up","job":"a\\b"},{}]}"#).unwrap();
+        assert_eq!(
+            series.iter().map(|s| s.labels().get("job").map(str::to_string)).collect::<Vec<_>>(),
+            [Some("a\\b".to_string()), None]
+        );
     }
 
     #[test]
     fn failures_are_errors_never_values() {
+        let query = |status: u16, body: &[u8]| parse_answer::<QueryData>(status, body).and_then(query_value);
         let bad_data = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#;
-        assert!(matches!(parse_answer(400, bad_data), Err(ExternalSourceError::Refused(m)) if m.contains("char 3")));
+        assert!(matches!(query(400, bad_data), Err(ExternalSourceError::Refused(m)) if m.contains("char 3")));
         let overloaded = br#"{"status":"error","errorType":"timeout","error":"query timed out"}"#;
-        assert!(matches!(parse_answer(503, overloaded), Err(ExternalSourceError::Unavailable(_))));
-        assert!(matches!(parse_answer(502, b"<html>bad gateway</html>"), Err(ExternalSourceError::Unavailable(_))));
-        assert!(matches!(parse_answer(429, b"slow down"), Err(ExternalSourceError::Unavailable(_))));
+        assert!(matches!(query(503, overloaded), Err(ExternalSourceError::Unavailable(_))));
+        assert!(matches!(query(502, b"<html>bad gateway</html>"), Err(ExternalSourceError::Unavailable(_))));
+        assert!(matches!(query(429, b"slow down"), Err(ExternalSourceError::Unavailable(_))));
         let gateway = b"cannot find the provided auth token";
-        assert!(matches!(parse_answer(400, gateway), Err(ExternalSourceError::Unavailable(_))), "not the API's error");
-        assert!(matches!(parse_answer(200, b"not json"), Err(ExternalSourceError::Unavailable(_))));
-        let matrix = parse_answer(200, br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#);
-        assert!(matches!(parse_query_data(&matrix.unwrap()), Err(ExternalSourceError::Refused(_))));
-        let no_value =
-            parse_answer(200, br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{}}]}}"#);
-        assert!(parse_query_data(&no_value.unwrap()).is_err());
-        let bad_number =
-            parse_answer(200, br#"{"status":"success","data":{"resultType":"scalar","result":[1,"lots"]}}"#);
-        assert!(parse_query_data(&bad_number.unwrap()).is_err());
+        assert!(matches!(query(400, gateway), Err(ExternalSourceError::Unavailable(_))), "not the API's error");
+        assert!(matches!(query(200, b"not json"), Err(ExternalSourceError::Unavailable(_))));
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[]}]}}"#;
+        assert!(matches!(query(200, matrix), Err(ExternalSourceError::Refused(_))));
+        let no_value = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{}}]}}"#;
+        assert!(query(200, no_value).is_err());
+        let bad_number = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"lots"]}}"#;
+        assert!(query(200, bad_number).is_err());
+        let not_strings =
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":1},"value":[1,"1"]}]}}"#;
+        assert!(matches!(query(200, not_strings), Err(ExternalSourceError::Unavailable(_))));
+        assert!(matches!(query(200, br#"{"status":"success"}"#), Err(ExternalSourceError::Unavailable(_))));
     }
 
     #[test]
