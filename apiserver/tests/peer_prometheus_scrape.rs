@@ -62,3 +62,70 @@ async fn same_series_up_and_staleness_as_prometheus() {
     })
     .await;
 }
+
+/// Relabel actions (`lowercase`, `uppercase`, `keepequal`, `dropequal`) and the per-job limits
+/// (`label_limit`, `target_limit`): the same scrape config given to Ringtail and Prometheus 2.42
+/// yields the same series, and the same `up` for the jobs a limit fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabel_actions_and_job_limits_as_prometheus() {
+    if !peer::peers_installed("relabel_actions_and_job_limits_as_prometheus", &[peer::PROMETHEUS]) {
+        return;
+    }
+    let target = TestTarget::start().await;
+    let addr = target.addr;
+    let scrape = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n\
+         - job_name: cases\n  static_configs: [{{targets: ['{addr}'], labels: {{team: Core-Team, copy: Core-Team}}}}]\n\
+         \x20 relabel_configs:\n\
+         \x20 - {{source_labels: [team], target_label: team_lower, action: lowercase}}\n\
+         \x20 - {{source_labels: [team, copy], target_label: both_upper, action: uppercase}}\n\
+         \x20 - {{source_labels: [copy], target_label: team, action: keepequal}}\n\
+         \x20 metric_relabel_configs:\n\
+         \x20 - {{source_labels: [room], target_label: room_upper, action: uppercase}}\n\
+         \x20 - {{source_labels: [code], regex: '200', target_label: code_copy, replacement: '200'}}\n\
+         \x20 - {{source_labels: [code], target_label: code_copy, action: dropequal}}\n\
+         - job_name: dropped\n  static_configs: [{{targets: ['{addr}'], labels: {{a: x, b: y}}}}]\n\
+         \x20 relabel_configs: [{{source_labels: [a], target_label: b, action: keepequal}}]\n\
+         - job_name: labels_limited\n  label_limit: 4\n  static_configs: [{{targets: ['{addr}']}}]\n\
+         - job_name: targets_limited\n  target_limit: 1\n\
+         \x20 static_configs: [{{targets: ['{addr}'], labels: {{n: '1'}}}}, {{targets: ['{addr}'], labels: {{n: '2'}}}}]\n"
+    );
+    let ringtail = Ringtail::start(Some(&scrape), &[]).await;
+    let prometheus = Prometheus::start(&scrape).await;
+    let selector = "{job=~\"cases|dropped|labels_limited|targets_limited\"}";
+    let settled = |series: &BTreeSet<LabelSet>, ups: usize| {
+        series.iter().filter(|l| l.get("__name__").map(String::as_str) == Some("up")).count() >= ups
+    };
+    let prometheus_series = eventually("Prometheus to scrape every job", Duration::from_secs(90), || async {
+        let samples = prometheus.raw_samples(selector).await;
+        let series: BTreeSet<LabelSet> = samples.into_iter().filter(|(_, s)| s.len() >= 2).map(|(l, _)| l).collect();
+        settled(&series, 4).then_some(series)
+    })
+    .await;
+    let ringtail_series = eventually("Ringtail to scrape every job", Duration::from_secs(90), || async {
+        let exported = ringtail.export(selector).await;
+        let series: BTreeSet<LabelSet> =
+            exported.into_iter().filter(|s| s.timestamps.len() >= 2).map(|s| s.metric).collect();
+        settled(&series, 4).then_some(series)
+    })
+    .await;
+    assert_eq!(ringtail_series, prometheus_series, "series sets differ");
+    let cases: Vec<&LabelSet> =
+        ringtail_series.iter().filter(|l| l.get("job").map(String::as_str) == Some("cases")).collect();
+    assert!(cases.iter().all(|l| l.get("team_lower").map(String::as_str) == Some("core-team")));
+    assert!(cases.iter().all(|l| l.get("both_upper").map(String::as_str) == Some("CORE-TEAM;CORE-TEAM")));
+    // dropequal: code 200 equals its copy; a series with neither label compares "" with "".
+    assert!(!cases.iter().any(|l| l.get("code").map(String::as_str) == Some("200")), "dropequal dropped code 200");
+    assert!(cases.iter().any(|l| l.get("code").map(String::as_str) == Some("500")));
+    assert!(!cases.iter().any(|l| l.get("__name__").map(String::as_str) == Some("demo_temperature_celsius")));
+    assert!(!ringtail_series.iter().any(|l| l.get("job").map(String::as_str) == Some("dropped")));
+    for job in ["labels_limited", "targets_limited"] {
+        let query = format!("up{{job=\"{job}\"}}");
+        let in_prometheus = prometheus.instant(&query).await;
+        assert!(!in_prometheus.is_empty() && in_prometheus.iter().all(|(_, v)| *v == 0.0), "{job}: {in_prometheus:?}");
+        let in_ringtail = ringtail.export(&query).await;
+        assert_eq!(in_ringtail.len(), in_prometheus.len(), "{job}");
+        assert!(in_ringtail.iter().all(|s| s.floats().last() == Some(&0.0)), "{job}: up is 0 in Ringtail too");
+    }
+}

@@ -21,6 +21,10 @@ pub enum Action {
     LabelMap,
     LabelDrop,
     LabelKeep,
+    Lowercase,
+    Uppercase,
+    KeepEqual,
+    DropEqual,
 }
 
 /// One relabel rule as written in YAML (Prometheus field names and defaults).
@@ -79,6 +83,25 @@ impl Relabeler {
                 }
                 Action::HashMod if config.modulus == 0 => {
                     return Err(ConfigError::Relabel("action hashmod needs a modulus > 0".into()));
+                }
+                Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual
+                    if !is_label_name(&config.target_label) =>
+                {
+                    return Err(ConfigError::Relabel(format!(
+                        "action {:?} needs target_label to be a label name, not {:?}",
+                        config.action, config.target_label
+                    )));
+                }
+                Action::KeepEqual | Action::DropEqual
+                    if config.regex != default_regex()
+                        || config.modulus != 0
+                        || config.separator != default_separator()
+                        || config.replacement != default_replacement() =>
+                {
+                    return Err(ConfigError::Relabel(format!(
+                        "action {:?} takes only source_labels and target_label",
+                        config.action
+                    )));
                 }
                 _ => {}
             }
@@ -139,6 +162,11 @@ impl Relabeler {
                         labels.set(&name, &value);
                     }
                 }
+                Action::Lowercase => labels.set(&config.target_label, &joined.to_lowercase()),
+                Action::Uppercase => labels.set(&config.target_label, &joined.to_uppercase()),
+                Action::KeepEqual if labels.get(&config.target_label).unwrap_or("") != joined => return false,
+                Action::DropEqual if labels.get(&config.target_label).unwrap_or("") == joined => return false,
+                Action::KeepEqual | Action::DropEqual => {}
                 Action::LabelDrop | Action::LabelKeep => {
                     let keep_matching = config.action == Action::LabelKeep;
                     let doomed: Vec<String> = labels
@@ -154,6 +182,13 @@ impl Relabeler {
         }
         true
     }
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -227,8 +262,30 @@ mod tests {
     }
 
     #[test]
+    fn case_and_equality_actions() {
+        let r = rules(
+            "- source_labels: [team, zone]\n  target_label: lower\n  action: lowercase\n\
+             - source_labels: [team]\n  target_label: upper\n  action: uppercase\n",
+        );
+        let mut l = labels(&[("team", "Core-Ä"), ("zone", "EU")]);
+        assert!(r.apply(&mut l));
+        assert_eq!((l.get("lower"), l.get("upper")), (Some("core-ä;eu"), Some("CORE-Ä")));
+        let keep = rules("- source_labels: [a]\n  target_label: b\n  action: keepequal\n");
+        assert!(keep.apply(&mut labels(&[("a", "x"), ("b", "x")])));
+        assert!(!keep.apply(&mut labels(&[("a", "x"), ("b", "y")])));
+        assert!(keep.apply(&mut labels(&[("c", "z")])), "both absent: equal empty strings");
+        let drop = rules("- source_labels: [a]\n  target_label: b\n  action: dropequal\n");
+        assert!(!drop.apply(&mut labels(&[("a", "x"), ("b", "x")])));
+        assert!(drop.apply(&mut labels(&[("a", "x")])));
+    }
+
+    #[test]
     fn invalid_configs_are_errors() {
         for yaml in [
+            "- source_labels: [a]\n  action: lowercase\n",
+            "- source_labels: [a]\n  target_label: '${1}'\n  action: uppercase\n",
+            "- source_labels: [a]\n  target_label: b\n  regex: x\n  action: keepequal\n",
+            "- source_labels: [a]\n  target_label: b\n  replacement: y\n  action: dropequal\n",
             "- regex: '('\n",
             "- source_labels: [a]\n  action: replace\n",
             "- source_labels: [a]\n  target_label: t\n  action: hashmod\n",

@@ -30,6 +30,17 @@ pub struct GlobalConfig {
     pub sample_limit: Option<u64>,
     #[serde(default, deserialize_with = "opt_bytes")]
     pub body_size_limit: Option<u64>,
+    #[serde(default)]
+    pub label_limit: Option<u64>,
+    #[serde(default)]
+    pub label_name_length_limit: Option<u64>,
+    #[serde(default)]
+    pub label_value_length_limit: Option<u64>,
+    #[serde(default)]
+    pub target_limit: Option<u64>,
+    /// Accepted so a newer Prometheus file loads; Ringtail's scrape Accept header is fixed.
+    #[serde(default, deserialize_with = "scrape_protocols")]
+    pub scrape_protocols: Option<Vec<String>>,
 }
 
 /// A set of targets sharing labels: a `static_configs` entry, or a group discovery hands over.
@@ -186,6 +197,40 @@ pub struct ScrapeConfig {
     /// Largest uncompressed body accepted, e.g. `10MB`; more fails the scrape. 0 = no limit.
     #[serde(default, deserialize_with = "opt_bytes")]
     pub body_size_limit: Option<u64>,
+    /// Most labels a new series may have (after metric relabeling); more fails the scrape. 0 =
+    /// no limit.
+    #[serde(default)]
+    pub label_limit: Option<u64>,
+    /// Longest label name of a new series; longer fails the scrape. 0 = no limit.
+    #[serde(default)]
+    pub label_name_length_limit: Option<u64>,
+    /// Longest label value of a new series; longer fails the scrape. 0 = no limit.
+    #[serde(default)]
+    pub label_value_length_limit: Option<u64>,
+    /// Most targets the job may have after relabeling; past it every target of the job fails
+    /// its scrapes (`up` 0) until the count is back under. 0 = no limit.
+    #[serde(default)]
+    pub target_limit: Option<u64>,
+    /// Accepted so a newer Prometheus file loads; Ringtail's scrape Accept header is fixed.
+    #[serde(default, deserialize_with = "scrape_protocols")]
+    pub scrape_protocols: Option<Vec<String>>,
+}
+
+/// The protocols Prometheus names in `scrape_protocols`.
+const SCRAPE_PROTOCOLS: [&str; 5] =
+    ["PrometheusProto", "OpenMetricsText0.0.1", "OpenMetricsText1.0.0", "PrometheusText0.0.4", "PrometheusText1.0.0"];
+
+fn scrape_protocols<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let protocols: Option<Vec<String>> = Option::deserialize(d)?;
+    for protocol in protocols.iter().flatten() {
+        if !SCRAPE_PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "unknown scrape protocol {protocol:?} (one of {})",
+                SCRAPE_PROTOCOLS.join(", ")
+            )));
+        }
+    }
+    Ok(protocols)
 }
 
 fn default_metrics_path() -> String {
@@ -337,6 +382,11 @@ pub struct Job {
     pub sample_limit: u64,
     /// 0 = no limit.
     pub body_size_limit_bytes: u64,
+    /// Prometheus's per-job label limits on new series and its target limit; 0 = no limit.
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
+    pub target_limit: u64,
     pub static_groups: Vec<TargetGroup>,
     /// Text identifying the settings; a target whose job fingerprint changes is restarted.
     pub fingerprint: String,
@@ -406,6 +456,10 @@ impl Job {
             metric_relabel,
             sample_limit: config.sample_limit.or(global.sample_limit).unwrap_or(0),
             body_size_limit_bytes: config.body_size_limit.or(global.body_size_limit).unwrap_or(0),
+            label_limit: config.label_limit.or(global.label_limit).unwrap_or(0),
+            label_name_length_limit: config.label_name_length_limit.or(global.label_name_length_limit).unwrap_or(0),
+            label_value_length_limit: config.label_value_length_limit.or(global.label_value_length_limit).unwrap_or(0),
+            target_limit: config.target_limit.or(global.target_limit).unwrap_or(0),
             static_groups: config.static_configs.clone(),
             fingerprint: format!("{config:?}|{interval:?}|{timeout:?}"),
         })
@@ -480,6 +534,9 @@ scrape_configs:
         action: drop
     sample_limit: 1000
     body_size_limit: 10MB
+    label_limit: 30
+    target_limit: 5
+    scrape_protocols: [OpenMetricsText1.0.0, PrometheusText0.0.4]
   - job_name: fast
     scrape_interval: 2s
     metrics_path: /custom
@@ -495,6 +552,7 @@ scrape_configs:
         assert_eq!((node.interval, node.timeout), (Duration::from_secs(15), Duration::from_secs(5)));
         assert_eq!(node.body_size_limit_bytes, 10 << 20);
         assert_eq!(node.sample_limit, 1000);
+        assert_eq!((node.label_limit, node.target_limit, node.label_value_length_limit), (30, 5, 0));
         assert!(node.honor_labels && node.honor_timestamps && node.tls.insecure_skip_verify);
         assert_eq!(node.static_groups[0].targets.len(), 2);
         let fast = &jobs[1];

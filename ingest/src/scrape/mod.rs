@@ -80,6 +80,8 @@ struct Target {
     labels: Labels,
     key: String,
     health: Mutex<TargetHealth>,
+    /// Set when the job has more targets than its `target_limit`: every scrape fails with it.
+    forced_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -183,12 +185,31 @@ impl ScrapeManager {
         let mut desired: HashMap<String, Target> = HashMap::new();
         for runtime in &state.jobs {
             let discovered = state.discovered.get(&runtime.job.name).map(Vec::as_slice).unwrap_or(&[]);
+            let mut targets: HashMap<String, Target> = HashMap::new();
             for group in runtime.job.static_groups.iter().chain(discovered) {
                 for address in &group.targets {
                     if let Some(target) = resolve_target(runtime, group, address) {
-                        desired.entry(target.key.clone()).or_insert(target);
+                        targets.entry(target.key.clone()).or_insert(target);
                     }
                 }
+            }
+            let limit = runtime.job.target_limit;
+            if limit > 0 && targets.len() as u64 > limit {
+                // As Prometheus: past the limit every target of the job fails (`up` 0) until the
+                // count is back under it. The key changes, so crossing the limit restarts them.
+                let error = format!("target_limit exceeded (number of targets: {}, limit: {limit})", targets.len());
+                tracing::warn!(job = %runtime.job.name, %error, "no target of this job is scraped");
+                targets = targets
+                    .into_values()
+                    .map(|mut target| {
+                        target.key.push_str("|over target_limit");
+                        target.forced_error = Some(error.clone());
+                        (target.key.clone(), target)
+                    })
+                    .collect();
+            }
+            for (key, target) in targets {
+                desired.entry(key).or_insert(target);
             }
         }
         let gone: Vec<String> = state.running.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
@@ -268,7 +289,15 @@ fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str)
     let labels = Labels::from_pairs(public);
     let url = format!("{scheme}://{address}{path}");
     let key = format!("{}|{url}|{params:?}|{labels}|{}", job.name, job.fingerprint);
-    Some(Target { job: runtime.clone(), url, params, labels, key, health: Mutex::new(TargetHealth::default()) })
+    Some(Target {
+        job: runtime.clone(),
+        url,
+        params,
+        labels,
+        key,
+        health: Mutex::new(TargetHealth::default()),
+        forced_error: None,
+    })
 }
 
 /// FNV-1a: a stable hash (the std hasher may change between Rust releases) for scrape offsets.
@@ -294,9 +323,12 @@ async fn run_target(target: Arc<Target>, db: Arc<Db>, metrics: IngestMetrics, mu
         }
         let started = Instant::now();
         let scrape_ts_ms = now_ms();
-        let fetched = tokio::select! {
-            fetched = fetch(&target) => fetched,
-            _ = stop.changed() => break,
+        let fetched = match &target.forced_error {
+            Some(error) => Err(error.clone()),
+            None => tokio::select! {
+                fetched = fetch(&target) => fetched,
+                _ = stop.changed() => break,
+            },
         };
         let (t, d, m) = (target.clone(), db.clone(), metrics.clone());
         let mut moved = std::mem::take(&mut state);

@@ -159,7 +159,7 @@ impl TargetState {
                         None => continue,
                     }
                 }
-                None => match sample_series_labels(target, line.name, page.labels(line), &mut refused) {
+                None => match sample_series_labels(target, line.name, page.labels(line), &mut refused)? {
                     Some(labels) => {
                         new_series.push(NewSeries { raw: line.series, labels, first_append: appends.len() });
                         PageSeries::New(new_series.len() - 1)
@@ -298,19 +298,51 @@ fn append_pairs(db: &Db, pairs: &[(SeriesId, Sample)]) -> Result<tsdb::AppendRep
     db.append(&batch)
 }
 
+/// Prometheus's per-job label limits, with its messages.
+fn check_job_label_limits(job: &crate::scrape_config::Job, labels: &Labels) -> Result<(), String> {
+    if job.label_limit > 0 && labels.len() as u64 > job.label_limit {
+        return Err(format!(
+            "label_limit exceeded (metric: {labels}, number of labels: {}, limit: {})",
+            labels.len(),
+            job.label_limit
+        ));
+    }
+    for label in labels.iter() {
+        if job.label_name_length_limit > 0 && label.name.len() as u64 > job.label_name_length_limit {
+            return Err(format!(
+                "label_name_length_limit exceeded (metric: {labels}, label name: {}, length: {}, limit: {})",
+                label.name,
+                label.name.len(),
+                job.label_name_length_limit
+            ));
+        }
+        if job.label_value_length_limit > 0 && label.value.len() as u64 > job.label_value_length_limit {
+            return Err(format!(
+                "label_value_length_limit exceeded (metric: {labels}, label name: {}, value: {:?}, length: {}, limit: {})",
+                label.name,
+                label.value,
+                label.value.len(),
+                job.label_value_length_limit
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Builds a new series' labels: the sample's, merged with the target's (Prometheus' rules: with
 /// `honor_labels` the sample wins; otherwise a clashing sample label is kept as `exported_<name>`),
 /// then `metric_relabel_configs`. `None` when dropped, or when the result breaks the store's one
 /// label rule ([`tsdb::validate_labels`], checked here so that one bad series is dropped, as
 /// Prometheus does, instead of failing the page's append).
 /// A series over one of the `--limits.*` label limits is dropped too, and its limit's name counted
-/// in `refused`.
+/// in `refused`; one over the job's own `label_limit`, `label_name_length_limit` or
+/// `label_value_length_limit` fails the whole scrape, as in Prometheus.
 fn sample_series_labels(
     target: &Target,
     name: &str,
     sample_labels: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)],
     refused: &mut Vec<(&'static str, u64)>,
-) -> Option<Labels> {
+) -> Result<Option<Labels>, String> {
     let job = &target.job.job;
     let mut labels = Labels::from_pairs(
         sample_labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).chain(std::iter::once((METRIC_NAME, name))),
@@ -333,13 +365,16 @@ fn sample_series_labels(
         labels.set(label, value);
     }
     if !job.metric_relabel.is_empty() && !job.metric_relabel.apply(&mut labels) {
-        return None;
+        return Ok(None);
     }
-    labels.metric_name()?;
+    if labels.metric_name().is_none() {
+        return Ok(None);
+    }
+    check_job_label_limits(job, &labels)?;
     let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
     if let Err(reason) = tsdb::validate_labels(&pairs) {
         tracing::warn!(target = %target.url, series = %labels, error = %reason, "series refused by the store");
-        return None;
+        return Ok(None);
     }
     if let Some((limit, detail)) = target.job.limits.check_labels(&pairs) {
         tracing::warn!(
@@ -353,9 +388,9 @@ fn sample_series_labels(
             Some((_, n)) => *n += 1,
             None => refused.push((limit.as_str(), 1)),
         }
-        return None;
+        return Ok(None);
     }
-    Some(labels)
+    Ok(Some(labels))
 }
 
 #[cfg(test)]
@@ -363,6 +398,27 @@ mod tests {
     use super::*;
     use crate::scrape::resolve_target;
     use crate::scrape::tests::runtime;
+
+    #[test]
+    fn a_new_series_over_a_job_label_limit_fails_the_scrape() {
+        for (limit, expected) in [
+            ("label_limit: 3", Some("label_limit exceeded")),
+            ("label_name_length_limit: 4", Some("label_name_length_limit exceeded")),
+            ("label_value_length_limit: 2", Some("label_value_length_limit exceeded")),
+            ("label_limit: 4", None),
+        ] {
+            let rt = runtime(&format!(
+                "scrape_configs:\n- job_name: j\n  {limit}\n  static_configs: [{{targets: ['h:1']}}]\n"
+            ));
+            let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+            let labels = [(std::borrow::Cow::Borrowed("code"), std::borrow::Cow::Borrowed("200"))];
+            let result = sample_series_labels(&target, "m", &labels, &mut Vec::new());
+            match expected {
+                Some(message) => assert!(result.as_ref().is_err_and(|e| e.starts_with(message)), "{limit}: {result:?}"),
+                None => assert!(matches!(result, Ok(Some(_))), "{limit}: {result:?}"),
+            }
+        }
+    }
 
     #[test]
     fn clashing_labels_become_exported_unless_honored() {
@@ -374,7 +430,8 @@ mod tests {
             ));
             let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
             let labels = [(std::borrow::Cow::Borrowed("job"), std::borrow::Cow::Borrowed("inner"))];
-            let labels = sample_series_labels(&target, &format!("m_{honor}"), &labels, &mut Vec::new()).unwrap();
+            let labels =
+                sample_series_labels(&target, &format!("m_{honor}"), &labels, &mut Vec::new()).unwrap().unwrap();
             let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
             db.append(&[SeriesSamples::labels(&pairs, &[Sample::new(1, 1.0)])]).unwrap();
             let found = db.select(&[tsdb::Matcher::equal("__name__", format!("m_{honor}"))], 0, 10).unwrap();
