@@ -149,7 +149,7 @@ pub struct NamespaceDiscovery {
 }
 
 /// The roles `kubernetes_sd_configs` supports here.
-pub const KUBERNETES_SD_ROLES: [&str; 3] = ["pod", "service", "endpoints"];
+pub const KUBERNETES_SD_ROLES: [&str; 4] = ["pod", "service", "endpoints", "node"];
 
 /// One `scrape_configs` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -407,7 +407,7 @@ impl Job {
                 return Err(invalid(
                     name,
                     format!(
-                        "kubernetes_sd_configs role {:?} is not supported (use pod, service or endpoints)",
+                        "kubernetes_sd_configs role {:?} is not supported (use pod, service, endpoints or node)",
                         sd.role
                     ),
                 ));

@@ -1,11 +1,11 @@
 //! `run_scrape_discovery` is scrape target discovery in Prometheus's `kubernetes_sd_configs` shape: it watches
-//! pods, services and endpoints (watch streams, no polling) and hands the scraper fresh target
+//! pods, services, endpoints and nodes (watch streams, no polling) and hands the scraper fresh target
 //! groups whenever they change, so targets appear and disappear as pods do (the scraper writes
 //! staleness markers for removed targets).
 
-use super::scrape_targets::{endpoints_targets, pod_targets, service_targets};
+use super::scrape_targets::{endpoints_targets, node_targets, pod_targets, service_targets};
 use ingest::{ScrapeManager, TargetGroup};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -22,6 +22,7 @@ pub(crate) enum Role {
     Pod,
     Service,
     Endpoints,
+    Node,
 }
 
 impl Role {
@@ -31,6 +32,7 @@ impl Role {
             "pod" => Some(Role::Pod),
             "service" => Some(Role::Service),
             "endpoints" => Some(Role::Endpoints),
+            "node" => Some(Role::Node),
             _ => None,
         }
     }
@@ -77,6 +79,18 @@ where
         } else {
             namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
         };
+        Self::watch(apis, changed, shutdown)
+    }
+
+    /// Starts the watch of a cluster-scoped kind (nodes).
+    fn start_cluster(client: &Client, changed: &mpsc::Sender<()>, shutdown: &watch::Receiver<bool>) -> Self
+    where
+        K: Resource<Scope = k8s_openapi::ClusterResourceScope>,
+    {
+        Self::watch(vec![Api::all(client.clone())], changed, shutdown)
+    }
+
+    fn watch(apis: Vec<Api<K>>, changed: &mpsc::Sender<()>, shutdown: &watch::Receiver<bool>) -> Self {
         let mut stores = Vec::with_capacity(apis.len());
         for api in apis {
             let (reader, writer) = reflector::store();
@@ -112,6 +126,7 @@ pub(crate) async fn run_scrape_discovery(
         .then(|| Cache::<Service>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
     let endpoints = matches!(spec.role, Role::Endpoints)
         .then(|| Cache::<Endpoints>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
+    let nodes = matches!(spec.role, Role::Node).then(|| Cache::<Node>::start_cluster(&client, &changed_tx, &shutdown));
     drop(changed_tx);
     tracing::info!(job = %spec.job_name, role = ?spec.role, namespaces = ?spec.namespaces, "Kubernetes discovery started");
     loop {
@@ -125,23 +140,34 @@ pub(crate) async fn run_scrape_discovery(
         }
         tokio::time::sleep(COALESCE).await;
         while changed_rx.try_recv().is_ok() {}
-        let groups = build_groups(spec.role, pods.as_ref(), services.as_ref(), endpoints.as_ref());
+        let caches = Caches {
+            pods: pods.as_ref(),
+            services: services.as_ref(),
+            endpoints: endpoints.as_ref(),
+            nodes: nodes.as_ref(),
+        };
+        let groups = build_groups(spec.role, &caches);
         tracing::debug!(job = %spec.job_name, groups = groups.len(), "discovered targets changed");
         scraper.set_target_groups(&spec.job_name, groups);
     }
 }
 
-fn build_groups(
-    role: Role,
-    pods: Option<&Cache<Pod>>,
-    services: Option<&Cache<Service>>,
-    endpoints: Option<&Cache<Endpoints>>,
-) -> Vec<TargetGroup> {
+/// The caches one role watches (the others are `None`).
+struct Caches<'a> {
+    pods: Option<&'a Cache<Pod>>,
+    services: Option<&'a Cache<Service>>,
+    endpoints: Option<&'a Cache<Endpoints>>,
+    nodes: Option<&'a Cache<Node>>,
+}
+
+fn build_groups(role: Role, caches: &Caches<'_>) -> Vec<TargetGroup> {
+    let Caches { pods, services, endpoints, nodes } = *caches;
     match role {
         Role::Pod => pods.map(|c| c.all().iter().flat_map(|p| pod_targets(p)).collect()).unwrap_or_default(),
         Role::Service => {
             services.map(|c| c.all().iter().flat_map(|s| service_targets(s)).collect()).unwrap_or_default()
         }
+        Role::Node => nodes.map(|c| c.all().iter().flat_map(|n| node_targets(n)).collect()).unwrap_or_default(),
         Role::Endpoints => {
             let all_pods = pods.map(Cache::all).unwrap_or_default();
             let all_services = services.map(Cache::all).unwrap_or_default();

@@ -4,7 +4,7 @@
 //! watch loop in `scrape_discovery` feeds them.
 
 use ingest::TargetGroup;
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use std::collections::BTreeMap;
 
 const META: &str = "__meta_kubernetes_";
@@ -115,6 +115,44 @@ pub(crate) fn pod_targets(pod: &Pod) -> Vec<TargetGroup> {
         }
     }
     groups
+}
+
+/// Address types in the order Prometheus picks a node's address from them.
+const NODE_ADDRESS_PREFERENCE: [&str; 6] =
+    ["InternalIP", "InternalDNS", "ExternalIP", "ExternalDNS", "LegacyHostIP", "Hostname"];
+
+/// Target groups for role `node`: one target per node at its preferred address and the kubelet's
+/// port (`status.daemonEndpoints.kubeletEndpoint.port`), `instance` set to the node's name, with
+/// `__meta_kubernetes_node_name`, `_provider_id`, `_address_<type>` (the first of each type) and
+/// the node's labels and annotations. A node without an address has no target.
+pub(crate) fn node_targets(node: &Node) -> Vec<TargetGroup> {
+    let meta = &node.metadata;
+    let name = meta.name.clone().unwrap_or_default();
+    let status = node.status.as_ref();
+    let addresses = status.and_then(|s| s.addresses.as_deref()).unwrap_or_default();
+    let Some(host) = NODE_ADDRESS_PREFERENCE
+        .iter()
+        .find_map(|kind| addresses.iter().find(|a| a.type_ == *kind).map(|a| a.address.clone()))
+    else {
+        return Vec::new();
+    };
+    let port = status
+        .and_then(|s| s.daemon_endpoints.as_ref())
+        .and_then(|d| d.kubelet_endpoint.as_ref())
+        .map_or(0, |endpoint| endpoint.port);
+    let prefix = format!("{META}node_");
+    let mut labels = BTreeMap::new();
+    labels.insert(format!("{prefix}name"), name.clone());
+    labels.insert(
+        format!("{prefix}provider_id"),
+        node.spec.as_ref().and_then(|s| s.provider_id.clone()).unwrap_or_default(),
+    );
+    for address in addresses {
+        labels.entry(format!("{prefix}address_{}", address.type_)).or_insert_with(|| address.address.clone());
+    }
+    add_object_meta(&mut labels, &prefix, meta.labels.as_ref(), meta.annotations.as_ref());
+    labels.insert("instance".into(), name);
+    vec![TargetGroup { targets: vec![join_host_port(&host, port)], labels }]
 }
 
 fn service_labels(service: &Service) -> BTreeMap<String, String> {
@@ -253,6 +291,37 @@ mod tests {
         let sidecar = &groups[1];
         assert_eq!(sidecar.targets, vec!["10.1.2.3".to_string()]);
         assert!(!sidecar.labels.contains_key("__meta_kubernetes_pod_container_port_number"));
+    }
+
+    #[test]
+    fn node_role_sets_prometheus_meta_labels() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "worker-1", "labels": {"kubernetes.io/os": "linux"}, "annotations": {"a": "b"}},
+            "spec": {"providerID": "kind://docker/worker-1"},
+            "status": {
+                "addresses": [
+                    {"type": "Hostname", "address": "worker-1"},
+                    {"type": "InternalIP", "address": "10.0.0.7"},
+                    {"type": "InternalIP", "address": "10.0.0.8"}
+                ],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}
+            }
+        }))
+        .unwrap();
+        let groups = node_targets(&node);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].targets, vec!["10.0.0.7:10250".to_string()], "InternalIP first");
+        let l = &groups[0].labels;
+        assert_eq!(l["instance"], "worker-1");
+        assert_eq!(l["__meta_kubernetes_node_name"], "worker-1");
+        assert_eq!(l["__meta_kubernetes_node_provider_id"], "kind://docker/worker-1");
+        assert_eq!(l["__meta_kubernetes_node_address_InternalIP"], "10.0.0.7");
+        assert_eq!(l["__meta_kubernetes_node_address_Hostname"], "worker-1");
+        assert_eq!(l["__meta_kubernetes_node_label_kubernetes_io_os"], "linux");
+        assert_eq!(l["__meta_kubernetes_node_labelpresent_kubernetes_io_os"], "true");
+        assert_eq!(l["__meta_kubernetes_node_annotation_a"], "b");
+        let bare: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
+        assert!(node_targets(&bare).is_empty(), "no address, no target");
     }
 
     #[test]
