@@ -8,9 +8,9 @@
 //! [timestamp ms i64][value bits u64]`. A declaration, `[series id u32][labels u16]` then per
 //! label `[length u16][name][length u16][value]`, gives a series' labels the first time a segment
 //! names it, so every segment reads on its own (a dropped segment takes nothing of the others
-//! with it). A destination's position is `{name hash}.position`, a line `seq offset skip`
-//! (`skip` samples of the record at `offset` are sent), replaced by a rename after every batch
-//! the destination acknowledged.
+//! with it). A destination's position is `{name hash}.position` (see `PositionFile`): segment,
+//! offset and the samples of that record already sent, written in place after every batch the
+//! destination acknowledged.
 //!
 //! Durability: a record is written with one `write` before the store's append returns, so before
 //! the sample is acknowledged to whoever sent it; it is in the page cache then and survives
@@ -23,7 +23,6 @@
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
@@ -42,6 +41,28 @@ pub const MIN_QUEUE_BYTES: u64 = 8 << 20;
 const MAX_SEGMENT_BYTES: u64 = 64 << 20;
 /// Largest record body accepted when reading (larger is corruption).
 const MAX_BODY_BYTES: u64 = 1 << 30;
+
+/// A set of series ids as a bitmap (ids are dense: a million series take 128 KiB).
+#[derive(Debug, Default)]
+struct IdSet {
+    words: Vec<u64>,
+}
+
+impl IdSet {
+    fn contains(&self, id: u32) -> bool {
+        self.words.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+    fn insert(&mut self, id: u32) {
+        let word = id as usize / 64;
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (id % 64);
+    }
+    fn clear(&mut self) {
+        self.words.clear();
+    }
+}
 
 /// Where a destination is in the queue: the record at `offset` of segment `seq`, of which the
 /// first `skip` samples are behind it.
@@ -89,7 +110,7 @@ struct Segment {
 
 struct ReaderSlot {
     name: String,
-    position_path: PathBuf,
+    position: PositionFile,
     acked: Position,
     /// Bumped whenever the writer moves `acked` past dropped data.
     moved: u64,
@@ -102,7 +123,7 @@ struct State {
     /// The last segment, open for appending; `None` means the next write starts a new segment.
     file: Option<File>,
     /// Series declared in the segment being written.
-    declared: HashSet<u32>,
+    declared: IdSet,
     readers: Vec<ReaderSlot>,
     next_seq: u64,
     total_bytes: u64,
@@ -155,8 +176,6 @@ impl Queue {
                 seqs.push(seq);
             } else if name.ends_with(".position") {
                 position_files.push(path);
-            } else if name.ends_with(".position.tmp") {
-                let _ = std::fs::remove_file(&path);
             }
         }
         seqs.sort_unstable();
@@ -173,15 +192,14 @@ impl Queue {
         let next_seq = segments.back().map_or(1, |s| s.seq + 1);
         let mut slots = Vec::with_capacity(readers.len());
         for (name, metrics) in readers {
-            let position_path = dir.join(position_file_name(&name));
-            let saved = read_position(&position_path);
+            let (mut position, saved) = PositionFile::open(&dir.join(position_file_name(&name)))?;
             let acked = match saved {
-                Ok(Some(position)) => position,
+                Ok(Some(saved)) => saved,
                 Ok(None) => {
                     // Saved at once: samples queued for it from now on survive a crash before
                     // its first acknowledgement.
                     let start = Position { seq: next_seq, offset: 0, skip: 0 };
-                    write_position(&position_path, start)?;
+                    position.save(start)?;
                     start
                 }
                 Err(reason) => {
@@ -191,10 +209,10 @@ impl Queue {
                 }
             };
             let acked = settle_position(acked, &segments, next_seq, &name);
-            slots.push(ReaderSlot { name, position_path, acked, moved: 0, metrics });
+            slots.push(ReaderSlot { name, position, acked, moved: 0, metrics });
         }
         for path in position_files {
-            if !slots.iter().any(|slot| slot.position_path == path) {
+            if !slots.iter().any(|slot| slot.position.path == path) {
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -207,7 +225,7 @@ impl Queue {
             state: Mutex::new(State {
                 segments,
                 file: None,
-                declared: HashSet::new(),
+                declared: IdSet::default(),
                 readers: slots,
                 next_seq,
                 total_bytes,
@@ -285,7 +303,7 @@ impl Queue {
                 continue;
             };
             // A series' samples come together: one lookup per run.
-            if previous == Some(id) || state.declared.contains(&id) || unknown.contains(&id) {
+            if previous == Some(id) || state.declared.contains(id) || unknown.contains(&id) {
                 previous = Some(id);
                 continue;
             }
@@ -507,25 +525,61 @@ fn settle_position(position: Position, segments: &VecDeque<Segment>, next_seq: u
     }
 }
 
-fn read_position(path: &Path) -> Result<Option<Position>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let numbers: Vec<u64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
-    match numbers.as_slice() {
-        [seq, offset, skip] => {
-            Ok(Some(Position { seq: *seq, offset: *offset, skip: u32::try_from(*skip).map_err(|e| e.to_string())? }))
-        }
-        _ => Err(format!("{} does not hold `seq offset skip`", path.display())),
+/// Bytes of one slot of a position file.
+const POSITION_SLOT_BYTES: usize = 32;
+
+/// A destination's durable position: two 32-byte slots, `[write count u64][seq u64][offset u64]
+/// [skip u32][CRC-32C of the 28 bytes before u32]`, written in turn in place (one `pwrite` per
+/// acknowledged batch, no rename: it survives `kill -9` as any write does). The valid slot with
+/// the higher count is the position; a slot torn by a power loss fails its CRC and the other one,
+/// one batch older, is used.
+struct PositionFile {
+    path: PathBuf,
+    file: File,
+    writes: u64,
+}
+
+impl PositionFile {
+    /// Opens (creating) the file; the saved position, `None` for a new file, or why it is
+    /// unreadable.
+    fn open(path: &Path) -> std::io::Result<(PositionFile, Result<Option<Position>, String>)> {
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+        let slots: Vec<(u64, Position)> =
+            bytes.chunks_exact(POSITION_SLOT_BYTES).filter_map(parse_position_slot).collect();
+        let newest = slots.iter().max_by_key(|(writes, _)| *writes).copied();
+        let saved = match (newest, bytes.is_empty()) {
+            (Some((_, position)), _) => Ok(Some(position)),
+            (None, true) => Ok(None),
+            (None, false) => Err(format!("{} holds no valid position", path.display())),
+        };
+        let writes = newest.map_or(0, |(writes, _)| writes);
+        Ok((PositionFile { path: path.to_path_buf(), file, writes }, saved))
+    }
+
+    fn save(&mut self, position: Position) -> std::io::Result<()> {
+        let writes = self.writes + 1;
+        let mut slot = [0u8; POSITION_SLOT_BYTES];
+        slot[0..8].copy_from_slice(&writes.to_le_bytes());
+        slot[8..16].copy_from_slice(&position.seq.to_le_bytes());
+        slot[16..24].copy_from_slice(&position.offset.to_le_bytes());
+        slot[24..28].copy_from_slice(&position.skip.to_le_bytes());
+        let crc = crc32c::crc32c(&slot[..28]);
+        slot[28..32].copy_from_slice(&crc.to_le_bytes());
+        self.file.write_all_at(&slot, (writes % 2) * POSITION_SLOT_BYTES as u64)?;
+        self.writes = writes;
+        Ok(())
     }
 }
 
-fn write_position(path: &Path, position: Position) -> std::io::Result<()> {
-    let tmp = path.with_extension("position.tmp");
-    std::fs::write(&tmp, format!("{} {} {}\n", position.seq, position.offset, position.skip))?;
-    std::fs::rename(&tmp, path)
+fn parse_position_slot(slot: &[u8]) -> Option<(u64, Position)> {
+    let u64_at = |i: usize| slot.get(i..i + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let u32_at = |i: usize| slot.get(i..i + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    if u64_at(0)? == 0 || crc32c::crc32c(slot.get(..28)?) != u32_at(28)? {
+        return None;
+    }
+    Some((u64_at(0)?, Position { seq: u64_at(8)?, offset: u64_at(16)?, skip: u32_at(24)? }))
 }
 
 /// Reads a segment's records, keeps the valid run from the start and cuts off the rest (a torn
@@ -860,14 +914,15 @@ impl QueueReader {
         }
         slot.acked = position;
         slot.metrics.pending.dec_by(samples as i64);
-        let path = slot.position_path.clone();
-        if let Err(e) = write_position(&path, position) {
+        let saved = slot.position.save(position);
+        if let Err(e) = saved {
+            let path = slot.position.path.display().to_string();
             let now = std::time::Instant::now();
             if self.position_error_logged.is_none_or(|at| now.duration_since(at) >= std::time::Duration::from_secs(10))
             {
                 self.position_error_logged = Some(now);
                 tracing::warn!(
-                    path = %path.display(),
+                    path,
                     error = %e,
                     "cannot save the forwarding position (a restart now would send again what was sent since the \
                      last saved one)"
@@ -949,6 +1004,29 @@ mod tests {
         assert_eq!(got, expected);
         // Everything sent: only the segment being written is kept.
         assert_eq!(queue.state.lock().segments.len(), 1);
+    }
+
+    #[test]
+    fn a_position_slot_torn_by_a_power_loss_falls_back_to_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.position");
+        let (mut file, saved) = PositionFile::open(&path).unwrap();
+        assert_eq!(saved, Ok(None));
+        let (first, second) = (Position { seq: 1, offset: 40, skip: 0 }, Position { seq: 1, offset: 90, skip: 3 });
+        file.save(first).unwrap();
+        file.save(second).unwrap();
+        assert_eq!(PositionFile::open(&path).unwrap().1, Ok(Some(second)));
+        // The newer slot (write 2, slot 0) torn: the older one is used.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut reopened, saved) = PositionFile::open(&path).unwrap();
+        assert_eq!(saved, Ok(Some(first)));
+        // Writing goes on after the newest valid write.
+        reopened.save(second).unwrap();
+        assert_eq!(PositionFile::open(&path).unwrap().1, Ok(Some(second)));
+        std::fs::write(&path, [1u8; 64]).unwrap();
+        assert!(PositionFile::open(&path).unwrap().1.is_err(), "garbage is unreadable, not a position");
     }
 
     #[test]

@@ -18,6 +18,27 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tsdb::Labels;
 
+/// Series ids hashed by one multiplication (std's SipHash costs more than the rest of a lookup,
+/// and ids are not chosen by clients).
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// A series as this destination is sent it.
 struct OutgoingSeries {
     labels: Labels,
@@ -46,9 +67,12 @@ pub(super) struct Sender {
     reader: QueueReader,
     metrics: DestinationMetrics,
     /// Outgoing series by queue id, for the segment being read (`None`: relabeling dropped it).
-    series: HashMap<u32, Option<OutgoingSeries>>,
+    series: IdMap<Option<OutgoingSeries>>,
     series_segment: u64,
     body: Vec<u8>,
+    /// Reused for every request (its hash table and output buffer).
+    encoder: snap::raw::Encoder,
+    compressed: Vec<u8>,
     last_logged: Option<std::time::Instant>,
 }
 
@@ -66,9 +90,11 @@ impl Sender {
             client,
             reader,
             metrics,
-            series: HashMap::new(),
+            series: IdMap::default(),
             series_segment: 0,
             body: Vec::new(),
+            encoder: snap::raw::Encoder::new(),
+            compressed: Vec::new(),
             last_logged: None,
         }
     }
@@ -108,8 +134,9 @@ impl Sender {
             let read = batch.samples.len() as u64;
             let (samples, highest_ts) = self.encode(batch.samples);
             if samples > 0 {
-                let body = match snap::raw::Encoder::new().compress_vec(&self.body) {
-                    Ok(body) => bytes::Bytes::from(body),
+                self.compressed.resize(snap::raw::max_compress_len(self.body.len()), 0);
+                let body = match self.encoder.compress(&self.body, &mut self.compressed) {
+                    Ok(n) => bytes::Bytes::copy_from_slice(&self.compressed[..n]),
                     Err(e) => {
                         tracing::error!(destination = %self.destination.name, error = %e, "cannot compress a request: dropped");
                         self.metrics.failed.inc_by(samples);
@@ -172,7 +199,8 @@ impl Sender {
     /// samples of series relabeling dropped, or older than `sample_age_limit`, are counted as
     /// dropped.
     fn encode(&mut self, mut samples: Vec<QueuedSample>) -> (u64, i64) {
-        samples.sort_by_key(|s| (s.series, s.ts_ms));
+        // Each series' samples together and in order (ids and timestamps are unique pairs).
+        samples.sort_unstable_by_key(|s| (s.series, s.ts_ms));
         let oldest_allowed = self.destination.sample_age_limit.map(|limit| tsdb::now_ms() - limit.as_millis() as i64);
         self.body.clear();
         let mut v2_request = v2::Request { symbols: vec![String::new()], timeseries: Vec::new() };
