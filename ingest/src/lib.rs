@@ -12,6 +12,8 @@
 //!   `wire`: the zero-copy protobuf walker the decoder uses; [`proto`]: the remote-write messages
 //!   as prost structs (the reference encoding for tests and senders).
 //! - [`exposition`]: the nom parser for the Prometheus text format 0.0.4 and OpenMetrics 1.0.
+//! - `tls_client`: the rustls client configuration behind `tls_config`'s `server_name` and
+//!   `min_version`/`max_version` (scrapes and forwarding share `tls_config`).
 //! - `scrape`: the [`ScrapeManager`] and its per-target loops (page → one append, report series,
 //!   staleness markers); `scrape_config`: the `scrape_configs` YAML ([`ScrapeConfigs`]); `relabel`:
 //!   Prometheus relabeling.
@@ -61,6 +63,7 @@ pub mod remote_write;
 mod scrape;
 mod scrape_config;
 mod series_cache;
+mod tls_client;
 mod wire;
 
 pub use error::{ConfigError, ParseError, RemoteWriteError};

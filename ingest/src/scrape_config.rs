@@ -94,14 +94,26 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// Verify the server's certificate for this name rather than the address connected to.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// `TLS10`..`TLS13` (this client speaks 1.2 and 1.3).
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub max_version: Option<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
 }
 
 impl TlsConfig {
-    /// Puts these settings on an HTTP client being built: the CA (added to the system roots),
-    /// the client certificate and key, and `insecure_skip_verify`.
+    /// Puts these settings on an HTTP client being built: the CA (added to the public roots),
+    /// the client certificate and key, `insecure_skip_verify`, and — through a rustls
+    /// configuration of Ringtail's own — `server_name`, `min_version` and `max_version`.
     pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+        if crate::tls_client::needs_custom(self) {
+            return Ok(builder.use_preconfigured_tls(crate::tls_client::client_config(self)?));
+        }
         let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
         let mut builder = builder.danger_accept_invalid_certs(self.insecure_skip_verify);
         if let Some(ca_file) = &self.ca_file {
