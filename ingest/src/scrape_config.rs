@@ -581,7 +581,7 @@ scrape_configs:
             ("scrape_configs: [{job_name: a}, {job_name: a}]", "twice"),
             ("scrape_configs: [{job_name: a, scheme: ftp}]", "scheme"),
             ("scrape_configs: [{job_name: a, scrape_interval: soon}]", "invalid duration"),
-            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: node}]}]", "role \"node\""),
+            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: ingress}]}]", "role \"ingress\""),
             ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, selectors: []}]}]", "selectors"),
         ] {
             let err = ScrapeConfigs::from_yaml(yaml).and_then(|c| c.resolve().map(|_| ())).unwrap_err().to_string();
