@@ -75,5 +75,7 @@ pub use limits::{
 pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
 pub use remote_write::Receiver;
 pub use scrape::{ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetStatus};
-pub use scrape_config::{GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, ScrapeConfig, ScrapeConfigs};
+pub use scrape_config::{
+    GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, RoleSelector, ScrapeConfig, ScrapeConfigs,
+};
 pub use wire::WireError;

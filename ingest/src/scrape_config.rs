@@ -143,10 +143,45 @@ impl TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSdConfig {
-    /// `pod`, `service` or `endpoints`.
+    /// `pod`, `service`, `endpoints` or `node`.
     pub role: String,
     #[serde(default)]
     pub namespaces: Option<NamespaceDiscovery>,
+    /// Label and field selectors the watches of each object kind are made with (the API server
+    /// filters: `field: status.phase=Running` for pods, `label: app=web`).
+    #[serde(default)]
+    pub selectors: Vec<RoleSelector>,
+}
+
+/// One `selectors` entry of a `kubernetes_sd_configs` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSelector {
+    /// Which watched kind it filters: the discovery role itself, or for role `endpoints` also
+    /// `pod` and `service`.
+    pub role: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+impl KubernetesSdConfig {
+    /// The kinds a role watches, so the roles its `selectors` may name.
+    pub fn watched_kinds(role: &str) -> &'static [&'static str] {
+        match role {
+            "pod" => &["pod"],
+            "service" => &["service"],
+            "endpoints" => &["endpoints", "pod", "service"],
+            "node" => &["node"],
+            _ => &[],
+        }
+    }
+
+    /// The selector for watched kind `kind`, if one is given.
+    pub fn selector_for(&self, kind: &str) -> Option<&RoleSelector> {
+        self.selectors.iter().find(|s| s.role == kind)
+    }
 }
 
 /// `namespaces:` of a `kubernetes_sd_configs` entry; no entry (or an empty one) means all.
@@ -424,6 +459,23 @@ impl Job {
                     ),
                 ));
             }
+            let kinds = KubernetesSdConfig::watched_kinds(&sd.role);
+            for (index, selector) in sd.selectors.iter().enumerate() {
+                if !kinds.contains(&selector.role.as_str()) {
+                    return Err(invalid(
+                        name,
+                        format!(
+                            "kubernetes_sd_configs role {:?}: a selector for role {:?} (it watches {})",
+                            sd.role,
+                            selector.role,
+                            kinds.join(", ")
+                        ),
+                    ));
+                }
+                if sd.selectors[..index].iter().any(|s| s.role == selector.role) {
+                    return Err(invalid(name, format!("two selectors for role {:?}", selector.role)));
+                }
+            }
         }
         let interval = config.scrape_interval.or(global.scrape_interval).unwrap_or(DEFAULT_SCRAPE_INTERVAL);
         if interval.is_zero() {
@@ -582,7 +634,12 @@ scrape_configs:
             ("scrape_configs: [{job_name: a, scheme: ftp}]", "scheme"),
             ("scrape_configs: [{job_name: a, scrape_interval: soon}]", "invalid duration"),
             ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: ingress}]}]", "role \"ingress\""),
-            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, selectors: []}]}]", "selectors"),
+            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, selectors: [{role: node}]}]}]", "selector for role \"node\""),
+            (
+                "scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: endpoints, selectors: [{role: pod}, {role: pod}]}]}]",
+                "two selectors",
+            ),
+            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, selectors: [{role: pod, labels: x}]}]}]", "labels"),
         ] {
             let err = ScrapeConfigs::from_yaml(yaml).and_then(|c| c.resolve().map(|_| ())).unwrap_err().to_string();
             assert!(err.contains(expected), "{yaml}: {err}");

@@ -96,6 +96,10 @@ fn scrape_discovery_specs(
             }
             match specs.iter_mut().find(|s| s.job_name == job.job_name) {
                 Some(existing) if existing.role == role => {
+                    if existing.selectors != sd.selectors {
+                        tracing::warn!(job = %job.job_name,
+                            "entries of one job with different selectors: the first entry's selectors apply to all");
+                    }
                     // All namespaces (empty) absorbs any list.
                     if existing.namespaces.is_empty() || namespaces.is_empty() {
                         existing.namespaces.clear();
@@ -109,7 +113,12 @@ fn scrape_discovery_specs(
                     tracing::warn!(job = %job.job_name, first = ?existing.role, second = ?role,
                         "one job with two Kubernetes discovery roles: only the first is used");
                 }
-                None => specs.push(ScrapeDiscoverySpec { job_name: job.job_name.clone(), role, namespaces }),
+                None => specs.push(ScrapeDiscoverySpec {
+                    job_name: job.job_name.clone(),
+                    role,
+                    namespaces,
+                    selectors: sd.selectors.clone(),
+                }),
             }
         }
     }

@@ -45,6 +45,24 @@ pub(crate) struct ScrapeDiscoverySpec {
     pub(crate) role: Role,
     /// Namespaces to watch; empty means all.
     pub(crate) namespaces: Vec<String>,
+    /// Label and field selectors per watched kind (`pod`, `service`, `endpoints`, `node`).
+    pub(crate) selectors: Vec<ingest::RoleSelector>,
+}
+
+impl ScrapeDiscoverySpec {
+    /// The watch configuration for kind `kind`: its selectors, if any.
+    fn watch_config(&self, kind: &str) -> watcher::Config {
+        let mut config = watcher::Config::default();
+        if let Some(selector) = self.selectors.iter().find(|s| s.role == kind) {
+            if let Some(label) = &selector.label {
+                config = config.labels(label);
+            }
+            if let Some(field) = &selector.field {
+                config = config.fields(field);
+            }
+        }
+        config
+    }
 }
 
 /// Changes are coalesced for this long before the target groups are recomputed, so a rollout of
@@ -68,6 +86,7 @@ where
     fn start(
         client: &Client,
         namespaces: &[String],
+        config: watcher::Config,
         changed: &mpsc::Sender<()>,
         shutdown: &watch::Receiver<bool>,
     ) -> Self
@@ -79,23 +98,33 @@ where
         } else {
             namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
         };
-        Self::watch(apis, changed, shutdown)
+        Self::watch(apis, config, changed, shutdown)
     }
 
     /// Starts the watch of a cluster-scoped kind (nodes).
-    fn start_cluster(client: &Client, changed: &mpsc::Sender<()>, shutdown: &watch::Receiver<bool>) -> Self
+    fn start_cluster(
+        client: &Client,
+        config: watcher::Config,
+        changed: &mpsc::Sender<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Self
     where
         K: Resource<Scope = k8s_openapi::ClusterResourceScope>,
     {
-        Self::watch(vec![Api::all(client.clone())], changed, shutdown)
+        Self::watch(vec![Api::all(client.clone())], config, changed, shutdown)
     }
 
-    fn watch(apis: Vec<Api<K>>, changed: &mpsc::Sender<()>, shutdown: &watch::Receiver<bool>) -> Self {
+    fn watch(
+        apis: Vec<Api<K>>,
+        config: watcher::Config,
+        changed: &mpsc::Sender<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Self {
         let mut stores = Vec::with_capacity(apis.len());
         for api in apis {
             let (reader, writer) = reflector::store();
             let changed = changed.clone();
-            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+            let stream = reflector::reflector(writer, watcher(api, config.clone())).default_backoff();
             crate::shutdown::spawn_stream(stream, shutdown.clone(), move |event| match event {
                 Ok(_) => {
                     let _ = changed.try_send(());
@@ -121,14 +150,17 @@ pub(crate) async fn run_scrape_discovery(
 ) {
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     let pods = matches!(spec.role, Role::Pod | Role::Endpoints)
-        .then(|| Cache::<Pod>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
-    let services = matches!(spec.role, Role::Service | Role::Endpoints)
-        .then(|| Cache::<Service>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
-    let endpoints = matches!(spec.role, Role::Endpoints)
-        .then(|| Cache::<Endpoints>::start(&client, &spec.namespaces, &changed_tx, &shutdown));
-    let nodes = matches!(spec.role, Role::Node).then(|| Cache::<Node>::start_cluster(&client, &changed_tx, &shutdown));
+        .then(|| Cache::<Pod>::start(&client, &spec.namespaces, spec.watch_config("pod"), &changed_tx, &shutdown));
+    let services = matches!(spec.role, Role::Service | Role::Endpoints).then(|| {
+        Cache::<Service>::start(&client, &spec.namespaces, spec.watch_config("service"), &changed_tx, &shutdown)
+    });
+    let endpoints = matches!(spec.role, Role::Endpoints).then(|| {
+        Cache::<Endpoints>::start(&client, &spec.namespaces, spec.watch_config("endpoints"), &changed_tx, &shutdown)
+    });
+    let nodes = matches!(spec.role, Role::Node)
+        .then(|| Cache::<Node>::start_cluster(&client, spec.watch_config("node"), &changed_tx, &shutdown));
     drop(changed_tx);
-    tracing::info!(job = %spec.job_name, role = ?spec.role, namespaces = ?spec.namespaces, "Kubernetes discovery started");
+    tracing::info!(job = %spec.job_name, role = ?spec.role, namespaces = ?spec.namespaces, selectors = ?spec.selectors, "Kubernetes discovery started");
     loop {
         tokio::select! {
             ping = changed_rx.recv() => {
@@ -189,5 +221,32 @@ fn build_groups(role: Role, caches: &Caches<'_>) -> Vec<TargetGroup> {
                 })
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_watched_kind_gets_its_own_selectors() {
+        let spec = ScrapeDiscoverySpec {
+            job_name: "j".into(),
+            role: Role::Endpoints,
+            namespaces: vec![],
+            selectors: vec![
+                ingest::RoleSelector { role: "pod".into(), label: None, field: Some("status.phase=Running".into()) },
+                ingest::RoleSelector { role: "service".into(), label: Some("app=web".into()), field: None },
+            ],
+        };
+        let pod = spec.watch_config("pod");
+        assert_eq!(
+            (pod.label_selector.as_deref(), pod.field_selector.as_deref()),
+            (None, Some("status.phase=Running"))
+        );
+        let service = spec.watch_config("service");
+        assert_eq!(service.label_selector.as_deref(), Some("app=web"));
+        let endpoints = spec.watch_config("endpoints");
+        assert_eq!((endpoints.label_selector, endpoints.field_selector), (None, None));
     }
 }
