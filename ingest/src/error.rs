@@ -53,3 +53,16 @@ pub enum ConfigError {
     #[error("remote_write {destination:?}: {message}")]
     Forward { destination: String, message: String },
 }
+
+/// reqwest's error with its causes (its top-level message hides the one that says what happened:
+/// connection refused, a certificate, a timeout); `timed_out` names a timeout.
+pub(crate) fn describe_reqwest(error: &reqwest::Error, timed_out: &str) -> String {
+    let mut message = if error.is_timeout() { timed_out.to_string() } else { error.to_string() };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -545,7 +545,8 @@ impl PositionFile {
     fn open(path: &Path) -> std::io::Result<(PositionFile, Result<Option<Position>, String>)> {
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+        // Two slots are all a position file holds; more is not read.
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, 2 * POSITION_SLOT_BYTES as u64), &mut bytes)?;
         let slots: Vec<(u64, Position)> =
             bytes.chunks_exact(POSITION_SLOT_BYTES).filter_map(parse_position_slot).collect();
         let newest = slots.iter().max_by_key(|(writes, _)| *writes).copied();

@@ -338,12 +338,21 @@ impl Sender {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let message = if status.is_success() {
-            String::new()
-        } else {
-            let bytes = response.bytes().await.unwrap_or_default();
-            String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_BODY_BYTES)]).trim().to_string()
-        };
+        let mut message = Vec::new();
+        if !status.is_success() {
+            // Only the start of a refusal is read: a destination cannot make the sender buffer
+            // a body of any size.
+            let mut response = response;
+            while message.len() < MAX_ERROR_BODY_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        message.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY_BYTES - message.len())])
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let message = String::from_utf8_lossy(&message).trim().to_string();
         Ok((status, retry_after, message))
     }
 }
@@ -378,16 +387,8 @@ fn parse_retry_after(text: &str) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// reqwest's top-level message hides the cause (connection refused, timeout); add the chain.
 fn describe(error: reqwest::Error) -> String {
-    let mut message = if error.is_timeout() { "request timed out".to_string() } else { error.to_string() };
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+    crate::error::describe_reqwest(&error, "request timed out")
 }
 
 /// Sleeps `wait`; true when `stop` fired first.

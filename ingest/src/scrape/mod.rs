@@ -390,16 +390,8 @@ async fn fetch(target: &Target) -> Result<Fetched, String> {
     }
 }
 
-/// reqwest's top-level message hides the cause (connection refused, timeout); add the chain.
 fn describe_reqwest(error: reqwest::Error) -> String {
-    let mut message = if error.is_timeout() { "scrape timed out".to_string() } else { error.to_string() };
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+    crate::error::describe_reqwest(&error, "scrape timed out")
 }
 
 #[cfg(test)]
