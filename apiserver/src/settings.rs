@@ -311,6 +311,11 @@ pub struct SettingsLayer {
     /// Prometheus-shaped scrape configs, handed to the scraper as they are.
     #[arg(skip)]
     pub scrape_configs: Option<serde_yaml::Value>,
+    /// Prometheus's `scrape_config_files` (globs of files holding more `scrape_configs`);
+    /// `config::read_file` appends their jobs to `scrape_configs` and empties this.
+    #[arg(skip)]
+    #[serde(default)]
+    pub scrape_config_files: Vec<String>,
 }
 
 /// The query engine's limits (`query:` in the file).
@@ -496,6 +501,7 @@ impl Settings {
             no_cluster_auth,
             global,
             scrape_configs,
+            scrape_config_files: _,
         } = layer;
         set(&mut self.data_dir, data_dir);
         set(&mut self.listen, listen);

@@ -40,6 +40,20 @@ pub fn explain(
     for warning in warnings {
         writeln!(out, "warning: {warning}").map_err(io)?;
     }
+    if let Some(resource) = &rules.resource {
+        writeln!(
+            out,
+            "resourceRules: cpu and memory served as metrics.k8s.io/v1beta1 (window {})",
+            super::rules::config::prom_duration(resource.window)
+        )
+        .map_err(io)?;
+        for query in [&resource.cpu, &resource.memory] {
+            for (at, text) in query.example_texts()? {
+                writeln!(out, "  {at} (every pod of namespace default / every node):\n    {}", text.trim())
+                    .map_err(io)?;
+            }
+        }
+    }
     let Some(db) = db else {
         writeln!(out, "(no store given: rules compile; live series are not shown)").map_err(io)?;
         for rule in rules.custom.iter().chain(&rules.external) {

@@ -1,7 +1,8 @@
-//! The metrics adapter: `custom.metrics.k8s.io` (v1beta1, v1beta2) and
-//! `external.metrics.k8s.io` (v1beta1) served over TLS from the store, configured with
-//! prometheus-adapter's rule format, so an HPA reads metrics from Ringtail as it reads them from
-//! prometheus-adapter — with no Prometheus and no HTTP hop: queries run in-process.
+//! The metrics adapter: `custom.metrics.k8s.io` (v1beta1, v1beta2), `external.metrics.k8s.io`
+//! (v1beta1) and, with `resourceRules`, `metrics.k8s.io` (v1beta1) served over TLS from the
+//! store, configured with prometheus-adapter's rule format, so an HPA reads metrics from Ringtail
+//! as it reads them from prometheus-adapter — with no Prometheus and no HTTP hop: queries run
+//! in-process.
 //!
 //! Map, in the order a request travels:
 //! - [`http`] — the TLS listener (`http::tls`: rustls, HTTP/1.1 and HTTP/2, certificates

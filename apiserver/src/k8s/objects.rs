@@ -7,8 +7,9 @@
 
 use super::api_discovery::{discover_resources, KnownResource};
 use crate::adapter::provider::resources::{
-    GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ResolveError, ResourceInfo,
+    GroupResource, ObjectQuery, ObjectRef, ObjectResolver, ObjectSummary, ResolveError, ResourceInfo,
 };
+use crate::adapter::rules::selector::LabelSelector;
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::DynamicObject;
@@ -56,6 +57,8 @@ impl KubeResolver {
         });
         resolver.refresh_api_discovery().await?;
         resolver.ensure_watched(&GroupResource::new("", "pods"));
+        // Nodes too, so that the first `kubectl top node` finds a synced cache.
+        resolver.ensure_watched(&GroupResource::new("", "nodes"));
         let refresh =
             crate::shutdown::spawn_periodic(&resolver, API_DISCOVERY_REFRESH, shutdown, |resolver| async move {
                 if let Err(e) = resolver.refresh_api_discovery().await {
@@ -235,6 +238,32 @@ impl ObjectResolver for KubeResolver {
         names.sort();
         names.dedup();
         Ok(names)
+    }
+
+    fn list_objects(
+        &self,
+        resource: &GroupResource,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Option<Vec<ObjectSummary>>, ResolveError> {
+        let store = self.synced_store(resource)?;
+        let objects = store
+            .state()
+            .iter()
+            .filter(|object| namespace.is_none_or(|ns| object.metadata.namespace.as_deref() == Some(ns)))
+            .filter(|object| {
+                let labels = object.metadata.labels.as_ref();
+                selector.matches(|key| labels.and_then(|l| l.get(key)).map(String::as_str))
+            })
+            .filter_map(|object| {
+                Some(ObjectSummary {
+                    namespace: object.metadata.namespace.clone(),
+                    name: object.metadata.name.clone()?,
+                    labels: object.metadata.labels.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Some(objects))
     }
 
     fn pods_owned_by(&self, owner: &ResourceInfo, namespace: &str, name: &str) -> Result<Vec<String>, ResolveError> {

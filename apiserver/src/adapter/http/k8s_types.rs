@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 pub(crate) const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 pub(crate) const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+pub(crate) const RESOURCE_GROUP: &str = "metrics.k8s.io";
+pub(crate) const RESOURCE_VERSION: &str = "v1beta1";
 
 /// `metav1.ListMeta`, always empty here (no resourceVersion, no continue token).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -100,6 +102,104 @@ impl ApiResourceList {
                 })
                 .collect(),
         }
+    }
+}
+
+impl ApiResourceList {
+    /// `metrics.k8s.io/v1beta1`'s list, as metrics-server serves it.
+    pub(crate) fn resource_metrics() -> Self {
+        let resource = |name: &str, namespaced: bool, kind: &str| ApiResource {
+            name: name.into(),
+            singular_name: String::new(),
+            namespaced,
+            kind: kind.into(),
+            verbs: vec!["get".into(), "list".into()],
+        };
+        ApiResourceList {
+            kind: "APIResourceList".into(),
+            api_version: "v1".into(),
+            group_version: format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}"),
+            resources: vec![resource("nodes", false, "NodeMetrics"), resource("pods", true, "PodMetrics")],
+        }
+    }
+}
+
+/// `metav1.ObjectMeta` as a metrics object carries it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MetricsObjectMeta {
+    pub(crate) name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) namespace: Option<String>,
+    pub(crate) creation_timestamp: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) labels: BTreeMap<String, String>,
+}
+
+/// `v1.ResourceList` of a usage: cpu and memory quantities.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Usage {
+    pub(crate) cpu: String,
+    pub(crate) memory: String,
+}
+
+/// `metrics/v1beta1.ContainerMetrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ContainerMetrics {
+    pub(crate) name: String,
+    pub(crate) usage: Usage,
+}
+
+/// `metrics/v1beta1.PodMetrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PodMetrics {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) api_version: String,
+    pub(crate) metadata: MetricsObjectMeta,
+    pub(crate) timestamp: String,
+    pub(crate) window: String,
+    pub(crate) containers: Vec<ContainerMetrics>,
+}
+
+/// `metrics/v1beta1.NodeMetrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NodeMetrics {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) api_version: String,
+    pub(crate) metadata: MetricsObjectMeta,
+    pub(crate) timestamp: String,
+    pub(crate) window: String,
+    pub(crate) usage: Usage,
+}
+
+/// `metav1.Duration` as Go's `time.Duration.String()` prints it: `5m0s`, `1h0m0s`, `30s`,
+/// `1.5s`, `0s`.
+pub(crate) fn go_duration(duration: std::time::Duration) -> String {
+    let total_ms = duration.as_millis();
+    if total_ms == 0 {
+        return "0s".into();
+    }
+    let (hours, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (seconds, millis) = (rest / 1000, rest % 1000);
+    let seconds = if millis == 0 {
+        format!("{seconds}s")
+    } else {
+        format!("{seconds}.{}s", format!("{millis:03}").trim_end_matches('0'))
+    };
+    if total_ms < 1000 {
+        return format!("{}ms", total_ms);
+    }
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
     }
 }
 
@@ -278,6 +378,18 @@ pub(crate) fn k8s_time(ts_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        use std::time::Duration;
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
 
     #[test]
     fn metric_value_json_field_names_match_the_go_types() {

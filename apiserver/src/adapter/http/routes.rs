@@ -8,13 +8,16 @@
 
 use super::auth::{AuthDecision, Authenticator, ConnectionInfo};
 use super::k8s_types::{
-    k8s_time, ApiGroup, ApiGroupList, ApiResourceList, ExternalMetricValue, MetricValueList, Status, StatusDetails,
-    VersionInfo, CUSTOM_GROUP, EXTERNAL_GROUP,
+    go_duration, k8s_time, ApiGroup, ApiGroupList, ApiResourceList, ContainerMetrics, ExternalMetricValue,
+    MetricValueList, MetricsObjectMeta, NodeMetrics, PodMetrics, Status, StatusDetails, Usage, VersionInfo,
+    CUSTOM_GROUP, EXTERNAL_GROUP, RESOURCE_GROUP, RESOURCE_VERSION,
 };
 use super::value_list_json::{write_metric_value_list, CustomVersion};
+use crate::adapter::provider::quantity::{cpu_usage, memory_usage};
 use crate::adapter::provider::resources::GroupResource;
 use crate::adapter::provider::{
-    CustomMetricRequest, ExternalMetricRequest, ObjectSelection, Provider, ProviderError, ProviderErrorKind,
+    CustomMetricRequest, ExternalMetricRequest, FieldSelector, NodeUsage, ObjectSelection, PodUsage, Provider,
+    ProviderError, ProviderErrorKind, ResourceMetricsRequest,
 };
 use crate::adapter::rules::selector::LabelSelector;
 use crate::evaluation::{EvaluationSlots, SlotError};
@@ -198,18 +201,24 @@ async fn dispatch(State(state): State<AdapterState>, request: Request) -> Respon
             if !accepts_plain_json(&head.headers) {
                 return status(406, "only the legacy discovery document (application/json) is served");
             }
-            json(
-                StatusCode::OK,
-                &ApiGroupList {
-                    kind: "APIGroupList".into(),
-                    api_version: "v1".into(),
-                    groups: vec![
-                        ApiGroup::new(CUSTOM_GROUP, &CUSTOM_VERSIONS),
-                        ApiGroup::new(EXTERNAL_GROUP, &[EXTERNAL_VERSION]),
-                    ],
-                },
-            )
+            let mut groups =
+                vec![ApiGroup::new(CUSTOM_GROUP, &CUSTOM_VERSIONS), ApiGroup::new(EXTERNAL_GROUP, &[EXTERNAL_VERSION])];
+            if state.provider.serves_resource_metrics() {
+                groups.push(ApiGroup::new(RESOURCE_GROUP, &[RESOURCE_VERSION]));
+            }
+            json(StatusCode::OK, &ApiGroupList { kind: "APIGroupList".into(), api_version: "v1".into(), groups })
         }
+        ["apis", RESOURCE_GROUP, ..] if !state.provider.serves_resource_metrics() => status(
+            404,
+            "the server could not find the requested resource (metrics.k8s.io is served only with resourceRules in the adapter config)",
+        ),
+        ["apis", RESOURCE_GROUP] => json(StatusCode::OK, &ApiGroup::new(RESOURCE_GROUP, &[RESOURCE_VERSION])),
+        ["apis", RESOURCE_GROUP, RESOURCE_VERSION] => json(StatusCode::OK, &ApiResourceList::resource_metrics()),
+        ["apis", RESOURCE_GROUP, RESOURCE_VERSION, rest @ ..] => match resource_request(rest, &params) {
+            Ok((ResourceKind::Pods, request)) => pod_metrics(state, request).await,
+            Ok((ResourceKind::Nodes, request)) => node_metrics(state, request).await,
+            Err(rejection) => rejection.into_response(),
+        },
         ["apis", CUSTOM_GROUP] => json(StatusCode::OK, &ApiGroup::new(CUSTOM_GROUP, &CUSTOM_VERSIONS)),
         ["apis", EXTERNAL_GROUP] => json(StatusCode::OK, &ApiGroup::new(EXTERNAL_GROUP, &[EXTERNAL_VERSION])),
         ["apis", CUSTOM_GROUP, version] if CUSTOM_VERSIONS.contains(version) => {
@@ -291,6 +300,136 @@ fn custom_request(rest: &[&str], params: &[(String, String)]) -> Result<CustomMe
     let objects =
         if name == "*" { ObjectSelection::Selector(selector) } else { ObjectSelection::Named(name.to_string()) };
     Ok(CustomMetricRequest { resource, namespace, objects, metric: metric.to_string(), metric_selector })
+}
+
+/// Which `metrics.k8s.io` resource a request reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResourceKind {
+    Pods,
+    Nodes,
+}
+
+/// Turns the path after `/apis/metrics.k8s.io/v1beta1/` into a request.
+fn resource_request(
+    rest: &[&str],
+    params: &[(String, String)],
+) -> Result<(ResourceKind, ResourceMetricsRequest), Rejection> {
+    let (kind, namespace, name) = match rest {
+        ["pods"] => (ResourceKind::Pods, None, None),
+        ["namespaces", namespace, "pods"] => (ResourceKind::Pods, Some(*namespace), None),
+        ["namespaces", namespace, "pods", name] => (ResourceKind::Pods, Some(*namespace), Some(*name)),
+        ["nodes"] => (ResourceKind::Nodes, None, None),
+        ["nodes", name] => (ResourceKind::Nodes, None, Some(*name)),
+        _ => return Err(Rejection(404, "the server could not find the requested resource".into())),
+    };
+    if let Some(namespace) = namespace {
+        check_name("namespace", namespace)?;
+    }
+    if let Some(name) = name {
+        check_name("object", name)?;
+    }
+    if params.iter().any(|(k, v)| k == "watch" && (v == "true" || v == "1")) {
+        return Err(Rejection(405, "watch is not supported on metrics.k8s.io".into()));
+    }
+    let labels = param_selector(params, "labelSelector")?;
+    let fields_text = params.iter().rev().find(|(k, _)| k == "fieldSelector").map(|(_, v)| v.as_str()).unwrap_or("");
+    let fields = FieldSelector::parse(fields_text).map_err(|e| Rejection(400, format!("fieldSelector: {e}")))?;
+    let request = ResourceMetricsRequest {
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        labels,
+        fields,
+    };
+    Ok((kind, request))
+}
+
+/// The object meta of a metrics answer (created now, as metrics-server stamps it).
+fn metrics_meta(
+    name: String,
+    namespace: Option<String>,
+    labels: std::collections::BTreeMap<String, String>,
+) -> MetricsObjectMeta {
+    MetricsObjectMeta { name, namespace, creation_timestamp: k8s_time(tsdb::now_ms()), labels }
+}
+
+/// A usage pair as quantities (the provider leaves NaN and ±Inf out, so "0" is never used).
+fn usage(cpu_cores: f64, memory_bytes: f64) -> Usage {
+    Usage {
+        cpu: cpu_usage(cpu_cores).unwrap_or_else(|| "0".into()),
+        memory: memory_usage(memory_bytes).unwrap_or_else(|| "0".into()),
+    }
+}
+
+fn pod_metrics_object(pod: PodUsage, single: bool) -> PodMetrics {
+    PodMetrics {
+        kind: if single { "PodMetrics".into() } else { String::new() },
+        api_version: if single { format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}") } else { String::new() },
+        metadata: metrics_meta(pod.name, Some(pod.namespace), pod.labels),
+        timestamp: k8s_time(pod.ts_ms),
+        window: go_duration(pod.window),
+        containers: pod
+            .containers
+            .into_iter()
+            .map(|c| ContainerMetrics { name: c.name, usage: usage(c.cpu_cores, c.memory_bytes) })
+            .collect(),
+    }
+}
+
+fn node_metrics_object(node: NodeUsage, single: bool) -> NodeMetrics {
+    NodeMetrics {
+        kind: if single { "NodeMetrics".into() } else { String::new() },
+        api_version: if single { format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}") } else { String::new() },
+        metadata: metrics_meta(node.name, None, node.labels),
+        timestamp: k8s_time(node.ts_ms),
+        window: go_duration(node.window),
+        usage: usage(node.cpu_cores, node.memory_bytes),
+    }
+}
+
+async fn pod_metrics(state: AdapterState, request: ResourceMetricsRequest) -> Response {
+    let details = StatusDetails {
+        name: request.name.clone().unwrap_or_default(),
+        group: RESOURCE_GROUP.into(),
+        kind: "pods".into(),
+    };
+    let single = request.name.is_some();
+    match evaluate(&state, move |p| p.pod_metrics(&request)).await {
+        Ok(pods) if single => match pods.into_iter().next() {
+            Some(pod) => json(StatusCode::OK, &pod_metrics_object(pod, true)),
+            None => provider_error(ProviderError::not_found("no metrics for the pod"), Some(details)),
+        },
+        Ok(pods) => {
+            let items: Vec<PodMetrics> = pods.into_iter().map(|p| pod_metrics_object(p, false)).collect();
+            json(
+                StatusCode::OK,
+                &MetricValueList::new("PodMetricsList", format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}"), items),
+            )
+        }
+        Err(e) => provider_error(e, Some(details)),
+    }
+}
+
+async fn node_metrics(state: AdapterState, request: ResourceMetricsRequest) -> Response {
+    let details = StatusDetails {
+        name: request.name.clone().unwrap_or_default(),
+        group: RESOURCE_GROUP.into(),
+        kind: "nodes".into(),
+    };
+    let single = request.name.is_some();
+    match evaluate(&state, move |p| p.node_metrics(&request)).await {
+        Ok(nodes) if single => match nodes.into_iter().next() {
+            Some(node) => json(StatusCode::OK, &node_metrics_object(node, true)),
+            None => provider_error(ProviderError::not_found("no metrics for the node"), Some(details)),
+        },
+        Ok(nodes) => {
+            let items: Vec<NodeMetrics> = nodes.into_iter().map(|n| node_metrics_object(n, false)).collect();
+            json(
+                StatusCode::OK,
+                &MetricValueList::new("NodeMetricsList", format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}"), items),
+            )
+        }
+        Err(e) => provider_error(e, Some(details)),
+    }
 }
 
 /// Runs a metric request's provider work off the async workers, once one of the evaluation

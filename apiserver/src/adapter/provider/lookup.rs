@@ -180,6 +180,10 @@ impl Provider {
         &self.resolver
     }
 
+    pub(super) fn engine(&self) -> &query::Engine {
+        &self.engine
+    }
+
     /// The rules in force.
     pub(crate) fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().clone()
@@ -534,7 +538,7 @@ fn rule_error(e: RuleError) -> ProviderError {
     }
 }
 
-fn query_error(text: &str, e: query::QueryError) -> ProviderError {
+pub(super) fn query_error(text: &str, e: query::QueryError) -> ProviderError {
     match e {
         query::QueryError::Timeout(_) | query::QueryError::TooManySamples(_) | query::QueryError::Cancelled(_) => {
             ProviderError::unavailable(format!("query {text:?}: {e}"))

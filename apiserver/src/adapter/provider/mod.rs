@@ -12,6 +12,7 @@
 //! - `resources` — [`ObjectResolver`], the one trait between the adapter and Kubernetes objects
 //!   (RESTMapper-like normalization, label-selector resolution, owners), and its standalone
 //!   implementation; the Kubernetes integration plugs in a watched-cache implementation.
+//! - `resource_metrics` — `metrics.k8s.io` (PodMetrics, NodeMetrics) from `resourceRules`.
 //! - `quantity` — `resource.Quantity` formatting, exactly as Go prints it.
 //! - `error` — [`ProviderError`]: a kind and a message.
 
@@ -20,6 +21,7 @@ mod external;
 mod lookup;
 mod owners;
 pub mod quantity;
+mod resource_metrics;
 pub mod resources;
 mod series_discovery;
 
@@ -30,6 +32,7 @@ pub use external::{ExternalSource, ExternalSourceError};
 pub(crate) use lookup::MetricValueItem;
 pub use lookup::Provider;
 pub(crate) use lookup::{CustomMetricRequest, ExternalMetricRequest, MetricValues, ObjectSelection};
+pub(crate) use resource_metrics::{FieldSelector, NodeUsage, PodUsage, ResourceMetricsRequest};
 pub use resources::ObjectResolver;
 pub(crate) use resources::StandaloneResolver;
 pub(crate) use series_discovery::discover;

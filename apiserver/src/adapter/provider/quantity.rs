@@ -231,12 +231,86 @@ impl<'de> serde::Deserialize<'de> for Quantity {
     }
 }
 
+/// CPU usage as metrics-server serves it: whole nanocores (`resource.NewScaledQuantity(n, -9)`),
+/// printed canonically — `"123456789n"`, `"250m"`, `"2"`. `None` for NaN and ±Inf.
+pub fn cpu_usage(cores: f64) -> Option<String> {
+    let nanocores = nearest_i128(cores * 1e9)?;
+    Some(decimal_si(nanocores, -9))
+}
+
+/// Memory usage as metrics-server serves it: whole bytes as a `BinarySI` quantity printed
+/// canonically — `"5678Ki"`, `"1Mi"`, `"1500"` (not a multiple of 1024), `"1k"` (under 1024
+/// Go prints the decimal form). `None` for NaN and ±Inf.
+pub fn memory_usage(bytes: f64) -> Option<String> {
+    let bytes = nearest_i128(bytes)?;
+    if bytes.abs() < 1024 {
+        return Some(decimal_si(bytes, 0));
+    }
+    let mut mantissa = bytes;
+    let mut power = 0;
+    const SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    while power < SUFFIXES.len() - 1 && mantissa % 1024 == 0 {
+        mantissa /= 1024;
+        power += 1;
+    }
+    Some(format!("{mantissa}{}", SUFFIXES[power]))
+}
+
+/// `value` rounded to the nearest whole number, saturating at the `i64` range Go's quantities hold.
+fn nearest_i128(value: f64) -> Option<i128> {
+    value.is_finite().then(|| value.round().clamp(i64::MIN as f64, i64::MAX as f64) as i128)
+}
+
+/// Go's canonical `DecimalSI` text of `mantissa × 10^exponent` (`exponent` a multiple of 3):
+/// trailing zeros move into the exponent three at a time.
+fn decimal_si(mut mantissa: i128, mut exponent: i32) -> String {
+    if mantissa == 0 {
+        return "0".to_string();
+    }
+    while exponent < 18 && mantissa % 1000 == 0 {
+        mantissa /= 1000;
+        exponent += 3;
+    }
+    let suffix = match exponent {
+        -9 => "n",
+        -6 => "u",
+        -3 => "m",
+        0 => "",
+        3 => "k",
+        6 => "M",
+        9 => "G",
+        12 => "T",
+        15 => "P",
+        _ => "E",
+    };
+    format!("{mantissa}{suffix}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn show(value: f64) -> String {
         Quantity::from_f64(value).map(|q| q.to_string()).unwrap_or_else(|| "none".into())
+    }
+
+    #[test]
+    fn usage_formats_like_metrics_server() {
+        // resource.NewScaledQuantity(n, -9).String() and resource.NewQuantity(b, BinarySI).String().
+        assert_eq!(cpu_usage(0.123456789).as_deref(), Some("123456789n"));
+        assert_eq!(cpu_usage(0.25).as_deref(), Some("250m"));
+        assert_eq!(cpu_usage(1.5).as_deref(), Some("1500m"));
+        assert_eq!(cpu_usage(2.0).as_deref(), Some("2"));
+        assert_eq!(cpu_usage(0.000001).as_deref(), Some("1u"));
+        assert_eq!(cpu_usage(0.0).as_deref(), Some("0"));
+        assert_eq!(cpu_usage(f64::NAN), None);
+        assert_eq!(memory_usage(5_814_272.0).as_deref(), Some("5678Ki"));
+        assert_eq!(memory_usage(1_048_576.0).as_deref(), Some("1Mi"));
+        assert_eq!(memory_usage(1500.0).as_deref(), Some("1500"));
+        assert_eq!(memory_usage(1000.0).as_deref(), Some("1k"));
+        assert_eq!(memory_usage(512.4).as_deref(), Some("512"));
+        assert_eq!(memory_usage(0.0).as_deref(), Some("0"));
+        assert_eq!(memory_usage(f64::INFINITY), None);
     }
 
     #[test]

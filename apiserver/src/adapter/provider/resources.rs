@@ -12,6 +12,7 @@
 //! unchanged when a cluster is configured.
 
 use crate::adapter::rules::selector::LabelSelector;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,14 @@ pub enum ResolveError {
     },
 }
 
+/// One object as a metrics answer shows it: where it is, its name, its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub namespace: Option<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// Resolves resources and objects. Implementations must be cheap to call on every request and
 /// safe to share between threads; none of the methods blocks on the network (a Kubernetes-backed
 /// implementation answers from caches its watches keep current).
@@ -132,6 +141,19 @@ pub trait ObjectResolver: Send + Sync {
     fn selector_matchers(&self, query: &ObjectQuery<'_>) -> Option<Vec<tsdb::Matcher>> {
         let _ = query;
         None
+    }
+
+    /// The objects of `resource` in `namespace` (every namespace when `None`) that `selector`
+    /// matches, with their labels; `None` when this resolver knows no object list (standalone:
+    /// the answer then covers the objects the series name).
+    fn list_objects(
+        &self,
+        resource: &GroupResource,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Option<Vec<ObjectSummary>>, ResolveError> {
+        let _ = (resource, namespace, selector);
+        Ok(None)
     }
 
     /// Names of the pods in `namespace` whose controller chain leads to the object `name` of

@@ -3,9 +3,8 @@
 //!
 //! Keys Ringtail does not know are an error naming every one of them with its path
 //! (`rules[0].resources.overides`), so a typo never silently changes what is served.
-//! `resourceRules` is validated and reported as not served (Ringtail does not serve
-//! `metrics.k8s.io`; metrics-server does that job). The embedded default used without
-//! `--adapter-config` is [`AdapterConfig::embedded_default`].
+//! `resourceRules` (compiled in `rules::resource`) serve `metrics.k8s.io`. The embedded default
+//! used without `--adapter-config` is [`AdapterConfig::embedded_default`].
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -153,7 +152,7 @@ pub(crate) struct LabelValueReplacement {
     pub(crate) replace: String,
 }
 
-/// `resourceRules` (cpu/memory for `metrics.k8s.io`): parsed and validated, not served.
+/// `resourceRules` (cpu/memory for `metrics.k8s.io`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub(crate) struct ResourceRules {
     pub(crate) cpu: Option<ResourceRule>,
@@ -173,6 +172,58 @@ pub(crate) struct ResourceRule {
     pub(crate) resources: ResourceMapping,
     #[serde(default)]
     pub(crate) container_label: String,
+}
+
+/// Metric names in `query` that follow the recording-rule convention `level:metric:operations`
+/// (a name with a `:`), deduplicated in order of appearance.
+fn recording_rule_names(query: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    let mut in_string: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(quote) = in_string {
+            if c == b'\\' {
+                i += 2;
+                continue;
+            }
+            if c == quote {
+                in_string = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' || c == b'\'' || c == b'`' {
+            in_string = Some(c);
+            i += 1;
+            continue;
+        }
+        // Template actions (`<<.LabelMatchers>>`) are not names.
+        if c == b'<' && bytes.get(i + 1) == Some(&b'<') {
+            i = query[i..].find(">>").map(|end| i + end + 2).unwrap_or(bytes.len());
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':') {
+                i += 1;
+            }
+            let word = &query[start..i];
+            // `[5m:1m]` subquery steps and `a:b` inside ranges are not names; a name has a
+            // letter before its first colon.
+            let in_range = query[..start].rfind('[').is_some_and(|open| !query[open..start].contains(']'));
+            let is_name = word.contains(':')
+                && !in_range
+                && word.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            if is_name && !out.iter().any(|n| n == word) {
+                out.push(word.to_string());
+            }
+            continue;
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The known keys of each object in the format, for reporting the unknown ones by path.
@@ -298,14 +349,36 @@ impl AdapterConfig {
         Ok(())
     }
 
-    /// Human-readable notes about accepted parts that change nothing (printed at start).
+    /// Human-readable notes about accepted parts that may not do what their author expects
+    /// (printed at start and by `adapter-config check`): queries reading recording-rule
+    /// outputs (`a:b:c` names), which Ringtail only has when something writes them to it.
     pub(crate) fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.resource_rules.is_some() {
-            out.push(
-                "resourceRules is accepted but not served: Ringtail does not serve metrics.k8s.io (use metrics-server)"
-                    .to_string(),
-            );
+        let mut queries: Vec<(String, &str)> = Vec::new();
+        for (kind, rules) in [("rules", &self.rules), ("externalRules", &self.external_rules)] {
+            for (i, rule) in rules.iter().enumerate() {
+                queries.push((format!("{kind}[{i}].seriesQuery"), &rule.series_query));
+                queries.push((format!("{kind}[{i}].metricsQuery"), &rule.metrics_query));
+            }
+        }
+        if let Some(resource) = &self.resource_rules {
+            for (name, rule) in [("cpu", &resource.cpu), ("memory", &resource.memory)] {
+                if let Some(rule) = rule {
+                    queries.push((format!("resourceRules.{name}.containerQuery"), &rule.container_query));
+                    queries.push((format!("resourceRules.{name}.nodeQuery"), &rule.node_query));
+                }
+            }
+        }
+        for (at, query) in queries {
+            let recorded = recording_rule_names(query);
+            if !recorded.is_empty() {
+                out.push(format!(
+                    "{at} reads {} — the output of a Prometheus recording rule; Ringtail evaluates no recording \
+                     rules, so this answers nothing unless a Prometheus that records it remote-writes it to Ringtail \
+                     (or rewrite the query over the raw series)",
+                    recorded.join(", ")
+                ));
+            }
         }
         out
     }
@@ -430,7 +503,13 @@ resourceRules:
 "#;
         let config = AdapterConfig::parse(text, Path::new("c.yaml")).unwrap();
         assert_eq!(config.external_rules[0].resources.namespaced, Some(false));
-        assert_eq!(config.warnings().len(), 1);
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+        let recorded = text.replace("container_cpu_usage_seconds_total", "node_namespace_pod_container:cpu:sum_irate");
+        let config = AdapterConfig::parse(&recorded, Path::new("c.yaml")).unwrap();
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0]
+            .starts_with("resourceRules.cpu.containerQuery reads node_namespace_pod_container:cpu:sum_irate"));
     }
 
     #[test]
@@ -453,6 +532,21 @@ resourceRules:
     #[test]
     fn empty_file_is_no_rules() {
         assert_eq!(AdapterConfig::parse("", Path::new("c.yaml")).unwrap(), AdapterConfig::default());
+    }
+
+    #[test]
+    fn recording_rule_outputs_are_named() {
+        let query = r#"sum by (<<.GroupBy>>) (node_namespace_pod_container:container_cpu_usage_seconds_total:sum_irate{<<.LabelMatchers>>}) * on(namespace, pod) group_left(node) node_namespace_pod:kube_pod_info:{a="x:y"} + rate(x[5m:1m])"#;
+        assert_eq!(
+            recording_rule_names(query),
+            [
+                "node_namespace_pod_container:container_cpu_usage_seconds_total:sum_irate",
+                "node_namespace_pod:kube_pod_info:"
+            ]
+        );
+        assert!(
+            recording_rule_names(r#"sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[3m]))"#).is_empty()
+        );
     }
 
     #[test]

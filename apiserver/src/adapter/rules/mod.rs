@@ -8,6 +8,7 @@
 //! - `query_template` — a rule's `metricsQuery` parsed once with placeholders.
 //! - `query` — one request's query built from a rule (matchers substituted into the parsed
 //!   template, or rendered text where the template needs it).
+//! - `resource` — `resourceRules` compiled: the cpu and memory queries `metrics.k8s.io` runs.
 //! - `reload` — rules reloaded on file change and SIGHUP; a bad new file keeps the old rules.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub(crate) mod naming;
 pub(crate) mod query;
 mod query_template;
 pub(crate) mod reload;
+pub(crate) mod resource;
 pub mod selector;
 pub(crate) mod template;
 
@@ -33,6 +35,8 @@ pub(crate) struct RuleSet {
     pub(crate) source: String,
     pub(crate) custom: Vec<CompiledRule>,
     pub(crate) external: Vec<CompiledRule>,
+    /// `resourceRules`, when the file has them (then `metrics.k8s.io` is served).
+    pub(crate) resource: Option<resource::ResourceQueries>,
 }
 
 impl RuleSet {
@@ -62,7 +66,9 @@ pub(crate) fn compile_rules(
         .enumerate()
         .map(|(i, rule)| CompiledRule::compile(rule, format!("externalRules[{i}]"), RuleKind::External, resolver))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(RuleSet { generation: 0, source, custom, external })
+    let resource =
+        config.resource_rules.as_ref().map(|rules| resource::ResourceQueries::compile(rules, resolver)).transpose()?;
+    Ok(RuleSet { generation: 0, source, custom, external, resource })
 }
 
 /// Loads and compiles the rules from `path`, or the embedded default when `None`.

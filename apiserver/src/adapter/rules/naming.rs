@@ -50,6 +50,9 @@ struct ResourceTemplate {
 pub(crate) struct CompiledRule {
     /// `rules[3]` / `externalRules[0]`, for messages.
     pub(crate) at: String,
+    /// The key holding the query template (`metricsQuery`; `containerQuery`/`nodeQuery` of a
+    /// resource rule), for messages.
+    pub(crate) query_field: &'static str,
     pub(crate) kind: RuleKind,
     pub(crate) series_query: String,
     pub(crate) series_matchers: Vec<tsdb::Matcher>,
@@ -75,6 +78,17 @@ impl CompiledRule {
     pub(crate) fn compile(
         rule: &DiscoveryRule,
         at: String,
+        kind: RuleKind,
+        resolver: &dyn ObjectResolver,
+    ) -> Result<CompiledRule, RuleError> {
+        Self::compile_query(rule, at, "metricsQuery", kind, resolver)
+    }
+
+    /// Like [`CompiledRule::compile`], with the query template under the key `query_field`.
+    pub(crate) fn compile_query(
+        rule: &DiscoveryRule,
+        at: String,
+        query_field: &'static str,
         kind: RuleKind,
         resolver: &dyn ObjectResolver,
     ) -> Result<CompiledRule, RuleError> {
@@ -138,16 +152,17 @@ impl CompiledRule {
             _ => None,
         };
         let metrics_template = Template::parse(&rule.metrics_query)
-            .map_err(|source| RuleError::Template { at: format!("{at}.metricsQuery"), source })?;
+            .map_err(|source| RuleError::Template { at: format!("{at}.{query_field}"), source })?;
         const FIELDS: [&str; 5] = ["Series", "LabelMatchers", "LabelValuesByName", "GroupBy", "GroupBySlice"];
         if let Some(unknown) = metrics_template.root_fields().into_iter().find(|f| !FIELDS.contains(&f.as_str())) {
             return Err(RuleError::Invalid {
-                at: format!("{at}.metricsQuery"),
+                at: format!("{at}.{query_field}"),
                 message: format!("unknown template field .{unknown} (known: {})", FIELDS.join(", ")),
             });
         }
         Ok(CompiledRule {
             at,
+            query_field,
             kind,
             series_query: rule.series_query.trim().to_string(),
             series_matchers,

@@ -242,10 +242,10 @@ impl CompiledRule {
     ) -> Result<String, RuleError> {
         let arguments = TemplateArguments { series, parts, extra_matchers, group_by };
         let text = render_template(&self.metrics_query, &arguments, &self.label_value_replacements)
-            .map_err(|source| RuleError::Template { at: format!("{}.metricsQuery", self.at), source })?;
+            .map_err(|source| RuleError::Template { at: format!("{}.{}", self.at, self.query_field), source })?;
         if text.trim().is_empty() {
             return Err(RuleError::Invalid {
-                at: format!("{}.metricsQuery", self.at),
+                at: format!("{}.{}", self.at, self.query_field),
                 message: "the template rendered an empty query".into(),
             });
         }

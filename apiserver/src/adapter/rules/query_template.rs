@@ -141,7 +141,6 @@ impl QueryTemplate {
         parts: &[LabelPart<'_>],
         group_by: Option<&str>,
     ) -> Option<(QueryForm, Option<i64>)> {
-        let shape = self.parsed.as_ref()?;
         if !is_plain_metric_name(series)
             || parts.is_empty()
             || parts
@@ -150,18 +149,45 @@ impl QueryTemplate {
         {
             return None;
         }
-        let group_by = match (shape.group_by_placeholder, group_by) {
-            (true, Some(label)) if is_prom_label_name(label) => Some(label),
-            (false, None) => None,
-            _ => return None,
-        };
         let matchers: Vec<Matcher> = parts
             .iter()
             .map(|p| Matcher::new(p.op, p.label.as_ref(), p.value.as_ref()))
             .collect::<Result<_, _>>()
             .ok()?;
+        let group_by: Vec<String> = group_by.map(str::to_string).into_iter().collect();
+        self.substitute_values(&Values { series, matchers: &matchers, group_by: &group_by })
+    }
+
+    /// The parsed query with `matchers` standing for `LabelMatchers` (set matchers included:
+    /// they filter exactly where prometheus-adapter's `a|b|…` regex would) and `group_by` for
+    /// `GroupBy`; `None` when the template prints `.Series` or needs the text path.
+    pub(crate) fn substitute_matchers(
+        &self,
+        matchers: &[Matcher],
+        group_by: &[String],
+    ) -> Option<(QueryForm, Option<i64>)> {
+        let shape = self.parsed.as_ref()?;
+        if matchers.is_empty()
+            || shape.text.contains(SERIES_PLACEHOLDER)
+            || matchers.iter().any(|m| m.name == tsdb::METRIC_NAME || !is_prom_label_name(&m.name))
+        {
+            return None;
+        }
+        self.substitute_values(&Values { series: "", matchers, group_by })
+    }
+
+    fn substitute_values(&self, values: &Values<'_>) -> Option<(QueryForm, Option<i64>)> {
+        let shape = self.parsed.as_ref()?;
+        let group_by_fits = if shape.group_by_placeholder {
+            !values.group_by.is_empty() && values.group_by.iter().all(|l| is_prom_label_name(l))
+        } else {
+            values.group_by.is_empty()
+        };
+        if !group_by_fits {
+            return None;
+        }
         let mut expr = shape.expr.clone();
-        substitute(&mut expr, &Values { series, matchers: &matchers, group_by })?;
+        substitute(&mut expr, values)?;
         Some((QueryForm::Parsed { expr, text: shape.text.clone() }, shape.window_seconds))
     }
 }
@@ -230,7 +256,8 @@ fn is_plain_metric_name(name: &str) -> bool {
 struct Values<'a> {
     series: &'a str,
     matchers: &'a [Matcher],
-    group_by: Option<&'a str>,
+    /// What one `GroupBy` placeholder becomes (empty for external rules, which have none).
+    group_by: &'a [String],
 }
 
 /// Puts `values` where the placeholders are; `None` where the rendered text would not parse to
@@ -260,11 +287,9 @@ fn substitute(expr: &mut Expr, values: &Values<'_>) -> Option<()> {
     Some(())
 }
 
-fn substitute_labels(labels: &mut [String], values: &Values<'_>) {
-    if let Some(group_by) = values.group_by {
-        for label in labels.iter_mut().filter(|l| *l == GROUP_BY_PLACEHOLDER) {
-            group_by.clone_into(label);
-        }
+fn substitute_labels(labels: &mut Vec<String>, values: &Values<'_>) {
+    while let Some(at) = labels.iter().position(|l| l == GROUP_BY_PLACEHOLDER) {
+        labels.splice(at..=at, values.group_by.iter().cloned());
     }
 }
 
