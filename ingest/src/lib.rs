@@ -76,6 +76,6 @@ pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
 pub use remote_write::Receiver;
 pub use scrape::{ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetStatus};
 pub use scrape_config::{
-    GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, RoleSelector, ScrapeConfig, ScrapeConfigs,
+    AttachMetadata, GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, RoleSelector, ScrapeConfig, ScrapeConfigs,
 };
 pub use wire::WireError;

@@ -143,7 +143,7 @@ impl TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSdConfig {
-    /// `pod`, `service`, `endpoints` or `node`.
+    /// `pod`, `service`, `endpoints`, `endpointslice`, `node` or `ingress`.
     pub role: String,
     #[serde(default)]
     pub namespaces: Option<NamespaceDiscovery>,
@@ -151,6 +151,18 @@ pub struct KubernetesSdConfig {
     /// filters: `field: status.phase=Running` for pods, `label: app=web`).
     #[serde(default)]
     pub selectors: Vec<RoleSelector>,
+    /// `attach_metadata: {node: true}`: targets of roles pod, endpoints and endpointslice also
+    /// get their node's name and labels (`__meta_kubernetes_node_name`, `_node_label_*`).
+    #[serde(default)]
+    pub attach_metadata: AttachMetadata,
+}
+
+/// `attach_metadata:` of a `kubernetes_sd_configs` entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachMetadata {
+    #[serde(default)]
+    pub node: bool,
 }
 
 /// One `selectors` entry of a `kubernetes_sd_configs` entry.
@@ -173,7 +185,9 @@ impl KubernetesSdConfig {
             "pod" => &["pod"],
             "service" => &["service"],
             "endpoints" => &["endpoints", "pod", "service"],
+            "endpointslice" => &["endpointslice", "pod", "service"],
             "node" => &["node"],
+            "ingress" => &["ingress"],
             _ => &[],
         }
     }
@@ -196,7 +210,7 @@ pub struct NamespaceDiscovery {
 }
 
 /// The roles `kubernetes_sd_configs` supports here.
-pub const KUBERNETES_SD_ROLES: [&str; 4] = ["pod", "service", "endpoints", "node"];
+pub const KUBERNETES_SD_ROLES: [&str; 6] = ["pod", "service", "endpoints", "endpointslice", "node", "ingress"];
 
 /// One `scrape_configs` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -454,8 +468,9 @@ impl Job {
                 return Err(invalid(
                     name,
                     format!(
-                        "kubernetes_sd_configs role {:?} is not supported (use pod, service, endpoints or node)",
-                        sd.role
+                        "kubernetes_sd_configs role {:?} is not supported (use {})",
+                        sd.role,
+                        KUBERNETES_SD_ROLES.join(", ")
                     ),
                 ));
             }
@@ -633,7 +648,8 @@ scrape_configs:
             ("scrape_configs: [{job_name: a}, {job_name: a}]", "twice"),
             ("scrape_configs: [{job_name: a, scheme: ftp}]", "scheme"),
             ("scrape_configs: [{job_name: a, scrape_interval: soon}]", "invalid duration"),
-            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: ingress}]}]", "role \"ingress\""),
+            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: ingres}]}]", "role \"ingres\""),
+            ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, attach_metadata: {nodes: true}}]}]", "nodes"),
             ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, selectors: [{role: node}]}]}]", "selector for role \"node\""),
             (
                 "scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: endpoints, selectors: [{role: pod}, {role: pod}]}]}]",

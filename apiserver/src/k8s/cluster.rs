@@ -118,6 +118,7 @@ fn scrape_discovery_specs(
                     role,
                     namespaces,
                     selectors: sd.selectors.clone(),
+                    attach_node: sd.attach_metadata.node,
                 }),
             }
         }
