@@ -121,12 +121,18 @@ impl ScrapeManager {
 
     /// Replaces the configuration: jobs are compiled first (an error changes nothing), then
     /// targets that disappeared or changed are stopped (with staleness markers) and new ones start.
+    /// A job whose HTTP client cannot be built (a `ca_file` not readable yet, a broken key) is
+    /// logged and left out, as Prometheus leaves out such a scrape pool: the other jobs run.
     pub fn apply_config(&self, configs: &ScrapeConfigs) -> Result<(), ConfigError> {
         let jobs = configs.resolve()?;
         let mut runtimes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let client = build_client(&job, &self.options)?;
-            runtimes.push(Arc::new(JobRuntime { job, client, limits: self.options.limits }));
+            match build_client(&job, &self.options) {
+                Ok(client) => runtimes.push(Arc::new(JobRuntime { job, client, limits: self.options.limits })),
+                Err(e) => {
+                    tracing::error!(job = %job.name, error = %e, "scrape job left out: its HTTP client cannot be built")
+                }
+            }
         }
         let mut state = self.lock();
         state.jobs = runtimes;
@@ -426,6 +432,20 @@ mod tests {
         let group = &rt.job.static_groups[0];
         assert!(resolve_target(&rt, group, "keep:1").is_some());
         assert!(resolve_target(&rt, group, "drop:1").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_client_cannot_be_built_is_left_out_and_the_others_run() {
+        let db = Arc::new(Db::open(tsdb::Options::in_memory()).unwrap());
+        let manager = ScrapeManager::new(db, IngestMetrics::default(), ScrapeManagerOptions::default());
+        let configs = ScrapeConfigs::from_yaml(
+            "scrape_configs:\n- job_name: broken\n  scheme: https\n  tls_config: {ca_file: /nonexistent/ca.crt}\n  static_configs: [{targets: ['127.0.0.1:1']}]\n- job_name: fine\n  static_configs: [{targets: ['127.0.0.1:2']}]\n",
+        )
+        .unwrap();
+        manager.apply_config(&configs).unwrap();
+        let jobs: Vec<String> = manager.targets().into_iter().map(|t| t.job).collect();
+        assert_eq!(jobs, ["fine"]);
+        manager.apply_config(&ScrapeConfigs::default()).unwrap();
     }
 
     #[test]
