@@ -24,6 +24,8 @@
 //!   discovery; every background loop ends on shutdown.
 //! - `scrape` — the scrape configuration in effect (the embedded self-scrape default or the
 //!   user's `scrape_configs`) handed to `ingest`'s scraper.
+//! - [`reload`] — the `--config` file applied again without a restart (SIGHUP, `POST /-/reload`,
+//!   file change): scrape jobs and their Kubernetes discovery.
 //!
 //! Key decision: the metrics adapter queries the store in-process — no Prometheus, no HTTP hop,
 //! no relist interval — so a sample acknowledged by remote-write answers the next HPA request.
@@ -44,6 +46,7 @@ mod evaluation;
 mod http;
 mod k8s;
 mod listener;
+pub mod reload;
 mod scrape;
 pub mod server;
 pub mod settings;

@@ -4,7 +4,6 @@
 //! at once. The manager stays reachable as `Server::scraper`, so discovery can replace a job's
 //! target groups at runtime with `ScrapeManager::set_target_groups`.
 
-use crate::config::Config;
 use ingest::{ConfigError, IngestMetrics, ScrapeConfigs, ScrapeManager, ScrapeManagerOptions};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -29,17 +28,22 @@ pub fn embedded_default(listen: SocketAddr) -> Result<ScrapeConfigs, ConfigError
     ScrapeConfigs::from_yaml(&yaml)
 }
 
-/// The scrape configuration the server runs: the file's, or the embedded default.
-pub fn effective_configs(config: &Config, local_addr: SocketAddr) -> Result<ScrapeConfigs, ConfigError> {
-    match &config.scrape_configs {
+/// The scrape configuration the server runs: the file's `global` and `scrape_configs`, or the
+/// embedded default when it has none.
+pub fn effective_configs(
+    global: Option<&serde_yaml::Value>,
+    scrape_configs: Option<&serde_yaml::Value>,
+    local_addr: SocketAddr,
+) -> Result<ScrapeConfigs, ConfigError> {
+    match scrape_configs {
         None => {
             let mut configs = embedded_default(local_addr)?;
-            if let Some(global) = &config.global {
+            if let Some(global) = global {
                 configs.global = ScrapeConfigs::from_values(Some(global), None)?.global;
             }
             Ok(configs)
         }
-        Some(scrape_configs) => ScrapeConfigs::from_values(config.global.as_ref(), Some(scrape_configs)),
+        Some(scrape_configs) => ScrapeConfigs::from_values(global, Some(scrape_configs)),
     }
 }
 
@@ -61,6 +65,7 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn default_scrapes_self_through_loopback() {
@@ -80,7 +85,11 @@ mod tests {
             global: Some(serde_yaml::from_str("{scrape_interval: 5s}").unwrap()),
             ..Config::default()
         };
-        let jobs = effective_configs(&config, "127.0.0.1:9".parse().unwrap()).unwrap().resolve().unwrap();
+        let jobs =
+            effective_configs(config.global.as_ref(), config.scrape_configs.as_ref(), "127.0.0.1:9".parse().unwrap())
+                .unwrap()
+                .resolve()
+                .unwrap();
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].name, "other");
         assert_eq!(jobs[0].interval, Duration::from_secs(5));

@@ -63,6 +63,8 @@ pub struct Server {
     http_task: JoinHandle<()>,
     /// The scraper; discovery replaces its target groups at runtime.
     pub(crate) scraper: Arc<ingest::ScrapeManager>,
+    /// Applies a changed config file (and owns the Kubernetes discovery tasks).
+    reloader: Arc<crate::reload::ConfigReloader>,
     /// The metrics adapter's TLS listener (custom/external metrics APIs).
     pub adapter: crate::adapter::serve::AdapterHandle,
     flush_task: JoinHandle<()>,
@@ -104,6 +106,7 @@ impl Server {
         ));
         let query_api = Arc::new(QueryApiState::new(&mut registry));
         let connection_metrics = ConnectionMetrics::register(&mut registry);
+        let reload_gauges = crate::reload::ConfigReloadGauges::register(&mut registry);
         let state = AppState {
             db: db.clone(),
             engine,
@@ -113,6 +116,7 @@ impl Server {
             read_only_reason,
             ready: Arc::new(AtomicBool::new(false)),
             warm_up: Arc::default(),
+            lifecycle: Arc::default(),
         };
 
         let listener = TcpListener::bind(settings.listen)
@@ -171,14 +175,16 @@ impl Server {
         )
         .await
         .map_err(ServerError::Adapter)?;
-        let scrape_configs = crate::scrape::effective_configs(&settings, local_addr).map_err(ServerError::Scrape)?;
+        let scrape_configs =
+            crate::scrape::effective_configs(settings.global.as_ref(), settings.scrape_configs.as_ref(), local_addr)
+                .map_err(ServerError::Scrape)?;
         let scraper = crate::scrape::start(&scrape_configs, db.clone(), ingest_metrics, settings.limits)
             .map_err(ServerError::Scrape)?;
         let mut cluster_tasks = Vec::new();
-        match &mut cluster {
+        let discovery = match &mut cluster {
             Some(cluster) => {
                 cluster_tasks.append(&mut cluster.refresh_tasks);
-                cluster_tasks.extend(cluster.start_scrape_discovery(&scrape_configs, &scraper, &shutdown_rx));
+                Some(crate::reload::ClusterDiscovery::new(cluster.client.clone()))
             }
             None => {
                 if scrape_configs.scrape_configs.iter().any(|job| !job.kubernetes_sd_configs.is_empty()) {
@@ -187,8 +193,22 @@ impl Server {
                         (give --kubeconfig or run in a pod): those jobs have no targets"
                     );
                 }
+                None
             }
+        };
+        let reloader = Arc::new(crate::reload::ConfigReloader::start(
+            settings.config_file.clone(),
+            local_addr,
+            (settings.global.clone(), settings.scrape_configs.clone()),
+            &scrape_configs,
+            scraper.clone(),
+            discovery,
+            reload_gauges,
+        ));
+        if settings.web.enable_lifecycle {
+            let _ = state.lifecycle.set(reloader.clone());
         }
+        cluster_tasks.push(tokio::spawn(crate::reload::run_triggers(reloader.clone(), shutdown_rx.clone())));
         let forward_tasks = forwarder.map(|f| f.start(shutdown_rx.clone())).unwrap_or_default();
         let flush_task = tokio::spawn(store_upkeep(db, workers, settings.sync_interval, shutdown_rx));
 
@@ -208,6 +228,7 @@ impl Server {
             shutdown,
             http_task,
             scraper,
+            reloader,
             adapter,
             flush_task,
             cluster_tasks,
@@ -222,6 +243,7 @@ impl Server {
         for task in self.cluster_tasks {
             let _ = task.await;
         }
+        self.reloader.stop().await;
         self.scraper.stop().await;
         let http_result = self.http_task.await.map_err(|e| ServerError::Serve(std::io::Error::other(e)));
         self.adapter.join().await;

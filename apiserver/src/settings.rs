@@ -44,6 +44,8 @@ pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// default and unit.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The `--config` file the settings came from, if any (re-read on reload).
+    pub config_file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// Connections the HTTP listener serves at once.
@@ -103,6 +105,8 @@ pub struct WebSettings {
     pub probe_connections: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub http2_max_concurrent_streams: u32,
+    /// Whether `POST /-/reload` is served (`--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
 }
 
 impl Default for WebSettings {
@@ -114,6 +118,7 @@ impl Default for WebSettings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             probe_connections: DEFAULT_PROBE_CONNECTIONS,
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            enable_lifecycle: false,
         }
     }
 }
@@ -174,6 +179,7 @@ impl Default for ClusterSettings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            config_file: None,
             data_dir: PathBuf::from("./data"),
             listen: DEFAULT_LISTEN,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -423,6 +429,10 @@ pub struct WebLayer {
     /// HTTP/2 streams (requests) one connection may have open at once [default: 100 streams].
     #[arg(long = "web.http2-max-concurrent-streams", value_name = "COUNT")]
     pub http2_max_concurrent_streams: Option<u32>,
+    /// Serve `POST /-/reload` (re-read the --config file, as SIGHUP does), as Prometheus's flag.
+    #[arg(long = "web.enable-lifecycle")]
+    #[serde(default)]
+    pub enable_lifecycle: bool,
 }
 
 /// The metrics adapter (`adapter:` in the file).
@@ -473,6 +483,7 @@ impl Settings {
         let mut settings = Settings::default();
         if let Some(path) = config_file {
             settings.layer(crate::config::read_file(path)?);
+            settings.config_file = Some(path.to_path_buf());
         }
         settings.layer(flags);
         Ok(settings)
@@ -582,7 +593,9 @@ impl WebSettings {
             idle_timeout,
             probe_connections,
             http2_max_concurrent_streams,
+            enable_lifecycle,
         } = layer;
+        self.enable_lifecycle |= enable_lifecycle;
         set_optional(&mut self.config_file, config_file);
         set(&mut self.read_header_timeout, read_header_timeout);
         set(&mut self.read_timeout, read_timeout);

@@ -40,6 +40,9 @@ pub struct AppState {
     pub(crate) ready: Arc<AtomicBool>,
     /// `/-/ready` answers 503 until this time (`--ready-after`), set at start.
     pub(crate) warm_up: Arc<std::sync::OnceLock<WarmUp>>,
+    /// What `POST /-/reload` runs, when `--web.enable-lifecycle` is given (set once the scraper
+    /// runs).
+    pub(crate) lifecycle: Arc<std::sync::OnceLock<Arc<crate::reload::ConfigReloader>>>,
 }
 
 /// The wait after start before `/-/ready` answers 200 (`--ready-after`).
@@ -54,11 +57,24 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", axum::routing::post(reload).put(reload))
         .route("/metrics", get(self_metrics))
         .merge(remote_write::routes())
         .merge(export::routes())
         .merge(prom_api::routes())
         .with_state(state)
+}
+
+/// `POST /-/reload`: re-reads the config file, as SIGHUP does; 403 without
+/// `--web.enable-lifecycle`, 500 with the reason when the new file is refused (as Prometheus).
+async fn reload(State(state): State<AppState>) -> (StatusCode, String) {
+    let Some(reloader) = state.lifecycle.get() else {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.\n".into());
+    };
+    match reloader.reload(true) {
+        Ok(_) => (StatusCode::OK, String::new()),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {error}\n")),
+    }
 }
 
 async fn healthy() -> &'static str {

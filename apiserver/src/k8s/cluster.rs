@@ -7,10 +7,10 @@
 
 use super::auth::KubeAuth;
 use super::objects::KubeResolver;
-use super::scrape_discovery::{run_scrape_discovery, Role, ScrapeDiscoverySpec};
+use super::scrape_discovery::{Role, ScrapeDiscoverySpec};
 use super::K8sError;
 use crate::settings::{ClusterMode, ClusterSettings};
-use ingest::{ScrapeConfigs, ScrapeManager};
+use ingest::ScrapeConfigs;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -60,22 +60,12 @@ impl Cluster {
         );
         Ok(Some(Cluster { client, resolver, auth, refresh_tasks }))
     }
+}
 
-    /// Starts one scrape discovery task per `kubernetes_sd_configs` entry of every job.
-    pub(crate) fn start_scrape_discovery(
-        &self,
-        configs: &ScrapeConfigs,
-        scraper: &Arc<ScrapeManager>,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Vec<JoinHandle<()>> {
-        let own_namespace = || read_own_namespace(Path::new(SERVICE_ACCOUNT_NAMESPACE));
-        scrape_discovery_specs(configs, own_namespace)
-            .into_iter()
-            .map(|spec| {
-                tokio::spawn(run_scrape_discovery(self.client.clone(), spec, scraper.clone(), shutdown.clone()))
-            })
-            .collect()
-    }
+/// The scrape discovery specs of `configs`, with `own_namespace` read from the service account
+/// mount.
+pub(crate) fn scrape_discovery_specs_for(configs: &ScrapeConfigs) -> Vec<ScrapeDiscoverySpec> {
+    scrape_discovery_specs(configs, || read_own_namespace(Path::new(SERVICE_ACCOUNT_NAMESPACE)))
 }
 
 /// The scrape discovery specs of `configs`. Several entries of one job would overwrite each other's

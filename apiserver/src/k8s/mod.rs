@@ -12,4 +12,5 @@ pub(crate) mod scrape_discovery;
 pub(crate) mod scrape_targets;
 
 pub use client::K8sError;
-pub(crate) use cluster::Cluster;
+pub(crate) use cluster::{scrape_discovery_specs_for, Cluster};
+pub(crate) use scrape_discovery::{run_scrape_discovery, ScrapeDiscoverySpec};

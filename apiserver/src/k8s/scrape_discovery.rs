@@ -52,7 +52,7 @@ impl Role {
 }
 
 /// One `kubernetes_sd_configs` entry of one job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScrapeDiscoverySpec {
     pub(crate) job_name: String,
     pub(crate) role: Role,

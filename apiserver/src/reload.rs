@@ -1,0 +1,248 @@
+//! `ConfigReloader` applies a changed `--config` file without a restart: the scrape
+//! configuration (`global`, `scrape_configs`, `scrape_config_files`) and, with a cluster, the
+//! Kubernetes discovery it asks for. It runs on SIGHUP, on `POST /-/reload` (with
+//! `--web.enable-lifecycle`, as Prometheus) and when the file's contents change (polled, which
+//! also follows a ConfigMap's symlink swap). The adapter rules (`--adapter-config`) reload on
+//! their own (`adapter::rules::reload`).
+//!
+//! A new file that does not parse or whose jobs do not compile is refused: the error is logged
+//! and `ringtail_config_last_reload_successful` drops to 0, and what runs stays as it was.
+//! Targets whose job and labels are unchanged keep running (no gap, no staleness marker);
+//! removed ones write staleness markers (`ingest::ScrapeManager::apply_config`). Settings that
+//! need a restart (listen addresses, storage, limits) are read at start only.
+
+use crate::k8s::ScrapeDiscoverySpec;
+use ingest::{ScrapeConfigs, ScrapeManager};
+use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the config file is looked at for changes.
+pub(crate) const CONFIG_POLL: Duration = Duration::from_secs(3);
+
+/// `ringtail_config_last_reload_successful` and `_success_timestamp_seconds`, as Prometheus's
+/// `prometheus_config_last_reload_*`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigReloadGauges {
+    successful: Gauge,
+    success_timestamp: Gauge<f64, AtomicU64>,
+}
+
+impl ConfigReloadGauges {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let gauges = ConfigReloadGauges::default();
+        registry.register(
+            "ringtail_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful",
+            gauges.successful.clone(),
+        );
+        registry.register(
+            "ringtail_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload",
+            gauges.success_timestamp.clone(),
+        );
+        gauges.succeeded();
+        gauges
+    }
+
+    fn succeeded(&self) {
+        self.successful.set(1);
+        self.success_timestamp.set(tsdb::now_ms() as f64 / 1000.0);
+    }
+
+    fn failed(&self) {
+        self.successful.set(0);
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReloadOutcome {
+    /// The file's scrape configuration is what runs already.
+    Unchanged,
+    Applied {
+        jobs: usize,
+    },
+}
+
+/// The Kubernetes discovery of the scrape configuration in force: its specs and tasks, stopped
+/// and started again when a reload changes the specs.
+struct DiscoveryGeneration {
+    specs: Vec<ScrapeDiscoverySpec>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The cluster side of a reload.
+pub(crate) struct ClusterDiscovery {
+    pub(crate) client: kube::Client,
+    current: Mutex<Option<DiscoveryGeneration>>,
+    /// Tasks of generations already told to stop, joined at shutdown.
+    retired: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ClusterDiscovery {
+    pub(crate) fn new(client: kube::Client) -> Self {
+        ClusterDiscovery { client, current: Mutex::new(None), retired: Mutex::new(Vec::new()) }
+    }
+
+    /// Starts discovery for `configs` unless the same specs already run.
+    fn apply(&self, configs: &ScrapeConfigs, scraper: &Arc<ScrapeManager>) {
+        let specs = crate::k8s::scrape_discovery_specs_for(configs);
+        let mut current = self.current.lock();
+        if current.as_ref().is_some_and(|generation| generation.specs == specs) {
+            return;
+        }
+        if let Some(old) = current.take() {
+            let _ = old.stop.send(true);
+            self.retired.lock().extend(old.tasks);
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = specs
+            .iter()
+            .cloned()
+            .map(|spec| {
+                tokio::spawn(crate::k8s::run_scrape_discovery(
+                    self.client.clone(),
+                    spec,
+                    scraper.clone(),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
+        *current = Some(DiscoveryGeneration { specs, stop, tasks });
+    }
+
+    /// Stops every discovery task and waits for them.
+    pub(crate) async fn stop(&self) {
+        let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.retired.lock());
+        if let Some(generation) = self.current.lock().take() {
+            let _ = generation.stop.send(true);
+            tasks.extend(generation.tasks);
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Re-reads and applies the config file. Cheap to share; `reload` takes `&self`.
+pub struct ConfigReloader {
+    config_file: Option<PathBuf>,
+    local_addr: SocketAddr,
+    scraper: Arc<ScrapeManager>,
+    discovery: Option<ClusterDiscovery>,
+    gauges: ConfigReloadGauges,
+    /// The `(global, scrape_configs)` in force, as read (what a poll compares against).
+    applied: Mutex<(Option<serde_yaml::Value>, Option<serde_yaml::Value>)>,
+    /// The last refusal, so a poll logs a bad file once, not every few seconds.
+    last_error: Mutex<Option<String>>,
+}
+
+impl ConfigReloader {
+    /// A reloader for what `start` applied: `global`/`scrape_configs` as read from the file,
+    /// `configs` as running (discovery is started here).
+    pub(crate) fn start(
+        config_file: Option<PathBuf>,
+        local_addr: SocketAddr,
+        applied: (Option<serde_yaml::Value>, Option<serde_yaml::Value>),
+        configs: &ScrapeConfigs,
+        scraper: Arc<ScrapeManager>,
+        discovery: Option<ClusterDiscovery>,
+        gauges: ConfigReloadGauges,
+    ) -> ConfigReloader {
+        if let Some(discovery) = &discovery {
+            discovery.apply(configs, &scraper);
+        }
+        ConfigReloader {
+            config_file,
+            local_addr,
+            scraper,
+            discovery,
+            gauges,
+            applied: Mutex::new(applied),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// Re-reads the file and applies its scrape configuration if it changed (or always, with
+    /// `force`). Must run inside the tokio runtime (targets start tasks). `Err` is the reason the
+    /// file was refused; nothing changed then.
+    pub(crate) fn reload(&self, force: bool) -> Result<ReloadOutcome, String> {
+        let result = self.try_reload(force);
+        match &result {
+            Ok(ReloadOutcome::Unchanged) if !force => {}
+            Ok(outcome) => {
+                self.gauges.succeeded();
+                *self.last_error.lock() = None;
+                if let ReloadOutcome::Applied { jobs } = outcome {
+                    tracing::info!(jobs, file = ?self.config_file, "configuration reloaded");
+                }
+            }
+            Err(error) => {
+                self.gauges.failed();
+                let mut last = self.last_error.lock();
+                if force || last.as_deref() != Some(error.as_str()) {
+                    tracing::error!(%error, "new configuration refused; the previous one stays in force");
+                }
+                *last = Some(error.clone());
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self, force: bool) -> Result<ReloadOutcome, String> {
+        let Some(path) = &self.config_file else {
+            return Ok(ReloadOutcome::Unchanged);
+        };
+        let layer = crate::config::read_file(path).map_err(|e| e.to_string())?;
+        let read = (layer.global, layer.scrape_configs);
+        if !force && *self.applied.lock() == read {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        let configs = crate::scrape::effective_configs(read.0.as_ref(), read.1.as_ref(), self.local_addr)
+            .map_err(|e| e.to_string())?;
+        self.scraper.apply_config(&configs).map_err(|e| e.to_string())?;
+        if let Some(discovery) = &self.discovery {
+            discovery.apply(&configs, &self.scraper);
+        }
+        *self.applied.lock() = read;
+        Ok(ReloadOutcome::Applied { jobs: configs.scrape_configs.len() })
+    }
+
+    /// Stops the Kubernetes discovery tasks (at shutdown).
+    pub(crate) async fn stop(&self) {
+        if let Some(discovery) = &self.discovery {
+            discovery.stop().await;
+        }
+    }
+}
+
+/// Reloads on SIGHUP (forced) and when the file changes, every [`CONFIG_POLL`], until `shutdown`.
+pub(crate) async fn run_triggers(reloader: Arc<ConfigReloader>, mut shutdown: watch::Receiver<bool>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; the config file is still reloaded when it changes");
+            None
+        }
+    };
+    let mut ticker = tokio::time::interval(CONFIG_POLL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        let force = tokio::select! {
+            _ = ticker.tick() => false,
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let _ = reloader.reload(force);
+    }
+}
