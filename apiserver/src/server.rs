@@ -117,6 +117,7 @@ impl Server {
             ready: Arc::new(AtomicBool::new(false)),
             warm_up: Arc::default(),
             lifecycle: Arc::default(),
+            scraper: Arc::default(),
         };
 
         let listener = TcpListener::bind(settings.listen)
@@ -180,6 +181,7 @@ impl Server {
                 .map_err(ServerError::Scrape)?;
         let scraper = crate::scrape::start(&scrape_configs, db.clone(), ingest_metrics, settings.limits)
             .map_err(ServerError::Scrape)?;
+        let _ = state.scraper.set(scraper.clone());
         let mut cluster_tasks = Vec::new();
         let discovery = match &mut cluster {
             Some(cluster) => {

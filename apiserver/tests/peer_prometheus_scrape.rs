@@ -129,3 +129,94 @@ async fn relabel_actions_and_job_limits_as_prometheus() {
         assert!(in_ringtail.iter().all(|s| s.floats().last() == Some(&0.0)), "{job}: up is 0 in Ringtail too");
     }
 }
+
+/// `/api/v1/targets` of both for the same scrape config: one target up, one down (nothing
+/// listens), one dropped by relabeling, one job with `params`; the fields compared one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_api_as_prometheus() {
+    if !peer::peers_installed("targets_api_as_prometheus", &[peer::PROMETHEUS]) {
+        return;
+    }
+    let target = TestTarget::start().await;
+    let addr = target.addr;
+    let closed = format!("127.0.0.1:{}", free_port());
+    let scrape = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n\
+         - job_name: pages\n  static_configs: [{{targets: ['{addr}', '{closed}', 'drop.me:1'], labels: {{team: a}}}}]\n\
+         \x20 relabel_configs: [{{source_labels: [__address__], regex: 'drop[.].*', action: drop}}]\n\
+         - job_name: probe\n  metrics_path: /metrics\n  params: {{module: [http_2xx]}}\n  scrape_interval: 2s\n\
+         \x20 static_configs: [{{targets: ['{addr}']}}]\n"
+    );
+    let ringtail = Ringtail::start(Some(&scrape), &[]).await;
+    let prometheus = Prometheus::start(&scrape).await;
+    let targets_of = |base: String| async move {
+        let body: serde_json::Value =
+            client().get(format!("{base}/api/v1/targets")).send().await.expect("targets").json().await.expect("json");
+        body
+    };
+    let settled = |body: &serde_json::Value| {
+        body["data"]["activeTargets"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3 && a.iter().all(|t| t["health"] != "unknown"))
+    };
+    let ours = eventually("Ringtail's targets scraped once", Duration::from_secs(60), || async {
+        let body = targets_of(ringtail.url()).await;
+        settled(&body).then_some(body)
+    })
+    .await;
+    let theirs = eventually("Prometheus's targets scraped once", Duration::from_secs(60), || async {
+        let body = targets_of(prometheus.url()).await;
+        settled(&body).then_some(body)
+    })
+    .await;
+    let key = |t: &serde_json::Value| (t["scrapePool"].to_string(), t["scrapeUrl"].to_string());
+    let mut ours_active = ours["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+    let mut theirs_active = theirs["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+    ours_active.sort_by_key(key);
+    theirs_active.sort_by_key(key);
+    for (a, b) in ours_active.iter().zip(&theirs_active) {
+        for field in [
+            "scrapePool",
+            "scrapeUrl",
+            "globalUrl",
+            "health",
+            "scrapeInterval",
+            "scrapeTimeout",
+            "labels",
+            "discoveredLabels",
+        ] {
+            if field == "globalUrl" {
+                // Prometheus puts its host name in the global URL; compare the path part.
+                let path = |v: &serde_json::Value| {
+                    v.as_str()
+                        .and_then(|u| u.split_once("//"))
+                        .map(|(_, r)| r.split_once('/').map(|(_, p)| p.to_string()))
+                };
+                assert_eq!(path(&a[field]), path(&b[field]), "globalUrl path: {a}\nvs {b}");
+                continue;
+            }
+            assert_eq!(a[field], b[field], "{field}: Ringtail {a}\nPrometheus {b}");
+        }
+        assert_eq!(
+            a["lastError"].as_str().is_some_and(str::is_empty),
+            b["lastError"].as_str().is_some_and(str::is_empty)
+        );
+        assert!(a["lastScrape"].as_str().is_some_and(|t| t.starts_with("20")), "{a}");
+        assert!(a["lastScrapeDuration"].as_f64().is_some(), "{a}");
+    }
+    let dropped = |body: &serde_json::Value| body["data"]["droppedTargets"].clone();
+    assert_eq!(dropped(&ours), dropped(&theirs));
+    let only_dropped = client()
+        .get(format!("{}/api/v1/targets?state=dropped&scrapePool=pages", ringtail.url()))
+        .send()
+        .await
+        .expect("targets")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert_eq!(only_dropped["data"]["activeTargets"], serde_json::json!([]));
+    assert_eq!(only_dropped["data"]["droppedTargets"].as_array().map(Vec::len), Some(1));
+    let bad = client().get(format!("{}/api/v1/targets?state=sleeping", ringtail.url())).send().await.expect("targets");
+    assert_eq!(bad.status().as_u16(), 400);
+}

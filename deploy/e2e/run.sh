@@ -25,6 +25,11 @@
 # 6. Availability: replica B is killed (-9) while the HPAs scale 1 → 4; they still get there and
 #    `kubectl get --raw` keeps answering from A. B restarts with --ready-after=rule-window, is not
 #    Ready for one rule window, and then answers through the aggregator as A does.
+# 7. Resource metrics (resource-metrics.sh): deploy/ plus components/resource-metrics applied; a
+#    kubelet-shaped exporter over TLS behind a real Node object, scraped directly by Ringtail
+#    (role node, jobs from `scrape_config_files`); `kubectl top pod/node` and the raw
+#    metrics.k8s.io API show the values it serves, and a Resource-metric (cpu Utilization) HPA
+#    scales 1 → 4 → 1.
 # Prints "N passed, M failed" and exits non-zero when anything failed. Needs root (netns).
 set -euo pipefail
 
@@ -135,6 +140,8 @@ if kc apply -f "$work/rendered.yaml" >"$work/apply.log" 2>&1; then
 else
   fail "kubectl apply of the rendered manifests"; cat "$work/apply.log"; exit 1
 fi
+source "$here/resource-metrics.sh"
+rm_apply_overlay
 # What the endpoints controller does from the replicas' readiness: the Service lists the
 # addresses of the Ready ones.
 set_endpoints() { # IP...
@@ -170,6 +177,7 @@ users: [{name: ringtail, user: {token: "$ringtail_token"}}]
 contexts: [{name: e2e, context: {cluster: e2e, user: ringtail}}]
 current-context: e2e
 EOF
+rm_prepare_config   # the kubelet jobs in a scrape_config_files file, certificates, token
 
 # --- Ringtail in the test hosts ---------------------------------------------------------------
 start_replica() { # NETNS IP DATA_DIR LOG [FLAG...] — appends the pid to pids; sets started_pid
@@ -199,6 +207,7 @@ else
   fail "APIService v1beta2.custom.metrics.k8s.io never became available"
   kc get apiservice v1beta2.custom.metrics.k8s.io -o yaml | tail -15
 fi
+rm_start   # the test kubelet, its Node, pods on it, the cpu HPA; metrics.k8s.io available
 
 # --- metric sources ---------------------------------------------------------------------------
 echo >"$work/push.spec"
@@ -342,6 +351,7 @@ fi
 for d in inference web worker; do
   replicas_are "$d" 1 || fail "$d does not start at 1 replica (has $(replicas "$d"))"
 done
+rm_hpa_at_rest
 
 scale_and_check() { # LOAD EXPECTED TIMEOUT — all three HPAs watched at once, each timed
   local load="$1" expected="$2" timeout="$3" start now d pending=(inference web worker) still
@@ -376,6 +386,7 @@ scale_and_check() { # LOAD EXPECTED TIMEOUT — all three HPAs watched at once, 
 # --- availability: replica B crashes as the HPAs scale up -------------------------------------
 metric_path="/apis/custom.metrics.k8s.io/v1beta2/namespaces/$app_ns/pods/%2A/ei_scale_ratio?labelSelector=app%3Dinference"
 external_path="/apis/external.metrics.k8s.io/v1beta1/namespaces/$app_ns/queue_messages_ready?labelSelector=queue%3Djobs"
+rm_raise_load   # the cpu HPA scales up alongside; checked in rm_checks
 kill -9 "$ringtail_b_pid"
 # Its readiness probe fails and the endpoints controller takes it out of the Service (in a
 # cluster after periodSeconds × failureThreshold of the probe; here at once).
@@ -493,6 +504,9 @@ else
   fail "replicas A and B answer differently: $(cat "$work/answer-a-pods.json" "$work/answer-b-pods.json" 2>/dev/null | head -c 600)"
 fi
 set_endpoints "$ns_ip" "$ns_ip_b"
+
+# --- resource metrics: kubectl top, the raw API, the cpu HPA ----------------------------------
+rm_checks
 
 log "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

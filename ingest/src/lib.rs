@@ -74,7 +74,9 @@ pub use limits::{
 };
 pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
 pub use remote_write::Receiver;
-pub use scrape::{ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetStatus};
+pub use scrape::{
+    DroppedTarget, ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetStatus, MAX_DROPPED_TARGETS,
+};
 pub use scrape_config::{
     AttachMetadata, GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, RoleSelector, ScrapeConfig, ScrapeConfigs,
 };

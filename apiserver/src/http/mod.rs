@@ -1,7 +1,8 @@
 //! The HTTP router on `--listen`: health and readiness, self-metrics (with the store's figures,
 //! read on each scrape by `store_metrics`), and the routes each surface module contributes
-//! (remote-write, export, the Prometheus query API and `tsdb_status`). Its state is built by the
-//! server and owned by it.
+//! (remote-write, export, the Prometheus query API, `tsdb_status` and `targets`), and
+//! `POST /-/reload` (with `--web.enable-lifecycle`). Its state is built by the server and owned
+//! by it.
 //!
 //! `/-/ready` answers 200 once every listener is up and as long as queries are answered, also
 //! while the store refuses writes (a full volume, a read-only start): restarting or removing the
@@ -13,6 +14,7 @@ pub mod prom_api;
 pub(crate) mod reloading;
 pub mod remote_write;
 pub(crate) mod store_metrics;
+pub(crate) mod targets;
 pub(crate) mod tsdb_status;
 pub(crate) mod web_config;
 
@@ -43,6 +45,8 @@ pub struct AppState {
     /// What `POST /-/reload` runs, when `--web.enable-lifecycle` is given (set once the scraper
     /// runs).
     pub(crate) lifecycle: Arc<std::sync::OnceLock<Arc<crate::reload::ConfigReloader>>>,
+    /// The scraper, for `/api/v1/targets` (set once it runs).
+    pub(crate) scraper: Arc<std::sync::OnceLock<Arc<ingest::ScrapeManager>>>,
 }
 
 /// The wait after start before `/-/ready` answers 200 (`--ready-after`).
@@ -58,6 +62,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
+        .route("/api/v1/targets", get(targets::targets))
         .route("/metrics", get(self_metrics))
         .merge(remote_write::routes())
         .merge(export::routes())

@@ -76,13 +76,25 @@ impl RequestHeaderConfig {
 /// What a request asks to do, as kube-apiserver's RequestInfo would describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum RequestAttributes {
-    Resource { group: String, version: String, namespace: String, resource: String, name: String, subresource: String },
+    Resource {
+        /// `get` for a named object, `list` without a name, as kube-apiserver derives a GET's verb
+        /// (the HPA's role grants `list` on `metrics.k8s.io` pods, and external metrics are
+        /// always lists).
+        verb: &'static str,
+        group: String,
+        version: String,
+        namespace: String,
+        resource: String,
+        name: String,
+        subresource: String,
+    },
     NonResource { path: String },
 }
 
 impl RequestAttributes {
     /// Parses `/apis/<group>/<version>/[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]`;
-    /// anything else is a non-resource path. Verbs are always `get` for these read-only APIs.
+    /// anything else is a non-resource path. These APIs are read-only: the verb is `get` with a
+    /// name and `list` without one.
     pub(crate) fn from_path(path: &str) -> RequestAttributes {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let [prefix, group, version, rest @ ..] = parts.as_slice() else {
@@ -96,12 +108,14 @@ impl RequestAttributes {
             _ => (String::new(), rest),
         };
         let get = |i: usize| rest.get(i).map(|s| s.to_string()).unwrap_or_default();
+        let name = get(1);
         RequestAttributes::Resource {
+            verb: if name.is_empty() { "list" } else { "get" },
             group: group.to_string(),
             version: version.to_string(),
             namespace,
             resource: get(0),
-            name: get(1),
+            name,
             subresource: rest.get(2..).map(|tail| tail.join("/")).unwrap_or_default(),
         }
     }
@@ -344,9 +358,9 @@ impl KubeAuth {
             ..Default::default()
         };
         let described = match attributes {
-            RequestAttributes::Resource { group, version, namespace, resource, name, subresource } => {
+            RequestAttributes::Resource { verb, group, version, namespace, resource, name, subresource } => {
                 spec.resource_attributes = Some(ResourceAttributes {
-                    verb: Some("get".into()),
+                    verb: Some(verb.to_string()),
                     group: Some(group.clone()),
                     version: Some(version.clone()),
                     namespace: Some(namespace.clone()),
@@ -355,7 +369,7 @@ impl KubeAuth {
                     subresource: Some(subresource.clone()),
                     ..Default::default()
                 });
-                format!("get {resource}{} in {group}", if subresource.is_empty() { "" } else { "/…" })
+                format!("{verb} {resource}{} in {group}", if subresource.is_empty() { "" } else { "/…" })
             }
             RequestAttributes::NonResource { path } => {
                 spec.non_resource_attributes =
@@ -434,6 +448,7 @@ mod tests {
         assert_eq!(
             attrs,
             RequestAttributes::Resource {
+                verb: "get",
                 group: "custom.metrics.k8s.io".into(),
                 version: "v1beta2".into(),
                 namespace: "default".into(),
@@ -445,6 +460,13 @@ mod tests {
         let attrs = RequestAttributes::from_path("/apis/custom.metrics.k8s.io/v1beta1/namespaces/web");
         assert!(matches!(attrs, RequestAttributes::Resource { ref resource, ref name, .. }
             if resource == "namespaces" && name == "web"));
+        let list = RequestAttributes::from_path("/apis/metrics.k8s.io/v1beta1/namespaces/web/pods");
+        assert!(matches!(list, RequestAttributes::Resource { verb: "list", ref resource, ref namespace, .. }
+            if resource == "pods" && namespace == "web"));
+        let external = RequestAttributes::from_path("/apis/external.metrics.k8s.io/v1beta1/namespaces/web/queue_depth");
+        assert!(matches!(external, RequestAttributes::Resource { verb: "list", ref resource, .. } if resource == "queue_depth"));
+        let one = RequestAttributes::from_path("/apis/metrics.k8s.io/v1beta1/nodes/n1");
+        assert!(matches!(one, RequestAttributes::Resource { verb: "get", ref name, .. } if name == "n1"));
         assert_eq!(
             RequestAttributes::from_path("/apis/custom.metrics.k8s.io/v1beta2"),
             RequestAttributes::NonResource { path: "/apis/custom.metrics.k8s.io/v1beta2".into() }

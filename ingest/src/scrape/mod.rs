@@ -64,11 +64,29 @@ pub struct TargetHealth {
 #[derive(Debug, Clone)]
 pub struct TargetStatus {
     pub job: String,
+    /// `scheme://address/path`, with the query string of the `params` when there are any.
     pub url: String,
     /// The labels every series of the target carries (`job`, `instance`, group and relabel labels).
     pub labels: Labels,
+    /// The labels before relabeling (`__address__`, `__meta_*`, …), as Prometheus's
+    /// `discoveredLabels`.
+    pub discovered_labels: Labels,
+    pub interval: Duration,
+    pub timeout: Duration,
     pub health: TargetHealth,
 }
+
+/// A target relabeling dropped: its labels before relabeling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedTarget {
+    pub job: String,
+    pub discovered_labels: Labels,
+}
+
+/// Most dropped targets remembered for the targets page (a discovery of every pod in a large
+/// cluster, most dropped by a `keep` rule, must not grow without bound); the count of all is
+/// kept.
+pub const MAX_DROPPED_TARGETS: usize = 10_000;
 
 /// A target resolved from a group: where to scrape and what labels to attach.
 #[derive(Debug)]
@@ -78,6 +96,7 @@ struct Target {
     url: String,
     params: Vec<(String, String)>,
     labels: Labels,
+    discovered_labels: Labels,
     key: String,
     health: Mutex<TargetHealth>,
     /// Set when the job has more targets than its `target_limit`: every scrape fails with it.
@@ -103,6 +122,10 @@ struct ManagerState {
     /// Target groups handed over by discovery, per job name (replacing that job's previous set).
     discovered: HashMap<String, Vec<TargetGroup>>,
     running: HashMap<String, RunningTarget>,
+    /// Targets relabeling dropped at the last sync (at most [`MAX_DROPPED_TARGETS`]), and how
+    /// many there were in all.
+    dropped: Vec<DroppedTarget>,
+    dropped_total: usize,
 }
 
 /// The scraper. All methods take `&self`; share it behind an `Arc`. `apply_config` and
@@ -156,13 +179,23 @@ impl ScrapeManager {
             .values()
             .map(|r| TargetStatus {
                 job: r.target.job.job.name.clone(),
-                url: r.target.url.clone(),
+                url: url_with_params(&r.target.url, &r.target.params),
                 labels: r.target.labels.clone(),
+                discovered_labels: r.target.discovered_labels.clone(),
+                interval: r.target.job.job.interval,
+                timeout: r.target.job.job.timeout,
                 health: r.target.health.lock().map(|h| h.clone()).unwrap_or_default(),
             })
             .collect();
         out.sort_by(|a, b| (&a.job, &a.url, &a.labels).cmp(&(&b.job, &b.url, &b.labels)));
         out
+    }
+
+    /// The targets relabeling dropped at the last change (at most [`MAX_DROPPED_TARGETS`]), and
+    /// how many were dropped in all.
+    pub fn dropped_targets(&self) -> (Vec<DroppedTarget>, usize) {
+        let state = self.lock();
+        (state.dropped.clone(), state.dropped_total)
     }
 
     /// Stops every target (each writes its staleness markers) and waits for them.
@@ -189,13 +222,23 @@ impl ScrapeManager {
 
     fn sync(&self, state: &mut ManagerState) {
         let mut desired: HashMap<String, Target> = HashMap::new();
+        let mut dropped = Vec::new();
+        let mut dropped_total = 0;
         for runtime in &state.jobs {
             let discovered = state.discovered.get(&runtime.job.name).map(Vec::as_slice).unwrap_or(&[]);
             let mut targets: HashMap<String, Target> = HashMap::new();
             for group in runtime.job.static_groups.iter().chain(discovered) {
                 for address in &group.targets {
-                    if let Some(target) = resolve_target(runtime, group, address) {
-                        targets.entry(target.key.clone()).or_insert(target);
+                    match resolve_target(runtime, group, address) {
+                        Ok(target) => {
+                            targets.entry(target.key.clone()).or_insert(target);
+                        }
+                        Err(discovered_labels) => {
+                            dropped_total += 1;
+                            if dropped.len() < MAX_DROPPED_TARGETS {
+                                dropped.push(DroppedTarget { job: runtime.job.name.clone(), discovered_labels });
+                            }
+                        }
                     }
                 }
             }
@@ -218,6 +261,8 @@ impl ScrapeManager {
                 desired.entry(key).or_insert(target);
             }
         }
+        state.dropped = dropped;
+        state.dropped_total = dropped_total;
         let gone: Vec<String> = state.running.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
         for key in gone {
             if let Some(running) = state.running.remove(&key) {
@@ -247,8 +292,9 @@ fn build_client(job: &Job, options: &ScrapeManagerOptions) -> Result<reqwest::Cl
 
 /// Applies Prometheus' target label rules: group labels, then `__address__`, `__scheme__`,
 /// `__metrics_path__`, `__param_*`, `job` where unset; `relabel_configs`; `instance` defaults to the
-/// address; `__`-prefixed labels are dropped. `None` when relabeling drops the target.
-fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str) -> Option<Target> {
+/// address; `__`-prefixed labels are dropped. `Err` (with the labels before relabeling) when
+/// relabeling drops the target.
+fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str) -> Result<Target, Labels> {
     let job = &runtime.job;
     let mut labels = Labels::from_pairs(group.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     labels.set("__address__", address);
@@ -270,12 +316,13 @@ fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str)
             labels.set(&label, first);
         }
     }
+    let discovered_labels = labels.clone();
     if !job.relabel.apply(&mut labels) {
-        return None;
+        return Err(discovered_labels);
     }
     let Some(address) = labels.get("__address__").map(str::to_string) else {
         tracing::warn!(job = %job.name, "target dropped: relabeling removed __address__");
-        return None;
+        return Err(discovered_labels);
     };
     if labels.get("instance").is_none() {
         labels.set("instance", &address);
@@ -295,15 +342,39 @@ fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str)
     let labels = Labels::from_pairs(public);
     let url = format!("{scheme}://{address}{path}");
     let key = format!("{}|{url}|{params:?}|{labels}|{}", job.name, job.fingerprint);
-    Some(Target {
+    Ok(Target {
         job: runtime.clone(),
         url,
         params,
         labels,
+        discovered_labels,
         key,
         health: Mutex::new(TargetHealth::default()),
         forced_error: None,
     })
+}
+
+/// `url` with `params` as its query string (what is requested).
+fn url_with_params(url: &str, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return url.to_string();
+    }
+    let query: Vec<String> =
+        params.iter().map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value))).collect();
+    format!("{url}?{}", query.join("&"))
+}
+
+/// Percent-encodes everything but the unreserved characters of RFC 3986.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// FNV-1a: a stable hash (the std hasher may change between Rust releases) for scrape offsets.
@@ -430,8 +501,10 @@ mod tests {
             "scrape_configs:\n- job_name: j\n  static_configs: [{targets: ['keep:1', 'drop:1']}]\n  relabel_configs:\n  - source_labels: [__address__]\n    regex: 'drop:.*'\n    action: drop\n",
         );
         let group = &rt.job.static_groups[0];
-        assert!(resolve_target(&rt, group, "keep:1").is_some());
-        assert!(resolve_target(&rt, group, "drop:1").is_none());
+        assert!(resolve_target(&rt, group, "keep:1").is_ok());
+        let dropped = resolve_target(&rt, group, "drop:1").err().unwrap();
+        assert_eq!(dropped.get("__address__"), Some("drop:1"));
+        assert_eq!(dropped.get("job"), Some("j"));
     }
 
     #[tokio::test]

@@ -438,14 +438,17 @@ impl AdapterConfig {
     }
 }
 
-/// A duration in Prometheus syntax (`2m`, `90s`, `1h30m`).
+/// A duration in Prometheus syntax (`2m`, `90s`, `1h30m`, `1s500ms`), as Prometheus prints one.
 pub(crate) fn prom_duration(duration: Duration) -> String {
-    let mut secs = duration.as_secs().max(1);
+    let mut ms = duration.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
     let mut out = String::new();
-    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
         }
     }
     out
@@ -554,5 +557,8 @@ resourceRules:
         assert_eq!(prom_duration(Duration::from_secs(120)), "2m");
         assert_eq!(prom_duration(Duration::from_secs(300)), "5m");
         assert_eq!(prom_duration(Duration::from_secs(5430)), "1h30m30s");
+        assert_eq!(prom_duration(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(prom_duration(Duration::from_secs(2 * 86_400)), "2d");
+        assert_eq!(prom_duration(Duration::ZERO), "0s");
     }
 }
