@@ -88,7 +88,9 @@ pub(crate) enum RequestAttributes {
         name: String,
         subresource: String,
     },
-    NonResource { path: String },
+    NonResource {
+        path: String,
+    },
 }
 
 impl RequestAttributes {
@@ -464,7 +466,9 @@ mod tests {
         assert!(matches!(list, RequestAttributes::Resource { verb: "list", ref resource, ref namespace, .. }
             if resource == "pods" && namespace == "web"));
         let external = RequestAttributes::from_path("/apis/external.metrics.k8s.io/v1beta1/namespaces/web/queue_depth");
-        assert!(matches!(external, RequestAttributes::Resource { verb: "list", ref resource, .. } if resource == "queue_depth"));
+        assert!(
+            matches!(external, RequestAttributes::Resource { verb: "list", ref resource, .. } if resource == "queue_depth")
+        );
         let one = RequestAttributes::from_path("/apis/metrics.k8s.io/v1beta1/nodes/n1");
         assert!(matches!(one, RequestAttributes::Resource { verb: "get", ref name, .. } if name == "n1"));
         assert_eq!(
