@@ -3,6 +3,7 @@
 mod cli_adapter;
 mod cli_promql_test;
 mod cli_query;
+mod log_format;
 
 use anyhow::Context;
 use apiserver::adapter_args::{self, ConfigFileRole, PrometheusAdapterFlags};
@@ -48,6 +49,14 @@ struct ServeArgs {
     settings: SettingsLayer,
     #[command(flatten)]
     prometheus_adapter: PrometheusAdapterFlags,
+    /// Only log messages of this level or above, as Prometheus's flag (the RINGTAIL_LOG
+    /// environment variable, a tracing filter such as `info,ingest=debug`, wins over it)
+    /// [default: info].
+    #[arg(long = "log.level", value_name = "LEVEL", value_parser = ["debug", "info", "warn", "error"])]
+    log_level: Option<String>,
+    /// Log line format: text (human-readable), logfmt or json, as Prometheus's flag.
+    #[arg(long = "log.format", value_enum, default_value = "text")]
+    log_format: log_format::LogFormat,
 }
 
 /// mimalloc keeps freed memory for reuse instead of returning large blocks to the kernel at once:
@@ -59,22 +68,27 @@ fn main() -> anyhow::Result<()> {
     // prometheus-adapter's Deployment args (flags only) replace the image's `serve` command.
     let cli = Cli::parse_from(adapter_args::with_default_subcommand(std::env::args_os().collect()));
     // One-shot commands print results on stdout; only warnings go to the log by default.
-    let default_level = match &cli.command {
-        Command::Query(_) | Command::PromqlTest(_) => "warn",
+    let (default_level, format) = match &cli.command {
+        Command::Query(_) | Command::PromqlTest(_) => ("warn", log_format::LogFormat::Text),
         Command::Serve(args) => {
-            args.prometheus_adapter.verbosity.map_or("info", adapter_args::log_filter_for_verbosity)
+            let level = match &args.log_level {
+                Some(level) => level.as_str(),
+                None => args.prometheus_adapter.verbosity.map_or("info", adapter_args::log_filter_for_verbosity),
+            };
+            (level, args.log_format)
         }
-        _ => "info",
+        _ => ("info", log_format::LogFormat::Text),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGTAIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGTAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
         // Colours only on a terminal: a log file or a container log gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        log_format::LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        structured => {
+            builder.event_format(log_format::StructuredLines { json: structured == log_format::LogFormat::Json }).init()
+        }
+    }
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::AdapterConfig(command) => cli_adapter::run(command),

@@ -119,12 +119,26 @@ async fn sighup_applies_a_changed_scrape_config_without_a_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_reload_with_the_lifecycle_flag() {
     let (a, b) = (TestTarget::start().await, TestTarget::start().await);
-    let ringtail = Ringtail::start(Some(&config(&[("a", a.addr)])), &["--web.enable-lifecycle"]).await;
+    let ringtail =
+        Ringtail::start(Some(&config(&[("a", a.addr)])), &["--web.enable-lifecycle", "--log.format=logfmt"]).await;
     write_config(&ringtail, "scrape_configs: [{job_name: a, static_configs: [{targets: [x]}]}, {job_name: a}]\n");
     let response = client().post(format!("{}/-/reload", ringtail.url())).send().await.expect("post");
     assert_eq!(response.status().as_u16(), 500);
     let message = response.text().await.unwrap_or_default();
     assert!(message.contains("failed to reload config") && message.contains("twice"), "{message}");
+    // The 5xx is logged once with its cause, as a logfmt line.
+    let log = ringtail.log();
+    let logged: Vec<&str> = log.lines().filter(|l| l.contains("msg=\"request failed\"")).collect();
+    assert_eq!(logged.len(), 1, "{log}");
+    assert!(
+        logged[0].starts_with("ts=")
+            && logged[0].contains(" level=warn ")
+            && logged[0].contains(" path=/-/reload ")
+            && logged[0].contains(" status=500 ")
+            && logged[0].contains("cause=\"failed to reload config:"),
+        "{}",
+        logged[0]
+    );
     assert_eq!(self_metric(&ringtail, "ringtail_config_last_reload_successful").await, Some(0.0));
 
     write_config(&ringtail, &config(&[("a", a.addr), ("b", b.addr)]));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a real Kubernetes control plane on this machine for Ringtail's end-to-end test:
 # etcd, kube-apiserver (RBAC, aggregation with a front-proxy CA, aggregator routing to Endpoints)
-# and kube-controller-manager (deployment, replicaset and HPA controllers; HPA sync every 5 s).
+# and kube-controller-manager (deployment, replicaset and HPA controllers, and the mirroring of
+# selector-less Services' Endpoints into EndpointSlices; HPA sync every 5 s).
 # Nodes and kubelets are not run: the harness marks pods Running/Ready through the status subresource.
 #
 #   control-plane.sh up   DIR BIN_DIR HOST_IP   # certificates, processes and DIR/admin.kubeconfig
@@ -111,7 +112,7 @@ subjectAltName=IP:127.0.0.1,IP:$host_ip,IP:10.96.0.1,DNS:kubernetes,DNS:kubernet
 
   "$bin_dir/kube-controller-manager" \
     --kubeconfig "$dir/controller-manager.kubeconfig" \
-    --controllers serviceaccount-token,serviceaccount,deployment,replicaset,horizontalpodautoscaling,garbagecollector \
+    --controllers serviceaccount-token,serviceaccount,deployment,replicaset,horizontalpodautoscaling,garbagecollector,endpointslicemirroring \
     --use-service-account-credentials \
     --service-account-private-key-file "$dir/sa.key" --root-ca-file "$dir/ca.crt" \
     --horizontal-pod-autoscaler-sync-period 5s \

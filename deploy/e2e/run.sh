@@ -30,6 +30,9 @@
 #    (role node, jobs from `scrape_config_files`); `kubectl top pod/node` and the raw
 #    metrics.k8s.io API show the values it serves, and a Resource-metric (cpu Utilization) HPA
 #    scales 1 → 4 → 1.
+# 8. Discovery roles (discovery.sh): endpoints, endpointslice (v1beta1 here), ingress and pod with
+#    attach_metadata and a field selector, each compared with vmagent 1.79 discovering the same
+#    objects (the targets' labels before relabeling, from both /api/v1/targets).
 # Prints "N passed, M failed" and exits non-zero when anything failed. Needs root (netns).
 set -euo pipefail
 
@@ -178,6 +181,8 @@ contexts: [{name: e2e, context: {cluster: e2e, user: ringtail}}]
 current-context: e2e
 EOF
 rm_prepare_config   # the kubelet jobs in a scrape_config_files file, certificates, token
+source "$here/discovery.sh"
+sd_prepare_config   # the discovery roles' jobs, for Ringtail and for a vmagent beside it
 
 # --- Ringtail in the test hosts ---------------------------------------------------------------
 start_replica() { # NETNS IP DATA_DIR LOG [FLAG...] — appends the pid to pids; sets started_pid
@@ -208,6 +213,7 @@ else
   kc get apiservice v1beta2.custom.metrics.k8s.io -o yaml | tail -15
 fi
 rm_start   # the test kubelet, its Node, pods on it, the cpu HPA; metrics.k8s.io available
+sd_objects # a Service with Endpoints (mirrored into EndpointSlices), pods, an Ingress; vmagent
 
 # --- metric sources ---------------------------------------------------------------------------
 echo >"$work/push.spec"
@@ -507,6 +513,7 @@ set_endpoints "$ns_ip" "$ns_ip_b"
 
 # --- resource metrics: kubectl top, the raw API, the cpu HPA ----------------------------------
 rm_checks
+sd_checks
 
 log "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

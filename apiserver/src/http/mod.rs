@@ -20,7 +20,7 @@ pub(crate) mod web_config;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -67,7 +67,40 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(remote_write::routes())
         .merge(export::routes())
         .merge(prom_api::routes())
+        .layer(axum::middleware::from_fn(log_server_errors))
         .with_state(state)
+}
+
+/// Largest error body read back to log its cause (error bodies are a line or a small JSON).
+const LOGGED_ERROR_BODY_BYTES: u64 = 4096;
+
+/// Logs every 5xx answer once, with its method, path and cause (the response body, when it is
+/// small and its size known); the client gets the response unchanged.
+pub(crate) async fn log_server_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !status.is_server_error() {
+        return response;
+    }
+    let size = axum::body::HttpBody::size_hint(response.body()).exact();
+    if !size.is_some_and(|n| n <= LOGGED_ERROR_BODY_BYTES) {
+        tracing::warn!(%method, %path, status = status.as_u16(), "request failed");
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, LOGGED_ERROR_BODY_BYTES as usize).await {
+        Ok(bytes) => {
+            let cause = String::from_utf8_lossy(&bytes);
+            tracing::warn!(%method, %path, status = status.as_u16(), cause = %cause.trim(), "request failed");
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(e) => {
+            tracing::warn!(%method, %path, status = status.as_u16(), error = %e, "request failed (its body could not be read)");
+            Response::from_parts(parts, axum::body::Body::empty())
+        }
+    }
 }
 
 /// `POST /-/reload`: re-reads the config file, as SIGHUP does; 403 without

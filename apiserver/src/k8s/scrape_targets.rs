@@ -48,11 +48,14 @@ fn join_host_port(host: &str, port: i32) -> String {
     }
 }
 
-fn pod_is_ready(pod: &Pod) -> bool {
+/// `__meta_kubernetes_pod_ready`: the Ready condition's status lower-cased (`true`, `false`,
+/// `unknown`), `unknown` without one, as Prometheus sets it.
+fn pod_ready(pod: &Pod) -> String {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .and_then(|conds| conds.iter().find(|c| c.type_ == "Ready"))
+        .map_or_else(|| "unknown".to_string(), |c| c.status.to_ascii_lowercase())
 }
 
 /// The labels every target of a pod shares (`__meta_kubernetes_pod_*` without container fields).
@@ -68,7 +71,7 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     labels.insert(format!("{prefix}ip"), status.and_then(|s| s.pod_ip.clone()).unwrap_or_default());
     labels.insert(format!("{prefix}host_ip"), status.and_then(|s| s.host_ip.clone()).unwrap_or_default());
     labels.insert(format!("{prefix}phase"), status.and_then(|s| s.phase.clone()).unwrap_or_default());
-    labels.insert(format!("{prefix}ready"), bool_text(pod_is_ready(pod)));
+    labels.insert(format!("{prefix}ready"), pod_ready(pod));
     labels.insert(format!("{prefix}node_name"), spec.and_then(|s| s.node_name.clone()).unwrap_or_default());
     if let Some(owner) = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)) {
         labels.insert(format!("{prefix}controller_kind"), owner.kind.clone());
@@ -236,6 +239,7 @@ pub(crate) fn endpoints_targets(
                     if kind == "Pod" {
                         if let Some(pod) = pod_by_name(&namespace, &target_name) {
                             labels.extend(pod_labels(&pod));
+                            add_matching_container_port(&mut labels, &pod, Some(port.port), port.protocol.as_deref());
                         }
                     }
                 }
@@ -249,8 +253,9 @@ pub(crate) fn endpoints_targets(
 /// Nodes by name (what `attach_metadata: {node: true}` looks a target's node up in).
 pub(crate) type NodeLookup<'a> = &'a dyn Fn(&str) -> Option<Node>;
 
-/// `attach_metadata: {node: true}`: the name and labels of node `node_name`, if known, as
-/// Prometheus adds them (`__meta_kubernetes_node_name`, `_node_label_*`, `_node_labelpresent_*`).
+/// `attach_metadata: {node: true}`: the name, labels and annotations of node `node_name`, if
+/// known, as Prometheus adds them (`__meta_kubernetes_node_name`, `_node_label_*`,
+/// `_node_labelpresent_*`, `_node_annotation_*`, `_node_annotationpresent_*`).
 pub(crate) fn add_node_metadata(
     labels: &mut BTreeMap<String, String>,
     node_name: Option<&str>,
@@ -259,7 +264,8 @@ pub(crate) fn add_node_metadata(
     let Some(name) = node_name.filter(|n| !n.is_empty()) else { return };
     let Some(node) = nodes(name) else { return };
     labels.insert(format!("{META}node_name"), name.to_string());
-    add_object_meta(labels, &format!("{META}node_"), node.metadata.labels.as_ref(), None);
+    let meta = &node.metadata;
+    add_object_meta(labels, &format!("{META}node_"), meta.labels.as_ref(), meta.annotations.as_ref());
 }
 
 /// An EndpointSlice as `discovery.k8s.io/v1` and `v1beta1` both write it (read from a dynamic
@@ -407,7 +413,7 @@ pub(crate) fn endpointslice_targets(slice: &EndpointSliceShape, context: &SliceC
                         let pod_namespace = target.namespace.as_deref().unwrap_or(&namespace);
                         if let Some(pod) = (context.pod_by_name)(pod_namespace, &target.name) {
                             labels.extend(pod_labels(&pod));
-                            add_matching_container_port(&mut labels, &pod, port);
+                            add_matching_container_port(&mut labels, &pod, port.port, port.protocol.as_deref());
                         }
                     }
                 }
@@ -421,9 +427,14 @@ pub(crate) fn endpointslice_targets(slice: &EndpointSliceShape, context: &SliceC
     groups
 }
 
-/// The container port of `pod` the slice's `port` reaches, as Prometheus labels it.
-fn add_matching_container_port(labels: &mut BTreeMap<String, String>, pod: &Pod, port: &SlicePort) {
-    let Some(number) = port.port else { return };
+/// The container port of `pod` an endpoint's port `number` reaches, as Prometheus labels it.
+fn add_matching_container_port(
+    labels: &mut BTreeMap<String, String>,
+    pod: &Pod,
+    number: Option<i32>,
+    protocol: Option<&str>,
+) {
+    let Some(number) = number else { return };
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
     for container in containers {
         if let Some(container_port) = container.ports.iter().flatten().find(|p| p.container_port == number) {
@@ -431,10 +442,7 @@ fn add_matching_container_port(labels: &mut BTreeMap<String, String>, pod: &Pod,
             labels.insert(format!("{META}pod_container_image"), container.image.clone().unwrap_or_default());
             labels.insert(format!("{META}pod_container_port_name"), container_port.name.clone().unwrap_or_default());
             labels.insert(format!("{META}pod_container_port_number"), number.to_string());
-            labels.insert(
-                format!("{META}pod_container_port_protocol"),
-                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-            );
+            labels.insert(format!("{META}pod_container_port_protocol"), protocol.unwrap_or("TCP").to_string());
             return;
         }
     }

@@ -56,6 +56,7 @@ pub(crate) fn router(state: AdapterState) -> Router {
         .route("/readyz", get(ok))
         .route("/version", get(version))
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn(crate::http::log_server_errors))
         .with_state(state)
 }
 
