@@ -169,6 +169,7 @@ fn queries() -> Vec<String> {
         q.push(format!("rate({c}[5m] offset -2m)"));
         q.push(format!("increase({c}[2m] @ end())"));
         q.push(format!("rate({c}[3m] @ start())"));
+        q.push(format!("predict_linear({c}[10m], 3600)"));
     }
     for g in gauges {
         for f in [
@@ -194,6 +195,20 @@ fn queries() -> Vec<String> {
         q.push(g.to_string());
         q.push(format!("{g} offset 7m"));
         q.push(format!("timestamp({g})"));
+        // The regression's intercept is at the evaluation time, wherever `offset` puts the window.
+        // (Not with `@` here: in a range query 2.42 selects the data up to the `@` time but slides
+        // the window with the steps, so later steps see fewer samples, then none; Prometheus 3
+        // and Ringtail keep the `@` window at every step.)
+        q.push(format!("predict_linear({g}[10m], 600)"));
+        q.push(format!("predict_linear({g}[5m] offset 3m, 120)"));
+        q.push(format!("holt_winters({g}[10m], 0.3, 0.7)"));
+        q.push(format!("holt_winters({g}[5m], 0.9, 0.1)"));
+    }
+    for f in ["sin", "cos", "tan", "atan", "asinh", "acosh", "deg", "rad"] {
+        q.push(format!("{f}(diff_temperature)"));
+    }
+    for e in ["sinh", "cosh", "tanh"] {
+        q.push(format!("{e}(diff_temperature / 10 - 2)"));
     }
     for f in ["abs", "ceil", "floor", "round", "sqrt", "exp", "ln", "log2", "log10", "sgn"] {
         q.push(format!("{f}(diff_temperature - 20)"));
@@ -245,6 +260,24 @@ fn queries() -> Vec<String> {
         "min_over_time(sum by (job) (rate(diff_requests_total[2m]))[6m:20s] offset 1m)",
         "sum_over_time(diff_gappy[30m:1m])",
         "count_over_time((diff_temperature > 20)[10m:1m])",
+        "asin(diff_temperature / 40)",
+        "acos((diff_temperature - 20) / 20)",
+        "atanh((diff_temperature - 20) / 25)",
+        "deg(diff_temperature atan2 20)",
+        "rad(-diff_temperature) + pi()",
+        "pi()",
+        "pi() atan2 -2",
+        // `atan2` of a selector keeps `__name__` in 2.42 and drops it in Prometheus 3 (and
+        // Ringtail), so its operands here carry no name already.
+        "10 atan2 (diff_temperature - 20)",
+        "(diff_temperature - 20) atan2 (diff_temperature offset 1m - 20)",
+        "(diff_temperature{room=\"a\"} + 0) atan2 on() group_left() (diff_temperature{room=\"b\"} + 0)",
+        "1 + diff_temperature atan2 2 ^ 3",
+        "predict_linear(diff_temperature[10m], scalar(count(diff_temperature)) * 60)",
+        "predict_linear(diff_temperature[10m:30s], 300)",
+        "sum by (job) (predict_linear(diff_requests_total[5m], 600))",
+        "holt_winters(diff_temperature[10m:1m], 0.5, 0.5)",
+        "holt_winters(sum by (job) (rate(diff_requests_total[2m]))[20m:1m], 0.2, 0.4)",
     ] {
         q.push(e.to_string());
     }

@@ -262,7 +262,7 @@ impl Evaluator<'_> {
         if func.arg_types.first() != Some(&ValueType::Matrix) {
             return Ok(None);
         }
-        let Some(step) = self.precompute_range_steps(func, arg, 0, t_ms)? else { return Ok(None) };
+        let Some(step) = self.precompute_range_steps(func, arg, 0, [f64::NAN; 2], t_ms)? else { return Ok(None) };
         if let Some(steps) = self.fused_cache.borrow().get(&node) {
             return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
         }

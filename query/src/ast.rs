@@ -63,6 +63,8 @@ pub enum BinOp {
     Div,
     Mod,
     Pow,
+    /// `atan2`: the arc tangent of `lhs / rhs`, an arithmetic operator binding like `*`.
+    Atan2,
     Eq,
     Ne,
     Gt,
@@ -90,7 +92,7 @@ impl BinOp {
             BinOp::And | BinOp::Unless => 2,
             BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le => 3,
             BinOp::Add | BinOp::Sub => 4,
-            BinOp::Mul | BinOp::Div | BinOp::Mod => 5,
+            BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Atan2 => 5,
             BinOp::Pow => 6,
         }
     }
@@ -103,6 +105,7 @@ impl BinOp {
             BinOp::Div => "/",
             BinOp::Mod => "%",
             BinOp::Pow => "^",
+            BinOp::Atan2 => "atan2",
             BinOp::Eq => "==",
             BinOp::Ne => "!=",
             BinOp::Gt => ">",

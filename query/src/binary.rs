@@ -21,6 +21,7 @@ pub(crate) fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
         BinOp::Div => (l / r, true),
         BinOp::Mod => (l % r, true),
         BinOp::Pow => (l.powf(r), true),
+        BinOp::Atan2 => (l.atan2(r), true),
         BinOp::Eq => (l, l == r),
         BinOp::Ne => (l, l != r),
         BinOp::Gt => (l, l > r),

@@ -9,6 +9,7 @@ use crate::mathfns::{self, Bucket, Point};
 use crate::select::PointSource;
 use crate::QueryError;
 use chrono::{Datelike, TimeZone, Timelike};
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tsdb::{Labels, MatchOp, METRIC_NAME};
@@ -21,6 +22,7 @@ impl Evaluator<'_> {
         let t_s = t_ms as f64 / 1000.0;
         match func.kind {
             FuncKind::Time => return Ok(Val::Scalar(t_s)),
+            FuncKind::Pi => return Ok(Val::Scalar(std::f64::consts::PI)),
             FuncKind::Vector => {
                 let v = self.scalar_arg(&args[0], t_ms)?;
                 return Ok(Val::Vector(vec![Sample {
@@ -63,14 +65,32 @@ impl Evaluator<'_> {
                 }
                 let mut v = self.vector_arg(&args[0], t_ms)?;
                 let desc = func.kind == FuncKind::SortDesc;
+                v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    _ if desc => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
+                    _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+                });
+                return Ok(Val::Vector(v));
+            }
+            FuncKind::SortByLabel | FuncKind::SortByLabelDesc => {
+                if self.is_range {
+                    self.warn(
+                        call.pos,
+                        "sort is ineffective for range queries since results are always ordered by labels",
+                    );
+                }
+                let mut v = self.vector_arg(&args[0], t_ms)?;
+                let names: Vec<String> =
+                    args[1..].iter().map(|a| self.string_arg(a, t_ms)).collect::<Result<_, _>>()?;
+                let desc = func.kind == FuncKind::SortByLabelDesc;
                 v.sort_by(|a, b| {
-                    use std::cmp::Ordering;
-                    match (a.value.is_nan(), b.value.is_nan()) {
-                        (true, true) => Ordering::Equal,
-                        (true, false) => Ordering::Greater,
-                        (false, true) => Ordering::Less,
-                        _ if desc => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
-                        _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+                    let order = compare_by_labels(&a.labels, &b.labels, &names);
+                    if desc {
+                        order.reverse()
+                    } else {
+                        order
                     }
                 });
                 return Ok(Val::Vector(v));
@@ -122,9 +142,15 @@ impl Evaluator<'_> {
         matrix_index: usize,
         t_ms: i64,
     ) -> Result<Val, QueryError> {
-        let param = if matrix_index > 0 { Some(self.scalar_arg(&args[0], t_ms)?) } else { None };
+        let mut scalars = [f64::NAN; 2];
+        for (slot, arg) in scalars.iter_mut().zip(args.iter().enumerate().filter(|(i, _)| *i != matrix_index)) {
+            *slot = self.scalar_arg(arg.1, t_ms)?;
+        }
+        let params = RangeParams { scalars, eval_ms: t_ms };
+        // Prometheus checks the factors only when a series has samples to smooth.
+        let invalid = if func.kind == FuncKind::HoltWinters { smoothing_factors_error(scalars) } else { None };
         if func.kind == FuncKind::QuantileOverTime {
-            let q = param.unwrap_or(f64::NAN);
+            let q = scalars[0];
             if !(0.0..=1.0).contains(&q) {
                 self.warn(
                     args[0].pos,
@@ -133,7 +159,7 @@ impl Evaluator<'_> {
             }
         }
         let arg = &args[matrix_index];
-        if let Some(v) = self.precomputed_range_call(func, arg, matrix_index, t_ms)? {
+        if let Some(v) = self.precomputed_range_call(func, args, matrix_index, t_ms)? {
             return Ok(v);
         }
         let mut out = Vec::with_capacity(64);
@@ -151,7 +177,10 @@ impl Evaluator<'_> {
                         continue;
                     }
                     any_points = true;
-                    let value = range_value(func.kind, points, lo, ref_t, param, &mut scratch);
+                    if let Some(message) = &invalid {
+                        return Err(QueryError::Execution(message.clone()));
+                    }
+                    let value = range_value(func.kind, points, lo, ref_t, params, &mut scratch);
                     if let Some(v) = value {
                         if !f.counter_like {
                             self.counter_info(func.kind, &f.labels, arg.unparen().pos);
@@ -169,7 +198,10 @@ impl Evaluator<'_> {
                         continue;
                     }
                     any_points = true;
-                    if let Some(v) = range_value(func.kind, &s.points, lo, ref_t, param, &mut scratch) {
+                    if let Some(message) = &invalid {
+                        return Err(QueryError::Execution(message.clone()));
+                    }
+                    if let Some(v) = range_value(func.kind, &s.points, lo, ref_t, params, &mut scratch) {
                         let drop_name = if func.keeps_metric_name() { s.drop_name } else { true };
                         out.push(Sample { labels: s.labels, value: v, drop_name });
                     }
@@ -192,11 +224,15 @@ impl Evaluator<'_> {
     fn precomputed_range_call(
         &self,
         func: &Function,
-        arg: &Expr,
+        args: &[Expr],
         matrix_index: usize,
         t_ms: i64,
     ) -> Result<Option<Val>, QueryError> {
-        let Some(step) = self.precompute_range_steps(func, arg, matrix_index, t_ms)? else { return Ok(None) };
+        let Some(scalars) = constant_params(func, args) else { return Ok(None) };
+        let arg = &args[matrix_index];
+        let Some(step) = self.precompute_range_steps(func, arg, matrix_index, scalars, t_ms)? else {
+            return Ok(None);
+        };
         let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
         let Some(selection) = self.selection(selector) else { return Ok(None) };
         let cache = self.step_cache.borrow();
@@ -211,14 +247,16 @@ impl Evaluator<'_> {
         Ok(Some(Val::Vector(out)))
     }
 
-    /// When `func(arg)` at `t_ms` can be answered from a step table (a range query step, `arg` a
-    /// plain range selector), makes sure the table is in `step_cache` under `arg`'s address and
-    /// returns the step's row; `None` when it cannot.
+    /// When `func(arg, scalars…)` at `t_ms` can be answered from a step table (a range query
+    /// step, `arg` a plain range selector, the scalar arguments the same at every step), makes
+    /// sure the table is in `step_cache` under `arg`'s address and returns the step's row; `None`
+    /// when it cannot.
     pub(crate) fn precompute_range_steps(
         &self,
         func: &Function,
         arg: &Expr,
         matrix_index: usize,
+        scalars: [f64; 2],
         t_ms: i64,
     ) -> Result<Option<usize>, QueryError> {
         let ExprKind::Matrix { selector, range_ms } = &arg.unparen().kind else { return Ok(None) };
@@ -250,6 +288,7 @@ impl Evaluator<'_> {
             let at = self.at_time(selector.at);
             let job = RangeJob {
                 kind: func.kind,
+                scalars,
                 start_ms: self.start_ms,
                 interval_ms: self.interval_ms,
                 steps,
@@ -425,6 +464,8 @@ const STEP_CELL_BYTES: usize = 9;
 /// across threads.
 struct RangeJob<'b> {
     kind: FuncKind,
+    /// The call's scalar arguments (constant over the query, see [`constant_params`]).
+    scalars: [f64; 2],
     start_ms: i64,
     interval_ms: i64,
     steps: usize,
@@ -510,7 +551,8 @@ impl RangeJob<'_> {
                         let is_rate = self.kind == FuncKind::Rate;
                         mathfns::extrapolated_rate_resets_known(window, lo, ref_t, true, is_rate, has_resets)
                     } else {
-                        range_value(self.kind, window, lo, ref_t, None, &mut scratch)
+                        let params = RangeParams { scalars: self.scalars, eval_ms: t };
+                        range_value(self.kind, window, lo, ref_t, params, &mut scratch)
                     };
                     if let Some(v) = value {
                         part.values[k * len + j] = v;
@@ -567,6 +609,63 @@ impl StepMatrix {
     }
 }
 
+/// `sort_by_label`'s order: the listed labels' values in natural order (digit runs compare as
+/// numbers, so `cpu="2"` precedes `cpu="10"`), then the whole label sets, so ties stay stable.
+fn compare_by_labels(a: &Labels, b: &Labels, names: &[String]) -> Ordering {
+    for name in names {
+        let order = natural_cmp(a.get(name).unwrap_or(""), b.get(name).unwrap_or(""));
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.cmp(b)
+}
+
+/// Natural order as the natsort package Prometheus uses (github.com/facette/natsort) decides
+/// it, made a total order (a sort may panic on less): the strings are runs of digits and of
+/// non-digits; two digit runs compare as numbers, anything else as bytes; a string whose runs are
+/// a prefix of the other's comes first. Where natsort answers "less" both ways (`a1` / `a01`,
+/// equal numbers spelt differently) the bytes decide; digit runs of any length compare by value
+/// (natsort falls back to bytes past 19 digits).
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut xs, mut ys) = (Chunks(a), Chunks(b));
+    loop {
+        let order = match (xs.next(), ys.next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let digits = |s: &str| s.bytes().next().is_some_and(|c| c.is_ascii_digit());
+                if digits(x) && digits(y) {
+                    let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                    x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+                } else {
+                    x.cmp(y)
+                }
+            }
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+}
+
+/// The alternating digit / non-digit runs of a string.
+struct Chunks<'a>(&'a str);
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a str;
+
+    /// The next run, never empty.
+    fn next(&mut self) -> Option<&'a str> {
+        let digit = self.0.as_bytes().first()?.is_ascii_digit();
+        let end = self.0.bytes().position(|c| c.is_ascii_digit() != digit).unwrap_or(self.0.len());
+        let (chunk, rest) = self.0.split_at(end);
+        self.0 = rest;
+        Some(chunk)
+    }
+}
+
 fn valid_label_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c != '\u{fffd}')
 }
@@ -606,13 +705,66 @@ fn absent_sample(arg: &Expr) -> Sample {
     Sample { labels: Arc::new(labels), value: 1.0, drop_name: false }
 }
 
+/// What a range function reads besides its window: the scalar arguments after (or before) the
+/// range vector, in order (`quantile_over_time`'s φ, `predict_linear`'s seconds ahead,
+/// `holt_winters`' smoothing and trend factors; NaN where absent), and the evaluation time,
+/// where `predict_linear` puts its intercept (not the window's end: `@` and `offset` move the
+/// window, never the prediction's origin).
+#[derive(Debug, Clone, Copy)]
+struct RangeParams {
+    scalars: [f64; 2],
+    eval_ms: i64,
+}
+
+/// The scalar arguments of a call to a range function when they are number literals, so a step
+/// table computed once holds every step's value; `None` when one can vary from step to step, or
+/// when `holt_winters`' factors are out of range (the step-by-step path reports that error, only
+/// when a series has samples, as Prometheus does).
+pub(crate) fn constant_params(func: &Function, args: &[Expr]) -> Option<[f64; 2]> {
+    let mut scalars = [f64::NAN; 2];
+    let mut slots = scalars.iter_mut();
+    for arg in args {
+        match arg.unparen().kind {
+            ExprKind::Matrix { .. } | ExprKind::Subquery { .. } => {}
+            ExprKind::Number(v) => *slots.next()? = v,
+            _ => return None,
+        }
+    }
+    if func.kind == FuncKind::HoltWinters && smoothing_factors_error(scalars).is_some() {
+        return None;
+    }
+    Some(scalars)
+}
+
+/// Prometheus's error for `holt_winters` factors outside (0, 1) (NaN passes, as there).
+fn smoothing_factors_error([sf, tf]: [f64; 2]) -> Option<String> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return Some(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", go_fixed(sf)));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Some(format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", go_fixed(tf)));
+    }
+    None
+}
+
+/// A float as Go's `%f` prints it (six decimals, `+Inf`/`-Inf`).
+fn go_fixed(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    format!("{v:.6}")
+}
+
 /// One range function over one series' window `(lo, hi]`. `None`: no output for this series.
 fn range_value(
     kind: FuncKind,
     points: &[Point],
     lo: i64,
     hi: i64,
-    param: Option<f64>,
+    params: RangeParams,
     scratch: &mut Vec<f64>,
 ) -> Option<f64> {
     let values = || points.iter().map(|p| p.1);
@@ -645,8 +797,17 @@ fn range_value(
         FuncKind::QuantileOverTime => {
             scratch.clear();
             scratch.extend(values());
-            Some(mathfns::quantile(param.unwrap_or(f64::NAN), scratch))
+            Some(mathfns::quantile(params.scalars[0], scratch))
         }
+        FuncKind::MadOverTime => Some(mathfns::median_absolute_deviation(values(), scratch)),
+        FuncKind::PredictLinear => {
+            if points.len() < 2 {
+                return None;
+            }
+            let (slope, intercept) = mathfns::linear_regression(points, params.eval_ms);
+            Some(slope * params.scalars[0] + intercept)
+        }
+        FuncKind::HoltWinters => mathfns::holt_winters(values(), params.scalars[0], params.scalars[1]),
         FuncKind::StddevOverTime => Some(mathfns::variance(values()).sqrt()),
         FuncKind::StdvarOverTime => Some(mathfns::variance(values())),
         FuncKind::PresentOverTime => Some(1.0),
@@ -684,6 +845,22 @@ fn elementwise(kind: FuncKind, v: f64, extra: &[f64]) -> f64 {
         FuncKind::Clamp => v.max(extra[0]).min(extra[1]),
         FuncKind::ClampMin => v.max(extra[0]),
         FuncKind::ClampMax => v.min(extra[0]),
+        // Rust's and Go's math agree here: NaN outside each function's domain, ±Inf kept by
+        // `deg`/`rad` (Prometheus's `v * 180 / math.Pi` and `v * math.Pi / 180`, in that order).
+        FuncKind::Acos => v.acos(),
+        FuncKind::Acosh => v.acosh(),
+        FuncKind::Asin => v.asin(),
+        FuncKind::Asinh => v.asinh(),
+        FuncKind::Atan => v.atan(),
+        FuncKind::Atanh => v.atanh(),
+        FuncKind::Cos => v.cos(),
+        FuncKind::Cosh => v.cosh(),
+        FuncKind::Sin => v.sin(),
+        FuncKind::Sinh => v.sinh(),
+        FuncKind::Tan => v.tan(),
+        FuncKind::Tanh => v.tanh(),
+        FuncKind::Deg => v * 180.0 / std::f64::consts::PI,
+        FuncKind::Rad => v * std::f64::consts::PI / 180.0,
         FuncKind::DayOfWeek
         | FuncKind::DayOfMonth
         | FuncKind::DayOfYear
@@ -726,4 +903,188 @@ fn date_part(kind: FuncKind, seconds: f64) -> f64 {
         _ => return f64::NAN,
     };
     f64::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Engine, EngineOptions, Value};
+    use tsdb::{Db, Options, Sample, SeriesSamples};
+
+    /// A test series: its labels and its `k`th value.
+    type TestSeries<'a> = (&'a [(&'a str, &'a str)], fn(i64) -> f64);
+
+    /// An engine over `series`, `points` samples each, every 15 s from 0.
+    fn engine_with(series: &[TestSeries<'_>], points: i64) -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Db::open(Options::new(dir.path())).expect("open"));
+        let samples: Vec<Vec<Sample>> =
+            series.iter().map(|(_, f)| (0..points).map(|k| Sample::new(k * 15_000, f(k))).collect()).collect();
+        let batch: Vec<SeriesSamples<'_>> =
+            series.iter().zip(&samples).map(|((labels, _), s)| SeriesSamples::labels(labels, s)).collect();
+        db.append(&batch).expect("append");
+        (dir, Engine::new(db, EngineOptions::default()))
+    }
+
+    fn values(value: Value) -> Vec<(String, f64)> {
+        match value {
+            Value::Vector(v) => v.into_iter().map(|s| (s.labels.to_string(), s.value)).collect(),
+            Value::Scalar { value, .. } => vec![(String::new(), value)],
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn one(engine: &Engine, query: &str, t_ms: i64) -> f64 {
+        let v = values(engine.instant(query, t_ms).expect(query));
+        assert_eq!(v.len(), 1, "{query}: {v:?}");
+        v[0].1
+    }
+
+    /// `m` is the time in seconds: a perfect line, so a prediction is the time it predicts for.
+    fn line() -> (tempfile::TempDir, Engine) {
+        engine_with(&[(&[("__name__", "m")], |k| (k * 15) as f64)], 80)
+    }
+
+    #[test]
+    fn predict_linear_extrapolates_from_the_evaluation_time_not_the_window_end() {
+        let (_dir, engine) = line();
+        assert!((one(&engine, "predict_linear(m[5m], 60)", 600_000) - 660.0).abs() < 1e-9);
+        // `offset` and `@` move the window; the intercept stays at the evaluation time.
+        assert!((one(&engine, "predict_linear(m[5m] offset 2m, 0)", 600_000) - 600.0).abs() < 1e-9);
+        assert!((one(&engine, "predict_linear(m[5m] @ 300, 30)", 900_000) - 930.0).abs() < 1e-9);
+        assert!((one(&engine, "predict_linear(m[5m:1m], -100)", 600_000) - 500.0).abs() < 1e-9);
+        // One point is no line.
+        assert!(values(engine.instant("predict_linear(m[10s], 60)", 600_000).expect("query")).is_empty());
+    }
+
+    #[test]
+    fn predict_linear_of_a_constant_or_infinite_series() {
+        let (_dir, engine) =
+            engine_with(&[(&[("__name__", "c")], |_| 7.0), (&[("__name__", "i")], |_| f64::INFINITY)], 40);
+        assert_eq!(one(&engine, "predict_linear(c[5m], 1e6)", 500_000), 7.0);
+        assert!(one(&engine, "predict_linear(i[5m], 60)", 500_000).is_nan());
+    }
+
+    #[test]
+    fn holt_winters_rejects_factors_outside_the_open_unit_interval_only_with_samples() {
+        let (_dir, engine) = line();
+        for (query, message) in [
+            ("holt_winters(m[5m], 1, 0.5)", "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"),
+            ("holt_winters(m[5m], 0.5, 0)", "invalid trend factor. Expected: 0 < tf < 1, got: 0.000000"),
+            ("double_exponential_smoothing(m[5m], -Inf, 0.5)", "got: -Inf"),
+            ("holt_winters(m[5m:1m], 0.5, 1.5)", "got: 1.500000"),
+        ] {
+            let err = engine.instant(query, 600_000).expect_err(query).to_string();
+            assert!(err.contains(message), "{query}: {err}");
+            let err = engine.range(query, 300_000, 600_000, 60_000).expect_err(query).to_string();
+            assert!(err.contains(message), "{query} as a range query: {err}");
+        }
+        // Nothing to smooth, nothing to complain about (as in Prometheus).
+        assert!(values(engine.instant("holt_winters(nothing[5m], 2, 2)", 600_000).expect("query")).is_empty());
+        assert!(one(&engine, "holt_winters(m[5m], NaN, 0.5)", 600_000).is_nan());
+    }
+
+    #[test]
+    fn holt_winters_follows_a_line_and_smooths_a_step() {
+        let (_dir, engine) = line();
+        assert!((one(&engine, "holt_winters(m[5m], 0.5, 0.5)", 600_000) - 600.0).abs() < 1e-9);
+        // Hand-computed: values 0, 10, 10, 10 with sf = tf = 0.5.
+        let mut level = 0.0;
+        let mut trend = 10.0;
+        let mut previous;
+        // first step: trend kept
+        previous = level;
+        level = 0.5 * 10.0 + 0.5 * (level + trend);
+        for _ in 0..2 {
+            trend = 0.5 * (level - previous) + 0.5 * trend;
+            previous = level;
+            level = 0.5 * 10.0 + 0.5 * (level + trend);
+        }
+        assert_eq!(mathfns::holt_winters([0.0, 10.0, 10.0, 10.0].into_iter(), 0.5, 0.5), Some(level));
+        assert_eq!(mathfns::holt_winters([1.0].into_iter(), 0.5, 0.5), None);
+    }
+
+    #[test]
+    fn trigonometry_keeps_go_semantics_at_the_edges() {
+        let e = |kind, v| elementwise(kind, v, &[]);
+        assert!(e(FuncKind::Acos, 2.0).is_nan() && e(FuncKind::Asin, -1.5).is_nan());
+        assert!(e(FuncKind::Acosh, 0.5).is_nan() && e(FuncKind::Atanh, 2.0).is_nan());
+        assert_eq!(e(FuncKind::Atanh, 1.0), f64::INFINITY);
+        assert_eq!(e(FuncKind::Atanh, -1.0), f64::NEG_INFINITY);
+        assert!(e(FuncKind::Sin, f64::INFINITY).is_nan() && e(FuncKind::Cos, f64::NEG_INFINITY).is_nan());
+        assert_eq!(e(FuncKind::Tanh, f64::INFINITY), 1.0);
+        assert_eq!(e(FuncKind::Cosh, f64::NEG_INFINITY), f64::INFINITY);
+        assert_eq!(e(FuncKind::Atan, f64::NEG_INFINITY), -std::f64::consts::FRAC_PI_2);
+        for kind in [FuncKind::Deg, FuncKind::Rad] {
+            assert_eq!(e(kind, f64::INFINITY), f64::INFINITY);
+            assert_eq!(e(kind, f64::NEG_INFINITY), f64::NEG_INFINITY);
+            assert!(e(kind, f64::NAN).is_nan());
+            assert_eq!(e(kind, -0.0).to_bits(), (-0.0f64).to_bits());
+        }
+        assert_eq!(e(FuncKind::Deg, std::f64::consts::PI), 180.0);
+        assert_eq!(e(FuncKind::Rad, 180.0), std::f64::consts::PI);
+    }
+
+    #[test]
+    fn pi_atan2_and_trig_calls_evaluate_like_prometheus() {
+        let (_dir, engine) = engine_with(&[(&[("__name__", "y"), ("a", "1")], |_| 10.0)], 4);
+        assert_eq!(engine.instant("pi()", 0).expect("pi"), Value::Scalar { ts_ms: 0, value: std::f64::consts::PI });
+        assert_eq!(one(&engine, "10 atan2 20", 0), 10f64.atan2(20.0));
+        // `atan2` binds like `*`: tighter than `+`, looser than `^`.
+        assert_eq!(one(&engine, "1 + 2 atan2 2 ^ 2", 0), 1.0 + 2f64.atan2(4.0));
+        let v = values(engine.instant("y atan2 y", 30_000).expect("query"));
+        assert_eq!(v, vec![("{a=\"1\"}".to_string(), std::f64::consts::FRAC_PI_4)], "drops the metric name");
+        let v = values(engine.instant("sin(y)", 30_000).expect("query"));
+        assert_eq!(v, vec![("{a=\"1\"}".to_string(), 10f64.sin())]);
+        assert!(crate::parse("y atan2 bool y").is_err());
+    }
+
+    #[test]
+    fn mad_over_time_edge_cases() {
+        let mut scratch = Vec::new();
+        let mad = |v: &[f64], s: &mut Vec<f64>| mathfns::median_absolute_deviation(v.iter().copied(), s);
+        assert_eq!(mad(&[4.0, 6.0, 2.0, 1.0, 999.0, 1.0, 2.0], &mut scratch), 1.0);
+        assert_eq!(mad(&[5.0], &mut scratch), 0.0);
+        assert!(mad(&[1.0, 2.0, f64::NAN, 4.0], &mut scratch).is_nan());
+    }
+
+    #[test]
+    fn natural_order_is_total_and_numeric_in_digit_runs() {
+        use std::cmp::Ordering::*;
+        assert_eq!(natural_cmp("2", "10"), Less);
+        assert_eq!(natural_cmp("cpu10", "cpu9"), Greater);
+        assert_eq!(natural_cmp("1.2.3", "1.11.3"), Less);
+        assert_eq!(natural_cmp("4m600", "4m1000"), Less);
+        // natsort says "less" both ways here; a sort needs one answer.
+        assert_eq!(natural_cmp("a1", "a01"), natural_cmp("a01", "a1").reverse());
+        assert_ne!(natural_cmp("a1", "a01"), Equal);
+        assert_eq!(natural_cmp("", "x"), Less);
+        assert_eq!(natural_cmp("x", "x1"), Less);
+        let huge = "123456789012345678901234567890";
+        assert_eq!(natural_cmp(huge, "99"), Greater);
+        let mut words = vec!["b", "a10", "", "a9", "a01", "a1", "10", "9", huge, "a"];
+        words.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(words, vec!["", "9", "10", huge, "a", "a01", "a1", "a9", "a10", "b"]);
+    }
+
+    #[test]
+    fn sort_by_label_orders_naturally_then_by_all_labels() {
+        let (_dir, engine) = engine_with(
+            &[
+                (&[("__name__", "s"), ("cpu", "10"), ("g", "x")], |_| 1.0),
+                (&[("__name__", "s"), ("cpu", "2"), ("g", "y")], |_| 2.0),
+                (&[("__name__", "s"), ("cpu", "2"), ("g", "x")], |_| 3.0),
+                (&[("__name__", "s"), ("g", "z")], |_| 4.0),
+            ],
+            4,
+        );
+        let order =
+            |q: &str| values(engine.instant(q, 30_000).expect(q)).into_iter().map(|(_, v)| v).collect::<Vec<_>>();
+        assert_eq!(order("sort_by_label(s, \"cpu\")"), vec![4.0, 3.0, 2.0, 1.0]);
+        assert_eq!(order("sort_by_label_desc(s, \"cpu\")"), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(order("sort_by_label(s, \"g\", \"cpu\")"), vec![3.0, 1.0, 2.0, 4.0]);
+        assert_eq!(order("sort_by_label(s)"), vec![1.0, 3.0, 2.0, 4.0], "no label: the whole label sets");
+        let v = values(engine.instant("sort_by_label(s, \"cpu\")", 30_000).expect("query"));
+        assert!(v[0].0.starts_with("s{"), "keeps the metric name: {v:?}");
+    }
 }

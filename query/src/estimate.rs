@@ -59,14 +59,41 @@ fn one_series_per_input(expr: &Expr) -> Option<&VectorSelector> {
 }
 
 fn is_arithmetic(op: BinOp) -> bool {
-    matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow)
+    matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow | BinOp::Atan2)
 }
 
 /// Functions with one output sample per input sample whatever their arguments (`clamp` is not
 /// one: with min above max it returns nothing).
 fn maps_each_sample(kind: FuncKind) -> bool {
     use FuncKind::*;
-    matches!(kind, Abs | Ceil | Floor | Round | Sqrt | Exp | Ln | Log2 | Log10 | Sgn | ClampMin | ClampMax)
+    matches!(
+        kind,
+        Abs | Ceil
+            | Floor
+            | Round
+            | Sqrt
+            | Exp
+            | Ln
+            | Log2
+            | Log10
+            | Sgn
+            | ClampMin
+            | ClampMax
+            | Acos
+            | Acosh
+            | Asin
+            | Asinh
+            | Atan
+            | Atanh
+            | Cos
+            | Cosh
+            | Sin
+            | Sinh
+            | Tan
+            | Tanh
+            | Deg
+            | Rad
+    )
 }
 
 /// The evaluation times of a range query, shifted by a selector's offset.

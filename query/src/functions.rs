@@ -28,6 +28,10 @@ pub enum FuncKind {
     StdvarOverTime,
     PresentOverTime,
     AbsentOverTime,
+    MadOverTime,
+    // Range-vector functions with scalar parameters after the range vector.
+    PredictLinear,
+    HoltWinters,
     // Element-wise math on an instant vector.
     Abs,
     Ceil,
@@ -42,6 +46,20 @@ pub enum FuncKind {
     Clamp,
     ClampMin,
     ClampMax,
+    Acos,
+    Acosh,
+    Asin,
+    Asinh,
+    Atan,
+    Atanh,
+    Cos,
+    Cosh,
+    Sin,
+    Sinh,
+    Tan,
+    Tanh,
+    Deg,
+    Rad,
     // The rest.
     HistogramQuantile,
     LabelReplace,
@@ -53,6 +71,9 @@ pub enum FuncKind {
     Absent,
     Sort,
     SortDesc,
+    SortByLabel,
+    SortByLabelDesc,
+    Pi,
     DayOfWeek,
     DayOfMonth,
     DayOfYear,
@@ -83,6 +104,8 @@ impl Function {
             FuncKind::LastOverTime
                 | FuncKind::Sort
                 | FuncKind::SortDesc
+                | FuncKind::SortByLabel
+                | FuncKind::SortByLabelDesc
                 | FuncKind::LabelReplace
                 | FuncKind::LabelJoin
                 | FuncKind::Vector
@@ -97,6 +120,7 @@ impl Function {
             self.kind,
             FuncKind::Time
                 | FuncKind::Timestamp
+                | FuncKind::PredictLinear
                 | FuncKind::DayOfWeek
                 | FuncKind::DayOfMonth
                 | FuncKind::DayOfYear
@@ -136,6 +160,11 @@ pub static FUNCTIONS: &[Function] = &[
     func!("stdvar_over_time", [M], 0, V, StdvarOverTime),
     func!("present_over_time", [M], 0, V, PresentOverTime),
     func!("absent_over_time", [M], 0, V, AbsentOverTime),
+    func!("mad_over_time", [M], 0, V, MadOverTime),
+    func!("predict_linear", [M, S], 0, V, PredictLinear),
+    func!("holt_winters", [M, S, S], 0, V, HoltWinters),
+    // Prometheus 3's name for `holt_winters` (same arguments, same algorithm).
+    func!("double_exponential_smoothing", [M, S, S], 0, V, HoltWinters),
     func!("abs", [V], 0, V, Abs),
     func!("ceil", [V], 0, V, Ceil),
     func!("floor", [V], 0, V, Floor),
@@ -149,6 +178,21 @@ pub static FUNCTIONS: &[Function] = &[
     func!("clamp", [V, S, S], 0, V, Clamp),
     func!("clamp_min", [V, S], 0, V, ClampMin),
     func!("clamp_max", [V, S], 0, V, ClampMax),
+    func!("acos", [V], 0, V, Acos),
+    func!("acosh", [V], 0, V, Acosh),
+    func!("asin", [V], 0, V, Asin),
+    func!("asinh", [V], 0, V, Asinh),
+    func!("atan", [V], 0, V, Atan),
+    func!("atanh", [V], 0, V, Atanh),
+    func!("cos", [V], 0, V, Cos),
+    func!("cosh", [V], 0, V, Cosh),
+    func!("sin", [V], 0, V, Sin),
+    func!("sinh", [V], 0, V, Sinh),
+    func!("tan", [V], 0, V, Tan),
+    func!("tanh", [V], 0, V, Tanh),
+    func!("deg", [V], 0, V, Deg),
+    func!("rad", [V], 0, V, Rad),
+    func!("pi", [], 0, S, Pi),
     func!("histogram_quantile", [S, V], 0, V, HistogramQuantile),
     func!("label_replace", [V, Str, Str, Str, Str], 0, V, LabelReplace),
     func!("label_join", [V, Str, Str, Str], usize::MAX, V, LabelJoin),
@@ -159,6 +203,8 @@ pub static FUNCTIONS: &[Function] = &[
     func!("absent", [V], 0, V, Absent),
     func!("sort", [V], 0, V, Sort),
     func!("sort_desc", [V], 0, V, SortDesc),
+    func!("sort_by_label", [V, Str], usize::MAX, V, SortByLabel),
+    func!("sort_by_label_desc", [V, Str], usize::MAX, V, SortByLabelDesc),
     func!("day_of_week", [V], 1, V, DayOfWeek),
     func!("day_of_month", [V], 1, V, DayOfMonth),
     func!("day_of_year", [V], 1, V, DayOfYear),
@@ -169,48 +215,39 @@ pub static FUNCTIONS: &[Function] = &[
     func!("days_in_month", [V], 1, V, DaysInMonth),
 ];
 
-/// Functions of Prometheus 3 that Ringtail does not implement (a clearer error than "unknown").
-pub static UNSUPPORTED_FUNCTIONS: &[&str] = &[
-    "acos",
-    "acosh",
-    "asin",
-    "asinh",
-    "atan",
-    "atanh",
-    "cos",
-    "cosh",
-    "deg",
-    "double_exponential_smoothing",
-    "first_over_time",
-    "histogram_avg",
-    "histogram_count",
-    "histogram_fraction",
-    "histogram_quantiles",
-    "histogram_stddev",
-    "histogram_stdvar",
-    "histogram_sum",
-    "holt_winters",
-    "info",
-    "label_keep",
-    "label_drop",
-    "mad_over_time",
-    "pi",
-    "predict_linear",
-    "rad",
-    "range",
-    "sin",
-    "sinh",
-    "sort_by_label",
-    "sort_by_label_desc",
-    "start_timestamp",
-    "step",
-    "tan",
-    "tanh",
-    "ts_of_first_over_time",
-    "ts_of_last_over_time",
-    "ts_of_max_over_time",
-    "ts_of_min_over_time",
+/// Why a function of Prometheus that Ringtail refuses is refused.
+const NATIVE: &str = "it reads native histograms, which Ringtail does not store";
+const NEWER: &str = "it is newer than Prometheus 2.42 and not implemented";
+
+/// Functions (and aggregations) of Prometheus 3 that Ringtail does not implement, with the reason
+/// the error gives (a clearer error than "unknown").
+pub static UNSUPPORTED_FUNCTIONS: &[(&str, &str)] = &[
+    ("histogram_avg", NATIVE),
+    ("histogram_count", NATIVE),
+    ("histogram_fraction", NATIVE),
+    ("histogram_quantiles", NATIVE),
+    ("histogram_stddev", NATIVE),
+    ("histogram_stdvar", NATIVE),
+    ("histogram_sum", NATIVE),
+    ("first_over_time", NEWER),
+    ("info", NEWER),
+    ("label_keep", NEWER),
+    ("label_drop", NEWER),
+    ("limitk", NEWER),
+    ("limit_ratio", NEWER),
+    ("range", NEWER),
+    ("start_timestamp", NEWER),
+    ("step", NEWER),
+    ("ts_of_first_over_time", NEWER),
+    ("ts_of_last_over_time", NEWER),
+    ("ts_of_max_over_time", NEWER),
+    ("ts_of_min_over_time", NEWER),
 ];
+
+/// Why Ringtail refuses a function Prometheus has, or `None` when it does not refuse it.
+pub fn unsupported_reason(name: &str) -> Option<&'static str> {
+    UNSUPPORTED_FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
+}
 
 /// Looks a supported function up by its exact (case-sensitive) name.
 pub fn lookup(name: &str) -> Option<&'static Function> {
@@ -225,7 +262,7 @@ mod tests {
     fn every_function_name_is_unique_and_found() {
         for f in FUNCTIONS {
             assert!(std::ptr::eq(lookup(f.name).unwrap(), f));
-            assert!(!UNSUPPORTED_FUNCTIONS.contains(&f.name));
+            assert!(unsupported_reason(f.name).is_none());
         }
         assert!(lookup("Rate").is_none());
     }

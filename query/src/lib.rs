@@ -13,7 +13,7 @@
 //! - `eval` — evaluates the tree per step over the selected samples.
 //! - `estimate` — a lower bound of a range query's output, so an obvious excess is refused up front.
 //! - `calls`, `aggregate`, `binary` — functions, aggregation operators, binary operators.
-//! - `mathfns` — the numeric core (rate extrapolation, Kahan sums, quantiles).
+//! - `mathfns` — the numeric core (rate extrapolation, Kahan sums, regression, smoothing, quantiles).
 //! - `value`, `error` — what a query returns ([`Value`], [`QueryOutput`]) and why it fails
 //!   ([`QueryError`], [`ParseError`]); leaves that import nothing from the evaluator.
 //! - `promqltest` (cargo feature `promqltest`) — a runner for Prometheus's PromQL test scripts

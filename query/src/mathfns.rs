@@ -1,6 +1,8 @@
 //! `mathfns` is the numeric core of PromQL's functions, on plain sample slices: Kahan-Neumaier
 //! summation, Prometheus's rate extrapolation (`extrapolatedRate` in `promql/functions.go`),
-//! linear regression, quantiles and the classic-bucket `histogram_quantile` (`promql/quantile.go`).
+//! linear regression (`deriv`, `predict_linear`), Holt's double exponential smoothing
+//! (`holt_winters`), quantiles and the median absolute deviation, and the classic-bucket
+//! `histogram_quantile` (`promql/quantile.go`).
 //! The formulas follow Prometheus 3 step by step so results agree to the last bits that matter.
 
 /// One `(timestamp ms, value)` point.
@@ -208,6 +210,44 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     let upper = (lower + 1.0).min(n - 1.0);
     let weight = rank - rank.floor();
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// The median absolute deviation of `values` (`mad_over_time`): the median of the distances
+/// from the median. A NaN among the values makes it NaN (as in Prometheus 3). `scratch` is
+/// reused for the values, then the distances.
+pub fn median_absolute_deviation(values: impl Iterator<Item = f64>, scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    scratch.extend(values);
+    if scratch.iter().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    let median = quantile(0.5, scratch);
+    scratch.iter_mut().for_each(|v| *v = (*v - median).abs());
+    quantile(0.5, scratch)
+}
+
+/// Holt's linear (double exponential) smoothing of `values` with smoothing factor `sf` and
+/// trend factor `tf` (Prometheus's `holt_winters`, called `double_exponential_smoothing` in
+/// Prometheus 3): the last smoothed value, `None` with fewer than two values. The level starts
+/// at the first value and the trend at the first difference; the trend is updated from the
+/// second step on, before each level update.
+pub fn holt_winters(mut values: impl Iterator<Item = f64>, sf: f64, tf: f64) -> Option<f64> {
+    let first = values.next()?;
+    let second = values.next()?;
+    let (mut previous, mut level, mut trend) = (0.0, first, second - first);
+    let mut step = |value: f64, first_step: bool| {
+        if !first_step {
+            trend = tf * (level - previous) + (1.0 - tf) * trend;
+        }
+        let next = sf * value + (1.0 - sf) * (level + trend);
+        previous = level;
+        level = next;
+    };
+    step(second, true);
+    for v in values {
+        step(v, false);
+    }
+    Some(level)
 }
 
 /// One classic histogram bucket: upper bound (`le`) and cumulative count.

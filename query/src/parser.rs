@@ -321,6 +321,7 @@ impl<'a> Parser<'a> {
             "and" => BinOp::And,
             "or" => BinOp::Or,
             "unless" => BinOp::Unless,
+            "atan2" => BinOp::Atan2,
             _ => return None,
         };
         Some((after, op))
@@ -720,8 +721,8 @@ impl<'a> Parser<'a> {
 
     fn call(&self, name_at: &'a str, name: &str, args_at: &'a str, pos: usize, depth: usize) -> PResult<'a, Expr> {
         let Some(func) = functions::lookup(name) else {
-            if functions::UNSUPPORTED_FUNCTIONS.contains(&name) {
-                return Err(self.err(name_at, format!("function \"{name}\" is not supported by Ringtail")));
+            if let Some(why) = functions::unsupported_reason(name) {
+                return Err(self.err(name_at, format!("function \"{name}\" is not supported by Ringtail: {why}")));
             }
             return Err(self.err(name_at, format!("unknown function with name \"{name}\"")));
         };
@@ -1012,6 +1013,12 @@ mod tests {
     fn errors_are_worded_like_prometheus() {
         let err = |q: &str| parse(q).unwrap_err().message;
         assert_eq!(err("foo(x)"), "unknown function with name \"foo\"");
+        assert_eq!(
+            err("histogram_count(x)"),
+            "function \"histogram_count\" is not supported by Ringtail: it reads native histograms, which Ringtail \
+             does not store"
+        );
+        assert!(err("limitk(2, x)").contains("newer than Prometheus 2.42"));
         assert_eq!(err("rate(x)"), "expected type range vector in call to function \"rate\", got instant vector");
         assert_eq!(err("1 > 2"), "comparisons between scalars must use BOOL modifier");
         assert_eq!(err("{a=\"\"}"), "vector selector must contain at least one non-empty matcher");

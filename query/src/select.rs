@@ -367,8 +367,9 @@ fn streamed_selectors(expr: &Expr, out: &mut Vec<usize>) {
             streamed_selectors(inner, out);
         }
         ExprKind::Call { func, args } => {
-            let table_reads_first =
-                func.kind != FuncKind::AbsentOverTime && func.arg_types.first() == Some(&ValueType::Matrix);
+            let table_reads_first = func.kind != FuncKind::AbsentOverTime
+                && func.arg_types.first() == Some(&ValueType::Matrix)
+                && crate::calls::constant_params(func, args).is_some();
             for (i, arg) in args.iter().enumerate() {
                 match &arg.unparen().kind {
                     ExprKind::Matrix { selector, .. } if i == 0 && table_reads_first => {
@@ -404,6 +405,9 @@ fn passes_labels_through(kind: FuncKind) -> bool {
             | StddevOverTime
             | StdvarOverTime
             | PresentOverTime
+            | MadOverTime
+            | PredictLinear
+            | HoltWinters
             | Abs
             | Ceil
             | Floor
@@ -417,6 +421,20 @@ fn passes_labels_through(kind: FuncKind) -> bool {
             | Clamp
             | ClampMin
             | ClampMax
+            | Acos
+            | Acosh
+            | Asin
+            | Asinh
+            | Atan
+            | Atanh
+            | Cos
+            | Cosh
+            | Sin
+            | Sinh
+            | Tan
+            | Tanh
+            | Deg
+            | Rad
     )
 }
 
@@ -588,6 +606,13 @@ mod tests {
             "rate(c_total[1m] offset 20s)",
             "rate(c_total[1m] @ 600)",
             "quantile_over_time(0.5, g[2m]) - changes(g[2m])",
+            "predict_linear(g[2m], 60)",
+            "predict_linear(c_total[1m] offset 30s, -120)",
+            "predict_linear(g[2m] @ 600, 30)",
+            "predict_linear(g[2m], scalar(count(g)))",
+            "holt_winters(g[2m], 0.3, 0.6)",
+            "double_exponential_smoothing(g[2m], scalar(count(g)) / 10, 0.5)",
+            "mad_over_time(g[2m])",
         ];
         for step_ms in [15_000, 20_000] {
             for query in queries {

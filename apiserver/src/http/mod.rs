@@ -85,7 +85,7 @@ pub(crate) async fn log_server_errors(request: axum::extract::Request, next: axu
         return response;
     }
     let size = axum::body::HttpBody::size_hint(response.body()).exact();
-    if !size.is_some_and(|n| n <= LOGGED_ERROR_BODY_BYTES) {
+    if size.is_none_or(|n| n > LOGGED_ERROR_BODY_BYTES) {
         tracing::warn!(%method, %path, status = status.as_u16(), "request failed");
         return response;
     }
@@ -204,6 +204,8 @@ mod tests {
             read_only_reason: Some("no space left at start".into()),
             ready: Arc::new(AtomicBool::new(true)),
             warm_up: Arc::default(),
+            lifecycle: Arc::default(),
+            scraper: Arc::default(),
         })
     }
 

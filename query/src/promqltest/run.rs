@@ -377,14 +377,14 @@ mod tests {
         let script = "load 1m\n  m{a=\"1\"} 0+1x10\n  m{a=\"2\"} 0+2x10\n\n\
                       eval instant at 10m sum(m)\n  {} 30\n\n\
                       eval range from 0 to 2m step 1m m{a=\"2\"} * 2\n  {a=\"2\"} 0 4 8\n\n\
-                      eval instant at 10m predict_linear(m[5m], 60)\n  {a=\"1\"} 1\n\n\
+                      eval instant at 10m histogram_count(m)\n  {a=\"1\"} 1\n\n\
                       eval instant at 10m sum(m)\n  {} 31\n\n\
                       clear\n\neval instant at 10m m\n";
         let results = run_script("t.test", script, &RunOptions::default()).unwrap();
         let outcomes: Vec<&Outcome> = results.iter().map(|r| &r.outcome).collect();
         assert_eq!(outcomes[0], &Outcome::Passed);
         assert_eq!(outcomes[1], &Outcome::Passed);
-        assert!(matches!(outcomes[2], Outcome::Skipped(r) if r == &vec!["function predict_linear".to_string()]));
+        assert!(matches!(outcomes[2], Outcome::Skipped(r) if r == &vec!["function histogram_count".to_string()]));
         assert!(matches!(outcomes[3], Outcome::Failed(_)));
         assert_eq!(outcomes[4], &Outcome::Passed, "clear must empty the store");
     }
