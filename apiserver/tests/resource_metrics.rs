@@ -341,6 +341,37 @@ async fn the_helm_charts_resource_rules_serve_pods_and_nodes() {
         ],
         "{stdout}"
     );
+
+    // Answers come from a shared snapshot at most a few seconds old: new data shows up within
+    // SNAPSHOT_MAX_AGE (5 s) without a restart or a relist.
+    h.append(&[(
+        vec![
+            ("__name__", "container_memory_working_set_bytes"),
+            ("namespace", "web"),
+            ("pod", "web-1"),
+            ("container", "app"),
+            ("id", "/kubepods/x"),
+        ],
+        vec![(now_ms() - 100, 300.0 * MIB)],
+    )]);
+    let started = std::time::Instant::now();
+    loop {
+        let one = h.get("/apis/metrics.k8s.io/v1beta1/namespaces/web/pods/web-1").await;
+        let (_, containers) = pod(&one);
+        if containers[0].2 != "100Mi" {
+            // avg_over_time over 3m: the samples at 100Mi and the new one at 300Mi.
+            let text = &containers[0].2;
+            let bytes = match (text.strip_suffix("Mi"), text.strip_suffix("Ki")) {
+                (Some(mi), _) => mi.parse::<f64>().unwrap_or(0.0) * MIB,
+                (_, Some(ki)) => ki.parse::<f64>().unwrap_or(0.0) * 1024.0,
+                _ => text.parse::<f64>().unwrap_or(0.0),
+            };
+            assert!(bytes > 100.0 * MIB && bytes < 300.0 * MIB, "{containers:?}");
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(8), "the new sample never showed up");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     h.stop().await;
 }
 

@@ -6,12 +6,14 @@
 //! - `k8s_types` — the JSON objects of the APIs (API discovery, MetricValueList, Status, …).
 //! - `value_list_json` — the custom-metrics `MetricValueList` written as JSON bytes directly
 //!   (the hottest response: shared parts escaped once per list).
+//! - `pod_metrics_json` — `metrics.k8s.io`'s `PodMetricsList` written the same way.
 //!
 //! [`ProviderError`]: super::provider::ProviderError
 //! [`Authenticator`]: auth::Authenticator
 
 pub mod auth;
 pub(crate) mod k8s_types;
+mod pod_metrics_json;
 pub(crate) mod routes;
 pub mod tls;
 mod value_list_json;

@@ -361,17 +361,17 @@ fn usage(cpu_cores: f64, memory_bytes: f64) -> Usage {
     }
 }
 
-fn pod_metrics_object(pod: PodUsage, single: bool) -> PodMetrics {
+fn pod_metrics_object(pod: PodUsage) -> PodMetrics {
     PodMetrics {
-        kind: if single { "PodMetrics".into() } else { String::new() },
-        api_version: if single { format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}") } else { String::new() },
+        kind: "PodMetrics".into(),
+        api_version: format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}"),
         metadata: metrics_meta(pod.name, Some(pod.namespace), pod.labels),
         timestamp: k8s_time(pod.ts_ms),
         window: go_duration(pod.window),
         containers: pod
             .containers
-            .into_iter()
-            .map(|c| ContainerMetrics { name: c.name, usage: usage(c.cpu_cores, c.memory_bytes) })
+            .iter()
+            .map(|c| ContainerMetrics { name: c.name.clone(), usage: usage(c.cpu_cores, c.memory_bytes) })
             .collect(),
     }
 }
@@ -396,15 +396,12 @@ async fn pod_metrics(state: AdapterState, request: ResourceMetricsRequest) -> Re
     let single = request.name.is_some();
     match evaluate(&state, move |p| p.pod_metrics(&request)).await {
         Ok(pods) if single => match pods.into_iter().next() {
-            Some(pod) => json(StatusCode::OK, &pod_metrics_object(pod, true)),
+            Some(pod) => json(StatusCode::OK, &pod_metrics_object(pod)),
             None => provider_error(ProviderError::not_found("no metrics for the pod"), Some(details)),
         },
         Ok(pods) => {
-            let items: Vec<PodMetrics> = pods.into_iter().map(|p| pod_metrics_object(p, false)).collect();
-            json(
-                StatusCode::OK,
-                &MetricValueList::new("PodMetricsList", format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}"), items),
-            )
+            let bytes = super::pod_metrics_json::write_pod_metrics_list(&pods, tsdb::now_ms());
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
         }
         Err(e) => provider_error(e, Some(details)),
     }

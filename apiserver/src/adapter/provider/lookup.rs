@@ -163,6 +163,8 @@ pub struct Provider {
     resolver: Arc<dyn ObjectResolver>,
     rules: RwLock<Arc<RuleSet>>,
     discovery: SeriesDiscovery,
+    /// The last evaluation of the resource rules for every pod (`metrics.k8s.io`).
+    pub(super) resource_snapshots: Arc<super::resource_metrics::ResourceSnapshots>,
 }
 
 impl Provider {
@@ -173,14 +175,21 @@ impl Provider {
         rules: RuleSet,
         discovery: SeriesDiscovery,
     ) -> Self {
-        Provider { db, engine, resolver, rules: RwLock::new(Arc::new(rules)), discovery }
+        Provider {
+            db,
+            engine,
+            resolver,
+            rules: RwLock::new(Arc::new(rules)),
+            discovery,
+            resource_snapshots: Arc::default(),
+        }
     }
 
     pub(crate) fn resolver(&self) -> &Arc<dyn ObjectResolver> {
         &self.resolver
     }
 
-    pub(super) fn engine(&self) -> &query::Engine {
+    pub(super) fn engine(&self) -> &Arc<query::Engine> {
         &self.engine
     }
 

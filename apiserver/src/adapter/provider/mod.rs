@@ -32,6 +32,8 @@ pub use external::{ExternalSource, ExternalSourceError};
 pub(crate) use lookup::MetricValueItem;
 pub use lookup::Provider;
 pub(crate) use lookup::{CustomMetricRequest, ExternalMetricRequest, MetricValues, ObjectSelection};
+#[cfg(test)]
+pub(crate) use resource_metrics::ContainerUsage;
 pub(crate) use resource_metrics::{FieldSelector, NodeUsage, PodUsage, ResourceMetricsRequest};
 pub use resources::ObjectResolver;
 pub(crate) use resources::StandaloneResolver;

@@ -7,6 +7,16 @@
 //!
 //! Without a cluster (a standalone server) the objects are those the queries answer for, with
 //! no labels.
+//!
+//! Pods are answered from a snapshot, as metrics-server answers from its last collection: the
+//! rules' `containerQuery` evaluated for every pod at once (grouped by namespace, pod and
+//! container), shared by every request — `kubectl top pod -A`, each HPA's namespace and label
+//! selector — for at most [`SNAPSHOT_MAX_AGE`]. A request finding it older than
+//! [`SNAPSHOT_REFRESH_AFTER`] is answered from it and starts one evaluation in the background,
+//! so a steady stream of requests never waits for one; past the maximum age a request evaluates
+//! itself. The answers' `timestamp` is the snapshot's evaluation time. A template whose answers
+//! lack the namespace label cannot be shared this way and is evaluated per request and per
+//! namespace, as prometheus-adapter does.
 
 use super::resources::{GroupResource, ObjectSummary};
 use super::{Provider, ProviderError};
@@ -14,8 +24,34 @@ use crate::adapter::rules::query::QueryForm;
 use crate::adapter::rules::resource::{ResourceNames, ResourceQueries, ResourceQuery, ResourceQueryText};
 use crate::adapter::rules::selector::LabelSelector;
 use crate::adapter::rules::RuleError;
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest a pods snapshot is served: past it, a request evaluates the rules itself (within a
+/// third of the HPA's 15 s sync period, and fresher than metrics-server's 15 s collection).
+pub(crate) const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(5);
+/// Age past which a request served from the snapshot starts a fresh evaluation in the background.
+pub(crate) const SNAPSHOT_REFRESH_AFTER: Duration = Duration::from_secs(1);
+
+/// The resource rules evaluated for every pod, shared by requests.
+#[derive(Default)]
+pub(crate) struct ResourceSnapshots {
+    pods: Mutex<Option<Arc<PodSnapshot>>>,
+    refreshing: AtomicBool,
+}
+
+/// One evaluation of both `containerQuery`s for every pod.
+struct PodSnapshot {
+    /// The rules' generation it was taken with (a reload makes it stale at once).
+    generation: u64,
+    taken: Instant,
+    eval_ms: i64,
+    /// `None`: the template's answers carry no namespace label, so no shared snapshot.
+    pods: Option<Arc<PodTable>>,
+}
 
 /// A `fieldSelector` over the fields a metrics object has: `metadata.name` and
 /// `metadata.namespace` (`=`, `==`, `!=`, comma-separated), as metrics-server filters.
@@ -99,7 +135,8 @@ pub(crate) struct PodUsage {
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) ts_ms: i64,
     pub(crate) window: Duration,
-    pub(crate) containers: Vec<ContainerUsage>,
+    /// Shared with the snapshot (answers for thousands of pods copy no container list).
+    pub(crate) containers: Arc<[ContainerUsage]>,
 }
 
 /// A NodeMetrics answer.
@@ -115,6 +152,27 @@ pub(crate) struct NodeUsage {
 
 /// Query results keyed by object: (namespace, name) → container → value.
 type PodValues = HashMap<(String, String), BTreeMap<String, f64>>;
+
+/// Pods with both a cpu and a memory answer, sorted by (namespace, name), with their containers
+/// (the union of both answers, a missing value at 0).
+type PodTable = BTreeMap<(String, String), Arc<[ContainerUsage]>>;
+
+/// The pods both rules answered for, their containers merged.
+fn merge_pod_values(cpu: PodValues, mut memory: PodValues) -> PodTable {
+    let mut table = PodTable::new();
+    for (key, cpu) in cpu {
+        let Some(memory) = memory.remove(&key) else { continue };
+        let mut containers: BTreeMap<String, ContainerUsage> = BTreeMap::new();
+        for (container, cores) in cpu {
+            containers.entry(container.clone()).or_insert_with(|| empty_container(&container)).cpu_cores = cores;
+        }
+        for (container, bytes) in memory {
+            containers.entry(container.clone()).or_insert_with(|| empty_container(&container)).memory_bytes = bytes;
+        }
+        table.insert(key, containers.into_values().collect());
+    }
+    table
+}
 
 impl Provider {
     /// Whether the rules in force serve `metrics.k8s.io` (they have `resourceRules`).
@@ -138,49 +196,60 @@ impl Provider {
                 return Err(ProviderError::not_found(format!("pods \"{name}\" not found")));
             }
         }
-        let now_ms = tsdb::now_ms();
-        let (cpu, memory) = match &objects {
-            Some(objects) if objects.is_empty() => return Ok(Vec::new()),
-            Some(objects) => {
-                let mut names: Vec<String> = objects.iter().map(|o| o.name.clone()).collect();
-                names.sort();
-                names.dedup();
-                let names = ResourceNames::Set(&names);
-                self.pod_values_both(resource, namespace, names, now_ms, objects)?
-            }
+        if objects.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let snapshot = self.pod_snapshot(&rules)?;
+        let (table, now_ms) = match snapshot.as_ref().and_then(|s| s.pods.clone().map(|pods| (pods, s.eval_ms))) {
+            Some(shared) => shared,
             None => {
-                let names = request.name.as_ref().map(std::slice::from_ref);
-                let names = names.map(ResourceNames::Set).unwrap_or(ResourceNames::All);
-                self.pod_values_both(resource, namespace, names, now_ms, &[])?
+                let now_ms = tsdb::now_ms();
+                let (cpu, memory) = match &objects {
+                    Some(objects) => {
+                        let mut names: Vec<String> = objects.iter().map(|o| o.name.clone()).collect();
+                        names.sort();
+                        names.dedup();
+                        let names = ResourceNames::Set(&names);
+                        self.pod_values_both(resource, namespace, names, now_ms, objects)?
+                    }
+                    None => {
+                        let names = request.name.as_ref().map(std::slice::from_ref);
+                        let names = names.map(ResourceNames::Set).unwrap_or(ResourceNames::All);
+                        self.pod_values_both(resource, namespace, names, now_ms, &[])?
+                    }
+                };
+                (Arc::new(merge_pod_values(cpu, memory)), now_ms)
             }
         };
-        let objects = objects.unwrap_or_else(|| {
-            let from_values = cpu.keys().filter(|key| memory.contains_key(*key)).map(|(ns, name)| ObjectSummary {
-                namespace: Some(ns.clone()),
-                name: name.clone(),
-                labels: BTreeMap::new(),
-            });
-            select(from_values.collect(), request)
-        });
-        let mut out = Vec::with_capacity(objects.len());
-        for object in objects {
-            let key = (object.namespace.clone().unwrap_or_default(), object.name);
-            let (Some(cpu), Some(memory)) = (cpu.get(&key), memory.get(&key)) else { continue };
-            let mut containers: BTreeMap<&str, ContainerUsage> = BTreeMap::new();
-            for (container, cores) in cpu {
-                containers.entry(container).or_insert_with(|| empty_container(container)).cpu_cores = *cores;
+        let usage = |namespace: String, name: String, labels, containers: &Arc<[ContainerUsage]>| PodUsage {
+            namespace,
+            name,
+            labels,
+            ts_ms: now_ms,
+            window: resource.window,
+            containers: containers.clone(),
+        };
+        let mut out = Vec::new();
+        match objects {
+            Some(objects) => {
+                for object in objects {
+                    let key = (object.namespace.unwrap_or_default(), object.name);
+                    if let Some(containers) = table.get(&key) {
+                        out.push(usage(key.0, key.1, object.labels, containers));
+                    }
+                }
             }
-            for (container, bytes) in memory {
-                containers.entry(container).or_insert_with(|| empty_container(container)).memory_bytes = *bytes;
+            None => {
+                for ((pod_namespace, name), containers) in table.iter() {
+                    let selected = namespace.is_none_or(|ns| ns == pod_namespace)
+                        && request.name.as_ref().is_none_or(|wanted| wanted == name)
+                        && request.fields.matches(name, Some(pod_namespace))
+                        && request.labels.matches(|_| None);
+                    if selected {
+                        out.push(usage(pod_namespace.clone(), name.clone(), BTreeMap::new(), containers));
+                    }
+                }
             }
-            out.push(PodUsage {
-                namespace: key.0,
-                name: key.1,
-                labels: object.labels,
-                ts_ms: now_ms,
-                window: resource.window,
-                containers: containers.into_values().collect(),
-            });
         }
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         if let (Some(name), true) = (&request.name, out.is_empty()) {
@@ -254,6 +323,47 @@ impl Provider {
         Ok(out)
     }
 
+    /// The pods snapshot for `rules` (see the module doc); `None` when the rules have no
+    /// resource rules.
+    fn pod_snapshot(
+        &self,
+        rules: &Arc<crate::adapter::rules::RuleSet>,
+    ) -> Result<Option<Arc<PodSnapshot>>, ProviderError> {
+        let cache = &self.resource_snapshots;
+        let current = cache.pods.lock().clone();
+        if let Some(snapshot) = current.filter(|s| s.generation == rules.generation) {
+            let age = snapshot.taken.elapsed();
+            if age <= SNAPSHOT_MAX_AGE {
+                if age > SNAPSHOT_REFRESH_AFTER && !cache.refreshing.swap(true, Ordering::AcqRel) {
+                    self.refresh_in_background(rules.clone());
+                }
+                return Ok(Some(snapshot));
+            }
+        }
+        let Some(snapshot) = take_pod_snapshot(self.engine(), rules)? else { return Ok(None) };
+        let snapshot = Arc::new(snapshot);
+        *cache.pods.lock() = Some(snapshot.clone());
+        Ok(Some(snapshot))
+    }
+
+    /// Takes a new pods snapshot on a thread of its own; a failure keeps the old one (logged).
+    fn refresh_in_background(&self, rules: Arc<crate::adapter::rules::RuleSet>) {
+        let cache = self.resource_snapshots.clone();
+        let engine = self.engine().clone();
+        let spawned = std::thread::Builder::new().name("resource-snapshot".into()).spawn(move || {
+            match take_pod_snapshot(&engine, &rules) {
+                Ok(Some(snapshot)) => *cache.pods.lock() = Some(Arc::new(snapshot)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "refreshing the resource metrics snapshot failed; serving the previous one"),
+            }
+            cache.refreshing.store(false, Ordering::Release);
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the resource metrics refresh thread");
+            self.resource_snapshots.refreshing.store(false, Ordering::Release);
+        }
+    }
+
     /// The cpu and memory values of pods, the two queries run side by side.
     fn pod_values_both(
         &self,
@@ -285,7 +395,7 @@ impl Provider {
     ) -> Result<PodValues, ProviderError> {
         let labels = &rule.labels;
         let query = rule.pods_query(namespace, names).map_err(rule_error)?;
-        let samples = self.run_resource_query(&query, now_ms)?;
+        let samples = run_resource_query(self.engine(), &query, now_ms)?;
         let mut out = PodValues::new();
         let mut lacks_namespace = false;
         for sample in samples {
@@ -332,30 +442,73 @@ impl Provider {
     ) -> Result<HashMap<String, f64>, ProviderError> {
         let query = rule.nodes_query(names).map_err(rule_error)?;
         let mut out = HashMap::new();
-        for sample in self.run_resource_query(&query, now_ms)? {
+        for sample in run_resource_query(self.engine(), &query, now_ms)? {
             if let (Some(node), true) = (sample.labels.get(&rule.labels.node), sample.value.is_finite()) {
                 out.insert(node.to_string(), sample.value);
             }
         }
         Ok(out)
     }
+}
 
-    fn run_resource_query(
-        &self,
-        query: &ResourceQueryText,
-        now_ms: i64,
-    ) -> Result<Vec<query::InstantSample>, ProviderError> {
-        let result = match &query.form {
-            QueryForm::Parsed { expr, text } => self.engine().instant_expr(text, expr, now_ms, &[]).map(|o| o.value),
-            QueryForm::Text(text) => self.engine().instant(text, now_ms),
-        };
-        match result.map_err(|e| super::lookup::query_error(&query.text, e))? {
-            query::Value::Vector(samples) => Ok(samples),
-            _ => Err(ProviderError::internal(format!(
-                "the resource query {:?} did not return an instant vector",
-                query.text
-            ))),
+/// Both `containerQuery`s for every pod now, side by side; `None` without resource rules.
+fn take_pod_snapshot(
+    engine: &query::Engine,
+    rules: &crate::adapter::rules::RuleSet,
+) -> Result<Option<PodSnapshot>, ProviderError> {
+    let Some(resource) = rules.resource.as_ref() else { return Ok(None) };
+    let taken = Instant::now();
+    let eval_ms = tsdb::now_ms();
+    let (cpu, memory) = std::thread::scope(|scope| {
+        let cpu = scope.spawn(|| all_pod_values(engine, &resource.cpu, eval_ms));
+        let memory = all_pod_values(engine, &resource.memory, eval_ms);
+        (join(cpu), memory)
+    });
+    let pods = match (cpu?, memory?) {
+        (Some(cpu), Some(memory)) => Some(Arc::new(merge_pod_values(cpu, memory))),
+        _ => None,
+    };
+    Ok(Some(PodSnapshot { generation: rules.generation, taken, eval_ms, pods }))
+}
+
+/// One rule's `containerQuery` for every pod, keyed by (namespace, pod) and container; `None`
+/// when an answer lacks the namespace label.
+fn all_pod_values(
+    engine: &query::Engine,
+    rule: &ResourceQuery,
+    now_ms: i64,
+) -> Result<Option<PodValues>, ProviderError> {
+    let labels = &rule.labels;
+    let query = rule.pods_query(None, ResourceNames::All).map_err(rule_error)?;
+    let mut out = PodValues::new();
+    for sample in run_resource_query(engine, &query, now_ms)? {
+        let Some(pod) = sample.labels.get(&labels.pod) else { continue };
+        let Some(namespace) = sample.labels.get(&labels.namespace) else { return Ok(None) };
+        if sample.value.is_finite() {
+            let container = sample.labels.get(&labels.container).unwrap_or("");
+            out.entry((namespace.to_string(), pod.to_string()))
+                .or_default()
+                .insert(container.to_string(), sample.value);
         }
+    }
+    Ok(Some(out))
+}
+
+fn run_resource_query(
+    engine: &query::Engine,
+    query: &ResourceQueryText,
+    now_ms: i64,
+) -> Result<Vec<query::InstantSample>, ProviderError> {
+    let result = match &query.form {
+        QueryForm::Parsed { expr, text } => engine.instant_expr(text, expr, now_ms, &[]).map(|o| o.value),
+        QueryForm::Text(text) => engine.instant(text, now_ms),
+    };
+    match result.map_err(|e| super::lookup::query_error(&query.text, e))? {
+        query::Value::Vector(samples) => Ok(samples),
+        _ => Err(ProviderError::internal(format!(
+            "the resource query {:?} did not return an instant vector",
+            query.text
+        ))),
     }
 }
 
@@ -369,6 +522,7 @@ fn served(resource: Option<&ResourceQueries>) -> Result<&ResourceQueries, Provid
 fn select(objects: Vec<ObjectSummary>, request: &ResourceMetricsRequest) -> Vec<ObjectSummary> {
     objects
         .into_iter()
+        .filter(|o| request.namespace.as_ref().is_none_or(|ns| o.namespace.as_ref() == Some(ns)))
         .filter(|o| request.name.as_ref().is_none_or(|name| &o.name == name))
         .filter(|o| request.fields.matches(&o.name, o.namespace.as_deref()))
         .filter(|o| request.labels.matches(|key| o.labels.get(key).map(String::as_str)))
