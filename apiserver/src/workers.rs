@@ -227,7 +227,7 @@ fn process_cpu_time() -> Duration {
 
 /// Adds `nice` to the calling thread's niceness (Linux sets it per thread).
 #[cfg(target_os = "linux")]
-fn lower_own_priority(nice: i32) -> std::io::Result<()> {
+pub(crate) fn lower_own_priority(nice: i32) -> std::io::Result<()> {
     if nice == 0 {
         return Ok(());
     }
@@ -238,7 +238,7 @@ fn lower_own_priority(nice: i32) -> std::io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_own_priority(_nice: i32) -> std::io::Result<()> {
+pub(crate) fn lower_own_priority(_nice: i32) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -3,7 +3,6 @@
 //! formatted once per list, and nothing is built per item but the bytes.
 
 use super::k8s_types::{go_duration, k8s_time, RESOURCE_GROUP, RESOURCE_VERSION};
-use crate::adapter::provider::quantity::{cpu_usage, memory_usage};
 use crate::adapter::provider::PodUsage;
 
 /// Appends `text` as a JSON string.
@@ -62,9 +61,9 @@ pub(crate) fn write_pod_metrics_list(pods: &[PodUsage], created_ms: i64) -> Vec<
             out.extend_from_slice(b"{\"name\":");
             push_str(&mut out, &container.name);
             out.extend_from_slice(b",\"usage\":{\"cpu\":\"");
-            out.extend_from_slice(cpu_usage(container.cpu_cores).as_deref().unwrap_or("0").as_bytes());
+            out.extend_from_slice(container.cpu_quantity.as_bytes());
             out.extend_from_slice(b"\",\"memory\":\"");
-            out.extend_from_slice(memory_usage(container.memory_bytes).as_deref().unwrap_or("0").as_bytes());
+            out.extend_from_slice(container.memory_quantity.as_bytes());
             out.extend_from_slice(b"\"}}");
         }
         out.extend_from_slice(b"]}");
@@ -83,8 +82,8 @@ mod tests {
     #[test]
     fn the_list_parses_as_the_typed_objects() {
         let containers: std::sync::Arc<[ContainerUsage]> = vec![
-            ContainerUsage { name: "app".into(), cpu_cores: 0.25, memory_bytes: 52_428_800.0 },
-            ContainerUsage { name: "side\"car".into(), cpu_cores: 0.05, memory_bytes: 1500.0 },
+            ContainerUsage::new("app".into(), 0.25, 52_428_800.0),
+            ContainerUsage::new("side\"car".into(), 0.05, 1500.0),
         ]
         .into();
         let pod = |name: &str, labels: BTreeMap<String, String>| PodUsage {

@@ -371,7 +371,10 @@ fn pod_metrics_object(pod: PodUsage) -> PodMetrics {
         containers: pod
             .containers
             .iter()
-            .map(|c| ContainerMetrics { name: c.name.clone(), usage: usage(c.cpu_cores, c.memory_bytes) })
+            .map(|c| ContainerMetrics {
+                name: c.name.clone(),
+                usage: Usage { cpu: c.cpu_quantity.to_string(), memory: c.memory_quantity.to_string() },
+            })
             .collect(),
     }
 }

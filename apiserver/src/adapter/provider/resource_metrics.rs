@@ -119,12 +119,24 @@ pub(crate) struct ResourceMetricsRequest {
     pub(crate) fields: FieldSelector,
 }
 
-/// One container's usage: cores and bytes.
+/// One container's usage: cores and bytes, and both as the Quantity strings metrics-server
+/// serves (formatted once, when the values are read, not per request).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ContainerUsage {
     pub(crate) name: String,
     pub(crate) cpu_cores: f64,
     pub(crate) memory_bytes: f64,
+    pub(crate) cpu_quantity: Box<str>,
+    pub(crate) memory_quantity: Box<str>,
+}
+
+impl ContainerUsage {
+    pub(crate) fn new(name: String, cpu_cores: f64, memory_bytes: f64) -> Self {
+        // The provider keeps NaN and ±Inf out, so every value has a quantity.
+        let cpu_quantity = super::quantity::cpu_usage(cpu_cores).unwrap_or_else(|| "0".into()).into();
+        let memory_quantity = super::quantity::memory_usage(memory_bytes).unwrap_or_else(|| "0".into()).into();
+        ContainerUsage { name, cpu_cores, memory_bytes, cpu_quantity, memory_quantity }
+    }
 }
 
 /// A PodMetrics answer.
@@ -162,14 +174,17 @@ fn merge_pod_values(cpu: PodValues, mut memory: PodValues) -> PodTable {
     let mut table = PodTable::new();
     for (key, cpu) in cpu {
         let Some(memory) = memory.remove(&key) else { continue };
-        let mut containers: BTreeMap<String, ContainerUsage> = BTreeMap::new();
+        // Container → (cores, bytes); one only the other query answered for is at 0 there.
+        let mut containers: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for (container, cores) in cpu {
-            containers.entry(container.clone()).or_insert_with(|| empty_container(&container)).cpu_cores = cores;
+            containers.entry(container).or_default().0 = cores;
         }
         for (container, bytes) in memory {
-            containers.entry(container.clone()).or_insert_with(|| empty_container(&container)).memory_bytes = bytes;
+            containers.entry(container).or_default().1 = bytes;
         }
-        table.insert(key, containers.into_values().collect());
+        let containers: Arc<[ContainerUsage]> =
+            containers.into_iter().map(|(name, (cores, bytes))| ContainerUsage::new(name, cores, bytes)).collect();
+        table.insert(key, containers);
     }
     table
 }
@@ -351,6 +366,11 @@ impl Provider {
         let cache = self.resource_snapshots.clone();
         let engine = self.engine().clone();
         let spawned = std::thread::Builder::new().name("resource-snapshot".into()).spawn(move || {
+            // Below the requests' priority (as the workers): a request waiting for the CPU
+            // matters more than a snapshot a second fresher.
+            if let Err(e) = crate::workers::lower_own_priority(crate::workers::DEFAULT_NICE) {
+                tracing::debug!(error = %e, "cannot lower the resource snapshot thread's priority");
+            }
             match take_pod_snapshot(&engine, &rules) {
                 Ok(Some(snapshot)) => *cache.pods.lock() = Some(Arc::new(snapshot)),
                 Ok(None) => {}
@@ -527,10 +547,6 @@ fn select(objects: Vec<ObjectSummary>, request: &ResourceMetricsRequest) -> Vec<
         .filter(|o| request.fields.matches(&o.name, o.namespace.as_deref()))
         .filter(|o| request.labels.matches(|key| o.labels.get(key).map(String::as_str)))
         .collect()
-}
-
-fn empty_container(name: &str) -> ContainerUsage {
-    ContainerUsage { name: name.to_string(), cpu_cores: 0.0, memory_bytes: 0.0 }
 }
 
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, ProviderError>>) -> Result<T, ProviderError> {
