@@ -102,15 +102,26 @@ fn adapter_config_check_explains_and_rejects() {
     let good = dir.path().join("good.yaml");
     std::fs::write(
         &good,
-        "rules:\n- seriesQuery: '{__name__=~\"^seldon_model.*_total\",namespace!=\"\"}'\n  resources:\n    overrides:\n      model: {group: mlops.seldon.io, resource: model}\n      namespace: {resource: namespace}\n  name:\n    matches: '^seldon_model_(.*)_total'\n    as: '${1}_rps'\n  metricsQuery: 'sum by (<<.GroupBy>>) (rate(<<.Series>>{<<.LabelMatchers>>}[2m]))'\nresourceRules:\n  window: 2m\n",
+        "rules:\n- seriesQuery: '{__name__=~\"^seldon_model.*_total\",namespace!=\"\"}'\n  resources:\n    overrides:\n      model: {group: mlops.seldon.io, resource: model}\n      namespace: {resource: namespace}\n  name:\n    matches: '^seldon_model_(.*)_total'\n    as: '${1}_rps'\n  metricsQuery: 'sum by (<<.GroupBy>>) (rate(<<.Series>>{<<.LabelMatchers>>}[2m]))'\n",
     )
     .unwrap();
     let output =
         Command::new(env!("CARGO_BIN_EXE_ringtail")).args(["adapter-config", "check"]).arg(&good).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("1 rules") && stdout.contains("resourceRules is accepted but not served"), "{stdout}");
+    assert!(stdout.contains("1 rules") && !stdout.contains("warning"), "{stdout}");
     assert!(stdout.contains("rules[0]"), "{stdout}");
+
+    // resourceRules with a window only: both cpu and memory are needed to serve metrics.k8s.io.
+    let window_only = dir.path().join("window-only.yaml");
+    std::fs::write(&window_only, "resourceRules:\n  window: 2m\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args(["adapter-config", "check"])
+        .arg(&window_only)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("resourceRules.cpu: must be set"));
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "rules:\n- seriesQuery: 'up'\n  metricsQuery: 'x'\n  resource: {}\n").unwrap();
