@@ -74,8 +74,13 @@ enum MetadataField {
 }
 
 impl FieldSelector {
-    /// Parses `text`; unknown fields are refused as the API server refuses them.
+    /// Parses `text`; unknown fields are refused as the API server refuses them, and a text
+    /// longer than a label selector may be (`MAX_SELECTOR_BYTES`) too.
     pub(crate) fn parse(text: &str) -> Result<FieldSelector, String> {
+        let max = crate::adapter::rules::selector::MAX_SELECTOR_BYTES;
+        if text.len() > max {
+            return Err(format!("field selector of {} bytes is longer than the {max} bytes allowed", text.len()));
+        }
         let mut requirements = Vec::new();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
@@ -571,5 +576,7 @@ mod tests {
         assert_eq!(FieldSelector::parse("spec.nodeName=n1").unwrap_err(), "field label not supported: spec.nodeName");
         assert!(FieldSelector::parse("metadata.name").is_err());
         assert_eq!(FieldSelector::parse("").unwrap(), FieldSelector::default());
+        let huge = "metadata.name=a,".repeat(2000);
+        assert!(FieldSelector::parse(&huge).unwrap_err().contains("longer than"));
     }
 }
