@@ -53,67 +53,32 @@ pub fn read_file(path: &Path) -> Result<SettingsLayer, ConfigError> {
     Ok(layer)
 }
 
-/// Most files one `scrape_config_files` pattern may name (a pattern such as `/*` is a mistake).
+/// Most files one `scrape_config_files` or `rule_files` pattern may name (a pattern such as `/*`
+/// is a mistake).
 const MAX_SCRAPE_CONFIG_FILES: usize = 1000;
 
 /// The files `pattern` names, sorted: `*` and `?` in the last path element (a directory part
 /// with wildcards is refused); a relative pattern is relative to `base`. A pattern matching no
 /// file names none (not an error), as in Prometheus.
 fn glob_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let full = base.join(pattern);
-    let (dir, name_pattern) = match (full.parent(), full.file_name().and_then(|n| n.to_str())) {
-        (Some(dir), Some(name)) => (dir.to_path_buf(), name.to_string()),
-        _ => return Err(format!("scrape_config_files: {pattern:?} names no file")),
-    };
-    if dir.to_string_lossy().contains(['*', '?', '[']) {
-        return Err(format!("scrape_config_files: {pattern:?}: wildcards only in the file name are supported"));
-    }
-    if !name_pattern.contains(['*', '?']) {
-        return Ok(if full.is_file() { vec![full] } else { Vec::new() });
-    }
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("scrape_config_files: listing {}: {e}", dir.display())),
-    };
-    let mut files = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // A mounted ConfigMap's `..data` links and hidden files are not configs.
-        if name.starts_with('.') || !wildcard_match(&name_pattern, name) || !entry.path().is_file() {
-            continue;
-        }
-        files.push(entry.path());
-        if files.len() > MAX_SCRAPE_CONFIG_FILES {
-            return Err(format!("scrape_config_files: {pattern:?} names more than {MAX_SCRAPE_CONFIG_FILES} files"));
-        }
-    }
-    files.sort();
-    Ok(files)
+    glob_files_for("scrape_config_files", base, pattern)
 }
 
-/// Whether `name` matches `pattern` (`*` any run, `?` one character).
-fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
+/// [`glob_files`] for the config key `key` (named in its errors): `scrape_config_files`,
+/// `rule_files`.
+pub(crate) fn glob_files_for(key: &str, base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = base.join(pattern);
+    let Some(dir) = full.parent().filter(|_| full.file_name().is_some()) else {
+        return Err(format!("{key}: {pattern:?} names no file"));
+    };
+    if dir.to_string_lossy().contains(['*', '?', '[']) {
+        return Err(format!("{key}: {pattern:?}: wildcards only in the file name are supported"));
     }
-    p[pi..].iter().all(|c| *c == '*')
+    let files = ingest::glob_files(&full).map_err(|e| format!("{key}: {e}"))?;
+    if files.len() > MAX_SCRAPE_CONFIG_FILES {
+        return Err(format!("{key}: {pattern:?} names more than {MAX_SCRAPE_CONFIG_FILES} files"));
+    }
+    Ok(files)
 }
 
 /// The `scrape_configs` list of one `scrape_config_files` file (its only key).
@@ -182,7 +147,5 @@ mod tests {
         assert!(err.contains("b.yaml") && err.contains("global"), "{err}");
         std::fs::write(&path, "scrape_config_files: [\"*/x.yaml\"]\n").unwrap();
         assert!(read_file(&path).unwrap_err().to_string().contains("only in the file name"));
-        assert!(wildcard_match("*.yaml", "kubelet.yaml") && !wildcard_match("*.yaml", "kubelet.yml"));
-        assert!(wildcard_match("a?c*", "abcdef") && !wildcard_match("a?c", "ac"));
     }
 }

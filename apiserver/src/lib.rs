@@ -25,7 +25,9 @@
 //! - `scrape` — the scrape configuration in effect (the embedded self-scrape default or the
 //!   user's `scrape_configs`) handed to `ingest`'s scraper.
 //! - [`reload`] — the `--config` file applied again without a restart (SIGHUP, `POST /-/reload`,
-//!   file change): scrape jobs and their Kubernetes discovery.
+//!   file change): scrape jobs and their Kubernetes discovery, and the rule files.
+//! - `rules` — Prometheus rule files (`rule_files`): recording rules evaluated on their interval
+//!   and written to the store, alerting rules listed (never sent); `/api/v1/rules`.
 //!
 //! Key decision: the metrics adapter queries the store in-process — no Prometheus, no HTTP hop,
 //! no relist interval — so a sample acknowledged by remote-write answers the next HPA request.
@@ -47,6 +49,7 @@ mod http;
 mod k8s;
 mod listener;
 pub mod reload;
+mod rules;
 mod scrape;
 pub mod server;
 pub mod settings;

@@ -1,9 +1,11 @@
 //! `ConfigReloader` applies a changed `--config` file without a restart: the scrape
 //! configuration (`global`, `scrape_configs`, `scrape_config_files`) and, with a cluster, the
-//! Kubernetes discovery it asks for. It runs on SIGHUP, on `POST /-/reload` (with
-//! `--web.enable-lifecycle`, as Prometheus) and when the file's contents change (polled, which
-//! also follows a ConfigMap's symlink swap). The adapter rules (`--adapter-config`) reload on
-//! their own (`adapter::rules::reload`).
+//! Kubernetes discovery it asks for, and the rule files `rule_files` names (re-read and
+//! re-globbed every time; unchanged groups keep running, see `crate::rules`). It runs on SIGHUP,
+//! on `POST /-/reload` (with `--web.enable-lifecycle`, as Prometheus) and when the file's
+//! contents change (polled, which also follows a ConfigMap's symlink swap; the rule files are
+//! read on every poll). The adapter rules (`--adapter-config`) reload on their own
+//! (`adapter::rules::reload`).
 //!
 //! A new file that does not parse or whose jobs do not compile is refused: the error is logged
 //! and `ringtail_config_last_reload_successful` drops to 0, and what runs stays as it was.
@@ -59,6 +61,11 @@ impl ConfigReloadGauges {
 
     fn failed(&self) {
         self.successful.set(0);
+    }
+
+    /// Whether the last attempt succeeded, and when the last success was (Unix seconds).
+    pub(crate) fn last(&self) -> (bool, f64) {
+        (self.successful.get() == 1, self.success_timestamp.get())
     }
 }
 
@@ -140,6 +147,8 @@ pub struct ConfigReloader {
     scraper: Arc<ScrapeManager>,
     discovery: Option<ClusterDiscovery>,
     gauges: ConfigReloadGauges,
+    /// Runs the rule groups of `rule_files`.
+    rules: Arc<crate::rules::RuleManager>,
     /// The `(global, scrape_configs)` in force, as read (what a poll compares against).
     applied: Mutex<(Option<serde_yaml::Value>, Option<serde_yaml::Value>)>,
     /// The last refusal, so a poll logs a bad file once, not every few seconds.
@@ -149,6 +158,8 @@ pub struct ConfigReloader {
 impl ConfigReloader {
     /// A reloader for what `start` applied: `global`/`scrape_configs` as read from the file,
     /// `configs` as running (discovery is started here).
+    // Each argument is a separate part the server built; a struct of them would only rename this.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         config_file: Option<PathBuf>,
         local_addr: SocketAddr,
@@ -157,6 +168,7 @@ impl ConfigReloader {
         scraper: Arc<ScrapeManager>,
         discovery: Option<ClusterDiscovery>,
         gauges: ConfigReloadGauges,
+        rules: Arc<crate::rules::RuleManager>,
     ) -> ConfigReloader {
         if let Some(discovery) = &discovery {
             discovery.apply(configs, &scraper);
@@ -167,6 +179,7 @@ impl ConfigReloader {
             scraper,
             discovery,
             gauges,
+            rules,
             applied: Mutex::new(applied),
             last_error: Mutex::new(None),
         }
@@ -203,9 +216,19 @@ impl ConfigReloader {
             return Ok(ReloadOutcome::Unchanged);
         };
         let layer = crate::config::read_file(path).map_err(|e| e.to_string())?;
+        // Rule files are checked before anything is applied, so a bad one changes nothing.
+        let rule_groups =
+            crate::rules::load(path, layer.rule_files.as_deref().unwrap_or_default(), layer.global.as_ref())
+                .map_err(|e| e.to_string())?;
         let read = (layer.global, layer.scrape_configs);
         if !force && *self.applied.lock() == read {
-            return Ok(ReloadOutcome::Unchanged);
+            return Ok(match self.rules.apply(rule_groups) {
+                // Only rules changed; the jobs are as before (`None`: the embedded self-scrape).
+                true => {
+                    ReloadOutcome::Applied { jobs: read.1.as_ref().and_then(|v| v.as_sequence()).map_or(1, Vec::len) }
+                }
+                false => ReloadOutcome::Unchanged,
+            });
         }
         let configs = crate::scrape::effective_configs(read.0.as_ref(), read.1.as_ref(), self.local_addr)
             .map_err(|e| e.to_string())?;
@@ -213,8 +236,27 @@ impl ConfigReloader {
         if let Some(discovery) = &self.discovery {
             discovery.apply(&configs, &self.scraper);
         }
+        self.rules.apply(rule_groups);
         *self.applied.lock() = read;
         Ok(ReloadOutcome::Applied { jobs: configs.scrape_configs.len() })
+    }
+
+    /// The scrape configuration in force as a config file's YAML (`global` and `scrape_configs`
+    /// as read, or the embedded default), and the last reload's outcome and success time.
+    pub(crate) fn status(&self) -> (serde_yaml::Value, (bool, f64)) {
+        let (global, scrape_configs) = self.applied.lock().clone();
+        let scrape_configs = scrape_configs.unwrap_or_else(|| {
+            serde_yaml::from_str::<serde_yaml::Value>(&crate::scrape::embedded_default_yaml(self.local_addr))
+                .ok()
+                .and_then(|v| v.get("scrape_configs").cloned())
+                .unwrap_or_default()
+        });
+        let mut config = serde_yaml::Mapping::new();
+        if let Some(global) = global {
+            config.insert("global".into(), global);
+        }
+        config.insert("scrape_configs".into(), scrape_configs);
+        (serde_yaml::Value::Mapping(config), self.gauges.last())
     }
 
     /// Stops the Kubernetes discovery tasks (at shutdown).

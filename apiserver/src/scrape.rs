@@ -17,15 +17,19 @@ pub const SELF_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 /// The embedded default: scrape this server's `/metrics` at `listen` (a wildcard address is
 /// scraped through loopback).
 pub fn embedded_default(listen: SocketAddr) -> Result<ScrapeConfigs, ConfigError> {
+    ScrapeConfigs::from_yaml(&embedded_default_yaml(listen))
+}
+
+/// The embedded default as the YAML text of a config file (what `/api/v1/status/config` shows).
+pub fn embedded_default_yaml(listen: SocketAddr) -> String {
     let mut address = listen;
     if address.ip().is_unspecified() {
         address.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
-    let yaml = format!(
+    format!(
         "scrape_configs:\n- job_name: {SELF_SCRAPE_JOB}\n  scrape_interval: {}s\n  static_configs:\n  - targets: ['{address}']\n",
         SELF_SCRAPE_INTERVAL.as_secs()
-    );
-    ScrapeConfigs::from_yaml(&yaml)
+    )
 }
 
 /// The scrape configuration the server runs: the file's `global` and `scrape_configs`, or the
@@ -48,14 +52,17 @@ pub fn effective_configs(
 }
 
 /// Builds the manager and starts the configured targets; scraped series meet the label limits of
-/// `limits` (`--limits.*`). Must run inside the tokio runtime.
+/// `limits` (`--limits.*`); relative `file_sd_configs` paths are relative to the directory of
+/// `config_file`. Must run inside the tokio runtime.
 pub fn start(
     configs: &ScrapeConfigs,
     db: Arc<tsdb::Db>,
     metrics: IngestMetrics,
     limits: ingest::IngestLimits,
+    config_file: Option<&std::path::Path>,
 ) -> Result<Arc<ScrapeManager>, ConfigError> {
-    let options = ScrapeManagerOptions { limits, ..ScrapeManagerOptions::default() };
+    let config_dir = config_file.and_then(std::path::Path::parent).map(std::path::Path::to_path_buf);
+    let options = ScrapeManagerOptions { limits, config_dir, ..ScrapeManagerOptions::default() };
     let manager = Arc::new(ScrapeManager::new(db, metrics, options));
     manager.apply_config(configs)?;
     tracing::info!(jobs = configs.scrape_configs.len(), "scraper started");

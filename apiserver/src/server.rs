@@ -41,6 +41,8 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("{0} (fix scrape_configs/global in the --config file)")]
     Scrape(#[source] ingest::ConfigError),
+    #[error("{0} (fix rule_files in the --config file or the rule file it names)")]
+    Rules(String),
     #[error("Kubernetes: {0}")]
     Kubernetes(#[source] crate::k8s::K8sError),
     #[error("metrics adapter: {0}")]
@@ -65,6 +67,8 @@ pub struct Server {
     pub(crate) scraper: Arc<ingest::ScrapeManager>,
     /// Applies a changed config file (and owns the Kubernetes discovery tasks).
     reloader: Arc<crate::reload::ConfigReloader>,
+    /// Evaluates the recording and alerting rules of `rule_files`.
+    rules: Arc<crate::rules::RuleManager>,
     /// The metrics adapter's TLS listener (custom/external metrics APIs).
     pub adapter: crate::adapter::serve::AdapterHandle,
     flush_task: JoinHandle<()>,
@@ -79,6 +83,11 @@ impl Server {
     pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         let started = std::time::Instant::now();
         let forward_plan = ForwardPlan::from_settings(&settings)?;
+        let rule_groups = match &settings.config_file {
+            Some(path) => crate::rules::load(path, &settings.rule_files, settings.global.as_ref())
+                .map_err(|e| ServerError::Rules(e.to_string()))?,
+            None => Vec::new(),
+        };
         let store_bytes = settings.storage_size_bytes - forward_plan.as_ref().map_or(0, |plan| plan.queue_bytes);
         let (db, read_only_reason) = open_store(&settings, store_bytes).await?;
         let db = Arc::new(db);
@@ -107,6 +116,7 @@ impl Server {
         let query_api = Arc::new(QueryApiState::new(&mut registry));
         let connection_metrics = ConnectionMetrics::register(&mut registry);
         let reload_gauges = crate::reload::ConfigReloadGauges::register(&mut registry);
+        let rules = Arc::new(crate::rules::RuleManager::new(engine.clone(), workers.clone(), &mut registry));
         let state = AppState {
             db: db.clone(),
             engine,
@@ -117,7 +127,10 @@ impl Server {
             ready: Arc::new(AtomicBool::new(false)),
             warm_up: Arc::default(),
             lifecycle: Arc::default(),
+            enable_admin_api: settings.web.enable_admin_api,
             scraper: Arc::default(),
+            adapter: Arc::default(),
+            rules: Arc::default(),
         };
 
         let listener = TcpListener::bind(settings.listen)
@@ -134,7 +147,14 @@ impl Server {
             )
             .map_err(ServerError::WebConfig)?,
         );
+        let status = Arc::new(http::status::StatusState::new(&settings));
         let app = http::router(state.clone())
+            .merge(http::status::routes(status.clone()))
+            .merge(http::federate::routes(Arc::new(http::federate::FederateState {
+                db: db.clone(),
+                lookback: settings.query.lookback,
+                status: status.clone(),
+            })))
             .layer(axum::middleware::from_fn_with_state(access.clone(), web_config::require_basic_auth));
         let handshake_timeout = settings.web.read_header_timeout;
         let http_task = tokio::spawn(listener::run(
@@ -176,11 +196,24 @@ impl Server {
         )
         .await
         .map_err(ServerError::Adapter)?;
+        if let Some(provider) = &adapter.provider {
+            let _ = state.adapter.set(crate::http::ui_api::AdapterView {
+                provider: provider.clone(),
+                lookback: adapter_settings.metrics_max_age,
+                config_file: adapter_settings.config_file.clone(),
+            });
+        }
         let scrape_configs =
             crate::scrape::effective_configs(settings.global.as_ref(), settings.scrape_configs.as_ref(), local_addr)
                 .map_err(ServerError::Scrape)?;
-        let scraper = crate::scrape::start(&scrape_configs, db.clone(), ingest_metrics, settings.limits)
-            .map_err(ServerError::Scrape)?;
+        let scraper = crate::scrape::start(
+            &scrape_configs,
+            db.clone(),
+            ingest_metrics,
+            settings.limits,
+            settings.config_file.as_deref(),
+        )
+        .map_err(ServerError::Scrape)?;
         let _ = state.scraper.set(scraper.clone());
         let mut cluster_tasks = Vec::new();
         let discovery = match &mut cluster {
@@ -206,10 +239,14 @@ impl Server {
             scraper.clone(),
             discovery,
             reload_gauges,
+            rules.clone(),
         ));
+        rules.apply(rule_groups);
+        let _ = state.rules.set(rules.clone());
         if settings.web.enable_lifecycle {
             let _ = state.lifecycle.set(reloader.clone());
         }
+        let _ = status.reloader.set(reloader.clone());
         cluster_tasks.push(tokio::spawn(crate::reload::run_triggers(reloader.clone(), shutdown_rx.clone())));
         let forward_tasks = forwarder.map(|f| f.start(shutdown_rx.clone())).unwrap_or_default();
         let flush_task = tokio::spawn(store_upkeep(db, workers, settings.sync_interval, shutdown_rx));
@@ -231,6 +268,7 @@ impl Server {
             http_task,
             scraper,
             reloader,
+            rules,
             adapter,
             flush_task,
             cluster_tasks,
@@ -246,6 +284,7 @@ impl Server {
             let _ = task.await;
         }
         self.reloader.stop().await;
+        self.rules.stop().await;
         self.scraper.stop().await;
         let http_result = self.http_task.await.map_err(|e| ServerError::Serve(std::io::Error::other(e)));
         self.adapter.join().await;

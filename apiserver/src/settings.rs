@@ -12,7 +12,7 @@
 //! `limits: {max_active_series: …}`, and the metrics adapter's flags (`--secure-listen`,
 //! `--tls-*`, `--adapter-*`) are keys of `adapter:` (`--adapter-config` is
 //! `adapter: {config_file: …}`). The file alone also takes Prometheus's
-//! `global` and `scrape_configs`.
+//! `global` and `scrape_configs`, and `rule_files` (see `crate::rules`).
 
 use serde::{Deserialize, Deserializer};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -79,6 +79,9 @@ pub struct Settings {
     pub global: Option<serde_yaml::Value>,
     /// `scrape_configs` from the config file; `None` means the embedded default (scrape self).
     pub scrape_configs: Option<serde_yaml::Value>,
+    /// `rule_files` from the config file: globs of Prometheus rule files, relative to its
+    /// directory (see `crate::rules`).
+    pub rule_files: Vec<String>,
     /// The metrics adapter (custom/external metrics APIs over TLS).
     pub adapter: AdapterSettings,
     /// Which Kubernetes API (if any) to use, and whether its authentication guards the adapter.
@@ -107,6 +110,8 @@ pub struct WebSettings {
     pub http2_max_concurrent_streams: u32,
     /// Whether `POST /-/reload` is served (`--web.enable-lifecycle`).
     pub enable_lifecycle: bool,
+    /// Whether the admin endpoints (`/api/v1/admin/tsdb/...`) are served (`--web.enable-admin-api`).
+    pub enable_admin_api: bool,
 }
 
 impl Default for WebSettings {
@@ -119,6 +124,7 @@ impl Default for WebSettings {
             probe_connections: DEFAULT_PROBE_CONNECTIONS,
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             enable_lifecycle: false,
+            enable_admin_api: false,
         }
     }
 }
@@ -197,6 +203,7 @@ impl Default for Settings {
             forward_queue_size_bytes: None,
             global: None,
             scrape_configs: None,
+            rule_files: Vec::new(),
             adapter: AdapterSettings::default(),
             cluster: ClusterSettings::default(),
             web: WebSettings::default(),
@@ -322,6 +329,10 @@ pub struct SettingsLayer {
     #[arg(skip)]
     #[serde(default)]
     pub scrape_config_files: Vec<String>,
+    /// Prometheus's `rule_files` (globs of rule files, relative to the config file's directory).
+    #[arg(skip)]
+    #[serde(default)]
+    pub rule_files: Option<Vec<String>>,
 }
 
 /// The query engine's limits (`query:` in the file).
@@ -433,6 +444,11 @@ pub struct WebLayer {
     #[arg(long = "web.enable-lifecycle")]
     #[serde(default)]
     pub enable_lifecycle: bool,
+    /// Serve the admin endpoints (`/api/v1/admin/tsdb/delete_series`, `clean_tombstones`), as
+    /// Prometheus's flag; without it they answer 503 "admin APIs disabled".
+    #[arg(long = "web.enable-admin-api")]
+    #[serde(default)]
+    pub enable_admin_api: bool,
 }
 
 /// The metrics adapter (`adapter:` in the file).
@@ -513,6 +529,7 @@ impl Settings {
             global,
             scrape_configs,
             scrape_config_files: _,
+            rule_files,
         } = layer;
         set(&mut self.data_dir, data_dir);
         set(&mut self.listen, listen);
@@ -533,6 +550,7 @@ impl Settings {
         set_optional(&mut self.forward_queue_size_bytes, forward_queue_size);
         set_optional(&mut self.global, global);
         set_optional(&mut self.scrape_configs, scrape_configs);
+        set(&mut self.rule_files, rule_files);
         self.adapter.layer(adapter);
         self.web.layer(web);
         layer_limits(&mut self.limits, limits);
@@ -594,8 +612,10 @@ impl WebSettings {
             probe_connections,
             http2_max_concurrent_streams,
             enable_lifecycle,
+            enable_admin_api,
         } = layer;
         self.enable_lifecycle |= enable_lifecycle;
+        self.enable_admin_api |= enable_admin_api;
         set_optional(&mut self.config_file, config_file);
         set(&mut self.read_header_timeout, read_header_timeout);
         set(&mut self.read_timeout, read_timeout);
@@ -728,8 +748,117 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: 
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A size as Prometheus prints a base-2 byte count (`0B`, `512MiB`, `10GiB`, `1GiB512MiB`).
+pub(crate) fn format_base2_bytes(mut bytes: u64) -> String {
+    if bytes == 0 {
+        return "0B".into();
+    }
+    let mut out = String::new();
+    for (unit, shift) in [("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)] {
+        let size = 1u64 << shift;
+        if bytes >= size {
+            out.push_str(&format!("{}{unit}", bytes / size));
+            bytes %= size;
+        }
+    }
+    out
+}
+
+impl Settings {
+    /// Every `ringtail serve` flag with its effective value, as text (`/api/v1/status/flags`):
+    /// each flag under its own name, and also under Prometheus's name where Prometheus has the
+    /// same setting (`storage.tsdb.path` for `--data-dir`, …), so tools reading Prometheus's
+    /// flags find them. Durations and sizes are written as Prometheus writes them.
+    pub fn flag_values(&self) -> Vec<(String, String)> {
+        use crate::adapter::rules::config::prom_duration as duration;
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let retention = self.retention.map(duration).unwrap_or_else(|| "0s".into());
+        let ready_after = match self.ready_after {
+            ReadyAfter::Duration(d) => duration(d),
+            ReadyAfter::RuleWindow => "rule-window".into(),
+        };
+        let kubeconfig = match &self.cluster.mode {
+            ClusterMode::Kubeconfig(p) => p.display().to_string(),
+            _ => String::new(),
+        };
+        let standalone = self.cluster.mode == ClusterMode::Standalone;
+        let mut flags: Vec<(&str, String)> = vec![
+            ("config", path(&self.config_file)),
+            ("data-dir", self.data_dir.display().to_string()),
+            ("listen", self.listen.to_string()),
+            ("max-connections", self.max_connections.to_string()),
+            ("storage-size", format_base2_bytes(self.storage_size_bytes)),
+            ("retention", retention.clone()),
+            ("sync-interval", duration(self.sync_interval)),
+            ("worker-nice", self.worker_nice.to_string()),
+            ("cpu-limit-headroom", self.cpu_limit_headroom.to_string()),
+            ("ready-after", ready_after),
+            ("query.lookback-delta", duration(self.query.lookback)),
+            ("query.max-samples", self.query.max_samples.to_string()),
+            ("query.timeout", duration(self.query.timeout)),
+            ("forward-queue-size", self.forward_queue_size_bytes.map(format_base2_bytes).unwrap_or_default()),
+            ("remote-write-max-body-bytes", self.remote_write_max_body_bytes.to_string()),
+            ("remote-write-bearer-token-file", path(&self.remote_write_bearer_token_file)),
+            ("remote-write-max-inflight-bytes", self.remote_write_max_inflight_bytes.to_string()),
+            ("web.config.file", path(&self.web.config_file)),
+            ("web.read-header-timeout", duration(self.web.read_header_timeout)),
+            ("web.read-timeout", duration(self.web.read_timeout)),
+            ("web.idle-timeout", duration(self.web.idle_timeout)),
+            ("web.probe-connections", self.web.probe_connections.to_string()),
+            ("web.http2-max-concurrent-streams", self.web.http2_max_concurrent_streams.to_string()),
+            ("web.enable-lifecycle", self.web.enable_lifecycle.to_string()),
+            ("web.enable-admin-api", self.web.enable_admin_api.to_string()),
+            ("limits.max-labels-per-series", self.limits.max_labels_per_series.to_string()),
+            ("limits.max-label-name-length", self.limits.max_label_name_bytes.to_string()),
+            ("limits.max-label-value-length", self.limits.max_label_value_bytes.to_string()),
+            ("limits.max-series-per-request", self.limits.max_series_per_request.to_string()),
+            ("limits.max-active-series", self.limits.max_active_series.to_string()),
+            ("limits.max-new-series-per-minute", self.limits.max_new_series_per_minute.to_string()),
+            ("secure-listen", self.adapter.secure_listen.to_string()),
+            ("tls-cert-file", path(&self.adapter.tls_cert_file)),
+            ("tls-private-key-file", path(&self.adapter.tls_private_key_file)),
+            ("adapter-config", path(&self.adapter.config_file)),
+            ("adapter-tokens-file", path(&self.adapter.tokens_file)),
+            ("adapter-rate-window", duration(self.adapter.rate_window)),
+            ("adapter-metrics-max-age", duration(self.adapter.metrics_max_age)),
+            ("adapter-max-connections", self.adapter.max_connections.to_string()),
+            ("kubeconfig", kubeconfig),
+            ("standalone", standalone.to_string()),
+            ("no-cluster-auth", (!self.cluster.authentication).to_string()),
+        ];
+        // Prometheus's names for the same settings.
+        flags.extend([
+            ("config.file", path(&self.config_file)),
+            ("storage.tsdb.path", self.data_dir.display().to_string()),
+            ("web.listen-address", self.listen.to_string()),
+            ("web.max-connections", self.max_connections.to_string()),
+            ("storage.tsdb.retention.time", retention),
+            ("storage.tsdb.retention.size", format_base2_bytes(self.storage_size_bytes)),
+        ]);
+        let mut out: Vec<(String, String)> = flags.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        out.sort();
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn flag_values_name_every_flag() {
+        use clap::Args;
+        let command = SettingsLayer::augment_args(clap::Command::new("serve"));
+        let values = Settings::default().flag_values();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            assert!(values.iter().any(|(name, _)| name == long), "--{long} is missing from flag_values");
+        }
+        let get = |name: &str| values.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("storage.tsdb.retention.size"), Some("1GiB"));
+        assert_eq!(get("query.lookback-delta"), Some("5m"));
+        assert_eq!(format_base2_bytes(3 << 29), "1GiB512MiB");
+    }
+
     use super::*;
     use clap::{CommandFactory, Parser};
 

@@ -75,6 +75,27 @@ async fn endpoints_answer_in_prometheus_shape() {
     assert_eq!(series["metric"]["__name__"], "api_temperature");
     assert_eq!(series["values"].as_array().map(Vec::len), Some(3), "{body}");
 
+    // A POST with its parameters in the URL (as `curl -X POST '…?query=…'` sends), and one with
+    // some in the URL and some in the body: Prometheus reads both (Go's ParseForm).
+    let response = client()
+        .post(format!("{}/api/v1/query", server.url))
+        .query(&[("query", "api_temperature"), ("time", end_s.as_str())])
+        .send()
+        .await
+        .expect("POST query with URL parameters");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["data"]["result"][0]["metric"]["__name__"], "api_temperature", "{body}");
+    let response = client()
+        .post(format!("{}/api/v1/query", server.url))
+        .query(&[("time", end_s.as_str())])
+        .form(&[("query", "count(api_temperature)")])
+        .send()
+        .await
+        .expect("POST query with URL and body parameters");
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["data"]["result"][0]["value"][0].as_f64(), Some(end as f64 / 1000.0), "{body}");
+
     let (status, body) =
         get_json(&server.url, "/api/v1/series", &[("match[]", "api_requests_total".into()), ("start", "0".into())])
             .await;

@@ -16,11 +16,13 @@
 //!   `min_version`/`max_version` (scrapes and forwarding share `tls_config`).
 //! - `scrape`: the [`ScrapeManager`] and its per-target loops (page → one append, report series,
 //!   staleness markers); `scrape_config`: the `scrape_configs` YAML ([`ScrapeConfigs`]); `relabel`:
-//!   Prometheus relabeling.
+//!   Prometheus relabeling; `file_sd`: `file_sd_configs` (files of target groups, polled).
 //! - `limits`: [`IngestLimits`], the refusals they make ([`LimitRefusals`]) and the live-series
 //!   cap and new-series token bucket ([`SeriesAdmission`]).
 //! - [`forward`]: the remote-write sender — every stored sample queued on disk before its append
 //!   returns and sent to each `remote_write` destination (Prometheus's shape and metrics).
+//! - `metadata`: metric metadata kept from scraped pages (per target) and remote-write requests
+//!   ([`RemoteWriteMetadata`]), for `/api/v1/metadata`.
 //! - `metrics`: ingestion's self-metrics ([`IngestMetrics`]); `error`: the crate's errors.
 //!   Samples are stamped with the store's one clock, `tsdb::now_ms`.
 //!
@@ -54,8 +56,10 @@
 
 mod error;
 pub mod exposition;
+mod file_sd;
 pub mod forward;
 mod limits;
+mod metadata;
 mod metrics;
 pub mod proto;
 mod relabel;
@@ -67,17 +71,24 @@ mod tls_client;
 mod wire;
 
 pub use error::{ConfigError, ParseError, RemoteWriteError};
+pub use file_sd::{glob_files, MAX_FILE_SD_FILES_PER_PATTERN, MAX_FILE_SD_FILE_BYTES, MAX_FILE_SD_TARGETS_PER_FILE};
 pub use limits::{
     IngestLimits, Limit, LimitRefusals, Reservation, SeriesAdmission, DEFAULT_MAX_ACTIVE_SERIES,
     DEFAULT_MAX_LABELS_PER_SERIES, DEFAULT_MAX_LABEL_NAME_BYTES, DEFAULT_MAX_LABEL_VALUE_BYTES,
     DEFAULT_MAX_NEW_SERIES_PER_MINUTE, DEFAULT_MAX_SERIES_PER_REQUEST,
 };
+pub use metadata::{
+    MetricMetadata, RemoteWriteMetadata, MAX_METADATA_FAMILIES_PER_TARGET, MAX_METADATA_HELP_BYTES,
+    MAX_REMOTE_WRITE_METADATA_ENTRIES,
+};
 pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
 pub use remote_write::Receiver;
 pub use scrape::{
-    DroppedTarget, ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetStatus, MAX_DROPPED_TARGETS,
+    DroppedTarget, ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetMetadata, TargetStatus,
+    MAX_DROPPED_TARGETS,
 };
 pub use scrape_config::{
-    AttachMetadata, GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, RoleSelector, ScrapeConfig, ScrapeConfigs,
+    AttachMetadata, FileSdConfig, GlobalConfig, KubernetesSdConfig, NamespaceDiscovery, RoleSelector, ScrapeConfig,
+    ScrapeConfigs,
 };
 pub use wire::WireError;

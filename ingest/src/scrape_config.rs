@@ -13,8 +13,9 @@ use std::time::Duration;
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The `global` block (the fields the scraper uses; `evaluation_interval` and `external_labels`
-/// are accepted so a Prometheus file loads, and ignored: Ringtail evaluates no rules).
+/// The `global` block: the scraper's defaults, plus `evaluation_interval` (the recording rules'
+/// default interval, read by the binary) and `external_labels` (added to `/federate` answers, as
+/// Prometheus; samples are stored without them).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
@@ -209,6 +210,41 @@ pub struct NamespaceDiscovery {
     pub own_namespace: bool,
 }
 
+/// Prometheus's default `refresh_interval` of `file_sd_configs`.
+pub const DEFAULT_FILE_SD_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+
+/// One `file_sd_configs` entry: files of target groups, re-read when they change (the scraper
+/// polls them, see `file_sd`) and at least every `refresh_interval`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    /// Paths ending in `.json`, `.yml` or `.yaml`, with `*` and `?` allowed in the file name only
+    /// (as Prometheus); a relative path is relative to the config file's directory.
+    pub files: Vec<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub refresh_interval: Option<Duration>,
+}
+
+impl FileSdConfig {
+    /// Checks each pattern as Prometheus does (`^[^*]*(\*[^/]*)?\.(json|yml|yaml)$`, any case of
+    /// the extension).
+    fn validate(&self) -> Result<(), String> {
+        for pattern in &self.files {
+            let (dir, name) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+            let extension_ok = name
+                .rsplit_once('.')
+                .is_some_and(|(_, ext)| matches!(ext, "json" | "yml" | "yaml" | "JSON" | "YML" | "YAML"));
+            if !extension_ok || dir.contains(['*', '?', '[']) {
+                return Err(format!("path name {pattern:?} is not valid for file discovery"));
+            }
+        }
+        if self.refresh_interval.is_some_and(|r| r.is_zero()) {
+            return Err("file_sd_configs refresh_interval must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// The roles `kubernetes_sd_configs` supports here.
 pub const KUBERNETES_SD_ROLES: [&str; 6] = ["pod", "service", "endpoints", "endpointslice", "node", "ingress"];
 
@@ -232,6 +268,9 @@ pub struct ScrapeConfig {
     /// Targets discovered from the Kubernetes API (started by the binary when a cluster is set).
     #[serde(default)]
     pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    /// Targets read from files (run by the [`crate::ScrapeManager`] itself).
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
     #[serde(default)]
     pub honor_labels: bool,
     #[serde(default = "default_true")]
@@ -449,6 +488,8 @@ pub struct Job {
     pub label_value_length_limit: u64,
     pub target_limit: u64,
     pub static_groups: Vec<TargetGroup>,
+    /// `file_sd_configs` as written (validated).
+    pub file_sd: Vec<FileSdConfig>,
     /// Text identifying the settings; a target whose job fingerprint changes is restarted.
     pub fingerprint: String,
 }
@@ -491,6 +532,9 @@ impl Job {
                     return Err(invalid(name, format!("two selectors for role {:?}", selector.role)));
                 }
             }
+        }
+        for sd in &config.file_sd_configs {
+            sd.validate().map_err(|message| invalid(name, message))?;
         }
         let interval = config.scrape_interval.or(global.scrape_interval).unwrap_or(DEFAULT_SCRAPE_INTERVAL);
         if interval.is_zero() {
@@ -540,6 +584,7 @@ impl Job {
             label_value_length_limit: config.label_value_length_limit.or(global.label_value_length_limit).unwrap_or(0),
             target_limit: config.target_limit.or(global.target_limit).unwrap_or(0),
             static_groups: config.static_configs.clone(),
+            file_sd: config.file_sd_configs.clone(),
             fingerprint: format!("{config:?}|{interval:?}|{timeout:?}"),
         })
     }
@@ -656,6 +701,9 @@ scrape_configs:
                 "two selectors",
             ),
             ("scrape_configs: [{job_name: a, kubernetes_sd_configs: [{role: pod, selectors: [{role: pod, labels: x}]}]}]", "labels"),
+            ("scrape_configs: [{job_name: a, file_sd_configs: [{files: [targets.txt]}]}]", "not valid for file discovery"),
+            ("scrape_configs: [{job_name: a, file_sd_configs: [{files: ['*/t.json']}]}]", "not valid for file discovery"),
+            ("scrape_configs: [{job_name: a, file_sd_configs: [{files: [t.json], refresh: 1s}]}]", "refresh"),
         ] {
             let err = ScrapeConfigs::from_yaml(yaml).and_then(|c| c.resolve().map(|_| ())).unwrap_err().to_string();
             assert!(err.contains(expected), "{yaml}: {err}");

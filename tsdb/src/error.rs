@@ -68,6 +68,13 @@ pub enum Error {
     /// Another process holds the data directory's lock file.
     #[error("data directory {path} is locked by another process ({holder})")]
     Locked { path: PathBuf, holder: String },
+    /// A deletion window would cut series in two (samples of them on both sides of it); nothing
+    /// was deleted ([`crate::Db::delete_series`] removes whole series only).
+    #[error(
+        "{series} matching series have samples both inside and outside the window, for example {example}; \
+         Ringtail deletes whole series only: widen the window or leave start and end out"
+    )]
+    PartialDeletion { series: usize, example: String },
     /// A check of the store's own invariants failed (a bug): the operation was refused before
     /// it could damage anything.
     #[error("internal error: {0}")]

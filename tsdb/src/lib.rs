@@ -66,8 +66,8 @@ mod series_log;
 mod storage;
 
 pub use db::{
-    AcceptedSample, AppendObserver, AppendReport, Cardinality, Db, LatestSample, MaintenanceReport, Rejection,
-    SeriesId, SeriesKey, SeriesSamples, Stats, WriteHealth,
+    AcceptedSample, AppendObserver, AppendReport, Cardinality, Db, DeleteReport, LatestSample, MaintenanceReport,
+    Rejection, SeriesId, SeriesKey, SeriesSamples, Stats, WriteHealth,
 };
 pub use error::{Error, RejectReason};
 pub use labels::{

@@ -180,3 +180,52 @@ both_backends! {
         check(&db);
     }
 }
+
+both_backends! {
+    fn deleted_series_are_gone_and_stay_gone_after_a_restart(store) {
+        // Large segments: closed chunks of a deleted series stay in the ring, unreachable.
+        let options = store.small_options(64 << 20, 1 << 20);
+        let db = Db::open(options.clone()).unwrap();
+        let doomed = pod_labels(0, 0);
+        let kept = pod_labels(0, 1);
+        // Enough samples to close chunks into the ring, so the deletion covers both kinds.
+        let samples: Vec<Sample> = (0..1000).map(|i| Sample::new(1_000 + i * 15_000, i as f64)).collect();
+        append_labels(&db, &doomed, &samples);
+        append_labels(&db, &kept, &samples);
+        let report = db.delete_series(&[Matcher::equal("pod", "api-0-0")], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(report, tsdb::DeleteReport { series_removed: 1, series_kept: 0 });
+        assert_eq!(pods(&db), vec!["api-0-1"]);
+        assert!(db.select(&[Matcher::equal("pod", "api-0-0")], i64::MIN, i64::MAX).unwrap().is_empty());
+        assert!(db.label_values("pod", &[]).unwrap().iter().all(|pod| pod != "api-0-0"));
+        drop(db);
+        let db = Db::open(options).unwrap();
+        assert_eq!(pods(&db), vec!["api-0-1"], "the deletion survives a restart");
+        assert_eq!(db.select(&[Matcher::equal("pod", "api-0-1")], i64::MIN, i64::MAX).unwrap()[0].samples().count(), 1000);
+        // The same labels again start a new, empty series: nothing of the deleted one comes back.
+        append_labels(&db, &doomed, &[Sample::new(20_000_000, 7.0)]);
+        let again = db.select(&[Matcher::equal("pod", "api-0-0")], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(again[0].samples().map(|s| s.value).collect::<Vec<_>>(), vec![7.0]);
+    }
+}
+
+both_backends! {
+    fn a_window_that_would_cut_a_series_is_refused_whole(store) {
+        let db = Db::open(store.options()).unwrap();
+        let early = pod_labels(1, 0);
+        let spanning = pod_labels(1, 1);
+        let late = pod_labels(1, 2);
+        append_labels(&db, &early, &[Sample::new(1_000, 1.0), Sample::new(2_000, 2.0)]);
+        append_labels(&db, &spanning, &[Sample::new(1_000, 1.0), Sample::new(9_000, 2.0)]);
+        append_labels(&db, &late, &[Sample::new(8_000, 1.0)]);
+        let all = [Matcher::new(tsdb::MatchOp::RegexMatch, "pod", "api-1-.*").unwrap()];
+        let refused = db.delete_series(&all, 0, 5_000).unwrap_err();
+        assert!(matches!(refused, tsdb::Error::PartialDeletion { series: 1, .. }), "{refused}");
+        assert!(refused.to_string().contains("api-1-1"), "{refused}");
+        assert_eq!(pods(&db).len(), 3, "nothing was deleted");
+        // A window that holds the early series whole and misses the late one deletes only it.
+        let only_early = [Matcher::equal("pod", "api-1-0")];
+        assert_eq!(db.delete_series(&only_early, 0, 5_000).unwrap().series_removed, 1);
+        assert_eq!(db.delete_series(&[Matcher::equal("pod", "api-1-2")], 0, 5_000).unwrap().series_removed, 0);
+        assert_eq!(pods(&db), vec!["api-1-1", "api-1-2"]);
+    }
+}

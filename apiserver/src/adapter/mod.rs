@@ -19,7 +19,8 @@
 //! - [`query_source`] — the external query source over HTTP (prometheus-adapter's
 //!   `--prometheus-url`): rules whose series are not in the store are listed and evaluated at a
 //!   Prometheus-compatible query API.
-//! - `check` — `ringtail adapter-config check FILE`.
+//! - `check` — what the rules make of the store now and why a metric is missing: printed by
+//!   `ringtail adapter-config check FILE`, served as JSON to the web UI (`crate::http::ui_api`).
 //! - `serve` — start-up inside `ringtail serve` and the adapter's settings.
 //!
 //! Key decision: selector resolution filters on the series' resource label directly (a set

@@ -1,21 +1,28 @@
 //! The HTTP router on `--listen`: health and readiness, self-metrics (with the store's figures,
 //! read on each scrape by `store_metrics`), and the routes each surface module contributes
 //! (remote-write, export, the Prometheus query API, `tsdb_status` and `targets`), and
-//! `POST /-/reload` (with `--web.enable-lifecycle`). Its state is built by the server and owned
-//! by it.
+//! `POST /-/reload` (with `--web.enable-lifecycle`), and the web UI at `/` (`ui`, reading
+//! `ui_api`'s JSON). Its state is built by the server and owned by it.
 //!
 //! `/-/ready` answers 200 once every listener is up and as long as queries are answered, also
 //! while the store refuses writes (a full volume, a read-only start): restarting or removing the
 //! pod would not free space, and the queries the HPA needs still work. Its body then says
 //! `writes refused: <reason>`.
 
+pub(crate) mod admin;
 pub mod export;
+pub(crate) mod federate;
+pub(crate) mod metadata;
 pub mod prom_api;
 pub(crate) mod reloading;
 pub mod remote_write;
+pub(crate) mod rules_api;
+pub(crate) mod status;
 pub(crate) mod store_metrics;
 pub(crate) mod targets;
 pub(crate) mod tsdb_status;
+pub(crate) mod ui;
+pub(crate) mod ui_api;
 pub(crate) mod web_config;
 
 use axum::extract::State;
@@ -45,8 +52,14 @@ pub struct AppState {
     /// What `POST /-/reload` runs, when `--web.enable-lifecycle` is given (set once the scraper
     /// runs).
     pub(crate) lifecycle: Arc<std::sync::OnceLock<Arc<crate::reload::ConfigReloader>>>,
+    /// Whether the admin endpoints are served (`--web.enable-admin-api`).
+    pub(crate) enable_admin_api: bool,
     /// The scraper, for `/api/v1/targets` (set once it runs).
     pub(crate) scraper: Arc<std::sync::OnceLock<Arc<ingest::ScrapeManager>>>,
+    /// The metrics adapter's rules in force, for the web UI (set once the adapter runs).
+    pub(crate) adapter: Arc<std::sync::OnceLock<ui_api::AdapterView>>,
+    /// The recording/alerting rule groups, for `/api/v1/rules` (set once they run).
+    pub(crate) rules: Arc<std::sync::OnceLock<Arc<crate::rules::RuleManager>>>,
 }
 
 /// The wait after start before `/-/ready` answers 200 (`--ready-after`).
@@ -63,10 +76,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/metadata", get(metadata::metadata))
+        .route("/api/v1/targets/metadata", get(metadata::targets_metadata))
+        .route("/api/v1/rules", get(rules_api::rules))
+        .route("/api/v1/alerts", get(rules_api::alerts))
         .route("/metrics", get(self_metrics))
         .merge(remote_write::routes())
+        .merge(admin::routes())
         .merge(export::routes())
         .merge(prom_api::routes())
+        .merge(ui::routes())
+        .merge(ui_api::routes())
         .layer(axum::middleware::from_fn(log_server_errors))
         .with_state(state)
 }
@@ -205,7 +225,10 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             warm_up: Arc::default(),
             lifecycle: Arc::default(),
+            enable_admin_api: false,
             scraper: Arc::default(),
+            adapter: Arc::default(),
+            rules: Arc::default(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The Prometheus HTTP query API: `/api/v1/query`, `query_range`, `series`, `labels`,
-//! `label/{name}/values`, `status/buildinfo` and `metadata`, GET or form-encoded POST, and
-//! `status/tsdb` (answered by `super::tsdb_status`).
+//! `label/{name}/values` and `status/buildinfo`, GET or POST (parameters in the URL, a
+//! form-encoded body or both, as Prometheus reads them: [`UrlAndFormParams`]), and `status/tsdb`
+//! (answered by `super::tsdb_status`).
 //!
 //! Responses have Prometheus's exact JSON shape (`status`, `data.resultType`, string-encoded
 //! sample values, `errorType`/`error`), so Grafana, promtool and curl users see no difference.
@@ -14,8 +15,7 @@
 
 use super::AppState;
 use crate::evaluation::{EvaluationSlots, SlotError};
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -86,7 +86,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/tsdb", get(super::tsdb_status::tsdb_status))
-        .route("/api/v1/metadata", get(metadata))
 }
 
 /// An API failure: HTTP status, Prometheus `errorType`, message.
@@ -141,15 +140,43 @@ impl IntoResponse for ApiError {
 
 pub(super) type Params = Vec<(String, String)>;
 
-pub(super) fn params(form: Result<Form<Params>, FormRejection>) -> Result<Params, ApiError> {
-    form.map(|Form(p)| p).map_err(|e| ApiError::bad_data(format!("invalid form parameters: {e}")))
+/// The parameters of a request as Prometheus reads them (Go's `ParseForm`): the URL's query
+/// string, then, for a body of type `application/x-www-form-urlencoded`, the body's. Unlike
+/// axum's `Form`, a POST that carries its parameters in the URL only (`curl -X POST
+/// '…?match[]=up'`) is read too. The body is limited as every extracted body is (axum's default).
+pub(crate) struct UrlAndFormParams(pub(crate) Params);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for UrlAndFormParams {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bad = |e: &dyn std::fmt::Display| ApiError::bad_data(format!("invalid form parameters: {e}"));
+        let mut params: Params = match request.uri().query() {
+            Some(query) => serde_urlencoded::from_str(query).map_err(|e| bad(&e))?,
+            None => Vec::new(),
+        };
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let body = axum::body::Bytes::from_request(request, state).await.map_err(|e| bad(&e))?;
+            params.extend(serde_urlencoded::from_bytes::<Params>(&body).map_err(|e| bad(&e))?);
+        }
+        Ok(UrlAndFormParams(params))
+    }
+}
+
+pub(super) fn params(form: Result<UrlAndFormParams, ApiError>) -> Result<Params, ApiError> {
+    form.map(|UrlAndFormParams(p)| p)
 }
 
 pub(super) fn param<'p>(params: &'p Params, name: &str) -> Option<&'p str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, ApiError> {
+pub(super) fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, ApiError> {
     match param(params, name) {
         None | Some("") => Ok(default_ms),
         Some(t) => {
@@ -173,13 +200,13 @@ fn engine_for(state: &AppState, params: &Params, cancel: &CancelHandle) -> Resul
     Ok(Engine::new(state.engine.db().clone(), options).with_cancel(cancel.clone()))
 }
 
-async fn instant_query(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+async fn instant_query(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
     let started = Instant::now();
     let result = instant_query_inner(&state, form).await;
     finish(&state, "query", started, result)
 }
 
-async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRejection>) -> Result<String, ApiError> {
+async fn instant_query_inner(state: &AppState, form: Result<UrlAndFormParams, ApiError>) -> Result<String, ApiError> {
     let params = params(form)?;
     let text = param(&params, "query").unwrap_or("").to_string();
     let at_ms = time_param(&params, "time", tsdb::now_ms())?;
@@ -194,13 +221,13 @@ async fn instant_query_inner(state: &AppState, form: Result<Form<Params>, FormRe
     Ok(render_success(&output))
 }
 
-async fn range_query(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+async fn range_query(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
     let started = Instant::now();
     let result = range_query_inner(&state, form).await;
     finish(&state, "query_range", started, result)
 }
 
-async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormRejection>) -> Result<String, ApiError> {
+async fn range_query_inner(state: &AppState, form: Result<UrlAndFormParams, ApiError>) -> Result<String, ApiError> {
     let params = params(form)?;
     let text = param(&params, "query").unwrap_or("").to_string();
     let required = |name: &str| {
@@ -241,7 +268,7 @@ async fn range_query_inner(state: &AppState, form: Result<Form<Params>, FormReje
 }
 
 /// The matchers of every `match[]` selector.
-fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub(super) fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut out = Vec::new();
     for (_, text) in params.iter().filter(|(k, _)| k == "match[]") {
         let matchers = query::parse_selector(text).map_err(|e| match e {
@@ -258,7 +285,7 @@ fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     Ok(out)
 }
 
-async fn series(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+async fn series(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
     let started = Instant::now();
     let result = async {
         let params = params(form)?;
@@ -288,7 +315,7 @@ async fn series(State(state): State<AppState>, form: Result<Form<Params>, FormRe
     finish(&state, "series", started, result)
 }
 
-async fn labels(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+async fn labels(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
     let started = Instant::now();
     let result = list_strings(&state, form, |db, matchers| db.label_names(matchers)).await;
     finish(&state, "labels", started, result)
@@ -297,7 +324,7 @@ async fn labels(State(state): State<AppState>, form: Result<Form<Params>, FormRe
 async fn label_values(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    form: Result<Form<Params>, FormRejection>,
+    form: Result<UrlAndFormParams, ApiError>,
 ) -> Response {
     let started = Instant::now();
     let result = list_strings(&state, form, move |db, matchers| db.label_values(&name, matchers)).await;
@@ -308,7 +335,7 @@ async fn label_values(
 /// over all series when there is none), as `{"status":"success","data":[…]}`.
 async fn list_strings(
     state: &AppState,
-    form: Result<Form<Params>, FormRejection>,
+    form: Result<UrlAndFormParams, ApiError>,
     list: impl Fn(&tsdb::Db, &[Matcher]) -> Result<Vec<String>, tsdb::Error> + Send + 'static,
 ) -> Result<String, ApiError> {
     let params = params(form)?;
@@ -335,6 +362,14 @@ async fn on_store<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, tsdb::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     blocking(work).await?.map_err(|e| error_response("", QueryError::Storage(e)))
+}
+
+/// [`on_store`] with some store errors answered otherwise: `special` maps those it knows.
+pub(super) async fn on_store_with<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, tsdb::Error> + Send + 'static,
+    special: impl FnOnce(&tsdb::Error) -> Option<ApiError>,
+) -> Result<T, ApiError> {
+    blocking(work).await?.map_err(|e| special(&e).unwrap_or_else(|| error_response("", QueryError::Storage(e))))
 }
 
 /// Runs a query evaluation once one of the query slots is free. Waiting for a slot counts
@@ -382,10 +417,6 @@ async fn buildinfo() -> Response {
         }
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-}
-
-async fn metadata() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"success\",\"data\":{}}").into_response()
 }
 
 pub(super) fn finish(

@@ -113,6 +113,11 @@ pub struct RemoteWriteState {
 }
 
 impl RemoteWriteState {
+    /// The receiver (for the remote-write metadata it keeps).
+    pub(crate) fn receiver(&self) -> &Arc<Receiver> {
+        &self.receiver
+    }
+
     /// Builds the state with a receiver storing into `db` and registers the receiver's metrics;
     /// sample counters go to the shared `ingest_metrics` (registered once by the server); requests
     /// are decoded and stored on `workers`.

@@ -3,21 +3,20 @@
 //! relabeling dropped, in Prometheus's JSON shape, with its `state` (`active`, `dropped`,
 //! `any`) and `scrapePool` filters — the answer to "is my pod being scraped, and why not?".
 
-use super::prom_api::{finish, param, params, ApiError, Params};
+use super::prom_api::{finish, param, params, ApiError, UrlAndFormParams};
 use super::AppState;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
-pub(crate) async fn targets(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+pub(crate) async fn targets(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
     let started = Instant::now();
     let result = answer(&state, form);
     finish(&state, "targets", started, result)
 }
 
-fn answer(state: &AppState, form: Result<Form<Params>, FormRejection>) -> Result<String, ApiError> {
+fn answer(state: &AppState, form: Result<UrlAndFormParams, ApiError>) -> Result<String, ApiError> {
     let params = params(form)?;
     let wanted = param(&params, "state").unwrap_or("any").to_ascii_lowercase();
     let (active, dropped) = match wanted.as_str() {

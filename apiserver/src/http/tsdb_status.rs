@@ -7,10 +7,9 @@
 //! too (1 ..= [`MAX_LIMIT`]). An empty store reports `minTime` `i64::MAX` and `maxTime`
 //! `i64::MIN`, as Prometheus's empty head does.
 
-use super::prom_api::{blocking, finish, param, params, ApiError, Params};
+use super::prom_api::{blocking, finish, param, params, ApiError, Params, UrlAndFormParams};
 use super::AppState;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -20,13 +19,13 @@ pub(crate) const DEFAULT_LIMIT: usize = 10;
 /// Largest `limit` accepted: the lists are built from the whole index on each request.
 pub(crate) const MAX_LIMIT: usize = 10_000;
 
-pub(crate) async fn tsdb_status(State(state): State<AppState>, form: Result<Form<Params>, FormRejection>) -> Response {
+pub(crate) async fn tsdb_status(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
     let started = Instant::now();
     let result = answer(&state, form).await;
     finish(&state, "status_tsdb", started, result)
 }
 
-async fn answer(state: &AppState, form: Result<Form<Params>, FormRejection>) -> Result<String, ApiError> {
+async fn answer(state: &AppState, form: Result<UrlAndFormParams, ApiError>) -> Result<String, ApiError> {
     let limit = limit(&params(form)?)?;
     let db = state.db.clone();
     let figures = blocking(move || db.cardinality(limit)).await?;

@@ -16,6 +16,8 @@ pub struct Peer {
 
 /// Prometheus 2.42 (Debian's `prometheus`).
 pub const PROMETHEUS: Peer = Peer { binary: "/usr/bin/prometheus", package: "prometheus" };
+/// promtool 2.42 (shipped in Debian's `prometheus`).
+pub const PROMTOOL: Peer = Peer { binary: "/usr/bin/promtool", package: "prometheus" };
 /// VictoriaMetrics single-node 1.79 (Debian's `victoria-metrics`).
 pub const VICTORIA_METRICS: Peer = Peer { binary: "/usr/bin/victoria-metrics", package: "victoria-metrics" };
 /// vmagent 1.79 (shipped in Debian's `victoria-metrics`).

@@ -13,7 +13,7 @@ use super::Protocol;
 use crate::error::RemoteWriteError;
 use crate::limits::{IngestLimits, Limit, LimitRefusals};
 use crate::series_cache::{CacheReader, SeriesCache};
-use crate::wire::{decode_packed_u32, WireReader};
+use crate::wire::{decode_packed_u32, WireError, WireReader};
 use std::ops::Range;
 use tsdb::{Sample, SeriesId, SeriesSamples};
 
@@ -98,8 +98,10 @@ pub struct DecodedRequest<'a> {
     pub histograms: u64,
     /// Exemplars received (not stored).
     pub exemplars: u64,
-    /// Metadata entries received (not stored).
+    /// Metadata entries received (1.0's are kept in [`crate::RemoteWriteMetadata`]).
     pub metadata: u64,
+    /// 1.0 metadata entries: type number, family name, help, unit.
+    pub(crate) metadata_entries: Vec<(i32, &'a str, &'a str, &'a str)>,
     /// Samples dropped for lying more than `max_future_ms` ahead of the receiver's clock.
     pub too_far_in_future: u64,
     /// Series left out for breaking a per-series or per-request limit.
@@ -276,7 +278,10 @@ fn decode_v1<'a>(
                 }
                 series_index += 1;
             }
-            3 => out.metadata += 1,
+            3 => {
+                out.metadata += 1;
+                out.metadata_entries.push(decode_v1_metadata(field.bytes()?)?);
+            }
             _ => {}
         }
     }
@@ -289,6 +294,23 @@ fn decode_v1<'a>(
         });
     }
     Ok(out)
+}
+
+/// One `prometheus.MetricMetadata`: type (1), metric_family_name (2), help (4), unit (5).
+fn decode_v1_metadata(buf: &[u8]) -> Result<(i32, &str, &str, &str), WireError> {
+    let (mut kind, mut name, mut help, mut unit) = (0, "", "", "");
+    let mut reader = WireReader::new(buf, 0);
+    while let Some(field) = reader.next() {
+        let field = field?;
+        match field.number {
+            1 => kind = field.i64()? as i32,
+            2 => name = field.str()?,
+            4 => help = field.str()?,
+            5 => unit = field.str()?,
+            _ => {}
+        }
+    }
+    Ok((kind, name, help, unit))
 }
 
 /// One `prometheus.TimeSeries` at `payload_start` of the request buffer: labels (1), samples (2),

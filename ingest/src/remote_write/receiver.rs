@@ -13,6 +13,7 @@ use super::store::{store, WriteOutcome};
 use super::Protocol;
 use crate::error::RemoteWriteError;
 use crate::limits::{IngestLimits, Limit, LimitRefusals, Reservation, SeriesAdmission};
+use crate::metadata::{remote_write_type_word, RemoteWriteMetadata, MAX_REMOTE_WRITE_METADATA_ENTRIES};
 use crate::series_cache::{self, SeriesCache};
 use std::sync::{Arc, Mutex, PoisonError};
 use tsdb::Db;
@@ -31,6 +32,8 @@ pub struct Receiver {
     /// `None` when turned off with [`Receiver::with_series_cache_max_bytes`]`(0)`.
     series_cache: Option<SeriesCache>,
     scratch: ScratchPool,
+    /// The 1.0 `metadata` entries received.
+    metadata: Arc<RemoteWriteMetadata>,
 }
 
 impl Receiver {
@@ -45,6 +48,7 @@ impl Receiver {
             series_limits,
             series_cache: Some(SeriesCache::new(series_cache::DEFAULT_MAX_BYTES)),
             scratch: ScratchPool::new(),
+            metadata: Arc::default(),
         }
     }
 
@@ -53,6 +57,11 @@ impl Receiver {
         self.admission = SeriesAdmission::new(&series_limits);
         self.series_limits = series_limits;
         self
+    }
+
+    /// The metric metadata remote-write 1.0 senders sent (kept once a request is accepted).
+    pub fn metadata(&self) -> &Arc<RemoteWriteMetadata> {
+        &self.metadata
     }
 
     /// The ingestion limits this receiver applies.
@@ -107,6 +116,11 @@ impl Receiver {
             None => decode_with_cache(protocol, scratch, now_ms, limits.0, limits.1, None)?,
         };
         let mut refused = decoded.refused.clone();
+        for (kind, metric, help, unit) in &decoded.metadata_entries {
+            if !metric.is_empty() && !self.metadata.record(remote_write_type_word(*kind), metric, help, unit) {
+                tracing::debug!(%metric, "remote-write metadata left out: {MAX_REMOTE_WRITE_METADATA_ENTRIES} entries kept already");
+            }
+        }
         let (only, reservation) = self.admit(&decoded, &mut refused)?;
         let stored = store(&self.db, cache, &decoded, only.as_deref());
         if let Some(reservation) = reservation {
@@ -273,6 +287,28 @@ mod tests {
             assert_eq!((outcome.samples_written, outcome.out_of_order), (1, 1));
             assert!(outcome.skipped_summary().contains("1 samples skipped (out of order)"));
         }
+    }
+
+    #[test]
+    fn metadata_of_an_accepted_v1_request_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = receiver(&dir);
+        let request = v1::WriteRequest {
+            timeseries: vec![v1_series(&[("__name__", "http_requests_total")], &[(10, 1.0)])],
+            metadata: vec![v1::MetricMetadata {
+                r#type: 1,
+                metric_family_name: "http_requests_total".into(),
+                help: "Requests.".into(),
+                unit: String::new(),
+            }],
+        };
+        receiver.remote_write(Protocol::V1, &encode_body(&request), 0).unwrap();
+        let kept = receiver.metadata().entries();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].metric.as_str(), kept[0].kind, kept[0].help.as_str()),
+            ("http_requests_total", "counter", "Requests.")
+        );
     }
 
     #[test]

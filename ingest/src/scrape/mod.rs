@@ -10,18 +10,27 @@
 //! a target that goes away get a staleness marker at that scrape's timestamp (series with explicit
 //! timestamps are exempt).
 //!
+//! Targets come from each job's static groups, from `file_sd_configs` (polled by tasks the
+//! manager starts, stops and keeps with the job's configuration; see `file_sd`) and from groups
+//! handed over with [`ScrapeManager::set_target_groups`] (the binary's Kubernetes discovery); a
+//! target whose labels do not change keeps running across every such change. Each loop also
+//! keeps its page's metric metadata ([`ScrapeManager::target_metadata`]).
+//!
 //! Hot path: see `page` (one page → one `Db::append`, series known from earlier scrapes cost neither
 //! label building, relabeling nor a store lookup). Parsing and appending run in `spawn_blocking`.
 
 use crate::error::ConfigError;
 use crate::exposition::{Format, SCRAPE_ACCEPT_HEADER};
+use crate::file_sd::{FileSd, FILE_SD_POLL};
 use crate::limits::IngestLimits;
+use crate::metadata::MetricMetadata;
 use crate::metrics::IngestMetrics;
 pub use crate::scrape_config::TargetGroup;
-use crate::scrape_config::{Job, ScrapeConfigs};
+use crate::scrape_config::{FileSdConfig, Job, ScrapeConfigs};
 use page::TargetState;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -38,6 +47,9 @@ pub struct ScrapeManagerOptions {
     /// The label limits of `--limits.*` (labels per series, name and value length): a scraped
     /// series that breaks one is dropped alone, counted and logged, as the store's own label rule.
     pub limits: IngestLimits,
+    /// What relative `file_sd_configs` paths are relative to: the config file's directory
+    /// (`None`: the working directory).
+    pub config_dir: Option<PathBuf>,
 }
 
 impl Default for ScrapeManagerOptions {
@@ -45,6 +57,7 @@ impl Default for ScrapeManagerOptions {
         ScrapeManagerOptions {
             user_agent: format!("Ringtail/{}", env!("CARGO_PKG_VERSION")),
             limits: IngestLimits::default(),
+            config_dir: None,
         }
     }
 }
@@ -76,6 +89,16 @@ pub struct TargetStatus {
     pub health: TargetHealth,
 }
 
+/// One running target's metric metadata (its last parsed page's `# TYPE`/`# HELP`/`# UNIT`).
+#[derive(Debug, Clone)]
+pub struct TargetMetadata {
+    pub job: String,
+    /// The target's labels, as [`TargetStatus::labels`].
+    pub labels: Labels,
+    /// Sorted by metric family name.
+    pub metadata: Arc<Vec<MetricMetadata>>,
+}
+
 /// A target relabeling dropped: its labels before relabeling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DroppedTarget {
@@ -99,6 +122,8 @@ struct Target {
     discovered_labels: Labels,
     key: String,
     health: Mutex<TargetHealth>,
+    /// The metric metadata of the last parsed page, sorted by metric.
+    metadata: Mutex<Arc<Vec<MetricMetadata>>>,
     /// Set when the job has more targets than its `target_limit`: every scrape fails with it.
     forced_error: Option<String>,
 }
@@ -116,11 +141,25 @@ struct RunningTarget {
     task: JoinHandle<()>,
 }
 
+/// The file discovery of one job: its `file_sd_configs` and the tasks polling them.
+struct FileSdRun {
+    configs: Vec<FileSdConfig>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The discovery source of [`ScrapeManager::set_target_groups`] (the binary's Kubernetes
+/// discovery); file discovery uses `file_sd/<index>`.
+const EXTERNAL_SOURCE: &str = "";
+
 #[derive(Default)]
 struct ManagerState {
     jobs: Vec<Arc<JobRuntime>>,
-    /// Target groups handed over by discovery, per job name (replacing that job's previous set).
-    discovered: HashMap<String, Vec<TargetGroup>>,
+    /// Target groups handed over by discovery, per job name and then per source (each source
+    /// replacing its previous set).
+    discovered: HashMap<String, BTreeMap<String, Vec<TargetGroup>>>,
+    /// Running file discovery, per job name.
+    file_sd: HashMap<String, FileSdRun>,
     running: HashMap<String, RunningTarget>,
     /// Targets relabeling dropped at the last sync (at most [`MAX_DROPPED_TARGETS`]), and how
     /// many there were in all.
@@ -131,6 +170,11 @@ struct ManagerState {
 /// The scraper. All methods take `&self`; share it behind an `Arc`. `apply_config` and
 /// `set_target_groups` must be called inside a tokio runtime (they spawn the target loops).
 pub struct ScrapeManager {
+    shared: Arc<Shared>,
+}
+
+/// What the manager and its file discovery tasks share.
+struct Shared {
     db: Arc<Db>,
     metrics: IngestMetrics,
     options: ScrapeManagerOptions,
@@ -139,7 +183,7 @@ pub struct ScrapeManager {
 
 impl ScrapeManager {
     pub fn new(db: Arc<Db>, metrics: IngestMetrics, options: ScrapeManagerOptions) -> ScrapeManager {
-        ScrapeManager { db, metrics, options, state: Mutex::new(ManagerState::default()) }
+        ScrapeManager { shared: Arc::new(Shared { db, metrics, options, state: Mutex::new(ManagerState::default()) }) }
     }
 
     /// Replaces the configuration: jobs are compiled first (an error changes nothing), then
@@ -150,30 +194,73 @@ impl ScrapeManager {
         let jobs = configs.resolve()?;
         let mut runtimes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            match build_client(&job, &self.options) {
-                Ok(client) => runtimes.push(Arc::new(JobRuntime { job, client, limits: self.options.limits })),
+            match build_client(&job, &self.shared.options) {
+                Ok(client) => runtimes.push(Arc::new(JobRuntime { job, client, limits: self.shared.options.limits })),
                 Err(e) => {
                     tracing::error!(job = %job.name, error = %e, "scrape job left out: its HTTP client cannot be built")
                 }
             }
         }
-        let mut state = self.lock();
+        let mut state = self.shared.lock();
         state.jobs = runtimes;
-        self.sync(&mut state);
+        self.apply_file_sd(&mut state);
+        self.shared.sync(&mut state);
         Ok(())
     }
 
-    /// Replaces the discovered target groups of `job_name` (static groups of the job stay). Groups
-    /// for a job not (yet) configured are kept and used once it is.
+    /// Replaces the discovered target groups of `job_name` (static and file-discovered groups of
+    /// the job stay). Groups for a job not (yet) configured are kept and used once it is.
     pub fn set_target_groups(&self, job_name: &str, groups: Vec<TargetGroup>) {
-        let mut state = self.lock();
-        state.discovered.insert(job_name.to_string(), groups);
-        self.sync(&mut state);
+        let mut state = self.shared.lock();
+        state.discovered.entry(job_name.to_string()).or_default().insert(EXTERNAL_SOURCE.to_string(), groups);
+        self.shared.sync(&mut state);
+    }
+
+    /// Starts, keeps or stops each job's file discovery to match its `file_sd_configs`. A new
+    /// one reads its files now, so the targets are there when `apply_config` returns.
+    fn apply_file_sd(&self, state: &mut ManagerState) {
+        let wanted: HashMap<String, Vec<FileSdConfig>> = state
+            .jobs
+            .iter()
+            .filter(|r| !r.job.file_sd.is_empty())
+            .map(|r| (r.job.name.clone(), r.job.file_sd.clone()))
+            .collect();
+        let stale: Vec<String> = state
+            .file_sd
+            .iter()
+            .filter(|(job, run)| wanted.get(*job) != Some(&run.configs))
+            .map(|(j, _)| j.clone())
+            .collect();
+        for job in stale {
+            if let Some(run) = state.file_sd.remove(&job) {
+                let _ = run.stop.send(true);
+            }
+            if let Some(sources) = state.discovered.get_mut(&job) {
+                sources.retain(|source, _| source == EXTERNAL_SOURCE);
+            }
+        }
+        let base_dir = self.shared.options.config_dir.clone().unwrap_or_default();
+        for (job, configs) in wanted {
+            if state.file_sd.contains_key(&job) {
+                continue;
+            }
+            let (stop, stop_rx) = watch::channel(false);
+            let mut tasks = Vec::with_capacity(configs.len());
+            for (index, config) in configs.iter().enumerate() {
+                let mut sd = FileSd::new(&job, config, &base_dir);
+                sd.poll();
+                let source = format!("file_sd/{index}");
+                state.discovered.entry(job.clone()).or_default().insert(source.clone(), sd.groups());
+                let weak = Arc::downgrade(&self.shared);
+                tasks.push(tokio::spawn(run_file_sd(weak, job.clone(), source, sd, stop_rx.clone())));
+            }
+            state.file_sd.insert(job, FileSdRun { configs, stop, tasks });
+        }
     }
 
     /// The running targets, sorted by job and URL.
     pub fn targets(&self) -> Vec<TargetStatus> {
-        let state = self.lock();
+        let state = self.shared.lock();
         let mut out: Vec<TargetStatus> = state
             .running
             .values()
@@ -191,17 +278,40 @@ impl ScrapeManager {
         out
     }
 
+    /// Every running target's metric metadata, sorted by job and labels.
+    pub fn target_metadata(&self) -> Vec<TargetMetadata> {
+        let state = self.shared.lock();
+        let mut out: Vec<TargetMetadata> = state
+            .running
+            .values()
+            .map(|r| TargetMetadata {
+                job: r.target.job.job.name.clone(),
+                labels: r.target.labels.clone(),
+                metadata: r.target.metadata.lock().map(|m| m.clone()).unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.job, &a.labels).cmp(&(&b.job, &b.labels)));
+        out
+    }
+
     /// The targets relabeling dropped at the last change (at most [`MAX_DROPPED_TARGETS`]), and
     /// how many were dropped in all.
     pub fn dropped_targets(&self) -> (Vec<DroppedTarget>, usize) {
-        let state = self.lock();
+        let state = self.shared.lock();
         (state.dropped.clone(), state.dropped_total)
     }
 
     /// Stops every target (each writes its staleness markers) and waits for them.
     pub async fn stop(&self) {
+        let file_sd: Vec<FileSdRun> = self.shared.lock().file_sd.drain().map(|(_, run)| run).collect();
+        for run in file_sd {
+            let _ = run.stop.send(true);
+            for task in run.tasks {
+                let _ = task.await;
+            }
+        }
         let running: Vec<RunningTarget> = {
-            let mut state = self.lock();
+            let mut state = self.shared.lock();
             state.jobs.clear();
             state.running.drain().map(|(_, r)| r).collect()
         };
@@ -211,9 +321,11 @@ impl ScrapeManager {
         for target in running {
             let _ = target.task.await;
         }
-        self.metrics.scrape_targets.set(0);
+        self.shared.metrics.scrape_targets.set(0);
     }
+}
 
+impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, ManagerState> {
         // A panic while holding this lock leaves consistent data (maps of handles), so poisoning
         // is not a reason to stop scraping.
@@ -225,7 +337,7 @@ impl ScrapeManager {
         let mut dropped = Vec::new();
         let mut dropped_total = 0;
         for runtime in &state.jobs {
-            let discovered = state.discovered.get(&runtime.job.name).map(Vec::as_slice).unwrap_or(&[]);
+            let discovered = state.discovered.get(&runtime.job.name).into_iter().flat_map(|s| s.values().flatten());
             let mut targets: HashMap<String, Target> = HashMap::new();
             for group in runtime.job.static_groups.iter().chain(discovered) {
                 for address in &group.targets {
@@ -280,6 +392,51 @@ impl ScrapeManager {
             state.running.insert(key, RunningTarget { target, stop, task });
         }
         self.metrics.scrape_targets.set(state.running.len() as i64);
+    }
+}
+
+/// Polls one `file_sd_configs` entry every [`FILE_SD_POLL`] until `stop` flips (or the manager
+/// is gone), handing changed groups to the manager as source `source` of `job`.
+async fn run_file_sd(
+    shared: Weak<Shared>,
+    job: String,
+    source: String,
+    mut sd: FileSd,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(FILE_SD_POLL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let (polled, changed) = match tokio::task::spawn_blocking(move || {
+            let changed = sd.poll();
+            (sd, changed)
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(%job, error = %e, "BUG: file_sd poll panicked; this discovery stops");
+                return;
+            }
+        };
+        sd = polled;
+        if !changed || *stop.borrow() {
+            continue;
+        }
+        let Some(shared) = shared.upgrade() else { return };
+        let mut state = shared.lock();
+        // A stop sent while the files were read means this run was replaced: its groups must not
+        // come back.
+        if *stop.borrow() {
+            return;
+        }
+        state.discovered.entry(job.clone()).or_default().insert(source.clone(), sd.groups());
+        shared.sync(&mut state);
     }
 }
 
@@ -350,6 +507,7 @@ fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str)
         discovered_labels,
         key,
         health: Mutex::new(TargetHealth::default()),
+        metadata: Mutex::default(),
         forced_error: None,
     })
 }
@@ -519,6 +677,35 @@ mod tests {
         let jobs: Vec<String> = manager.targets().into_iter().map(|t| t.job).collect();
         assert_eq!(jobs, ["fine"]);
         manager.apply_config(&ScrapeConfigs::default()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn file_sd_targets_are_relative_to_the_config_dir_and_unchanged_ones_keep_running() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.yml"), "- targets: ['127.0.0.1:1']\n").unwrap();
+        let db = Arc::new(Db::open(tsdb::Options::in_memory()).unwrap());
+        let options = ScrapeManagerOptions { config_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+        let manager = ScrapeManager::new(db, IngestMetrics::default(), options);
+        let configs = ScrapeConfigs::from_yaml(
+            "scrape_configs:\n- job_name: f\n  static_configs: [{targets: ['127.0.0.1:3']}]\n  file_sd_configs: [{files: ['*.yml']}]\n",
+        )
+        .unwrap();
+        manager.apply_config(&configs).unwrap();
+        let before = manager.targets();
+        assert_eq!(before.len(), 2, "static and file targets at once");
+        let file_target = before.iter().find(|t| t.url.contains(":1/")).unwrap();
+        assert!(file_target.discovered_labels.get("__meta_filepath").unwrap().ends_with("t.yml"));
+        let running = |m: &ScrapeManager| -> Vec<Arc<Target>> {
+            let mut v: Vec<Arc<Target>> = m.shared.lock().running.values().map(|r| r.target.clone()).collect();
+            v.sort_by(|a, b| a.key.cmp(&b.key));
+            v
+        };
+        let first = running(&manager);
+        // The same config again keeps the discovery and every target.
+        manager.apply_config(&configs).unwrap();
+        let again = running(&manager);
+        assert!(first.iter().zip(&again).all(|(a, b)| Arc::ptr_eq(a, b)));
+        manager.stop().await;
     }
 
     #[test]

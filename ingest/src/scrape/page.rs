@@ -7,6 +7,7 @@
 
 use super::{Fetched, Target};
 use crate::exposition;
+use crate::metadata;
 use crate::metrics::{IngestMetrics, JobLabels, RejectLabels, ScrapeLabels, SOURCE_SCRAPE};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -63,6 +64,8 @@ pub(super) struct TargetState {
     previous: HashSet<SeriesId>,
     report_ids: Option<[SeriesId; 5]>,
     scrapes: u64,
+    /// `metadata::families_fingerprint` of the metadata last handed to the target.
+    metadata_fingerprint: Option<u64>,
 }
 
 /// Counts from one successful page.
@@ -146,6 +149,14 @@ impl TargetState {
         let job = &target.job.job;
         let text = std::str::from_utf8(&fetched.body).map_err(|e| format!("page is not UTF-8: {e}"))?;
         let page = exposition::parse(text, fetched.format).map_err(|e| format!("parse error: {e}"))?;
+        let fingerprint = metadata::families_fingerprint(page.families());
+        if self.metadata_fingerprint != Some(fingerprint) {
+            self.metadata_fingerprint = Some(fingerprint);
+            let families = std::sync::Arc::new(metadata::from_families(page.families(), fetched.format));
+            if let Ok(mut kept) = target.metadata.lock() {
+                *kept = families;
+            }
+        }
         let scrape_no = self.scrapes;
         let mut appends: Vec<PageSample> = Vec::with_capacity(page.samples().len());
         let mut new_series: Vec<NewSeries<'_>> = Vec::new();

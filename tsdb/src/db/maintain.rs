@@ -205,7 +205,7 @@ impl Db {
 
 /// Gives back what a removed series held: its head slot, and its open chunk's share of the head
 /// figures.
-fn release_state(heads: &HeadFiles, s: SeriesState, delta: &mut BatchDelta) {
+pub(super) fn release_state(heads: &HeadFiles, s: SeriesState, delta: &mut BatchDelta) {
     delta.head_samples -= i64::from(s.enc.num_samples);
     delta.head_bytes -= i64::from(s.enc.bit_len.div_ceil(8));
     if let Some(slot) = s.slot() {

@@ -24,6 +24,7 @@
 
 mod append;
 mod cardinality;
+mod delete;
 mod maintain;
 mod read;
 mod recover;
@@ -31,6 +32,7 @@ mod stats;
 
 pub use append::{AcceptedSample, AppendObserver, AppendReport, Rejection, SeriesKey, SeriesSamples};
 pub use cardinality::Cardinality;
+pub use delete::DeleteReport;
 pub use maintain::MaintenanceReport;
 pub use read::LatestSample;
 pub use stats::{Stats, WriteHealth};

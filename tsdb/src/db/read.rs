@@ -145,12 +145,18 @@ impl Db {
     }
 
     /// Ids of the series matching `matchers`, ordered by their label sets.
-    fn sorted_ids(&self, matchers: &[Matcher]) -> Arc<[u32]> {
+    pub(super) fn sorted_ids(&self, matchers: &[Matcher]) -> Arc<[u32]> {
         self.selections.sorted_ids(&self.index.read(), matchers)
     }
 
     /// [`Db::select`] of the series `ids` (in that order), the window already clamped.
-    fn select_ids(&self, ids: &[u32], mint_ms: i64, maxt_ms: i64, keep: Option<&[String]>) -> Vec<SelectedSeries> {
+    pub(super) fn select_ids(
+        &self,
+        ids: &[u32],
+        mint_ms: i64,
+        maxt_ms: i64,
+        keep: Option<&[String]>,
+    ) -> Vec<SelectedSeries> {
         let mut out = Vec::with_capacity(ids.len().min(1 << 16));
         {
             let table = self.table.read();

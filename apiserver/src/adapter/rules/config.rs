@@ -373,9 +373,9 @@ impl AdapterConfig {
             let recorded = recording_rule_names(query);
             if !recorded.is_empty() {
                 out.push(format!(
-                    "{at} reads {} — the output of a Prometheus recording rule; Ringtail evaluates no recording \
-                     rules, so this answers nothing unless a Prometheus that records it remote-writes it to Ringtail \
-                     (or rewrite the query over the raw series)",
+                    "{at} reads {} — the output of a recording rule: it answers only once a rule in Ringtail's \
+                     `rule_files` (kube-prometheus's rule files work as they are) or a Prometheus remote-writing to \
+                     Ringtail records it (or rewrite the query over the raw series)",
                     recorded.join(", ")
                 ));
             }

@@ -234,6 +234,11 @@ impl CompiledRule {
         (self.label_for_resource(&info.group_resource, resolver).as_deref() == Some(label)).then_some(info)
     }
 
+    /// The labels `resources.overrides` names, with the resource each names (for explanations).
+    pub(crate) fn override_labels(&self) -> impl Iterator<Item = (&str, &GroupResource)> {
+        self.overrides.iter().map(|(label, info)| (label.as_str(), &info.group_resource))
+    }
+
     /// The label holding names of `resource` objects, from the overrides or the template.
     pub(crate) fn label_for_resource(&self, resource: &GroupResource, resolver: &dyn ObjectResolver) -> Option<String> {
         if let Some((label, _)) = self.overrides.iter().find(|(_, info)| &info.group_resource == resource) {
