@@ -11,7 +11,8 @@
 //! and `ringtail_config_last_reload_successful` drops to 0, and what runs stays as it was.
 //! Targets whose job and labels are unchanged keep running (no gap, no staleness marker);
 //! removed ones write staleness markers (`ingest::ScrapeManager::apply_config`). Settings that
-//! need a restart (listen addresses, storage, limits) are read at start only.
+//! need a restart (listen addresses, storage, limits) are read at start only; a reload that finds
+//! one of them changed in the file logs a warning naming its keys (once per change).
 
 use crate::k8s::ScrapeDiscoverySpec;
 use ingest::{ScrapeConfigs, ScrapeManager};
@@ -153,6 +154,62 @@ pub struct ConfigReloader {
     applied: Mutex<(Option<serde_yaml::Value>, Option<serde_yaml::Value>)>,
     /// The last refusal, so a poll logs a bad file once, not every few seconds.
     last_error: Mutex<Option<String>>,
+    /// The file's settings read at start only, as they were at start (see [`RestartOnly`]).
+    restart_only: RestartOnly,
+}
+
+/// The keys of the config file that are read at start only (listen addresses, storage, limits,
+/// `query`, `remote_write`, `web`, `adapter`, …): their values at start, and the changed keys a
+/// reload last warned about, so a changed value is named once (at the reload that finds it), not
+/// on every poll, and a file whose values went back is quiet again.
+#[derive(Debug, Default)]
+struct RestartOnly {
+    at_start: Option<serde_yaml::Mapping>,
+    warned: Mutex<Vec<String>>,
+}
+
+/// Top-level keys a reload applies; every other key of the file is read at start only.
+const RELOADED_KEYS: [&str; 4] = ["global", "scrape_configs", "scrape_config_files", "rule_files"];
+
+impl RestartOnly {
+    /// The restart-only part of the file at `path` (`None` when it cannot be read as a mapping).
+    fn read(path: &std::path::Path) -> Option<serde_yaml::Mapping> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let serde_yaml::Value::Mapping(mut mapping) = serde_yaml::from_str(&text).ok()? else {
+            return None;
+        };
+        for key in RELOADED_KEYS {
+            mapping.remove(key);
+        }
+        Some(mapping)
+    }
+
+    /// Logs, once per change, the restart-only keys whose values in the file at `path` differ
+    /// from those at start; returns them.
+    fn check(&self, path: &std::path::Path) -> Vec<String> {
+        let (Some(at_start), Some(now)) = (&self.at_start, Self::read(path)) else {
+            return Vec::new();
+        };
+        let mut changed: Vec<String> = at_start
+            .iter()
+            .chain(now.iter())
+            .filter(|(key, _)| at_start.get(*key) != now.get(*key))
+            .filter_map(|(key, _)| key.as_str().map(str::to_string))
+            .collect();
+        changed.sort();
+        changed.dedup();
+        let mut warned = self.warned.lock();
+        if *warned != changed && !changed.is_empty() {
+            tracing::warn!(
+                file = %path.display(),
+                keys = %changed.join(", "),
+                "these settings changed in the config file and take effect at the next restart; \
+                 global, scrape_configs, scrape_config_files and rule_files were reloaded"
+            );
+        }
+        *warned = changed.clone();
+        changed
+    }
 }
 
 impl ConfigReloader {
@@ -174,12 +231,16 @@ impl ConfigReloader {
             discovery.apply(configs, &scraper);
         }
         ConfigReloader {
-            config_file,
             local_addr,
             scraper,
             discovery,
             gauges,
             rules,
+            restart_only: RestartOnly {
+                at_start: config_file.as_deref().and_then(RestartOnly::read),
+                warned: Mutex::new(Vec::new()),
+            },
+            config_file,
             applied: Mutex::new(applied),
             last_error: Mutex::new(None),
         }
@@ -216,6 +277,7 @@ impl ConfigReloader {
             return Ok(ReloadOutcome::Unchanged);
         };
         let layer = crate::config::read_file(path).map_err(|e| e.to_string())?;
+        self.restart_only.check(path);
         // Rule files are checked before anything is applied, so a bad one changes nothing.
         let rule_groups =
             crate::rules::load(path, layer.rule_files.as_deref().unwrap_or_default(), layer.global.as_ref())
@@ -286,5 +348,25 @@ pub(crate) async fn run_triggers(reloader: Arc<ConfigReloader>, mut shutdown: wa
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let _ = reloader.reload(force);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_restart_only_keys_are_named_and_reloaded_keys_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringtail.yaml");
+        std::fs::write(&path, "listen: 127.0.0.1:9201\nlimits: {max_active_series: 10}\nscrape_configs: []\n").unwrap();
+        let restart_only = RestartOnly { at_start: RestartOnly::read(&path), warned: Mutex::new(Vec::new()) };
+        assert!(restart_only.check(&path).is_empty(), "nothing changed");
+        std::fs::write(&path, "listen: 127.0.0.1:9201\nlimits: {max_active_series: 10}\nscrape_configs: [{job_name: a}]\nrule_files: [r.yaml]\n").unwrap();
+        assert!(restart_only.check(&path).is_empty(), "scrape configs and rule files reload");
+        std::fs::write(&path, "listen: 127.0.0.1:9301\nlimits: {max_active_series: 20}\nretention: 1h\n").unwrap();
+        assert_eq!(restart_only.check(&path), ["limits", "listen", "retention"]);
+        std::fs::write(&path, "listen: 127.0.0.1:9201\nlimits: {max_active_series: 10}\n").unwrap();
+        assert!(restart_only.check(&path).is_empty(), "back as at start");
     }
 }

@@ -75,6 +75,18 @@ async fn endpoints_answer_in_prometheus_shape() {
     assert_eq!(series["metric"]["__name__"], "api_temperature");
     assert_eq!(series["values"].as_array().map(Vec::len), Some(3), "{body}");
 
+    // Exemplars: none stored, so a valid request gets an empty list and a bad query a 400;
+    // no Alertmanager is known (no alert is sent).
+    let (status, body) =
+        get_json(&server.url, "/api/v1/query_exemplars", &[("query", "api_temperature".into()), ("start", "0".into())])
+            .await;
+    assert_eq!((status, &body["data"]), (200, &serde_json::json!([])), "{body}");
+    let (status, body) = get_json(&server.url, "/api/v1/query_exemplars", &[("query", "sum(".into())]).await;
+    assert_eq!((status, body["errorType"].as_str()), (400, Some("bad_data")), "{body}");
+    let (status, body) = get_json(&server.url, "/api/v1/alertmanagers", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"], serde_json::json!({"activeAlertmanagers": [], "droppedAlertmanagers": []}));
+
     // A POST with its parameters in the URL (as `curl -X POST '…?query=…'` sends), and one with
     // some in the URL and some in the body: Prometheus reads both (Go's ParseForm).
     let response = client()

@@ -1,7 +1,8 @@
 //! The Prometheus HTTP query API: `/api/v1/query`, `query_range`, `series`, `labels`,
 //! `label/{name}/values` and `status/buildinfo`, GET or POST (parameters in the URL, a
-//! form-encoded body or both, as Prometheus reads them: [`UrlAndFormParams`]), and `status/tsdb`
-//! (answered by `super::tsdb_status`).
+//! form-encoded body or both, as Prometheus reads them: [`UrlAndFormParams`]), `status/tsdb`
+//! (answered by `super::tsdb_status`), and `query_exemplars` and `alertmanagers`, always empty
+//! (no exemplar is stored, no alert sent) so clients that ask get Prometheus's answer for none.
 //!
 //! Responses have Prometheus's exact JSON shape (`status`, `data.resultType`, string-encoded
 //! sample values, `errorType`/`error`), so Grafana, promtool and curl users see no difference.
@@ -86,6 +87,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/status/tsdb", get(super::tsdb_status::tsdb_status))
+        .route("/api/v1/query_exemplars", get(query_exemplars).post(query_exemplars))
+        .route("/api/v1/alertmanagers", get(alertmanagers))
 }
 
 /// An API failure: HTTP status, Prometheus `errorType`, message.
@@ -402,6 +405,33 @@ pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send 
         error_type: "internal",
         message: e.to_string(),
     })
+}
+
+/// `/api/v1/query_exemplars`: Ringtail stores no exemplars, so a valid request (a query that
+/// parses, valid times) gets an empty list, as Prometheus answers when it holds none; Grafana
+/// asks this next to its range queries.
+async fn query_exemplars(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
+    let started = Instant::now();
+    let result = (|| {
+        let params = params(form)?;
+        let text = param(&params, "query").unwrap_or_default();
+        query::parse(text)
+            .map_err(|e| error_response(text, QueryError::Parse { position: e.pos, message: e.message }))?;
+        let start = time_param(&params, "start", i64::MIN / 2)?;
+        let end = time_param(&params, "end", i64::MAX / 2)?;
+        if end < start {
+            return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+        }
+        Ok("{\"status\":\"success\",\"data\":[]}".to_string())
+    })();
+    finish(&state, "query_exemplars", started, result)
+}
+
+/// `/api/v1/alertmanagers`: Ringtail sends no alerts (alerting rules are listed only), so it
+/// knows no Alertmanager.
+async fn alertmanagers() -> Response {
+    let body = r#"{"status":"success","data":{"activeAlertmanagers":[],"droppedAlertmanagers":[]}}"#;
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn buildinfo() -> Response {
