@@ -10,48 +10,7 @@ use adapter_support::*;
 use tsdb::now_ms;
 
 /// The prometheus-adapter Helm chart's default `rules.resource` (values.yaml), verbatim.
-const HELM_CHART_RESOURCE_RULES: &str = r#"
-resourceRules:
-  cpu:
-    containerQuery: |
-      sum by (<<.GroupBy>>) (
-        rate(container_cpu_usage_seconds_total{container!="",<<.LabelMatchers>>}[3m])
-      )
-    nodeQuery: |
-      sum  by (<<.GroupBy>>) (
-        rate(node_cpu_seconds_total{mode!="idle",mode!="iowait",mode!="steal",<<.LabelMatchers>>}[3m])
-      )
-    resources:
-      overrides:
-        node:
-          resource: node
-        namespace:
-          resource: namespace
-        pod:
-          resource: pod
-    containerLabel: container
-  memory:
-    containerQuery: |
-      sum by (<<.GroupBy>>) (
-        avg_over_time(container_memory_working_set_bytes{container!="",<<.LabelMatchers>>}[3m])
-      )
-    nodeQuery: |
-      sum by (<<.GroupBy>>) (
-        avg_over_time(node_memory_MemTotal_bytes{<<.LabelMatchers>>}[3m])
-        -
-        avg_over_time(node_memory_MemAvailable_bytes{<<.LabelMatchers>>}[3m])
-      )
-    resources:
-      overrides:
-        node:
-          resource: node
-        namespace:
-          resource: namespace
-        pod:
-          resource: pod
-    containerLabel: container
-  window: 3m
-"#;
+const HELM_CHART_RESOURCE_RULES: &str = include_str!("fixtures/helm-resource-rules.yaml");
 
 /// kube-prometheus's prometheus-adapter configuration (manifests/prometheusAdapter-configMap.yaml),
 /// verbatim: its nodeQuery joins a recording rule's output.

@@ -6,7 +6,8 @@
 //! each holds (`overload_soak` program). This file holds the plumbing the suite and the older
 //! side-by-side programs in `src/bin/` share: starting a peer server process (killed on drop),
 //! free loopback ports, finding the `ringtail` binary, waiting for readiness, reading a process's
-//! CPU time and peak RSS from `/proc`, and `--flag N` option parsing.
+//! CPU time and peak RSS from `/proc`, remote-write 1.0 requests, `--flag N` option parsing and
+//! the `main` of a side-by-side program.
 #![forbid(unsafe_code)]
 
 pub mod kill_soak;
@@ -141,6 +142,56 @@ async fn poll_ok(
             return Err(format!("{url} did not become ready"));
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// A remote-write 1.0 POST of `body` (a snappy-compressed `WriteRequest`) to `url`, with the
+/// headers Prometheus sends; the caller sends it and judges the answer.
+pub fn remote_write_request(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+}
+
+/// Sends one remote-write 1.0 request, once; an answer other than 2xx is an error quoting it.
+pub async fn remote_write_once(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
+    let response =
+        remote_write_request(client, url, body).send().await.map_err(|e| format!("remote-write to {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(format!("remote-write to {url}: {status}: {text:.300}"));
+    }
+    Ok(())
+}
+
+/// The `main` of a side-by-side program: options from `parse_options` (exit 2 with the message
+/// when they are wrong), `run` on a multi-threaded tokio runtime (exit 1 with `name failed:
+/// <error>` when it fails).
+pub fn run_main<O, F>(name: &str, parse_options: fn() -> Result<O, String>, run: fn(O) -> F)
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let options = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("starting tokio: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(options)) {
+        eprintln!("{name} failed: {e}");
+        std::process::exit(1);
     }
 }
 

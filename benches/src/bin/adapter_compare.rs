@@ -89,22 +89,6 @@ fn single_request(pod: &str, value: f64, ts_ms: i64) -> Vec<u8> {
     })
 }
 
-async fn remote_write(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
-    let response = client
-        .post(url)
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("remote-write to {url}: {}", response.status()));
-    }
-    Ok(())
-}
-
 async fn wait_ok(client: &reqwest::Client, url: &str) -> Result<(), String> {
     ringtail_benches::wait_ok(client, url, Duration::from_secs(60), Duration::from_millis(100)).await
 }
@@ -185,7 +169,8 @@ async fn run(options: Options) -> Result<(), String> {
     let write_url = format!("{http}/api/v1/write");
     let start_ms = now_ms() - 60_000;
     for round in 0..4 {
-        remote_write(&plain, &write_url, pods_request(start_ms + round as i64 * 15_000, round)).await?;
+        ringtail_benches::remote_write_once(&plain, &write_url, pods_request(start_ms + round as i64 * 15_000, round))
+            .await?;
     }
 
     // Freshness: remote-write ack → value served.
@@ -193,7 +178,7 @@ async fn run(options: Options) -> Result<(), String> {
     for i in 0..20 {
         let pod = format!("fresh-{i}");
         let value = 7.0 + i as f64;
-        remote_write(&plain, &write_url, single_request(&pod, value, now_ms())).await?;
+        ringtail_benches::remote_write_once(&plain, &write_url, single_request(&pod, value, now_ms())).await?;
         let acked = Instant::now();
         let url = format!("{secure}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/pods/{pod}/{METRIC}");
         loop {
@@ -240,8 +225,12 @@ async fn run(options: Options) -> Result<(), String> {
     wait_ok(&plain, &format!("{prom}/-/ready")).await?;
     let start_ms = now_ms() - 60_000;
     for round in 0..4 {
-        remote_write(&plain, &format!("{prom}/api/v1/write"), pods_request(start_ms + round as i64 * 15_000, round))
-            .await?;
+        ringtail_benches::remote_write_once(
+            &plain,
+            &format!("{prom}/api/v1/write"),
+            pods_request(start_ms + round as i64 * 15_000, round),
+        )
+        .await?;
     }
     let names: Vec<String> = (0..PODS).map(|i| format!("pod-{i}")).collect();
     let query = format!("sum({METRIC}{{namespace=\"{NAMESPACE}\",pod=~\"{}\"}}) by (pod)", names.join("|"));
@@ -426,22 +415,5 @@ async fn measure_external_source(options: &Options, plain: &reqwest::Client, pro
 }
 
 fn main() {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("starting tokio: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(run(options)) {
-        eprintln!("adapter_compare failed: {e}");
-        std::process::exit(1);
-    }
+    ringtail_benches::run_main("adapter_compare", parse_options, run);
 }

@@ -108,14 +108,7 @@ fn slice(base_ms: i64, from_step: i64, to_step: i64) -> Vec<v1::TimeSeries> {
 
 async fn write(client: &reqwest::Client, url: &str, series: Vec<v1::TimeSeries>) -> Result<(), Error> {
     let body = ingest::remote_write::encode_body(&v1::WriteRequest { timeseries: series, metadata: vec![] });
-    let response = client
-        .post(format!("{url}/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body)
-        .send()
-        .await?;
+    let response = ringtail_benches::remote_write_request(client, &format!("{url}/api/v1/write"), body).send().await?;
     if !response.status().is_success() {
         return Err(format!("write to {url}: {} {}", response.status(), response.text().await?).into());
     }

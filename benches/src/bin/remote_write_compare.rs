@@ -129,14 +129,7 @@ fn measure(
                     let mut attempts = 0;
                     loop {
                         attempts += 1;
-                        let result = client
-                            .post(&url)
-                            .header("Content-Type", "application/x-protobuf")
-                            .header("Content-Encoding", "snappy")
-                            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                            .body(body.clone())
-                            .send()
-                            .await;
+                        let result = ringtail_benches::remote_write_request(&client, &url, body.clone()).send().await;
                         match result {
                             Ok(r) if r.status().is_success() => break,
                             Ok(r) if r.status().is_server_error() && attempts < 10 => {

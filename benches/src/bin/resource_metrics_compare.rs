@@ -49,50 +49,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsdb::now_ms;
 
-/// The prometheus-adapter Helm chart's default `rules.resource` (values.yaml), verbatim (as in
-/// apiserver/tests/resource_metrics.rs).
-const HELM_CHART_RESOURCE_RULES: &str = r#"
-resourceRules:
-  cpu:
-    containerQuery: |
-      sum by (<<.GroupBy>>) (
-        rate(container_cpu_usage_seconds_total{container!="",<<.LabelMatchers>>}[3m])
-      )
-    nodeQuery: |
-      sum  by (<<.GroupBy>>) (
-        rate(node_cpu_seconds_total{mode!="idle",mode!="iowait",mode!="steal",<<.LabelMatchers>>}[3m])
-      )
-    resources:
-      overrides:
-        node:
-          resource: node
-        namespace:
-          resource: namespace
-        pod:
-          resource: pod
-    containerLabel: container
-  memory:
-    containerQuery: |
-      sum by (<<.GroupBy>>) (
-        avg_over_time(container_memory_working_set_bytes{container!="",<<.LabelMatchers>>}[3m])
-      )
-    nodeQuery: |
-      sum by (<<.GroupBy>>) (
-        avg_over_time(node_memory_MemTotal_bytes{<<.LabelMatchers>>}[3m])
-        -
-        avg_over_time(node_memory_MemAvailable_bytes{<<.LabelMatchers>>}[3m])
-      )
-    resources:
-      overrides:
-        node:
-          resource: node
-        namespace:
-          resource: namespace
-        pod:
-          resource: pod
-    containerLabel: container
-  window: 3m
-"#;
+/// The prometheus-adapter Helm chart's default `rules.resource` (values.yaml), verbatim (the
+/// fixture apiserver/tests/resource_metrics.rs reads too).
+const HELM_CHART_RESOURCE_RULES: &str = include_str!("../../../apiserver/tests/fixtures/helm-resource-rules.yaml");
 
 /// The two `containerQuery` templates above, as prometheus-adapter renders them.
 const CPU_TEMPLATE: &str =
@@ -337,7 +296,7 @@ impl Feed {
         for chunk in self.series.chunks(BACKFILL_SERIES_PER_REQUEST) {
             let body = self.body(chunk, &times);
             for url in &self.urls {
-                remote_write(client, url, body.clone()).await?;
+                ringtail_benches::remote_write_once(client, url, body.clone()).await?;
             }
         }
         self.next_ms = times.last().copied().unwrap_or(self.next_ms) + STEP_MS;
@@ -351,31 +310,13 @@ impl Feed {
         while self.next_ms <= now_ms() {
             let body = self.body(&self.series, &[self.next_ms]);
             for url in &self.urls {
-                remote_write(client, url, body.clone()).await?;
+                ringtail_benches::remote_write_once(client, url, body.clone()).await?;
             }
             self.next_ms += STEP_MS;
             wrote = true;
         }
         Ok(wrote)
     }
-}
-
-async fn remote_write(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
-    let response = client
-        .post(url)
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("remote-write to {url}: {e}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        return Err(format!("remote-write to {url}: {status}: {text:.300}"));
-    }
-    Ok(())
 }
 
 async fn wait_ok(client: &reqwest::Client, url: &str) -> Result<(), String> {
@@ -1006,24 +947,7 @@ fn write_results(
 }
 
 fn main() {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("starting tokio: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(run(options)) {
-        eprintln!("resource_metrics_compare failed: {e}");
-        std::process::exit(1);
-    }
+    ringtail_benches::run_main("resource_metrics_compare", parse_options, run);
 }
 
 #[cfg(test)]

@@ -83,14 +83,7 @@ async fn write_lane(
     let started = Instant::now();
     while !stop.load(Ordering::Acquire) {
         let (body, range) = lane.next_request(per_series);
-        let answer = client
-            .post(&url)
-            .header("Content-Type", "application/x-protobuf")
-            .header("Content-Encoding", "snappy")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body)
-            .send()
-            .await;
+        let answer = crate::remote_write_request(&client, &url, body).send().await;
         match answer {
             Ok(response) if response.status().is_success() => {
                 lane.settle(range, true);

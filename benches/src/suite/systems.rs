@@ -285,12 +285,7 @@ pub async fn remote_write(client: &reqwest::Client, url: &str, body: Vec<u8>) ->
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let response = client
-            .post(url)
-            .header("Content-Type", "application/x-protobuf")
-            .header("Content-Encoding", "snappy")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body.clone())
+        let response = crate::remote_write_request(client, url, body.clone())
             .send()
             .await
             .with_context(|| format!("remote-write to {url}"))?;
