@@ -55,4 +55,4 @@ pub use engine::{Engine, EngineOptions};
 pub use error::{ParamError, ParseError, QueryError, SelectorError};
 pub use params::{parse_duration_ms, parse_duration_param_ms, parse_selector, parse_time_ms};
 pub use parser::{line_col, parse};
-pub use value::{format_value, Annotations, InstantSample, QueryOutput, RangeSeries, Value};
+pub use value::{format_value, write_value, Annotations, InstantSample, QueryOutput, RangeSeries, Value};

@@ -130,7 +130,7 @@ fn decode_into(
     points.clear();
     points.reserve(series.max_samples());
     let mut stale = 0usize;
-    for sample in series.samples() {
+    series.for_each_sample(|sample| {
         if is_stale_nan(sample.value) {
             stale += 1;
             if let Some(times) = stale_ts.as_deref_mut() {
@@ -139,7 +139,7 @@ fn decode_into(
         } else {
             points.push((sample.ts_ms, sample.value));
         }
-    }
+    });
     budget.hold(points.len() + stale / 2)
 }
 
@@ -287,14 +287,18 @@ fn decode_in_parallel(items: &[CompressedSeries], budget: &QueryBudget) -> Resul
         return decode_series(items, budget);
     }
     let part_len = items.len().div_ceil(threads).max(1);
-    let decoded: Vec<Result<Vec<Fetched>, QueryError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            items.chunks(part_len).map(|part| scope.spawn(move || decode_series(part, budget))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: decode worker panicked".into()))))
-            .collect()
-    });
+    // The first part on this thread, the others on scoped threads.
+    let (own, rest) = items.split_at(part_len.min(items.len()));
+    let decoded: Vec<Result<Vec<Fetched>, QueryError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                rest.chunks(part_len).map(|part| scope.spawn(move || decode_series(part, budget))).collect();
+            let mut parts = vec![decode_series(own, budget)];
+            parts.extend(handles.into_iter().map(|h| {
+                h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: decode worker panicked".into())))
+            }));
+            parts
+        });
     let mut series = Vec::with_capacity(items.len());
     for part in decoded {
         series.extend(part?);

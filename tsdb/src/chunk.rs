@@ -194,7 +194,7 @@ fn bucketed_bits(v: i64, widths: &[u32; 5]) -> usize {
 }
 
 /// Reads a value written by [`write_bucketed`] with the same `widths`.
-#[inline]
+#[inline(always)]
 fn read_bucketed(r: &mut BitReader<'_>, widths: &[u32; 5]) -> Result<i64, OutOfBits> {
     let max = widths.len() as u32 - 1;
     // Fast path: prefix and value from one word load.
@@ -297,72 +297,77 @@ impl<'a> ChunkDecoder<'a> {
         state
     }
 
+    #[inline]
     fn decode_next(&mut self) -> Result<Sample, DecodeError> {
-        let s = &mut self.state;
-        let r = &mut self.reader;
-        let ts_ms = if s.num_samples == 0 {
-            let ts = r.read_bits(64)? as i64;
-            s.first_ts_ms = ts;
-            s.last_delta_ms = 0;
-            ts
-        } else {
-            let dod = read_bucketed(r, &DOD_BUCKET_BITS)?;
-            let delta = s.last_delta_ms.wrapping_add(dod);
-            s.last_delta_ms = delta;
-            s.last_ts_ms.wrapping_add(delta)
-        };
-        s.last_ts_ms = ts_ms;
-        match r.read_unary(3)? {
-            0 => {}
-            1 => {
-                if !s.decimal_valid {
-                    return Err(DecodeError::Invalid("decimal delta without a decimal base"));
-                }
-                let delta = read_bucketed(r, &DELTA_BUCKET_BITS)?;
-                s.last_mantissa = s.last_mantissa.wrapping_add(delta);
-                s.decimal_misses = 0;
-                s.last_value_bits = decimal_value(s.last_mantissa, s.scale).to_bits();
-            }
-            2 => {
-                let scale = r.read_bits(4)? as u8;
-                let len = r.read_bits(6)? as u32;
-                let zigzag = r.read_bits(len)?;
-                let mantissa = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-                s.scale = scale;
-                s.last_mantissa = mantissa;
-                s.decimal_valid = true;
-                s.decimal_misses = 0;
-                s.last_value_bits = decimal_value(mantissa, scale).to_bits();
-            }
-            _ => {
-                let xor = if r.read_bit()? {
-                    let leading = r.read_bits(5)? as u8;
-                    let sig = match r.read_bits(6)? as u32 {
-                        0 => 64,
-                        n => n,
-                    };
-                    if u32::from(leading) + sig > 64 {
-                        return Err(DecodeError::Invalid("XOR window wider than 64 bits"));
-                    }
-                    let trailing = (64 - u32::from(leading) - sig) as u8;
-                    s.xor_leading = leading;
-                    s.xor_trailing = trailing;
-                    r.read_bits(sig)? << trailing
-                } else {
-                    if s.xor_leading == NO_WINDOW {
-                        return Err(DecodeError::Invalid("XOR window reused before it was set"));
-                    }
-                    let sig = 64 - u32::from(s.xor_leading) - u32::from(s.xor_trailing);
-                    r.read_bits(sig)? << s.xor_trailing
-                };
-                s.decimal_valid = false;
-                s.decimal_misses = s.decimal_misses.saturating_add(1);
-                s.last_value_bits ^= xor;
-            }
-        }
-        s.num_samples += 1;
-        Ok(Sample { ts_ms, value: f64::from_bits(s.last_value_bits) })
+        decode_sample(&mut self.reader, &mut self.state)
     }
+}
+
+/// Decodes the sample after `s` from `r`, advancing both.
+#[inline(always)]
+fn decode_sample(r: &mut BitReader<'_>, s: &mut EncoderState) -> Result<Sample, DecodeError> {
+    let ts_ms = if s.num_samples == 0 {
+        let ts = r.read_bits(64)? as i64;
+        s.first_ts_ms = ts;
+        s.last_delta_ms = 0;
+        ts
+    } else {
+        let dod = read_bucketed(r, &DOD_BUCKET_BITS)?;
+        let delta = s.last_delta_ms.wrapping_add(dod);
+        s.last_delta_ms = delta;
+        s.last_ts_ms.wrapping_add(delta)
+    };
+    s.last_ts_ms = ts_ms;
+    match r.read_unary(3)? {
+        0 => {}
+        1 => {
+            if !s.decimal_valid {
+                return Err(DecodeError::Invalid("decimal delta without a decimal base"));
+            }
+            let delta = read_bucketed(r, &DELTA_BUCKET_BITS)?;
+            s.last_mantissa = s.last_mantissa.wrapping_add(delta);
+            s.decimal_misses = 0;
+            s.last_value_bits = decimal_value(s.last_mantissa, s.scale).to_bits();
+        }
+        2 => {
+            let scale = r.read_bits(4)? as u8;
+            let len = r.read_bits(6)? as u32;
+            let zigzag = r.read_bits(len)?;
+            let mantissa = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+            s.scale = scale;
+            s.last_mantissa = mantissa;
+            s.decimal_valid = true;
+            s.decimal_misses = 0;
+            s.last_value_bits = decimal_value(mantissa, scale).to_bits();
+        }
+        _ => {
+            let xor = if r.read_bit()? {
+                let leading = r.read_bits(5)? as u8;
+                let sig = match r.read_bits(6)? as u32 {
+                    0 => 64,
+                    n => n,
+                };
+                if u32::from(leading) + sig > 64 {
+                    return Err(DecodeError::Invalid("XOR window wider than 64 bits"));
+                }
+                let trailing = (64 - u32::from(leading) - sig) as u8;
+                s.xor_leading = leading;
+                s.xor_trailing = trailing;
+                r.read_bits(sig)? << trailing
+            } else {
+                if s.xor_leading == NO_WINDOW {
+                    return Err(DecodeError::Invalid("XOR window reused before it was set"));
+                }
+                let sig = 64 - u32::from(s.xor_leading) - u32::from(s.xor_trailing);
+                r.read_bits(sig)? << s.xor_trailing
+            };
+            s.decimal_valid = false;
+            s.decimal_misses = s.decimal_misses.saturating_add(1);
+            s.last_value_bits ^= xor;
+        }
+    }
+    s.num_samples += 1;
+    Ok(Sample { ts_ms, value: f64::from_bits(s.last_value_bits) })
 }
 
 /// `mantissa / 10^scale` (dividing by 1 is exact, so integers skip the division).
@@ -384,6 +389,39 @@ fn sign_extend(v: u64, bits: u32) -> i64 {
             let shift = 64 - bits;
             ((v << shift) as i64) >> shift
         }
+    }
+}
+
+impl ChunkDecoder<'_> {
+    /// Calls `f` with every remaining sample, oldest first, until it returns `false`; a payload
+    /// that does not decode stops the loop with the error. The same samples as iterating, in one
+    /// loop without the iterator's per-sample bookkeeping (the hot path of queries).
+    #[inline]
+    pub fn for_each_until(&mut self, mut f: impl FnMut(Sample) -> bool) -> Result<(), DecodeError> {
+        if self.failed {
+            return Ok(());
+        }
+        // Reader and state in locals for the loop (kept in registers), written back after.
+        let (mut reader, mut state) = (self.reader.clone(), self.state);
+        let mut outcome = Ok(());
+        while self.remaining > 0 {
+            self.remaining -= 1;
+            match decode_sample(&mut reader, &mut state) {
+                Ok(sample) => {
+                    if !f(sample) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.failed = true;
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        self.reader = reader;
+        self.state = state;
+        outcome
     }
 }
 

@@ -41,6 +41,40 @@ impl SelectedSeries {
         SampleIter { series: self, next_chunk: 0, decoder: None }
     }
 
+    /// Calls `f` with every sample [`SelectedSeries::samples`] yields, in the same order,
+    /// decoding each chunk in one loop (no iterator state between samples): what a query that
+    /// decodes every selected series calls.
+    pub fn for_each_sample(&self, mut f: impl FnMut(Sample)) {
+        let (mint_ms, maxt_ms) = (self.mint_ms, self.maxt_ms);
+        let last = self.chunks.len().saturating_sub(1);
+        for (i, span) in self.chunks.iter().enumerate() {
+            let resume = match self.head_resume {
+                Some(state) if i == last => state,
+                _ => EncoderState::default(),
+            };
+            let data = self.bytes.get(span.start as usize..).unwrap_or_default();
+            let mut past_window = false;
+            let decoded =
+                ChunkDecoder::resume(data, span.len as usize, resume, span.num_samples).for_each_until(|sample| {
+                    if sample.ts_ms > maxt_ms {
+                        past_window = true;
+                        return false;
+                    }
+                    if sample.ts_ms >= mint_ms {
+                        f(sample);
+                    }
+                    true
+                });
+            if let Err(e) = decoded {
+                debug_assert!(false, "BUG: stored chunk does not decode: {e:?}");
+            }
+            if past_window {
+                // Chunks are time-ordered: nothing later can be inside the window.
+                return;
+            }
+        }
+    }
+
     /// An upper bound of the samples [`SelectedSeries::samples`] yields (for sizing buffers).
     pub fn max_samples(&self) -> usize {
         let all: usize = self.chunks.iter().map(|c| usize::from(c.num_samples)).sum();

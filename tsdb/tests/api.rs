@@ -243,7 +243,12 @@ mod oracle {
                     let found = db.select(&[Matcher::equal("series", name.as_str())], lo, lo + span).unwrap();
                     let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
                     let want: Vec<Sample> = samples.iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= lo + span).collect();
-                    prop_assert_eq!(got, want, "backend {:?}", backend);
+                    prop_assert_eq!(&got, &want, "backend {:?}", backend);
+                    let mut each = Vec::new();
+                    if let Some(series) = found.first() {
+                        series.for_each_sample(|s| each.push(s));
+                    }
+                    prop_assert_eq!(each, want, "for_each_sample, backend {:?}", backend);
                 }
             }
         }
@@ -273,6 +278,14 @@ both_backends! {
                     let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
                     let want: Vec<Sample> =
                         expected[..upto].iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= hi).collect();
+                    let mut each = Vec::new();
+                    if let Some(series) = found.first() {
+                        series.for_each_sample(|s| each.push(s));
+                    }
+                    assert!(
+                        each.len() == want.len() && each.iter().zip(&want).all(|(a, b)| a.bit_eq(b)),
+                        "for_each_sample: window ({lo}, {hi}] after {upto} samples"
+                    );
                     assert!(
                         got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.bit_eq(b)),
                         "window ({lo}, {hi}] after {upto} samples: {} samples, want {}",

@@ -27,7 +27,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use query::{CancelHandle, Engine, QueryError, QueryOutput, SelectorError, Value};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use tsdb::{Labels, Matcher};
 
@@ -467,18 +466,36 @@ pub(super) fn finish(
 
 /// A timestamp as Prometheus writes it: Unix seconds with up to millisecond decimals.
 fn write_ts(out: &mut String, ts_ms: i64) {
-    let secs = ts_ms.div_euclid(1000);
-    let millis = ts_ms.rem_euclid(1000);
-    if millis == 0 {
-        let _ = write!(out, "{secs}");
-    } else {
-        let frac = format!("{millis:03}");
-        let _ = write!(out, "{secs}.{}", frac.trim_end_matches('0'));
+    if ts_ms < 0 {
+        out.push('-');
+    }
+    let magnitude = ts_ms.unsigned_abs();
+    let (secs, millis) = (magnitude / 1000, (magnitude % 1000) as u32);
+    out.push_str(itoa::Buffer::new().format(secs));
+    if millis != 0 {
+        out.push('.');
+        let digits = [millis / 100, millis / 10 % 10, millis % 10];
+        let kept = if digits[2] != 0 {
+            3
+        } else if digits[1] != 0 {
+            2
+        } else {
+            1
+        };
+        out.extend(digits[..kept].iter().filter_map(|d| char::from_digit(*d, 10)));
     }
 }
 
+/// A JSON string as serde_json writes it; strings with nothing to escape (nearly every label)
+/// are copied as they are.
 fn write_json_string(out: &mut String, s: &str) {
-    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+    }
 }
 
 fn write_labels(out: &mut String, labels: &Labels) {
@@ -514,7 +531,7 @@ fn write_point(out: &mut String, ts_ms: i64, v: f64) {
     out.push('[');
     write_ts(out, ts_ms);
     out.push_str(",\"");
-    out.push_str(&query::format_value(v));
+    query::write_value(out, v);
     out.push_str("\"]");
 }
 
@@ -590,6 +607,33 @@ mod tests {
             selectors(&vec![("match[]".into(), "up".into())]).ok(),
             Some(vec![vec![Matcher::equal("__name__", "up")]])
         );
+    }
+
+    #[test]
+    fn timestamps_are_seconds_with_trimmed_millis() {
+        for (ts_ms, text) in [
+            (1_500, "1.5"),
+            (1_000, "1"),
+            (1_001, "1.001"),
+            (1_010, "1.01"),
+            (-1_500, "-1.5"),
+            (-500, "-0.5"),
+            (0, "0"),
+            (i64::MIN, "-9223372036854775.808"),
+        ] {
+            let mut out = String::new();
+            write_ts(&mut out, ts_ms);
+            assert_eq!(out, text);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_strings_are_written_as_serde_json_writes_them(s in "\\PC*|[a-z\"\\\\\n\t\u{1}\u{7f}]*") {
+            let mut out = String::new();
+            write_json_string(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap_or_default());
+        }
     }
 
     #[test]
