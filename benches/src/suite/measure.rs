@@ -276,9 +276,114 @@ pub async fn time_query(
     Ok((elapsed, series))
 }
 
+/// CPU seconds (user + system) the bench process itself has used so far: the load generator's
+/// or the exporter's side, reported apart from the server's.
+pub fn own_cpu() -> Result<f64> {
+    cpu(std::process::id())
+}
+
+/// The soft and hard open-files limits of this process (`Max open files` in `/proc/self/limits`;
+/// `u64::MAX` for `unlimited`); `None` when they cannot be read.
+pub fn open_files_limits() -> Option<(u64, u64)> {
+    process_open_files_limits(std::process::id())
+}
+
+fn process_open_files_limits(pid: u32) -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    parse_open_files_limits(&limits)
+}
+
+/// Raises `pid`'s soft open-files limit to its hard limit with util-linux `prlimit` (the crate
+/// forbids `unsafe`, so no `setrlimit` here; a process may raise its own soft limit up to the hard
+/// one). Whether the soft limit now equals the hard one.
+fn raise_open_files_soft_limit(pid: u32) -> bool {
+    let Some((soft, hard)) = process_open_files_limits(pid) else { return false };
+    if soft >= hard {
+        return true;
+    }
+    let hard_text = if hard == u64::MAX { "unlimited".to_string() } else { hard.to_string() };
+    let raised = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={hard_text}:{hard_text}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    raised && process_open_files_limits(pid).is_some_and(|(soft, hard)| soft >= hard)
+}
+
+fn parse_open_files_limits(limits: &str) -> Option<(u64, u64)> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let mut next = || fields.next().map(|f| if f == "unlimited" { Ok(u64::MAX) } else { f.parse::<u64>() });
+    Some((next()?.ok()?, next()?.ok()?))
+}
+
+/// Makes sure this process may open `needed` files for `what`: a soft limit below that is raised
+/// to the hard limit (systems started afterwards inherit it); an error naming the fix when even
+/// that is too low or cannot be raised. Unknown limits pass.
+pub fn ensure_open_files(needed: u64, what: &str) -> Result<()> {
+    if open_files_limits().is_some_and(|(soft, hard)| soft < needed && hard >= needed) {
+        raise_open_files_soft_limit(std::process::id());
+    }
+    match open_files_limits() {
+        Some((soft, hard)) if soft < needed => Err(anyhow!(
+            "{what} need up to {needed} open files but `ulimit -n` is {soft} (hard limit {hard}): run \
+             `ulimit -n {needed}` in the shell before ringtail-bench{}",
+            if hard < needed { " (as root: the hard limit is lower)" } else { "" }
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soft_open_files_limit_is_raised_to_the_hard_one() -> Result<()> {
+        if std::process::Command::new("prlimit").arg("--version").output().is_err() {
+            return Ok(()); // util-linux's prlimit is not installed: nothing to check here
+        }
+        let Some((_, hard)) = open_files_limits() else { return Ok(()) };
+        let low = hard.min(256);
+        if low == hard {
+            return Ok(()); // no room to lower the soft limit below the hard one
+        }
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &format!("ulimit -Sn {low} && exec sleep 30")])
+            .spawn()
+            .context("starting sh")?;
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_open_files_limits(pid).is_none_or(|(soft, _)| soft != low) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let lowered = process_open_files_limits(pid);
+        let raised = raise_open_files_soft_limit(pid);
+        let after = process_open_files_limits(pid);
+        child.kill().context("stopping the child")?;
+        child.wait().context("reaping the child")?;
+        assert_eq!(lowered, Some((low, hard)));
+        assert!(raised);
+        assert_eq!(after, Some((hard, hard)));
+        Ok(())
+    }
+
+    #[test]
+    fn open_files_limits_parse() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files_limits(limits), Some((1024, 524_288)));
+        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limits(unlimited), Some((u64::MAX, u64::MAX)));
+        assert_eq!(parse_open_files_limits("Max processes 5 5 processes\n"), None);
+        assert!(ensure_open_files(1, "one file").is_ok());
+        if open_files_limits().is_some_and(|(_, hard)| hard < u64::MAX - 1) {
+            let error = ensure_open_files(u64::MAX - 1, "everything").map_err(|e| e.to_string());
+            assert!(error.is_err_and(|e| e.contains("ulimit -n")));
+        }
+    }
 
     #[test]
     fn quantiles_by_nearest_rank() {

@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod machine;
 pub mod measure;
 pub mod options;
+pub mod profile;
 pub mod report;
 pub mod results;
 pub mod systems;

@@ -64,6 +64,8 @@ struct JsonReport<'a> {
     workloads: &'a [WorkloadInfo],
     summaries: Vec<SummaryRow<'a>>,
     measurements: &'a [super::results::Measurement],
+    /// Where each workload's time went in the profiled system.
+    profiles: Vec<super::profile::WorkloadProfile>,
 }
 
 /// Writes `report.md`, `charts/` and `results.json` under `out`.
@@ -111,6 +113,7 @@ pub fn write(out: &Path, run: &RunInfo, machine: &MachineInfo, results: &Results
         workloads: &results.workloads,
         summaries,
         measurements: &results.measurements,
+        profiles: results.profiles.profiles(),
     };
     let json_path = out.join("results.json");
     let text = serde_json::to_string_pretty(&json).context("serialising results")?;
@@ -231,6 +234,7 @@ fn workload_section(
         let _ = writeln!(md, "### {heading}\n");
         figure_table(md, workload, results, &figures);
     }
+    profile_paragraphs(md, workload, results);
     for figure in workload.figures.iter().filter(|f| f.chart) {
         let file = format!("{}-{}.svg", workload.key, figure.key);
         let series: Vec<(SystemKind, Vec<(f64, f64)>)> = workload
@@ -256,6 +260,16 @@ fn workload_section(
                 let _ = writeln!(md, "![{}](charts/{file})\n", figure.title);
             }
             Err(e) => chart_errors.push(format!("{file}: {e:#}")),
+        }
+    }
+}
+
+/// "Where the time goes" of Ringtail (and of any other system a workload profiled) in `workload`.
+fn profile_paragraphs(md: &mut String, workload: &WorkloadInfo, results: &Results) {
+    for &system in &workload.systems {
+        let profile = results.profiles.get(workload.key, system);
+        if system == SystemKind::Ringtail || profile.is_some() {
+            let _ = writeln!(md, "{}", super::profile::report_paragraph(profile.as_ref(), system));
         }
     }
 }
@@ -671,6 +685,11 @@ mod tests {
         assert!(md.contains("| latency (p99.9 ms) | 1k | 5.00 | 20.0 | — | 0.25 | — |"), "{md}");
         let missing = "| latency (p99.9 ms) | 10k | — (too few runs) | — (too few runs) | — (too few runs) | — | — |";
         assert!(md.contains(missing), "{md}");
+        // A workload that never sampled Ringtail says so in its "where the time goes" line.
+        assert!(
+            md.contains("**Where Ringtail's time goes:** not profiled — this workload does not sample it."),
+            "{md}"
+        );
     }
 
     #[test]

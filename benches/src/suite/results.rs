@@ -90,6 +90,8 @@ pub struct Summary {
 pub struct Results {
     pub workloads: Vec<WorkloadInfo>,
     pub measurements: Vec<Measurement>,
+    /// Where each workload's time went in the profiled system (`profile`), summed over windows.
+    pub profiles: super::profile::ProfileStore,
 }
 
 impl Results {

@@ -9,6 +9,7 @@ use super::{repeats_text, send_batch};
 use crate::suite::fleet::{encode_requests, write_series, Pod, RequestBatch, DATA_STEP_MS};
 use crate::suite::measure::{cpu, disk_bytes, peak_mib, quantile, rss_mib, sorted, time_query, PromQuery};
 use crate::suite::options::Scale;
+use crate::suite::profile::ProfileSession;
 use crate::suite::results::{charted, tabulated, WorkloadInfo};
 use crate::suite::systems::{RunningSystem, SystemKind, SystemSetup};
 use crate::suite::Suite;
@@ -136,10 +137,14 @@ async fn measure_run(
 ) -> Result<()> {
     let system = RunningSystem::start(kind, &SystemSetup::default(), &suite.http).await?;
     let pid = system.pid();
+    let session = (kind == SystemKind::Ringtail).then(|| ProfileSession::start(suite, KEY, kind, pid)).flatten();
     let cpu_before = cpu(pid)?;
     let outcome = send_batch(&suite.http, &system.write_url(), batch).await?;
     tokio::time::sleep(suite.scale.settle).await;
     let cpu_used = cpu(pid)? - cpu_before;
+    if let Some(session) = session {
+        session.finish(suite).await;
+    }
     let samples = batch.samples as f64;
     let point = generations as f64;
     let record = |suite: &mut Suite, figure, value| suite.results.record(KEY, figure, kind, point, repeat, value);

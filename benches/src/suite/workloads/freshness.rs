@@ -16,6 +16,7 @@ use crate::suite::exporter::{Exporter, PageRenderer};
 use crate::suite::fleet::{series_labels, Pod, SeriesKind, SeriesShape};
 use crate::suite::measure::{quantile, sorted};
 use crate::suite::options::Scale;
+use crate::suite::profile::ProfileSession;
 use crate::suite::results::{charted, tabulated, WorkloadInfo};
 use crate::suite::systems::{remote_write, RunningSystem, ScrapeJob, SystemKind, SystemSetup};
 use crate::suite::Suite;
@@ -293,6 +294,8 @@ async fn run_point(suite: &mut Suite, index: usize, interval_s: u64) -> Result<(
     let logs: Vec<ChangeLog> = paths.iter().map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let finished = Arc::new(AtomicBool::new(false));
     let pollers = spawn_pollers(&paths, &logs, &finished, drain_time(interval));
+    let ringtail = systems.iter().find(|s| s.kind == SystemKind::Ringtail).map(RunningSystem::pid);
+    let session = ringtail.and_then(|pid| ProfileSession::start(suite, KEY, SystemKind::Ringtail, pid));
     for repeat in 0..repeats {
         suite.status(format!("{KEY}: {changes} value changes, scrape interval {interval_s}s, repeat {}", repeat + 1));
         for k in repeat * changes..(repeat + 1) * changes {
@@ -312,6 +315,9 @@ async fn run_point(suite: &mut Suite, index: usize, interval_s: u64) -> Result<(
     finished.store(true, Ordering::Release);
     let figures = ["scrape_p50_ms", "scrape_p99_ms", "scrape_missed"];
     record_pollers(suite, &paths, pollers, point, repeats, figures).await?;
+    if let Some(session) = session {
+        session.finish(suite).await;
+    }
     if index == 0 {
         remote_write_freshness(suite, &systems, point, repeats).await?;
     }
@@ -348,6 +354,8 @@ async fn remote_write_freshness(
     let logs: Vec<ChangeLog> = paths.iter().map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let finished = Arc::new(AtomicBool::new(false));
     let pollers = spawn_pollers(&paths, &logs, &finished, drain_time(Duration::ZERO));
+    let ringtail = systems.iter().find(|s| s.kind == SystemKind::Ringtail).map(RunningSystem::pid);
+    let session = ringtail.and_then(|pid| ProfileSession::start(suite, KEY, SystemKind::Ringtail, pid));
     for k in 0..repeats * changes {
         tokio::time::sleep(RW_CHANGE_PERIOD).await;
         let pod = format!("rw-{}", k % SLOTS);
@@ -362,7 +370,12 @@ async fn remote_write_freshness(
         }
     }
     finished.store(true, Ordering::Release);
-    record_pollers(suite, &paths, pollers, point, repeats, ["rw_p50_ms", "rw_p99_ms", "rw_missed"]).await
+    let recorded =
+        record_pollers(suite, &paths, pollers, point, repeats, ["rw_p50_ms", "rw_p99_ms", "rw_missed"]).await;
+    if let Some(session) = session {
+        session.finish(suite).await;
+    }
+    recorded
 }
 
 /// Starts one poller per system, each watching its read path for the changes in its log.

@@ -1,4 +1,4 @@
-//! The six workloads, one file each, and what they share: sending a pre-encoded request batch in
+//! The workloads, one file each, and what they share: sending a pre-encoded request batch in
 //! lanes that keep every series in time order, and dispatch by [`WorkloadKey`].
 //!
 //! Each workload file gives `info` (what it is, its parameters and figures, for the report),
@@ -8,6 +8,7 @@ pub mod adapter_api;
 pub mod churn;
 pub mod freshness;
 pub mod promql;
+pub mod promql_selective;
 pub mod remote_write;
 pub mod scrape;
 
@@ -40,6 +41,7 @@ pub fn estimate_seconds(key: WorkloadKey, scale: &Scale) -> f64 {
         WorkloadKey::RemoteWrite => remote_write::estimate_seconds(scale),
         WorkloadKey::Scrape => scrape::estimate_seconds(scale),
         WorkloadKey::Promql => promql::estimate_seconds(scale),
+        WorkloadKey::PromqlSelective => promql_selective::estimate_seconds(scale),
         WorkloadKey::AdapterApi => adapter_api::estimate_seconds(scale),
         WorkloadKey::Churn => churn::estimate_seconds(scale),
         WorkloadKey::Freshness => freshness::estimate_seconds(scale),
@@ -52,6 +54,7 @@ pub async fn run(key: WorkloadKey, suite: &mut Suite) -> Result<()> {
         WorkloadKey::RemoteWrite => remote_write::run(suite).await,
         WorkloadKey::Scrape => scrape::run(suite).await,
         WorkloadKey::Promql => promql::run(suite).await,
+        WorkloadKey::PromqlSelective => promql_selective::run(suite).await,
         WorkloadKey::AdapterApi => adapter_api::run(suite).await,
         WorkloadKey::Churn => churn::run(suite).await,
         WorkloadKey::Freshness => freshness::run(suite).await,

@@ -16,6 +16,7 @@ use crate::suite::measure::{
     histogram_quantile_ms, latency_histogram, quantile, record_latency, sorted, time_query, PromQuery,
 };
 use crate::suite::options::Scale;
+use crate::suite::profile::ProfileSession;
 use crate::suite::results::{charted, tabulated, WorkloadInfo};
 use crate::suite::systems::{RunningSystem, SystemKind, SystemSetup};
 use crate::suite::Suite;
@@ -326,6 +327,8 @@ async fn run_point(suite: &mut Suite, index: usize, series_count: usize) -> Resu
     for repeat in 0..repeats {
         suite.status(format!("{KEY}: {series_count} series, {runs} runs per query, repeat {}", repeat + 1));
         let order = SystemKind::order_for_repeat(repeat);
+        let ringtail = systems.iter().find(|s| s.kind == SystemKind::Ringtail).map(RunningSystem::pid);
+        let session = ringtail.and_then(|pid| ProfileSession::start(suite, KEY, SystemKind::Ringtail, pid));
         for (shape, query) in QUERIES.iter().zip(&queries) {
             let mut latencies: BTreeMap<SystemKind, Vec<f64>> = BTreeMap::new();
             for _ in 0..runs {
@@ -340,6 +343,9 @@ async fn run_point(suite: &mut Suite, index: usize, series_count: usize) -> Resu
                 suite.results.record(KEY, shape.p50_key, kind, point, repeat, quantile(&values, 0.5));
                 suite.results.record(KEY, shape.p99_key, kind, point, repeat, quantile(&values, 0.99));
             }
+        }
+        if let Some(session) = session {
+            session.finish(suite).await;
         }
     }
     for (shape, query) in QUERIES.iter().zip(&queries) {
@@ -395,12 +401,17 @@ async fn latency_distribution(
     for system in systems {
         histograms.push((system.kind, latency_histogram()?));
     }
+    let ringtail = systems.iter().find(|s| s.kind == SystemKind::Ringtail).map(RunningSystem::pid);
+    let session = ringtail.and_then(|pid| ProfileSession::start(suite, KEY, SystemKind::Ringtail, pid));
     for run in 0..runs {
         for kind in SystemKind::order_for_repeat(run) {
             let Some(index) = systems.iter().position(|s| s.kind == kind) else { continue };
             let elapsed = checked_query(&suite.http, &systems[index], shape, query, series_count).await?;
             record_latency(&mut histograms[index].1, elapsed);
         }
+    }
+    if let Some(session) = session {
+        session.finish(suite).await;
     }
     let point = series_count as f64;
     for (kind, histogram) in &histograms {
