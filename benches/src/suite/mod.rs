@@ -80,7 +80,7 @@ pub async fn run(options: SuiteOptions) -> Result<std::path::PathBuf> {
     let plan = plan(&scale);
     let estimated: f64 = plan.iter().map(|(_, s)| s).sum();
     for (key, seconds) in &plan {
-        eprintln!("  {:<12} ~{}", format!("{key:?}"), format_duration(*seconds));
+        eprintln!("  {:<16} ~{}", format!("{key:?}"), format_duration(*seconds));
     }
     eprintln!("estimated duration: {}", format_duration(estimated));
     if options.plan {
