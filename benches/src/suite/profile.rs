@@ -1139,6 +1139,16 @@ tokio-rt-worker 17372
         assert_eq!(parse_frame("\t  abc foo"), Some(frame("foo", "[unknown]")));
     }
 
+    /// The captured `perf script` text, folded (the last sample closed).
+    fn captured_fold() -> ProfileFold {
+        let mut fold = ProfileFold::default();
+        for line in CAPTURED.lines() {
+            fold.line(line);
+        }
+        fold.end_sample();
+        fold
+    }
+
     #[test]
     fn captured_output_folds_into_categories() {
         let mut fold = ProfileFold::default();
@@ -1290,11 +1300,7 @@ tokio-rt-worker 17372
 
     #[test]
     fn profiles_sum_over_windows_and_rank_shares() {
-        let mut fold = ProfileFold::default();
-        for line in CAPTURED.lines() {
-            fold.line(line);
-        }
-        fold.end_sample();
+        let fold = captured_fold();
         let mut profile = WorkloadProfile::new("w", SystemKind::Ringtail);
         profile.add(&fold);
         profile.add(&fold);
@@ -1309,11 +1315,7 @@ tokio-rt-worker 17372
 
     #[test]
     fn report_paragraph_reads_well() {
-        let mut fold = ProfileFold::default();
-        for line in CAPTURED.lines() {
-            fold.line(line);
-        }
-        fold.end_sample();
+        let fold = captured_fold();
         let mut profile = WorkloadProfile::new("w", SystemKind::Ringtail);
         profile.add(&fold);
         let text = report_paragraph(Some(&profile), SystemKind::Ringtail);
