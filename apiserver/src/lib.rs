@@ -46,6 +46,7 @@ pub mod config;
 mod cpu_limit;
 mod evaluation;
 mod http;
+mod json_text;
 mod k8s;
 mod listener;
 pub mod reload;

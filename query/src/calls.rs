@@ -482,29 +482,8 @@ impl RangeJob<'_> {
     /// Computes the step table, series split over the available cores (each series is walked
     /// once, oldest step first, with a forward-moving window), each core writing its own part.
     fn run(&self, series: &[PointSource<'_>]) -> Result<StepMatrix, QueryError> {
-        let n = series.len();
-        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(8);
-        let threads = if n < PARALLEL_MIN_SERIES { 1 } else { threads };
-        let chunk = n.div_ceil(threads.max(1)).max(1);
-        if threads <= 1 || n <= chunk {
-            // One part: computed on this thread (a spawned thread would start a cold heap).
-            return Ok(StepMatrix { steps: self.steps, parts: vec![self.run_part(0, series)?] });
-        }
-        // The first part on this thread, the others on scoped threads.
-        let (own, rest) = series.split_at(chunk);
-        let parts: Vec<Result<StepPart, QueryError>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = rest
-                    .chunks(chunk)
-                    .enumerate()
-                    .map(|(p, part)| scope.spawn(move || self.run_part((p + 1) * chunk, part)))
-                    .collect();
-                let mut parts = vec![self.run_part(0, own)];
-                parts.extend(handles.into_iter().map(|h| {
-                    h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: range worker panicked".into())))
-                }));
-                parts
-            });
+        let parts =
+            crate::parallel::in_parts(series, PARALLEL_MIN_SERIES, "range", |first, part| self.run_part(first, part));
         Ok(StepMatrix { steps: self.steps, parts: parts.into_iter().collect::<Result<_, _>>()? })
     }
 

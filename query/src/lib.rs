@@ -43,6 +43,7 @@ mod estimate;
 mod eval;
 pub mod functions;
 mod mathfns;
+mod parallel;
 mod params;
 mod parser;
 #[cfg(feature = "promqltest")]

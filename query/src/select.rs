@@ -278,27 +278,8 @@ pub(crate) fn select_all(
 /// Decodes `items` into evaluation series, split over the cores for many series, holding every
 /// series' samples in `budget`.
 fn decode_in_parallel(items: &[CompressedSeries], budget: &QueryBudget) -> Result<Vec<Fetched>, QueryError> {
-    let threads = if items.len() < PARALLEL_DECODE_MIN_SERIES {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |p| p.get()).min(8)
-    };
-    if threads == 1 {
-        return decode_series(items, budget);
-    }
-    let part_len = items.len().div_ceil(threads).max(1);
-    // The first part on this thread, the others on scoped threads.
-    let (own, rest) = items.split_at(part_len.min(items.len()));
-    let decoded: Vec<Result<Vec<Fetched>, QueryError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                rest.chunks(part_len).map(|part| scope.spawn(move || decode_series(part, budget))).collect();
-            let mut parts = vec![decode_series(own, budget)];
-            parts.extend(handles.into_iter().map(|h| {
-                h.join().unwrap_or_else(|_| Err(QueryError::Execution("BUG: decode worker panicked".into())))
-            }));
-            parts
-        });
+    let decoded =
+        crate::parallel::in_parts(items, PARALLEL_DECODE_MIN_SERIES, "decode", |_, part| decode_series(part, budget));
     let mut series = Vec::with_capacity(items.len());
     for part in decoded {
         series.extend(part?);

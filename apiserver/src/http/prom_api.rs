@@ -489,7 +489,7 @@ fn write_ts(out: &mut String, ts_ms: i64) {
 /// A JSON string as serde_json writes it; strings with nothing to escape (nearly every label)
 /// are copied as they are.
 fn write_json_string(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::json_text::is_verbatim(s) {
         out.push('"');
         out.push_str(s);
         out.push('"');

@@ -1,8 +1,9 @@
 //! `ringtail-bench` runs Ringtail's whole benchmark suite in one command: it starts Ringtail,
 //! Prometheus 2.42 and VictoriaMetrics 1.79 on loopback, runs the seven workloads (remote-write
 //! and scrape ingest, PromQL, selective PromQL, custom metrics API load, series churn, freshness)
-//! with the systems alternating between repeats, and writes a report folder (`report.md`, `charts/*.svg`,
-//! `results.json`). `--help` lists the options; `benches/README.md` explains every figure.
+//! with the systems alternating between repeats, and writes a report folder (`report.md`,
+//! `charts/*.svg`, `results.json`). `--help` lists the options; `benches/README.md` explains
+//! every figure.
 #![forbid(unsafe_code)]
 
 use clap::Parser;

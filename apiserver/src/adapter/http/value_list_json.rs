@@ -115,7 +115,7 @@ pub(crate) fn write_metric_value_list(
 /// `text` as a JSON string: copied as is when nothing in it needs escaping (object names never
 /// do), else escaped by serde_json.
 fn push_json_str(out: &mut Vec<u8>, text: &str) -> Result<(), serde_json::Error> {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::json_text::is_verbatim(text) {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
