@@ -4,6 +4,8 @@
 //! `serve` (`--secure-port`, `--cert-dir`, `--config` naming a rules file, …).
 
 mod adapter_support;
+#[path = "ingest_common/ports.rs"]
+mod ports;
 
 use adapter_support::*;
 use std::process::{Child, Command, Stdio};
@@ -18,9 +20,7 @@ impl Drop for Guard {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
+use ports::free_port;
 
 fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, path: &str) -> Result<serde_json::Value, String> {
     let output = Command::new(KUBECTL)

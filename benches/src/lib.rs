@@ -91,10 +91,26 @@ impl Drop for Peer {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 (bound, then released), never handed out twice by this process.
+/// It comes from below the kernel's ephemeral range (32768+), so none of the connections the
+/// suite opens can be holding it when the server it is meant for binds it.
 pub fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    use rand::Rng;
+    const FIRST_PORT: u16 = 20_000;
+    const LAST_PORT: u16 = 32_000;
+    static HANDED_OUT: std::sync::Mutex<Option<std::collections::HashSet<u16>>> = std::sync::Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let handed_out = handed_out.get_or_insert_with(Default::default);
+    let span = LAST_PORT - FIRST_PORT;
+    let start = rand::thread_rng().gen_range(0..span);
+    for step in 0..span {
+        let port = FIRST_PORT + (start + step) % span;
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(format!("no free loopback port in {FIRST_PORT}..{LAST_PORT}"))
 }
 
 /// The `ringtail` binary: `$RINGTAIL_BIN`, else the one next to the running program.

@@ -5,11 +5,14 @@
 #![allow(dead_code)]
 
 pub mod peer;
+pub mod ports;
+
+pub use ports::free_port;
 
 use peer::PROMETHEUS;
 
 use ingest::proto::v1;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,11 +20,8 @@ use std::time::{Duration, Instant};
 /// How long a process gets to come up on a loaded 2-core machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port");
-    listener.local_addr().expect("local addr").port()
-}
+/// How many ports a harness tries before giving up when others take them first.
+pub const PORT_ATTEMPTS: usize = 3;
 
 /// A child process killed (and reaped) when dropped.
 pub struct ChildGuard {
@@ -63,22 +63,29 @@ pub struct Ringtail {
 
 impl Ringtail {
     /// Starts Ringtail with an optional config file body and extra flags; waits for `/-/ready`.
+    /// When another server took the port first (its data dir is not ours), it starts again on
+    /// another port.
     pub async fn start(config_yaml: Option<&str>, extra_args: &[&str]) -> Ringtail {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringtail"));
-        command.arg("serve").arg("--data-dir").arg(dir.path().join("data")).arg("--listen").arg(addr.to_string());
-        if let Some(yaml) = config_yaml {
-            let path = dir.path().join("ringtail.yaml");
-            std::fs::write(&path, yaml).expect("writing config");
-            command.arg("--config").arg(path);
+        for _ in 0..PORT_ATTEMPTS {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let data_dir = dir.path().join("data");
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let mut command = Command::new(env!("CARGO_BIN_EXE_ringtail"));
+            command.arg("serve").arg("--data-dir").arg(&data_dir).arg("--listen").arg(addr.to_string());
+            if let Some(yaml) = config_yaml {
+                let path = dir.path().join("ringtail.yaml");
+                std::fs::write(&path, yaml).expect("writing config");
+                command.arg("--config").arg(path);
+            }
+            command.args(extra_args).env("RINGTAIL_LOG", "info");
+            let process = ChildGuard::spawn("ringtail", &mut command, &dir.path().join("ringtail.log"));
+            let ringtail = Ringtail { process, addr, dir };
+            wait_http_ok(&format!("{}/-/ready", ringtail.url()), START_TIMEOUT).await;
+            if ports::serves_data_dir(&ringtail.url(), &data_dir).await {
+                return ringtail;
+            }
         }
-        command.args(extra_args).env("RINGTAIL_LOG", "info");
-        let process = ChildGuard::spawn("ringtail", &mut command, &dir.path().join("ringtail.log"));
-        let ringtail = Ringtail { process, addr, dir };
-        wait_http_ok(&format!("{}/-/ready", ringtail.url()), START_TIMEOUT).await;
-        ringtail
+        panic!("another server took the port each of {PORT_ATTEMPTS} times");
     }
 
     pub fn url(&self) -> String {

@@ -5,6 +5,10 @@
 
 #[path = "../ingest_common/peer.rs"]
 pub mod peer;
+#[path = "../ingest_common/ports.rs"]
+pub mod ports;
+
+pub use ports::free_port;
 
 use peer::PROMETHEUS;
 
@@ -16,10 +20,6 @@ use std::time::{Duration, Instant};
 
 /// How long a server may take to become ready on a loaded 2-core machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("HTTP client")
@@ -76,7 +76,19 @@ async fn wait_ready(url: &str, log: &Path) {
 }
 
 /// Starts `ringtail serve` without scraping anything, with extra flags.
+/// When another server took the port first (its data dir is not ours), it starts again on
+/// another port.
 pub async fn start_ringtail(extra_args: &[&str]) -> Server {
+    for _ in 0..3 {
+        let server = start_ringtail_once(extra_args).await;
+        if ports::serves_data_dir(&server.url, &server.dir.path().join("data")).await {
+            return server;
+        }
+    }
+    panic!("another server took the port each of 3 times");
+}
+
+async fn start_ringtail_once(extra_args: &[&str]) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let config = dir.path().join("ringtail.yaml");
