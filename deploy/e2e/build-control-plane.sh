@@ -2,6 +2,11 @@
 # Builds kube-apiserver and kube-controller-manager from Debian's `kubernetes` source package and
 # caches them outside the work tree, keyed by version, so a machine builds them once.
 # Prints the directory holding the two binaries on its last line.
+#
+# The source vendors github.com/modern-go/reflect2 v1.0.1, which does not work with Go 1.18 or
+# later: built with Debian's Go 1.19, kube-apiserver crashes (SIGSEGV under json-iterator) as soon
+# as it encodes a custom resource. Debian's golang-github-modern-go-reflect2-dev (1.0.2, same import
+# path) is vendored in its place before the build; the cache key names it.
 set -euo pipefail
 
 cache_root="${RINGTAIL_CACHE_DIR:-/var/cache/ringtail}"
@@ -32,19 +37,30 @@ if [ -z "$version" ]; then
 fi
 [ -n "$version" ] || { echo "no kubernetes source package found in apt" >&2; exit 1; }
 
-bin_dir="${cache_root}/kubernetes-${version}/bin"
+reflect2_version=1.0.2
+bin_dir="${cache_root}/kubernetes-${version}+reflect2-${reflect2_version}/bin"
 if [ -x "$bin_dir/kube-apiserver" ] && [ -x "$bin_dir/kube-controller-manager" ]; then
   echo "$bin_dir"
   exit 0
 fi
 
-as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq golang-go rsync dpkg-dev make >&2
+as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq golang-go rsync dpkg-dev make \
+  golang-github-modern-go-reflect2-dev >&2
+reflect2_src=/usr/share/gocode/src/github.com/modern-go/reflect2
+installed="$(dpkg-query -W -f='${Version}' golang-github-modern-go-reflect2-dev)"
+case "$installed" in
+  "${reflect2_version}"-*) ;;
+  *) echo "golang-github-modern-go-reflect2-dev is ${installed}, expected ${reflect2_version}" >&2; exit 1 ;;
+esac
 src_parent="${cache_root}/src-${version}"
 rm -rf "$src_parent"
 mkdir -p "$src_parent"
 (cd "$src_parent" && apt-get source -qq kubernetes >&2)
 src_dir="$(find "$src_parent" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)"
 [ -n "$src_dir" ] || { echo "apt-get source kubernetes produced no source tree" >&2; exit 1; }
+vendored="$src_dir/vendor/github.com/modern-go/reflect2"
+[ -d "$vendored" ] || { echo "the source tree vendors no github.com/modern-go/reflect2" >&2; exit 1; }
+rsync -a --delete --exclude '*_test.go' --exclude LICENSE "$reflect2_src/" "$vendored/"
 
 echo "building kube-apiserver and kube-controller-manager ${version} (about 15 minutes on 2 cores); log: $log" >&2
 (cd "$src_dir" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager") >"$log" 2>&1 || {

@@ -31,10 +31,11 @@ def render():
     out = []
     with lock:
         for line in lines:
-            parts = line.split()
-            if len(parts) != 3:
+            # The series may hold spaces (in label values): the value is the last word.
+            kind, _, rest = line.strip().partition(" ")
+            series, _, value = rest.strip().rpartition(" ")
+            if not series or not value:
                 continue
-            kind, series, value = parts
             if kind == "gauge":
                 out.append(f"{series} {value}")
             elif kind == "counter":

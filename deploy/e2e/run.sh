@@ -33,6 +33,11 @@
 # 8. Discovery roles (discovery.sh): endpoints, endpointslice (v1beta1 here), ingress and pod with
 #    attach_metadata and a field selector, each compared with vmagent 1.79 discovering the same
 #    objects (the targets' labels before relabeling, from both /api/v1/targets).
+# 9. The scenarios of deploy/examples/ (scenarios.sh), beside the steps above: Seldon Model and
+#    Server custom resources on infer_rps, Istio's requests_per_second and DCGM's GPU
+#    utilisation as Pods metrics, Object metrics on a Service through v2beta1 and v2beta2 HPAs,
+#    and a dotted metric name (renamed by a rule, then received under its UTF-8 name over
+#    remote-write 2.0), each scaled 1 -> 4 -> 1 with its reaction times printed.
 # Prints "N passed, M failed" and exits non-zero when anything failed. Needs root (netns).
 set -euo pipefail
 
@@ -183,6 +188,8 @@ EOF
 rm_prepare_config   # the kubelet jobs in a scrape_config_files file, certificates, token
 source "$here/discovery.sh"
 sd_prepare_config   # the discovery roles' jobs, for Ringtail and for a vmagent beside it
+source "$here/scenarios.sh"
+sc_prepare_config   # Seldon's CRDs; adapter.yaml = deploy/examples' rules, then the shipped ones
 
 # --- Ringtail in the test hosts ---------------------------------------------------------------
 start_replica() { # NETNS IP DATA_DIR LOG [FLAG...] — appends the pid to pids; sets started_pid
@@ -229,6 +236,7 @@ scrape_configs:
     honor_labels: true
     static_configs: [{targets: ["$host_ip:$push_port"]}]
 EOF
+sc_vmagent_job >>"$work/vmagent.yaml"
 # Both replicas receive the same stream (what deploy/service.yaml tells senders to do).
 vmagent -promscrape.config "$work/vmagent.yaml" -remoteWrite.url "http://$ns_ip:9201/api/v1/write" \
   -remoteWrite.url "http://$ns_ip_b:9201/api/v1/write" \
@@ -303,6 +311,7 @@ EOF
         target: {type: AverageValue, averageValue: "10"}'
 } >"$work/workloads.yaml"
 kc apply -f "$work/workloads.yaml" >/dev/null
+sc_start   # the scenarios' objects and HPAs (deploy/examples), their metric sources and driver
 
 # The driver: marks new pods Running/Ready (there is no kubelet) and writes the metric values the
 # current phase asks for. ei_scale_ratio is the per-pod share of a total "load", so the Pods HPA's
@@ -358,6 +367,10 @@ for d in inference web worker; do
   replicas_are "$d" 1 || fail "$d does not start at 1 replica (has $(replicas "$d"))"
 done
 rm_hpa_at_rest
+# The scenarios run beside everything below; sc_collect waits for them at the end.
+sc_run &
+sc_run_pid=$!
+pids+=("$sc_run_pid")
 
 scale_and_check() { # LOAD EXPECTED TIMEOUT — all three HPAs watched at once, each timed
   local load="$1" expected="$2" timeout="$3" start now d pending=(inference web worker) still
@@ -514,6 +527,7 @@ set_endpoints "$ns_ip" "$ns_ip_b"
 # --- resource metrics: kubectl top, the raw API, the cpu HPA ----------------------------------
 rm_checks
 sd_checks
+sc_collect "$sc_run_pid"
 
 log "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -7,9 +7,17 @@
 //! `LabelMatchers` carries `pod!=""` instead of `pod=~"a|b|…"`, and the exact set goes to the
 //! query engine as a set matcher added to every selector (no giant regex to compile per
 //! request). `LabelValuesByName` still holds the `a|b|…` form for templates that read it.
+//!
+//! A series name that is not a legacy metric name (`net.http.request.count`) renders in
+//! PromQL's quoted form where `.Series` stands for a metric name — `<<.Series>>{<<.LabelMatchers>>}`
+//! gives `{"net.http.request.count",namespace="ns"}` (Prometheus 3's spelling, without its space
+//! after the comma) — and escaped inside string literals (`{__name__="<<.Series>>"}` as before).
+//! This holds for templates that only print `.Series` (`<<.Series>>`); one that passes it to a
+//! function, condition or variable prints it as is, like prometheus-adapter. Both custom and
+//! external rules render here.
 
 use super::naming::{is_prom_label_name, CompiledRule, RuleError};
-use super::query_template::QueryTemplate;
+use super::query_template::{is_legacy_metric_name, QueryTemplate};
 use super::selector::{LabelSelector, Operator};
 use super::template::TemplateValue;
 use crate::adapter::provider::resources::{GroupResource, ObjectResolver};
@@ -280,14 +288,137 @@ pub(super) fn render_template(
         }
         push_matcher_text(matcher, &mut label_matchers);
     }
+    // A name that is not a legacy metric name is printed as a marker and then quoted where it
+    // stands (see `quote_series_sites`); a template passing `.Series` to a function, condition
+    // or variable prints it as is. The marker is one no other input holds (request values are
+    // anyone's text).
+    let marker = (!series.is_empty()
+        && !is_legacy_metric_name(series)
+        && template.template().prints_field_only_plainly("Series"))
+    .then(|| {
+        let taken = |m: &str| {
+            template.source().contains(m)
+                || label_matchers.contains(m)
+                || group_by.iter().any(|g| g.contains(m))
+                || by_name.iter().any(|(k, v)| k.contains(m) || matches!(v, TemplateValue::Str(s) if s.contains(m)))
+        };
+        (0u32..).map(|n| format!("{SERIES_MARKER}{n}")).find(|m| !taken(m))
+    })
+    .flatten();
     let args = TemplateValue::object([
-        ("Series", TemplateValue::str(series)),
+        ("Series", TemplateValue::str(marker.as_deref().unwrap_or(series))),
         ("LabelMatchers", TemplateValue::str(label_matchers)),
         ("LabelValuesByName", TemplateValue::map(by_name)),
         ("GroupBy", TemplateValue::str(group_by.join(","))),
         ("GroupBySlice", TemplateValue::list_of_str(group_by.iter().cloned())),
     ]);
-    template.template().render(&args)
+    let text = template.template().render(&args)?;
+    Ok(match marker {
+        Some(marker) => quote_series_sites(&text, &marker, series),
+        None => text,
+    })
+}
+
+/// What `.Series` prints as (with a number making it unique) before [`quote_series_sites`]
+/// puts the name in: a legacy name, so the template prints it like any series.
+const SERIES_MARKER: &str = "ringtail_adapter_series_marker";
+
+/// Puts `series` where `marker` was printed in `text`: inside a string literal as its escaped
+/// content, and where a metric name goes (outside strings) as PromQL's quoted name in the
+/// selector's braces — `m{a="b"}` becomes `{"m",a="b"}`, a bare `m` becomes `{"m"}` — which
+/// parses to the same selector as `{__name__="m",a="b"}`. Text around the marker in the same
+/// name token (`<<.Series>>_sum`) becomes part of the quoted name; in a `#` comment the name is
+/// put as is.
+fn quote_series_sites(text: &str, marker: &str, series: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + series.len() + 8);
+    let mut i = 0;
+    let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    while i < bytes.len() {
+        match bytes[i] {
+            quote_char @ (b'"' | b'\'' | b'`') => {
+                let end = string_end(bytes, i);
+                let closed = end - 1 > i && bytes[end - 1] == quote_char;
+                let body = &text[i + 1..if closed { end - 1 } else { end }];
+                out.push(quote_char as char);
+                if quote_char == b'`' {
+                    out.push_str(&body.replace(marker, series));
+                } else {
+                    out.push_str(&body.replace(marker, &escape_in_string(series, quote_char as char)));
+                }
+                if closed {
+                    out.push(quote_char as char);
+                }
+                i = end;
+            }
+            b'#' => {
+                let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
+                out.push_str(&text[i..end].replace(marker, series));
+                i = end;
+            }
+            b if is_name_byte(b) => {
+                let end = bytes[i..].iter().position(|&b| !is_name_byte(b)).map_or(bytes.len(), |n| i + n);
+                let token = &text[i..end];
+                if !token.contains(marker) {
+                    out.push_str(token);
+                    i = end;
+                    continue;
+                }
+                let name = quote(&token.replace(marker, series));
+                let after = text[end..].trim_start();
+                if let Some(inside) = after.strip_prefix('{') {
+                    out.push('{');
+                    out.push_str(&name);
+                    if !inside.trim_start().starts_with('}') {
+                        out.push(',');
+                    }
+                    i = text.len() - inside.len();
+                } else {
+                    out.push('{');
+                    out.push_str(&name);
+                    out.push('}');
+                    i = end;
+                }
+            }
+            _ => {
+                let len = text[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&text[i..i + len]);
+                i += len;
+            }
+        }
+    }
+    out
+}
+
+/// The byte after the string literal opening at `start` (or the text's end if unterminated).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let quote_char = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote_char != b'`' => i += 2,
+            b if b == quote_char => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// `value` as the content of a `quote_char` string literal.
+fn escape_in_string(value: &str, quote_char: char) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c == quote_char => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// What `metricsQuery` is rendered from.
@@ -569,7 +700,7 @@ mod tests {
         let empty = LabelSelector::default();
         // Series names that are not a plain selector name, and a value whose `[` the text path's
         // window scan would read.
-        for (series, object) in [("sum", "p"), ("by", "p"), ("Inf", "p"), ("x:y.z", "p"), ("x", "p[1m]")] {
+        for (series, object) in [("sum", "p"), ("by", "p"), ("Inf", "p"), ("a[1m].b", "p"), ("x", "p[1m]")] {
             let input = QueryInput {
                 series,
                 resource: &pods,
@@ -608,6 +739,157 @@ mod tests {
         let unnamespaced = rule_in("sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)", RuleKind::External, false);
         let query = unnamespaced.build_external_query("queue_depth", "ns", &empty, &TableOnly).unwrap();
         assert!(!assert_same_as_text(&unnamespaced, &query), "no LabelMatchers at all: the text path");
+    }
+
+    #[test]
+    fn utf8_series_names_render_quoted_and_substitute_to_the_same_tree() {
+        let templates = [
+            ("sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)", true),
+            ("<<.Series>>{<<.LabelMatchers>>}", true),
+            ("max by (<<.GroupBy>>) ({__name__=\"<<.Series>>\",<<.LabelMatchers>>} offset 1m)", true),
+            ("max_over_time(<<.Series>>{<<.LabelMatchers>>}[5m:1m])", true),
+            ("<<.Series>>_sum{<<.LabelMatchers>>}", false),
+            ("sum(<<.Series>>{pod=~\"<<.LabelValuesByName.pod>>\"}) by (<<.GroupBy>>)", false),
+        ];
+        let selector = LabelSelector::parse("code in (200,500),tier").unwrap();
+        let pods = GroupResource::new("", "pods");
+        let names = vec!["a".to_string(), "b".to_string()];
+        for (template, parsed) in templates {
+            let rule = rule(template, RuleKind::Custom);
+            for series in ["net.http.request.count", "x:y.z", "über_zähler", "a b{c}=\"", "sum.x", "by-1"] {
+                for names in [ObjectNames::One("web-0"), ObjectNames::Set(&names), ObjectNames::All] {
+                    let input = QueryInput {
+                        series,
+                        resource: &pods,
+                        namespace: Some("ns"),
+                        names,
+                        metric_selector: &selector,
+                    };
+                    let query = rule.build_query(&input, &TableOnly).unwrap();
+                    let substitutable = parsed && !series.contains('"');
+                    assert_eq!(assert_same_as_text(&rule, &query), substitutable, "{template} {series}");
+                    let text = query.text(&rule).unwrap();
+                    let expr = query::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                    let mut names = Vec::new();
+                    expr.walk(&mut |node| {
+                        if let query::ast::ExprKind::Vector(s) | query::ast::ExprKind::Matrix { selector: s, .. } =
+                            &node.kind
+                        {
+                            names.push(s.name.clone());
+                        }
+                    });
+                    let want = if template.contains("_sum") { format!("{series}_sum") } else { series.to_string() };
+                    assert_eq!(names, [Some(want)], "{text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn utf8_series_names_print_as_prometheus_3_quotes_them() {
+        let rule = rule("sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)", RuleKind::Custom);
+        let services = GroupResource::new("", "services");
+        let empty = LabelSelector::default();
+        let input = QueryInput {
+            series: "net.http.request.count",
+            resource: &services,
+            namespace: Some("default"),
+            names: ObjectNames::One("frontend"),
+            metric_selector: &empty,
+        };
+        let query = rule.build_query(&input, &TableOnly).unwrap();
+        assert!(matches!(query.form, QueryForm::Parsed { .. }));
+        assert_eq!(
+            query.text(&rule).unwrap(),
+            "sum(rate({\"net.http.request.count\",namespace=\"default\",service=\"frontend\"}[1m])) by (service)"
+        );
+        let by_name = rule_in("{__name__=\"<<.Series>>\",<<.LabelMatchers>>}", RuleKind::Custom, true);
+        let query = by_name.build_query(&input, &TableOnly).unwrap();
+        assert_eq!(
+            query.text(&by_name).unwrap(),
+            "{__name__=\"net.http.request.count\",namespace=\"default\",service=\"frontend\"}"
+        );
+        // Keyword-like legacy names print bare, as before (and as prometheus-adapter prints them).
+        let query = rule.build_query(&QueryInput { series: "by", ..input }, &TableOnly).unwrap();
+        assert!(matches!(query.form, QueryForm::Text(_)));
+        assert!(query.text(&rule).unwrap().starts_with("sum(rate(by{"), "{}", query.text(&rule).unwrap());
+    }
+
+    #[test]
+    fn series_sites_are_quoted_where_they_stand() {
+        let m = "ringtail_adapter_series_marker";
+        let cases = [
+            ("M{a=\"b\"}", "n.x", "{\"n.x\",a=\"b\"}"),
+            ("rate(M[1m])", "n.x", "rate({\"n.x\"}[1m])"),
+            ("M {}", "n.x", "{\"n.x\"}"),
+            ("M_sum { a=\"b\" }", "n.x", "{\"n.x_sum\", a=\"b\" }"),
+            ("M offset 1m", "n.x", "{\"n.x\"} offset 1m"),
+            (
+                "label_replace(M{a=\"ü\"}, \"x\", \"M\", 'M', `M`)",
+                "n\"'",
+                "label_replace({\"n\\\"'\",a=\"ü\"}, \"x\", \"n\\\"'\", 'n\"\\'', `n\"'`)",
+            ),
+            ("# M here\nM", "n.x", "# n.x here\n{\"n.x\"}"),
+            ("x{a=\"\\\"M\"}", "n.x", "x{a=\"\\\"n.x\"}"),
+            ("\"M", "n.x", "\"n.x"),
+            ("\"", "n.x", "\""),
+        ];
+        for (template, series, want) in cases {
+            let text = template.replace('M', m);
+            assert_eq!(quote_series_sites(&text, m, series), want, "{template}");
+        }
+    }
+
+    #[test]
+    fn templates_passing_series_to_functions_print_it_as_is() {
+        let pods = GroupResource::new("", "pods");
+        let empty = LabelSelector::default();
+        let input = QueryInput {
+            series: "n.x",
+            resource: &pods,
+            namespace: None,
+            names: ObjectNames::One("p"),
+            metric_selector: &empty,
+        };
+        for template in
+            ["<<printf \"%s\" .Series>>{<<.LabelMatchers>>}", "<<with .>><<.Series>><<end>>{<<.LabelMatchers>>}"]
+        {
+            let rule = rule(template, RuleKind::Custom);
+            assert!(!rule.metrics_query.template().prints_field_only_plainly("Series"), "{template}");
+            let query = rule.build_query(&input, &TableOnly).unwrap();
+            assert_eq!(query.text(&rule).unwrap(), "n.x{pod=\"p\"}", "{template}");
+        }
+        let plain = rule("<<.Series>>{<<.LabelMatchers>>} / on(<<.GroupBy>>) <<.Series>>", RuleKind::Custom);
+        assert!(plain.metrics_query.template().prints_field_only_plainly("Series"));
+    }
+
+    #[test]
+    fn request_values_holding_the_marker_are_left_alone() {
+        let rule = rule("sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)", RuleKind::Custom);
+        let pods = GroupResource::new("", "pods");
+        let object = format!("{SERIES_MARKER}0");
+        let selector = LabelSelector::parse(&format!("{SERIES_MARKER}1={SERIES_MARKER}2")).unwrap();
+        let input = QueryInput {
+            series: "n.x",
+            resource: &pods,
+            namespace: None,
+            names: ObjectNames::One(&object),
+            metric_selector: &selector,
+        };
+        let query = rule.build_query(&input, &TableOnly).unwrap();
+        assert_eq!(
+            query.text(&rule).unwrap(),
+            format!("sum({{\"n.x\",{SERIES_MARKER}1=\"{SERIES_MARKER}2\",pod=\"{object}\"}}) by (pod)")
+        );
+    }
+
+    #[test]
+    fn external_queries_quote_utf8_series_names() {
+        let rule = rule("sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m]))", RuleKind::External);
+        let selector = LabelSelector::parse("queue=a").unwrap();
+        let query = rule.build_external_query("queue.depth", "ns", &selector, &TableOnly).unwrap();
+        assert!(assert_same_as_text(&rule, &query));
+        assert_eq!(query.text(&rule).unwrap(), "sum(rate({\"queue.depth\",queue=\"a\",namespace=\"ns\"}[1m]))");
     }
 
     #[test]

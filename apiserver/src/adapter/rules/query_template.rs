@@ -9,6 +9,13 @@
 //! a matcher list, an aggregation's grouping label), and the request's values are tokens of the same kind (the
 //! series a plain metric name, the labels plain label names, the matcher list not empty). Any
 //! other template or request takes the text path ([`QueryForm::Text`]), with the same result.
+//!
+//! A series name outside the legacy metric-name character set (`net.http.request.count`, as
+//! Prometheus 3 and OpenTelemetry write them) is substituted too: the text path prints it where a
+//! metric name goes in PromQL's quoted form (`{"net.http.request.count",namespace="ns"}`, see
+//! `render_template`), which parses to the selector's `__name__` matcher, exactly what
+//! substitution puts there. Legacy-looking names that are keywords (`by`, `sum`) stay on the text
+//! path, printed bare as prometheus-adapter prints them.
 
 use super::naming::{is_prom_label_name, RuleKind};
 use super::query::{first_range_seconds, render_template, LabelPart, QueryForm, TemplateArguments};
@@ -141,7 +148,7 @@ impl QueryTemplate {
         parts: &[LabelPart<'_>],
         group_by: Option<&str>,
     ) -> Option<(QueryForm, Option<i64>)> {
-        if !is_plain_metric_name(series)
+        if !is_substitutable_series(series)
             || parts.is_empty()
             || parts
                 .iter()
@@ -245,11 +252,31 @@ fn range_scan_avoids_placeholders(text: &str) -> bool {
 
 /// Whether `name`, printed where a metric name goes, parses as a selector of that name.
 fn is_plain_metric_name(name: &str) -> bool {
+    is_legacy_metric_name(name)
+        && !NOT_A_SELECTOR.iter().any(|word| name.eq_ignore_ascii_case(word))
+        && query::ast::AggOp::from_name(name).is_none()
+}
+
+/// Whether `name` is a metric name in the legacy character set (`[a-zA-Z_:][a-zA-Z0-9_:]*`),
+/// which PromQL writes bare; any other name is written quoted (`{"net.http.request.count"}`).
+pub(super) fn is_legacy_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-        && !NOT_A_SELECTOR.iter().any(|word| name.eq_ignore_ascii_case(word))
-        && query::ast::AggOp::from_name(name).is_none()
+}
+
+/// Whether `series` can be substituted: a plain metric name, or a name outside the legacy
+/// character set, which the text path prints in PromQL's quoted form and so means exactly the
+/// `__name__` matcher substitution gives. Legacy-looking keywords (`by`, `sum`, `Inf`) keep the
+/// text path, which prints them bare as prometheus-adapter does. Quotes, backslashes and
+/// control characters (escaped differently per string kind) and `[` (which the text path's
+/// window scan would read) keep the text path too.
+fn is_substitutable_series(series: &str) -> bool {
+    is_plain_metric_name(series)
+        || (!series.is_empty()
+            && !is_legacy_metric_name(series)
+            && !series.contains(['"', '\'', '`', '\\', '['])
+            && !series.chars().any(char::is_control))
 }
 
 /// One request's values.

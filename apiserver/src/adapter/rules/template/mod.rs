@@ -192,9 +192,45 @@ impl Template {
         })
     }
 
+    /// Whether the top-level `field` is read only by top-level `<<.field>>` prints (no function,
+    /// conditional or variable sees it, nor `.`/`$` as a whole), so the output holds its value
+    /// verbatim and depends on it nowhere else. Reads inside `range`/`with` bodies count too.
+    pub(crate) fn prints_field_only_plainly(&self, field: &str) -> bool {
+        self.nodes.iter().all(|node| match node {
+            Node::Action(Pipeline { decl, commands })
+                if decl.is_empty()
+                    && matches!(commands.as_slice(), [command]
+                        if matches!(command.as_slice(), [Operand::Dot(fields)] if fields.len() == 1)) =>
+            {
+                true
+            }
+            node => !node_may_read(node, field),
+        })
+    }
+
     /// Executes the template against `data` (bound to `.` and `$`).
     pub(crate) fn render(&self, data: &TemplateValue) -> Result<String, TemplateError> {
         exec::render(&self.source, &self.nodes, data)
+    }
+}
+
+/// Whether `node` may read `field` (conservatively: any `.field`/`$x.field`, and any whole `.`/`$x`).
+fn node_may_read(node: &Node, field: &str) -> bool {
+    fn pipe_reads(pipe: &Pipeline, field: &str) -> bool {
+        pipe.commands.iter().flatten().any(|op| match op {
+            Operand::Dot(fields) | Operand::Var(_, fields) => fields.first().is_none_or(|f| f == field),
+            Operand::Paren(inner, _) => pipe_reads(inner, field),
+            _ => false,
+        })
+    }
+    let any = |nodes: &[Node]| nodes.iter().any(|n| node_may_read(n, field));
+    match node {
+        Node::Text(_) => false,
+        Node::Action(pipe) => pipe_reads(pipe, field),
+        Node::If { cond, then, otherwise } => pipe_reads(cond, field) || any(then) || any(otherwise),
+        Node::Range { pipe, body, otherwise } | Node::With { pipe, body, otherwise } => {
+            pipe_reads(pipe, field) || any(body) || any(otherwise)
+        }
     }
 }
 
