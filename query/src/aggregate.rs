@@ -240,11 +240,13 @@ impl Group {
 }
 
 impl Evaluator<'_> {
-    /// `op by/without (…) (f(selector[r]))` at a step of a range query, for the aggregations
-    /// without a parameter: the per-series values of every step come from the call's step table,
-    /// each series' group is resolved once, and the groups of every step are accumulated in one
-    /// pass, in the same series order as step-by-step evaluation (so sums round the same way).
-    /// The result of each step is kept for the query; `None` when the shape does not apply.
+    /// `op by/without (…) (f(selector[r]))` or `op by/without (…) (selector)` at a step of a
+    /// range query, for the aggregations without a parameter: the per-series values of every
+    /// step come from the call's step table (or, for a plain selector, from each series' newest
+    /// sample in the lookback window, as step-by-step selection picks it), each series' group
+    /// is resolved once, and the groups of every step are accumulated in one pass, in the same
+    /// series order as step-by-step evaluation (so sums round the same way). The result of each
+    /// step is kept for the query; `None` when the shape does not apply.
     pub(crate) fn fused_range_aggregate(
         &self,
         node: usize,
@@ -257,26 +259,79 @@ impl Evaluator<'_> {
         if !op.is_plain_fold() {
             return Ok(None);
         }
-        let ExprKind::Call { func, args } = &inner.unparen().kind else { return Ok(None) };
-        let [arg] = args.as_slice() else { return Ok(None) };
-        if func.arg_types.first() != Some(&ValueType::Matrix) {
-            return Ok(None);
+        let fused = FusedAggregate { node, op, grouping, without };
+        match &inner.unparen().kind {
+            ExprKind::Call { func, args } => {
+                let [arg] = args.as_slice() else { return Ok(None) };
+                if func.arg_types.first() != Some(&ValueType::Matrix) {
+                    return Ok(None);
+                }
+                let Some(step) = self.precompute_range_steps(func, arg, 0, [f64::NAN; 2], t_ms)? else {
+                    return Ok(None);
+                };
+                if let Some(steps) = self.fused_cache.borrow().get(&node) {
+                    return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
+                }
+                let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
+                let Some(selection) = self.selection(selector) else { return Ok(None) };
+                let step_cache = self.step_cache.borrow();
+                let Some(m) = step_cache.get(&(arg as *const Expr as usize)) else { return Ok(None) };
+                let labels = (0..selection.len()).map_while(|i| selection.labels(i).map(|(labels, _)| labels));
+                let drop_name = !func.keeps_metric_name();
+                self.fold_steps(&fused, labels, m.steps, drop_name, step, |k, each| m.for_each_at(k, each))
+            }
+            ExprKind::Vector(selector) => {
+                let offset = t_ms - self.start_ms;
+                if !self.is_range
+                    || self.interval_ms <= 0
+                    || offset < 0
+                    || offset % self.interval_ms != 0
+                    || t_ms > self.end_ms
+                {
+                    return Ok(None);
+                }
+                let step = (offset / self.interval_ms) as usize;
+                if let Some(steps) = self.fused_cache.borrow().get(&node) {
+                    return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
+                }
+                let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
+                let data = self.data(selector)?;
+                let at = self.at_time(selector.at);
+                let labels = data.iter().map(|series| &series.labels);
+                self.fold_steps(&fused, labels, steps, false, step, |k, each| {
+                    let t = self.start_ms + k as i64 * self.interval_ms;
+                    let ref_t = at.unwrap_or(t) - selector.offset_ms;
+                    for (i, series) in data.iter().enumerate() {
+                        if let Some((_, value)) = series.instant_point(ref_t, self.lookback_ms) {
+                            each(i, value);
+                        }
+                    }
+                })
+            }
+            _ => Ok(None),
         }
-        let Some(step) = self.precompute_range_steps(func, arg, 0, [f64::NAN; 2], t_ms)? else { return Ok(None) };
-        if let Some(steps) = self.fused_cache.borrow().get(&node) {
-            return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
-        }
-        let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
-        let Some(selection) = self.selection(selector) else { return Ok(None) };
-        let step_cache = self.step_cache.borrow();
-        let Some(m) = step_cache.get(&(arg as *const Expr as usize)) else { return Ok(None) };
+    }
+
+    /// Accumulates every step of a fused aggregation: `labels` are the input series' label sets
+    /// in series order, `values_at(k, each)` calls `each(series, value)` for every series with a
+    /// value at step `k`, in series order. Keeps every step's result in `fused_cache` and
+    /// returns step `step`'s; `None` (step by step instead) when the table would not fit.
+    fn fold_steps<'l>(
+        &self,
+        fused: &FusedAggregate<'_>,
+        labels: impl Iterator<Item = &'l Arc<Labels>>,
+        steps: usize,
+        drop_name: bool,
+        step: usize,
+        mut values_at: impl FnMut(usize, &mut dyn FnMut(usize, f64)),
+    ) -> Result<Option<Val>, QueryError> {
+        let FusedAggregate { node, op, grouping, without } = *fused;
         // Each series' group, resolved once.
         let mut owners = GroupOwners::default();
         let mut group_of_hash: HashMap<u64, u32> = HashMap::default();
         let mut group_labels_by_index: Vec<Arc<Labels>> = Vec::new();
-        let mut series_group: Vec<u32> = Vec::with_capacity(selection.len());
-        for i in 0..selection.len() {
-            let Some((labels, _)) = selection.labels(i) else { break };
+        let mut series_group: Vec<u32> = Vec::new();
+        for labels in labels {
             let h = resolve_group(node, labels, grouping, without, &mut owners);
             let next = group_labels_by_index.len() as u32;
             let gi = *group_of_hash.entry(h).or_insert(next);
@@ -286,11 +341,9 @@ impl Evaluator<'_> {
             }
             series_group.push(gi);
         }
-        let steps = m.steps;
         if steps.saturating_mul(group_labels_by_index.len()) > crate::calls::MAX_PRECOMPUTED_POINTS {
             return Ok(None);
         }
-        let drop_name = !func.keeps_metric_name();
         let mut results: Vec<Vec<Sample>> = Vec::with_capacity(steps);
         let mut slot_of_group: Vec<u32> = vec![u32::MAX; group_labels_by_index.len()];
         let mut groups: Vec<Group> = Vec::new();
@@ -303,7 +356,7 @@ impl Evaluator<'_> {
         }
         for k in 0..steps {
             self.check_interrupted()?;
-            m.for_each_at(k, |i, value| {
+            values_at(k, &mut |i, value| {
                 let Some(&gi) = series_group.get(i) else { return };
                 let slot = &mut slot_of_group[gi as usize];
                 if *slot == u32::MAX {
@@ -324,6 +377,15 @@ impl Evaluator<'_> {
         self.fused_cache.borrow_mut().insert(node, results);
         Ok(out)
     }
+}
+
+/// What a fused aggregation computes: the aggregation node, its operator and grouping.
+#[derive(Clone, Copy)]
+struct FusedAggregate<'g> {
+    node: usize,
+    op: AggOp,
+    grouping: &'g [String],
+    without: bool,
 }
 
 #[inline]

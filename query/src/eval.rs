@@ -250,11 +250,7 @@ impl<'q> Evaluator<'q> {
         let data = self.data(selector)?;
         let mut out = Vec::with_capacity(data.len());
         for f in data {
-            let Some(&(ts, v)) = f.window(ref_t - self.lookback_ms, ref_t).last() else { continue };
-            let si = f.stale_ts.partition_point(|&s| s <= ts);
-            if si < f.stale_ts.len() && f.stale_ts[si] <= ref_t {
-                continue;
-            }
+            let Some((ts, v)) = f.instant_point(ref_t, self.lookback_ms) else { continue };
             out.push(Sample { labels: f.labels.clone(), value: value(ts, v), drop_name: false });
         }
         Ok(out)

@@ -209,6 +209,21 @@ impl Fetched {
     }
 }
 
+impl Fetched {
+    /// What an instant selector takes from this series at `ref_t`: its newest point in the
+    /// lookback window `(ref_t - lookback_ms, ref_t]`, unless a staleness marker follows that
+    /// point by `ref_t`.
+    #[inline]
+    pub fn instant_point(&self, ref_t: i64, lookback_ms: i64) -> Option<Point> {
+        let &(ts, v) = self.window(ref_t - lookback_ms, ref_t).last()?;
+        let si = self.stale_ts.partition_point(|&s| s <= ts);
+        if si < self.stale_ts.len() && self.stale_ts[si] <= ref_t {
+            return None;
+        }
+        Some((ts, v))
+    }
+}
+
 /// Where a selector sits in the tree (the node's address; the tree outlives the evaluation).
 pub(crate) fn selector_key(selector: &VectorSelector) -> usize {
     selector as *const VectorSelector as usize
