@@ -498,6 +498,23 @@ fn write_json_string(out: &mut String, s: &str) {
     }
 }
 
+/// About how many bytes `value` takes as JSON (a point is `[1700000000.123,"12.345678"]`).
+fn estimated_json_bytes(value: &Value) -> usize {
+    const POINT_BYTES: usize = 32;
+    const SERIES_OVERHEAD_BYTES: usize = 24;
+    let labels_bytes = |labels: &Labels| labels.iter().map(|l| l.name.len() + l.value.len() + 6).sum::<usize>();
+    match value {
+        Value::Scalar { .. } => POINT_BYTES,
+        Value::String { value, .. } => POINT_BYTES + value.len(),
+        Value::Vector(samples) => {
+            samples.iter().map(|s| SERIES_OVERHEAD_BYTES + labels_bytes(&s.labels) + POINT_BYTES).sum()
+        }
+        Value::Matrix(series) => {
+            series.iter().map(|s| SERIES_OVERHEAD_BYTES + labels_bytes(&s.labels) + s.points.len() * POINT_BYTES).sum()
+        }
+    }
+}
+
 fn write_labels(out: &mut String, labels: &Labels) {
     out.push('{');
     for (i, l) in labels.iter().enumerate() {
@@ -537,7 +554,9 @@ fn write_point(out: &mut String, ts_ms: i64, v: f64) {
 
 /// Renders a successful query result as Prometheus's JSON.
 pub fn render_success(output: &QueryOutput) -> String {
-    let mut out = String::with_capacity(256);
+    // Sized for the whole answer up front: a large matrix grown by doubling copies itself over
+    // and over (and touches fresh pages each time).
+    let mut out = String::with_capacity(256usize.saturating_add(estimated_json_bytes(&output.value)));
     out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":");
     match &output.value {
         Value::Scalar { ts_ms, value } => {
