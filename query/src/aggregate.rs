@@ -269,8 +269,8 @@ impl Evaluator<'_> {
                 let Some(step) = self.precompute_range_steps(func, arg, 0, [f64::NAN; 2], t_ms)? else {
                     return Ok(None);
                 };
-                if let Some(steps) = self.fused_cache.borrow().get(&node) {
-                    return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
+                if let Some(kept) = self.take_fused_step(node, step) {
+                    return Ok(kept);
                 }
                 let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
                 let Some(selection) = self.selection(selector) else { return Ok(None) };
@@ -291,8 +291,8 @@ impl Evaluator<'_> {
                     return Ok(None);
                 }
                 let step = (offset / self.interval_ms) as usize;
-                if let Some(steps) = self.fused_cache.borrow().get(&node) {
-                    return Ok(steps.get(step).map(|v| Val::Vector(v.clone())));
+                if let Some(kept) = self.take_fused_step(node, step) {
+                    return Ok(kept);
                 }
                 let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
                 let data = self.data(selector)?;
@@ -373,9 +373,19 @@ impl Evaluator<'_> {
                 slot_of_group[gi as usize] = u32::MAX;
             }
         }
-        let out = results.get(step).map(|v| Val::Vector(v.clone()));
+        let mut results: Vec<Option<Vec<Sample>>> = results.into_iter().map(Some).collect();
+        let out = results.get_mut(step).and_then(Option::take).map(Val::Vector);
         self.fused_cache.borrow_mut().insert(node, results);
         Ok(out)
+    }
+
+    /// Step `step` of the fused aggregation `node` computed before, moved out: a range query
+    /// asks for each step once. `Some(None)` when it was asked for already (the step is then
+    /// evaluated on its own); `None` when nothing was computed for `node`.
+    fn take_fused_step(&self, node: usize, step: usize) -> Option<Option<Val>> {
+        let mut cache = self.fused_cache.borrow_mut();
+        let steps = cache.get_mut(&node)?;
+        Some(steps.get_mut(step).and_then(Option::take).map(Val::Vector))
     }
 }
 

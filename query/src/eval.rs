@@ -78,9 +78,9 @@ pub(crate) struct Evaluator<'q> {
     pub interval_ms: i64,
     /// Range-function results precomputed for every step of the range query, per call node.
     pub step_cache: RefCell<HashMap<usize, crate::calls::StepMatrix>>,
-    /// Results of fused range aggregations for every step, per aggregation node (see
-    /// `fused_range_aggregate`).
-    pub fused_cache: RefCell<HashMap<usize, Vec<Vec<Sample>>>>,
+    /// Results of fused range aggregations for every step, per aggregation node, each moved out
+    /// when its step asks for it (see `fused_range_aggregate`).
+    pub fused_cache: RefCell<HashMap<usize, Vec<Option<Vec<Sample>>>>>,
     /// Group hashes of aggregation inputs by (aggregation node, label set address); the `Arc`
     /// held here keeps the address from being reused by another label set.
     pub group_cache: RefCell<GroupCache>,

@@ -85,6 +85,9 @@ fn fused_range_aggregations_answer_what_instant_queries_answer_at_every_step() {
         "sum by (job) (rate(requests_total[2m]))",
         "max by (job) (max_over_time(gauge[90s]))",
         "sum by (job) (gauge) / count by (job) (gauge)",
+        // Subqueries ask for the same aggregation at the same steps again and again.
+        "max_over_time(sum by (job) (gauge)[2m:15s])",
+        "avg_over_time(avg by (job) (rate(requests_total[1m]))[1m:15s])",
     ];
     for query in queries {
         let range = by_step(engine.range(query, 0, END_MS, STEP_MS).unwrap_or_else(|e| panic!("{query}: {e}")));
