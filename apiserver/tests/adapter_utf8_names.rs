@@ -9,39 +9,11 @@ mod adapter_support;
 mod ingest_common;
 
 use adapter_support::*;
-use ingest::proto::v2;
 use ingest::remote_write::{encode_body, CONTENT_TYPE_V2};
 use tsdb::now_ms;
 
 const NS: &str = "default";
 const DOTTED: &str = "net.http.request.count";
-
-/// A 2.0 request: every series' labels interned into one symbol table.
-fn v2_request(series: &[TestSeries<'_>]) -> v2::Request {
-    let mut symbols: Vec<String> = vec![String::new()];
-    let mut intern = |s: &str| -> u32 {
-        match symbols.iter().position(|x| x == s) {
-            Some(i) => i as u32,
-            None => {
-                symbols.push(s.to_string());
-                (symbols.len() - 1) as u32
-            }
-        }
-    };
-    let timeseries = series
-        .iter()
-        .map(|(labels, samples)| {
-            let mut sorted = labels.clone();
-            sorted.sort();
-            v2::TimeSeries {
-                labels_refs: sorted.iter().flat_map(|(n, v)| [intern(n), intern(v)]).collect(),
-                samples: samples.iter().map(|(t, v)| v2::Sample { value: *v, timestamp: *t }).collect(),
-                ..Default::default()
-            }
-        })
-        .collect();
-    v2::Request { symbols, timeseries }
-}
 
 /// A counter growing by exactly `per_second` over the last two minutes, one sample every 10 s,
 /// starting far from zero: `rate(…[1m])` extrapolates to both window ends (samples are closer
@@ -60,9 +32,19 @@ fn assert_rate(value: &serde_json::Value, want: f64) {
 /// Writes `series` over remote-write 2.0 to the harness's HTTP listener.
 async fn write_v2(h: &Harness, series: &[TestSeries<'_>]) {
     let addr = h.server.as_ref().expect("running").local_addr;
-    let body = encode_body(&v2_request(series));
+    let slices: Vec<ingest_common::V2Series<'_>> = series.iter().map(|(l, s)| (l.as_slice(), s.as_slice())).collect();
+    let body = encode_body(&ingest_common::v2_request_of(&slices));
     let response = ingest_common::post_write(&format!("http://{addr}"), CONTENT_TYPE_V2, body).await;
     assert_eq!(response.status(), 204, "{:?}", response.text().await);
+}
+
+/// The custom metrics API's discovery lists `services/net.http.request.count`.
+async fn assert_discovery_lists_the_dotted_metric(h: &Harness) {
+    let (status, discovery) = get(h, "/apis/custom.metrics.k8s.io/v1beta1").await;
+    assert_eq!(status, 200, "{discovery}");
+    let resources: Vec<&str> =
+        discovery["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(resources.contains(&"services/net.http.request.count"), "{resources:?}");
 }
 
 /// `GET path` on the adapter: status and parsed body.
@@ -104,11 +86,7 @@ async fn a_utf8_series_name_written_over_remote_write_2_is_served_as_an_object_m
     )
     .await;
     // Discovery lists the series name as the metric.
-    let (status, discovery) = get(&h, "/apis/custom.metrics.k8s.io/v1beta1").await;
-    assert_eq!(status, 200, "{discovery}");
-    let resources: Vec<&str> =
-        discovery["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
-    assert!(resources.contains(&"services/net.http.request.count"), "{resources:?}");
+    assert_discovery_lists_the_dotted_metric(&h).await;
 
     for version in ["v1beta1", "v1beta2"] {
         let path = format!("/apis/custom.metrics.k8s.io/{version}/namespaces/{NS}/services/frontend/{DOTTED}");
@@ -166,11 +144,7 @@ async fn a_legacy_series_renamed_to_a_dotted_metric_is_discovered_and_served() {
         )],
     )
     .await;
-    let (status, discovery) = get(&h, "/apis/custom.metrics.k8s.io/v1beta1").await;
-    assert_eq!(status, 200, "{discovery}");
-    let resources: Vec<&str> =
-        discovery["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
-    assert!(resources.contains(&"services/net.http.request.count"), "{resources:?}");
+    assert_discovery_lists_the_dotted_metric(&h).await;
     let path = format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NS}/services/frontend/{DOTTED}");
     let (status, list) = get(&h, &path).await;
     assert_eq!(status, 200, "{path}: {list}");

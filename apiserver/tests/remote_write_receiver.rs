@@ -6,7 +6,7 @@
 
 mod ingest_common;
 
-use ingest::proto::{v1, v2};
+use ingest::proto::v1;
 use ingest::remote_write::{encode_body, CONTENT_TYPE_V2};
 use ingest_common::*;
 use rand::{Rng, SeedableRng};
@@ -17,36 +17,6 @@ const CT_V1: &str = "application/x-protobuf";
 
 fn v1_request(series: Vec<v1::TimeSeries>) -> Vec<u8> {
     encode_body(&v1::WriteRequest { timeseries: series, metadata: vec![] })
-}
-
-/// A series for a test request: its labels and `(timestamp ms, value)` samples.
-type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
-
-/// A 2.0 request: every series' labels interned into one symbol table.
-fn v2_request(series: &[TestSeries<'_>]) -> v2::Request {
-    let mut symbols: Vec<String> = vec![String::new()];
-    let mut intern = |s: &str| -> u32 {
-        match symbols.iter().position(|x| x == s) {
-            Some(i) => i as u32,
-            None => {
-                symbols.push(s.to_string());
-                (symbols.len() - 1) as u32
-            }
-        }
-    };
-    let timeseries = series
-        .iter()
-        .map(|(labels, samples)| {
-            let mut sorted = labels.to_vec();
-            sorted.sort();
-            v2::TimeSeries {
-                labels_refs: sorted.iter().flat_map(|(n, v)| [intern(n), intern(v)]).collect(),
-                samples: samples.iter().map(|(t, v)| v2::Sample { value: *v, timestamp: *t }).collect(),
-                ..Default::default()
-            }
-        })
-        .collect();
-    v2::Request { symbols, timeseries }
 }
 
 fn written(response: &reqwest::Response, kind: &str) -> Option<u64> {
@@ -96,7 +66,7 @@ async fn compliance_values_round_trip_bit_exact_through_export() {
 async fn v2_requests_answer_exact_written_headers() {
     let ringtail = Ringtail::start(Some("scrape_configs: []\n"), &[]).await;
     let now = now_ms();
-    let request = v2_request(&[
+    let request = v2_request_of(&[
         (&[("__name__", "up"), ("job", "j"), ("instance", "a")], &[(now, 1.0)]),
         (&[("__name__", "up"), ("job", "j"), ("instance", "b")], &[(now, 0.0)]),
         (&[("__name__", "up"), ("job", "j"), ("instance", "c")], &[(now - 1000, 1.0), (now, f64::NAN)]),
@@ -112,7 +82,7 @@ async fn v2_requests_answer_exact_written_headers() {
     assert_eq!(exported.iter().map(|s| s.timestamps.len()).sum::<usize>(), 4);
 
     // Histogram-only and exemplar-carrying series are accepted; nothing of them is written.
-    let mut with_extras = v2_request(&[(&[("__name__", "h"), ("job", "j")], &[])]);
+    let mut with_extras = v2_request_of(&[(&[("__name__", "h"), ("job", "j")], &[])]);
     with_extras.timeseries[0].histograms.push(vec![]);
     let response = post_write(&ringtail.url(), CONTENT_TYPE_V2, encode_body(&with_extras)).await;
     assert_eq!(response.status(), 200, "skipped histograms are reported in the body");

@@ -11,7 +11,7 @@ pub use ports::free_port;
 
 use peer::PROMETHEUS;
 
-use ingest::proto::v1;
+use ingest::proto::{v1, v2};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -438,4 +438,34 @@ pub async fn wait_until_ringtail_holds(ringtail: &Ringtail, selector: &str, expe
         }
     })
     .await;
+}
+
+/// A series of a 2.0 test request: its labels and `(timestamp ms, value)` samples.
+pub type V2Series<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+/// A remote-write 2.0 request of `series`, every series' labels interned into one symbol table.
+pub fn v2_request_of(series: &[V2Series<'_>]) -> v2::Request {
+    let mut symbols: Vec<String> = vec![String::new()];
+    let mut intern = |s: &str| -> u32 {
+        match symbols.iter().position(|x| x == s) {
+            Some(i) => i as u32,
+            None => {
+                symbols.push(s.to_string());
+                (symbols.len() - 1) as u32
+            }
+        }
+    };
+    let timeseries = series
+        .iter()
+        .map(|(labels, samples)| {
+            let mut sorted = labels.to_vec();
+            sorted.sort();
+            v2::TimeSeries {
+                labels_refs: sorted.iter().flat_map(|(n, v)| [intern(n), intern(v)]).collect(),
+                samples: samples.iter().map(|(t, v)| v2::Sample { value: *v, timestamp: *t }).collect(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    v2::Request { symbols, timeseries }
 }
