@@ -281,20 +281,10 @@ impl Evaluator<'_> {
                 self.fold_steps(&fused, labels, m.steps, drop_name, step, |k, each| m.for_each_at(k, each))
             }
             ExprKind::Vector(selector) => {
-                let offset = t_ms - self.start_ms;
-                if !self.is_range
-                    || self.interval_ms <= 0
-                    || offset < 0
-                    || offset % self.interval_ms != 0
-                    || t_ms > self.end_ms
-                {
-                    return Ok(None);
-                }
-                let step = (offset / self.interval_ms) as usize;
+                let Some((step, steps)) = self.range_step(t_ms) else { return Ok(None) };
                 if let Some(kept) = self.take_fused_step(node, step) {
                     return Ok(kept);
                 }
-                let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
                 let data = self.data(selector)?;
                 let at = self.at_time(selector.at);
                 let labels = data.iter().map(|series| &series.labels);

@@ -260,19 +260,11 @@ impl Evaluator<'_> {
         t_ms: i64,
     ) -> Result<Option<usize>, QueryError> {
         let ExprKind::Matrix { selector, range_ms } = &arg.unparen().kind else { return Ok(None) };
-        let offset = t_ms - self.start_ms;
-        if !self.is_range
-            || self.interval_ms <= 0
-            || matrix_index != 0
-            || func.kind == FuncKind::AbsentOverTime
-            || offset < 0
-            || offset % self.interval_ms != 0
-            || t_ms > self.end_ms
-        {
+        let Some((step, steps)) = self.range_step(t_ms) else { return Ok(None) };
+        if matrix_index != 0 || func.kind == FuncKind::AbsentOverTime {
             return Ok(None);
         }
         let Some(selection) = self.selection(selector) else { return Ok(None) };
-        let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
         let cells = steps.saturating_mul(selection.len());
         if cells > MAX_PRECOMPUTED_POINTS {
             return Ok(None);
@@ -309,7 +301,7 @@ impl Evaluator<'_> {
             }
             slot.insert(m);
         }
-        Ok(Some((offset / self.interval_ms) as usize))
+        Ok(Some(step))
     }
 
     /// Prometheus's "metric might not be a counter" info for rate-like functions.

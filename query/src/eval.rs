@@ -148,6 +148,19 @@ impl<'q> Evaluator<'q> {
         Annotations::push_unique(&mut a.infos, format!("PromQL info: {text} ({line}:{col})"));
     }
 
+    /// Where `t_ms` falls among a range query's steps: `(its step, the number of steps)`; `None`
+    /// outside a range query or off its step grid (a subquery's inner times), where whole-range
+    /// tables do not apply.
+    pub(crate) fn range_step(&self, t_ms: i64) -> Option<(usize, usize)> {
+        let offset = t_ms - self.start_ms;
+        if !self.is_range || self.interval_ms <= 0 || offset < 0 || offset % self.interval_ms != 0 || t_ms > self.end_ms
+        {
+            return None;
+        }
+        let steps = ((self.end_ms - self.start_ms) / self.interval_ms + 1) as usize;
+        Some(((offset / self.interval_ms) as usize, steps))
+    }
+
     pub fn at_time(&self, at: Option<AtModifier>) -> Option<i64> {
         at.map(|a| resolve_at(a, self.start_ms, self.end_ms))
     }
