@@ -139,6 +139,19 @@ fn bench_codec(c: &mut Criterion) {
                 assert_eq!(n, SAMPLES_PER_DAY, "BUG: decode failed");
             })
         });
+        // The queries' loop: one closure call per sample, no iterator bookkeeping.
+        group.bench_function(format!("decode_for_each_{pattern:?}"), |b| {
+            b.iter(|| {
+                let mut sum = 0.0;
+                let mut decoder = ChunkDecoder::new(&encoded, SAMPLES_PER_DAY as u16);
+                let decoded = decoder.for_each_until(|s| {
+                    sum += s.value;
+                    true
+                });
+                assert!(decoded.is_ok(), "BUG: decode failed");
+                std::hint::black_box(sum)
+            })
+        });
     }
     group.finish();
 }

@@ -306,6 +306,84 @@ impl<'a> ChunkDecoder<'a> {
 /// Decodes the sample after `s` from `r`, advancing both.
 #[inline(always)]
 fn decode_sample(r: &mut BitReader<'_>, s: &mut EncoderState) -> Result<Sample, DecodeError> {
+    if s.num_samples > 0 {
+        if let Some(sample) = decode_common_sample(r, s) {
+            return Ok(sample);
+        }
+    }
+    decode_any_sample(r, s)
+}
+
+/// The common sample from one word load: a timestamp delta-of-delta of up to 20 bits, then an
+/// unchanged value or a decimal mantissa delta of up to 20 bits (regular scrapes of counters and
+/// decimal gauges; at most 4 + 20 + 2 + 3 + 20 = 49 bits, within one word). `None`, with `r` and `s` untouched,
+/// for anything else (the first sample, wide fields, XOR values, a new decimal base, the end of
+/// the payload): [`decode_any_sample`] reads those, and reports malformed input.
+#[inline(always)]
+fn decode_common_sample(r: &mut BitReader<'_>, s: &mut EncoderState) -> Option<Sample> {
+    const LAST_BUCKET: u32 = DOD_BUCKET_BITS.len() as u32 - 1;
+    let word = r.peek_word()?;
+    // Timestamp: `bucket` one bits, a zero, then the delta-of-delta (the last bucket is 64 bits
+    // wide and takes the general path).
+    let dod_bucket = word.leading_ones();
+    if dod_bucket >= LAST_BUCKET {
+        return None;
+    }
+    let dod_width = DOD_BUCKET_BITS[dod_bucket as usize];
+    let mut used = dod_bucket + 1;
+    let dod = field_at(word, used, dod_width);
+    used += dod_width;
+    // Value: `0` unchanged, `10` a decimal delta (bucketed like the timestamp).
+    let value_code = word << used;
+    let decimal_delta = value_code >> 62 == 0b10;
+    let (mantissa, value_bits) = if value_code >> 63 == 0 {
+        used += 1;
+        (s.last_mantissa, s.last_value_bits)
+    } else if decimal_delta && s.decimal_valid {
+        used += 2;
+        let delta_bucket = (word << used).leading_ones();
+        if delta_bucket >= LAST_BUCKET - 1 {
+            return None;
+        }
+        let delta_width = DELTA_BUCKET_BITS[delta_bucket as usize];
+        used += delta_bucket + 1;
+        let mantissa = s.last_mantissa.wrapping_add(field_at(word, used, delta_width));
+        used += delta_width;
+        (mantissa, decimal_value(mantissa, s.scale).to_bits())
+    } else {
+        return None;
+    };
+    if used as usize > r.bits_left() {
+        return None;
+    }
+    r.skip(used);
+    let delta = s.last_delta_ms.wrapping_add(dod);
+    let ts_ms = s.last_ts_ms.wrapping_add(delta);
+    s.last_delta_ms = delta;
+    s.last_ts_ms = ts_ms;
+    if decimal_delta {
+        s.decimal_misses = 0;
+    }
+    s.last_mantissa = mantissa;
+    s.last_value_bits = value_bits;
+    s.num_samples += 1;
+    Some(Sample { ts_ms, value: f64::from_bits(value_bits) })
+}
+
+/// The `width`-bit two's-complement field of `word` that starts `offset` bits from its top
+/// (`offset + width` ≤ 64).
+#[inline(always)]
+fn field_at(word: u64, offset: u32, width: u32) -> i64 {
+    if width == 0 {
+        0
+    } else {
+        ((word << offset) as i64) >> (64 - width)
+    }
+}
+
+/// [`decode_sample`] for every sample shape, field by field with bounds checks.
+#[inline(always)]
+fn decode_any_sample(r: &mut BitReader<'_>, s: &mut EncoderState) -> Result<Sample, DecodeError> {
     let ts_ms = if s.num_samples == 0 {
         let ts = r.read_bits(64)? as i64;
         s.first_ts_ms = ts;
@@ -603,6 +681,56 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), n in any::<u16>()) {
             for _ in ChunkDecoder::new(&bytes, n) {}
+        }
+
+        /// The one-word path reads every payload, well-formed or not, exactly as the field-by-field
+        /// path does: the same samples, the same error, and the same state to resume from.
+        #[test]
+        fn one_word_path_decodes_like_field_by_field(
+            encoded in proptest::collection::vec((timestamp_step(), special_value()), 1..120),
+            garbage in proptest::collection::vec(any::<u8>(), 0..48),
+            keep_bytes in any::<prop::sample::Index>(),
+            extra in 0u16..4,
+        ) {
+            let mut ts = 1_700_000_000_000i64;
+            let samples: Vec<Sample> =
+                encoded.iter().map(|(step, v)| { ts = ts.wrapping_add(*step); Sample::new(ts, *v) }).collect();
+            let mut payload = Vec::new();
+            encode_chunk(&mut payload, &samples);
+            // Cut the payload anywhere and append noise: a torn or foreign chunk.
+            payload.truncate(keep_bytes.index(payload.len() + 1));
+            payload.extend_from_slice(&garbage);
+            let n = samples.len() as u16 + extra;
+            let (mut reader, mut state) = (BitReader::new(&payload), EncoderState::default());
+            let mut expected = Vec::new();
+            for _ in 0..n {
+                let item = decode_any_sample(&mut reader, &mut state);
+                let failed = item.is_err();
+                expected.push(item);
+                if failed {
+                    break;
+                }
+            }
+            let mut decoder = ChunkDecoder::new(&payload, n);
+            let mut decoded = Vec::new();
+            let outcome = decoder.for_each_until(|sample| {
+                decoded.push(Ok(sample));
+                true
+            });
+            if let Err(e) = outcome {
+                decoded.push(Err(e));
+            }
+            prop_assert_eq!(decoded.len(), expected.len());
+            for (a, b) in decoded.iter().zip(&expected) {
+                match (a, b) {
+                    (Ok(a), Ok(b)) => prop_assert!(a.bit_eq(b), "{:?} != {:?}", a, b),
+                    (a, b) => prop_assert_eq!(a, b),
+                }
+            }
+            if expected.last().is_none_or(|last| last.is_ok()) {
+                prop_assert_eq!(decoder.reader.position_bits(), reader.position_bits());
+                prop_assert_eq!(decoder.state, state);
+            }
         }
     }
 
