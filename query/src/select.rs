@@ -216,11 +216,39 @@ impl Fetched {
     #[inline]
     pub fn instant_point(&self, ref_t: i64, lookback_ms: i64) -> Option<Point> {
         let &(ts, v) = self.window(ref_t - lookback_ms, ref_t).last()?;
-        let si = self.stale_ts.partition_point(|&s| s <= ts);
+        self.unless_stale((ts, v), ref_t)
+    }
+
+    /// [`Fetched::instant_point`] for a caller walking `ref_t` forward through one series:
+    /// `end` is its cursor (0 at first; then the number of points up to the last `ref_t`), so
+    /// each call looks only at the points since the last. A `ref_t` that moves back is searched.
+    #[inline]
+    pub fn instant_point_walking(&self, end: &mut usize, ref_t: i64, lookback_ms: i64) -> Option<Point> {
+        let points = &self.points;
+        if *end > points.len() || (*end > 0 && points[*end - 1].0 > ref_t) {
+            *end = points.partition_point(|p| p.0 <= ref_t);
+        }
+        while *end < points.len() && points[*end].0 <= ref_t {
+            *end += 1;
+        }
+        let &(ts, v) = points.get(end.checked_sub(1)?)?;
+        if ts <= ref_t - lookback_ms {
+            return None;
+        }
+        self.unless_stale((ts, v), ref_t)
+    }
+
+    /// `point` unless a staleness marker follows it by `ref_t`.
+    #[inline]
+    fn unless_stale(&self, point: Point, ref_t: i64) -> Option<Point> {
+        if self.stale_ts.is_empty() {
+            return Some(point);
+        }
+        let si = self.stale_ts.partition_point(|&s| s <= point.0);
         if si < self.stale_ts.len() && self.stale_ts[si] <= ref_t {
             return None;
         }
-        Some((ts, v))
+        Some(point)
     }
 }
 

@@ -25,10 +25,17 @@ pub fn write_value(out: &mut String, v: f64) {
         out.push_str("-Inf");
     } else if v.fract() == 0.0 && v.abs() < EXACT_INTEGER_LIMIT && !(v == 0.0 && v.is_sign_negative()) {
         out.push_str(itoa::Buffer::new().format(v as i64));
+    } else if (PLAIN_SHORTEST_FROM..EXACT_INTEGER_LIMIT).contains(&v.abs()) {
+        // ryu writes these in plain notation already ("0.000125", "12.5"), and a non-integer's
+        // shortest digits never end in a zero: nothing to rewrite.
+        out.push_str(ryu::Buffer::new().format_finite(v));
     } else {
         push_plain_decimal(out, ryu::Buffer::new().format_finite(v));
     }
 }
+
+/// The smallest magnitude ryu writes without an exponent is 1e-5; from here on, with a margin.
+const PLAIN_SHORTEST_FROM: f64 = 1e-4;
 
 /// Appends ryu's shortest round-trip digits (`1.5`, `1e21`, `1.25e-7`, `3.0`) in plain decimal
 /// notation (`1.5`, `1000000000000000000000`, `0.000000125`, `3`).
@@ -179,6 +186,13 @@ mod tests {
             123456789012345680000.0,
             1e-5,
             1e-7,
+            1e-4,
+            -1e-4,
+            9.999e-5,
+            1.0001e-4,
+            999_999_999_999_999.9,
+            -999_999_999_999_999.9,
+            1e15 - 0.5,
             f64::MIN_POSITIVE,
             5e-324,
             f64::MAX,
