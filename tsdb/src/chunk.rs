@@ -329,7 +329,9 @@ fn decode_common_sample(r: &mut BitReader<'_>, s: &mut EncoderState) -> Option<S
     if dod_bucket >= LAST_BUCKET {
         return None;
     }
-    let dod_width = DOD_BUCKET_BITS[dod_bucket as usize];
+    // 0/14/17/20 bits, computed rather than looked up: a load would lengthen the chain from one
+    // sample's position to the next (the tests pin both against the tables).
+    let dod_width = dod_bucket_width(dod_bucket);
     let mut used = dod_bucket + 1;
     let dod = field_at(word, used, dod_width);
     used += dod_width;
@@ -345,7 +347,7 @@ fn decode_common_sample(r: &mut BitReader<'_>, s: &mut EncoderState) -> Option<S
         if delta_bucket >= LAST_BUCKET - 1 {
             return None;
         }
-        let delta_width = DELTA_BUCKET_BITS[delta_bucket as usize];
+        let delta_width = delta_bucket_width(delta_bucket);
         used += delta_bucket + 1;
         let mantissa = s.last_mantissa.wrapping_add(field_at(word, used, delta_width));
         used += delta_width;
@@ -368,6 +370,22 @@ fn decode_common_sample(r: &mut BitReader<'_>, s: &mut EncoderState) -> Option<S
     s.last_value_bits = value_bits;
     s.num_samples += 1;
     Some(Sample { ts_ms, value: f64::from_bits(value_bits) })
+}
+
+/// `DOD_BUCKET_BITS[bucket]` for the buckets below the last.
+#[inline(always)]
+fn dod_bucket_width(bucket: u32) -> u32 {
+    if bucket == 0 {
+        0
+    } else {
+        11 + 3 * bucket
+    }
+}
+
+/// `DELTA_BUCKET_BITS[bucket]` for the buckets below the last two.
+#[inline(always)]
+fn delta_bucket_width(bucket: u32) -> u32 {
+    6 + 7 * bucket
 }
 
 /// The `width`-bit two's-complement field of `word` that starts `offset` bits from its top
@@ -731,6 +749,16 @@ mod tests {
                 prop_assert_eq!(decoder.reader.position_bits(), reader.position_bits());
                 prop_assert_eq!(decoder.state, state);
             }
+        }
+    }
+
+    #[test]
+    fn computed_bucket_widths_match_the_tables() {
+        for bucket in 0..DOD_BUCKET_BITS.len() as u32 - 1 {
+            assert_eq!(dod_bucket_width(bucket), DOD_BUCKET_BITS[bucket as usize]);
+        }
+        for bucket in 0..DELTA_BUCKET_BITS.len() as u32 - 2 {
+            assert_eq!(delta_bucket_width(bucket), DELTA_BUCKET_BITS[bucket as usize]);
         }
     }
 
