@@ -309,7 +309,7 @@ impl Evaluator<'_> {
     /// step's result in `fused_cache` and returns step `step`'s; `None` (step by step instead)
     /// when the table would not fit.
     ///
-    /// Steps are folded [`FOLD_BLOCK_STEPS`] at a time: a series' points are then read once per
+    /// Steps are folded up to [`FOLD_BLOCK_STEPS`] at a time: a series' points are then read once per
     /// block, a few cache lines, instead of once per step; going step by step over thousands of
     /// series missed the cache at every series. Each step's groups still receive their values in
     /// series order and appear in the order of their first series, so every bit is as before.
@@ -345,20 +345,22 @@ impl Evaluator<'_> {
         let mut results: Vec<Vec<Sample>> = Vec::with_capacity(steps);
         // Per step of a block: each group's slot in `groups` (`u32::MAX` while it has no value)
         // and the groups with a value, in the order of their first series.
-        let mut slot_of_group: Vec<u32> = vec![u32::MAX; group_count.saturating_mul(FOLD_BLOCK_STEPS)];
-        let mut groups: Vec<Vec<Group>> = (0..FOLD_BLOCK_STEPS).map(|_| Vec::new()).collect();
+        // A block's groups live at once: fewer steps per block when there are many groups.
+        let block_steps = (FOLD_BLOCK_GROUPS / group_count.max(1)).clamp(1, FOLD_BLOCK_STEPS);
+        let mut slot_of_group: Vec<u32> = vec![u32::MAX; group_count.saturating_mul(block_steps)];
+        let mut groups: Vec<Vec<Group>> = (0..block_steps).map(|_| Vec::new()).collect();
         // The table keeps a sample per group and step for the rest of the query; without room
         // for it the aggregation goes step by step instead.
         let table_cost = steps.saturating_mul(group_count.max(1));
         if !self.budget.try_hold(table_cost) {
             return Ok(None);
         }
-        for block_start in (0..steps).step_by(FOLD_BLOCK_STEPS) {
+        for block_start in (0..steps).step_by(block_steps) {
             self.check_interrupted()?;
-            let block = block_start..(block_start + FOLD_BLOCK_STEPS).min(steps);
+            let block = block_start..(block_start + block_steps).min(steps);
             source.values_in(block.clone(), |k, i, value| {
                 let Some(&gi) = series_group.get(i) else { return };
-                let Some(b) = k.checked_sub(block_start).filter(|b| *b < FOLD_BLOCK_STEPS) else { return };
+                let Some(b) = k.checked_sub(block_start).filter(|b| *b < block_steps) else { return };
                 let step_groups = &mut groups[b];
                 let slot = &mut slot_of_group[b * group_count + gi as usize];
                 if *slot == u32::MAX {
@@ -392,6 +394,9 @@ impl Evaluator<'_> {
 
 /// Steps a fused aggregation folds together (see `fold_steps`).
 const FOLD_BLOCK_STEPS: usize = 16;
+/// Groups a block may hold at once (steps × groups; about 20 MB): past it, blocks are shorter,
+/// down to one step, so the fold never holds much more than one step's groups beyond its table.
+const FOLD_BLOCK_GROUPS: usize = 1 << 18;
 
 /// The input of a fused aggregation, a block of steps at a time (generic, so the fold's
 /// per-value work is inlined into the walk).
