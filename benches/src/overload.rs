@@ -594,8 +594,6 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
     ];
     args.extend(options.ringtail_args.iter().cloned());
     let mut ringtail = Peer::start("ringtail", &ringtail_bin()?, &args, &[], port, ringtail_dir, "ringtail.log")?;
-    let confinement = CpuConfinement::apply(ringtail.pid(), options.cpu_percent, options.cpu_period_ms)?;
-    eprintln!("ringtail pid {}: {}", ringtail.pid(), confinement.describe());
     let ready = format!("{}/-/ready", ringtail.url);
     ringtail.wait_ready(&http, &ready, Duration::from_secs(120), Duration::from_millis(200)).await?;
     let ca = data.with_file_name("data-tls").join("ca.crt");
@@ -639,13 +637,22 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, String> {
 
     // The custom metric is served once the pods have two samples within the rule's window (404
     // until then); its 10-minute window keeps them in it however far behind Ringtail falls.
+    // Ringtail is confined only then: how soon a throttled Ringtail catches up with a queue
+    // that starts full depends on the machine, and the probes need the metric from the start.
     let metric_deadline = Instant::now() + Duration::from_secs(120);
-    while !https.get(&custom_metrics_url).send().await.is_ok_and(|r| r.status().is_success()) {
+    loop {
+        let answer = match https.get(&custom_metrics_url).send().await {
+            Ok(response) if response.status().is_success() => break,
+            Ok(response) => format!("status {}", response.status()),
+            Err(e) => e.to_string(),
+        };
         if Instant::now() > metric_deadline {
-            return Err("the custom metric was never served".to_string());
+            return Err(format!("the custom metric was never served (last answer: {answer})"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let confinement = CpuConfinement::apply(ringtail.pid(), options.cpu_percent, options.cpu_period_ms)?;
+    eprintln!("ringtail pid {}: {}", ringtail.pid(), confinement.describe());
 
     // The overload: probes run while Prometheus pushes.
     let load_started = Instant::now();
