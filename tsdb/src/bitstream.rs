@@ -39,14 +39,24 @@ impl BitWriter {
             return;
         }
         let value = value & ((1u64 << n) - 1);
+        // At most 7 pending bits and 56 new ones: they fit the accumulator.
         self.acc = (self.acc << n) | value;
         self.acc_bits += n;
-        while self.acc_bits >= 8 {
-            self.acc_bits -= 8;
-            self.buf[self.full_bytes] = (self.acc >> self.acc_bits) as u8;
-            self.full_bytes += 1;
+        let whole_bytes = (self.acc_bits / 8) as usize;
+        let kept_bits = self.acc_bits % 8;
+        // The whole bytes go out in one 8-byte store (bytes past them are rewritten later or
+        // never read); near the buffer's end, one at a time.
+        let aligned = self.acc << (64 - self.acc_bits);
+        if let Some(dst) = self.buf.get_mut(self.full_bytes..self.full_bytes + 8) {
+            dst.copy_from_slice(&aligned.to_be_bytes());
+        } else {
+            for (i, byte) in aligned.to_be_bytes().iter().take(whole_bytes).enumerate() {
+                self.buf[self.full_bytes + i] = *byte;
+            }
         }
-        self.acc &= (1u64 << self.acc_bits) - 1;
+        self.full_bytes += whole_bytes;
+        self.acc_bits = kept_bits;
+        self.acc &= (1u64 << kept_bits) - 1;
     }
 
     #[inline]

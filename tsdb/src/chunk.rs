@@ -95,8 +95,23 @@ fn decimal_at(v: f64, scale: u8) -> Option<i64> {
     if scaled.abs().partial_cmp(&MAX_MANTISSA) != Some(std::cmp::Ordering::Less) {
         return None;
     }
-    let mantissa = scaled.round() as i64;
+    let mantissa = round_half_away(scaled);
     ((mantissa as f64 / POW10[scale as usize]).to_bits() == v.to_bits()).then_some(mantissa)
+}
+
+/// `x.round() as i64` for `|x| < 2^53`, without the call to libm's `round` that baseline x86-64
+/// makes for `f64::round`: truncation is one instruction, and `x − trunc(x)` is exact there.
+#[inline]
+fn round_half_away(x: f64) -> i64 {
+    let truncated = x as i64;
+    let fraction = x - truncated as f64;
+    if fraction >= 0.5 {
+        truncated + 1
+    } else if fraction <= -0.5 {
+        truncated - 1
+    } else {
+        truncated
+    }
 }
 
 /// The smallest scale at which `v` is a short decimal.
@@ -107,6 +122,66 @@ fn decimal_min(v: f64) -> Option<(u8, i64)> {
 /// Appends one sample's bits to `w` and advances `state`. The caller has already checked ordering.
 #[inline]
 pub fn encode_sample(state: &mut EncoderState, w: &mut BitWriter, ts_ms: i64, value: f64) {
+    if state.num_samples > 0 && encode_common_sample(state, w, ts_ms, value) {
+        return;
+    }
+    encode_any_sample(state, w, ts_ms, value);
+}
+
+/// The common sample as one write of at most 49 bits: a timestamp delta-of-delta of up to 20
+/// bits, then an unchanged value or a decimal mantissa delta of up to 20 bits at the chunk's
+/// scale. The bits and the state are exactly what [`encode_any_sample`] produces; `false` (and
+/// nothing written or changed) for any other sample.
+#[inline(always)]
+fn encode_common_sample(state: &mut EncoderState, w: &mut BitWriter, ts_ms: i64, value: f64) -> bool {
+    let delta = ts_ms.wrapping_sub(state.last_ts_ms);
+    let dod = delta.wrapping_sub(state.last_delta_ms);
+    let Some((ts_code, ts_len)) = short_bucketed_code(dod, &DOD_BUCKET_BITS, 3) else {
+        return false;
+    };
+    let bits = value.to_bits();
+    let (value_code, value_len) = if bits == state.last_value_bits {
+        (0, 1)
+    } else {
+        if !state.decimal_valid {
+            return false;
+        }
+        let Some(mantissa) = decimal_at(value, state.scale) else {
+            return false;
+        };
+        let Some((code, len)) = short_bucketed_code(mantissa.wrapping_sub(state.last_mantissa), &DELTA_BUCKET_BITS, 2)
+        else {
+            return false;
+        };
+        state.last_value_bits = bits;
+        state.last_mantissa = mantissa;
+        state.decimal_misses = 0;
+        ((0b10 << len) | code, len + 2)
+    };
+    let len = ts_len + value_len;
+    w.write_bits((ts_code << value_len) | value_code, len);
+    state.last_delta_ms = delta;
+    state.last_ts_ms = ts_ms;
+    state.bit_len += len;
+    state.num_samples += 1;
+    true
+}
+
+/// What [`write_bucketed`] writes for `v` as one code and its length in bits, when `v` fits one
+/// of the buckets up to `max_bucket` (below the last, so every prefix ends in its zero bit).
+#[inline(always)]
+fn short_bucketed_code(v: i64, widths: &[u32; 5], max_bucket: usize) -> Option<(u64, u32)> {
+    (0..=max_bucket).find(|&i| fits_signed(v, widths[i])).map(|i| {
+        let width = widths[i];
+        let prefix = ((1u64 << i) - 1) << 1;
+        let field = if width == 0 { 0 } else { (v as u64) & ((1u64 << width) - 1) };
+        ((prefix << width) | field, i as u32 + 1 + width)
+    })
+}
+
+/// [`encode_sample`] field by field: any sample, including the first of a chunk.
+#[inline]
+fn encode_any_sample(state: &mut EncoderState, w: &mut BitWriter, ts_ms: i64, value: f64) {
     let start = w.bit_len();
     encode_ts(state, w, ts_ms);
     encode_value(state, w, value);
@@ -749,6 +824,69 @@ mod tests {
                 prop_assert_eq!(decoder.reader.position_bits(), reader.position_bits());
                 prop_assert_eq!(decoder.state, state);
             }
+        }
+    }
+
+    proptest! {
+        /// The one-write path encodes every sample exactly as the field-by-field path does: the
+        /// same bits and the same state after each sample.
+        #[test]
+        fn one_write_path_encodes_like_field_by_field(
+            first_ts in any::<i64>(),
+            steps in proptest::collection::vec((timestamp_step(), special_value()), 1..160),
+        ) {
+            let (mut fast, mut slow) = (EncoderState::default(), EncoderState::default());
+            let mut ts = first_ts;
+            for (step, value) in steps {
+                ts = ts.wrapping_add(step);
+                let (mut fast_writer, mut slow_writer) = (
+                    BitWriter::resume(fast.tail_byte, fast.bit_len % 8),
+                    BitWriter::resume(slow.tail_byte, slow.bit_len % 8),
+                );
+                encode_sample(&mut fast, &mut fast_writer, ts, value);
+                encode_any_sample(&mut slow, &mut slow_writer, ts, value);
+                prop_assert_eq!(fast_writer.bytes(), slow_writer.bytes());
+                prop_assert_eq!(fast_writer.bit_len(), slow_writer.bit_len());
+                let tail = |state: &EncoderState, bytes: &[u8]| match state.bit_len % 8 {
+                    0 => 0,
+                    _ => bytes.last().copied().unwrap_or(0),
+                };
+                fast.tail_byte = tail(&fast, fast_writer.bytes());
+                slow.tail_byte = tail(&slow, slow_writer.bytes());
+                prop_assert_eq!(fast, slow);
+            }
+        }
+
+        /// The truncating rounding equals `f64::round` wherever the decimal coding uses it.
+        #[test]
+        fn round_half_away_matches_round(
+            x in prop_oneof![
+                -9.007e15f64..9.007e15,
+                (-1_000_000i64..1_000_000).prop_map(|m| m as f64 + 0.5),
+                (-1_000_000i64..1_000_000).prop_map(|m| m as f64 - 0.5),
+                any::<u64>().prop_map(f64::from_bits).prop_filter("in range", |x| x.abs() < MAX_MANTISSA),
+            ],
+        ) {
+            prop_assert_eq!(round_half_away(x), x.round() as i64, "{}", x);
+        }
+    }
+
+    #[test]
+    fn round_half_away_at_the_edges() {
+        for x in [
+            0.49999999999999994,
+            -0.49999999999999994,
+            0.5,
+            -0.5,
+            1.5,
+            -2.5,
+            4503599627370495.5,
+            9007199254740991.0,
+            -9007199254740991.0,
+            0.0,
+            -0.0,
+        ] {
+            assert_eq!(round_half_away(x), x.round() as i64, "{x}");
         }
     }
 
