@@ -1,9 +1,10 @@
 //! Remote-write decoding throughput: snappy + zero-copy protobuf walk + validation of a 1.0
 //! request of 2000 series × 1 sample with 6 labels (the `remote_write_compare` shape), and of the
 //! same request as 2.0; plus decode + append into a fresh in-memory-sized store, without and with
-//! the receiver's raw-label-bytes series cache.
+//! the receiver's raw-label-bytes series cache, and with 100 samples per series per request (20
+//! known series of 2000 samples, as a sender catching up or batching sends).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use ingest::proto::{v1, v2};
 use ingest::remote_write::{decode_request, decompress_snappy, encode_body, DecodeLimits, Protocol, Receiver};
 use std::sync::Arc;
@@ -110,5 +111,50 @@ fn bench_write(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_write);
+/// 20 series of 100 counter samples each, 15 s apart from `first_ts_ms` on.
+fn v1_body_100_per_series(first_ts_ms: i64) -> Vec<u8> {
+    let timeseries = (0..SERIES / 100)
+        .map(|s| v1::TimeSeries {
+            labels: label_pairs(s).into_iter().map(|(name, value)| v1::Label { name, value }).collect(),
+            samples: (0..100i64)
+                .map(|i| {
+                    let ts_ms = first_ts_ms + i * 15_000;
+                    v1::Sample { value: (ts_ms / 15_000 * (s as i64 % 5 + 1)) as f64, timestamp: ts_ms }
+                })
+                .collect(),
+            exemplars: vec![],
+            histograms: vec![],
+        })
+        .collect();
+    encode_body(&v1::WriteRequest { timeseries, metadata: vec![] })
+}
+
+fn bench_write_per_series(c: &mut Criterion) {
+    let mut group = c.benchmark_group("remote_write_store");
+    group.throughput(Throughput::Elements(SERIES as u64));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Arc::new(tsdb::Db::open(tsdb::Options::new(dir.path())).expect("store"));
+    let receiver = Receiver::new(db, DecodeLimits::default());
+    let mut first_ts_ms = 1_000;
+    let first = receiver
+        .remote_write(Protocol::V1, &v1_body_100_per_series(first_ts_ms), first_ts_ms + 100 * 15_000)
+        .expect("write");
+    assert_eq!(first.samples_written, SERIES as u64);
+    group.bench_function("v1_known_series_cached_100_per_series", |b| {
+        b.iter_batched(
+            || {
+                first_ts_ms += 100 * 15_000;
+                (v1_body_100_per_series(first_ts_ms), first_ts_ms + 100 * 15_000)
+            },
+            |(body, now_ms)| {
+                let written = receiver.remote_write(Protocol::V1, &body, now_ms).expect("write").samples_written;
+                assert_eq!(written, SERIES as u64, "BUG: samples refused");
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_write, bench_write_per_series);
 criterion_main!(benches);

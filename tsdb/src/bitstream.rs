@@ -9,7 +9,8 @@
 /// sample (a 68-bit timestamp and a 79-bit value are 19 bytes).
 pub const WRITER_CAPACITY_BYTES: usize = 40;
 
-/// Bits written MSB-first into a fixed stack buffer. `buf[0]` is the resumed partial byte.
+/// Bits written MSB-first into a fixed stack buffer. `buf[0]` is the resumed partial byte; while
+/// bits are pending, `buf[full_bytes]` holds them at its top, so [`BitWriter::bytes`] only reads.
 #[derive(Clone)]
 pub struct BitWriter {
     buf: [u8; WRITER_CAPACITY_BYTES],
@@ -23,8 +24,23 @@ impl BitWriter {
     #[inline]
     pub fn resume(tail_byte: u8, used_bits: u32) -> Self {
         debug_assert!(used_bits < 8, "BUG: used_bits {used_bits} >= 8");
-        let acc = if used_bits == 0 { 0 } else { u64::from(tail_byte >> (8 - used_bits)) };
-        BitWriter { buf: [0; WRITER_CAPACITY_BYTES], full_bytes: 0, acc, acc_bits: used_bits }
+        let mut writer = BitWriter { buf: [0; WRITER_CAPACITY_BYTES], full_bytes: 0, acc: 0, acc_bits: 0 };
+        writer.restart(tail_byte, used_bits);
+        writer
+    }
+
+    /// Starts this writer over as [`BitWriter::resume`] does, without clearing its buffer (every
+    /// byte [`BitWriter::bytes`] returns is written first).
+    #[inline]
+    pub fn restart(&mut self, tail_byte: u8, used_bits: u32) {
+        debug_assert!(used_bits < 8, "BUG: used_bits {used_bits} >= 8");
+        let used_bits = used_bits % 8;
+        self.full_bytes = 0;
+        self.acc_bits = used_bits;
+        (self.acc, self.buf[0]) = match used_bits {
+            0 => (0, 0),
+            _ => (u64::from(tail_byte >> (8 - used_bits)), tail_byte & !(0xff >> used_bits)),
+        };
     }
 
     /// Appends the low `n` bits of `value` (n ≤ 64), most significant first.
@@ -44,13 +60,15 @@ impl BitWriter {
         self.acc_bits += n;
         let whole_bytes = (self.acc_bits / 8) as usize;
         let kept_bits = self.acc_bits % 8;
-        // The whole bytes go out in one 8-byte store (bytes past them are rewritten later or
-        // never read); near the buffer's end, one at a time.
+        // The whole bytes and the pending bits (at the top of the byte after them, the rest of it
+        // zero) go out in one 8-byte store; bytes past them are rewritten later or never read.
+        // Near the buffer's end, one at a time.
         let aligned = self.acc << (64 - self.acc_bits);
         if let Some(dst) = self.buf.get_mut(self.full_bytes..self.full_bytes + 8) {
             dst.copy_from_slice(&aligned.to_be_bytes());
         } else {
-            for (i, byte) in aligned.to_be_bytes().iter().take(whole_bytes).enumerate() {
+            let written = whole_bytes + usize::from(kept_bits > 0);
+            for (i, byte) in aligned.to_be_bytes().iter().take(written).enumerate() {
                 self.buf[self.full_bytes + i] = *byte;
             }
         }
@@ -73,13 +91,8 @@ impl BitWriter {
     /// The bytes to store, starting with the (rewritten) resumed byte; the last one may be partial
     /// with its unused low bits zero.
     #[inline]
-    pub fn bytes(&mut self) -> &[u8] {
-        let mut len = self.full_bytes;
-        if self.acc_bits > 0 {
-            self.buf[len] = (self.acc << (8 - self.acc_bits)) as u8;
-            len += 1;
-        }
-        &self.buf[..len]
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.full_bytes + usize::from(self.acc_bits > 0)]
     }
 }
 

@@ -96,7 +96,9 @@ fn decimal_at(v: f64, scale: u8) -> Option<i64> {
         return None;
     }
     let mantissa = round_half_away(scaled);
-    ((mantissa as f64 / POW10[scale as usize]).to_bits() == v.to_bits()).then_some(mantissa)
+    // Scale 0 (integers: counters, most gauges) needs no division.
+    let back = if scale == 0 { mantissa as f64 } else { mantissa as f64 / POW10[scale as usize] };
+    (back.to_bits() == v.to_bits()).then_some(mantissa)
 }
 
 /// `x.round() as i64` for `|x| < 2^53`, without the call to libm's `round` that baseline x86-64
@@ -120,7 +122,7 @@ fn decimal_min(v: f64) -> Option<(u8, i64)> {
 }
 
 /// Appends one sample's bits to `w` and advances `state`. The caller has already checked ordering.
-#[inline]
+#[inline(always)]
 pub fn encode_sample(state: &mut EncoderState, w: &mut BitWriter, ts_ms: i64, value: f64) {
     if state.num_samples > 0 && encode_common_sample(state, w, ts_ms, value) {
         return;
@@ -180,7 +182,7 @@ fn short_bucketed_code(v: i64, widths: &[u32; 5], max_bucket: usize) -> Option<(
 }
 
 /// [`encode_sample`] field by field: any sample, including the first of a chunk.
-#[inline]
+#[inline(never)]
 fn encode_any_sample(state: &mut EncoderState, w: &mut BitWriter, ts_ms: i64, value: f64) {
     let start = w.bit_len();
     encode_ts(state, w, ts_ms);
@@ -615,16 +617,15 @@ impl Iterator for ChunkDecoder<'_> {
     }
 }
 
-/// Encodes one sample after `state` into a fresh writer. The returned bytes belong at payload
-/// offset `start_byte` (they rewrite the partial tail byte); `state` is advanced.
-#[inline]
-pub fn encode_next(state: &mut EncoderState, ts_ms: i64, value: f64) -> (usize, BitWriter) {
+/// Encodes one sample after `state` into `w`, restarted. Its bytes belong at the returned
+/// payload offset (they rewrite the partial tail byte); `state` is advanced.
+#[inline(always)]
+pub fn encode_next(state: &mut EncoderState, w: &mut BitWriter, ts_ms: i64, value: f64) -> usize {
     let start_byte = (state.bit_len / 8) as usize;
-    let mut w = BitWriter::resume(state.tail_byte, state.bit_len % 8);
-    encode_sample(state, &mut w, ts_ms, value);
-    let bytes = w.bytes();
-    state.tail_byte = if state.bit_len.is_multiple_of(8) { 0 } else { bytes[bytes.len() - 1] };
-    (start_byte, w)
+    w.restart(state.tail_byte, state.bit_len % 8);
+    encode_sample(state, w, ts_ms, value);
+    state.tail_byte = if state.bit_len.is_multiple_of(8) { 0 } else { w.bytes().last().copied().unwrap_or(0) };
+    start_byte
 }
 
 /// Encodes a whole chunk into `dst` (appending). Used by tests, benchmarks and format tooling; the
@@ -632,8 +633,9 @@ pub fn encode_next(state: &mut EncoderState, ts_ms: i64, value: f64) -> (usize, 
 pub fn encode_chunk(dst: &mut Vec<u8>, samples: &[Sample]) -> EncoderState {
     let base = dst.len();
     let mut state = EncoderState::default();
+    let mut w = BitWriter::resume(0, 0);
     for sample in samples {
-        let (start_byte, mut w) = encode_next(&mut state, sample.ts_ms, sample.value);
+        let start_byte = encode_next(&mut state, &mut w, sample.ts_ms, sample.value);
         dst.truncate(base + start_byte);
         dst.extend_from_slice(w.bytes());
     }
@@ -762,8 +764,9 @@ mod tests {
             let mut decoder = ChunkDecoder::new(&partial, split as u16);
             prop_assert!(decoder.by_ref().all(|s| s.is_ok()));
             let mut state = decoder.encoder_state(&partial);
+            let mut w = BitWriter::resume(0, 0);
             for s in &samples[split..] {
-                let (start, mut w) = encode_next(&mut state, s.ts_ms, s.value);
+                let start = encode_next(&mut state, &mut w, s.ts_ms, s.value);
                 partial.truncate(start);
                 partial.extend_from_slice(w.bytes());
             }

@@ -412,6 +412,45 @@ fn decode_v1_label(buf: &[u8], base: usize) -> Result<(&str, &str), RemoteWriteE
 /// `Sample` (same numbering in 1.0 and 2.0): value (1, double) and timestamp (2, int64 ms).
 #[inline]
 fn decode_sample(buf: &[u8], base: usize) -> Result<Sample, RemoteWriteError> {
+    match common_sample(buf) {
+        Some(sample) => Ok(sample),
+        None => decode_sample_fields(buf, base),
+    }
+}
+
+/// The sample as senders write it when its value and timestamp are both non-zero: the value's
+/// tag `0x09` and 8 bytes, the timestamp's tag `0x10` and its varint to the end. `None` for any
+/// other layout (which [`decode_sample_fields`] reads, or refuses).
+#[inline]
+fn common_sample(buf: &[u8]) -> Option<Sample> {
+    let (head, timestamp) = buf.split_first_chunk::<10>()?;
+    if head[0] != 0x09 || head[9] != 0x10 {
+        return None;
+    }
+    let value = f64::from_le_bytes([head[1], head[2], head[3], head[4], head[5], head[6], head[7], head[8]]);
+    Some(Sample::new(varint_filling(timestamp)? as i64, value))
+}
+
+/// The varint that is exactly `bytes` (`None`: empty, a continuation bit out of place, or past
+/// 64 bits).
+#[inline]
+fn varint_filling(bytes: &[u8]) -> Option<u64> {
+    let (last, body) = bytes.split_last()?;
+    if body.len() > 9 || *last & 0x80 != 0 || (body.len() == 9 && *last > 1) {
+        return None;
+    }
+    let mut value = 0u64;
+    for (i, byte) in body.iter().enumerate() {
+        if byte & 0x80 == 0 {
+            return None;
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+    }
+    Some(value | (u64::from(*last) << (7 * body.len())))
+}
+
+/// [`decode_sample`] field by field: any field order, repeats (the last wins), unknown fields.
+fn decode_sample_fields(buf: &[u8], base: usize) -> Result<Sample, RemoteWriteError> {
     let mut sample = Sample::new(0, 0.0);
     let mut reader = WireReader::new(buf, base);
     while let Some(field) = reader.next() {
@@ -498,6 +537,34 @@ fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The common layout reads as field by field does, for any sample and any bytes.
+        #[test]
+        fn common_sample_layout_reads_like_field_by_field(
+            value in any::<u64>().prop_map(f64::from_bits),
+            ts_ms in prop_oneof![any::<i64>(), 1_600_000_000_000i64..1_900_000_000_000],
+            noise in proptest::collection::vec(any::<u8>(), 0..24),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let encoded = prost::Message::encode_to_vec(&crate::proto::v1::Sample { value, timestamp: ts_ms });
+            let fast = common_sample(&encoded);
+            if value != 0.0 && ts_ms != 0 {
+                let sample = fast.expect("the common layout");
+                prop_assert!(sample.bit_eq(&Sample::new(ts_ms, value)));
+            }
+            let mut mangled = encoded.clone();
+            mangled.truncate(cut.index(encoded.len() + 1));
+            mangled.extend_from_slice(&noise);
+            for buf in [&encoded, &mangled] {
+                if let Some(sample) = common_sample(buf) {
+                    let fields = decode_sample_fields(buf, 0).expect("what the fast path reads is valid");
+                    prop_assert!(sample.bit_eq(&fields));
+                }
+            }
+        }
+    }
 
     /// Regression: a 7-byte body whose header claimed 255 MiB made the receiver allocate it
     /// before decoding failed.

@@ -4,6 +4,7 @@
 
 use super::stats::reason_slot;
 use super::{Db, SeriesId, SeriesState, CHECKPOINT_EVERY};
+use crate::bitstream::BitWriter;
 use crate::chunk::encode_next;
 use crate::head::{Slot, SLOT_CLASS_BYTES, SLOT_HEADER_BYTES, SLOT_PAYLOAD_BYTES};
 use crate::labels::validate_labels;
@@ -291,12 +292,13 @@ impl Db {
             return Ok(Outcome::Rejected(RejectReason::TooOld));
         }
         let mut enc = s.encoder();
-        let (mut start, mut writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
+        let mut writer = BitWriter::resume(0, 0);
+        let mut start = encode_next(&mut enc, &mut writer, sample.ts_ms, sample.value);
         let mut end = start + writer.bytes().len();
         if end > SLOT_PAYLOAD_BYTES || enc.num_samples == u16::MAX {
             self.close_chunk(s, id, delta)?;
             enc = s.encoder();
-            (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
+            start = encode_next(&mut enc, &mut writer, sample.ts_ms, sample.value);
             end = start + writer.bytes().len();
         }
         let heads = &self.heads;
@@ -309,7 +311,7 @@ impl Db {
                     // in the slot the series holds.
                     self.close_chunk(s, id, delta)?;
                     enc = s.encoder();
-                    (start, writer) = encode_next(&mut enc, sample.ts_ms, sample.value);
+                    start = encode_next(&mut enc, &mut writer, sample.ts_ms, sample.value);
                     match s.slot() {
                         Some(slot) if start + writer.bytes().len() <= slot.payload_capacity() => (slot, false),
                         _ => return Err(Error::Full("BUG: a sample does not fit an empty head slot".into())),
