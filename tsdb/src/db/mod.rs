@@ -348,7 +348,7 @@ impl Db {
         }
         let mut index = self.index.write();
         // Looked up again under the write lock; a label set named twice is created once.
-        let mut new_ids: std::collections::HashMap<&Labels, u32> = std::collections::HashMap::new();
+        let mut new_ids: crate::index::KeyedMap<&Labels, u32> = crate::index::KeyedMap::default();
         let mut records: Vec<SeriesRecord> = Vec::new();
         let mut new_plain_bytes = 0u64;
         let created_position = self.ring.position();

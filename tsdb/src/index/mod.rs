@@ -20,7 +20,6 @@ mod selection_cache;
 pub use selection_cache::SelectionCache;
 
 use crate::{Label, Labels, MatchOp, Matcher};
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
@@ -50,10 +49,15 @@ impl Hasher for SpreadHasher {
 /// `Index::collisions`, and a per-index random key keeps senders from aiming at them).
 type ByHash = HashMap<u32, u32, BuildHasherDefault<SpreadHasher>>;
 
+/// A map hashed with foldhash seeded at random per process (hashbrown's default hasher): label
+/// names and values come from senders, so the hash is keyed, but SipHash cost about a tenth of
+/// a remote-write stream creating series.
+pub(crate) type KeyedMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// The inverted index. Not synchronised: the store wraps it in a `RwLock`.
 #[derive(Debug, Default)]
 pub struct Index {
-    symbols: HashMap<Arc<str>, u32>,
+    symbols: KeyedMap<Arc<str>, u32>,
     strings: Vec<Arc<str>>,
     /// Uses of each symbol by live series (as a name or a value); 0 means free.
     symbol_refs: Vec<u32>,
@@ -67,12 +71,14 @@ pub struct Index {
     all: Vec<u32>,
     /// Batches of removals so far (selections cached before a removal are redone).
     removals: u64,
-    /// The key of the label set hash.
-    hash_key: RandomState,
+    /// The key of the label set hash: foldhash's, seeded at random per process (the default
+    /// hasher of hashbrown), so a sender cannot choose label sets that collide; SipHash cost
+    /// about a tenth of a remote-write stream creating series.
+    hash_key: foldhash::quality::RandomState,
     by_hash: ByHash,
     /// Further ids whose label sets share a hash with the one in `by_hash` (a few per million).
-    collisions: HashMap<u32, Vec<u32>>,
-    postings: HashMap<u32, HashMap<u32, Vec<u32>>>,
+    collisions: KeyedMap<u32, Vec<u32>>,
+    postings: KeyedMap<u32, KeyedMap<u32, Vec<u32>>>,
 }
 
 /// The lists of label names series carry, interned and reference-counted by the series using them.
@@ -80,7 +86,7 @@ pub struct Index {
 struct NameLists {
     lists: Vec<Arc<[u32]>>,
     refs: Vec<u32>,
-    ids: HashMap<Arc<[u32]>, u32>,
+    ids: KeyedMap<Arc<[u32]>, u32>,
     free: Vec<u32>,
 }
 
@@ -309,7 +315,7 @@ impl Index {
         if ids.is_empty() {
             return;
         }
-        let mut by_pair: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+        let mut by_pair: KeyedMap<(u32, u32), Vec<u32>> = KeyedMap::default();
         let mut released: Vec<u32> = Vec::new();
         let mut entry: Vec<u32> = Vec::new();
         for &id in ids {
