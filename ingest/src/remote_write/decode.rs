@@ -431,22 +431,11 @@ fn common_sample(buf: &[u8]) -> Option<Sample> {
     Some(Sample::new(varint_filling(timestamp)? as i64, value))
 }
 
-/// The varint that is exactly `bytes` (`None`: empty, a continuation bit out of place, or past
-/// 64 bits).
+/// The varint that is exactly `bytes` (`None`: malformed, or bytes left after it).
 #[inline]
-fn varint_filling(bytes: &[u8]) -> Option<u64> {
-    let (last, body) = bytes.split_last()?;
-    if body.len() > 9 || *last & 0x80 != 0 || (body.len() == 9 && *last > 1) {
-        return None;
-    }
-    let mut value = 0u64;
-    for (i, byte) in body.iter().enumerate() {
-        if byte & 0x80 == 0 {
-            return None;
-        }
-        value |= u64::from(byte & 0x7f) << (7 * i);
-    }
-    Some(value | (u64::from(*last) << (7 * body.len())))
+fn varint_filling(mut bytes: &[u8]) -> Option<u64> {
+    let value = prost::encoding::decode_varint(&mut bytes).ok()?;
+    bytes.is_empty().then_some(value)
 }
 
 /// [`decode_sample`] field by field: any field order, repeats (the last wins), unknown fields.

@@ -71,9 +71,7 @@ pub struct Index {
     all: Vec<u32>,
     /// Batches of removals so far (selections cached before a removal are redone).
     removals: u64,
-    /// The key of the label set hash: foldhash's, seeded at random per process (the default
-    /// hasher of hashbrown), so a sender cannot choose label sets that collide; SipHash cost
-    /// about a tenth of a remote-write stream creating series.
+    /// The key of the label set hash (keyed as [`KeyedMap`] is).
     hash_key: foldhash::quality::RandomState,
     by_hash: ByHash,
     /// Further ids whose label sets share a hash with the one in `by_hash` (a few per million).
