@@ -8,14 +8,22 @@
 //! allocations, not one per sample. Exemplars are parsed and dropped; `_created`, `_bucket`,
 //! `_sum`, `_count` are ordinary samples, as Prometheus 2.x stores them.
 //!
-//! Errors carry the 1-based line and byte column and what was expected there.
+//! [`parse_skipping_known`] leaves out the labels of series the caller already knows by their raw
+//! text ([`KnownSeries`]): a line that starts with the text the caller expects at its place (a
+//! scraper's previous page, usually in the same order) is only compared with it; any other line's
+//! label set is found by a quote-aware byte scan and looked up. A raw text is only ever known
+//! because the full parse accepted the same text before, so skipping it loses no error.
+//!
+//! The small pieces every line goes through (names, blanks, value tokens) are byte loops with
+//! nom's signature; the rest is composed with nom. Errors carry the 1-based line and byte column
+//! and what was expected there.
 
 use crate::error::ParseError;
 use nom::branch::alt;
-use nom::bytes::complete::{tag, take_while, take_while1};
-use nom::character::complete::{char, satisfy, space0, space1};
-use nom::combinator::{opt, recognize};
-use nom::error::{context, VerboseError, VerboseErrorKind};
+use nom::bytes::complete::tag;
+use nom::character::complete::char;
+use nom::combinator::opt;
+use nom::error::{context, ErrorKind, VerboseError, VerboseErrorKind};
 use nom::sequence::pair;
 use nom::IResult;
 use std::borrow::Cow;
@@ -92,7 +100,8 @@ pub struct SampleLine<'a> {
     pub series: &'a str,
     /// The metric name.
     pub name: &'a str,
-    labels: Range<u32>,
+    /// Where its labels are in the page's label vector; `None` when the caller knew the series.
+    labels: Option<Range<u32>>,
     pub value: f64,
     /// Milliseconds since the epoch, when the line has a timestamp.
     pub ts_ms: Option<i64>,
@@ -111,9 +120,11 @@ impl<'a> ParsedPage<'a> {
         &self.samples
     }
 
-    /// The labels of `sample` (without `__name__`), in page order.
-    pub fn labels(&self, sample: &SampleLine<'a>) -> &[(Cow<'a, str>, Cow<'a, str>)] {
-        &self.labels[sample.labels.start as usize..sample.labels.end as usize]
+    /// The labels of `sample` (without `__name__`), in page order; `None` for a sample whose series
+    /// [`parse_skipping_known`]'s caller knew (never for [`parse`]).
+    pub fn labels(&self, sample: &SampleLine<'a>) -> Option<&[(Cow<'a, str>, Cow<'a, str>)]> {
+        let range = sample.labels.as_ref()?;
+        self.labels.get(range.start as usize..range.end as usize)
     }
 
     /// Families declared with `# TYPE`/`# HELP`/`# UNIT`, in first-mention order.
@@ -135,8 +146,42 @@ impl<'a> ParsedPage<'a> {
 
 type Res<'a, T> = IResult<&'a str, T, VerboseError<&'a str>>;
 
+/// Series texts a caller already knows (a scraper's cache), whose labels
+/// [`parse_skipping_known`] leaves out. Both methods must only name raw `name{labels}` texts this
+/// parser accepted before: those are not checked again.
+pub trait KnownSeries {
+    /// The series text sample line `index` (0-based, in page order) is expected to start with, if
+    /// any: taken when the line starts with it followed by a blank.
+    fn expected(&self, index: usize) -> Option<&str>;
+    /// Whether `series`, a line's series text found by scanning, is known.
+    fn contains(&self, series: &str) -> bool;
+}
+
+/// Nothing known: every label set is parsed.
+struct NothingKnown;
+
+impl KnownSeries for NothingKnown {
+    fn expected(&self, _index: usize) -> Option<&str> {
+        None
+    }
+
+    fn contains(&self, _series: &str) -> bool {
+        false
+    }
+}
+
 /// Parses a whole page.
 pub fn parse(text: &str, format: Format) -> Result<ParsedPage<'_>, ParseError> {
+    parse_skipping_known(text, format, &NothingKnown)
+}
+
+/// Parses a whole page, but leaves out the labels of samples whose raw `name{labels}` text `known`
+/// knows (their [`ParsedPage::labels`] is `None`).
+pub fn parse_skipping_known<'a>(
+    text: &'a str,
+    format: Format,
+    known: &impl KnownSeries,
+) -> Result<ParsedPage<'a>, ParseError> {
     let mut page = ParsedPage::default();
     let mut saw_eof = false;
     let mut line_no = 0;
@@ -166,7 +211,7 @@ pub fn parse(text: &str, format: Format) -> Result<ParsedPage<'_>, ParseError> {
         let result = if body.starts_with('#') {
             comment_line(body, format, &mut page).map(|eof| saw_eof = eof)
         } else {
-            sample_line(body, format, &mut page)
+            sample_line(body, format, &mut page, known)
         };
         if let Err(failure) = result {
             return Err(to_parse_error(failure, body, line_no, column_base));
@@ -215,7 +260,7 @@ fn comment_line<'a>(
     let Ok((rest, keyword)) = keyword else {
         return Ok(false);
     };
-    let Ok((rest, _)) = space1::<&str, VerboseError<&str>>(rest) else {
+    let Ok((rest, _)) = space1(rest) else {
         return Ok(false);
     };
     let (rest, name) = context("metric name", metric_name)(rest)?;
@@ -243,13 +288,32 @@ fn sample_line<'a>(
     line: &'a str,
     format: Format,
     page: &mut ParsedPage<'a>,
+    known: &impl KnownSeries,
 ) -> Result<(), nom::Err<VerboseError<&'a str>>> {
-    let (rest, name) = context("metric name", metric_name)(line)?;
-    let labels_start = page.labels.len() as u32;
-    let rest = if rest.starts_with('{') { label_set(rest, &mut page.labels)? } else { rest };
-    let series = &line[..line.len() - rest.len()];
+    let (series, name, labels) = match expected_series(line, known.expected(page.samples.len())) {
+        Some(series) => (series, &series[..series.find('{').unwrap_or(series.len())], None),
+        None => {
+            let (after_name, name) = context("metric name", metric_name)(line)?;
+            let scanned = label_set_end(after_name).map(|end| &line[..name.len() + end]);
+            match scanned {
+                Some(series) if known.contains(series) => (series, name, None),
+                _ => {
+                    let labels_start = page.labels.len() as u32;
+                    let rest =
+                        if after_name.starts_with('{') { label_set(after_name, &mut page.labels)? } else { after_name };
+                    (&line[..line.len() - rest.len()], name, Some(labels_start..page.labels.len() as u32))
+                }
+            }
+        }
+    };
+    let rest = &line[series.len()..];
     let (rest, _) = context("space before the value", space1)(rest)?;
     let (rest, value) = context("a sample value (float, NaN, +Inf, -Inf)", float_value)(rest)?;
+    if space0(rest)?.0.is_empty() {
+        // The usual line ends here: no timestamp or exemplar to try (and no error to build).
+        page.samples.push(SampleLine { series, name, labels, value, ts_ms: None });
+        return Ok(());
+    }
     let (rest, ts_ms) = opt(|i| timestamp(i, format))(rest)?;
     let (rest, _) = opt(exemplar)(rest)?;
     let (rest, _) = space0(rest)?;
@@ -258,25 +322,102 @@ fn sample_line<'a>(
             errors: vec![(rest, VerboseErrorKind::Context("end of line after the value and timestamp"))],
         }));
     }
-    let labels = labels_start..page.labels.len() as u32;
     page.samples.push(SampleLine { series, name, labels, value, ts_ms });
     Ok(())
 }
 
+/// `line`'s own prefix equal to `expected`, when `line` starts with it followed by a blank. A text
+/// the parser accepted as a series, followed by a blank, is this line's series too: the name ends
+/// where it did, and the label set at the same `}`.
+fn expected_series<'a>(line: &'a str, expected: Option<&str>) -> Option<&'a str> {
+    let expected = expected?;
+    let followed_by_blank = matches!(line.as_bytes().get(expected.len()), Some(b' ' | b'\t'));
+    // A blank is ASCII, so `expected.len()` is a char boundary of `line`.
+    (followed_by_blank && line.as_bytes().starts_with(expected.as_bytes())).then(|| &line[..expected.len()])
+}
+
+/// Where the label set at the start of `input` ends (just past its `}`; 0 when `input` does not
+/// start with `{`): the first `}` outside a quoted value, where a backslash in a value escapes the
+/// next byte. For a label set [`label_set`] accepts, this is where it stops. `None` when no `}`
+/// closes it.
+fn label_set_end(input: &str) -> Option<usize> {
+    let bytes = input.as_bytes();
+    if bytes.first() != Some(&b'{') {
+        return Some(0);
+    }
+    let mut in_quotes = false;
+    let mut i = 1;
+    while let Some(&b) = bytes.get(i) {
+        match (in_quotes, b) {
+            (true, b'\\') => i += 1,
+            (true, b'"') => in_quotes = false,
+            (false, b'"') => in_quotes = true,
+            (false, b'}') => return Some(i + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A recoverable nom error of `kind` at `input` (an `alt` or `opt` may try something else).
+fn nom_error<T>(input: &str, kind: ErrorKind) -> Res<'_, T> {
+    Err(nom::Err::Error(VerboseError { errors: vec![(input, VerboseErrorKind::Nom(kind))] }))
+}
+
+/// Consumes a byte satisfying `first`, then every following byte satisfying `rest`.
+fn identifier(input: &str, first: impl Fn(u8) -> bool, rest: impl Fn(u8) -> bool) -> Res<'_, &str> {
+    let bytes = input.as_bytes();
+    match bytes.first() {
+        Some(&b) if first(b) => {
+            let len = 1 + bytes[1..].iter().take_while(|b| rest(**b)).count();
+            // Both predicates only accept ASCII, so `len` is a char boundary.
+            Ok((&input[len..], &input[..len]))
+        }
+        _ => nom_error(input, ErrorKind::Satisfy),
+    }
+}
+
 /// Consumes a metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 fn metric_name(input: &str) -> Res<'_, &str> {
-    recognize(pair(
-        satisfy(|c| c.is_ascii_alphabetic() || c == '_' || c == ':'),
-        take_while(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-    ))(input)
+    identifier(
+        input,
+        |b| b.is_ascii_alphabetic() || b == b'_' || b == b':',
+        |b| b.is_ascii_alphanumeric() || b == b'_' || b == b':',
+    )
 }
 
 /// Consumes a label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 fn label_name(input: &str) -> Res<'_, &str> {
-    recognize(pair(
-        satisfy(|c| c.is_ascii_alphabetic() || c == '_'),
-        take_while(|c: char| c.is_ascii_alphanumeric() || c == '_'),
-    ))(input)
+    identifier(input, |b| b.is_ascii_alphabetic() || b == b'_', |b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The number of blanks (spaces and tabs) `input` starts with.
+fn blanks(input: &str) -> usize {
+    input.bytes().take_while(|b| *b == b' ' || *b == b'\t').count()
+}
+
+/// Consumes any blanks (spaces and tabs).
+fn space0(input: &str) -> Res<'_, &str> {
+    let len = blanks(input);
+    Ok((&input[len..], &input[..len]))
+}
+
+/// Consumes one or more blanks (spaces and tabs).
+fn space1(input: &str) -> Res<'_, &str> {
+    match blanks(input) {
+        0 => nom_error(input, ErrorKind::Space),
+        len => Ok((&input[len..], &input[..len])),
+    }
+}
+
+/// Consumes a token: the bytes up to ASCII whitespace or the end, at least one.
+fn value_token(input: &str) -> Res<'_, &str> {
+    match input.bytes().position(|b| b.is_ascii_whitespace()).unwrap_or(input.len()) {
+        0 => nom_error(input, ErrorKind::TakeWhile1),
+        // ASCII whitespace starts a char, so `len` is a char boundary.
+        len => Ok((&input[len..], &input[..len])),
+    }
 }
 
 /// Consumes a quoted label value with the escapes `\\`, `\"` and `\n`; borrows unless it has one.
@@ -333,7 +474,7 @@ fn label_set<'a>(
 ) -> Result<&'a str, nom::Err<VerboseError<&'a str>>> {
     let (mut rest, _) = pair(char('{'), space0)(input)?;
     loop {
-        if let Ok((after, _)) = char::<&str, VerboseError<&str>>('}')(rest) {
+        if let Some(after) = rest.strip_prefix('}') {
             return Ok(after);
         }
         let (after, name) = context("a label name or '}'", label_name)(rest).map_err(to_failure)?;
@@ -347,9 +488,9 @@ fn label_set<'a>(
         let (after, value) = label_value(after).map_err(to_failure)?;
         out.push((Cow::Borrowed(name), value));
         let (after, _) = space0(after)?;
-        rest = match char::<&str, VerboseError<&str>>(',')(after) {
-            Ok((after, _)) => space0(after)?.0,
-            Err(_) => {
+        rest = match after.strip_prefix(',') {
+            Some(after) => space0(after)?.0,
+            None => {
                 let (after, _) = context("',' or '}' after a label", char('}'))(after).map_err(to_failure)?;
                 return Ok(after);
             }
@@ -367,7 +508,7 @@ fn to_failure<E>(e: nom::Err<E>) -> nom::Err<E> {
 /// Consumes a float: decimal or exponent notation, `NaN`, `+Inf`, `-Inf` (any case, as Go's
 /// `ParseFloat` accepts).
 fn float_value(input: &str) -> Res<'_, f64> {
-    let (rest, token) = take_while1(|c: char| !c.is_ascii_whitespace())(input)?;
+    let (rest, token) = value_token(input)?;
     match token.parse::<f64>() {
         Ok(v) => Ok((rest, v)),
         Err(_) => Err(nom::Err::Failure(VerboseError { errors: vec![(input, VerboseErrorKind::Context("a float"))] })),
@@ -380,7 +521,7 @@ fn timestamp(input: &str, format: Format) -> Res<'_, i64> {
     if after_space.starts_with('#') || after_space.is_empty() {
         return Err(nom::Err::Error(VerboseError { errors: vec![(input, VerboseErrorKind::Context("timestamp"))] }));
     }
-    let (rest, token) = take_while1(|c: char| !c.is_ascii_whitespace())(after_space)?;
+    let (rest, token) = value_token(after_space)?;
     let fail =
         || nom::Err::Failure(VerboseError { errors: vec![(after_space, VerboseErrorKind::Context("a timestamp"))] });
     let ts_ms = match format {
@@ -413,7 +554,7 @@ mod tests {
     use super::*;
 
     fn labels_of(page: &ParsedPage<'_>, i: usize) -> Vec<(String, String)> {
-        page.labels(&page.samples()[i]).iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        page.labels(&page.samples()[i]).unwrap().iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -515,7 +656,131 @@ mod tests {
         assert_eq!(Format::from_content_type(None), Format::Text);
     }
 
+    #[test]
+    fn known_series_keep_their_text_value_and_timestamp_but_not_their_labels() {
+        let text = "a{x=\"1\"} 1 10\na{x=\"}\\\"\"} 2\nb 3\n";
+        let full = parse(text, Format::Text).unwrap();
+        // Line 1 is known by its place, line 2 by a lookup; line 0's expected text is another's.
+        let known = TestKnown {
+            expected: vec![Some("b".to_string()), Some(full.samples()[1].series.to_string())],
+            set: ["b".to_string()].into(),
+        };
+        let skipped = parse_skipping_known(text, Format::Text, &known).unwrap();
+        assert_eq!(skipped.samples()[1].series, "a{x=\"}\\\"\"}");
+        for (i, (a, b)) in full.samples().iter().zip(skipped.samples()).enumerate() {
+            assert_eq!((a.series, a.name, a.value, a.ts_ms), (b.series, b.name, b.value, b.ts_ms), "sample {i}");
+        }
+        assert_eq!(labels_of(&skipped, 0), vec![("x".to_string(), "1".to_string())]);
+        assert_eq!(skipped.labels(&skipped.samples()[1]), None);
+        assert_eq!(skipped.labels(&skipped.samples()[2]), None);
+    }
+
+    /// Known series for tests: expected texts by line, and a set.
+    struct TestKnown {
+        expected: Vec<Option<String>>,
+        set: std::collections::HashSet<String>,
+    }
+
+    impl KnownSeries for TestKnown {
+        fn expected(&self, index: usize) -> Option<&str> {
+            self.expected.get(index)?.as_deref()
+        }
+
+        fn contains(&self, series: &str) -> bool {
+            self.set.contains(series)
+        }
+    }
+
+    /// One sample line from generated parts: blanks, label values with escapes, a timestamp.
+    fn sample_text(
+        name: &str,
+        labels: &[(String, String)],
+        blank: &str,
+        comma: bool,
+        value: f64,
+        ts: Option<i64>,
+    ) -> String {
+        let mut line = name.to_string();
+        if !labels.is_empty() || comma {
+            line.push('{');
+            for (i, (n, v)) in labels.iter().enumerate() {
+                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let sep = if i + 1 < labels.len() || comma { "," } else { "" };
+                line.push_str(&format!("{blank}{n}{blank}={blank}\"{escaped}\"{blank}{sep}"));
+            }
+            line.push('}');
+        }
+        line.push_str(&format!("{blank} {value}"));
+        if let Some(ts) = ts {
+            line.push_str(&format!(" {ts}"));
+        }
+        line
+    }
+
     proptest::proptest! {
+        #[test]
+        fn skipping_known_series_changes_nothing_but_their_labels(
+            lines in proptest::collection::vec(
+                (
+                    "[a-z_:][a-z0-9_:]{0,8}",
+                    proptest::collection::vec(("[a-z_][a-z0-9_]{0,5}", "[ -~\n{}\\\\\"]{0,12}"), 0..4),
+                    "[ \t]{0,2}",
+                    proptest::bool::ANY,
+                    -1e9f64..1e9,
+                    proptest::option::of(proptest::num::i64::ANY),
+                    0..4u8,
+                ),
+                1..20,
+            ),
+        ) {
+            let text: String = lines
+                .iter()
+                .map(|(name, labels, blank, comma, value, ts, _)| sample_text(name, labels, blank, *comma, *value, *ts) + "\n")
+                .collect();
+            let full = parse(&text, Format::Text).unwrap();
+            proptest::prop_assert_eq!(full.samples().len(), lines.len());
+            // Each line is unknown (0), known by lookup (1), expected at its place (2), or expected
+            // to be the next line's series (3: taken only if the texts are equal).
+            let series: Vec<&str> = full.samples().iter().map(|sample| sample.series).collect();
+            let known = TestKnown {
+                expected: lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, line)| match line.6 {
+                        2 => Some(series[i].to_string()),
+                        3 => Some(series[(i + 1) % series.len()].to_string()),
+                        _ => None,
+                    })
+                    .collect(),
+                set: lines.iter().zip(&series).filter(|(line, _)| line.6 == 1).map(|(_, s)| s.to_string()).collect(),
+            };
+            let skipped = parse_skipping_known(&text, Format::Text, &known).unwrap();
+            for (i, (a, b)) in full.samples().iter().zip(skipped.samples()).enumerate() {
+                proptest::prop_assert_eq!((a.series, a.name, a.ts_ms), (b.series, b.name, b.ts_ms), "line {}", i);
+                proptest::prop_assert_eq!(a.value.to_bits(), b.value.to_bits(), "line {}", i);
+                let is_known = known.set.contains(a.series) || known.expected(i) == Some(a.series);
+                let expected = if is_known { None } else { full.labels(a) };
+                proptest::prop_assert_eq!(skipped.labels(b), expected, "line {}", i);
+                let generated: Vec<(&str, &str)> = lines[i].1.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let parsed: Vec<(&str, &str)> = full.labels(a).unwrap().iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
+                proptest::prop_assert_eq!(parsed, generated, "line {}", i);
+            }
+        }
+
+        #[test]
+        fn the_label_set_scan_stops_where_the_label_set_parser_does(
+            text in proptest::prop_oneof![
+                r#"\{( ?[a-z]{1,3} ?= ?"([a-z}{ ]|\\[\\"n])*" ?,)* ?([a-z]{1,3} ?= ?"([a-z}{ ]|\\[\\"n])*" ?)?\}[a-z}" ]{0,5}"#,
+                "\\{[a-z=\",} \\\\n]{0,40}",
+            ],
+        ) {
+            let mut scratch = Vec::new();
+            match label_set(&text, &mut scratch) {
+                Ok(rest) => proptest::prop_assert_eq!(label_set_end(&text), Some(text.len() - rest.len())),
+                Err(_) => proptest::prop_assume!(false, "not a label set"),
+            }
+        }
+
         #[test]
         fn arbitrary_text_never_panics(text in "[a-z{}=\",# \\\\\n0-9.+-]{0,200}") {
             let _ = parse(&text, Format::Text);
@@ -527,7 +792,7 @@ mod tests {
             let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
             let text = format!("m{{v=\"{escaped}\"}} 1\n");
             let page = parse(&text, Format::Text).unwrap();
-            proptest::prop_assert_eq!(page.labels(&page.samples()[0])[0].1.as_ref(), value.as_str());
+            proptest::prop_assert_eq!(page.labels(&page.samples()[0]).unwrap()[0].1.as_ref(), value.as_str());
         }
     }
 }

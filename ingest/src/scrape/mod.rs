@@ -586,7 +586,7 @@ async fn run_target(target: Arc<Target>, ingest: PageIngest, mut stop: watch::Re
         let fetched = match &target.forced_error {
             Some(error) => Err(error.clone()),
             None => tokio::select! {
-                fetched = fetch(&target) => fetched,
+                fetched = fetch(&target, state.page_size_hint()) => fetched,
                 _ = stop.changed() => break,
             },
         };
@@ -620,7 +620,8 @@ struct Fetched {
     format: Format,
 }
 
-async fn fetch(target: &Target) -> Result<Fetched, String> {
+/// Fetches the target's page; `size_hint` (the previous page's size) sizes the buffer.
+async fn fetch(target: &Target, size_hint: usize) -> Result<Fetched, String> {
     let job = &target.job.job;
     let mut request = target
         .job
@@ -640,7 +641,8 @@ async fn fetch(target: &Target) -> Result<Fetched, String> {
         let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let format = Format::from_content_type(content_type);
         let limit = job.body_size_limit_bytes;
-        let mut body = Vec::new();
+        let capacity = if limit > 0 { size_hint.min(usize::try_from(limit).unwrap_or(usize::MAX)) } else { size_hint };
+        let mut body = Vec::with_capacity(capacity);
         while let Some(chunk) = response.chunk().await.map_err(describe_reqwest)? {
             if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
                 return Err(format!("body size limit exceeded: more than {limit} bytes"));

@@ -1,15 +1,19 @@
 //! `TargetState` is what one target's loop carries from scrape to scrape, and the way a scraped
-//! page enters the store: each sample's raw `name{labels}` text is looked up in the target's cache
-//! (series id, or "dropped by relabeling"); a miss builds the series' labels (target labels,
-//! `honor_labels`, `metric_relabel_configs`). The page is then stored by one `Db::append`, known
-//! series by id and new ones by their labels, whose ids the append's report hands back for the
-//! cache. Then come the staleness markers of series that disappeared and the report series.
+//! page enters the store. Each sample's raw `name{labels}` text is first compared with the text at
+//! the same place on the previous page ([`PageLayout`]: pages usually repeat their order, so this
+//! costs no hashing and reads memory in order), then looked up in the target's cache and among the
+//! previous page's texts (series id, or "dropped by relabeling"); a miss builds the series' labels
+//! (target labels, `honor_labels`, `metric_relabel_configs`). The page is then stored by one
+//! `Db::append`, known series by id and new ones by their labels, whose ids the append's report
+//! hands back for the cache. Then come the staleness markers of series that disappeared and the
+//! report series.
 
 use super::{Fetched, Target};
 use crate::exposition;
 use crate::metadata;
 use crate::metrics::{IngestMetrics, JobLabels, RejectLabels, ScrapeLabels, SOURCE_SCRAPE};
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::time::Instant;
 use tsdb::{stale_nan, Db, Labels, Sample, SeriesId, SeriesSamples, METRIC_NAME};
 
@@ -22,8 +26,79 @@ const REPORT_SERIES: [&str; 5] = [
     "scrape_series_added",
 ];
 
+/// A set or map hashed with foldhash seeded at random per process: the keys are chosen by the
+/// target (raw series texts) or follow from them (series ids), so the hash stays keyed.
+type KeyedSet<K> = HashSet<K, foldhash::quality::RandomState>;
+type KeyedMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// Cache entries unseen for this many scrapes are forgotten (they are re-resolved if they return).
 const CACHE_KEEP_SCRAPES: u64 = 2;
+
+/// The previous page: its text, kept whole, and each sample's series text in page order with what
+/// it resolved to (`None`: dropped).
+#[derive(Default)]
+struct PageLayout {
+    body: String,
+    series: Vec<Range<usize>>,
+    ids: Vec<Option<SeriesId>>,
+}
+
+impl PageLayout {
+    /// The series text of sample `index`.
+    fn text(&self, index: usize) -> Option<&str> {
+        self.body.get(self.series.get(index)?.clone())
+    }
+
+    /// What sample `index` resolved to, when its text was `series`.
+    fn resolved_at(&self, index: usize, series: &str) -> Option<Option<SeriesId>> {
+        (self.text(index)? == series).then(|| self.ids.get(index).copied().flatten())
+    }
+}
+
+/// Where `part`, a slice of `whole`, lies in it.
+fn range_within(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
+
+/// The previous page's texts, looked up by place and, built on the first need, by text (a page
+/// whose order changed).
+struct PreviousPage<'l> {
+    layout: &'l PageLayout,
+    by_text: std::cell::OnceCell<KeyedMap<&'l str, Option<SeriesId>>>,
+}
+
+impl<'l> PreviousPage<'l> {
+    fn new(layout: &'l PageLayout) -> PreviousPage<'l> {
+        PreviousPage { layout, by_text: std::cell::OnceCell::new() }
+    }
+
+    fn by_text(&self, series: &str) -> Option<Option<SeriesId>> {
+        let map = self.by_text.get_or_init(|| {
+            (0..self.layout.series.len())
+                .filter_map(|index| Some((self.layout.text(index)?, self.layout.ids.get(index).copied().flatten())))
+                .collect()
+        });
+        map.get(series).copied()
+    }
+}
+
+/// What the parser may skip: the previous page's texts and the cache's.
+struct Known<'p, 'l> {
+    previous: &'p PreviousPage<'l>,
+    cache: &'p KeyedMap<String, CacheEntry>,
+}
+
+impl exposition::KnownSeries for Known<'_, '_> {
+    fn expected(&self, index: usize) -> Option<&str> {
+        self.previous.layout.text(index)
+    }
+
+    fn contains(&self, series: &str) -> bool {
+        self.cache.contains_key(series) || self.previous.by_text(series).is_some()
+    }
+}
 
 /// What one cache entry knows about a raw series text.
 struct CacheEntry {
@@ -59,9 +134,12 @@ struct NewSeries<'p> {
 /// Per-target state carried from scrape to scrape.
 #[derive(Default)]
 pub(super) struct TargetState {
-    cache: HashMap<String, CacheEntry>,
+    /// Series found away from their previous place (or dropped), by raw text.
+    cache: KeyedMap<String, CacheEntry>,
+    /// The previous successful page's series, in order.
+    layout: PageLayout,
     /// Series of the previous successful scrape, for staleness.
-    previous: HashSet<SeriesId>,
+    previous: KeyedSet<SeriesId>,
     report_ids: Option<[SeriesId; 5]>,
     scrapes: u64,
     /// `metadata::families_fingerprint` of the metadata last handed to the target.
@@ -90,7 +168,7 @@ impl TargetState {
         started: Instant,
     ) {
         self.scrapes += 1;
-        let outcome = fetched.and_then(|f| self.ingest_page(target, db, &f, scrape_ts_ms));
+        let outcome = fetched.and_then(|f| self.ingest_page(target, db, f, scrape_ts_ms));
         let job = &target.job.job.name;
         let (up, stats) = match &outcome {
             Ok(stats) => (1.0, Some(stats)),
@@ -143,12 +221,17 @@ impl TargetState {
         &mut self,
         target: &Target,
         db: &Db,
-        fetched: &Fetched,
+        fetched: Fetched,
         scrape_ts_ms: i64,
     ) -> Result<PageStats, String> {
         let job = &target.job.job;
-        let text = std::str::from_utf8(&fetched.body).map_err(|e| format!("page is not UTF-8: {e}"))?;
-        let page = exposition::parse(text, fetched.format).map_err(|e| format!("parse error: {e}"))?;
+        let body = String::from_utf8(fetched.body).map_err(|e| format!("page is not UTF-8: {}", e.utf8_error()))?;
+        let text = body.as_str();
+        // Known series are not parsed again: only their raw text is looked up below.
+        let previous = PreviousPage::new(&self.layout);
+        let known = Known { previous: &previous, cache: &self.cache };
+        let page =
+            exposition::parse_skipping_known(text, fetched.format, &known).map_err(|e| format!("parse error: {e}"))?;
         let fingerprint = metadata::families_fingerprint(page.families());
         if self.metadata_fingerprint != Some(fingerprint) {
             self.metadata_fingerprint = Some(fingerprint);
@@ -161,31 +244,46 @@ impl TargetState {
         let mut appends: Vec<PageSample> = Vec::with_capacity(page.samples().len());
         let mut new_series: Vec<NewSeries<'_>> = Vec::new();
         let mut refused: Vec<(&'static str, u64)> = Vec::new();
-        for line in page.samples() {
-            let series = match self.cache.get_mut(line.series) {
-                Some(entry) => {
+        // Per sample, its entry in `appends` (`None`: dropped), for the next page's layout.
+        let mut sample_appends: Vec<Option<usize>> = Vec::with_capacity(page.samples().len());
+        for (index, line) in page.samples().iter().enumerate() {
+            sample_appends.push(None);
+            let cached = previous.layout.resolved_at(index, line.series).or_else(|| {
+                if let Some(entry) = self.cache.get_mut(line.series) {
                     entry.last_seen_scrape = scrape_no;
-                    match entry.id {
-                        Some(id) => PageSeries::Known(id),
-                        None => continue,
+                    return Some(entry.id);
+                }
+                let id = previous.by_text(line.series)?;
+                self.cache.insert(line.series.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
+                Some(id)
+            });
+            let series = match cached {
+                Some(Some(id)) => PageSeries::Known(id),
+                Some(None) => continue,
+                None => {
+                    let labels = page.labels(line).ok_or_else(|| {
+                        format!("series {} was left unparsed as known but is not in the cache", line.series)
+                    })?;
+                    match sample_series_labels(target, line.name, labels, &mut refused)? {
+                        Some(labels) => {
+                            new_series.push(NewSeries { raw: line.series, labels, first_append: appends.len() });
+                            PageSeries::New(new_series.len() - 1)
+                        }
+                        None => {
+                            self.cache
+                                .insert(line.series.to_string(), CacheEntry { id: None, last_seen_scrape: scrape_no });
+                            continue;
+                        }
                     }
                 }
-                None => match sample_series_labels(target, line.name, page.labels(line), &mut refused)? {
-                    Some(labels) => {
-                        new_series.push(NewSeries { raw: line.series, labels, first_append: appends.len() });
-                        PageSeries::New(new_series.len() - 1)
-                    }
-                    None => {
-                        self.cache
-                            .insert(line.series.to_string(), CacheEntry { id: None, last_seen_scrape: scrape_no });
-                        continue;
-                    }
-                },
             };
             let (ts_ms, explicit) = match line.ts_ms {
                 Some(ts) if job.honor_timestamps => (ts, true),
                 _ => (scrape_ts_ms, false),
             };
+            if let Some(slot) = sample_appends.last_mut() {
+                *slot = Some(appends.len());
+            }
             appends.push(PageSample { series, sample: Sample::new(ts_ms, line.value), explicit });
         }
         if job.sample_limit > 0 && appends.len() as u64 > job.sample_limit {
@@ -213,7 +311,7 @@ impl TargetState {
         if !report.removed.is_empty() {
             // Series the store removed since they were cached (nothing of them was inside the
             // retention): forgotten here, so the next scrape creates them anew.
-            let removed: HashSet<SeriesId> =
+            let removed: KeyedSet<SeriesId> =
                 report.removed.iter().filter_map(|i| report.ids.get(*i).copied()).collect();
             self.cache.retain(|_, e| e.id.is_none_or(|id| !removed.contains(&id)));
             self.previous.retain(|id| !removed.contains(id));
@@ -222,7 +320,13 @@ impl TargetState {
             let id = report.ids.get(new.first_append).copied();
             self.cache.insert(new.raw.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
         }
-        let mut current: HashSet<SeriesId> = HashSet::with_capacity(self.previous.len());
+        // The next page's layout: none when the store removed cached series.
+        let series: Option<Vec<Range<usize>>> = match report.removed.is_empty() {
+            true => page.samples().iter().map(|line| range_within(text, line.series)).collect(),
+            false => None,
+        };
+        let ids = sample_appends.iter().map(|append| append.and_then(|index| report.ids.get(index).copied())).collect();
+        let mut current = KeyedSet::with_capacity_and_hasher(self.previous.len(), Default::default());
         let mut series_added = 0;
         for (append, id) in appends.iter().zip(&report.ids) {
             if !append.explicit && current.insert(*id) && !self.previous.contains(id) {
@@ -240,14 +344,25 @@ impl TargetState {
         for rejection in &report.rejections {
             *rejected.entry(rejection.reason.as_str()).or_default() += 1;
         }
-        Ok(PageStats {
+        let stats = PageStats {
             scraped: page.samples().len() as u64,
             post_relabel: appends.len() as u64,
             series_added,
             appended: report.appended,
             rejected: rejected.into_iter().collect(),
             refused,
-        })
+        };
+        drop(page);
+        self.layout = match series {
+            Some(series) => PageLayout { body, series, ids },
+            None => PageLayout::default(),
+        };
+        Ok(stats)
+    }
+
+    /// The size of the previous page, to size the next one's buffer.
+    pub(super) fn page_size_hint(&self) -> usize {
+        self.layout.body.len()
     }
 
     /// Writes the report series; the first time by their labels, then by the ids that append
@@ -461,14 +576,14 @@ mod tests {
         job.limits.max_labels_per_series = 4;
         let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
         let body = "ok{v=\"short\"} 1\nlong{v=\"longer than 8\"} 2\nwide{a=\"1\",b=\"2\",c=\"3\"} 3\n";
-        let fetched = Fetched { body: body.as_bytes().to_vec(), format: crate::exposition::Format::Text };
+        let fetched = || Fetched { body: body.as_bytes().to_vec(), format: crate::exposition::Format::Text };
         let mut state = TargetState { scrapes: 1, ..TargetState::default() };
-        let mut stats = state.ingest_page(&target, &db, &fetched, 1_000).unwrap();
+        let mut stats = state.ingest_page(&target, &db, fetched(), 1_000).unwrap();
         stats.refused.sort();
         assert_eq!(stats.refused, vec![("max_label_value_length", 1), ("max_labels_per_series", 1)]);
         assert_eq!((stats.appended, db.stats().series), (1, 1), "the series within the limits is stored");
         // Remembered as dropped: the next scrape neither stores nor counts them again.
-        let stats = state.ingest_page(&target, &db, &fetched, 2_000).unwrap();
+        let stats = state.ingest_page(&target, &db, fetched(), 2_000).unwrap();
         assert!(stats.refused.is_empty());
         assert_eq!(stats.appended, 1);
     }
@@ -485,7 +600,7 @@ mod tests {
         // dropped alone, the rest of the page stored.
         let too_long = "x".repeat(tsdb::MAX_LABEL_BYTES + 1);
         let first = format!("a 1\nb{{x=\"1\"}} 2\na 3\nc{{v=\"{too_long}\"}} 4\n");
-        let stats = state.ingest_page(&target, &db, &page(first), 1_000).unwrap();
+        let stats = state.ingest_page(&target, &db, page(first), 1_000).unwrap();
         assert_eq!((stats.scraped, stats.post_relabel, stats.series_added, stats.appended), (4, 3, 2, 2));
         assert_eq!(stats.rejected, vec![("duplicate_timestamp", 1)]);
         assert_eq!(db.stats().series, 2);
@@ -494,9 +609,60 @@ mod tests {
         assert_eq!(state.cache.values().filter(|e| e.id.is_none()).count(), 1, "c is remembered as dropped");
 
         state.scrapes = 2;
-        let stats = state.ingest_page(&target, &db, &page("a 5\nb{x=\"1\"} 6\n".into()), 2_000).unwrap();
+        let stats = state.ingest_page(&target, &db, page("a 5\nb{x=\"1\"} 6\n".into()), 2_000).unwrap();
         assert_eq!((stats.series_added, stats.appended), (0, 2));
         assert_eq!(db.stats().series, 2);
         assert_eq!(state.previous.len(), 2);
+    }
+
+    #[test]
+    fn a_page_in_another_order_or_with_a_line_inserted_keeps_every_series_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        let rt = runtime(
+            "scrape_configs:\n- job_name: j\n  static_configs: [{targets: ['h:1']}]\n  metric_relabel_configs:\n  - {source_labels: [__name__], regex: dropped, action: drop}\n",
+        );
+        let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+        let page = |lines: &[&str]| Fetched {
+            body: lines.iter().map(|line| format!("{line} 1\n")).collect::<String>().into_bytes(),
+            format: crate::exposition::Format::Text,
+        };
+        let ids = |state: &TargetState| -> HashMap<String, Option<SeriesId>> {
+            (0..state.layout.series.len())
+                .map(|i| (state.layout.text(i).unwrap().to_string(), state.layout.ids[i]))
+                .collect()
+        };
+        let mut state = TargetState::default();
+        let scrape = |state: &mut TargetState, lines: &[&str]| {
+            state.scrapes += 1;
+            let ts = state.scrapes as i64 * 1_000;
+            state.ingest_page(&target, &db, page(lines), ts).unwrap()
+        };
+        let first = ["a{x=\"1\"}", "a{x=\"2\"}", "dropped", "b"];
+        let stats = scrape(&mut state, &first);
+        assert_eq!((stats.post_relabel, stats.series_added, db.stats().series), (3, 3, 3));
+        let first_ids = ids(&state);
+        assert_eq!(first_ids["dropped"], None);
+        // The same page, then enough of it for the cache to forget everything found by place.
+        for _ in 0..3 {
+            let stats = scrape(&mut state, &first);
+            assert_eq!((stats.post_relabel, stats.series_added, stats.appended), (3, 0, 3));
+            assert_eq!(ids(&state), first_ids);
+        }
+        assert!(state.cache.is_empty(), "series found at their place need no cache entry");
+        // Reordered, with a series inserted: the known ones resolve to the same ids by text.
+        let reordered = ["b", "a{x=\"2\"}", "new", "dropped", "a{x=\"1\"}"];
+        let stats = scrape(&mut state, &reordered);
+        assert_eq!((stats.post_relabel, stats.series_added, stats.appended), (4, 1, 4));
+        assert_eq!(db.stats().series, 4);
+        let now = ids(&state);
+        for (series, id) in &first_ids {
+            assert_eq!(now[series], *id, "{series}");
+        }
+        assert!(now["new"].is_some());
+        // Back to the first order: nothing new, nothing stale.
+        let stats = scrape(&mut state, &first);
+        assert_eq!((stats.post_relabel, stats.series_added, stats.appended), (3, 0, 3));
+        assert_eq!(db.stats().series, 4);
     }
 }
