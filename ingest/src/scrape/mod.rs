@@ -620,7 +620,8 @@ struct Fetched {
     format: Format,
 }
 
-/// Fetches the target's page; `size_hint` (the previous page's size) sizes the buffer.
+/// Fetches the target's page; `size_hint` (the previous page's size) sizes the buffer, with room
+/// for the page to grow a little without copying it.
 async fn fetch(target: &Target, size_hint: usize) -> Result<Fetched, String> {
     let job = &target.job.job;
     let mut request = target
@@ -641,7 +642,8 @@ async fn fetch(target: &Target, size_hint: usize) -> Result<Fetched, String> {
         let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let format = Format::from_content_type(content_type);
         let limit = job.body_size_limit_bytes;
-        let capacity = if limit > 0 { size_hint.min(usize::try_from(limit).unwrap_or(usize::MAX)) } else { size_hint };
+        let capacity = size_hint.saturating_add(size_hint / 8);
+        let capacity = if limit > 0 { capacity.min(usize::try_from(limit).unwrap_or(usize::MAX)) } else { capacity };
         let mut body = Vec::with_capacity(capacity);
         while let Some(chunk) = response.chunk().await.map_err(describe_reqwest)? {
             if limit > 0 && (body.len() + chunk.len()) as u64 > limit {

@@ -1,12 +1,12 @@
 //! `TargetState` is what one target's loop carries from scrape to scrape, and the way a scraped
 //! page enters the store. Each sample's raw `name{labels}` text is first compared with the text at
 //! the same place on the previous page ([`PageLayout`]: pages usually repeat their order, so this
-//! costs no hashing and reads memory in order), then looked up in the target's cache and among the
-//! previous page's texts (series id, or "dropped by relabeling"); a miss builds the series' labels
-//! (target labels, `honor_labels`, `metric_relabel_configs`). The page is then stored by one
-//! `Db::append`, known series by id and new ones by their labels, whose ids the append's report
-//! hands back for the cache. Then come the staleness markers of series that disappeared and the
-//! report series.
+//! costs no hashing and reads memory in order), then looked up among the previous page's texts
+//! (series id, or "dropped by relabeling"); a miss builds the series' labels (target labels,
+//! `honor_labels`, `metric_relabel_configs`). The page is then stored by one `Db::append`, known
+//! series by id and new ones by their labels, whose ids the append's report hands back for the
+//! next page. Then come the staleness markers of series that disappeared and the report series.
+//! A series missing from one page is resolved by its labels again when it comes back.
 
 use super::{Fetched, Target};
 use crate::exposition;
@@ -30,9 +30,6 @@ const REPORT_SERIES: [&str; 5] = [
 /// target (raw series texts) or follow from them (series ids), so the hash stays keyed.
 type KeyedSet<K> = HashSet<K, foldhash::quality::RandomState>;
 type KeyedMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
-
-/// Cache entries unseen for this many scrapes are forgotten (they are re-resolved if they return).
-const CACHE_KEEP_SCRAPES: u64 = 2;
 
 /// The previous page: its text, kept whole, and each sample's series text in page order with what
 /// it resolved to (`None`: dropped).
@@ -84,30 +81,18 @@ impl<'l> PreviousPage<'l> {
     }
 }
 
-/// What the parser may skip: the previous page's texts and the cache's.
-struct Known<'p, 'l> {
-    previous: &'p PreviousPage<'l>,
-    cache: &'p KeyedMap<String, CacheEntry>,
-}
-
-impl exposition::KnownSeries for Known<'_, '_> {
+/// What the parser may skip: the previous page's series.
+impl exposition::KnownSeries for PreviousPage<'_> {
     fn expected(&self, index: usize) -> Option<&str> {
-        self.previous.layout.text(index)
+        self.layout.text(index)
     }
 
     fn contains(&self, series: &str) -> bool {
-        self.cache.contains_key(series) || self.previous.by_text(series).is_some()
+        self.by_text(series).is_some()
     }
 }
 
-/// What one cache entry knows about a raw series text.
-struct CacheEntry {
-    /// `None`: metric relabeling dropped it (or its labels were invalid).
-    id: Option<SeriesId>,
-    last_seen_scrape: u64,
-}
-
-/// The series of one page sample: cached, or first seen on this page (an index into the page's
+/// The series of one page sample: known from the previous page, or first seen on this page (an index into the page's
 /// new series, named by labels in the append).
 #[derive(Clone, Copy)]
 enum PageSeries {
@@ -123,19 +108,9 @@ struct PageSample {
     explicit: bool,
 }
 
-/// A series first seen on this page: its raw text (the cache key), its labels, and the append
-/// entry whose id the store reports for it.
-struct NewSeries<'p> {
-    raw: &'p str,
-    labels: Labels,
-    first_append: usize,
-}
-
 /// Per-target state carried from scrape to scrape.
 #[derive(Default)]
 pub(super) struct TargetState {
-    /// Series found away from their previous place (or dropped), by raw text.
-    cache: KeyedMap<String, CacheEntry>,
     /// The previous successful page's series, in order.
     layout: PageLayout,
     /// Series of the previous successful scrape, for staleness.
@@ -229,9 +204,8 @@ impl TargetState {
         let text = body.as_str();
         // Known series are not parsed again: only their raw text is looked up below.
         let previous = PreviousPage::new(&self.layout);
-        let known = Known { previous: &previous, cache: &self.cache };
-        let page =
-            exposition::parse_skipping_known(text, fetched.format, &known).map_err(|e| format!("parse error: {e}"))?;
+        let page = exposition::parse_skipping_known(text, fetched.format, &previous)
+            .map_err(|e| format!("parse error: {e}"))?;
         let fingerprint = metadata::families_fingerprint(page.families());
         if self.metadata_fingerprint != Some(fingerprint) {
             self.metadata_fingerprint = Some(fingerprint);
@@ -240,40 +214,28 @@ impl TargetState {
                 *kept = families;
             }
         }
-        let scrape_no = self.scrapes;
         let mut appends: Vec<PageSample> = Vec::with_capacity(page.samples().len());
-        let mut new_series: Vec<NewSeries<'_>> = Vec::new();
+        // The labels of series first seen on this page.
+        let mut new_series: Vec<Labels> = Vec::new();
         let mut refused: Vec<(&'static str, u64)> = Vec::new();
         // Per sample, its entry in `appends` (`None`: dropped), for the next page's layout.
         let mut sample_appends: Vec<Option<usize>> = Vec::with_capacity(page.samples().len());
         for (index, line) in page.samples().iter().enumerate() {
             sample_appends.push(None);
-            let cached = previous.layout.resolved_at(index, line.series).or_else(|| {
-                if let Some(entry) = self.cache.get_mut(line.series) {
-                    entry.last_seen_scrape = scrape_no;
-                    return Some(entry.id);
-                }
-                let id = previous.by_text(line.series)?;
-                self.cache.insert(line.series.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
-                Some(id)
-            });
-            let series = match cached {
+            let known = previous.layout.resolved_at(index, line.series).or_else(|| previous.by_text(line.series));
+            let series = match known {
                 Some(Some(id)) => PageSeries::Known(id),
                 Some(None) => continue,
                 None => {
                     let labels = page.labels(line).ok_or_else(|| {
-                        format!("series {} was left unparsed as known but is not in the cache", line.series)
+                        format!("series {} was left unparsed as known but is not on the previous page", line.series)
                     })?;
                     match sample_series_labels(target, line.name, labels, &mut refused)? {
                         Some(labels) => {
-                            new_series.push(NewSeries { raw: line.series, labels, first_append: appends.len() });
+                            new_series.push(labels);
                             PageSeries::New(new_series.len() - 1)
                         }
-                        None => {
-                            self.cache
-                                .insert(line.series.to_string(), CacheEntry { id: None, last_seen_scrape: scrape_no });
-                            continue;
-                        }
+                        None => continue,
                     }
                 }
             };
@@ -293,10 +255,8 @@ impl TargetState {
                 job.sample_limit
             ));
         }
-        let new_pairs: Vec<Vec<(&str, &str)>> = new_series
-            .iter()
-            .map(|new| new.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect())
-            .collect();
+        let new_pairs: Vec<Vec<(&str, &str)>> =
+            new_series.iter().map(|new| new.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()).collect();
         let batch: Vec<SeriesSamples<'_>> = appends
             .iter()
             .map(|append| {
@@ -309,16 +269,12 @@ impl TargetState {
             .collect();
         let report = db.append(&batch).map_err(|e| format!("storing samples failed: {e}"))?;
         if !report.removed.is_empty() {
-            // Series the store removed since they were cached (nothing of them was inside the
-            // retention): forgotten here, so the next scrape creates them anew.
+            // Series the store removed since the previous page (nothing of them was inside the
+            // retention): forgotten with the whole layout below, so the next scrape creates them
+            // anew.
             let removed: KeyedSet<SeriesId> =
                 report.removed.iter().filter_map(|i| report.ids.get(*i).copied()).collect();
-            self.cache.retain(|_, e| e.id.is_none_or(|id| !removed.contains(&id)));
             self.previous.retain(|id| !removed.contains(id));
-        }
-        for new in &new_series {
-            let id = report.ids.get(new.first_append).copied();
-            self.cache.insert(new.raw.to_string(), CacheEntry { id, last_seen_scrape: scrape_no });
         }
         // The next page's layout: none when the store removed cached series.
         let series: Option<Vec<Range<usize>>> = match report.removed.is_empty() {
@@ -339,7 +295,6 @@ impl TargetState {
             append_pairs(db, &stale).map_err(|e| format!("storing staleness markers failed: {e}"))?;
         }
         self.previous = current;
-        self.cache.retain(|_, e| e.last_seen_scrape + CACHE_KEEP_SCRAPES > scrape_no);
         let mut rejected: HashMap<&'static str, u64> = HashMap::new();
         for rejection in &report.rejections {
             *rejected.entry(rejection.reason.as_str()).or_default() += 1;
@@ -589,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn a_page_is_one_append_and_its_new_series_join_the_cache() {
+    fn a_page_is_one_append_and_its_new_series_are_known_on_the_next_page() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
         let rt = runtime("scrape_configs:\n- job_name: j\n  static_configs: [{targets: ['h:1']}]\n");
@@ -604,9 +559,10 @@ mod tests {
         assert_eq!((stats.scraped, stats.post_relabel, stats.series_added, stats.appended), (4, 3, 2, 2));
         assert_eq!(stats.rejected, vec![("duplicate_timestamp", 1)]);
         assert_eq!(db.stats().series, 2);
-        let cached: Vec<Option<SeriesId>> = ["a", "b{x=\"1\"}"].iter().map(|k| state.cache[*k].id).collect();
-        assert!(cached.iter().all(Option::is_some));
-        assert_eq!(state.cache.values().filter(|e| e.id.is_none()).count(), 1, "c is remembered as dropped");
+        let known: Vec<Option<SeriesId>> = (0..4).map(|i| state.layout.ids[i]).collect();
+        assert!(known[..3].iter().all(Option::is_some));
+        assert_eq!(known[0], known[2], "a is one series");
+        assert_eq!(known[3], None, "c is remembered as dropped");
 
         state.scrapes = 2;
         let stats = state.ingest_page(&target, &db, page("a 5\nb{x=\"1\"} 6\n".into()), 2_000).unwrap();
@@ -643,13 +599,12 @@ mod tests {
         assert_eq!((stats.post_relabel, stats.series_added, db.stats().series), (3, 3, 3));
         let first_ids = ids(&state);
         assert_eq!(first_ids["dropped"], None);
-        // The same page, then enough of it for the cache to forget everything found by place.
+        // The same page again, found by place.
         for _ in 0..3 {
             let stats = scrape(&mut state, &first);
             assert_eq!((stats.post_relabel, stats.series_added, stats.appended), (3, 0, 3));
             assert_eq!(ids(&state), first_ids);
         }
-        assert!(state.cache.is_empty(), "series found at their place need no cache entry");
         // Reordered, with a series inserted: the known ones resolve to the same ids by text.
         let reordered = ["b", "a{x=\"2\"}", "new", "dropped", "a{x=\"1\"}"];
         let stats = scrape(&mut state, &reordered);
