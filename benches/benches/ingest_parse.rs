@@ -1,9 +1,10 @@
 //! Exposition parser throughput (MB/s and samples/s) on a synthetic node-exporter-like page:
 //! HELP/TYPE comments, counters, gauges, a histogram, label values with escapes; in text 0.0.4 and
-//! OpenMetrics form.
+//! OpenMetrics form. `known_series` is a scraper's steady state: the same page again, every series
+//! known from the previous one at its place, so no label set is parsed.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ingest::exposition::{parse, Format};
+use ingest::exposition::{parse, parse_skipping_known, Format, KnownSeries};
 use std::fmt::Write;
 
 /// Builds a page with `families` metric families of 20 series each, plus one histogram.
@@ -51,5 +52,38 @@ fn bench_parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_parse);
+/// The previous page's series texts, in page order (as a scraper keeps them).
+struct PreviousPage {
+    series: Vec<String>,
+    set: std::collections::HashSet<String>,
+}
+
+impl KnownSeries for PreviousPage {
+    fn expected(&self, index: usize) -> Option<&str> {
+        self.series.get(index).map(String::as_str)
+    }
+
+    fn contains(&self, series: &str) -> bool {
+        self.set.contains(series)
+    }
+}
+
+fn bench_known_series(c: &mut Criterion) {
+    let mut group = c.benchmark_group("exposition_parse_known_series");
+    for (name, format) in [("text_0_0_4", Format::Text), ("openmetrics_1_0", Format::OpenMetrics)] {
+        let text = page(100, format);
+        let series: Vec<String> =
+            parse(&text, format).expect("page parses").samples().iter().map(|s| s.series.to_string()).collect();
+        let previous = PreviousPage { set: series.iter().cloned().collect(), series };
+        let parsed = parse_skipping_known(&text, format, &previous).expect("page parses");
+        assert!(parsed.samples().iter().all(|s| parsed.labels(s).is_none()), "every series is known");
+        group.throughput(Throughput::Elements(parsed.samples().len() as u64));
+        group.bench_with_input(BenchmarkId::new("samples", name), &text, |b, text| {
+            b.iter(|| parse_skipping_known(text, format, &previous).expect("page parses").samples().len())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_known_series);
 criterion_main!(benches);
