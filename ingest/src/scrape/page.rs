@@ -31,16 +31,37 @@ const REPORT_SERIES: [&str; 5] = [
 type KeyedSet<K> = HashSet<K, foldhash::quality::RandomState>;
 type KeyedMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 
-/// The previous page: its text, kept whole, and each sample's series text in page order with what
-/// it resolved to (`None`: dropped).
+/// The previous page: its text, and each sample's series text in page order with what it resolved
+/// to (`None`: dropped).
 #[derive(Default)]
 struct PageLayout {
+    /// The page's text, kept whole; or only its series texts, when the rest (help texts, comments,
+    /// values) would be more than half of what is kept.
     body: String,
     series: Vec<Range<usize>>,
     ids: Vec<Option<SeriesId>>,
+    /// The size of the page as fetched.
+    page_bytes: usize,
 }
 
 impl PageLayout {
+    /// The layout of a page: `body` and its samples' series ranges (disjoint, in page order).
+    fn new(body: String, series: Vec<Range<usize>>, ids: Vec<Option<SeriesId>>) -> PageLayout {
+        let page_bytes = body.len();
+        let series_bytes: usize = series.iter().map(Range::len).sum();
+        if page_bytes <= series_bytes.saturating_mul(2).saturating_add(4096) {
+            return PageLayout { body, series, ids, page_bytes };
+        }
+        let mut compact = String::with_capacity(series_bytes);
+        let mut compact_series = Vec::with_capacity(series.len());
+        for range in series {
+            let start = compact.len();
+            compact.push_str(body.get(range).unwrap_or_default());
+            compact_series.push(start..compact.len());
+        }
+        PageLayout { body: compact, series: compact_series, ids, page_bytes }
+    }
+
     /// The series text of sample `index`.
     fn text(&self, index: usize) -> Option<&str> {
         self.body.get(self.series.get(index)?.clone())
@@ -309,7 +330,7 @@ impl TargetState {
         };
         drop(page);
         self.layout = match series {
-            Some(series) => PageLayout { body, series, ids },
+            Some(series) => PageLayout::new(body, series, ids),
             None => PageLayout::default(),
         };
         Ok(stats)
@@ -317,7 +338,7 @@ impl TargetState {
 
     /// The size of the previous page, to size the next one's buffer.
     pub(super) fn page_size_hint(&self) -> usize {
-        self.layout.body.len()
+        self.layout.page_bytes
     }
 
     /// Writes the report series; the first time by their labels, then by the ids that append
@@ -569,6 +590,27 @@ mod tests {
         assert_eq!((stats.series_added, stats.appended), (0, 2));
         assert_eq!(db.stats().series, 2);
         assert_eq!(state.previous.len(), 2);
+    }
+
+    #[test]
+    fn a_page_mostly_of_help_text_keeps_only_its_series_texts() {
+        let help = format!("# HELP m {}\n", "h".repeat(10_000));
+        let body = format!("{help}m{{a=\"1\"}} 1\n{help}m{{a=\"2\"}} 2\n");
+        let ids = vec![Some(SeriesId(1)), None];
+        let first = help.len();
+        let second = body.rfind("m{").unwrap();
+        let layout = PageLayout::new(body.clone(), vec![first..first + 8, second..second + 8], ids.clone());
+        assert_eq!(layout.page_bytes, body.len());
+        assert_eq!(layout.body, "m{a=\"1\"}m{a=\"2\"}");
+        assert_eq!((layout.text(0), layout.text(1)), (Some("m{a=\"1\"}"), Some("m{a=\"2\"}")));
+        assert_eq!(layout.resolved_at(1, "m{a=\"2\"}"), Some(None));
+        // A page of mostly series is kept as it is.
+        let plain = "m{a=\"1\"} 1\n".to_string();
+        let layout = PageLayout::new(plain.clone(), std::iter::once(0..8).collect(), vec![Some(SeriesId(1))]);
+        assert_eq!(
+            (layout.body.as_str(), layout.resolved_at(0, "m{a=\"1\"}")),
+            (plain.as_str(), Some(Some(SeriesId(1))))
+        );
     }
 
     #[test]
