@@ -35,8 +35,8 @@ type KeyedMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 /// to (`None`: dropped).
 #[derive(Default)]
 struct PageLayout {
-    /// The page's text, kept whole; or only its series texts, when the rest (help texts, comments,
-    /// values) would be more than half of what is kept.
+    /// The page's text, kept whole; or only its series texts, when the page is more than twice
+    /// their size plus 4 KiB (long help texts or comments are not held between scrapes).
     body: String,
     series: Vec<Range<usize>>,
     ids: Vec<Option<SeriesId>>,
@@ -92,6 +92,7 @@ impl<'l> PreviousPage<'l> {
         PreviousPage { layout, by_text: std::cell::OnceCell::new() }
     }
 
+    /// What `series` resolved to on the previous page, wherever it was there.
     fn by_text(&self, series: &str) -> Option<Option<SeriesId>> {
         let map = self.by_text.get_or_init(|| {
             (0..self.layout.series.len())
@@ -113,8 +114,8 @@ impl exposition::KnownSeries for PreviousPage<'_> {
     }
 }
 
-/// The series of one page sample: known from the previous page, or first seen on this page (an index into the page's
-/// new series, named by labels in the append).
+/// The series of one page sample: known from the previous page, or first seen on this page (an
+/// index into the page's new series, named by labels in the append).
 #[derive(Clone, Copy)]
 enum PageSeries {
     Known(SeriesId),
