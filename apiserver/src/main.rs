@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// How long an idle thread of the blocking pool (queries, API lookups) stays for the next one.
+/// How long an idle thread of the blocking pool (store reads, API lookups) stays for the next one.
 const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -127,10 +127,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Queries run on the blocking pool. Its threads exit after 10 s idle by default, and
-        // a query on a fresh thread starts on fresh memory the kernel must clear first (a
-        // 100k-series query paid ~2× for it whenever it came more than 10 s after the last);
-        // how many such threads exist at once is bounded by the query concurrency limit.
+        // Store reads, API lookups, exports and federation run on the blocking pool (queries of the
+        // query API and the adapter have their own threads). Its threads exit after 10 s idle by
+        // default, and work on a fresh thread starts on fresh memory the kernel must clear first
+        // (a 100k-series query paid ~2× for it whenever it came more than 10 s after the last).
         .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .build()
         .context("starting tokio")?;

@@ -216,11 +216,12 @@ async fn instant_query_inner(state: &AppState, form: Result<UrlAndFormParams, Ap
     let engine = engine_for(state, &params, &cancel)?;
     let q = text.clone();
     let _cancel_if_dropped = cancel.cancel_on_drop();
-    let output =
-        evaluate(&state.query_api.evaluations, engine.options().timeout, move || engine.instant_query(&q, at_ms, &[]))
-            .await?
-            .map_err(|e| error_response(&text, e))?;
-    Ok(render_success(&output))
+    // Rendered on the evaluation's thread, so the result is freed where it was allocated.
+    evaluate(&state.query_api.evaluations, engine.options().timeout, move || {
+        engine.instant_query(&q, at_ms, &[]).map(|output| render_success(&output))
+    })
+    .await?
+    .map_err(|e| error_response(&text, e))
 }
 
 async fn range_query(State(state): State<AppState>, form: Result<UrlAndFormParams, ApiError>) -> Response {
@@ -261,12 +262,11 @@ async fn range_query_inner(state: &AppState, form: Result<UrlAndFormParams, ApiE
     let engine = engine_for(state, &params, &cancel)?;
     let q = text.clone();
     let _cancel_if_dropped = cancel.cancel_on_drop();
-    let output = evaluate(&state.query_api.evaluations, engine.options().timeout, move || {
-        engine.range_query(&q, start, end, step, &[])
+    evaluate(&state.query_api.evaluations, engine.options().timeout, move || {
+        engine.range_query(&q, start, end, step, &[]).map(|output| render_success(&output))
     })
     .await?
-    .map_err(|e| error_response(&text, e))?;
-    Ok(render_success(&output))
+    .map_err(|e| error_response(&text, e))
 }
 
 /// The matchers of every `match[]` selector.

@@ -397,17 +397,16 @@ async fn pod_metrics(state: AdapterState, request: ResourceMetricsRequest) -> Re
         kind: "pods".into(),
     };
     let single = request.name.is_some();
-    match evaluate(&state, move |p| p.pod_metrics(&request)).await {
-        Ok(pods) if single => match pods.into_iter().next() {
-            Some(pod) => json(StatusCode::OK, &pod_metrics_object(pod)),
-            None => provider_error(ProviderError::not_found("no metrics for the pod"), Some(details)),
-        },
-        Ok(pods) => {
-            let bytes = super::pod_metrics_json::write_pod_metrics_list(&pods, tsdb::now_ms());
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    respond(&state, details, move |p| {
+        let pods = p.pod_metrics(&request)?;
+        if single {
+            let pod = pods.into_iter().next().ok_or_else(|| ProviderError::not_found("no metrics for the pod"))?;
+            return Ok(json(StatusCode::OK, &pod_metrics_object(pod)));
         }
-        Err(e) => provider_error(e, Some(details)),
-    }
+        let bytes = super::pod_metrics_json::write_pod_metrics_list(&pods, tsdb::now_ms());
+        Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    })
+    .await
 }
 
 async fn node_metrics(state: AdapterState, request: ResourceMetricsRequest) -> Response {
@@ -417,20 +416,19 @@ async fn node_metrics(state: AdapterState, request: ResourceMetricsRequest) -> R
         kind: "nodes".into(),
     };
     let single = request.name.is_some();
-    match evaluate(&state, move |p| p.node_metrics(&request)).await {
-        Ok(nodes) if single => match nodes.into_iter().next() {
-            Some(node) => json(StatusCode::OK, &node_metrics_object(node, true)),
-            None => provider_error(ProviderError::not_found("no metrics for the node"), Some(details)),
-        },
-        Ok(nodes) => {
-            let items: Vec<NodeMetrics> = nodes.into_iter().map(|n| node_metrics_object(n, false)).collect();
-            json(
-                StatusCode::OK,
-                &MetricValueList::new("NodeMetricsList", format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}"), items),
-            )
+    respond(&state, details, move |p| {
+        let nodes = p.node_metrics(&request)?;
+        if single {
+            let node = nodes.into_iter().next().ok_or_else(|| ProviderError::not_found("no metrics for the node"))?;
+            return Ok(json(StatusCode::OK, &node_metrics_object(node, true)));
         }
-        Err(e) => provider_error(e, Some(details)),
-    }
+        let items: Vec<NodeMetrics> = nodes.into_iter().map(|n| node_metrics_object(n, false)).collect();
+        Ok(json(
+            StatusCode::OK,
+            &MetricValueList::new("NodeMetricsList", format!("{RESOURCE_GROUP}/{RESOURCE_VERSION}"), items),
+        ))
+    })
+    .await
 }
 
 /// Runs a metric request's provider work off the async workers, once one of the evaluation
@@ -444,6 +442,21 @@ async fn evaluate<T: Send + 'static>(
         Ok(result) => result,
         Err(e @ (SlotError::Closed | SlotError::TimedOut)) => Err(ProviderError::unavailable(e.to_string())),
         Err(e @ SlotError::Task(_)) => Err(ProviderError::internal(e.to_string())),
+    }
+}
+
+/// Runs a metric request's provider work and builds its response on an evaluation thread (see
+/// [`evaluate`]): the answer is encoded, and what it allocated freed, on the thread that allocated
+/// it, so only the response's bytes cross to the async worker. A provider error becomes its
+/// Kubernetes `Status` with `details`.
+async fn respond(
+    state: &AdapterState,
+    details: StatusDetails,
+    work: impl FnOnce(&Provider) -> Result<Response, ProviderError> + Send + 'static,
+) -> Response {
+    match evaluate(state, work).await {
+        Ok(response) => response,
+        Err(e) => provider_error(e, Some(details)),
     }
 }
 
@@ -463,38 +476,37 @@ async fn custom_metrics(state: AdapterState, request: CustomMetricRequest, versi
     let details =
         StatusDetails { name: request.metric.clone(), group: CUSTOM_GROUP.into(), kind: request.resource.to_string() };
     let selector_json = (!request.metric_selector.is_empty()).then(|| request.metric_selector.to_k8s_json());
-    let values = match evaluate(&state, move |p| p.custom_metric(&request)).await {
-        Ok(values) => values,
-        Err(e) => return provider_error(e, Some(details)),
-    };
     let version = if version == "v1beta1" { CustomVersion::V1Beta1 } else { CustomVersion::V1Beta2 };
-    match write_metric_value_list(&values, version, selector_json.as_ref()) {
-        Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => status(500, format!("encoding the MetricValueList failed: {e}")),
-    }
+    respond(&state, details, move |p| {
+        let values = p.custom_metric(&request)?;
+        Ok(match write_metric_value_list(&values, version, selector_json.as_ref()) {
+            Ok(bytes) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+            Err(e) => status(500, format!("encoding the MetricValueList failed: {e}")),
+        })
+    })
+    .await
 }
 
 async fn external_metrics(state: AdapterState, request: ExternalMetricRequest) -> Response {
     let details = StatusDetails { name: request.metric.clone(), group: EXTERNAL_GROUP.into(), kind: String::new() };
-    match evaluate(&state, move |p| p.external_metric(&request)).await {
-        Ok(items) => {
-            let items: Vec<ExternalMetricValue> = items
-                .into_iter()
-                .map(|item| ExternalMetricValue {
-                    metric_name: item.metric,
-                    metric_labels: item.labels,
-                    timestamp: k8s_time(item.ts_ms),
-                    window_seconds: item.window_seconds,
-                    value: item.value,
-                })
-                .collect();
-            json(
-                StatusCode::OK,
-                &MetricValueList::new("ExternalMetricValueList", format!("{EXTERNAL_GROUP}/{EXTERNAL_VERSION}"), items),
-            )
-        }
-        Err(e) => provider_error(e, Some(details)),
-    }
+    respond(&state, details, move |p| {
+        let items: Vec<ExternalMetricValue> = p
+            .external_metric(&request)?
+            .into_iter()
+            .map(|item| ExternalMetricValue {
+                metric_name: item.metric,
+                metric_labels: item.labels,
+                timestamp: k8s_time(item.ts_ms),
+                window_seconds: item.window_seconds,
+                value: item.value,
+            })
+            .collect();
+        Ok(json(
+            StatusCode::OK,
+            &MetricValueList::new("ExternalMetricValueList", format!("{EXTERNAL_GROUP}/{EXTERNAL_VERSION}"), items),
+        ))
+    })
+    .await
 }
 
 /// A response for a plain-HTTP request that reached the TLS port (as Go's server answers it).
