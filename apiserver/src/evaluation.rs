@@ -110,9 +110,9 @@ struct Dispatched {
     thread: IdleThread,
 }
 
-/// The threads of one [`EvaluationSlots`]. A thread exists only once a job found no idle one,
-/// so there are at most as many as slots (plus, briefly, one whose job just ended). Threads end
-/// when the slots are dropped.
+/// The threads of one [`EvaluationSlots`]. A thread is started only for a job that found none
+/// idle, and a thread goes back on the idle list before its job's slot is freed, so there are at
+/// most as many threads as slots. Threads end when the slots are dropped.
 #[derive(Debug)]
 struct EvaluationThreads {
     /// The threads waiting for a job, the most recently idle last.
@@ -121,8 +121,7 @@ struct EvaluationThreads {
 
 impl EvaluationThreads {
     /// Hands `job` to the most recently idle thread, or to a new one.
-    fn dispatch(threads: &Arc<EvaluationThreads>, job: Job) -> Result<(), SlotError> {
-        let mut job = job;
+    fn dispatch(threads: &Arc<EvaluationThreads>, mut job: Job) -> Result<(), SlotError> {
         loop {
             let idle = threads.idle.lock().pop();
             let Some(thread) = idle else { break };
@@ -133,8 +132,7 @@ impl EvaluationThreads {
             }
         }
         let (thread, jobs) = mpsc::channel::<Dispatched>();
-        let first = Dispatched { job, thread: thread.clone() };
-        drop(thread);
+        let first = Dispatched { job, thread };
         let runtime = tokio::runtime::Handle::try_current().ok();
         let threads = Arc::downgrade(threads);
         std::thread::Builder::new()
