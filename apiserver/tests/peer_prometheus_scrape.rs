@@ -131,7 +131,9 @@ async fn relabel_actions_and_job_limits_as_prometheus() {
 }
 
 /// `/api/v1/targets` of both for the same scrape config: one target up, one down (nothing
-/// listens), one dropped by relabeling, one job with `params`; the fields compared one by one.
+/// listens), one dropped by relabeling, one job with `params` (two values of one, one needing
+/// escaping) and a `__param_target` set by relabeling, as the blackbox exporter is configured;
+/// the fields compared one by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_api_as_prometheus() {
     if !peer::peers_installed("targets_api_as_prometheus", &[peer::PROMETHEUS]) {
@@ -145,8 +147,9 @@ async fn targets_api_as_prometheus() {
          scrape_configs:\n\
          - job_name: pages\n  static_configs: [{{targets: ['{addr}', '{closed}', 'drop.me:1'], labels: {{team: a}}}}]\n\
          \x20 relabel_configs: [{{source_labels: [__address__], regex: 'drop[.].*', action: drop}}]\n\
-         - job_name: probe\n  metrics_path: /metrics\n  params: {{module: [http_2xx]}}\n  scrape_interval: 2s\n\
-         \x20 static_configs: [{{targets: ['{addr}']}}]\n"
+         - job_name: probe\n  metrics_path: /metrics\n  params: {{module: [http_2xx, 'b c*~']}}\n  scrape_interval: 2s\n\
+         \x20 static_configs: [{{targets: ['{addr}']}}]\n\
+         \x20 relabel_configs: [{{source_labels: [__address__], target_label: __param_target}}]\n"
     );
     let ringtail = Ringtail::start(Some(&scrape), &[]).await;
     let prometheus = Prometheus::start(&scrape).await;

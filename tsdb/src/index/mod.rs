@@ -387,7 +387,12 @@ impl Index {
         let label = |(n, v): (u32, u32)| Label::new(&*self.strings[n as usize], &*self.strings[v as usize]);
         match &projection.name_symbols {
             None => Labels::from_sorted(pairs.iter().map(label).collect()),
-            Some(names) => Labels::from_sorted(pairs.iter().filter(|(n, _)| names.contains(n)).map(label).collect()),
+            Some(names) => {
+                // Sized for the kept labels, not for a filter's unknown count.
+                let mut kept = Vec::with_capacity(names.len().min(pairs.len()));
+                kept.extend(pairs.iter().filter(|(n, _)| names.contains(n)).map(label));
+                Labels::from_sorted(kept)
+            }
         }
     }
 

@@ -512,7 +512,7 @@ fn take_label(labels: tsdb::Labels, name: &str) -> Option<String> {
 }
 
 fn collect_items(samples: ObjectSamples, wanted: impl Fn(&str) -> bool) -> Vec<MetricValueItem> {
-    let mut items: Vec<MetricValueItem> = samples
+    let items: Vec<MetricValueItem> = samples
         .into_iter()
         .filter_map(|(name, ts_ms, value)| {
             let name = name.filter(|n| wanted(n))?;
@@ -520,9 +520,44 @@ fn collect_items(samples: ObjectSamples, wanted: impl Fn(&str) -> bool) -> Vec<M
             Some(MetricValueItem { name, ts_ms, value })
         })
         .collect();
-    items.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut items = in_name_order(items, |item| &item.name);
     items.dedup_by(|a, b| a.name == b.name);
     items
+}
+
+/// `items` ordered by name as `str` orders them, those of equal names kept in their order.
+///
+/// The names of one owner's pods share all but their last few characters, so comparing whole
+/// names costs a string comparison per step of the sort. Instead each item is keyed by the eight
+/// bytes after the prefix every name shares (zero-padded: a name that ends first orders first),
+/// and names are compared only where keys tie.
+fn in_name_order<T>(items: Vec<T>, name: impl Fn(&T) -> &str) -> Vec<T> {
+    let shared = items.split_first().map_or(0, |(first, rest)| {
+        let first = name(first).as_bytes();
+        rest.iter().fold(first.len(), |shared, item| {
+            first[..shared].iter().zip(name(item).as_bytes()).take_while(|(a, b)| a == b).count()
+        })
+    });
+    fn after(name: &str, shared: usize) -> &[u8] {
+        name.as_bytes().get(shared..).unwrap_or_default()
+    }
+    let mut order: Vec<(u64, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            let mut key = [0u8; 8];
+            for (slot, byte) in key.iter_mut().zip(after(name(item), shared)) {
+                *slot = *byte;
+            }
+            (u64::from_be_bytes(key), position)
+        })
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        let by_name = || after(name(&items[a.1]), shared).cmp(after(name(&items[b.1]), shared));
+        a.0.cmp(&b.0).then_with(by_name).then(a.1.cmp(&b.1))
+    });
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order.iter().filter_map(|&(_, position)| slots[position].take()).collect()
 }
 
 /// The query's text for messages (rendered only when a message needs it).
@@ -793,5 +828,19 @@ mod tests {
             if message.contains("--prometheus-url")),
             "{answer:?}"
         );
+    }
+
+    proptest::proptest! {
+        /// Names of one owner's pods, names that are prefixes of others, multi-byte characters,
+        /// the empty name and repeats: the order and the order of repeats are a stable sort's.
+        #[test]
+        fn items_come_in_the_order_a_stable_sort_by_name_gives(
+            names in proptest::collection::vec("(web-7d9f8c6b5-)?([a-z0-9]{0,10}|[\\x00é]{0,3}|)", 0..40)
+        ) {
+            let items: Vec<(String, usize)> = names.into_iter().enumerate().map(|(i, name)| (name, i)).collect();
+            let mut expected = items.clone();
+            expected.sort_by(|a, b| a.0.cmp(&b.0));
+            proptest::prop_assert_eq!(in_name_order(items, |item| &item.0), expected);
+        }
     }
 }
