@@ -563,21 +563,14 @@ fn url_with_params(url: &str, params: &[(String, String)]) -> String {
     out
 }
 
-/// Appends `text` escaped for a query component as Go's `url.QueryEscape` does.
+/// Appends `text` escaped for a query component as Go's `url.QueryEscape` does: every byte but
+/// ASCII letters, digits and `-._~` percent-encoded, a space written `+` (a `%20` in the encoded
+/// text can only come from a space: a `%` itself is encoded `%25`).
 fn push_query_escaped(out: &mut String, text: &str) {
-    for byte in text.bytes() {
-        match byte {
-            b' ' => out.push('+'),
-            b'-' | b'.' | b'_' | b'~' => out.push(byte as char),
-            _ if byte.is_ascii_alphanumeric() => out.push(byte as char),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[usize::from(byte >> 4)] as char);
-                out.push(HEX[usize::from(byte & 0xf)] as char);
-            }
-        }
-    }
+    const QUERY_ESCAPED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    let encoded = percent_encoding::utf8_percent_encode(text, QUERY_ESCAPED).to_string();
+    out.push_str(&encoded.replace("%20", "+"));
 }
 
 /// FNV-1a: a stable hash (the std hasher may change between Rust releases) for scrape offsets.
