@@ -1,7 +1,7 @@
 //! `SeriesCache` maps the raw protobuf bytes of a remote-write 1.0 series' labels to the store's
 //! series id, so a request whose series are already known skips label decoding, UTF-8 checks,
-//! validation, sorting and the store's label lookup: one hash of the raw bytes, one probe, one
-//! byte comparison per series, and no allocation.
+//! validation, sorting and the store's label lookup: two hashes of the raw bytes and one probe
+//! per series, and no allocation.
 //!
 //! Correctness: an entry is added only after its bytes decoded to a valid label set that the store
 //! resolved to the id kept; identical bytes always decode to the same labels. The bytes themselves
@@ -179,6 +179,12 @@ impl SeriesCache {
         hash_bytes(&self.seeds, key)
     }
 
+    /// Both hashes of `key`, for [`CacheReader::get_hashed`].
+    #[inline]
+    pub fn key_hash(&self, key: &[u8]) -> KeyHash {
+        KeyHash { place: self.hash(key), check: check_halves(hash_bytes(&self.check_seeds, key)) }
+    }
+
     /// A read view for looking up many keys under one lock acquisition.
     pub fn reader(&self) -> CacheReader<'_> {
         if self.any_found.load(Ordering::Relaxed) {
@@ -268,6 +274,14 @@ impl SeriesCache {
     }
 }
 
+/// The two hashes of one key: `place` (what [`SeriesCache::hash`] gives) and the check that
+/// confirms an entry (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHash {
+    pub place: u64,
+    check: [u32; 2],
+}
+
 /// A shared lock on the cache for the lookups of one request.
 pub struct CacheReader<'a> {
     tables: RwLockReadGuard<'a, Tables>,
@@ -276,20 +290,32 @@ pub struct CacheReader<'a> {
 
 impl CacheReader<'_> {
     /// The series id whose raw label bytes are exactly `key` (`hash` from [`SeriesCache::hash`]).
-    #[inline]
+    #[cfg(test)]
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<SeriesId> {
         // Computed only when an entry's control byte matches, as most probes of a miss end first.
         let mut check = None;
         let mut matches = |entry: &Entry| {
             entry.check == *check.get_or_insert_with(|| check_halves(hash_bytes(&self.cache.check_seeds, key)))
         };
-        if let Some(entry) = self.tables.current.find(hash, &mut matches) {
+        self.find(hash, &mut matches)
+    }
+
+    /// The series id of the key `key` is the hashes of ([`SeriesCache::key_hash`]): [`get`](Self::get)
+    /// with both hashes computed up front, so lookups of many keys can run back to back.
+    #[inline]
+    pub fn get_hashed(&self, key: KeyHash) -> Option<SeriesId> {
+        self.find(key.place, &mut |entry: &Entry| entry.check == key.check)
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, matches: &mut impl FnMut(&Entry) -> bool) -> Option<SeriesId> {
+        if let Some(entry) = self.tables.current.find(hash, &mut *matches) {
             return Some(SeriesId(u64::from(entry.id)));
         }
         if self.tables.previous.is_empty() {
             return None;
         }
-        let entry = *self.tables.previous.find(hash, &mut matches)?;
+        let entry = *self.tables.previous.find(hash, matches)?;
         let mut found = self.cache.found_in_previous.lock().unwrap_or_else(PoisonError::into_inner);
         found.push((hash, entry));
         self.cache.any_found.store(true, Ordering::Relaxed);

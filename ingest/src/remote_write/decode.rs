@@ -12,7 +12,7 @@
 use super::Protocol;
 use crate::error::RemoteWriteError;
 use crate::limits::{IngestLimits, Limit, LimitRefusals};
-use crate::series_cache::{CacheReader, SeriesCache};
+use crate::series_cache::{CacheReader, KeyHash, SeriesCache};
 use crate::wire::{decode_packed_u32, WireError, WireReader};
 use std::ops::Range;
 use tsdb::{Sample, SeriesId, SeriesSamples};
@@ -106,6 +106,8 @@ pub struct DecodedRequest<'a> {
     pub too_far_in_future: u64,
     /// Series left out for breaking a per-series or per-request limit.
     pub refused: LimitRefusals,
+    /// Samples of refused series still in `samples` (no series refers to them).
+    unstored_samples: usize,
 }
 
 impl<'a> DecodedRequest<'a> {
@@ -116,7 +118,7 @@ impl<'a> DecodedRequest<'a> {
 
     /// Float samples that will be offered to the store.
     pub fn sample_count(&self) -> usize {
-        self.samples.len()
+        self.samples.len() - self.unstored_samples
     }
 
     /// Series whose id came from a [`SeriesCache`] (their labels were not decoded).
@@ -164,29 +166,33 @@ impl<'a> DecodedRequest<'a> {
         &mut self,
         series_index: usize,
         labels_start: usize,
-        samples_start: usize,
+        samples: Range<usize>,
         raw: Option<(Range<usize>, u64)>,
         limits: &IngestLimits,
     ) -> Result<(), RemoteWriteError> {
         let labels = &self.labels[labels_start..];
         validate_series_labels(labels).map_err(|reason| RemoteWriteError::InvalidSeries { series_index, reason })?;
         if let Some((limit, how)) = limits.check_labels(labels) {
-            let samples = self.samples.len() - samples_start;
-            self.refused.refuse(limit, series_index, Some(labels), samples, &how);
+            self.refused.refuse(limit, series_index, Some(labels), samples.len(), &how);
             self.labels.truncate(labels_start);
-            self.samples.truncate(samples_start);
+            if samples.end == self.samples.len() {
+                self.samples.truncate(samples.start);
+            } else {
+                // Samples of series scanned after this one follow them (see `LOOKUP_BATCH`).
+                self.unstored_samples += samples.len();
+            }
             return Ok(());
         }
-        if self.samples.len() > samples_start {
+        if samples.is_empty() {
+            self.labels.truncate(labels_start);
+        } else {
             self.series.push(SeriesSpan {
                 labels: labels_start..self.labels.len(),
-                samples: samples_start..self.samples.len(),
+                samples,
                 id: None,
                 raw,
                 series_index,
             });
-        } else {
-            self.labels.truncate(labels_start);
         }
         Ok(())
     }
@@ -253,6 +259,11 @@ fn past_series_limit(out: &mut DecodedRequest<'_>, series_index: usize, limits: 
     past
 }
 
+/// Series scanned before their cache lookups run, back to back: a lookup in a table of many
+/// series is a cache miss or two, and lookups with nothing between them wait for their misses
+/// together, where each series' decoding between two lookups made them wait one after the other.
+const LOOKUP_BATCH: usize = 64;
+
 /// Walks `prometheus.WriteRequest`: field 1 `TimeSeries`, field 3 metadata.
 fn decode_v1<'a>(
     buf: &'a [u8],
@@ -261,6 +272,7 @@ fn decode_v1<'a>(
     cache: Option<(&SeriesCache, &CacheReader<'_>)>,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
+    let mut batch = ScannedBatch::default();
     let mut request = WireReader::new(buf, 0);
     let mut series_index = 0;
     let mut v2_fields = false;
@@ -274,7 +286,10 @@ fn decode_v1<'a>(
                     // The payload is the tail of the field's bytes.
                     let payload_start = request.consumed() - series.len();
                     let at = SeriesAt { payload_start, base: field.offset, series_index };
-                    decode_v1_series(&mut out, series, at, max_ts_ms, limits, cache)?;
+                    batch.scanned.push(scan_v1_series(&mut out, series, at, max_ts_ms)?);
+                    if batch.scanned.len() == LOOKUP_BATCH {
+                        batch.resolve(&mut out, limits, cache)?;
+                    }
                 }
                 series_index += 1;
             }
@@ -285,6 +300,7 @@ fn decode_v1<'a>(
             _ => {}
         }
     }
+    batch.resolve(&mut out, limits, cache)?;
     if v2_fields && series_index == 0 && out.metadata == 0 {
         // Symbols and series of a 2.0 Request under a 1.0 content type: acknowledging it would
         // store nothing and lose the samples without a word.
@@ -314,22 +330,79 @@ fn decode_v1_metadata(buf: &[u8]) -> Result<(i32, &str, &str, &str), WireError> 
 }
 
 /// One `prometheus.TimeSeries` at `payload_start` of the request buffer: labels (1), samples (2),
-/// exemplars (3), histograms (4). Samples are decoded in the first pass; the label fields are only
-/// located, then looked up raw in the cache, and decoded and validated on a miss.
-fn decode_v1_series<'a>(
+/// exemplars (3), histograms (4). Samples are decoded here; the label fields are only located,
+/// then looked up raw in the cache and decoded and validated on a miss ([`ScannedBatch::resolve`]).
+#[inline]
+fn scan_v1_series<'a>(
     out: &mut DecodedRequest<'a>,
     series: &'a [u8],
     at: SeriesAt,
     max_ts_ms: i64,
-    limits: &IngestLimits,
-    cache: Option<(&SeriesCache, &CacheReader<'_>)>,
-) -> Result<(), RemoteWriteError> {
-    let SeriesAt { payload_start, base, series_index } = at;
-    let labels_start = out.labels.len();
+) -> Result<ScannedSeries<'a>, RemoteWriteError> {
+    match scan_common_v1_series(out, series, at, max_ts_ms) {
+        Some(scanned) => Ok(scanned),
+        None => walk_v1_series(out, series, at, max_ts_ms),
+    }
+}
+
+/// [`scan_v1_series`] for the layout every sender writes: the label fields first (tag `0x0a`, a
+/// one-byte length), then the samples (tag `0x12`, a one-byte length, each as
+/// [`common_sample`] reads it), nothing else. Reads what [`walk_v1_series`] reads, without its
+/// general field walk; `None` (and `out` untouched) for any other layout.
+#[inline]
+fn scan_common_v1_series<'a>(
+    out: &mut DecodedRequest<'a>,
+    series: &'a [u8],
+    at: SeriesAt,
+    max_ts_ms: i64,
+) -> Option<ScannedSeries<'a>> {
+    /// The field at `pos` when its tag is `tag` and its length is one byte: its bytes and the end.
+    fn short_field(series: &[u8], pos: usize, tag: u8) -> Option<(&[u8], usize)> {
+        match series.get(pos..pos + 2)? {
+            &[t, len] if t == tag && len < 0x80 => {
+                let end = pos + 2 + usize::from(len);
+                Some((series.get(pos + 2..end)?, end))
+            }
+            _ => None,
+        }
+    }
+    let mut labels_end = 0;
+    while let Some((_, end)) = short_field(series, labels_end, 0x0a) {
+        labels_end = end;
+    }
+    let (samples_start, too_far_before) = (out.samples.len(), out.too_far_in_future);
+    let mut pos = labels_end;
+    while pos < series.len() {
+        let sample = short_field(series, pos, 0x12).and_then(|(bytes, end)| {
+            pos = end;
+            common_sample(bytes)
+        });
+        let Some(sample) = sample else {
+            out.samples.truncate(samples_start);
+            out.too_far_in_future = too_far_before;
+            return None;
+        };
+        out.push_sample(sample, max_ts_ms);
+    }
+    Some(ScannedSeries {
+        series,
+        at,
+        raw_labels: (labels_end > 0).then_some(0..labels_end),
+        samples: samples_start..out.samples.len(),
+    })
+}
+
+/// [`scan_v1_series`] for any layout, field by field.
+fn walk_v1_series<'a>(
+    out: &mut DecodedRequest<'a>,
+    series: &'a [u8],
+    at: SeriesAt,
+    max_ts_ms: i64,
+) -> Result<ScannedSeries<'a>, RemoteWriteError> {
     let samples_start = out.samples.len();
     let mut raw_labels: Option<Range<usize>> = None;
     let mut contiguous = true;
-    let mut reader = WireReader::new(series, base);
+    let mut reader = WireReader::new(series, at.base);
     loop {
         let field_start = reader.consumed();
         let Some(field) = reader.next() else {
@@ -355,32 +428,81 @@ fn decode_v1_series<'a>(
             _ => {}
         }
     }
-    let mut raw = None;
-    if let (Some((cache, reader)), Some(range), true) = (cache, raw_labels, contiguous) {
-        let key = &series[range.clone()];
-        let hash = cache.hash(key);
-        if let Some(id) = reader.get(hash, key) {
-            if out.samples.len() > samples_start {
-                out.series.push(SeriesSpan {
-                    labels: labels_start..labels_start,
-                    samples: samples_start..out.samples.len(),
-                    id: Some(id),
-                    raw: None,
-                    series_index,
-                });
+    Ok(ScannedSeries {
+        series,
+        at,
+        raw_labels: raw_labels.filter(|_| contiguous),
+        samples: samples_start..out.samples.len(),
+    })
+}
+
+/// A 1.0 series whose samples are decoded and whose label fields are located.
+struct ScannedSeries<'a> {
+    series: &'a [u8],
+    at: SeriesAt,
+    /// The label fields' bytes in `series`, when they are contiguous (only then are they a key of
+    /// the cache).
+    raw_labels: Option<Range<usize>>,
+    samples: Range<usize>,
+}
+
+/// Up to [`LOOKUP_BATCH`] scanned series waiting for their names, and the scratch of their lookups.
+#[derive(Default)]
+struct ScannedBatch<'a> {
+    scanned: Vec<ScannedSeries<'a>>,
+    keys: Vec<Option<KeyHash>>,
+    ids: Vec<Option<SeriesId>>,
+}
+
+impl<'a> ScannedBatch<'a> {
+    /// Names the scanned series in order (and empties the batch): by the cache's id when it knows
+    /// their raw label bytes, else by their labels, decoded and validated here.
+    fn resolve(
+        &mut self,
+        out: &mut DecodedRequest<'a>,
+        limits: &IngestLimits,
+        cache: Option<(&SeriesCache, &CacheReader<'_>)>,
+    ) -> Result<(), RemoteWriteError> {
+        self.keys.clear();
+        self.ids.clear();
+        if let Some((cache, reader)) = cache {
+            let key =
+                |s: &ScannedSeries<'a>| s.raw_labels.clone().and_then(|r| s.series.get(r)).map(|k| cache.key_hash(k));
+            self.keys.extend(self.scanned.iter().map(key));
+            // The lookups alone, one after the other (see `LOOKUP_BATCH`).
+            self.ids.extend(self.keys.iter().map(|key| key.and_then(|key| reader.get_hashed(key))));
+        }
+        for (i, scanned) in self.scanned.drain(..).enumerate() {
+            let SeriesAt { payload_start, base, series_index } = scanned.at;
+            if let Some(id) = self.ids.get(i).copied().flatten() {
+                if !scanned.samples.is_empty() {
+                    let labels = out.labels.len()..out.labels.len();
+                    out.series.push(SeriesSpan {
+                        labels,
+                        samples: scanned.samples,
+                        id: Some(id),
+                        raw: None,
+                        series_index,
+                    });
+                }
+                continue;
             }
-            return Ok(());
+            let raw = match (self.keys.get(i).copied().flatten(), scanned.raw_labels) {
+                (Some(key), Some(range)) => Some((payload_start + range.start..payload_start + range.end, key.place)),
+                _ => None,
+            };
+            let labels_start = out.labels.len();
+            let mut reader = WireReader::new(scanned.series, base);
+            while let Some(field) = reader.next() {
+                let field = field?;
+                if field.number == 1 {
+                    out.labels.push(decode_v1_label(field.bytes()?, field.offset)?);
+                }
+            }
+            out.finish_series(series_index, labels_start, scanned.samples, raw, limits)?;
         }
-        raw = Some((payload_start + range.start..payload_start + range.end, hash));
+        Ok(())
     }
-    let mut reader = WireReader::new(series, base);
-    while let Some(field) = reader.next() {
-        let field = field?;
-        if field.number == 1 {
-            out.labels.push(decode_v1_label(field.bytes()?, field.offset)?);
-        }
-    }
-    out.finish_series(series_index, labels_start, samples_start, raw, limits)
 }
 
 /// Where one 1.0 series lies: its payload's offset in the request buffer, the offset error
@@ -518,7 +640,7 @@ fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result
             };
             out.labels.push((symbol(pair[0])?, symbol(pair[1])?));
         }
-        out.finish_series(series_index, labels_start, samples_start, None, limits)?;
+        out.finish_series(series_index, labels_start, samples_start..out.samples.len(), None, limits)?;
     }
     Ok(out)
 }
@@ -553,6 +675,87 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Whether two scans of one series read the same: samples (bit for bit), label bytes, counts.
+    fn same_scan(a: &(DecodedRequest<'_>, ScannedSeries<'_>), b: &(DecodedRequest<'_>, ScannedSeries<'_>)) -> bool {
+        let samples =
+            |(out, scanned): &(DecodedRequest<'_>, ScannedSeries<'_>)| out.samples[scanned.samples.clone()].to_vec();
+        let (sa, sb) = (samples(a), samples(b));
+        sa.len() == sb.len()
+            && sa.iter().zip(&sb).all(|(x, y)| x.bit_eq(y))
+            && a.1.raw_labels == b.1.raw_labels
+            && (a.0.too_far_in_future, a.0.exemplars, a.0.histograms)
+                == (b.0.too_far_in_future, b.0.exemplars, b.0.histograms)
+    }
+
+    proptest! {
+        /// The common series layout reads as the field walk reads it, for senders' encodings
+        /// and for any bytes; outside it the fast scan gives way and leaves nothing behind.
+        #[test]
+        fn common_series_layout_scans_like_the_field_walk(
+            labels in proptest::collection::vec(("[a-z_]{0,70}", "[ -~]{0,70}"), 0..5),
+            samples in proptest::collection::vec((any::<u64>().prop_map(f64::from_bits), any::<i64>()), 0..4),
+            exemplar in any::<bool>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..40),
+            cut in any::<prop::sample::Index>(),
+            max_ts_ms in prop_oneof![Just(i64::MAX), any::<i64>()],
+        ) {
+            let series = crate::proto::v1::TimeSeries {
+                labels: labels.into_iter().map(|(name, value)| crate::proto::v1::Label { name, value }).collect(),
+                samples: samples.into_iter().map(|(value, timestamp)| crate::proto::v1::Sample { value, timestamp }).collect(),
+                exemplars: if exemplar { vec![Default::default()] } else { vec![] },
+                histograms: vec![],
+            };
+            let encoded = prost::Message::encode_to_vec(&series);
+            let mut mangled = encoded.clone();
+            mangled.truncate(cut.index(encoded.len() + 1));
+            mangled.extend_from_slice(&noise);
+            let at = SeriesAt { payload_start: 0, base: 0, series_index: 0 };
+            for buf in [&encoded, &mangled, &noise] {
+                let mut fast_out = DecodedRequest::default();
+                fast_out.samples.push(Sample::new(1, 1.0));
+                let fast = scan_common_v1_series(&mut fast_out, buf, at, max_ts_ms);
+                let mut walk_out = DecodedRequest::default();
+                walk_out.samples.push(Sample::new(1, 1.0));
+                let walked = walk_v1_series(&mut walk_out, buf, at, max_ts_ms);
+                match fast {
+                    Some(fast) => {
+                        let walked = walked.expect("what the fast scan reads, the walk reads");
+                        prop_assert!(same_scan(&(fast_out, fast), &(walk_out, walked)));
+                    }
+                    None => prop_assert_eq!(
+                        (fast_out.samples.len(), fast_out.too_far_in_future, fast_out.exemplars),
+                        (1, 0, 0),
+                        "a fast scan that gave way left samples or counts behind"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn senders_series_take_the_fast_scan() {
+        let series = crate::proto::v1::TimeSeries {
+            labels: vec![
+                crate::proto::v1::Label { name: "__name__".into(), value: "up".into() },
+                crate::proto::v1::Label { name: "job".into(), value: "a".into() },
+            ],
+            samples: vec![
+                crate::proto::v1::Sample { value: 1.5, timestamp: 1_000 },
+                crate::proto::v1::Sample { value: 2.5, timestamp: 2_000 },
+            ],
+            exemplars: vec![],
+            histograms: vec![],
+        };
+        let encoded = prost::Message::encode_to_vec(&series);
+        let mut out = DecodedRequest::default();
+        let at = SeriesAt { payload_start: 0, base: 0, series_index: 0 };
+        let scanned = scan_common_v1_series(&mut out, &encoded, at, 1_500).expect("the common layout");
+        // The label fields: 2 + 14 bytes for `__name__="up"`, 2 + 8 for `job="a"`.
+        assert_eq!(scanned.raw_labels, Some(0..26));
+        assert_eq!((scanned.samples, out.too_far_in_future), (0..1, 1));
+        assert!(out.samples[0].bit_eq(&Sample::new(1_000, 1.5)));
     }
 
     /// Regression: a 7-byte body whose header claimed 255 MiB made the receiver allocate it

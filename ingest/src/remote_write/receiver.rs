@@ -467,6 +467,51 @@ mod tests {
         }
     }
 
+    /// Series are looked up in the cache in batches; a refused series inside a batch leaves its
+    /// neighbours' samples where they were, cached or not, at every batch boundary.
+    #[test]
+    fn refused_series_between_cached_ones_leave_the_others_whole() {
+        let (cached_dir, uncached_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let limits = IngestLimits { max_label_value_bytes: 8, ..IngestLimits::default() };
+        let refused = |i: usize| i.is_multiple_of(63) || i % 64 == 63 || i == 199;
+        let request = |round: i64| -> Vec<v1::TimeSeries> {
+            (0..200)
+                .map(|i| {
+                    let pod = if refused(i) { "y".repeat(9) } else { format!("p{i}") };
+                    let samples: Vec<(i64, f64)> =
+                        (0..=i as i64 % 3).map(|k| (round * 10 + k, (i * 10) as f64)).collect();
+                    v1_series(&[("__name__", &format!("m{i:03}")), ("pod", &pod)], &samples)
+                })
+                .collect()
+        };
+        let kept: Vec<usize> = (0..200).filter(|&i| !refused(i)).collect();
+        let kept_samples: u64 = kept.iter().map(|&i| i as u64 % 3 + 1).sum();
+        for receiver in [
+            receiver(&cached_dir).with_limits(limits),
+            receiver(&uncached_dir).with_limits(limits).with_series_cache_max_bytes(0),
+        ] {
+            for round in 1..=3 {
+                let outcome = write_series(&receiver, request(round));
+                assert_eq!(outcome.samples_written, kept_samples, "round {round}");
+                assert_eq!(outcome.refused.series(Limit::LabelValueLength), 200 - kept.len() as u64);
+            }
+            let stored = receiver
+                .db
+                .select(&[tsdb::Matcher::new(tsdb::MatchOp::RegexMatch, "__name__", ".+").unwrap()], i64::MIN, i64::MAX)
+                .unwrap();
+            assert_eq!(stored.len(), kept.len());
+            for series in &stored {
+                let i: usize = series.labels.get("__name__").unwrap()[1..].parse().unwrap();
+                assert_eq!(series.labels.get("pod"), Some(format!("p{i}").as_str()));
+                let expected: Vec<(i64, f64)> = (1..=3)
+                    .flat_map(|round| (0..=i as i64 % 3).map(move |k| (round * 10 + k, (i * 10) as f64)))
+                    .collect();
+                let got: Vec<(i64, f64)> = series.samples().map(|s| (s.ts_ms, s.value)).collect();
+                assert_eq!(got, expected, "series {i}");
+            }
+        }
+    }
+
     #[test]
     fn series_past_the_per_request_limit_are_refused() {
         let dir = tempfile::tempdir().unwrap();
