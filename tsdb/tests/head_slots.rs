@@ -80,6 +80,42 @@ both_backends! {
 }
 
 both_backends! {
+    /// A batch of many samples sizes a growing slot for the samples that follow it in the batch;
+    /// batches of every size from 1 to 300, one series after another, lose nothing (also across
+    /// a restart), and a series fed one sample at a time still holds the slot its chunk needs.
+    fn batches_of_any_size_grow_slots_without_loss(store) {
+        let options = store.small_options(64 << 20, 1 << 20);
+        let db = Db::open(options.clone()).unwrap();
+        let mut expected: Vec<Vec<Sample>> = vec![Vec::new(); 6];
+        for round in 0..60 {
+            for (i, series) in expected.iter_mut().enumerate() {
+                let n = 1 + (round * 37 + i * 53) % 300;
+                let from_ms = series.last().map_or(1_000_000, |s| s.ts_ms + 15_000);
+                let samples: Vec<Sample> =
+                    counter(from_ms, n).into_iter().map(|s| Sample::new(s.ts_ms, s.value + round as f64 / 8.0)).collect();
+                append(&db, &labels_of("batched", i), &samples);
+                series.extend(samples);
+            }
+        }
+        for (i, series) in expected.iter().enumerate() {
+            assert_eq!(&read(&db, "batched", i), series, "series {i}");
+        }
+        let single = counter(1_000_000, 3);
+        for sample in &single {
+            append(&db, &labels_of("single", 0), std::slice::from_ref(sample));
+        }
+        let used = db.stats().head_slot_bytes_used;
+        append(&db, &labels_of("single", 1), &single);
+        assert_eq!(db.stats().head_slot_bytes_used - used, 24, "3 samples in one batch take a 24-byte slot too");
+        drop(db);
+        let db = Db::open(options).unwrap();
+        for (i, series) in expected.iter().enumerate() {
+            assert_eq!(&read(&db, "batched", i), series, "series {i} after a restart");
+        }
+    }
+}
+
+both_backends! {
     fn pages_freed_by_removed_series_are_split_into_other_sizes(store) {
         let mut options = one_head_file(store);
         options.retention = Some(Duration::from_millis(400));

@@ -14,6 +14,18 @@ use crate::{Error, Labels, RejectReason, Sample};
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 
+/// Payload bytes a growing slot should hold: the `end` bytes its chunk of `samples` samples takes
+/// now, and the `more` samples that follow in the same batch at the chunk's bytes per sample so
+/// far (at most a full slot). A batch of many samples per series then grows a slot once or twice
+/// instead of through every size; one sample per series per batch grows it as before.
+fn room_for_more(end: usize, samples: u16, more: usize) -> usize {
+    if more == 0 {
+        return end;
+    }
+    let per_sample = end.div_ceil(usize::from(samples.max(1)));
+    end.saturating_add(more.saturating_mul(per_sample)).min(SLOT_PAYLOAD_BYTES)
+}
+
 /// Which series an append entry is for: one already known by id, or a label set that is looked
 /// up and created when missing (Prometheus's `Appender.Append(ref, labels, …)` in one type).
 #[derive(Debug, Clone, Copy)]
@@ -161,8 +173,9 @@ impl Db {
                 continue;
             };
             let mut state = cell.lock();
-            for sample in entry.samples.iter() {
-                match self.append_one(&table, &mut state, id, *sample, cutoff, &mut delta) {
+            for (k, sample) in entry.samples.iter().enumerate() {
+                let more = entry.samples.len() - k - 1;
+                match self.append_one(&table, &mut state, id, *sample, more, cutoff, &mut delta) {
                     Ok(outcome) => {
                         if let (Some(accepted), Outcome::Appended) = (accepted.as_deref_mut(), &outcome) {
                             accepted.push(AcceptedSample { series: SeriesId(u64::from(id)), sample: *sample });
@@ -264,14 +277,17 @@ impl Db {
     }
 
     /// The per-sample path: ordering checks, encode into a stack buffer, copy the changed bytes into
-    /// the mapped slot, publish the count.
+    /// the mapped slot, publish the count. `more`: samples of the same series that follow in the
+    /// batch (a slot that must grow is sized for them too).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn append_one(
         &self,
         table: &Paged<Mutex<SeriesState>>,
         s: &mut SeriesState,
         id: u32,
         sample: Sample,
+        more: usize,
         cutoff_ms: Option<i64>,
         delta: &mut BatchDelta,
     ) -> Result<Outcome, Error> {
@@ -304,7 +320,7 @@ impl Db {
         let heads = &self.heads;
         let (slot, taken) = match s.slot() {
             Some(slot) if end <= slot.payload_capacity() => (slot, false),
-            Some(_) => match self.grow_slot(s, id, end)? {
+            Some(_) => match self.grow_slot(s, id, end, room_for_more(end, enc.num_samples, more))? {
                 Some(slot) => (slot, false),
                 None => {
                     // No larger slot is free: the chunk is closed early and the next one starts
@@ -367,14 +383,16 @@ impl Db {
         })
     }
 
-    /// Moves the open chunk of series `id` into the smallest larger slot whose payload holds `need`
-    /// bytes, and frees the old slot. The copy's count is published before the old slot is cleared: a kill in between
-    /// leaves two equal copies, and recovery keeps one. `None` when no larger slot is free.
-    fn grow_slot(&self, s: &mut SeriesState, id: u32, need: usize) -> Result<Option<Slot>, Error> {
+    /// Moves the open chunk of series `id` into the smallest larger slot whose payload holds `want`
+    /// bytes (or, when none of that size is free, at least `need`), and frees the old slot. The
+    /// copy's count is published before the old slot is cleared: a kill in between leaves two
+    /// equal copies, and recovery keeps one. `None` when no larger slot is free.
+    fn grow_slot(&self, s: &mut SeriesState, id: u32, need: usize, want: usize) -> Result<Option<Slot>, Error> {
         let Some(old) = s.slot() else {
             return Ok(None);
         };
-        let fits = |b: &usize| *b > old.size_bytes() && *b - SLOT_HEADER_BYTES >= need;
+        let want = want.min(SLOT_PAYLOAD_BYTES).max(need);
+        let fits = |b: &usize| *b > old.size_bytes() && *b - SLOT_HEADER_BYTES >= want;
         let Some(class) = SLOT_CLASS_BYTES.iter().position(fits) else {
             return Ok(None);
         };
@@ -454,5 +472,20 @@ impl Db {
         s.clear_open_chunk();
         s.clear_checkpoints();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_growing_slot_makes_room_for_the_rest_of_the_batch_and_no_more_than_a_slot() {
+        assert_eq!(room_for_more(40, 10, 0), 40, "nothing follows: only what the chunk takes");
+        assert_eq!(room_for_more(40, 10, 5), 40 + 5 * 4);
+        assert_eq!(room_for_more(41, 10, 5), 41 + 5 * 5, "bytes per sample rounded up");
+        assert_eq!(room_for_more(40, 10, 1000), SLOT_PAYLOAD_BYTES);
+        assert_eq!(room_for_more(40, 10, usize::MAX), SLOT_PAYLOAD_BYTES);
+        assert_eq!(room_for_more(12, 0, 3), 12 + 3 * 12, "a count of 0 reads as 1");
     }
 }
