@@ -25,9 +25,24 @@ pub enum ConfigError {
 
 /// Reads and checks the file at `path`.
 pub fn read_file(path: &Path) -> Result<SettingsLayer, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    let mut layer: SettingsLayer =
-        serde_yaml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })?;
+    let text = read_text(path)?;
+    add_scrape_config_files(path, parse_text(path, &text)?)
+}
+
+/// The text of the config file at `path`.
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })
+}
+
+/// The settings in `text`, the config file at `path`, with its `scrape_config_files` not read yet
+/// (see [`add_scrape_config_files`]).
+pub(crate) fn parse_text(path: &Path, text: &str) -> Result<SettingsLayer, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
+}
+
+/// `layer` of the config file at `path` with the jobs of the files its `scrape_config_files` name
+/// appended to its `scrape_configs` (and that key emptied).
+pub(crate) fn add_scrape_config_files(path: &Path, mut layer: SettingsLayer) -> Result<SettingsLayer, ConfigError> {
     let patterns = std::mem::take(&mut layer.scrape_config_files);
     if !patterns.is_empty() {
         let base = path.parent().unwrap_or(Path::new("."));

@@ -156,6 +156,18 @@ pub struct ConfigReloader {
     last_error: Mutex<Option<String>>,
     /// The file's settings read at start only, as they were at start (see [`RestartOnly`]).
     restart_only: RestartOnly,
+    /// The file as the last reload that finished read it, when its scrape configuration is all
+    /// in the file itself (no `scrape_config_files`): a poll that finds the same text only reads
+    /// the rule files again, without parsing the file (a few milliseconds for a file of a
+    /// thousand static targets, every [`CONFIG_POLL`]).
+    last_read: Mutex<Option<SameFile>>,
+}
+
+/// What a reload takes from a config file whose text has not changed since the last reload.
+struct SameFile {
+    text: String,
+    rule_files: Vec<String>,
+    global: Option<serde_yaml::Value>,
 }
 
 /// The keys of the config file that are read at start only (listen addresses, storage, limits,
@@ -174,8 +186,12 @@ const RELOADED_KEYS: [&str; 4] = ["global", "scrape_configs", "scrape_config_fil
 impl RestartOnly {
     /// The restart-only part of the file at `path` (`None` when it cannot be read as a mapping).
     fn read(path: &std::path::Path) -> Option<serde_yaml::Mapping> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let serde_yaml::Value::Mapping(mut mapping) = serde_yaml::from_str(&text).ok()? else {
+        Self::parse(&std::fs::read_to_string(path).ok()?)
+    }
+
+    /// The restart-only part of a config file's `text` (`None` when it is not a mapping).
+    fn parse(text: &str) -> Option<serde_yaml::Mapping> {
+        let serde_yaml::Value::Mapping(mut mapping) = serde_yaml::from_str(text).ok()? else {
             return None;
         };
         for key in RELOADED_KEYS {
@@ -184,10 +200,10 @@ impl RestartOnly {
         Some(mapping)
     }
 
-    /// Logs, once per change, the restart-only keys whose values in the file at `path` differ
-    /// from those at start; returns them.
-    fn check(&self, path: &std::path::Path) -> Vec<String> {
-        let (Some(at_start), Some(now)) = (&self.at_start, Self::read(path)) else {
+    /// Logs, once per change, the restart-only keys whose values in the file at `path` (with
+    /// `text`) differ from those at start; returns them.
+    fn check(&self, path: &std::path::Path, text: &str) -> Vec<String> {
+        let (Some(at_start), Some(now)) = (&self.at_start, Self::parse(text)) else {
             return Vec::new();
         };
         let mut changed: Vec<String> = at_start
@@ -243,6 +259,7 @@ impl ConfigReloader {
             config_file,
             applied: Mutex::new(applied),
             last_error: Mutex::new(None),
+            last_read: Mutex::new(None),
         }
     }
 
@@ -276,21 +293,31 @@ impl ConfigReloader {
         let Some(path) = &self.config_file else {
             return Ok(ReloadOutcome::Unchanged);
         };
-        let layer = crate::config::read_file(path).map_err(|e| e.to_string())?;
-        self.restart_only.check(path);
+        let text = crate::config::read_text(path).map_err(|e| e.to_string())?;
+        if !force {
+            if let Some(same) = self.last_read.lock().as_ref().filter(|same| same.text == text) {
+                let rule_groups =
+                    crate::rules::load(path, &same.rule_files, same.global.as_ref()).map_err(|e| e.to_string())?;
+                return Ok(self.apply_rules_only(rule_groups));
+            }
+        }
+        *self.last_read.lock() = None;
+        let layer = crate::config::parse_text(path, &text).map_err(|e| e.to_string())?;
+        self.restart_only.check(path, &text);
+        let same = layer.scrape_config_files.is_empty().then(|| SameFile {
+            text,
+            rule_files: layer.rule_files.clone().unwrap_or_default(),
+            global: layer.global.clone(),
+        });
+        let layer = crate::config::add_scrape_config_files(path, layer).map_err(|e| e.to_string())?;
         // Rule files are checked before anything is applied, so a bad one changes nothing.
         let rule_groups =
             crate::rules::load(path, layer.rule_files.as_deref().unwrap_or_default(), layer.global.as_ref())
                 .map_err(|e| e.to_string())?;
         let read = (layer.global, layer.scrape_configs);
         if !force && *self.applied.lock() == read {
-            return Ok(match self.rules.apply(rule_groups) {
-                // Only rules changed; the jobs are as before (`None`: the embedded self-scrape).
-                true => {
-                    ReloadOutcome::Applied { jobs: read.1.as_ref().and_then(|v| v.as_sequence()).map_or(1, Vec::len) }
-                }
-                false => ReloadOutcome::Unchanged,
-            });
+            *self.last_read.lock() = same;
+            return Ok(self.apply_rules_only(rule_groups));
         }
         let configs = crate::scrape::effective_configs(read.0.as_ref(), read.1.as_ref(), self.local_addr)
             .map_err(|e| e.to_string())?;
@@ -300,7 +327,19 @@ impl ConfigReloader {
         }
         self.rules.apply(rule_groups);
         *self.applied.lock() = read;
+        *self.last_read.lock() = same;
         Ok(ReloadOutcome::Applied { jobs: configs.scrape_configs.len() })
+    }
+
+    /// Applies `rule_groups` when the scrape configuration in force is that of the file.
+    fn apply_rules_only(&self, rule_groups: Vec<crate::rules::GroupSpec>) -> ReloadOutcome {
+        match self.rules.apply(rule_groups) {
+            // Only rules changed; the jobs are as before (`None`: the embedded self-scrape).
+            true => ReloadOutcome::Applied {
+                jobs: self.applied.lock().1.as_ref().and_then(|v| v.as_sequence()).map_or(1, Vec::len),
+            },
+            false => ReloadOutcome::Unchanged,
+        }
     }
 
     /// The scrape configuration in force as a config file's YAML (`global` and `scrape_configs`
@@ -355,18 +394,90 @@ pub(crate) async fn run_triggers(reloader: Arc<ConfigReloader>, mut shutdown: wa
 mod tests {
     use super::*;
 
+    /// A reloader of the config file at `path` as a server starts it.
+    fn start_reloader(path: &std::path::Path) -> ConfigReloader {
+        let local_addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let layer = crate::config::read_file(path).unwrap();
+        let configs =
+            crate::scrape::effective_configs(layer.global.as_ref(), layer.scrape_configs.as_ref(), local_addr).unwrap();
+        let db = Arc::new(tsdb::Db::open(tsdb::Options::in_memory()).unwrap());
+        let scraper =
+            crate::scrape::start(&configs, db.clone(), Default::default(), Default::default(), Some(path)).unwrap();
+        let engine = Arc::new(query::Engine::new(db, query::EngineOptions::default()));
+        let workers = Arc::new(crate::workers::Workers::start(1, 0, 0.0).unwrap());
+        let rules = Arc::new(crate::rules::RuleManager::new(engine, workers, &mut Registry::default()));
+        let reloader = ConfigReloader::start(
+            Some(path.to_path_buf()),
+            local_addr,
+            (layer.global, layer.scrape_configs),
+            &configs,
+            scraper,
+            None,
+            ConfigReloadGauges::default(),
+            rules.clone(),
+        );
+        let rule_files = layer.rule_files.unwrap_or_default();
+        rules.apply(crate::rules::load(path, &rule_files, None).unwrap());
+        reloader
+    }
+
+    fn jobs(reloader: &ConfigReloader) -> Vec<String> {
+        let mut jobs: Vec<String> = reloader.scraper.targets().into_iter().map(|t| t.job).collect();
+        jobs.sort();
+        jobs
+    }
+
+    #[tokio::test]
+    async fn polls_of_an_unchanged_file_still_follow_its_rule_files_and_scrape_config_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringtail.yaml");
+        let job = |name: &str| format!("- job_name: {name}\n  static_configs: [{{targets: ['127.0.0.1:1']}}]\n");
+        let rule = |name: &str| format!("groups:\n- name: g\n  rules: [{{record: {name}, expr: '1'}}]\n");
+        std::fs::write(dir.path().join("r.yaml"), rule("first")).unwrap();
+        std::fs::write(&path, format!("rule_files: [r.yaml]\nscrape_configs:\n{}", job("a"))).unwrap();
+        let reloader = start_reloader(&path);
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Unchanged)));
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Unchanged)), "a second poll of the same text");
+        // The rule file changes, the config file does not.
+        std::fs::write(dir.path().join("r.yaml"), rule("second")).unwrap();
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Applied { jobs: 1 })));
+        let rules = reloader.rules.groups();
+        assert_eq!(rules.iter().map(|g| g.spec.rules.len()).sum::<usize>(), 1);
+        assert!(format!("{:?}", rules[0].spec.rules[0]).contains("second"), "{:?}", rules[0].spec.rules);
+        std::fs::write(dir.path().join("r.yaml"), "groups: [").unwrap();
+        assert!(reloader.reload(false).is_err(), "a broken rule file under the same config file");
+        std::fs::write(dir.path().join("r.yaml"), rule("second")).unwrap();
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Unchanged)));
+        // The config file changes.
+        std::fs::write(&path, format!("rule_files: [r.yaml]\nscrape_configs:\n{}{}", job("a"), job("b"))).unwrap();
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Applied { jobs: 2 })));
+        assert_eq!(jobs(&reloader), ["a", "b"]);
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Unchanged)));
+        // Jobs from scrape_config_files: the file that names them stays the same, they change.
+        std::fs::write(dir.path().join("more.yaml"), format!("scrape_configs:\n{}", job("c"))).unwrap();
+        std::fs::write(&path, format!("scrape_config_files: [more.yaml]\nscrape_configs:\n{}", job("a"))).unwrap();
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Applied { jobs: 2 })));
+        assert_eq!(jobs(&reloader), ["a", "c"]);
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Unchanged)));
+        std::fs::write(dir.path().join("more.yaml"), format!("scrape_configs:\n{}{}", job("c"), job("d"))).unwrap();
+        assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Applied { jobs: 3 })));
+        assert_eq!(jobs(&reloader), ["a", "c", "d"]);
+        reloader.scraper.apply_config(&ScrapeConfigs::default()).unwrap();
+    }
+
     #[test]
     fn changed_restart_only_keys_are_named_and_reloaded_keys_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ringtail.yaml");
         std::fs::write(&path, "listen: 127.0.0.1:9201\nlimits: {max_active_series: 10}\nscrape_configs: []\n").unwrap();
         let restart_only = RestartOnly { at_start: RestartOnly::read(&path), warned: Mutex::new(Vec::new()) };
-        assert!(restart_only.check(&path).is_empty(), "nothing changed");
+        let check = |path: &std::path::Path| restart_only.check(path, &std::fs::read_to_string(path).unwrap());
+        assert!(check(&path).is_empty(), "nothing changed");
         std::fs::write(&path, "listen: 127.0.0.1:9201\nlimits: {max_active_series: 10}\nscrape_configs: [{job_name: a}]\nrule_files: [r.yaml]\n").unwrap();
-        assert!(restart_only.check(&path).is_empty(), "scrape configs and rule files reload");
+        assert!(check(&path).is_empty(), "scrape configs and rule files reload");
         std::fs::write(&path, "listen: 127.0.0.1:9301\nlimits: {max_active_series: 20}\nretention: 1h\n").unwrap();
-        assert_eq!(restart_only.check(&path), ["limits", "listen", "retention"]);
+        assert_eq!(check(&path), ["limits", "listen", "retention"]);
         std::fs::write(&path, "listen: 127.0.0.1:9201\nlimits: {max_active_series: 10}\n").unwrap();
-        assert!(restart_only.check(&path).is_empty(), "back as at start");
+        assert!(check(&path).is_empty(), "back as at start");
     }
 }

@@ -683,6 +683,7 @@ const PATH_RULES: &[(&str, Class)] = {
         ("async_compression::", Owned(Compression)),
         ("flate2::", Owned(Compression)),
         ("miniz_oxide::", Owned(Compression)),
+        ("zlib_rs::", Owned(Compression)),
         ("crc32fast::", Owned(Compression)),
         ("adler2::", Owned(Compression)),
         ("adler::", Owned(Compression)),

@@ -17,7 +17,9 @@
 //! keeps its page's metric metadata ([`ScrapeManager::target_metadata`]).
 //!
 //! Hot path: see `page` (one page → one `Db::append`, series known from earlier scrapes cost neither
-//! label building, relabeling nor a store lookup). Parsing and appending run in `spawn_blocking`.
+//! label building, relabeling nor a store lookup). A small page of series the previous page
+//! already had is parsed and appended on the async worker that fetched it; any other page (a
+//! first one, a large one) on tokio's blocking pool (`TargetState::processes_inline`).
 
 use crate::error::ConfigError;
 use crate::exposition::{Format, SCRAPE_ACCEPT_HEADER};
@@ -612,11 +614,16 @@ async fn run_target(target: Arc<Target>, ingest: PageIngest, mut stop: watch::Re
                 _ = stop.changed() => break,
             },
         };
-        let (t, d, m) = (target.clone(), db.clone(), metrics.clone());
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.ok(),
             _ = stop.changed() => break,
         };
+        if state.processes_inline(&fetched) {
+            let _slot = slot;
+            state.record(&target, &db, &metrics, fetched, scrape_ts_ms, started);
+            continue;
+        }
+        let (t, d, m) = (target.clone(), db.clone(), metrics.clone());
         let mut moved = std::mem::take(&mut state);
         match tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -651,10 +658,11 @@ async fn fetch(target: &Target, size_hint: usize) -> Result<Fetched, String> {
         Some(url) => client.get(url.clone()),
         None => client.get(&target.scrape_url),
     };
+    // The whole exchange, body included, is under the one timeout below: no second timer in the
+    // client.
     let mut request = request
         .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
-        .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", job.timeout.as_secs_f64()))
-        .timeout(job.timeout);
+        .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", job.timeout.as_secs_f64()));
     request = job.auth.apply(request)?;
     let work = async {
         let mut response = request.send().await.map_err(describe_reqwest)?;

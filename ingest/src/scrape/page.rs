@@ -26,6 +26,16 @@ const REPORT_SERIES: [&str; 5] = [
     "scrape_series_added",
 ];
 
+/// The largest page (as fetched, after decompression) processed on the async worker that fetched
+/// it (`TargetState::processes_inline`): about 400 series of Kubernetes pod metrics, a tenth of a
+/// millisecond of parsing and appending at the scraper's steady state, about what a task may run
+/// between two awaits without holding up the others.
+const INLINE_PAGE_BYTES: usize = 64 * 1024;
+
+/// The most series the previous page (or a failed scrape's staleness markers) may have for a page
+/// to be processed inline (`TargetState::processes_inline`).
+const INLINE_PAGE_SERIES: usize = 1000;
+
 /// A set or map hashed with foldhash seeded at random per process: the keys are chosen by the
 /// target (raw series texts) or follow from them (series ids), so the hash stays keyed.
 type KeyedSet<K> = HashSet<K, foldhash::quality::RandomState>;
@@ -337,6 +347,27 @@ impl TargetState {
         Ok(stats)
     }
 
+    /// Whether the page just fetched is cheap enough to process on the async worker that fetched
+    /// it rather than handing it to the blocking pool. At a slow interval the hand-off costs more
+    /// than such a page: the blocking thread is woken, and wakes the worker again when it is done.
+    ///
+    /// Inline: a page of at most [`INLINE_PAGE_BYTES`], and at most twice the size of the previous
+    /// page, which was stored and had at most [`INLINE_PAGE_SERIES`] series (so this page is
+    /// mostly lookups of known series, not series creation); or a failed scrape whose staleness
+    /// markers are for at most [`INLINE_PAGE_SERIES`] series. Anything else (a first page, a large
+    /// one, one that grew a lot) goes to the blocking pool.
+    pub(super) fn processes_inline(&self, fetched: &Result<Fetched, String>) -> bool {
+        let previous = &self.layout;
+        match fetched {
+            Ok(page) => {
+                previous.page_bytes > 0
+                    && previous.series.len() <= INLINE_PAGE_SERIES
+                    && page.body.len() <= INLINE_PAGE_BYTES.min(previous.page_bytes.saturating_mul(2))
+            }
+            Err(_) => self.previous.len() <= INLINE_PAGE_SERIES,
+        }
+    }
+
     /// The size of the previous page, to size the next one's buffer.
     pub(super) fn page_size_hint(&self) -> usize {
         self.layout.page_bytes
@@ -591,6 +622,51 @@ mod tests {
         assert_eq!((stats.series_added, stats.appended), (0, 2));
         assert_eq!(db.stats().series, 2);
         assert_eq!(state.previous.len(), 2);
+    }
+
+    #[test]
+    fn only_a_small_page_much_like_the_stored_one_is_processed_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(tsdb::Options::new(dir.path())).unwrap();
+        let rt = runtime("scrape_configs:\n- job_name: j\n  static_configs: [{targets: ['h:1']}]\n");
+        let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+        // Pages of `bytes` or a little more, in lines of about `line` bytes.
+        let page = |bytes: usize, line: usize| {
+            let (mut body, mut i) = (String::new(), 0);
+            while body.len() < bytes {
+                let text = format!("m{{i=\"{i}\"}} 1");
+                body.push_str(&format!("{text:<0$}\n", line.max(text.len() + 1) - 1));
+                i += 1;
+            }
+            Ok(Fetched { body: body.into_bytes(), format: crate::exposition::Format::Text })
+        };
+        let store = |state: &mut TargetState, fetched: Result<Fetched, String>, ts_ms: i64| {
+            let fetched = fetched.unwrap();
+            let series = state.ingest_page(&target, &db, fetched, ts_ms).unwrap().scraped;
+            assert_eq!(series as usize, state.layout.series.len());
+            series
+        };
+        let failed = || -> Result<Fetched, String> { Err("connection refused".into()) };
+        let mut state = TargetState::default();
+        assert!(!state.processes_inline(&page(100, 100)), "a first page creates its series: blocking pool");
+        assert!(state.processes_inline(&failed()), "nothing to mark stale");
+
+        assert_eq!(store(&mut state, page(40_000, 100), 1_000), 400);
+        assert!(state.processes_inline(&page(40_000, 100)));
+        assert!(state.processes_inline(&page(INLINE_PAGE_BYTES - 100, 100)));
+        assert!(!state.processes_inline(&page(INLINE_PAGE_BYTES + 1, 100)));
+        assert!(state.processes_inline(&failed()));
+
+        store(&mut state, page(1_000, 100), 2_000);
+        assert!(state.processes_inline(&page(2_000, 100)));
+        assert!(!state.processes_inline(&page(2_100, 100)), "more than twice the previous page");
+
+        // Many short series: small pages, but more series than inline processing takes.
+        assert!(store(&mut state, page(20_000, 16), 3_000) > INLINE_PAGE_SERIES as u64);
+        assert!(!state.processes_inline(&page(20_000, 16)));
+        assert!(!state.processes_inline(&failed()), "staleness markers for every one of them");
+        store(&mut state, page(100, 100), 4_000);
+        assert!(state.processes_inline(&page(100, 100)));
     }
 
     #[test]
