@@ -620,7 +620,14 @@ async fn run_target(target: Arc<Target>, ingest: PageIngest, mut stop: watch::Re
         };
         if state.processes_inline(&fetched) {
             let _slot = slot;
-            state.record(&target, &db, &metrics, fetched, scrape_ts_ms, started);
+            let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                state.record(&target, &db, &metrics, fetched, scrape_ts_ms, started)
+            }));
+            if recorded.is_err() {
+                // As when the blocking pool's task panics: the loop goes on with a fresh state.
+                state = TargetState::default();
+                tracing::error!(target = %target.url, "BUG: scrape processing panicked");
+            }
             continue;
         }
         let (t, d, m) = (target.clone(), db.clone(), metrics.clone());
