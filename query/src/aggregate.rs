@@ -18,12 +18,20 @@ use tsdb::{Labels, METRIC_NAME};
 struct Group {
     labels: Arc<Labels>,
     drop_name: bool,
+    fold: Fold,
+    /// Every value, for `quantile`.
+    values: Vec<f64>,
+}
+
+/// The running state of one group's aggregation at one step, without its labels: what
+/// [`Fold::add`] updates for every operator but `quantile` (which also keeps the values).
+#[derive(Clone, Copy, Default)]
+struct Fold {
     count: f64,
     value: f64,
     kahan_c: f64,
     mean: f64,
     incremental_mean: bool,
-    values: Vec<f64>,
 }
 
 #[inline]
@@ -209,31 +217,14 @@ pub(crate) fn aggregate(
 
 impl Group {
     fn new(labels: Arc<Labels>) -> Group {
-        Group {
-            labels,
-            drop_name: false,
-            count: 0.0,
-            value: 0.0,
-            kahan_c: 0.0,
-            mean: 0.0,
-            incremental_mean: false,
-            values: Vec::new(),
-        }
+        Group { labels, drop_name: false, fold: Fold::default(), values: Vec::new() }
     }
 
     /// The group's output sample (`q`: the quantile parameter).
     fn finish(mut self, op: AggOp, q: f64) -> Sample {
         let value = match op {
-            AggOp::Sum => self.value + self.kahan_c,
-            AggOp::Avg if self.incremental_mean => self.mean + self.kahan_c,
-            AggOp::Avg => (self.value + self.kahan_c) / self.count,
-            AggOp::Min | AggOp::Max => self.value,
-            AggOp::Count => self.count,
-            AggOp::Group => 1.0,
-            AggOp::Stdvar => self.value / self.count,
-            AggOp::Stddev => (self.value / self.count).sqrt(),
             AggOp::Quantile => quantile(q, &mut self.values),
-            AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
+            _ => self.fold.result(op),
         };
         let drop_name = self.drop_name && self.labels.get(METRIC_NAME).is_some();
         Sample { labels: self.labels, value, drop_name }
@@ -309,18 +300,20 @@ impl Evaluator<'_> {
     /// step's result in `fused_cache` and returns step `step`'s; `None` (step by step instead)
     /// when the table would not fit.
     ///
-    /// Steps are folded up to [`FOLD_BLOCK_STEPS`] at a time: a series' points are then read once per
-    /// block, a few cache lines, instead of once per step; going step by step over thousands of
+    /// Steps are folded a block at a time, as many as [`FOLD_BLOCK_FOLDS`] and
+    /// [`FOLD_BLOCK_VALUES`] allow (every step of a range query over 1000 groups and 10k series):
+    /// a series' points are then walked once per block instead of once per step, and each of its
+    /// values goes to the next fold of its group's row; going step by step over thousands of
     /// series missed the cache at every series. Each step's groups still receive their values in
     /// series order and appear in the order of their first series, so every bit is as before.
-    fn fold_steps<'l>(
+    fn fold_steps<'l, S: StepValues>(
         &self,
         fused: &FusedAggregate<'_>,
         labels: impl Iterator<Item = &'l Arc<Labels>>,
         steps: usize,
         drop_name: bool,
         step: usize,
-        source: &mut impl StepValues,
+        source: &mut S,
     ) -> Result<Option<Val>, QueryError> {
         let FusedAggregate { node, op, grouping, without } = *fused;
         // Each series' group, resolved once.
@@ -342,13 +335,20 @@ impl Evaluator<'_> {
             return Ok(None);
         }
         let group_count = group_labels_by_index.len();
+        // A group's output drops `__name__` when the function drops it and the group has one.
+        let group_drops_name: Vec<bool> =
+            group_labels_by_index.iter().map(|labels| drop_name && labels.get(METRIC_NAME).is_some()).collect();
         let mut results: Vec<Vec<Sample>> = Vec::with_capacity(steps);
-        // Per step of a block: each group's slot in `groups` (`u32::MAX` while it has no value)
-        // and the groups with a value, in the order of their first series.
-        // A block's groups live at once: fewer steps per block when there are many groups.
-        let block_steps = (FOLD_BLOCK_GROUPS / group_count.max(1)).clamp(1, FOLD_BLOCK_STEPS);
-        let mut slot_of_group: Vec<u32> = vec![u32::MAX; group_count.saturating_mul(block_steps)];
-        let mut groups: Vec<Vec<Group>> = (0..block_steps).map(|_| Vec::new()).collect();
+        // A block's folds, laid out in the order the source gives values (series by series: a
+        // group's steps side by side; step by step: a step's groups side by side), and per step
+        // the groups with a value, in the order of their first series. A block's folds live at
+        // once: fewer steps per block when there are many groups.
+        let block_steps = (FOLD_BLOCK_FOLDS / group_count.max(1))
+            .min(FOLD_BLOCK_VALUES / series_group.len().max(1))
+            .clamp(1, steps.max(1));
+        let mut folds: Vec<Fold> = vec![Fold::default(); group_count.saturating_mul(block_steps)];
+        let mut order: Vec<Vec<u32>> = (0..block_steps).map(|_| Vec::new()).collect();
+        let fold_at = |gi: usize, b: usize| if S::SERIES_MAJOR { gi * block_steps + b } else { b * group_count + gi };
         // The table keeps a sample per group and step for the rest of the query; without room
         // for it the aggregation goes step by step instead.
         let table_cost = steps.saturating_mul(group_count.max(1));
@@ -361,19 +361,24 @@ impl Evaluator<'_> {
             source.values_in(block.clone(), |k, i, value| {
                 let Some(&gi) = series_group.get(i) else { return };
                 let Some(b) = k.checked_sub(block_start).filter(|b| *b < block_steps) else { return };
-                let step_groups = &mut groups[b];
-                let slot = &mut slot_of_group[b * group_count + gi as usize];
-                if *slot == u32::MAX {
-                    *slot = step_groups.len() as u32;
-                    step_groups.push(Group::new(group_labels_by_index[gi as usize].clone()));
+                let Some(fold) = folds.get_mut(fold_at(gi as usize, b)) else { return };
+                if fold.count == 0.0 {
+                    order[b].push(gi);
                 }
-                let g = &mut step_groups[*slot as usize];
-                g.drop_name |= drop_name;
-                accumulate(op, g, value);
+                fold.add(op, value);
             });
-            for (b, step_groups) in groups.iter_mut().enumerate().take(block.len()) {
-                results.push(step_groups.drain(..).map(|g| g.finish(op, f64::NAN)).collect());
-                slot_of_group[b * group_count..(b + 1) * group_count].fill(u32::MAX);
+            for (b, step_order) in order.iter_mut().enumerate().take(block.len()) {
+                let step_results = step_order.drain(..).map(|gi| {
+                    let gi = gi as usize;
+                    // Taken, so the block after this one starts from empty folds.
+                    let fold = std::mem::take(&mut folds[fold_at(gi, b)]);
+                    Sample {
+                        labels: group_labels_by_index[gi].clone(),
+                        value: fold.result(op),
+                        drop_name: group_drops_name[gi],
+                    }
+                });
+                results.push(step_results.collect());
             }
         }
         let mut results: Vec<Option<Vec<Sample>>> = results.into_iter().map(Some).collect();
@@ -392,15 +397,21 @@ impl Evaluator<'_> {
     }
 }
 
-/// Steps a fused aggregation folds together (see `fold_steps`).
-const FOLD_BLOCK_STEPS: usize = 16;
-/// Groups a block may hold at once (steps × groups; about 20 MB): past it, blocks are shorter,
-/// down to one step, so the fold never holds much more than one step's groups beyond its table.
-const FOLD_BLOCK_GROUPS: usize = 1 << 18;
+/// Folds a block may hold at once (steps × groups; 40 bytes each, about 10 MB): past it, blocks
+/// are shorter, down to one step, so the fold never holds much more than one step's groups
+/// beyond its table.
+const FOLD_BLOCK_FOLDS: usize = 1 << 18;
+/// Values a block may fold (steps × series, some tens of milliseconds of work): past it, blocks
+/// are shorter, so the query's deadline and cancellation are checked between them that often.
+const FOLD_BLOCK_VALUES: usize = 1 << 23;
 
 /// The input of a fused aggregation, a block of steps at a time (generic, so the fold's
 /// per-value work is inlined into the walk).
 trait StepValues {
+    /// Whether [`StepValues::values_in`] goes series by series (each series over the block's
+    /// steps) rather than step by step: the fold lays its table out in the same order.
+    const SERIES_MAJOR: bool;
+
     /// Calls `each(step, series, value)` for every series with a value at each step of `block`,
     /// in series order within each step (steps may interleave).
     fn values_in(&mut self, block: std::ops::Range<usize>, each: impl FnMut(usize, usize, f64));
@@ -410,6 +421,8 @@ trait StepValues {
 struct MatrixSteps<'m>(&'m crate::calls::StepMatrix);
 
 impl StepValues for MatrixSteps<'_> {
+    const SERIES_MAJOR: bool = false;
+
     fn values_in(&mut self, block: std::ops::Range<usize>, mut each: impl FnMut(usize, usize, f64)) {
         for k in block {
             self.0.for_each_at(k, |i, value| each(k, i, value));
@@ -431,6 +444,8 @@ struct SelectorSteps<'d> {
 }
 
 impl StepValues for SelectorSteps<'_> {
+    const SERIES_MAJOR: bool = true;
+
     fn values_in(&mut self, block: std::ops::Range<usize>, mut each: impl FnMut(usize, usize, f64)) {
         for (i, (series, end)) in self.data.iter().zip(self.cursors.iter_mut()).enumerate() {
             for k in block.clone() {
@@ -455,66 +470,92 @@ struct FusedAggregate<'g> {
 
 #[inline]
 fn accumulate(op: AggOp, g: &mut Group, v: f64) {
-    g.count += 1.0;
-    let first = g.count == 1.0;
-    match op {
-        AggOp::Sum => {
-            if first {
-                g.value = v;
-            } else {
-                (g.value, g.kahan_c) = kahan_inc(v, g.value, g.kahan_c);
-            }
-        }
-        AggOp::Avg => {
-            if first {
-                g.value = v;
-                g.mean = v;
-                return;
-            }
-            if !g.incremental_mean {
-                let (new_v, new_c) = kahan_inc(v, g.value, g.kahan_c);
-                if !new_v.is_infinite() {
-                    (g.value, g.kahan_c) = (new_v, new_c);
-                    return;
-                }
-                // The running sum would overflow: continue as an incremental mean.
-                g.incremental_mean = true;
-                g.mean = g.value / (g.count - 1.0);
-                g.kahan_c /= g.count - 1.0;
-            }
-            if g.mean.is_infinite() {
-                if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
-                    return;
-                }
-                if !v.is_infinite() && !v.is_nan() {
-                    return;
+    g.fold.add(op, v);
+    if op == AggOp::Quantile {
+        g.values.push(v);
+    }
+}
+
+impl Fold {
+    /// Takes `v` into the fold (`quantile` only counts it: its values are the group's).
+    #[inline]
+    fn add(&mut self, op: AggOp, v: f64) {
+        self.count += 1.0;
+        let first = self.count == 1.0;
+        match op {
+            AggOp::Sum => {
+                if first {
+                    self.value = v;
+                } else {
+                    (self.value, self.kahan_c) = kahan_inc(v, self.value, self.kahan_c);
                 }
             }
-            let current = g.mean + g.kahan_c;
-            (g.mean, g.kahan_c) = kahan_inc(v / g.count - current / g.count, g.mean, g.kahan_c);
-        }
-        AggOp::Min => {
-            if first || g.value > v || g.value.is_nan() {
-                g.value = v;
+            AggOp::Avg => {
+                if first {
+                    self.value = v;
+                    self.mean = v;
+                    return;
+                }
+                if !self.incremental_mean {
+                    let (new_v, new_c) = kahan_inc(v, self.value, self.kahan_c);
+                    if !new_v.is_infinite() {
+                        (self.value, self.kahan_c) = (new_v, new_c);
+                        return;
+                    }
+                    // The running sum would overflow: continue as an incremental mean.
+                    self.incremental_mean = true;
+                    self.mean = self.value / (self.count - 1.0);
+                    self.kahan_c /= self.count - 1.0;
+                }
+                if self.mean.is_infinite() {
+                    if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                        return;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return;
+                    }
+                }
+                let current = self.mean + self.kahan_c;
+                (self.mean, self.kahan_c) = kahan_inc(v / self.count - current / self.count, self.mean, self.kahan_c);
             }
-        }
-        AggOp::Max => {
-            if first || g.value < v || g.value.is_nan() {
-                g.value = v;
+            AggOp::Min => {
+                if first || self.value > v || self.value.is_nan() {
+                    self.value = v;
+                }
             }
-        }
-        AggOp::Stddev | AggOp::Stdvar => {
-            if first {
-                g.mean = v;
-                g.value = if v.is_finite() { 0.0 } else { f64::NAN };
-                return;
+            AggOp::Max => {
+                if first || self.value < v || self.value.is_nan() {
+                    self.value = v;
+                }
             }
-            let delta = v - g.mean;
-            g.mean += delta / g.count;
-            g.value += delta * (v - g.mean);
+            AggOp::Stddev | AggOp::Stdvar => {
+                if first {
+                    self.mean = v;
+                    self.value = if v.is_finite() { 0.0 } else { f64::NAN };
+                    return;
+                }
+                let delta = v - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (v - self.mean);
+            }
+            AggOp::Count | AggOp::Group | AggOp::Quantile | AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => {}
         }
-        AggOp::Quantile => g.values.push(v),
-        AggOp::Count | AggOp::Group | AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => {}
+    }
+
+    /// The aggregate so far, for every operator but `quantile`.
+    #[inline]
+    fn result(&self, op: AggOp) -> f64 {
+        match op {
+            AggOp::Sum => self.value + self.kahan_c,
+            AggOp::Avg if self.incremental_mean => self.mean + self.kahan_c,
+            AggOp::Avg => (self.value + self.kahan_c) / self.count,
+            AggOp::Min | AggOp::Max => self.value,
+            AggOp::Count => self.count,
+            AggOp::Group => 1.0,
+            AggOp::Stdvar => self.value / self.count,
+            AggOp::Stddev => (self.value / self.count).sqrt(),
+            AggOp::Quantile | AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
+        }
     }
 }
 

@@ -123,12 +123,23 @@ impl<'a> PointSource<'a> {
 fn decode_into(
     series: &tsdb::SelectedSeries,
     points: &mut Vec<Point>,
-    mut stale_ts: Option<&mut Vec<i64>>,
+    stale_ts: Option<&mut Vec<i64>>,
     budget: &QueryBudget,
 ) -> Result<(), QueryError> {
     budget.fits(series.max_samples())?;
     points.clear();
     points.reserve(series.max_samples());
+    append_samples(series, points, stale_ts, budget)
+}
+
+/// [`decode_into`] after its checks: appends `series`' samples to `points` (growing it as
+/// needed) and holds them in `budget`.
+fn append_samples(
+    series: &tsdb::SelectedSeries,
+    points: &mut Vec<Point>,
+    mut stale_ts: Option<&mut Vec<i64>>,
+    budget: &QueryBudget,
+) -> Result<(), QueryError> {
     let mut stale = 0usize;
     series.for_each_sample(|sample| {
         if is_stale_nan(sample.value) {
@@ -340,15 +351,22 @@ const PARALLEL_DECODE_MIN_SERIES: usize = 2_000;
 /// decoding the next.
 fn decode_series(items: &[CompressedSeries], budget: &QueryBudget) -> Result<Vec<Fetched>, QueryError> {
     let mut out = Vec::with_capacity(items.len());
-    // Each series decodes into one reused buffer sized for its claimed count, then keeps an
-    // exact-size copy: the claim covers whole chunks (several times a short window), and memory
-    // a query touches without reading is memory the kernel must clear for it first.
-    let mut scratch = Vec::new();
+    // Each series decodes into a buffer sized like the previous series' points, not for its
+    // claimed count: the claim covers whole chunks (several times a short window), and memory a
+    // query touches without reading is memory the kernel must clear for it first. The series of
+    // one selector mostly hold as many points in the window, so the guess is mostly exact; a
+    // buffer left much larger than its points is shrunk.
+    let mut expected_points = 0;
     for (i, item) in items.iter().enumerate() {
         budget.check_item(i, SELECT_STAGE)?;
+        budget.fits(item.samples.max_samples())?;
+        let mut points = Vec::with_capacity(expected_points.min(item.samples.max_samples()));
         let mut stale_ts = Vec::new();
-        decode_into(&item.samples, &mut scratch, Some(&mut stale_ts), budget)?;
-        let points = scratch.as_slice().to_vec();
+        append_samples(&item.samples, &mut points, Some(&mut stale_ts), budget)?;
+        if points.capacity() > points.len() + points.len() / 4 + 16 {
+            points.shrink_to_fit();
+        }
+        expected_points = points.len();
         let (labels, counter_like) = (item.labels.clone(), item.counter_like);
         out.push(Fetched { labels, counter_like, points, stale_ts, cursor: Cell::default() });
     }
