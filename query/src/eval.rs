@@ -404,21 +404,91 @@ pub(crate) fn distinct_by_construction(expr: &Expr) -> bool {
     matches!(&expr.unparen().kind, ExprKind::Aggregate { op, .. } if op.is_plain_fold() || *op == AggOp::Quantile)
 }
 
+/// Label sets without their metric name, kept across a range query's steps by the address of
+/// the label set each came from. A series' label set comes back as the same `Arc` at every
+/// step, so its copy without the name is made once and comes back as the same `Arc` too (found
+/// by address, not hashed, when the steps are gathered). Equal copies are one `Arc`, so a step
+/// made only of them has unique label sets exactly when their addresses differ.
+///
+/// Only label sets something else holds beyond the step are kept (a set made for one step would
+/// only grow the table), at most [`RENAMED_LABELS_MAX`].
+#[derive(Default)]
+pub(crate) struct RenamedLabels {
+    /// By the source's address: the source (held, so no other label set can take its address
+    /// while it is here) and its copy without the name.
+    by_source: rustc_hash::FxHashMap<usize, (Arc<Labels>, Arc<Labels>)>,
+    /// Every copy, so equal ones are shared.
+    copies: rustc_hash::FxHashSet<Arc<Labels>>,
+}
+
+/// Label sets a [`RenamedLabels`] keeps at most (one per series the query renames).
+const RENAMED_LABELS_MAX: usize = 1 << 20;
+
+impl RenamedLabels {
+    /// `labels` without the metric name, and whether the copy is one this table keeps.
+    fn without_name(&mut self, labels: Arc<Labels>) -> (Arc<Labels>, bool) {
+        let address = Arc::as_ptr(&labels) as usize;
+        if let Some((_, copy)) = self.by_source.get(&address) {
+            return (copy.clone(), true);
+        }
+        let copy = without_name(&labels);
+        if Arc::strong_count(&labels) == 1 || self.by_source.len() >= RENAMED_LABELS_MAX {
+            return (Arc::new(copy), false);
+        }
+        let copy = match self.copies.get(&copy) {
+            Some(shared) => shared.clone(),
+            None => {
+                let copy = Arc::new(copy);
+                self.copies.insert(copy.clone());
+                copy
+            }
+        };
+        self.by_source.insert(address, (labels, copy.clone()));
+        (copy, true)
+    }
+}
+
 /// Removes `__name__` where a step's samples asked for it and checks the label sets are unique
 /// (`distinct`: they were unique before any name was removed, see [`distinct_by_construction`]).
-pub(crate) fn finish_step(samples: Vec<Sample>, distinct: bool) -> Result<Vec<(Arc<Labels>, f64)>, QueryError> {
+/// A range query passes the `renamed` copies it keeps across steps.
+pub(crate) fn finish_step(
+    samples: Vec<Sample>,
+    distinct: bool,
+    mut renamed: Option<&mut RenamedLabels>,
+) -> Result<Vec<(Arc<Labels>, f64)>, QueryError> {
     let mut out = Vec::with_capacity(samples.len());
-    let mut renamed = false;
+    let mut any_renamed = false;
+    // Whether every label set is a kept copy (equal copies share one `Arc`).
+    let mut all_kept = true;
     for s in samples {
         let labels = if s.drop_name && s.labels.iter().any(|l| is_name_label(&l.name)) {
-            renamed = true;
-            Arc::new(without_name(&s.labels))
+            any_renamed = true;
+            match renamed.as_deref_mut() {
+                Some(renamed) => {
+                    let (copy, kept) = renamed.without_name(s.labels);
+                    all_kept &= kept;
+                    copy
+                }
+                None => {
+                    all_kept = false;
+                    Arc::new(without_name(&s.labels))
+                }
+            }
         } else {
+            all_kept = false;
             s.labels
         };
         out.push((labels, s.value));
     }
-    if out.len() > 1 && (!distinct || renamed) {
+    if out.len() > 1 && all_kept {
+        let mut seen: rustc_hash::FxHashSet<usize> =
+            rustc_hash::FxHashSet::with_capacity_and_hasher(out.len(), Default::default());
+        for (labels, _) in &out {
+            if !seen.insert(Arc::as_ptr(labels) as usize) {
+                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+            }
+        }
+    } else if out.len() > 1 && (!distinct || any_renamed) {
         let mut seen: rustc_hash::FxHashSet<&Labels> =
             rustc_hash::FxHashSet::with_capacity_and_hasher(out.len(), Default::default());
         for (labels, _) in &out {

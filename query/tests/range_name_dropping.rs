@@ -1,0 +1,113 @@
+//! Range queries whose steps drop the metric name (`rate(x[1m])`, `-x`, `abs(x)`) keep each
+//! series' copy without its name for the whole query. The answer must be, step for step, what
+//! instant queries answer; series that differ only by name merge where they do not overlap in
+//! time, and a step where two of them meet fails the query as an instant query there fails.
+
+use query::{Engine, EngineOptions, QueryError, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tsdb::{Db, Options, Sample, SeriesSamples};
+
+const STEP_MS: i64 = 15_000;
+const END_MS: i64 = 3_600_000;
+const SERIES: usize = 20;
+
+/// Per `i`: `early_total{job="apart"}` for the first 25 minutes and `late_total{job="apart"}`
+/// from minute 35 (never in one window); `left_total{job="overlap"}` and
+/// `right_total{job="overlap"}` all along; `gauge{job="plain"}` all along. A sample every 15 s.
+fn store() -> (tempfile::TempDir, Arc<Db>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Arc::new(Db::open(Options::new(dir.path())).expect("open"));
+    let ids: Vec<String> = (0..SERIES).map(|i| i.to_string()).collect();
+    let spans = [
+        ("early_total", "apart", 0, 1_500_000),
+        ("late_total", "apart", 2_100_000, END_MS),
+        ("left_total", "overlap", 0, END_MS),
+        ("right_total", "overlap", 0, END_MS),
+        ("gauge", "plain", 0, END_MS),
+    ];
+    let mut labels = Vec::new();
+    let mut samples = Vec::new();
+    for (n, i) in ids.iter().enumerate() {
+        for (name, job, first, last) in spans {
+            labels.push([("__name__", name), ("i", i.as_str()), ("job", job)]);
+            let points: Vec<Sample> = (first..=last)
+                .step_by(STEP_MS as usize)
+                .map(|t| Sample::new(t, (n as f64 + 1.0) * (t / 1000) as f64))
+                .collect();
+            samples.push(points);
+        }
+    }
+    let batch: Vec<SeriesSamples<'_>> = labels.iter().zip(&samples).map(|(l, s)| SeriesSamples::labels(l, s)).collect();
+    db.append(&batch).expect("append");
+    (dir, db)
+}
+
+/// `(labels as text, ts) → value` of an answer.
+fn by_step(value: Value) -> BTreeMap<(String, i64), f64> {
+    let mut out = BTreeMap::new();
+    match value {
+        Value::Matrix(series) => {
+            for s in series {
+                for (ts, v) in s.points {
+                    out.insert((format!("{:?}", s.labels), ts), v);
+                }
+            }
+        }
+        Value::Vector(samples) => {
+            for s in samples {
+                out.insert((format!("{:?}", s.labels), s.ts_ms), s.value);
+            }
+        }
+        other => panic!("not a vector or matrix: {other:?}"),
+    }
+    out
+}
+
+#[test]
+fn range_queries_that_drop_names_answer_what_instant_queries_answer() {
+    let (_dir, db) = store();
+    let engine = Engine::new(db, EngineOptions::default());
+    for (query, want_series) in [
+        ("rate({job=\"apart\"}[1m])", SERIES),
+        ("-{job=\"apart\"}", SERIES),
+        ("abs({job=\"plain\"})", SERIES),
+        ("rate({job=\"apart\"}[1m]) or -{job=\"plain\"}", 2 * SERIES),
+        ("rate(early_total[1m]) or label_replace(-gauge, \"job\", \"apart\", \"\", \"\")", SERIES),
+        ("rate(left_total[1m]) or on(i) -gauge", 2 * SERIES),
+    ] {
+        let range = engine.range(query, 0, END_MS, STEP_MS).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let Value::Matrix(series) = &range else { panic!("{query}: not a matrix") };
+        assert_eq!(series.len(), want_series, "{query}: series");
+        assert!(series.iter().all(|s| s.labels.get("__name__").is_none()), "{query}: a name was kept");
+        let range = by_step(range);
+        let mut stepwise = BTreeMap::new();
+        for t in (0..=END_MS).step_by(STEP_MS as usize) {
+            let instant = engine.instant(query, t).unwrap_or_else(|e| panic!("{query} at {t}: {e}"));
+            stepwise.extend(by_step(instant));
+        }
+        assert_eq!(range.len(), stepwise.len(), "{query}: points");
+        for (key, want) in &stepwise {
+            let got = range.get(key).unwrap_or_else(|| panic!("{query}: no point for {key:?}"));
+            assert!(got.to_bits() == want.to_bits(), "{query} at {key:?}: range {got}, instant {want}");
+        }
+    }
+}
+
+#[test]
+fn series_meeting_once_their_names_are_dropped_fail_the_range_query() {
+    let (_dir, db) = store();
+    let engine = Engine::new(db, EngineOptions::default());
+    for query in ["rate({job=\"overlap\"}[1m])", "-{job=\"overlap\"}", "rate({job=~\"apart|overlap\"}[1m])"] {
+        assert!(engine.instant(query, 600_000).is_err(), "{query}: the instant query fails too");
+        match engine.range(query, 0, END_MS, STEP_MS) {
+            Err(QueryError::Execution(message)) => {
+                assert!(message.contains("same labelset"), "{query}: {message}")
+            }
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+    // They meet only at steps in the range: a range over the others succeeds.
+    let apart = engine.range("rate({job=\"apart\"}[1m])", 0, END_MS, STEP_MS).expect("apart");
+    assert!(matches!(apart, Value::Matrix(ref s) if s.len() == SERIES));
+}
