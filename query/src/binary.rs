@@ -5,7 +5,7 @@
 use crate::ast::{BinOp, Cardinality, VectorMatching};
 use crate::eval::{Sample, Val};
 use crate::QueryError;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tsdb::Labels;
@@ -142,7 +142,7 @@ fn vector_vector(
 ) -> Result<Vec<Sample>, QueryError> {
     let swapped = matching.card == Cardinality::OneToMany;
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-    let mut one_by_sig: HashMap<u64, usize> = HashMap::with_capacity(one.len());
+    let mut one_by_sig: HashMap<u64, usize> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
     for (i, s) in one.iter().enumerate() {
         let sig = signature(&s.labels, matching);
         if let Some(&prev) = one_by_sig.get(&sig) {
@@ -159,7 +159,15 @@ fn vector_vector(
         }
         one_by_sig.insert(sig, i);
     }
-    let mut matched: HashMap<u64, HashSet<Arc<Labels>>> = HashMap::new();
+    // One-to-one: the match groups already matched. Otherwise each result's match group and
+    // label set (one table for the step, sized for it, not one per group).
+    let mut matched_groups: HashSet<u64> = HashSet::default();
+    let mut matched_results: HashSet<(u64, Arc<Labels>)> = HashSet::default();
+    if matching.card == Cardinality::OneToOne {
+        matched_groups.reserve(many.len());
+    } else {
+        matched_results.reserve(many.len());
+    }
     let mut out = Vec::with_capacity(many.len());
     for s in many {
         let sig = signature(&s.labels, matching);
@@ -171,7 +179,7 @@ fn vector_vector(
         let labels = result_labels(&s.labels, &other.labels, matching);
         match matching.card {
             Cardinality::OneToOne => {
-                if matched.insert(sig, HashSet::new()).is_some() {
+                if !matched_groups.insert(sig) {
                     return Err(QueryError::Execution(
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
                             .into(),
@@ -179,7 +187,7 @@ fn vector_vector(
                 }
             }
             _ => {
-                if !matched.entry(sig).or_default().insert(labels.clone()) {
+                if !matched_results.insert((sig, labels.clone())) {
                     return Err(QueryError::Execution(
                         "multiple matches for labels: grouping labels must ensure unique matches".into(),
                     ));
@@ -240,6 +248,34 @@ mod tests {
         let out = vector_vector(BinOp::Mul, l, r, false, &m).unwrap();
         assert_eq!(out[0].value, 6.0);
         assert!(out[0].drop_name);
+    }
+
+    #[test]
+    fn each_match_group_and_result_is_used_once() {
+        let many = || {
+            vec![
+                sample(&[("__name__", "a"), ("pod", "p"), ("x", "1")], 2.0),
+                sample(&[("__name__", "a"), ("pod", "p"), ("x", "2")], 4.0),
+                sample(&[("__name__", "a"), ("pod", "q"), ("x", "1")], 8.0),
+            ]
+        };
+        let one = || vec![sample(&[("__name__", "b"), ("pod", "p"), ("x", "9")], 2.0)];
+        let on_pod = |card, include: &[&str]| VectorMatching {
+            card,
+            on: true,
+            labels: vec!["pod".into()],
+            include: include.iter().map(|s| s.to_string()).collect(),
+        };
+        // One-to-one: two series of the left side match the same group.
+        let err = vector_vector(BinOp::Div, many(), one(), false, &on_pod(Cardinality::OneToOne, &[])).unwrap_err();
+        assert!(err.to_string().contains("many-to-one matching must be explicit"), "{err}");
+        // group_left: both match, each keeping its own labels.
+        let out = vector_vector(BinOp::Div, many(), one(), false, &on_pod(Cardinality::ManyToOne, &[])).unwrap();
+        let values: Vec<f64> = out.iter().map(|s| s.value).collect();
+        assert_eq!(values, [1.0, 2.0]);
+        // group_left(x): both take x from the right side, so their results are one label set.
+        let err = vector_vector(BinOp::Div, many(), one(), false, &on_pod(Cardinality::ManyToOne, &["x"])).unwrap_err();
+        assert!(err.to_string().contains("grouping labels must ensure unique matches"), "{err}");
     }
 
     #[test]
