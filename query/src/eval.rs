@@ -398,10 +398,21 @@ pub(crate) fn without_name(labels: &Labels) -> Labels {
 }
 
 /// Whether every step of `expr` yields distinct label sets by construction, before `__name__` is
-/// removed: a grouping aggregation's groups are distinct (so the duplicate check can be skipped
-/// unless removing a name changed a label set).
+/// removed, so the duplicate check can be skipped unless removing a name changed a label set: a
+/// grouping aggregation's groups are distinct; a selector picks each series the store holds once;
+/// a vector compared with or combined with a number keeps its label sets.
 pub(crate) fn distinct_by_construction(expr: &Expr) -> bool {
-    matches!(&expr.unparen().kind, ExprKind::Aggregate { op, .. } if op.is_plain_fold() || *op == AggOp::Quantile)
+    match &expr.unparen().kind {
+        ExprKind::Aggregate { op, .. } => op.is_plain_fold() || *op == AggOp::Quantile,
+        ExprKind::Vector(_) => true,
+        ExprKind::Neg(inner) => distinct_by_construction(inner),
+        ExprKind::Binary { lhs, rhs, .. } => match (&lhs.unparen().kind, &rhs.unparen().kind) {
+            (ExprKind::Number(_), _) => distinct_by_construction(rhs),
+            (_, ExprKind::Number(_)) => distinct_by_construction(lhs),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Label sets without their metric name, kept across a range query's steps by the address of

@@ -64,6 +64,24 @@ fn by_step(value: Value) -> BTreeMap<(String, i64), f64> {
     out
 }
 
+/// The range query's answer, after checking it is, point for point, what instant queries answer.
+fn range_as_instants_answer(engine: &Engine, query: &str) -> Vec<query::RangeSeries> {
+    let range = engine.range(query, 0, END_MS, STEP_MS).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let Value::Matrix(series) = range.clone() else { panic!("{query}: not a matrix") };
+    let range = by_step(range);
+    let mut stepwise = BTreeMap::new();
+    for t in (0..=END_MS).step_by(STEP_MS as usize) {
+        let instant = engine.instant(query, t).unwrap_or_else(|e| panic!("{query} at {t}: {e}"));
+        stepwise.extend(by_step(instant));
+    }
+    assert_eq!(range.len(), stepwise.len(), "{query}: points");
+    for (key, want) in &stepwise {
+        let got = range.get(key).unwrap_or_else(|| panic!("{query}: no point for {key:?}"));
+        assert!(got.to_bits() == want.to_bits(), "{query} at {key:?}: range {got}, instant {want}");
+    }
+    series
+}
+
 #[test]
 fn range_queries_that_drop_names_answer_what_instant_queries_answer() {
     let (_dir, db) = store();
@@ -76,21 +94,24 @@ fn range_queries_that_drop_names_answer_what_instant_queries_answer() {
         ("rate(early_total[1m]) or label_replace(-gauge, \"job\", \"apart\", \"\", \"\")", SERIES),
         ("rate(left_total[1m]) or on(i) -gauge", 2 * SERIES),
     ] {
-        let range = engine.range(query, 0, END_MS, STEP_MS).unwrap_or_else(|e| panic!("{query}: {e}"));
-        let Value::Matrix(series) = &range else { panic!("{query}: not a matrix") };
+        let series = range_as_instants_answer(&engine, query);
         assert_eq!(series.len(), want_series, "{query}: series");
         assert!(series.iter().all(|s| s.labels.get("__name__").is_none()), "{query}: a name was kept");
-        let range = by_step(range);
-        let mut stepwise = BTreeMap::new();
-        for t in (0..=END_MS).step_by(STEP_MS as usize) {
-            let instant = engine.instant(query, t).unwrap_or_else(|e| panic!("{query} at {t}: {e}"));
-            stepwise.extend(by_step(instant));
-        }
-        assert_eq!(range.len(), stepwise.len(), "{query}: points");
-        for (key, want) in &stepwise {
-            let got = range.get(key).unwrap_or_else(|| panic!("{query}: no point for {key:?}"));
-            assert!(got.to_bits() == want.to_bits(), "{query} at {key:?}: range {got}, instant {want}");
-        }
+    }
+}
+
+/// Selectors, and vectors compared with a number, keep names and never need the duplicate check.
+#[test]
+fn selectors_and_comparisons_answer_what_instant_queries_answer() {
+    let (_dir, db) = store();
+    let engine = Engine::new(db, EngineOptions::default());
+    for (query, want_series) in [
+        ("{job=\"apart\"}", 2 * SERIES),
+        ("{job=~\"apart|overlap\"} > 1000", 4 * SERIES),
+        ("(5000 < bool gauge)", SERIES),
+    ] {
+        let series = range_as_instants_answer(&engine, query);
+        assert_eq!(series.len(), want_series, "{query}: series");
     }
 }
 
