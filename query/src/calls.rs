@@ -10,7 +10,6 @@ use crate::select::PointSource;
 use crate::QueryError;
 use chrono::{Datelike, TimeZone, Timelike};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tsdb::{Labels, MatchOp, METRIC_NAME};
 
@@ -327,7 +326,14 @@ impl Evaluator<'_> {
                 &format!("quantile value should be between 0 and 1, got {}", crate::format_value(q)),
             );
         }
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        // A histogram's buckets differ only by `le`: each bucket's set without it is its group.
+        // In a range query each bucket's set comes back at every step and so does its group's
+        // (kept in `derived`, one `Arc` per group), found by address; only the first bucket of
+        // each group, or a set made for one step, is looked up by value.
+        let rule = args.as_ptr() as usize;
+        let mut derived = self.derived.borrow_mut();
+        let mut by_address: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
+        let mut index: rustc_hash::FxHashMap<Arc<Labels>, usize> = rustc_hash::FxHashMap::default();
         let mut groups: Vec<(Arc<Labels>, Vec<Bucket>)> = Vec::new();
         for s in input {
             let le = s.labels.get("le").unwrap_or("");
@@ -341,16 +347,30 @@ impl Evaluator<'_> {
                 );
                 continue;
             };
-            let mut key = (*s.labels).clone();
-            key.remove("le");
-            let gi = match index.get(&key) {
+            let without_le = |labels: &Labels| {
+                let mut key = labels.clone();
+                key.remove("le");
+                key
+            };
+            let (key, kept) = if self.is_range {
+                derived.derive(rule, &s.labels, without_le)
+            } else {
+                (Arc::new(without_le(&s.labels)), false)
+            };
+            let address = Arc::as_ptr(&key) as usize;
+            let gi = match by_address.get(&address).or_else(|| index.get(&key)) {
                 Some(&i) => i,
                 None => {
                     index.insert(key.clone(), groups.len());
-                    groups.push((Arc::new(key), Vec::new()));
+                    groups.push((key.clone(), Vec::new()));
                     groups.len() - 1
                 }
             };
+            // Found by address from now on only while something holds `key` (`derived` for the
+            // query, or `groups` for the step), so its address is not another set's.
+            if kept || Arc::ptr_eq(&groups[gi].0, &key) {
+                by_address.insert(address, gi);
+            }
             groups[gi].1.push(Bucket { upper_bound, count: s.value });
         }
         let mut out = Vec::with_capacity(groups.len());
@@ -378,10 +398,20 @@ impl Evaluator<'_> {
         let replacement = self.string_arg(&args[2], t_ms)?;
         let src = self.string_arg(&args[3], t_ms)?;
         let pattern = self.string_arg(&args[4], t_ms)?;
-        let regex = regex::RegexBuilder::new(&format!("^(?s:{pattern})$"))
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| QueryError::Execution(format!("invalid regular expression in label_replace(): {e}")))?;
+        // The arguments are literals: one call node compiles its expression once per query.
+        let rule = args.as_ptr() as usize;
+        let cached = self.label_regexes.borrow().get(&rule).cloned();
+        let regex = match cached {
+            Some(regex) => regex,
+            None => {
+                let regex =
+                    regex::RegexBuilder::new(&format!("^(?s:{pattern})$")).size_limit(1 << 20).build().map_err(
+                        |e| QueryError::Execution(format!("invalid regular expression in label_replace(): {e}")),
+                    )?;
+                self.label_regexes.borrow_mut().insert(rule, regex.clone());
+                regex
+            }
+        };
         if !valid_label_name(&dst) {
             return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
         }
@@ -390,10 +420,25 @@ impl Evaluator<'_> {
         // replacement can expand to is checked before it is built.
         let group_refs = replacement.matches('$').count();
         let mut created = 0usize;
+        // In a range query a series' result is kept for the next steps (see `DerivedLabels`).
+        let mut derived = self.is_range.then(|| self.derived.borrow_mut());
         for (i, s) in v.iter_mut().enumerate() {
             self.budget.check_item(i, crate::eval::EXEC_STAGE)?;
+            if let Some(kept) = derived.as_ref().and_then(|d| d.get(rule, &s.labels)) {
+                if !Arc::ptr_eq(&kept, &s.labels) && dst == METRIC_NAME {
+                    s.drop_name = false;
+                }
+                s.labels = kept;
+                continue;
+            }
             let value = s.labels.get(&src).unwrap_or("");
-            if let Some(caps) = regex.captures(value) {
+            let Some(caps) = regex.captures(value) else {
+                if let Some(derived) = derived.as_mut() {
+                    derived.insert_unchanged(rule, &s.labels);
+                }
+                continue;
+            };
+            {
                 let largest = group_refs.saturating_mul(value.len()).saturating_add(replacement.len());
                 self.budget.fits(created.saturating_add(crate::budget::bytes_cost(largest)))?;
                 let mut result = String::new();
@@ -402,7 +447,10 @@ impl Evaluator<'_> {
                 labels.set(&dst, &result);
                 created += crate::budget::labels_cost(&labels);
                 self.budget.fits(created)?;
-                s.labels = Arc::new(labels);
+                s.labels = match derived.as_mut() {
+                    Some(derived) => derived.insert(rule, &s.labels, labels).0,
+                    None => Arc::new(labels),
+                };
                 if dst == METRIC_NAME {
                     s.drop_name = false;
                 }

@@ -195,13 +195,12 @@ impl Engine {
         let mut by_address: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
         let mut gathered: Vec<(Arc<Labels>, Vec<Point>)> = Vec::new();
         let distinct = eval::distinct_by_construction(expr);
-        let mut renamed = eval::RenamedLabels::default();
         let mut t = start_ms;
         while t <= end_ms {
             ev.check_interrupted()?;
             let step_result: Vec<(Arc<Labels>, f64)> = match ev.eval(expr, t)? {
                 Val::Scalar(v) => vec![(Arc::new(Labels::default()), v)],
-                Val::Vector(samples) => finish_step(samples, distinct, Some(&mut renamed))?,
+                Val::Vector(samples) => finish_step(samples, distinct, Some(&mut ev.derived.borrow_mut()))?,
                 _ => return Err(QueryError::Execution("range query step did not produce a vector".into())),
             };
             // The output is held until the query ends: each point, and each new series' label
@@ -229,7 +228,6 @@ impl Engine {
         let annotations = ev.annotations.take();
         drop(index);
         drop(by_address);
-        drop(renamed);
         drop(ev);
         let mut out: Vec<RangeSeries> = gathered
             .into_iter()

@@ -86,6 +86,10 @@ pub(crate) struct Evaluator<'q> {
     pub group_cache: RefCell<GroupCache>,
     /// Which group label set owns each resolved group hash (see `aggregate`).
     pub group_owners: RefCell<crate::aggregate::GroupOwners>,
+    /// Label sets derived from series' label sets, kept across a range query's steps.
+    pub derived: RefCell<DerivedLabels>,
+    /// `label_replace`'s compiled regular expression, per call node (its arguments' address).
+    pub label_regexes: RefCell<rustc_hash::FxHashMap<usize, regex::Regex>>,
 }
 
 impl<'q> Evaluator<'q> {
@@ -123,6 +127,8 @@ impl<'q> Evaluator<'q> {
             fused_cache: RefCell::new(HashMap::new()),
             group_cache: RefCell::new(rustc_hash::FxHashMap::default()),
             group_owners: RefCell::new(rustc_hash::FxHashMap::default()),
+            derived: RefCell::new(DerivedLabels::default()),
+            label_regexes: RefCell::new(rustc_hash::FxHashMap::default()),
         })
     }
 
@@ -415,57 +421,86 @@ pub(crate) fn distinct_by_construction(expr: &Expr) -> bool {
     }
 }
 
-/// Label sets without their metric name, kept across a range query's steps by the address of
-/// the label set each came from. A series' label set comes back as the same `Arc` at every
-/// step, so its copy without the name is made once and comes back as the same `Arc` too (found
-/// by address, not hashed, when the steps are gathered). Equal copies are one `Arc`, so a step
-/// made only of them has unique label sets exactly when their addresses differ.
+/// Label sets derived from a series' label set by a fixed rule (without the metric name, without
+/// `le`, relabelled), kept across a range query's steps by the rule and the address of the label
+/// set each came from. A series' label set comes back as the same `Arc` at every step, so its
+/// derived set is made once and comes back as the same `Arc` too (found by address, not hashed,
+/// where steps are grouped or gathered). Equal derived sets are one `Arc`, so kept sets are
+/// equal exactly when their addresses are.
 ///
 /// Only label sets something else holds beyond the step are kept (a set made for one step would
-/// only grow the table), at most [`RENAMED_LABELS_MAX`].
+/// only grow the table), at most [`DERIVED_LABELS_MAX`].
 #[derive(Default)]
-pub(crate) struct RenamedLabels {
-    /// By the source's address: the source (held, so no other label set can take its address
-    /// while it is here) and its copy without the name.
-    by_source: rustc_hash::FxHashMap<usize, (Arc<Labels>, Arc<Labels>)>,
-    /// Every copy, so equal ones are shared.
-    copies: rustc_hash::FxHashSet<Arc<Labels>>,
+pub(crate) struct DerivedLabels {
+    /// By rule and the source's address: the source (held, so no other label set can take its
+    /// address while it is here) and the set derived from it.
+    by_source: rustc_hash::FxHashMap<(usize, usize), (Arc<Labels>, Arc<Labels>)>,
+    /// Every derived set, so equal ones are shared.
+    derived: rustc_hash::FxHashSet<Arc<Labels>>,
 }
 
-/// Label sets a [`RenamedLabels`] keeps at most (one per series the query renames).
-const RENAMED_LABELS_MAX: usize = 1 << 20;
+/// Label sets a [`DerivedLabels`] keeps at most (one per series and rule of the query).
+const DERIVED_LABELS_MAX: usize = 1 << 20;
 
-impl RenamedLabels {
-    /// `labels` without the metric name, and whether the copy is one this table keeps.
-    fn without_name(&mut self, labels: Arc<Labels>) -> (Arc<Labels>, bool) {
-        let address = Arc::as_ptr(&labels) as usize;
-        if let Some((_, copy)) = self.by_source.get(&address) {
-            return (copy.clone(), true);
+/// The rule of [`DerivedLabels`] that removes the metric name (other rules are the addresses of
+/// the expression nodes that derive label sets, never 0).
+const WITHOUT_NAME_RULE: usize = 0;
+
+impl DerivedLabels {
+    /// `derive(labels)` under `rule` (the same rule always derives the same set from the same
+    /// labels), and whether the result is one this table keeps.
+    pub(crate) fn derive(
+        &mut self,
+        rule: usize,
+        labels: &Arc<Labels>,
+        derive: impl FnOnce(&Labels) -> Labels,
+    ) -> (Arc<Labels>, bool) {
+        match self.get(rule, labels) {
+            Some(derived) => (derived, true),
+            None => self.insert(rule, labels, derive(labels)),
         }
-        let copy = without_name(&labels);
-        if Arc::strong_count(&labels) == 1 || self.by_source.len() >= RENAMED_LABELS_MAX {
-            return (Arc::new(copy), false);
+    }
+
+    /// The set derived from `labels` under `rule` before, if kept.
+    pub(crate) fn get(&self, rule: usize, labels: &Arc<Labels>) -> Option<Arc<Labels>> {
+        self.by_source.get(&(rule, Arc::as_ptr(labels) as usize)).map(|(_, derived)| derived.clone())
+    }
+
+    /// Keeps `derived` as what `rule` derives from `labels` (when `labels` outlives the step)
+    /// and returns it, shared with an equal set kept before; and whether it is kept.
+    pub(crate) fn insert(&mut self, rule: usize, labels: &Arc<Labels>, derived: Labels) -> (Arc<Labels>, bool) {
+        // Only the caller's `labels` holds the source: it lives for this step only.
+        if Arc::strong_count(labels) == 1 || self.by_source.len() >= DERIVED_LABELS_MAX {
+            return (Arc::new(derived), false);
         }
-        let copy = match self.copies.get(&copy) {
+        let derived = match self.derived.get(&derived) {
             Some(shared) => shared.clone(),
             None => {
-                let copy = Arc::new(copy);
-                self.copies.insert(copy.clone());
-                copy
+                let derived = Arc::new(derived);
+                self.derived.insert(derived.clone());
+                derived
             }
         };
-        self.by_source.insert(address, (labels, copy.clone()));
-        (copy, true)
+        self.by_source.insert((rule, Arc::as_ptr(labels) as usize), (labels.clone(), derived.clone()));
+        (derived, true)
+    }
+
+    /// Keeps `labels` as what `rule` derives from them (the rule leaves them as they are), when
+    /// they outlive the step.
+    pub(crate) fn insert_unchanged(&mut self, rule: usize, labels: &Arc<Labels>) {
+        if Arc::strong_count(labels) > 1 && self.by_source.len() < DERIVED_LABELS_MAX {
+            self.by_source.insert((rule, Arc::as_ptr(labels) as usize), (labels.clone(), labels.clone()));
+        }
     }
 }
 
 /// Removes `__name__` where a step's samples asked for it and checks the label sets are unique
 /// (`distinct`: they were unique before any name was removed, see [`distinct_by_construction`]).
-/// A range query passes the `renamed` copies it keeps across steps.
+/// A range query passes the label sets it keeps across steps.
 pub(crate) fn finish_step(
     samples: Vec<Sample>,
     distinct: bool,
-    mut renamed: Option<&mut RenamedLabels>,
+    mut derived: Option<&mut DerivedLabels>,
 ) -> Result<Vec<(Arc<Labels>, f64)>, QueryError> {
     let mut out = Vec::with_capacity(samples.len());
     let mut any_renamed = false;
@@ -474,9 +509,9 @@ pub(crate) fn finish_step(
     for s in samples {
         let labels = if s.drop_name && s.labels.iter().any(|l| is_name_label(&l.name)) {
             any_renamed = true;
-            match renamed.as_deref_mut() {
-                Some(renamed) => {
-                    let (copy, kept) = renamed.without_name(s.labels);
+            match derived.as_deref_mut() {
+                Some(derived) => {
+                    let (copy, kept) = derived.derive(WITHOUT_NAME_RULE, &s.labels, without_name);
                     all_kept &= kept;
                     copy
                 }

@@ -1,7 +1,8 @@
-//! Range queries whose steps drop the metric name (`rate(x[1m])`, `-x`, `abs(x)`) keep each
-//! series' copy without its name for the whole query. The answer must be, step for step, what
-//! instant queries answer; series that differ only by name merge where they do not overlap in
-//! time, and a step where two of them meet fails the query as an instant query there fails.
+//! Range queries keep the label sets they derive from each series for the whole query: without
+//! the metric name (`rate(x[1m])`, `-x`, `abs(x)`), without `le` (`histogram_quantile`), and
+//! relabelled (`label_replace`). The answer must be, step for step, what instant queries answer;
+//! series that become equal merge where they do not overlap in time, and a step where two of
+//! them meet fails the query as an instant query there fails.
 
 use query::{Engine, EngineOptions, QueryError, Value};
 use std::collections::BTreeMap;
@@ -14,7 +15,8 @@ const SERIES: usize = 20;
 
 /// Per `i`: `early_total{job="apart"}` for the first 25 minutes and `late_total{job="apart"}`
 /// from minute 35 (never in one window); `left_total{job="overlap"}` and
-/// `right_total{job="overlap"}` all along; `gauge{job="plain"}` all along. A sample every 15 s.
+/// `right_total{job="overlap"}` all along; `gauge{job="plain"}` all along; the buckets
+/// `latency_bucket{job="hist", le}` of one histogram all along. A sample every 15 s.
 fn store() -> (tempfile::TempDir, Arc<Db>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Arc::new(Db::open(Options::new(dir.path())).expect("open"));
@@ -28,7 +30,19 @@ fn store() -> (tempfile::TempDir, Arc<Db>) {
     ];
     let mut labels = Vec::new();
     let mut samples = Vec::new();
+    let mut bucket_labels = Vec::new();
+    let mut bucket_samples = Vec::new();
     for (n, i) in ids.iter().enumerate() {
+        for (b, le) in ["0.1", "1", "+Inf"].into_iter().enumerate() {
+            bucket_labels.push([("__name__", "latency_bucket"), ("i", i.as_str()), ("job", "hist"), ("le", le)]);
+            let per_step = (n + 1) * (b + 1);
+            bucket_samples.push(
+                (0..=END_MS)
+                    .step_by(STEP_MS as usize)
+                    .map(|t| Sample::new(t, (per_step as i64 * t / STEP_MS) as f64))
+                    .collect::<Vec<_>>(),
+            );
+        }
         for (name, job, first, last) in spans {
             labels.push([("__name__", name), ("i", i.as_str()), ("job", job)]);
             let points: Vec<Sample> = (first..=last)
@@ -40,6 +54,9 @@ fn store() -> (tempfile::TempDir, Arc<Db>) {
     }
     let batch: Vec<SeriesSamples<'_>> = labels.iter().zip(&samples).map(|(l, s)| SeriesSamples::labels(l, s)).collect();
     db.append(&batch).expect("append");
+    let buckets: Vec<SeriesSamples<'_>> =
+        bucket_labels.iter().zip(&bucket_samples).map(|(l, s)| SeriesSamples::labels(l, s)).collect();
+    db.append(&buckets).expect("append buckets");
     (dir, db)
 }
 
@@ -100,6 +117,23 @@ fn range_queries_that_drop_names_answer_what_instant_queries_answer() {
     }
 }
 
+#[test]
+fn histograms_and_relabelled_series_answer_what_instant_queries_answer() {
+    let (_dir, db) = store();
+    let engine = Engine::new(db, EngineOptions::default());
+    for (query, want_series) in [
+        ("histogram_quantile(0.9, rate(latency_bucket[1m]))", SERIES),
+        ("histogram_quantile(0.5, latency_bucket)", SERIES),
+        ("label_replace(rate({job=\"apart\"}[1m]), \"job\", \"moved\", \"job\", \"apart\")", SERIES),
+        ("label_replace({job=\"plain\"}, \"i\", \"$1-x\", \"i\", \"(1.*)\")", SERIES),
+        ("label_replace(-gauge, \"__name__\", \"renamed\", \"\", \"\")", SERIES),
+        ("histogram_quantile(0.9, label_replace(rate(latency_bucket{i=\"1\"}[1m]), \"i\", \"one\", \"\", \"\"))", 1),
+    ] {
+        let series = range_as_instants_answer(&engine, query);
+        assert_eq!(series.len(), want_series, "{query}: series");
+    }
+}
+
 /// Selectors, and vectors compared with a number, keep names and never need the duplicate check.
 #[test]
 fn selectors_and_comparisons_answer_what_instant_queries_answer() {
@@ -119,7 +153,12 @@ fn selectors_and_comparisons_answer_what_instant_queries_answer() {
 fn series_meeting_once_their_names_are_dropped_fail_the_range_query() {
     let (_dir, db) = store();
     let engine = Engine::new(db, EngineOptions::default());
-    for query in ["rate({job=\"overlap\"}[1m])", "-{job=\"overlap\"}", "rate({job=~\"apart|overlap\"}[1m])"] {
+    for query in [
+        "rate({job=\"overlap\"}[1m])",
+        "-{job=\"overlap\"}",
+        "rate({job=~\"apart|overlap\"}[1m])",
+        "label_replace({job=\"overlap\"}, \"__name__\", \"same\", \"\", \"\")",
+    ] {
         assert!(engine.instant(query, 600_000).is_err(), "{query}: the instant query fails too");
         match engine.range(query, 0, END_MS, STEP_MS) {
             Err(QueryError::Execution(message)) => {
