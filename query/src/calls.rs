@@ -473,8 +473,18 @@ impl Evaluator<'_> {
             }
         }
         let mut created = 0usize;
+        // In a range query a series' result is kept for the next steps (see `DerivedLabels`).
+        let rule = args.as_ptr() as usize;
+        let mut derived = self.is_range.then(|| self.derived.borrow_mut());
         for (i, s) in v.iter_mut().enumerate() {
             self.budget.check_item(i, crate::eval::EXEC_STAGE)?;
+            if let Some(kept) = derived.as_ref().and_then(|d| d.get(rule, &s.labels)) {
+                s.labels = kept;
+                if dst == METRIC_NAME {
+                    s.drop_name = false;
+                }
+                continue;
+            }
             let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
             let joined_len = joined.iter().map(|p| p.len()).sum::<usize>()
                 + sep.len().saturating_mul(joined.len().saturating_sub(1));
@@ -484,7 +494,10 @@ impl Evaluator<'_> {
             labels.set(&dst, &joined);
             created += crate::budget::labels_cost(&labels);
             self.budget.fits(created)?;
-            s.labels = Arc::new(labels);
+            s.labels = match derived.as_mut() {
+                Some(derived) => derived.insert(rule, &s.labels, labels).0,
+                None => Arc::new(labels),
+            };
             if dst == METRIC_NAME {
                 s.drop_name = false;
             }

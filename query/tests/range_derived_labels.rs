@@ -1,8 +1,8 @@
 //! Range queries keep the label sets they derive from each series for the whole query: without
 //! the metric name (`rate(x[1m])`, `-x`, `abs(x)`), without `le` (`histogram_quantile`), and
-//! relabelled (`label_replace`). The answer must be, step for step, what instant queries answer;
-//! series that become equal merge where they do not overlap in time, and a step where two of
-//! them meet fails the query as an instant query there fails.
+//! relabelled (`label_replace`, `label_join`). The answer must be, step for step, what instant
+//! queries answer; series that become equal merge where they do not overlap in time, and a step
+//! where two of them meet fails the query as an instant query there fails.
 
 use query::{Engine, EngineOptions, QueryError, Value};
 use std::collections::BTreeMap;
@@ -127,6 +127,8 @@ fn histograms_and_relabelled_series_answer_what_instant_queries_answer() {
         ("label_replace(rate({job=\"apart\"}[1m]), \"job\", \"moved\", \"job\", \"apart\")", SERIES),
         ("label_replace({job=\"plain\"}, \"i\", \"$1-x\", \"i\", \"(1.*)\")", SERIES),
         ("label_replace(-gauge, \"__name__\", \"renamed\", \"\", \"\")", SERIES),
+        ("label_join({job=\"plain\"}, \"x\", \"-\", \"job\", \"i\")", SERIES),
+        ("label_join(-gauge, \"__name__\", \"\", \"job\")", SERIES),
         ("histogram_quantile(0.9, label_replace(rate(latency_bucket{i=\"1\"}[1m]), \"i\", \"one\", \"\", \"\"))", 1),
     ] {
         let series = range_as_instants_answer(&engine, query);
