@@ -301,7 +301,11 @@ impl<'q> Evaluator<'q> {
         if ti <= lo {
             ti += step;
         }
-        let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut index: rustc_hash::FxHashMap<Arc<Labels>, usize> = rustc_hash::FxHashMap::default();
+        // The inner steps' series come back as the same `Arc`s (a selected series', a group
+        // owner's, a kept derived set): found by address first. Only addresses of label sets
+        // `out` holds are kept, so an address cannot be another label set's while it is in here.
+        let mut by_address: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
         let mut out: Vec<Series> = Vec::new();
         // What `out` holds, in samples: its points and each series' label set and headers.
         let mut gathered = 0usize;
@@ -321,13 +325,15 @@ impl<'q> Evaluator<'q> {
                 Val::Vector(samples) => {
                     gathered += samples.len();
                     for s in samples {
-                        match index.get(&s.labels) {
+                        let address = Arc::as_ptr(&s.labels) as usize;
+                        match by_address.get(&address).or_else(|| index.get(&s.labels)) {
                             Some(&i) => {
                                 out[i].points.push((ti, s.value));
                                 out[i].drop_name |= s.drop_name;
                             }
                             None => {
                                 gathered += SERIES_COST + crate::budget::labels_cost(&s.labels);
+                                by_address.insert(address, out.len());
                                 index.insert(s.labels.clone(), out.len());
                                 out.push(Series {
                                     labels: s.labels,

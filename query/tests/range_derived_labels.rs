@@ -110,6 +110,9 @@ fn range_queries_that_drop_names_answer_what_instant_queries_answer() {
         ("rate({job=\"apart\"}[1m]) or -{job=\"plain\"}", 2 * SERIES),
         ("rate(early_total[1m]) or label_replace(-gauge, \"job\", \"apart\", \"\", \"\")", SERIES),
         ("rate(left_total[1m]) or on(i) -gauge", 2 * SERIES),
+        // Subqueries gather their inner steps' series as the range query gathers its steps.
+        ("max_over_time(rate({job=\"apart\"}[1m])[5m:1m])", SERIES),
+        ("min_over_time((-gauge)[2m:30s])", SERIES),
     ] {
         let series = range_as_instants_answer(&engine, query);
         assert_eq!(series.len(), want_series, "{query}: series");
