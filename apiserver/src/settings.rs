@@ -452,6 +452,8 @@ pub struct WebLayer {
 }
 
 /// The metrics adapter (`adapter:` in the file).
+// The field docs are clap's help text: `<…>` and `[default: …]` there are meant literally.
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterLayer {

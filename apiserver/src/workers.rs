@@ -11,7 +11,7 @@
 //! threads (as many as the CPUs the process may use) also keeps decoding's allocations on a few
 //! threads.
 //!
-//! Under a CPU limit (a cgroup quota, see [`crate::cpu_limit`]) priorities are not enough: once
+//! Under a CPU limit (a cgroup quota, see `cpu_limit`) priorities are not enough: once
 //! the process has used its quota for the CFS period, the kernel stops every thread until the next
 //! period, and a probe that arrives then waits out the rest of it (up to 90 ms of Kubernetes's
 //! 100 ms period with a limit of 0.1 CPU). So the workers pace themselves (`Pacer`): before a job

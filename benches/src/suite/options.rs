@@ -42,6 +42,8 @@ impl WorkloadKey {
 /// Ringtail's benchmark suite: starts Ringtail, Prometheus 2.42 and VictoriaMetrics 1.79 on
 /// loopback, feeds each the same generated workloads, and writes a report (Markdown, SVG charts,
 /// JSON with every raw figure).
+// The field docs are clap's help text: `<…>` and `[default: …]` there are meant literally.
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(name = "ringtail-bench", version)]
 pub struct SuiteOptions {

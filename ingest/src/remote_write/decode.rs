@@ -128,7 +128,7 @@ impl<'a> DecodedRequest<'a> {
     }
 
     /// The request as one store batch, in request order: every series that brought float samples,
-    /// named by its id when a [`SeriesCache`] knew it and by its labels otherwise.
+    /// named by its id when a `SeriesCache` knew it and by its labels otherwise.
     pub fn batch(&self) -> Vec<SeriesSamples<'_>> {
         self.series
             .iter()

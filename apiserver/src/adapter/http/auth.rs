@@ -1,7 +1,7 @@
 //! `Authenticator` decides whether a request to the metrics APIs may proceed, given its HTTP
 //! head and the TLS connection it came on ([`ConnectionInfo`], with the client certificates).
 //!
-//! Standalone Ringtail offers [`AllowAll`] and [`StaticTokens`] (`--adapter-tokens-file`, in
+//! Standalone Ringtail offers `AllowAll` and `StaticTokens` (`--adapter-tokens-file`, in
 //! kube-apiserver's `--token-auth-file` CSV format: `token,user,uid,"group1,group2"`, re-read
 //! when the file changes). A request without a token is `system:anonymous` and gets 403
 //! Forbidden; a wrong token gets 401 Unauthorized, as kube-apiserver answers. The Kubernetes

@@ -1,6 +1,6 @@
 //! The adapter's HTTP surface: the axum routes and what they write.
 //!
-//! - `routes` — paths → provider requests, and the one place a [`ProviderError`] becomes an
+//! - `routes` — paths → provider requests, and the one place a `ProviderError` becomes an
 //!   HTTP status and a Kubernetes `Status`.
 //! - `auth` — [`Authenticator`]: standalone bearer tokens; the cluster's authn/authz plug in here.
 //! - `k8s_types` — the JSON objects of the APIs (API discovery, MetricValueList, Status, …).
@@ -8,7 +8,6 @@
 //!   (the hottest response: shared parts escaped once per list).
 //! - `pod_metrics_json` — `metrics.k8s.io`'s `PodMetricsList` written the same way.
 //!
-//! [`ProviderError`]: super::provider::ProviderError
 //! [`Authenticator`]: auth::Authenticator
 
 pub mod auth;

@@ -14,7 +14,7 @@
 //!   implementation; the Kubernetes integration plugs in a watched-cache implementation.
 //! - `resource_metrics` — `metrics.k8s.io` (PodMetrics, NodeMetrics) from `resourceRules`.
 //! - `quantity` — `resource.Quantity` formatting, exactly as Go prints it.
-//! - `error` — [`ProviderError`]: a kind and a message.
+//! - `error` — `ProviderError`: a kind and a message.
 
 mod error;
 mod external;

@@ -3,7 +3,7 @@
 //! `models.mlops.seldon.io`, with kind and apiVersion), lists the names of the objects a label
 //! selector picks, and finds an object's owner.
 //!
-//! [`StandaloneResolver`] is the implementation used without a cluster: a built-in table of the
+//! `StandaloneResolver` is the implementation used without a cluster: a built-in table of the
 //! usual resources (core, apps, batch, networking, Seldon), and label selectors matched against
 //! the *series' own labels* — `pods/*?labelSelector=app=foo` answers for the pods whose series
 //! carry `app="foo"` (a key such as `app.kubernetes.io/name` is looked up as

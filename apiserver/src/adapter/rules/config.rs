@@ -4,7 +4,7 @@
 //! Keys Ringtail does not know are an error naming every one of them with its path
 //! (`rules[0].resources.overides`), so a typo never silently changes what is served.
 //! `resourceRules` (compiled in `rules::resource`) serve `metrics.k8s.io`. The embedded default
-//! used without `--adapter-config` is [`AdapterConfig::embedded_default`].
+//! used without `--adapter-config` is `AdapterConfig::embedded_default`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! - `config` — the file format (unknown keys are errors, by path) and the embedded default.
 //! - `template` — the Go `text/template` subset with `<<`/`>>` delimiters those files use.
 //! - `selector` — Kubernetes label selectors (`labelSelector`, `metricLabelSelector`).
-//! - `naming` — [`CompiledRule`]: series query, filters, series name → metric name, and the
+//! - `naming` — `CompiledRule`: series query, filters, series name → metric name, and the
 //!   label ↔ resource mapping.
 //! - `query_template` — a rule's `metricsQuery` parsed once with placeholders.
 //! - `query` — one request's query built from a rule (matchers substituted into the parsed

@@ -11,6 +11,8 @@ use std::time::Duration;
 /// Remote-Write stream of pods that are all renamed every generation (a rolling deploy), for many
 /// times the retention; RSS, data-directory bytes and active series are recorded over time and
 /// written as a CSV, SVG charts and a Markdown summary.
+// The field docs are clap's help text: `<…>` and `[default: …]` there are meant literally.
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(name = "churn_soak", version)]
 pub struct ChurnSoakOptions {

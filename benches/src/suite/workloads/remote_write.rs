@@ -60,7 +60,7 @@ fn cell_figures(samples_per_series: usize) -> Option<&'static CellFigures> {
     CELLS.iter().find(|c| c.samples_per_series == samples_per_series)
 }
 
-/// Parses one `--rw-samples-per-series` value: one of the values [`CELLS`] has keys for.
+/// Parses one `--rw-samples-per-series` value: one of the values `CELLS` has keys for.
 pub fn parse_samples_per_series(text: &str) -> Result<usize, String> {
     let value: usize = text.trim().parse().map_err(|_| format!("`{text}` is not a number of samples"))?;
     match cell_figures(value) {
@@ -74,7 +74,7 @@ pub fn parse_samples_per_series(text: &str) -> Result<usize, String> {
 
 /// How one steady-state cell sends its samples: `rounds` rounds, each giving every one of the
 /// first `series` series `samples_per_series` consecutive samples, cut into requests of
-/// [`SAMPLES_PER_REQUEST`] (so 100 samples per series means 20 series per request). All active
+/// `SAMPLES_PER_REQUEST` (so 100 samples per series means 20 series per request). All active
 /// series are covered when a round fits the cell's budget; otherwise one round over as many
 /// series as fit (the rest stay active, created by the main run, and get nothing in this cell).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
