@@ -4,7 +4,10 @@
 //! and stop early, gaps longer than the lookback window, staleness markers, groups whose members
 //! come and go, `offset` and `@`.
 
-use query::{Engine, EngineOptions, Value};
+mod common;
+
+use common::{by_step, range_as_instants_answer};
+use query::{Engine, EngineOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tsdb::{stale_nan, Db, Options, Sample, SeriesSamples};
@@ -46,27 +49,6 @@ fn store() -> (tempfile::TempDir, Arc<Db>) {
     (dir, db)
 }
 
-/// `(labels as text, ts) → value` of an answer.
-fn by_step(value: Value) -> BTreeMap<(String, i64), f64> {
-    let mut out = BTreeMap::new();
-    match value {
-        Value::Matrix(series) => {
-            for s in series {
-                for (ts, v) in s.points {
-                    out.insert((format!("{:?}", s.labels), ts), v);
-                }
-            }
-        }
-        Value::Vector(samples) => {
-            for s in samples {
-                out.insert((format!("{:?}", s.labels), s.ts_ms), s.value);
-            }
-        }
-        other => panic!("not a vector or matrix: {other:?}"),
-    }
-    out
-}
-
 #[test]
 fn fused_range_aggregations_answer_what_instant_queries_answer_at_every_step() {
     let (_dir, db) = store();
@@ -90,18 +72,7 @@ fn fused_range_aggregations_answer_what_instant_queries_answer_at_every_step() {
         "avg_over_time(avg by (job) (rate(requests_total[1m]))[1m:15s])",
     ];
     for query in queries {
-        let range = by_step(engine.range(query, 0, END_MS, STEP_MS).unwrap_or_else(|e| panic!("{query}: {e}")));
-        let mut stepwise = BTreeMap::new();
-        for t in (0..=END_MS).step_by(STEP_MS as usize) {
-            let instant = engine.instant(query, t).unwrap_or_else(|e| panic!("{query} at {t}: {e}"));
-            stepwise.extend(by_step(instant));
-        }
-        assert!(!range.is_empty(), "{query}: an empty answer proves nothing");
-        assert_eq!(range.len(), stepwise.len(), "{query}: points");
-        for (key, want) in &stepwise {
-            let got = range.get(key).unwrap_or_else(|| panic!("{query}: no point for {key:?}"));
-            assert!(got.to_bits() == want.to_bits(), "{query} at {key:?}: range {got}, instant {want}");
-        }
+        range_as_instants_answer(&engine, query, END_MS, STEP_MS);
     }
 }
 

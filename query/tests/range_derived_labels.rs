@@ -4,8 +4,10 @@
 //! queries answer; series that become equal merge where they do not overlap in time, and a step
 //! where two of them meet fails the query as an instant query there fails.
 
+mod common;
+
+use common::range_as_instants_answer;
 use query::{Engine, EngineOptions, QueryError, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tsdb::{Db, Options, Sample, SeriesSamples};
 
@@ -60,45 +62,6 @@ fn store() -> (tempfile::TempDir, Arc<Db>) {
     (dir, db)
 }
 
-/// `(labels as text, ts) → value` of an answer.
-fn by_step(value: Value) -> BTreeMap<(String, i64), f64> {
-    let mut out = BTreeMap::new();
-    match value {
-        Value::Matrix(series) => {
-            for s in series {
-                for (ts, v) in s.points {
-                    out.insert((format!("{:?}", s.labels), ts), v);
-                }
-            }
-        }
-        Value::Vector(samples) => {
-            for s in samples {
-                out.insert((format!("{:?}", s.labels), s.ts_ms), s.value);
-            }
-        }
-        other => panic!("not a vector or matrix: {other:?}"),
-    }
-    out
-}
-
-/// The range query's answer, after checking it is, point for point, what instant queries answer.
-fn range_as_instants_answer(engine: &Engine, query: &str) -> Vec<query::RangeSeries> {
-    let range = engine.range(query, 0, END_MS, STEP_MS).unwrap_or_else(|e| panic!("{query}: {e}"));
-    let Value::Matrix(series) = range.clone() else { panic!("{query}: not a matrix") };
-    let range = by_step(range);
-    let mut stepwise = BTreeMap::new();
-    for t in (0..=END_MS).step_by(STEP_MS as usize) {
-        let instant = engine.instant(query, t).unwrap_or_else(|e| panic!("{query} at {t}: {e}"));
-        stepwise.extend(by_step(instant));
-    }
-    assert_eq!(range.len(), stepwise.len(), "{query}: points");
-    for (key, want) in &stepwise {
-        let got = range.get(key).unwrap_or_else(|| panic!("{query}: no point for {key:?}"));
-        assert!(got.to_bits() == want.to_bits(), "{query} at {key:?}: range {got}, instant {want}");
-    }
-    series
-}
-
 #[test]
 fn range_queries_that_drop_names_answer_what_instant_queries_answer() {
     let (_dir, db) = store();
@@ -114,7 +77,7 @@ fn range_queries_that_drop_names_answer_what_instant_queries_answer() {
         ("max_over_time(rate({job=\"apart\"}[1m])[5m:1m])", SERIES),
         ("min_over_time((-gauge)[2m:30s])", SERIES),
     ] {
-        let series = range_as_instants_answer(&engine, query);
+        let series = range_as_instants_answer(&engine, query, END_MS, STEP_MS);
         assert_eq!(series.len(), want_series, "{query}: series");
         assert!(series.iter().all(|s| s.labels.get("__name__").is_none()), "{query}: a name was kept");
     }
@@ -134,7 +97,7 @@ fn histograms_and_relabelled_series_answer_what_instant_queries_answer() {
         ("label_join(-gauge, \"__name__\", \"\", \"job\")", SERIES),
         ("histogram_quantile(0.9, label_replace(rate(latency_bucket{i=\"1\"}[1m]), \"i\", \"one\", \"\", \"\"))", 1),
     ] {
-        let series = range_as_instants_answer(&engine, query);
+        let series = range_as_instants_answer(&engine, query, END_MS, STEP_MS);
         assert_eq!(series.len(), want_series, "{query}: series");
     }
 }
@@ -149,7 +112,7 @@ fn selectors_and_comparisons_answer_what_instant_queries_answer() {
         ("{job=~\"apart|overlap\"} > 1000", 4 * SERIES),
         ("(5000 < bool gauge)", SERIES),
     ] {
-        let series = range_as_instants_answer(&engine, query);
+        let series = range_as_instants_answer(&engine, query, END_MS, STEP_MS);
         assert_eq!(series.len(), want_series, "{query}: series");
     }
 }
