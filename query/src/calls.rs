@@ -352,10 +352,17 @@ impl Evaluator<'_> {
                 key.remove("le");
                 key
             };
-            let (key, kept) = if self.is_range {
-                derived.derive(rule, &s.labels, without_le)
-            } else {
-                (Arc::new(without_le(&s.labels)), false)
+            let (key, kept) = match derived.get(rule, &s.labels) {
+                Some(key) => (key, true),
+                None if self.is_range => {
+                    let (key, kept) = derived.insert(rule, &s.labels, without_le(&s.labels));
+                    if kept {
+                        // Held for the rest of the query.
+                        self.budget.hold(crate::budget::labels_cost(&key))?;
+                    }
+                    (key, kept)
+                }
+                None => (Arc::new(without_le(&s.labels)), false),
             };
             let address = Arc::as_ptr(&key) as usize;
             let gi = match by_address.get(&address).or_else(|| index.get(&key)) {
@@ -448,7 +455,14 @@ impl Evaluator<'_> {
                 created += crate::budget::labels_cost(&labels);
                 self.budget.fits(created)?;
                 s.labels = match derived.as_mut() {
-                    Some(derived) => derived.insert(rule, &s.labels, labels).0,
+                    Some(derived) => {
+                        let (labels, kept) = derived.insert(rule, &s.labels, labels);
+                        if kept {
+                            // Held for the rest of the query.
+                            self.budget.hold(crate::budget::labels_cost(&labels))?;
+                        }
+                        labels
+                    }
                     None => Arc::new(labels),
                 };
                 if dst == METRIC_NAME {
@@ -495,7 +509,14 @@ impl Evaluator<'_> {
             created += crate::budget::labels_cost(&labels);
             self.budget.fits(created)?;
             s.labels = match derived.as_mut() {
-                Some(derived) => derived.insert(rule, &s.labels, labels).0,
+                Some(derived) => {
+                    let (labels, kept) = derived.insert(rule, &s.labels, labels);
+                    if kept {
+                        // Held for the rest of the query.
+                        self.budget.hold(crate::budget::labels_cost(&labels))?;
+                    }
+                    labels
+                }
                 None => Arc::new(labels),
             };
             if dst == METRIC_NAME {

@@ -431,11 +431,13 @@ pub(crate) fn distinct_by_construction(expr: &Expr) -> bool {
 /// `le`, relabelled), kept across a range query's steps by the rule and the address of the label
 /// set each came from. A series' label set comes back as the same `Arc` at every step, so its
 /// derived set is made once and comes back as the same `Arc` too (found by address, not hashed,
-/// where steps are grouped or gathered). Equal derived sets are one `Arc`, so kept sets are
-/// equal exactly when their addresses are.
+/// where steps are grouped or gathered). Equal sets the table makes are one `Arc`, so copies
+/// without the name are equal exactly when their addresses are (a set a rule leaves as it was
+/// stays its source's).
 ///
 /// Only label sets something else holds beyond the step are kept (a set made for one step would
-/// only grow the table), at most [`DERIVED_LABELS_MAX`].
+/// only grow the table), at most [`DERIVED_LABELS_MAX`]; the functions that keep a set hold it in
+/// the query's budget (a copy without the name is the one the range query's answer holds).
 #[derive(Default)]
 pub(crate) struct DerivedLabels {
     /// By rule and the source's address: the source (held, so no other label set can take its
