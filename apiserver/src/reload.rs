@@ -8,7 +8,8 @@
 //! (`adapter::rules::reload`).
 //!
 //! A new file that does not parse or whose jobs do not compile is refused: the error is logged
-//! and `ringtail_config_last_reload_successful` drops to 0, and what runs stays as it was.
+//! and `ringtail_config_last_reload_successful` drops to 0, and what runs stays as it was. It is
+//! 1 again after the next accepted read, including a file put back as the one in force.
 //! Targets whose job and labels are unchanged keep running (no gap, no staleness marker);
 //! removed ones write staleness markers (`ingest::ScrapeManager::apply_config`). Settings that
 //! need a restart (listen addresses, storage, limits) are read at start only; a reload that finds
@@ -269,7 +270,14 @@ impl ConfigReloader {
     pub(crate) fn reload(&self, force: bool) -> Result<ReloadOutcome, String> {
         let result = self.try_reload(force);
         match &result {
-            Ok(ReloadOutcome::Unchanged) if !force => {}
+            Ok(ReloadOutcome::Unchanged) if !force => {
+                // A refused file put back as the configuration in force: nothing to change, but
+                // the last attempt succeeded.
+                if self.last_error.lock().take().is_some() {
+                    self.gauges.succeeded();
+                    tracing::info!(file = ?self.config_file, "configuration readable again; the one in force is unchanged");
+                }
+            }
             Ok(outcome) => {
                 self.gauges.succeeded();
                 *self.last_error.lock() = None;
@@ -446,8 +454,10 @@ mod tests {
         assert!(format!("{:?}", rules[0].spec.rules[0]).contains("second"), "{:?}", rules[0].spec.rules);
         std::fs::write(dir.path().join("r.yaml"), "groups: [").unwrap();
         assert!(reloader.reload(false).is_err(), "a broken rule file under the same config file");
+        assert!(!reloader.gauges.last().0, "the failed attempt is reported");
         std::fs::write(dir.path().join("r.yaml"), rule("second")).unwrap();
         assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Unchanged)));
+        assert!(reloader.gauges.last().0, "the file as in force again is a successful attempt");
         // The config file changes.
         std::fs::write(&path, format!("rule_files: [r.yaml]\nscrape_configs:\n{}{}", job("a"), job("b"))).unwrap();
         assert!(matches!(reloader.reload(false), Ok(ReloadOutcome::Applied { jobs: 2 })));
