@@ -3,7 +3,7 @@
 //! vector. Semantics follow Prometheus 3's `promql/functions.go`.
 
 use crate::ast::{Expr, ExprKind};
-use crate::eval::{Evaluator, Sample, Series, Val};
+use crate::eval::{DerivedLabels, Evaluator, Sample, Series, Val};
 use crate::functions::{FuncKind, Function};
 use crate::mathfns::{self, Bucket, Point};
 use crate::select::PointSource;
@@ -354,14 +354,7 @@ impl Evaluator<'_> {
             };
             let (key, kept) = match derived.get(rule, &s.labels) {
                 Some(key) => (key, true),
-                None if self.is_range => {
-                    let (key, kept) = derived.insert(rule, &s.labels, without_le(&s.labels));
-                    if kept {
-                        // Held for the rest of the query.
-                        self.budget.hold(crate::budget::labels_cost(&key))?;
-                    }
-                    (key, kept)
-                }
+                None if self.is_range => self.keep_derived(&mut derived, rule, &s.labels, without_le(&s.labels))?,
                 None => (Arc::new(without_le(&s.labels)), false),
             };
             let address = Arc::as_ptr(&key) as usize;
@@ -397,6 +390,23 @@ impl Evaluator<'_> {
             out.push(Sample { labels, value: r.value, drop_name: true });
         }
         Ok(Val::Vector(out))
+    }
+
+    /// `labels`, derived from `source` by `rule`, kept in `derived` for the rest of the range
+    /// query when it keeps it (see `DerivedLabels::insert`), and then held in the query's budget;
+    /// and whether it is kept.
+    fn keep_derived(
+        &self,
+        derived: &mut DerivedLabels,
+        rule: usize,
+        source: &Arc<Labels>,
+        labels: Labels,
+    ) -> Result<(Arc<Labels>, bool), QueryError> {
+        let (labels, kept) = derived.insert(rule, source, labels);
+        if kept {
+            self.budget.hold(crate::budget::labels_cost(&labels))?;
+        }
+        Ok((labels, kept))
     }
 
     fn label_replace(&self, args: &[Expr], t_ms: i64) -> Result<Val, QueryError> {
@@ -455,14 +465,7 @@ impl Evaluator<'_> {
                 created += crate::budget::labels_cost(&labels);
                 self.budget.fits(created)?;
                 s.labels = match derived.as_mut() {
-                    Some(derived) => {
-                        let (labels, kept) = derived.insert(rule, &s.labels, labels);
-                        if kept {
-                            // Held for the rest of the query.
-                            self.budget.hold(crate::budget::labels_cost(&labels))?;
-                        }
-                        labels
-                    }
+                    Some(derived) => self.keep_derived(derived, rule, &s.labels, labels)?.0,
                     None => Arc::new(labels),
                 };
                 if dst == METRIC_NAME {
@@ -509,14 +512,7 @@ impl Evaluator<'_> {
             created += crate::budget::labels_cost(&labels);
             self.budget.fits(created)?;
             s.labels = match derived.as_mut() {
-                Some(derived) => {
-                    let (labels, kept) = derived.insert(rule, &s.labels, labels);
-                    if kept {
-                        // Held for the rest of the query.
-                        self.budget.hold(crate::budget::labels_cost(&labels))?;
-                    }
-                    labels
-                }
+                Some(derived) => self.keep_derived(derived, rule, &s.labels, labels)?.0,
                 None => Arc::new(labels),
             };
             if dst == METRIC_NAME {
