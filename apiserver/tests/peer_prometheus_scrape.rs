@@ -1,12 +1,14 @@
 //! Real peer: Ringtail and Prometheus 2.42 scrape the same exporter endpoint side by side. Both
 //! must see the same series set, and when the target stops both must report `up` 0 and mark the
-//! target's series stale. Skipped (saying so) when Prometheus is not installed, unless
+//! target's series stale. Relabeling, limits, the targets API, redirects and proxies are
+//! compared the same way. Skipped (saying so) when Prometheus is not installed, unless
 //! `RINGTAIL_REQUIRE_PEERS=1`.
 
 mod ingest_common;
 
 use ingest_common::*;
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type LabelSet = std::collections::BTreeMap<String, String>;
@@ -222,4 +224,106 @@ async fn targets_api_as_prometheus() {
     assert_eq!(only_dropped["data"]["droppedTargets"].as_array().map(Vec::len), Some(1));
     let bad = client().get(format!("{}/api/v1/targets?state=sleeping", ringtail.url())).send().await.expect("targets");
     assert_eq!(bad.status().as_u16(), 400);
+}
+
+/// The client settings a scrape config can carry: `follow_redirects` (on by default, off for one
+/// job) against a page behind a redirect, and `proxy_url` for a target no one could reach
+/// directly. Prometheus is given the config; Ringtail is given the config as Prometheus writes it
+/// back (`/api/v1/status/config`, with every default spelled out), so a file taken from a running
+/// Prometheus loads. Both must scrape the same series and report the same `up` for every job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_proxies_and_prometheus_written_config_as_prometheus() {
+    if !peer::peers_installed("redirects_proxies_and_prometheus_written_config_as_prometheus", &[peer::PROMETHEUS]) {
+        return;
+    }
+    // The exporter: `/metrics` redirects to `/page`.
+    let exporter = axum::Router::new()
+        .route("/metrics", axum::routing::get(|| async { axum::response::Redirect::to("/page") }))
+        .route("/page", axum::routing::get(|| async { "redirected_page_value 1\n" }));
+    let exporter_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exporter_addr = exporter_listener.local_addr().unwrap();
+    let exporter_task = tokio::spawn(async move {
+        let _ = axum::serve(exporter_listener, exporter).await;
+    });
+    // The proxy: answers every request itself, with the target it was asked for and who asked.
+    let asked: Arc<Mutex<BTreeSet<(String, String)>>> = Arc::default();
+    let seen = asked.clone();
+    let proxy = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+        let seen = seen.clone();
+        async move {
+            let agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let product = agent.split('/').next().unwrap_or("").to_string();
+            seen.lock().unwrap().insert((uri.authority().map(|a| a.to_string()).unwrap_or_default(), product));
+            "proxied_page_value 2\n"
+        }
+    });
+    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy_listener.local_addr().unwrap();
+    let proxy_task = tokio::spawn(async move {
+        let _ = axum::serve(proxy_listener, proxy).await;
+    });
+    let unreachable = "unreachable.invalid:9";
+    let scrape = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n\
+         - job_name: follows\n  static_configs: [{{targets: ['{exporter_addr}']}}]\n\
+         - job_name: stays\n  follow_redirects: false\n  static_configs: [{{targets: ['{exporter_addr}']}}]\n\
+         - job_name: proxied\n  proxy_url: http://{proxy_addr}\n  static_configs: [{{targets: ['{unreachable}']}}]\n"
+    );
+    let prometheus = Prometheus::start(&scrape).await;
+    let status: serde_json::Value = client()
+        .get(format!("{}/api/v1/status/config", prometheus.url()))
+        .send()
+        .await
+        .expect("Prometheus's config")
+        .json()
+        .await
+        .expect("JSON");
+    let written = status["data"]["yaml"].as_str().expect("the config as Prometheus writes it").to_string();
+    for spelled_out in ["follow_redirects: true", "follow_redirects: false", "enable_http2: true", "proxy_url: "] {
+        assert!(written.contains(spelled_out), "Prometheus writes {spelled_out:?}:\n{written}");
+    }
+    let ringtail = Ringtail::start(Some(&written), &[]).await;
+
+    let selector = "{job=~\"follows|stays|proxied\"}";
+    let prometheus_series = eventually("Prometheus to scrape every job twice", Duration::from_secs(90), || async {
+        let samples = prometheus.raw_samples(selector).await;
+        let ups = samples.iter().filter(|(l, s)| l.get("__name__").map(String::as_str) == Some("up") && s.len() >= 2);
+        (ups.count() == 3).then(|| samples.into_iter().map(|(l, _)| l).collect::<BTreeSet<LabelSet>>())
+    })
+    .await;
+    let ringtail_series = eventually("Ringtail to scrape every job twice", Duration::from_secs(90), || async {
+        let exported = ringtail.export(selector).await;
+        let ups = exported
+            .iter()
+            .filter(|s| s.metric.get("__name__").map(String::as_str) == Some("up") && s.timestamps.len() >= 2);
+        (ups.count() == 3).then(|| exported.into_iter().map(|s| s.metric).collect::<BTreeSet<LabelSet>>())
+    })
+    .await;
+    assert_eq!(ringtail_series, prometheus_series, "series sets differ");
+    let has = |name: &str, job: &str| {
+        ringtail_series.iter().any(|l| {
+            l.get("__name__").map(String::as_str) == Some(name) && l.get("job").map(String::as_str) == Some(job)
+        })
+    };
+    assert!(has("redirected_page_value", "follows"), "the redirect is followed by default");
+    assert!(!has("redirected_page_value", "stays"), "follow_redirects: false stops at the redirect");
+    assert!(has("proxied_page_value", "proxied"), "the proxy's page is scraped");
+    for (job, expected) in [("follows", 1.0), ("stays", 0.0), ("proxied", 1.0)] {
+        let query = format!("up{{job=\"{job}\"}}");
+        let in_prometheus = prometheus.instant(&query).await;
+        assert_eq!(in_prometheus.iter().map(|(_, v)| *v).collect::<Vec<_>>(), vec![expected], "{job} in Prometheus");
+        let in_ringtail = ringtail.export(&query).await;
+        assert_eq!(in_ringtail.len(), 1, "{job}");
+        assert_eq!(in_ringtail[0].floats().last(), Some(&expected), "{job} in Ringtail:\n{}", ringtail.log());
+    }
+    let asked = asked.lock().unwrap().clone();
+    for product in ["Prometheus", "Ringtail"] {
+        assert!(
+            asked.contains(&(unreachable.to_string(), product.to_string())),
+            "{product} asked the proxy for {unreachable}: {asked:?}"
+        );
+    }
+    exporter_task.abort();
+    proxy_task.abort();
 }

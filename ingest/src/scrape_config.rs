@@ -314,6 +314,18 @@ pub struct ScrapeConfig {
     /// Accepted so a newer Prometheus file loads; Ringtail's scrape Accept header is fixed.
     #[serde(default, deserialize_with = "scrape_protocols")]
     pub scrape_protocols: Option<Vec<String>>,
+    /// Follow HTTP redirects (at most 10, as Prometheus); when false a redirect fails the scrape
+    /// with its status.
+    #[serde(default = "default_true")]
+    pub follow_redirects: bool,
+    /// Accepted, either value, so a file Prometheus wrote loads: Ringtail scrapes over HTTP/1.1,
+    /// which every exporter serves, as Prometheus does with `enable_http2: false`.
+    #[serde(default = "default_true")]
+    pub enable_http2: bool,
+    /// An `http://` or `https://` proxy every scrape of the job goes through (HTTPS targets
+    /// through a `CONNECT` tunnel). Unset: no proxy, whatever the environment says.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
 }
 
 /// The protocols Prometheus names in `scrape_protocols`.
@@ -487,6 +499,10 @@ pub struct Job {
     pub label_name_length_limit: u64,
     pub label_value_length_limit: u64,
     pub target_limit: u64,
+    /// Follow redirects (at most 10).
+    pub follow_redirects: bool,
+    /// The proxy scrapes go through, checked to be an `http` or `https` URL.
+    pub proxy_url: Option<String>,
     pub static_groups: Vec<TargetGroup>,
     /// `file_sd_configs` as written (validated).
     pub file_sd: Vec<FileSdConfig>,
@@ -561,6 +577,9 @@ impl Job {
             config.bearer_token_file.as_ref(),
         )
         .map_err(|message| invalid(name, message))?;
+        if let Some(proxy_url) = &config.proxy_url {
+            check_proxy_url(proxy_url).map_err(|message| invalid(name, message))?;
+        }
         let relabel = Relabeler::new(&config.relabel_configs).map_err(|e| invalid(name, e.to_string()))?;
         let metric_relabel =
             Relabeler::new(&config.metric_relabel_configs).map_err(|e| invalid(name, e.to_string()))?;
@@ -583,11 +602,22 @@ impl Job {
             label_name_length_limit: config.label_name_length_limit.or(global.label_name_length_limit).unwrap_or(0),
             label_value_length_limit: config.label_value_length_limit.or(global.label_value_length_limit).unwrap_or(0),
             target_limit: config.target_limit.or(global.target_limit).unwrap_or(0),
+            follow_redirects: config.follow_redirects,
+            proxy_url: config.proxy_url.clone(),
             static_groups: config.static_configs.clone(),
             file_sd: config.file_sd_configs.clone(),
             fingerprint: format!("{config:?}|{interval:?}|{timeout:?}"),
         })
     }
+}
+
+/// A `proxy_url` the scrape client can use: an absolute `http://` or `https://` URL with a host.
+fn check_proxy_url(proxy_url: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(proxy_url).map_err(|e| format!("proxy_url {proxy_url:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("proxy_url {proxy_url:?}: must be an http:// or https:// URL with a host"));
+    }
+    Ok(())
 }
 
 pub(crate) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -683,6 +713,27 @@ scrape_configs:
         assert_eq!((fast.interval, fast.timeout), (Duration::from_secs(2), Duration::from_secs(2)));
         assert_eq!(fast.metrics_path, "/custom");
         assert!(matches!(&fast.auth, Auth::Authorization { kind, .. } if kind == "Bearer"));
+        assert!(node.follow_redirects && node.proxy_url.is_none(), "Prometheus's defaults: follow, no proxy");
+    }
+
+    #[test]
+    fn http_client_settings_as_prometheus_writes_them() {
+        let yaml = r#"
+scrape_configs:
+- job_name: a
+  follow_redirects: false
+  enable_http2: true
+  proxy_url: http://proxy.example:3128
+  static_configs: [{targets: ['x:1']}]
+- job_name: b
+  follow_redirects: true
+  enable_http2: false
+"#;
+        let jobs = ScrapeConfigs::from_yaml(yaml).unwrap().resolve().unwrap();
+        assert!(!jobs[0].follow_redirects);
+        assert_eq!(jobs[0].proxy_url.as_deref(), Some("http://proxy.example:3128"));
+        assert!(jobs[1].follow_redirects && jobs[1].proxy_url.is_none());
+        assert_ne!(jobs[0].fingerprint, jobs[1].fingerprint, "a changed client setting restarts the job's targets");
     }
 
     #[test]
@@ -704,6 +755,11 @@ scrape_configs:
             ("scrape_configs: [{job_name: a, file_sd_configs: [{files: [targets.txt]}]}]", "not valid for file discovery"),
             ("scrape_configs: [{job_name: a, file_sd_configs: [{files: ['*/t.json']}]}]", "not valid for file discovery"),
             ("scrape_configs: [{job_name: a, file_sd_configs: [{files: [t.json], refresh: 1s}]}]", "refresh"),
+            ("scrape_configs: [{job_name: a, proxy_url: 'socks5://127.0.0.1:1080'}]", "http:// or https://"),
+            ("scrape_configs: [{job_name: a, proxy_url: 'proxy:3128'}]", "proxy_url"),
+            ("scrape_configs: [{job_name: a, proxy_url: 'not a url'}]", "proxy_url"),
+            ("scrape_configs: [{job_name: a, follow_redirects: sometimes}]", "follow_redirects"),
+            ("scrape_configs: [{job_name: a, oauth2: {client_id: x}}]", "oauth2"),
         ] {
             let err = ScrapeConfigs::from_yaml(yaml).and_then(|c| c.resolve().map(|_| ())).unwrap_err().to_string();
             assert!(err.contains(expected), "{yaml}: {err}");

@@ -58,8 +58,10 @@ pub struct RemoteWriteConfig {
     /// Accepted and ignored: Ringtail keeps no metric metadata to send.
     #[serde(default)]
     pub metadata_config: Option<serde_yaml::Value>,
+    /// Follow redirects (at most 10); Prometheus's default is to follow.
     #[serde(default)]
     pub follow_redirects: Option<bool>,
+    /// Accepted, either value: Ringtail sends over HTTP/1.1 (as Prometheus with `false`).
     #[serde(default)]
     pub enable_http2: Option<bool>,
 }
@@ -114,6 +116,8 @@ pub struct Destination {
     pub retry_on_429: bool,
     pub sample_age_limit: Option<Duration>,
     pub wire: WireVersion,
+    /// Follow redirects (at most 10).
+    pub follow_redirects: bool,
 }
 
 /// Headers a destination may not set: the sender owns them (as in Prometheus).
@@ -216,6 +220,7 @@ impl Destination {
             retry_on_429: queue.retry_on_http_429.unwrap_or(true),
             sample_age_limit: queue.sample_age_limit.filter(|d| !d.is_zero()),
             wire,
+            follow_redirects: config.follow_redirects.unwrap_or(true),
         })
     }
 }
@@ -289,7 +294,8 @@ mod tests {
              - url: https://mimir/api/v1/push\n  name: mimir\n  remote_timeout: 5s\n  headers: {X-Scope-OrgID: team-a}\n\
              \x20 bearer_token_file: /var/run/token\n  queue_config: {max_samples_per_send: 500, min_backoff: 100ms, \
              max_backoff: 10s, capacity: 10000, max_shards: 50}\n  write_relabel_configs:\n  - source_labels: [__name__]\n\
-             \x20   regex: go_.*\n    action: drop\n  protobuf_message: io.prometheus.write.v2.Request\n",
+             \x20   regex: go_.*\n    action: drop\n  protobuf_message: io.prometheus.write.v2.Request\n\
+             \x20 follow_redirects: false\n  enable_http2: true\n",
         )
         .unwrap();
         assert_eq!(all.len(), 2);
@@ -303,6 +309,7 @@ mod tests {
         assert_eq!((mimir.max_samples_per_send, mimir.min_backoff), (500, Duration::from_millis(100)));
         assert_eq!(mimir.wire, WireVersion::V2);
         assert!(!mimir.relabel.is_empty());
+        assert!(all[0].follow_redirects && !mimir.follow_redirects, "Prometheus's default follows redirects");
     }
 
     #[test]

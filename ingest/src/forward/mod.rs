@@ -181,6 +181,11 @@ impl Forwarder {
             let builder = reqwest::Client::builder()
                 .user_agent(concat!("Ringtail/", env!("CARGO_PKG_VERSION")))
                 .no_proxy()
+                .redirect(if destination.follow_redirects {
+                    reqwest::redirect::Policy::limited(10)
+                } else {
+                    reqwest::redirect::Policy::none()
+                })
                 .pool_max_idle_per_host(2);
             let client =
                 destination.tls.apply(builder).and_then(|b| b.build().map_err(|e| e.to_string())).map_err(invalid)?;

@@ -464,7 +464,13 @@ async fn run_file_sd(
 
 fn build_client(job: &Job, options: &ScrapeManagerOptions) -> Result<reqwest::Client, ConfigError> {
     let client_error = |message: String| ConfigError::Client { job: job.name.clone(), message };
-    let builder = reqwest::Client::builder().user_agent(options.user_agent.clone()).gzip(true).no_proxy();
+    let redirects =
+        if job.follow_redirects { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
+    let builder = reqwest::Client::builder().user_agent(options.user_agent.clone()).gzip(true).redirect(redirects);
+    let builder = match &job.proxy_url {
+        Some(proxy_url) => builder.proxy(reqwest::Proxy::all(proxy_url).map_err(|e| client_error(e.to_string()))?),
+        None => builder.no_proxy(),
+    };
     let builder = job.tls.apply(builder).map_err(client_error)?;
     builder.build().map_err(|e| client_error(e.to_string()))
 }
