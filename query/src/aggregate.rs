@@ -1,8 +1,9 @@
 //! `aggregate` is PromQL's aggregation operators over one step's vector (`sum avg min max count
 //! group stddev stdvar topk bottomk quantile count_values` with `by`/`without`).
 //!
-//! Groups are found by hashing the grouping labels in place, so a sample costs a hash and a map
-//! probe, never an allocation; a group's label set is built once, when the group first appears.
+//! Groups are found by hashing the grouping labels in place (with the engine's keyed label hash,
+//! see `label_keys`), so a sample costs a hash and a map probe, never an allocation; a group's
+//! label set is built once, when the group first appears.
 
 use crate::ast::{AggOp, Expr, ExprKind, ValueType};
 use crate::budget::{labels_cost, QueryBudget};
@@ -45,7 +46,7 @@ fn in_group(name: &str, grouping: &[String], without: bool) -> bool {
 }
 
 fn group_hash(labels: &Labels, grouping: &[String], without: bool) -> u64 {
-    let mut h = rustc_hash::FxHasher::default();
+    let mut h = crate::label_keys::label_hasher();
     for l in labels.iter() {
         if in_group(&l.name, grouping, without) {
             l.name.hash(&mut h);
@@ -607,7 +608,7 @@ fn count_values(
     if !valid_label_name(label) {
         return Err(QueryError::Execution(format!("invalid label name {label:?}")));
     }
-    let mut index: HashMap<Arc<Labels>, usize> = HashMap::default();
+    let mut index: crate::label_keys::LabelMap<Arc<Labels>, usize> = Default::default();
     let mut out: Vec<Sample> = Vec::new();
     let mut created = 0usize;
     for (n, s) in input.into_iter().enumerate() {

@@ -87,7 +87,7 @@ fn vector_scalar(op: BinOp, mut vector: Vec<Sample>, scalar: f64, swap: bool, re
 /// The hash of the labels a matching clause looks at (`on`: the listed ones; otherwise all but
 /// the listed ones and `__name__`).
 fn signature(labels: &Labels, matching: &VectorMatching) -> u64 {
-    let mut h = rustc_hash::FxHasher::default();
+    let mut h = crate::label_keys::label_hasher();
     for l in labels.iter() {
         let listed = matching.labels.contains(&l.name);
         let include = if matching.on { listed } else { !listed && l.name != tsdb::METRIC_NAME };
@@ -162,7 +162,7 @@ fn vector_vector(
     // One-to-one: the match groups already matched. Otherwise each result's match group and
     // label set (one table for the step, sized for it, not one per group).
     let mut matched_groups: HashSet<u64> = HashSet::default();
-    let mut matched_results: HashSet<(u64, Arc<Labels>)> = HashSet::default();
+    let mut matched_results: crate::label_keys::LabelSet<(u64, Arc<Labels>)> = Default::default();
     if matching.card == Cardinality::OneToOne {
         matched_groups.reserve(many.len());
     } else {

@@ -332,8 +332,7 @@ impl Evaluator<'_> {
         // each group, or a set made for one step, is looked up by value.
         let rule = args.as_ptr() as usize;
         let mut derived = self.derived.borrow_mut();
-        let mut by_address: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
-        let mut index: rustc_hash::FxHashMap<Arc<Labels>, usize> = rustc_hash::FxHashMap::default();
+        let mut positions = crate::label_keys::LabelSetPositions::default();
         let mut groups: Vec<(Arc<Labels>, Vec<Bucket>)> = Vec::new();
         for s in input {
             let le = s.labels.get("le").unwrap_or("");
@@ -357,20 +356,20 @@ impl Evaluator<'_> {
                 None if self.is_range => self.keep_derived(&mut derived, rule, &s.labels, without_le(&s.labels))?,
                 None => (Arc::new(without_le(&s.labels)), false),
             };
-            let address = Arc::as_ptr(&key) as usize;
-            let gi = match by_address.get(&address).or_else(|| index.get(&key)) {
-                Some(&i) => i,
+            let gi = match positions.position(&key) {
+                Some(i) => {
+                    // A kept set equal to the group's comes back at the next steps: by address.
+                    if kept {
+                        positions.alias(&key, i);
+                    }
+                    i
+                }
                 None => {
-                    index.insert(key.clone(), groups.len());
-                    groups.push((key.clone(), Vec::new()));
+                    positions.insert(key.clone(), groups.len());
+                    groups.push((key, Vec::new()));
                     groups.len() - 1
                 }
             };
-            // Found by address from now on only while something holds `key` (`derived` for the
-            // query, or `groups` for the step), so its address is not another set's.
-            if kept || Arc::ptr_eq(&groups[gi].0, &key) {
-                by_address.insert(address, gi);
-            }
             groups[gi].1.push(Bucket { upper_bound, count: s.value });
         }
         let mut out = Vec::with_capacity(groups.len());

@@ -6,10 +6,10 @@
 use crate::ast::{self, ValueType};
 use crate::budget::{labels_cost, CancelHandle};
 use crate::eval::{self, finish_step, Evaluator, Val};
+use crate::label_keys::LabelSetPositions;
 use crate::mathfns::Point;
 use crate::parser::parse;
 use crate::{InstantSample, QueryError, QueryOutput, RangeSeries, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tsdb::{Db, Labels, Matcher};
@@ -186,13 +186,8 @@ impl Engine {
             ev.budget.fits(points)?;
         }
         // Label sets are shared with the step results while gathering; the output gets its own
-        // copies once the index is gone (so each is held once, not twice).
-        let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
-        // The same label sets come back at every step as the same `Arc` (a selected series', or
-        // the group owner's of an aggregation): found by address first, without hashing every
-        // label of every series at every step. Only addresses of label sets `gathered` holds are
-        // kept, so an address cannot be reused by another label set while it is in here.
-        let mut by_address: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
+        // copies once `positions` is gone (so each is held once, not twice).
+        let mut positions = LabelSetPositions::default();
         let mut gathered: Vec<(Arc<Labels>, Vec<Point>)> = Vec::new();
         let distinct = eval::distinct_by_construction(expr);
         let mut t = start_ms;
@@ -207,17 +202,11 @@ impl Engine {
             // set (a `count_values` or `label_replace` result can make new ones at every step).
             let mut step_cost = step_result.len();
             for (labels, value) in step_result {
-                let address = Arc::as_ptr(&labels) as usize;
-                if let Some(&i) = by_address.get(&address) {
-                    gathered[i].1.push((t, value));
-                    continue;
-                }
-                match index.get(&labels) {
-                    Some(&i) => gathered[i].1.push((t, value)),
+                match positions.position(&labels) {
+                    Some(i) => gathered[i].1.push((t, value)),
                     None => {
                         step_cost += eval::SERIES_COST + labels_cost(&labels);
-                        by_address.insert(address, gathered.len());
-                        index.insert(labels.clone(), gathered.len());
+                        positions.insert(labels.clone(), gathered.len());
                         gathered.push((labels, vec![(t, value)]));
                     }
                 }
@@ -226,8 +215,7 @@ impl Engine {
             t += step_ms;
         }
         let annotations = ev.annotations.take();
-        drop(index);
-        drop(by_address);
+        drop(positions);
         drop(ev);
         let mut out: Vec<RangeSeries> = gathered
             .into_iter()

@@ -8,6 +8,7 @@
 
 use crate::ast::{AggOp, AtModifier, Expr, ExprKind, VectorSelector};
 use crate::budget::{CancelHandle, QueryBudget};
+use crate::label_keys::{LabelSet, LabelSetPositions};
 use crate::mathfns::Point;
 use crate::select::{resolve_at, select_all, selector_key, Fetched, SelectedData, Selection};
 use crate::{Annotations, EngineOptions, QueryError};
@@ -301,11 +302,8 @@ impl<'q> Evaluator<'q> {
         if ti <= lo {
             ti += step;
         }
-        let mut index: rustc_hash::FxHashMap<Arc<Labels>, usize> = rustc_hash::FxHashMap::default();
-        // The inner steps' series come back as the same `Arc`s (a selected series', a group
-        // owner's, a kept derived set): found by address first. Only addresses of label sets
-        // `out` holds are kept, so an address cannot be another label set's while it is in here.
-        let mut by_address: rustc_hash::FxHashMap<usize, usize> = rustc_hash::FxHashMap::default();
+        // The inner steps' series come back as the same `Arc`s: found by address first.
+        let mut positions = LabelSetPositions::default();
         let mut out: Vec<Series> = Vec::new();
         // What `out` holds, in samples: its points and each series' label set and headers.
         let mut gathered = 0usize;
@@ -325,16 +323,14 @@ impl<'q> Evaluator<'q> {
                 Val::Vector(samples) => {
                     gathered += samples.len();
                     for s in samples {
-                        let address = Arc::as_ptr(&s.labels) as usize;
-                        match by_address.get(&address).or_else(|| index.get(&s.labels)) {
-                            Some(&i) => {
+                        match positions.position(&s.labels) {
+                            Some(i) => {
                                 out[i].points.push((ti, s.value));
                                 out[i].drop_name |= s.drop_name;
                             }
                             None => {
                                 gathered += SERIES_COST + crate::budget::labels_cost(&s.labels);
-                                by_address.insert(address, out.len());
-                                index.insert(s.labels.clone(), out.len());
+                                positions.insert(s.labels.clone(), out.len());
                                 out.push(Series {
                                     labels: s.labels,
                                     points: vec![(ti, s.value)],
@@ -444,7 +440,7 @@ pub(crate) struct DerivedLabels {
     /// address while it is here) and the set derived from it.
     by_source: rustc_hash::FxHashMap<(usize, usize), (Arc<Labels>, Arc<Labels>)>,
     /// Every derived set, so equal ones are shared.
-    derived: rustc_hash::FxHashSet<Arc<Labels>>,
+    derived: LabelSet<Arc<Labels>>,
 }
 
 /// Label sets a [`DerivedLabels`] keeps at most (one per series and rule of the query).
@@ -543,8 +539,7 @@ pub(crate) fn finish_step(
             }
         }
     } else if out.len() > 1 && (!distinct || any_renamed) {
-        let mut seen: rustc_hash::FxHashSet<&Labels> =
-            rustc_hash::FxHashSet::with_capacity_and_hasher(out.len(), Default::default());
+        let mut seen: LabelSet<&Labels> = LabelSet::with_capacity_and_hasher(out.len(), Default::default());
         for (labels, _) in &out {
             if !seen.insert(labels) {
                 return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));

@@ -42,6 +42,7 @@ mod error;
 mod estimate;
 mod eval;
 pub mod functions;
+mod label_keys;
 mod mathfns;
 mod parallel;
 mod params;
