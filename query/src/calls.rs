@@ -438,10 +438,15 @@ impl Evaluator<'_> {
         let mut created = 0usize;
         // In a range query a series' result is kept for the next steps (see `DerivedLabels`).
         let mut derived = self.is_range.then(|| self.derived.borrow_mut());
+        // Whether every result is a kept set (equal ones are one `Arc`), for the duplicate check.
+        let mut all_kept = derived.is_some();
         for (i, s) in v.iter_mut().enumerate() {
             self.budget.check_item(i, crate::eval::EXEC_STAGE)?;
             if let Some(kept) = derived.as_ref().and_then(|d| d.get(rule, &s.labels)) {
-                if !Arc::ptr_eq(&kept, &s.labels) && dst == METRIC_NAME {
+                // A series the expression left as it was keeps its own label set.
+                let changed = !Arc::ptr_eq(&kept, &s.labels);
+                all_kept &= changed;
+                if changed && dst == METRIC_NAME {
                     s.drop_name = false;
                 }
                 s.labels = kept;
@@ -449,6 +454,7 @@ impl Evaluator<'_> {
             }
             let value = s.labels.get(&src).unwrap_or("");
             let Some(caps) = regex.captures(value) else {
+                all_kept = false;
                 if let Some(derived) = derived.as_mut() {
                     derived.insert_unchanged(rule, &s.labels);
                 }
@@ -464,7 +470,11 @@ impl Evaluator<'_> {
                 created += crate::budget::labels_cost(&labels);
                 self.budget.fits(created)?;
                 s.labels = match derived.as_mut() {
-                    Some(derived) => self.keep_derived(derived, rule, &s.labels, labels)?.0,
+                    Some(derived) => {
+                        let (labels, kept) = self.keep_derived(derived, rule, &s.labels, labels)?;
+                        all_kept &= kept;
+                        labels
+                    }
                     None => Arc::new(labels),
                 };
                 if dst == METRIC_NAME {
@@ -472,6 +482,8 @@ impl Evaluator<'_> {
                 }
             }
         }
+        // As Prometheus, even inside another expression (which would otherwise merge them).
+        crate::eval::check_unique_label_sets(v.iter().map(|s| &s.labels), all_kept)?;
         Ok(Val::Vector(v))
     }
 
@@ -492,9 +504,12 @@ impl Evaluator<'_> {
         // In a range query a series' result is kept for the next steps (see `DerivedLabels`).
         let rule = args.as_ptr() as usize;
         let mut derived = self.is_range.then(|| self.derived.borrow_mut());
+        // Whether every result is a kept set (equal ones are one `Arc`), for the duplicate check.
+        let mut all_kept = derived.is_some();
         for (i, s) in v.iter_mut().enumerate() {
             self.budget.check_item(i, crate::eval::EXEC_STAGE)?;
             if let Some(kept) = derived.as_ref().and_then(|d| d.get(rule, &s.labels)) {
+                all_kept &= !Arc::ptr_eq(&kept, &s.labels);
                 s.labels = kept;
                 if dst == METRIC_NAME {
                     s.drop_name = false;
@@ -511,13 +526,18 @@ impl Evaluator<'_> {
             created += crate::budget::labels_cost(&labels);
             self.budget.fits(created)?;
             s.labels = match derived.as_mut() {
-                Some(derived) => self.keep_derived(derived, rule, &s.labels, labels)?.0,
+                Some(derived) => {
+                    let (labels, kept) = self.keep_derived(derived, rule, &s.labels, labels)?;
+                    all_kept &= kept;
+                    labels
+                }
                 None => Arc::new(labels),
             };
             if dst == METRIC_NAME {
                 s.drop_name = false;
             }
         }
+        crate::eval::check_unique_label_sets(v.iter().map(|s| &s.labels), all_kept)?;
         Ok(Val::Vector(v))
     }
 }

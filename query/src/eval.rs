@@ -530,21 +530,33 @@ pub(crate) fn finish_step(
         };
         out.push((labels, s.value));
     }
-    if out.len() > 1 && all_kept {
-        let mut seen: rustc_hash::FxHashSet<usize> =
-            rustc_hash::FxHashSet::with_capacity_and_hasher(out.len(), Default::default());
-        for (labels, _) in &out {
-            if !seen.insert(Arc::as_ptr(labels) as usize) {
-                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
-            }
-        }
-    } else if out.len() > 1 && (!distinct || any_renamed) {
-        let mut seen: LabelSet<&Labels> = LabelSet::with_capacity_and_hasher(out.len(), Default::default());
-        for (labels, _) in &out {
-            if !seen.insert(labels) {
-                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
-            }
-        }
+    if !distinct || any_renamed {
+        check_unique_label_sets(out.iter().map(|(labels, _)| labels), all_kept)?;
     }
     Ok(out)
+}
+
+/// Refuses a step's vector that holds a label set twice, as Prometheus does. `all_interned`:
+/// every set is one a [`DerivedLabels`] made, and equal ones share one `Arc`, so addresses are
+/// compared instead of the label sets.
+pub(crate) fn check_unique_label_sets<'a>(
+    label_sets: impl ExactSizeIterator<Item = &'a Arc<Labels>>,
+    all_interned: bool,
+) -> Result<(), QueryError> {
+    let len = label_sets.len();
+    if len < 2 {
+        return Ok(());
+    }
+    let repeated = if all_interned {
+        let mut seen: rustc_hash::FxHashSet<usize> =
+            rustc_hash::FxHashSet::with_capacity_and_hasher(len, Default::default());
+        label_sets.into_iter().any(|labels| !seen.insert(Arc::as_ptr(labels) as usize))
+    } else {
+        let mut seen: LabelSet<&Labels> = LabelSet::with_capacity_and_hasher(len, Default::default());
+        label_sets.into_iter().any(|labels| !seen.insert(&**labels))
+    };
+    match repeated {
+        true => Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into())),
+        false => Ok(()),
+    }
 }

@@ -139,3 +139,44 @@ fn series_meeting_once_their_names_are_dropped_fail_the_range_query() {
     let apart = engine.range("rate({job=\"apart\"}[1m])", 0, END_MS, STEP_MS).expect("apart");
     assert!(matches!(apart, Value::Matrix(ref s) if s.len() == SERIES));
 }
+
+/// A `label_replace` or `label_join` that makes two series of a step equal fails the query, even
+/// inside an expression that would merge them, as in Prometheus ("vector cannot contain metrics
+/// with the same labelset"). Relabelled series that never meet in one step answer as instant
+/// queries do.
+#[test]
+fn relabelling_that_makes_series_meet_fails_even_inside_another_expression() {
+    let (_dir, db) = store();
+    let engine = Engine::new(db, EngineOptions::default());
+    for query in [
+        // Every series relabelled (a range query keeps each result: equal ones share one `Arc`).
+        "sum(label_replace(gauge, \"i\", \"all\", \"\", \"\"))",
+        "histogram_quantile(0.9, label_replace(rate(latency_bucket[1m]), \"i\", \"all\", \"\", \"\"))",
+        "count(label_join(gauge, \"i\", \"\", \"job\"))",
+        // One series left as it was, another relabelled into it.
+        "sum(label_replace(gauge, \"i\", \"0\", \"i\", \"1\"))",
+        "max(label_join(gauge, \"i\", \"\", \"job\", \"j\") or label_replace(gauge, \"i\", \"plain\", \"\", \"\"))",
+    ] {
+        match engine.instant(query, 600_000) {
+            Err(QueryError::Execution(message)) => assert!(message.contains("same labelset"), "{query}: {message}"),
+            other => panic!("{query}: instant: {other:?}"),
+        }
+        // Over the hour, and over one step (where they meet at the step each result is made).
+        for (start_ms, end_ms) in [(0, END_MS), (600_000, 600_000)] {
+            match engine.range(query, start_ms, end_ms, STEP_MS) {
+                Err(QueryError::Execution(message)) => {
+                    assert!(message.contains("same labelset"), "{query}: {message}")
+                }
+                other => panic!("{query}: range from {start_ms}: {other:?}"),
+            }
+        }
+    }
+    for (query, want_series) in [
+        // `early_total` and `late_total` become one name but are never in one step.
+        ("sum by (i) (label_replace({job=\"apart\"}, \"__name__\", \"both\", \"\", \"\"))", SERIES),
+        ("sum(label_replace(gauge, \"k\", \"$1\", \"i\", \"(.*)\"))", 1),
+    ] {
+        let series = range_as_instants_answer(&engine, query, END_MS, STEP_MS);
+        assert_eq!(series.len(), want_series, "{query}: series");
+    }
+}
