@@ -483,7 +483,7 @@ impl Evaluator<'_> {
             }
         }
         // As Prometheus, even inside another expression (which would otherwise merge them).
-        crate::eval::check_unique_label_sets(v.iter().map(|s| &s.labels), all_kept)?;
+        check_relabelled_step(&v, derived.as_deref(), rule, all_kept)?;
         Ok(Val::Vector(v))
     }
 
@@ -537,9 +537,24 @@ impl Evaluator<'_> {
                 s.drop_name = false;
             }
         }
-        crate::eval::check_unique_label_sets(v.iter().map(|s| &s.labels), all_kept)?;
+        check_relabelled_step(&v, derived.as_deref(), rule, all_kept)?;
         Ok(Val::Vector(v))
     }
+}
+
+/// Refuses a step of `label_replace` / `label_join` (rule `rule`) results holding a label set
+/// twice. Results all kept under a rule that never made one set for two sources are distinct
+/// (a step's series are), so they are not checked again.
+fn check_relabelled_step(
+    step: &[Sample],
+    derived: Option<&DerivedLabels>,
+    rule: usize,
+    all_kept: bool,
+) -> Result<(), QueryError> {
+    if all_kept && derived.is_some_and(|derived| !derived.may_repeat(rule)) {
+        return Ok(());
+    }
+    crate::eval::check_unique_label_sets(step.iter().map(|s| &s.labels), all_kept)
 }
 
 /// Largest steps × series table precomputed for one call (beyond it, evaluation goes per step).

@@ -441,6 +441,9 @@ pub(crate) struct DerivedLabels {
     by_source: rustc_hash::FxHashMap<(usize, usize), (Arc<Labels>, Arc<Labels>)>,
     /// Every derived set, so equal ones are shared.
     derived: LabelSet<Arc<Labels>>,
+    /// Rules that derived a set equal to one kept before: two of their sources may have one
+    /// derived set (see [`DerivedLabels::may_repeat`]).
+    repeating_rules: rustc_hash::FxHashSet<usize>,
 }
 
 /// Label sets a [`DerivedLabels`] keeps at most (one per series and rule of the query).
@@ -478,7 +481,10 @@ impl DerivedLabels {
             return (Arc::new(derived), false);
         }
         let derived = match self.derived.get(&derived) {
-            Some(shared) => shared.clone(),
+            Some(shared) => {
+                self.repeating_rules.insert(rule);
+                shared.clone()
+            }
             None => {
                 let derived = Arc::new(derived);
                 self.derived.insert(derived.clone());
@@ -487,6 +493,12 @@ impl DerivedLabels {
         };
         self.by_source.insert((rule, Arc::as_ptr(labels) as usize), (labels.clone(), derived.clone()));
         (derived, true)
+    }
+
+    /// Whether two sources may have one kept set under `rule`. When not, the sets `rule` keeps
+    /// for a step's distinct series are distinct too, and need no duplicate check.
+    pub(crate) fn may_repeat(&self, rule: usize) -> bool {
+        self.repeating_rules.contains(&rule)
     }
 
     /// Keeps `labels` as what `rule` derives from them (the rule leaves them as they are), when
