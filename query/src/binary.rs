@@ -160,12 +160,15 @@ fn vector_vector(
         one_by_sig.insert(sig, i);
     }
     // One-to-one: the match groups already matched. Otherwise each result's match group and
-    // label set (one table for the step, sized for it, not one per group).
+    // label set (one table for the step, sized for it, not one per group). A result without
+    // `group_left` / `group_right` labels is its many-side series' label set (names are removed
+    // only when the step is finished), and those of one vector are distinct: nothing to check.
+    let check_results = matching.card != Cardinality::OneToOne && !matching.include.is_empty();
     let mut matched_groups: HashSet<u64> = HashSet::default();
     let mut matched_results: crate::label_keys::LabelSet<(u64, Arc<Labels>)> = Default::default();
     if matching.card == Cardinality::OneToOne {
         matched_groups.reserve(many.len());
-    } else {
+    } else if check_results {
         matched_results.reserve(many.len());
     }
     let mut out = Vec::with_capacity(many.len());
@@ -186,6 +189,7 @@ fn vector_vector(
                     ));
                 }
             }
+            _ if !check_results => {}
             _ => {
                 if !matched_results.insert((sig, labels.clone())) {
                     return Err(QueryError::Execution(
