@@ -102,6 +102,8 @@ pub struct SampleLine<'a> {
     pub name: &'a str,
     /// Where its labels are in the page's label vector; `None` when the caller knew the series.
     labels: Option<Range<u32>>,
+    /// The series is the text [`KnownSeries::expected`] gave for this line's place.
+    pub at_expected_place: bool,
     pub value: f64,
     /// Milliseconds since the epoch, when the line has a timestamp.
     pub ts_ms: Option<i64>,
@@ -290,7 +292,8 @@ fn sample_line<'a>(
     page: &mut ParsedPage<'a>,
     known: &impl KnownSeries,
 ) -> Result<(), nom::Err<VerboseError<&'a str>>> {
-    let (series, name, labels) = match expected_series(line, known.expected(page.samples.len())) {
+    let at_expected_place = expected_series(line, known.expected(page.samples.len()));
+    let (series, name, labels) = match at_expected_place {
         Some(series) => (series, &series[..series.find('{').unwrap_or(series.len())], None),
         None => {
             let (after_name, name) = context("metric name", metric_name)(line)?;
@@ -306,12 +309,13 @@ fn sample_line<'a>(
             }
         }
     };
+    let at_expected_place = at_expected_place.is_some();
     let rest = &line[series.len()..];
     let (rest, _) = context("space before the value", space1)(rest)?;
     let (rest, value) = context("a sample value (float, NaN, +Inf, -Inf)", float_value)(rest)?;
     if space0(rest)?.0.is_empty() {
         // The usual line ends here: no timestamp or exemplar to try (and no error to build).
-        page.samples.push(SampleLine { series, name, labels, value, ts_ms: None });
+        page.samples.push(SampleLine { series, name, labels, at_expected_place, value, ts_ms: None });
         return Ok(());
     }
     let (rest, ts_ms) = opt(|i| timestamp(i, format))(rest)?;
@@ -322,7 +326,7 @@ fn sample_line<'a>(
             errors: vec![(rest, VerboseErrorKind::Context("end of line after the value and timestamp"))],
         }));
     }
-    page.samples.push(SampleLine { series, name, labels, value, ts_ms });
+    page.samples.push(SampleLine { series, name, labels, at_expected_place, value, ts_ms });
     Ok(())
 }
 
@@ -673,6 +677,8 @@ mod tests {
         assert_eq!(labels_of(&skipped, 0), vec![("x".to_string(), "1".to_string())]);
         assert_eq!(skipped.labels(&skipped.samples()[1]), None);
         assert_eq!(skipped.labels(&skipped.samples()[2]), None);
+        let at_place: Vec<bool> = skipped.samples().iter().map(|s| s.at_expected_place).collect();
+        assert_eq!(at_place, [false, true, false], "only line 1 is its expected text");
     }
 
     /// Known series for tests: expected texts by line, and a set.

@@ -78,8 +78,14 @@ impl PageLayout {
     }
 
     /// What sample `index` resolved to, when its text was `series`.
+    #[cfg(test)]
     fn resolved_at(&self, index: usize, series: &str) -> Option<Option<SeriesId>> {
-        (self.text(index)? == series).then(|| self.ids.get(index).copied().flatten())
+        (self.text(index)? == series).then(|| self.resolved(index))
+    }
+
+    /// What sample `index` resolved to (`None`: dropped).
+    fn resolved(&self, index: usize) -> Option<SeriesId> {
+        self.ids.get(index).copied().flatten()
     }
 }
 
@@ -254,7 +260,11 @@ impl TargetState {
         let mut sample_appends: Vec<Option<usize>> = Vec::with_capacity(page.samples().len());
         for (index, line) in page.samples().iter().enumerate() {
             sample_appends.push(None);
-            let known = previous.layout.resolved_at(index, line.series).or_else(|| previous.by_text(line.series));
+            // The parser compared the line with the previous page's text at its place already.
+            let known = match line.at_expected_place {
+                true => Some(previous.layout.resolved(index)),
+                false => previous.by_text(line.series),
+            };
             let series = match known {
                 Some(Some(id)) => PageSeries::Known(id),
                 Some(None) => continue,
