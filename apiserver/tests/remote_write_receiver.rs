@@ -6,7 +6,7 @@
 
 mod ingest_common;
 
-use ingest::proto::v1;
+use ingest::proto::{v1, v2};
 use ingest::remote_write::{encode_body, CONTENT_TYPE_V2};
 use ingest_common::*;
 use rand::{Rng, SeedableRng};
@@ -80,6 +80,31 @@ async fn v2_requests_answer_exact_written_headers() {
     let exported = ringtail.export("up{job=\"j\"}").await;
     assert_eq!(exported.len(), 3);
     assert_eq!(exported.iter().map(|s| s.timestamps.len()).sum::<usize>(), 4);
+
+    // Per-series metadata is served by `/api/v1/metadata` under its family's name.
+    let mut with_metadata = v2_request_of(&[
+        (&[("__name__", "queue_seconds_bucket"), ("le", "+Inf")], &[(now, 2.0)]),
+        (&[("__name__", "queue_seconds_count")], &[(now, 2.0)]),
+    ]);
+    with_metadata.symbols.extend(["Time in the queue.".to_string(), "seconds".to_string()]);
+    let unit_ref = (with_metadata.symbols.len() - 1) as u32;
+    for series in &mut with_metadata.timeseries {
+        series.metadata = Some(v2::Metadata { r#type: 3, help_ref: unit_ref - 1, unit_ref });
+    }
+    let response = post_write(&ringtail.url(), CONTENT_TYPE_V2, encode_body(&with_metadata)).await;
+    assert_eq!(response.status(), 204);
+    let metadata: serde_json::Value = client()
+        .get(format!("{}/api/v1/metadata?metric=queue_seconds", ringtail.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["data"],
+        serde_json::json!({"queue_seconds": [{"type": "histogram", "help": "Time in the queue.", "unit": "seconds"}]})
+    );
 
     // Histogram-only and exemplar-carrying series are accepted; nothing of them is written.
     let mut with_extras = v2_request_of(&[(&[("__name__", "h"), ("job", "j")], &[])]);

@@ -1,6 +1,7 @@
 //! `metadata` is what Ringtail keeps of metric metadata (type, help, unit per metric family): each
 //! scraped target's `# TYPE`/`# HELP`/`# UNIT` lines of its last parsed page, and the
-//! `metadata` entries of remote-write 1.0 requests ([`RemoteWriteMetadata`]). Nothing of it is
+//! metadata of remote-write requests ([`RemoteWriteMetadata`]: 1.0's `metadata` entries, 2.0's
+//! per-series metadata under the series' family name). Nothing of it is
 //! stored on disk: as in Prometheus, metadata lives as long as the process (and the target).
 //!
 //! Names and type words are Prometheus's (`counter`, `gauge`, `histogram`, `gaugehistogram`,

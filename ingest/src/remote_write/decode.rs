@@ -98,9 +98,10 @@ pub struct DecodedRequest<'a> {
     pub histograms: u64,
     /// Exemplars received (not stored).
     pub exemplars: u64,
-    /// Metadata entries received (1.0's are kept in [`crate::RemoteWriteMetadata`]).
+    /// Metadata entries received (kept in [`crate::RemoteWriteMetadata`]).
     pub metadata: u64,
-    /// 1.0 metadata entries: type number, family name, help, unit.
+    /// Metadata entries: type number, family name, help, unit. 1.0's as sent; 2.0's per series,
+    /// named by the series' family (see [`family_name`]), each distinct one once per request.
     pub(crate) metadata_entries: Vec<(i32, &'a str, &'a str, &'a str)>,
     /// Samples dropped for lying more than `max_future_ms` ahead of the receiver's clock.
     pub too_far_in_future: u64,
@@ -327,6 +328,35 @@ fn decode_v1_metadata(buf: &[u8]) -> Result<(i32, &str, &str, &str), WireError> 
         }
     }
     Ok((kind, name, help, unit))
+}
+
+/// A 2.0 `Metadata` message: type (1), help (3) and unit (4) symbol references.
+fn decode_v2_metadata(buf: &[u8], base: usize) -> Result<(i32, u32, u32), WireError> {
+    let (mut kind, mut help_ref, mut unit_ref) = (0, 0, 0);
+    let mut reader = WireReader::new(buf, base);
+    while let Some(field) = reader.next() {
+        let field = field?;
+        match field.number {
+            1 => kind = field.i64()? as i32,
+            3 => help_ref = field.u32()?,
+            4 => unit_ref = field.u32()?,
+            _ => {}
+        }
+    }
+    Ok((kind, help_ref, unit_ref))
+}
+
+/// The metric family a series of type `kind` (the 1.0 / 2.0 type numbers) belongs to, as a
+/// scrape declares it: a histogram's or a summary's series without their `_bucket`, `_sum`,
+/// `_count` (`_gsum`, `_gcount`) or `_created` suffix; every other series names its family.
+fn family_name(kind: i32, series_name: &str) -> &str {
+    let suffixes: &[&str] = match kind {
+        3 => &["_bucket", "_sum", "_count", "_created"],
+        4 => &["_bucket", "_gsum", "_gcount"],
+        5 => &["_sum", "_count", "_created"],
+        _ => &[],
+    };
+    suffixes.iter().find_map(|suffix| series_name.strip_suffix(suffix)).unwrap_or(series_name)
 }
 
 /// One `prometheus.TimeSeries` at `payload_start` of the request buffer: labels (1), samples (2),
@@ -600,11 +630,16 @@ fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result
     }
     let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
     let mut refs: Vec<u32> = Vec::new();
+    // Metadata of this request already seen, by (type, series name, help, unit) references, and
+    // already taken, by family name (a histogram's buckets and sum are one family).
+    let mut metadata_seen: std::collections::HashSet<(i32, u32, u32, u32)> = std::collections::HashSet::new();
+    let mut metadata_taken: std::collections::HashSet<(i32, &str, u32, u32)> = std::collections::HashSet::new();
     for (series_index, (series, base)) in series_fields.into_iter().enumerate() {
         if past_series_limit(&mut out, series_index, limits) {
             continue;
         }
         refs.clear();
+        let mut metadata: Option<(i32, u32, u32)> = None;
         let labels_start = out.labels.len();
         let samples_start = out.samples.len();
         let mut reader = WireReader::new(series, base);
@@ -621,7 +656,10 @@ fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result
                 }
                 3 => out.histograms += 1,
                 4 => out.exemplars += 1,
-                5 => out.metadata += 1,
+                5 => {
+                    out.metadata += 1;
+                    metadata = Some(decode_v2_metadata(field.bytes()?, field.offset)?);
+                }
                 _ => {}
             }
         }
@@ -639,6 +677,27 @@ fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result
                 })
             };
             out.labels.push((symbol(pair[0])?, symbol(pair[1])?));
+        }
+        if let Some((kind, help_ref, unit_ref)) = metadata {
+            let name_ref = refs.chunks_exact(2).find(|pair| symbols.get(pair[0] as usize) == Some(&tsdb::METRIC_NAME));
+            if let Some(name_ref) = name_ref.map(|pair| pair[1]) {
+                if metadata_seen.insert((kind, name_ref, help_ref, unit_ref)) {
+                    let symbol = |r: u32, what: &str| {
+                        symbols.get(r as usize).copied().ok_or_else(|| RemoteWriteError::InvalidSeries {
+                            series_index,
+                            reason: format!(
+                                "metadata {what} reference {r} outside the symbol table of {} entries",
+                                symbols.len()
+                            ),
+                        })
+                    };
+                    let (help, unit) = (symbol(help_ref, "help")?, symbol(unit_ref, "unit")?);
+                    let name = family_name(kind, symbol(name_ref, "name")?);
+                    if metadata_taken.insert((kind, name, help_ref, unit_ref)) {
+                        out.metadata_entries.push((kind, name, help, unit));
+                    }
+                }
+            }
         }
         out.finish_series(series_index, labels_start, samples_start..out.samples.len(), None, limits)?;
     }
@@ -922,6 +981,56 @@ mod tests {
         assert_eq!(batch[0].series.labels().unwrap(), &[("__name__", "up"), ("job", "a")]);
         assert_eq!(batch[0].samples, &[Sample::new(7, 3.0)]);
         assert_eq!((decoded.exemplars, decoded.histograms, decoded.metadata), (1, 1, 1));
+    }
+
+    #[test]
+    fn v2_metadata_is_taken_once_per_family_and_named_as_a_scrape_declares_it() {
+        let symbols = ["", "__name__", "latency_seconds_bucket", "le", "0.1", "+Inf", "latency_seconds_sum"];
+        let symbols = symbols.iter().chain(&["Latency.", "seconds", "http_requests_total", "Requests.", "job", "a"]);
+        let series = |name: u32, extra: &[u32], metadata: Option<v2::Metadata>| v2::TimeSeries {
+            labels_refs: [&[1, name][..], extra].concat(),
+            samples: vec![v2::Sample { value: 1.0, timestamp: 7 }],
+            metadata,
+            ..Default::default()
+        };
+        let histogram = || Some(v2::Metadata { r#type: 3, help_ref: 7, unit_ref: 8 });
+        let counter = Some(v2::Metadata { r#type: 1, help_ref: 10, unit_ref: 0 });
+        let request = v2::Request {
+            symbols: symbols.map(|s| s.to_string()).collect(),
+            timeseries: vec![
+                series(2, &[3, 4], histogram()),
+                series(2, &[3, 5], histogram()),
+                series(6, &[], histogram()),
+                series(9, &[11, 12], counter),
+                series(9, &[], None),
+            ],
+        };
+        let raw = prost::Message::encode_to_vec(&request);
+        let decoded = decode_request(Protocol::V2, &raw, 0, &DecodeLimits::default()).unwrap();
+        assert_eq!(decoded.metadata, 4);
+        assert_eq!(
+            decoded.metadata_entries,
+            vec![(3, "latency_seconds", "Latency.", "seconds"), (1, "http_requests_total", "Requests.", ""),],
+            "a bucket and the sum of one histogram are one family; each family once"
+        );
+        assert_eq!(decoded.batch().len(), 5, "metadata changes nothing of the samples");
+
+        let mut bad = request.clone();
+        bad.timeseries[3].metadata = Some(v2::Metadata { r#type: 1, help_ref: 99, unit_ref: 0 });
+        let raw = prost::Message::encode_to_vec(&bad);
+        let err = decode_request(Protocol::V2, &raw, 0, &DecodeLimits::default()).unwrap_err().to_string();
+        assert!(err.contains("metadata help reference 99"), "{err}");
+    }
+
+    #[test]
+    fn family_names_lose_only_their_types_suffixes() {
+        assert_eq!(family_name(3, "a_bucket"), "a");
+        assert_eq!(family_name(3, "a_count"), "a");
+        assert_eq!(family_name(4, "a_gsum"), "a");
+        assert_eq!(family_name(5, "a_sum"), "a");
+        assert_eq!(family_name(5, "a_bucket"), "a_bucket");
+        assert_eq!(family_name(1, "a_total"), "a_total");
+        assert_eq!(family_name(2, "a_count"), "a_count");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct Receiver {
     /// `None` when turned off with [`Receiver::with_series_cache_max_bytes`]`(0)`.
     series_cache: Option<SeriesCache>,
     scratch: ScratchPool,
-    /// The 1.0 `metadata` entries received.
+    /// The metadata entries received (1.0's `metadata`, 2.0's per-series `metadata`).
     metadata: Arc<RemoteWriteMetadata>,
 }
 
@@ -59,7 +59,7 @@ impl Receiver {
         self
     }
 
-    /// The metric metadata remote-write 1.0 senders sent (kept once a request is accepted).
+    /// The metric metadata remote-write senders sent (kept once a request is accepted).
     pub fn metadata(&self) -> &Arc<RemoteWriteMetadata> {
         &self.metadata
     }
@@ -308,6 +308,28 @@ mod tests {
         assert_eq!(
             (kept[0].metric.as_str(), kept[0].kind, kept[0].help.as_str()),
             ("http_requests_total", "counter", "Requests.")
+        );
+    }
+
+    #[test]
+    fn metadata_of_an_accepted_v2_request_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = receiver(&dir);
+        let request = crate::proto::v2::Request {
+            symbols: ["", "__name__", "queue_depth", "Jobs waiting."].map(String::from).to_vec(),
+            timeseries: vec![crate::proto::v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![crate::proto::v2::Sample { value: 3.0, timestamp: 10 }],
+                metadata: Some(crate::proto::v2::Metadata { r#type: 2, help_ref: 3, unit_ref: 0 }),
+                ..Default::default()
+            }],
+        };
+        receiver.remote_write(Protocol::V2, &encode_body(&request), 0).unwrap();
+        let kept = receiver.metadata().entries();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].metric.as_str(), kept[0].kind, kept[0].help.as_str()),
+            ("queue_depth", "gauge", "Jobs waiting.")
         );
     }
 
