@@ -98,8 +98,6 @@ pub struct Family<'a> {
 pub struct SampleLine<'a> {
     /// The raw `name{labels}` text, identical for identical lines: a cache key.
     pub series: &'a str,
-    /// The metric name.
-    pub name: &'a str,
     /// Where its labels are in the page's label vector; `None` when the caller knew the series.
     labels: Option<Range<u32>>,
     /// The series is the text [`KnownSeries::expected`] gave for this line's place.
@@ -107,6 +105,15 @@ pub struct SampleLine<'a> {
     pub value: f64,
     /// Milliseconds since the epoch, when the line has a timestamp.
     pub ts_ms: Option<i64>,
+}
+
+impl<'a> SampleLine<'a> {
+    /// The metric name: the series text up to its labels (found when asked, as only lines of
+    /// new series need it).
+    pub fn name(&self) -> &'a str {
+        let series = self.series;
+        &series[..series.find('{').unwrap_or(series.len())]
+    }
 }
 
 /// A parsed page; see the module doc.
@@ -293,18 +300,18 @@ fn sample_line<'a>(
     known: &impl KnownSeries,
 ) -> Result<(), nom::Err<VerboseError<&'a str>>> {
     let at_expected_place = expected_series(line, known.expected(page.samples.len()));
-    let (series, name, labels) = match at_expected_place {
-        Some(series) => (series, &series[..series.find('{').unwrap_or(series.len())], None),
+    let (series, labels) = match at_expected_place {
+        Some(series) => (series, None),
         None => {
             let (after_name, name) = context("metric name", metric_name)(line)?;
             let scanned = label_set_end(after_name).map(|end| &line[..name.len() + end]);
             match scanned {
-                Some(series) if known.contains(series) => (series, name, None),
+                Some(series) if known.contains(series) => (series, None),
                 _ => {
                     let labels_start = page.labels.len() as u32;
                     let rest =
                         if after_name.starts_with('{') { label_set(after_name, &mut page.labels)? } else { after_name };
-                    (&line[..line.len() - rest.len()], name, Some(labels_start..page.labels.len() as u32))
+                    (&line[..line.len() - rest.len()], Some(labels_start..page.labels.len() as u32))
                 }
             }
         }
@@ -315,7 +322,7 @@ fn sample_line<'a>(
     let (rest, value) = context("a sample value (float, NaN, +Inf, -Inf)", float_value)(rest)?;
     if space0(rest)?.0.is_empty() {
         // The usual line ends here: no timestamp or exemplar to try (and no error to build).
-        page.samples.push(SampleLine { series, name, labels, at_expected_place, value, ts_ms: None });
+        page.samples.push(SampleLine { series, labels, at_expected_place, value, ts_ms: None });
         return Ok(());
     }
     let (rest, ts_ms) = opt(|i| timestamp(i, format))(rest)?;
@@ -326,7 +333,7 @@ fn sample_line<'a>(
             errors: vec![(rest, VerboseErrorKind::Context("end of line after the value and timestamp"))],
         }));
     }
-    page.samples.push(SampleLine { series, name, labels, at_expected_place, value, ts_ms });
+    page.samples.push(SampleLine { series, labels, at_expected_place, value, ts_ms });
     Ok(())
 }
 
@@ -581,7 +588,7 @@ mod tests {
         let page = parse(text, Format::Text).unwrap();
         let s = page.samples();
         assert_eq!(s.len(), 10);
-        assert_eq!(s[0].name, "http_requests_total");
+        assert_eq!(s[0].name(), "http_requests_total");
         assert_eq!(s[0].series, "http_requests_total{method=\"post\",code=\"200\"}");
         assert_eq!(s[0].ts_ms, Some(1395066363000));
         assert_eq!(labels_of(&page, 1), vec![("method".into(), "post".into()), ("code".into(), "400".into())]);
@@ -672,7 +679,7 @@ mod tests {
         let skipped = parse_skipping_known(text, Format::Text, &known).unwrap();
         assert_eq!(skipped.samples()[1].series, "a{x=\"}\\\"\"}");
         for (i, (a, b)) in full.samples().iter().zip(skipped.samples()).enumerate() {
-            assert_eq!((a.series, a.name, a.value, a.ts_ms), (b.series, b.name, b.value, b.ts_ms), "sample {i}");
+            assert_eq!((a.series, a.name(), a.value, a.ts_ms), (b.series, b.name(), b.value, b.ts_ms), "sample {i}");
         }
         assert_eq!(labels_of(&skipped, 0), vec![("x".to_string(), "1".to_string())]);
         assert_eq!(skipped.labels(&skipped.samples()[1]), None);
@@ -762,7 +769,7 @@ mod tests {
             };
             let skipped = parse_skipping_known(&text, Format::Text, &known).unwrap();
             for (i, (a, b)) in full.samples().iter().zip(skipped.samples()).enumerate() {
-                proptest::prop_assert_eq!((a.series, a.name, a.ts_ms), (b.series, b.name, b.ts_ms), "line {}", i);
+                proptest::prop_assert_eq!((a.series, a.name(), a.ts_ms), (b.series, b.name(), b.ts_ms), "line {}", i);
                 proptest::prop_assert_eq!(a.value.to_bits(), b.value.to_bits(), "line {}", i);
                 let is_known = known.set.contains(a.series) || known.expected(i) == Some(a.series);
                 let expected = if is_known { None } else { full.labels(a) };

@@ -308,7 +308,7 @@ proptest! {
             match parse(&text, format) {
                 Ok(page) => {
                     for sample in page.samples() {
-                        prop_assert!(!sample.name.is_empty());
+                        prop_assert!(!sample.name().is_empty());
                     }
                 }
                 Err(e) => prop_assert!(e.line >= 1 && e.column >= 1),

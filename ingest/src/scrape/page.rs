@@ -272,7 +272,7 @@ impl TargetState {
                     let labels = page.labels(line).ok_or_else(|| {
                         format!("series {} was left unparsed as known but is not on the previous page", line.series)
                     })?;
-                    match sample_series_labels(target, line.name, labels, &mut refused)? {
+                    match sample_series_labels(target, line.name(), labels, &mut refused)? {
                         Some(labels) => {
                             new_series.push(labels);
                             PageSeries::New(new_series.len() - 1)
