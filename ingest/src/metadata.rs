@@ -23,6 +23,10 @@ pub const MAX_METADATA_HELP_BYTES: usize = 4096;
 /// past it is left out (and counted) until the process restarts.
 pub const MAX_REMOTE_WRITE_METADATA_ENTRIES: usize = 100_000;
 
+/// Most bytes the kept remote-write entries' names, help texts and units take in all (a sender
+/// cannot fill memory with long ones); a new entry past it is left out (and counted) too.
+pub const MAX_REMOTE_WRITE_METADATA_BYTES: usize = 16 << 20;
+
 /// One metric family's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MetricMetadata {
@@ -146,11 +150,14 @@ pub struct RemoteWriteMetadata {
 struct RemoteWriteMetadataState {
     by_metric: HashMap<String, Vec<Arc<MetricMetadata>>>,
     entries: usize,
+    /// Bytes of the kept entries' names, help texts and units.
+    bytes: usize,
     left_out: u64,
 }
 
 impl RemoteWriteMetadata {
-    /// Records one entry; `false` when it is new and the store is full (left out).
+    /// Records one entry; `false` when it is new and the store is full, in entries or in bytes
+    /// (left out).
     pub fn record(&self, kind: &'static str, metric: &str, help: &str, unit: &str) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let help = truncate_help(help.to_string());
@@ -161,11 +168,16 @@ impl RemoteWriteMetadata {
         if known {
             return true;
         }
-        if state.entries >= MAX_REMOTE_WRITE_METADATA_ENTRIES {
+        // The name is held twice: as the key and in the entry.
+        let bytes = metric.len().saturating_mul(2).saturating_add(help.len()).saturating_add(unit.len());
+        if state.entries >= MAX_REMOTE_WRITE_METADATA_ENTRIES
+            || state.bytes.saturating_add(bytes) > MAX_REMOTE_WRITE_METADATA_BYTES
+        {
             state.left_out += 1;
             return false;
         }
         state.entries += 1;
+        state.bytes += bytes;
         let entry = Arc::new(MetricMetadata { metric: metric.to_string(), kind, help, unit: unit.to_string() });
         state.by_metric.entry(metric.to_string()).or_default().push(entry);
         true
@@ -226,5 +238,20 @@ mod tests {
         assert_eq!(store.entries().len(), MAX_REMOTE_WRITE_METADATA_ENTRIES);
         assert_eq!(store.left_out(), 1);
         assert!(store.record("counter", "x_total", "X.", ""), "a known entry is still fine");
+    }
+
+    #[test]
+    fn remote_write_metadata_keeps_entries_up_to_its_bytes() {
+        let store = RemoteWriteMetadata::default();
+        let unit = "u".repeat(1 << 20);
+        let mut kept = 0;
+        for i in 0..32 {
+            kept += usize::from(store.record("gauge", &format!("g{i}"), "", &unit));
+        }
+        assert_eq!(kept, MAX_REMOTE_WRITE_METADATA_BYTES / (1 << 20) - 1, "names take a few bytes too");
+        assert_eq!(store.left_out(), 32 - kept as u64);
+        let held: usize = store.entries().iter().map(|m| 2 * m.metric.len() + m.help.len() + m.unit.len()).sum();
+        assert!(held <= MAX_REMOTE_WRITE_METADATA_BYTES);
+        assert!(store.record("counter", "small_total", "Fits.", ""), "a small entry still fits");
     }
 }
