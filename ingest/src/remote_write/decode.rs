@@ -330,6 +330,14 @@ fn decode_v1_metadata(buf: &[u8]) -> Result<(i32, &str, &str, &str), WireError> 
     Ok((kind, name, help, unit))
 }
 
+/// Symbol `r` of a 2.0 request's table, for the `what` reference of series `series_index`.
+fn symbol_at<'a>(symbols: &[&'a str], r: u32, series_index: usize, what: &str) -> Result<&'a str, RemoteWriteError> {
+    symbols.get(r as usize).copied().ok_or_else(|| RemoteWriteError::InvalidSeries {
+        series_index,
+        reason: format!("{what} reference {r} outside the symbol table of {} entries", symbols.len()),
+    })
+}
+
 /// A 2.0 `Metadata` message: type (1), help (3) and unit (4) symbol references.
 fn decode_v2_metadata(buf: &[u8], base: usize) -> Result<(i32, u32, u32), WireError> {
     let (mut kind, mut help_ref, mut unit_ref) = (0, 0, 0);
@@ -670,29 +678,16 @@ fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result
             });
         }
         for pair in refs.chunks_exact(2) {
-            let symbol = |r: u32| {
-                symbols.get(r as usize).copied().ok_or_else(|| RemoteWriteError::InvalidSeries {
-                    series_index,
-                    reason: format!("label reference {r} outside the symbol table of {} entries", symbols.len()),
-                })
-            };
+            let symbol = |r: u32| symbol_at(&symbols, r, series_index, "label");
             out.labels.push((symbol(pair[0])?, symbol(pair[1])?));
         }
         if let Some((kind, help_ref, unit_ref)) = metadata {
             let name_ref = refs.chunks_exact(2).find(|pair| symbols.get(pair[0] as usize) == Some(&tsdb::METRIC_NAME));
             if let Some(name_ref) = name_ref.map(|pair| pair[1]) {
                 if metadata_seen.insert((kind, name_ref, help_ref, unit_ref)) {
-                    let symbol = |r: u32, what: &str| {
-                        symbols.get(r as usize).copied().ok_or_else(|| RemoteWriteError::InvalidSeries {
-                            series_index,
-                            reason: format!(
-                                "metadata {what} reference {r} outside the symbol table of {} entries",
-                                symbols.len()
-                            ),
-                        })
-                    };
-                    let (help, unit) = (symbol(help_ref, "help")?, symbol(unit_ref, "unit")?);
-                    let name = family_name(kind, symbol(name_ref, "name")?);
+                    let symbol = |r: u32, what: &str| symbol_at(&symbols, r, series_index, what);
+                    let (help, unit) = (symbol(help_ref, "metadata help")?, symbol(unit_ref, "metadata unit")?);
+                    let name = family_name(kind, symbol(name_ref, "metadata name")?);
                     if metadata_taken.insert((kind, name, help_ref, unit_ref)) {
                         out.metadata_entries.push((kind, name, help, unit));
                     }
