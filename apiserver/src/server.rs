@@ -311,6 +311,7 @@ async fn open_store(settings: &Settings, store_bytes: u64) -> Result<(tsdb::Db, 
     options.storage_size_bytes = store_bytes;
     options.sync_interval = settings.sync_interval;
     options.retention = settings.retention;
+    options.out_of_order_window = settings.out_of_order_window;
     let store_error = |source: tsdb::Error| match source {
         source @ tsdb::Error::Locked { .. } => ServerError::Locked(source),
         source => ServerError::Store { dir: settings.data_dir.clone(), source },

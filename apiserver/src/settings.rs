@@ -29,6 +29,9 @@ pub const DEFAULT_STORAGE_SIZE_BYTES: u64 = 1 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default interval of syncing mapped data to disk.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Default out-of-order window: vmagent's parallel queues and collectors' retry queues deliver
+/// samples seconds to minutes late, and these land in their series' open chunk.
+pub const DEFAULT_OUT_OF_ORDER_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Default longest a client may take to send a request head (and, on TLS, the handshake).
 pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default longest a request body may take to arrive after its head.
@@ -53,6 +56,9 @@ pub struct Settings {
     pub storage_size_bytes: u64,
     pub retention: Option<Duration>,
     pub sync_interval: Duration,
+    /// How much older than its series' newest sample a sample may arrive and still be stored
+    /// (`tsdb::Options::out_of_order_window`; zero refuses every out-of-order sample).
+    pub out_of_order_window: Duration,
     /// Niceness added to the worker threads (remote-write decoding and storing, store upkeep),
     /// so queries and probes come first when the CPU is short (0 = same priority).
     pub worker_nice: i32,
@@ -192,6 +198,7 @@ impl Default for Settings {
             storage_size_bytes: DEFAULT_STORAGE_SIZE_BYTES,
             retention: None,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            out_of_order_window: DEFAULT_OUT_OF_ORDER_WINDOW,
             worker_nice: crate::workers::DEFAULT_NICE,
             cpu_limit_headroom: crate::workers::DEFAULT_CPU_LIMIT_HEADROOM,
             ready_after: ReadyAfter::Duration(Duration::ZERO),
@@ -264,6 +271,14 @@ pub struct SettingsLayer {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "duration_text")]
     pub sync_interval: Option<Duration>,
+    /// A sample up to this much older than its series' newest is still stored, in its place in
+    /// time, when it falls in the series' open chunk (after its closed chunks): senders that write
+    /// in parallel (vmagent's queues, a collector's retry queue) deliver samples a little out of
+    /// order. Older ones are refused as out of order, as all are with 0s (Prometheus's default)
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub out_of_order_window: Option<Duration>,
     /// Niceness (0–19) added to the threads that decode and store remote-write requests and
     /// flush and maintain the store: when the CPU is short (a CPU limit, a sender catching up),
     /// queries, the metrics APIs and probes run first and senders get 503 sooner; 0 runs them at
@@ -517,6 +532,7 @@ impl Settings {
             storage_size,
             retention,
             sync_interval,
+            out_of_order_window,
             worker_nice,
             cpu_limit_headroom,
             ready_after,
@@ -539,6 +555,7 @@ impl Settings {
         set(&mut self.storage_size_bytes, storage_size);
         set_optional(&mut self.retention, retention);
         set(&mut self.sync_interval, sync_interval);
+        set(&mut self.out_of_order_window, out_of_order_window);
         set(&mut self.worker_nice, worker_nice);
         set(&mut self.cpu_limit_headroom, cpu_limit_headroom);
         set(&mut self.ready_after, ready_after);
@@ -792,6 +809,7 @@ impl Settings {
             ("storage-size", format_base2_bytes(self.storage_size_bytes)),
             ("retention", retention.clone()),
             ("sync-interval", duration(self.sync_interval)),
+            ("out-of-order-window", duration(self.out_of_order_window)),
             ("worker-nice", self.worker_nice.to_string()),
             ("cpu-limit-headroom", self.cpu_limit_headroom.to_string()),
             ("ready-after", ready_after),
@@ -903,7 +921,7 @@ mod tests {
         std::fs::write(
             &path,
             "listen: 127.0.0.1:9999\nmax_connections: 7\nstorage_size: 1048576\nretention: 2h\n\
-             remote_write: {max_body_bytes: 10}\nadapter: {max_connections: 3, rate_window: 1m}\n\
+             out_of_order_window: 30s\nremote_write: {max_body_bytes: 10}\nadapter: {max_connections: 3, rate_window: 1m}\n\
              web: {idle_timeout: 7s, probe_connections: 2}\nkubeconfig: /k\n",
         )
         .unwrap();
@@ -924,6 +942,8 @@ mod tests {
         assert_eq!(settings.max_connections, 7);
         assert_eq!(settings.storage_size_bytes, 1 << 20);
         assert_eq!(settings.retention, Some(Duration::from_secs(7200)));
+        assert_eq!(settings.out_of_order_window, Duration::from_secs(30));
+        assert_eq!(Settings::default().out_of_order_window, DEFAULT_OUT_OF_ORDER_WINDOW);
         assert_eq!(settings.remote_write_max_body_bytes, 20);
         assert_eq!(settings.adapter.max_connections, 3);
         assert_eq!(settings.web.idle_timeout, Duration::from_secs(7));

@@ -229,24 +229,38 @@ async fn malformed_bodies_get_400_store_nothing_and_keep_earlier_data() {
     assert_eq!(kept[0].floats(), vec![1.0, 2.0]);
 }
 
+/// A late sample inside the out-of-order window (5 minutes by default) is stored in its place;
+/// an older one, and one too far in the future, are skipped and reported. With the window at 0s
+/// (Prometheus's default) every out-of-order sample is skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_and_future_samples_are_skipped_and_reported() {
-    let ringtail = Ringtail::start(Some("scrape_configs: []\n"), &[]).await;
     let now = now_ms();
-    let first = v1_request(vec![series(&[("__name__", "ooo")], &[(now - 1000, 1.0), (now, 2.0)])]);
-    assert_eq!(post_write(&ringtail.url(), CT_V1, first).await.status(), 204);
-    let mixed = v1_request(vec![series(
-        &[("__name__", "ooo")],
-        &[(now - 500, 9.0), (now + 1000, 3.0), (now + 11 * 60 * 1000, 4.0)],
-    )]);
-    let response = post_write(&ringtail.url(), CT_V1, mixed).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(written(&response, "Samples"), Some(1));
-    let message = response.text().await.unwrap();
-    assert!(message.contains("1 samples skipped (out of order)"), "{message}");
-    assert!(message.contains("1 samples skipped (too far in future)"), "{message}");
-    let exported = ringtail.export("ooo").await;
-    assert_eq!(exported[0].timestamps, vec![now - 1000, now, now + 1000]);
+    let minute = 60 * 1000;
+    for (flags, written_samples, skipped, stored) in [
+        (&[][..], 2, "1 samples skipped (out of order)", vec![now - 20 * minute, now - 500, now, now + 1000]),
+        (
+            &["--out-of-order-window=0s"][..],
+            1,
+            "2 samples skipped (out of order)",
+            vec![now - 20 * minute, now, now + 1000],
+        ),
+    ] {
+        let ringtail = Ringtail::start(Some("scrape_configs: []\n"), flags).await;
+        let first = v1_request(vec![series(&[("__name__", "ooo")], &[(now - 20 * minute, 1.0), (now, 2.0)])]);
+        assert_eq!(post_write(&ringtail.url(), CT_V1, first).await.status(), 204);
+        let mixed = v1_request(vec![series(
+            &[("__name__", "ooo")],
+            &[(now - 500, 9.0), (now - 6 * minute, 8.0), (now + 1000, 3.0), (now + 11 * minute, 4.0)],
+        )]);
+        let response = post_write(&ringtail.url(), CT_V1, mixed).await;
+        assert_eq!(response.status(), 200, "{flags:?}");
+        assert_eq!(written(&response, "Samples"), Some(written_samples), "{flags:?}");
+        let message = response.text().await.unwrap();
+        assert!(message.contains(skipped), "{flags:?}: {message}");
+        assert!(message.contains("1 samples skipped (too far in future)"), "{message}");
+        let exported = ringtail.export("ooo").await;
+        assert_eq!(exported[0].timestamps, stored, "{flags:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,12 @@ pub struct Options {
     /// [`crate::Db::maintain`] and its head slot given back (a series that went away stops
     /// holding a slot; one that comes back starts a new chunk).
     pub head_idle_close: Duration,
+    /// How much older than its series' newest sample a sample may be and still be stored, in its
+    /// place in time: vmagent's parallel queues, a collector's retry queue or two senders of one
+    /// series deliver samples a little out of order. Such a sample goes into the series' open
+    /// chunk (it must be later than every closed chunk of the series); older ones, and all out of
+    /// order samples when this is zero (Prometheus's default), are refused as out of order.
+    pub out_of_order_window: Duration,
     /// Size of one ring segment; `None` means budget / 16 clamped to 1 MiB ..= 256 MiB.
     pub segment_size_bytes: Option<u64>,
     /// Where the files live: memory-mapped files in `data_dir` (the default) or in memory.
@@ -68,7 +74,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The defaults for `data_dir`: 1 GiB budget, 1 s sync, no time retention.
+    /// The defaults for `data_dir`: 1 GiB budget, 1 s sync, no time retention, no out-of-order window.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Options {
             data_dir: data_dir.into(),
@@ -76,6 +82,7 @@ impl Options {
             sync_interval: Duration::from_secs(1),
             retention: None,
             head_idle_close: Duration::from_secs(15 * 60),
+            out_of_order_window: Duration::ZERO,
             segment_size_bytes: None,
             storage: Storage::Mmap,
             read_only: false,

@@ -176,7 +176,8 @@ mod oracle {
 
     use crate::helpers::{append_pairs, Backend, TestStore};
     use proptest::prelude::*;
-    use tsdb::{Db, Matcher, RejectReason, Sample};
+    use proptest::test_runner::TestCaseError;
+    use tsdb::{AppendReport, Db, Matcher, RejectReason, Sample};
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -209,49 +210,223 @@ mod oracle {
         }
     }
 
+    /// With an out-of-order window, a sample older than the newest is checked against what the
+    /// store answered: the model cannot know where the store's open chunk starts, so a refusal
+    /// inside the window is allowed, but whatever the store took must be new and inside the window
+    /// (it is put into the model in its place), and repeats must be repeats.
+    fn model_append_late(
+        model: &mut Vec<Sample>,
+        s: Sample,
+        report: &AppendReport,
+        window_ms: i64,
+    ) -> Result<(), TestCaseError> {
+        let newest = match model.last() {
+            Some(last) if s.ts_ms < last.ts_ms => last.ts_ms,
+            _ => return check_in_order(model, s, report),
+        };
+        let held = model.binary_search_by_key(&s.ts_ms, |m| m.ts_ms);
+        match (report.appended, report.duplicates, report.rejections.first().map(|r| r.reason)) {
+            (1, 0, None) => {
+                prop_assert!(newest - s.ts_ms <= window_ms, "took {s:?}, outside the window of newest {newest}");
+                let Err(at) = held else { return Err(TestCaseError::fail(format!("took {s:?} twice"))) };
+                model.insert(at, s);
+            }
+            (0, 1, None) => prop_assert!(held.is_ok_and(|at| model[at].bit_eq(&s)), "{s:?} is no repeat"),
+            (0, 0, Some(RejectReason::DuplicateTimestamp)) => {
+                prop_assert!(held.is_ok_and(|at| !model[at].bit_eq(&s)), "{s:?} has no other value held")
+            }
+            (0, 0, Some(RejectReason::OutOfOrder)) => {}
+            other => return Err(TestCaseError::fail(format!("{s:?} answered {other:?}"))),
+        }
+        Ok(())
+    }
+
+    fn check_in_order(model: &mut Vec<Sample>, s: Sample, report: &AppendReport) -> Result<(), TestCaseError> {
+        match model_append(model, s) {
+            Ok(true) => prop_assert_eq!(report.appended, 1),
+            Ok(false) => prop_assert_eq!(report.duplicates, 1),
+            Err(reason) => prop_assert_eq!(report.rejections[0].reason, reason),
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
         #[test]
         fn store_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..600), lo in 0i64..100_000, span in 0i64..100_000) {
-            for backend in [Backend::Mmap, Backend::Memory] {
-                let store = TestStore::new(backend);
-                let options = store.small_options(16 << 10, 4096);
-                let mut db = Db::open(options.clone()).unwrap();
-                let mut model: Vec<Vec<Sample>> = vec![Vec::new(); 3];
-                for op in ops.iter().cloned() {
-                    match op {
-                        Op::Reopen => {
-                            drop(db);
-                            db = Db::open(options.clone()).unwrap();
-                        }
-                        Op::Append { series, ts_ms, value } => {
-                            let name = format!("s{series}");
-                            let id = db.resolve(&[("__name__", "m"), ("series", &name)]).unwrap();
-                            let sample = Sample::new(ts_ms, value);
-                            let report = append_pairs(&db, &[(id, sample)]).unwrap();
-                            match model_append(&mut model[series], sample) {
-                                Ok(true) => prop_assert_eq!(report.appended, 1),
-                                Ok(false) => prop_assert_eq!(report.duplicates, 1),
-                                Err(reason) => prop_assert_eq!(report.rejections[0].reason, reason),
-                            }
+            run_against_model(&ops, lo, span, 0)?;
+        }
+
+        #[test]
+        fn store_with_an_out_of_order_window_behaves_like_the_model(
+            ops in proptest::collection::vec(op(), 1..600),
+            lo in 0i64..100_000,
+            span in 0i64..100_000,
+            window_ms in prop_oneof![Just(1i64), 250i64..20_000, Just(i64::from(u32::MAX))],
+        ) {
+            run_against_model(&ops, lo, span, window_ms)?;
+        }
+    }
+
+    fn run_against_model(ops: &[Op], lo: i64, span: i64, window_ms: i64) -> Result<(), TestCaseError> {
+        for backend in [Backend::Mmap, Backend::Memory] {
+            let store = TestStore::new(backend);
+            let mut options = store.small_options(16 << 10, 4096);
+            options.out_of_order_window = std::time::Duration::from_millis(window_ms as u64);
+            let mut db = Db::open(options.clone()).unwrap();
+            let mut model: Vec<Vec<Sample>> = vec![Vec::new(); 3];
+            for op in ops.iter().cloned() {
+                match op {
+                    Op::Reopen => {
+                        drop(db);
+                        db = Db::open(options.clone()).unwrap();
+                    }
+                    Op::Append { series, ts_ms, value } => {
+                        let name = format!("s{series}");
+                        let id = db.resolve(&[("__name__", "m"), ("series", &name)]).unwrap();
+                        let sample = Sample::new(ts_ms, value);
+                        let report = append_pairs(&db, &[(id, sample)]).unwrap();
+                        if window_ms == 0 {
+                            check_in_order(&mut model[series], sample, &report)?;
+                        } else {
+                            model_append_late(&mut model[series], sample, &report, window_ms)?;
                         }
                     }
-                }
-                // The budget (4 segments of 4 KiB) is far above what 600 samples need: nothing recycled.
-                for (series, samples) in model.iter().enumerate() {
-                    let name = format!("s{series}");
-                    let found = db.select(&[Matcher::equal("series", name.as_str())], lo, lo + span).unwrap();
-                    let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
-                    let want: Vec<Sample> = samples.iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= lo + span).collect();
-                    prop_assert_eq!(&got, &want, "backend {:?}", backend);
-                    let mut each = Vec::new();
-                    if let Some(series) = found.first() {
-                        series.for_each_sample(|s| each.push(s));
-                    }
-                    prop_assert_eq!(each, want, "for_each_sample, backend {:?}", backend);
                 }
             }
+            // The budget (4 segments of 4 KiB) is far above what 600 samples need: nothing recycled.
+            for (series, samples) in model.iter().enumerate() {
+                let name = format!("s{series}");
+                let found = db.select(&[Matcher::equal("series", name.as_str())], lo, lo + span).unwrap();
+                let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
+                let want: Vec<Sample> =
+                    samples.iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= lo + span).collect();
+                prop_assert_eq!(&got, &want, "backend {:?}", backend);
+                let mut each = Vec::new();
+                if let Some(series) = found.first() {
+                    series.for_each_sample(|s| each.push(s));
+                }
+                prop_assert_eq!(each, want, "for_each_sample, backend {:?}", backend);
+            }
         }
+        Ok(())
+    }
+}
+
+both_backends! {
+    /// With an out-of-order window, a late sample goes into its series' open chunk in its place in
+    /// time: reads (whole, windows resuming at checkpoints, the latest) and a reopen see it there.
+    /// Too late for the window, or older than a closed chunk, it is refused as out of order.
+    fn late_samples_inside_the_window_are_stored_in_their_place(store) {
+        let mut options = store.small_options(8 << 20, 1 << 20);
+        options.out_of_order_window = std::time::Duration::from_secs(600);
+        let db = Db::open(options.clone()).unwrap();
+        let id = db.resolve(&[("__name__", "m"), ("job", "late")]).unwrap();
+        let t0 = 1_000_000i64;
+        let mut expected: Vec<Sample> = (0..100).map(|i| Sample::new(t0 + i * 15_000, i as f64)).collect();
+        let report = append_pairs(&db, &expected.iter().map(|s| (id, *s)).collect::<Vec<_>>()).unwrap();
+        assert_eq!(report.appended, 100);
+        let newest = expected[99].ts_ms;
+        let late = [
+            Sample::new(newest - 7_500, 98.5),
+            Sample::new(newest - 300_000 - 1, -1.0),
+            Sample::new(newest - 600_000 + 7, 0.125),
+            Sample::new(newest - 450_000 + 3, f64::from_bits(0x7ff0_0000_0000_0001)),
+        ];
+        let report = append_pairs(&db, &late.iter().map(|s| (id, *s)).collect::<Vec<_>>()).unwrap();
+        assert_eq!((report.appended, report.rejections.len()), (4, 0), "{report:?}");
+        expected.extend(late);
+        expected.sort_by_key(|s| s.ts_ms);
+        let refused = append_pairs(
+            &db,
+            &[
+                (id, Sample::new(newest - 600_001, 1.0)),
+                (id, Sample::new(newest - 7_500, 98.5)),
+                (id, Sample::new(newest - 15_000, 7.0)),
+            ],
+        )
+        .unwrap();
+        let reasons: Vec<_> = refused.rejections.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, [RejectReason::OutOfOrder, RejectReason::DuplicateTimestamp]);
+        assert_eq!((refused.appended, refused.duplicates), (0, 1));
+        // One entry, in no order: a new newest sample, late ones and a repeat among them.
+        let entry = [
+            Sample::new(newest + 15_000, 100.0),
+            Sample::new(newest - 3_750, 99.25),
+            Sample::new(newest - 11_250, 98.25),
+            Sample::new(newest - 3_750, 99.25),
+            Sample::new(newest - 100_001, 92.5),
+        ];
+        let report = db.append(&[SeriesSamples::id(id, &entry)]).unwrap();
+        assert_eq!((report.appended, report.duplicates, report.rejections.len()), (4, 1, 0), "{report:?}");
+        expected.extend([entry[0], entry[1], entry[2], entry[4]]);
+        expected.sort_by_key(|s| s.ts_ms);
+        let check = |db: &Db| {
+            assert!(all_samples(db, "m").iter().zip(&expected).all(|(a, b)| a.bit_eq(b)));
+            assert_eq!(all_samples(db, "m").len(), expected.len());
+            for (lo, hi) in [(newest - 600_000, newest), (newest - 450_000, newest - 7_000), (newest - 8_000, newest - 7_500)] {
+                let found = db.select(&[Matcher::equal("job", "late")], lo, hi).unwrap();
+                let got: Vec<Sample> = found[0].samples().collect();
+                let want: Vec<Sample> = expected.iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= hi).collect();
+                assert!(got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.bit_eq(b)), "[{lo}, {hi}]");
+                let latest = db.select_latest(&[Matcher::equal("job", "late")], lo, hi, None).unwrap();
+                assert!(latest[0].sample.bit_eq(want.last().unwrap()), "newest in [{lo}, {hi}]");
+            }
+            assert_eq!(db.stats().head_samples, expected.len() as u64);
+        };
+        check(&db);
+        drop(db);
+        let db = Db::open(options).unwrap();
+        check(&db);
+
+        // A series whose chunks close: a late sample older than its newest closed chunk is refused.
+        let id = db.resolve(&[("__name__", "closing")]).unwrap();
+        let mut rng = Rng(5);
+        let (mut ts, mut written) = (t0, 0u64);
+        while db.stats().head_samples == expected.len() as u64 + written {
+            ts += 1_000;
+            written += append_pairs(&db, &[(id, Sample::new(ts, f64::from_bits(rng.next_u64())))]).unwrap().appended;
+        }
+        // The chunk closed before the sample at `ts`, which opened the next one.
+        ts += 1_000;
+        append_pairs(&db, &[(id, Sample::new(ts, 1.0))]).unwrap();
+        let report = append_pairs(
+            &db,
+            &[(id, Sample::new(ts - 2_500, 2.0)), (id, Sample::new(ts - 1_500, 3.0)), (id, Sample::new(ts - 500, 4.0))],
+        )
+        .unwrap();
+        assert_eq!(report.rejections.iter().map(|r| (r.index, r.reason)).collect::<Vec<_>>(), [(0, RejectReason::OutOfOrder)]);
+        assert_eq!(report.appended, 2, "later than the closed chunk: before and inside the open one");
+        let got = all_samples(&db, "closing");
+        assert_eq!(got[got.len() - 4..].iter().map(|s| s.ts_ms - ts).collect::<Vec<_>>(), [-1_500, -1_000, -500, 0]);
+    }
+}
+
+both_backends! {
+    /// Late samples of one entry go into the open chunk in one rewrite; when not all fit the
+    /// largest slot, the oldest that fit go in and the rest are refused as out of order.
+    fn late_samples_that_outgrow_the_open_chunk_go_in_oldest_first(store) {
+        let mut options = store.small_options(8 << 20, 1 << 20);
+        options.out_of_order_window = std::time::Duration::from_secs(3600);
+        let db = Db::open(options.clone()).unwrap();
+        let id = db.resolve(&[("__name__", "m")]).unwrap();
+        let held: Vec<Sample> = (0..1000).map(|i| Sample::new(1_000_000 + i * 1000, 1.0)).collect();
+        let report = db.append(&[SeriesSamples::id(id, &held)]).unwrap();
+        assert_eq!(report.appended, 1000);
+        let mut late: Vec<Sample> = (0..999).map(|i| Sample::new(1_000_500 + i * 1000, 1.0)).collect();
+        late.reverse();
+        let report = db.append(&[SeriesSamples::id(id, &late)]).unwrap();
+        assert!(report.appended > 100 && report.appended < 999, "{}", report.appended);
+        assert_eq!(report.appended + report.rejections.len() as u64, 999);
+        assert!(report.rejections.iter().all(|r| r.reason == RejectReason::OutOfOrder));
+        let first_refused = report.rejections.iter().map(|r| r.ts_ms).min().unwrap();
+        late.sort_by_key(|s| s.ts_ms);
+        let mut expected: Vec<Sample> = held.iter().chain(late.iter().filter(|s| s.ts_ms < first_refused)).copied().collect();
+        expected.sort_by_key(|s| s.ts_ms);
+        assert_eq!(expected.len() as u64, 1000 + report.appended, "the stored ones are the oldest");
+        assert_eq!(all_samples(&db, "m"), expected);
+        drop(db);
+        assert_eq!(all_samples(&Db::open(options).unwrap(), "m"), expected);
     }
 }
 

@@ -5,7 +5,7 @@
 use super::stats::reason_slot;
 use super::{Db, SeriesId, SeriesState, CHECKPOINT_EVERY};
 use crate::bitstream::BitWriter;
-use crate::chunk::encode_next;
+use crate::chunk::{encode_next, ChunkDecoder, EncoderState};
 use crate::head::{Slot, SLOT_CLASS_BYTES, SLOT_HEADER_BYTES, SLOT_PAYLOAD_BYTES};
 use crate::labels::validate_labels;
 use crate::paged::Paged;
@@ -173,8 +173,35 @@ impl Db {
                 continue;
             };
             let mut state = cell.lock();
-            for (k, sample) in entry.samples.iter().enumerate() {
-                let more = entry.samples.len() - k - 1;
+            // With an out-of-order window an entry's samples are taken in time order, and those
+            // older than the series' newest go into its open chunk together, in one rewrite.
+            let mut sorted = std::borrow::Cow::Borrowed(entry.samples);
+            let mut late = 0;
+            if !self.options.out_of_order_window.is_zero() {
+                if !sorted.is_sorted_by_key(|sample| sample.ts_ms) {
+                    sorted.to_mut().sort_by_key(|sample| sample.ts_ms);
+                }
+                if state.has_samples() {
+                    late = sorted.partition_point(|sample| sample.ts_ms < state.newest_ts_ms());
+                }
+            }
+            if late > 0 {
+                let outcomes = match self.insert_late(&mut state, id, &sorted[..late], cutoff, &mut delta) {
+                    Ok(outcomes) => outcomes,
+                    Err(e) => {
+                        result = Err(e);
+                        break 'entries;
+                    }
+                };
+                for (sample, outcome) in sorted[..late].iter().zip(outcomes) {
+                    if let (Some(accepted), Outcome::Appended) = (accepted.as_deref_mut(), &outcome) {
+                        accepted.push(AcceptedSample { series: SeriesId(u64::from(id)), sample: *sample });
+                    }
+                    self.account(outcome, index, sample.ts_ms, &mut report);
+                }
+            }
+            for (k, sample) in sorted.iter().enumerate().skip(late) {
+                let more = sorted.len() - k - 1;
                 match self.append_one(&table, &mut state, id, *sample, more, cutoff, &mut delta) {
                     Ok(outcome) => {
                         if let (Some(accepted), Outcome::Appended) = (accepted.as_deref_mut(), &outcome) {
@@ -294,6 +321,7 @@ impl Db {
         let bits = sample.value.to_bits();
         if s.has_samples() {
             if sample.ts_ms < s.newest_ts_ms() {
+                // With an out-of-order window the batch loop put late samples in place already.
                 return Ok(Outcome::Rejected(RejectReason::OutOfOrder));
             }
             if sample.ts_ms == s.newest_ts_ms() {
@@ -355,6 +383,121 @@ impl Db {
         }
         s.set_has_samples();
         Ok(Outcome::Appended)
+    }
+
+    /// Stores `late` (in time order, each older than the series' newest sample) at their places
+    /// in time in the open chunk, with one outcome per sample. A sample goes in when it is within
+    /// [`crate::Options::out_of_order_window`] of the newest and later than every closed chunk of
+    /// the series; one at a timestamp the chunk holds is a duplicate (same value) or refused
+    /// (another value), as for the newest sample; others are refused as out of order (too old
+    /// for the retention: too old). The open chunk is decoded, the samples put in order, and the
+    /// whole chunk encoded into another slot, whose count is published before the old slot is
+    /// given back (a kill in between leaves both copies, and recovery keeps the one with more
+    /// samples: this one). One rewrite per call, so a request costs at most one per series.
+    /// When the chunk would outgrow the largest slot, the oldest late samples that fit go in and
+    /// the rest are refused as out of order (all are when no slot is free).
+    fn insert_late(
+        &self,
+        s: &mut SeriesState,
+        id: u32,
+        late: &[Sample],
+        cutoff_ms: Option<i64>,
+        delta: &mut BatchDelta,
+    ) -> Result<Vec<Outcome>, Error> {
+        let window_ms = i64::try_from(self.options.out_of_order_window.as_millis()).unwrap_or(i64::MAX);
+        let newest = s.newest_ts_ms();
+        let after_ms = s.chunks().last().map_or(i64::MIN, |closed| closed.max_ts_ms);
+        let open = s.slot().filter(|_| s.enc.num_samples > 0);
+        let mut outcomes: Vec<Outcome> = late
+            .iter()
+            .map(|sample| {
+                if cutoff_ms.is_some_and(|cutoff| sample.ts_ms < cutoff) {
+                    Outcome::Rejected(RejectReason::TooOld)
+                } else if open.is_none() || newest.saturating_sub(sample.ts_ms) > window_ms || sample.ts_ms <= after_ms
+                {
+                    Outcome::Rejected(RejectReason::OutOfOrder)
+                } else {
+                    Outcome::Appended
+                }
+            })
+            .collect();
+        let Some(old) = open else {
+            return Ok(outcomes);
+        };
+        if !outcomes.iter().any(|outcome| matches!(outcome, Outcome::Appended)) {
+            return Ok(outcomes);
+        }
+        let old_len = s.enc.bit_len.div_ceil(8) as usize;
+        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
+        old.read_payload(&self.heads, &mut payload[..old_len]);
+        let mut held = Vec::with_capacity(usize::from(s.enc.num_samples));
+        for decoded in ChunkDecoder::new(&payload[..old_len], s.enc.num_samples) {
+            match decoded {
+                Ok(decoded) => held.push(decoded),
+                Err(_) => return Err(Error::Internal(format!("BUG: the open chunk of series {id} does not decode"))),
+            }
+        }
+        // The late samples that go in (indexes into `late`, in time order): repeats of a held
+        // sample, or of an earlier late one, are answered as repeats.
+        let mut going_in: Vec<usize> = Vec::new();
+        for (k, (sample, outcome)) in late.iter().zip(outcomes.iter_mut()).enumerate() {
+            if !matches!(outcome, Outcome::Appended) {
+                continue;
+            }
+            let same = match held.binary_search_by_key(&sample.ts_ms, |h| h.ts_ms) {
+                Ok(at) => Some(held[at]),
+                Err(_) => going_in.last().map(|&j| late[j]).filter(|previous| previous.ts_ms == sample.ts_ms),
+            };
+            match same {
+                Some(same) if same.value.to_bits() == sample.value.to_bits() => *outcome = Outcome::Duplicate,
+                Some(_) => *outcome = Outcome::Rejected(RejectReason::DuplicateTimestamp),
+                None => going_in.push(k),
+            }
+        }
+        // All of them, or else the most (oldest first) that fit the largest slot.
+        let merged = |count: usize| merge_by_time(&held, going_in[..count].iter().map(|&k| late[k]));
+        let mut fitted = encode_open_chunk(&merged(going_in.len()), &mut payload).map(|e| (going_in.len(), e));
+        if fitted.is_none() {
+            let (mut fits, mut too_many) = (0, going_in.len());
+            while too_many - fits > 1 {
+                let count = fits + (too_many - fits) / 2;
+                if encode_open_chunk(&merged(count), &mut payload).is_some() {
+                    fits = count;
+                } else {
+                    too_many = count;
+                }
+            }
+            fitted = encode_open_chunk(&merged(fits), &mut payload).map(|e| (fits, e)).filter(|(fits, _)| *fits > 0);
+        }
+        let refuse_from = |outcomes: &mut Vec<Outcome>, first: usize| {
+            for &k in &going_in[first..] {
+                outcomes[k] = Outcome::Rejected(RejectReason::OutOfOrder);
+            }
+        };
+        let Some((inserted, (enc, checkpoints, len))) = fitted else {
+            refuse_from(&mut outcomes, 0);
+            return Ok(outcomes);
+        };
+        let class =
+            SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= len).unwrap_or(SLOT_CLASS_BYTES.len() - 1);
+        let Some(new) = self.heads.allocate(id, class, len)? else {
+            refuse_from(&mut outcomes, 0);
+            return Ok(outcomes);
+        };
+        refuse_from(&mut outcomes, inserted);
+        if let Err(e) = new.write_payload(&self.heads, 0, &payload[..len]) {
+            self.heads.release(new);
+            return Err(e);
+        }
+        new.publish_count(&self.heads, enc.num_samples);
+        s.set_slot(new);
+        self.heads.release(old);
+        delta.head_samples += inserted as i64;
+        delta.head_bytes += len as i64 - old_len as i64;
+        s.enc = enc;
+        s.clear_checkpoints();
+        s.set_checkpoints(checkpoints);
+        Ok(outcomes)
     }
 
     /// A head slot for series `id`, which has none, whose payload holds `need` bytes (a new
@@ -473,6 +616,44 @@ impl Db {
         s.clear_checkpoints();
         Ok(())
     }
+}
+
+/// `held` and `late` (each in time order, no timestamp in both) merged in time order.
+fn merge_by_time(held: &[Sample], late: impl Iterator<Item = Sample>) -> Vec<Sample> {
+    let mut merged = Vec::with_capacity(held.len() + late.size_hint().0);
+    let mut rest = held;
+    for sample in late {
+        let before = rest.partition_point(|h| h.ts_ms < sample.ts_ms);
+        merged.extend_from_slice(&rest[..before]);
+        merged.push(sample);
+        rest = &rest[before..];
+    }
+    merged.extend_from_slice(rest);
+    merged
+}
+
+/// Encodes `samples` (in time order) as one open chunk into `payload`: its encoder state, its
+/// checkpoints (as appending them one by one keeps them) and its length in bytes. `None` when they
+/// do not fit the largest slot.
+fn encode_open_chunk(
+    samples: &[Sample],
+    payload: &mut [u8; SLOT_PAYLOAD_BYTES],
+) -> Option<(EncoderState, [EncoderState; 2], usize)> {
+    let mut enc = EncoderState::default();
+    let mut checkpoints = [EncoderState::default(); 2];
+    let mut writer = BitWriter::resume(0, 0);
+    for sample in samples {
+        if enc.num_samples == u16::MAX {
+            return None;
+        }
+        let start = encode_next(&mut enc, &mut writer, sample.ts_ms, sample.value);
+        let bytes = writer.bytes();
+        payload.get_mut(start..start + bytes.len())?.copy_from_slice(bytes);
+        if enc.num_samples.is_multiple_of(CHECKPOINT_EVERY) {
+            checkpoints = [enc, checkpoints[0]];
+        }
+    }
+    Some((enc, checkpoints, enc.bit_len.div_ceil(8) as usize))
 }
 
 #[cfg(test)]
