@@ -1,6 +1,8 @@
 //! Crash test: a child process (this test binary re-invoked) appends and prints an acknowledgement
 //! after every `Ok`; the parent SIGKILLs it at random moments, reopens the store and checks that
-//! every acknowledged sample is there, bit for bit.
+//! every acknowledged sample is there, bit for bit. Every other step of the first test is written
+//! late (after the step following it), so kills also land while a late sample is put into its
+//! open chunk.
 
 use crate::helpers::{append_pairs, small_options, Rng};
 use std::io::{BufRead, BufReader, Write};
@@ -14,7 +16,9 @@ const SERIES: usize = 40;
 const STEP_MS: i64 = 15_000;
 
 fn options(dir: &Path) -> Options {
-    small_options(dir, 256 << 20, 4 << 20)
+    let mut options = small_options(dir, 256 << 20, 4 << 20);
+    options.out_of_order_window = Duration::from_secs(3600);
+    options
 }
 
 /// The value series `i` holds at `ts`: a mix of counters, decimals and staleness markers so every
@@ -64,12 +68,24 @@ fn crash_child() {
             ids.push(db.resolve(&pairs).expect("child: resolve"));
             continue;
         }
-        let entries: Vec<_> = ids.iter().enumerate().map(|(i, id)| (*id, Sample::new(ts, value_of(i, ts)))).collect();
-        let report = append_pairs(&db, &entries).expect("child: append");
+        let step = |ts: i64| -> Vec<_> {
+            ids.iter().enumerate().map(|(i, id)| (*id, Sample::new(ts, value_of(i, ts)))).collect()
+        };
+        // The next step first, then this one, late.
+        let ahead = ts + STEP_MS;
+        let report = append_pairs(&db, &step(ahead)).expect("child: append");
         assert!(report.rejections.is_empty(), "child: unexpected rejections {report:?}");
-        writeln!(stdout, "ack all {ts}").expect("child: stdout");
+        writeln!(stdout, "ack all {ahead}").expect("child: stdout");
         stdout.flush().expect("child: flush");
-        ts += STEP_MS;
+        let report = append_pairs(&db, &step(ts)).expect("child: append late");
+        // A late sample may be refused (its open chunk full); the rest are acknowledged.
+        for i in 0..ids.len() {
+            if !report.rejections.iter().any(|r| r.index == i) {
+                writeln!(stdout, "late {i} {ts}").expect("child: stdout");
+            }
+        }
+        stdout.flush().expect("child: flush");
+        ts += 2 * STEP_MS;
     }
 }
 
@@ -106,6 +122,7 @@ fn acknowledged_samples_survive_sigkill() {
     let exe = std::env::current_exe().unwrap();
     let mut rng = Rng(0x5eed);
     let mut acked: Vec<Vec<i64>> = vec![Vec::new(); SERIES];
+    let mut late_acks = 0;
     let started = Instant::now();
     for round in 0..6 {
         let (mut child, reader) = start_child(&exe, "crash::crash_child", CHILD_DIR_ENV, dir.path());
@@ -130,16 +147,21 @@ fn acknowledged_samples_survive_sigkill() {
                     acks_this_round += 1;
                 }
                 ["ack", i, ts] => acked[i.parse::<usize>().unwrap()].push(ts.parse().unwrap()),
+                ["late", i, ts] => {
+                    acked[i.parse::<usize>().unwrap()].push(ts.parse().unwrap());
+                    late_acks += 1;
+                }
                 _ => {} // test harness chatter ("running 1 test", a line cut by the kill)
             }
         }
         let db = Db::open(options(dir.path())).unwrap();
-        for (i, want) in acked.iter().enumerate() {
+        for (i, want) in acked.iter_mut().enumerate() {
+            want.sort_unstable();
             let owned = labels(i);
             let found = db.select(&[Matcher::equal("series", owned[1].1.as_str())], i64::MIN, i64::MAX).unwrap();
             let got: Vec<Sample> = found.first().map(|s| s.samples().collect()).unwrap_or_default();
             let mut at = 0;
-            for ts in want {
+            for ts in want.iter() {
                 while at < got.len() && got[at].ts_ms < *ts {
                     at += 1;
                 }
@@ -151,10 +173,11 @@ fn acknowledged_samples_survive_sigkill() {
             }
         }
         drop(db);
-        eprintln!("round {round}: {acks_this_round} acknowledged batches verified");
+        eprintln!("round {round}: {acks_this_round} acknowledged batches verified ({late_acks} late samples so far)");
         assert!(started.elapsed() < Duration::from_secs(120), "crash test is taking too long");
     }
     assert!(acked[0].len() > 10, "the child never got going");
+    assert!(late_acks > 10, "late samples were written and acknowledged: {late_acks}");
 }
 
 const CHURN_CHILD_DIR_ENV: &str = "RINGTAIL_CHURN_CHILD_DIR";
