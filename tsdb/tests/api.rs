@@ -403,30 +403,88 @@ both_backends! {
 }
 
 both_backends! {
-    /// Late samples of one entry go into the open chunk in one rewrite; when not all fit the
-    /// largest slot, the oldest that fit go in and the rest are refused as out of order.
-    fn late_samples_that_outgrow_the_open_chunk_go_in_oldest_first(store) {
+    /// A late sample that does not fit its full open chunk makes the chunk's oldest samples close
+    /// into the ring: nothing is refused, reads and a reopen see every sample in order.
+    fn a_late_sample_into_a_full_open_chunk_closes_its_oldest_part(store) {
         let mut options = store.small_options(8 << 20, 1 << 20);
         options.out_of_order_window = std::time::Duration::from_secs(3600);
         let db = Db::open(options.clone()).unwrap();
         let id = db.resolve(&[("__name__", "m")]).unwrap();
-        let held: Vec<Sample> = (0..1000).map(|i| Sample::new(1_000_000 + i * 1000, 1.0)).collect();
-        let report = db.append(&[SeriesSamples::id(id, &held)]).unwrap();
-        assert_eq!(report.appended, 1000);
-        let mut late: Vec<Sample> = (0..999).map(|i| Sample::new(1_000_500 + i * 1000, 1.0)).collect();
-        late.reverse();
-        let report = db.append(&[SeriesSamples::id(id, &late)]).unwrap();
-        assert!(report.appended > 100 && report.appended < 999, "{}", report.appended);
-        assert_eq!(report.appended + report.rejections.len() as u64, 999);
-        assert!(report.rejections.iter().all(|r| r.reason == RejectReason::OutOfOrder));
-        let first_refused = report.rejections.iter().map(|r| r.ts_ms).min().unwrap();
-        late.sort_by_key(|s| s.ts_ms);
-        let mut expected: Vec<Sample> = held.iter().chain(late.iter().filter(|s| s.ts_ms < first_refused)).copied().collect();
+        let mut rng = Rng(17);
+        let mut expected = Vec::new();
+        let mut late_taken = 0;
+        for i in 0..400i64 {
+            // A counter written in order (a few bits a sample), and after every new sample a late
+            // one with a random value (many bytes): late samples are the ones that overflow.
+            let sample = Sample::new(1_000_000 + i * 1000, i as f64);
+            expected.push(sample);
+            append_pairs(&db, &[(id, sample)]).unwrap();
+            let late = Sample::new(sample.ts_ms - 500, f64::from_bits(rng.next_u64() >> 2));
+            let report = append_pairs(&db, &[(id, late)]).unwrap();
+            assert_eq!((report.appended, report.rejections.len()), (1, 0), "late sample {i}: {report:?}");
+            expected.push(late);
+            late_taken += 1;
+        }
         expected.sort_by_key(|s| s.ts_ms);
-        assert_eq!(expected.len() as u64, 1000 + report.appended, "the stored ones are the oldest");
-        assert_eq!(all_samples(&db, "m"), expected);
+        let stats = db.stats();
+        assert!(stats.head_samples < expected.len() as u64 / 4, "chunks were closed: {stats:?}");
+        assert_eq!(late_taken, 400);
+        let check = |db: &Db| {
+            let got = all_samples(db, "m");
+            assert!(got.len() == expected.len() && got.iter().zip(&expected).all(|(a, b)| a.bit_eq(b)));
+            for (lo, hi) in [(1_000_000, 1_100_000), (1_150_500, 1_151_000), (1_390_000, 1_400_000)] {
+                let found = db.select(&[Matcher::equal("__name__", "m")], lo, hi).unwrap();
+                let got: Vec<Sample> = found[0].samples().collect();
+                let want: Vec<Sample> = expected.iter().copied().filter(|s| s.ts_ms >= lo && s.ts_ms <= hi).collect();
+                assert!(got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.bit_eq(b)), "[{lo}, {hi}]");
+            }
+        };
+        check(&db);
         drop(db);
-        assert_eq!(all_samples(&Db::open(options).unwrap(), "m"), expected);
+        check(&Db::open(options).unwrap());
+    }
+}
+
+both_backends! {
+    /// Late samples of one entry go into the open chunk in one rewrite. When they outgrow it, its
+    /// oldest samples close into the ring; when even the rest cannot be held (more late samples
+    /// than the chunk had), the oldest that fit go in and the rest are refused as out of order.
+    fn late_samples_that_outgrow_the_open_chunk_go_in_oldest_first(store) {
+        let mut options = store.small_options(8 << 20, 1 << 20);
+        options.out_of_order_window = std::time::Duration::from_secs(3600);
+        let db = Db::open(options.clone()).unwrap();
+        let mut rng = Rng(23);
+        let mut expected = Vec::new();
+        for (name, held_count, random_late) in [("closes", 1000i64, false), ("fills", 100, true)] {
+            let id = db.resolve(&[("__name__", name)]).unwrap();
+            let held: Vec<Sample> = (0..held_count).map(|i| Sample::new(1_000_000 + i * 1000, 1.0)).collect();
+            assert_eq!(db.append(&[SeriesSamples::id(id, &held)]).unwrap().appended, held_count as u64);
+            let mut late: Vec<Sample> = (0..held_count - 1)
+                .map(|i| Sample::new(1_000_500 + i * 1000, if random_late { f64::from_bits(rng.next_u64() >> 2) } else { 1.0 }))
+                .collect();
+            late.reverse();
+            let report = db.append(&[SeriesSamples::id(id, &late)]).unwrap();
+            assert_eq!(report.appended + report.rejections.len() as u64, late.len() as u64);
+            assert!(report.rejections.iter().all(|r| r.reason == RejectReason::OutOfOrder));
+            if random_late {
+                assert!(report.appended > 0 && report.appended < late.len() as u64, "{name}: {}", report.appended);
+            } else {
+                assert_eq!(report.appended, late.len() as u64, "{name}: all taken");
+            }
+            let first_refused = report.rejections.iter().map(|r| r.ts_ms).min().unwrap_or(i64::MAX);
+            let mut want: Vec<Sample> = held.iter().chain(late.iter().filter(|s| s.ts_ms < first_refused)).copied().collect();
+            want.sort_by_key(|s| s.ts_ms);
+            assert_eq!(want.len() as u64, held_count as u64 + report.appended, "{name}: the stored ones are the oldest");
+            let got = all_samples(&db, name);
+            assert!(got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.bit_eq(b)), "{name}");
+            expected.push((name, want));
+        }
+        drop(db);
+        let db = Db::open(options).unwrap();
+        for (name, want) in expected {
+            let got = all_samples(&db, name);
+            assert!(got.len() == want.len() && got.iter().zip(&want).all(|(a, b)| a.bit_eq(b)), "{name} after a reopen");
+        }
     }
 }
 

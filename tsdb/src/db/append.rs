@@ -389,13 +389,15 @@ impl Db {
     /// in time in the open chunk, with one outcome per sample. A sample goes in when it is within
     /// [`crate::Options::out_of_order_window`] of the newest and later than every closed chunk of
     /// the series; one at a timestamp the chunk holds is a duplicate (same value) or refused
-    /// (another value), as for the newest sample; others are refused as out of order (too old
-    /// for the retention: too old). The open chunk is decoded, the samples put in order, and the
+    /// (another value), as for the newest sample; the others are refused as out of order (or as
+    /// too old, when older than the retention). The open chunk is decoded, the samples put in order, and the
     /// whole chunk encoded into another slot, whose count is published before the old slot is
     /// given back (a kill in between leaves both copies, and recovery keeps the one with more
     /// samples: this one). One rewrite per call, so a request costs at most one per series.
-    /// When the chunk would outgrow the largest slot, the oldest late samples that fit go in and
-    /// the rest are refused as out of order (all are when no slot is free).
+    /// When the chunk would outgrow the largest slot, its oldest samples are closed into the ring
+    /// to make room (`close_oldest_part`); when even that cannot hold them, the oldest late
+    /// samples that fit go in and the rest are refused as out of order (all are when no slot is
+    /// free).
     fn insert_late(
         &self,
         s: &mut SeriesState,
@@ -430,13 +432,14 @@ impl Db {
         let old_len = s.enc.bit_len.div_ceil(8) as usize;
         let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
         old.read_payload(&self.heads, &mut payload[..old_len]);
-        let mut held = Vec::with_capacity(usize::from(s.enc.num_samples));
-        for decoded in ChunkDecoder::new(&payload[..old_len], s.enc.num_samples) {
-            match decoded {
-                Ok(decoded) => held.push(decoded),
-                Err(_) => return Err(Error::Internal(format!("BUG: the open chunk of series {id} does not decode"))),
-            }
-        }
+        let held: Result<Vec<Sample>, _> = ChunkDecoder::new(&payload[..old_len], s.enc.num_samples).collect();
+        let Ok(held) = held else {
+            // Cannot happen (the store wrote these bytes); the late samples are refused, and
+            // the chunk is left as it is.
+            tracing::error!(series = id, "BUG: an open chunk does not decode; late samples of the series refused");
+            refuse_the_rest(&mut outcomes);
+            return Ok(outcomes);
+        };
         // The late samples that go in (indexes into `late`, in time order): repeats of a held
         // sample, or of an earlier late one, are answered as repeats.
         let mut going_in: Vec<usize> = Vec::new();
@@ -454,9 +457,14 @@ impl Db {
                 None => going_in.push(k),
             }
         }
-        // All of them, or else the most (oldest first) that fit the largest slot.
+        // All of them in the open chunk; or all of them, the oldest samples closed into the ring
+        // to make room; or else the most (oldest first) that fit the largest slot.
         let merged = |count: usize| merge_by_time(&held, going_in[..count].iter().map(|&k| late[k]));
-        let mut fitted = encode_open_chunk(&merged(going_in.len()), &mut payload).map(|e| (going_in.len(), e));
+        let all = merged(going_in.len());
+        let mut fitted = encode_open_chunk(&all, &mut payload).map(|e| (going_in.len(), e));
+        if fitted.is_none() && self.close_oldest_part(s, id, old, &all, delta)? {
+            return Ok(outcomes);
+        }
         if fitted.is_none() {
             let (mut fits, mut too_many) = (0, going_in.len());
             while too_many - fits > 1 {
@@ -469,22 +477,19 @@ impl Db {
             }
             fitted = encode_open_chunk(&merged(fits), &mut payload).map(|e| (fits, e)).filter(|(fits, _)| *fits > 0);
         }
-        let refuse_from = |outcomes: &mut Vec<Outcome>, first: usize| {
-            for &k in &going_in[first..] {
-                outcomes[k] = Outcome::Rejected(RejectReason::OutOfOrder);
-            }
-        };
         let Some((inserted, (enc, checkpoints, len))) = fitted else {
-            refuse_from(&mut outcomes, 0);
+            refuse_the_rest(&mut outcomes);
             return Ok(outcomes);
         };
         let class =
             SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= len).unwrap_or(SLOT_CLASS_BYTES.len() - 1);
         let Some(new) = self.heads.allocate(id, class, len)? else {
-            refuse_from(&mut outcomes, 0);
+            refuse_the_rest(&mut outcomes);
             return Ok(outcomes);
         };
-        refuse_from(&mut outcomes, inserted);
+        for &k in &going_in[inserted..] {
+            outcomes[k] = Outcome::Rejected(RejectReason::OutOfOrder);
+        }
         if let Err(e) = new.write_payload(&self.heads, 0, &payload[..len]) {
             self.heads.release(new);
             return Err(e);
@@ -498,6 +503,71 @@ impl Db {
         s.clear_checkpoints();
         s.set_checkpoints(checkpoints);
         Ok(outcomes)
+    }
+
+    /// For late samples that make the open chunk outgrow the largest slot: the oldest samples of
+    /// `merged` (the open chunk's and the late ones, in time order) that fill a slot are closed
+    /// into the ring as one chunk, and the rest become the open chunk, in another slot. In this
+    /// order, for a kill at any point: the new open chunk is published (recovery still keeps the
+    /// old one, which holds more samples), the chunk is written to the ring (recovery drops the
+    /// old copy as closed and keeps the new one), the old slot is freed. So it is done only when
+    /// the new open chunk holds fewer samples than the old one; false when it is not done.
+    fn close_oldest_part(
+        &self,
+        s: &mut SeriesState,
+        id: u32,
+        old: Slot,
+        merged: &[Sample],
+        delta: &mut BatchDelta,
+    ) -> Result<bool, Error> {
+        let mut closed = [0u8; SLOT_PAYLOAD_BYTES];
+        let (count, closed_enc, _) = encode_prefix(merged, &mut closed);
+        let (oldest, rest) = merged.split_at(count);
+        let (Some(first), Some(last)) = (oldest.first(), oldest.last()) else {
+            return Ok(false);
+        };
+        if rest.is_empty() || rest.len() >= usize::from(s.enc.num_samples) {
+            return Ok(false);
+        }
+        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
+        let Some((enc, checkpoints, len)) = encode_open_chunk(rest, &mut payload) else {
+            return Ok(false);
+        };
+        let class =
+            SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= len).unwrap_or(SLOT_CLASS_BYTES.len() - 1);
+        let Some(new) = self.heads.allocate(id, class, len)? else {
+            return Ok(false);
+        };
+        if let Err(e) = new.write_payload(&self.heads, 0, &payload[..len]) {
+            self.heads.release(new);
+            return Err(e);
+        }
+        new.publish_count(&self.heads, enc.num_samples);
+        let closed_len = closed_enc.bit_len.div_ceil(8) as usize;
+        let header = ChunkHeader {
+            payload_len: closed_len as u16,
+            num_samples: closed_enc.num_samples,
+            series: id,
+            min_ts_ms: first.ts_ms,
+            max_ts_ms: last.ts_ms,
+        };
+        let chunk_ref = match self.ring.write_chunk(&header, &closed[..closed_len]) {
+            Ok(chunk_ref) => chunk_ref,
+            Err(e) => {
+                self.heads.release(new);
+                return Err(e);
+            }
+        };
+        let stale = s.chunks().iter().take_while(|c| !self.ring.is_live(c)).count();
+        s.replace_chunks(stale, Some(chunk_ref));
+        s.set_slot(new);
+        self.heads.release(old);
+        delta.head_samples += i64::from(enc.num_samples) - i64::from(s.enc.num_samples);
+        delta.head_bytes += len as i64 - s.enc.bit_len.div_ceil(8) as i64;
+        s.enc = enc;
+        s.clear_checkpoints();
+        s.set_checkpoints(checkpoints);
+        Ok(true)
     }
 
     /// A head slot for series `id`, which has none, whose payload holds `need` bytes (a new
@@ -618,6 +688,13 @@ impl Db {
     }
 }
 
+/// Refuses, as out of order, every sample of a late run that was still to go in.
+fn refuse_the_rest(outcomes: &mut [Outcome]) {
+    for outcome in outcomes.iter_mut().filter(|outcome| matches!(outcome, Outcome::Appended)) {
+        *outcome = Outcome::Rejected(RejectReason::OutOfOrder);
+    }
+}
+
 /// `held` and `late` (each in time order, no timestamp in both) merged in time order.
 fn merge_by_time(held: &[Sample], late: impl Iterator<Item = Sample>) -> Vec<Sample> {
     let mut merged = Vec::with_capacity(held.len() + late.size_hint().0);
@@ -632,28 +709,43 @@ fn merge_by_time(held: &[Sample], late: impl Iterator<Item = Sample>) -> Vec<Sam
     merged
 }
 
-/// Encodes `samples` (in time order) as one open chunk into `payload`: its encoder state, its
-/// checkpoints (as appending them one by one keeps them) and its length in bytes. `None` when they
-/// do not fit the largest slot.
-fn encode_open_chunk(
+/// Encodes the longest prefix of `samples` (in time order) that fits the largest slot as one
+/// chunk into `payload`: how many samples it holds, its encoder state and its checkpoints (as
+/// appending them one by one keeps them).
+fn encode_prefix(
     samples: &[Sample],
     payload: &mut [u8; SLOT_PAYLOAD_BYTES],
-) -> Option<(EncoderState, [EncoderState; 2], usize)> {
+) -> (usize, EncoderState, [EncoderState; 2]) {
     let mut enc = EncoderState::default();
     let mut checkpoints = [EncoderState::default(); 2];
     let mut writer = BitWriter::resume(0, 0);
-    for sample in samples {
+    for (count, sample) in samples.iter().enumerate() {
         if enc.num_samples == u16::MAX {
-            return None;
+            return (count, enc, checkpoints);
         }
-        let start = encode_next(&mut enc, &mut writer, sample.ts_ms, sample.value);
+        let mut next = enc;
+        let start = encode_next(&mut next, &mut writer, sample.ts_ms, sample.value);
         let bytes = writer.bytes();
-        payload.get_mut(start..start + bytes.len())?.copy_from_slice(bytes);
+        let Some(place) = payload.get_mut(start..start + bytes.len()) else {
+            return (count, enc, checkpoints);
+        };
+        place.copy_from_slice(bytes);
+        enc = next;
         if enc.num_samples.is_multiple_of(CHECKPOINT_EVERY) {
             checkpoints = [enc, checkpoints[0]];
         }
     }
-    Some((enc, checkpoints, enc.bit_len.div_ceil(8) as usize))
+    (samples.len(), enc, checkpoints)
+}
+
+/// Encodes `samples` (in time order) as one open chunk into `payload`: its encoder state, its
+/// checkpoints and its length in bytes. `None` when they do not fit the largest slot.
+fn encode_open_chunk(
+    samples: &[Sample],
+    payload: &mut [u8; SLOT_PAYLOAD_BYTES],
+) -> Option<(EncoderState, [EncoderState; 2], usize)> {
+    let (count, enc, checkpoints) = encode_prefix(samples, payload);
+    (count == samples.len()).then(|| (enc, checkpoints, enc.bit_len.div_ceil(8) as usize))
 }
 
 #[cfg(test)]

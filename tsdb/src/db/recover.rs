@@ -299,6 +299,47 @@ mod tests {
         assert_eq!(db.stats().head_slot_bytes_used, new.size_bytes() as u64, "one copy is kept, the other freed");
     }
 
+    /// A kill after a late sample made the open chunk's oldest part close into the ring (the
+    /// new open chunk published, the chunk in the ring, the old slot not yet cleared): the store
+    /// reopens with every sample once.
+    fn check_split_open_chunk_with_uncleared_old_slot_is_kept_once(mut options: Options) {
+        options.out_of_order_window = std::time::Duration::from_secs(60);
+        let db = Db::open(options.clone()).unwrap();
+        let id = db.resolve(&[("__name__", "m")]).unwrap();
+        let mut written = Vec::new();
+        let mut split = None;
+        for i in 0..1000i64 {
+            let sample = Sample::new(i * 1000, i as f64);
+            db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
+            written.push(sample);
+            let old = slot_of(&db, id).expect("the series holds a slot");
+            let before = (old, old.read(&db.heads), db.stats().head_samples);
+            // A random value: many bytes, so late samples are the ones that overflow the chunk.
+            let late = Sample::new(i * 1000 - 500, f64::from_bits((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 2));
+            assert_eq!(db.append(&[SeriesSamples::id(id, &[late])]).unwrap().appended, 1);
+            written.push(late);
+            if db.stats().head_samples < before.2 {
+                split = Some(before);
+                break;
+            }
+        }
+        let (old, contents, _) = split.expect("a late sample closed the open chunk's oldest part");
+        old.write_payload(&db.heads, 0, &contents.payload[..old.payload_capacity()]).unwrap();
+        old.publish_count(&db.heads, contents.num_samples);
+        drop(db);
+        let db = Db::open(options).unwrap();
+        written.sort_by_key(|s| s.ts_ms);
+        let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
+        assert!(got.len() == written.len() && got.iter().zip(&written).all(|(a, b)| a.bit_eq(b)));
+    }
+
+    #[test]
+    fn split_open_chunk_with_uncleared_old_slot_is_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        check_split_open_chunk_with_uncleared_old_slot_is_kept_once(Options::new(dir.path()));
+        check_split_open_chunk_with_uncleared_old_slot_is_kept_once(Options::in_memory());
+    }
+
     #[test]
     fn late_sample_in_two_slots_is_kept_once() {
         let dir = tempfile::tempdir().unwrap();
