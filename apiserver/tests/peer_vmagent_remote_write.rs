@@ -1,8 +1,10 @@
 //! Real peer: vmagent scrapes a test target and remote-writes the same stream to Ringtail and to
 //! a VictoriaMetrics single-node (vmagent has no query API of its own; VictoriaMetrics' export
 //! shows exactly what vmagent sent). Every sample VictoriaMetrics holds must be in Ringtail with
-//! the identical timestamp and value. Skipped (saying so) when either is not installed, unless
-//! `RINGTAIL_REQUIRE_PEERS=1`.
+//! the identical timestamp and value. Ringtail is paused (SIGSTOP, as a throttled or overloaded
+//! process is) three times for 4 s meanwhile: vmagent's four queues then deliver the blocks it
+//! held back in parallel, in any order, and the late ones must be stored too. Skipped (saying so)
+//! when either is not installed, unless `RINGTAIL_REQUIRE_PEERS=1`.
 
 mod ingest_common;
 
@@ -61,6 +63,24 @@ async fn every_vmagent_sample_arrives_identical() {
         let series: Vec<ExportedSeries> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         Some(series)
     };
+    eventually("Ringtail to get vmagent's first scrapes", Duration::from_secs(60), || async {
+        let exported = ringtail.export("{job=\"demo\"}").await;
+        exported
+            .iter()
+            .any(|s| s.metric.get("__name__").map(String::as_str) == Some("up") && s.timestamps.len() >= 2)
+            .then_some(())
+    })
+    .await;
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &ringtail.process.pid().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {name} of Ringtail's pid");
+    };
+    for _ in 0..3 {
+        signal("-STOP");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        signal("-CONT");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     let expected = eventually("8 scrapes in VictoriaMetrics", Duration::from_secs(120), || async {
         let series = vm_export().await?;
         let up = series.iter().find(|s| s.metric.get("__name__").map(String::as_str) == Some("up"))?;
