@@ -379,26 +379,40 @@ both_backends! {
         let db = Db::open(options).unwrap();
         check(&db);
 
-        // A series whose chunks close: a late sample older than its newest closed chunk is refused.
+        // A series whose chunks close (random values: a few dozen samples a chunk). Once samples
+        // have arrived late (since the store opened), a chunk cut keeps its newest samples open:
+        // a sample a few steps late goes in right after a cut. One older than the series' closed
+        // chunks (100 steps back) is refused, window or not.
         let id = db.resolve(&[("__name__", "closing")]).unwrap();
         let mut rng = Rng(5);
-        let (mut ts, mut written) = (t0, 0u64);
-        while db.stats().head_samples == expected.len() as u64 + written {
+        let (mut ts, mut written, mut cuts) = (t0 + 2_000, 2u64, 0);
+        let mut closing: Vec<Sample> = vec![Sample::new(t0 + 1_000, 1.0), Sample::new(t0 + 2_000, 2.0)];
+        append_pairs(&db, &[(id, closing[1])]).unwrap();
+        assert_eq!(append_pairs(&db, &[(id, closing[0])]).unwrap().appended, 1);
+        while cuts < 3 {
             ts += 1_000;
-            written += append_pairs(&db, &[(id, Sample::new(ts, f64::from_bits(rng.next_u64())))]).unwrap().appended;
+            let before = db.stats().head_samples;
+            let sample = Sample::new(ts, f64::from_bits(rng.next_u64()));
+            written += append_pairs(&db, &[(id, sample)]).unwrap().appended;
+            closing.push(sample);
+            if db.stats().head_samples < before + 1 {
+                cuts += 1;
+                let late = Sample::new(ts - 3_500, f64::from_bits(rng.next_u64()));
+                let report = append_pairs(&db, &[(id, late)]).unwrap();
+                assert_eq!((report.appended, report.rejections.len()), (1, 0), "late by 3.5 steps right after a cut");
+                closing.push(late);
+                written += 1;
+            }
         }
-        // The chunk closed before the sample at `ts`, which opened the next one.
-        ts += 1_000;
-        append_pairs(&db, &[(id, Sample::new(ts, 1.0))]).unwrap();
-        let report = append_pairs(
-            &db,
-            &[(id, Sample::new(ts - 2_500, 2.0)), (id, Sample::new(ts - 1_500, 3.0)), (id, Sample::new(ts - 500, 4.0))],
-        )
-        .unwrap();
+        assert!(closing.len() > 100, "{} samples for 3 cuts", closing.len());
+        let report = append_pairs(&db, &[(id, Sample::new(ts - 100_500, 2.0)), (id, Sample::new(ts - 500, 4.0))]).unwrap();
         assert_eq!(report.rejections.iter().map(|r| (r.index, r.reason)).collect::<Vec<_>>(), [(0, RejectReason::OutOfOrder)]);
-        assert_eq!(report.appended, 2, "later than the closed chunk: before and inside the open one");
+        assert_eq!(report.appended, 1, "inside the open chunk");
+        closing.push(Sample::new(ts - 500, 4.0));
+        closing.sort_by_key(|s| s.ts_ms);
         let got = all_samples(&db, "closing");
-        assert_eq!(got[got.len() - 4..].iter().map(|s| s.ts_ms - ts).collect::<Vec<_>>(), [-1_500, -1_000, -500, 0]);
+        assert!(got.len() == closing.len() && got.iter().zip(&closing).all(|(a, b)| a.bit_eq(b)));
+        assert_eq!(written + 1, closing.len() as u64);
     }
 }
 

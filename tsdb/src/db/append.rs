@@ -340,7 +340,9 @@ impl Db {
         let mut start = encode_next(&mut enc, &mut writer, sample.ts_ms, sample.value);
         let mut end = start + writer.bytes().len();
         if end > SLOT_PAYLOAD_BYTES || enc.num_samples == u16::MAX {
-            self.close_chunk(s, id, delta)?;
+            if !self.close_all_but_newest(s, id, delta)? {
+                self.close_chunk(s, id, delta)?;
+            }
             enc = s.encoder();
             start = encode_next(&mut enc, &mut writer, sample.ts_ms, sample.value);
             end = start + writer.bytes().len();
@@ -406,6 +408,9 @@ impl Db {
         cutoff_ms: Option<i64>,
         delta: &mut BatchDelta,
     ) -> Result<Vec<Outcome>, Error> {
+        if !self.late_samples_seen.load(Ordering::Relaxed) {
+            self.late_samples_seen.store(true, Ordering::Relaxed);
+        }
         let window_ms = i64::try_from(self.options.out_of_order_window.as_millis()).unwrap_or(i64::MAX);
         let newest = s.newest_ts_ms();
         let after_ms = s.chunks().last().map_or(i64::MIN, |closed| closed.max_ts_ms);
@@ -507,11 +512,7 @@ impl Db {
 
     /// For late samples that make the open chunk outgrow the largest slot: the oldest samples of
     /// `merged` (the open chunk's and the late ones, in time order) that fill a slot are closed
-    /// into the ring as one chunk, and the rest become the open chunk, in another slot. In this
-    /// order, for a kill at any point: the new open chunk is published (recovery still keeps the
-    /// old one, which holds more samples), the chunk is written to the ring (recovery drops the
-    /// old copy as closed and keeps the new one), the old slot is freed. So it is done only when
-    /// the new open chunk holds fewer samples than the old one; false when it is not done.
+    /// into the ring as one chunk, and the rest become the open chunk (see [`Db::close_part`]).
     fn close_oldest_part(
         &self,
         s: &mut SeriesState,
@@ -521,11 +522,90 @@ impl Db {
         delta: &mut BatchDelta,
     ) -> Result<bool, Error> {
         let mut closed = [0u8; SLOT_PAYLOAD_BYTES];
-        let (count, closed_enc, _) = encode_prefix(merged, &mut closed);
+        let (count, enc, _) = encode_prefix(merged, &mut closed);
         let (oldest, rest) = merged.split_at(count);
         let (Some(first), Some(last)) = (oldest.first(), oldest.last()) else {
             return Ok(false);
         };
+        let part = ClosedPart {
+            payload: &closed[..enc.bit_len.div_ceil(8) as usize],
+            num_samples: enc.num_samples,
+            min_ts_ms: first.ts_ms,
+            max_ts_ms: last.ts_ms,
+        };
+        self.close_part(s, id, old, part, rest, delta)
+    }
+
+    /// With an out-of-order window, once samples have arrived late, when the next in-order
+    /// sample does not fit the open chunk: instead of closing all of it, its newest
+    /// `CARRIED_SAMPLES` stay in the open chunk and the part before them closes into the ring as
+    /// it is (its bytes are a prefix of the open chunk's), so a sample arriving a few samples late
+    /// still finds its place after the closed chunks. Decoding starts at the newest checkpoint
+    /// before that part's end, and only the kept samples are encoded again. False (the caller
+    /// closes the whole chunk) when it is not done.
+    fn close_all_but_newest(&self, s: &mut SeriesState, id: u32, delta: &mut BatchDelta) -> Result<bool, Error> {
+        let (Some(old), n) = (s.slot(), s.enc.num_samples) else {
+            return Ok(false);
+        };
+        if self.options.out_of_order_window.is_zero()
+            || !self.late_samples_seen.load(Ordering::Relaxed)
+            || n <= 2 * CARRIED_SAMPLES
+        {
+            return Ok(false);
+        }
+        let closed_count = n - CARRIED_SAMPLES;
+        let checkpoint = s.checkpoints().iter().copied().find(|c| c.num_samples > 0 && c.num_samples <= closed_count);
+        let len = s.enc.bit_len.div_ceil(8) as usize;
+        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
+        old.read_payload(&self.heads, &mut payload[..len]);
+        let mut decoder = match checkpoint {
+            Some(checkpoint) => ChunkDecoder::resume(&payload, len, checkpoint, n),
+            None => ChunkDecoder::new(&payload[..len], n),
+        };
+        let mut skipped = checkpoint.map_or(0, |c| c.num_samples);
+        while skipped < closed_count {
+            if !matches!(decoder.next(), Some(Ok(_))) {
+                return Ok(false);
+            }
+            skipped += 1;
+        }
+        let boundary = decoder.encoder_state(&payload);
+        let rest: Result<Vec<Sample>, _> = decoder.collect();
+        let Ok(rest) = rest else {
+            return Ok(false);
+        };
+        // The closed part ends inside a byte: the bits after it (the next sample's) are cleared.
+        let mut closed = payload;
+        let closed_len = boundary.bit_len.div_ceil(8) as usize;
+        let used_bits = boundary.bit_len % 8;
+        if used_bits > 0 {
+            closed[closed_len - 1] &= 0xff << (8 - used_bits);
+        }
+        let part = ClosedPart {
+            payload: &closed[..closed_len],
+            num_samples: closed_count,
+            min_ts_ms: s.enc.first_ts_ms,
+            max_ts_ms: boundary.last_ts_ms,
+        };
+        self.close_part(s, id, old, part, &rest, delta)
+    }
+
+    /// Closes `part` (the oldest samples of the open chunk, with any late ones) into the ring as
+    /// one chunk and makes `rest` (the samples after it, in time order) the open chunk, in
+    /// another slot. In this order, for a kill at any point: the new open chunk is published
+    /// (recovery still keeps the old one, which holds more samples), the chunk is written to the
+    /// ring (recovery drops the old copy as closed and keeps the new one), the old slot is freed.
+    /// So it is done only when the new open chunk holds fewer samples than the old one; false
+    /// when it is not done.
+    fn close_part(
+        &self,
+        s: &mut SeriesState,
+        id: u32,
+        old: Slot,
+        part: ClosedPart<'_>,
+        rest: &[Sample],
+        delta: &mut BatchDelta,
+    ) -> Result<bool, Error> {
         if rest.is_empty() || rest.len() >= usize::from(s.enc.num_samples) {
             return Ok(false);
         }
@@ -533,8 +613,11 @@ impl Db {
         let Some((enc, checkpoints, len)) = encode_open_chunk(rest, &mut payload) else {
             return Ok(false);
         };
-        let class =
-            SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= len).unwrap_or(SLOT_CLASS_BYTES.len() - 1);
+        // A slot of the old one's size: the open chunk grows back into it.
+        let class = SLOT_CLASS_BYTES
+            .iter()
+            .position(|b| *b >= old.size_bytes() && b - SLOT_HEADER_BYTES >= len)
+            .unwrap_or(SLOT_CLASS_BYTES.len() - 1);
         let Some(new) = self.heads.allocate(id, class, len)? else {
             return Ok(false);
         };
@@ -543,15 +626,14 @@ impl Db {
             return Err(e);
         }
         new.publish_count(&self.heads, enc.num_samples);
-        let closed_len = closed_enc.bit_len.div_ceil(8) as usize;
         let header = ChunkHeader {
-            payload_len: closed_len as u16,
-            num_samples: closed_enc.num_samples,
+            payload_len: part.payload.len() as u16,
+            num_samples: part.num_samples,
             series: id,
-            min_ts_ms: first.ts_ms,
-            max_ts_ms: last.ts_ms,
+            min_ts_ms: part.min_ts_ms,
+            max_ts_ms: part.max_ts_ms,
         };
-        let chunk_ref = match self.ring.write_chunk(&header, &closed[..closed_len]) {
+        let chunk_ref = match self.ring.write_chunk(&header, part.payload) {
             Ok(chunk_ref) => chunk_ref,
             Err(e) => {
                 self.heads.release(new);
@@ -686,6 +768,19 @@ impl Db {
         s.clear_checkpoints();
         Ok(())
     }
+}
+
+/// Samples an in-order chunk cut keeps in the open chunk once samples arrive late
+/// (`Db::close_all_but_newest`): senders that write in parallel deliver a few of their newest
+/// requests out of order.
+const CARRIED_SAMPLES: u16 = 8;
+
+/// The oldest part of an open chunk, closed into the ring by `Db::close_part`.
+struct ClosedPart<'a> {
+    payload: &'a [u8],
+    num_samples: u16,
+    min_ts_ms: i64,
+    max_ts_ms: i64,
 }
 
 /// Refuses, as out of order, every sample of a late run that was still to go in.

@@ -279,6 +279,9 @@ pub struct Db {
     maintained_below_id: AtomicU32,
     /// Told of every stored sample (forwarding); set at most once.
     observer: std::sync::OnceLock<std::sync::Arc<dyn AppendObserver>>,
+    /// Whether a sample arrived late since the store opened: only then do chunk cuts keep their
+    /// newest samples open for more (`Db::close_all_but_newest`), which costs a little.
+    late_samples_seen: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Db {

@@ -169,6 +169,7 @@ impl Db {
             series_removed: AtomicU64::new(0),
             maintained_below_id: AtomicU32::new(next_id),
             observer: std::sync::OnceLock::new(),
+            late_samples_seen: std::sync::atomic::AtomicBool::new(false),
         };
         if recovered.skipped_stretches > 0 && !db.options.read_only {
             db.compact_series_log()?;
@@ -331,6 +332,47 @@ mod tests {
         written.sort_by_key(|s| s.ts_ms);
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert!(got.len() == written.len() && got.iter().zip(&written).all(|(a, b)| a.bit_eq(b)));
+    }
+
+    /// The same for an in-order sample that cut the open chunk while keeping its newest samples
+    /// open (an out-of-order window is set).
+    fn check_cut_keeping_newest_with_uncleared_old_slot_is_kept_once(mut options: Options) {
+        options.out_of_order_window = std::time::Duration::from_secs(60);
+        let db = Db::open(options.clone()).unwrap();
+        // Chunk cuts keep their newest samples open once a sample has arrived late.
+        let other = db.resolve(&[("__name__", "other")]).unwrap();
+        db.append(&[SeriesSamples::id(other, &[Sample::new(2000, 1.0)])]).unwrap();
+        assert_eq!(db.append(&[SeriesSamples::id(other, &[Sample::new(1000, 1.0)])]).unwrap().appended, 1);
+        let id = db.resolve(&[("__name__", "m")]).unwrap();
+        let mut written = Vec::new();
+        let mut cut = None;
+        for i in 0..1000i64 {
+            let before = slot_of(&db, id).map(|old| (old, old.read(&db.heads), db.stats().head_samples));
+            let sample = Sample::new(i * 1000, f64::from_bits((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 2));
+            db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
+            written.push(sample);
+            if let Some(before) = before.filter(|(_, _, head)| db.stats().head_samples <= *head) {
+                cut = Some(before);
+                break;
+            }
+        }
+        let (old, contents, _) = cut.expect("an in-order sample cut the open chunk");
+        // `other`'s 2 samples, and the kept ones with the new one (1 alone after a whole cut).
+        assert!(db.stats().head_samples > 2 + 1, "the newest samples were kept open");
+        old.write_payload(&db.heads, 0, &contents.payload[..old.payload_capacity()]).unwrap();
+        old.publish_count(&db.heads, contents.num_samples);
+        drop(db);
+        let db = Db::open(options).unwrap();
+        let got: Vec<Sample> =
+            db.select(&[crate::Matcher::equal("__name__", "m")], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
+        assert!(got.len() == written.len() && got.iter().zip(&written).all(|(a, b)| a.bit_eq(b)));
+    }
+
+    #[test]
+    fn cut_keeping_newest_with_uncleared_old_slot_is_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        check_cut_keeping_newest_with_uncleared_old_slot_is_kept_once(Options::new(dir.path()));
+        check_cut_keeping_newest_with_uncleared_old_slot_is_kept_once(Options::in_memory());
     }
 
     #[test]
