@@ -214,6 +214,27 @@ mod tests {
         db.table.read().get(id.0 as u32).and_then(|cell| cell.lock().slot())
     }
 
+    /// Writes `contents` back into `slot` as a kill before its clearing would have left it, then
+    /// reopens the store: the simulated restart.
+    fn put_back_and_reopen(db: Db, slot: Slot, contents: &crate::head::SlotContents, options: Options) -> Db {
+        slot.write_payload(&db.heads, 0, &contents.payload[..slot.payload_capacity()]).unwrap();
+        slot.publish_count(&db.heads, contents.num_samples);
+        drop(db);
+        Db::open(options).unwrap()
+    }
+
+    /// Runs `check` on a store in a directory and on one in memory.
+    fn on_both_storages(check: fn(Options)) {
+        let dir = tempfile::tempdir().unwrap();
+        check(Options::new(dir.path()));
+        check(Options::in_memory());
+    }
+
+    /// A value whose bits look random (many bytes in a chunk).
+    fn scrambled(i: i64) -> f64 {
+        f64::from_bits((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 2)
+    }
+
     /// Regression guard for the close protocol: a kill after the chunk reached the ring but before
     /// the slot was cleared must not duplicate samples.
     fn check_chunk_in_ring_and_uncleared_slot_is_kept_once(options: Options) {
@@ -236,10 +257,7 @@ mod tests {
         // it: it was never acknowledged in this simulated kill).
         written.pop();
         let slot = slot_of(&db, id).expect("the series holds a slot");
-        slot.write_payload(&db.heads, 0, &contents.payload).unwrap();
-        slot.publish_count(&db.heads, contents.num_samples);
-        drop(db);
-        let db = Db::open(options).unwrap();
+        let db = put_back_and_reopen(db, slot, &contents, options);
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert_eq!(got, written);
     }
@@ -265,10 +283,7 @@ mod tests {
         let (old, contents, new_size) = grown.expect("the open chunk moved to a larger slot");
         // The old slot as it was before it was cleared (the new sample was published only in
         // the new slot, after the copy: it is not in the old one).
-        old.write_payload(&db.heads, 0, &contents.payload[..old.payload_capacity()]).unwrap();
-        old.publish_count(&db.heads, contents.num_samples);
-        drop(db);
-        let db = Db::open(options).unwrap();
+        let db = put_back_and_reopen(db, old, &contents, options);
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert_eq!(got, written);
         assert_eq!(db.stats().head_slot_bytes_used, new_size as u64, "one copy is kept, the other freed");
@@ -291,10 +306,7 @@ mod tests {
         written.insert(21, late);
         let new = slot_of(&db, id).expect("the series holds a slot");
         assert_ne!(old.number(), new.number(), "the chunk was written anew elsewhere");
-        old.write_payload(&db.heads, 0, &contents.payload[..old.payload_capacity()]).unwrap();
-        old.publish_count(&db.heads, contents.num_samples);
-        drop(db);
-        let db = Db::open(options).unwrap();
+        let db = put_back_and_reopen(db, old, &contents, options);
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert_eq!(got, written);
         assert_eq!(db.stats().head_slot_bytes_used, new.size_bytes() as u64, "one copy is kept, the other freed");
@@ -316,7 +328,7 @@ mod tests {
             let old = slot_of(&db, id).expect("the series holds a slot");
             let before = (old, old.read(&db.heads), db.stats().head_samples);
             // A random value: many bytes, so late samples are the ones that overflow the chunk.
-            let late = Sample::new(i * 1000 - 500, f64::from_bits((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 2));
+            let late = Sample::new(i * 1000 - 500, scrambled(i));
             assert_eq!(db.append(&[SeriesSamples::id(id, &[late])]).unwrap().appended, 1);
             written.push(late);
             if db.stats().head_samples < before.2 {
@@ -325,10 +337,7 @@ mod tests {
             }
         }
         let (old, contents, _) = split.expect("a late sample closed the open chunk's oldest part");
-        old.write_payload(&db.heads, 0, &contents.payload[..old.payload_capacity()]).unwrap();
-        old.publish_count(&db.heads, contents.num_samples);
-        drop(db);
-        let db = Db::open(options).unwrap();
+        let db = put_back_and_reopen(db, old, &contents, options);
         written.sort_by_key(|s| s.ts_ms);
         let got: Vec<Sample> = db.select(&[], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert!(got.len() == written.len() && got.iter().zip(&written).all(|(a, b)| a.bit_eq(b)));
@@ -348,7 +357,7 @@ mod tests {
         let mut cut = None;
         for i in 0..1000i64 {
             let before = slot_of(&db, id).map(|old| (old, old.read(&db.heads), db.stats().head_samples));
-            let sample = Sample::new(i * 1000, f64::from_bits((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 2));
+            let sample = Sample::new(i * 1000, scrambled(i));
             db.append(&[SeriesSamples::id(id, &[sample])]).unwrap();
             written.push(sample);
             if let Some(before) = before.filter(|(_, _, head)| db.stats().head_samples <= *head) {
@@ -359,10 +368,7 @@ mod tests {
         let (old, contents, _) = cut.expect("an in-order sample cut the open chunk");
         // `other`'s 2 samples, and the kept ones with the new one (1 alone after a whole cut).
         assert!(db.stats().head_samples > 2 + 1, "the newest samples were kept open");
-        old.write_payload(&db.heads, 0, &contents.payload[..old.payload_capacity()]).unwrap();
-        old.publish_count(&db.heads, contents.num_samples);
-        drop(db);
-        let db = Db::open(options).unwrap();
+        let db = put_back_and_reopen(db, old, &contents, options);
         let got: Vec<Sample> =
             db.select(&[crate::Matcher::equal("__name__", "m")], i64::MIN, i64::MAX).unwrap()[0].samples().collect();
         assert!(got.len() == written.len() && got.iter().zip(&written).all(|(a, b)| a.bit_eq(b)));
@@ -370,36 +376,26 @@ mod tests {
 
     #[test]
     fn cut_keeping_newest_with_uncleared_old_slot_is_kept_once() {
-        let dir = tempfile::tempdir().unwrap();
-        check_cut_keeping_newest_with_uncleared_old_slot_is_kept_once(Options::new(dir.path()));
-        check_cut_keeping_newest_with_uncleared_old_slot_is_kept_once(Options::in_memory());
+        on_both_storages(check_cut_keeping_newest_with_uncleared_old_slot_is_kept_once);
     }
 
     #[test]
     fn split_open_chunk_with_uncleared_old_slot_is_kept_once() {
-        let dir = tempfile::tempdir().unwrap();
-        check_split_open_chunk_with_uncleared_old_slot_is_kept_once(Options::new(dir.path()));
-        check_split_open_chunk_with_uncleared_old_slot_is_kept_once(Options::in_memory());
+        on_both_storages(check_split_open_chunk_with_uncleared_old_slot_is_kept_once);
     }
 
     #[test]
     fn late_sample_in_two_slots_is_kept_once() {
-        let dir = tempfile::tempdir().unwrap();
-        check_late_sample_in_two_slots_is_kept_once(Options::new(dir.path()));
-        check_late_sample_in_two_slots_is_kept_once(Options::in_memory());
+        on_both_storages(check_late_sample_in_two_slots_is_kept_once);
     }
 
     #[test]
     fn chunk_in_two_slots_is_kept_once() {
-        let dir = tempfile::tempdir().unwrap();
-        check_chunk_in_two_slots_is_kept_once(Options::new(dir.path()));
-        check_chunk_in_two_slots_is_kept_once(Options::in_memory());
+        on_both_storages(check_chunk_in_two_slots_is_kept_once);
     }
 
     #[test]
     fn chunk_in_ring_and_uncleared_slot_is_kept_once() {
-        let dir = tempfile::tempdir().unwrap();
-        check_chunk_in_ring_and_uncleared_slot_is_kept_once(Options::new(dir.path()));
-        check_chunk_in_ring_and_uncleared_slot_is_kept_once(Options::in_memory());
+        on_both_storages(check_chunk_in_ring_and_uncleared_slot_is_kept_once);
     }
 }
