@@ -236,13 +236,14 @@ async fn malformed_bodies_get_400_store_nothing_and_keep_earlier_data() {
 async fn out_of_order_and_future_samples_are_skipped_and_reported() {
     let now = now_ms();
     let minute = 60 * 1000;
-    for (flags, written_samples, skipped, stored) in [
-        (&[][..], 2, "1 samples skipped (out of order)", vec![now - 20 * minute, now - 500, now, now + 1000]),
+    for (flags, written_samples, skipped, stored, late) in [
+        (&[][..], 2, "1 samples skipped (out of order)", vec![now - 20 * minute, now - 500, now, now + 1000], 1),
         (
             &["--out-of-order-window=0s"][..],
             1,
             "2 samples skipped (out of order)",
             vec![now - 20 * minute, now, now + 1000],
+            0,
         ),
     ] {
         let ringtail = Ringtail::start(Some("scrape_configs: []\n"), flags).await;
@@ -260,6 +261,9 @@ async fn out_of_order_and_future_samples_are_skipped_and_reported() {
         assert!(message.contains("1 samples skipped (too far in future)"), "{message}");
         let exported = ringtail.export("ooo").await;
         assert_eq!(exported[0].timestamps, stored, "{flags:?}");
+        let metrics = client().get(format!("{}/metrics", ringtail.url())).send().await.unwrap().text().await.unwrap();
+        let line = format!("ringtail_tsdb_late_samples_stored_total {late}");
+        assert!(metrics.lines().any(|l| l == line), "{flags:?}: no {line:?} in /metrics");
     }
 }
 

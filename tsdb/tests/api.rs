@@ -335,6 +335,7 @@ both_backends! {
         ];
         let report = append_pairs(&db, &late.iter().map(|s| (id, *s)).collect::<Vec<_>>()).unwrap();
         assert_eq!((report.appended, report.rejections.len()), (4, 0), "{report:?}");
+        assert_eq!(db.stats().late_samples_stored, 4);
         expected.extend(late);
         expected.sort_by_key(|s| s.ts_ms);
         let refused = append_pairs(

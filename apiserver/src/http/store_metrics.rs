@@ -66,6 +66,12 @@ impl Collector for StoreCollector {
         counter(e, "ringtail_tsdb_series_created", "Series created since the store was opened", stats.series_created)?;
         counter(
             e,
+            "ringtail_tsdb_late_samples_stored",
+            "Samples stored late (older than their series' newest, inside --out-of-order-window) since the store was opened",
+            stats.late_samples_stored,
+        )?;
+        counter(
+            e,
             "ringtail_tsdb_series_removed",
             "Series removed since the store was opened (no sample left inside the retention or the ring)",
             stats.series_removed,
@@ -137,6 +143,7 @@ mod tests {
             "ringtail_tsdb_series 1".to_string(),
             "ringtail_tsdb_samples 1".to_string(),
             format!("ringtail_tsdb_series_created_total {}", stats.series_created),
+            "ringtail_tsdb_late_samples_stored_total 0".to_string(),
             format!("ringtail_tsdb_series_removed_total {}", stats.series_removed),
             format!("ringtail_tsdb_head_slot_bytes{{state=\"used\"}} {}", stats.head_slot_bytes_used),
             format!("ringtail_tsdb_head_slot_bytes{{state=\"free\"}} {}", stats.head_slot_bytes_free),

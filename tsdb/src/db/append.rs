@@ -468,6 +468,7 @@ impl Db {
         let all = merged(going_in.len());
         let mut fitted = encode_open_chunk(&all, &mut payload).map(|e| (going_in.len(), e));
         if fitted.is_none() && self.close_oldest_part(s, id, old, &all, delta)? {
+            self.late_samples_stored.fetch_add(going_in.len() as u64, Ordering::Relaxed);
             return Ok(outcomes);
         }
         if fitted.is_none() {
@@ -503,6 +504,7 @@ impl Db {
         s.set_slot(new);
         self.heads.release(old);
         delta.head_samples += inserted as i64;
+        self.late_samples_stored.fetch_add(inserted as u64, Ordering::Relaxed);
         delta.head_bytes += len as i64 - old_len as i64;
         s.enc = enc;
         s.clear_checkpoints();

@@ -282,6 +282,8 @@ pub struct Db {
     /// Whether a sample arrived late since the store opened: only then do chunk cuts keep their
     /// newest samples open for more (`Db::close_all_but_newest`), which costs a little.
     late_samples_seen: std::sync::atomic::AtomicBool,
+    /// Samples stored late since open (`Stats::late_samples_stored`).
+    late_samples_stored: AtomicU64,
 }
 
 impl std::fmt::Debug for Db {

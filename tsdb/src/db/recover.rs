@@ -170,6 +170,7 @@ impl Db {
             maintained_below_id: AtomicU32::new(next_id),
             observer: std::sync::OnceLock::new(),
             late_samples_seen: std::sync::atomic::AtomicBool::new(false),
+            late_samples_stored: AtomicU64::new(0),
         };
         if recovered.skipped_stretches > 0 && !db.options.read_only {
             db.compact_series_log()?;

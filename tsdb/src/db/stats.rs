@@ -17,6 +17,9 @@ pub struct Stats {
     pub rejected: Vec<(RejectReason, u64)>,
     /// Exact repeats accepted idempotently since open.
     pub duplicates: u64,
+    /// Samples stored late, older than their series' newest, since open
+    /// ([`crate::Options::out_of_order_window`]).
+    pub late_samples_stored: u64,
     /// Compressed bytes holding the samples: chunk records (with headers) and open chunk payloads.
     pub data_bytes: u64,
     /// Samples in open (head) chunks.
@@ -75,6 +78,7 @@ impl Db {
                 .map(|r| (*r, self.rejected[reason_slot(*r)].load(Ordering::Relaxed)))
                 .collect(),
             duplicates: self.duplicates.load(Ordering::Relaxed),
+            late_samples_stored: self.late_samples_stored.load(Ordering::Relaxed),
             data_bytes,
             head_samples,
             segments: self.ring.segment_count() as u64,
