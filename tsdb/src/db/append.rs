@@ -434,9 +434,7 @@ impl Db {
         if !outcomes.iter().any(|outcome| matches!(outcome, Outcome::Appended)) {
             return Ok(outcomes);
         }
-        let old_len = s.enc.bit_len.div_ceil(8) as usize;
-        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        old.read_payload(&self.heads, &mut payload[..old_len]);
+        let (mut payload, old_len) = self.open_chunk_payload(s, old);
         let held: Result<Vec<Sample>, _> = ChunkDecoder::new(&payload[..old_len], s.enc.num_samples).collect();
         let Ok(held) = held else {
             // Cannot happen (the store wrote these bytes); the late samples are refused, and
@@ -487,20 +485,14 @@ impl Db {
             refuse_the_rest(&mut outcomes);
             return Ok(outcomes);
         };
-        let class =
-            SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= len).unwrap_or(SLOT_CLASS_BYTES.len() - 1);
-        let Some(new) = self.heads.allocate(id, class, len)? else {
+        let Some(new) = self.publish_copy(id, smallest_class_holding(len), len, &payload[..len], enc.num_samples)?
+        else {
             refuse_the_rest(&mut outcomes);
             return Ok(outcomes);
         };
         for &k in &going_in[inserted..] {
             outcomes[k] = Outcome::Rejected(RejectReason::OutOfOrder);
         }
-        if let Err(e) = new.write_payload(&self.heads, 0, &payload[..len]) {
-            self.heads.release(new);
-            return Err(e);
-        }
-        new.publish_count(&self.heads, enc.num_samples);
         s.set_slot(new);
         self.heads.release(old);
         delta.head_samples += inserted as i64;
@@ -557,9 +549,7 @@ impl Db {
         }
         let closed_count = n - CARRIED_SAMPLES;
         let checkpoint = s.checkpoints().iter().copied().find(|c| c.num_samples > 0 && c.num_samples <= closed_count);
-        let len = s.enc.bit_len.div_ceil(8) as usize;
-        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        old.read_payload(&self.heads, &mut payload[..len]);
+        let (payload, len) = self.open_chunk_payload(s, old);
         let mut decoder = match checkpoint {
             Some(checkpoint) => ChunkDecoder::resume(&payload, len, checkpoint, n),
             None => ChunkDecoder::new(&payload[..len], n),
@@ -616,18 +606,10 @@ impl Db {
             return Ok(false);
         };
         // A slot of the old one's size: the open chunk grows back into it.
-        let class = SLOT_CLASS_BYTES
-            .iter()
-            .position(|b| *b >= old.size_bytes() && b - SLOT_HEADER_BYTES >= len)
-            .unwrap_or(SLOT_CLASS_BYTES.len() - 1);
-        let Some(new) = self.heads.allocate(id, class, len)? else {
+        let class = smallest_class_holding(len.max(old.payload_capacity()));
+        let Some(new) = self.publish_copy(id, class, len, &payload[..len], enc.num_samples)? else {
             return Ok(false);
         };
-        if let Err(e) = new.write_payload(&self.heads, 0, &payload[..len]) {
-            self.heads.release(new);
-            return Err(e);
-        }
-        new.publish_count(&self.heads, enc.num_samples);
         let header = ChunkHeader {
             payload_len: part.payload.len() as u16,
             num_samples: part.num_samples,
@@ -665,8 +647,7 @@ impl Db {
         need: usize,
         delta: &mut BatchDelta,
     ) -> Result<Slot, Error> {
-        let class =
-            SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= need).unwrap_or(SLOT_CLASS_BYTES.len() - 1);
+        let class = smallest_class_holding(need);
         if let Some(slot) = self.heads.allocate(id, class, need)? {
             return Ok(slot);
         }
@@ -693,19 +674,42 @@ impl Db {
         let Some(class) = SLOT_CLASS_BYTES.iter().position(fits) else {
             return Ok(None);
         };
+        let (payload, len) = self.open_chunk_payload(s, old);
+        let Some(new) = self.publish_copy(id, class, need, &payload[..len], s.enc.num_samples)? else {
+            return Ok(None);
+        };
+        s.set_slot(new);
+        self.heads.release(old);
+        Ok(Some(new))
+    }
+
+    /// The open chunk's payload, read from `slot` (the series' slot): the bytes and their length.
+    fn open_chunk_payload(&self, s: &SeriesState, slot: Slot) -> ([u8; SLOT_PAYLOAD_BYTES], usize) {
+        let len = s.enc.bit_len.div_ceil(8) as usize;
+        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
+        slot.read_payload(&self.heads, &mut payload[..len]);
+        (payload, len)
+    }
+
+    /// A new slot of size `class` (payload at least `need` bytes) for series `id`, holding
+    /// `payload` (an open chunk of `num_samples`) with its count published: a copy recovery can
+    /// use. The caller gives the old slot back. `None` when no slot is free.
+    fn publish_copy(
+        &self,
+        id: u32,
+        class: usize,
+        need: usize,
+        payload: &[u8],
+        num_samples: u16,
+    ) -> Result<Option<Slot>, Error> {
         let Some(new) = self.heads.allocate(id, class, need)? else {
             return Ok(None);
         };
-        let len = s.enc.bit_len.div_ceil(8) as usize;
-        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        old.read_payload(&self.heads, &mut payload[..len]);
-        if let Err(e) = new.write_payload(&self.heads, 0, &payload[..len]) {
+        if let Err(e) = new.write_payload(&self.heads, 0, payload) {
             self.heads.release(new);
             return Err(e);
         }
-        new.publish_count(&self.heads, s.enc.num_samples);
-        s.set_slot(new);
-        self.heads.release(old);
+        new.publish_count(&self.heads, num_samples);
         Ok(Some(new))
     }
 
@@ -750,9 +754,7 @@ impl Db {
         let Some(slot) = s.slot().filter(|_| n > 0) else {
             return Ok(());
         };
-        let len = s.enc.bit_len.div_ceil(8) as usize;
-        let mut payload = [0u8; SLOT_PAYLOAD_BYTES];
-        slot.read_payload(&self.heads, &mut payload[..len]);
+        let (payload, len) = self.open_chunk_payload(s, slot);
         let header = ChunkHeader {
             payload_len: len as u16,
             num_samples: n,
@@ -783,6 +785,11 @@ struct ClosedPart<'a> {
     num_samples: u16,
     min_ts_ms: i64,
     max_ts_ms: i64,
+}
+
+/// The smallest slot size whose payload holds `len` bytes (the largest when none does).
+fn smallest_class_holding(len: usize) -> usize {
+    SLOT_CLASS_BYTES.iter().position(|b| b - SLOT_HEADER_BYTES >= len).unwrap_or(SLOT_CLASS_BYTES.len() - 1)
 }
 
 /// Refuses, as out of order, every sample of a late run that was still to go in.
