@@ -49,6 +49,7 @@ mod http;
 mod json_text;
 mod k8s;
 mod listener;
+mod prometheus_blocks;
 pub mod reload;
 mod rules;
 mod scrape;

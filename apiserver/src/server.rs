@@ -82,6 +82,9 @@ impl Server {
     /// Opens the store and starts every listener and background task.
     pub async fn start(settings: Settings) -> Result<Server, ServerError> {
         let started = std::time::Instant::now();
+        for unused in &settings.unused_prometheus_blocks {
+            tracing::warn!(file = ?settings.config_file, "{unused}");
+        }
         let forward_plan = ForwardPlan::from_settings(&settings)?;
         let rule_groups = match &settings.config_file {
             Some(path) => crate::rules::load(path, &settings.rule_files, settings.global.as_ref())

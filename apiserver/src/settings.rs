@@ -12,8 +12,10 @@
 //! `limits: {max_active_series: …}`, and the metrics adapter's flags (`--secure-listen`,
 //! `--tls-*`, `--adapter-*`) are keys of `adapter:` (`--adapter-config` is
 //! `adapter: {config_file: …}`). The file alone also takes Prometheus's
-//! `global` and `scrape_configs`, and `rule_files` (see `crate::rules`).
+//! `global` and `scrape_configs`, and `rule_files` (see `crate::rules`), and reads the rest of a
+//! prometheus.yml (`alerting`, `remote_read`, `storage`, `tracing`; see `crate::prometheus_blocks`).
 
+use crate::prometheus_blocks::PrometheusBlocks;
 use serde::{Deserialize, Deserializer};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -96,6 +98,9 @@ pub struct Settings {
     pub web: WebSettings,
     /// What one sender may make the store hold (`limits:` in the file, `--limits.*`).
     pub limits: ingest::IngestLimits,
+    /// A sentence for each Prometheus block of the config file Ringtail reads but does not act
+    /// on (`alerting`, `remote_read`, …), logged as a warning at start.
+    pub unused_prometheus_blocks: Vec<String>,
 }
 
 /// What every listener (HTTP and TLS alike) allows one connection (`web:` in the file), and the
@@ -215,6 +220,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             web: WebSettings::default(),
             limits: ingest::IngestLimits::default(),
+            unused_prometheus_blocks: Vec::new(),
         }
     }
 }
@@ -348,6 +354,24 @@ pub struct SettingsLayer {
     #[arg(skip)]
     #[serde(default)]
     pub rule_files: Option<Vec<String>>,
+    /// Prometheus's `alerting` (read so a prometheus.yml loads; no notifications are sent, and a
+    /// warning at start says so).
+    #[arg(skip)]
+    #[serde(default, deserialize_with = "crate::prometheus_blocks::mapping")]
+    pub alerting: Option<serde_yaml::Mapping>,
+    /// Prometheus's `remote_read` (read, not used: warned at start).
+    #[arg(skip)]
+    #[serde(default, deserialize_with = "crate::prometheus_blocks::list")]
+    pub remote_read: Option<Vec<serde_yaml::Value>>,
+    /// Prometheus's `tracing` (read, not used: warned at start).
+    #[arg(skip)]
+    #[serde(default, deserialize_with = "crate::prometheus_blocks::mapping")]
+    pub tracing: Option<serde_yaml::Mapping>,
+    /// Prometheus's `storage`: `tsdb.out_of_order_time_window` sets `out_of_order_window` (which
+    /// wins when both are set); `exemplars` is read, not used (warned at start).
+    #[arg(skip)]
+    #[serde(default, deserialize_with = "crate::prometheus_blocks::null_as_default")]
+    pub storage: crate::prometheus_blocks::StorageBlock,
 }
 
 /// The query engine's limits (`query:` in the file).
@@ -548,14 +572,21 @@ impl Settings {
             scrape_configs,
             scrape_config_files: _,
             rule_files,
+            alerting,
+            remote_read,
+            tracing,
+            storage,
         } = layer;
+        let prometheus_blocks = PrometheusBlocks { alerting, remote_read, tracing, storage };
         set(&mut self.data_dir, data_dir);
         set(&mut self.listen, listen);
         set(&mut self.max_connections, max_connections);
         set(&mut self.storage_size_bytes, storage_size);
         set_optional(&mut self.retention, retention);
         set(&mut self.sync_interval, sync_interval);
+        set(&mut self.out_of_order_window, prometheus_blocks.out_of_order_window());
         set(&mut self.out_of_order_window, out_of_order_window);
+        self.unused_prometheus_blocks.extend(prometheus_blocks.unused());
         set(&mut self.worker_nice, worker_nice);
         set(&mut self.cpu_limit_headroom, cpu_limit_headroom);
         set(&mut self.ready_after, ready_after);
@@ -957,6 +988,38 @@ mod tests {
         assert!(!settings.cluster.authentication);
         let standalone = Settings::from_sources(Some(&path), flags(&["--standalone"])).unwrap();
         assert_eq!(standalone.cluster.mode, ClusterMode::Standalone);
+    }
+
+    #[test]
+    fn a_prometheus_yml_loads_and_names_what_ringtail_does_not_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prometheus.yml");
+        // The shape of Debian's sample /etc/prometheus/prometheus.yml, plus the other blocks.
+        std::fs::write(
+            &path,
+            "global:\n  scrape_interval: 15s\n  external_labels:\n      monitor: 'example'\n\
+             alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['localhost:9093']\n\
+             rule_files:\n\
+             scrape_configs:\n  - job_name: 'prometheus'\n    static_configs:\n      - targets: ['localhost:9090']\n\
+             remote_read:\n  - url: http://old:9090/api/v1/read\n\
+             storage:\n  tsdb:\n    out_of_order_time_window: 2m\n",
+        )
+        .unwrap();
+        let settings = Settings::from_sources(Some(&path), flags(&[])).unwrap();
+        assert_eq!(settings.out_of_order_window, Duration::from_secs(120), "storage.tsdb's window");
+        let unused = &settings.unused_prometheus_blocks;
+        assert_eq!(unused.len(), 2, "{unused:?}");
+        assert!(unused[0].starts_with("alerting:") && unused[1].starts_with("remote_read:"), "{unused:?}");
+        assert!(settings.scrape_configs.is_some());
+        let flag_wins = Settings::from_sources(Some(&path), flags(&["--out-of-order-window", "0s"])).unwrap();
+        assert_eq!(flag_wins.out_of_order_window, Duration::ZERO);
+        assert_eq!(flag_wins.unused_prometheus_blocks.len(), 2, "named once, not per layer");
+        std::fs::write(&path, "out_of_order_window: 1m\nstorage: {tsdb: {out_of_order_time_window: 1h}}\n").unwrap();
+        let key_wins = Settings::from_sources(Some(&path), flags(&[])).unwrap();
+        assert_eq!(key_wins.out_of_order_window, Duration::from_secs(60), "Ringtail's own key wins");
+        std::fs::write(&path, "storage: {tsdb: {retention_time: 1d}}\n").unwrap();
+        let error = Settings::from_sources(Some(&path), flags(&[])).unwrap_err().to_string();
+        assert!(error.contains("retention_time"), "{error}");
     }
 
     #[test]

@@ -327,3 +327,70 @@ async fn redirects_proxies_and_prometheus_written_config_as_prometheus() {
     exporter_task.abort();
     proxy_task.abort();
 }
+
+/// A whole prometheus.yml — with `alerting`, `remote_read` and `storage`, as Debian's sample and
+/// most real files have — as Prometheus writes it back: Ringtail starts with it, scrapes its job
+/// as Prometheus does, takes `storage.tsdb.out_of_order_time_window` as its out-of-order window,
+/// and names the blocks it does not act on in warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_prometheus_yml_loads_and_what_is_not_used_is_named() {
+    if !peer::peers_installed("a_whole_prometheus_yml_loads_and_what_is_not_used_is_named", &[peer::PROMETHEUS]) {
+        return;
+    }
+    let target = TestTarget::start().await;
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  external_labels: {{monitor: example}}\n\
+         alerting:\n  alertmanagers:\n  - static_configs: [{{targets: ['{nowhere}']}}]\n\
+         rule_files: []\n\
+         remote_read:\n- url: http://{nowhere}/api/v1/read\n\
+         storage:\n  tsdb:\n    out_of_order_time_window: 7m\n\
+         scrape_configs:\n- job_name: whole\n  static_configs: [{{targets: ['{}']}}]\n",
+        target.addr
+    );
+    let prometheus = Prometheus::start(&config).await;
+    let status: serde_json::Value = client()
+        .get(format!("{}/api/v1/status/config", prometheus.url()))
+        .send()
+        .await
+        .expect("Prometheus's config")
+        .json()
+        .await
+        .expect("JSON");
+    let written = status["data"]["yaml"].as_str().expect("the config as Prometheus writes it").to_string();
+    for block in ["alerting:", "remote_read:", "out_of_order_time_window: 7m"] {
+        assert!(written.contains(block), "Prometheus writes {block:?}:\n{written}");
+    }
+    let ringtail = Ringtail::start(Some(&written), &[]).await;
+
+    let selector = "{job=\"whole\"}";
+    let prometheus_series = eventually("Prometheus to scrape the job twice", Duration::from_secs(90), || async {
+        let samples = prometheus.raw_samples(selector).await;
+        let up = samples.iter().find(|(l, s)| l.get("__name__").map(String::as_str) == Some("up") && s.len() >= 2);
+        up.is_some().then(|| samples.into_iter().map(|(l, _)| l).collect::<BTreeSet<LabelSet>>())
+    })
+    .await;
+    let ringtail_series = eventually("Ringtail to scrape the job twice", Duration::from_secs(90), || async {
+        let exported = ringtail.export(selector).await;
+        let up = exported
+            .iter()
+            .find(|s| s.metric.get("__name__").map(String::as_str) == Some("up") && s.timestamps.len() >= 2);
+        up.is_some().then(|| exported.into_iter().map(|s| s.metric).collect::<BTreeSet<LabelSet>>())
+    })
+    .await;
+    assert_eq!(ringtail_series, prometheus_series, "series sets differ");
+
+    let flags: serde_json::Value = client()
+        .get(format!("{}/api/v1/status/flags", ringtail.url()))
+        .send()
+        .await
+        .expect("Ringtail's flags")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(flags["data"]["out-of-order-window"], "7m", "storage.tsdb's window: {flags}");
+    let log = ringtail.log();
+    for named in ["alerting: Ringtail sends no alert notifications", "remote_read: queries read Ringtail's own store"] {
+        assert!(log.contains(named), "the log names {named:?}:\n{log}");
+    }
+}
