@@ -637,3 +637,125 @@ async fn remote_write_2_0_forwarding_reaches_a_2_0_receiver_unchanged() {
     let dropped = self_metric(&url_a, "prometheus_remote_storage_samples_dropped_total", &["reason=\"relabel\""]).await;
     assert_eq!(dropped, 3.0, "the relabeled-away series is counted");
 }
+
+/// A destination behind OAuth 2.0 (`oauth2` of a `remote_write` entry): Ringtail asks the token
+/// endpoint with its client credentials and sends every batch with the token; a batch sent while
+/// the endpoint refuses the client is kept and sent once a token is had again. (No engine here
+/// both receives remote-write and checks OAuth tokens, so a stub stands in for the pair.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_behind_oauth2_gets_every_batch_with_a_token() {
+    #[derive(Default)]
+    struct Endpoint {
+        refuse: bool,
+        issued: Vec<String>,
+        asked: Vec<(String, String)>,
+        arrivals: Vec<(String, Vec<String>)>,
+    }
+    let state = Arc::new(Mutex::new(Endpoint { refuse: false, ..Endpoint::default() }));
+    let token_state = state.clone();
+    let write_state = state.clone();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let state = token_state.clone();
+                async move {
+                    let authorization =
+                        headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    let mut state = state.lock();
+                    state.asked.push((authorization, body));
+                    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+                    if state.refuse {
+                        return (StatusCode::UNAUTHORIZED, json, "{\"error\":\"invalid_client\"}".to_string());
+                    }
+                    let token = format!("tok-{}", state.issued.len());
+                    state.issued.push(token.clone());
+                    (StatusCode::OK, json, format!("{{\"access_token\":\"{token}\",\"expires_in\":3600}}"))
+                }
+            }),
+        )
+        .route(
+            "/write",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let state = write_state.clone();
+                async move {
+                    let authorization =
+                        headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    let decoded = snap::raw::Decoder::new().decompress_vec(&body).unwrap_or_default();
+                    let request: v1::WriteRequest = prost::Message::decode(decoded.as_slice()).unwrap_or_default();
+                    let names: Vec<String> = request
+                        .timeseries
+                        .iter()
+                        .flat_map(|s| s.labels.iter().filter(|l| l.name == "__name__").map(|l| l.value.clone()))
+                        .collect();
+                    let mut state = state.lock();
+                    let known =
+                        authorization.strip_prefix("Bearer ").is_some_and(|t| state.issued.iter().any(|i| i == t));
+                    state.arrivals.push((authorization, names));
+                    if known {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind stub");
+    let stub: SocketAddr = listener.local_addr().expect("stub addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "s3cret\n").expect("secret");
+    let port = free_port();
+    let config = format!(
+        "scrape_configs: []\nremote_write:\n- url: http://{stub}/write\n  name: stub\n  \
+         oauth2: {{client_id: ringtail, client_secret_file: {}, token_url: 'http://{stub}/token', scopes: [write]}}\n  \
+         queue_config: {{min_backoff: 100ms, max_backoff: 400ms}}\n",
+        secret_file.display()
+    );
+    let _ringtail = start_ringtail(dir.path(), port, &config, "ringtail.log").await;
+    let url = format!("http://127.0.0.1:{port}");
+    let now = tsdb::now_ms();
+    let one = |name: &str, at: i64| vec![ingest_common::series(&[("__name__", name)], &[(at, 1.0)])];
+    assert!(write(&url, one("first", now)).await);
+    eventually("the first batch to arrive", Duration::from_secs(30), || async {
+        (!state.lock().arrivals.is_empty()).then_some(())
+    })
+    .await;
+    // The client is refused from now on, and the secret rotates: the kept token is no longer used.
+    state.lock().refuse = true;
+    std::fs::write(&secret_file, "rotated\n").expect("secret");
+    assert!(write(&url, one("second", now + 1)).await);
+    eventually("Ringtail to ask for a token with the rotated secret", Duration::from_secs(30), || async {
+        (state.lock().asked.len() >= 3).then_some(())
+    })
+    .await;
+    state.lock().refuse = false;
+    eventually("the second batch to arrive with a new token", Duration::from_secs(30), || async {
+        let state = state.lock();
+        state
+            .arrivals
+            .iter()
+            .any(|(a, names)| a == "Bearer tok-1" && names.contains(&"second".to_string()))
+            .then_some(())
+    })
+    .await;
+    let state = state.lock();
+    assert_eq!(state.arrivals[0], ("Bearer tok-0".to_string(), vec!["first".to_string()]));
+    assert!(
+        state.arrivals.iter().all(|(a, _)| a.starts_with("Bearer tok-")),
+        "no batch without a token: {:?}",
+        state.arrivals
+    );
+    // "ringtail:s3cret" in a Basic header, then the rotated secret.
+    assert_eq!(state.asked[0].0, "Basic cmluZ3RhaWw6czNjcmV0");
+    assert_eq!(state.asked[0].1, "grant_type=client_credentials&scope=write");
+    assert!(state.asked.iter().any(|(a, _)| a == "Basic cmluZ3RhaWw6cm90YXRlZA=="), "{:?}", state.asked);
+    assert!(
+        state.asked.iter().any(|(_, form)| form.contains("client_secret=rotated")),
+        "after the Basic header is refused the secret goes in the form: {:?}",
+        state.asked
+    );
+}

@@ -394,3 +394,124 @@ async fn a_whole_prometheus_yml_loads_and_what_is_not_used_is_named() {
         assert!(log.contains(named), "the log names {named:?}:\n{log}");
     }
 }
+
+/// What a token endpoint was asked: the asker (`Prometheus` or `Ringtail`), the Authorization
+/// header, and the form fields sorted.
+type TokenRequest = (String, String, Vec<(String, String)>);
+
+/// `oauth2` client credentials: a job whose exporter wants a token from a token endpoint, and a
+/// job whose secret the endpoint refuses. Prometheus and Ringtail must ask the endpoint the same
+/// things (credentials, scope, endpoint params; the secret in the form after the Basic header is
+/// refused), scrape the same series and report the same `up`. Tokens expire at once, so both
+/// ask again for every scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_client_credentials_as_prometheus() {
+    if !peer::peers_installed("oauth2_client_credentials_as_prometheus", &[peer::PROMETHEUS]) {
+        return;
+    }
+    use axum::http::{HeaderMap, StatusCode};
+    let issued: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let asked: Arc<Mutex<BTreeSet<TokenRequest>>> = Arc::default();
+    let (issued_by_endpoint, asked_by_endpoint) = (issued.clone(), asked.clone());
+    let token_endpoint = move |headers: HeaderMap, body: String| {
+        let (issued, asked) = (issued_by_endpoint.clone(), asked_by_endpoint.clone());
+        async move {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let product = header("user-agent").split('/').next().unwrap_or("").to_string();
+            let authorization = header("authorization");
+            let mut form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+            form.sort();
+            asked.lock().unwrap().insert((product, authorization.clone(), form.clone()));
+            // "id:1" / "s&cret", query-escaped, in a Basic header: aWQlM0ExOnMlMjZjcmV0.
+            let good_header = authorization == "Basic aWQlM0ExOnMlMjZjcmV0";
+            let good_form = form.contains(&("client_secret".into(), "s&cret".into()));
+            let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+            if !(good_header || good_form) || header("content-type") != "application/x-www-form-urlencoded" {
+                return (StatusCode::UNAUTHORIZED, json, "{\"error\":\"invalid_client\"}".to_string());
+            }
+            let mut issued = issued.lock().unwrap();
+            let token = format!("tok-{}", issued.len());
+            issued.insert(token.clone());
+            (
+                StatusCode::OK,
+                json,
+                format!("{{\"access_token\":\"{token}\",\"token_type\":\"bearer\",\"expires_in\":2}}"),
+            )
+        }
+    };
+    let issued_for_exporter = issued.clone();
+    let exporter = move |headers: HeaderMap| {
+        let issued = issued_for_exporter.clone();
+        async move {
+            let token =
+                headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            match token {
+                Some(token) if issued.lock().unwrap().contains(token) => (StatusCode::OK, "oauth_page_value 7\n"),
+                _ => (StatusCode::UNAUTHORIZED, "no token\n"),
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/token/{job}", axum::routing::post(token_endpoint))
+        .route("/metrics", axum::routing::get(exporter));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let oauth2 = |job: &str, secret: &str| {
+        format!(
+            "{{client_id: 'id:1', client_secret: '{secret}', scopes: [read, write], token_url: 'http://{addr}/token/{job}', \
+             endpoint_params: {{audience: metrics}}}}"
+        )
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n\
+         - job_name: oauth\n  oauth2: {}\n  static_configs: [{{targets: ['{addr}']}}]\n\
+         - job_name: refused\n  oauth2: {}\n  static_configs: [{{targets: ['{addr}']}}]\n",
+        oauth2("oauth", "s&cret"),
+        oauth2("refused", "wrong")
+    );
+    let prometheus = Prometheus::start(&config).await;
+    let ringtail = Ringtail::start(Some(&config), &[]).await;
+
+    let selector = "{job=~\"oauth|refused\"}";
+    let prometheus_series = eventually("Prometheus to scrape both jobs 3 times", Duration::from_secs(90), || async {
+        let samples = prometheus.raw_samples(selector).await;
+        let ups = samples.iter().filter(|(l, s)| l.get("__name__").map(String::as_str) == Some("up") && s.len() >= 3);
+        (ups.count() == 2).then(|| samples.into_iter().map(|(l, _)| l).collect::<BTreeSet<LabelSet>>())
+    })
+    .await;
+    let ringtail_series = eventually("Ringtail to scrape both jobs 3 times", Duration::from_secs(90), || async {
+        let exported = ringtail.export(selector).await;
+        let ups = exported
+            .iter()
+            .filter(|s| s.metric.get("__name__").map(String::as_str) == Some("up") && s.timestamps.len() >= 3);
+        (ups.count() == 2).then(|| exported.into_iter().map(|s| s.metric).collect::<BTreeSet<LabelSet>>())
+    })
+    .await;
+    assert_eq!(
+        ringtail_series,
+        prometheus_series,
+        "series sets differ; the token endpoint was asked {:#?}",
+        asked.lock().unwrap()
+    );
+    assert!(ringtail_series.iter().any(|l| l.get("__name__").map(String::as_str) == Some("oauth_page_value")));
+    for (job, expected) in [("oauth", 1.0), ("refused", 0.0)] {
+        let query = format!("up{{job=\"{job}\"}}");
+        let in_prometheus = prometheus.instant(&query).await;
+        assert_eq!(in_prometheus.iter().map(|(_, v)| *v).collect::<Vec<_>>(), vec![expected], "{job} in Prometheus");
+        let in_ringtail = ringtail.export(&query).await;
+        assert_eq!(in_ringtail[0].floats().last(), Some(&expected), "{job} in Ringtail:\n{}", ringtail.log());
+    }
+    let asked = asked.lock().unwrap().clone();
+    let by = |product: &str| -> BTreeSet<(String, Vec<(String, String)>)> {
+        asked.iter().filter(|(p, _, _)| p == product).map(|(_, a, f)| (a.clone(), f.clone())).collect()
+    };
+    assert_eq!(by("Ringtail"), by("Prometheus"), "token requests differ: {asked:#?}");
+    assert_eq!(by("Ringtail").len(), 3, "a Basic header for each job, then the form for the refused one: {asked:#?}");
+    let tokens = issued.lock().unwrap().len();
+    assert!(tokens >= 6, "a token per scrape, as each expires at once: {tokens}");
+    server.abort();
+}

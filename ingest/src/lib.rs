@@ -61,6 +61,7 @@ pub mod forward;
 mod limits;
 mod metadata;
 mod metrics;
+mod oauth2;
 pub mod proto;
 mod relabel;
 pub mod remote_write;
@@ -82,6 +83,7 @@ pub use metadata::{
     MAX_REMOTE_WRITE_METADATA_ENTRIES,
 };
 pub use metrics::{IngestMetrics, SOURCE_REMOTE_WRITE, SOURCE_SCRAPE};
+pub use oauth2::{OAuth2Config, TokenSource};
 pub use remote_write::Receiver;
 pub use scrape::{
     DroppedTarget, ScrapeManager, ScrapeManagerOptions, TargetGroup, TargetHealth, TargetMetadata, TargetStatus,

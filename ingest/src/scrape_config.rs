@@ -279,6 +279,9 @@ pub struct ScrapeConfig {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
     pub authorization: Option<Authorization>,
+    /// OAuth 2.0 client credentials (see [`crate::oauth2`]).
+    #[serde(default)]
+    pub oauth2: Option<crate::oauth2::OAuth2Config>,
     /// Legacy spelling of `authorization: {credentials: …}`.
     #[serde(default)]
     pub bearer_token: Option<String>,
@@ -406,24 +409,38 @@ impl ScrapeConfigs {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
     None,
-    Basic { username: String, password: Option<String>, password_file: Option<PathBuf> },
-    Authorization { kind: String, credentials: Option<String>, credentials_file: Option<PathBuf> },
+    Basic {
+        username: String,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+    },
+    Authorization {
+        kind: String,
+        credentials: Option<String>,
+        credentials_file: Option<PathBuf>,
+    },
+    /// `oauth2`: client credentials exchanged for a token, kept until it expires.
+    OAuth2(std::sync::Arc<crate::oauth2::TokenSource>),
 }
 
 impl Auth {
-    /// The one authentication `basic_auth`, `authorization` and `bearer_token(_file)` name (at
-    /// most one of them may be set).
+    /// The one authentication `basic_auth`, `authorization`, `oauth2` and `bearer_token(_file)`
+    /// name (at most one of them may be set).
     pub(crate) fn resolve(
         basic_auth: Option<&BasicAuth>,
         authorization: Option<&Authorization>,
+        oauth2: Option<&crate::oauth2::OAuth2Config>,
         bearer_token: Option<&String>,
         bearer_token_file: Option<&PathBuf>,
     ) -> Result<Auth, String> {
         let bearer = bearer_token.is_some() || bearer_token_file.is_some();
-        if [basic_auth.is_some(), authorization.is_some(), bearer].iter().filter(|b| **b).count() > 1 {
-            return Err("at most one of basic_auth, authorization and bearer_token(_file) may be set".into());
+        let set = [basic_auth.is_some(), authorization.is_some(), oauth2.is_some(), bearer];
+        if set.iter().filter(|b| **b).count() > 1 {
+            return Err("at most one of basic_auth, authorization, oauth2 and bearer_token(_file) may be set".into());
         }
-        Ok(if let Some(basic) = basic_auth {
+        Ok(if let Some(oauth2) = oauth2 {
+            Auth::OAuth2(std::sync::Arc::new(crate::oauth2::TokenSource::new(oauth2)?))
+        } else if let Some(basic) = basic_auth {
             Auth::Basic {
                 username: basic.username.clone(),
                 password: basic.password.clone(),
@@ -447,9 +464,10 @@ impl Auth {
     }
 
     /// Puts the credentials on a request (files are read now, so a rotated secret is used at
-    /// once).
-    pub(crate) fn apply(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, String> {
+    /// once; an OAuth 2.0 token is asked for when there is none fresh).
+    pub(crate) async fn apply(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, String> {
         Ok(match self {
+            Auth::OAuth2(source) => request.header(reqwest::header::AUTHORIZATION, source.authorization().await?),
             Auth::None => request,
             Auth::Basic { username, password, password_file } => {
                 let password = match password_file {
@@ -469,7 +487,7 @@ impl Auth {
     }
 }
 
-fn read_secret(path: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_secret(path: &std::path::Path) -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
@@ -573,6 +591,7 @@ impl Job {
         let auth = Auth::resolve(
             config.basic_auth.as_ref(),
             config.authorization.as_ref(),
+            config.oauth2.as_ref(),
             config.bearer_token.as_ref(),
             config.bearer_token_file.as_ref(),
         )
@@ -759,7 +778,8 @@ scrape_configs:
             ("scrape_configs: [{job_name: a, proxy_url: 'proxy:3128'}]", "proxy_url"),
             ("scrape_configs: [{job_name: a, proxy_url: 'not a url'}]", "proxy_url"),
             ("scrape_configs: [{job_name: a, follow_redirects: sometimes}]", "follow_redirects"),
-            ("scrape_configs: [{job_name: a, oauth2: {client_id: x}}]", "oauth2"),
+            ("scrape_configs: [{job_name: a, oauth2: {client_id: x}}]", "oauth2 token_url must be configured"),
+            ("scrape_configs: [{job_name: a, oauth2: {client_id: x, token_url: 'http://t'}, bearer_token: y}]", "at most one"),
         ] {
             let err = ScrapeConfigs::from_yaml(yaml).and_then(|c| c.resolve().map(|_| ())).unwrap_err().to_string();
             assert!(err.contains(expected), "{yaml}: {err}");

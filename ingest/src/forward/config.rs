@@ -38,6 +38,9 @@ pub struct RemoteWriteConfig {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
     pub authorization: Option<Authorization>,
+    /// OAuth 2.0 client credentials (see [`crate::oauth2`]).
+    #[serde(default)]
+    pub oauth2: Option<crate::oauth2::OAuth2Config>,
     #[serde(default)]
     pub bearer_token: Option<String>,
     #[serde(default)]
@@ -174,6 +177,7 @@ impl Destination {
         let auth = Auth::resolve(
             config.basic_auth.as_ref(),
             config.authorization.as_ref(),
+            config.oauth2.as_ref(),
             config.bearer_token.as_ref(),
             config.bearer_token_file.as_ref(),
         )

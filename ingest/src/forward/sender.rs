@@ -330,7 +330,7 @@ impl Sender {
         for (name, value) in &destination.headers {
             request = request.header(name, value);
         }
-        let request = destination.auth.apply(request)?;
+        let request = destination.auth.apply(request).await?;
         let response = request.send().await.map_err(describe)?;
         let status = response.status();
         let retry_after = response

@@ -673,11 +673,12 @@ async fn fetch(target: &Target, size_hint: usize) -> Result<Fetched, String> {
     };
     // The whole exchange, body included, is under the one timeout below: no second timer in the
     // client.
-    let mut request = request
+    let request = request
         .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
         .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", job.timeout.as_secs_f64()));
-    request = job.auth.apply(request)?;
     let work = async {
+        // Under the scrape's timeout: a token endpoint that hangs fails the scrape like a target.
+        let request = job.auth.apply(request).await?;
         let mut response = request.send().await.map_err(describe_reqwest)?;
         let status = response.status();
         if !status.is_success() {
