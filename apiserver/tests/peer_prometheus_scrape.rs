@@ -134,8 +134,9 @@ async fn relabel_actions_and_job_limits_as_prometheus() {
 
 /// `/api/v1/targets` of both for the same scrape config: one target up, one down (nothing
 /// listens), one dropped by relabeling, one job with `params` (two values of one, one needing
-/// escaping) and a `__param_target` set by relabeling, as the blackbox exporter is configured;
-/// the fields compared one by one.
+/// escaping) and a `__param_target` set by relabeling, as the blackbox exporter is configured,
+/// and one whose `metrics_path` needs escaping (a space, `?`, `%`, `!`); the fields compared one
+/// by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_api_as_prometheus() {
     if !peer::peers_installed("targets_api_as_prometheus", &[peer::PROMETHEUS]) {
@@ -151,7 +152,8 @@ async fn targets_api_as_prometheus() {
          \x20 relabel_configs: [{{source_labels: [__address__], regex: 'drop[.].*', action: drop}}]\n\
          - job_name: probe\n  metrics_path: /metrics\n  params: {{module: [http_2xx, 'b c*~']}}\n  scrape_interval: 2s\n\
          \x20 static_configs: [{{targets: ['{addr}']}}]\n\
-         \x20 relabel_configs: [{{source_labels: [__address__], target_label: __param_target}}]\n"
+         \x20 relabel_configs: [{{source_labels: [__address__], target_label: __param_target}}]\n\
+         - job_name: odd_path\n  metrics_path: '/odd path?x=1&y%!'\n  static_configs: [{{targets: ['{addr}']}}]\n"
     );
     let ringtail = Ringtail::start(Some(&scrape), &[]).await;
     let prometheus = Prometheus::start(&scrape).await;
@@ -163,7 +165,7 @@ async fn targets_api_as_prometheus() {
     let settled = |body: &serde_json::Value| {
         body["data"]["activeTargets"]
             .as_array()
-            .is_some_and(|a| a.len() == 3 && a.iter().all(|t| t["health"] != "unknown"))
+            .is_some_and(|a| a.len() == 4 && a.iter().all(|t| t["health"] != "unknown"))
     };
     let ours = eventually("Ringtail's targets scraped once", Duration::from_secs(60), || async {
         let body = targets_of(ringtail.url()).await;

@@ -513,7 +513,7 @@ fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str)
         labels.set("instance", &address);
     }
     let scheme = labels.get("__scheme__").unwrap_or("http").to_string();
-    let path = labels.get("__metrics_path__").unwrap_or("/metrics").to_string();
+    let path = escape_path(labels.get("__metrics_path__").unwrap_or("/metrics"));
     let params = scrape_params(&job.params, &labels);
     let public: Vec<(String, String)> =
         labels.iter().filter(|l| !l.name.starts_with("__")).map(|l| (l.name.clone(), l.value.clone())).collect();
@@ -534,6 +534,27 @@ fn resolve_target(runtime: &Arc<JobRuntime>, group: &TargetGroup, address: &str)
         metadata: Mutex::default(),
         forced_error: None,
     })
+}
+
+/// `path` as the path of a URL, escaped as Go's `url.URL` escapes one (and so Prometheus's scrape
+/// URL): letters, digits, `-_.~` and `$&+,/:;=@` stay, every other byte is `%XX` (a `?` in
+/// `metrics_path` is part of the path, not the start of a query).
+fn escape_path(path: &str) -> String {
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b',')
+        .remove(b'/')
+        .remove(b':')
+        .remove(b';')
+        .remove(b'=')
+        .remove(b'@');
+    percent_encoding::utf8_percent_encode(path, PATH).to_string()
 }
 
 /// The query parameters of a scrape, as Prometheus builds them: the job's `params`, where a
@@ -732,6 +753,18 @@ mod tests {
         let names: Vec<&str> = target.labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, vec!["env", "instance", "job", "meta"]);
         assert_eq!(target.labels.get("instance"), Some("h:1"));
+    }
+
+    #[test]
+    fn the_metrics_path_is_escaped_as_prometheus_escapes_it() {
+        let rt = runtime(
+            "scrape_configs:\n- job_name: j\n  metrics_path: '/a b/c?d=1&e%f!é'\n  params: {x: ['1']}\n  static_configs: [{targets: ['h:1']}]\n",
+        );
+        let target = resolve_target(&rt, &rt.job.static_groups[0], "h:1").unwrap();
+        assert_eq!(target.url, "http://h:1/a%20b/c%3Fd=1&e%25f%21%C3%A9");
+        assert_eq!(target.scrape_url, "http://h:1/a%20b/c%3Fd=1&e%25f%21%C3%A9?x=1");
+        assert_eq!(target.request_url.as_ref().map(|u| u.as_str()), Some(target.scrape_url.as_str()));
+        assert_eq!(target.discovered_labels.get("__metrics_path__"), Some("/a b/c?d=1&e%f!é"), "labels keep the path");
     }
 
     #[test]
