@@ -160,3 +160,78 @@ async fn relative_file_sd_paths_follow_the_config_file() {
     let path = dir.join("a.yaml");
     assert_eq!(targets[0].1.get("__meta_filepath").map(String::as_str), path.to_str());
 }
+
+/// `http_sd_configs`: one endpoint answers both systems. Its targets, an edit, a failing answer
+/// (both keep the previous targets) and an empty list must show the same in both; both must send
+/// the same refresh-interval header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sd_targets_follow_the_endpoint_as_prometheus() {
+    if !peer::peers_installed("http_sd_targets_follow_the_endpoint_as_prometheus", &[peer::PROMETHEUS]) {
+        return;
+    }
+    use std::sync::{Arc, Mutex};
+    let (a, b) = (TestTarget::start().await, TestTarget::start().await);
+    // (status, body) the endpoint answers; the refresh headers it was sent, per asker.
+    let answer =
+        Arc::new(Mutex::new((200u16, format!(r#"[{{"targets": ["{}"], "labels": {{"team": "web"}}}}]"#, a.addr))));
+    let asked: Arc<Mutex<BTreeSet<(String, String)>>> = Arc::default();
+    let (answer_for_endpoint, asked_by_endpoint) = (answer.clone(), asked.clone());
+    let endpoint = axum::Router::new().route(
+        "/targets",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let (answer, asked) = (answer_for_endpoint.clone(), asked_by_endpoint.clone());
+            async move {
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let product = header("user-agent").split('/').next().unwrap_or("").to_string();
+                asked.lock().unwrap().insert((product, header("x-prometheus-refresh-interval-seconds")));
+                let (status, body) = answer.lock().unwrap().clone();
+                let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+                (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint_addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, endpoint).await;
+    });
+    let url = format!("http://{endpoint_addr}/targets");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n- job_name: files\n  http_sd_configs:\n  - url: '{url}'\n    refresh_interval: 2s\n\
+         \x20 relabel_configs:\n  - {{source_labels: [__meta_url], target_label: sd_url}}\n"
+    );
+    let ringtail = Ringtail::start(Some(&config), &[]).await;
+    let prometheus = Prometheus::start(&config).await;
+
+    let first = both_agree("the endpoint's target", &ringtail, &prometheus, |t| t.len() == 1).await;
+    assert_eq!(first[0].1.get("__meta_url"), Some(&url));
+    assert_eq!(first[0].2.get("sd_url"), Some(&url));
+
+    *answer.lock().unwrap() = (
+        200,
+        format!(
+            r#"[{{"targets": ["{}"], "labels": {{"team": "web"}}}}, {{"targets": ["{}"], "labels": {{"team": "api"}}}}]"#,
+            a.addr, b.addr
+        ),
+    );
+    both_agree("the edited answer", &ringtail, &prometheus, |t| t.len() == 2).await;
+
+    // A failing endpoint: both keep the last good answer's targets.
+    *answer.lock().unwrap() = (500, "{\"error\": \"down\"}".to_string());
+    eventually("both to log the failing answer", Duration::from_secs(60), || async {
+        let theirs = std::fs::read_to_string(prometheus.dir.path().join("prometheus.log")).unwrap_or_default();
+        (ringtail.log().contains("http_sd: the answer is not used") && theirs.contains("500")).then_some(())
+    })
+    .await;
+    both_agree("the failing endpoint", &ringtail, &prometheus, |t| t.len() == 2).await;
+
+    *answer.lock().unwrap() = (200, "[]".to_string());
+    both_agree("the empty answer", &ringtail, &prometheus, |t| t.is_empty()).await;
+    let asked = asked.lock().unwrap().clone();
+    let header_of =
+        |product: &str| asked.iter().filter(|(p, _)| p == product).map(|(_, h)| h.clone()).collect::<Vec<_>>();
+    assert_eq!(header_of("Ringtail"), header_of("Prometheus"), "{asked:?}");
+    assert_eq!(header_of("Ringtail"), vec!["2".to_string()]);
+    server.abort();
+}

@@ -195,20 +195,27 @@ fn read_groups(path: &Path) -> Result<Vec<TargetGroup>, String> {
         return Err(format!("the file has {size} bytes, more than the limit of {MAX_FILE_SD_FILE_BYTES}"));
     }
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let groups: Option<Vec<TargetGroup>> = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+    groups_from_text(&text, FILE_SD_FILEPATH_LABEL, &path.to_string_lossy())
+}
+
+/// The target groups of a discovery file or an HTTP discovery answer (JSON is read by the YAML
+/// parser, of which it is a subset), checked (at most [`MAX_FILE_SD_TARGETS_PER_FILE`] targets,
+/// valid label names), each with the label `source_label` set to `source` (`__meta_filepath`,
+/// `__meta_url`).
+pub(crate) fn groups_from_text(text: &str, source_label: &str, source: &str) -> Result<Vec<TargetGroup>, String> {
+    let groups: Option<Vec<TargetGroup>> = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
     let mut groups = groups.unwrap_or_default();
     let targets: usize = groups.iter().map(|g| g.targets.len()).sum();
     if targets > MAX_FILE_SD_TARGETS_PER_FILE {
-        return Err(format!("the file lists {targets} targets, more than the limit of {MAX_FILE_SD_TARGETS_PER_FILE}"));
+        return Err(format!("{targets} targets are listed, more than the limit of {MAX_FILE_SD_TARGETS_PER_FILE}"));
     }
-    let filepath = path.to_string_lossy();
     for group in &mut groups {
         for (name, value) in &group.labels {
             if !valid_label_name(name) {
                 return Err(format!("invalid label name {name:?} (value {value:?})"));
             }
         }
-        group.labels.insert(FILE_SD_FILEPATH_LABEL.to_string(), filepath.to_string());
+        group.labels.insert(source_label.to_string(), source.to_string());
     }
     Ok(groups)
 }

@@ -58,6 +58,8 @@ mod error;
 pub mod exposition;
 mod file_sd;
 pub mod forward;
+mod http_body;
+mod http_sd;
 mod limits;
 mod metadata;
 mod metrics;

@@ -174,7 +174,7 @@ impl TokenSource {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        let body = read_limited(response).await?;
+        let body = crate::http_body::read_limited(response, MAX_TOKEN_RESPONSE_BYTES).await?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
             return Err(format!("server returned HTTP status {status}: {text}"));
@@ -226,18 +226,6 @@ async fn send_form(request: reqwest::RequestBuilder) -> Result<reqwest::Response
         .send()
         .await
         .map_err(|e| e.to_string())
-}
-
-/// The body of `response`, refused past [`MAX_TOKEN_RESPONSE_BYTES`].
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_TOKEN_RESPONSE_BYTES {
-            return Err(format!("the token response is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// `expires_in` as a duration: a number or a string of one; absent or 0 is no expiry.

@@ -245,6 +245,67 @@ impl FileSdConfig {
     }
 }
 
+/// Prometheus's default `refresh_interval` of `http_sd_configs`.
+pub const DEFAULT_HTTP_SD_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One `http_sd_configs` entry: a URL answering a JSON list of target groups, asked every
+/// `refresh_interval` (see `http_sd`), with Prometheus's HTTP client settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSdConfig {
+    pub url: String,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub refresh_interval: Option<Duration>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    #[serde(default)]
+    pub oauth2: Option<crate::oauth2::OAuth2Config>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    #[serde(default = "default_true")]
+    pub follow_redirects: bool,
+    /// Accepted, either value, as for a scrape job (HTTP/1.1 is used).
+    #[serde(default = "default_true")]
+    pub enable_http2: bool,
+}
+
+impl HttpSdConfig {
+    /// Checks the entry as Prometheus does.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        match reqwest::Url::parse(&self.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
+            Ok(_) => return Err(format!("http_sd_configs url {:?}: URL scheme must be 'http' or 'https'", self.url)),
+            Err(e) => return Err(format!("http_sd_configs url {:?}: {e}", self.url)),
+        }
+        if self.refresh_interval.is_some_and(|r| r.is_zero()) {
+            return Err("http_sd_configs refresh_interval must be > 0".into());
+        }
+        if let Some(proxy_url) = &self.proxy_url {
+            check_proxy_url(proxy_url)?;
+        }
+        self.auth().map(|_| ())
+    }
+
+    /// The entry's authentication.
+    pub(crate) fn auth(&self) -> Result<Auth, String> {
+        Auth::resolve(
+            self.basic_auth.as_ref(),
+            self.authorization.as_ref(),
+            self.oauth2.as_ref(),
+            self.bearer_token.as_ref(),
+            self.bearer_token_file.as_ref(),
+        )
+    }
+}
+
 /// The roles `kubernetes_sd_configs` supports here.
 pub const KUBERNETES_SD_ROLES: [&str; 6] = ["pod", "service", "endpoints", "endpointslice", "node", "ingress"];
 
@@ -271,6 +332,9 @@ pub struct ScrapeConfig {
     /// Targets read from files (run by the [`crate::ScrapeManager`] itself).
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Targets asked of HTTP endpoints (run by the [`crate::ScrapeManager`] itself).
+    #[serde(default)]
+    pub http_sd_configs: Vec<HttpSdConfig>,
     #[serde(default)]
     pub honor_labels: bool,
     #[serde(default = "default_true")]
@@ -524,6 +588,8 @@ pub struct Job {
     pub static_groups: Vec<TargetGroup>,
     /// `file_sd_configs` as written (validated).
     pub file_sd: Vec<FileSdConfig>,
+    /// `http_sd_configs` as written (validated).
+    pub http_sd: Vec<HttpSdConfig>,
     /// Text identifying the settings; a target whose job fingerprint changes is restarted.
     pub fingerprint: String,
 }
@@ -568,6 +634,9 @@ impl Job {
             }
         }
         for sd in &config.file_sd_configs {
+            sd.validate().map_err(|message| invalid(name, message))?;
+        }
+        for sd in &config.http_sd_configs {
             sd.validate().map_err(|message| invalid(name, message))?;
         }
         let interval = config.scrape_interval.or(global.scrape_interval).unwrap_or(DEFAULT_SCRAPE_INTERVAL);
@@ -625,6 +694,7 @@ impl Job {
             proxy_url: config.proxy_url.clone(),
             static_groups: config.static_configs.clone(),
             file_sd: config.file_sd_configs.clone(),
+            http_sd: config.http_sd_configs.clone(),
             fingerprint: format!("{config:?}|{interval:?}|{timeout:?}"),
         })
     }

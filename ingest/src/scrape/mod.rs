@@ -10,8 +10,9 @@
 //! a target that goes away get a staleness marker at that scrape's timestamp (series with explicit
 //! timestamps are exempt).
 //!
-//! Targets come from each job's static groups, from `file_sd_configs` (polled by tasks the
-//! manager starts, stops and keeps with the job's configuration; see `file_sd`) and from groups
+//! Targets come from each job's static groups, from `file_sd_configs` and `http_sd_configs`
+//! (polled by tasks the manager starts, stops and keeps with the job's configuration; see
+//! `file_sd` and `http_sd`) and from groups
 //! handed over with [`ScrapeManager::set_target_groups`] (the binary's Kubernetes discovery); a
 //! target whose labels do not change keeps running across every such change. Each loop also
 //! keeps its page's metric metadata ([`ScrapeManager::target_metadata`]).
@@ -24,11 +25,12 @@
 use crate::error::ConfigError;
 use crate::exposition::{Format, SCRAPE_ACCEPT_HEADER};
 use crate::file_sd::{FileSd, FILE_SD_POLL};
+use crate::http_sd::HttpSd;
 use crate::limits::IngestLimits;
 use crate::metadata::MetricMetadata;
 use crate::metrics::IngestMetrics;
 pub use crate::scrape_config::TargetGroup;
-use crate::scrape_config::{FileSdConfig, Job, ScrapeConfigs};
+use crate::scrape_config::{FileSdConfig, HttpSdConfig, Job, ScrapeConfigs};
 use page::TargetState;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -147,9 +149,10 @@ struct RunningTarget {
     task: JoinHandle<()>,
 }
 
-/// The file discovery of one job: its `file_sd_configs` and the tasks polling them.
+/// The file and HTTP discovery of one job: its `file_sd_configs` and `http_sd_configs`, and
+/// the tasks polling them.
 struct FileSdRun {
-    configs: Vec<FileSdConfig>,
+    configs: (Vec<FileSdConfig>, Vec<HttpSdConfig>),
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -164,7 +167,7 @@ struct ManagerState {
     /// Target groups handed over by discovery, per job name and then per source (each source
     /// replacing its previous set).
     discovered: HashMap<String, BTreeMap<String, Vec<TargetGroup>>>,
-    /// Running file discovery, per job name.
+    /// Running file and HTTP discovery, per job name.
     file_sd: HashMap<String, FileSdRun>,
     running: HashMap<String, RunningTarget>,
     /// Targets relabeling dropped at the last sync (at most [`MAX_DROPPED_TARGETS`]), and how
@@ -236,14 +239,15 @@ impl ScrapeManager {
         self.shared.sync(&mut state);
     }
 
-    /// Starts, keeps or stops each job's file discovery to match its `file_sd_configs`. A new
-    /// one reads its files now, so the targets are there when `apply_config` returns.
+    /// Starts, keeps or stops each job's file and HTTP discovery to match its `file_sd_configs`
+    /// and `http_sd_configs`. A new file discovery reads its files now, so the targets are there
+    /// when `apply_config` returns; an HTTP one asks its URL at once, in its task.
     fn apply_file_sd(&self, state: &mut ManagerState) {
-        let wanted: HashMap<String, Vec<FileSdConfig>> = state
+        let wanted: HashMap<String, (Vec<FileSdConfig>, Vec<HttpSdConfig>)> = state
             .jobs
             .iter()
-            .filter(|r| !r.job.file_sd.is_empty())
-            .map(|r| (r.job.name.clone(), r.job.file_sd.clone()))
+            .filter(|r| !r.job.file_sd.is_empty() || !r.job.http_sd.is_empty())
+            .map(|r| (r.job.name.clone(), (r.job.file_sd.clone(), r.job.http_sd.clone())))
             .collect();
         let stale: Vec<String> = state
             .file_sd
@@ -265,14 +269,26 @@ impl ScrapeManager {
                 continue;
             }
             let (stop, stop_rx) = watch::channel(false);
-            let mut tasks = Vec::with_capacity(configs.len());
-            for (index, config) in configs.iter().enumerate() {
+            let mut tasks = Vec::with_capacity(configs.0.len() + configs.1.len());
+            for (index, config) in configs.0.iter().enumerate() {
                 let mut sd = FileSd::new(&job, config, &base_dir);
                 sd.poll();
                 let source = format!("file_sd/{index}");
                 state.discovered.entry(job.clone()).or_default().insert(source.clone(), sd.groups());
                 let weak = Arc::downgrade(&self.shared);
                 tasks.push(tokio::spawn(run_file_sd(weak, job.clone(), source, sd, stop_rx.clone())));
+            }
+            for (index, config) in configs.1.iter().enumerate() {
+                match HttpSd::new(config, &self.shared.options.user_agent) {
+                    Ok(sd) => {
+                        let weak = Arc::downgrade(&self.shared);
+                        let source = format!("http_sd/{index}");
+                        tasks.push(tokio::spawn(run_http_sd(weak, job.clone(), source, sd, stop_rx.clone())));
+                    }
+                    Err(error) => {
+                        tracing::error!(%job, url = %config.url, %error, "http_sd: its HTTP client cannot be built; this discovery is left out")
+                    }
+                }
             }
             state.file_sd.insert(job, FileSdRun { configs, stop, tasks });
         }
@@ -459,6 +475,46 @@ async fn run_file_sd(
         }
         state.discovered.entry(job.clone()).or_default().insert(source.clone(), sd.groups());
         shared.sync(&mut state);
+    }
+}
+
+/// Asks one `http_sd_configs` URL at once and then every refresh interval until `stop` flips
+/// (or the manager is gone), handing changed groups to the manager as source `source` of `job`.
+/// A failed answer keeps the groups of the last good one; its error is logged once per change.
+async fn run_http_sd(shared: Weak<Shared>, job: String, source: String, sd: HttpSd, mut stop: watch::Receiver<bool>) {
+    let mut last: Option<Vec<TargetGroup>> = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        let answer = tokio::select! {
+            answer = sd.fetch() => answer,
+            _ = stop.changed() => return,
+        };
+        match answer {
+            Ok(groups) => {
+                last_error = None;
+                if last.as_ref() != Some(&groups) {
+                    let Some(shared) = shared.upgrade() else { return };
+                    let mut state = shared.lock();
+                    // A stop sent while the URL was asked means this run was replaced.
+                    if *stop.borrow() {
+                        return;
+                    }
+                    state.discovered.entry(job.clone()).or_default().insert(source.clone(), groups.clone());
+                    shared.sync(&mut state);
+                    last = Some(groups);
+                }
+            }
+            Err(error) => {
+                if last_error.as_ref() != Some(&error) {
+                    tracing::error!(%job, url = %sd.url(), %error, "http_sd: the answer is not used; the previous targets stay");
+                }
+                last_error = Some(error);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sd.refresh_interval()) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
