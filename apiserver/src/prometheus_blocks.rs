@@ -1,8 +1,9 @@
 //! The blocks of a Prometheus config file that Ringtail has no part for — `alerting`,
-//! `remote_read`, `tracing`, `storage.exemplars` — read so that a `prometheus.yml` loads as it is
-//! (Debian's own sample has `alerting`), and each one that is set named in a warning at start:
-//! taken, never dropped in silence. `storage.tsdb.out_of_order_time_window` is the one setting
-//! among them that Ringtail has: it sets `--out-of-order-window`.
+//! `remote_read`, `tracing`, `storage.exemplars`, and `global.query_log_file` — read so that a
+//! `prometheus.yml` loads as it is (Debian's own sample has `alerting`), and each one that is set
+//! named in a warning at start: taken, never dropped in silence.
+//! `storage.tsdb.out_of_order_time_window` is the one setting among them that Ringtail has: it
+//! sets `--out-of-order-window`.
 
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
@@ -84,6 +85,17 @@ impl PrometheusBlocks {
     }
 }
 
+/// The settings of a config file's `global` block that Ringtail does not act on, one sentence
+/// each (`query_log_file`; the rest of `global` is the scraper's and the rules').
+pub fn unused_in_global(global: Option<&serde_yaml::Value>) -> Vec<String> {
+    let query_log_file =
+        global.and_then(|g| g.get("query_log_file")).and_then(|v| v.as_str()).filter(|f| !f.is_empty());
+    query_log_file
+        .map(|file| format!("global.query_log_file: Ringtail keeps no query log, so {file:?} is not written"))
+        .into_iter()
+        .collect()
+}
+
 /// A block that is a mapping, or absent (written with no keys, YAML reads it as null).
 pub(crate) fn mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_yaml::Mapping>, D::Error> {
     Option::<serde_yaml::Mapping>::deserialize(d)
@@ -140,6 +152,20 @@ mod tests {
         assert_eq!(written.unwrap().out_of_order_window(), Some(Duration::from_secs(420)));
         let millis_only = read("storage: {tsdb: {outofordertimewindow: 1500}}\n").unwrap();
         assert_eq!(millis_only.out_of_order_window(), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn a_query_log_file_in_global_is_named() {
+        let global = |yaml: &str| serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap();
+        let named = unused_in_global(Some(&global("{scrape_interval: 15s, query_log_file: /var/log/q.log}")));
+        assert_eq!(named.len(), 1);
+        assert!(named[0].starts_with("global.query_log_file:") && named[0].contains("/var/log/q.log"), "{named:?}");
+        assert!(
+            unused_in_global(Some(&global("{query_log_file: ''}"))).is_empty(),
+            "empty is no log, as in Prometheus"
+        );
+        assert!(unused_in_global(Some(&global("{scrape_interval: 15s}"))).is_empty());
+        assert!(unused_in_global(None).is_empty());
     }
 
     #[test]

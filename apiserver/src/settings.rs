@@ -587,6 +587,7 @@ impl Settings {
         set(&mut self.out_of_order_window, prometheus_blocks.out_of_order_window());
         set(&mut self.out_of_order_window, out_of_order_window);
         self.unused_prometheus_blocks.extend(prometheus_blocks.unused());
+        self.unused_prometheus_blocks.extend(crate::prometheus_blocks::unused_in_global(global.as_ref()));
         set(&mut self.worker_nice, worker_nice);
         set(&mut self.cpu_limit_headroom, cpu_limit_headroom);
         set(&mut self.ready_after, ready_after);
@@ -997,7 +998,7 @@ mod tests {
         // The shape of Debian's sample /etc/prometheus/prometheus.yml, plus the other blocks.
         std::fs::write(
             &path,
-            "global:\n  scrape_interval: 15s\n  external_labels:\n      monitor: 'example'\n\
+            "global:\n  scrape_interval: 15s\n  query_log_file: q.log\n  external_labels:\n      monitor: 'example'\n\
              alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['localhost:9093']\n\
              rule_files:\n\
              scrape_configs:\n  - job_name: 'prometheus'\n    static_configs:\n      - targets: ['localhost:9090']\n\
@@ -1008,12 +1009,13 @@ mod tests {
         let settings = Settings::from_sources(Some(&path), flags(&[])).unwrap();
         assert_eq!(settings.out_of_order_window, Duration::from_secs(120), "storage.tsdb's window");
         let unused = &settings.unused_prometheus_blocks;
-        assert_eq!(unused.len(), 2, "{unused:?}");
+        assert_eq!(unused.len(), 3, "{unused:?}");
         assert!(unused[0].starts_with("alerting:") && unused[1].starts_with("remote_read:"), "{unused:?}");
+        assert!(unused[2].starts_with("global.query_log_file:"), "{unused:?}");
         assert!(settings.scrape_configs.is_some());
         let flag_wins = Settings::from_sources(Some(&path), flags(&["--out-of-order-window", "0s"])).unwrap();
         assert_eq!(flag_wins.out_of_order_window, Duration::ZERO);
-        assert_eq!(flag_wins.unused_prometheus_blocks.len(), 2, "named once, not per layer");
+        assert_eq!(flag_wins.unused_prometheus_blocks.len(), 3, "named once, not per layer");
         std::fs::write(&path, "out_of_order_window: 1m\nstorage: {tsdb: {out_of_order_time_window: 1h}}\n").unwrap();
         let key_wins = Settings::from_sources(Some(&path), flags(&[])).unwrap();
         assert_eq!(key_wins.out_of_order_window, Duration::from_secs(60), "Ringtail's own key wins");

@@ -342,7 +342,8 @@ async fn a_whole_prometheus_yml_loads_and_what_is_not_used_is_named() {
     let target = TestTarget::start().await;
     let nowhere = format!("127.0.0.1:{}", free_port());
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  external_labels: {{monitor: example}}\n\
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  external_labels: {{monitor: example}}\n  \
+         query_log_file: /dev/null\n\
          alerting:\n  alertmanagers:\n  - static_configs: [{{targets: ['{nowhere}']}}]\n\
          rule_files: []\n\
          remote_read:\n- url: http://{nowhere}/api/v1/read\n\
@@ -360,7 +361,7 @@ async fn a_whole_prometheus_yml_loads_and_what_is_not_used_is_named() {
         .await
         .expect("JSON");
     let written = status["data"]["yaml"].as_str().expect("the config as Prometheus writes it").to_string();
-    for block in ["alerting:", "remote_read:", "out_of_order_time_window: 7m"] {
+    for block in ["alerting:", "remote_read:", "out_of_order_time_window: 7m", "query_log_file: /dev/null"] {
         assert!(written.contains(block), "Prometheus writes {block:?}:\n{written}");
     }
     let ringtail = Ringtail::start(Some(&written), &[]).await;
@@ -392,7 +393,11 @@ async fn a_whole_prometheus_yml_loads_and_what_is_not_used_is_named() {
         .expect("JSON");
     assert_eq!(flags["data"]["out-of-order-window"], "7m", "storage.tsdb's window: {flags}");
     let log = ringtail.log();
-    for named in ["alerting: Ringtail sends no alert notifications", "remote_read: queries read Ringtail's own store"] {
+    for named in [
+        "alerting: Ringtail sends no alert notifications",
+        "remote_read: queries read Ringtail's own store",
+        "global.query_log_file: Ringtail keeps no query log",
+    ] {
         assert!(log.contains(named), "the log names {named:?}:\n{log}");
     }
 }

@@ -42,6 +42,10 @@ pub struct GlobalConfig {
     /// Accepted so a newer Prometheus file loads; Ringtail's scrape Accept header is fixed.
     #[serde(default, deserialize_with = "scrape_protocols")]
     pub scrape_protocols: Option<Vec<String>>,
+    /// Accepted so a prometheus.yml loads; Ringtail keeps no query log (the binary says so in a
+    /// warning at start).
+    #[serde(default)]
+    pub query_log_file: Option<String>,
 }
 
 /// A set of targets sharing labels: a `static_configs` entry, or a group discovery hands over.
