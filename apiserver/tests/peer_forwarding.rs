@@ -71,6 +71,17 @@ async fn start_ringtail(dir: &Path, port: u16, config: &str, log_name: &str) -> 
     guard
 }
 
+/// The metric names of a remote-write 1.0 request body, in order (none when it does not decode).
+fn metric_names(body: &[u8]) -> Vec<String> {
+    let decoded = snap::raw::Decoder::new().decompress_vec(body).unwrap_or_default();
+    let request: v1::WriteRequest = prost::Message::decode(decoded.as_slice()).unwrap_or_default();
+    request
+        .timeseries
+        .iter()
+        .flat_map(|s| s.labels.iter().filter(|l| l.name == "__name__").map(|l| l.value.clone()))
+        .collect()
+}
+
 /// A self-metric of Ringtail's `/metrics`, summed over the series whose labels contain all of
 /// `matching` (as `name="value"` text).
 async fn self_metric(base_url: &str, name: &str, matching: &[&str]) -> f64 {
@@ -452,13 +463,7 @@ async fn retry_after_on_429_and_backoff_on_500_are_honoured_and_other_4xx_are_no
             move |body: axum::body::Bytes| {
                 let script = script.clone();
                 async move {
-                    let decoded = snap::raw::Decoder::new().decompress_vec(&body).unwrap_or_default();
-                    let request: v1::WriteRequest = prost::Message::decode(decoded.as_slice()).unwrap_or_default();
-                    let names: Vec<String> = request
-                        .timeseries
-                        .iter()
-                        .flat_map(|s| s.labels.iter().filter(|l| l.name == "__name__").map(|l| l.value.clone()))
-                        .collect();
+                    let names = metric_names(&body);
                     let mut script = script.lock();
                     let index = script.arrivals.len();
                     let (status, retry_after) = script.answers.get(index).copied().unwrap_or((StatusCode::OK, None));
@@ -681,13 +686,7 @@ async fn a_destination_behind_oauth2_gets_every_batch_with_a_token() {
                 async move {
                     let authorization =
                         headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                    let decoded = snap::raw::Decoder::new().decompress_vec(&body).unwrap_or_default();
-                    let request: v1::WriteRequest = prost::Message::decode(decoded.as_slice()).unwrap_or_default();
-                    let names: Vec<String> = request
-                        .timeseries
-                        .iter()
-                        .flat_map(|s| s.labels.iter().filter(|l| l.name == "__name__").map(|l| l.value.clone()))
-                        .collect();
+                    let names = metric_names(&body);
                     let mut state = state.lock();
                     let known =
                         authorization.strip_prefix("Bearer ").is_some_and(|t| state.issued.iter().any(|i| i == t));

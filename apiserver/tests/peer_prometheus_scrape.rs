@@ -13,6 +13,51 @@ use std::time::Duration;
 
 type LabelSet = std::collections::BTreeMap<String, String>;
 
+/// The config Prometheus serves at `/api/v1/status/config` (every default spelled out), checked
+/// to hold each of `expected`.
+async fn config_as_prometheus_writes_it(prometheus: &Prometheus, expected: &[&str]) -> String {
+    let status: serde_json::Value = client()
+        .get(format!("{}/api/v1/status/config", prometheus.url()))
+        .send()
+        .await
+        .expect("Prometheus's config")
+        .json()
+        .await
+        .expect("JSON");
+    let written = status["data"]["yaml"].as_str().expect("the config as Prometheus writes it").to_string();
+    for text in expected {
+        assert!(written.contains(text), "Prometheus writes {text:?}:\n{written}");
+    }
+    written
+}
+
+/// The series of `selector` in Prometheus and in Ringtail, once each holds `jobs` `up` series of
+/// at least `scrapes` samples.
+async fn series_after_scrapes(
+    prometheus: &Prometheus,
+    ringtail: &Ringtail,
+    selector: &str,
+    jobs: usize,
+    scrapes: usize,
+) -> (BTreeSet<LabelSet>, BTreeSet<LabelSet>) {
+    let is_up = |labels: &LabelSet| labels.get("__name__").map(String::as_str) == Some("up");
+    let theirs =
+        eventually(&format!("Prometheus to scrape {selector} {scrapes} times"), Duration::from_secs(90), || async {
+            let samples = prometheus.raw_samples(selector).await;
+            let ups = samples.iter().filter(|(l, s)| is_up(l) && s.len() >= scrapes);
+            (ups.count() == jobs).then(|| samples.into_iter().map(|(l, _)| l).collect::<BTreeSet<LabelSet>>())
+        })
+        .await;
+    let ours =
+        eventually(&format!("Ringtail to scrape {selector} {scrapes} times"), Duration::from_secs(90), || async {
+            let exported = ringtail.export(selector).await;
+            let ups = exported.iter().filter(|s| is_up(&s.metric) && s.timestamps.len() >= scrapes);
+            (ups.count() == jobs).then(|| exported.into_iter().map(|s| s.metric).collect::<BTreeSet<LabelSet>>())
+        })
+        .await;
+    (theirs, ours)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_series_up_and_staleness_as_prometheus() {
     if !peer::peers_installed("same_series_up_and_staleness_as_prometheus", &[peer::PROMETHEUS]) {
@@ -273,35 +318,15 @@ async fn redirects_proxies_and_prometheus_written_config_as_prometheus() {
          - job_name: proxied\n  proxy_url: http://{proxy_addr}\n  static_configs: [{{targets: ['{unreachable}']}}]\n"
     );
     let prometheus = Prometheus::start(&scrape).await;
-    let status: serde_json::Value = client()
-        .get(format!("{}/api/v1/status/config", prometheus.url()))
-        .send()
-        .await
-        .expect("Prometheus's config")
-        .json()
-        .await
-        .expect("JSON");
-    let written = status["data"]["yaml"].as_str().expect("the config as Prometheus writes it").to_string();
-    for spelled_out in ["follow_redirects: true", "follow_redirects: false", "enable_http2: true", "proxy_url: "] {
-        assert!(written.contains(spelled_out), "Prometheus writes {spelled_out:?}:\n{written}");
-    }
+    let written = config_as_prometheus_writes_it(
+        &prometheus,
+        &["follow_redirects: true", "follow_redirects: false", "enable_http2: true", "proxy_url: "],
+    )
+    .await;
     let ringtail = Ringtail::start(Some(&written), &[]).await;
 
     let selector = "{job=~\"follows|stays|proxied\"}";
-    let prometheus_series = eventually("Prometheus to scrape every job twice", Duration::from_secs(90), || async {
-        let samples = prometheus.raw_samples(selector).await;
-        let ups = samples.iter().filter(|(l, s)| l.get("__name__").map(String::as_str) == Some("up") && s.len() >= 2);
-        (ups.count() == 3).then(|| samples.into_iter().map(|(l, _)| l).collect::<BTreeSet<LabelSet>>())
-    })
-    .await;
-    let ringtail_series = eventually("Ringtail to scrape every job twice", Duration::from_secs(90), || async {
-        let exported = ringtail.export(selector).await;
-        let ups = exported
-            .iter()
-            .filter(|s| s.metric.get("__name__").map(String::as_str) == Some("up") && s.timestamps.len() >= 2);
-        (ups.count() == 3).then(|| exported.into_iter().map(|s| s.metric).collect::<BTreeSet<LabelSet>>())
-    })
-    .await;
+    let (prometheus_series, ringtail_series) = series_after_scrapes(&prometheus, &ringtail, selector, 3, 2).await;
     assert_eq!(ringtail_series, prometheus_series, "series sets differ");
     let has = |name: &str, job: &str| {
         ringtail_series.iter().any(|l| {
@@ -352,35 +377,15 @@ async fn a_whole_prometheus_yml_loads_and_what_is_not_used_is_named() {
         target.addr
     );
     let prometheus = Prometheus::start(&config).await;
-    let status: serde_json::Value = client()
-        .get(format!("{}/api/v1/status/config", prometheus.url()))
-        .send()
-        .await
-        .expect("Prometheus's config")
-        .json()
-        .await
-        .expect("JSON");
-    let written = status["data"]["yaml"].as_str().expect("the config as Prometheus writes it").to_string();
-    for block in ["alerting:", "remote_read:", "out_of_order_time_window: 7m", "query_log_file: /dev/null"] {
-        assert!(written.contains(block), "Prometheus writes {block:?}:\n{written}");
-    }
+    let written = config_as_prometheus_writes_it(
+        &prometheus,
+        &["alerting:", "remote_read:", "out_of_order_time_window: 7m", "query_log_file: /dev/null"],
+    )
+    .await;
     let ringtail = Ringtail::start(Some(&written), &[]).await;
 
-    let selector = "{job=\"whole\"}";
-    let prometheus_series = eventually("Prometheus to scrape the job twice", Duration::from_secs(90), || async {
-        let samples = prometheus.raw_samples(selector).await;
-        let up = samples.iter().find(|(l, s)| l.get("__name__").map(String::as_str) == Some("up") && s.len() >= 2);
-        up.is_some().then(|| samples.into_iter().map(|(l, _)| l).collect::<BTreeSet<LabelSet>>())
-    })
-    .await;
-    let ringtail_series = eventually("Ringtail to scrape the job twice", Duration::from_secs(90), || async {
-        let exported = ringtail.export(selector).await;
-        let up = exported
-            .iter()
-            .find(|s| s.metric.get("__name__").map(String::as_str) == Some("up") && s.timestamps.len() >= 2);
-        up.is_some().then(|| exported.into_iter().map(|s| s.metric).collect::<BTreeSet<LabelSet>>())
-    })
-    .await;
+    let (prometheus_series, ringtail_series) =
+        series_after_scrapes(&prometheus, &ringtail, "{job=\"whole\"}", 1, 2).await;
     assert_eq!(ringtail_series, prometheus_series, "series sets differ");
 
     let flags: serde_json::Value = client()
@@ -484,20 +489,7 @@ async fn oauth2_client_credentials_as_prometheus() {
     let ringtail = Ringtail::start(Some(&config), &[]).await;
 
     let selector = "{job=~\"oauth|refused\"}";
-    let prometheus_series = eventually("Prometheus to scrape both jobs 3 times", Duration::from_secs(90), || async {
-        let samples = prometheus.raw_samples(selector).await;
-        let ups = samples.iter().filter(|(l, s)| l.get("__name__").map(String::as_str) == Some("up") && s.len() >= 3);
-        (ups.count() == 2).then(|| samples.into_iter().map(|(l, _)| l).collect::<BTreeSet<LabelSet>>())
-    })
-    .await;
-    let ringtail_series = eventually("Ringtail to scrape both jobs 3 times", Duration::from_secs(90), || async {
-        let exported = ringtail.export(selector).await;
-        let ups = exported
-            .iter()
-            .filter(|s| s.metric.get("__name__").map(String::as_str) == Some("up") && s.timestamps.len() >= 3);
-        (ups.count() == 2).then(|| exported.into_iter().map(|s| s.metric).collect::<BTreeSet<LabelSet>>())
-    })
-    .await;
+    let (prometheus_series, ringtail_series) = series_after_scrapes(&prometheus, &ringtail, selector, 2, 3).await;
     assert_eq!(
         ringtail_series,
         prometheus_series,
