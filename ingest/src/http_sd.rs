@@ -7,7 +7,7 @@
 //! logged once per change). Answers are bounded like discovery files (16 MiB, 100 000 targets).
 
 use crate::file_sd::{groups_from_text, MAX_FILE_SD_FILE_BYTES};
-use crate::scrape_config::{Auth, HttpSdConfig, TargetGroup, DEFAULT_HTTP_SD_REFRESH_INTERVAL};
+use crate::scrape_config::{client_builder, Auth, HttpSdConfig, TargetGroup, DEFAULT_HTTP_SD_REFRESH_INTERVAL};
 use std::time::Duration;
 
 /// The label naming the URL a group came from.
@@ -26,19 +26,10 @@ impl HttpSd {
     /// The entry's client (its TLS, proxy and redirect settings; `user_agent` as scrapes send it).
     pub(crate) fn new(config: &HttpSdConfig, user_agent: &str) -> Result<HttpSd, String> {
         let refresh = config.refresh_interval.unwrap_or(DEFAULT_HTTP_SD_REFRESH_INTERVAL);
-        let redirects = if config.follow_redirects {
-            reqwest::redirect::Policy::limited(10)
-        } else {
-            reqwest::redirect::Policy::none()
-        };
+        let tls = config.tls_config.clone().unwrap_or_default();
+        let builder = client_builder(user_agent, config.follow_redirects, config.proxy_url.as_deref(), &tls)?;
         // An answer slower than the interval is late for the next one anyway.
-        let builder = reqwest::Client::builder().user_agent(user_agent).redirect(redirects).timeout(refresh);
-        let builder = match &config.proxy_url {
-            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| format!("proxy_url: {e}"))?),
-            None => builder.no_proxy(),
-        };
-        let builder = config.tls_config.clone().unwrap_or_default().apply(builder)?;
-        let client = builder.build().map_err(|e| e.to_string())?;
+        let client = builder.timeout(refresh).build().map_err(|e| e.to_string())?;
         Ok(HttpSd { url: config.url.clone(), refresh, client, auth: config.auth()? })
     }
 

@@ -100,16 +100,11 @@ impl TokenSource {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
             _ => return Err(format!("oauth2 token_url {:?} is not an http:// or https:// URL", config.token_url)),
         }
-        let builder = reqwest::Client::builder()
-            .timeout(TOKEN_REQUEST_TIMEOUT)
-            .user_agent(concat!("Ringtail/", env!("CARGO_PKG_VERSION")));
-        let builder = match &config.proxy_url {
-            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| format!("oauth2 proxy_url: {e}"))?),
-            None => builder.no_proxy(),
-        };
-        let builder =
-            config.tls_config.clone().unwrap_or_default().apply(builder).map_err(|e| format!("oauth2 {e}"))?;
-        let client = builder.build().map_err(|e| format!("oauth2: {e}"))?;
+        let tls = config.tls_config.clone().unwrap_or_default();
+        let user_agent = concat!("Ringtail/", env!("CARGO_PKG_VERSION"));
+        let builder = crate::scrape_config::client_builder(user_agent, true, config.proxy_url.as_deref(), &tls)
+            .map_err(|e| format!("oauth2 {e}"))?;
+        let client = builder.timeout(TOKEN_REQUEST_TIMEOUT).build().map_err(|e| format!("oauth2: {e}"))?;
         Ok(TokenSource { config: config.clone(), client, current: tokio::sync::Mutex::new(None) })
     }
 

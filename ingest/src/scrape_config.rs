@@ -142,6 +142,25 @@ impl TlsConfig {
     }
 }
 
+/// A client builder with Prometheus's HTTP client settings, shared by scrape jobs, HTTP discovery
+/// and OAuth 2.0 token endpoints: `follow_redirects` (at most 10 hops, or none), `proxy_url` (no
+/// proxy when unset, whatever the environment says) and `tls`.
+pub(crate) fn client_builder(
+    user_agent: &str,
+    follow_redirects: bool,
+    proxy_url: Option<&str>,
+    tls: &TlsConfig,
+) -> Result<reqwest::ClientBuilder, String> {
+    let redirects =
+        if follow_redirects { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
+    let builder = reqwest::Client::builder().user_agent(user_agent).redirect(redirects);
+    let builder = match proxy_url {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| format!("proxy_url {proxy:?}: {e}"))?),
+        None => builder.no_proxy(),
+    };
+    tls.apply(builder)
+}
+
 /// One `kubernetes_sd_configs` entry. The scraper itself does not watch Kubernetes (that needs a
 /// cluster client, which the binary owns); it keeps these so the binary can start discovery per
 /// job and hand the targets over with `ScrapeManager::set_target_groups`.

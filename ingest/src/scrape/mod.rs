@@ -520,15 +520,14 @@ async fn run_http_sd(shared: Weak<Shared>, job: String, source: String, sd: Http
 
 fn build_client(job: &Job, options: &ScrapeManagerOptions) -> Result<reqwest::Client, ConfigError> {
     let client_error = |message: String| ConfigError::Client { job: job.name.clone(), message };
-    let redirects =
-        if job.follow_redirects { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
-    let builder = reqwest::Client::builder().user_agent(options.user_agent.clone()).gzip(true).redirect(redirects);
-    let builder = match &job.proxy_url {
-        Some(proxy_url) => builder.proxy(reqwest::Proxy::all(proxy_url).map_err(|e| client_error(e.to_string()))?),
-        None => builder.no_proxy(),
-    };
-    let builder = job.tls.apply(builder).map_err(client_error)?;
-    builder.build().map_err(|e| client_error(e.to_string()))
+    let builder = crate::scrape_config::client_builder(
+        &options.user_agent,
+        job.follow_redirects,
+        job.proxy_url.as_deref(),
+        &job.tls,
+    )
+    .map_err(client_error)?;
+    builder.gzip(true).build().map_err(|e| client_error(e.to_string()))
 }
 
 /// Applies Prometheus' target label rules: group labels, then `__address__`, `__scheme__`,
