@@ -289,7 +289,7 @@ async fn handle(rw: &Arc<RemoteWriteState>, headers: &HeaderMap, body: Body) -> 
     if let Some(length) = announced {
         budget.hold_bytes(length).await?;
     }
-    let body = read_limited(body, settings.max_body_bytes, &mut budget).await?;
+    let body = read_limited(body, announced, settings.max_body_bytes, &mut budget).await?;
 
     // Refuses a body announcing more than the receiver decodes before it waits for budget.
     let decompressed_bytes = rw.receiver.decompressed_len(&body)?;
@@ -316,10 +316,17 @@ fn too_large(max_bytes: usize) -> Refusal {
 }
 
 /// Reads the body, refusing as soon as it grows past `max_bytes` (without reading the rest); a
-/// body longer than `budget` holds (sent without Content-Length) takes budget as it arrives.
-async fn read_limited(body: Body, max_bytes: usize, budget: &mut InflightBudget<'_>) -> Result<Vec<u8>, Refusal> {
+/// body longer than `budget` holds (sent without Content-Length) takes budget as it arrives. The
+/// buffer is sized for the `announced` length (budget already held for it), so the body is copied
+/// once.
+async fn read_limited(
+    body: Body,
+    announced: Option<usize>,
+    max_bytes: usize,
+    budget: &mut InflightBudget<'_>,
+) -> Result<Vec<u8>, Refusal> {
     let mut stream = body.into_data_stream();
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(announced.unwrap_or(0).min(max_bytes));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("reading the request body failed: {e}")))?;

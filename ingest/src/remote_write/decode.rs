@@ -60,16 +60,26 @@ pub(crate) fn checked_decompressed_len(body: &[u8], max_bytes: usize) -> Result<
     Ok(len)
 }
 
-/// Decompresses a snappy *block* (not framed) body into `out` (cleared first); a body announcing
-/// more than `max_bytes` is refused before anything is allocated.
+/// Decompresses a snappy *block* (not framed) body into `out` (which then holds exactly the
+/// decompressed bytes); a body announcing more than `max_bytes` is refused before anything is
+/// allocated.
 pub fn decompress_snappy(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), RemoteWriteError> {
     let len = checked_decompressed_len(body, max_bytes)?;
-    out.clear();
-    out.resize(len, 0);
-    let written =
-        snap::raw::Decoder::new().decompress(body, out).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
-    out.truncate(written);
-    Ok(())
+    // A reused buffer is only zero-filled where it grows: the decoder overwrites every byte it
+    // reports as written, and the rest is cut off below (on an error, all of it).
+    if out.len() < len {
+        out.resize(len, 0);
+    }
+    match snap::raw::Decoder::new().decompress(body, &mut out[..len]) {
+        Ok(written) => {
+            out.truncate(written);
+            Ok(())
+        }
+        Err(e) => {
+            out.clear();
+            Err(RemoteWriteError::Snappy(e.to_string()))
+        }
+    }
 }
 
 /// The labels and sample range of one series inside a [`DecodedRequest`].
@@ -112,6 +122,20 @@ pub struct DecodedRequest<'a> {
 }
 
 impl<'a> DecodedRequest<'a> {
+    /// An empty request over `buf`, growing `buffers`.
+    fn new(buf: &'a [u8], buffers: DecodeBuffers) -> DecodedRequest<'a> {
+        let DecodeBuffers { labels, samples, series } = buffers;
+        DecodedRequest { buf, labels, samples, series, ..DecodedRequest::default() }
+    }
+
+    /// Ends the request, keeping its vectors' allocations for the next one.
+    pub(crate) fn recycle(self) -> DecodeBuffers {
+        let DecodedRequest { labels, mut samples, mut series, .. } = self;
+        samples.clear();
+        series.clear();
+        DecodeBuffers { labels: forget_labels(labels), samples, series }
+    }
+
     /// Series that carry at least one float sample.
     pub fn series_count(&self) -> usize {
         self.series.len()
@@ -227,14 +251,14 @@ pub fn decode_request<'a>(
     now_ms: i64,
     limits: &DecodeLimits,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
-    decode_with_cache(protocol, buf, now_ms, limits, &IngestLimits::UNLIMITED, None)
+    decode_with_cache(protocol, buf, now_ms, limits, &IngestLimits::UNLIMITED, None, DecodeBuffers::default())
 }
 
 /// Decodes like [`decode_request`], leaving out (and recording) the series that break
 /// `series_limits`' per-series and per-request limits; with a cache, 1.0 series whose raw label
 /// bytes it knows get their id from it and skip label decoding, validation and the label limits
 /// (the bytes passed them when they were added, and the limits do not change during a receiver's
-/// life).
+/// life). The decoded request grows `buffers` (see [`DecodedRequest::recycle`]).
 pub(crate) fn decode_with_cache<'a>(
     protocol: Protocol,
     buf: &'a [u8],
@@ -242,12 +266,48 @@ pub(crate) fn decode_with_cache<'a>(
     limits: &DecodeLimits,
     series_limits: &IngestLimits,
     cache: Option<(&SeriesCache, &CacheReader<'_>)>,
+    buffers: DecodeBuffers,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
     let max_ts_ms = now_ms.saturating_add(limits.max_future_ms);
+    let out = DecodedRequest::new(buf, buffers);
     match protocol {
-        Protocol::V1 => decode_v1(buf, max_ts_ms, series_limits, cache),
-        Protocol::V2 => decode_v2(buf, max_ts_ms, series_limits),
+        Protocol::V1 => decode_v1(out, max_ts_ms, series_limits, cache),
+        Protocol::V2 => decode_v2(out, max_ts_ms, series_limits),
     }
+}
+
+/// The growable vectors of a [`DecodedRequest`], emptied, kept from one request to the next so
+/// that a steady stream of requests decodes without allocating them again: a request of 2000
+/// new series grows them to about half a megabyte, which every request would otherwise take
+/// from the allocator as fresh pages the kernel zeroes.
+#[derive(Debug, Default)]
+pub(crate) struct DecodeBuffers {
+    labels: Vec<(&'static str, &'static str)>,
+    samples: Vec<Sample>,
+    series: Vec<SeriesSpan>,
+}
+
+impl DecodeBuffers {
+    /// Bytes the vectors hold (their capacity).
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.labels.capacity() * std::mem::size_of::<(&str, &str)>()
+            + self.samples.capacity() * std::mem::size_of::<Sample>()
+            + self.series.capacity() * std::mem::size_of::<SeriesSpan>()
+    }
+
+    /// Empty buffers with room for `samples` samples.
+    #[cfg(test)]
+    pub(crate) fn with_sample_capacity(samples: usize) -> DecodeBuffers {
+        DecodeBuffers { samples: Vec::with_capacity(samples), ..DecodeBuffers::default() }
+    }
+}
+
+/// `labels` emptied, borrowing nothing any more, in the same allocation: an emptied vector's
+/// iterator collected into elements of the same size reuses the vector's buffer (the closure
+/// never runs).
+fn forget_labels(mut labels: Vec<(&str, &str)>) -> Vec<(&'static str, &'static str)> {
+    labels.clear();
+    labels.into_iter().map(|_| ("", "")).collect()
 }
 
 /// Whether series number `series_index` (from 0) is past the per-request limit; if so it is
@@ -267,12 +327,12 @@ const LOOKUP_BATCH: usize = 64;
 
 /// Walks `prometheus.WriteRequest`: field 1 `TimeSeries`, field 3 metadata.
 fn decode_v1<'a>(
-    buf: &'a [u8],
+    mut out: DecodedRequest<'a>,
     max_ts_ms: i64,
     limits: &IngestLimits,
     cache: Option<(&SeriesCache, &CacheReader<'_>)>,
 ) -> Result<DecodedRequest<'a>, RemoteWriteError> {
-    let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
+    let buf = out.buf;
     let mut batch = ScannedBatch::default();
     let mut request = WireReader::new(buf, 0);
     let mut series_index = 0;
@@ -615,7 +675,12 @@ fn decode_sample_fields(buf: &[u8], base: usize) -> Result<Sample, RemoteWriteEr
 
 /// Walks `io.prometheus.write.v2.Request`: symbols (4) first collected in any order, then the
 /// series (5), whose `labels_refs` (1) index the symbols.
-fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result<DecodedRequest<'a>, RemoteWriteError> {
+fn decode_v2<'a>(
+    mut out: DecodedRequest<'a>,
+    max_ts_ms: i64,
+    limits: &IngestLimits,
+) -> Result<DecodedRequest<'a>, RemoteWriteError> {
+    let buf = out.buf;
     let mut symbols: Vec<&str> = Vec::new();
     let mut series_fields: Vec<(&[u8], usize)> = Vec::new();
     let mut v1_fields = false;
@@ -636,7 +701,6 @@ fn decode_v2<'a>(buf: &'a [u8], max_ts_ms: i64, limits: &IngestLimits) -> Result
             content_type: "2.0 (io.prometheus.write.v2.Request)",
         });
     }
-    let mut out = DecodedRequest { buf, ..DecodedRequest::default() };
     let mut refs: Vec<u32> = Vec::new();
     // Metadata of this request already seen, by (type, series name, help, unit) references, and
     // already taken, by family name (a histogram's buckets and sum are one family).
@@ -1064,6 +1128,45 @@ mod tests {
         assert!(decompress_snappy(&body[..body.len() - 2], 1 << 20, &mut out).is_err());
         assert!(matches!(decompress_snappy(&body, 4, &mut out), Err(RemoteWriteError::DecompressedTooLarge { .. })));
         decompress_snappy(&body, 1 << 20, &mut out).unwrap();
+    }
+
+    #[test]
+    fn recycled_vectors_keep_their_allocations() {
+        let body = encode_body(&v1::WriteRequest {
+            timeseries: (0..100).map(|i| v1_series(&[("__name__", "m"), ("i", &i.to_string())], &[(1, 1.0)])).collect(),
+            metadata: vec![],
+        });
+        let mut raw = Vec::new();
+        decompress_snappy(&body, 1 << 20, &mut raw).unwrap();
+        let decoded = decode_request(Protocol::V1, &raw, 0, &DecodeLimits::default()).unwrap();
+        let capacities = (decoded.labels.capacity(), decoded.samples.capacity(), decoded.series.capacity());
+        assert!(capacities.0 >= 200 && capacities.1 >= 100 && capacities.2 >= 100, "{capacities:?}");
+        let buffers = decoded.recycle();
+        assert_eq!((buffers.labels.capacity(), buffers.samples.capacity(), buffers.series.capacity()), capacities);
+        assert!(buffers.labels.is_empty() && buffers.samples.is_empty() && buffers.series.is_empty());
+        let again =
+            decode_with_cache(Protocol::V1, &raw, 0, &DecodeLimits::default(), &IngestLimits::UNLIMITED, None, buffers)
+                .unwrap();
+        assert_eq!(again.batch().len(), 100, "a request decoded into recycled vectors is whole");
+        assert_eq!(again.labels.capacity(), capacities.0, "and grew nothing");
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_exactly_the_latest_body() {
+        let long: Vec<u8> = (0..5000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let short = b"short body, shorter than what the buffer held".to_vec();
+        let compress = |bytes: &[u8]| snap::raw::Encoder::new().compress_vec(bytes).unwrap();
+        let mut out = vec![0xAA; 3];
+        decompress_snappy(&compress(&long), 1 << 20, &mut out).unwrap();
+        assert_eq!(out, long);
+        decompress_snappy(&compress(&short), 1 << 20, &mut out).unwrap();
+        assert_eq!(out, short, "nothing of the longer body is left");
+        let mut torn = compress(&long);
+        torn.truncate(torn.len() / 2);
+        assert!(decompress_snappy(&torn, 1 << 20, &mut out).is_err());
+        assert!(out.is_empty(), "a failed body leaves nothing to be read as decoded");
+        decompress_snappy(&compress(&[]), 1 << 20, &mut out).unwrap();
+        assert!(out.is_empty());
     }
 
     proptest::proptest! {

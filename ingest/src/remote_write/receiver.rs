@@ -8,7 +8,7 @@
 //! is shared behind an `Arc` and called from blocking threads; every method takes `&self`.
 
 use super::decode::DecodedRequest;
-use super::decode::{checked_decompressed_len, decode_with_cache, decompress_snappy, DecodeLimits};
+use super::decode::{checked_decompressed_len, decode_with_cache, decompress_snappy, DecodeBuffers, DecodeLimits};
 use super::store::{store, WriteOutcome};
 use super::Protocol;
 use crate::error::RemoteWriteError;
@@ -18,8 +18,8 @@ use crate::series_cache::{self, SeriesCache};
 use std::sync::{Arc, Mutex, PoisonError};
 use tsdb::Db;
 
-/// Decompression buffers larger than this are freed after the request instead of kept for reuse:
-/// a typical request's buffer is worth keeping, a rare huge one is not.
+/// Decompression or decoding buffers larger than this are freed after the request instead of kept
+/// for reuse: a typical request's buffers are worth keeping, a rare huge one's are not.
 const MAX_KEPT_SCRATCH_BYTES: usize = 8 << 20;
 
 /// The remote-write receiver of one store. See the module docs.
@@ -102,18 +102,19 @@ impl Receiver {
         protocol: Protocol,
         body: &[u8],
         now_ms: i64,
-        scratch: &mut Vec<u8>,
+        scratch: &mut Scratch,
     ) -> Result<WriteOutcome, RemoteWriteError> {
-        decompress_snappy(body, self.limits.max_decompressed_bytes, scratch)?;
+        decompress_snappy(body, self.limits.max_decompressed_bytes, &mut scratch.body)?;
         let cache = self.series_cache.as_ref();
         let limits = (&self.limits, &self.series_limits);
+        let buffers = std::mem::take(&mut scratch.decoded);
         // The cache's read lock is released before the store adds the new series under its write lock.
         let decoded = match cache {
             Some(cache) => {
                 let reader = cache.reader();
-                decode_with_cache(protocol, scratch, now_ms, limits.0, limits.1, Some((cache, &reader)))?
+                decode_with_cache(protocol, &scratch.body, now_ms, limits.0, limits.1, Some((cache, &reader)), buffers)?
             }
-            None => decode_with_cache(protocol, scratch, now_ms, limits.0, limits.1, None)?,
+            None => decode_with_cache(protocol, &scratch.body, now_ms, limits.0, limits.1, None, buffers)?,
         };
         let mut refused = decoded.refused.clone();
         for (kind, metric, help, unit) in &decoded.metadata_entries {
@@ -128,12 +129,14 @@ impl Receiver {
             self.admission.settle(reservation, usize::try_from(created).unwrap_or(usize::MAX));
         }
         let (mut outcome, removed) = stored?;
+        scratch.decoded = decoded.recycle();
         if !removed.is_empty() {
             // Cached ids of series the store removed since: those entries go again by labels.
-            drop(decoded);
-            let fresh = decode_with_cache(protocol, scratch, now_ms, limits.0, limits.1, None)?;
+            let buffers = std::mem::take(&mut scratch.decoded);
+            let fresh = decode_with_cache(protocol, &scratch.body, now_ms, limits.0, limits.1, None, buffers)?;
             let (again, _) = store(&self.db, cache, &fresh, Some(&removed))?;
             outcome.add_stored(&again);
+            scratch.decoded = fresh.recycle();
         }
         outcome.refused = refused;
         Ok(outcome)
@@ -192,10 +195,18 @@ fn store_knows(db: &Db, labels: &[(&str, &str)]) -> bool {
     db.lookup(labels).is_some()
 }
 
-/// Decompression buffers kept between requests, so a steady stream of requests allocates none.
+/// One request's decompressed body and decoding vectors, kept for the next request.
+#[derive(Debug, Default)]
+struct Scratch {
+    body: Vec<u8>,
+    decoded: DecodeBuffers,
+}
+
+/// Decompression and decoding buffers kept between requests, so a steady stream of requests
+/// allocates none.
 #[derive(Debug)]
 struct ScratchPool {
-    free: Mutex<Vec<Vec<u8>>>,
+    free: Mutex<Vec<Scratch>>,
     /// Decoding is CPU-bound, so more requests than cores rarely decode at once; buffers beyond
     /// this count are freed after use.
     max_kept: usize,
@@ -207,13 +218,16 @@ impl ScratchPool {
         ScratchPool { free: Mutex::new(Vec::new()), max_kept: cores * 2 }
     }
 
-    fn take(&self) -> Vec<u8> {
+    fn take(&self) -> Scratch {
         self.free.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default()
     }
 
-    fn give_back(&self, buf: Vec<u8>) {
-        if buf.capacity() > MAX_KEPT_SCRATCH_BYTES {
-            return;
+    fn give_back(&self, mut buf: Scratch) {
+        if buf.body.capacity() > MAX_KEPT_SCRATCH_BYTES {
+            buf.body = Vec::new();
+        }
+        if buf.decoded.capacity_bytes() > MAX_KEPT_SCRATCH_BYTES {
+            buf.decoded = DecodeBuffers::default();
         }
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         if free.len() < self.max_kept {
@@ -254,6 +268,7 @@ mod tests {
             &DecodeLimits::default(),
             &IngestLimits::default(),
             Some((cache, &cache.reader())),
+            DecodeBuffers::default(),
         )
         .unwrap()
     }
@@ -596,10 +611,33 @@ mod tests {
     fn scratch_buffers_are_reused_unless_huge() {
         let pool = ScratchPool::new();
         let mut buf = pool.take();
-        buf.reserve(1024);
+        buf.body.reserve(1024);
         pool.give_back(buf);
-        assert!(pool.take().capacity() >= 1024, "a typical buffer comes back");
-        pool.give_back(Vec::with_capacity(MAX_KEPT_SCRATCH_BYTES + 1));
-        assert_eq!(pool.take().capacity(), 0, "a huge buffer is freed");
+        assert!(pool.take().body.capacity() >= 1024, "a typical buffer comes back");
+        pool.give_back(Scratch { body: Vec::with_capacity(MAX_KEPT_SCRATCH_BYTES + 1), ..Scratch::default() });
+        assert_eq!(pool.take().body.capacity(), 0, "a huge buffer is freed");
+    }
+
+    #[test]
+    fn decoding_vectors_are_kept_between_requests_unless_huge() {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = receiver(&dir);
+        let request = |ts: i64| {
+            let timeseries = (0..300).map(|i| v1_series(&[("__name__", "m"), ("pod", &format!("p{i}"))], &[(ts, 1.0)]));
+            encode_body(&v1::WriteRequest { timeseries: timeseries.collect(), metadata: vec![] })
+        };
+        receiver.remote_write(Protocol::V1, &request(1_000), 0).unwrap();
+        let kept = receiver.scratch.take();
+        let kept_bytes = kept.decoded.capacity_bytes();
+        assert!(kept_bytes > 0, "the request's vectors come back");
+        receiver.scratch.give_back(kept);
+        // The next request (its 300 series known now) decodes into the same vectors.
+        let outcome = receiver.remote_write(Protocol::V1, &request(2_000), 0).unwrap();
+        assert_eq!(outcome.samples_written, 300, "{outcome:?}");
+        assert_eq!(receiver.scratch.take().decoded.capacity_bytes(), kept_bytes, "no vector was allocated again");
+        let huge =
+            Scratch { decoded: DecodeBuffers::with_sample_capacity(MAX_KEPT_SCRATCH_BYTES), ..Scratch::default() };
+        receiver.scratch.give_back(huge);
+        assert_eq!(receiver.scratch.take().decoded.capacity_bytes(), 0, "huge vectors are freed");
     }
 }
