@@ -25,6 +25,13 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
     Some(first)
 }
 
+/// What `git args` printed on standard output, trimmed; `None` when git failed (its complaint on
+/// standard error is not a commit).
+fn git_stdout(args: &[&str]) -> Option<String> {
+    let output = Command::new("git").args(args).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 /// Reads `/proc`, runs `--version` of each system and `git`; anything unreadable is "unknown".
 pub async fn describe() -> MachineInfo {
     let unknown = || "unknown".to_string();
@@ -49,8 +56,11 @@ pub async fn describe() -> MachineInfo {
     let victoria_metrics_version = command_output("/usr/bin/victoria-metrics", &["-version"])
         .or_else(|| command_output("dpkg-query", &["-W", "-f", "${Version}", "victoria-metrics"]))
         .unwrap_or_else(unknown);
-    let git_commit = command_output("git", &["rev-parse", "HEAD"]).unwrap_or_else(unknown);
-    let dirty = command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_some();
+    let git_commit = git_stdout(&["rev-parse", "HEAD"])
+        .filter(|commit| !commit.is_empty())
+        .unwrap_or_else(|| "unknown (the suite was not started inside a git work tree)".to_string());
+    let dirty =
+        git_stdout(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|changes| !changes.is_empty());
     MachineInfo {
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         cpu_model,
@@ -63,5 +73,16 @@ pub async fn describe() -> MachineInfo {
         load_average_at_start: std::fs::read_to_string("/proc/loadavg")
             .map(|l| l.trim().to_string())
             .unwrap_or_else(|_| unknown()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_git_gives_nothing_rather_than_its_complaint() {
+        assert!(git_stdout(&["--version"]).is_some_and(|v| v.starts_with("git version")));
+        assert_eq!(git_stdout(&["no-such-git-command"]), None);
     }
 }
