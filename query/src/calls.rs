@@ -603,6 +603,9 @@ impl RangeJob<'_> {
         // without one skips the correction pass.
         let mut resets_upto: Vec<u32> = Vec::new();
         let mut decoded: Vec<Point> = Vec::new();
+        // The rate's divisions, reused while a series' points sit at the same places in window
+        // after window (a steady scrape read at a step that is a multiple of its interval).
+        let mut timing = mathfns::WindowTiming::default();
         for (j, source) in series.iter().enumerate() {
             // A series costs a window per step: check more often than per-item loops do.
             if j.is_multiple_of(64) {
@@ -640,7 +643,7 @@ impl RangeJob<'_> {
                     let value = if counter {
                         let has_resets = resets_upto[end - 1] != resets_upto[start];
                         let is_rate = self.kind == FuncKind::Rate;
-                        mathfns::extrapolated_rate_resets_known(window, lo, ref_t, true, is_rate, has_resets)
+                        mathfns::extrapolated_rate_timed(window, lo, ref_t, true, is_rate, has_resets, &mut timing)
                     } else {
                         let params = RangeParams { scalars: self.scalars, eval_ms: t };
                         range_value(self.kind, window, lo, ref_t, params, &mut scratch)

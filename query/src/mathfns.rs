@@ -31,19 +31,80 @@ pub fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
-    extrapolated_rate_resets_known(points, range_start_ms, range_end_ms, is_counter, is_rate, true)
+    let mut timing = WindowTiming::default();
+    extrapolated_rate_timed(points, range_start_ms, range_end_ms, is_counter, is_rate, true, &mut timing)
 }
 
-/// [`extrapolated_rate`] when the caller knows whether the window holds a counter reset (a value
-/// below its predecessor): without one, the correction pass over the points is skipped (it would
-/// add nothing: a first value below zero only adds zero).
-pub fn extrapolated_rate_resets_known(
+/// Where a window's points lie in it, in whole milliseconds: everything of the extrapolation that
+/// does not depend on the values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WindowShape {
+    to_start_ms: i64,
+    to_end_ms: i64,
+    sampled_ms: i64,
+    points: usize,
+    range_ms: i64,
+    is_rate: bool,
+}
+
+/// The extrapolation's durations and factor for the last [`WindowShape`] seen: a series scraped
+/// at a steady interval, read by a range query whose step is a multiple of it, puts its points at
+/// the same places in window after window, and these are the rate's divisions. The same integer
+/// inputs give the same floating-point results, so reusing them changes no bit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WindowTiming {
+    shape: Option<WindowShape>,
+    /// Seconds from the window's start to the first point, or half the average interval when the
+    /// series is taken to start inside the window (before the zero-crossing limit).
+    duration_to_start: f64,
+    /// The same at the window's end.
+    duration_to_end: f64,
+    sampled_interval: f64,
+    /// `(sampled + to_start + to_end) / sampled`, divided by the range in seconds for a rate.
+    factor: f64,
+}
+
+impl WindowTiming {
+    fn of(shape: WindowShape) -> WindowTiming {
+        let mut duration_to_start = shape.to_start_ms as f64 / 1000.0;
+        let mut duration_to_end = shape.to_end_ms as f64 / 1000.0;
+        let sampled_interval = shape.sampled_ms as f64 / 1000.0;
+        let average_between_samples = sampled_interval / (shape.points - 1) as f64;
+        // Extrapolate to a boundary only when a sample is within 110 % of the average spacing of
+        // it; otherwise assume the series starts/ends half an interval beyond the outermost sample.
+        let threshold = average_between_samples * 1.1;
+        if duration_to_start >= threshold {
+            duration_to_start = average_between_samples / 2.0;
+        }
+        if duration_to_end >= threshold {
+            duration_to_end = average_between_samples / 2.0;
+        }
+        let factor = extrapolation_factor(shape, sampled_interval, duration_to_start, duration_to_end);
+        WindowTiming { shape: Some(shape), duration_to_start, duration_to_end, sampled_interval, factor }
+    }
+}
+
+fn extrapolation_factor(shape: WindowShape, sampled: f64, to_start: f64, to_end: f64) -> f64 {
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if shape.is_rate {
+        factor /= shape.range_ms as f64 / 1000.0;
+    }
+    factor
+}
+
+/// [`extrapolated_rate`], reusing `timing` when this window's points lie where the previous
+/// window's did (one `WindowTiming` per walk over a range query's steps), and told whether the
+/// window holds a counter reset (a value below its predecessor): without one, the correction pass
+/// over the points is skipped (it would add nothing: a first value below zero only adds zero).
+#[allow(clippy::too_many_arguments)]
+pub fn extrapolated_rate_timed(
     points: &[Point],
     range_start_ms: i64,
     range_end_ms: i64,
     is_counter: bool,
     is_rate: bool,
     has_resets: bool,
+    timing: &mut WindowTiming,
 ) -> Option<f64> {
     if points.len() < 2 {
         return None;
@@ -60,31 +121,29 @@ pub fn extrapolated_rate_resets_known(
             last_value = v;
         }
     }
-    let mut duration_to_start = (first_t - range_start_ms) as f64 / 1000.0;
-    let mut duration_to_end = (range_end_ms - last_t) as f64 / 1000.0;
-    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
-    let average_between_samples = sampled_interval / (points.len() - 1) as f64;
-    // Extrapolate to a boundary only when a sample is within 110 % of the average spacing of it;
-    // otherwise assume the series starts/ends half an interval beyond the outermost sample.
-    let threshold = average_between_samples * 1.1;
-    if duration_to_start >= threshold {
-        duration_to_start = average_between_samples / 2.0;
+    let shape = WindowShape {
+        to_start_ms: first_t - range_start_ms,
+        to_end_ms: range_end_ms - last_t,
+        sampled_ms: last_t - first_t,
+        points: points.len(),
+        range_ms: range_end_ms - range_start_ms,
+        is_rate,
+    };
+    if timing.shape != Some(shape) {
+        *timing = WindowTiming::of(shape);
     }
-    if is_counter && result > 0.0 && first_v >= 0.0 {
-        // A counter cannot go below zero: never extrapolate past where it would reach zero.
-        let duration_to_zero = sampled_interval * (first_v / result);
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
+    // A counter cannot go below zero: never extrapolate past where it would reach zero. That
+    // point is `sampled × first / result` before the first sample; when `first ≥ 2 × result` it
+    // is at least twice the sampled interval away, farther than `duration_to_start` can be (at
+    // most 1.1 average intervals, or half of one), so the division is skipped.
+    if is_counter && result > 0.0 && first_v >= 0.0 && first_v < 2.0 * result {
+        let duration_to_zero = timing.sampled_interval * (first_v / result);
+        if duration_to_zero < timing.duration_to_start {
+            let factor = extrapolation_factor(shape, timing.sampled_interval, duration_to_zero, timing.duration_to_end);
+            return Some(result * factor);
         }
     }
-    if duration_to_end >= threshold {
-        duration_to_end = average_between_samples / 2.0;
-    }
-    let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
-    if is_rate {
-        factor /= (range_end_ms - range_start_ms) as f64 / 1000.0;
-    }
-    Some(result * factor)
+    Some(result * timing.factor)
 }
 
 /// `irate` (`is_rate`) or `idelta` from the last two points.
@@ -364,6 +423,100 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Prometheus's `extrapolatedRate` (`promql/functions.go`) transcribed line by line, with
+    /// every division it makes: the oracle for the reused timing and the skipped zero-crossing.
+    fn prometheus_extrapolated_rate(points: &[Point], start: i64, end: i64, is_counter: bool, is_rate: bool) -> f64 {
+        let (first_t, first_v) = points[0];
+        let (last_t, last_v) = points[points.len() - 1];
+        let mut result = last_v - first_v;
+        if is_counter {
+            let mut last_value = 0.0;
+            for &(_, v) in points {
+                if v < last_value {
+                    result += last_value;
+                }
+                last_value = v;
+            }
+        }
+        let mut duration_to_start = (first_t - start) as f64 / 1000.0;
+        let mut duration_to_end = (end - last_t) as f64 / 1000.0;
+        let sampled_interval = (last_t - first_t) as f64 / 1000.0;
+        let average_duration_between_samples = sampled_interval / (points.len() - 1) as f64;
+        let extrapolation_threshold = average_duration_between_samples * 1.1;
+        if duration_to_start >= extrapolation_threshold {
+            duration_to_start = average_duration_between_samples / 2.0;
+        }
+        if is_counter && result > 0.0 && first_v >= 0.0 {
+            let duration_to_zero = sampled_interval * (first_v / result);
+            if duration_to_zero < duration_to_start {
+                duration_to_start = duration_to_zero;
+            }
+        }
+        if duration_to_end >= extrapolation_threshold {
+            duration_to_end = average_duration_between_samples / 2.0;
+        }
+        let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
+        if is_rate {
+            factor /= (end - start) as f64 / 1000.0;
+        }
+        result * factor
+    }
+
+    proptest::proptest! {
+        /// One timing reused over every window of a range query's walk gives Prometheus's bits,
+        /// whatever the spacing (steady, jittered, gaps), the values (counters from zero or far
+        /// from it, resets, NaN) and the range.
+        #[test]
+        fn reused_timing_gives_prometheus_bits(
+            interval_ms in 1_000i64..60_000,
+            jitter_ms in prop_oneof![Just(vec![0i64; 80]), proptest::collection::vec(0i64..3_000, 80)],
+            gaps in proptest::collection::vec(proptest::bool::weighted(0.1), 80),
+            start_value in prop_oneof![Just(0.0), 0.0f64..10.0, 1e3f64..1e9],
+            increments in proptest::collection::vec(prop_oneof![
+                8 => 0.0f64..100.0,
+                1 => Just(-50.0),
+                1 => Just(f64::NAN),
+            ], 80),
+            range_ms in 5_000i64..600_000,
+            steps_per_interval in 0i64..4,
+            any_step_ms in 1_000i64..120_000,
+            is_counter in proptest::bool::ANY,
+            is_rate in proptest::bool::ANY,
+        ) {
+            let mut points: Vec<Point> = Vec::new();
+            let mut value = start_value;
+            for (i, ((jitter, gap), inc)) in jitter_ms.iter().zip(&gaps).zip(&increments).enumerate() {
+                value = if *inc < 0.0 { value / 3.0 } else { value + inc };
+                if !gap {
+                    points.push((i as i64 * interval_ms + jitter, value));
+                }
+            }
+            points.sort_by_key(|p| p.0);
+            points.dedup_by_key(|p| p.0);
+            // A step that is a multiple of the interval puts the points of a steady series at the
+            // same places in every window: the timing is reused.
+            let step_ms = if steps_per_interval == 0 { any_step_ms } else { steps_per_interval * interval_ms };
+            let mut timing = WindowTiming::default();
+            let end_ms = 80 * interval_ms;
+            let mut t = range_ms;
+            while t <= end_ms {
+                let lo = t - range_ms;
+                let window: Vec<Point> = points.iter().copied().filter(|p| p.0 > lo && p.0 <= t).collect();
+                let got = extrapolated_rate_timed(&window, lo, t, is_counter, is_rate, true, &mut timing);
+                if window.len() < 2 {
+                    prop_assert!(got.is_none());
+                } else {
+                    let want = prometheus_extrapolated_rate(&window, lo, t, is_counter, is_rate);
+                    let got = got.unwrap_or(f64::INFINITY);
+                    prop_assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "window ending {t}: {got:?} != {want:?} ({window:?})");
+                }
+                t += step_ms;
+            }
+        }
+    }
 
     #[test]
     fn rate_of_a_steady_counter_extrapolates_to_the_window() {

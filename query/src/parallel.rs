@@ -1,44 +1,69 @@
 //! `in_parts` splits a slice of series over the available cores for the two steps that walk many
 //! series independently (decoding a selection, a range function's step table): the first part on
-//! the calling thread, the others on scoped threads, and one part never leaves the calling thread
-//! (a spawned thread would start on a cold allocator heap).
+//! the calling thread, the others on the engine's worker pool. The pool's threads stay for the
+//! life of the process: a thread spawned per query starts on a cold allocator heap, and every
+//! page it allocates is a fresh page the kernel must clear first (a tenth of a 10k-series range
+//! query's CPU on two cores).
 
 use crate::QueryError;
+use std::panic::AssertUnwindSafe;
+use std::sync::OnceLock;
 
-/// Calls `work(first_index, part)` on consecutive parts of `items` (one per core, at most 8; one
-/// part below `parallel_from` items) and returns the results in order. A panicking part gives
-/// an error naming `what`.
+/// Most parts one walk is split into (and threads the pool has).
+const MAX_PARTS: usize = 8;
+
+/// The engine's worker pool, started on first use with one thread per core (at most
+/// [`MAX_PARTS`]); `None` when its threads could not be started, and every part then runs on
+/// the calling thread.
+fn pool() -> Option<&'static rayon_core::ThreadPool> {
+    static POOL: OnceLock<Option<rayon_core::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_PARTS);
+        rayon_core::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ringtail-query-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Calls `work(first_index, part)` on consecutive parts of `items` (one per core, at most
+/// [`MAX_PARTS`]; one part below `parallel_from` items) and returns the results in order. A
+/// panicking part other than the first gives an error naming `what`.
 pub(crate) fn in_parts<I: Sync, T: Send>(
     items: &[I],
     parallel_from: usize,
     what: &str,
     work: impl Fn(usize, &[I]) -> Result<T, QueryError> + Sync,
 ) -> Vec<Result<T, QueryError>> {
-    let threads = if items.len() < parallel_from {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |p| p.get()).min(8)
+    let pool = if items.len() < parallel_from { None } else { pool() };
+    let parts = match pool {
+        Some(_) => std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_PARTS),
+        None => 1,
     };
-    let part_len = items.len().div_ceil(threads).max(1);
-    if items.len() <= part_len {
+    let part_len = items.len().div_ceil(parts).max(1);
+    let Some(pool) = pool.filter(|_| items.len() > part_len) else {
         return vec![work(0, items)];
-    }
+    };
     let (own, rest) = items.split_at(part_len);
+    let mut others: Vec<Option<Result<T, QueryError>>> = rest.chunks(part_len).map(|_| None).collect();
     let work = &work;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = rest
-            .chunks(part_len)
-            .enumerate()
-            .map(|(p, part)| scope.spawn(move || work((p + 1) * part_len, part)))
-            .collect();
-        let mut parts = vec![work(0, own)];
-        parts.extend(
-            handles.into_iter().map(|h| {
-                h.join().unwrap_or_else(|_| Err(QueryError::Execution(format!("BUG: {what} worker panicked"))))
-            }),
-        );
-        parts
-    })
+    let mut first = None;
+    pool.in_place_scope(|scope| {
+        for (p, (part, slot)) in rest.chunks(part_len).zip(others.iter_mut()).enumerate() {
+            scope.spawn(move |_| {
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| work((p + 1) * part_len, part)));
+                *slot =
+                    Some(result.unwrap_or_else(|_| Err(QueryError::Execution(format!("BUG: {what} worker panicked")))));
+            });
+        }
+        first = Some(work(0, own));
+    });
+    let missing = || Err(QueryError::Execution(format!("BUG: {what} worker returned nothing")));
+    let mut parts = vec![first.unwrap_or_else(missing)];
+    parts.extend(others.into_iter().map(|slot| slot.unwrap_or_else(missing)));
+    parts
 }
 
 #[cfg(test)]
@@ -58,5 +83,42 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert!(matches!(one[0], Ok((0, 5))));
         assert!(in_parts(&[] as &[u8], 1, "test", |_, part| Ok(part.len())).len() == 1);
+    }
+
+    #[test]
+    fn a_panicking_part_on_the_pool_is_an_error_and_the_pool_stays_usable() {
+        let items: Vec<usize> = (0..1_000).collect();
+        let parts = in_parts(&items, 10, "test", |first, part| {
+            if first > 0 {
+                panic!("a part off the calling thread");
+            }
+            Ok(part.len())
+        });
+        let parallel = std::thread::available_parallelism().map_or(1, |p| p.get()) > 1;
+        if parallel {
+            assert!(matches!(&parts[0], Ok(n) if *n < items.len()));
+            for part in &parts[1..] {
+                assert!(matches!(part, Err(QueryError::Execution(m)) if m == "BUG: test worker panicked"), "{part:?}");
+            }
+        } else {
+            assert!(matches!(parts[..], [Ok(1_000)]));
+        }
+        // The pool's threads survive the panic and take the next walk.
+        let sums = in_parts(&items, 10, "test", |_, part| Ok(part.iter().sum::<usize>()));
+        assert_eq!(sums.into_iter().map(|p| p.unwrap_or_default()).sum::<usize>(), items.iter().sum::<usize>());
+    }
+
+    #[test]
+    fn parts_run_on_the_pool_threads_not_on_new_ones() {
+        let items: Vec<usize> = (0..1_000).collect();
+        let names = || {
+            let parts = in_parts(&items, 10, "test", |_, _| Ok(std::thread::current().id()));
+            parts.into_iter().skip(1).map(|p| p.ok()).collect::<Vec<_>>()
+        };
+        let mut seen: Vec<_> = (0..20).flat_map(|_| names()).flatten().collect();
+        seen.sort_by_key(|id| format!("{id:?}"));
+        seen.dedup();
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_PARTS);
+        assert!(seen.len() <= threads, "{} distinct threads over 20 walks, pool of {threads}", seen.len());
     }
 }
