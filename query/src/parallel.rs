@@ -1,9 +1,8 @@
 //! `in_parts` splits a slice of series over the available cores for the two steps that walk many
 //! series independently (decoding a selection, a range function's step table): the first part on
 //! the calling thread, the others on the engine's worker pool. The pool's threads stay for the
-//! life of the process: a thread spawned per query starts on a cold allocator heap, and every
-//! page it allocates is a fresh page the kernel must clear first (a tenth of a 10k-series range
-//! query's CPU on two cores).
+//! life of the process: a thread spawned per part cost a thread start and a fresh stack for every
+//! query, and began on a cold allocator heap that the next query's thread did not inherit.
 
 use crate::QueryError;
 use std::panic::AssertUnwindSafe;
