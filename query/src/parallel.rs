@@ -17,14 +17,18 @@ const MAX_PARTS: usize = 8;
 fn pool() -> Option<&'static rayon_core::ThreadPool> {
     static POOL: OnceLock<Option<rayon_core::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_PARTS);
         rayon_core::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(usable_cores())
             .thread_name(|i| format!("ringtail-query-{i}"))
             .build()
             .ok()
     })
     .as_ref()
+}
+
+/// The cores this thread may run on now, at most [`MAX_PARTS`].
+fn usable_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_PARTS)
 }
 
 /// Calls `work(first_index, part)` on consecutive parts of `items` (one per core, at most
@@ -36,13 +40,9 @@ pub(crate) fn in_parts<I: Sync, T: Send>(
     what: &str,
     work: impl Fn(usize, &[I]) -> Result<T, QueryError> + Sync,
 ) -> Vec<Result<T, QueryError>> {
-    let pool = if items.len() < parallel_from { None } else { pool() };
-    let parts = match pool {
-        Some(_) => std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_PARTS),
-        None => 1,
-    };
+    let parts = if items.len() < parallel_from { 1 } else { usable_cores() };
     let part_len = items.len().div_ceil(parts).max(1);
-    let Some(pool) = pool.filter(|_| items.len() > part_len) else {
+    let Some(pool) = (items.len() > part_len).then(pool).flatten() else {
         return vec![work(0, items)];
     };
     let (own, rest) = items.split_at(part_len);
@@ -117,7 +117,7 @@ mod tests {
         let mut seen: Vec<_> = (0..20).flat_map(|_| names()).flatten().collect();
         seen.sort_by_key(|id| format!("{id:?}"));
         seen.dedup();
-        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(MAX_PARTS);
+        let threads = usable_cores();
         assert!(seen.len() <= threads, "{} distinct threads over 20 walks, pool of {threads}", seen.len());
     }
 }
