@@ -8,8 +8,9 @@
 use crate::ast::{AggOp, Expr, ExprKind, ValueType};
 use crate::budget::{labels_cost, QueryBudget};
 use crate::eval::{Evaluator, Sample, Val, EXEC_STAGE};
+use crate::mathfns::Point;
 use crate::mathfns::{kahan_inc, quantile};
-use crate::select::Fetched;
+use crate::select::{Fetched, PointsWalk};
 use crate::QueryError;
 use rustc_hash::FxHashMap as HashMap;
 use std::hash::{Hash, Hasher};
@@ -249,10 +250,42 @@ impl Evaluator<'_> {
         without: bool,
         t_ms: i64,
     ) -> Result<Option<Val>, QueryError> {
-        if !op.is_plain_fold() {
+        let fused = FusedAggregate { node, op, grouping, without };
+        Ok(match self.fused(&fused, inner, t_ms, Want::Step)? {
+            Some(Folded::Step(step)) => step,
+            Some(Folded::Series(_)) | None => None,
+        })
+    }
+
+    /// A range query's whole answer when `expr` is an aggregation [`fused_range_aggregate`]
+    /// folds: each group's points, gathered by the fold itself rather than from a vector per
+    /// step. `None` when the shape does not apply (the query then goes step by step).
+    ///
+    /// [`fused_range_aggregate`]: Evaluator::fused_range_aggregate
+    pub(crate) fn fused_range_series(&self, expr: &Expr) -> Result<Option<GroupSeries>, QueryError> {
+        let ExprKind::Aggregate { op, param: None, expr: inner, grouping, without } = &expr.unparen().kind else {
+            return Ok(None);
+        };
+        let node = expr.unparen() as *const Expr as usize;
+        let fused = FusedAggregate { node, op: *op, grouping, without: *without };
+        Ok(match self.fused(&fused, inner, self.start_ms, Want::Series)? {
+            Some(Folded::Series(series)) => Some(series),
+            Some(Folded::Step(_)) | None => None,
+        })
+    }
+
+    /// The fused aggregation `fused` of `inner`: step `t_ms`'s vector or every group's points,
+    /// as `want` asks; `None` when the shape does not apply.
+    fn fused(
+        &self,
+        fused: &FusedAggregate<'_>,
+        inner: &Expr,
+        t_ms: i64,
+        want: Want,
+    ) -> Result<Option<Folded>, QueryError> {
+        if !fused.op.is_plain_fold() {
             return Ok(None);
         }
-        let fused = FusedAggregate { node, op, grouping, without };
         match &inner.unparen().kind {
             ExprKind::Call { func, args } => {
                 let [arg] = args.as_slice() else { return Ok(None) };
@@ -262,8 +295,10 @@ impl Evaluator<'_> {
                 let Some(step) = self.precompute_range_steps(func, arg, 0, [f64::NAN; 2], t_ms)? else {
                     return Ok(None);
                 };
-                if let Some(kept) = self.take_fused_step(node, step) {
-                    return Ok(kept);
+                if want == Want::Step {
+                    if let Some(kept) = self.take_fused_step(fused.node, step) {
+                        return Ok(Some(Folded::Step(kept)));
+                    }
                 }
                 let ExprKind::Matrix { selector, .. } = &arg.unparen().kind else { return Ok(None) };
                 let Some(selection) = self.selection(selector) else { return Ok(None) };
@@ -271,35 +306,37 @@ impl Evaluator<'_> {
                 let Some(m) = step_cache.get(&(arg as *const Expr as usize)) else { return Ok(None) };
                 let labels = (0..selection.len()).map_while(|i| selection.labels(i).map(|(labels, _)| labels));
                 let drop_name = !func.keeps_metric_name();
-                self.fold_steps(&fused, labels, m.steps, drop_name, step, &mut MatrixSteps(m))
+                self.fold_steps(fused, labels, m.steps, drop_name, want.step(step), &MatrixSteps(m))
             }
             ExprKind::Vector(selector) => {
                 let Some((step, steps)) = self.range_step(t_ms) else { return Ok(None) };
-                if let Some(kept) = self.take_fused_step(node, step) {
-                    return Ok(kept);
+                if want == Want::Step {
+                    if let Some(kept) = self.take_fused_step(fused.node, step) {
+                        return Ok(Some(Folded::Step(kept)));
+                    }
                 }
                 let data = self.data(selector)?;
                 let at = self.at_time(selector.at);
                 let labels = data.iter().map(|series| &series.labels);
-                let mut source = SelectorSteps {
-                    data,
-                    cursors: vec![0; data.len()],
+                let source = SelectorSteps {
+                    data: data.iter().map(Fetched::walk).collect(),
                     start_ms: self.start_ms,
                     interval_ms: self.interval_ms,
                     at_ms: at,
                     offset_ms: selector.offset_ms,
                     lookback_ms: self.lookback_ms,
                 };
-                self.fold_steps(&fused, labels, steps, false, step, &mut source)
+                self.fold_steps(fused, labels, steps, false, want.step(step), &source)
             }
             _ => Ok(None),
         }
     }
 
     /// Accumulates every step of a fused aggregation: `labels` are the input series' label sets
-    /// in series order, `source` gives their values a block of steps at a time. Keeps every
-    /// step's result in `fused_cache` and returns step `step`'s; `None` (step by step instead)
-    /// when the table would not fit.
+    /// in series order, `source` gives their values a block of steps at a time. With a `step`,
+    /// keeps every step's result in `fused_cache` and returns that step's; without, returns
+    /// every group's points. `None` (step by step instead) when the
+    /// table would not fit, or when the groups' points would need their metric name dropped.
     ///
     /// Steps are folded a block at a time, as many as [`FOLD_BLOCK_FOLDS`] and
     /// [`FOLD_BLOCK_VALUES`] allow (every step of a range query over 1000 groups and 10k series):
@@ -307,85 +344,104 @@ impl Evaluator<'_> {
     /// values goes to the next fold of its group's row; going step by step over thousands of
     /// series missed the cache at every series. Each step's groups still receive their values in
     /// series order and appear in the order of their first series, so every bit is as before.
+    /// Consecutive ranges of steps are folded on the cores at once (a step's fold never needs
+    /// another step's).
     fn fold_steps<'l, S: StepValues>(
         &self,
         fused: &FusedAggregate<'_>,
         labels: impl Iterator<Item = &'l Arc<Labels>>,
         steps: usize,
         drop_name: bool,
-        step: usize,
-        source: &mut S,
-    ) -> Result<Option<Val>, QueryError> {
+        step: Option<usize>,
+        source: &S,
+    ) -> Result<Option<Folded>, QueryError> {
         let FusedAggregate { node, op, grouping, without } = *fused;
         // Each series' group, resolved once.
         let mut owners = GroupOwners::default();
         let mut group_of_hash: HashMap<u64, u32> = HashMap::default();
-        let mut group_labels_by_index: Vec<Arc<Labels>> = Vec::new();
+        let mut group_labels: Vec<Arc<Labels>> = Vec::new();
         let mut series_group: Vec<u32> = Vec::new();
         for labels in labels {
             let h = resolve_group(node, labels, grouping, without, &mut owners);
-            let next = group_labels_by_index.len() as u32;
+            let next = group_labels.len() as u32;
             let gi = *group_of_hash.entry(h).or_insert(next);
             if gi == next {
                 let owned = owners.get(&(node, h)).cloned();
-                group_labels_by_index.push(owned.unwrap_or_else(|| group_labels_shared(labels, grouping, without)));
+                group_labels.push(owned.unwrap_or_else(|| group_labels_shared(labels, grouping, without)));
             }
             series_group.push(gi);
         }
-        if steps.saturating_mul(group_labels_by_index.len()) > crate::calls::MAX_PRECOMPUTED_POINTS {
+        if steps.saturating_mul(group_labels.len()) > crate::calls::MAX_PRECOMPUTED_POINTS {
             return Ok(None);
         }
-        let group_count = group_labels_by_index.len();
         // A group's output drops `__name__` when the function drops it and the group has one.
-        let group_drops_name: Vec<bool> =
-            group_labels_by_index.iter().map(|labels| drop_name && labels.get(METRIC_NAME).is_some()).collect();
-        let mut results: Vec<Vec<Sample>> = Vec::with_capacity(steps);
-        // A block's folds, laid out in the order the source gives values (series by series: a
-        // group's steps side by side; step by step: a step's groups side by side), and per step
-        // the groups with a value, in the order of their first series. A block's folds live at
-        // once: fewer steps per block when there are many groups.
-        let block_steps = (FOLD_BLOCK_FOLDS / group_count.max(1))
-            .min(FOLD_BLOCK_VALUES / series_group.len().max(1))
-            .clamp(1, steps.max(1));
-        let mut folds: Vec<Fold> = vec![Fold::default(); group_count.saturating_mul(block_steps)];
-        let mut order: Vec<Vec<u32>> = (0..block_steps).map(|_| Vec::new()).collect();
-        let fold_at = |gi: usize, b: usize| if S::SERIES_MAJOR { gi * block_steps + b } else { b * group_count + gi };
-        // The table keeps a sample per group and step for the rest of the query; without room
+        let drops_name: Vec<bool> =
+            group_labels.iter().map(|labels| drop_name && labels.get(METRIC_NAME).is_some()).collect();
+        if step.is_none() && drops_name.contains(&true) {
+            return Ok(None);
+        }
+        let groups = FoldGroups { op, series_group, labels: group_labels, drops_name };
+        // The table keeps a value per group and step for the rest of the query; without room
         // for it the aggregation goes step by step instead.
-        let table_cost = steps.saturating_mul(group_count.max(1));
+        let table_cost = steps.saturating_mul(groups.labels.len().max(1));
         if !self.budget.try_hold(table_cost) {
             return Ok(None);
         }
-        for block_start in (0..steps).step_by(block_steps) {
-            self.check_interrupted()?;
-            let block = block_start..(block_start + block_steps).min(steps);
-            source.values_in(block.clone(), |k, i, value| {
-                let Some(&gi) = series_group.get(i) else { return };
-                let Some(b) = k.checked_sub(block_start).filter(|b| *b < block_steps) else { return };
-                let Some(fold) = folds.get_mut(fold_at(gi as usize, b)) else { return };
-                if fold.count == 0.0 {
-                    order[b].push(gi);
-                }
-                fold.add(op, value);
-            });
-            for (b, step_order) in order.iter_mut().enumerate().take(block.len()) {
-                let step_results = step_order.drain(..).map(|gi| {
-                    let gi = gi as usize;
-                    // Taken, so the block after this one starts from empty folds.
-                    let fold = std::mem::take(&mut folds[fold_at(gi, b)]);
-                    Sample {
-                        labels: group_labels_by_index[gi].clone(),
-                        value: fold.result(op),
-                        drop_name: group_drops_name[gi],
-                    }
+        // Parts of the steps on several cores when there is enough to fold, and (for vectors
+        // per step, whose samples each hold their group's label set) enough values per group
+        // that the label sets' shared counts are not what the parts contend on.
+        let values = groups.series_group.len().saturating_mul(steps);
+        let per_group_enough =
+            step.is_none() || groups.series_group.len() >= PARALLEL_FOLD_SERIES_PER_GROUP * groups.labels.len();
+        let parallel_from = if values >= PARALLEL_FOLD_MIN_VALUES && per_group_enough { 2 } else { usize::MAX };
+        let budget = &self.budget;
+        match step {
+            Some(step) => {
+                let parts = crate::parallel::in_ranges(steps, parallel_from, "aggregation", |range| {
+                    let first = range.start;
+                    let mut results: Vec<Vec<Sample>> = (0..range.len()).map(|_| Vec::new()).collect();
+                    groups.fold(source, range, steps, budget, |k, gi, value| {
+                        if let Some(step_results) = results.get_mut(k - first) {
+                            step_results.push(Sample {
+                                labels: groups.labels[gi].clone(),
+                                value,
+                                drop_name: groups.drops_name[gi],
+                            });
+                        }
+                    })?;
+                    Ok(results)
                 });
-                results.push(step_results.collect());
+                let mut results: Vec<Option<Vec<Sample>>> = Vec::with_capacity(steps);
+                for part in parts {
+                    results.extend(part?.into_iter().map(Some));
+                }
+                let out = results.get_mut(step).and_then(Option::take).map(Val::Vector);
+                self.fused_cache.borrow_mut().insert(node, results);
+                Ok(Some(Folded::Step(out)))
+            }
+            None => {
+                let (start_ms, interval_ms) = (self.start_ms, self.interval_ms);
+                let parts = crate::parallel::in_ranges(steps, parallel_from, "aggregation", |range| {
+                    let mut points: Vec<Vec<Point>> = (0..groups.labels.len()).map(|_| Vec::new()).collect();
+                    groups.fold(source, range, steps, budget, |k, gi, value| {
+                        points[gi].push((start_ms + k as i64 * interval_ms, value));
+                    })?;
+                    Ok(points)
+                });
+                let mut parts = parts.into_iter();
+                let mut points = match parts.next() {
+                    Some(first) => first?,
+                    None => Vec::new(),
+                };
+                for part in parts {
+                    for (group_points, more) in points.iter_mut().zip(part?) {
+                        group_points.extend(more);
+                    }
+                }
+                let series = groups.labels.into_iter().zip(points).filter(|(_, points)| !points.is_empty()).collect();
+                Ok(Some(Folded::Series(series)))
             }
         }
-        let mut results: Vec<Option<Vec<Sample>>> = results.into_iter().map(Some).collect();
-        let out = results.get_mut(step).and_then(Option::take).map(Val::Vector);
-        self.fused_cache.borrow_mut().insert(node, results);
-        Ok(out)
     }
 
     /// Step `step` of the fused aggregation `node` computed before, moved out: a range query
@@ -398,24 +454,125 @@ impl Evaluator<'_> {
     }
 }
 
-/// Folds a block may hold at once (steps × groups; 40 bytes each, about 10 MB): past it, blocks
-/// are shorter, down to one step, so the fold never holds much more than one step's groups
-/// beyond its table.
+/// What a fused aggregation is asked for: one step's vector (every step's kept for the query),
+/// or every group's points at once (the aggregation is the range query's whole expression).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Step,
+    Series,
+}
+
+impl Want {
+    /// The step whose vector [`Evaluator::fold_steps`] is asked for: `step` for [`Want::Step`],
+    /// none for [`Want::Series`].
+    fn step(self, step: usize) -> Option<usize> {
+        (self == Want::Step).then_some(step)
+    }
+}
+
+/// Every group of a fused aggregation with a value at some step: its label set and its points.
+pub(crate) type GroupSeries = Vec<(Arc<Labels>, Vec<Point>)>;
+
+/// What a fused aggregation gives back (see [`Want`]).
+enum Folded {
+    /// The step's vector; `None` when it was taken already.
+    Step(Option<Val>),
+    /// Every group with a value at some step: its label set and its points.
+    Series(GroupSeries),
+}
+
+/// Values a fused aggregation folds (steps × series) before its steps are split over the cores.
+const PARALLEL_FOLD_MIN_VALUES: usize = 1 << 19;
+/// Input series per group (on average) below which a fold that makes a vector per step stays
+/// on one core: each of its samples clones its group's label set, and parts cloning the same
+/// sets from two cores would spend more on the shared counts than they save.
+const PARALLEL_FOLD_SERIES_PER_GROUP: usize = 8;
+
+/// Folds a block may hold at once (steps × groups; 40 bytes each, about 10 MB) over all the
+/// parts folding at once: past it, blocks are shorter, down to one step, so the fold never
+/// holds much more than one step's groups beyond its table.
 const FOLD_BLOCK_FOLDS: usize = 1 << 18;
 /// Values a block may fold (steps × series, some tens of milliseconds of work): past it, blocks
 /// are shorter, so the query's deadline and cancellation are checked between them that often.
 const FOLD_BLOCK_VALUES: usize = 1 << 23;
 
+/// The groups of a fused aggregation: its operator, each input series' group, and each
+/// group's label set and whether its output drops the metric name.
+struct FoldGroups {
+    op: AggOp,
+    series_group: Vec<u32>,
+    labels: Vec<Arc<Labels>>,
+    drops_name: Vec<bool>,
+}
+
+impl FoldGroups {
+    /// Folds the steps `range` of a query of `steps` steps, a block at a time: calls
+    /// `emit(step, group, value)` for every group with a value at each step, steps in order and
+    /// a step's groups in the order of their first series.
+    fn fold<S: StepValues>(
+        &self,
+        source: &S,
+        range: std::ops::Range<usize>,
+        steps: usize,
+        budget: &QueryBudget,
+        mut emit: impl FnMut(usize, usize, f64),
+    ) -> Result<(), QueryError> {
+        let op = self.op;
+        let group_count = self.labels.len();
+        // The parts folding at once share the block budget.
+        let parts = steps.div_ceil(range.len().max(1)).max(1);
+        // A block's folds, laid out in the order the source gives values (series by series: a
+        // group's steps side by side; step by step: a step's groups side by side), and per step
+        // the groups with a value, in the order of their first series.
+        let block_steps = (FOLD_BLOCK_FOLDS / parts / group_count.max(1))
+            .min(FOLD_BLOCK_VALUES / self.series_group.len().max(1))
+            .clamp(1, range.len().max(1));
+        let mut folds: Vec<Fold> = vec![Fold::default(); group_count.saturating_mul(block_steps)];
+        let mut order: Vec<Vec<u32>> = (0..block_steps).map(|_| Vec::new()).collect();
+        let fold_at = |gi: usize, b: usize| if S::SERIES_MAJOR { gi * block_steps + b } else { b * group_count + gi };
+        let mut cursor = source.cursor();
+        for block_start in range.clone().step_by(block_steps) {
+            budget.check(EXEC_STAGE)?;
+            let block = block_start..(block_start + block_steps).min(range.end);
+            source.values_in(&mut cursor, block.clone(), |k, i, value| {
+                let Some(&gi) = self.series_group.get(i) else { return };
+                let Some(b) = k.checked_sub(block_start).filter(|b| *b < block_steps) else { return };
+                let Some(fold) = folds.get_mut(fold_at(gi as usize, b)) else { return };
+                if fold.count == 0.0 {
+                    order[b].push(gi);
+                }
+                fold.add(op, value);
+            });
+            for (b, step_order) in order.iter_mut().enumerate().take(block.len()) {
+                for gi in step_order.drain(..) {
+                    let gi = gi as usize;
+                    // Taken, so the block after this one starts from empty folds.
+                    let fold = std::mem::take(&mut folds[fold_at(gi, b)]);
+                    emit(block_start + b, gi, fold.result(op));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The input of a fused aggregation, a block of steps at a time (generic, so the fold's
-/// per-value work is inlined into the walk).
-trait StepValues {
+/// per-value work is inlined into the walk). Shared by the parts folding at once, each with a
+/// cursor of its own.
+trait StepValues: Sync {
     /// Whether [`StepValues::values_in`] goes series by series (each series over the block's
     /// steps) rather than step by step: the fold lays its table out in the same order.
     const SERIES_MAJOR: bool;
 
+    /// Where one walk over the steps is (its blocks come in step order).
+    type Cursor;
+
+    /// A cursor for a walk starting at any step.
+    fn cursor(&self) -> Self::Cursor;
+
     /// Calls `each(step, series, value)` for every series with a value at each step of `block`,
     /// in series order within each step (steps may interleave).
-    fn values_in(&mut self, block: std::ops::Range<usize>, each: impl FnMut(usize, usize, f64));
+    fn values_in(&self, cursor: &mut Self::Cursor, block: std::ops::Range<usize>, each: impl FnMut(usize, usize, f64));
 }
 
 /// A range function's values, already computed for every step.
@@ -423,8 +580,11 @@ struct MatrixSteps<'m>(&'m crate::calls::StepMatrix);
 
 impl StepValues for MatrixSteps<'_> {
     const SERIES_MAJOR: bool = false;
+    type Cursor = ();
 
-    fn values_in(&mut self, block: std::ops::Range<usize>, mut each: impl FnMut(usize, usize, f64)) {
+    fn cursor(&self) {}
+
+    fn values_in(&self, _: &mut (), block: std::ops::Range<usize>, mut each: impl FnMut(usize, usize, f64)) {
         for k in block {
             self.0.for_each_at(k, |i, value| each(k, i, value));
         }
@@ -434,9 +594,7 @@ impl StepValues for MatrixSteps<'_> {
 /// What an instant vector selector picks at each step: series by series, each walking its
 /// points once over the block's steps.
 struct SelectorSteps<'d> {
-    data: &'d [Fetched],
-    /// Per series, its cursor for [`Fetched::instant_point_walking`].
-    cursors: Vec<usize>,
+    data: Vec<PointsWalk<'d>>,
     start_ms: i64,
     interval_ms: i64,
     at_ms: Option<i64>,
@@ -446,13 +604,24 @@ struct SelectorSteps<'d> {
 
 impl StepValues for SelectorSteps<'_> {
     const SERIES_MAJOR: bool = true;
+    /// Per series, its cursor for [`PointsWalk::instant_point`].
+    type Cursor = Vec<usize>;
 
-    fn values_in(&mut self, block: std::ops::Range<usize>, mut each: impl FnMut(usize, usize, f64)) {
-        for (i, (series, end)) in self.data.iter().zip(self.cursors.iter_mut()).enumerate() {
+    fn cursor(&self) -> Vec<usize> {
+        vec![0; self.data.len()]
+    }
+
+    fn values_in(
+        &self,
+        cursors: &mut Vec<usize>,
+        block: std::ops::Range<usize>,
+        mut each: impl FnMut(usize, usize, f64),
+    ) {
+        for (i, (series, end)) in self.data.iter().zip(cursors.iter_mut()).enumerate() {
             for k in block.clone() {
                 let t = self.start_ms + k as i64 * self.interval_ms;
                 let ref_t = self.at_ms.unwrap_or(t) - self.offset_ms;
-                if let Some((_, value)) = series.instant_point_walking(end, ref_t, self.lookback_ms) {
+                if let Some((_, value)) = series.instant_point(end, ref_t, self.lookback_ms) {
                     each(k, i, value);
                 }
             }

@@ -185,6 +185,18 @@ impl Engine {
         if let Some(points) = crate::estimate::least_output_points(&ev, expr, start_ms, end_ms, step_ms) {
             ev.budget.fits(points)?;
         }
+        // An aggregation that folds every step at once gathers its groups' points itself.
+        if let Some(series) = ev.fused_range_series(expr)? {
+            // Held as the step-by-step gathering below holds them: each point and each series.
+            let cost = series
+                .iter()
+                .map(|(labels, points)| points.len() + eval::SERIES_COST + labels_cost(labels))
+                .fold(0usize, usize::saturating_add);
+            ev.budget.hold(cost)?;
+            let annotations = ev.annotations.take();
+            drop(ev);
+            return Ok(QueryOutput { value: Value::Matrix(sorted_matrix(series)), annotations });
+        }
         // Label sets are shared with the step results while gathering; the output gets its own
         // copies once `positions` is gone (so each is held once, not twice).
         let mut positions = LabelSetPositions::default();
@@ -217,11 +229,17 @@ impl Engine {
         let annotations = ev.annotations.take();
         drop(positions);
         drop(ev);
-        let mut out: Vec<RangeSeries> = gathered
-            .into_iter()
-            .map(|(labels, points)| RangeSeries { labels: Arc::unwrap_or_clone(labels), points })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryOutput { value: Value::Matrix(out), annotations })
+        Ok(QueryOutput { value: Value::Matrix(sorted_matrix(gathered)), annotations })
     }
+}
+
+/// A range query's gathered series as its answer, in label order (each label set unshared
+/// once the evaluation that shared it is gone, so mostly moved rather than copied).
+fn sorted_matrix(gathered: Vec<(Arc<Labels>, Vec<Point>)>) -> Vec<RangeSeries> {
+    let mut out: Vec<RangeSeries> = gathered
+        .into_iter()
+        .map(|(labels, points)| RangeSeries { labels: Arc::unwrap_or_clone(labels), points })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
 }

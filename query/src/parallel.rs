@@ -1,10 +1,12 @@
-//! `in_parts` splits a slice of series over the available cores for the two steps that walk many
-//! series independently (decoding a selection, a range function's step table): the first part on
-//! the calling thread, the others on the engine's worker pool. The pool's threads stay for the
-//! life of the process: a thread spawned per part cost a thread start and a fresh stack for every
-//! query, and began on a cold allocator heap that the next query's thread did not inherit.
+//! `in_parts` and `in_ranges` split the work of one query over the available cores where it
+//! walks many series or steps independently (copying a selection's chunks, decoding them, a
+//! range function's step table, a fused aggregation's steps): the first part on the calling
+//! thread, the others on the engine's worker pool. The pool's threads stay for the life of the
+//! process: a thread spawned per part cost a thread start and a fresh stack for every query, and
+//! began on a cold allocator heap that the next query's thread did not inherit.
 
 use crate::QueryError;
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
@@ -40,24 +42,36 @@ pub(crate) fn in_parts<I: Sync, T: Send>(
     what: &str,
     work: impl Fn(usize, &[I]) -> Result<T, QueryError> + Sync,
 ) -> Vec<Result<T, QueryError>> {
-    let parts = if items.len() < parallel_from { 1 } else { usable_cores() };
-    let part_len = items.len().div_ceil(parts).max(1);
-    let Some(pool) = (items.len() > part_len).then(pool).flatten() else {
-        return vec![work(0, items)];
+    in_ranges(items.len(), parallel_from, what, |range| work(range.start, &items[range]))
+}
+
+/// [`in_parts`] over the positions `0..len`: calls `work(range)` on consecutive ranges covering
+/// them, for work that reads its items from somewhere other than a slice.
+pub(crate) fn in_ranges<T: Send>(
+    len: usize,
+    parallel_from: usize,
+    what: &str,
+    work: impl Fn(Range<usize>) -> Result<T, QueryError> + Sync,
+) -> Vec<Result<T, QueryError>> {
+    let parts = if len < parallel_from { 1 } else { usable_cores() };
+    let part_len = len.div_ceil(parts).max(1);
+    let Some(pool) = (len > part_len).then(pool).flatten() else {
+        return vec![work(0..len)];
     };
-    let (own, rest) = items.split_at(part_len);
-    let mut others: Vec<Option<Result<T, QueryError>>> = rest.chunks(part_len).map(|_| None).collect();
+    let rest: Vec<Range<usize>> =
+        (part_len..len).step_by(part_len).map(|start| start..(start + part_len).min(len)).collect();
+    let mut others: Vec<Option<Result<T, QueryError>>> = rest.iter().map(|_| None).collect();
     let work = &work;
     let mut first = None;
     pool.in_place_scope(|scope| {
-        for (p, (part, slot)) in rest.chunks(part_len).zip(others.iter_mut()).enumerate() {
+        for (range, slot) in rest.into_iter().zip(others.iter_mut()) {
             scope.spawn(move |_| {
-                let result = std::panic::catch_unwind(AssertUnwindSafe(|| work((p + 1) * part_len, part)));
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| work(range)));
                 *slot =
                     Some(result.unwrap_or_else(|_| Err(QueryError::Execution(format!("BUG: {what} worker panicked")))));
             });
         }
-        first = Some(work(0, own));
+        first = Some(work(0..part_len));
     });
     let missing = || Err(QueryError::Execution(format!("BUG: {what} worker returned nothing")));
     let mut parts = vec![first.unwrap_or_else(missing)];

@@ -230,13 +230,35 @@ impl Fetched {
         self.unless_stale((ts, v), ref_t)
     }
 
+    /// The series' points and staleness markers, without its window cursor: what a walk
+    /// over the steps of a range query reads, shareable between threads.
+    pub fn walk(&self) -> PointsWalk<'_> {
+        PointsWalk { points: &self.points, stale_ts: &self.stale_ts }
+    }
+
+    /// `point` unless a staleness marker follows it by `ref_t`.
+    #[inline]
+    fn unless_stale(&self, point: Point, ref_t: i64) -> Option<Point> {
+        self.walk().unless_stale(point, ref_t)
+    }
+}
+
+/// One selected series' points and staleness markers (see [`Fetched::walk`]).
+#[derive(Clone, Copy)]
+pub(crate) struct PointsWalk<'a> {
+    points: &'a [Point],
+    stale_ts: &'a [i64],
+}
+
+impl PointsWalk<'_> {
     /// [`Fetched::instant_point`] for a caller walking `ref_t` forward through one series:
     /// `end` is its cursor (0 at first; then the number of points up to the last `ref_t`), so
-    /// each call looks only at the points since the last. A `ref_t` that moves back is searched.
+    /// each call looks only at the points since the last. A `ref_t` that moves back, or a first
+    /// call, is searched.
     #[inline]
-    pub fn instant_point_walking(&self, end: &mut usize, ref_t: i64, lookback_ms: i64) -> Option<Point> {
-        let points = &self.points;
-        if *end > points.len() || (*end > 0 && points[*end - 1].0 > ref_t) {
+    pub fn instant_point(&self, end: &mut usize, ref_t: i64, lookback_ms: i64) -> Option<Point> {
+        let points = self.points;
+        if *end == 0 || *end > points.len() || points[*end - 1].0 > ref_t {
             *end = points.partition_point(|p| p.0 <= ref_t);
         }
         while *end < points.len() && points[*end].0 <= ref_t {
@@ -312,7 +334,7 @@ pub(crate) fn select_all(
             fetched.insert(key, Selection::Decoded(newest.into_iter().map(Fetched::newest).collect()));
             continue;
         }
-        let selected = db.select_projected(&matchers, lo, hi, keep.as_deref())?;
+        let selected = select_in_parallel(db, &matchers, lo, hi, keep.as_deref())?;
         budget.check(SELECT_STAGE)?;
         let mut series: Vec<CompressedSeries> = Vec::with_capacity(selected.len());
         for mut samples in selected {
@@ -340,6 +362,32 @@ fn decode_in_parallel(items: &[CompressedSeries], budget: &QueryBudget) -> Resul
     }
     Ok(series)
 }
+
+/// [`Db::select_projected`] with the series' chunks copied a part per core.
+fn select_in_parallel(
+    db: &Db,
+    matchers: &[Matcher],
+    mint_ms: i64,
+    maxt_ms: i64,
+    keep: Option<&[String]>,
+) -> Result<Vec<tsdb::SelectedSeries>, QueryError> {
+    let plan = db.plan_selection(matchers, mint_ms, maxt_ms);
+    let parts =
+        crate::parallel::in_ranges(
+            plan.len(),
+            PARALLEL_SELECT_MIN_SERIES,
+            "select",
+            |part| Ok(plan.select(part, keep)),
+        );
+    let mut selected = Vec::with_capacity(plan.len());
+    for part in parts {
+        selected.extend(part?);
+    }
+    Ok(selected)
+}
+
+/// Below this many matching series one thread copies them all.
+const PARALLEL_SELECT_MIN_SERIES: usize = 2_000;
 
 /// Where selection stops when out of time ("query timed out in query preparation").
 const SELECT_STAGE: &str = "query preparation";

@@ -77,7 +77,8 @@ fn fused_range_aggregations_answer_what_instant_queries_answer_at_every_step() {
 }
 
 /// With tens of thousands of groups the fused fold takes fewer steps at a time (13 here, down to
-/// one with more); the answer is still, step for step, what instant queries answer.
+/// one with more), and its steps are split over the cores; the answer is still, step for step,
+/// what instant queries answer.
 #[test]
 fn fused_range_aggregations_over_many_groups_answer_what_instant_queries_answer() {
     const SERIES: usize = 20_000;
@@ -100,9 +101,18 @@ fn fused_range_aggregations_over_many_groups_answer_what_instant_queries_answer(
     let batch: Vec<SeriesSamples<'_>> = labels.iter().zip(&samples).map(|(l, s)| SeriesSamples::labels(l, s)).collect();
     db.append(&batch).expect("append");
     let engine = Engine::new(db, EngineOptions::default());
-    for (query, groups) in
-        [("sum by (i) (gauge)", SERIES), ("avg without (odd) (gauge)", SERIES), ("count by (odd) (gauge)", 2)]
-    {
+    // Large enough that a fold's steps are split over the cores where there are several: as the
+    // whole query (each group's points gathered by the fold) and nested in another operator (a
+    // vector per step), over selectors and over a range function's step table.
+    let queries = [
+        ("sum by (i) (gauge)", SERIES),
+        ("avg without (odd) (gauge)", SERIES),
+        ("count by (odd) (gauge)", 2),
+        ("max by (i) (max_over_time(gauge[1m]))", SERIES),
+        ("sum by (odd) (gauge) * 2", 2),
+        ("-avg by (odd) (delta(gauge[2m]))", 2),
+    ];
+    for (query, groups) in queries {
         let range = by_step(engine.range(query, 0, END_MS, STEP_MS).unwrap_or_else(|e| panic!("{query}: {e}")));
         let mut stepwise = BTreeMap::new();
         for t in (0..=END_MS).step_by(STEP_MS as usize) {

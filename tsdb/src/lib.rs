@@ -67,7 +67,7 @@ mod storage;
 
 pub use db::{
     AcceptedSample, AppendObserver, AppendReport, Cardinality, Db, DeleteReport, LatestSample, MaintenanceReport,
-    Rejection, SeriesId, SeriesKey, SeriesSamples, Stats, WriteHealth,
+    PlannedSelection, Rejection, SeriesId, SeriesKey, SeriesSamples, Stats, WriteHealth,
 };
 pub use error::{Error, RejectReason};
 pub use labels::{

@@ -600,6 +600,52 @@ both_backends! {
 }
 
 both_backends! {
+    /// A planned selection copied in parts, on threads of their own, joins to exactly what
+    /// `select_projected` returns: the same series in the same order with the same samples and
+    /// projected labels, series without samples in the window left out wherever they fall.
+    fn a_planned_selection_copied_in_parts_joins_to_the_whole_selection(store) {
+        let db = Db::open(store.small_options(8 << 20, 1 << 20)).unwrap();
+        for i in 0..300i64 {
+            let pod = format!("p{i:03}");
+            let id = db.resolve(&[("__name__", "m"), ("pod", pod.as_str()), ("zone", "a")]).unwrap();
+            // Every seventh series has its samples after the window only.
+            let first = if i % 7 == 0 { 100_000 } else { i * 10 };
+            let entries: Vec<_> = (0..200).map(|k| (id, Sample::new(first + k * 250, (i * k) as f64))).collect();
+            append_pairs(&db, &entries).unwrap();
+        }
+        let matchers = [Matcher::equal("__name__", "m")];
+        let keep = ["pod".to_string()];
+        let (mint, maxt) = (5_000, 40_000);
+        let whole = db.select_projected(&matchers, mint, maxt, Some(&keep)).unwrap();
+        let plan = db.plan_selection(&matchers, mint, maxt);
+        assert_eq!(plan.len(), 300);
+        for parts in [1usize, 2, 3, 7, 300, 301] {
+            let len = plan.len().div_ceil(parts);
+            let joined: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..parts)
+                    .map(|p| {
+                        let plan = &plan;
+                        let keep = &keep;
+                        scope.spawn(move || plan.select(p * len..(p + 1) * len, Some(keep)))
+                    })
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(joined.len(), whole.len(), "{parts} parts");
+            assert!(whole.len() < 300 && whole.len() > 200, "{} series in the window", whole.len());
+            for (a, b) in joined.iter().zip(&whole) {
+                assert_eq!(a.labels, b.labels, "{parts} parts");
+                assert_eq!(a.labels.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["pod"]);
+                let (sa, sb): (Vec<Sample>, Vec<Sample>) = (a.samples().collect(), b.samples().collect());
+                assert!(!sa.is_empty() && sa.len() == sb.len() && sa.iter().zip(&sb).all(|(x, y)| x.bit_eq(y)));
+            }
+        }
+        assert!(plan.select(400..500, None).is_empty(), "positions past the end are ignored");
+        assert!(db.plan_selection(&[Matcher::equal("__name__", "none")], mint, maxt).is_empty());
+    }
+}
+
+both_backends! {
     /// `series` decides from chunk bounds without copying chunks; on random data (gaps, a ring
     /// that recycles, windows between two samples of one chunk, a restart) it must name exactly
     /// the series `select` returns.

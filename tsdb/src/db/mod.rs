@@ -34,7 +34,7 @@ pub use append::{AcceptedSample, AppendObserver, AppendReport, Rejection, Series
 pub use cardinality::Cardinality;
 pub use delete::DeleteReport;
 pub use maintain::MaintenanceReport;
-pub use read::LatestSample;
+pub use read::{LatestSample, PlannedSelection};
 pub use stats::{Stats, WriteHealth};
 
 use crate::chunk::EncoderState;

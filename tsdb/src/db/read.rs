@@ -7,6 +7,7 @@ use crate::head::SLOT_PAYLOAD_BYTES;
 use crate::ring::ChunkRef;
 use crate::select::{ChunkSpan, SelectedSeries, READ_PADDING_BYTES};
 use crate::{Error, Labels, Matcher, Sample};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// One series' newest sample in a window (see [`Db::select_latest`]).
@@ -50,6 +51,36 @@ impl Window {
     }
 }
 
+/// The series matching a selection's matchers, in label order, and its readable window (see
+/// [`Db::plan_selection`]).
+pub struct PlannedSelection<'d> {
+    db: &'d Db,
+    ids: Arc<[u32]>,
+    mint_ms: i64,
+    maxt_ms: i64,
+}
+
+impl PlannedSelection<'_> {
+    /// How many series match (those without samples in the window are among them until copied).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no series matches.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The matching series at positions `part` with their chunks copied, projected to `keep` as
+    /// [`Db::select_projected`] does and in the same order: the answers for consecutive parts
+    /// covering `0..len()`, joined, are its answer. Positions past the end are ignored.
+    pub fn select(&self, part: Range<usize>, keep: Option<&[String]>) -> Vec<SelectedSeries> {
+        let end = part.end.min(self.ids.len());
+        let ids = self.ids.get(part.start.min(end)..end).unwrap_or_default();
+        self.db.select_ids(ids, self.mint_ms, self.maxt_ms, keep)
+    }
+}
+
 impl Db {
     /// Series matching all `matchers` with their samples in `[mint_ms, maxt_ms]`, sorted by labels.
     /// Series without samples in the window are left out.
@@ -73,10 +104,15 @@ impl Db {
         maxt_ms: i64,
         keep: Option<&[String]>,
     ) -> Result<Vec<SelectedSeries>, Error> {
-        Ok(match self.readable_ids(matchers, mint_ms, maxt_ms) {
-            Some((mint_ms, ids)) => self.select_ids(&ids, mint_ms, maxt_ms, keep),
-            None => Vec::new(),
-        })
+        let plan = self.plan_selection(matchers, mint_ms, maxt_ms);
+        Ok(plan.select(0..plan.len(), keep))
+    }
+
+    /// The series [`Db::select_projected`] would read, found but not copied yet, so a reader can
+    /// copy consecutive parts of them at once on threads of its own ([`PlannedSelection::select`]).
+    pub fn plan_selection(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> PlannedSelection<'_> {
+        let (mint_ms, ids) = self.readable_ids(matchers, mint_ms, maxt_ms).unwrap_or((mint_ms, Arc::from([])));
+        PlannedSelection { db: self, ids, mint_ms, maxt_ms }
     }
 
     /// The newest sample in `[mint_ms, maxt_ms]` of each series matching `matchers`, sorted by
