@@ -6,7 +6,9 @@
 //! `http_requests_in_flight` gauges (by `handler`), 10 `http_requests_total` counters (by `code`)
 //! and the 10 `http_request_duration_seconds_bucket` buckets of one histogram, 65 minutes at 15 s.
 //! The query runs as a 1 h range at 15 s for `--seconds`; the median and fastest run are printed.
-//! Pin it to one core (`taskset -c 0`) to read CPU per query.
+//! Pin it to one core (`taskset -c 0`) to read CPU per query. With `--keep-store DIR` it writes
+//! the store and stops, so a `ringtail serve` on it can be timed with the served path (HTTP,
+//! JSON) included.
 
 /// The allocator the `ringtail` binary runs with, so allocation costs here are the served ones.
 #[global_allocator]
@@ -31,6 +33,11 @@ struct Args {
     /// How long to run the query for.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Write the store to this directory and stop instead of querying it, for a server to open
+    /// (`ringtail serve --data-dir DIR --storage-size 2GiB`; the data starts at time 0). The
+    /// query is then not run.
+    #[arg(long)]
+    keep_store: Option<std::path::PathBuf>,
     /// The PromQL expression.
     query: String,
 }
@@ -70,7 +77,7 @@ fn namespace_series(namespace: &str, pods: usize) -> Vec<OwnedSeries> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let mut options = Options::new(dir.path());
+    let mut options = Options::new(args.keep_store.as_deref().unwrap_or(dir.path()));
     options.storage_size_bytes = 2 << 30;
     let db = Arc::new(Db::open(options)?);
     for namespace in std::iter::once("sel".to_string()).chain((1..10).map(|n| format!("ns{n}"))) {
@@ -82,6 +89,10 @@ fn main() -> anyhow::Result<()> {
                 pairs.iter().zip(chunk).map(|(l, (_, s))| SeriesSamples::labels(l, s)).collect();
             db.append(&batch)?;
         }
+    }
+    if args.keep_store.is_some() {
+        db.flush()?;
+        return Ok(());
     }
     let engine = Engine::new(db, EngineOptions::default());
     let end = (STEPS - 1) * SCRAPE_MS;

@@ -552,6 +552,30 @@ fn write_point(out: &mut String, ts_ms: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// A range series' points, as [`write_point`] writes each. A value with the bits of the point
+/// before it (a flat gauge, a steady rate) copies that point's text instead of formatting it
+/// again: formatting shortest round-trip digits was most of rendering a large matrix.
+fn write_points(out: &mut String, points: &[(i64, f64)]) {
+    out.push('[');
+    let mut previous: Option<(u64, std::ops::Range<usize>)> = None;
+    for (i, &(ts_ms, v)) in points.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        write_ts(out, ts_ms);
+        out.push_str(",\"");
+        let start = out.len();
+        match previous {
+            Some((bits, ref text)) if bits == v.to_bits() => out.extend_from_within(text.clone()),
+            _ => query::write_value(out, v),
+        }
+        previous = Some((v.to_bits(), start..out.len()));
+        out.push_str("\"]");
+    }
+    out.push(']');
+}
+
 /// Renders a successful query result as Prometheus's JSON.
 pub fn render_success(output: &QueryOutput) -> String {
     // Sized for the whole answer up front: a large matrix grown by doubling copies itself over
@@ -586,7 +610,7 @@ pub fn render_success(output: &QueryOutput) -> String {
                 out.push_str("{\"metric\":");
                 write_labels(out, &s.labels);
                 out.push_str(",\"values\":");
-                write_list(out, &s.points, |out, (t, v)| write_point(out, *t, *v));
+                write_points(out, &s.points);
                 out.push('}');
             });
         }
@@ -652,6 +676,34 @@ mod tests {
             let mut out = String::new();
             write_json_string(&mut out, &s);
             proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap_or_default());
+        }
+    }
+
+    proptest::proptest! {
+        /// A series' values written once and copied where they repeat read exactly as each
+        /// point written on its own: runs of equal bits (NaN payloads, ±0, ±Inf among them)
+        /// and changes between them.
+        #[test]
+        fn repeated_values_render_as_each_point_alone(
+            runs in proptest::collection::vec(
+                (proptest::prop_oneof![
+                    proptest::num::f64::ANY,
+                    proptest::sample::select(vec![0.0, -0.0, f64::NAN, -f64::NAN, f64::INFINITY, 1.5, 1e21, 1.25e-7]),
+                ], 1usize..4),
+                0..20,
+            ),
+        ) {
+            let points: Vec<(i64, f64)> = runs
+                .iter()
+                .flat_map(|&(v, n)| std::iter::repeat_n(v, n))
+                .enumerate()
+                .map(|(i, v)| (i as i64 * 15_001, v))
+                .collect();
+            let mut copied = String::new();
+            write_points(&mut copied, &points);
+            let mut alone = String::new();
+            write_list(&mut alone, &points, |out, (t, v)| write_point(out, *t, *v));
+            proptest::prop_assert_eq!(copied, alone);
         }
     }
 
