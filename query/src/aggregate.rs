@@ -335,8 +335,8 @@ impl Evaluator<'_> {
     /// Accumulates every step of a fused aggregation: `labels` are the input series' label sets
     /// in series order, `source` gives their values a block of steps at a time. With a `step`,
     /// keeps every step's result in `fused_cache` and returns that step's; without, returns
-    /// every group's points. `None` (step by step instead) when the
-    /// table would not fit, or when the groups' points would need their metric name dropped.
+    /// every group's points. `None` (step by step instead) when the table would not fit, or
+    /// when the groups' points would need their metric name dropped.
     ///
     /// Steps are folded a block at a time, as many as [`FOLD_BLOCK_FOLDS`] and
     /// [`FOLD_BLOCK_VALUES`] allow (every step of a range query over 1000 groups and 10k series):
