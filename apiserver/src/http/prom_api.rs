@@ -545,10 +545,15 @@ fn write_list<'i, T: 'i>(
 }
 
 fn write_point(out: &mut String, ts_ms: i64, v: f64) {
+    write_point_with(out, ts_ms, |out| query::write_value(out, v));
+}
+
+/// A point `[ts,"value"]`, its value's text written by `value`.
+fn write_point_with(out: &mut String, ts_ms: i64, value: impl FnOnce(&mut String)) {
     out.push('[');
     write_ts(out, ts_ms);
     out.push_str(",\"");
-    query::write_value(out, v);
+    value(out);
     out.push_str("\"]");
 }
 
@@ -562,16 +567,14 @@ fn write_points(out: &mut String, points: &[(i64, f64)]) {
         if i > 0 {
             out.push(',');
         }
-        out.push('[');
-        write_ts(out, ts_ms);
-        out.push_str(",\"");
-        let start = out.len();
-        match previous {
-            Some((bits, ref text)) if bits == v.to_bits() => out.extend_from_within(text.clone()),
-            _ => query::write_value(out, v),
-        }
-        previous = Some((v.to_bits(), start..out.len()));
-        out.push_str("\"]");
+        write_point_with(out, ts_ms, |out| {
+            let start = out.len();
+            match previous.take() {
+                Some((bits, text)) if bits == v.to_bits() => out.extend_from_within(text),
+                _ => query::write_value(out, v),
+            }
+            previous = Some((v.to_bits(), start..out.len()));
+        });
     }
     out.push(']');
 }
